@@ -1,0 +1,35 @@
+//! Reading the authority's public key out of its CA certificate.
+//!
+//! The CA certificate is what users pin at enrolment; the same Ed25519 key
+//! signs directory entries and countersigns receipts, so the certificate alone
+//! is enough to verify either offline.
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::error::ProtoError;
+
+/// The Ed25519 public key of a PEM-encoded certificate.
+pub fn ed25519_key_from_pem(pem: &[u8]) -> Result<VerifyingKey, ProtoError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| ProtoError::malformed("certificate PEM", e))?;
+    ed25519_key_from_der(&pem.contents)
+}
+
+/// The Ed25519 public key of a DER-encoded certificate.
+pub fn ed25519_key_from_der(der: &[u8]) -> Result<VerifyingKey, ProtoError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;
+    let spki = cert.public_key();
+    // id-Ed25519, RFC 8410.
+    if spki.algorithm.algorithm.to_id_string() != "1.3.101.112" {
+        return Err(ProtoError::Mismatch {
+            what: "certificate key algorithm",
+            expected: "Ed25519 (1.3.101.112)".into(),
+            got: spki.algorithm.algorithm.to_id_string(),
+        });
+    }
+    let raw: &[u8] = &spki.subject_public_key.data;
+    let raw: [u8; 32] = raw.try_into().map_err(|_| ProtoError::Malformed {
+        what: "certificate key",
+        reason: format!("{} bytes, expected 32", raw.len()),
+    })?;
+    VerifyingKey::from_bytes(&raw).map_err(|e| ProtoError::malformed("certificate key", e))
+}

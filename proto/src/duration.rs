@@ -1,0 +1,51 @@
+//! Durations as people write them: `90s`, `30m`, `4h`, `2d`.
+
+use crate::error::ProtoError;
+
+/// Parse a duration into seconds.
+pub fn parse_secs(s: &str) -> Result<u64, ProtoError> {
+    let bad = |reason| ProtoError::InvalidId { what: "duration", got: s.chars().take(40).collect(), reason };
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad("expected a number then s, m, h or d, e.g. 4h"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad("unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult).ok_or(bad("too long"))
+}
+
+/// Format seconds compactly (`4h`, `90s`, `1d2h`).
+pub fn format_secs(mut s: u64) -> String {
+    if s == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= n {
+            out.push_str(&format!("{}{unit}", s / n));
+            s %= n;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_secs("4h").unwrap(), 14400);
+        assert_eq!(parse_secs("90").unwrap(), 90);
+        assert_eq!(parse_secs("2d").unwrap(), 172800);
+        assert!(parse_secs("h").is_err());
+        assert!(parse_secs("4w").is_err());
+        assert!(parse_secs("99999999999999999999d").is_err());
+        assert_eq!(format_secs(93784), "1d2h3m4s");
+    }
+}

@@ -1,0 +1,280 @@
+//! Requests and responses, and their framing.
+//!
+//! Each request travels on its own QUIC bidirectional stream as one frame:
+//! a u32 big-endian length, then the postcard-encoded [`Request`]. A chunk
+//! upload is followed on the same stream by exactly `len` raw ciphertext
+//! bytes; a chunk download response likewise. The protocol version is the
+//! ALPN (`exhibit/1`); new variants are only ever appended.
+
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{Role, SignedEntry};
+use crate::error::ProtoError;
+use crate::ids::{ChunkId, TransferId, UserId};
+use crate::limits::MAX_FRAME;
+use crate::manifest::SignedManifest;
+use crate::receipt::{AcceptedReceipt, SignedReceipt};
+use crate::sign;
+
+/// A new user's public keys and certificate request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    /// The one-time code an admin gave them.
+    pub code: String,
+    /// age X25519 recipient.
+    pub age_recipient: String,
+    /// Ed25519 signing public key.
+    pub signing_key: [u8; 32],
+    /// PKCS#10 request (DER) for the TLS client certificate.
+    #[serde(with = "crate::b64")]
+    pub csr_der: Vec<u8>,
+}
+
+/// A request from a client.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Redeem an enrolment code (the only request allowed without a client
+    /// certificate).
+    Enrol(EnrolRequest),
+    /// Who the server thinks the caller is.
+    WhoAmI,
+    /// Directory entries, optionally filtered by a substring of id, name or
+    /// organisation.
+    Directory { query: Option<String> },
+    /// Admin: create a user and issue a one-time enrolment code.
+    AdminAddUser { user: UserId, display_name: String, org: String, role: Role },
+    /// Admin: list users.
+    AdminListUsers,
+    /// Start a transfer (state: uploading).
+    CreateTransfer { transfer: TransferId, recipients: Vec<UserId> },
+    /// Upload one chunk; `len` raw bytes follow the frame.
+    PutChunk { transfer: TransferId, id: ChunkId, len: u32 },
+    /// Seal a transfer with its signed manifest; every chunk must be there.
+    Seal { manifest: SignedManifest },
+    /// Transfers addressed to the caller.
+    Inbox,
+    /// Transfers sent by the caller.
+    Outbox,
+    /// A transfer's manifest with the directory entries to verify it.
+    GetManifest { transfer: TransferId },
+    /// Download one chunk.
+    GetChunk { transfer: TransferId, id: ChunkId },
+    /// Submit a signed receipt.
+    SubmitReceipt { receipt: SignedReceipt },
+    /// One recipient's accepted receipt with what is needed to verify it.
+    GetReceipt { transfer: TransferId, recipient: UserId },
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed or breaks a rule.
+    BadRequest,
+    /// No valid client certificate, or the user is not enrolled.
+    Unauthenticated,
+    /// The caller may not do this.
+    Forbidden,
+    /// Not found, or not yours (the two are not distinguished).
+    NotFound,
+    /// Conflicts with the current state.
+    Conflict,
+    /// Over a configured bound.
+    TooLarge,
+    /// A signature did not verify.
+    BadSignature,
+    /// Chunk bytes did not match the id.
+    ChunkMismatch,
+    /// The server failed; retrying may help.
+    Internal,
+}
+
+/// A user as admins see them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// User id.
+    pub user: UserId,
+    /// Name.
+    pub display_name: String,
+    /// Organisation.
+    pub org: String,
+    /// Role.
+    pub role: Role,
+    /// Enrolled at, if they have.
+    pub enrolled_at: Option<u64>,
+    /// Revoked at, if they were.
+    pub revoked_at: Option<u64>,
+}
+
+/// Where a transfer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferState {
+    /// Chunks are arriving.
+    Uploading,
+    /// Complete and signed; visible to recipients.
+    Sealed,
+}
+
+/// Where a transfer is for one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryState {
+    /// Not yet sealed.
+    Pending,
+    /// Sealed, waiting for the recipient.
+    Sealed,
+    /// Every chunk fetched.
+    Delivered,
+    /// Receipt verified.
+    Acknowledged,
+}
+
+impl DeliveryState {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sealed => "sealed",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+/// One recipient's state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecipientState {
+    /// Recipient.
+    pub user: UserId,
+    /// State.
+    pub state: DeliveryState,
+    /// When it reached that state (server time).
+    pub at: Option<u64>,
+}
+
+/// A transfer in a listing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransferInfo {
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Sender.
+    pub sender: UserId,
+    /// Per-recipient state.
+    pub recipients: Vec<RecipientState>,
+    /// Overall state.
+    pub state: TransferState,
+    /// Created (server time).
+    pub created_at: u64,
+    /// Sealed (server time).
+    pub sealed_at: Option<u64>,
+    /// Acknowledge-by deadline.
+    pub deadline: Option<u64>,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// Items.
+    pub items: u32,
+    /// Ciphertext bytes.
+    pub bytes: u64,
+}
+
+/// A response from the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// Failure.
+    Error { code: ErrorCode, message: String },
+    /// Enrolled: the client certificate and the signed directory entry.
+    Enrolled {
+        entry: SignedEntry,
+        #[serde(with = "crate::b64")]
+        cert_der: Vec<u8>,
+    },
+    /// The caller's entry.
+    WhoAmI { entry: SignedEntry },
+    /// Directory entries.
+    Directory { entries: Vec<SignedEntry> },
+    /// A one-time enrolment code.
+    CodeIssued { code: String, expires_at: u64 },
+    /// Users.
+    Users { users: Vec<UserInfo> },
+    /// Transfer created.
+    Created,
+    /// Chunk stored durably.
+    ChunkStored,
+    /// Transfer sealed (durable).
+    Sealed { sealed_at: u64, deadline: u64 },
+    /// A listing.
+    Transfers { transfers: Vec<TransferInfo> },
+    /// A manifest and the entries to verify it.
+    Manifest { manifest: SignedManifest, sender: SignedEntry, recipients: Vec<SignedEntry> },
+    /// A chunk: `len` raw bytes follow.
+    Chunk { len: u32 },
+    /// The receipt was verified, countersigned and stored.
+    ReceiptAccepted { receipt: AcceptedReceipt },
+    /// A stored receipt and what is needed to verify it offline.
+    Receipt { manifest: SignedManifest, sender: SignedEntry, recipient: SignedEntry, receipt: AcceptedReceipt },
+}
+
+/// Encode a frame: length prefix and body.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtoError> {
+    let body = sign::encode(msg);
+    if body.len() > MAX_FRAME as usize {
+        return Err(ProtoError::TooLarge { what: "frame", got: body.len() as u64, max: MAX_FRAME.into() });
+    }
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Check a frame's length prefix before reading (and allocating) the body.
+pub fn body_len(prefix: [u8; 4]) -> Result<usize, ProtoError> {
+    let n = u32::from_be_bytes(prefix);
+    if n > MAX_FRAME {
+        return Err(ProtoError::TooLarge { what: "frame", got: n.into(), max: MAX_FRAME.into() });
+    }
+    Ok(n as usize)
+}
+
+/// Decode a request body.
+pub fn decode_request(body: &[u8]) -> Result<Request, ProtoError> {
+    sign::decode(body, "request")
+}
+
+/// Decode a response body.
+pub fn decode_response(body: &[u8]) -> Result<Response, ProtoError> {
+    sign::decode(body, "response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_bound() {
+        let f = encode(&Request::Inbox).unwrap();
+        let n = body_len(f[..4].try_into().unwrap()).unwrap();
+        assert_eq!(n, f.len() - 4);
+        assert!(matches!(decode_request(&f[4..]).unwrap(), Request::Inbox));
+        assert!(body_len((MAX_FRAME + 1).to_be_bytes()).is_err());
+        assert!(decode_request(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode_request(&[]).is_err());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..300 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let _ = decode_request(&bytes);
+            let _ = decode_response(&bytes);
+        }
+    }
+}

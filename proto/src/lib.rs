@@ -1,0 +1,32 @@
+//! exhibit-proto: the wire types, manifest, receipt, directory entries,
+//! signing and chunk sealing of exhibit.
+//!
+//! Nothing here touches a socket, a file or the clock: callers pass bytes and
+//! the current time in, and get bytes and decisions out. Everything can be
+//! tested in memory and fuzzed.
+#![forbid(unsafe_code)]
+
+pub mod b64;
+pub mod cert;
+pub mod directory;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod limits;
+pub mod manifest;
+pub mod path;
+pub mod receipt;
+#[cfg(feature = "seal")]
+pub mod seal;
+pub mod sign;
+
+pub use directory::{DirectoryEntry, Role, SignedEntry};
+pub use error::ProtoError;
+pub use ids::{ChunkId, TransferId, UserId};
+pub use manifest::{Manifest, SignedManifest, VerifiedManifest};
+pub use receipt::{AcceptedReceipt, Receipt, ReceiptBundle, SignedReceipt};
+
+/// Application protocol name negotiated in TLS (ALPN).
+pub const ALPN: &[u8] = b"exhibit/1";
+
+pub mod duration;

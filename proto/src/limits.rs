@@ -1,0 +1,30 @@
+//! Bounds checked before anything is allocated.
+
+/// Largest request or response frame body.
+pub const MAX_FRAME: u32 = 1 << 20;
+/// Default plaintext chunk size.
+pub const DEFAULT_CHUNK_SIZE: u32 = 4 << 20;
+/// Largest plaintext chunk size a manifest may declare.
+pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
+/// Smallest plaintext chunk size a sender may choose.
+pub const MIN_CHUNK_SIZE: u32 = 1 << 10;
+/// Most recipients (users, after groups are expanded) of one transfer.
+pub const MAX_RECIPIENTS: usize = 64;
+/// Most items (files) in one transfer.
+pub const MAX_ITEMS: usize = 100_000;
+/// Most chunks in one transfer (1 TiB at the default chunk size).
+pub const MAX_CHUNKS: usize = 262_144;
+/// Largest encoded manifest, sealed details included. A manifest is sent in
+/// one frame.
+pub const MAX_MANIFEST: usize = MAX_FRAME as usize - 4096;
+/// Largest free-text field (case reference, note, description, names).
+pub const MAX_TEXT: usize = 4096;
+
+/// Upper bound of the age ciphertext of a `plain_len` chunk sealed to
+/// `recipients` recipients: header with one stanza per recipient, the nonce,
+/// and a 16-byte tag per 64 KiB payload chunk.
+pub fn max_sealed_len(plain_len: u32, recipients: usize) -> u64 {
+    let header = 64 + 160 * recipients as u64;
+    let tags = (u64::from(plain_len) / 65536 + 1) * 16;
+    header + 16 + tags + u64::from(plain_len)
+}

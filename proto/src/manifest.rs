@@ -1,0 +1,353 @@
+//! The manifest: what a transfer holds, as the server may see it, plus the
+//! sealed details only the recipients can open.
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::directory::DirectoryEntry;
+use crate::error::ProtoError;
+use crate::ids::{ChunkId, TransferId, UserId};
+use crate::limits::{self, max_sealed_len};
+use crate::path::{self, RelPath};
+use crate::sign;
+
+/// Manifest format version this build writes and reads.
+pub const MANIFEST_VERSION: u16 = 1;
+
+/// One chunk of an item, as stored: its id and ciphertext length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// BLAKE3 of the ciphertext.
+    pub id: ChunkId,
+    /// Ciphertext length in bytes.
+    pub len: u32,
+}
+
+/// One item (file), as the server sees it: only its chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestItem {
+    /// Chunks in order.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// The manifest of a transfer. Visible to the server; holds no file names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u16,
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Who sent it.
+    pub sender: UserId,
+    /// Who it is for.
+    pub recipients: Vec<UserId>,
+    /// When the sender made it (unix seconds, sender's clock).
+    pub created_at: u64,
+    /// How long the recipients have to acknowledge it, in seconds; `None`
+    /// takes the server's default.
+    pub ack_within_secs: Option<u64>,
+    /// Optional case reference.
+    pub case_ref: Option<String>,
+    /// Items in order.
+    pub items: Vec<ManifestItem>,
+    /// Sealed details: an age file holding a [`SealedDetails`].
+    #[serde(with = "crate::b64")]
+    pub details: Vec<u8>,
+}
+
+impl Manifest {
+    /// Check every bound, so a decoded manifest is safe to walk.
+    pub fn check_bounds(&self) -> Result<(), ProtoError> {
+        if self.version != MANIFEST_VERSION {
+            return Err(ProtoError::Version { what: "manifest", got: self.version });
+        }
+        too_large("recipients", self.recipients.len(), limits::MAX_RECIPIENTS)?;
+        if self.recipients.is_empty() {
+            return Err(ProtoError::Malformed { what: "manifest", reason: "no recipients".into() });
+        }
+        let mut r = self.recipients.clone();
+        r.sort();
+        r.dedup();
+        if r.len() != self.recipients.len() {
+            return Err(ProtoError::Malformed { what: "manifest", reason: "a recipient appears twice".into() });
+        }
+        too_large("items", self.items.len(), limits::MAX_ITEMS)?;
+        if self.items.is_empty() {
+            return Err(ProtoError::Malformed { what: "manifest", reason: "no items".into() });
+        }
+        too_large("chunks", self.chunk_count(), limits::MAX_CHUNKS)?;
+        too_large("case reference", self.case_ref.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
+        let max = max_sealed_len(limits::MAX_CHUNK_SIZE, self.recipients.len() + 1);
+        for c in self.items.iter().flat_map(|i| &i.chunks) {
+            if u64::from(c.len) > max {
+                return Err(ProtoError::TooLarge { what: "chunk", got: c.len.into(), max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Total number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.items.iter().map(|i| i.chunks.len()).sum()
+    }
+
+    /// Total ciphertext bytes.
+    pub fn ciphertext_len(&self) -> u64 {
+        self.items.iter().flat_map(|i| &i.chunks).map(|c| u64::from(c.len)).sum()
+    }
+
+    /// Sign with the sender's key.
+    pub fn sign(&self, key: &SigningKey) -> SignedManifest {
+        let bytes = sign::encode(self);
+        let signature = sign::sign(key, sign::DOMAIN_MANIFEST, &bytes);
+        SignedManifest { bytes, signature }
+    }
+}
+
+fn too_large(what: &'static str, got: usize, max: usize) -> Result<(), ProtoError> {
+    if got > max {
+        return Err(ProtoError::TooLarge { what, got: got as u64, max: max as u64 });
+    }
+    Ok(())
+}
+
+/// A manifest as its sender signed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// Canonical encoding of the [`Manifest`].
+    #[serde(with = "crate::b64")]
+    pub bytes: Vec<u8>,
+    /// Sender's signature.
+    #[serde(with = "crate::b64")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedManifest {
+    /// BLAKE3 of the canonical bytes: what receipts refer to.
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.bytes).as_bytes()
+    }
+
+    /// Decode and bound-check without checking the signature. Use only to
+    /// find out who the sender claims to be; then call [`Self::verify`].
+    pub fn decode_unverified(&self) -> Result<Manifest, ProtoError> {
+        if self.bytes.len() > limits::MAX_MANIFEST {
+            return Err(ProtoError::TooLarge {
+                what: "manifest",
+                got: self.bytes.len() as u64,
+                max: limits::MAX_MANIFEST as u64,
+            });
+        }
+        let m: Manifest = sign::decode(&self.bytes, "manifest")?;
+        m.check_bounds()?;
+        Ok(m)
+    }
+
+    /// Check the signature against the sender's (already verified) directory
+    /// entry.
+    pub fn verify(&self, sender: &DirectoryEntry) -> Result<VerifiedManifest, ProtoError> {
+        let m = self.decode_unverified()?;
+        if m.sender != sender.user {
+            return Err(ProtoError::Mismatch {
+                what: "manifest sender",
+                expected: sender.user.to_string(),
+                got: m.sender.to_string(),
+            });
+        }
+        sign::verify(&sender.verifying_key()?, sign::DOMAIN_MANIFEST, &self.bytes, &self.signature, "manifest")?;
+        Ok(VerifiedManifest { manifest: m, hash: self.hash(), signed: self.clone() })
+    }
+}
+
+/// A manifest whose sender signature has been checked. Only this opens
+/// sealed details and chunks.
+#[derive(Clone, Debug)]
+pub struct VerifiedManifest {
+    manifest: Manifest,
+    hash: [u8; 32],
+    signed: SignedManifest,
+}
+
+impl VerifiedManifest {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// Its hash.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+    /// The signed form.
+    pub fn signed(&self) -> &SignedManifest {
+        &self.signed
+    }
+}
+
+/// What only the recipients see of one item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemDetails {
+    /// Relative path, `/` separated.
+    pub path: String,
+    /// Plaintext size.
+    pub size: u64,
+    /// BLAKE3 of the whole plaintext.
+    pub blake3: [u8; 32],
+    /// Plaintext length of every chunk but the last.
+    pub chunk_plain_len: u32,
+    /// Exhibit reference (e.g. "JS/1").
+    pub exhibit_ref: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// The sealed part of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedDetails {
+    /// One entry per manifest item, same order.
+    pub items: Vec<ItemDetails>,
+    /// Free-text note from the sender.
+    pub note: Option<String>,
+}
+
+impl SealedDetails {
+    /// Check the details against the manifest they came in: same item count,
+    /// safe distinct paths, chunk counts and lengths that add up. Returns the
+    /// checked paths in item order.
+    pub fn check(&self, m: &Manifest) -> Result<Vec<RelPath>, ProtoError> {
+        if self.items.len() != m.items.len() {
+            return Err(ProtoError::Mismatch {
+                what: "sealed details item count",
+                expected: m.items.len().to_string(),
+                got: self.items.len().to_string(),
+            });
+        }
+        too_large("note", self.note.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
+        let paths = path::check_set(self.items.iter().map(|d| d.path.as_str()))?;
+        let sealed_to = m.recipients.len() + 1;
+        for (i, (d, item)) in self.items.iter().zip(&m.items).enumerate() {
+            too_large("exhibit reference", d.exhibit_ref.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
+            too_large("description", d.description.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
+            if !(limits::MIN_CHUNK_SIZE..=limits::MAX_CHUNK_SIZE).contains(&d.chunk_plain_len) {
+                return Err(ProtoError::Malformed {
+                    what: "sealed details",
+                    reason: format!("item {i}: chunk size {} out of range", d.chunk_plain_len),
+                });
+            }
+            let want = chunk_count(d.size, d.chunk_plain_len);
+            if want != item.chunks.len() as u64 {
+                return Err(ProtoError::Mismatch {
+                    what: "chunk count",
+                    expected: want.to_string(),
+                    got: item.chunks.len().to_string(),
+                });
+            }
+            for (k, c) in item.chunks.iter().enumerate() {
+                let plain = d.plain_len(k);
+                let (got, max) = (u64::from(c.len), max_sealed_len(plain, sealed_to));
+                if got < u64::from(plain) || got > max {
+                    return Err(ProtoError::ChunkLength { item: i, index: k, expected: u64::from(plain), got });
+                }
+            }
+        }
+        Ok(paths)
+    }
+}
+
+impl ItemDetails {
+    /// Plaintext length of chunk `index`.
+    pub fn plain_len(&self, index: usize) -> u32 {
+        let start = index as u64 * u64::from(self.chunk_plain_len);
+        self.size.saturating_sub(start).min(u64::from(self.chunk_plain_len)) as u32
+    }
+}
+
+/// Number of chunks of a `size`-byte item cut at `chunk` bytes (0 for an
+/// empty item).
+pub fn chunk_count(size: u64, chunk: u32) -> u64 {
+    size.div_ceil(u64::from(chunk.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Role;
+
+    fn entry(key: &SigningKey, user: &str) -> DirectoryEntry {
+        DirectoryEntry {
+            user: UserId::new(user).unwrap(),
+            display_name: user.into(),
+            org: "o".into(),
+            role: Role::EvidenceUnit,
+            age_recipient: "age1".into(),
+            signing_key: key.verifying_key().to_bytes(),
+            enrolled_at: 0,
+            revoked_at: None,
+        }
+    }
+
+    pub(crate) fn manifest() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            transfer: TransferId([1; 16]),
+            sender: UserId::new("alice").unwrap(),
+            recipients: vec![UserId::new("bob").unwrap()],
+            created_at: 10,
+            ack_within_secs: Some(3600),
+            case_ref: Some("CASE-1".into()),
+            items: vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId([2; 32]), len: 1300 }] }],
+            details: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn signature_binds_sender_and_content() {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let s = manifest().sign(&k);
+        assert!(s.verify(&entry(&k, "alice")).is_ok());
+        assert!(s.verify(&entry(&k, "mallory")).is_err(), "wrong sender accepted");
+        let other = SigningKey::generate(&mut rand::rngs::OsRng);
+        assert!(s.verify(&entry(&other, "alice")).is_err(), "wrong key accepted");
+        let mut tampered = s.clone();
+        let n = tampered.bytes.len();
+        tampered.bytes[n - 1] ^= 1;
+        assert!(tampered.verify(&entry(&k, "alice")).is_err(), "tampered bytes accepted");
+    }
+
+    #[test]
+    fn bounds() {
+        let mut m = manifest();
+        m.recipients.push(m.recipients[0].clone());
+        assert!(m.check_bounds().is_err());
+        let mut m = manifest();
+        m.items[0].chunks[0].len = u32::MAX;
+        assert!(m.check_bounds().is_err());
+        assert!(SignedManifest { bytes: vec![0xff; 10], signature: vec![] }.decode_unverified().is_err());
+    }
+
+    #[test]
+    fn details_must_add_up() {
+        let m = manifest();
+        let d = |size| SealedDetails {
+            items: vec![ItemDetails {
+                path: "a".into(),
+                size,
+                blake3: [0; 32],
+                chunk_plain_len: 1024,
+                exhibit_ref: None,
+                description: None,
+            }],
+            note: None,
+        };
+        assert!(d(1000).check(&m).is_ok());
+        assert!(d(1025).check(&m).is_err(), "two chunks expected, one listed");
+        assert!(d(0).check(&m).is_err());
+    }
+
+    #[test]
+    fn chunk_arithmetic() {
+        assert_eq!(chunk_count(0, 4), 0);
+        assert_eq!(chunk_count(1, 4), 1);
+        assert_eq!(chunk_count(4, 4), 1);
+        assert_eq!(chunk_count(5, 4), 2);
+    }
+}

@@ -1,0 +1,115 @@
+//! Relative paths from sealed details, checked before anything is written.
+
+use crate::error::ProtoError;
+
+/// Longest path accepted.
+pub const MAX_PATH: usize = 4096;
+
+const DEVICE_NAMES: &[&str] = &[
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9", "lpt1",
+    "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9", "conin$", "conout$",
+];
+
+/// A path that is safe to join onto an output directory: relative, `/`
+/// separated, no empty, `.` or `..` component, no backslash, colon, NUL or
+/// control character, and no Windows device name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelPath(String);
+
+impl RelPath {
+    /// Check a path.
+    pub fn parse(s: &str) -> Result<RelPath, ProtoError> {
+        let bad = |reason| ProtoError::UnsafePath { path: s.chars().take(200).collect(), reason };
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        if s.len() > MAX_PATH {
+            return Err(bad("too long"));
+        }
+        if s.starts_with('/') {
+            return Err(bad("absolute"));
+        }
+        if s.contains('\\') {
+            return Err(bad("contains a backslash"));
+        }
+        if s.contains(':') {
+            return Err(bad("contains a colon (drive or stream name)"));
+        }
+        if s.chars().any(|c| c.is_control()) {
+            return Err(bad("contains a control character"));
+        }
+        for comp in s.split('/') {
+            if comp.is_empty() {
+                return Err(bad("empty component"));
+            }
+            if comp == "." || comp == ".." {
+                return Err(bad("'.' or '..' component"));
+            }
+            if comp.len() > 255 {
+                return Err(bad("component longer than 255 bytes"));
+            }
+            if comp.ends_with(' ') || comp.ends_with('.') {
+                return Err(bad("component ends with a space or dot"));
+            }
+            let stem = comp.split('.').next().unwrap_or(comp).to_ascii_lowercase();
+            if DEVICE_NAMES.contains(&stem.as_str()) {
+                return Err(bad("device name"));
+            }
+        }
+        Ok(RelPath(s.to_owned()))
+    }
+
+    /// The path's components.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Check a whole set of paths: each safe, none repeated, and none a parent
+/// directory of another (`a` and `a/b` cannot both be files).
+pub fn check_set<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Vec<RelPath>, ProtoError> {
+    let mut parsed = paths.into_iter().map(RelPath::parse).collect::<Result<Vec<_>, _>>()?;
+    let order: Vec<RelPath> = parsed.clone();
+    parsed.sort();
+    for pair in parsed.windows(2) {
+        let (a, b) = (pair[0].as_str(), pair[1].as_str());
+        if a == b {
+            return Err(ProtoError::UnsafePath { path: a.into(), reason: "appears twice" });
+        }
+        if b.starts_with(a) && b.as_bytes().get(a.len()) == Some(&b'/') {
+            return Err(ProtoError::UnsafePath { path: b.into(), reason: "inside another item's path" });
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_paths_refused() {
+        for p in [
+            "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "C:\\x", "C:x", "a\\b", "nul", "CON.txt",
+            "a/com1", "x\0y", "a\nb", "trailing.", "sp ",
+        ] {
+            assert!(RelPath::parse(p).is_err(), "{p:?} accepted");
+        }
+        for p in ["a", "dir/sub/file.mp4", "Interview 1.mkv", "..hidden", "con2"] {
+            assert!(RelPath::parse(p).is_ok(), "{p:?} refused");
+        }
+    }
+
+    #[test]
+    fn sets_refuse_duplicates_and_nesting() {
+        assert!(check_set(["a", "b/c"]).is_ok());
+        assert!(check_set(["a", "a"]).is_err());
+        assert!(check_set(["a", "a/b"]).is_err());
+        assert!(check_set(["a", "ab/c"]).is_ok());
+    }
+}

@@ -1,0 +1,261 @@
+//! Delivery receipts: signed by the recipient, countersigned by the server
+//! with its own time, verifiable offline with only the CA certificate.
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{DirectoryEntry, SignedEntry};
+use crate::error::ProtoError;
+use crate::ids::{TransferId, UserId};
+use crate::manifest::SignedManifest;
+use crate::sign;
+
+/// Receipt format version.
+pub const RECEIPT_VERSION: u16 = 1;
+/// `format` field of an exported receipt bundle.
+pub const BUNDLE_FORMAT: &str = "exhibit-receipt-bundle/v1";
+
+/// What the recipient attests: this transfer, this manifest, these
+/// plaintext hashes, received intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Format version.
+    pub version: u16,
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// BLAKE3 of the signed manifest bytes.
+    pub manifest_hash: [u8; 32],
+    /// Who received it.
+    pub recipient: UserId,
+    /// When (recipient's clock, unix seconds).
+    pub received_at: u64,
+    /// Verified BLAKE3 of each item's plaintext, in manifest order.
+    pub items: Vec<[u8; 32]>,
+}
+
+impl Receipt {
+    /// Sign with the recipient's key.
+    pub fn sign(&self, key: &SigningKey) -> SignedReceipt {
+        let bytes = sign::encode(self);
+        let signature = sign::sign(key, sign::DOMAIN_RECEIPT, &bytes);
+        SignedReceipt { bytes, signature }
+    }
+}
+
+/// A receipt as its recipient signed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    /// Canonical encoding of the [`Receipt`].
+    #[serde(with = "crate::b64")]
+    pub bytes: Vec<u8>,
+    /// Recipient's signature.
+    #[serde(with = "crate::b64")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedReceipt {
+    /// Check the signature against the recipient's directory entry.
+    pub fn verify(&self, recipient: &DirectoryEntry) -> Result<Receipt, ProtoError> {
+        let r: Receipt = sign::decode(&self.bytes, "receipt")?;
+        if r.version != RECEIPT_VERSION {
+            return Err(ProtoError::Version { what: "receipt", got: r.version });
+        }
+        if r.recipient != recipient.user {
+            return Err(ProtoError::Mismatch {
+                what: "receipt recipient",
+                expected: recipient.user.to_string(),
+                got: r.recipient.to_string(),
+            });
+        }
+        sign::verify(&recipient.verifying_key()?, sign::DOMAIN_RECEIPT, &self.bytes, &self.signature, "receipt")?;
+        Ok(r)
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&(self.bytes.len() as u64).to_be_bytes());
+        h.update(&self.bytes);
+        h.update(&self.signature);
+        *h.finalize().as_bytes()
+    }
+}
+
+#[derive(Serialize)]
+struct Acceptance {
+    receipt: [u8; 32],
+    accepted_at: u64,
+}
+
+/// A receipt the server verified and countersigned with its own time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedReceipt {
+    /// The recipient's signed receipt.
+    pub receipt: SignedReceipt,
+    /// Server time of acceptance (unix seconds).
+    pub accepted_at: u64,
+    /// Authority signature over the receipt and `accepted_at`.
+    #[serde(with = "crate::b64")]
+    pub server_signature: Vec<u8>,
+}
+
+impl AcceptedReceipt {
+    /// Countersign a receipt (server side, after verifying it).
+    pub fn accept(receipt: SignedReceipt, now: u64, authority: &SigningKey) -> Self {
+        let a = sign::encode(&Acceptance { receipt: receipt.hash(), accepted_at: now });
+        let server_signature = sign::sign(authority, sign::DOMAIN_ACCEPT, &a);
+        AcceptedReceipt { receipt, accepted_at: now, server_signature }
+    }
+
+    /// Check the countersignature.
+    pub fn verify_acceptance(&self, authority: &VerifyingKey) -> Result<(), ProtoError> {
+        let a = sign::encode(&Acceptance { receipt: self.receipt.hash(), accepted_at: self.accepted_at });
+        sign::verify(authority, sign::DOMAIN_ACCEPT, &a, &self.server_signature, "receipt countersignature")
+    }
+}
+
+/// What a verified receipt bundle proves, in readable form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptSummary {
+    /// Transfer id (hex).
+    pub transfer: String,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// Sender user id.
+    pub sender: String,
+    /// Sender key fingerprint.
+    pub sender_fingerprint: String,
+    /// Recipient user id.
+    pub recipient: String,
+    /// Recipient key fingerprint.
+    pub recipient_fingerprint: String,
+    /// Manifest hash (hex).
+    pub manifest_hash: String,
+    /// Recipient's time of receipt (unix seconds).
+    pub received_at: u64,
+    /// Server's time of acceptance (unix seconds).
+    pub accepted_at: u64,
+    /// Plaintext BLAKE3 of each item (hex).
+    pub items: Vec<String>,
+}
+
+/// Everything needed to verify a receipt offline with only the CA
+/// certificate: the signed manifest, both parties' signed directory entries
+/// and the accepted receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptBundle {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// Readable statement of what the signatures prove; checked on verify.
+    pub summary: ReceiptSummary,
+    /// The sender-signed manifest.
+    pub manifest: SignedManifest,
+    /// The sender's entry, signed by the authority.
+    pub sender_entry: SignedEntry,
+    /// The recipient's entry, signed by the authority.
+    pub recipient_entry: SignedEntry,
+    /// The receipt with the server's countersignature.
+    pub receipt: AcceptedReceipt,
+}
+
+impl ReceiptBundle {
+    /// Assemble a bundle; fails if the parts do not verify together.
+    pub fn new(
+        manifest: SignedManifest,
+        sender_entry: SignedEntry,
+        recipient_entry: SignedEntry,
+        receipt: AcceptedReceipt,
+        authority: &VerifyingKey,
+    ) -> Result<Self, ProtoError> {
+        let placeholder = ReceiptSummary {
+            transfer: String::new(),
+            case_ref: None,
+            sender: String::new(),
+            sender_fingerprint: String::new(),
+            recipient: String::new(),
+            recipient_fingerprint: String::new(),
+            manifest_hash: String::new(),
+            received_at: 0,
+            accepted_at: 0,
+            items: vec![],
+        };
+        let mut b = ReceiptBundle {
+            format: BUNDLE_FORMAT.into(),
+            summary: placeholder,
+            manifest,
+            sender_entry,
+            recipient_entry,
+            receipt,
+        };
+        b.summary = b.check(authority)?;
+        Ok(b)
+    }
+
+    /// Verify every signature and that the summary says what they prove.
+    pub fn verify(&self, authority: &VerifyingKey) -> Result<ReceiptSummary, ProtoError> {
+        if self.format != BUNDLE_FORMAT {
+            return Err(ProtoError::Mismatch {
+                what: "bundle format",
+                expected: BUNDLE_FORMAT.into(),
+                got: self.format.chars().take(80).collect(),
+            });
+        }
+        let s = self.check(authority)?;
+        if s != self.summary {
+            return Err(ProtoError::Mismatch {
+                what: "receipt summary",
+                expected: format!("{s:?}"),
+                got: format!("{:?}", self.summary),
+            });
+        }
+        Ok(s)
+    }
+
+    fn check(&self, authority: &VerifyingKey) -> Result<ReceiptSummary, ProtoError> {
+        let sender = self.sender_entry.verify(authority)?;
+        let recipient = self.recipient_entry.verify(authority)?;
+        let manifest = self.manifest.verify(&sender)?;
+        let m = manifest.manifest();
+        let r = self.receipt.receipt.verify(&recipient)?;
+        self.receipt.verify_acceptance(authority)?;
+        if r.manifest_hash != manifest.hash() {
+            return Err(ProtoError::Mismatch {
+                what: "receipt manifest hash",
+                expected: hex::encode(manifest.hash()),
+                got: hex::encode(r.manifest_hash),
+            });
+        }
+        if r.transfer != m.transfer {
+            return Err(ProtoError::Mismatch {
+                what: "receipt transfer",
+                expected: m.transfer.to_string(),
+                got: r.transfer.to_string(),
+            });
+        }
+        if !m.recipients.contains(&r.recipient) {
+            return Err(ProtoError::Mismatch {
+                what: "receipt recipient",
+                expected: "one of the manifest's recipients".into(),
+                got: r.recipient.to_string(),
+            });
+        }
+        if r.items.len() != m.items.len() {
+            return Err(ProtoError::Mismatch {
+                what: "receipt item count",
+                expected: m.items.len().to_string(),
+                got: r.items.len().to_string(),
+            });
+        }
+        Ok(ReceiptSummary {
+            transfer: m.transfer.to_string(),
+            case_ref: m.case_ref.clone(),
+            sender: sender.user.to_string(),
+            sender_fingerprint: sender.fingerprint(),
+            recipient: recipient.user.to_string(),
+            recipient_fingerprint: recipient.fingerprint(),
+            manifest_hash: hex::encode(manifest.hash()),
+            received_at: r.received_at,
+            accepted_at: self.receipt.accepted_at,
+            items: r.items.iter().map(hex::encode).collect(),
+        })
+    }
+}

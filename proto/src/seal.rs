@@ -1,0 +1,126 @@
+//! Sealing and opening chunks and details with age (feature `seal`).
+//!
+//! Every chunk is its own age file, encrypted to every recipient and the
+//! sender. Opening takes a [`VerifiedManifest`]: nothing is decrypted before
+//! the sender's signature has been checked.
+
+use std::io::{Read, Write};
+
+use age::x25519;
+
+use crate::error::ProtoError;
+use crate::ids::ChunkId;
+use crate::manifest::{SealedDetails, VerifiedManifest};
+use crate::sign;
+
+/// Parse age recipients (`age1…`).
+pub fn parse_recipients(rs: &[&str]) -> Result<Vec<x25519::Recipient>, ProtoError> {
+    rs.iter()
+        .map(|r| {
+            r.parse::<x25519::Recipient>().map_err(|e| ProtoError::Malformed {
+                what: "age recipient",
+                reason: format!("{e}"),
+            })
+        })
+        .collect()
+}
+
+/// Encrypt `plain` to every recipient.
+pub fn encrypt(plain: &[u8], recipients: &[x25519::Recipient]) -> Result<Vec<u8>, ProtoError> {
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    let mut out = Vec::with_capacity(plain.len() + 256 + 160 * recipients.len() + plain.len() / 4096);
+    let mut w = enc.wrap_output(&mut out).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    w.write_all(plain).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    w.finish().map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    Ok(out)
+}
+
+fn decrypt(cipher: &[u8], identity: &x25519::Identity, what: &str, max_plain: usize) -> Result<Vec<u8>, ProtoError> {
+    let err = |e: &dyn std::fmt::Display| ProtoError::Decrypt { what: what.to_owned(), reason: e.to_string() };
+    let dec = age::Decryptor::new_buffered(cipher).map_err(|e| err(&e))?;
+    let mut r = dec.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| err(&e))?;
+    let mut out = Vec::with_capacity(max_plain.min(cipher.len()));
+    // Read at most one byte past the bound, so an over-long plaintext is
+    // caught without reading all of it.
+    (&mut r).take(max_plain as u64 + 1).read_to_end(&mut out).map_err(|e| err(&e))?;
+    if out.len() > max_plain {
+        return Err(ProtoError::Decrypt { what: what.to_owned(), reason: "plaintext longer than declared".into() });
+    }
+    Ok(out)
+}
+
+/// Seal the details to the manifest's recipients and sender.
+pub fn seal_details(details: &SealedDetails, recipients: &[x25519::Recipient]) -> Result<Vec<u8>, ProtoError> {
+    encrypt(&sign::encode(details), recipients)
+}
+
+/// Open and check the sealed details of a verified manifest.
+pub fn open_details(m: &VerifiedManifest, identity: &x25519::Identity) -> Result<SealedDetails, ProtoError> {
+    let plain = decrypt(&m.manifest().details, identity, "sealed details", crate::limits::MAX_MANIFEST)?;
+    let d: SealedDetails = sign::decode(&plain, "sealed details")?;
+    d.check(m.manifest())?;
+    Ok(d)
+}
+
+/// Check and open chunk `index` of item `item`: the bytes must hash to the
+/// manifest's id, have its length, decrypt with `identity`, and give exactly
+/// `plain_len` bytes.
+pub fn open_chunk(
+    m: &VerifiedManifest,
+    item: usize,
+    index: usize,
+    plain_len: u32,
+    cipher: &[u8],
+    identity: &x25519::Identity,
+) -> Result<Vec<u8>, ProtoError> {
+    let want = m
+        .manifest()
+        .items
+        .get(item)
+        .and_then(|i| i.chunks.get(index))
+        .ok_or(ProtoError::Malformed { what: "chunk reference", reason: format!("no chunk {index} in item {item}") })?;
+    let got = ChunkId::of(cipher);
+    if got != want.id {
+        return Err(ProtoError::ChunkHashMismatch { item, index, expected: want.id, got });
+    }
+    if cipher.len() as u64 != u64::from(want.len) {
+        return Err(ProtoError::ChunkLength { item, index, expected: want.len.into(), got: cipher.len() as u64 });
+    }
+    let plain = decrypt(cipher, identity, &format!("chunk {index} of item {item}"), plain_len as usize)?;
+    if plain.len() != plain_len as usize {
+        return Err(ProtoError::ChunkLength { item, index, expected: plain_len.into(), got: plain.len() as u64 });
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recipients_decrypt_and_tamper_is_caught() {
+        let a = x25519::Identity::generate();
+        let b = x25519::Identity::generate();
+        let eve = x25519::Identity::generate();
+        let c = encrypt(b"evidence", &[a.to_public(), b.to_public()]).unwrap();
+        assert_eq!(decrypt(&c, &a, "t", 8).unwrap(), b"evidence");
+        assert_eq!(decrypt(&c, &b, "t", 8).unwrap(), b"evidence");
+        assert!(decrypt(&c, &eve, "t", 8).is_err());
+        assert!(decrypt(&c, &a, "t", 7).is_err(), "over-long plaintext accepted");
+        let mut t = c.clone();
+        let n = t.len();
+        t[n - 3] ^= 1;
+        assert!(decrypt(&t, &a, "t", 8).is_err());
+        assert!(decrypt(&[], &a, "t", 8).is_err());
+    }
+
+    #[test]
+    fn sealed_len_bound_holds() {
+        let rs: Vec<_> = (0..5).map(|_| x25519::Identity::generate().to_public()).collect();
+        for n in [0usize, 1, 65535, 65536, 65537, 300_000] {
+            let c = encrypt(&vec![0u8; n], &rs).unwrap();
+            assert!(c.len() as u64 <= crate::limits::max_sealed_len(n as u32, rs.len()), "{n}: {}", c.len());
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The deployment's authority: one Ed25519 key that is the TLS CA and signs
+//! directory entries and receipt countersignatures.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::SigningKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ED25519,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::error::ServerError;
+use crate::fsutil;
+
+/// File names inside the data directory.
+pub const AUTHORITY_KEY: &str = "authority.key";
+/// CA certificate users pin.
+pub const CA_CERT: &str = "ca.pem";
+/// Server TLS key.
+pub const SERVER_KEY: &str = "server.key";
+/// Server TLS certificate.
+pub const SERVER_CERT: &str = "server.pem";
+
+/// Client certificates are valid for this many years from issue.
+const CLIENT_CERT_YEARS: i32 = 2;
+
+/// The loaded authority.
+pub struct Authority {
+    key: SigningKey,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> ServerError {
+    move |e| ServerError::Setup(format!("{what}: {e}"))
+}
+
+fn keypair(key: &SigningKey) -> Result<KeyPair, ServerError> {
+    let der = key.to_pkcs8_der().map_err(|e| ServerError::Setup(format!("encoding key: {e}")))?;
+    let der = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_ED25519).map_err(rcgen_err("loading key"))
+}
+
+fn ca_params() -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "exhibit authority");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p
+}
+
+fn year_of(unix: u64) -> i32 {
+    1970 + (unix / 31_556_952) as i32
+}
+
+impl Authority {
+    /// Create the authority and the server certificate in `data`.
+    pub fn create(data: &Path, server_name: &str, listen: SocketAddr, now: u64) -> Result<Authority, ServerError> {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let ca_key = keypair(&key)?;
+        let ca = ca_params().self_signed(&ca_key).map_err(rcgen_err("creating CA certificate"))?;
+        let pem = key
+            .to_pkcs8_pem(Default::default())
+            .map_err(|e| ServerError::Setup(format!("encoding authority key: {e}")))?;
+        fsutil::write_private(&data.join(AUTHORITY_KEY), pem.as_bytes())?;
+        fsutil::write_public(&data.join(CA_CERT), ca.pem().as_bytes())?;
+        let auth = Authority { key, ca, ca_key };
+        auth.issue_server_cert(data, server_name, listen, now)?;
+        Ok(auth)
+    }
+
+    /// Issue (or re-issue) the server's TLS certificate.
+    pub fn issue_server_cert(
+        &self,
+        data: &Path,
+        server_name: &str,
+        listen: SocketAddr,
+        now: u64,
+    ) -> Result<(), ServerError> {
+        let mut names = vec![server_name.to_owned(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if !listen.ip().is_unspecified() {
+            names.push(listen.ip().to_string());
+        }
+        names.sort();
+        names.dedup();
+        let mut p = CertificateParams::new(names).map_err(rcgen_err("server certificate names"))?;
+        p.distinguished_name.push(DnType::CommonName, server_name);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.not_before = rcgen::date_time_ymd(year_of(now) - 1, 1, 1);
+        p.not_after = rcgen::date_time_ymd(year_of(now) + 5, 1, 1);
+        let server_key = KeyPair::generate_for(&PKCS_ED25519).map_err(rcgen_err("server key"))?;
+        let cert = p.signed_by(&server_key, &self.ca, &self.ca_key).map_err(rcgen_err("server certificate"))?;
+        fsutil::write_private(&data.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
+        fsutil::write_public(&data.join(SERVER_CERT), cert.pem().as_bytes())?;
+        Ok(())
+    }
+
+    /// Load the authority from `data`.
+    pub fn load(data: &Path) -> Result<Authority, ServerError> {
+        let path = data.join(AUTHORITY_KEY);
+        let pem = std::fs::read_to_string(&path).map_err(ServerError::io(format!("reading {}", path.display())))?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| ServerError::Setup(format!("{}: not an Ed25519 key: {e}", path.display())))?;
+        let ca_key = keypair(&key)?;
+        let ca_pem = std::fs::read_to_string(data.join(CA_CERT)).map_err(ServerError::io("reading CA certificate"))?;
+        let params = CertificateParams::from_ca_cert_pem(&ca_pem).map_err(rcgen_err("parsing CA certificate"))?;
+        // Re-create the issuer from the stored parameters and key: same name,
+        // same key, so issued certificates chain to the stored CA file.
+        let ca = params.self_signed(&ca_key).map_err(rcgen_err("loading CA"))?;
+        Ok(Authority { key, ca, ca_key })
+    }
+
+    /// The signing key (directory entries, receipt countersignatures).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Issue a client certificate for `user` from a CSR. The CSR's
+    /// signature proves the client holds the key; everything else in the CSR
+    /// is ignored and replaced.
+    pub fn issue_client_cert(&self, csr_der: &[u8], user: &str, now: u64) -> Result<Vec<u8>, ServerError> {
+        let der = rustls::pki_types::CertificateSigningRequestDer::from(csr_der);
+        let csr = CertificateSigningRequestParams::from_der(&der)
+            .map_err(|e| ServerError::BadRequest(format!("certificate request: {e}")))?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, user);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.not_before = rcgen::date_time_ymd(year_of(now) - 1, 1, 1);
+        p.not_after = rcgen::date_time_ymd(year_of(now) + CLIENT_CERT_YEARS, 12, 31);
+        let cert = p.signed_by(&csr.public_key, &self.ca, &self.ca_key).map_err(rcgen_err("client certificate"))?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+/// Read the TLS material the listener needs.
+pub fn load_tls(
+    data: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, CertificateDer<'static>), ServerError> {
+    let read = |name: &str| {
+        let p = data.join(name);
+        std::fs::read(&p).map_err(ServerError::io(format!("reading {}", p.display())))
+    };
+    let cert = pem_der(&read(SERVER_CERT)?, SERVER_CERT)?;
+    let ca = pem_der(&read(CA_CERT)?, CA_CERT)?;
+    let key = pem_der(&read(SERVER_KEY)?, SERVER_KEY)?;
+    Ok((
+        vec![CertificateDer::from(cert)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        CertificateDer::from(ca),
+    ))
+}
+
+fn pem_der(pem: &[u8], what: &str) -> Result<Vec<u8>, ServerError> {
+    let text = std::str::from_utf8(pem).map_err(|_| ServerError::Setup(format!("{what}: not PEM text")))?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|e| ServerError::Setup(format!("{what}: bad PEM: {e}")))
+}

@@ -1,0 +1,86 @@
+//! The server's error, and how each kind is told to the client.
+
+use exhibit_proto::frame::ErrorCode;
+use exhibit_proto::ProtoError;
+
+/// Why a request or a server operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Bytes from the client were refused.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    /// No valid client certificate, or not enrolled.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Missing, or not the caller's to see.
+    #[error("{0}: not found or not yours")]
+    NotFound(String),
+    /// A request that breaks a rule.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Conflicts with the current state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Chunk bytes do not hash to the declared id.
+    #[error("chunk bytes do not match id {expected} (got {got})")]
+    ChunkMismatch { expected: String, got: String },
+    /// Metadata store failure.
+    #[error("metadata store: {0}")]
+    Store(String),
+    /// File system failure.
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// Configuration or set-up problem.
+    #[error("{0}")]
+    Setup(String),
+    /// The peer went away or the stream broke.
+    #[error("stream: {0}")]
+    Stream(String),
+}
+
+impl ServerError {
+    /// Wrap an IO error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+        let context = context.into();
+        move |source| ServerError::Io { context, source }
+    }
+
+    /// The code sent to the client.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServerError::Proto(ProtoError::BadSignature { .. }) => ErrorCode::BadSignature,
+            ServerError::Proto(ProtoError::TooLarge { .. }) => ErrorCode::TooLarge,
+            ServerError::Proto(_) | ServerError::BadRequest(_) => ErrorCode::BadRequest,
+            ServerError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ServerError::Forbidden(_) => ErrorCode::Forbidden,
+            ServerError::NotFound(_) => ErrorCode::NotFound,
+            ServerError::Conflict(_) => ErrorCode::Conflict,
+            ServerError::ChunkMismatch { .. } => ErrorCode::ChunkMismatch,
+            ServerError::Store(_) | ServerError::Io { .. } | ServerError::Setup(_) | ServerError::Stream(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
+}
+
+macro_rules! store_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ServerError {
+            fn from(e: $t) -> Self {
+                ServerError::Store(e.to_string())
+            }
+        }
+    )*};
+}
+store_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

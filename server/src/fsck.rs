@@ -1,0 +1,55 @@
+//! `exhibitd fsck`: chunks on disk against the metadata that refers to them.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use exhibit_proto::ChunkId;
+use serde::Serialize;
+
+use crate::chunks::{ChunkStore, DiskChunks};
+use crate::error::ServerError;
+use crate::store::Store;
+
+/// What fsck found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Chunks the metadata refers to.
+    pub referenced: usize,
+    /// Chunks on disk.
+    pub stored: usize,
+    /// Referenced but absent: evidence is missing.
+    pub missing: Vec<String>,
+    /// On disk but unreferenced (left by a crash between write and commit).
+    pub orphans: Vec<String>,
+    /// Present but not hashing to their id (only with `read_data`).
+    pub corrupt: Vec<String>,
+}
+
+impl Report {
+    /// Whether nothing is missing or corrupt.
+    pub fn healthy(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// Check a data directory (server stopped).
+pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
+    let store = Store::open(&data.join(crate::META_FILE))?;
+    let chunks = DiskChunks::open(&data.join("chunks"))?;
+    let referenced: HashSet<ChunkId> = store.chunk_refs()?.into_iter().map(|(id, _)| id).collect();
+    let stored: HashSet<ChunkId> = chunks.list()?.into_iter().collect();
+    let mut r = Report { referenced: referenced.len(), stored: stored.len(), ..Report::default() };
+    r.missing = referenced.difference(&stored).map(ToString::to_string).collect();
+    r.orphans = stored.difference(&referenced).map(ToString::to_string).collect();
+    if read_data {
+        for id in referenced.intersection(&stored) {
+            if ChunkId::of(&chunks.get(id)?) != *id {
+                r.corrupt.push(id.to_string());
+            }
+        }
+    }
+    r.missing.sort();
+    r.orphans.sort();
+    r.corrupt.sort();
+    Ok(r)
+}

@@ -1,0 +1,37 @@
+//! Durable file writes.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::ServerError;
+
+fn write_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ServerError> {
+    let ctx = || format!("writing {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(ServerError::io(ctx()))?;
+    f.write_all(bytes).map_err(ServerError::io(ctx()))?;
+    f.sync_all().map_err(ServerError::io(ctx()))?;
+    Ok(())
+}
+
+/// Create a file only its owner can read (keys). Refuses to overwrite.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    write_mode(path, bytes, 0o600)
+}
+
+/// Create a world-readable file (certificates). Refuses to overwrite.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    write_mode(path, bytes, 0o644)
+}
+
+/// fsync a directory so a rename or create inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), ServerError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ServerError::io(format!("syncing {}", dir.display())))
+}

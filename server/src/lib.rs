@@ -1,0 +1,243 @@
+//! exhibit-server: the `exhibitd` QUIC server.
+//!
+//! A connection is mutual TLS (ALPN `exhibit/1`); each request is one
+//! bidirectional stream. Who the caller is comes only from the verified
+//! client certificate (see [`service::authenticate`]).
+#![forbid(unsafe_code)]
+
+pub mod authority;
+pub mod chunks;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod fsck;
+mod fsutil;
+pub mod service;
+pub mod store;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use exhibit_proto::directory::Role;
+use exhibit_proto::frame::{self, ErrorCode, Response};
+use exhibit_proto::UserId;
+
+use crate::authority::Authority;
+use crate::chunks::{ChunkStore, DiskChunks};
+use crate::clock::Clock;
+use crate::config::{Config, Settings};
+use crate::error::ServerError;
+use crate::service::Reply;
+use crate::store::Store;
+
+pub use crate::clock::{ManualClock, SystemClock};
+
+/// Name of the config file `init` writes.
+pub const CONFIG_FILE: &str = "exhibitd.toml";
+/// Name of the metadata database.
+pub const META_FILE: &str = "meta.redb";
+/// How long a peer may take to send a request frame or chunk body.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct State {
+    /// Configuration.
+    pub settings: Settings,
+    /// Metadata.
+    pub store: Store,
+    /// Chunks.
+    pub chunks: Arc<dyn ChunkStore>,
+    /// The authority.
+    pub authority: Authority,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What `init` made.
+#[derive(Debug, serde::Serialize)]
+pub struct Initialised {
+    /// The config file.
+    pub config: PathBuf,
+    /// One-time enrolment code for the first admin (user `admin`).
+    pub admin_code: String,
+    /// The CA certificate users pin.
+    pub ca: PathBuf,
+}
+
+/// Create a deployment in `data`: authority, server certificate, config,
+/// metadata store, and the first admin with a one-time code.
+pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> Result<Initialised, ServerError> {
+    std::fs::create_dir_all(data).map_err(ServerError::io(format!("creating {}", data.display())))?;
+    let config_path = data.join(CONFIG_FILE);
+    if config_path.exists() || data.join(authority::AUTHORITY_KEY).exists() {
+        return Err(ServerError::Setup(format!("{} is already initialised", data.display())));
+    }
+    let data = data.canonicalize().map_err(ServerError::io("resolving data dir"))?;
+    let now = clock.now();
+    let auth = Authority::create(&data, name, listen, now)?;
+    let config = Config::new(PathBuf::from("."), listen, name.to_owned());
+    let settings = config.clone().settings(&data)?;
+    let store = Store::open(&data.join(META_FILE))?;
+    DiskChunks::open(&data.join("chunks"))?;
+    let state = State {
+        settings,
+        store,
+        chunks: Arc::new(DiskChunks::open(&data.join("chunks"))?),
+        authority: auth,
+        clock: Arc::new(clock::ManualClock::new(now)),
+    };
+    let admin = UserId::new("admin")?;
+    let (admin_code, _) = service::add_user(&state, admin, "Administrator".into(), "exhibit".into(), Role::Admin)?;
+    let text = toml::to_string_pretty(&config).map_err(|e| ServerError::Setup(e.to_string()))?;
+    fsutil::write_private(&config_path, text.as_bytes())?;
+    Ok(Initialised { config: config_path, admin_code, ca: data.join(authority::CA_CERT) })
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Open the data directory and start listening.
+    pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+        let data = settings.data_dir.clone();
+        let store = Store::open(&data.join(META_FILE))?;
+        let chunks = DiskChunks::open(&data.join("chunks"))?;
+        let stale = chunks.clean_tmp()?;
+        if stale > 0 {
+            tracing::warn!(stale, "removed temp chunks left by an earlier crash");
+        }
+        let authority = Authority::load(&data)?;
+        let server_config = tls::server_config(&data, &settings)?;
+        let endpoint = quinn::Endpoint::server(server_config, settings.config.listen)
+            .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
+        let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
+        let state = Arc::new(State { settings, store, chunks: Arc::new(chunks), authority, clock });
+        let task = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
+        tracing::info!(%addr, "exhibitd listening");
+        Ok(Server { endpoint, addr, state, task })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shared state (store, clock), for tests and tools.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Stop accepting, close connections and wait for them to go.
+    pub async fn shutdown(self) {
+        self.endpoint.close(0u32.into(), b"shutdown");
+        self.task.abort();
+        self.endpoint.wait_idle().await;
+    }
+
+    /// Run until the endpoint closes.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<State>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => serve_connection(state, conn).await,
+                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+fn peer_cert_hash(conn: &quinn::Connection) -> Option<[u8; 32]> {
+    let any = conn.peer_identity()?;
+    let certs = any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    certs.first().map(|c| *blake3::hash(c.as_ref()).as_bytes())
+}
+
+async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
+    // The handshake verified any certificate against our CA; which user it
+    // belongs to is looked up per request, so a revocation bites at once.
+    let cert_hash = peer_cert_hash(&conn);
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_stream(state.clone(), cert_hash, send, recv));
+            }
+            Err(e) => {
+                tracing::debug!(remote = %conn.remote_address(), reason = %e, "connection closed");
+                return;
+            }
+        }
+    }
+}
+
+async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, ServerError> {
+    let mut prefix = [0u8; 4];
+    let read = async {
+        recv.read_exact(&mut prefix).await.map_err(|e| ServerError::Stream(e.to_string()))?;
+        let n = frame::body_len(prefix)?;
+        let mut body = vec![0u8; n];
+        recv.read_exact(&mut body).await.map_err(|e| ServerError::Stream(e.to_string()))?;
+        Ok::<_, ServerError>(body)
+    };
+    let body = tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| ServerError::Stream("timed out reading request".into()))??;
+    Ok(frame::decode_request(&body)?)
+}
+
+async fn serve_stream(state: Arc<State>, cert_hash: Option<[u8; 32]>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let result = match read_request(&mut recv).await {
+        Ok(req) => service::dispatch(&state, cert_hash, req, &mut recv).await,
+        Err(e) => Err(e),
+    };
+    let (head, body) = match result {
+        Ok(Reply::Frame(r)) => (r, None),
+        Ok(Reply::Chunk(bytes)) => (Response::Chunk { len: bytes.len() as u32 }, Some(bytes)),
+        Err(e) => {
+            if e.code() == ErrorCode::Internal {
+                tracing::error!(error = %e, "request failed");
+            } else {
+                tracing::debug!(error = %e, "request refused");
+            }
+            (Response::Error { code: e.code(), message: e.to_string() }, None)
+        }
+    };
+    let out = match frame::encode(&head) {
+        Ok(f) => f,
+        Err(e) => frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() })
+            .unwrap_or_default(),
+    };
+    let write = async {
+        send.write_all(&out).await?;
+        if let Some(b) = body {
+            send.write_all(&b).await?;
+        }
+        send.finish()?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    if let Err(e) = write.await {
+        tracing::debug!(error = %e, "could not send response");
+    }
+    // Anything the peer still sends (e.g. a refused chunk body) is dropped.
+    let _ = recv.stop(0u32.into());
+}
+
+/// Load a config file and its settings.
+pub fn load_config(path: &Path) -> Result<Settings, ServerError> {
+    Config::load(path)
+}

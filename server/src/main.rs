@@ -1,0 +1,138 @@
+//! `exhibitd`: the exhibit server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use exhibit_server::{fsck, init, load_config, Server, SystemClock, CONFIG_FILE};
+
+/// Default data directory of `exhibitd serve` run with no `--config`.
+const DEFAULT_DATA: &str = "exhibit-data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+
+#[derive(Parser)]
+#[command(name = "exhibitd", version, about = "exhibit server: encrypted evidence transfer with signed receipts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the authority, server certificate, config and the first admin's
+    /// one-time enrolment code.
+    Init {
+        /// Data directory to create.
+        #[arg(long, default_value = DEFAULT_DATA)]
+        data: PathBuf,
+        /// UDP address to listen on.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Host name clients use to reach the server (goes in its certificate).
+        #[arg(long, default_value = "localhost")]
+        name: String,
+        /// Print JSON: {"config", "admin_code", "ca"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the server. Without --config, uses ./exhibit-data, creating it
+    /// on first run.
+    Serve {
+        /// Config file written by `exhibitd init`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check chunks on disk against the metadata (run with the server
+    /// stopped).
+    Fsck {
+        /// Data directory.
+        #[arg(long, default_value = DEFAULT_DATA)]
+        data: PathBuf,
+        /// Also re-hash every chunk.
+        #[arg(long)]
+        read_data: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr) {
+    println!("Initialised exhibit server.");
+    println!("  config:     {}", init.config.display());
+    println!("  CA cert:    {}   (give this file to every user)", init.ca.display());
+    println!("  admin code: {}   (one-time, expires in 72h)", init.admin_code);
+    println!();
+    println!("Enrol the first admin from another terminal:");
+    println!(
+        "  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {listen} --code {} --ca {}",
+        init.admin_code,
+        init.ca.display()
+    );
+    println!();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "exhibitd=info,exhibit_server=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init { data, listen, name, json } => {
+            let out = init(&data, listen, &name, &SystemClock)?;
+            if json {
+                println!("{}", serde_json::to_string(&out)?);
+            } else {
+                print_enrol_help(&out, listen);
+            }
+        }
+        Command::Serve { config } => {
+            let path = match config {
+                Some(p) => p,
+                None => {
+                    let data = PathBuf::from(DEFAULT_DATA);
+                    let path = data.join(CONFIG_FILE);
+                    if !path.exists() {
+                        let listen: SocketAddr = DEFAULT_LISTEN.parse()?;
+                        let out = init(&data, listen, "localhost", &SystemClock)?;
+                        print_enrol_help(&out, listen);
+                    }
+                    path
+                }
+            };
+            let settings = load_config(&path).with_context(|| format!("loading {}", path.display()))?;
+            let server = Server::start(settings, Arc::new(SystemClock)).await?;
+            println!("exhibitd listening on {} (QUIC, ALPN exhibit/1); Ctrl-C to stop", server.local_addr());
+            tokio::signal::ctrl_c().await?;
+            eprintln!("shutting down");
+            server.shutdown().await;
+        }
+        Command::Fsck { data, read_data, json } => {
+            let r = fsck::fsck(&data, read_data)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("chunks referenced: {}, on disk: {}", r.referenced, r.stored);
+                for id in &r.missing {
+                    println!("MISSING  {id}");
+                }
+                for id in &r.corrupt {
+                    println!("CORRUPT  {id}");
+                }
+                for id in &r.orphans {
+                    println!("orphan   {id}");
+                }
+            }
+            if !r.healthy() {
+                bail!("{} missing and {} corrupt chunks", r.missing.len(), r.corrupt.len());
+            }
+        }
+    }
+    Ok(())
+}

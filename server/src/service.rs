@@ -1,0 +1,437 @@
+//! What the server does for each request. Authorisation is decided here,
+//! from the verified client certificate only.
+
+use std::sync::Arc;
+
+use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry};
+use exhibit_proto::frame::{EnrolRequest, Request, Response, TransferState, UserInfo};
+use exhibit_proto::limits::{self, max_sealed_len};
+use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
+
+use crate::error::ServerError;
+use crate::store::{CodeRecord, RecipientRecord, TransferRecord, UserRecord};
+use crate::State;
+
+/// What a request produced: a frame, or a frame followed by chunk bytes.
+#[derive(Debug)]
+pub enum Reply {
+    /// A response frame.
+    Frame(Response),
+    /// A chunk download: `Response::Chunk` then the bytes.
+    Chunk(Vec<u8>),
+}
+
+/// Run a blocking store or disk operation off the async threads.
+pub(crate) async fn blocking<R, F>(state: &Arc<State>, f: F) -> Result<R, ServerError>
+where
+    R: Send + 'static,
+    F: FnOnce(&State) -> Result<R, ServerError> + Send + 'static,
+{
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|e| ServerError::Stream(format!("worker failed: {e}")))?
+}
+
+/// The enrolled, unrevoked user behind a client certificate.
+pub(crate) async fn authenticate(state: &Arc<State>, cert_hash: Option<[u8; 32]>) -> Result<UserRecord, ServerError> {
+    let Some(h) = cert_hash else {
+        return Err(ServerError::Unauthenticated("a client certificate is required; run `exhibit enrol`".into()));
+    };
+    let user = blocking(state, move |s| s.store.user_by_cert(&h)).await?;
+    match user {
+        Some(u) if u.revoked_at.is_none() => Ok(u),
+        Some(u) => Err(ServerError::Unauthenticated(format!("user {} has been revoked", u.user))),
+        None => Err(ServerError::Unauthenticated("client certificate not recognised".into())),
+    }
+}
+
+/// A fresh one-time enrolment code: 80 random bits in 16 characters.
+pub fn new_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let raw: [u8; 16] = rand::random();
+    let chars: Vec<char> = raw.iter().map(|b| ALPHABET[(*b as usize) % 32] as char).collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+/// How codes are stored: only their hash.
+pub fn code_hash(code: &str) -> [u8; 32] {
+    let norm: String = code.chars().filter(|c| *c != '-' && !c.is_whitespace()).collect::<String>().to_uppercase();
+    *blake3::hash(norm.as_bytes()).as_bytes()
+}
+
+/// Create a pending user and their code.
+pub fn add_user(
+    state: &State,
+    user: UserId,
+    display_name: String,
+    org: String,
+    role: Role,
+) -> Result<(String, u64), ServerError> {
+    for (what, v) in [("display name", &display_name), ("organisation", &org)] {
+        if v.len() > 200 || v.chars().any(char::is_control) {
+            return Err(ServerError::BadRequest(format!("{what} must be at most 200 printable characters")));
+        }
+    }
+    let code = new_code();
+    let expires_at = state.clock.now() + state.settings.enrol_code_ttl;
+    let rec = UserRecord {
+        user: user.clone(),
+        display_name,
+        org,
+        role,
+        enrolled_at: None,
+        revoked_at: None,
+        entry: None,
+        cert_hash: None,
+    };
+    state.store.add_user(&rec, code_hash(&code), &CodeRecord { user, expires_at })?;
+    Ok((code, expires_at))
+}
+
+fn check_age_recipient(r: &str) -> Result<(), ServerError> {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let ok = r.len() == 62 && r.starts_with("age1") && r[4..].chars().all(|c| BECH32.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::BadRequest("age recipient must be an age1… X25519 recipient".into()))
+    }
+}
+
+async fn enrol(state: &Arc<State>, e: EnrolRequest) -> Result<Response, ServerError> {
+    check_age_recipient(&e.age_recipient)?;
+    exhibit_proto::sign::verifying_key(&e.signing_key, "signing key")?;
+    let now = state.clock.now();
+    let mut cert_out = None;
+    let rec = blocking(state, move |s| {
+        let rec = s.store.redeem_code(code_hash(&e.code), now, |mut rec| {
+            let cert = s.authority.issue_client_cert(&e.csr_der, rec.user.as_str(), now)?;
+            let entry = DirectoryEntry {
+                user: rec.user.clone(),
+                display_name: rec.display_name.clone(),
+                org: rec.org.clone(),
+                role: rec.role,
+                age_recipient: e.age_recipient.clone(),
+                signing_key: e.signing_key,
+                enrolled_at: now,
+                revoked_at: None,
+            };
+            rec.entry = Some(entry.sign(s.authority.signing_key()));
+            rec.enrolled_at = Some(now);
+            rec.cert_hash = Some(*blake3::hash(&cert).as_bytes());
+            cert_out = Some(cert);
+            Ok(rec)
+        })?;
+        Ok((rec, cert_out))
+    })
+    .await?;
+    let (rec, Some(cert_der)) = rec else {
+        return Err(ServerError::Setup("enrolment produced no certificate".into()));
+    };
+    let entry = rec.entry.ok_or_else(|| ServerError::Setup("enrolment produced no entry".into()))?;
+    tracing::info!(user = %rec.user, "enrolled");
+    Ok(Response::Enrolled { entry, cert_der })
+}
+
+fn entry_of(rec: &UserRecord) -> Result<SignedEntry, ServerError> {
+    rec.entry.clone().ok_or_else(|| ServerError::NotFound(format!("directory entry of {}", rec.user)))
+}
+
+/// A sealed transfer the caller may see, or "not found or not yours".
+fn visible(rec: Option<TransferRecord>, caller: &UserId, id: &TransferId) -> Result<TransferRecord, ServerError> {
+    match rec {
+        Some(t) if t.state == TransferState::Sealed && (&t.sender == caller || t.is_recipient(caller)) => Ok(t),
+        _ => Err(ServerError::NotFound(format!("transfer {id}"))),
+    }
+}
+
+/// Handle one request from an authenticated or anonymous peer. `body`
+/// reads the raw bytes after the frame (chunk uploads).
+pub(crate) async fn dispatch(
+    state: &Arc<State>,
+    cert_hash: Option<[u8; 32]>,
+    req: Request,
+    recv: &mut quinn::RecvStream,
+) -> Result<Reply, ServerError> {
+    if let Request::Enrol(e) = req {
+        return enrol(state, e).await.map(Reply::Frame);
+    }
+    let caller = authenticate(state, cert_hash).await?;
+    let me = caller.user.clone();
+    let now = state.clock.now();
+    let frame = match req {
+        Request::Enrol(_) => unreachable!("handled above"),
+        Request::WhoAmI => Response::WhoAmI { entry: entry_of(&caller)? },
+        Request::Directory { query } => {
+            let q = query.map(|q| q.to_lowercase());
+            let users = blocking(state, |s| s.store.users()).await?;
+            let entries = users
+                .iter()
+                .filter(|u| u.revoked_at.is_none() && u.entry.is_some())
+                .filter(|u| {
+                    q.as_ref().is_none_or(|q| {
+                        u.user.as_str().contains(q.as_str())
+                            || u.display_name.to_lowercase().contains(q.as_str())
+                            || u.org.to_lowercase().contains(q.as_str())
+                    })
+                })
+                .filter_map(|u| u.entry.clone())
+                .collect();
+            Response::Directory { entries }
+        }
+        Request::AdminAddUser { user, display_name, org, role } => {
+            require_admin(&caller)?;
+            let (code, expires_at) = blocking(state, move |s| add_user(s, user, display_name, org, role)).await?;
+            Response::CodeIssued { code, expires_at }
+        }
+        Request::AdminListUsers => {
+            require_admin(&caller)?;
+            let users: Vec<UserInfo> = blocking(state, |s| s.store.users()).await?.iter().map(UserRecord::info).collect();
+            Response::Users { users }
+        }
+        Request::CreateTransfer { transfer, recipients } => create(state, me, transfer, recipients, now).await?,
+        Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv).await?,
+        Request::Seal { manifest } => seal(state, &caller, manifest, now).await?,
+        Request::Inbox => {
+            let list = blocking(state, move |s| s.store.inbox(&me)).await?;
+            Response::Transfers {
+                transfers: list.iter().filter(|t| t.state == TransferState::Sealed).map(TransferRecord::info).collect(),
+            }
+        }
+        Request::Outbox => {
+            let list = blocking(state, move |s| s.store.outbox(&me)).await?;
+            Response::Transfers { transfers: list.iter().map(TransferRecord::info).collect() }
+        }
+        Request::GetManifest { transfer } => {
+            let (rec, users) = blocking(state, move |s| {
+                let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
+                if rec.chunks == 0 && rec.is_recipient(&me) {
+                    s.store.record_fetch(&transfer, &me, None, now)?;
+                }
+                let mut users = vec![];
+                for u in std::iter::once(&rec.sender).chain(rec.recipients.iter().map(|r| &r.user)) {
+                    users.push(s.store.user(u)?.ok_or_else(|| ServerError::NotFound(format!("user {u}")))?);
+                }
+                Ok((rec, users))
+            })
+            .await?;
+            let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
+            let sender = entry_of(&users[0])?;
+            let recipients = users[1..].iter().map(entry_of).collect::<Result<_, _>>()?;
+            Response::Manifest { manifest, sender, recipients }
+        }
+        Request::GetChunk { transfer, id } => {
+            let bytes = blocking(state, move |s| {
+                let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
+                let len =
+                    s.store.transfer_chunk(&transfer, &id)?.ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))?;
+                let bytes = s.chunks.get(&id)?;
+                if bytes.len() as u64 != u64::from(len) {
+                    tracing::error!(chunk = %id, "stored chunk has the wrong length; run exhibitd fsck");
+                }
+                if rec.is_recipient(&me) {
+                    s.store.record_fetch(&transfer, &me, Some(&id), now)?;
+                }
+                Ok(bytes)
+            })
+            .await?;
+            return Ok(Reply::Chunk(bytes));
+        }
+        Request::SubmitReceipt { receipt } => submit_receipt(state, &caller, receipt, now).await?,
+        Request::GetReceipt { transfer, recipient } => {
+            let (rec, accepted, sender, recip) = blocking(state, move |s| {
+                let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
+                let accepted = s
+                    .store
+                    .receipt(&transfer, &recipient)?
+                    .ok_or_else(|| ServerError::NotFound(format!("receipt of {recipient} for {transfer}")))?;
+                let sender = s.store.user(&rec.sender)?.ok_or_else(|| ServerError::NotFound("sender".into()))?;
+                let recip = s.store.user(&recipient)?.ok_or_else(|| ServerError::NotFound("recipient".into()))?;
+                Ok((rec, accepted, sender, recip))
+            })
+            .await?;
+            Response::Receipt {
+                manifest: rec.manifest.ok_or_else(|| ServerError::Store("sealed without manifest".into()))?,
+                sender: entry_of(&sender)?,
+                recipient: entry_of(&recip)?,
+                receipt: accepted,
+            }
+        }
+        _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
+    };
+    Ok(Reply::Frame(frame))
+}
+
+fn require_admin(caller: &UserRecord) -> Result<(), ServerError> {
+    if caller.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ServerError::Forbidden("only admins may do this".into()))
+    }
+}
+
+async fn create(
+    state: &Arc<State>,
+    me: UserId,
+    transfer: TransferId,
+    recipients: Vec<UserId>,
+    now: u64,
+) -> Result<Response, ServerError> {
+    if recipients.is_empty() || recipients.len() > limits::MAX_RECIPIENTS {
+        return Err(ServerError::BadRequest(format!("1 to {} recipients", limits::MAX_RECIPIENTS)));
+    }
+    let mut sorted = recipients.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != recipients.len() {
+        return Err(ServerError::BadRequest("a recipient is named twice".into()));
+    }
+    blocking(state, move |s| {
+        for r in &recipients {
+            match s.store.user(r)? {
+                Some(u) if u.enrolled_at.is_some() && u.revoked_at.is_none() => {}
+                Some(u) if u.revoked_at.is_some() => {
+                    return Err(ServerError::BadRequest(format!("recipient {r} has been revoked")))
+                }
+                _ => return Err(ServerError::NotFound(format!("recipient {r}"))),
+            }
+        }
+        let rec = TransferRecord {
+            transfer,
+            sender: me,
+            recipients: recipients
+                .into_iter()
+                .map(|user| RecipientRecord {
+                    user,
+                    state: exhibit_proto::frame::DeliveryState::Pending,
+                    at: None,
+                    fetched: 0,
+                })
+                .collect(),
+            state: TransferState::Uploading,
+            created_at: now,
+            sealed_at: None,
+            deadline: None,
+            manifest: None,
+            case_ref: None,
+            items: 0,
+            bytes: 0,
+            chunks: 0,
+        };
+        s.store.create_transfer(&rec)
+    })
+    .await?;
+    Ok(Response::Created)
+}
+
+async fn put_chunk(
+    state: &Arc<State>,
+    me: UserId,
+    transfer: TransferId,
+    id: ChunkId,
+    len: u32,
+    recv: &mut quinn::RecvStream,
+) -> Result<Response, ServerError> {
+    let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
+    let rec = match rec {
+        Some(t) if t.sender == me => t,
+        _ => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+    };
+    if rec.state != TransferState::Uploading {
+        return Err(ServerError::Conflict(format!("transfer {transfer} is sealed; no more chunks")));
+    }
+    let max = max_sealed_len(limits::MAX_CHUNK_SIZE, rec.recipients.len() + 1);
+    if u64::from(len) > max {
+        return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge { what: "chunk", got: len.into(), max }));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
+        .await
+        .map_err(|_| ServerError::Stream("timed out reading chunk".into()))?
+        .map_err(|e| ServerError::Stream(format!("reading chunk: {e}")))?;
+    let got = ChunkId::of(&bytes);
+    if got != id {
+        return Err(ServerError::ChunkMismatch { expected: id.to_string(), got: got.to_string() });
+    }
+    blocking(state, move |s| {
+        s.chunks.put(&id, &bytes)?;
+        s.store.add_chunk(&transfer, &id, len)
+    })
+    .await?;
+    Ok(Response::ChunkStored)
+}
+
+async fn seal(
+    state: &Arc<State>,
+    caller: &UserRecord,
+    manifest: SignedManifest,
+    now: u64,
+) -> Result<Response, ServerError> {
+    let entry = entry_of(caller)?.verify(&state.authority.signing_key().verifying_key())?;
+    let m = manifest.verify(&entry)?.manifest().clone();
+    let (lo, hi) = state.settings.ack_within_bounds;
+    let ack = m.ack_within_secs.unwrap_or(state.settings.ack_within);
+    if !(lo..=hi).contains(&ack) {
+        return Err(ServerError::BadRequest(format!(
+            "acknowledge-within must be between {} and {}",
+            exhibit_proto::duration::format_secs(lo),
+            exhibit_proto::duration::format_secs(hi)
+        )));
+    }
+    let deadline = now.saturating_add(ack);
+    let sealed = blocking(state, move |s| {
+        let rec = match s.store.transfer(&m.transfer)? {
+            Some(t) if t.sender == m.sender => t,
+            _ => return Err(ServerError::NotFound(format!("transfer {}", m.transfer))),
+        };
+        let mut want: Vec<&UserId> = rec.recipients.iter().map(|r| &r.user).collect();
+        let mut got: Vec<&UserId> = m.recipients.iter().collect();
+        want.sort();
+        got.sort();
+        if want != got {
+            return Err(ServerError::BadRequest("manifest recipients differ from the transfer's".into()));
+        }
+        let chunks: Vec<(ChunkId, u32)> = m.items.iter().flat_map(|i| &i.chunks).map(|c| (c.id, c.len)).collect();
+        let sealed =
+            s.store.seal(&m.transfer, &manifest, &chunks, m.items.len() as u32, m.case_ref.clone(), now, deadline)?;
+        for id in &sealed.unreferenced {
+            s.chunks.delete(id)?;
+        }
+        Ok(sealed)
+    })
+    .await?;
+    tracing::info!(transfer = %sealed.record.transfer, sender = %sealed.record.sender, "sealed");
+    Ok(Response::Sealed { sealed_at: now, deadline })
+}
+
+async fn submit_receipt(
+    state: &Arc<State>,
+    caller: &UserRecord,
+    receipt: SignedReceipt,
+    now: u64,
+) -> Result<Response, ServerError> {
+    let authority = state.authority.signing_key().verifying_key();
+    let entry = entry_of(caller)?.verify(&authority)?;
+    let r = receipt.verify(&entry).inspect_err(|e| {
+        tracing::warn!(user = %caller.user, error = %e, "receipt failed verification");
+    })?;
+    let me = caller.user.clone();
+    let transfer = r.transfer;
+    let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
+    let rec = match rec {
+        Some(t) if t.state == TransferState::Sealed && t.is_recipient(&me) => t,
+        _ => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+    };
+    let manifest = rec.manifest.as_ref().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
+    if r.manifest_hash != manifest.hash() {
+        return Err(ServerError::BadRequest("receipt refers to a different manifest".into()));
+    }
+    if r.items.len() != rec.items as usize {
+        return Err(ServerError::BadRequest(format!("receipt lists {} items, transfer has {}", r.items.len(), rec.items)));
+    }
+    let accepted = AcceptedReceipt::accept(receipt, now, state.authority.signing_key());
+    let stored = blocking(state, move |s| s.store.accept_receipt(&transfer, &me, &accepted)).await?;
+    tracing::info!(transfer = %transfer, recipient = %caller.user, "receipt accepted");
+    Ok(Response::ReceiptAccepted { receipt: stored })
+}

@@ -1,0 +1,535 @@
+//! Metadata in redb: users, enrolment codes, transfers, the deadline index,
+//! receipts and chunk reference counts.
+//!
+//! Every write is one redb transaction committed with immediate durability
+//! (fsync) before the request that caused it is answered.
+
+use std::path::Path;
+
+use exhibit_proto::directory::{Role, SignedEntry};
+use exhibit_proto::frame::{DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
+use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+/// user id → [`UserRecord`].
+const USERS: Bytes = TableDefinition::new("users");
+/// BLAKE3(client certificate DER) → user id.
+const CERTS: Bytes = TableDefinition::new("certs");
+/// BLAKE3(enrolment code) → [`CodeRecord`].
+const CODES: Bytes = TableDefinition::new("codes");
+/// transfer id → [`TransferRecord`].
+const TRANSFERS: Bytes = TableDefinition::new("transfers");
+/// transfer id ‖ chunk id → ciphertext length (u32 BE).
+const TRANSFER_CHUNKS: Bytes = TableDefinition::new("transfer_chunks");
+/// transfer id ‖ chunk id ‖ recipient → () : chunks a recipient fetched.
+const FETCHED: Bytes = TableDefinition::new("fetched");
+/// recipient ‖ 0 ‖ transfer id → ().
+const INBOX: Bytes = TableDefinition::new("inbox");
+/// sender ‖ 0 ‖ transfer id → ().
+const OUTBOX: Bytes = TableDefinition::new("outbox");
+/// transfer id ‖ recipient → [`AcceptedReceipt`].
+const RECEIPTS: Bytes = TableDefinition::new("receipts");
+/// deadline (u64 BE) ‖ transfer id → (): the scheduler reads only what is due.
+const DEADLINES: Bytes = TableDefinition::new("deadlines");
+/// chunk id → reference count (u64 BE).
+const CHUNK_REFS: Bytes = TableDefinition::new("chunk_refs");
+
+/// A user as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Id.
+    pub user: UserId,
+    /// Name.
+    pub display_name: String,
+    /// Organisation.
+    pub org: String,
+    /// Role.
+    pub role: Role,
+    /// Enrolled at.
+    pub enrolled_at: Option<u64>,
+    /// Revoked at.
+    pub revoked_at: Option<u64>,
+    /// The signed directory entry, once enrolled.
+    pub entry: Option<SignedEntry>,
+    /// BLAKE3 of the client certificate, once enrolled.
+    pub cert_hash: Option<[u8; 32]>,
+}
+
+impl UserRecord {
+    /// As admins see it.
+    pub fn info(&self) -> UserInfo {
+        UserInfo {
+            user: self.user.clone(),
+            display_name: self.display_name.clone(),
+            org: self.org.clone(),
+            role: self.role,
+            enrolled_at: self.enrolled_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+/// A one-time enrolment code.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// Whose.
+    pub user: UserId,
+    /// Until when.
+    pub expires_at: u64,
+}
+
+/// One recipient of a transfer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    /// Who.
+    pub user: UserId,
+    /// State.
+    pub state: DeliveryState,
+    /// When it got there.
+    pub at: Option<u64>,
+    /// Distinct chunks fetched.
+    pub fetched: u32,
+}
+
+/// A transfer as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransferRecord {
+    /// Id.
+    pub transfer: TransferId,
+    /// Sender.
+    pub sender: UserId,
+    /// Recipients.
+    pub recipients: Vec<RecipientRecord>,
+    /// State.
+    pub state: TransferState,
+    /// Created.
+    pub created_at: u64,
+    /// Sealed.
+    pub sealed_at: Option<u64>,
+    /// Deadline.
+    pub deadline: Option<u64>,
+    /// The signed manifest, once sealed.
+    pub manifest: Option<SignedManifest>,
+    /// Case reference (from the manifest).
+    pub case_ref: Option<String>,
+    /// Items.
+    pub items: u32,
+    /// Ciphertext bytes.
+    pub bytes: u64,
+    /// Chunks.
+    pub chunks: u32,
+}
+
+impl TransferRecord {
+    /// Whether `user` is a recipient.
+    pub fn is_recipient(&self, user: &UserId) -> bool {
+        self.recipients.iter().any(|r| &r.user == user)
+    }
+
+    /// As listings show it.
+    pub fn info(&self) -> TransferInfo {
+        TransferInfo {
+            transfer: self.transfer,
+            sender: self.sender.clone(),
+            recipients: self
+                .recipients
+                .iter()
+                .map(|r| RecipientState { user: r.user.clone(), state: r.state, at: r.at })
+                .collect(),
+            state: self.state,
+            created_at: self.created_at,
+            sealed_at: self.sealed_at,
+            deadline: self.deadline,
+            case_ref: self.case_ref.clone(),
+            items: self.items,
+            bytes: self.bytes,
+        }
+    }
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    exhibit_proto::sign::encode(v)
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8], what: &'static str) -> Result<T, ServerError> {
+    exhibit_proto::sign::decode(b, what).map_err(|e| ServerError::Store(format!("corrupt record: {e}")))
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// What sealing did, for the caller to finish outside the transaction.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The transfer as now stored.
+    pub record: TransferRecord,
+    /// Chunks uploaded but not in the manifest whose last reference went.
+    pub unreferenced: Vec<ChunkId>,
+}
+
+/// The metadata store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Open or create the database and its tables.
+    pub fn open(path: &Path) -> Result<Store, ServerError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        for t in [
+            USERS,
+            CERTS,
+            CODES,
+            TRANSFERS,
+            TRANSFER_CHUNKS,
+            FETCHED,
+            INBOX,
+            OUTBOX,
+            RECEIPTS,
+            DEADLINES,
+            CHUNK_REFS,
+        ] {
+            tx.open_table(t)?;
+        }
+        tx.commit()?;
+        Ok(Store { db })
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: Bytes, key: &[u8], what: &'static str) -> Result<Option<T>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let v = t.get(key)?;
+        v.map(|v| dec(v.value(), what)).transpose()
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, ServerError>) -> Result<R, ServerError> {
+        let tx = self.db.begin_write()?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Create a pending user with an enrolment code.
+    pub fn add_user(&self, rec: &UserRecord, code_hash: [u8; 32], code: &CodeRecord) -> Result<(), ServerError> {
+        self.write(|tx| {
+            let mut users = tx.open_table(USERS)?;
+            if users.get(rec.user.as_str().as_bytes())?.is_some() {
+                return Err(ServerError::Conflict(format!("user {} already exists", rec.user)));
+            }
+            users.insert(rec.user.as_str().as_bytes(), enc(rec).as_slice())?;
+            tx.open_table(CODES)?.insert(code_hash.as_slice(), enc(code).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// A user.
+    pub fn user(&self, user: &UserId) -> Result<Option<UserRecord>, ServerError> {
+        self.get(USERS, user.as_str().as_bytes(), "user")
+    }
+
+    /// The user a client certificate was issued to.
+    pub fn user_by_cert(&self, cert_hash: &[u8; 32]) -> Result<Option<UserRecord>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let Some(id) = tx.open_table(CERTS)?.get(cert_hash.as_slice())?.map(|v| v.value().to_vec()) else {
+            return Ok(None);
+        };
+        let users = tx.open_table(USERS)?;
+        let v = users.get(id.as_slice())?;
+        v.map(|v| dec(v.value(), "user")).transpose()
+    }
+
+    /// Every user.
+    pub fn users(&self) -> Result<Vec<UserRecord>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(USERS)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            out.push(dec(row?.1.value(), "user")?);
+        }
+        Ok(out)
+    }
+
+    /// Redeem an enrolment code: `enrol` turns the pending user into an
+    /// enrolled one (and issues the certificate); the code is consumed in the
+    /// same transaction.
+    pub fn redeem_code(
+        &self,
+        code_hash: [u8; 32],
+        now: u64,
+        enrol: impl FnOnce(UserRecord) -> Result<UserRecord, ServerError>,
+    ) -> Result<UserRecord, ServerError> {
+        self.write(|tx| {
+            let mut codes = tx.open_table(CODES)?;
+            let code: CodeRecord = match codes.get(code_hash.as_slice())? {
+                Some(v) => dec(v.value(), "code")?,
+                None => return Err(ServerError::Unauthenticated("unknown or already used enrolment code".into())),
+            };
+            if now >= code.expires_at {
+                return Err(ServerError::Unauthenticated("enrolment code expired; ask an admin for a new one".into()));
+            }
+            codes.remove(code_hash.as_slice())?;
+            let mut users = tx.open_table(USERS)?;
+            let rec: UserRecord = match users.get(code.user.as_str().as_bytes())? {
+                Some(v) => dec(v.value(), "user")?,
+                None => return Err(ServerError::NotFound(format!("user {}", code.user))),
+            };
+            if rec.enrolled_at.is_some() || rec.revoked_at.is_some() {
+                return Err(ServerError::Conflict(format!("user {} is already enrolled or revoked", rec.user)));
+            }
+            let rec = enrol(rec)?;
+            users.insert(rec.user.as_str().as_bytes(), enc(&rec).as_slice())?;
+            if let Some(h) = rec.cert_hash {
+                tx.open_table(CERTS)?.insert(h.as_slice(), rec.user.as_str().as_bytes())?;
+            }
+            Ok(rec)
+        })
+    }
+
+    /// Record a new transfer (state uploading).
+    pub fn create_transfer(&self, rec: &TransferRecord) -> Result<(), ServerError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(TRANSFERS)?;
+            if t.get(rec.transfer.as_bytes().as_slice())?.is_some() {
+                return Err(ServerError::Conflict(format!("transfer {} already exists", rec.transfer)));
+            }
+            t.insert(rec.transfer.as_bytes().as_slice(), enc(rec).as_slice())?;
+            let key = cat(&[rec.sender.as_str().as_bytes(), &[0], rec.transfer.as_bytes()]);
+            tx.open_table(OUTBOX)?.insert(key.as_slice(), [].as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// A transfer.
+    pub fn transfer(&self, id: &TransferId) -> Result<Option<TransferRecord>, ServerError> {
+        self.get(TRANSFERS, id.as_bytes(), "transfer")
+    }
+
+    /// Note that a chunk (already durable in the chunk store) belongs to a
+    /// transfer.
+    pub fn add_chunk(&self, transfer: &TransferId, id: &ChunkId, len: u32) -> Result<(), ServerError> {
+        self.write(|tx| {
+            let key = cat(&[transfer.as_bytes(), id.as_bytes()]);
+            let mut tc = tx.open_table(TRANSFER_CHUNKS)?;
+            if tc.insert(key.as_slice(), len.to_be_bytes().as_slice())?.is_none() {
+                bump_ref(tx, id, 1)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The length of a chunk of a transfer, if it belongs to it.
+    pub fn transfer_chunk(&self, transfer: &TransferId, id: &ChunkId) -> Result<Option<u32>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TRANSFER_CHUNKS)?;
+        let key = cat(&[transfer.as_bytes(), id.as_bytes()]);
+        let v = t.get(key.as_slice())?;
+        Ok(v.and_then(|v| v.value().try_into().ok().map(u32::from_be_bytes)))
+    }
+
+    /// Seal a transfer: every manifest chunk must be stored with its length;
+    /// chunks uploaded but not listed are dropped.
+    pub fn seal(
+        &self,
+        transfer: &TransferId,
+        manifest: &SignedManifest,
+        chunks: &[(ChunkId, u32)],
+        items: u32,
+        case_ref: Option<String>,
+        now: u64,
+        deadline: u64,
+    ) -> Result<Sealed, ServerError> {
+        self.write(|tx| {
+            let mut transfers = tx.open_table(TRANSFERS)?;
+            let mut rec: TransferRecord = match transfers.get(transfer.as_bytes().as_slice())? {
+                Some(v) => dec(v.value(), "transfer")?,
+                None => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+            };
+            if rec.state != TransferState::Uploading {
+                return Err(ServerError::Conflict(format!("transfer {transfer} is already sealed")));
+            }
+            let mut tc = tx.open_table(TRANSFER_CHUNKS)?;
+            let mut listed = std::collections::HashSet::new();
+            for (id, len) in chunks {
+                let key = cat(&[transfer.as_bytes(), id.as_bytes()]);
+                let stored = tc.get(key.as_slice())?.and_then(|v| v.value().try_into().ok().map(u32::from_be_bytes));
+                match stored {
+                    Some(l) if l == *len => {}
+                    Some(l) => {
+                        return Err(ServerError::BadRequest(format!(
+                            "chunk {id}: manifest says {len} bytes, {l} were uploaded"
+                        )))
+                    }
+                    None => return Err(ServerError::Conflict(format!("chunk {id} has not been uploaded"))),
+                }
+                listed.insert(*id);
+            }
+            let prefix = transfer.as_bytes().to_vec();
+            let mut end = prefix.clone();
+            end.extend_from_slice(&[0xff; 33]);
+            let mut stray = vec![];
+            for row in tc.range(prefix.as_slice()..end.as_slice())? {
+                let (k, _) = row?;
+                let id = ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?);
+                if !listed.contains(&id) {
+                    stray.push(id);
+                }
+            }
+            let mut unreferenced = vec![];
+            for id in stray {
+                tc.remove(cat(&[transfer.as_bytes(), id.as_bytes()]).as_slice())?;
+                if bump_ref(tx, &id, -1)? == 0 {
+                    unreferenced.push(id);
+                }
+            }
+            rec.state = TransferState::Sealed;
+            rec.sealed_at = Some(now);
+            rec.deadline = Some(deadline);
+            rec.manifest = Some(manifest.clone());
+            rec.case_ref = case_ref;
+            rec.items = items;
+            rec.chunks = chunks.len() as u32;
+            rec.bytes = chunks.iter().map(|c| u64::from(c.1)).sum();
+            for r in &mut rec.recipients {
+                r.state = DeliveryState::Sealed;
+                r.at = Some(now);
+            }
+            transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+            let mut inbox = tx.open_table(INBOX)?;
+            for r in &rec.recipients {
+                inbox.insert(cat(&[r.user.as_str().as_bytes(), &[0], transfer.as_bytes()]).as_slice(), [].as_slice())?;
+            }
+            tx.open_table(DEADLINES)?
+                .insert(cat(&[&deadline.to_be_bytes(), transfer.as_bytes()]).as_slice(), [].as_slice())?;
+            Ok(Sealed { record: rec, unreferenced })
+        })
+    }
+
+    /// Record that `recipient` fetched a chunk; when they have every chunk
+    /// (or the transfer has none), they become delivered.
+    pub fn record_fetch(
+        &self,
+        transfer: &TransferId,
+        recipient: &UserId,
+        chunk: Option<&ChunkId>,
+        now: u64,
+    ) -> Result<(), ServerError> {
+        self.write(|tx| {
+            let mut transfers = tx.open_table(TRANSFERS)?;
+            let mut rec: TransferRecord = match transfers.get(transfer.as_bytes().as_slice())? {
+                Some(v) => dec(v.value(), "transfer")?,
+                None => return Ok(()),
+            };
+            let total = rec.chunks;
+            let Some(r) = rec.recipients.iter_mut().find(|r| &r.user == recipient) else { return Ok(()) };
+            if let Some(id) = chunk {
+                let key = cat(&[transfer.as_bytes(), id.as_bytes(), recipient.as_str().as_bytes()]);
+                if tx.open_table(FETCHED)?.insert(key.as_slice(), [].as_slice())?.is_none() {
+                    r.fetched += 1;
+                }
+            }
+            if r.fetched >= total && r.state == DeliveryState::Sealed {
+                r.state = DeliveryState::Delivered;
+                r.at = Some(now);
+            }
+            transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Store an accepted receipt and mark the recipient acknowledged. A
+    /// second receipt from the same recipient returns the first.
+    pub fn accept_receipt(
+        &self,
+        transfer: &TransferId,
+        recipient: &UserId,
+        accepted: &AcceptedReceipt,
+    ) -> Result<AcceptedReceipt, ServerError> {
+        self.write(|tx| {
+            let key = cat(&[transfer.as_bytes(), recipient.as_str().as_bytes()]);
+            let mut receipts = tx.open_table(RECEIPTS)?;
+            if let Some(v) = receipts.get(key.as_slice())? {
+                return dec(v.value(), "receipt");
+            }
+            receipts.insert(key.as_slice(), enc(accepted).as_slice())?;
+            let mut transfers = tx.open_table(TRANSFERS)?;
+            let mut rec: TransferRecord = match transfers.get(transfer.as_bytes().as_slice())? {
+                Some(v) => dec(v.value(), "transfer")?,
+                None => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+            };
+            if let Some(r) = rec.recipients.iter_mut().find(|r| &r.user == recipient) {
+                r.state = DeliveryState::Acknowledged;
+                r.at = Some(accepted.accepted_at);
+            }
+            transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+            Ok(accepted.clone())
+        })
+    }
+
+    /// A stored receipt.
+    pub fn receipt(&self, transfer: &TransferId, recipient: &UserId) -> Result<Option<AcceptedReceipt>, ServerError> {
+        self.get(RECEIPTS, &cat(&[transfer.as_bytes(), recipient.as_str().as_bytes()]), "receipt")
+    }
+
+    fn listing(&self, table: Bytes, user: &UserId) -> Result<Vec<TransferRecord>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let idx = tx.open_table(table)?;
+        let transfers = tx.open_table(TRANSFERS)?;
+        let start = cat(&[user.as_str().as_bytes(), &[0]]);
+        let end = cat(&[user.as_str().as_bytes(), &[1]]);
+        let mut out = vec![];
+        for row in idx.range(start.as_slice()..end.as_slice())? {
+            let (k, _) = row?;
+            if let Some(v) = transfers.get(&k.value()[start.len()..])? {
+                out.push(dec(v.value(), "transfer")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Transfers addressed to `user` (sealed ones only).
+    pub fn inbox(&self, user: &UserId) -> Result<Vec<TransferRecord>, ServerError> {
+        self.listing(INBOX, user)
+    }
+
+    /// Transfers sent by `user`.
+    pub fn outbox(&self, user: &UserId) -> Result<Vec<TransferRecord>, ServerError> {
+        self.listing(OUTBOX, user)
+    }
+
+    /// Every chunk reference count, for fsck.
+    pub fn chunk_refs(&self) -> Result<Vec<(ChunkId, u64)>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CHUNK_REFS)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let id = ChunkId(k.value().try_into().map_err(|_| ServerError::Store("bad chunk ref key".into()))?);
+            let n = u64::from_be_bytes(v.value().try_into().map_err(|_| ServerError::Store("bad chunk ref".into()))?);
+            out.push((id, n));
+        }
+        Ok(out)
+    }
+}
+
+fn bump_ref(tx: &WriteTransaction, id: &ChunkId, delta: i64) -> Result<u64, ServerError> {
+    let mut refs = tx.open_table(CHUNK_REFS)?;
+    let old = refs
+        .get(id.as_bytes().as_slice())?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0);
+    let new = old.saturating_add_signed(delta);
+    if new == 0 {
+        refs.remove(id.as_bytes().as_slice())?;
+    } else {
+        refs.insert(id.as_bytes().as_slice(), new.to_be_bytes().as_slice())?;
+    }
+    Ok(new)
+}
