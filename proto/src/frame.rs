@@ -3,8 +3,11 @@
 //! Each request travels on its own QUIC bidirectional stream as one frame:
 //! a u32 big-endian length, then the postcard-encoded [`Request`]. A chunk
 //! upload is followed on the same stream by exactly `len` raw ciphertext
-//! bytes; a chunk download response likewise. The protocol version is the
-//! ALPN (`exhibit/1`); new variants are only ever appended.
+//! bytes; a chunk download response likewise. A manifest, which can be far
+//! larger than a frame (a 250 GB image has 60,000 chunks), travels the same
+//! way: its length in the frame, its bytes after it, bounded by
+//! [`crate::limits::MAX_MANIFEST`]. The protocol version is the ALPN
+//! (`exhibit/1`); new variants are only ever appended.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +15,6 @@ use crate::directory::{Role, SignedEntry};
 use crate::error::ProtoError;
 use crate::ids::{ChunkId, TransferId, UserId};
 use crate::limits::MAX_FRAME;
-use crate::manifest::SignedManifest;
 use crate::receipt::{AcceptedReceipt, SignedReceipt};
 use crate::sign;
 
@@ -51,7 +53,12 @@ pub enum Request {
     /// Upload one chunk; `len` raw bytes follow the frame.
     PutChunk { transfer: TransferId, id: ChunkId, len: u32 },
     /// Seal a transfer with its signed manifest; every chunk must be there.
-    Seal { manifest: SignedManifest },
+    /// `manifest_len` bytes of canonical manifest follow the frame.
+    Seal {
+        #[serde(with = "crate::b64")]
+        signature: Vec<u8>,
+        manifest_len: u32,
+    },
     /// Transfers addressed to the caller.
     Inbox,
     /// Transfers sent by the caller.
@@ -205,14 +212,29 @@ pub enum Response {
     Sealed { sealed_at: u64, deadline: u64 },
     /// A listing.
     Transfers { transfers: Vec<TransferInfo> },
-    /// A manifest and the entries to verify it.
-    Manifest { manifest: SignedManifest, sender: SignedEntry, recipients: Vec<SignedEntry> },
+    /// A manifest's signature and the entries to verify it;
+    /// `manifest_len` bytes of manifest follow.
+    Manifest {
+        #[serde(with = "crate::b64")]
+        signature: Vec<u8>,
+        manifest_len: u32,
+        sender: SignedEntry,
+        recipients: Vec<SignedEntry>,
+    },
     /// A chunk: `len` raw bytes follow.
     Chunk { len: u32 },
     /// The receipt was verified, countersigned and stored.
     ReceiptAccepted { receipt: AcceptedReceipt },
-    /// A stored receipt and what is needed to verify it offline.
-    Receipt { manifest: SignedManifest, sender: SignedEntry, recipient: SignedEntry, receipt: AcceptedReceipt },
+    /// A stored receipt and what is needed to verify it offline; the
+    /// manifest's `manifest_len` bytes follow.
+    Receipt {
+        #[serde(with = "crate::b64")]
+        signature: Vec<u8>,
+        manifest_len: u32,
+        sender: SignedEntry,
+        recipient: SignedEntry,
+        receipt: AcceptedReceipt,
+    },
 }
 
 /// Encode a frame: length prefix and body.
@@ -232,6 +254,18 @@ pub fn body_len(prefix: [u8; 4]) -> Result<usize, ProtoError> {
     let n = u32::from_be_bytes(prefix);
     if n > MAX_FRAME {
         return Err(ProtoError::TooLarge { what: "frame", got: n.into(), max: MAX_FRAME.into() });
+    }
+    Ok(n as usize)
+}
+
+/// Check the declared length of a trailing manifest before reading it.
+pub fn manifest_len(n: u32) -> Result<usize, ProtoError> {
+    if n as usize > crate::limits::MAX_MANIFEST {
+        return Err(ProtoError::TooLarge {
+            what: "manifest",
+            got: n.into(),
+            max: crate::limits::MAX_MANIFEST as u64,
+        });
     }
     Ok(n as usize)
 }

@@ -14,17 +14,18 @@ pub const MAX_RECIPIENTS: usize = 64;
 pub const MAX_ITEMS: usize = 100_000;
 /// Most chunks in one transfer (1 TiB at the default chunk size).
 pub const MAX_CHUNKS: usize = 262_144;
-/// Largest encoded manifest, sealed details included. A manifest is sent in
-/// one frame.
-pub const MAX_MANIFEST: usize = MAX_FRAME as usize - 4096;
+/// Largest encoded manifest, sealed details included (sent after its frame,
+/// not in it: a 1 TiB transfer's manifest is about 10 MiB).
+pub const MAX_MANIFEST: usize = 16 << 20;
 /// Largest free-text field (case reference, note, description, names).
 pub const MAX_TEXT: usize = 4096;
 
 /// Upper bound of the age ciphertext of a `plain_len` chunk sealed to
-/// `recipients` recipients: header with one stanza per recipient, the nonce,
-/// and a 16-byte tag per 64 KiB payload chunk.
+/// `recipients` recipients: the header (version line, MAC line, a grease
+/// stanza of up to about 250 bytes, and about 100 bytes per X25519 stanza),
+/// the nonce, and a 16-byte tag per 64 KiB payload chunk.
 pub fn max_sealed_len(plain_len: u32, recipients: usize) -> u64 {
-    let header = 64 + 160 * recipients as u64;
+    let header = 512 + 160 * recipients as u64;
     let tags = (u64::from(plain_len) / 65536 + 1) * 16;
     header + 16 + tags + u64::from(plain_len)
 }

@@ -207,7 +207,7 @@ async fn serve_stream(state: Arc<State>, cert_hash: Option<[u8; 32]>, mut send: 
     };
     let (head, body) = match result {
         Ok(Reply::Frame(r)) => (r, None),
-        Ok(Reply::Chunk(bytes)) => (Response::Chunk { len: bytes.len() as u32 }, Some(bytes)),
+        Ok(Reply::WithBody(r, bytes)) => (r, Some(bytes)),
         Err(e) => {
             if e.code() == ErrorCode::Internal {
                 tracing::error!(error = %e, "request failed");

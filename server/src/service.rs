@@ -12,13 +12,24 @@ use crate::error::ServerError;
 use crate::store::{CodeRecord, RecipientRecord, TransferRecord, UserRecord};
 use crate::State;
 
-/// What a request produced: a frame, or a frame followed by chunk bytes.
+/// What a request produced: a frame, or a frame followed by raw bytes (a
+/// chunk or a manifest).
 #[derive(Debug)]
 pub enum Reply {
     /// A response frame.
     Frame(Response),
-    /// A chunk download: `Response::Chunk` then the bytes.
-    Chunk(Vec<u8>),
+    /// A response frame, then these bytes.
+    WithBody(Response, Vec<u8>),
+}
+
+/// Read `len` raw bytes that follow a request frame.
+async fn read_body(recv: &mut quinn::RecvStream, len: usize, what: &str) -> Result<Vec<u8>, ServerError> {
+    let mut bytes = vec![0u8; len];
+    tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
+        .await
+        .map_err(|_| ServerError::Stream(format!("timed out reading {what}")))?
+        .map_err(|e| ServerError::Stream(format!("reading {what}: {e}")))?;
+    Ok(bytes)
 }
 
 /// Run a blocking store or disk operation off the async threads.
@@ -192,7 +203,11 @@ pub(crate) async fn dispatch(
         }
         Request::CreateTransfer { transfer, recipients } => create(state, me, transfer, recipients, now).await?,
         Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv).await?,
-        Request::Seal { manifest } => seal(state, &caller, manifest, now).await?,
+        Request::Seal { signature, manifest_len } => {
+            let len = exhibit_proto::frame::manifest_len(manifest_len)?;
+            let bytes = read_body(recv, len, "manifest").await?;
+            seal(state, &caller, SignedManifest { bytes, signature }, now).await?
+        }
         Request::Inbox => {
             let list = blocking(state, move |s| s.store.inbox(&me)).await?;
             Response::Transfers {
@@ -219,7 +234,13 @@ pub(crate) async fn dispatch(
             let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
             let sender = entry_of(&users[0])?;
             let recipients = users[1..].iter().map(entry_of).collect::<Result<_, _>>()?;
-            Response::Manifest { manifest, sender, recipients }
+            let head = Response::Manifest {
+                signature: manifest.signature,
+                manifest_len: manifest.bytes.len() as u32,
+                sender,
+                recipients,
+            };
+            return Ok(Reply::WithBody(head, manifest.bytes));
         }
         Request::GetChunk { transfer, id } => {
             let bytes = blocking(state, move |s| {
@@ -236,7 +257,7 @@ pub(crate) async fn dispatch(
                 Ok(bytes)
             })
             .await?;
-            return Ok(Reply::Chunk(bytes));
+            return Ok(Reply::WithBody(Response::Chunk { len: bytes.len() as u32 }, bytes));
         }
         Request::SubmitReceipt { receipt } => submit_receipt(state, &caller, receipt, now).await?,
         Request::GetReceipt { transfer, recipient } => {
@@ -251,12 +272,15 @@ pub(crate) async fn dispatch(
                 Ok((rec, accepted, sender, recip))
             })
             .await?;
-            Response::Receipt {
-                manifest: rec.manifest.ok_or_else(|| ServerError::Store("sealed without manifest".into()))?,
+            let manifest = rec.manifest.ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
+            let head = Response::Receipt {
+                signature: manifest.signature,
+                manifest_len: manifest.bytes.len() as u32,
                 sender: entry_of(&sender)?,
                 recipient: entry_of(&recip)?,
                 receipt: accepted,
-            }
+            };
+            return Ok(Reply::WithBody(head, manifest.bytes));
         }
         _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
     };
@@ -345,11 +369,7 @@ async fn put_chunk(
     if u64::from(len) > max {
         return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge { what: "chunk", got: len.into(), max }));
     }
-    let mut bytes = vec![0u8; len as usize];
-    tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
-        .await
-        .map_err(|_| ServerError::Stream("timed out reading chunk".into()))?
-        .map_err(|e| ServerError::Stream(format!("reading chunk: {e}")))?;
+    let bytes = read_body(recv, len as usize, "chunk").await?;
     let got = ChunkId::of(&bytes);
     if got != id {
         return Err(ServerError::ChunkMismatch { expected: id.to_string(), got: got.to_string() });

@@ -1,0 +1,465 @@
+//! The `exhibit` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use exhibit_proto::directory::Role;
+use exhibit_proto::frame::TransferInfo;
+use exhibit_proto::{TransferId, UserId};
+use serde_json::json;
+
+use crate::error::ClientError;
+use crate::home::Home;
+use crate::{admin, directory, enrol, fetch, listing, receipt, send};
+
+/// exhibit: send evidence encrypted end to end to named recipients, with
+/// signed delivery receipts.
+#[derive(Parser, Debug)]
+#[command(name = "exhibit", version, about, long_about = None)]
+pub struct Cli {
+    /// Key directory (default: $EXHIBIT_HOME, else ~/.config/exhibit).
+    #[arg(long, global = true, env = "EXHIBIT_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Enrol with a one-time code from an admin: makes your keys here and
+    /// gets your certificate.
+    Enrol {
+        /// Server address, host:port.
+        #[arg(long)]
+        server: String,
+        /// One-time enrolment code.
+        #[arg(long)]
+        code: String,
+        /// The deployment's CA certificate (ca.pem), obtained out of band.
+        #[arg(long)]
+        ca: PathBuf,
+    },
+    /// Show who you are enrolled as.
+    Whoami,
+    /// List enrolled users (optionally matching QUERY), verified against the CA.
+    Directory {
+        /// Part of a user id, name or organisation.
+        query: Option<String>,
+    },
+    /// Accept a user's new key fingerprint after checking it with them.
+    Trust {
+        /// User id.
+        user: UserId,
+        /// The new fingerprint, as shown in the error.
+        fingerprint: String,
+    },
+    /// Send files or folders, encrypted to the recipients.
+    Send(SendArgs),
+    /// Transfers sent to you.
+    Inbox,
+    /// Transfers you sent, with each recipient's state.
+    Outbox,
+    /// Download, verify and decrypt a transfer, then send a signed receipt.
+    Fetch {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Output directory.
+        #[arg(short, long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Delivery receipts.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+    /// Administration (admins only).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `exhibit send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Files and folders (folders are sent whole, with relative paths).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Recipient user id (repeat for several).
+    #[arg(long, required = true)]
+    pub to: Vec<UserId>,
+    /// Case reference (visible to the server).
+    #[arg(long = "case")]
+    pub case_ref: Option<String>,
+    /// Time the recipients have to acknowledge, e.g. 4h, 30m, 2d (default:
+    /// the server's).
+    #[arg(long)]
+    pub ack_within: Option<String>,
+    /// Note for the recipients (sealed; the server cannot read it).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Do not encrypt to yourself (you will not be able to open it).
+    #[arg(long)]
+    pub no_self: bool,
+    /// Plaintext chunk size in bytes.
+    #[arg(long, default_value_t = exhibit_proto::limits::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u32,
+}
+
+/// `exhibit receipt …`.
+#[derive(Subcommand, Debug)]
+pub enum ReceiptCommand {
+    /// Show a transfer's receipt, verified.
+    Show {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Whose receipt (default: yours, or the only recipient's).
+        #[arg(long)]
+        recipient: Option<UserId>,
+    },
+    /// Save a receipt bundle anyone with the CA certificate can verify.
+    Export {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Output file.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Whose receipt (default: yours, or the only recipient's).
+        #[arg(long)]
+        recipient: Option<UserId>,
+    },
+    /// Verify a receipt bundle offline.
+    Verify {
+        /// Bundle file.
+        file: PathBuf,
+        /// CA certificate.
+        #[arg(long)]
+        ca: PathBuf,
+    },
+}
+
+/// `exhibit admin …`.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `exhibit admin user …`.
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user and print their one-time enrolment code.
+    Add {
+        /// User id (a-z, 0-9, '.', '_', '-').
+        user: UserId,
+        /// Organisation.
+        #[arg(long)]
+        org: String,
+        /// evidence-unit, caseworker or admin.
+        #[arg(long)]
+        role: Role,
+        /// Display name (default: the user id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List users.
+    List,
+}
+
+/// A unix time as `YYYY-MM-DD HH:MM:SSZ`.
+pub fn format_time(t: u64) -> String {
+    let days = (t / 86400) as i64;
+    let rem = t % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), ClientError> {
+    println!("{}", serde_json::to_string_pretty(v).map_err(|e| ClientError::Config(e.to_string()))?);
+    Ok(())
+}
+
+fn transfer_json(t: &TransferInfo) -> serde_json::Value {
+    json!({
+        "transfer": t.transfer.to_string(),
+        "sender": t.sender.to_string(),
+        "state": format!("{:?}", t.state).to_lowercase(),
+        "case": t.case_ref,
+        "items": t.items,
+        "bytes": t.bytes,
+        "created_at": t.created_at,
+        "sealed_at": t.sealed_at,
+        "deadline": t.deadline,
+        "recipients": t.recipients.iter().map(|r| json!({
+            "user": r.user.to_string(), "state": r.state.as_str(), "at": r.at,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_transfers(list: &[TransferInfo], json: bool) -> Result<(), ClientError> {
+    if json {
+        return print_json(&list.iter().map(transfer_json).collect::<Vec<_>>());
+    }
+    if list.is_empty() {
+        println!("no transfers");
+    }
+    for t in list {
+        let when = t.sealed_at.map_or_else(|| "uploading".to_owned(), format_time);
+        println!("{}  {}  from {}  case {}", t.transfer, when, t.sender, t.case_ref.as_deref().unwrap_or("-"));
+        for r in &t.recipients {
+            let at = r.at.map(format_time).unwrap_or_default();
+            println!("    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
+        }
+    }
+    Ok(())
+}
+
+impl Cli {
+    fn home(&self) -> Result<Home, ClientError> {
+        Ok(Home::new(match &self.home {
+            Some(h) => h.clone(),
+            None => Home::default_dir()?,
+        }))
+    }
+
+    /// Run the command.
+    pub async fn run(self) -> Result<(), ClientError> {
+        let home = self.home()?;
+        let json = self.json;
+        let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        match self.command {
+            Command::Enrol { server, code, ca } => {
+                let pem = std::fs::read(&ca).map_err(ClientError::io(format!("reading {}", ca.display())))?;
+                let me = enrol::enrol(&home, &server, &code, &pem).await?;
+                if json {
+                    print_json(&json!({"user": me.user.to_string(), "fingerprint": me.fingerprint(), "home": home.dir()}))?;
+                } else {
+                    println!("Enrolled as {} ({}, {}).", me.user, me.role, me.org);
+                    println!("Your key fingerprint: {}", me.fingerprint());
+                    println!("Keys saved in {} (private keys mode 0600).", home.dir().display());
+                }
+            }
+            Command::Whoami => {
+                let p = home.load()?;
+                let conn = crate::conn::Conn::open(&p).await?;
+                let server_view = conn.request(&exhibit_proto::frame::Request::WhoAmI).await?;
+                conn.close();
+                if let exhibit_proto::frame::Response::WhoAmI { entry } = server_view {
+                    if entry != p.entry {
+                        return Err(ClientError::Verify("the server's entry for you differs from your own".into()));
+                    }
+                }
+                let me = &p.me;
+                if json {
+                    print_json(&json!({
+                        "user": me.user.to_string(), "display_name": me.display_name, "org": me.org,
+                        "role": me.role.as_str(), "fingerprint": me.fingerprint(), "server": p.config.server,
+                    }))?;
+                } else {
+                    println!("{} ({}), {} at {}", me.user, me.display_name, me.role, me.org);
+                    println!("fingerprint {}", me.fingerprint());
+                    println!("server {}", p.config.server);
+                }
+            }
+            Command::Directory { query } => {
+                let p = home.load()?;
+                let conn = crate::conn::Conn::open(&p).await?;
+                let entries = directory::list(&conn, &p, query).await?;
+                conn.close();
+                let pins = home.pins()?;
+                if json {
+                    print_json(
+                        &entries
+                            .iter()
+                            .map(|e| {
+                                json!({
+                                    "user": e.user.to_string(), "display_name": e.display_name, "org": e.org,
+                                    "role": e.role.as_str(), "fingerprint": e.fingerprint(),
+                                    "pinned": pins.get(e.user.as_str()).map(|f| *f == e.fingerprint()),
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )?;
+                } else {
+                    for e in entries {
+                        let pin = match pins.get(e.user.as_str()) {
+                            Some(f) if *f == e.fingerprint() => "pinned",
+                            Some(_) => "KEY CHANGED",
+                            None => "",
+                        };
+                        println!(
+                            "{:<20} {:<14} {:<24} {:<24} {} {}",
+                            e.user.as_str(),
+                            e.role.as_str(),
+                            e.display_name,
+                            e.org,
+                            e.fingerprint(),
+                            pin
+                        );
+                    }
+                }
+            }
+            Command::Trust { user, fingerprint } => {
+                directory::trust(&home, &user, &fingerprint)?;
+                println!("{user} is now pinned to {}", fingerprint.trim());
+            }
+            Command::Send(a) => {
+                let mut opts = send::SendOptions::new(a.paths, a.to);
+                opts.case_ref = a.case_ref;
+                opts.note = a.note;
+                opts.include_self = !a.no_self;
+                opts.chunk_size = a.chunk_size;
+                opts.progress = show_progress;
+                opts.ack_within_secs = a
+                    .ack_within
+                    .as_deref()
+                    .map(exhibit_proto::duration::parse_secs)
+                    .transpose()
+                    .map_err(|e| ClientError::Usage(format!("--ack-within: {e}")))?;
+                let out = send::send(&home, opts).await?;
+                if json {
+                    print_json(&json!({
+                        "transfer": out.transfer.to_string(), "items": out.items, "bytes": out.bytes,
+                        "deadline": out.deadline, "recipients": out.recipients,
+                    }))?;
+                } else {
+                    for r in &out.recipients {
+                        let note = if r.newly_pinned { "  (first use: now pinned)" } else { "" };
+                        eprintln!("to {} ({}, {}) key {}{note}", r.user, r.display_name, r.org, r.fingerprint);
+                    }
+                    println!("{}", out.transfer);
+                    eprintln!(
+                        "sealed: {} item(s), {} bytes; acknowledge by {}",
+                        out.items,
+                        out.bytes,
+                        format_time(out.deadline)
+                    );
+                }
+            }
+            Command::Inbox => print_transfers(&listing::fetch_list(&home, true).await?, json)?,
+            Command::Outbox => print_transfers(&listing::fetch_list(&home, false).await?, json)?,
+            Command::Fetch { transfer, out } => {
+                let r = fetch::fetch(&home, fetch::FetchOptions { transfer, out, progress: show_progress }).await?;
+                if json {
+                    print_json(&r)?;
+                } else {
+                    println!("from {} (key {}), case {}", r.sender, r.sender_fingerprint, r.case_ref.as_deref().unwrap_or("-"));
+                    if let Some(n) = &r.note {
+                        println!("note: {n}");
+                    }
+                    for i in &r.items {
+                        println!("  {}  {} bytes  blake3 {}", i.written_to.display(), i.size, i.blake3);
+                    }
+                    match &r.receipt {
+                        Some(a) => println!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
+                        None => println!("verified (your own transfer: no receipt sent)"),
+                    }
+                }
+            }
+            Command::Receipt(ReceiptCommand::Show { transfer, recipient }) => {
+                let b = receipt::bundle(&home, transfer, recipient).await?;
+                print_summary(&b.summary, json)?;
+            }
+            Command::Receipt(ReceiptCommand::Export { transfer, out, recipient }) => {
+                let b = receipt::bundle(&home, transfer, recipient).await?;
+                receipt::write(&b, &out)?;
+                if json {
+                    print_json(&json!({"file": out, "summary": b.summary}))?;
+                } else {
+                    println!("receipt of {} for {} written to {}", b.summary.recipient, b.summary.transfer, out.display());
+                }
+            }
+            Command::Receipt(ReceiptCommand::Verify { file, ca }) => {
+                let s = receipt::verify_file(&file, &ca)?;
+                print_summary(&s, json)?;
+            }
+            Command::Admin(AdminCommand::User(UserCommand::Add { user, org, role, name })) => {
+                let name = name.unwrap_or_else(|| user.to_string());
+                let (code, expires) = admin::add_user(&home, user.clone(), name, org, role).await?;
+                if json {
+                    print_json(&json!({"user": user.to_string(), "code": code, "expires_at": expires}))?;
+                } else {
+                    println!("{code}");
+                    eprintln!("one-time enrolment code for {user}, valid until {}", format_time(expires));
+                }
+            }
+            Command::Admin(AdminCommand::User(UserCommand::List)) => {
+                let users = admin::list_users(&home).await?;
+                if json {
+                    print_json(
+                        &users
+                            .iter()
+                            .map(|u| {
+                                json!({
+                                    "user": u.user.to_string(), "display_name": u.display_name, "org": u.org,
+                                    "role": u.role.as_str(), "enrolled_at": u.enrolled_at, "revoked_at": u.revoked_at,
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )?;
+                } else {
+                    for u in users {
+                        let state = match (u.enrolled_at, u.revoked_at) {
+                            (_, Some(t)) => format!("revoked {}", format_time(t)),
+                            (Some(t), None) => format!("enrolled {}", format_time(t)),
+                            (None, None) => "code issued, not enrolled".into(),
+                        };
+                        println!("{:<20} {:<14} {:<24} {}", u.user.as_str(), u.role.as_str(), u.org, state);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_summary(s: &exhibit_proto::receipt::ReceiptSummary, json: bool) -> Result<(), ClientError> {
+    if json {
+        return print_json(&json!({"valid": true, "summary": s}));
+    }
+    println!("VALID receipt");
+    println!("  transfer     {}", s.transfer);
+    println!("  case         {}", s.case_ref.as_deref().unwrap_or("-"));
+    println!("  sender       {} (key {})", s.sender, s.sender_fingerprint);
+    println!("  recipient    {} (key {})", s.recipient, s.recipient_fingerprint);
+    println!("  manifest     {}", s.manifest_hash);
+    println!("  received at  {} (recipient's clock)", format_time(s.received_at));
+    println!("  accepted at  {} (server's clock, countersigned)", format_time(s.accepted_at));
+    for (i, h) in s.items.iter().enumerate() {
+        println!("  item {i:<7} blake3 {h}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_795_391_100), "2026-11-22 21:45:00Z");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00Z");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["exhibit", "send", "a", "--to", "bob", "--ack-within", "2h", "--json"]).unwrap();
+        assert!(c.json);
+        assert!(Cli::try_parse_from(["exhibit", "send", "a"]).is_err(), "--to is required");
+        assert!(Cli::try_parse_from(["exhibit", "send", "a", "--to", "Bad/User"]).is_err());
+    }
+}

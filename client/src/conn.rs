@@ -1,0 +1,173 @@
+//! A QUIC connection to exhibitd, one request per bidirectional stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exhibit_proto::frame::{self, Request, Response};
+use exhibit_proto::{ChunkId, TransferId};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+use crate::error::ClientError;
+use crate::home::Profile;
+
+/// A connection to the server.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    server: String,
+}
+
+/// A client TLS identity: certificate and PKCS#8 key, both DER.
+pub type Identity<'a> = (&'a [u8], &'a [u8]);
+
+async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), ClientError> {
+    let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
+    let (host, _) = server.rsplit_once(':').ok_or_else(|| err("expected host:port".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address".into()))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| err(format!("server name: {e}")))?;
+    Ok((addr, name))
+}
+
+impl Conn {
+    /// Connect as an enrolled user.
+    pub async fn open(p: &Profile) -> Result<Conn, ClientError> {
+        Conn::connect(&p.config.server, &p.ca_der, Some((&p.tls_cert, &p.tls_key))).await
+    }
+
+    /// Connect to `server`, trusting only the CA `ca_der`, presenting
+    /// `identity` if given.
+    pub async fn connect(server: &str, ca_der: &[u8], identity: Option<Identity<'_>>) -> Result<Conn, ClientError> {
+        let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
+        let (addr, name) = resolve(server).await?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| err(format!("CA certificate: {e}")))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| err(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut tls = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from(cert.to_vec())],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+                )
+                .map_err(|e| err(format!("client certificate: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![exhibit_proto::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000))))
+            .keep_alive_interval(Some(Duration::from_secs(10)))
+            .stream_receive_window((8u32 << 20).into())
+            .receive_window((64u32 << 20).into())
+            .send_window(64 << 20);
+        config.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(|_| err("bind address".into()))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| err(format!("UDP socket: {e}")))?;
+        endpoint.set_default_client_config(config);
+        let sni = match &name {
+            ServerName::DnsName(d) => d.as_ref().to_owned(),
+            ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+            _ => "localhost".to_owned(),
+        };
+        let conn = endpoint
+            .connect(addr, &sni)
+            .map_err(|e| err(e.to_string()))?
+            .await
+            .map_err(|e| err(format!("handshake: {e}")))?;
+        Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned() })
+    }
+
+    /// Send a request with an optional raw body after the frame, and read
+    /// the response frame. Returns the receive stream for a trailing body.
+    async fn exchange(&self, req: &Request, body: Option<&[u8]>) -> Result<(Response, quinn::RecvStream), ClientError> {
+        let stream_err = |e: &dyn std::fmt::Display| ClientError::Stream(format!("{}: {e}", self.server));
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_err(&e))?;
+        let f = frame::encode(req)?;
+        send.write_all(&f).await.map_err(|e| stream_err(&e))?;
+        if let Some(b) = body {
+            send.write_all(b).await.map_err(|e| stream_err(&e))?;
+        }
+        send.finish().map_err(|e| stream_err(&e))?;
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.map_err(|e| stream_err(&e))?;
+        let n = frame::body_len(prefix)?;
+        let mut buf = vec![0u8; n];
+        recv.read_exact(&mut buf).await.map_err(|e| stream_err(&e))?;
+        match frame::decode_response(&buf)? {
+            Response::Error { code, message } => Err(ClientError::Server { code, message }),
+            r => Ok((r, recv)),
+        }
+    }
+
+    /// One request, one response frame.
+    pub async fn request(&self, req: &Request) -> Result<Response, ClientError> {
+        Ok(self.exchange(req, None).await?.0)
+    }
+
+    /// A request followed by raw bytes (a manifest).
+    pub async fn request_with_body(&self, req: &Request, body: &[u8]) -> Result<Response, ClientError> {
+        Ok(self.exchange(req, Some(body)).await?.0)
+    }
+
+    /// A request whose response carries `n` trailing bytes, where `n` is
+    /// read from the response by `len` and bounded by `max`.
+    pub async fn request_body(
+        &self,
+        req: &Request,
+        len: impl FnOnce(&Response) -> Option<u32>,
+        max: usize,
+    ) -> Result<(Response, Vec<u8>), ClientError> {
+        let (resp, mut recv) = self.exchange(req, None).await?;
+        let n = len(&resp).ok_or_else(|| unexpected(&resp))? as usize;
+        if n > max {
+            return Err(exhibit_proto::ProtoError::TooLarge { what: "response body", got: n as u64, max: max as u64 }.into());
+        }
+        let mut body = vec![0u8; n];
+        recv.read_exact(&mut body).await.map_err(|e| ClientError::Stream(format!("{}: {e}", self.server)))?;
+        Ok((resp, body))
+    }
+
+    /// Upload one chunk.
+    pub async fn put_chunk(&self, transfer: TransferId, id: ChunkId, bytes: &[u8]) -> Result<(), ClientError> {
+        let req = Request::PutChunk { transfer, id, len: bytes.len() as u32 };
+        match self.exchange(&req, Some(bytes)).await?.0 {
+            Response::ChunkStored => Ok(()),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// Download one chunk of at most `max` bytes.
+    pub async fn get_chunk(&self, transfer: TransferId, id: ChunkId, max: usize) -> Result<Vec<u8>, ClientError> {
+        let req = Request::GetChunk { transfer, id };
+        let len = |r: &Response| match r {
+            Response::Chunk { len } => Some(*len),
+            _ => None,
+        };
+        Ok(self.request_body(&req, len, max).await?.1)
+    }
+
+    /// Close politely.
+    pub fn close(&self) {
+        self.conn.close(0u32.into(), b"bye");
+    }
+}
+
+/// The error for a response of the wrong kind.
+pub fn unexpected(r: &Response) -> ClientError {
+    let kind = format!("{r:?}");
+    ClientError::Stream(format!("unexpected response {}", kind.split([' ', '{', '(']).next().unwrap_or("?")))
+}

@@ -1,0 +1,75 @@
+//! Directory look-ups, verified against the pinned authority, and
+//! trust-on-first-use pinning of each user's key fingerprint.
+
+use exhibit_proto::directory::{DirectoryEntry, SignedEntry};
+use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::UserId;
+
+use crate::conn::{unexpected, Conn};
+use crate::error::ClientError;
+use crate::home::{Home, Profile};
+
+/// Directory entries matching `query`, each verified against the authority.
+/// An entry that fails verification is an error, not silently dropped: it
+/// means the server is lying.
+pub async fn list(conn: &Conn, p: &Profile, query: Option<String>) -> Result<Vec<DirectoryEntry>, ClientError> {
+    match conn.request(&Request::Directory { query }).await? {
+        Response::Directory { entries } => {
+            entries.iter().map(|e| e.verify(&p.authority).map_err(ClientError::from)).collect()
+        }
+        r => Err(unexpected(&r)),
+    }
+}
+
+/// Look up exactly `user`.
+pub async fn lookup(conn: &Conn, p: &Profile, user: &UserId) -> Result<DirectoryEntry, ClientError> {
+    list(conn, p, Some(user.to_string()))
+        .await?
+        .into_iter()
+        .find(|e| &e.user == user)
+        .ok_or_else(|| ClientError::Server {
+            code: exhibit_proto::frame::ErrorCode::NotFound,
+            message: format!("no enrolled user {user}"),
+        })
+}
+
+/// Whether a pin was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Matched an earlier pin.
+    Known,
+    /// First seen: now pinned.
+    New,
+}
+
+/// Check `entry` against the fingerprint pinned for its user, pinning it if
+/// this is the first time. A changed key is refused.
+pub fn check_pin(home: &Home, entry: &DirectoryEntry) -> Result<Pin, ClientError> {
+    let mut pins = home.pins()?;
+    let fp = entry.fingerprint();
+    match pins.get(entry.user.as_str()) {
+        Some(p) if *p == fp => Ok(Pin::Known),
+        Some(p) => Err(ClientError::KeyChanged { user: entry.user.to_string(), pinned: p.clone(), now: fp }),
+        None => {
+            pins.insert(entry.user.to_string(), fp);
+            home.save_pins(&pins)?;
+            Ok(Pin::New)
+        }
+    }
+}
+
+/// Accept a new fingerprint for `user` after checking it out of band.
+pub fn trust(home: &Home, user: &UserId, fingerprint: &str) -> Result<(), ClientError> {
+    let mut pins = home.pins()?;
+    pins.insert(user.to_string(), fingerprint.trim().to_owned());
+    home.save_pins(&pins)
+}
+
+/// Verify an entry that arrived with a manifest and check its pin.
+pub fn verify_pinned(home: &Home, p: &Profile, e: &SignedEntry) -> Result<DirectoryEntry, ClientError> {
+    let entry = e.verify(&p.authority)?;
+    if entry.user != p.me.user {
+        check_pin(home, &entry)?;
+    }
+    Ok(entry)
+}

@@ -1,0 +1,55 @@
+//! `exhibit enrol`: make keys locally, redeem the one-time code, save.
+
+use ed25519_dalek::SigningKey;
+use exhibit_proto::directory::DirectoryEntry;
+use exhibit_proto::frame::{EnrolRequest, Request, Response};
+
+use crate::conn::{unexpected, Conn};
+use crate::error::ClientError;
+use crate::home::{pem_body, Home, NewKeys};
+
+/// Enrol into `home` with a code from an admin. Returns the verified entry.
+pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Result<DirectoryEntry, ClientError> {
+    if home.is_enrolled() {
+        return Err(ClientError::Config(format!(
+            "{} already holds an enrolment; use another EXHIBIT_HOME",
+            home.dir().display()
+        )));
+    }
+    let authority = exhibit_proto::cert::ed25519_key_from_pem(ca_pem)?;
+    let ca_der = pem_body(ca_pem)?;
+    let age = age::x25519::Identity::generate();
+    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .map_err(|e| ClientError::Config(format!("making TLS key: {e}")))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
+    let csr = params.serialize_request(&tls_key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
+    let conn = Conn::connect(server, &ca_der, None).await?;
+    let req = Request::Enrol(EnrolRequest {
+        code: code.trim().to_owned(),
+        age_recipient: age.to_public().to_string(),
+        signing_key: signing.verifying_key().to_bytes(),
+        csr_der: csr.der().to_vec(),
+    });
+    let (entry, cert_der) = match conn.request(&req).await? {
+        Response::Enrolled { entry, cert_der } => (entry, cert_der),
+        r => return Err(unexpected(&r)),
+    };
+    conn.close();
+    let me = entry.verify(&authority)?;
+    if me.age_recipient != age.to_public().to_string() || me.signing_key != signing.verifying_key().to_bytes() {
+        return Err(ClientError::Verify("the server's directory entry does not carry our keys".into()));
+    }
+    home.save(&NewKeys {
+        server: server.to_owned(),
+        ca_pem: ca_pem.to_vec(),
+        tls_cert: cert_der,
+        tls_key: tls_key.serialize_der(),
+        age,
+        signing,
+        entry,
+        user: me.user.to_string(),
+    })?;
+    Ok(me)
+}

@@ -1,0 +1,272 @@
+//! `exhibit fetch`: download chunks in parallel, verify and decrypt each,
+//! write at offset into temp files beside the destination, verify every
+//! item's whole-plaintext hash, and only then move the files into place and
+//! send the signed receipt.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::manifest::SealedDetails;
+use exhibit_proto::path::RelPath;
+use exhibit_proto::receipt::RECEIPT_VERSION;
+use exhibit_proto::{limits, seal, AcceptedReceipt, Receipt, SignedManifest, TransferId, VerifiedManifest};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::conn::{unexpected, Conn};
+use crate::directory;
+use crate::error::ClientError;
+use crate::home::{Home, Profile};
+use crate::progress::Progress;
+use crate::send::{now, IN_FLIGHT};
+
+/// What to fetch and where.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Output directory (created if missing).
+    pub out: PathBuf,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// One item written.
+#[derive(Clone, Debug, Serialize)]
+pub struct FetchedItem {
+    /// Relative path.
+    pub path: String,
+    /// Where it was written.
+    pub written_to: PathBuf,
+    /// Bytes.
+    pub size: u64,
+    /// BLAKE3 of the plaintext (verified).
+    pub blake3: String,
+}
+
+/// What a fetch did.
+#[derive(Clone, Debug, Serialize)]
+pub struct FetchOutcome {
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Sender.
+    pub sender: String,
+    /// Sender's key fingerprint.
+    pub sender_fingerprint: String,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// Sender's note.
+    pub note: Option<String>,
+    /// Items written.
+    pub items: Vec<FetchedItem>,
+    /// The receipt the server accepted (none when the sender fetches their
+    /// own transfer).
+    pub receipt: Option<AcceptedReceipt>,
+}
+
+/// Get and verify a transfer's manifest: the sender's entry against the
+/// authority and the pins, the signature against the sender's key.
+pub async fn verified_manifest(
+    conn: &Conn,
+    home: &Home,
+    p: &Profile,
+    transfer: TransferId,
+) -> Result<(VerifiedManifest, exhibit_proto::DirectoryEntry), ClientError> {
+    let len = |r: &Response| match r {
+        Response::Manifest { manifest_len, .. } => Some(*manifest_len),
+        _ => None,
+    };
+    let (head, bytes) = conn.request_body(&Request::GetManifest { transfer }, len, limits::MAX_MANIFEST).await?;
+    let Response::Manifest { signature, sender, .. } = head else { return Err(unexpected(&head)) };
+    let sender = directory::verify_pinned(home, p, &sender)?;
+    let vm = SignedManifest { bytes, signature }.verify(&sender)?;
+    if vm.manifest().transfer != transfer {
+        return Err(ClientError::Verify(format!("server sent the manifest of {} for {transfer}", vm.manifest().transfer)));
+    }
+    Ok((vm, sender))
+}
+
+/// Temp files that are removed unless the fetch completes.
+struct Temps(Vec<PathBuf>);
+
+impl Drop for Temps {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Create the parent directories of `rel` under `out`, refusing to pass
+/// through anything that is not a real directory (a planted symlink must
+/// not lead outside `out`).
+fn safe_parent(out: &Path, rel: &RelPath) -> Result<PathBuf, ClientError> {
+    let comps: Vec<&str> = rel.components().collect();
+    let mut dir = out.to_owned();
+    for c in &comps[..comps.len() - 1] {
+        dir.push(c);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(ClientError::Verify(format!("{} exists and is not a directory", dir.display())));
+            }
+            Err(_) => std::fs::create_dir(&dir).map_err(ClientError::io(format!("creating {}", dir.display())))?,
+        }
+    }
+    Ok(dir.join(comps[comps.len() - 1]))
+}
+
+fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
+    rel.components().fold(out.to_owned(), |p, c| p.join(c))
+}
+
+/// Download, verify, decrypt and write a transfer, then send the receipt.
+pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let (vm, sender) = verified_manifest(&conn, home, &p, opts.transfer).await?;
+    let m = vm.manifest();
+    let is_recipient = m.recipients.contains(&p.me.user);
+    if !is_recipient && m.sender != p.me.user {
+        return Err(ClientError::Verify("this transfer is not addressed to you".into()));
+    }
+    let details: SealedDetails = seal::open_details(&vm, &p.age)?;
+    let paths = details.check(m)?;
+
+    std::fs::create_dir_all(&opts.out).map_err(ClientError::io(format!("creating {}", opts.out.display())))?;
+    let out = opts.out.canonicalize().map_err(ClientError::io(format!("resolving {}", opts.out.display())))?;
+    for rel in &paths {
+        let dest = dest_of(&out, rel);
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(ClientError::Usage(format!("{} already exists; choose another -o", dest.display())));
+        }
+    }
+
+    let mut temps = Temps(vec![]);
+    let mut files = vec![];
+    for (i, d) in details.items.iter().enumerate() {
+        let t = out.join(format!(".exhibit-{}-{i}.part", opts.transfer));
+        let f = File::create_new(&t).map_err(ClientError::io(format!("creating {}", t.display())))?;
+        temps.0.push(t);
+        f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
+        files.push(f);
+    }
+    let files = Arc::new(files);
+    let vm = Arc::new(vm);
+    let identity = Arc::new(p.age.clone());
+
+    let total: u64 = details.items.iter().map(|d| d.size).sum();
+    let progress = Progress::new(opts.progress, total, "fetching");
+    let jobs: Vec<(usize, usize, u32, u32, u64)> = details
+        .items
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| {
+            vm.manifest().items[i].chunks.iter().enumerate().map(move |(k, c)| {
+                (i, k, c.len, d.plain_len(k), k as u64 * u64::from(d.chunk_plain_len))
+            })
+        })
+        .collect();
+    let transfer = opts.transfer;
+    let mut downloads = futures_util::stream::iter(jobs)
+        .map(|(item, index, cipher_len, plain_len, offset)| {
+            let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());
+            async move {
+                let id = vm.manifest().items[item].chunks[index].id;
+                let cipher = conn.get_chunk(transfer, id, cipher_len as usize).await?;
+                tokio::task::spawn_blocking(move || {
+                    let plain = seal::open_chunk(&vm, item, index, plain_len, &cipher, &identity)?;
+                    files[item].write_all_at(&plain, offset).map_err(ClientError::io("writing temp file"))?;
+                    Ok::<_, ClientError>(u64::from(plain_len))
+                })
+                .await
+                .map_err(|e| ClientError::Stream(format!("decrypt worker: {e}")))?
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(r) = downloads.next().await {
+        progress.inc(r.map_err(|e| match e {
+            ClientError::Proto(p) => ClientError::Verify(p.to_string()),
+            e => e,
+        })?);
+    }
+    drop(downloads);
+    progress.finish();
+
+    // Whole-item hashes over what is actually on disk.
+    let temp_paths = temps.0.clone();
+    let expected: Vec<[u8; 32]> = details.items.iter().map(|d| d.blake3).collect();
+    let files2 = files.clone();
+    tokio::task::spawn_blocking(move || {
+        for (i, (t, want)) in temp_paths.iter().zip(&expected).enumerate() {
+            files2[i].sync_all().map_err(ClientError::io("syncing temp file"))?;
+            let mut h = blake3::Hasher::new();
+            h.update_reader(File::open(t).map_err(ClientError::io("reopening temp file"))?)
+                .map_err(ClientError::io("hashing temp file"))?;
+            if h.finalize().as_bytes() != want {
+                return Err(ClientError::Verify(format!("item {i}: whole-file BLAKE3 differs from the sender's")));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ClientError::Stream(format!("hash worker: {e}")))??;
+
+    let mut items = vec![];
+    for (i, rel) in paths.iter().enumerate() {
+        let dest = safe_parent(&out, rel)?;
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
+        }
+        std::fs::rename(&temps.0[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
+        items.push(FetchedItem {
+            path: rel.as_str().to_owned(),
+            written_to: dest,
+            size: details.items[i].size,
+            blake3: hex::encode(details.items[i].blake3),
+        });
+    }
+    temps.0.clear();
+    if let Some(parent) = out.parent() {
+        let _ = File::open(&out).and_then(|d| d.sync_all());
+        let _ = parent;
+    }
+
+    let receipt = if is_recipient {
+        let r = Receipt {
+            version: RECEIPT_VERSION,
+            transfer,
+            manifest_hash: vm.hash(),
+            recipient: p.me.user.clone(),
+            received_at: now(),
+            items: details.items.iter().map(|d| d.blake3).collect(),
+        };
+        let signed = r.sign(&p.signing);
+        match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
+            Response::ReceiptAccepted { receipt } => {
+                receipt.verify_acceptance(&p.authority)?;
+                if receipt.receipt != signed {
+                    // An earlier receipt of ours was already on record.
+                    receipt.receipt.verify(&p.me)?;
+                }
+                Some(receipt)
+            }
+            r => return Err(unexpected(&r)),
+        }
+    } else {
+        None
+    };
+    conn.close();
+    Ok(FetchOutcome {
+        transfer,
+        sender: sender.user.to_string(),
+        sender_fingerprint: sender.fingerprint(),
+        case_ref: vm.manifest().case_ref.clone(),
+        note: details.note.clone(),
+        items,
+        receipt,
+    })
+}
