@@ -243,7 +243,9 @@ impl Cli {
                 let pem = std::fs::read(&ca).map_err(ClientError::io(format!("reading {}", ca.display())))?;
                 let me = enrol::enrol(&home, &server, &code, &pem).await?;
                 if json {
-                    print_json(&json!({"user": me.user.to_string(), "fingerprint": me.fingerprint(), "home": home.dir()}))?;
+                    print_json(
+                        &json!({"user": me.user.to_string(), "fingerprint": me.fingerprint(), "home": home.dir()}),
+                    )?;
                 } else {
                     println!("Enrolled as {} ({}, {}).", me.user, me.role, me.org);
                     println!("Your key fingerprint: {}", me.fingerprint());
@@ -354,7 +356,12 @@ impl Cli {
                 if json {
                     print_json(&r)?;
                 } else {
-                    println!("from {} (key {}), case {}", r.sender, r.sender_fingerprint, r.case_ref.as_deref().unwrap_or("-"));
+                    println!(
+                        "from {} (key {}), case {}",
+                        r.sender,
+                        r.sender_fingerprint,
+                        r.case_ref.as_deref().unwrap_or("-")
+                    );
                     if let Some(n) = &r.note {
                         println!("note: {n}");
                     }
@@ -362,7 +369,9 @@ impl Cli {
                         println!("  {}  {} bytes  blake3 {}", i.written_to.display(), i.size, i.blake3);
                     }
                     match &r.receipt {
-                        Some(a) => println!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
+                        Some(a) => {
+                            println!("verified; receipt accepted by the server at {}", format_time(a.accepted_at))
+                        }
                         None => println!("verified (your own transfer: no receipt sent)"),
                     }
                 }
@@ -377,7 +386,12 @@ impl Cli {
                 if json {
                     print_json(&json!({"file": out, "summary": b.summary}))?;
                 } else {
-                    println!("receipt of {} for {} written to {}", b.summary.recipient, b.summary.transfer, out.display());
+                    println!(
+                        "receipt of {} for {} written to {}",
+                        b.summary.recipient,
+                        b.summary.transfer,
+                        out.display()
+                    );
                 }
             }
             Command::Receipt(ReceiptCommand::Verify { file, ca }) => {

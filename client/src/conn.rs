@@ -73,9 +73,8 @@ impl Conn {
             .receive_window((64u32 << 20).into())
             .send_window(64 << 20);
         config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .map_err(|_| err("bind address".into()))?;
+        let bind: SocketAddr =
+            if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| err("bind address".into()))?;
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| err(format!("UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let sni = match &name {
@@ -134,7 +133,9 @@ impl Conn {
         let (resp, mut recv) = self.exchange(req, None).await?;
         let n = len(&resp).ok_or_else(|| unexpected(&resp))? as usize;
         if n > max {
-            return Err(exhibit_proto::ProtoError::TooLarge { what: "response body", got: n as u64, max: max as u64 }.into());
+            return Err(
+                exhibit_proto::ProtoError::TooLarge { what: "response body", got: n as u64, max: max as u64 }.into()
+            );
         }
         let mut body = vec![0u8; n];
         recv.read_exact(&mut body).await.map_err(|e| ClientError::Stream(format!("{}: {e}", self.server)))?;

@@ -23,14 +23,12 @@ pub async fn list(conn: &Conn, p: &Profile, query: Option<String>) -> Result<Vec
 
 /// Look up exactly `user`.
 pub async fn lookup(conn: &Conn, p: &Profile, user: &UserId) -> Result<DirectoryEntry, ClientError> {
-    list(conn, p, Some(user.to_string()))
-        .await?
-        .into_iter()
-        .find(|e| &e.user == user)
-        .ok_or_else(|| ClientError::Server {
+    list(conn, p, Some(user.to_string())).await?.into_iter().find(|e| &e.user == user).ok_or_else(|| {
+        ClientError::Server {
             code: exhibit_proto::frame::ErrorCode::NotFound,
             message: format!("no enrolled user {user}"),
-        })
+        }
+    })
 }
 
 /// Whether a pin was new.

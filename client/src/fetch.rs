@@ -84,7 +84,10 @@ pub async fn verified_manifest(
     let sender = directory::verify_pinned(home, p, &sender)?;
     let vm = SignedManifest { bytes, signature }.verify(&sender)?;
     if vm.manifest().transfer != transfer {
-        return Err(ClientError::Verify(format!("server sent the manifest of {} for {transfer}", vm.manifest().transfer)));
+        return Err(ClientError::Verify(format!(
+            "server sent the manifest of {} for {transfer}",
+            vm.manifest().transfer
+        )));
     }
     Ok((vm, sender))
 }
@@ -165,9 +168,11 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
         .iter()
         .enumerate()
         .flat_map(|(i, d)| {
-            vm.manifest().items[i].chunks.iter().enumerate().map(move |(k, c)| {
-                (i, k, c.len, d.plain_len(k), k as u64 * u64::from(d.chunk_plain_len))
-            })
+            vm.manifest().items[i]
+                .chunks
+                .iter()
+                .enumerate()
+                .map(move |(k, c)| (i, k, c.len, d.plain_len(k), k as u64 * u64::from(d.chunk_plain_len)))
         })
         .collect();
     let transfer = opts.transfer;

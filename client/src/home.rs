@@ -157,8 +157,8 @@ impl Home {
         let mut sk = [0u8; 32];
         hex::decode_to_slice(String::from_utf8_lossy(&sk_hex).trim(), &mut sk)
             .map_err(|_| ClientError::Config("signing key: expected 64 hex digits".into()))?;
-        let entry: SignedEntry = serde_json::from_slice(&self.read(ENTRY)?)
-            .map_err(|e| ClientError::Config(format!("entry.json: {e}")))?;
+        let entry: SignedEntry =
+            serde_json::from_slice(&self.read(ENTRY)?).map_err(|e| ClientError::Config(format!("entry.json: {e}")))?;
         let me = entry.verify(&authority)?;
         Ok(Profile {
             config,

@@ -14,7 +14,11 @@ use crate::listing;
 
 /// Fetch a recipient's accepted receipt as a bundle. Without `recipient`:
 /// ourselves if we received the transfer, else its only recipient.
-pub async fn bundle(home: &Home, transfer: TransferId, recipient: Option<UserId>) -> Result<ReceiptBundle, ClientError> {
+pub async fn bundle(
+    home: &Home,
+    transfer: TransferId,
+    recipient: Option<UserId>,
+) -> Result<ReceiptBundle, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     let recipient = match recipient {
@@ -23,7 +27,11 @@ pub async fn bundle(home: &Home, transfer: TransferId, recipient: Option<UserId>
             let out = listing::list(&conn, false).await?;
             match out.iter().find(|t| t.transfer == transfer) {
                 Some(t) if t.recipients.len() == 1 => t.recipients[0].user.clone(),
-                Some(_) => return Err(ClientError::Usage("this transfer has several recipients; name one with --recipient".into())),
+                Some(_) => {
+                    return Err(ClientError::Usage(
+                        "this transfer has several recipients; name one with --recipient".into(),
+                    ))
+                }
                 None => p.me.user.clone(),
             }
         }
@@ -32,7 +40,8 @@ pub async fn bundle(home: &Home, transfer: TransferId, recipient: Option<UserId>
         Response::Receipt { manifest_len, .. } => Some(*manifest_len),
         _ => None,
     };
-    let (head, bytes) = conn.request_body(&Request::GetReceipt { transfer, recipient }, len, limits::MAX_MANIFEST).await?;
+    let (head, bytes) =
+        conn.request_body(&Request::GetReceipt { transfer, recipient }, len, limits::MAX_MANIFEST).await?;
     conn.close();
     let Response::Receipt { signature, sender, recipient, receipt, .. } = head else { return Err(unexpected(&head)) };
     Ok(ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, &p.authority)?)

@@ -138,7 +138,8 @@ fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let child = e.path();
-        let meta = std::fs::symlink_metadata(&child).map_err(ClientError::io(format!("reading {}", child.display())))?;
+        let meta =
+            std::fs::symlink_metadata(&child).map_err(ClientError::io(format!("reading {}", child.display())))?;
         walk(&child, format!("{rel}/{}", rel_name(&child)?), meta, out)?;
     }
     Ok(())
@@ -153,7 +154,11 @@ struct Job {
 /// Read every item in order, chunk by chunk, hashing the whole plaintext as
 /// it goes; hand chunks to the encrypt/upload stage through a bounded
 /// channel. Returns each item's BLAKE3.
-fn read_items(sources: &[Source], chunk: u32, tx: tokio::sync::mpsc::Sender<Job>) -> Result<Vec<[u8; 32]>, ClientError> {
+fn read_items(
+    sources: &[Source],
+    chunk: u32,
+    tx: tokio::sync::mpsc::Sender<Job>,
+) -> Result<Vec<[u8; 32]>, ClientError> {
     let mut sums = vec![];
     for (item, s) in sources.iter().enumerate() {
         let ctx = || format!("reading {}", s.path.display());

@@ -86,11 +86,7 @@ impl DirectoryEntry {
         h.update(b"\0");
         h.update(&self.signing_key);
         let hex = hex::encode(&h.finalize().as_bytes()[..16]);
-        hex.as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(":")
+        hex.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
     }
 
     /// The signing key as a verifying key.

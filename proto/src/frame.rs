@@ -261,11 +261,7 @@ pub fn body_len(prefix: [u8; 4]) -> Result<usize, ProtoError> {
 /// Check the declared length of a trailing manifest before reading it.
 pub fn manifest_len(n: u32) -> Result<usize, ProtoError> {
     if n as usize > crate::limits::MAX_MANIFEST {
-        return Err(ProtoError::TooLarge {
-            what: "manifest",
-            got: n.into(),
-            max: crate::limits::MAX_MANIFEST as u64,
-        });
+        return Err(ProtoError::TooLarge { what: "manifest", got: n.into(), max: crate::limits::MAX_MANIFEST as u64 });
     }
     Ok(n as usize)
 }

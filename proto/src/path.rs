@@ -6,8 +6,8 @@ use crate::error::ProtoError;
 pub const MAX_PATH: usize = 4096;
 
 const DEVICE_NAMES: &[&str] = &[
-    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9", "lpt1",
-    "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9", "conin$", "conout$",
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9", "lpt1", "lpt2",
+    "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9", "conin$", "conout$",
 ];
 
 /// A path that is safe to join onto an output directory: relative, `/`
@@ -95,8 +95,22 @@ mod tests {
     #[test]
     fn hostile_paths_refused() {
         for p in [
-            "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "C:\\x", "C:x", "a\\b", "nul", "CON.txt",
-            "a/com1", "x\0y", "a\nb", "trailing.", "sp ",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "C:\\x",
+            "C:x",
+            "a\\b",
+            "nul",
+            "CON.txt",
+            "a/com1",
+            "x\0y",
+            "a\nb",
+            "trailing.",
+            "sp ",
         ] {
             assert!(RelPath::parse(p).is_err(), "{p:?} accepted");
         }

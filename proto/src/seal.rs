@@ -17,10 +17,8 @@ use crate::sign;
 pub fn parse_recipients(rs: &[&str]) -> Result<Vec<x25519::Recipient>, ProtoError> {
     rs.iter()
         .map(|r| {
-            r.parse::<x25519::Recipient>().map_err(|e| ProtoError::Malformed {
-                what: "age recipient",
-                reason: format!("{e}"),
-            })
+            r.parse::<x25519::Recipient>()
+                .map_err(|e| ProtoError::Malformed { what: "age recipient", reason: e.to_string() })
         })
         .collect()
 }
@@ -74,12 +72,11 @@ pub fn open_chunk(
     cipher: &[u8],
     identity: &x25519::Identity,
 ) -> Result<Vec<u8>, ProtoError> {
-    let want = m
-        .manifest()
-        .items
-        .get(item)
-        .and_then(|i| i.chunks.get(index))
-        .ok_or(ProtoError::Malformed { what: "chunk reference", reason: format!("no chunk {index} in item {item}") })?;
+    let want =
+        m.manifest().items.get(item).and_then(|i| i.chunks.get(index)).ok_or(ProtoError::Malformed {
+            what: "chunk reference",
+            reason: format!("no chunk {index} in item {item}"),
+        })?;
     let got = ChunkId::of(cipher);
     if got != want.id {
         return Err(ProtoError::ChunkHashMismatch { item, index, expected: want.id, got });

@@ -32,10 +32,15 @@ pub fn sign(key: &SigningKey, domain: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Verify a signature made by [`sign`].
-pub fn verify(key: &VerifyingKey, domain: &str, bytes: &[u8], sig: &[u8], what: &'static str) -> Result<(), ProtoError> {
+pub fn verify(
+    key: &VerifyingKey,
+    domain: &str,
+    bytes: &[u8],
+    sig: &[u8],
+    what: &'static str,
+) -> Result<(), ProtoError> {
     let sig: [u8; 64] = sig.try_into().map_err(|_| ProtoError::BadSignature { what })?;
-    key.verify(&message(domain, bytes), &Signature::from_bytes(&sig))
-        .map_err(|_| ProtoError::BadSignature { what })
+    key.verify(&message(domain, bytes), &Signature::from_bytes(&sig)).map_err(|_| ProtoError::BadSignature { what })
 }
 
 /// Parse a 32-byte Ed25519 public key.

@@ -104,7 +104,9 @@ impl Config {
         let ack_within = d("ack_within", &self.ack_within)?;
         let bounds = (d("ack_within_min", &self.ack_within_min)?, d("ack_within_max", &self.ack_within_max)?);
         if !(bounds.0..=bounds.1).contains(&ack_within) {
-            return Err(ServerError::Setup("config: ack_within must lie between ack_within_min and ack_within_max".into()));
+            return Err(ServerError::Setup(
+                "config: ack_within must lie between ack_within_min and ack_within_max".into(),
+            ));
         }
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {

@@ -31,7 +31,5 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
 
 /// fsync a directory so a rename or create inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), ServerError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ServerError::io(format!("syncing {}", dir.display())))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(ServerError::io(format!("syncing {}", dir.display())))
 }

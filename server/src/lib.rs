@@ -200,7 +200,12 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, Se
     Ok(frame::decode_request(&body)?)
 }
 
-async fn serve_stream(state: Arc<State>, cert_hash: Option<[u8; 32]>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+async fn serve_stream(
+    state: Arc<State>,
+    cert_hash: Option<[u8; 32]>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
     let result = match read_request(&mut recv).await {
         Ok(req) => service::dispatch(&state, cert_hash, req, &mut recv).await,
         Err(e) => Err(e),
@@ -219,8 +224,9 @@ async fn serve_stream(state: Arc<State>, cert_hash: Option<[u8; 32]>, mut send: 
     };
     let out = match frame::encode(&head) {
         Ok(f) => f,
-        Err(e) => frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() })
-            .unwrap_or_default(),
+        Err(e) => {
+            frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
+        }
     };
     let write = async {
         send.write_all(&out).await?;

@@ -78,7 +78,8 @@ fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr) {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "exhibitd=info,exhibit_server=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "exhibitd=info,exhibit_server=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

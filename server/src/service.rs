@@ -39,9 +39,7 @@ where
     F: FnOnce(&State) -> Result<R, ServerError> + Send + 'static,
 {
     let s = state.clone();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .map_err(|e| ServerError::Stream(format!("worker failed: {e}")))?
+    tokio::task::spawn_blocking(move || f(&s)).await.map_err(|e| ServerError::Stream(format!("worker failed: {e}")))?
 }
 
 /// The enrolled, unrevoked user behind a client certificate.
@@ -198,7 +196,8 @@ pub(crate) async fn dispatch(
         }
         Request::AdminListUsers => {
             require_admin(&caller)?;
-            let users: Vec<UserInfo> = blocking(state, |s| s.store.users()).await?.iter().map(UserRecord::info).collect();
+            let users: Vec<UserInfo> =
+                blocking(state, |s| s.store.users()).await?.iter().map(UserRecord::info).collect();
             Response::Users { users }
         }
         Request::CreateTransfer { transfer, recipients } => create(state, me, transfer, recipients, now).await?,
@@ -245,8 +244,10 @@ pub(crate) async fn dispatch(
         Request::GetChunk { transfer, id } => {
             let bytes = blocking(state, move |s| {
                 let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
-                let len =
-                    s.store.transfer_chunk(&transfer, &id)?.ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))?;
+                let len = s
+                    .store
+                    .transfer_chunk(&transfer, &id)?
+                    .ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))?;
                 let bytes = s.chunks.get(&id)?;
                 if bytes.len() as u64 != u64::from(len) {
                     tracing::error!(chunk = %id, "stored chunk has the wrong length; run exhibitd fsck");
@@ -412,9 +413,7 @@ async fn seal(
         if want != got {
             return Err(ServerError::BadRequest("manifest recipients differ from the transfer's".into()));
         }
-        let chunks: Vec<(ChunkId, u32)> = m.items.iter().flat_map(|i| &i.chunks).map(|c| (c.id, c.len)).collect();
-        let sealed =
-            s.store.seal(&m.transfer, &manifest, &chunks, m.items.len() as u32, m.case_ref.clone(), now, deadline)?;
+        let sealed = s.store.seal(&manifest, &m, now, deadline)?;
         for id in &sealed.unreferenced {
             s.chunks.delete(id)?;
         }
@@ -448,7 +447,11 @@ async fn submit_receipt(
         return Err(ServerError::BadRequest("receipt refers to a different manifest".into()));
     }
     if r.items.len() != rec.items as usize {
-        return Err(ServerError::BadRequest(format!("receipt lists {} items, transfer has {}", r.items.len(), rec.items)));
+        return Err(ServerError::BadRequest(format!(
+            "receipt lists {} items, transfer has {}",
+            r.items.len(),
+            rec.items
+        )));
     }
     let accepted = AcceptedReceipt::accept(receipt, now, state.authority.signing_key());
     let stored = blocking(state, move |s| s.store.accept_receipt(&transfer, &me, &accepted)).await?;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use exhibit_proto::directory::{Role, SignedEntry};
 use exhibit_proto::frame::{DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
-use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
+use exhibit_proto::{AcceptedReceipt, ChunkId, Manifest, SignedManifest, TransferId, UserId};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -184,19 +184,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, ServerError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
-        for t in [
-            USERS,
-            CERTS,
-            CODES,
-            TRANSFERS,
-            TRANSFER_CHUNKS,
-            FETCHED,
-            INBOX,
-            OUTBOX,
-            RECEIPTS,
-            DEADLINES,
-            CHUNK_REFS,
-        ] {
+        for t in
+            [USERS, CERTS, CODES, TRANSFERS, TRANSFER_CHUNKS, FETCHED, INBOX, OUTBOX, RECEIPTS, DEADLINES, CHUNK_REFS]
+        {
             tx.open_table(t)?;
         }
         tx.commit()?;
@@ -338,14 +328,16 @@ impl Store {
     /// chunks uploaded but not listed are dropped.
     pub fn seal(
         &self,
-        transfer: &TransferId,
         manifest: &SignedManifest,
-        chunks: &[(ChunkId, u32)],
-        items: u32,
-        case_ref: Option<String>,
+        m: &Manifest,
         now: u64,
         deadline: u64,
     ) -> Result<Sealed, ServerError> {
+        let transfer = &m.transfer;
+        let chunks: Vec<(ChunkId, u32)> = m.items.iter().flat_map(|i| &i.chunks).map(|c| (c.id, c.len)).collect();
+        let chunks = chunks.as_slice();
+        let items = m.items.len() as u32;
+        let case_ref = m.case_ref.clone();
         self.write(|tx| {
             let mut transfers = tx.open_table(TRANSFERS)?;
             let mut rec: TransferRecord = match transfers.get(transfer.as_bytes().as_slice())? {
@@ -404,7 +396,8 @@ impl Store {
             transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
             let mut inbox = tx.open_table(INBOX)?;
             for r in &rec.recipients {
-                inbox.insert(cat(&[r.user.as_str().as_bytes(), &[0], transfer.as_bytes()]).as_slice(), [].as_slice())?;
+                inbox
+                    .insert(cat(&[r.user.as_str().as_bytes(), &[0], transfer.as_bytes()]).as_slice(), [].as_slice())?;
             }
             tx.open_table(DEADLINES)?
                 .insert(cat(&[&deadline.to_be_bytes(), transfer.as_bytes()]).as_slice(), [].as_slice())?;

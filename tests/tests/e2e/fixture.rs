@@ -1,0 +1,118 @@
+//! Shared fixtures: a server on a free loopback port, enrolled users, files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use exhibit_client::{admin, enrol, fetch, send, Home};
+use exhibit_proto::directory::Role;
+use exhibit_proto::{TransferId, UserId};
+use exhibit_server::{init, load_config, Server, SystemClock};
+
+/// A running server with an enrolled admin.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    /// Kept so the server runs as long as the fixture.
+    pub _server: Server,
+    pub addr: String,
+    pub ca: PathBuf,
+    pub admin: Home,
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", &SystemClock).unwrap();
+        let settings = load_config(&out.config).unwrap();
+        let server = Server::start(settings, Arc::new(SystemClock)).await.unwrap();
+        let addr = server.local_addr().to_string();
+        let admin = Home::new(dir.path().join("home-admin"));
+        let pem = std::fs::read(&out.ca).unwrap();
+        enrol::enrol(&admin, &addr, &out.admin_code, &pem).await.unwrap();
+        Fixture { data: data.canonicalize().unwrap(), dir, _server: server, addr, ca: out.ca, admin }
+    }
+
+    /// Create and enrol a user.
+    pub async fn user(&self, id: &str, role: Role) -> Home {
+        let (code, _) = admin::add_user(&self.admin, uid(id), id.to_uppercase(), "Org".into(), role).await.unwrap();
+        let home = Home::new(self.dir.path().join(format!("home-{id}")));
+        enrol::enrol(&home, &self.addr, &code, &std::fs::read(&self.ca).unwrap()).await.unwrap();
+        home
+    }
+
+    /// A fresh directory under the fixture.
+    pub fn path(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Every chunk file on the server's disk.
+    pub fn chunk_files(&self) -> Vec<PathBuf> {
+        let mut out = vec![];
+        let root = self.data.join("chunks");
+        walk(&root, &mut out);
+        out.retain(|p| !p.strip_prefix(&root).unwrap().starts_with("tmp"));
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+pub fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Send with a given chunk size.
+pub async fn send_paths(from: &Home, paths: Vec<PathBuf>, to: &[&str], chunk: u32) -> TransferId {
+    let mut o = send::SendOptions::new(paths, to.iter().map(|t| uid(t)).collect());
+    o.chunk_size = chunk;
+    o.case_ref = Some("OP-TEST".into());
+    send::send(from, o).await.unwrap().transfer
+}
+
+pub async fn fetch_to(
+    home: &Home,
+    t: TransferId,
+    out: &Path,
+) -> Result<fetch::FetchOutcome, exhibit_client::ClientError> {
+    fetch::fetch(home, fetch::FetchOptions { transfer: t, out: out.to_owned(), progress: false }).await
+}
+
+/// Files under a directory, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![];
+    if dir.exists() {
+        walk(dir, &mut files);
+    }
+    let mut out: Vec<_> = files
+        .into_iter()
+        .map(|p| (p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real exhibitd and exhibit library entry points on
+//! 127.0.0.1 with real QUIC, TLS, redb and files in a temp dir.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod fixture;
+mod receipts;
+mod tamper;
+mod transfer;

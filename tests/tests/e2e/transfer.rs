@@ -1,0 +1,108 @@
+//! Round trips: the bytes the recipient writes are the bytes the sender read.
+
+use exhibit_client::listing;
+use exhibit_proto::directory::Role;
+use exhibit_proto::frame::DeliveryState;
+use exhibit_proto::limits::DEFAULT_CHUNK_SIZE;
+
+use crate::fixture::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_sizes_round_trip_at_default_chunk_size() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let c = DEFAULT_CHUNK_SIZE as usize;
+    for (i, size) in [0, 1, c - 1, c, c + 1].into_iter().enumerate() {
+        let src = f.path(&format!("src{i}"));
+        let file = src.join(format!("exhibit-{size}.bin"));
+        let data = bytes(size, i as u64);
+        std::fs::write(&file, &data).unwrap();
+        let t = send_paths(&alice, vec![file], &["bob"], DEFAULT_CHUNK_SIZE).await;
+        let out = f.path(&format!("out{i}"));
+        let r = fetch_to(&bob, t, &out).await.unwrap();
+        assert_eq!(tree(&out), vec![(format!("exhibit-{size}.bin"), data)], "size {size}");
+        assert!(r.receipt.is_some(), "size {size}: no receipt");
+        assert_eq!(r.items[0].blake3, blake3::hash(&bytes(size, i as u64)).to_hex().to_string());
+    }
+    let outbox = listing::fetch_list(&alice, false).await.unwrap();
+    assert_eq!(outbox.len(), 5);
+    for t in outbox {
+        assert_eq!(t.recipients[0].state, DeliveryState::Acknowledged, "{}", t.transfer);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_round_trips_with_relative_paths_and_states_advance() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let chunk = 1024u32;
+    let src = f.path("src");
+    let root = src.join("extract");
+    std::fs::create_dir_all(root.join("DCIM/100APPLE")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    let files = [
+        ("extract/DCIM/100APPLE/IMG_0001.JPG", 3 * chunk as usize + 5),
+        ("extract/DCIM/100APPLE/IMG_0002.JPG", chunk as usize),
+        ("extract/messages.db", chunk as usize - 1),
+        ("extract/empty.txt", 0),
+        ("extract/Interview 1 (ABE).mp4", 1),
+    ];
+    for (i, (rel, size)) in files.iter().enumerate() {
+        std::fs::write(src.join(rel), bytes(*size, 100 + i as u64)).unwrap();
+    }
+    let t = send_paths(&alice, vec![root], &["bob"], chunk).await;
+
+    let inbox = listing::fetch_list(&bob, true).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].transfer, t);
+    assert_eq!(inbox[0].items, 5);
+    assert_eq!(inbox[0].case_ref.as_deref(), Some("OP-TEST"));
+    assert_eq!(inbox[0].recipients[0].state, DeliveryState::Sealed);
+
+    let out = f.path("out");
+    fetch_to(&bob, t, &out).await.unwrap();
+    let mut want: Vec<(String, Vec<u8>)> =
+        files.iter().enumerate().map(|(i, (rel, size))| (rel.to_string(), bytes(*size, 100 + i as u64))).collect();
+    want.sort();
+    assert_eq!(tree(&out), want);
+
+    let outbox = listing::fetch_list(&alice, false).await.unwrap();
+    assert_eq!(outbox[0].recipients[0].state, DeliveryState::Acknowledged);
+
+    // Fetching again must not overwrite what is there.
+    let err = fetch_to(&bob, t, &out).await.unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_disk_holds_no_plaintext_and_no_names() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    let marker = b"VICTIM-INTERVIEW-TRANSCRIPT-MARKER ".repeat(200);
+    std::fs::write(src.join("secret-name-of-witness.txt"), &marker).unwrap();
+    send_paths(&alice, vec![src.join("secret-name-of-witness.txt")], &["bob"], 4096).await;
+    let mut everything = vec![];
+    let mut files = vec![];
+    fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    walk(&f.data, &mut files);
+    for p in files {
+        everything.extend(std::fs::read(p).unwrap());
+    }
+    let hay = String::from_utf8_lossy(&everything);
+    assert!(!hay.contains("secret-name-of-witness"), "file name on the server's disk");
+    assert!(!hay.contains("VICTIM-INTERVIEW"), "plaintext on the server's disk");
+    assert!(!f.chunk_files().is_empty());
+}
