@@ -1,7 +1,7 @@
 //! `exhibit admin`: user management (admins only; the server checks).
 
 use exhibit_proto::directory::Role;
-use exhibit_proto::frame::{Request, Response, UserInfo};
+use exhibit_proto::frame::{AlertInfo, Request, Response, TransferInfo, UserInfo};
 use exhibit_proto::UserId;
 
 use crate::conn::{unexpected, Conn};
@@ -15,10 +15,11 @@ pub async fn add_user(
     display_name: String,
     org: String,
     role: Role,
+    email: Option<String>,
 ) -> Result<(String, u64), ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    let r = conn.request(&Request::AdminAddUser { user, display_name, org, role }).await?;
+    let r = conn.request(&Request::AdminAddUser { user, display_name, org, role, email }).await?;
     conn.close();
     match r {
         Response::CodeIssued { code, expires_at } => Ok((code, expires_at)),
@@ -34,6 +35,46 @@ pub async fn list_users(home: &Home) -> Result<Vec<UserInfo>, ClientError> {
     conn.close();
     match r {
         Response::Users { users } => Ok(users),
+        r => Err(unexpected(&r)),
+    }
+}
+
+async fn admin_request(home: &Home, req: Request) -> Result<Response, ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let r = conn.request(&req).await;
+    conn.close();
+    r
+}
+
+/// Alerts (open ones unless `all`).
+pub async fn alerts(home: &Home, all: bool) -> Result<Vec<AlertInfo>, ClientError> {
+    match admin_request(home, Request::AdminAlerts { all }).await? {
+        Response::Alerts { alerts } => Ok(alerts),
+        r => Err(unexpected(&r)),
+    }
+}
+
+/// Acknowledge an alert with a note.
+pub async fn ack_alert(home: &Home, id: u64, note: String) -> Result<AlertInfo, ClientError> {
+    match admin_request(home, Request::AdminAckAlert { id, note }).await? {
+        Response::Alerts { mut alerts } if alerts.len() == 1 => Ok(alerts.remove(0)),
+        r => Err(unexpected(&r)),
+    }
+}
+
+/// Every transfer, or only overdue ones.
+pub async fn transfers(home: &Home, overdue: bool) -> Result<Vec<TransferInfo>, ClientError> {
+    match admin_request(home, Request::AdminTransfers { overdue }).await? {
+        Response::Transfers { transfers } => Ok(transfers),
+        r => Err(unexpected(&r)),
+    }
+}
+
+/// Revoke a user.
+pub async fn revoke_user(home: &Home, user: UserId) -> Result<(), ClientError> {
+    match admin_request(home, Request::AdminRevokeUser { user }).await? {
+        Response::Done => Ok(()),
         r => Err(unexpected(&r)),
     }
 }

@@ -145,6 +145,34 @@ pub enum AdminCommand {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Alerts: open ones, or acknowledge one.
+    Alerts {
+        /// Include acknowledged alerts.
+        #[arg(long)]
+        all: bool,
+        /// `ack ALERT --note TEXT`.
+        #[command(subcommand)]
+        action: Option<AlertAction>,
+    },
+    /// Transfers of every user (metadata only; admins cannot decrypt).
+    Transfers {
+        /// Only those past their deadline and not acknowledged by everyone.
+        #[arg(long)]
+        overdue: bool,
+    },
+}
+
+/// `exhibit admin alerts …`.
+#[derive(Subcommand, Debug)]
+pub enum AlertAction {
+    /// Acknowledge an alert, saying what was done.
+    Ack {
+        /// Alert id.
+        alert: u64,
+        /// What was done about it.
+        #[arg(long)]
+        note: String,
+    },
 }
 
 /// `exhibit admin user …`.
@@ -163,9 +191,18 @@ pub enum UserCommand {
         /// Display name (default: the user id).
         #[arg(long)]
         name: Option<String>,
+        /// E-mail address for alerts about their transfers.
+        #[arg(long)]
+        email: Option<String>,
     },
     /// List users.
     List,
+    /// Revoke a user: their certificate stops working and transfers
+    /// addressed to them raise alerts.
+    Revoke {
+        /// User id.
+        user: UserId,
+    },
 }
 
 /// A unix time as `YYYY-MM-DD HH:MM:SSZ`.
@@ -398,15 +435,38 @@ impl Cli {
                 let s = receipt::verify_file(&file, &ca)?;
                 print_summary(&s, json)?;
             }
-            Command::Admin(AdminCommand::User(UserCommand::Add { user, org, role, name })) => {
+            Command::Admin(AdminCommand::User(UserCommand::Add { user, org, role, name, email })) => {
                 let name = name.unwrap_or_else(|| user.to_string());
-                let (code, expires) = admin::add_user(&home, user.clone(), name, org, role).await?;
+                let (code, expires) = admin::add_user(&home, user.clone(), name, org, role, email).await?;
                 if json {
                     print_json(&json!({"user": user.to_string(), "code": code, "expires_at": expires}))?;
                 } else {
                     println!("{code}");
                     eprintln!("one-time enrolment code for {user}, valid until {}", format_time(expires));
                 }
+            }
+            Command::Admin(AdminCommand::User(UserCommand::Revoke { user })) => {
+                admin::revoke_user(&home, user.clone()).await?;
+                if json {
+                    print_json(&json!({"revoked": user.to_string()}))?;
+                } else {
+                    println!("{user} revoked");
+                }
+            }
+            Command::Admin(AdminCommand::Alerts { all, action: None }) => {
+                let alerts = admin::alerts(&home, all).await?;
+                print_alerts(&alerts, json)?;
+            }
+            Command::Admin(AdminCommand::Alerts { action: Some(AlertAction::Ack { alert, note }), .. }) => {
+                let a = admin::ack_alert(&home, alert, note).await?;
+                if json {
+                    print_json(&a)?;
+                } else {
+                    println!("alert {} acknowledged", a.id);
+                }
+            }
+            Command::Admin(AdminCommand::Transfers { overdue }) => {
+                print_transfers(&admin::transfers(&home, overdue).await?, json)?;
             }
             Command::Admin(AdminCommand::User(UserCommand::List)) => {
                 let users = admin::list_users(&home).await?;
@@ -417,7 +477,8 @@ impl Cli {
                             .map(|u| {
                                 json!({
                                     "user": u.user.to_string(), "display_name": u.display_name, "org": u.org,
-                                    "role": u.role.as_str(), "enrolled_at": u.enrolled_at, "revoked_at": u.revoked_at,
+                                    "role": u.role.as_str(), "email": u.email,
+                                    "enrolled_at": u.enrolled_at, "revoked_at": u.revoked_at,
                                 })
                             })
                             .collect::<Vec<_>>(),
@@ -436,6 +497,30 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+fn print_alerts(alerts: &[exhibit_proto::frame::AlertInfo], json: bool) -> Result<(), ClientError> {
+    if json {
+        return print_json(&alerts);
+    }
+    if alerts.is_empty() {
+        println!("no open alerts");
+    }
+    for a in alerts {
+        println!("#{:<5} {}  {}", a.id, format_time(a.raised_at), a.message);
+        for d in &a.deliveries {
+            let state = match (d.delivered_at, &d.last_error) {
+                (Some(t), _) => format!("delivered {}", format_time(t)),
+                (None, Some(e)) => format!("retrying after {} attempt(s): {e}", d.attempts),
+                (None, None) => "pending".into(),
+            };
+            println!("       {:<8} {state}", d.notifier);
+        }
+        if let Some(ack) = &a.ack {
+            println!("       acknowledged by {} at {}: {}", ack.by, format_time(ack.at), ack.note);
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(s: &exhibit_proto::receipt::ReceiptSummary, json: bool) -> Result<(), ClientError> {

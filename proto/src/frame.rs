@@ -45,7 +45,7 @@ pub enum Request {
     /// organisation.
     Directory { query: Option<String> },
     /// Admin: create a user and issue a one-time enrolment code.
-    AdminAddUser { user: UserId, display_name: String, org: String, role: Role },
+    AdminAddUser { user: UserId, display_name: String, org: String, role: Role, email: Option<String> },
     /// Admin: list users.
     AdminListUsers,
     /// Start a transfer (state: uploading).
@@ -71,6 +71,85 @@ pub enum Request {
     SubmitReceipt { receipt: SignedReceipt },
     /// One recipient's accepted receipt with what is needed to verify it.
     GetReceipt { transfer: TransferId, recipient: UserId },
+    /// Admin: alerts, open ones only unless `all`.
+    AdminAlerts { all: bool },
+    /// Admin: acknowledge an alert with a note.
+    AdminAckAlert { id: u64, note: String },
+    /// Admin: every transfer (metadata only), or only overdue ones.
+    AdminTransfers { overdue: bool },
+    /// Admin: revoke a user.
+    AdminRevokeUser { user: UserId },
+}
+
+/// What an alert is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertKind {
+    /// Past its deadline and not acknowledged by every recipient; level 0
+    /// at the deadline, then one level per configured escalation.
+    Overdue { level: u8 },
+    /// Upload started but not sealed in time.
+    StalledUpload,
+    /// Addressed to a user who has been revoked.
+    RevokedRecipient { user: UserId },
+    /// A receipt failed verification.
+    ReceiptRejected { user: UserId, reason: String },
+    /// The alert scheduler has not completed a scan in twice its interval.
+    SchedulerStalled { last_scan: u64 },
+    /// The server could not store data (disk full or failing).
+    Storage { reason: String },
+}
+
+/// An admin's acknowledgement of an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertAck {
+    /// Who.
+    pub by: UserId,
+    /// When.
+    pub at: u64,
+    /// Why / what was done.
+    pub note: String,
+}
+
+/// One notifier's delivery of an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `log`, `webhook` or `email`.
+    pub notifier: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it was delivered.
+    pub delivered_at: Option<u64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (undelivered only).
+    pub next_attempt_at: Option<u64>,
+}
+
+/// An alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertInfo {
+    /// Alert id.
+    pub id: u64,
+    /// What it is about.
+    pub kind: AlertKind,
+    /// The transfer, if any.
+    pub transfer: Option<TransferId>,
+    /// Its sender.
+    pub sender: Option<UserId>,
+    /// Recipients who have not acknowledged.
+    pub waiting_for: Vec<UserId>,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// The transfer's deadline.
+    pub deadline: Option<u64>,
+    /// When raised (server time).
+    pub raised_at: u64,
+    /// Human-readable summary (never file names: the server has none).
+    pub message: String,
+    /// Acknowledgement, once an admin has.
+    pub ack: Option<AlertAck>,
+    /// Per-notifier delivery.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Why a request failed.
@@ -108,6 +187,8 @@ pub struct UserInfo {
     pub org: String,
     /// Role.
     pub role: Role,
+    /// E-mail address for alerts.
+    pub email: Option<String>,
     /// Enrolled at, if they have.
     pub enrolled_at: Option<u64>,
     /// Revoked at, if they were.
@@ -235,6 +316,10 @@ pub enum Response {
         recipient: SignedEntry,
         receipt: AcceptedReceipt,
     },
+    /// Alerts.
+    Alerts { alerts: Vec<AlertInfo> },
+    /// Done.
+    Done,
 }
 
 /// Encode a frame: length prefix and body.

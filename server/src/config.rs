@@ -34,6 +34,73 @@ pub struct Config {
     /// Idle timeout of a QUIC connection.
     #[serde(default = "default_idle")]
     pub idle_timeout: String,
+    /// How often the alert scheduler scans for due deadlines.
+    #[serde(default = "default_scan")]
+    pub scan_interval: String,
+    /// Further delays after a deadline at which an unacknowledged transfer
+    /// escalates (level 1, 2, …).
+    #[serde(default = "default_escalate")]
+    pub escalate_after: Vec<String>,
+    /// An upload not sealed this long after it started raises an alert.
+    #[serde(default = "default_stalled")]
+    pub stalled_upload_after: String,
+    /// Addresses that receive every alert by e-mail.
+    #[serde(default)]
+    pub admin_emails: Vec<String>,
+    /// Webhook notifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
+    /// E-mail notifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[webhook]`: alerts POSTed as JSON with an HMAC-SHA256 signature header.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Shared secret for the `X-Exhibit-Signature` header.
+    pub secret: String,
+}
+
+/// `[smtp]`: alerts by e-mail.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host.
+    pub host: String,
+    /// Port (default 587).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit) or `none` (loopback relays only).
+    #[serde(default = "default_smtp_tls")]
+    pub tls: String,
+    /// Sender address.
+    pub from: String,
+    /// Login, if the relay needs one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_tls() -> String {
+    "starttls".into()
+}
+fn default_scan() -> String {
+    "60s".into()
+}
+fn default_escalate() -> Vec<String> {
+    vec!["4h".into(), "24h".into()]
+}
+fn default_stalled() -> String {
+    "24h".into()
 }
 
 fn default_name() -> String {
@@ -70,6 +137,12 @@ pub struct Settings {
     pub enrol_code_ttl: u64,
     /// QUIC idle timeout, seconds.
     pub idle_timeout: u64,
+    /// Scheduler interval, seconds.
+    pub scan_interval: u64,
+    /// Escalation delays after the deadline, seconds, increasing.
+    pub escalate_after: Vec<u64>,
+    /// Stalled-upload delay, seconds.
+    pub stalled_upload_after: u64,
 }
 
 impl Config {
@@ -84,16 +157,25 @@ impl Config {
             ack_within_max: default_ack_max(),
             enrol_code_ttl: default_code_ttl(),
             idle_timeout: default_idle(),
+            scan_interval: default_scan(),
+            escalate_after: default_escalate(),
+            stalled_upload_after: default_stalled(),
+            admin_emails: vec![],
+            webhook: None,
+            smtp: None,
         }
+    }
+
+    /// Read a config file without checking it.
+    pub fn read(path: &Path) -> Result<Config, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(ServerError::io(format!("reading {}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))
     }
 
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<Settings, ServerError> {
-        let text = std::fs::read_to_string(path).map_err(ServerError::io(format!("reading {}", path.display())))?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        config.settings(base)
+        Config::read(path)?.settings(base)
     }
 
     /// Parse durations and resolve the data directory against `base`.
@@ -108,14 +190,37 @@ impl Config {
                 "config: ack_within must lie between ack_within_min and ack_within_max".into(),
             ));
         }
+        let escalate_after =
+            self.escalate_after.iter().map(|v| d("escalate_after", v)).collect::<Result<Vec<_>, _>>()?;
+        if escalate_after.windows(2).any(|w| w[0] >= w[1]) || escalate_after.len() > 16 {
+            return Err(ServerError::Setup("config: escalate_after must be increasing (at most 16 levels)".into()));
+        }
+        if let Some(s) = &self.smtp {
+            if !["starttls", "tls", "none"].contains(&s.tls.as_str()) {
+                return Err(ServerError::Setup("config: smtp.tls must be starttls, tls or none".into()));
+            }
+        }
+        if let Some(w) = &self.webhook {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ServerError::Setup("config: webhook.url must be http:// or https://".into()));
+            }
+        }
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {
             ack_within,
             ack_within_bounds: bounds,
             enrol_code_ttl: d("enrol_code_ttl", &self.enrol_code_ttl)?,
             idle_timeout: d("idle_timeout", &self.idle_timeout)?.max(1),
+            scan_interval: d("scan_interval", &self.scan_interval)?.max(1),
+            escalate_after,
+            stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,
             data_dir,
             config: self,
         })
     }
+}
+
+/// Encode a config as TOML.
+pub fn to_toml(c: &Config) -> Result<String, ServerError> {
+    toml::to_string_pretty(c).map_err(|e| ServerError::Setup(e.to_string()))
 }

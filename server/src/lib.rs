@@ -5,6 +5,7 @@
 //! client certificate (see [`service::authenticate`]).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod authority;
 pub mod chunks;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod fsck;
 mod fsutil;
+pub mod notify;
 pub mod service;
 pub mod store;
 mod tls;
@@ -55,6 +57,30 @@ pub struct State {
     pub authority: Authority,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Wakes the notifier when an alert is raised.
+    pub notify: tokio::sync::Notify,
+    /// Duration of the last alert scan, microseconds.
+    pub last_scan_micros: std::sync::atomic::AtomicU64,
+}
+
+impl State {
+    fn new(
+        settings: Settings,
+        store: Store,
+        chunks: Arc<dyn ChunkStore>,
+        authority: Authority,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        State {
+            settings,
+            store,
+            chunks,
+            authority,
+            clock,
+            notify: tokio::sync::Notify::new(),
+            last_scan_micros: Default::default(),
+        }
+    }
 }
 
 /// What `init` made.
@@ -82,17 +108,12 @@ pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> R
     let config = Config::new(PathBuf::from("."), listen, name.to_owned());
     let settings = config.clone().settings(&data)?;
     let store = Store::open(&data.join(META_FILE))?;
-    DiskChunks::open(&data.join("chunks"))?;
-    let state = State {
-        settings,
-        store,
-        chunks: Arc::new(DiskChunks::open(&data.join("chunks"))?),
-        authority: auth,
-        clock: Arc::new(clock::ManualClock::new(now)),
-    };
+    let chunks = Arc::new(DiskChunks::open(&data.join("chunks"))?);
+    let state = State::new(settings, store, chunks, auth, Arc::new(clock::ManualClock::new(now)));
     let admin = UserId::new("admin")?;
-    let (admin_code, _) = service::add_user(&state, admin, "Administrator".into(), "exhibit".into(), Role::Admin)?;
-    let text = toml::to_string_pretty(&config).map_err(|e| ServerError::Setup(e.to_string()))?;
+    let (admin_code, _) =
+        service::add_user(&state, admin, "Administrator".into(), "exhibit".into(), Role::Admin, None)?;
+    let text = config::to_toml(&config)?;
     fsutil::write_private(&config_path, text.as_bytes())?;
     Ok(Initialised { config: config_path, admin_code, ca: data.join(authority::CA_CERT) })
 }
@@ -103,12 +124,32 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Whether the alert scheduler, watchdog and notifier run in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Background {
+    /// Run them (a real server).
+    On,
+    /// Do not: the caller drives `alerts::scan` and `notify::deliver_due`
+    /// itself (tests with an injected clock).
+    Off,
 }
 
 impl Server {
-    /// Open the data directory and start listening.
+    /// Open the data directory and start listening, with the alert
+    /// scheduler and notifiers running.
     pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+        Server::start_with(settings, clock, Background::On).await
+    }
+
+    /// Open the data directory and start listening.
+    pub async fn start_with(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        background: Background,
+    ) -> Result<Server, ServerError> {
         let data = settings.data_dir.clone();
         let store = Store::open(&data.join(META_FILE))?;
         let chunks = DiskChunks::open(&data.join("chunks"))?;
@@ -121,10 +162,14 @@ impl Server {
         let endpoint = quinn::Endpoint::server(server_config, settings.config.listen)
             .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
         let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
-        let state = Arc::new(State { settings, store, chunks: Arc::new(chunks), authority, clock });
-        let task = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
+        let state = Arc::new(State::new(settings, store, Arc::new(chunks), authority, clock));
+        let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), state.clone()))];
+        if background == Background::On {
+            tasks.extend(alerts::spawn(state.clone()));
+            tasks.push(notify::spawn(state.clone()));
+        }
         tracing::info!(%addr, "exhibitd listening");
-        Ok(Server { endpoint, addr, state, task })
+        Ok(Server { endpoint, addr, state, tasks })
     }
 
     /// The bound address.
@@ -140,13 +185,17 @@ impl Server {
     /// Stop accepting, close connections and wait for them to go.
     pub async fn shutdown(self) {
         self.endpoint.close(0u32.into(), b"shutdown");
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         self.endpoint.wait_idle().await;
     }
 
     /// Run until the endpoint closes.
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    pub async fn wait(mut self) {
+        if !self.tasks.is_empty() {
+            let _ = self.tasks.remove(0).await;
+        }
     }
 }
 

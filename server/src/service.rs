@@ -76,7 +76,14 @@ pub fn add_user(
     display_name: String,
     org: String,
     role: Role,
+    email: Option<String>,
 ) -> Result<(String, u64), ServerError> {
+    if let Some(e) = &email {
+        let ok = e.len() <= 254 && e.contains('@') && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(ServerError::BadRequest(format!("{e:?} is not an e-mail address")));
+        }
+    }
     for (what, v) in [("display name", &display_name), ("organisation", &org)] {
         if v.len() > 200 || v.chars().any(char::is_control) {
             return Err(ServerError::BadRequest(format!("{what} must be at most 200 printable characters")));
@@ -89,6 +96,7 @@ pub fn add_user(
         display_name,
         org,
         role,
+        email,
         enrolled_at: None,
         revoked_at: None,
         entry: None,
@@ -189,10 +197,40 @@ pub(crate) async fn dispatch(
                 .collect();
             Response::Directory { entries }
         }
-        Request::AdminAddUser { user, display_name, org, role } => {
+        Request::AdminAddUser { user, display_name, org, role, email } => {
             require_admin(&caller)?;
-            let (code, expires_at) = blocking(state, move |s| add_user(s, user, display_name, org, role)).await?;
+            let (code, expires_at) =
+                blocking(state, move |s| add_user(s, user, display_name, org, role, email)).await?;
             Response::CodeIssued { code, expires_at }
+        }
+        Request::AdminRevokeUser { user } => {
+            require_admin(&caller)?;
+            let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &user, now)).await?;
+            if !raised.is_empty() {
+                state.notify.notify_one();
+            }
+            Response::Done
+        }
+        Request::AdminAlerts { all } => {
+            require_admin(&caller)?;
+            let alerts = blocking(state, move |s| s.store.alerts(all)).await?;
+            Response::Alerts { alerts: alerts.into_iter().map(|a| a.info).collect() }
+        }
+        Request::AdminAckAlert { id, note } => {
+            require_admin(&caller)?;
+            if note.trim().is_empty() || note.len() > limits::MAX_TEXT {
+                return Err(ServerError::BadRequest("a note (1 to 4096 bytes) is required".into()));
+            }
+            let ack = exhibit_proto::frame::AlertAck { by: me, at: now, note };
+            let a = blocking(state, move |s| s.store.ack_alert(id, ack)).await?;
+            tracing::info!(alert = id, by = %caller.user, "alert acknowledged");
+            Response::Alerts { alerts: vec![a.info] }
+        }
+        Request::AdminTransfers { overdue } => {
+            require_admin(&caller)?;
+            let all = blocking(state, |s| s.store.transfers()).await?;
+            let transfers = all.iter().filter(|t| !overdue || is_overdue(t, now)).map(TransferRecord::info).collect();
+            Response::Transfers { transfers }
         }
         Request::AdminListUsers => {
             require_admin(&caller)?;
@@ -288,6 +326,13 @@ pub(crate) async fn dispatch(
     Ok(Reply::Frame(frame))
 }
 
+/// Sealed, past its deadline, and not acknowledged by everyone.
+pub fn is_overdue(t: &TransferRecord, now: u64) -> bool {
+    t.state == TransferState::Sealed
+        && t.deadline.is_some_and(|d| d <= now)
+        && t.recipients.iter().any(|r| r.state != exhibit_proto::frame::DeliveryState::Acknowledged)
+}
+
 fn require_admin(caller: &UserRecord) -> Result<(), ServerError> {
     if caller.role == Role::Admin {
         Ok(())
@@ -344,7 +389,7 @@ async fn create(
             bytes: 0,
             chunks: 0,
         };
-        s.store.create_transfer(&rec)
+        s.store.create_transfer(&rec, now.saturating_add(s.settings.stalled_upload_after))
     })
     .await?;
     Ok(Response::Created)
@@ -432,9 +477,26 @@ async fn submit_receipt(
 ) -> Result<Response, ServerError> {
     let authority = state.authority.signing_key().verifying_key();
     let entry = entry_of(caller)?.verify(&authority)?;
-    let r = receipt.verify(&entry).inspect_err(|e| {
-        tracing::warn!(user = %caller.user, error = %e, "receipt failed verification");
-    })?;
+    let r = match receipt.verify(&entry) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(user = %caller.user, error = %e, "receipt failed verification");
+            // Alert only if it names a transfer addressed to this user:
+            // anything else is noise an attacker could generate at will.
+            if let Ok(claimed) = exhibit_proto::sign::decode::<exhibit_proto::Receipt>(&receipt.bytes, "receipt") {
+                let (user, reason) = (caller.user.clone(), e.to_string());
+                blocking(state, move |s| {
+                    if s.store.transfer(&claimed.transfer)?.is_some_and(|t| t.is_recipient(&user)) {
+                        crate::alerts::receipt_rejected(s, &claimed.transfer, &user, &reason, now);
+                    }
+                    Ok(())
+                })
+                .await?;
+                state.notify.notify_one();
+            }
+            return Err(e.into());
+        }
+    };
     let me = caller.user.clone();
     let transfer = r.transfer;
     let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
@@ -444,6 +506,13 @@ async fn submit_receipt(
     };
     let manifest = rec.manifest.as_ref().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
     if r.manifest_hash != manifest.hash() {
+        let user = caller.user.clone();
+        blocking(state, move |s| {
+            crate::alerts::receipt_rejected(s, &transfer, &user, "receipt refers to a different manifest", now);
+            Ok(())
+        })
+        .await?;
+        state.notify.notify_one();
         return Err(ServerError::BadRequest("receipt refers to a different manifest".into()));
     }
     if r.items.len() != rec.items as usize {

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use exhibit_proto::directory::{Role, SignedEntry};
-use exhibit_proto::frame::{DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
+use exhibit_proto::frame::{
+    AlertAck, AlertInfo, Delivery, DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo,
+};
 use exhibit_proto::{AcceptedReceipt, ChunkId, Manifest, SignedManifest, TransferId, UserId};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -34,10 +36,37 @@ const INBOX: Bytes = TableDefinition::new("inbox");
 const OUTBOX: Bytes = TableDefinition::new("outbox");
 /// transfer id ‖ recipient → [`AcceptedReceipt`].
 const RECEIPTS: Bytes = TableDefinition::new("receipts");
-/// deadline (u64 BE) ‖ transfer id → (): the scheduler reads only what is due.
+/// due time (u64 BE) ‖ transfer id → [`Due`]: the scheduler reads only
+/// what is due.
 const DEADLINES: Bytes = TableDefinition::new("deadlines");
 /// chunk id → reference count (u64 BE).
 const CHUNK_REFS: Bytes = TableDefinition::new("chunk_refs");
+/// alert id (u64 BE) → [`AlertRecord`].
+const ALERTS: Bytes = TableDefinition::new("alerts");
+/// dedup key (transfer ‖ kind ‖ level, …) → alert id: one alert per cause.
+const ALERT_KEYS: Bytes = TableDefinition::new("alert_keys");
+/// alert id ‖ notifier name → [`Delivery`]: deliveries still to make.
+const PENDING: Bytes = TableDefinition::new("pending_deliveries");
+/// name → value: counters and the scheduler's last completed scan.
+const META: Bytes = TableDefinition::new("meta");
+
+/// What a deadline-index entry asks the scheduler to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Due {
+    /// Acknowledged by everyone yet? If not, alert at this level.
+    Overdue(u8),
+    /// Sealed yet? If not, the upload has stalled.
+    Stalled,
+}
+
+/// An alert as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// What the client sees (deliveries filled from [`PENDING`] too).
+    pub info: AlertInfo,
+    /// E-mail addresses of the people responsible.
+    pub emails: Vec<String>,
+}
 
 /// A user as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,6 +79,8 @@ pub struct UserRecord {
     pub org: String,
     /// Role.
     pub role: Role,
+    /// E-mail address for alerts.
+    pub email: Option<String>,
     /// Enrolled at.
     pub enrolled_at: Option<u64>,
     /// Revoked at.
@@ -68,6 +99,7 @@ impl UserRecord {
             display_name: self.display_name.clone(),
             org: self.org.clone(),
             role: self.role,
+            email: self.email.clone(),
             enrolled_at: self.enrolled_at,
             revoked_at: self.revoked_at,
         }
@@ -184,9 +216,23 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, ServerError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
-        for t in
-            [USERS, CERTS, CODES, TRANSFERS, TRANSFER_CHUNKS, FETCHED, INBOX, OUTBOX, RECEIPTS, DEADLINES, CHUNK_REFS]
-        {
+        for t in [
+            USERS,
+            CERTS,
+            CODES,
+            TRANSFERS,
+            TRANSFER_CHUNKS,
+            FETCHED,
+            INBOX,
+            OUTBOX,
+            RECEIPTS,
+            DEADLINES,
+            CHUNK_REFS,
+            ALERTS,
+            ALERT_KEYS,
+            PENDING,
+            META,
+        ] {
             tx.open_table(t)?;
         }
         tx.commit()?;
@@ -200,7 +246,11 @@ impl Store {
         v.map(|v| dec(v.value(), what)).transpose()
     }
 
-    fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, ServerError>) -> Result<R, ServerError> {
+    /// Run `f` in one write transaction and commit it durably.
+    pub(crate) fn write<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, ServerError>,
+    ) -> Result<R, ServerError> {
         let tx = self.db.begin_write()?;
         let r = f(&tx)?;
         tx.commit()?;
@@ -283,9 +333,14 @@ impl Store {
         })
     }
 
-    /// Record a new transfer (state uploading).
-    pub fn create_transfer(&self, rec: &TransferRecord) -> Result<(), ServerError> {
+    /// Record a new transfer (state uploading); `stall_check` is when to
+    /// alert if it is still not sealed.
+    pub fn create_transfer(&self, rec: &TransferRecord, stall_check: u64) -> Result<(), ServerError> {
         self.write(|tx| {
+            tx.open_table(DEADLINES)?.insert(
+                cat(&[&stall_check.to_be_bytes(), rec.transfer.as_bytes()]).as_slice(),
+                enc(&Due::Stalled).as_slice(),
+            )?;
             let mut t = tx.open_table(TRANSFERS)?;
             if t.get(rec.transfer.as_bytes().as_slice())?.is_some() {
                 return Err(ServerError::Conflict(format!("transfer {} already exists", rec.transfer)));
@@ -399,8 +454,10 @@ impl Store {
                 inbox
                     .insert(cat(&[r.user.as_str().as_bytes(), &[0], transfer.as_bytes()]).as_slice(), [].as_slice())?;
             }
-            tx.open_table(DEADLINES)?
-                .insert(cat(&[&deadline.to_be_bytes(), transfer.as_bytes()]).as_slice(), [].as_slice())?;
+            tx.open_table(DEADLINES)?.insert(
+                cat(&[&deadline.to_be_bytes(), transfer.as_bytes()]).as_slice(),
+                enc(&Due::Overdue(0)).as_slice(),
+            )?;
             Ok(Sealed { record: rec, unreferenced })
         })
     }
@@ -510,6 +567,232 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+impl Store {
+    /// Every transfer (admin listings).
+    pub fn transfers(&self) -> Result<Vec<TransferRecord>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TRANSFERS)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            out.push(dec(row?.1.value(), "transfer")?);
+        }
+        Ok(out)
+    }
+
+    /// Alerts, newest first; open (unacknowledged) ones only unless `all`.
+    pub fn alerts(&self, all: bool) -> Result<Vec<AlertRecord>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ALERTS)?;
+        let mut out = vec![];
+        for row in t.iter()?.rev() {
+            let a: AlertRecord = dec(row?.1.value(), "alert")?;
+            if all || a.info.ack.is_none() {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One alert.
+    pub fn alert(&self, id: u64) -> Result<Option<AlertRecord>, ServerError> {
+        self.get(ALERTS, &id.to_be_bytes(), "alert")
+    }
+
+    /// Acknowledge an alert.
+    pub fn ack_alert(&self, id: u64, ack: AlertAck) -> Result<AlertRecord, ServerError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(ALERTS)?;
+            let mut a: AlertRecord = match t.get(id.to_be_bytes().as_slice())? {
+                Some(v) => dec(v.value(), "alert")?,
+                None => return Err(ServerError::NotFound(format!("alert {id}"))),
+            };
+            if let Some(prev) = &a.info.ack {
+                return Err(ServerError::Conflict(format!("alert {id} was acknowledged by {} already", prev.by)));
+            }
+            a.info.ack = Some(ack);
+            t.insert(id.to_be_bytes().as_slice(), enc(&a).as_slice())?;
+            Ok(a)
+        })
+    }
+
+    /// Undelivered (alert id, notifier) pairs.
+    pub fn pending_deliveries(&self) -> Result<Vec<(u64, String)>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(PENDING)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            let (k, _) = row?;
+            let k = k.value();
+            let id = u64::from_be_bytes(k[..8].try_into().map_err(|_| ServerError::Store("bad pending key".into()))?);
+            out.push((id, String::from_utf8_lossy(&k[8..]).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Record one delivery attempt: delivered, or failed with a retry time.
+    pub fn record_delivery(
+        &self,
+        id: u64,
+        notifier: &str,
+        now: u64,
+        result: Result<(), String>,
+        retry_at: u64,
+    ) -> Result<(), ServerError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(ALERTS)?;
+            let mut a: AlertRecord = match t.get(id.to_be_bytes().as_slice())? {
+                Some(v) => dec(v.value(), "alert")?,
+                None => return Ok(()),
+            };
+            let key = cat(&[&id.to_be_bytes(), notifier.as_bytes()]);
+            if let Some(d) = a.info.deliveries.iter_mut().find(|d| d.notifier == notifier) {
+                d.attempts += 1;
+                match result {
+                    Ok(()) => {
+                        d.delivered_at = Some(now);
+                        d.next_attempt_at = None;
+                        d.last_error = None;
+                        tx.open_table(PENDING)?.remove(key.as_slice())?;
+                    }
+                    Err(e) => {
+                        d.last_error = Some(e);
+                        d.next_attempt_at = Some(retry_at);
+                    }
+                }
+            }
+            t.insert(id.to_be_bytes().as_slice(), enc(&a).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// A number kept in the meta table.
+    pub fn meta_u64(&self, name: &str) -> Result<Option<u64>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        let v = t.get(name.as_bytes())?;
+        Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// Set a number in the meta table.
+    pub fn set_meta_u64(&self, name: &str, v: u64) -> Result<(), ServerError> {
+        self.write(|tx| {
+            tx.open_table(META)?.insert(name.as_bytes(), v.to_be_bytes().as_slice())?;
+            Ok(())
+        })
+    }
+}
+
+/// Raise an alert inside a transaction, unless one with the same `key`
+/// exists. Returns the new alert's id.
+pub(crate) fn raise(
+    tx: &WriteTransaction,
+    key: &[u8],
+    mut rec: AlertRecord,
+    notifiers: &[&str],
+) -> Result<Option<u64>, ServerError> {
+    let mut keys = tx.open_table(ALERT_KEYS)?;
+    if keys.get(key)?.is_some() {
+        return Ok(None);
+    }
+    let mut meta = tx.open_table(META)?;
+    let id = meta
+        .get(b"next_alert_id".as_slice())?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(1);
+    meta.insert(b"next_alert_id".as_slice(), (id + 1).to_be_bytes().as_slice())?;
+    rec.info.id = id;
+    rec.info.deliveries = notifiers
+        .iter()
+        .map(|n| Delivery {
+            notifier: (*n).to_owned(),
+            attempts: 0,
+            delivered_at: None,
+            last_error: None,
+            next_attempt_at: Some(rec.info.raised_at),
+        })
+        .collect();
+    let mut pending = tx.open_table(PENDING)?;
+    for n in notifiers {
+        pending.insert(cat(&[&id.to_be_bytes(), n.as_bytes()]).as_slice(), [].as_slice())?;
+    }
+    tx.open_table(ALERTS)?.insert(id.to_be_bytes().as_slice(), enc(&rec).as_slice())?;
+    keys.insert(key, id.to_be_bytes().as_slice())?;
+    Ok(Some(id))
+}
+
+/// Take up to `limit` due entries (time ≤ `now`) off the deadline index.
+pub(crate) fn take_due(
+    tx: &WriteTransaction,
+    now: u64,
+    limit: usize,
+) -> Result<Vec<(u64, TransferId, Due)>, ServerError> {
+    let mut t = tx.open_table(DEADLINES)?;
+    let end = cat(&[&now.to_be_bytes(), &[0xff; 16]]);
+    let mut due = vec![];
+    for row in t.range(..=end.as_slice())?.take(limit) {
+        let (k, v) = row?;
+        let k = k.value().to_vec();
+        due.push((k, dec::<Due>(v.value(), "deadline entry")?));
+    }
+    let mut out = vec![];
+    for (k, d) in due {
+        t.remove(k.as_slice())?;
+        let at = u64::from_be_bytes(k[..8].try_into().map_err(|_| ServerError::Store("bad deadline key".into()))?);
+        let id = TransferId(k[8..24].try_into().map_err(|_| ServerError::Store("bad deadline key".into()))?);
+        out.push((at, id, d));
+    }
+    Ok(out)
+}
+
+/// Add an entry to the deadline index.
+pub(crate) fn schedule(tx: &WriteTransaction, at: u64, transfer: &TransferId, due: Due) -> Result<(), ServerError> {
+    tx.open_table(DEADLINES)?
+        .insert(cat(&[&at.to_be_bytes(), transfer.as_bytes()]).as_slice(), enc(&due).as_slice())?;
+    Ok(())
+}
+
+/// A transfer, inside a transaction.
+pub(crate) fn transfer_tx(tx: &WriteTransaction, id: &TransferId) -> Result<Option<TransferRecord>, ServerError> {
+    let t = tx.open_table(TRANSFERS)?;
+    let v = t.get(id.as_bytes().as_slice())?;
+    v.map(|v| dec(v.value(), "transfer")).transpose()
+}
+
+/// A user, inside a transaction.
+pub(crate) fn user_tx(tx: &WriteTransaction, id: &UserId) -> Result<Option<UserRecord>, ServerError> {
+    let t = tx.open_table(USERS)?;
+    let v = t.get(id.as_str().as_bytes())?;
+    v.map(|v| dec(v.value(), "user")).transpose()
+}
+
+/// Set a meta number inside a transaction.
+pub(crate) fn set_meta_tx(tx: &WriteTransaction, name: &str, v: u64) -> Result<(), ServerError> {
+    tx.open_table(META)?.insert(name.as_bytes(), v.to_be_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Store a user record inside a transaction.
+pub(crate) fn put_user_tx(tx: &WriteTransaction, rec: &UserRecord) -> Result<(), ServerError> {
+    tx.open_table(USERS)?.insert(rec.user.as_str().as_bytes(), enc(rec).as_slice())?;
+    Ok(())
+}
+
+/// Transfers addressed to `user`, inside a transaction.
+pub(crate) fn inbox_tx(tx: &WriteTransaction, user: &UserId) -> Result<Vec<TransferRecord>, ServerError> {
+    let idx = tx.open_table(INBOX)?;
+    let transfers = tx.open_table(TRANSFERS)?;
+    let start = cat(&[user.as_str().as_bytes(), &[0]]);
+    let end = cat(&[user.as_str().as_bytes(), &[1]]);
+    let mut out = vec![];
+    for row in idx.range(start.as_slice()..end.as_slice())? {
+        let (k, _) = row?;
+        if let Some(v) = transfers.get(&k.value()[start.len()..])? {
+            out.push(dec(v.value(), "transfer")?);
+        }
+    }
+    Ok(out)
 }
 
 fn bump_ref(tx: &WriteTransaction, id: &ChunkId, delta: i64) -> Result<u64, ServerError> {

@@ -78,12 +78,14 @@ async fn client_with_certificate_from_another_ca_is_refused() {
 async fn enrolment_codes_are_one_time_and_admin_only() {
     let f = Fixture::start().await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
-    let err =
-        exhibit_client::admin::add_user(&alice, uid("eve"), "Eve".into(), "X".into(), Role::Admin).await.unwrap_err();
-    assert_eq!(err.server_code(), Some(ErrorCode::Forbidden));
-    let (code, _) = exhibit_client::admin::add_user(&f.admin, uid("dave"), "Dave".into(), "X".into(), Role::Caseworker)
+    let err = exhibit_client::admin::add_user(&alice, uid("eve"), "Eve".into(), "X".into(), Role::Admin, None)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::Forbidden));
+    let (code, _) =
+        exhibit_client::admin::add_user(&f.admin, uid("dave"), "Dave".into(), "X".into(), Role::Caseworker, None)
+            .await
+            .unwrap();
     let pem = std::fs::read(&f.ca).unwrap();
     exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("dave1")), &f.addr, &code, &pem).await.unwrap();
     let err = exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("dave2")), &f.addr, &code, &pem)

@@ -6,14 +6,18 @@ use std::sync::Arc;
 use exhibit_client::{admin, enrol, fetch, send, Home};
 use exhibit_proto::directory::Role;
 use exhibit_proto::{TransferId, UserId};
-use exhibit_server::{init, load_config, Server, SystemClock};
+use exhibit_server::clock::Clock;
+use exhibit_server::config::Config;
+use exhibit_server::{init, Background, Server, SystemClock};
 
 /// A running server with an enrolled admin.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
-    /// Kept so the server runs as long as the fixture.
-    pub _server: Server,
+    server: Option<Server>,
+    config: PathBuf,
+    clock: Arc<dyn Clock>,
+    background: Background,
     pub addr: String,
     pub ca: PathBuf,
     pub admin: Home,
@@ -21,21 +25,70 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start() -> Fixture {
+        Fixture::start_with(Arc::new(SystemClock), Background::On, |_| {}).await
+    }
+
+    /// A server with an injected clock, background tasks on or off, and a
+    /// config adjusted by `tweak`.
+    pub async fn start_with(clock: Arc<dyn Clock>, background: Background, tweak: impl FnOnce(&mut Config)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let out = init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", &SystemClock).unwrap();
-        let settings = load_config(&out.config).unwrap();
-        let server = Server::start(settings, Arc::new(SystemClock)).await.unwrap();
+        let out = init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", clock.as_ref()).unwrap();
+        let mut config = Config::read(&out.config).unwrap();
+        tweak(&mut config);
+        std::fs::write(&out.config, toml_of(&config)).unwrap();
+        let settings = Config::load(&out.config).unwrap();
+        let server = Server::start_with(settings, clock.clone(), background).await.unwrap();
         let addr = server.local_addr().to_string();
         let admin = Home::new(dir.path().join("home-admin"));
         let pem = std::fs::read(&out.ca).unwrap();
         enrol::enrol(&admin, &addr, &out.admin_code, &pem).await.unwrap();
-        Fixture { data: data.canonicalize().unwrap(), dir, _server: server, addr, ca: out.ca, admin }
+        Fixture {
+            data: data.canonicalize().unwrap(),
+            dir,
+            server: Some(server),
+            config: out.config,
+            clock,
+            background,
+            addr,
+            ca: out.ca,
+            admin,
+        }
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Its state (store, settings, clock).
+    pub fn state(&self) -> &Arc<exhibit_server::State> {
+        self.server().state()
+    }
+
+    /// Stop the server and start it again on the same data and port.
+    pub async fn restart(&mut self) {
+        let old = self.server.take().unwrap();
+        let mut config = Config::read(&self.config).unwrap();
+        config.listen = old.local_addr();
+        old.shutdown().await;
+        std::fs::write(&self.config, toml_of(&config)).unwrap();
+        let settings = Config::load(&self.config).unwrap();
+        self.server = Some(Server::start_with(settings, self.clock.clone(), self.background).await.unwrap());
     }
 
     /// Create and enrol a user.
     pub async fn user(&self, id: &str, role: Role) -> Home {
-        let (code, _) = admin::add_user(&self.admin, uid(id), id.to_uppercase(), "Org".into(), role).await.unwrap();
+        let (code, _) = admin::add_user(
+            &self.admin,
+            uid(id),
+            id.to_uppercase(),
+            "Org".into(),
+            role,
+            Some(format!("{id}@example.test")),
+        )
+        .await
+        .unwrap();
         let home = Home::new(self.dir.path().join(format!("home-{id}")));
         enrol::enrol(&home, &self.addr, &code, &std::fs::read(&self.ca).unwrap()).await.unwrap();
         home
@@ -57,6 +110,10 @@ impl Fixture {
         out.sort();
         out
     }
+}
+
+fn toml_of(c: &Config) -> String {
+    exhibit_server::config::to_toml(c).unwrap()
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -2,6 +2,7 @@
 //! 127.0.0.1 with real QUIC, TLS, redb and files in a temp dir.
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod auth;
 mod fixture;
 mod receipts;
