@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use exhibit_proto::duration::format_secs;
 use exhibit_proto::frame::{AlertInfo, AlertKind, DeliveryState, TransferState};
 use exhibit_proto::{TransferId, UserId};
-use redb::WriteTransaction;
 
 use crate::error::ServerError;
-use crate::store::{self, AlertRecord, Due, TransferRecord};
+use crate::store::{AlertRecord, AlertTx, Due, TransferRecord};
 use crate::State;
 
 /// Due entries handled per transaction.
@@ -44,10 +43,10 @@ pub fn notifier_names(state: &State) -> Vec<&'static str> {
     n
 }
 
-fn emails_of(tx: &WriteTransaction, users: impl IntoIterator<Item = UserId>) -> Result<Vec<String>, ServerError> {
+fn emails_of(tx: &AlertTx, users: impl IntoIterator<Item = UserId>) -> Result<Vec<String>, ServerError> {
     let mut out = vec![];
     for u in users {
-        if let Some(e) = store::user_tx(tx, &u)?.and_then(|r| r.email) {
+        if let Some(e) = tx.user(&u)?.and_then(|r| r.email) {
             out.push(e);
         }
     }
@@ -60,8 +59,8 @@ fn waiting_for(t: &TransferRecord) -> Vec<UserId> {
 
 /// Raise an alert about a transfer inside `tx`.
 pub(crate) fn raise_for_transfer(
-    state: &State,
-    tx: &WriteTransaction,
+    notifiers: &[&str],
+    tx: &mut AlertTx,
     t: &TransferRecord,
     kind: AlertKind,
     key_suffix: &[u8],
@@ -85,7 +84,7 @@ pub(crate) fn raise_for_transfer(
         deliveries: vec![],
     };
     let key = [t.transfer.as_bytes().as_slice(), key_suffix].concat();
-    let id = store::raise(tx, &key, AlertRecord { info, emails }, &notifier_names(state))?;
+    let id = tx.raise(&key, AlertRecord { info, emails }, notifiers)?;
     if let Some(id) = id {
         tracing::warn!(alert = id, transfer = %t.transfer, "alert raised");
     }
@@ -94,8 +93,8 @@ pub(crate) fn raise_for_transfer(
 
 /// Raise an alert not tied to a transfer.
 pub(crate) fn raise_general(
-    state: &State,
-    tx: &WriteTransaction,
+    notifiers: &[&str],
+    tx: &mut AlertTx,
     kind: AlertKind,
     key: &[u8],
     message: String,
@@ -114,7 +113,7 @@ pub(crate) fn raise_general(
         ack: None,
         deliveries: vec![],
     };
-    let id = store::raise(tx, key, AlertRecord { info, emails: vec![] }, &notifier_names(state))?;
+    let id = tx.raise(key, AlertRecord { info, emails: vec![] }, notifiers)?;
     if let Some(id) = id {
         tracing::warn!(alert = id, "alert raised");
     }
@@ -139,11 +138,13 @@ fn overdue_message(t: &TransferRecord, level: u8, now: u64) -> String {
 /// done; `processed < limit` means nothing more was due.
 pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, ServerError> {
     let escalate = &state.settings.escalate_after;
+    let notifiers = notifier_names(state);
     state.store.write(|tx| {
-        let due = store::take_due(tx, now, limit)?;
+        let mut tx = AlertTx::open(tx)?;
+        let due = tx.take_due(now, limit)?;
         let mut report = ScanReport { processed: due.len(), raised: vec![] };
         for (_, id, what) in due {
-            let Some(t) = store::transfer_tx(tx, &id)? else { continue };
+            let Some(t) = tx.transfer(&id)? else { continue };
             let raised = match what {
                 Due::Overdue(level) => {
                     if t.state != TransferState::Sealed || waiting_for(&t).is_empty() {
@@ -151,10 +152,10 @@ pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, S
                     }
                     let deadline = t.deadline.unwrap_or(now);
                     if let Some(delay) = escalate.get(level as usize) {
-                        store::schedule(tx, deadline.saturating_add(*delay), &id, Due::Overdue(level + 1))?;
+                        tx.schedule(deadline.saturating_add(*delay), &id, Due::Overdue(level + 1))?;
                     }
                     let msg = overdue_message(&t, level, now);
-                    raise_for_transfer(state, tx, &t, AlertKind::Overdue { level }, &[b'o', level], msg, now)?
+                    raise_for_transfer(&notifiers, &mut tx, &t, AlertKind::Overdue { level }, &[b'o', level], msg, now)?
                 }
                 Due::Stalled => {
                     if t.state != TransferState::Uploading {
@@ -166,13 +167,13 @@ pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, S
                         t.sender,
                         format_secs(now.saturating_sub(t.created_at))
                     );
-                    raise_for_transfer(state, tx, &t, AlertKind::StalledUpload, b"s", msg, now)?
+                    raise_for_transfer(&notifiers, &mut tx, &t, AlertKind::StalledUpload, b"s", msg, now)?
                 }
             };
             report.raised.extend(raised);
         }
         if report.processed < limit {
-            store::set_meta_tx(tx, LAST_SCAN, now)?;
+            tx.set_meta(LAST_SCAN, now)?;
         }
         Ok(report)
     })
@@ -202,16 +203,30 @@ pub fn watchdog(state: &State, now: u64, started: u64) -> Result<Option<u64>, Se
     }
     let msg = format!("SCHEDULER STALLED: no alert scan has completed for {}", format_secs(now - last));
     let key = [b"stalled".as_slice(), &last.to_be_bytes()].concat();
-    state.store.write(|tx| raise_general(state, tx, AlertKind::SchedulerStalled { last_scan: last }, &key, msg, now))
+    let notifiers = notifier_names(state);
+    state.store.write(|tx| {
+        let mut tx = AlertTx::open(tx)?;
+        raise_general(&notifiers, &mut tx, AlertKind::SchedulerStalled { last_scan: last }, &key, msg, now)
+    })
 }
 
 /// A receipt failed verification: alert (once per transfer and user).
 pub fn receipt_rejected(state: &State, transfer: &TransferId, user: &UserId, reason: &str, now: u64) {
+    let notifiers = notifier_names(state);
     let r = state.store.write(|tx| {
-        let Some(t) = store::transfer_tx(tx, transfer)? else { return Ok(None) };
+        let mut tx = AlertTx::open(tx)?;
+        let Some(t) = tx.transfer(transfer)? else { return Ok(None) };
         let msg = format!("RECEIPT REJECTED: {user}'s receipt for transfer {transfer} failed verification: {reason}");
         let kind = AlertKind::ReceiptRejected { user: user.clone(), reason: reason.to_owned() };
-        raise_for_transfer(state, tx, &t, kind, &[b"r".as_slice(), user.as_str().as_bytes()].concat(), msg, now)
+        raise_for_transfer(
+            &notifiers,
+            &mut tx,
+            &t,
+            kind,
+            &[b"r".as_slice(), user.as_str().as_bytes()].concat(),
+            msg,
+            now,
+        )
     });
     if let Err(e) = r {
         tracing::error!(error = %e, "could not record a rejected receipt alert");
@@ -221,8 +236,10 @@ pub fn receipt_rejected(state: &State, transfer: &TransferId, user: &UserId, rea
 /// Revoke a user: re-sign their entry as revoked and alert on every
 /// transfer addressed to them that they have not acknowledged.
 pub fn revoke_user(state: &State, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {
+    let notifiers = notifier_names(state);
     state.store.write(|tx| {
-        let mut rec = store::user_tx(tx, user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?;
+        let mut tx = AlertTx::open(tx)?;
+        let mut rec = tx.user(user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?;
         if rec.revoked_at.is_some() {
             return Err(ServerError::Conflict(format!("user {user} is already revoked")));
         }
@@ -233,9 +250,9 @@ pub fn revoke_user(state: &State, user: &UserId, now: u64) -> Result<Vec<u64>, S
             entry.revoked_at = Some(now);
             rec.entry = Some(entry.sign(authority));
         }
-        store::put_user_tx(tx, &rec)?;
+        tx.put_user(&rec)?;
         let mut raised = vec![];
-        for t in store::inbox_tx(tx, user)? {
+        for t in tx.inbox(user)? {
             let mine = t.recipients.iter().find(|r| &r.user == user);
             if t.state != TransferState::Sealed || mine.is_none_or(|r| r.state == DeliveryState::Acknowledged) {
                 continue;
@@ -248,7 +265,7 @@ pub fn revoke_user(state: &State, user: &UserId, now: u64) -> Result<Vec<u64>, S
             );
             let kind = AlertKind::RevokedRecipient { user: user.clone() };
             let key = [b"v".as_slice(), user.as_str().as_bytes()].concat();
-            raised.extend(raise_for_transfer(state, tx, &t, kind, &key, msg, now)?);
+            raised.extend(raise_for_transfer(&notifiers, &mut tx, &t, kind, &key, msg, now)?);
         }
         Ok(raised)
     })

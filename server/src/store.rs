@@ -570,6 +570,31 @@ impl Store {
 }
 
 impl Store {
+    /// Insert sealed transfers in one transaction, with their deadline and
+    /// inbox/outbox entries (bulk import; the benchmark fills a store with it).
+    pub fn import_sealed(&self, recs: impl IntoIterator<Item = TransferRecord>) -> Result<usize, ServerError> {
+        self.write(|tx| {
+            let mut transfers = tx.open_table(TRANSFERS)?;
+            let mut deadlines = tx.open_table(DEADLINES)?;
+            let mut inbox = tx.open_table(INBOX)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut n = 0;
+            for rec in recs {
+                let id = rec.transfer.as_bytes();
+                transfers.insert(id.as_slice(), enc(&rec).as_slice())?;
+                if let Some(d) = rec.deadline {
+                    deadlines.insert(cat(&[&d.to_be_bytes(), id]).as_slice(), enc(&Due::Overdue(0)).as_slice())?;
+                }
+                outbox.insert(cat(&[rec.sender.as_str().as_bytes(), &[0], id]).as_slice(), [].as_slice())?;
+                for r in &rec.recipients {
+                    inbox.insert(cat(&[r.user.as_str().as_bytes(), &[0], id]).as_slice(), [].as_slice())?;
+                }
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
     /// Every transfer (admin listings).
     pub fn transfers(&self) -> Result<Vec<TransferRecord>, ServerError> {
         let tx = self.db.begin_read()?;
@@ -684,115 +709,133 @@ impl Store {
     }
 }
 
-/// Raise an alert inside a transaction, unless one with the same `key`
-/// exists. Returns the new alert's id.
-pub(crate) fn raise(
-    tx: &WriteTransaction,
-    key: &[u8],
-    mut rec: AlertRecord,
-    notifiers: &[&str],
-) -> Result<Option<u64>, ServerError> {
-    let mut keys = tx.open_table(ALERT_KEYS)?;
-    if keys.get(key)?.is_some() {
-        return Ok(None);
-    }
-    let mut meta = tx.open_table(META)?;
-    let id = meta
-        .get(b"next_alert_id".as_slice())?
-        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(1);
-    meta.insert(b"next_alert_id".as_slice(), (id + 1).to_be_bytes().as_slice())?;
-    rec.info.id = id;
-    rec.info.deliveries = notifiers
-        .iter()
-        .map(|n| Delivery {
-            notifier: (*n).to_owned(),
-            attempts: 0,
-            delivered_at: None,
-            last_error: None,
-            next_attempt_at: Some(rec.info.raised_at),
+type Tbl<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// The tables the alert scheduler works on, opened once per transaction.
+pub(crate) struct AlertTx<'t> {
+    transfers: Tbl<'t>,
+    users: Tbl<'t>,
+    inbox: Tbl<'t>,
+    deadlines: Tbl<'t>,
+    alerts: Tbl<'t>,
+    keys: Tbl<'t>,
+    pending: Tbl<'t>,
+    meta: Tbl<'t>,
+}
+
+impl<'t> AlertTx<'t> {
+    /// Open the tables in `tx`.
+    pub(crate) fn open(tx: &'t WriteTransaction) -> Result<Self, ServerError> {
+        Ok(AlertTx {
+            transfers: tx.open_table(TRANSFERS)?,
+            users: tx.open_table(USERS)?,
+            inbox: tx.open_table(INBOX)?,
+            deadlines: tx.open_table(DEADLINES)?,
+            alerts: tx.open_table(ALERTS)?,
+            keys: tx.open_table(ALERT_KEYS)?,
+            pending: tx.open_table(PENDING)?,
+            meta: tx.open_table(META)?,
         })
-        .collect();
-    let mut pending = tx.open_table(PENDING)?;
-    for n in notifiers {
-        pending.insert(cat(&[&id.to_be_bytes(), n.as_bytes()]).as_slice(), [].as_slice())?;
     }
-    tx.open_table(ALERTS)?.insert(id.to_be_bytes().as_slice(), enc(&rec).as_slice())?;
-    keys.insert(key, id.to_be_bytes().as_slice())?;
-    Ok(Some(id))
-}
 
-/// Take up to `limit` due entries (time ≤ `now`) off the deadline index.
-pub(crate) fn take_due(
-    tx: &WriteTransaction,
-    now: u64,
-    limit: usize,
-) -> Result<Vec<(u64, TransferId, Due)>, ServerError> {
-    let mut t = tx.open_table(DEADLINES)?;
-    let end = cat(&[&now.to_be_bytes(), &[0xff; 16]]);
-    let mut due = vec![];
-    for row in t.range(..=end.as_slice())?.take(limit) {
-        let (k, v) = row?;
-        let k = k.value().to_vec();
-        due.push((k, dec::<Due>(v.value(), "deadline entry")?));
-    }
-    let mut out = vec![];
-    for (k, d) in due {
-        t.remove(k.as_slice())?;
-        let at = u64::from_be_bytes(k[..8].try_into().map_err(|_| ServerError::Store("bad deadline key".into()))?);
-        let id = TransferId(k[8..24].try_into().map_err(|_| ServerError::Store("bad deadline key".into()))?);
-        out.push((at, id, d));
-    }
-    Ok(out)
-}
-
-/// Add an entry to the deadline index.
-pub(crate) fn schedule(tx: &WriteTransaction, at: u64, transfer: &TransferId, due: Due) -> Result<(), ServerError> {
-    tx.open_table(DEADLINES)?
-        .insert(cat(&[&at.to_be_bytes(), transfer.as_bytes()]).as_slice(), enc(&due).as_slice())?;
-    Ok(())
-}
-
-/// A transfer, inside a transaction.
-pub(crate) fn transfer_tx(tx: &WriteTransaction, id: &TransferId) -> Result<Option<TransferRecord>, ServerError> {
-    let t = tx.open_table(TRANSFERS)?;
-    let v = t.get(id.as_bytes().as_slice())?;
-    v.map(|v| dec(v.value(), "transfer")).transpose()
-}
-
-/// A user, inside a transaction.
-pub(crate) fn user_tx(tx: &WriteTransaction, id: &UserId) -> Result<Option<UserRecord>, ServerError> {
-    let t = tx.open_table(USERS)?;
-    let v = t.get(id.as_str().as_bytes())?;
-    v.map(|v| dec(v.value(), "user")).transpose()
-}
-
-/// Set a meta number inside a transaction.
-pub(crate) fn set_meta_tx(tx: &WriteTransaction, name: &str, v: u64) -> Result<(), ServerError> {
-    tx.open_table(META)?.insert(name.as_bytes(), v.to_be_bytes().as_slice())?;
-    Ok(())
-}
-
-/// Store a user record inside a transaction.
-pub(crate) fn put_user_tx(tx: &WriteTransaction, rec: &UserRecord) -> Result<(), ServerError> {
-    tx.open_table(USERS)?.insert(rec.user.as_str().as_bytes(), enc(rec).as_slice())?;
-    Ok(())
-}
-
-/// Transfers addressed to `user`, inside a transaction.
-pub(crate) fn inbox_tx(tx: &WriteTransaction, user: &UserId) -> Result<Vec<TransferRecord>, ServerError> {
-    let idx = tx.open_table(INBOX)?;
-    let transfers = tx.open_table(TRANSFERS)?;
-    let start = cat(&[user.as_str().as_bytes(), &[0]]);
-    let end = cat(&[user.as_str().as_bytes(), &[1]]);
-    let mut out = vec![];
-    for row in idx.range(start.as_slice()..end.as_slice())? {
-        let (k, _) = row?;
-        if let Some(v) = transfers.get(&k.value()[start.len()..])? {
-            out.push(dec(v.value(), "transfer")?);
+    /// Raise an alert unless one with the same `key` exists. Returns the
+    /// new alert's id.
+    pub(crate) fn raise(
+        &mut self,
+        key: &[u8],
+        mut rec: AlertRecord,
+        notifiers: &[&str],
+    ) -> Result<Option<u64>, ServerError> {
+        if self.keys.get(key)?.is_some() {
+            return Ok(None);
         }
+        let id = self
+            .meta
+            .get(b"next_alert_id".as_slice())?
+            .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(1);
+        self.meta.insert(b"next_alert_id".as_slice(), (id + 1).to_be_bytes().as_slice())?;
+        rec.info.id = id;
+        rec.info.deliveries = notifiers
+            .iter()
+            .map(|n| Delivery {
+                notifier: (*n).to_owned(),
+                attempts: 0,
+                delivered_at: None,
+                last_error: None,
+                next_attempt_at: Some(rec.info.raised_at),
+            })
+            .collect();
+        for n in notifiers {
+            self.pending.insert(cat(&[&id.to_be_bytes(), n.as_bytes()]).as_slice(), [].as_slice())?;
+        }
+        self.alerts.insert(id.to_be_bytes().as_slice(), enc(&rec).as_slice())?;
+        self.keys.insert(key, id.to_be_bytes().as_slice())?;
+        Ok(Some(id))
     }
-    Ok(out)
+
+    /// Take up to `limit` due entries (time ≤ `now`) off the deadline index.
+    pub(crate) fn take_due(&mut self, now: u64, limit: usize) -> Result<Vec<(u64, TransferId, Due)>, ServerError> {
+        let end = cat(&[&now.to_be_bytes(), &[0xff; 16]]);
+        let mut due = vec![];
+        for row in self.deadlines.range(..=end.as_slice())?.take(limit) {
+            let (k, v) = row?;
+            due.push((k.value().to_vec(), dec::<Due>(v.value(), "deadline entry")?));
+        }
+        let bad = || ServerError::Store("bad deadline key".into());
+        let mut out = vec![];
+        for (k, d) in due {
+            self.deadlines.remove(k.as_slice())?;
+            let at = u64::from_be_bytes(k.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+            let id = TransferId(k.get(8..24).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+            out.push((at, id, d));
+        }
+        Ok(out)
+    }
+
+    /// Add an entry to the deadline index.
+    pub(crate) fn schedule(&mut self, at: u64, transfer: &TransferId, due: Due) -> Result<(), ServerError> {
+        self.deadlines.insert(cat(&[&at.to_be_bytes(), transfer.as_bytes()]).as_slice(), enc(&due).as_slice())?;
+        Ok(())
+    }
+
+    /// A transfer.
+    pub(crate) fn transfer(&self, id: &TransferId) -> Result<Option<TransferRecord>, ServerError> {
+        let v = self.transfers.get(id.as_bytes().as_slice())?;
+        v.map(|v| dec(v.value(), "transfer")).transpose()
+    }
+
+    /// A user.
+    pub(crate) fn user(&self, id: &UserId) -> Result<Option<UserRecord>, ServerError> {
+        let v = self.users.get(id.as_str().as_bytes())?;
+        v.map(|v| dec(v.value(), "user")).transpose()
+    }
+
+    /// Store a user.
+    pub(crate) fn put_user(&mut self, rec: &UserRecord) -> Result<(), ServerError> {
+        self.users.insert(rec.user.as_str().as_bytes(), enc(rec).as_slice())?;
+        Ok(())
+    }
+
+    /// Set a meta number.
+    pub(crate) fn set_meta(&mut self, name: &str, v: u64) -> Result<(), ServerError> {
+        self.meta.insert(name.as_bytes(), v.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Transfers addressed to `user`.
+    pub(crate) fn inbox(&self, user: &UserId) -> Result<Vec<TransferRecord>, ServerError> {
+        let start = cat(&[user.as_str().as_bytes(), &[0]]);
+        let end = cat(&[user.as_str().as_bytes(), &[1]]);
+        let mut out = vec![];
+        for row in self.inbox.range(start.as_slice()..end.as_slice())? {
+            let (k, _) = row?;
+            if let Some(v) = self.transfers.get(&k.value()[start.len()..])? {
+                out.push(dec(v.value(), "transfer")?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn bump_ref(tx: &WriteTransaction, id: &ChunkId, delta: i64) -> Result<u64, ServerError> {
