@@ -19,6 +19,9 @@ pub struct Conn {
     server: String,
 }
 
+/// How long one request may wait for its answer (or its body).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A client TLS identity: certificate and PKCS#8 key, both DER.
 pub type Identity<'a> = (&'a [u8], &'a [u8]);
 
@@ -93,6 +96,16 @@ impl Conn {
     /// Send a request with an optional raw body after the frame, and read
     /// the response frame. Returns the receive stream for a trailing body.
     async fn exchange(&self, req: &Request, body: Option<&[u8]>) -> Result<(Response, quinn::RecvStream), ClientError> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange_inner(req, body)).await.map_err(|_| {
+            ClientError::Stream(format!("{}: no answer within {}s", self.server, REQUEST_TIMEOUT.as_secs()))
+        })?
+    }
+
+    async fn exchange_inner(
+        &self,
+        req: &Request,
+        body: Option<&[u8]>,
+    ) -> Result<(Response, quinn::RecvStream), ClientError> {
         let stream_err = |e: &dyn std::fmt::Display| ClientError::Stream(format!("{}: {e}", self.server));
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_err(&e))?;
         let f = frame::encode(req)?;
@@ -138,7 +151,10 @@ impl Conn {
             );
         }
         let mut body = vec![0u8; n];
-        recv.read_exact(&mut body).await.map_err(|e| ClientError::Stream(format!("{}: {e}", self.server)))?;
+        tokio::time::timeout(REQUEST_TIMEOUT, recv.read_exact(&mut body))
+            .await
+            .map_err(|_| ClientError::Stream(format!("{}: body not received in time", self.server)))?
+            .map_err(|e| ClientError::Stream(format!("{}: {e}", self.server)))?;
         Ok((resp, body))
     }
 

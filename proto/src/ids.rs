@@ -26,6 +26,11 @@ impl UserId {
         if !s.as_bytes()[0].is_ascii_alphanumeric() {
             return Err(bad("must start with a letter or digit"));
         }
+        // Reserved so the audit log cannot confuse a user with the server,
+        // a transfer or an alert.
+        if s == "exhibitd" || s.starts_with("alert-") || (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(bad("reserved (exhibitd, alert-…, or 32 hex digits like a transfer id)"));
+        }
         Ok(UserId(s.to_owned()))
     }
 

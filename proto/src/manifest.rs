@@ -78,9 +78,13 @@ impl Manifest {
         too_large("chunks", self.chunk_count(), limits::MAX_CHUNKS)?;
         too_large("case reference", self.case_ref.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
         let max = max_sealed_len(limits::MAX_CHUNK_SIZE, self.recipients.len() + 1);
+        let mut ids = std::collections::HashSet::new();
         for c in self.items.iter().flat_map(|i| &i.chunks) {
             if u64::from(c.len) > max {
                 return Err(ProtoError::TooLarge { what: "chunk", got: c.len.into(), max });
+            }
+            if !ids.insert(c.id) {
+                return Err(ProtoError::Malformed { what: "manifest", reason: format!("chunk {} listed twice", c.id) });
             }
         }
         Ok(())

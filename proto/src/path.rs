@@ -73,19 +73,22 @@ impl RelPath {
 /// Check a whole set of paths: each safe, none repeated, and none a parent
 /// directory of another (`a` and `a/b` cannot both be files).
 pub fn check_set<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Vec<RelPath>, ProtoError> {
-    let mut parsed = paths.into_iter().map(RelPath::parse).collect::<Result<Vec<_>, _>>()?;
-    let order: Vec<RelPath> = parsed.clone();
-    parsed.sort();
-    for pair in parsed.windows(2) {
-        let (a, b) = (pair[0].as_str(), pair[1].as_str());
-        if a == b {
-            return Err(ProtoError::UnsafePath { path: a.into(), reason: "appears twice" });
-        }
-        if b.starts_with(a) && b.as_bytes().get(a.len()) == Some(&b'/') {
-            return Err(ProtoError::UnsafePath { path: b.into(), reason: "inside another item's path" });
+    let parsed = paths.into_iter().map(RelPath::parse).collect::<Result<Vec<_>, _>>()?;
+    let mut files = std::collections::HashSet::new();
+    for p in &parsed {
+        if !files.insert(p.as_str()) {
+            return Err(ProtoError::UnsafePath { path: p.as_str().into(), reason: "appears twice" });
         }
     }
-    Ok(order)
+    for p in &parsed {
+        let s = p.as_str();
+        for (i, _) in s.match_indices('/') {
+            if files.contains(&s[..i]) {
+                return Err(ProtoError::UnsafePath { path: s.into(), reason: "inside another item's path" });
+            }
+        }
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -125,5 +128,9 @@ mod tests {
         assert!(check_set(["a", "a"]).is_err());
         assert!(check_set(["a", "a/b"]).is_err());
         assert!(check_set(["a", "ab/c"]).is_ok());
+        // Names that sort between "a" and "a/…" must not hide the nesting.
+        assert!(check_set(["a", "a.txt", "a/b"]).is_err());
+        assert!(check_set(["a", "a b", "a/b/c"]).is_err());
+        assert!(check_set(["x/a/b", "x/a"]).is_err());
     }
 }
