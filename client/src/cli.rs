@@ -75,6 +75,14 @@ pub enum Command {
     /// Delivery receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Stop the recipients of a transfer you sent from fetching it.
+    Revoke {
+        /// Transfer id.
+        transfer: TransferId,
+    },
+    /// Chain of custody of a transfer you sent or received, for a court
+    /// bundle.
+    Custody(CustodyArgs),
     /// Administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -105,6 +113,19 @@ pub struct SendArgs {
     /// Plaintext chunk size in bytes.
     #[arg(long, default_value_t = exhibit_proto::limits::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u32,
+}
+
+/// `exhibit custody` and `exhibit admin custody`.
+#[derive(Args, Debug)]
+pub struct CustodyArgs {
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Print the report as HTML.
+    #[arg(long)]
+    pub html: bool,
+    /// Write custody.{txt,html,json} and the receipt bundles into DIR.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `exhibit receipt …`.
@@ -154,11 +175,30 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: Option<AlertAction>,
     },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Chain of custody of any transfer.
+    Custody(CustodyArgs),
     /// Transfers of every user (metadata only; admins cannot decrypt).
     Transfers {
         /// Only those past their deadline and not acknowledged by everyone.
         #[arg(long)]
         overdue: bool,
+    },
+}
+
+/// `exhibit admin audit …`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and check every signed checkpoint; report
+    /// the first bad entry.
+    Verify,
+    /// Print entries.
+    Export {
+        /// From this entry on.
+        #[arg(long, default_value_t = 1)]
+        since: u64,
     },
 }
 
@@ -463,6 +503,70 @@ impl Cli {
                     print_json(&a)?;
                 } else {
                     println!("alert {} acknowledged", a.id);
+                }
+            }
+            Command::Revoke { transfer } => {
+                let already = crate::custody::revoke(&home, transfer).await?;
+                if json {
+                    print_json(
+                        &json!({"revoked": transfer.to_string(), "already_fetched": already.iter().map(|r| json!({
+                        "user": r.user.to_string(), "state": r.state.as_str(), "at": r.at,
+                    })).collect::<Vec<_>>()}),
+                    )?;
+                } else {
+                    println!("{transfer} revoked: recipients can no longer fetch it.");
+                    for r in &already {
+                        println!(
+                            "NOTE: {} had already downloaded it ({} at {}).",
+                            r.user,
+                            r.state.as_str(),
+                            r.at.map(format_time).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Command::Custody(a) | Command::Admin(AdminCommand::Custody(a)) => {
+                let (report, bundles) = crate::custody::custody(&home, a.transfer).await?;
+                if let Some(dir) = &a.out {
+                    crate::custody::write_dir(dir, &report, &bundles)?;
+                    eprintln!("custody report and {} receipt bundle(s) written to {}", bundles.len(), dir.display());
+                }
+                if json {
+                    print_json(&report)?;
+                } else if a.html {
+                    print!("{}", crate::custody::html(&report));
+                } else if a.out.is_none() {
+                    print!("{}", crate::custody::text(&report));
+                }
+            }
+            Command::Admin(AdminCommand::Audit(AuditCommand::Verify)) => {
+                let r = crate::audit::verify(&home).await?;
+                if json {
+                    print_json(&r)?;
+                } else {
+                    println!(
+                        "audit log OK: {} entries, {} signed checkpoints, head {}",
+                        r.entries, r.checkpoints, r.head
+                    );
+                }
+            }
+            Command::Admin(AdminCommand::Audit(AuditCommand::Export { since })) => {
+                let entries = crate::audit::export(&home, since).await?;
+                if json {
+                    print_json(&entries)?;
+                } else {
+                    for e in entries {
+                        let b = &e.body;
+                        println!(
+                            "{:<7} {}  {:<16} {:<16} {:<34} {}",
+                            b.seq,
+                            format_time(b.time),
+                            b.actor,
+                            b.action,
+                            b.subject,
+                            b.details
+                        );
+                    }
                 }
             }
             Command::Admin(AdminCommand::Transfers { overdue }) => {

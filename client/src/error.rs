@@ -37,6 +37,10 @@ pub enum ClientError {
     /// What arrived does not match what was signed; nothing was written.
     #[error("verification failed, nothing written: {0}")]
     Verify(String),
+    /// The server's audit log no longer extends the checkpoint we hold:
+    /// it was rewritten or truncated.
+    #[error("AUDIT LOG TAMPERED: {0}")]
+    AuditRewritten(String),
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),

@@ -130,6 +130,7 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
 pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
+    crate::audit::check(&conn, home, &p).await?;
     let (vm, sender) = verified_manifest(&conn, home, &p, opts.transfer).await?;
     let m = vm.manifest();
     let is_recipient = m.recipients.contains(&p.me.user);
@@ -148,16 +149,17 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
         }
     }
 
+    // Temp files are created here and reopened per chunk, so a folder of
+    // thousands of files never holds thousands of descriptors.
     let mut temps = Temps(vec![]);
-    let mut files = vec![];
+    let tag: u64 = rand::random();
     for (i, d) in details.items.iter().enumerate() {
-        let t = out.join(format!(".exhibit-{}-{i}.part", opts.transfer));
+        let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
         let f = File::create_new(&t).map_err(ClientError::io(format!("creating {}", t.display())))?;
         temps.0.push(t);
         f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
-        files.push(f);
     }
-    let files = Arc::new(files);
+    let files = Arc::new(temps.0.clone());
     let vm = Arc::new(vm);
     let identity = Arc::new(p.age.clone());
 
@@ -184,7 +186,11 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
                 let cipher = conn.get_chunk(transfer, id, cipher_len as usize).await?;
                 tokio::task::spawn_blocking(move || {
                     let plain = seal::open_chunk(&vm, item, index, plain_len, &cipher, &identity)?;
-                    files[item].write_all_at(&plain, offset).map_err(ClientError::io("writing temp file"))?;
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&files[item])
+                        .map_err(ClientError::io("opening temp file"))?;
+                    f.write_all_at(&plain, offset).map_err(ClientError::io("writing temp file"))?;
                     Ok::<_, ClientError>(u64::from(plain_len))
                 })
                 .await
@@ -204,13 +210,12 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
     // Whole-item hashes over what is actually on disk.
     let temp_paths = temps.0.clone();
     let expected: Vec<[u8; 32]> = details.items.iter().map(|d| d.blake3).collect();
-    let files2 = files.clone();
     tokio::task::spawn_blocking(move || {
         for (i, (t, want)) in temp_paths.iter().zip(&expected).enumerate() {
-            files2[i].sync_all().map_err(ClientError::io("syncing temp file"))?;
+            let f = File::open(t).map_err(ClientError::io("reopening temp file"))?;
+            f.sync_all().map_err(ClientError::io("syncing temp file"))?;
             let mut h = blake3::Hasher::new();
-            h.update_reader(File::open(t).map_err(ClientError::io("reopening temp file"))?)
-                .map_err(ClientError::io("hashing temp file"))?;
+            h.update_reader(&f).map_err(ClientError::io("hashing temp file"))?;
             if h.finalize().as_bytes() != want {
                 return Err(ClientError::Verify(format!("item {i}: whole-file BLAKE3 differs from the sender's")));
             }
@@ -220,6 +225,14 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
     .await
     .map_err(|e| ClientError::Stream(format!("hash worker: {e}")))??;
 
+    // Every destination is checked before anything is moved, so a clash
+    // leaves nothing half-delivered.
+    for rel in &paths {
+        let dest = dest_of(&out, rel);
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
+        }
+    }
     let mut items = vec![];
     for (i, rel) in paths.iter().enumerate() {
         let dest = safe_parent(&out, rel)?;
@@ -250,12 +263,19 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
             items: details.items.iter().map(|d| d.blake3).collect(),
         };
         let signed = r.sign(&p.signing);
+        let r = &r;
         match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
             Response::ReceiptAccepted { receipt } => {
                 receipt.verify_acceptance(&p.authority)?;
                 if receipt.receipt != signed {
-                    // An earlier receipt of ours was already on record.
-                    receipt.receipt.verify(&p.me)?;
+                    // An earlier receipt of ours was already on record: it
+                    // must be ours, for this transfer and these files.
+                    let earlier = receipt.receipt.verify(&p.me)?;
+                    if earlier.transfer != transfer || earlier.manifest_hash != vm.hash() || earlier.items != r.items {
+                        return Err(ClientError::Verify(
+                            "the server answered with a receipt for something else".into(),
+                        ));
+                    }
                 }
                 Some(receipt)
             }

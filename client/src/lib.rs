@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod conn;
+pub mod custody;
 pub mod directory;
 pub mod enrol;
 pub mod error;

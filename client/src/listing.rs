@@ -22,6 +22,7 @@ pub async fn list(conn: &Conn, inbox: bool) -> Result<Vec<TransferInfo>, ClientE
 pub async fn fetch_list(home: &Home, inbox: bool) -> Result<Vec<TransferInfo>, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
+    crate::audit::check(&conn, home, &p).await?;
     let l = list(&conn, inbox).await;
     conn.close();
     l

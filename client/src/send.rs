@@ -210,6 +210,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     let p = home.load()?;
     let sources = collect(&opts.paths)?;
     let conn = Conn::open(&p).await?;
+    crate::audit::check(&conn, home, &p).await?;
 
     // Recipients: verified against the authority, checked against pins.
     let mut to = opts.to.clone();

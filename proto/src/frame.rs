@@ -79,6 +79,16 @@ pub enum Request {
     AdminTransfers { overdue: bool },
     /// Admin: revoke a user.
     AdminRevokeUser { user: UserId },
+    /// Admin: audit entries from `from_seq` (at most `limit`), with stored
+    /// checkpoints in that range and a signed head.
+    AuditEntries { from_seq: u64, limit: u32 },
+    /// Anyone: a signed checkpoint and the body hashes since `since` (the
+    /// seq of the caller's last checkpoint), to check it extends it.
+    AuditProof { since: Option<u64> },
+    /// The chain of custody of a transfer (sender, recipients, admins).
+    Custody { transfer: TransferId },
+    /// Sender: stop recipients from fetching a transfer.
+    RevokeTransfer { transfer: TransferId },
 }
 
 /// What an alert is about.
@@ -202,6 +212,10 @@ pub enum TransferState {
     Uploading,
     /// Complete and signed; visible to recipients.
     Sealed,
+    /// Revoked by its sender: no longer fetchable.
+    Revoked,
+    /// Past retention: chunks deleted; manifest, receipts and audit kept.
+    Expired,
 }
 
 /// Where a transfer is for one recipient.
@@ -263,6 +277,8 @@ pub struct TransferInfo {
     pub items: u32,
     /// Ciphertext bytes.
     pub bytes: u64,
+    /// When it was revoked or expired.
+    pub ended_at: Option<u64>,
 }
 
 /// A response from the server.
@@ -320,6 +336,28 @@ pub enum Response {
     Alerts { alerts: Vec<AlertInfo> },
     /// Done.
     Done,
+    /// Audit entries.
+    AuditEntries {
+        entries: Vec<crate::audit::AuditEntry>,
+        checkpoints: Vec<crate::audit::SignedCheckpoint>,
+        head: crate::audit::SignedCheckpoint,
+    },
+    /// A signed checkpoint and the body hashes leading to it.
+    AuditProof { checkpoint: crate::audit::SignedCheckpoint, body_hashes: Vec<[u8; 32]> },
+    /// A transfer's chain of custody; the manifest's `manifest_len` bytes
+    /// follow.
+    Custody {
+        transfer: TransferInfo,
+        entries: Vec<crate::audit::AuditEntry>,
+        receipts: Vec<AcceptedReceipt>,
+        sender: SignedEntry,
+        recipients: Vec<SignedEntry>,
+        #[serde(with = "crate::b64")]
+        signature: Vec<u8>,
+        manifest_len: u32,
+    },
+    /// Revoked; these recipients had already fetched it.
+    Revoked { already: Vec<RecipientState> },
 }
 
 /// Encode a frame: length prefix and body.

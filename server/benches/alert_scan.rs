@@ -41,6 +41,7 @@ fn record(i: usize, deadline: u64) -> TransferRecord {
         items: 3,
         bytes: 12 << 30,
         chunks: 3072,
+        ended_at: None,
     }
 }
 

@@ -29,6 +29,8 @@ pub struct ScanReport {
     pub processed: usize,
     /// Alerts raised.
     pub raised: Vec<u64>,
+    /// Transfers expired.
+    pub expired: Vec<TransferId>,
 }
 
 /// The names of the configured notifiers (the log is always one).
@@ -139,10 +141,11 @@ fn overdue_message(t: &TransferRecord, level: u8, now: u64) -> String {
 pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, ServerError> {
     let escalate = &state.settings.escalate_after;
     let notifiers = notifier_names(state);
-    state.store.write(|tx| {
-        let mut tx = AlertTx::open(tx)?;
+    let mut unreferenced = vec![];
+    let report = state.store.write(|tx| {
+        let mut tx = AlertTx::open(&state.store, tx)?;
         let due = tx.take_due(now, limit)?;
-        let mut report = ScanReport { processed: due.len(), raised: vec![] };
+        let mut report = ScanReport { processed: due.len(), ..ScanReport::default() };
         for (_, id, what) in due {
             let Some(t) = tx.transfer(&id)? else { continue };
             let raised = match what {
@@ -169,6 +172,13 @@ pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, S
                     );
                     raise_for_transfer(&notifiers, &mut tx, &t, AlertKind::StalledUpload, b"s", msg, now)?
                 }
+                Due::Expire => {
+                    if matches!(t.state, TransferState::Sealed | TransferState::Revoked) {
+                        unreferenced.extend(tx.expire(&id, now)?);
+                        report.expired.push(id);
+                    }
+                    None
+                }
             };
             report.raised.extend(raised);
         }
@@ -176,7 +186,13 @@ pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, S
             tx.set_meta(LAST_SCAN, now)?;
         }
         Ok(report)
-    })
+    })?;
+    // After the commit: a crash here leaves orphan chunk files, which
+    // `exhibitd fsck` lists; never a reference to a deleted chunk.
+    for id in unreferenced {
+        state.chunks.delete(&id)?;
+    }
+    Ok(report)
 }
 
 /// A full scan: batches until nothing is due.
@@ -186,6 +202,7 @@ pub fn scan(state: &State, now: u64) -> Result<ScanReport, ServerError> {
         let r = scan_batch(state, now, BATCH)?;
         total.processed += r.processed;
         total.raised.extend(r.raised);
+        total.expired.extend(r.expired);
         if r.processed < BATCH {
             return Ok(total);
         }
@@ -205,7 +222,7 @@ pub fn watchdog(state: &State, now: u64, started: u64) -> Result<Option<u64>, Se
     let key = [b"stalled".as_slice(), &last.to_be_bytes()].concat();
     let notifiers = notifier_names(state);
     state.store.write(|tx| {
-        let mut tx = AlertTx::open(tx)?;
+        let mut tx = AlertTx::open(&state.store, tx)?;
         raise_general(&notifiers, &mut tx, AlertKind::SchedulerStalled { last_scan: last }, &key, msg, now)
     })
 }
@@ -214,8 +231,9 @@ pub fn watchdog(state: &State, now: u64, started: u64) -> Result<Option<u64>, Se
 pub fn receipt_rejected(state: &State, transfer: &TransferId, user: &UserId, reason: &str, now: u64) {
     let notifiers = notifier_names(state);
     let r = state.store.write(|tx| {
-        let mut tx = AlertTx::open(tx)?;
+        let mut tx = AlertTx::open(&state.store, tx)?;
         let Some(t) = tx.transfer(transfer)? else { return Ok(None) };
+        tx.audit.append(crate::store::Ev::new(now, user, "receipt-rejected", transfer).details(reason))?;
         let msg = format!("RECEIPT REJECTED: {user}'s receipt for transfer {transfer} failed verification: {reason}");
         let kind = AlertKind::ReceiptRejected { user: user.clone(), reason: reason.to_owned() };
         raise_for_transfer(
@@ -235,10 +253,10 @@ pub fn receipt_rejected(state: &State, transfer: &TransferId, user: &UserId, rea
 
 /// Revoke a user: re-sign their entry as revoked and alert on every
 /// transfer addressed to them that they have not acknowledged.
-pub fn revoke_user(state: &State, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {
+pub fn revoke_user(state: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {
     let notifiers = notifier_names(state);
     state.store.write(|tx| {
-        let mut tx = AlertTx::open(tx)?;
+        let mut tx = AlertTx::open(&state.store, tx)?;
         let mut rec = tx.user(user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?;
         if rec.revoked_at.is_some() {
             return Err(ServerError::Conflict(format!("user {user} is already revoked")));
@@ -251,6 +269,7 @@ pub fn revoke_user(state: &State, user: &UserId, now: u64) -> Result<Vec<u64>, S
             rec.entry = Some(entry.sign(authority));
         }
         tx.put_user(&rec)?;
+        tx.audit.append(crate::store::Ev::new(now, by, "user-revoke", user))?;
         let mut raised = vec![];
         for t in tx.inbox(user)? {
             let mine = t.recipients.iter().find(|r| &r.user == user);

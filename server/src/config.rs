@@ -44,6 +44,11 @@ pub struct Config {
     /// An upload not sealed this long after it started raises an alert.
     #[serde(default = "default_stalled")]
     pub stalled_upload_after: String,
+    /// How long chunks are kept after every recipient acknowledged (or the
+    /// sender revoked); then they are deleted, manifest, receipts and audit
+    /// kept. `forever` keeps them.
+    #[serde(default = "default_retain")]
+    pub retain_after_ack: String,
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
@@ -87,6 +92,9 @@ pub struct SmtpConfig {
     pub password: Option<String>,
 }
 
+fn default_retain() -> String {
+    "90d".into()
+}
 fn default_smtp_port() -> u16 {
     587
 }
@@ -143,6 +151,8 @@ pub struct Settings {
     pub escalate_after: Vec<u64>,
     /// Stalled-upload delay, seconds.
     pub stalled_upload_after: u64,
+    /// Retention after acknowledgement, seconds (`None`: forever).
+    pub retain_after_ack: Option<u64>,
 }
 
 impl Config {
@@ -160,6 +170,7 @@ impl Config {
             scan_interval: default_scan(),
             escalate_after: default_escalate(),
             stalled_upload_after: default_stalled(),
+            retain_after_ack: default_retain(),
             admin_emails: vec![],
             webhook: None,
             smtp: None,
@@ -214,6 +225,10 @@ impl Config {
             scan_interval: d("scan_interval", &self.scan_interval)?.max(1),
             escalate_after,
             stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,
+            retain_after_ack: match self.retain_after_ack.as_str() {
+                "forever" => None,
+                v => Some(d("retain_after_ack", v)?),
+            },
             data_dir,
             config: self,
         })

@@ -36,6 +36,15 @@ impl Report {
 pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
     let store = Store::open(&data.join(crate::META_FILE))?;
     let chunks = DiskChunks::open(&data.join("chunks"))?;
+    check(&store, &chunks, read_data)
+}
+
+/// Check a running server's store.
+pub fn fsck_state(state: &crate::State, read_data: bool) -> Result<Report, ServerError> {
+    check(&state.store, state.chunks.as_ref(), read_data)
+}
+
+fn check(store: &Store, chunks: &dyn ChunkStore, read_data: bool) -> Result<Report, ServerError> {
     let referenced: HashSet<ChunkId> = store.chunk_refs()?.into_iter().map(|(id, _)| id).collect();
     let stored: HashSet<ChunkId> = chunks.list()?.into_iter().collect();
     let mut r = Report { referenced: referenced.len(), stored: stored.len(), ..Report::default() };

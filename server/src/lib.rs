@@ -107,12 +107,13 @@ pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> R
     let auth = Authority::create(&data, name, listen, now)?;
     let config = Config::new(PathBuf::from("."), listen, name.to_owned());
     let settings = config.clone().settings(&data)?;
-    let store = Store::open(&data.join(META_FILE))?;
+    let mut store = Store::open(&data.join(META_FILE))?;
+    store.set_signer(auth.signing_key().clone());
     let chunks = Arc::new(DiskChunks::open(&data.join("chunks"))?);
     let state = State::new(settings, store, chunks, auth, Arc::new(clock::ManualClock::new(now)));
     let admin = UserId::new("admin")?;
     let (admin_code, _) =
-        service::add_user(&state, admin, "Administrator".into(), "exhibit".into(), Role::Admin, None)?;
+        service::add_user(&state, "exhibitd init", admin, "Administrator".into(), "exhibit".into(), Role::Admin, None)?;
     let text = config::to_toml(&config)?;
     fsutil::write_private(&config_path, text.as_bytes())?;
     Ok(Initialised { config: config_path, admin_code, ca: data.join(authority::CA_CERT) })
@@ -158,6 +159,8 @@ impl Server {
             tracing::warn!(stale, "removed temp chunks left by an earlier crash");
         }
         let authority = Authority::load(&data)?;
+        let mut store = store;
+        store.set_signer(authority.signing_key().clone());
         let server_config = tls::server_config(&data, &settings)?;
         let endpoint = quinn::Endpoint::server(server_config, settings.config.listen)
             .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
+use exhibit_proto::audit::Checkpoint;
 use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry};
 use exhibit_proto::frame::{EnrolRequest, Request, Response, TransferState, UserInfo};
 use exhibit_proto::limits::{self, max_sealed_len};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
 
 use crate::error::ServerError;
-use crate::store::{CodeRecord, RecipientRecord, TransferRecord, UserRecord};
+use crate::store::{CodeRecord, Ev, RecipientRecord, TransferRecord, UserRecord};
 use crate::State;
 
 /// What a request produced: a frame, or a frame followed by raw bytes (a
@@ -72,6 +73,7 @@ pub fn code_hash(code: &str) -> [u8; 32] {
 /// Create a pending user and their code.
 pub fn add_user(
     state: &State,
+    by: &str,
     user: UserId,
     display_name: String,
     org: String,
@@ -102,7 +104,9 @@ pub fn add_user(
         entry: None,
         cert_hash: None,
     };
-    state.store.add_user(&rec, code_hash(&code), &CodeRecord { user, expires_at })?;
+    let ev =
+        Ev::new(state.clock.now(), by, "user-add", &user).details(format!("role {role}, code expires {expires_at}"));
+    state.store.add_user(&rec, code_hash(&code), &CodeRecord { user, expires_at }, ev)?;
     Ok((code, expires_at))
 }
 
@@ -155,11 +159,29 @@ fn entry_of(rec: &UserRecord) -> Result<SignedEntry, ServerError> {
     rec.entry.clone().ok_or_else(|| ServerError::NotFound(format!("directory entry of {}", rec.user)))
 }
 
-/// A sealed transfer the caller may see, or "not found or not yours".
+/// A sealed (or since revoked or expired) transfer the caller may see, or
+/// "not found or not yours".
 fn visible(rec: Option<TransferRecord>, caller: &UserId, id: &TransferId) -> Result<TransferRecord, ServerError> {
     match rec {
-        Some(t) if t.state == TransferState::Sealed && (&t.sender == caller || t.is_recipient(caller)) => Ok(t),
+        Some(t) if t.state != TransferState::Uploading && (&t.sender == caller || t.is_recipient(caller)) => Ok(t),
         _ => Err(ServerError::NotFound(format!("transfer {id}"))),
+    }
+}
+
+/// A transfer whose evidence can still be fetched.
+fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
+    match (t.state, t.ended_at) {
+        (TransferState::Revoked, at) => Err(ServerError::Conflict(format!(
+            "transfer {} was revoked by its sender at {}",
+            t.transfer,
+            at.unwrap_or(0)
+        ))),
+        (TransferState::Expired, at) => Err(ServerError::Conflict(format!(
+            "transfer {} expired at {}: its evidence was deleted after the retention period",
+            t.transfer,
+            at.unwrap_or(0)
+        ))),
+        _ => Ok(t),
     }
 }
 
@@ -199,13 +221,14 @@ pub(crate) async fn dispatch(
         }
         Request::AdminAddUser { user, display_name, org, role, email } => {
             require_admin(&caller)?;
+            let by = me.to_string();
             let (code, expires_at) =
-                blocking(state, move |s| add_user(s, user, display_name, org, role, email)).await?;
+                blocking(state, move |s| add_user(s, &by, user, display_name, org, role, email)).await?;
             Response::CodeIssued { code, expires_at }
         }
         Request::AdminRevokeUser { user } => {
             require_admin(&caller)?;
-            let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &user, now)).await?;
+            let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &me, &user, now)).await?;
             if !raised.is_empty() {
                 state.notify.notify_one();
             }
@@ -213,6 +236,7 @@ pub(crate) async fn dispatch(
         }
         Request::AdminAlerts { all } => {
             require_admin(&caller)?;
+            admin_read(state, &me, "alerts", now).await?;
             let alerts = blocking(state, move |s| s.store.alerts(all)).await?;
             Response::Alerts { alerts: alerts.into_iter().map(|a| a.info).collect() }
         }
@@ -228,12 +252,14 @@ pub(crate) async fn dispatch(
         }
         Request::AdminTransfers { overdue } => {
             require_admin(&caller)?;
+            admin_read(state, &me, "transfers", now).await?;
             let all = blocking(state, |s| s.store.transfers()).await?;
             let transfers = all.iter().filter(|t| !overdue || is_overdue(t, now)).map(TransferRecord::info).collect();
             Response::Transfers { transfers }
         }
         Request::AdminListUsers => {
             require_admin(&caller)?;
+            admin_read(state, &me, "users", now).await?;
             let users: Vec<UserInfo> =
                 blocking(state, |s| s.store.users()).await?.iter().map(UserRecord::info).collect();
             Response::Users { users }
@@ -248,7 +274,11 @@ pub(crate) async fn dispatch(
         Request::Inbox => {
             let list = blocking(state, move |s| s.store.inbox(&me)).await?;
             Response::Transfers {
-                transfers: list.iter().filter(|t| t.state == TransferState::Sealed).map(TransferRecord::info).collect(),
+                transfers: list
+                    .iter()
+                    .filter(|t| t.state != TransferState::Uploading)
+                    .map(TransferRecord::info)
+                    .collect(),
             }
         }
         Request::Outbox => {
@@ -257,7 +287,8 @@ pub(crate) async fn dispatch(
         }
         Request::GetManifest { transfer } => {
             let (rec, users) = blocking(state, move |s| {
-                let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
+                let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
+                s.store.audit(Ev::new(now, &me, "manifest-read", transfer))?;
                 if rec.chunks == 0 && rec.is_recipient(&me) {
                     s.store.record_fetch(&transfer, &me, None, now)?;
                 }
@@ -281,7 +312,7 @@ pub(crate) async fn dispatch(
         }
         Request::GetChunk { transfer, id } => {
             let bytes = blocking(state, move |s| {
-                let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
+                let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
                 let len = s
                     .store
                     .transfer_chunk(&transfer, &id)?
@@ -321,6 +352,45 @@ pub(crate) async fn dispatch(
             };
             return Ok(Reply::WithBody(head, manifest.bytes));
         }
+        Request::AuditEntries { from_seq, limit } => {
+            require_admin(&caller)?;
+            if from_seq <= 1 {
+                // Once per read of the log, not per page.
+                admin_read(state, &me, "audit log", now).await?;
+            }
+            let limit = (limit as usize).clamp(1, AUDIT_PAGE);
+            let (entries, checkpoints, head) = blocking(state, move |s| {
+                let (e, c) = s.store.audit_entries(from_seq, limit)?;
+                let (seq, head) = s.store.audit_head()?;
+                Ok((e, c, Checkpoint { seq, head, time: now }.sign(s.authority.signing_key())))
+            })
+            .await?;
+            Response::AuditEntries { entries, checkpoints, head }
+        }
+        Request::AuditProof { since } => {
+            let (body_hashes, checkpoint) = blocking(state, move |s| {
+                let (head_seq, head) = s.store.audit_head()?;
+                let (hashes, seq, hash) = match since {
+                    Some(n) if n < head_seq => s.store.audit_body_hashes(n, PROOF_PAGE)?,
+                    _ => (vec![], head_seq, head),
+                };
+                Ok((hashes, Checkpoint { seq, head: hash, time: now }.sign(s.authority.signing_key())))
+            })
+            .await?;
+            Response::AuditProof { checkpoint, body_hashes }
+        }
+        Request::Custody { transfer } => return custody(state, &caller, transfer, now).await,
+        Request::RevokeTransfer { transfer } => {
+            let expire_at = state.settings.retain_after_ack.map(|r| now.saturating_add(r));
+            let already = blocking(state, move |s| s.store.revoke_transfer(&transfer, &me, now, expire_at)).await?;
+            tracing::info!(%transfer, by = %caller.user, "transfer revoked");
+            Response::Revoked {
+                already: already
+                    .into_iter()
+                    .map(|r| exhibit_proto::frame::RecipientState { user: r.user, state: r.state, at: r.at })
+                    .collect(),
+            }
+        }
         _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
     };
     Ok(Reply::Frame(frame))
@@ -331,6 +401,56 @@ pub fn is_overdue(t: &TransferRecord, now: u64) -> bool {
     t.state == TransferState::Sealed
         && t.deadline.is_some_and(|d| d <= now)
         && t.recipients.iter().any(|r| r.state != exhibit_proto::frame::DeliveryState::Acknowledged)
+}
+
+/// Audit entries per page.
+const AUDIT_PAGE: usize = 150;
+/// Body hashes per audit proof page (32 bytes each, well under a frame).
+const PROOF_PAGE: usize = 20_000;
+
+async fn admin_read(state: &Arc<State>, me: &UserId, what: &str, now: u64) -> Result<(), ServerError> {
+    let ev = Ev::new(now, me, "admin-read", me).details(format!("read {what}"));
+    blocking(state, move |s| s.store.audit(ev)).await?;
+    Ok(())
+}
+
+async fn custody(
+    state: &Arc<State>,
+    caller: &UserRecord,
+    transfer: TransferId,
+    now: u64,
+) -> Result<Reply, ServerError> {
+    let me = caller.user.clone();
+    let admin = caller.role == Role::Admin;
+    let (rec, entries, receipts, users) = blocking(state, move |s| {
+        let rec = match s.store.transfer(&transfer)? {
+            Some(t) if admin && t.state != TransferState::Uploading => t,
+            other => visible(other, &me, &transfer)?,
+        };
+        s.store.audit(Ev::new(now, &me, "custody-read", transfer))?;
+        let entries = s.store.audit_subject(&transfer.to_string())?;
+        let mut receipts = vec![];
+        for r in &rec.recipients {
+            receipts.extend(s.store.receipt(&transfer, &r.user)?);
+        }
+        let mut users = vec![];
+        for u in std::iter::once(&rec.sender).chain(rec.recipients.iter().map(|r| &r.user)) {
+            users.push(s.store.user(u)?.ok_or_else(|| ServerError::NotFound(format!("user {u}")))?);
+        }
+        Ok((rec, entries, receipts, users))
+    })
+    .await?;
+    let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
+    let head = Response::Custody {
+        transfer: rec.info(),
+        entries,
+        receipts,
+        sender: entry_of(&users[0])?,
+        recipients: users[1..].iter().map(entry_of).collect::<Result<_, _>>()?,
+        signature: manifest.signature,
+        manifest_len: manifest.bytes.len() as u32,
+    };
+    Ok(Reply::WithBody(head, manifest.bytes))
 }
 
 fn require_admin(caller: &UserRecord) -> Result<(), ServerError> {
@@ -388,6 +508,7 @@ async fn create(
             items: 0,
             bytes: 0,
             chunks: 0,
+            ended_at: None,
         };
         s.store.create_transfer(&rec, now.saturating_add(s.settings.stalled_upload_after))
     })
@@ -523,7 +644,8 @@ async fn submit_receipt(
         )));
     }
     let accepted = AcceptedReceipt::accept(receipt, now, state.authority.signing_key());
-    let stored = blocking(state, move |s| s.store.accept_receipt(&transfer, &me, &accepted)).await?;
+    let retain = state.settings.retain_after_ack;
+    let stored = blocking(state, move |s| s.store.accept_receipt(&transfer, &me, &accepted, retain)).await?;
     tracing::info!(transfer = %transfer, recipient = %caller.user, "receipt accepted");
     Ok(Response::ReceiptAccepted { receipt: stored })
 }

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use exhibit_proto::audit::{AuditBody, AuditEntry, Checkpoint, SignedCheckpoint};
 use exhibit_proto::directory::{Role, SignedEntry};
 use exhibit_proto::frame::{
     AlertAck, AlertInfo, Delivery, DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo,
@@ -49,6 +50,99 @@ const ALERT_KEYS: Bytes = TableDefinition::new("alert_keys");
 const PENDING: Bytes = TableDefinition::new("pending_deliveries");
 /// name → value: counters and the scheduler's last completed scan.
 const META: Bytes = TableDefinition::new("meta");
+/// seq (u64 BE) → [`AuditEntry`]: the hash-chained audit log.
+const AUDIT: Bytes = TableDefinition::new("audit");
+/// subject ‖ 0 ‖ seq → (): entries about one transfer or user.
+const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
+/// seq (u64 BE) → [`SignedCheckpoint`], every [`CHECKPOINT_EVERY`] entries.
+const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
+
+/// A checkpoint is signed and stored every this many entries.
+pub const CHECKPOINT_EVERY: u64 = 256;
+
+/// An action to append to the audit log.
+#[derive(Clone, Debug)]
+pub struct Ev {
+    /// Server time.
+    pub time: u64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: &'static str,
+    /// To what.
+    pub subject: String,
+    /// Particulars.
+    pub details: String,
+}
+
+impl Ev {
+    /// An event.
+    pub fn new(time: u64, actor: impl ToString, action: &'static str, subject: impl ToString) -> Self {
+        Ev { time, actor: actor.to_string(), action, subject: subject.to_string(), details: String::new() }
+    }
+
+    /// With particulars.
+    pub fn details(mut self, d: impl Into<String>) -> Self {
+        self.details = d.into();
+        self
+    }
+}
+
+/// Body hashes of a run of audit entries, and the (seq, hash) of its last.
+pub type BodyHashes = (Vec<[u8; 32]>, u64, [u8; 32]);
+
+/// The audit tables, opened in a write transaction.
+pub(crate) struct AuditTx<'t> {
+    log: Tbl<'t>,
+    by_subject: Tbl<'t>,
+    checkpoints: Tbl<'t>,
+    key: Option<&'t ed25519_dalek::SigningKey>,
+}
+
+impl<'t> AuditTx<'t> {
+    pub(crate) fn open(
+        tx: &'t WriteTransaction,
+        key: Option<&'t ed25519_dalek::SigningKey>,
+    ) -> Result<Self, ServerError> {
+        Ok(AuditTx {
+            log: tx.open_table(AUDIT)?,
+            by_subject: tx.open_table(AUDIT_SUBJECT)?,
+            checkpoints: tx.open_table(AUDIT_CHECKPOINTS)?,
+            key,
+        })
+    }
+
+    /// Append an entry; returns its seq.
+    pub(crate) fn append(&mut self, ev: Ev) -> Result<u64, ServerError> {
+        let (seq, prev) = match self.log.last()? {
+            Some((_, v)) => {
+                let e: AuditEntry = dec(v.value(), "audit entry")?;
+                (e.body.seq, e.hash)
+            }
+            None => (0, [0u8; 32]),
+        };
+        let body = AuditBody {
+            seq: seq + 1,
+            time: ev.time,
+            actor: ev.actor,
+            action: ev.action.to_owned(),
+            subject: ev.subject,
+            details: ev.details,
+        };
+        let e = AuditEntry::new(body, prev);
+        let seq = e.body.seq;
+        self.log.insert(seq.to_be_bytes().as_slice(), enc(&e).as_slice())?;
+        self.by_subject
+            .insert(cat(&[e.body.subject.as_bytes(), &[0], &seq.to_be_bytes()]).as_slice(), [].as_slice())?;
+        if seq % CHECKPOINT_EVERY == 0 {
+            if let Some(k) = self.key {
+                let cp = Checkpoint { seq, head: e.hash, time: e.body.time }.sign(k);
+                self.checkpoints.insert(seq.to_be_bytes().as_slice(), enc(&cp).as_slice())?;
+            }
+        }
+        Ok(seq)
+    }
+}
 
 /// What a deadline-index entry asks the scheduler to check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +151,8 @@ pub enum Due {
     Overdue(u8),
     /// Sealed yet? If not, the upload has stalled.
     Stalled,
+    /// Retention is over: delete the chunks, keep the rest.
+    Expire,
 }
 
 /// An alert as stored.
@@ -155,6 +251,8 @@ pub struct TransferRecord {
     pub bytes: u64,
     /// Chunks.
     pub chunks: u32,
+    /// When it was revoked or expired.
+    pub ended_at: Option<u64>,
 }
 
 impl TransferRecord {
@@ -180,6 +278,7 @@ impl TransferRecord {
             case_ref: self.case_ref.clone(),
             items: self.items,
             bytes: self.bytes,
+            ended_at: self.ended_at,
         }
     }
 }
@@ -209,6 +308,7 @@ pub struct Sealed {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    signer: Option<ed25519_dalek::SigningKey>,
 }
 
 impl Store {
@@ -232,11 +332,104 @@ impl Store {
             ALERT_KEYS,
             PENDING,
             META,
+            AUDIT,
+            AUDIT_SUBJECT,
+            AUDIT_CHECKPOINTS,
         ] {
             tx.open_table(t)?;
         }
         tx.commit()?;
-        Ok(Store { db })
+        Ok(Store { db, signer: None })
+    }
+
+    /// The key that signs audit checkpoints.
+    pub fn set_signer(&mut self, key: ed25519_dalek::SigningKey) {
+        self.signer = Some(key);
+    }
+
+    pub(crate) fn audit_tx<'t>(&'t self, tx: &'t WriteTransaction) -> Result<AuditTx<'t>, ServerError> {
+        AuditTx::open(tx, self.signer.as_ref())
+    }
+
+    /// Append one entry in its own transaction (reads and other actions
+    /// with no other write).
+    pub fn audit(&self, ev: Ev) -> Result<u64, ServerError> {
+        self.write(|tx| self.audit_tx(tx)?.append(ev))
+    }
+
+    /// Entries from `from` (inclusive), at most `limit`, and the stored
+    /// checkpoints among them.
+    pub fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Vec<SignedCheckpoint>), ServerError> {
+        let tx = self.db.begin_read()?;
+        let log = tx.open_table(AUDIT)?;
+        let mut entries = vec![];
+        for row in log.range(from.to_be_bytes().as_slice()..)?.take(limit) {
+            entries.push(dec::<AuditEntry>(row?.1.value(), "audit entry")?);
+        }
+        let cps = tx.open_table(AUDIT_CHECKPOINTS)?;
+        let mut checkpoints = vec![];
+        if let (Some(a), Some(b)) = (entries.first(), entries.last()) {
+            let (lo, hi) = (a.body.seq.to_be_bytes(), b.body.seq.to_be_bytes());
+            for row in cps.range(lo.as_slice()..=hi.as_slice())? {
+                checkpoints.push(dec(row?.1.value(), "checkpoint")?);
+            }
+        }
+        Ok((entries, checkpoints))
+    }
+
+    /// (seq, hash) of the last entry.
+    pub fn audit_head(&self) -> Result<(u64, [u8; 32]), ServerError> {
+        let tx = self.db.begin_read()?;
+        let log = tx.open_table(AUDIT)?;
+        let last = log.last()?;
+        match last {
+            Some((_, v)) => {
+                let e: AuditEntry = dec(v.value(), "audit entry")?;
+                Ok((e.body.seq, e.hash))
+            }
+            None => Ok((0, [0; 32])),
+        }
+    }
+
+    /// Body hashes of entries `since+1 ..= since+limit`, and the (seq,
+    /// stored hash) of the last one.
+    pub fn audit_body_hashes(&self, since: u64, limit: usize) -> Result<BodyHashes, ServerError> {
+        let tx = self.db.begin_read()?;
+        let log = tx.open_table(AUDIT)?;
+        let mut out = vec![];
+        let (mut seq, mut hash) = (since, [0u8; 32]);
+        for row in log.range((since + 1).to_be_bytes().as_slice()..)?.take(limit) {
+            let e: AuditEntry = dec(row?.1.value(), "audit entry")?;
+            out.push(e.body.hash());
+            (seq, hash) = (e.body.seq, e.hash);
+        }
+        if out.is_empty() {
+            if let Some(v) = log.get(since.to_be_bytes().as_slice())? {
+                hash = dec::<AuditEntry>(v.value(), "audit entry")?.hash;
+            }
+        }
+        Ok((out, seq, hash))
+    }
+
+    /// Entries about `subject`, in order.
+    pub fn audit_subject(&self, subject: &str) -> Result<Vec<AuditEntry>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let idx = tx.open_table(AUDIT_SUBJECT)?;
+        let log = tx.open_table(AUDIT)?;
+        let start = cat(&[subject.as_bytes(), &[0]]);
+        let end = cat(&[subject.as_bytes(), &[1]]);
+        let mut out = vec![];
+        for row in idx.range(start.as_slice()..end.as_slice())? {
+            let (k, _) = row?;
+            if let Some(v) = log.get(&k.value()[start.len()..])? {
+                out.push(dec(v.value(), "audit entry")?);
+            }
+        }
+        Ok(out)
     }
 
     fn get<T: DeserializeOwned>(&self, table: Bytes, key: &[u8], what: &'static str) -> Result<Option<T>, ServerError> {
@@ -258,8 +451,15 @@ impl Store {
     }
 
     /// Create a pending user with an enrolment code.
-    pub fn add_user(&self, rec: &UserRecord, code_hash: [u8; 32], code: &CodeRecord) -> Result<(), ServerError> {
+    pub fn add_user(
+        &self,
+        rec: &UserRecord,
+        code_hash: [u8; 32],
+        code: &CodeRecord,
+        ev: Ev,
+    ) -> Result<(), ServerError> {
         self.write(|tx| {
+            self.audit_tx(tx)?.append(ev)?;
             let mut users = tx.open_table(USERS)?;
             if users.get(rec.user.as_str().as_bytes())?.is_some() {
                 return Err(ServerError::Conflict(format!("user {} already exists", rec.user)));
@@ -325,6 +525,12 @@ impl Store {
                 return Err(ServerError::Conflict(format!("user {} is already enrolled or revoked", rec.user)));
             }
             let rec = enrol(rec)?;
+            let fp = rec.entry.as_ref().and_then(|e| e.verify_unchecked_fingerprint());
+            self.audit_tx(tx)?.append(Ev::new(now, &rec.user, "enrol", &rec.user).details(format!(
+                "role {}, key fingerprint {}",
+                rec.role,
+                fp.unwrap_or_default()
+            )))?;
             users.insert(rec.user.as_str().as_bytes(), enc(&rec).as_slice())?;
             if let Some(h) = rec.cert_hash {
                 tx.open_table(CERTS)?.insert(h.as_slice(), rec.user.as_str().as_bytes())?;
@@ -337,6 +543,10 @@ impl Store {
     /// alert if it is still not sealed.
     pub fn create_transfer(&self, rec: &TransferRecord, stall_check: u64) -> Result<(), ServerError> {
         self.write(|tx| {
+            let to: Vec<&str> = rec.recipients.iter().map(|r| r.user.as_str()).collect();
+            self.audit_tx(tx)?.append(
+                Ev::new(rec.created_at, &rec.sender, "create", rec.transfer).details(format!("to {}", to.join(", "))),
+            )?;
             tx.open_table(DEADLINES)?.insert(
                 cat(&[&stall_check.to_be_bytes(), rec.transfer.as_bytes()]).as_slice(),
                 enc(&Due::Stalled).as_slice(),
@@ -361,6 +571,17 @@ impl Store {
     /// transfer.
     pub fn add_chunk(&self, transfer: &TransferId, id: &ChunkId, len: u32) -> Result<(), ServerError> {
         self.write(|tx| {
+            // Re-checked inside the transaction: a seal may have committed
+            // while this chunk was arriving.
+            let state = tx
+                .open_table(TRANSFERS)?
+                .get(transfer.as_bytes().as_slice())?
+                .map(|v| dec::<TransferRecord>(v.value(), "transfer"))
+                .transpose()?
+                .map(|t| t.state);
+            if state != Some(TransferState::Uploading) {
+                return Err(ServerError::Conflict(format!("transfer {transfer} is no longer uploading")));
+            }
             let key = cat(&[transfer.as_bytes(), id.as_bytes()]);
             let mut tc = tx.open_table(TRANSFER_CHUNKS)?;
             if tc.insert(key.as_slice(), len.to_be_bytes().as_slice())?.is_none() {
@@ -449,6 +670,18 @@ impl Store {
                 r.at = Some(now);
             }
             transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+            let mut audit = self.audit_tx(tx)?;
+            audit.append(Ev::new(now, &rec.sender, "upload-complete", transfer).details(format!(
+                "{} chunks, {} bytes of ciphertext, each verified on arrival",
+                rec.chunks, rec.bytes
+            )))?;
+            audit.append(Ev::new(now, &rec.sender, "seal", transfer).details(format!(
+                "manifest {}, {} items, case {}, deadline {deadline}",
+                hex::encode(manifest.hash()),
+                rec.items,
+                rec.case_ref.as_deref().unwrap_or("-")
+            )))?;
+            drop(audit);
             let mut inbox = tx.open_table(INBOX)?;
             for r in &rec.recipients {
                 inbox
@@ -488,6 +721,9 @@ impl Store {
             if r.fetched >= total && r.state == DeliveryState::Sealed {
                 r.state = DeliveryState::Delivered;
                 r.at = Some(now);
+                self.audit_tx(tx)?.append(
+                    Ev::new(now, recipient, "fetch", transfer).details(format!("all {total} chunks downloaded")),
+                )?;
             }
             transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
             Ok(())
@@ -501,6 +737,7 @@ impl Store {
         transfer: &TransferId,
         recipient: &UserId,
         accepted: &AcceptedReceipt,
+        retain: Option<u64>,
     ) -> Result<AcceptedReceipt, ServerError> {
         self.write(|tx| {
             let key = cat(&[transfer.as_bytes(), recipient.as_str().as_bytes()]);
@@ -519,7 +756,70 @@ impl Store {
                 r.at = Some(accepted.accepted_at);
             }
             transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+            let now = accepted.accepted_at;
+            self.audit_tx(tx)?.append(Ev::new(now, recipient, "receipt-accepted", transfer).details(format!(
+                "receipt signed by {recipient}, countersigned at {now}; signature {}",
+                hex::encode(&accepted.receipt.signature)
+            )))?;
+            let all = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
+            if let (true, Some(days)) = (all, retain) {
+                let at = now.saturating_add(days);
+                tx.open_table(DEADLINES)?
+                    .insert(cat(&[&at.to_be_bytes(), transfer.as_bytes()]).as_slice(), enc(&Due::Expire).as_slice())?;
+            }
             Ok(accepted.clone())
+        })
+    }
+
+    /// Revoke a transfer on its sender's word. Returns the recipients who
+    /// had already fetched it.
+    pub fn revoke_transfer(
+        &self,
+        transfer: &TransferId,
+        by: &UserId,
+        now: u64,
+        expire_at: Option<u64>,
+    ) -> Result<Vec<RecipientRecord>, ServerError> {
+        self.write(|tx| {
+            let mut transfers = tx.open_table(TRANSFERS)?;
+            let mut rec: TransferRecord = match transfers.get(transfer.as_bytes().as_slice())? {
+                Some(v) => dec(v.value(), "transfer")?,
+                None => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+            };
+            if &rec.sender != by {
+                return Err(ServerError::NotFound(format!("transfer {transfer}")));
+            }
+            match rec.state {
+                TransferState::Uploading | TransferState::Sealed => {}
+                TransferState::Revoked => return Err(ServerError::Conflict("already revoked".into())),
+                TransferState::Expired => return Err(ServerError::Conflict("already expired".into())),
+            }
+            if rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged) {
+                return Err(ServerError::Conflict(
+                    "every recipient has already acknowledged it; there is nothing left to revoke".into(),
+                ));
+            }
+            let already: Vec<RecipientRecord> = rec
+                .recipients
+                .iter()
+                .filter(|r| matches!(r.state, DeliveryState::Delivered | DeliveryState::Acknowledged))
+                .cloned()
+                .collect();
+            rec.state = TransferState::Revoked;
+            rec.ended_at = Some(now);
+            transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+            let fetched: Vec<String> =
+                already.iter().map(|r| format!("{} ({} at {})", r.user, r.state.as_str(), r.at.unwrap_or(0))).collect();
+            self.audit_tx(tx)?.append(Ev::new(now, by, "revoke", transfer).details(if fetched.is_empty() {
+                "revoked before any recipient fetched it".to_owned()
+            } else {
+                format!("revoked; already fetched by {}", fetched.join(", "))
+            }))?;
+            if let Some(at) = expire_at {
+                tx.open_table(DEADLINES)?
+                    .insert(cat(&[&at.to_be_bytes(), transfer.as_bytes()]).as_slice(), enc(&Due::Expire).as_slice())?;
+            }
+            Ok(already)
         })
     }
 
@@ -636,6 +936,10 @@ impl Store {
             if let Some(prev) = &a.info.ack {
                 return Err(ServerError::Conflict(format!("alert {id} was acknowledged by {} already", prev.by)));
             }
+            self.audit_tx(tx)?.append(
+                Ev::new(ack.at, &ack.by, "alert-ack", a.info.transfer.map_or(format!("alert-{id}"), |t| t.to_string()))
+                    .details(format!("alert {id}: {}", ack.note)),
+            )?;
             a.info.ack = Some(ack);
             t.insert(id.to_be_bytes().as_slice(), enc(&a).as_slice())?;
             Ok(a)
@@ -713,6 +1017,9 @@ type Tbl<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// The tables the alert scheduler works on, opened once per transaction.
 pub(crate) struct AlertTx<'t> {
+    tx: &'t WriteTransaction,
+    /// The audit log, for every alert raised and action taken.
+    pub(crate) audit: AuditTx<'t>,
     transfers: Tbl<'t>,
     users: Tbl<'t>,
     inbox: Tbl<'t>,
@@ -725,8 +1032,10 @@ pub(crate) struct AlertTx<'t> {
 
 impl<'t> AlertTx<'t> {
     /// Open the tables in `tx`.
-    pub(crate) fn open(tx: &'t WriteTransaction) -> Result<Self, ServerError> {
+    pub(crate) fn open(store: &'t Store, tx: &'t WriteTransaction) -> Result<Self, ServerError> {
         Ok(AlertTx {
+            tx,
+            audit: store.audit_tx(tx)?,
             transfers: tx.open_table(TRANSFERS)?,
             users: tx.open_table(USERS)?,
             inbox: tx.open_table(INBOX)?,
@@ -771,6 +1080,11 @@ impl<'t> AlertTx<'t> {
         }
         self.alerts.insert(id.to_be_bytes().as_slice(), enc(&rec).as_slice())?;
         self.keys.insert(key, id.to_be_bytes().as_slice())?;
+        let subject = rec.info.transfer.map_or(format!("alert-{id}"), |t| t.to_string());
+        self.audit.append(
+            Ev::new(rec.info.raised_at, "exhibitd", "alert", subject)
+                .details(format!("alert {id}: {}", rec.info.message)),
+        )?;
         Ok(Some(id))
     }
 
@@ -791,6 +1105,39 @@ impl<'t> AlertTx<'t> {
             out.push((at, id, d));
         }
         Ok(out)
+    }
+
+    /// Retention is over: drop the transfer's chunk references (returning
+    /// chunks no transfer uses any more) and mark it expired. Manifest,
+    /// receipts and audit stay.
+    pub(crate) fn expire(&mut self, transfer: &TransferId, now: u64) -> Result<Vec<ChunkId>, ServerError> {
+        let mut rec = match self.transfer(transfer)? {
+            Some(r) => r,
+            None => return Ok(vec![]),
+        };
+        let mut tc = self.tx.open_table(TRANSFER_CHUNKS)?;
+        let start = transfer.as_bytes().to_vec();
+        let end = cat(&[transfer.as_bytes(), &[0xff; 33]]);
+        let mut ids = vec![];
+        for row in tc.range(start.as_slice()..end.as_slice())? {
+            let (k, _) = row?;
+            ids.push(ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?));
+        }
+        let mut gone = vec![];
+        for id in &ids {
+            tc.remove(cat(&[transfer.as_bytes(), id.as_bytes()]).as_slice())?;
+            if bump_ref(self.tx, id, -1)? == 0 {
+                gone.push(*id);
+            }
+        }
+        rec.state = TransferState::Expired;
+        rec.ended_at = Some(now);
+        self.transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+        self.audit.append(
+            Ev::new(now, "exhibitd", "expire", transfer)
+                .details(format!("retention over: {} chunks deleted; manifest, receipts and audit kept", ids.len())),
+        )?;
+        Ok(gone)
     }
 
     /// Add an entry to the deadline index.

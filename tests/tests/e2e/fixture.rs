@@ -68,10 +68,17 @@ impl Fixture {
 
     /// Stop the server and start it again on the same data and port.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stop the server, let `meddle` change its data directory, start it
+    /// again on the same data and port.
+    pub async fn restart_with(&mut self, meddle: impl FnOnce(&Path)) {
         let old = self.server.take().unwrap();
         let mut config = Config::read(&self.config).unwrap();
         config.listen = old.local_addr();
         old.shutdown().await;
+        meddle(&self.data);
         std::fs::write(&self.config, toml_of(&config)).unwrap();
         let settings = Config::load(&self.config).unwrap();
         self.server = Some(Server::start_with(settings, self.clock.clone(), self.background).await.unwrap());

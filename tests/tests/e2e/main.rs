@@ -4,6 +4,7 @@
 
 mod alerts;
 mod auth;
+mod custody;
 mod fixture;
 mod receipts;
 mod tamper;

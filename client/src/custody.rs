@@ -1,0 +1,262 @@
+//! Chain of custody of one transfer, for a court bundle: who sealed it and
+//! when, the manifest hash, every fetch and receipt, from the audit log;
+//! every signature checked here against the CA before it is reported.
+
+use std::path::Path;
+
+use exhibit_proto::audit::{link, AuditEntry};
+use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
+use exhibit_proto::{limits, SignedManifest, TransferId};
+use serde::Serialize;
+
+use crate::cli::format_time;
+use crate::conn::{unexpected, Conn};
+use crate::error::ClientError;
+use crate::home::Home;
+
+/// A party to the transfer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Party {
+    /// User id.
+    pub user: String,
+    /// Name.
+    pub name: String,
+    /// Organisation.
+    pub org: String,
+    /// Key fingerprint.
+    pub fingerprint: String,
+}
+
+/// One step from the audit log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// Audit sequence number.
+    pub seq: u64,
+    /// Server time.
+    pub time: u64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Particulars.
+    pub details: String,
+    /// The entry's hash in the audit chain (hex).
+    pub hash: String,
+}
+
+/// The report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Transfer id.
+    pub transfer: String,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// State now.
+    pub state: String,
+    /// Sender.
+    pub sender: Party,
+    /// Recipients.
+    pub recipients: Vec<Party>,
+    /// BLAKE3 of the sender-signed manifest (hex).
+    pub manifest_hash: String,
+    /// Items.
+    pub items: usize,
+    /// Ciphertext bytes.
+    pub bytes: u64,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Verified receipts.
+    pub receipts: Vec<ReceiptSummary>,
+}
+
+/// Fetch and verify the chain of custody. Returns the report and the
+/// receipt bundles (each verifiable offline).
+pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<ReceiptBundle>), ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    crate::audit::check(&conn, home, &p).await?;
+    let len = |r: &Response| match r {
+        Response::Custody { manifest_len, .. } => Some(*manifest_len),
+        _ => None,
+    };
+    let (head, bytes) = conn.request_body(&Request::Custody { transfer }, len, limits::MAX_MANIFEST).await?;
+    conn.close();
+    let Response::Custody { transfer: info, entries, receipts, sender, recipients, signature, .. } = head else {
+        return Err(unexpected(&head));
+    };
+    let sender_entry = sender.verify(&p.authority)?;
+    let manifest = SignedManifest { bytes, signature };
+    let vm = manifest.verify(&sender_entry)?;
+    let party = |e: &exhibit_proto::DirectoryEntry| Party {
+        user: e.user.to_string(),
+        name: e.display_name.clone(),
+        org: e.org.clone(),
+        fingerprint: e.fingerprint(),
+    };
+    let mut rparties = vec![];
+    let mut rentries = vec![];
+    for r in &recipients {
+        let e = r.verify(&p.authority)?;
+        rparties.push(party(&e));
+        rentries.push((e.user.clone(), r.clone()));
+    }
+    let mut bundles = vec![];
+    for a in receipts {
+        let claimed: exhibit_proto::Receipt = exhibit_proto::sign::decode(&a.receipt.bytes, "receipt")?;
+        let (_, entry) = rentries.iter().find(|(u, _)| *u == claimed.recipient).ok_or_else(|| {
+            ClientError::Verify(format!("receipt from {}, who is not a recipient", claimed.recipient))
+        })?;
+        bundles.push(ReceiptBundle::new(manifest.clone(), sender.clone(), entry.clone(), a, &p.authority)?);
+    }
+    let mut steps = vec![];
+    for e in &entries {
+        check_entry(e)?;
+        steps.push(Step {
+            seq: e.body.seq,
+            time: e.body.time,
+            actor: e.body.actor.clone(),
+            action: e.body.action.clone(),
+            details: e.body.details.clone(),
+            hash: hex::encode(e.hash),
+        });
+    }
+    let m = vm.manifest();
+    let report = Report {
+        transfer: transfer.to_string(),
+        case_ref: m.case_ref.clone(),
+        state: format!("{:?}", info.state).to_lowercase(),
+        sender: party(&sender_entry),
+        recipients: rparties,
+        manifest_hash: hex::encode(vm.hash()),
+        items: m.items.len(),
+        bytes: m.ciphertext_len(),
+        steps,
+        receipts: bundles.iter().map(|b| b.summary.clone()).collect(),
+    };
+    Ok((report, bundles))
+}
+
+fn check_entry(e: &AuditEntry) -> Result<(), ClientError> {
+    if link(e.body.seq, &e.prev_hash, &e.body.hash()) != e.hash {
+        return Err(ClientError::AuditRewritten(format!("audit entry {} does not match its hash", e.body.seq)));
+    }
+    Ok(())
+}
+
+/// The report as text.
+pub fn text(r: &Report) -> String {
+    let mut s = format!("CHAIN OF CUSTODY — transfer {}\n", r.transfer);
+    s += &format!("case reference   {}\n", r.case_ref.as_deref().unwrap_or("-"));
+    s += &format!("state            {}\n", r.state);
+    s += &format!(
+        "sender           {} ({}, {}) key {}\n",
+        r.sender.user, r.sender.name, r.sender.org, r.sender.fingerprint
+    );
+    for p in &r.recipients {
+        s += &format!("recipient        {} ({}, {}) key {}\n", p.user, p.name, p.org, p.fingerprint);
+    }
+    s += &format!("manifest         BLAKE3 {} ({} items, {} bytes encrypted)\n\n", r.manifest_hash, r.items, r.bytes);
+    for st in &r.steps {
+        s += &format!("#{:<6} {}  {:<18} {:<14} {}\n", st.seq, format_time(st.time), st.action, st.actor, st.details);
+    }
+    for rc in &r.receipts {
+        s += &format!(
+            "\nreceipt of {}: received {}, accepted by the server {}; signatures verified against the CA\n",
+            rc.recipient,
+            format_time(rc.received_at),
+            format_time(rc.accepted_at)
+        );
+        for (i, h) in rc.items.iter().enumerate() {
+            s += &format!("  item {i}: BLAKE3 {h}\n");
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The report as a self-contained HTML page.
+pub fn html(r: &Report) -> String {
+    let mut h = String::from("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h += &format!("<title>Chain of custody {}</title>", esc(&r.transfer));
+    h += "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}code{font-size:90%}</style></head><body>";
+    h += &format!("<h1>Chain of custody</h1><p>Transfer <code>{}</code></p><table>", esc(&r.transfer));
+    let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+    h += &row("Case reference", r.case_ref.as_deref().unwrap_or("-"));
+    h += &row("State", &r.state);
+    h += &row(
+        "Sender",
+        &format!("{} ({}, {}) key {}", r.sender.user, r.sender.name, r.sender.org, r.sender.fingerprint),
+    );
+    for p in &r.recipients {
+        h += &row("Recipient", &format!("{} ({}, {}) key {}", p.user, p.name, p.org, p.fingerprint));
+    }
+    h += &row("Manifest BLAKE3", &r.manifest_hash);
+    h += &row("Items", &format!("{} ({} bytes encrypted)", r.items, r.bytes));
+    h +=
+        "</table><h2>Steps</h2><table><tr><th>#</th><th>Time (UTC)</th><th>Action</th><th>By</th><th>Details</th></tr>";
+    for s in &r.steps {
+        h += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}<br><small>entry hash <code>{}</code></small></td></tr>",
+            s.seq,
+            esc(&format_time(s.time)),
+            esc(&s.action),
+            esc(&s.actor),
+            esc(&s.details),
+            esc(&s.hash)
+        );
+    }
+    h += "</table><h2>Receipts</h2>";
+    if r.receipts.is_empty() {
+        h += "<p>No receipt yet.</p>";
+    }
+    for rc in &r.receipts {
+        h += &format!(
+            "<p>Receipt of <b>{}</b>: received {}, countersigned by the server {}. Signatures verified against the deployment CA; the bundle file verifies offline with <code>exhibit receipt verify</code>.</p><ul>",
+            esc(&rc.recipient),
+            esc(&format_time(rc.received_at)),
+            esc(&format_time(rc.accepted_at))
+        );
+        for (i, x) in rc.items.iter().enumerate() {
+            h += &format!("<li>item {i}: BLAKE3 <code>{}</code></li>", esc(x));
+        }
+        h += "</ul>";
+    }
+    h += "</body></html>\n";
+    h
+}
+
+/// Write report.txt, report.html, report.json and one receipt bundle per
+/// recipient into `dir`.
+pub fn write_dir(dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<(), ClientError> {
+    std::fs::create_dir_all(dir).map_err(ClientError::io(format!("creating {}", dir.display())))?;
+    let w = |name: &str, bytes: &[u8]| {
+        std::fs::write(dir.join(name), bytes).map_err(ClientError::io(format!("writing {name}")))
+    };
+    w("custody.txt", text(r).as_bytes())?;
+    w("custody.html", html(r).as_bytes())?;
+    w("custody.json", &serde_json::to_vec_pretty(r).map_err(|e| ClientError::Config(e.to_string()))?)?;
+    for b in bundles {
+        let name = format!("receipt-{}.json", b.summary.recipient);
+        w(&name, &serde_json::to_vec_pretty(b).map_err(|e| ClientError::Config(e.to_string()))?)?;
+    }
+    Ok(())
+}
+
+/// Revoke a transfer we sent. Returns who had already fetched it.
+pub async fn revoke(
+    home: &Home,
+    transfer: TransferId,
+) -> Result<Vec<exhibit_proto::frame::RecipientState>, ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let r = conn.request(&Request::RevokeTransfer { transfer }).await;
+    conn.close();
+    match r? {
+        Response::Revoked { already } => Ok(already),
+        r => Err(unexpected(&r)),
+    }
+}
