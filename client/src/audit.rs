@@ -37,10 +37,14 @@ fn load(home: &Home) -> Result<Option<(u64, [u8; 32])>, ClientError> {
 }
 
 fn save(home: &Home, seq: u64, head: &[u8; 32]) -> Result<(), ClientError> {
+    // Several commands may run at once: never move the held checkpoint back.
+    if load(home)?.is_some_and(|(held, _)| held > seq) {
+        return Ok(());
+    }
     let held = Held { seq, head: hex::encode(head) };
     let bytes = serde_json::to_vec_pretty(&held).map_err(|e| ClientError::Config(e.to_string()))?;
     let p = home.dir().join(CHECKPOINT_FILE);
-    let tmp = home.dir().join(format!(".{CHECKPOINT_FILE}.tmp"));
+    let tmp = home.dir().join(format!(".{CHECKPOINT_FILE}.{:016x}.tmp", rand::random::<u64>()));
     std::fs::write(&tmp, bytes).map_err(ClientError::io(format!("writing {}", tmp.display())))?;
     std::fs::rename(&tmp, &p).map_err(ClientError::io(format!("writing {}", p.display())))
 }

@@ -197,9 +197,9 @@ impl Home {
 
     fn write(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), ClientError> {
         let p = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+        // A unique temp name: several commands may write at once.
+        let tmp = self.dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
         let ctx = || format!("writing {}", p.display());
-        let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

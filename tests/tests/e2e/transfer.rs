@@ -106,3 +106,41 @@ async fn server_disk_holds_no_plaintext_and_no_names() {
     assert!(!hay.contains("VICTIM-INTERVIEW"), "plaintext on the server's disk");
     assert!(!f.chunk_files().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_small_sends_all_succeed() {
+    let f = Fixture::start().await;
+    let senders = [
+        f.user("alice", Role::EvidenceUnit).await,
+        f.user("amir", Role::EvidenceUnit).await,
+        f.user("ann", Role::EvidenceUnit).await,
+        f.user("avi", Role::EvidenceUnit).await,
+    ];
+    f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("small.bin"), bytes(2000, 7)).unwrap();
+    // Each sender pins bob once before the burst (pins.json is per home).
+    for s in &senders {
+        send_paths(s, vec![src.join("small.bin")], &["bob"], 1024).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let home = senders[i % senders.len()].clone();
+        let file = src.join("small.bin");
+        tasks.spawn(async move {
+            let o = exhibit_client::send::SendOptions::new(vec![file], vec![uid("bob")]);
+            exhibit_client::send::send(&home, o).await
+        });
+    }
+    let mut ok = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while let Some(r) = tokio::time::timeout_at(deadline.into(), tasks.join_next()).await.expect("sends hung") {
+        r.unwrap().unwrap();
+        ok += 1;
+    }
+    assert_eq!(ok, 200);
+    let inbox = exhibit_client::listing::fetch_list(&f.admin, true).await.unwrap();
+    assert!(inbox.is_empty());
+    let all = exhibit_client::admin::transfers(&f.admin, false).await.unwrap();
+    assert_eq!(all.len(), 204);
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Throughput and memory benchmark, all in one run on one machine:
+#   b3sum and `rage -e` on the same file (the crypto alone), scp to
+#   127.0.0.1 (if an sshd can be started), and exhibit send and fetch over
+#   loopback QUIC; MiB/s for each, ratios exhibit/rage and exhibit/scp, and
+#   peak RSS of client and server.
+#
+# Usage: bench/run.sh [SIZE_MIB ...]     (default: 1024 4096)
+# Needs ~4x the largest size free under $BENCH_DIR (default /tmp/exhibit-bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=("${@:-1024 4096}")
+read -r -a SIZES <<<"${SIZES[*]}"
+DIR=${BENCH_DIR:-/tmp/exhibit-bench}
+rm -rf "$DIR" && mkdir -p "$DIR"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== building (release)"
+cargo build --release --locked -q --bin exhibit --bin exhibitd
+BIN=$PWD/target/release
+for tool in b3sum rage; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "== installing $tool (cargo install)"
+        cargo install --locked -q "$tool"
+    fi
+done
+
+# An sshd on a private port with throwaway keys, if one can be had.
+SCP=no
+if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq openssh-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null 2>&1)) || true
+fi
+if [ -x /usr/sbin/sshd ]; then
+    mkdir -p "$DIR/ssh" /run/sshd
+    ssh-keygen -q -t ed25519 -N '' -f "$DIR/ssh/host" <<<y >/dev/null
+    ssh-keygen -q -t ed25519 -N '' -f "$DIR/ssh/user" <<<y >/dev/null
+    cp "$DIR/ssh/user.pub" "$DIR/ssh/authorized_keys"
+    cat >"$DIR/ssh/sshd_config" <<CFG
+Port 2222
+ListenAddress 127.0.0.1
+HostKey $DIR/ssh/host
+AuthorizedKeysFile $DIR/ssh/authorized_keys
+PasswordAuthentication no
+StrictModes no
+PidFile $DIR/ssh/sshd.pid
+CFG
+    if /usr/sbin/sshd -f "$DIR/ssh/sshd_config"; then
+        SCP=yes
+        trap 'kill $(cat "$DIR/ssh/sshd.pid") 2>/dev/null || true' EXIT
+    fi
+fi
+
+# Server and two users.
+"$BIN/exhibitd" init --data "$DIR/server" --listen 127.0.0.1:0 --json >"$DIR/init.json"
+sed -i 's/^listen = .*/listen = "127.0.0.1:4499"/' "$DIR/server/exhibitd.toml"
+CA=$DIR/server/ca.pem
+ADMIN_CODE=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['admin_code'])" "$DIR/init.json")
+"$BIN/exhibitd" serve --config "$DIR/server/exhibitd.toml" >"$DIR/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; [ -f "$DIR/ssh/sshd.pid" ] && kill $(cat "$DIR/ssh/sshd.pid") 2>/dev/null || true' EXIT
+sleep 1
+X() { "$BIN/exhibit" --home "$DIR/$1" "${@:2}"; }
+X admin enrol --server 127.0.0.1:4499 --code "$ADMIN_CODE" --ca "$CA" >/dev/null
+A=$(X admin admin user add alice --org bench --role evidence-unit)
+B=$(X admin admin user add bob --org bench --role caseworker)
+X alice enrol --server 127.0.0.1:4499 --code "$A" --ca "$CA" >/dev/null
+X bob enrol --server 127.0.0.1:4499 --code "$B" --ca "$CA" >/dev/null
+
+secs() { python3 -c "import sys;print(f'{float(sys.argv[1]):.2f}')" "$1"; }
+rate() { python3 -c "import sys;print(f'{float(sys.argv[1])/float(sys.argv[2]):.0f}')" "$1" "$2"; }
+timed() { # label, command... ; sets T (seconds) and RSS (KiB)
+    /usr/bin/time -f '%e %M' -o "$DIR/time.out" "$@" >/dev/null
+    read -r T RSS <"$DIR/time.out"
+}
+
+printf '\n%-8s %-18s %10s %10s %12s\n' size what seconds MiB/s "peak RSS MiB"
+for MIB in "${SIZES[@]}"; do
+    F=$DIR/file-$MIB.bin
+    head -c $((MIB * 1024 * 1024)) /dev/urandom >"$F"
+    sync
+    row() { printf '%-8s %-18s %10s %10s %12s\n' "${MIB}M" "$1" "$(secs "$T")" "$(rate "$MIB" "$T")" "$((RSS / 1024))"; }
+    timed b3sum "$F"; row b3sum; B3=$T
+    # rage's recipient: a fresh X25519 key (the construction exhibit uses).
+    [ -f "$DIR/rage.key" ] || rage-keygen -o "$DIR/rage.key" 2>/dev/null
+    R=$(grep -o 'age1[a-z0-9]*' "$DIR/rage.key" | head -1)
+    timed rage -e -r "$R" -o /dev/null "$F"; row "rage -e"; RAGE=$T
+    if [ "$SCP" = yes ]; then
+        timed scp -q -P 2222 -i "$DIR/ssh/user" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+            "$F" "root@127.0.0.1:$DIR/scp-copy.bin"
+        row "scp"; SCPT=$T
+        rm -f "$DIR/scp-copy.bin"
+    fi
+    timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json
+    row "exhibit send"; SEND=$T; SEND_RSS=$RSS
+    TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")
+    rm -rf "$DIR/out"
+    timed "$BIN/exhibit" --home "$DIR/bob" fetch "$TID" -o "$DIR/out" --json
+    row "exhibit fetch"; FETCH=$T; FETCH_RSS=$RSS
+    cmp "$F" "$DIR/out/file-$MIB.bin" || { echo "MISMATCH"; exit 1; }
+    SRV_RSS=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$SERVER/status)
+    echo "  ratios: send/rage $(python3 -c "print(f'{$RAGE/$SEND:.2f}')")  fetch/rage $(python3 -c "print(f'{$RAGE/$FETCH:.2f}')")  (>= 0.60 is the target; rate ratios)"
+    if [ "$SCP" = yes ]; then
+        echo "  ratios: send/scp $(python3 -c "print(f'{$SCPT/$SEND:.2f}')")  fetch/scp $(python3 -c "print(f'{$SCPT/$FETCH:.2f}')")  (> 1 is faster than scp)"
+    fi
+    echo "  peak RSS: client send $((SEND_RSS / 1024)) MiB, fetch $((FETCH_RSS / 1024)) MiB, server so far ${SRV_RSS} MiB (target < 256)"
+    rm -rf "$DIR/out" "$F"
+done
