@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use exhibit_proto::frame::{self, Request, Response};
 use exhibit_proto::{ChunkId, TransferId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -75,10 +76,13 @@ impl Conn {
             .stream_receive_window((8u32 << 20).into())
             .receive_window((64u32 << 20).into())
             .send_window(64 << 20);
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(exhibit_proto::limits::MAX_UDP_PAYLOAD);
+        transport.mtu_discovery_config(Some(mtu));
         config.transport_config(Arc::new(transport));
         let bind: SocketAddr =
             if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| err("bind address".into()))?;
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| err(format!("UDP socket: {e}")))?;
+        let mut endpoint = client_endpoint(bind).map_err(|e| err(format!("UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let sni = match &name {
             ServerName::DnsName(d) => d.as_ref().to_owned(),
@@ -95,7 +99,7 @@ impl Conn {
 
     /// Send a request with an optional raw body after the frame, and read
     /// the response frame. Returns the receive stream for a trailing body.
-    async fn exchange(&self, req: &Request, body: Option<&[u8]>) -> Result<(Response, quinn::RecvStream), ClientError> {
+    async fn exchange(&self, req: &Request, body: Option<Bytes>) -> Result<(Response, quinn::RecvStream), ClientError> {
         tokio::time::timeout(REQUEST_TIMEOUT, self.exchange_inner(req, body)).await.map_err(|_| {
             ClientError::Stream(format!("{}: no answer within {}s", self.server, REQUEST_TIMEOUT.as_secs()))
         })?
@@ -104,14 +108,15 @@ impl Conn {
     async fn exchange_inner(
         &self,
         req: &Request,
-        body: Option<&[u8]>,
+        body: Option<Bytes>,
     ) -> Result<(Response, quinn::RecvStream), ClientError> {
         let stream_err = |e: &dyn std::fmt::Display| ClientError::Stream(format!("{}: {e}", self.server));
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_err(&e))?;
         let f = frame::encode(req)?;
         send.write_all(&f).await.map_err(|e| stream_err(&e))?;
         if let Some(b) = body {
-            send.write_all(b).await.map_err(|e| stream_err(&e))?;
+            // Handed over, not copied: chunks are megabytes.
+            send.write_chunk(b).await.map_err(|e| stream_err(&e))?;
         }
         send.finish().map_err(|e| stream_err(&e))?;
         let mut prefix = [0u8; 4];
@@ -132,7 +137,7 @@ impl Conn {
 
     /// A request followed by raw bytes (a manifest).
     pub async fn request_with_body(&self, req: &Request, body: &[u8]) -> Result<Response, ClientError> {
-        Ok(self.exchange(req, Some(body)).await?.0)
+        Ok(self.exchange(req, Some(Bytes::copy_from_slice(body))).await?.0)
     }
 
     /// A request whose response carries `n` trailing bytes, where `n` is
@@ -159,9 +164,9 @@ impl Conn {
     }
 
     /// Upload one chunk.
-    pub async fn put_chunk(&self, transfer: TransferId, id: ChunkId, bytes: &[u8]) -> Result<(), ClientError> {
+    pub async fn put_chunk(&self, transfer: TransferId, id: ChunkId, bytes: Vec<u8>) -> Result<(), ClientError> {
         let req = Request::PutChunk { transfer, id, len: bytes.len() as u32 };
-        match self.exchange(&req, Some(bytes)).await?.0 {
+        match self.exchange(&req, Some(Bytes::from(bytes))).await?.0 {
             Response::ChunkStored => Ok(()),
             r => Err(unexpected(&r)),
         }
@@ -181,6 +186,19 @@ impl Conn {
     pub fn close(&self) {
         self.conn.close(0u32.into(), b"bye");
     }
+}
+
+/// A client UDP endpoint with large socket buffers and UDP payloads up to
+/// what path MTU discovery finds.
+fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(bind)?;
+    let s = socket2::SockRef::from(&socket);
+    let _ = s.set_recv_buffer_size(exhibit_proto::limits::UDP_BUFFER);
+    let _ = s.set_send_buffer_size(exhibit_proto::limits::UDP_BUFFER);
+    let mut ec = quinn::EndpointConfig::default();
+    ec.max_udp_payload_size(exhibit_proto::limits::MAX_UDP_PAYLOAD)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    quinn::Endpoint::new(ec, None, socket, Arc::new(quinn::TokioRuntime))
 }
 
 /// The error for a response of the wrong kind.

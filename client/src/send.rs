@@ -264,8 +264,9 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
                 })
                 .await
                 .map_err(|e| ClientError::Stream(format!("encrypt worker: {e}")))??;
-                conn.put_chunk(transfer, id, &cipher).await?;
-                Ok::<_, ClientError>((job.item, job.index, ChunkRef { id, len: cipher.len() as u32 }, plain_len))
+                let len = cipher.len() as u32;
+                conn.put_chunk(transfer, id, cipher).await?;
+                Ok::<_, ClientError>((job.item, job.index, ChunkRef { id, len }, plain_len))
             }
         })
         .buffer_unordered(IN_FLIGHT);

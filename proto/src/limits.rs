@@ -1,5 +1,11 @@
 //! Bounds checked before anything is allocated.
 
+/// UDP socket send and receive buffers asked of the kernel.
+pub const UDP_BUFFER: usize = 4 << 20;
+/// Largest UDP payload QUIC may use; path MTU discovery finds what the path
+/// carries (loopback: all of it; Ethernet: ~1452).
+pub const MAX_UDP_PAYLOAD: u16 = 65_527;
+
 /// Largest request or response frame body.
 pub const MAX_FRAME: u32 = 1 << 20;
 /// Default plaintext chunk size.

@@ -162,7 +162,7 @@ impl Server {
         let mut store = store;
         store.set_signer(authority.signing_key().clone());
         let server_config = tls::server_config(&data, &settings)?;
-        let endpoint = quinn::Endpoint::server(server_config, settings.config.listen)
+        let endpoint = tls::endpoint(settings.config.listen, server_config)
             .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
         let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
         let state = Arc::new(State::new(settings, store, Arc::new(chunks), authority, clock));

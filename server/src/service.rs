@@ -536,6 +536,9 @@ async fn put_chunk(
     if u64::from(len) > max {
         return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge { what: "chunk", got: len.into(), max }));
     }
+    // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
+    // blocks, and the disk gets one large write (measured faster here than
+    // hashing and writing quinn's packet-sized pieces).
     let bytes = read_body(recv, len as usize, "chunk").await?;
     let got = ChunkId::of(&bytes);
     if got != id {

@@ -43,6 +43,24 @@ pub fn server_config(data: &Path, settings: &Settings) -> Result<quinn::ServerCo
         .stream_receive_window((8u32 << 20).into())
         .receive_window((64u32 << 20).into())
         .send_window(64 << 20);
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(exhibit_proto::limits::MAX_UDP_PAYLOAD);
+    transport.mtu_discovery_config(Some(mtu));
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+/// The UDP endpoint: large socket buffers and UDP payloads up to what
+/// path MTU discovery finds (GSO/GRO are used by quinn where the kernel has
+/// them).
+pub fn endpoint(listen: std::net::SocketAddr, config: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(listen)?;
+    let s = socket2::SockRef::from(&socket);
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    let _ = s.set_recv_buffer_size(exhibit_proto::limits::UDP_BUFFER);
+    let _ = s.set_send_buffer_size(exhibit_proto::limits::UDP_BUFFER);
+    let mut ec = quinn::EndpointConfig::default();
+    ec.max_udp_payload_size(exhibit_proto::limits::MAX_UDP_PAYLOAD)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    quinn::Endpoint::new(ec, Some(config), socket, Arc::new(quinn::TokioRuntime))
 }
