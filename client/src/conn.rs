@@ -182,6 +182,12 @@ impl Conn {
         Ok(self.request_body(&req, len, max).await?.1)
     }
 
+    /// The underlying QUIC connection (tools and tests that speak the
+    /// protocol directly).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
     /// Close politely.
     pub fn close(&self) {
         self.conn.close(0u32.into(), b"bye");

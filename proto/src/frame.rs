@@ -184,6 +184,8 @@ pub enum ErrorCode {
     ChunkMismatch,
     /// The server failed; retrying may help.
     Internal,
+    /// The server's storage is full: nothing was stored; retry later.
+    StorageFull,
 }
 
 /// A user as admins see them.

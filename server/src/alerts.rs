@@ -251,6 +251,17 @@ pub fn receipt_rejected(state: &State, transfer: &TransferId, user: &UserId, rea
     }
 }
 
+/// A storage problem (disk full, chunks missing): one alert per `key`.
+pub fn storage_alert(state: &State, message: &str, key: &str, now: u64) -> Result<Option<u64>, ServerError> {
+    let notifiers = notifier_names(state);
+    let kind = AlertKind::Storage { reason: message.to_owned() };
+    let key = [b"storage:".as_slice(), key.as_bytes()].concat();
+    state.store.write(|tx| {
+        let mut tx = AlertTx::open(&state.store, tx)?;
+        raise_general(&notifiers, &mut tx, kind, &key, message.to_owned(), now)
+    })
+}
+
 /// Revoke a user: re-sign their entry as revoked and alert on every
 /// transfer addressed to them that they have not acknowledged.
 pub fn revoke_user(state: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {

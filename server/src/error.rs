@@ -34,6 +34,9 @@ pub enum ServerError {
     /// File system failure.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The chunk store is out of space; nothing was stored.
+    #[error("server storage is full; nothing was stored, retry later")]
+    StorageFull,
     /// Configuration or set-up problem.
     #[error("{0}")]
     Setup(String),
@@ -60,6 +63,7 @@ impl ServerError {
             ServerError::NotFound(_) => ErrorCode::NotFound,
             ServerError::Conflict(_) => ErrorCode::Conflict,
             ServerError::ChunkMismatch { .. } => ErrorCode::ChunkMismatch,
+            ServerError::StorageFull => ErrorCode::StorageFull,
             ServerError::Store(_) | ServerError::Io { .. } | ServerError::Setup(_) | ServerError::Stream(_) => {
                 ErrorCode::Internal
             }

@@ -39,6 +39,32 @@ pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
     check(&store, &chunks, read_data)
 }
 
+/// On start: delete chunk files no metadata refers to (written before a
+/// crash, never acknowledged), and raise an alert for every referenced
+/// chunk that is missing.
+pub fn repair(state: &crate::State) -> Result<Report, ServerError> {
+    let r = check(&state.store, state.chunks.as_ref(), false)?;
+    for id in &r.orphans {
+        if let Ok(id) = id.parse::<ChunkId>() {
+            state.chunks.delete(&id)?;
+        }
+    }
+    if !r.orphans.is_empty() {
+        tracing::warn!(orphans = r.orphans.len(), "removed unreferenced chunks left by an earlier crash");
+    }
+    if !r.missing.is_empty() {
+        let now = state.clock.now();
+        let msg = format!(
+            "STORAGE: {} referenced chunks are missing (first {}); evidence cannot be fetched until restored from backup",
+            r.missing.len(),
+            r.missing[0]
+        );
+        tracing::error!("{msg}");
+        crate::alerts::storage_alert(state, &msg, &format!("missing:{}", r.missing[0]), now)?;
+    }
+    Ok(r)
+}
+
 /// Check a running server's store.
 pub fn fsck_state(state: &crate::State, read_data: bool) -> Result<Report, ServerError> {
     check(&state.store, state.chunks.as_ref(), read_data)

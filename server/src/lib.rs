@@ -151,13 +151,25 @@ impl Server {
         clock: Arc<dyn Clock>,
         background: Background,
     ) -> Result<Server, ServerError> {
+        Server::start_with_store(settings, clock, background, None).await
+    }
+
+    /// Start with a given chunk store (default: the disk under the data
+    /// directory). Tests inject storage faults through this.
+    pub async fn start_with_store(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        background: Background,
+        chunks: Option<Arc<dyn ChunkStore>>,
+    ) -> Result<Server, ServerError> {
         let data = settings.data_dir.clone();
         let store = Store::open(&data.join(META_FILE))?;
-        let chunks = DiskChunks::open(&data.join("chunks"))?;
-        let stale = chunks.clean_tmp()?;
+        let disk = DiskChunks::open(&data.join("chunks"))?;
+        let stale = disk.clean_tmp()?;
         if stale > 0 {
             tracing::warn!(stale, "removed temp chunks left by an earlier crash");
         }
+        let chunks: Arc<dyn ChunkStore> = chunks.unwrap_or_else(|| Arc::new(disk));
         let authority = Authority::load(&data)?;
         let mut store = store;
         store.set_signer(authority.signing_key().clone());
@@ -165,7 +177,8 @@ impl Server {
         let endpoint = tls::endpoint(settings.config.listen, server_config)
             .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
         let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
-        let state = Arc::new(State::new(settings, store, Arc::new(chunks), authority, clock));
+        let state = Arc::new(State::new(settings, store, chunks, authority, clock));
+        fsck::repair(&state)?;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), state.clone()))];
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
@@ -240,10 +253,11 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
 async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, ServerError> {
     let mut prefix = [0u8; 4];
     let read = async {
-        recv.read_exact(&mut prefix).await.map_err(|e| ServerError::Stream(e.to_string()))?;
+        let short = |e: quinn::ReadExactError| ServerError::BadRequest(format!("truncated request frame: {e}"));
+        recv.read_exact(&mut prefix).await.map_err(short)?;
         let n = frame::body_len(prefix)?;
         let mut body = vec![0u8; n];
-        recv.read_exact(&mut body).await.map_err(|e| ServerError::Stream(e.to_string()))?;
+        recv.read_exact(&mut body).await.map_err(short)?;
         Ok::<_, ServerError>(body)
     };
     let body = tokio::time::timeout(BODY_TIMEOUT, read)

@@ -29,7 +29,12 @@ async fn read_body(recv: &mut quinn::RecvStream, len: usize, what: &str) -> Resu
     tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
         .await
         .map_err(|_| ServerError::Stream(format!("timed out reading {what}")))?
-        .map_err(|e| ServerError::Stream(format!("reading {what}: {e}")))?;
+        .map_err(|e| match e {
+            quinn::ReadExactError::FinishedEarly(n) => {
+                ServerError::BadRequest(format!("{what} ended after {n} of {len} bytes"))
+            }
+            e => ServerError::Stream(format!("reading {what}: {e}")),
+        })?;
     Ok(bytes)
 }
 
@@ -265,7 +270,7 @@ pub(crate) async fn dispatch(
             Response::Users { users }
         }
         Request::CreateTransfer { transfer, recipients } => create(state, me, transfer, recipients, now).await?,
-        Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv).await?,
+        Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv, now).await?,
         Request::Seal { signature, manifest_len } => {
             let len = exhibit_proto::frame::manifest_len(manifest_len)?;
             let bytes = read_body(recv, len, "manifest").await?;
@@ -523,6 +528,7 @@ async fn put_chunk(
     id: ChunkId,
     len: u32,
     recv: &mut quinn::RecvStream,
+    now: u64,
 ) -> Result<Response, ServerError> {
     let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
     let rec = match rec {
@@ -544,11 +550,32 @@ async fn put_chunk(
     if got != id {
         return Err(ServerError::ChunkMismatch { expected: id.to_string(), got: got.to_string() });
     }
-    blocking(state, move |s| {
-        s.chunks.put(&id, &bytes)?;
+    let r = blocking(state, move |s| {
+        s.chunks.put(&id, &bytes).map_err(|e| match e {
+            ServerError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                ServerError::StorageFull
+            }
+            e => e,
+        })?;
         s.store.add_chunk(&transfer, &id, len)
     })
-    .await?;
+    .await;
+    if let Err(ServerError::StorageFull) = r {
+        let hour = now / 3600;
+        let alerted = blocking(state, move |s| {
+            crate::alerts::storage_alert(
+                s,
+                "STORAGE FULL: a chunk upload was refused because the chunk store is out of space",
+                &format!("full:{hour}"),
+                now,
+            )
+        })
+        .await;
+        if let Ok(Some(_)) = alerted {
+            state.notify.notify_one();
+        }
+    }
+    r?;
     Ok(Response::ChunkStored)
 }
 

@@ -10,6 +10,9 @@ use exhibit_server::clock::Clock;
 use exhibit_server::config::Config;
 use exhibit_server::{init, Background, Server, SystemClock};
 
+/// Makes a chunk store from the chunk directory.
+pub type StoreMaker = Box<dyn FnOnce(&Path) -> Arc<dyn exhibit_server::chunks::ChunkStore>>;
+
 /// A running server with an enrolled admin.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -31,6 +34,17 @@ impl Fixture {
     /// A server with an injected clock, background tasks on or off, and a
     /// config adjusted by `tweak`.
     pub async fn start_with(clock: Arc<dyn Clock>, background: Background, tweak: impl FnOnce(&mut Config)) -> Fixture {
+        Fixture::start_full(clock, background, tweak, None).await
+    }
+
+    /// As `start_with`, with the chunk store made by `store` from the data
+    /// directory (storage fault injection).
+    pub async fn start_full(
+        clock: Arc<dyn Clock>,
+        background: Background,
+        tweak: impl FnOnce(&mut Config),
+        store: Option<StoreMaker>,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", clock.as_ref()).unwrap();
@@ -38,7 +52,8 @@ impl Fixture {
         tweak(&mut config);
         std::fs::write(&out.config, toml_of(&config)).unwrap();
         let settings = Config::load(&out.config).unwrap();
-        let server = Server::start_with(settings, clock.clone(), background).await.unwrap();
+        let chunks = store.map(|make| make(&data.join("chunks")));
+        let server = Server::start_with_store(settings, clock.clone(), background, chunks).await.unwrap();
         let addr = server.local_addr().to_string();
         let admin = Home::new(dir.path().join("home-admin"));
         let pem = std::fs::read(&out.ca).unwrap();

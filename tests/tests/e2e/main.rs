@@ -6,6 +6,7 @@ mod alerts;
 mod auth;
 mod custody;
 mod fixture;
+mod hostile;
 mod receipts;
 mod tamper;
 mod transfer;

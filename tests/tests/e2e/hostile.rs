@@ -1,0 +1,232 @@
+//! Hostile input: malformed frames, crafted manifests, full disks, crashes
+//! between a chunk write and its commit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use exhibit_client::conn::Conn;
+use exhibit_proto::directory::Role;
+use exhibit_proto::frame::{self, ErrorCode, Request, Response};
+use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
+use exhibit_proto::{seal, ChunkId, Manifest, TransferId};
+use exhibit_server::chunks::{ChunkStore, DiskChunks};
+use exhibit_server::error::ServerError;
+use exhibit_server::{Background, SystemClock};
+
+use crate::fixture::*;
+
+/// Send raw bytes on a new stream and decode the response frame.
+async fn raw(conn: &Conn, bytes: &[u8]) -> Response {
+    let (mut send, mut recv) = conn.connection().open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.unwrap();
+        let mut body = vec![0u8; frame::body_len(prefix).unwrap()];
+        recv.read_exact(&mut body).await.unwrap();
+        frame::decode_response(&body).unwrap()
+    });
+    reply.await.expect("server did not answer")
+}
+
+fn code(r: &Response) -> ErrorCode {
+    match r {
+        Response::Error { code, .. } => *code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_frames_get_typed_errors_and_the_server_keeps_serving() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let conn = Conn::open(&alice.load().unwrap()).await.unwrap();
+
+    assert_eq!(code(&raw(&conn, &u32::MAX.to_be_bytes()).await), ErrorCode::TooLarge);
+    assert_eq!(code(&raw(&conn, &[0, 0, 0, 3, 0xff, 0xff, 0xff]).await), ErrorCode::BadRequest);
+    assert_eq!(code(&raw(&conn, &[0, 0, 0, 100, 1, 2]).await), ErrorCode::BadRequest, "truncated frame");
+    assert_eq!(code(&raw(&conn, &[]).await), ErrorCode::BadRequest, "empty stream");
+    let mut trailing = frame::encode(&Request::Inbox).unwrap();
+    trailing[3] += 1;
+    trailing.push(0);
+    assert_eq!(code(&raw(&conn, &trailing).await), ErrorCode::BadRequest, "trailing bytes");
+
+    // A chunk declared far over the bound is refused before anything is read.
+    let t = TransferId::random();
+    conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
+    let put = frame::encode(&Request::PutChunk { transfer: t, id: ChunkId([0; 32]), len: u32::MAX }).unwrap();
+    assert_eq!(code(&raw(&conn, &put).await), ErrorCode::TooLarge);
+    // Bytes that do not hash to the declared id.
+    let mut put = frame::encode(&Request::PutChunk { transfer: t, id: ChunkId([0; 32]), len: 4 }).unwrap();
+    put.extend_from_slice(b"evil");
+    assert_eq!(code(&raw(&conn, &put).await), ErrorCode::ChunkMismatch);
+    assert!(f.chunk_files().is_empty(), "a refused chunk was stored");
+
+    // Random garbage, many times: always a typed answer.
+    for i in 0..50u64 {
+        let junk = bytes(8 + (i as usize * 7) % 200, i);
+        let mut framed = ((junk.len()) as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&junk);
+        let r = raw(&conn, &framed).await;
+        if let Response::Error { code, .. } = r {
+            assert!(
+                matches!(
+                    code,
+                    ErrorCode::BadRequest
+                        | ErrorCode::NotFound
+                        | ErrorCode::Forbidden
+                        | ErrorCode::TooLarge
+                        | ErrorCode::Conflict
+                        | ErrorCode::BadSignature
+                        | ErrorCode::Unauthenticated
+                ),
+                "{code:?}"
+            );
+        }
+    }
+    // And the same connection and server still serve real requests.
+    assert!(matches!(conn.request(&Request::Inbox).await.unwrap(), Response::Transfers { .. }));
+    exhibit_client::listing::fetch_list(&alice, false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_manifest_with_hostile_names_is_refused_with_nothing_written() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let ap = alice.load().unwrap();
+    let conn = Conn::open(&ap).await.unwrap();
+    let bob_entry = exhibit_client::directory::lookup(&conn, &ap, &uid("bob")).await.unwrap();
+    let recipients = seal::parse_recipients(&[bob_entry.age_recipient.as_str(), ap.me.age_recipient.as_str()]).unwrap();
+    let parent = f.path("victim");
+    let out = parent.join("out");
+
+    for name in ["../escape.txt", "/tmp/abs.txt", "C:\\evil.txt", "a/../../x.txt", "NUL", "ok/../../y", "x\0y"] {
+        let plain = b"malicious".to_vec();
+        let t = TransferId::random();
+        conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
+        let cipher = seal::encrypt(&plain, &recipients).unwrap();
+        let id = ChunkId::of(&cipher);
+        let len = cipher.len() as u32;
+        conn.put_chunk(t, id, cipher).await.unwrap();
+        let details = SealedDetails {
+            items: vec![ItemDetails {
+                path: name.into(),
+                size: plain.len() as u64,
+                blake3: *blake3::hash(&plain).as_bytes(),
+                chunk_plain_len: 1024,
+                exhibit_ref: None,
+                description: None,
+            }],
+            note: None,
+        };
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            transfer: t,
+            sender: uid("alice"),
+            recipients: vec![uid("bob")],
+            created_at: 0,
+            ack_within_secs: None,
+            case_ref: None,
+            items: vec![ManifestItem { chunks: vec![ChunkRef { id, len }] }],
+            details: seal::seal_details(&details, &recipients).unwrap(),
+        };
+        let signed = m.sign(&ap.signing);
+        let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
+        conn.request_with_body(&req, &signed.bytes).await.unwrap();
+
+        let err = fetch_to(&bob, t, &out).await.unwrap_err();
+        assert!(err.to_string().contains("unsafe path"), "{name:?}: {err}");
+        assert_eq!(tree(&parent), vec![], "{name:?}: something was written");
+        assert!(!std::path::Path::new("/tmp/abs.txt").exists());
+    }
+}
+
+/// A disk that fills up on demand.
+#[derive(Debug)]
+struct FillingDisk {
+    inner: DiskChunks,
+    full: Arc<AtomicBool>,
+}
+
+impl ChunkStore for FillingDisk {
+    fn put(&self, id: &ChunkId, bytes: &[u8]) -> Result<(), ServerError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(ServerError::Io {
+                context: "writing chunk".into(),
+                source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+            });
+        }
+        self.inner.put(id, bytes)
+    }
+    fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ServerError> {
+        self.inner.get(id)
+    }
+    fn has(&self, id: &ChunkId) -> Result<bool, ServerError> {
+        self.inner.has(id)
+    }
+    fn delete(&self, id: &ChunkId) -> Result<(), ServerError> {
+        self.inner.delete(id)
+    }
+    fn list(&self) -> Result<Vec<ChunkId>, ServerError> {
+        self.inner.list()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_refuses_uploads_clearly_alerts_and_a_later_retry_succeeds() {
+    let full = Arc::new(AtomicBool::new(false));
+    let flag = full.clone();
+    let maker: StoreMaker =
+        Box::new(move |dir| Arc::new(FillingDisk { inner: DiskChunks::open(dir).unwrap(), full: flag }));
+    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("a.bin"), bytes(5000, 3)).unwrap();
+    let earlier = send_paths(&alice, vec![src.join("a.bin")], &["bob"], 1024).await;
+    let before = f.chunk_files();
+
+    full.store(true, Ordering::SeqCst);
+    let mut o = exhibit_client::send::SendOptions::new(vec![src.join("a.bin")], vec![uid("bob")]);
+    o.chunk_size = 1024;
+    let err = exhibit_client::send::send(&alice, o.clone()).await.unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::StorageFull), "{err}");
+    assert!(err.to_string().contains("retry later"), "{err}");
+    assert_eq!(f.chunk_files(), before, "a partial chunk became visible or a stored one was harmed");
+    let alerts = f.state().store.alerts(true).unwrap();
+    assert!(alerts.iter().any(|a| matches!(a.info.kind, exhibit_proto::frame::AlertKind::Storage { .. })));
+    fetch_to(&bob, earlier, &f.path("o1")).await.unwrap();
+
+    full.store(false, Ordering::SeqCst);
+    let t = exhibit_client::send::send(&alice, o).await.unwrap().transfer;
+    fetch_to(&bob, t, &f.path("o2")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_removes_orphan_chunks_and_reports_missing_ones() {
+    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("a.bin"), bytes(3000, 3)).unwrap();
+    send_paths(&alice, vec![src.join("a.bin")], &["bob"], 1024).await;
+    let chunks = f.chunk_files();
+    // A chunk written before a crash, never committed; and one referenced
+    // chunk lost.
+    let orphan = ChunkId::of(b"never acknowledged");
+    let lost = chunks[0].clone();
+    f.restart_with(|data| {
+        let d = DiskChunks::open(&data.join("chunks")).unwrap();
+        d.put(&orphan, b"never acknowledged").unwrap();
+        std::fs::remove_file(&lost).unwrap();
+    })
+    .await;
+    let now = f.chunk_files();
+    assert_eq!(now.len(), chunks.len() - 1, "orphan kept or chunks lost");
+    assert!(!now.iter().any(|p| p.ends_with(orphan.to_string())));
+    let alerts = f.state().store.alerts(true).unwrap();
+    assert!(alerts.iter().any(|a| a.info.message.contains("missing")), "no alert for the missing chunk");
+}
