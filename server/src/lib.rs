@@ -237,6 +237,10 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     // The handshake verified any certificate against our CA; which user it
     // belongs to is looked up per request, so a revocation bites at once.
     let cert_hash = peer_cert_hash(&conn);
+    if cert_hash.is_none() {
+        // Without a certificate the only thing to do is enrol: one stream.
+        conn.set_max_concurrent_bi_streams(1u32.into());
+    }
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {

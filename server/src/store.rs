@@ -461,8 +461,23 @@ impl Store {
         self.write(|tx| {
             self.audit_tx(tx)?.append(ev)?;
             let mut users = tx.open_table(USERS)?;
-            if users.get(rec.user.as_str().as_bytes())?.is_some() {
-                return Err(ServerError::Conflict(format!("user {} already exists", rec.user)));
+            let existing = users.get(rec.user.as_str().as_bytes())?.map(|v| dec::<UserRecord>(v.value(), "user"));
+            if let Some(old) = existing.transpose()? {
+                if old.enrolled_at.is_some() || old.revoked_at.is_some() {
+                    return Err(ServerError::Conflict(format!("user {} already exists", rec.user)));
+                }
+                // Not enrolled yet: a new code replaces the old one.
+                let mut codes = tx.open_table(CODES)?;
+                let mut stale = vec![];
+                for row in codes.iter()? {
+                    let (k, v) = row?;
+                    if dec::<CodeRecord>(v.value(), "code")?.user == rec.user {
+                        stale.push(k.value().to_vec());
+                    }
+                }
+                for k in stale {
+                    codes.remove(k.as_slice())?;
+                }
             }
             users.insert(rec.user.as_str().as_bytes(), enc(rec).as_slice())?;
             tx.open_table(CODES)?.insert(code_hash.as_slice(), enc(code).as_slice())?;

@@ -92,8 +92,27 @@ async fn enrolment_codes_are_one_time_and_admin_only() {
         .await
         .unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::Unauthenticated), "{err}");
+    // A pending user's code can be reissued; the old one stops working.
+    let (old, _) =
+        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "X".into(), Role::Caseworker, None)
+            .await
+            .unwrap();
+    let (new, _) =
+        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "X".into(), Role::Caseworker, None)
+            .await
+            .unwrap();
+    let err = exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("erin1")), &f.addr, &old, &pem)
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::Unauthenticated), "{err}");
+    exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("erin2")), &f.addr, &new, &pem).await.unwrap();
+    // An enrolled user cannot be added again.
+    let err = exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "X".into(), Role::Caseworker, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::Conflict));
     let users = exhibit_client::admin::list_users(&f.admin).await.unwrap();
-    assert_eq!(users.iter().filter(|u| u.enrolled_at.is_some()).count(), 3);
+    assert_eq!(users.iter().filter(|u| u.enrolled_at.is_some()).count(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
