@@ -75,6 +75,9 @@ pub enum Command {
     /// Delivery receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Continue every send that was interrupted (crash, dropped connection,
+    /// full server disk), sending only what the server lacks.
+    Resume,
     /// Stop the recipients of a transfer you sent from fetching it.
     Revoke {
         /// Transfer id.
@@ -503,6 +506,33 @@ impl Cli {
                     print_json(&a)?;
                 } else {
                     println!("alert {} acknowledged", a.id);
+                }
+            }
+            Command::Resume => {
+                let pending = crate::journal::pending(&home)?;
+                let mut failed = 0;
+                let mut done = vec![];
+                for j in &pending {
+                    match send::resume(&home, j, show_progress).await {
+                        Ok(out) => {
+                            if !json {
+                                println!("{} sealed ({} item(s), {} bytes)", out.transfer, out.items, out.bytes);
+                            }
+                            done.push(out.transfer.to_string());
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("{}: {e}", j.display());
+                        }
+                    }
+                }
+                if json {
+                    print_json(&json!({"resumed": done, "failed": failed}))?;
+                } else if pending.is_empty() {
+                    println!("nothing to resume");
+                }
+                if failed > 0 {
+                    return Err(ClientError::Usage(format!("{failed} send(s) could not be resumed")));
                 }
             }
             Command::Revoke { transfer } => {

@@ -15,6 +15,7 @@ pub mod enrol;
 pub mod error;
 pub mod fetch;
 pub mod home;
+pub mod journal;
 pub mod listing;
 pub mod progress;
 pub mod receipt;

@@ -1,6 +1,7 @@
 //! `exhibit send`: read → cut → encrypt → hash → upload, a bounded pipeline
 //! with several chunks in flight, then seal with a signed manifest.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::conn::{unexpected, Conn};
 use crate::directory::{self, Pin};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::journal::{Header, Journal, JournalItem};
 use crate::progress::Progress;
 
 /// Chunks encrypting or uploading at once.
@@ -85,6 +87,8 @@ pub struct SendOutcome {
     pub recipients: Vec<RecipientShown>,
     /// Acknowledge-by deadline (server time).
     pub deadline: u64,
+    /// Chunks this run uploaded (fewer than all when resuming).
+    pub chunks_sent: usize,
 }
 
 /// A file to send.
@@ -151,31 +155,57 @@ struct Job {
     plain: Vec<u8>,
 }
 
-/// Read every item in order, chunk by chunk, hashing the whole plaintext as
-/// it goes; hand chunks to the encrypt/upload stage through a bounded
-/// channel. Returns each item's BLAKE3.
+/// What the reader must do for one item.
+#[derive(Clone, Debug)]
+struct ReadPlan {
+    source: Source,
+    /// The whole-file hash, if a journal already has it.
+    hash: Option<[u8; 32]>,
+    /// Chunks already on the server.
+    skip: std::collections::HashSet<usize>,
+}
+
+/// Read items, hashing the whole plaintext of every item whose hash is not
+/// known yet, and hand the chunks still to upload to the encrypt/upload
+/// stage through a bounded channel. An item whose hash is known is only
+/// read where chunks are missing.
 fn read_items(
-    sources: &[Source],
+    plans: &[ReadPlan],
     chunk: u32,
     tx: tokio::sync::mpsc::Sender<Job>,
+    journal: &std::sync::Mutex<Journal>,
 ) -> Result<Vec<[u8; 32]>, ClientError> {
+    use std::os::unix::fs::FileExt;
     let mut sums = vec![];
-    for (item, s) in sources.iter().enumerate() {
+    for (item, plan) in plans.iter().enumerate() {
+        let s = &plan.source;
         let ctx = || format!("reading {}", s.path.display());
         let mut f = std::fs::File::open(&s.path).map_err(ClientError::io(ctx()))?;
+        let count = exhibit_proto::manifest::chunk_count(s.size, chunk) as usize;
+        let changed =
+            |e| ClientError::Io { context: format!("{}: file changed while being sent", s.path.display()), source: e };
+        if let Some(h) = plan.hash {
+            for index in (0..count).filter(|i| !plan.skip.contains(i)) {
+                let off = index as u64 * u64::from(chunk);
+                let mut plain = vec![0u8; (s.size - off).min(u64::from(chunk)) as usize];
+                f.read_exact_at(&mut plain, off).map_err(changed)?;
+                if tx.blocking_send(Job { item, index, plain }).is_err() {
+                    return Ok(sums);
+                }
+            }
+            sums.push(h);
+            continue;
+        }
         let mut hasher = blake3::Hasher::new();
         let mut left = s.size;
         let mut index = 0;
         while left > 0 {
             let n = left.min(u64::from(chunk)) as usize;
             let mut plain = vec![0u8; n];
-            f.read_exact(&mut plain).map_err(|e| ClientError::Io {
-                context: format!("{}: file changed while being sent", s.path.display()),
-                source: e,
-            })?;
+            f.read_exact(&mut plain).map_err(changed)?;
             hasher.update(&plain);
             left -= n as u64;
-            if tx.blocking_send(Job { item, index, plain }).is_err() {
+            if !plan.skip.contains(&index) && tx.blocking_send(Job { item, index, plain }).is_err() {
                 // The upload stage failed; its error is the one to report.
                 return Ok(sums);
             }
@@ -185,12 +215,50 @@ fn read_items(
         if f.read(&mut probe).map_err(ClientError::io(ctx()))? != 0 {
             return Err(ClientError::Usage(format!("{}: file grew while being sent", s.path.display())));
         }
-        sums.push(*hasher.finalize().as_bytes());
+        let h = *hasher.finalize().as_bytes();
+        journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, h)?;
+        sums.push(h);
     }
     Ok(sums)
 }
 
-/// Send files to recipients. Returns once the server has sealed the transfer.
+fn mtime(p: &Path) -> Result<i64, ClientError> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(p).map_err(ClientError::io(format!("reading {}", p.display())))?.mtime())
+}
+
+/// Resolve recipients: verified against the authority, checked against pins.
+async fn recipients(
+    conn: &Conn,
+    home: &Home,
+    p: &crate::home::Profile,
+    to: &[UserId],
+    include_self: bool,
+) -> Result<(Vec<RecipientShown>, Vec<age::x25519::Recipient>), ClientError> {
+    let mut entries = vec![];
+    let mut shown = vec![];
+    for u in to {
+        let e = directory::lookup(conn, p, u).await?;
+        let pin = directory::check_pin(home, &e)?;
+        shown.push(RecipientShown {
+            user: e.user.to_string(),
+            display_name: e.display_name.clone(),
+            org: e.org.clone(),
+            fingerprint: e.fingerprint(),
+            newly_pinned: pin == Pin::New,
+        });
+        entries.push(e);
+    }
+    let mut keys: Vec<&str> = entries.iter().map(|e| e.age_recipient.as_str()).collect();
+    if include_self && !to.contains(&p.me.user) {
+        keys.push(p.me.age_recipient.as_str());
+    }
+    Ok((shown, seal::parse_recipients(&keys)?))
+}
+
+/// Send files to recipients. Returns once the server has sealed the
+/// transfer. A journal kept meanwhile lets `exhibit resume` finish it if
+/// this is interrupted.
 pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientError> {
     if !(limits::MIN_CHUNK_SIZE..=limits::MAX_CHUNK_SIZE).contains(&opts.chunk_size) {
         return Err(ClientError::Usage(format!(
@@ -211,44 +279,117 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     let sources = collect(&opts.paths)?;
     let conn = Conn::open(&p).await?;
     crate::audit::check(&conn, home, &p).await?;
-
-    // Recipients: verified against the authority, checked against pins.
     let mut to = opts.to.clone();
     to.sort();
     to.dedup();
-    let mut entries = vec![];
-    let mut shown = vec![];
-    for u in &to {
-        let e = directory::lookup(&conn, &p, u).await?;
-        let pin = directory::check_pin(home, &e)?;
-        shown.push(RecipientShown {
-            user: e.user.to_string(),
-            display_name: e.display_name.clone(),
-            org: e.org.clone(),
-            fingerprint: e.fingerprint(),
-            newly_pinned: pin == Pin::New,
-        });
-        entries.push(e);
-    }
-    let mut keys: Vec<&str> = entries.iter().map(|e| e.age_recipient.as_str()).collect();
-    if opts.include_self && !to.contains(&p.me.user) {
-        keys.push(p.me.age_recipient.as_str());
-    }
-    let recipients = Arc::new(seal::parse_recipients(&keys)?);
+    let (shown, keys) = recipients(&conn, home, &p, &to, opts.include_self).await?;
 
     let transfer = TransferId::random();
+    let header = Header {
+        transfer,
+        to: to.clone(),
+        case_ref: opts.case_ref.clone(),
+        note: opts.note.clone(),
+        ack_within_secs: opts.ack_within_secs,
+        chunk_size: opts.chunk_size,
+        include_self: opts.include_self,
+        items: sources
+            .iter()
+            .map(|s| Ok(JournalItem { path: s.path.clone(), rel: s.rel.clone(), size: s.size, mtime: mtime(&s.path)? }))
+            .collect::<Result<_, ClientError>>()?,
+    };
+    let journal = Journal::create(home, &header)?;
     match conn.request(&Request::CreateTransfer { transfer, recipients: to.clone() }).await? {
         Response::Created => {}
         r => return Err(unexpected(&r)),
     }
+    let plans = sources.into_iter().map(|source| ReadPlan { source, hash: None, skip: Default::default() }).collect();
+    upload(&conn, &p, header, plans, HashMap::new(), journal, keys, shown, opts.progress).await
+}
 
-    let total: u64 = sources.iter().map(|s| s.size).sum();
-    let progress = Progress::new(opts.progress, total, "sending");
+/// Continue an interrupted send from its journal: only chunks the server
+/// does not hold are sent again, and only items whose hash was not finished
+/// are read whole again.
+pub async fn resume(home: &Home, journal_path: &Path, progress: bool) -> Result<SendOutcome, ClientError> {
+    let r = crate::journal::recover(journal_path)?;
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    crate::audit::check(&conn, home, &p).await?;
+    let h = r.header.clone();
+    for it in &h.items {
+        let size =
+            std::fs::metadata(&it.path).map_err(ClientError::io(format!("reading {}", it.path.display())))?.len();
+        if size != it.size || mtime(&it.path)? != it.mtime {
+            return Err(ClientError::Usage(format!(
+                "{} changed since the send started; delete {} and send again",
+                it.path.display(),
+                journal_path.display()
+            )));
+        }
+    }
+    let (shown, keys) = recipients(&conn, home, &p, &h.to, h.include_self).await?;
+    // Which chunks does the server hold?
+    let len = |resp: &Response| match resp {
+        Response::ChunkList { count } => count.checked_mul(32),
+        _ => None,
+    };
+    let held: std::collections::HashSet<ChunkId> = match conn
+        .request_body(&Request::TransferChunks { transfer: h.transfer }, len, limits::MAX_CHUNKS * 32)
+        .await
+    {
+        Ok((_, body)) => body.chunks_exact(32).filter_map(|c| c.try_into().ok()).map(ChunkId).collect(),
+        Err(e) if e.server_code() == Some(exhibit_proto::frame::ErrorCode::NotFound) => {
+            // The transfer never reached the server: start it now.
+            match conn.request(&Request::CreateTransfer { transfer: h.transfer, recipients: h.to.clone() }).await? {
+                Response::Created => Default::default(),
+                r => return Err(unexpected(&r)),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let mut done = HashMap::new();
+    for ((item, index), c) in &r.chunks {
+        if held.contains(&c.id) {
+            done.insert((*item, *index), *c);
+        }
+    }
+    let plans = h
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| ReadPlan {
+            source: Source { path: it.path.clone(), rel: it.rel.clone(), size: it.size },
+            hash: r.hashes.get(&i).copied(),
+            skip: done.keys().filter(|(item, _)| *item == i).map(|(_, k)| *k).collect(),
+        })
+        .collect();
+    let journal = Journal::reopen(&r)?;
+    upload(&conn, &p, h, plans, done, journal, keys, shown, progress).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload(
+    conn: &Conn,
+    p: &crate::home::Profile,
+    h: Header,
+    plans: Vec<ReadPlan>,
+    done: HashMap<(usize, usize), ChunkRef>,
+    journal: Journal,
+    keys: Vec<age::x25519::Recipient>,
+    shown: Vec<RecipientShown>,
+    show_progress: bool,
+) -> Result<SendOutcome, ClientError> {
+    let transfer = h.transfer;
+    let recipients = Arc::new(keys);
+    let journal = Arc::new(std::sync::Mutex::new(journal));
+    let total: u64 = plans.iter().map(|s| s.source.size).sum();
+    let progress = Progress::new(show_progress, total, "sending");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(2);
     let reader = {
-        let sources = sources.clone();
-        let chunk = opts.chunk_size;
-        tokio::task::spawn_blocking(move || read_items(&sources, chunk, tx))
+        let plans = plans.clone();
+        let chunk = h.chunk_size;
+        let journal = journal.clone();
+        tokio::task::spawn_blocking(move || read_items(&plans, chunk, tx, &journal))
     };
     let jobs = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut uploads = jobs
@@ -270,12 +411,20 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
             }
         })
         .buffer_unordered(IN_FLIGHT);
-    let mut chunks: Vec<Vec<Option<ChunkRef>>> = sources
+    let mut chunks: Vec<Vec<Option<ChunkRef>>> = plans
         .iter()
-        .map(|s| vec![None; exhibit_proto::manifest::chunk_count(s.size, opts.chunk_size) as usize])
+        .map(|s| vec![None; exhibit_proto::manifest::chunk_count(s.source.size, h.chunk_size) as usize])
         .collect();
+    for ((item, index), c) in &done {
+        if let Some(slot) = chunks.get_mut(*item).and_then(|v| v.get_mut(*index)) {
+            *slot = Some(*c);
+        }
+    }
+    let mut sent = 0;
     while let Some(r) = uploads.next().await {
         let (item, index, c, n) = r?;
+        sent += 1;
+        journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.chunk(item, index, c)?;
         chunks[item][index] = Some(c);
         progress.inc(n);
     }
@@ -289,28 +438,28 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         .collect::<Option<_>>()
         .ok_or_else(|| ClientError::Stream("a chunk was not uploaded".into()))?;
     let details = SealedDetails {
-        items: sources
+        items: plans
             .iter()
             .zip(&sums)
-            .map(|(s, h)| ItemDetails {
-                path: s.rel.clone(),
-                size: s.size,
-                blake3: *h,
-                chunk_plain_len: opts.chunk_size,
+            .map(|(s, hash)| ItemDetails {
+                path: s.source.rel.clone(),
+                size: s.source.size,
+                blake3: *hash,
+                chunk_plain_len: h.chunk_size,
                 exhibit_ref: None,
                 description: None,
             })
             .collect(),
-        note: opts.note.clone(),
+        note: h.note.clone(),
     };
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         transfer,
         sender: p.me.user.clone(),
-        recipients: to,
+        recipients: h.to.clone(),
         created_at: now(),
-        ack_within_secs: opts.ack_within_secs,
-        case_ref: opts.case_ref.clone(),
+        ack_within_secs: h.ack_within_secs,
+        case_ref: h.case_ref.clone(),
         items,
         details: seal::seal_details(&details, &recipients)?,
     };
@@ -321,7 +470,12 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         r => return Err(unexpected(&r)),
     };
     conn.close();
-    Ok(SendOutcome { transfer, items: sources.len(), bytes: total, recipients: shown, deadline })
+    let journal = Arc::try_unwrap(journal)
+        .map_err(|_| ClientError::Stream("journal still in use".into()))?
+        .into_inner()
+        .map_err(|_| ClientError::Stream("journal lock".into()))?;
+    journal.finish()?;
+    Ok(SendOutcome { transfer, items: plans.len(), bytes: total, recipients: shown, deadline, chunks_sent: sent })
 }
 
 /// Wall-clock time for fields the client states about itself.

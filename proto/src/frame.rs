@@ -89,6 +89,9 @@ pub enum Request {
     Custody { transfer: TransferId },
     /// Sender: stop recipients from fetching a transfer.
     RevokeTransfer { transfer: TransferId },
+    /// Sender: the chunk ids the server holds for an unsealed transfer
+    /// (to resume an upload).
+    TransferChunks { transfer: TransferId },
 }
 
 /// What an alert is about.
@@ -360,6 +363,8 @@ pub enum Response {
     },
     /// Revoked; these recipients had already fetched it.
     Revoked { already: Vec<RecipientState> },
+    /// Chunk ids: `count` × 32 raw bytes follow.
+    ChunkList { count: u32 },
 }
 
 /// Encode a frame: length prefix and body.

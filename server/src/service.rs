@@ -385,6 +385,18 @@ pub(crate) async fn dispatch(
             Response::AuditProof { checkpoint, body_hashes }
         }
         Request::Custody { transfer } => return custody(state, &caller, transfer, now).await,
+        Request::TransferChunks { transfer } => {
+            let ids = blocking(state, move |s| {
+                match s.store.transfer(&transfer)? {
+                    Some(t) if t.sender == me && t.state == TransferState::Uploading => {}
+                    _ => return Err(ServerError::NotFound(format!("upload {transfer}"))),
+                }
+                s.store.transfer_chunk_ids(&transfer)
+            })
+            .await?;
+            let body: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+            return Ok(Reply::WithBody(Response::ChunkList { count: ids.len() as u32 }, body));
+        }
         Request::RevokeTransfer { transfer } => {
             let expire_at = state.settings.retain_after_ack.map(|r| now.saturating_add(r));
             let already = blocking(state, move |s| s.store.revoke_transfer(&transfer, &me, now, expire_at)).await?;

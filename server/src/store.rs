@@ -615,6 +615,20 @@ impl Store {
         Ok(v.and_then(|v| v.value().try_into().ok().map(u32::from_be_bytes)))
     }
 
+    /// Chunk ids stored for a transfer.
+    pub fn transfer_chunk_ids(&self, transfer: &TransferId) -> Result<Vec<ChunkId>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TRANSFER_CHUNKS)?;
+        let start = transfer.as_bytes().to_vec();
+        let end = cat(&[transfer.as_bytes(), &[0xff; 33]]);
+        let mut out = vec![];
+        for row in t.range(start.as_slice()..end.as_slice())? {
+            let (k, _) = row?;
+            out.push(ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?));
+        }
+        Ok(out)
+    }
+
     /// Seal a transfer: every manifest chunk must be stored with its length;
     /// chunks uploaded but not listed are dropped.
     pub fn seal(

@@ -1,7 +1,7 @@
 //! Hostile input: malformed frames, crafted manifests, full disks, crashes
 //! between a chunk write and its commit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use exhibit_client::conn::Conn;
@@ -144,22 +144,28 @@ async fn crafted_manifest_with_hostile_names_is_refused_with_nothing_written() {
     }
 }
 
-/// A disk that fills up on demand.
+/// A disk that fills up on demand, or after a number of chunks.
 #[derive(Debug)]
-struct FillingDisk {
-    inner: DiskChunks,
-    full: Arc<AtomicBool>,
+pub struct FillingDisk {
+    pub inner: DiskChunks,
+    pub full: Arc<AtomicBool>,
+    /// Chunks stored so far; the disk fills when this reaches `limit`.
+    pub puts: Arc<AtomicUsize>,
+    pub limit: Arc<AtomicUsize>,
 }
 
 impl ChunkStore for FillingDisk {
     fn put(&self, id: &ChunkId, bytes: &[u8]) -> Result<(), ServerError> {
-        if self.full.load(Ordering::SeqCst) {
+        let over = self.puts.load(Ordering::SeqCst) >= self.limit.load(Ordering::SeqCst);
+        if self.full.load(Ordering::SeqCst) || over {
             return Err(ServerError::Io {
                 context: "writing chunk".into(),
                 source: std::io::Error::from(std::io::ErrorKind::StorageFull),
             });
         }
-        self.inner.put(id, bytes)
+        self.inner.put(id, bytes)?;
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
     fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ServerError> {
         self.inner.get(id)
@@ -179,8 +185,14 @@ impl ChunkStore for FillingDisk {
 async fn full_disk_refuses_uploads_clearly_alerts_and_a_later_retry_succeeds() {
     let full = Arc::new(AtomicBool::new(false));
     let flag = full.clone();
-    let maker: StoreMaker =
-        Box::new(move |dir| Arc::new(FillingDisk { inner: DiskChunks::open(dir).unwrap(), full: flag }));
+    let maker: StoreMaker = Box::new(move |dir| {
+        Arc::new(FillingDisk {
+            inner: DiskChunks::open(dir).unwrap(),
+            full: flag,
+            puts: Default::default(),
+            limit: Arc::new(AtomicUsize::new(usize::MAX)),
+        })
+    });
     let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
@@ -229,4 +241,49 @@ async fn restart_removes_orphan_chunks_and_reports_missing_ones() {
     assert!(!now.iter().any(|p| p.ends_with(orphan.to_string())));
     let alerts = f.state().store.alerts(true).unwrap();
     assert!(alerts.iter().any(|a| a.info.message.contains("missing")), "no alert for the missing chunk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_send_resumes_sending_only_the_remainder() {
+    let puts = Arc::new(AtomicUsize::new(0));
+    let limit = Arc::new(AtomicUsize::new(11));
+    let (counter, cap) = (puts.clone(), limit.clone());
+    // The disk fills after 11 chunks: the small item's one and ten of the
+    // video's forty.
+    let maker: StoreMaker = Box::new(move |dir| {
+        Arc::new(FillingDisk {
+            inner: DiskChunks::open(dir).unwrap(),
+            full: Default::default(),
+            puts: counter,
+            limit: cap,
+        })
+    });
+    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src").join("case");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a-small.txt"), bytes(100, 1)).unwrap();
+    std::fs::write(src.join("b-video.bin"), bytes(40 * 4096, 2)).unwrap();
+    let mut o = exhibit_client::send::SendOptions::new(vec![src.clone()], vec![uid("bob")]);
+    o.chunk_size = 4096;
+    let err = exhibit_client::send::send(&alice, o).await.unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::StorageFull), "{err}");
+    let pending = exhibit_client::journal::pending(&alice).unwrap();
+    assert_eq!(pending.len(), 1, "no journal left to resume from");
+
+    // Space again: resume sends only what the server lacks.
+    limit.store(usize::MAX, Ordering::SeqCst);
+    // Every chunk the journal recorded is on the server (it was recorded
+    // only after the server said so); resume sends exactly the rest.
+    let journaled = exhibit_client::journal::recover(&pending[0]).unwrap().chunks.len();
+    assert!(journaled >= 1, "nothing was journaled");
+    let out = exhibit_client::send::resume(&alice, &pending[0], false).await.unwrap();
+    assert_eq!(out.chunks_sent, 41 - journaled, "resume re-sent chunks the server had");
+    assert!(exhibit_client::journal::pending(&alice).unwrap().is_empty(), "journal not cleared");
+
+    let dest = f.path("out");
+    fetch_to(&bob, out.transfer, &dest).await.unwrap();
+    assert_eq!(std::fs::read(dest.join("case/b-video.bin")).unwrap(), bytes(40 * 4096, 2));
+    assert_eq!(std::fs::read(dest.join("case/a-small.txt")).unwrap(), bytes(100, 1));
 }

@@ -1,0 +1,176 @@
+//! The local journal of an unfinished send: an append-only file per
+//! transfer in `$EXHIBIT_HOME/journal/`, so `exhibit resume` can continue
+//! after a crash or a dropped connection, re-sending only chunks the server
+//! lacks and re-reading only what it must.
+//!
+//! Line 1 is the header; each later line records one uploaded chunk or one
+//! item's finished whole-file hash. A torn last line (a crash mid-write) is
+//! ignored.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use exhibit_proto::manifest::ChunkRef;
+use exhibit_proto::{ChunkId, TransferId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+use crate::home::Home;
+
+/// One file of the send, as it was when the send started.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JournalItem {
+    /// Where it is read from.
+    pub path: PathBuf,
+    /// Relative path sent.
+    pub rel: String,
+    /// Size.
+    pub size: u64,
+    /// Modification time (seconds), to notice a changed file.
+    pub mtime: i64,
+}
+
+/// What the send was.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Header {
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Recipients.
+    pub to: Vec<UserId>,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+    /// Acknowledge-within.
+    pub ack_within_secs: Option<u64>,
+    /// Chunk size.
+    pub chunk_size: u32,
+    /// Encrypted to the sender too.
+    pub include_self: bool,
+    /// Items.
+    pub items: Vec<JournalItem>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Line {
+    Chunk { item: usize, index: usize, id: ChunkId, len: u32 },
+    Hash { item: usize, blake3: [u8; 32] },
+}
+
+/// A journal being written.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+/// A journal read back.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The header.
+    pub header: Header,
+    /// Chunks uploaded: (item, index) → chunk.
+    pub chunks: HashMap<(usize, usize), ChunkRef>,
+    /// Finished item hashes.
+    pub hashes: HashMap<usize, [u8; 32]>,
+    /// The file.
+    pub path: PathBuf,
+}
+
+fn dir(home: &Home) -> PathBuf {
+    home.dir().join("journal")
+}
+
+impl Journal {
+    /// Start a journal for a new send.
+    pub fn create(home: &Home, header: &Header) -> Result<Journal, ClientError> {
+        let d = dir(home);
+        std::fs::create_dir_all(&d).map_err(ClientError::io(format!("creating {}", d.display())))?;
+        let path = d.join(format!("{}.send", header.transfer));
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(ClientError::io(format!("creating {}", path.display())))?;
+        let mut line = serde_json::to_vec(header).map_err(|e| ClientError::Config(e.to_string()))?;
+        line.push(b'\n');
+        file.write_all(&line).map_err(ClientError::io("writing journal"))?;
+        file.sync_all().map_err(ClientError::io("writing journal"))?;
+        Ok(Journal { path, file })
+    }
+
+    /// Reopen a recovered journal to append to it.
+    pub fn reopen(r: &Recovered) -> Result<Journal, ClientError> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&r.path)
+            .map_err(ClientError::io(format!("opening {}", r.path.display())))?;
+        Ok(Journal { path: r.path.clone(), file })
+    }
+
+    fn append(&mut self, l: &Line) -> Result<(), ClientError> {
+        let mut line = serde_json::to_vec(l).map_err(|e| ClientError::Config(e.to_string()))?;
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(ClientError::io("writing journal"))?;
+        self.file.sync_data().map_err(ClientError::io("writing journal"))
+    }
+
+    /// Record an uploaded chunk (after the server said it is stored).
+    pub fn chunk(&mut self, item: usize, index: usize, c: ChunkRef) -> Result<(), ClientError> {
+        self.append(&Line::Chunk { item, index, id: c.id, len: c.len })
+    }
+
+    /// Record an item's whole-file hash.
+    pub fn hash(&mut self, item: usize, blake3: [u8; 32]) -> Result<(), ClientError> {
+        self.append(&Line::Hash { item, blake3 })
+    }
+
+    /// The send is sealed: forget it.
+    pub fn finish(self) -> Result<(), ClientError> {
+        std::fs::remove_file(&self.path).map_err(ClientError::io(format!("removing {}", self.path.display())))
+    }
+}
+
+/// Every unfinished send's journal.
+pub fn pending(home: &Home) -> Result<Vec<PathBuf>, ClientError> {
+    let d = dir(home);
+    let rd = match std::fs::read_dir(&d) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(ClientError::Io { context: format!("listing {}", d.display()), source: e }),
+    };
+    let mut out: Vec<PathBuf> =
+        rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "send")).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Read a journal back.
+pub fn recover(path: &Path) -> Result<Recovered, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(ClientError::io(format!("reading {}", path.display())))?;
+    let mut lines = text.split_inclusive('\n');
+    let bad = |why: &str| ClientError::Config(format!("{}: {why}", path.display()));
+    let header: Header = lines
+        .next()
+        .filter(|l| l.ends_with('\n'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| bad("no readable header"))?;
+    let mut chunks = HashMap::new();
+    let mut hashes = HashMap::new();
+    for l in lines {
+        if !l.ends_with('\n') {
+            break; // torn by a crash
+        }
+        match serde_json::from_str::<Line>(l) {
+            Ok(Line::Chunk { item, index, id, len }) => {
+                chunks.insert((item, index), ChunkRef { id, len });
+            }
+            Ok(Line::Hash { item, blake3 }) => {
+                hashes.insert(item, blake3);
+            }
+            Err(_) => return Err(bad("unreadable line")),
+        }
+    }
+    Ok(Recovered { header, chunks, hashes, path: path.to_owned() })
+}
