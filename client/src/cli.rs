@@ -510,8 +510,24 @@ impl Cli {
             }
             Command::Resume => {
                 let pending = crate::journal::pending(&home)?;
+                let fetches = crate::fetch::pending(&home);
                 let mut failed = 0;
                 let mut done = vec![];
+                for (transfer, out) in &fetches {
+                    let opts = fetch::FetchOptions { transfer: *transfer, out: out.clone(), progress: show_progress };
+                    match fetch::fetch(&home, opts).await {
+                        Ok(r) => {
+                            if !json {
+                                println!("{transfer} fetched into {} and receipted", out.display());
+                            }
+                            done.push(r.transfer.to_string());
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("fetch {transfer}: {e}");
+                        }
+                    }
+                }
                 for j in &pending {
                     match send::resume(&home, j, show_progress).await {
                         Ok(out) => {
@@ -528,7 +544,7 @@ impl Cli {
                 }
                 if json {
                     print_json(&json!({"resumed": done, "failed": failed}))?;
-                } else if pending.is_empty() {
+                } else if pending.is_empty() && fetches.is_empty() {
                     println!("nothing to resume");
                 }
                 if failed > 0 {

@@ -41,6 +41,9 @@ pub enum ClientError {
     /// it was rewritten or truncated.
     #[error("AUDIT LOG TAMPERED: {0}")]
     AuditRewritten(String),
+    /// Stopped part-way; what arrived is kept to continue from.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),

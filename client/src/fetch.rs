@@ -65,6 +65,50 @@ pub struct FetchOutcome {
     /// The receipt the server accepted (none when the sender fetches their
     /// own transfer).
     pub receipt: Option<AcceptedReceipt>,
+    /// Chunks downloaded by this run (fewer than all when continuing).
+    pub chunks_fetched: usize,
+}
+
+/// The first line of a fetch journal.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct FetchHeader {
+    /// Transfer.
+    pub transfer: TransferId,
+    /// Output directory (canonical).
+    pub out: PathBuf,
+    /// Temp file tag.
+    pub tag: u64,
+}
+
+fn write_fetch_header(path: &Path, h: &FetchHeader) -> Result<(), ClientError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
+    }
+    let mut line = serde_json::to_vec(h).map_err(|e| ClientError::Config(e.to_string()))?;
+    line.push(b'\n');
+    std::fs::write(path, line).map_err(ClientError::io(format!("writing {}", path.display())))
+}
+
+/// Header and chunks done of a fetch journal (a torn last line ignored).
+pub fn read_fetch_journal(path: &Path) -> Option<(FetchHeader, std::collections::HashSet<(usize, usize)>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+    let header: FetchHeader = serde_json::from_str(lines.next()?).ok()?;
+    let done = lines.filter_map(|l| serde_json::from_str::<(usize, usize)>(l).ok()).collect();
+    Some((header, done))
+}
+
+/// Unfinished fetches: (transfer, output directory).
+pub fn pending(home: &Home) -> Vec<(TransferId, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(home.dir().join("journal")) else { return vec![] };
+    let mut out: Vec<_> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "fetch"))
+        .filter_map(|p| read_fetch_journal(&p).map(|(h, _)| (h.transfer, h.out)))
+        .collect();
+    out.sort();
+    out
 }
 
 /// Get and verify a transfer's manifest: the sender's entry against the
@@ -151,14 +195,35 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
 
     // Temp files are created here and reopened per chunk, so a folder of
     // thousands of files never holds thousands of descriptors.
+    // An earlier, interrupted fetch of this transfer into this directory
+    // is continued: its temp files and the chunks its journal records.
+    let jpath = home.dir().join("journal").join(format!("{}.fetch", opts.transfer));
+    let (tag, done) = match read_fetch_journal(&jpath) {
+        Some((h, done)) if h.out == out => (h.tag, done),
+        _ => {
+            let tag: u64 = rand::random();
+            write_fetch_header(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag })?;
+            (tag, Default::default())
+        }
+    };
     let mut temps = Temps(vec![]);
-    let tag: u64 = rand::random();
     for (i, d) in details.items.iter().enumerate() {
         let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
-        let f = File::create_new(&t).map_err(ClientError::io(format!("creating {}", t.display())))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&t)
+            .map_err(ClientError::io(format!("creating {}", t.display())))?;
         temps.0.push(t);
         f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
     }
+    let journal = Arc::new(std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&jpath)
+            .map_err(ClientError::io(format!("opening {}", jpath.display())))?,
+    ));
     let files = Arc::new(temps.0.clone());
     let vm = Arc::new(vm);
     let identity = Arc::new(p.age.clone());
@@ -176,11 +241,14 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
                 .enumerate()
                 .map(move |(k, c)| (i, k, c.len, d.plain_len(k), k as u64 * u64::from(d.chunk_plain_len)))
         })
+        .filter(|(i, k, ..)| !done.contains(&(*i, *k)))
         .collect();
+    let chunks_fetched = jobs.len();
     let transfer = opts.transfer;
     let mut downloads = futures_util::stream::iter(jobs)
         .map(|(item, index, cipher_len, plain_len, offset)| {
             let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());
+            let journal = journal.clone();
             async move {
                 let id = vm.manifest().items[item].chunks[index].id;
                 let cipher = conn.get_chunk(transfer, id, cipher_len as usize).await?;
@@ -191,6 +259,11 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
                         .open(&files[item])
                         .map_err(ClientError::io("opening temp file"))?;
                     f.write_all_at(&plain, offset).map_err(ClientError::io("writing temp file"))?;
+                    let mut line =
+                        serde_json::to_vec(&(item, index)).map_err(|e| ClientError::Config(e.to_string()))?;
+                    line.push(b'\n');
+                    let mut j = journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?;
+                    std::io::Write::write_all(&mut *j, &line).map_err(ClientError::io("writing fetch journal"))?;
                     Ok::<_, ClientError>(u64::from(plain_len))
                 })
                 .await
@@ -199,10 +272,21 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
         })
         .buffer_unordered(IN_FLIGHT);
     while let Some(r) = downloads.next().await {
-        progress.inc(r.map_err(|e| match e {
-            ClientError::Proto(p) => ClientError::Verify(p.to_string()),
-            e => e,
-        })?);
+        match r {
+            Ok(n) => progress.inc(n),
+            Err(ClientError::Proto(e)) => {
+                // Tampered or wrong: nothing of it is kept.
+                let _ = std::fs::remove_file(&jpath);
+                return Err(ClientError::Verify(e.to_string()));
+            }
+            Err(e) => {
+                // Interrupted: keep what arrived for `exhibit resume`.
+                temps.0.clear();
+                return Err(ClientError::Interrupted(format!(
+                    "{e}; what arrived is kept: run `exhibit resume` or fetch again to continue"
+                )));
+            }
+        }
     }
     drop(downloads);
     progress.finish();
@@ -223,7 +307,10 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
         Ok(())
     })
     .await
-    .map_err(|e| ClientError::Stream(format!("hash worker: {e}")))??;
+    .map_err(|e| ClientError::Stream(format!("hash worker: {e}")))?
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&jpath);
+    })?;
 
     // Every destination is checked before anything is moved, so a clash
     // leaves nothing half-delivered.
@@ -248,10 +335,8 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
         });
     }
     temps.0.clear();
-    if let Some(parent) = out.parent() {
-        let _ = File::open(&out).and_then(|d| d.sync_all());
-        let _ = parent;
-    }
+    let _ = File::open(&out).and_then(|d| d.sync_all());
+    let _ = std::fs::remove_file(&jpath);
 
     let receipt = if is_recipient {
         let r = Receipt {
@@ -286,6 +371,7 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
     };
     conn.close();
     Ok(FetchOutcome {
+        chunks_fetched,
         transfer,
         sender: sender.user.to_string(),
         sender_fingerprint: sender.fingerprint(),

@@ -152,6 +152,8 @@ pub struct FillingDisk {
     /// Chunks stored so far; the disk fills when this reaches `limit`.
     pub puts: Arc<AtomicUsize>,
     pub limit: Arc<AtomicUsize>,
+    /// Reads allowed before reads fail (a dying disk or server).
+    pub reads_left: Arc<AtomicUsize>,
 }
 
 impl ChunkStore for FillingDisk {
@@ -168,6 +170,13 @@ impl ChunkStore for FillingDisk {
         Ok(())
     }
     fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ServerError> {
+        let left = self.reads_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left.is_err() {
+            return Err(ServerError::Io {
+                context: "reading chunk".into(),
+                source: std::io::Error::other("I/O error"),
+            });
+        }
         self.inner.get(id)
     }
     fn has(&self, id: &ChunkId) -> Result<bool, ServerError> {
@@ -191,6 +200,7 @@ async fn full_disk_refuses_uploads_clearly_alerts_and_a_later_retry_succeeds() {
             full: flag,
             puts: Default::default(),
             limit: Arc::new(AtomicUsize::new(usize::MAX)),
+            reads_left: Arc::new(AtomicUsize::new(usize::MAX)),
         })
     });
     let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
@@ -256,6 +266,7 @@ async fn interrupted_send_resumes_sending_only_the_remainder() {
             full: Default::default(),
             puts: counter,
             limit: cap,
+            reads_left: Arc::new(AtomicUsize::new(usize::MAX)),
         })
     });
     let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
@@ -286,4 +297,52 @@ async fn interrupted_send_resumes_sending_only_the_remainder() {
     fetch_to(&bob, out.transfer, &dest).await.unwrap();
     assert_eq!(std::fs::read(dest.join("case/b-video.bin")).unwrap(), bytes(40 * 4096, 2));
     assert_eq!(std::fs::read(dest.join("case/a-small.txt")).unwrap(), bytes(100, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
+    let reads = Arc::new(AtomicUsize::new(usize::MAX));
+    let r2 = reads.clone();
+    let maker: StoreMaker = Box::new(move |dir| {
+        Arc::new(FillingDisk {
+            inner: DiskChunks::open(dir).unwrap(),
+            full: Default::default(),
+            puts: Default::default(),
+            limit: Arc::new(AtomicUsize::new(usize::MAX)),
+            reads_left: r2,
+        })
+    });
+    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("extract.bin"), bytes(30 * 4096, 5)).unwrap();
+    let t = send_paths(&alice, vec![src.join("extract.bin")], &["bob"], 4096).await;
+
+    reads.store(10, Ordering::SeqCst);
+    let out = f.path("out");
+    let err = fetch_to(&bob, t, &out).await.unwrap_err();
+    assert!(matches!(err, exhibit_client::ClientError::Interrupted(_)), "{err}");
+    assert!(!out.join("extract.bin").exists(), "an unverified file was moved into place");
+    let pending = exhibit_client::fetch::pending(&bob);
+    assert_eq!(pending.len(), 1);
+    let journal = bob.dir().join("journal").join(format!("{t}.fetch"));
+    let (_, done) = exhibit_client::fetch::read_fetch_journal(&journal).unwrap();
+    assert!(!done.is_empty() && done.len() <= 10, "{}", done.len());
+
+    reads.store(usize::MAX, Ordering::SeqCst);
+    let r = fetch_to(&bob, pending[0].0, &pending[0].1).await.unwrap();
+    // Chunks still being written when the fetch stopped may land in the
+    // journal after we read it: then even fewer are fetched again.
+    let missing = 30 - done.len();
+    assert!(
+        r.chunks_fetched <= missing && r.chunks_fetched + exhibit_client::send::IN_FLIGHT >= missing,
+        "fetched {} chunks again; {missing} were missing",
+        r.chunks_fetched
+    );
+    assert_eq!(std::fs::read(out.join("extract.bin")).unwrap(), bytes(30 * 4096, 5));
+    assert!(r.receipt.is_some());
+    assert!(exhibit_client::fetch::pending(&bob).is_empty(), "journal left behind");
+    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
 }
