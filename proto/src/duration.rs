@@ -19,6 +19,24 @@ pub fn parse_secs(s: &str) -> Result<u64, ProtoError> {
     n.checked_mul(mult).ok_or(bad("too long"))
 }
 
+/// Parse a size: `1048576`, `512K`, `20M`, `4G`, `2T` (binary units).
+pub fn parse_bytes(s: &str) -> Result<u64, ProtoError> {
+    let bad = |reason| ProtoError::InvalidId { what: "size", got: s.chars().take(40).collect(), reason };
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad("expected a number then K, M, G or T, e.g. 500G"))?;
+    let shift = match unit.trim_end_matches(['i', 'B']) {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad("unit must be K, M, G or T")),
+    };
+    n.checked_mul(1 << shift).ok_or(bad("too large"))
+}
+
 /// Format seconds compactly (`4h`, `90s`, `1d2h`).
 pub fn format_secs(mut s: u64) -> String {
     if s == 0 {
@@ -47,5 +65,10 @@ mod tests {
         assert!(parse_secs("4w").is_err());
         assert!(parse_secs("99999999999999999999d").is_err());
         assert_eq!(format_secs(93784), "1d2h3m4s");
+        assert_eq!(parse_bytes("2T").unwrap(), 2 << 40);
+        assert_eq!(parse_bytes("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("7").unwrap(), 7);
+        assert!(parse_bytes("5X").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
     }
 }

@@ -49,6 +49,12 @@ pub struct Config {
     /// kept. `forever` keeps them.
     #[serde(default = "default_retain")]
     pub retain_after_ack: String,
+    /// Largest transfer (ciphertext) a sender may upload.
+    #[serde(default = "default_max_transfer")]
+    pub max_transfer_size: String,
+    /// Ciphertext each user may keep stored at once (`none`: no limit).
+    #[serde(default = "default_quota")]
+    pub user_quota: String,
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
@@ -92,6 +98,12 @@ pub struct SmtpConfig {
     pub password: Option<String>,
 }
 
+fn default_max_transfer() -> String {
+    "1T".into()
+}
+fn default_quota() -> String {
+    "none".into()
+}
 fn default_retain() -> String {
     "90d".into()
 }
@@ -153,6 +165,10 @@ pub struct Settings {
     pub stalled_upload_after: u64,
     /// Retention after acknowledgement, seconds (`None`: forever).
     pub retain_after_ack: Option<u64>,
+    /// Largest transfer, bytes of ciphertext.
+    pub max_transfer_bytes: u64,
+    /// Per-user quota, bytes of ciphertext.
+    pub user_quota: Option<u64>,
 }
 
 impl Config {
@@ -171,6 +187,8 @@ impl Config {
             escalate_after: default_escalate(),
             stalled_upload_after: default_stalled(),
             retain_after_ack: default_retain(),
+            max_transfer_size: default_max_transfer(),
+            user_quota: default_quota(),
             admin_emails: vec![],
             webhook: None,
             smtp: None,
@@ -201,6 +219,9 @@ impl Config {
                 "config: ack_within must lie between ack_within_min and ack_within_max".into(),
             ));
         }
+        let size = |key: &str, v: &str| {
+            exhibit_proto::duration::parse_bytes(v).map_err(|e| ServerError::Setup(format!("config key {key}: {e}")))
+        };
         let escalate_after =
             self.escalate_after.iter().map(|v| d("escalate_after", v)).collect::<Result<Vec<_>, _>>()?;
         if escalate_after.windows(2).any(|w| w[0] >= w[1]) || escalate_after.len() > 16 {
@@ -225,6 +246,11 @@ impl Config {
             scan_interval: d("scan_interval", &self.scan_interval)?.max(1),
             escalate_after,
             stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,
+            max_transfer_bytes: size("max_transfer_size", &self.max_transfer_size)?,
+            user_quota: match self.user_quota.as_str() {
+                "none" => None,
+                v => Some(size("user_quota", v)?),
+            },
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),

@@ -554,6 +554,27 @@ async fn put_chunk(
     if u64::from(len) > max {
         return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge { what: "chunk", got: len.into(), max }));
     }
+    // Limits are checked before the body is read. Chunks already in flight
+    // may overshoot by at most one stream window each.
+    let limit = state.settings.max_transfer_bytes;
+    if rec.bytes + u64::from(len) > limit {
+        return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
+            what: "transfer (max_transfer_size)",
+            got: rec.bytes + u64::from(len),
+            max: limit,
+        }));
+    }
+    if let Some(quota) = state.settings.user_quota {
+        let key = format!("usage:{}", rec.sender);
+        let used = blocking(state, move |s| s.store.meta_u64(&key)).await?.unwrap_or(0);
+        if used + u64::from(len) > quota {
+            return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
+                what: "your stored evidence (user_quota)",
+                got: used + u64::from(len),
+                max: quota,
+            }));
+        }
+    }
     // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
     // blocks, and the disk gets one large write (measured faster here than
     // hashing and writing quinn's packet-sized pieces).
@@ -569,7 +590,13 @@ async fn put_chunk(
             }
             e => e,
         })?;
-        s.store.add_chunk(&transfer, &id, len)
+        let (max, quota) = (s.settings.max_transfer_bytes, s.settings.user_quota);
+        s.store.add_chunk(&transfer, &id, len, max, quota).inspect_err(|_| {
+            // Refused after the write: do not leave the file behind.
+            if s.store.chunk_ref(&id).is_ok_and(|n| n == 0) {
+                let _ = s.chunks.delete(&id);
+            }
+        })
     })
     .await;
     if let Err(ServerError::StorageFull) = r {

@@ -584,26 +584,63 @@ impl Store {
 
     /// Note that a chunk (already durable in the chunk store) belongs to a
     /// transfer.
-    pub fn add_chunk(&self, transfer: &TransferId, id: &ChunkId, len: u32) -> Result<(), ServerError> {
+    pub fn add_chunk(
+        &self,
+        transfer: &TransferId,
+        id: &ChunkId,
+        len: u32,
+        max_transfer: u64,
+        quota: Option<u64>,
+    ) -> Result<(), ServerError> {
         self.write(|tx| {
             // Re-checked inside the transaction: a seal may have committed
             // while this chunk was arriving.
-            let state = tx
-                .open_table(TRANSFERS)?
+            let mut transfers = tx.open_table(TRANSFERS)?;
+            let rec = transfers
                 .get(transfer.as_bytes().as_slice())?
                 .map(|v| dec::<TransferRecord>(v.value(), "transfer"))
-                .transpose()?
-                .map(|t| t.state);
-            if state != Some(TransferState::Uploading) {
-                return Err(ServerError::Conflict(format!("transfer {transfer} is no longer uploading")));
-            }
+                .transpose()?;
+            let mut rec = match rec {
+                Some(r) if r.state == TransferState::Uploading => r,
+                _ => return Err(ServerError::Conflict(format!("transfer {transfer} is no longer uploading"))),
+            };
             let key = cat(&[transfer.as_bytes(), id.as_bytes()]);
             let mut tc = tx.open_table(TRANSFER_CHUNKS)?;
-            if tc.insert(key.as_slice(), len.to_be_bytes().as_slice())?.is_none() {
+            if tc.get(key.as_slice())?.is_none() {
+                let new = rec.bytes + u64::from(len);
+                if new > max_transfer {
+                    return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
+                        what: "transfer (max_transfer_size)",
+                        got: new,
+                        max: max_transfer,
+                    }));
+                }
+                if let Some(q) = quota {
+                    let used = usage_tx(tx, &rec.sender)?;
+                    if used + u64::from(len) > q {
+                        return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
+                            what: "your stored evidence (user_quota)",
+                            got: used + u64::from(len),
+                            max: q,
+                        }));
+                    }
+                }
+                tc.insert(key.as_slice(), len.to_be_bytes().as_slice())?;
                 bump_ref(tx, id, 1)?;
+                rec.bytes = new;
+                transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+                add_usage(tx, &rec.sender, i64::from(len))?;
             }
             Ok(())
         })
+    }
+
+    /// How many transfers refer to a chunk.
+    pub fn chunk_ref(&self, id: &ChunkId) -> Result<u64, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CHUNK_REFS)?;
+        let v = t.get(id.as_bytes().as_slice())?;
+        Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
     }
 
     /// The length of a chunk of a transfer, if it belongs to it.
@@ -693,7 +730,9 @@ impl Store {
             rec.case_ref = case_ref;
             rec.items = items;
             rec.chunks = chunks.len() as u32;
+            let uploaded = rec.bytes;
             rec.bytes = chunks.iter().map(|c| u64::from(c.1)).sum();
+            add_usage(tx, &rec.sender, rec.bytes as i64 - uploaded as i64)?;
             for r in &mut rec.recipients {
                 r.state = DeliveryState::Sealed;
                 r.at = Some(now);
@@ -1162,6 +1201,9 @@ impl<'t> AlertTx<'t> {
         rec.state = TransferState::Expired;
         rec.ended_at = Some(now);
         self.transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
+        let key = format!("usage:{}", rec.sender);
+        let used = self.meta.get(key.as_bytes())?.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes));
+        self.meta.insert(key.as_bytes(), used.unwrap_or(0).saturating_sub(rec.bytes).to_be_bytes().as_slice())?;
         self.audit.append(
             Ev::new(now, "exhibitd", "expire", transfer)
                 .details(format!("retention over: {} chunks deleted; manifest, receipts and audit kept", ids.len())),
@@ -1212,6 +1254,22 @@ impl<'t> AlertTx<'t> {
         }
         Ok(out)
     }
+}
+
+/// A user's stored-bytes count.
+fn usage_tx(tx: &WriteTransaction, user: &UserId) -> Result<u64, ServerError> {
+    let meta = tx.open_table(META)?;
+    let v = meta.get(format!("usage:{user}").as_bytes())?;
+    Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
+}
+
+/// Change a user's stored-bytes count.
+fn add_usage(tx: &WriteTransaction, user: &UserId, delta: i64) -> Result<(), ServerError> {
+    let mut meta = tx.open_table(META)?;
+    let key = format!("usage:{user}");
+    let old = meta.get(key.as_bytes())?.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+    meta.insert(key.as_bytes(), old.saturating_add_signed(delta).to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 fn bump_ref(tx: &WriteTransaction, id: &ChunkId, delta: i64) -> Result<u64, ServerError> {

@@ -46,3 +46,13 @@ fn serve_reports_a_bad_config_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml"), "{err}");
 }
+
+#[test]
+fn documented_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/exhibit.toml");
+    let s = exhibit_server::config::Config::load(&path).unwrap();
+    assert_eq!(s.ack_within, 4 * 3600);
+    assert_eq!(s.retain_after_ack, Some(90 * 86400));
+    assert_eq!(s.max_transfer_bytes, 1 << 40);
+    assert_eq!(s.escalate_after, vec![4 * 3600, 24 * 3600]);
+}

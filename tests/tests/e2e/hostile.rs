@@ -346,3 +346,29 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
     let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_size_and_user_quota_are_enforced() {
+    let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| c.max_transfer_size = "12K".into()).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("small.bin"), bytes(8 * 1024, 1)).unwrap();
+    std::fs::write(src.join("big.bin"), bytes(16 * 1024, 2)).unwrap();
+    let mut o = exhibit_client::send::SendOptions::new(vec![src.join("big.bin")], vec![uid("bob")]);
+    o.chunk_size = 4096;
+    let err = exhibit_client::send::send(&alice, o).await.unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::TooLarge), "{err}");
+    assert!(err.to_string().contains("max_transfer_size"), "{err}");
+    send_paths(&alice, vec![src.join("small.bin")], &["bob"], 4096).await;
+
+    let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| c.user_quota = "10K".into()).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    send_paths(&alice, vec![src.join("small.bin")], &["bob"], 4096).await;
+    let mut o = exhibit_client::send::SendOptions::new(vec![src.join("small.bin")], vec![uid("bob")]);
+    o.chunk_size = 4096;
+    let err = exhibit_client::send::send(&alice, o).await.unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::TooLarge), "{err}");
+    assert!(err.to_string().contains("user_quota"), "{err}");
+}
