@@ -171,7 +171,38 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
 }
 
 /// Download, verify, decrypt and write a transfer, then send the receipt.
+/// A dropped connection is re-established and the fetch continues from
+/// its journal, a few times, backing off.
 pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, ClientError> {
+    let fetched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut attempt = 0;
+    loop {
+        match fetch_once(home, opts.clone(), fetched.clone()).await {
+            Ok(mut out) => {
+                out.chunks_fetched = fetched.load(std::sync::atomic::Ordering::Relaxed);
+                return Ok(out);
+            }
+            Err(e @ (ClientError::Stream(_) | ClientError::Connect { .. })) if attempt < crate::send::RECONNECTS => {
+                attempt += 1;
+                let wait = std::time::Duration::from_millis(500 << attempt.min(5));
+                tracing::warn!(error = %e, "connection lost; reconnecting in {} ms", wait.as_millis());
+                tokio::time::sleep(wait).await;
+            }
+            Err(e @ (ClientError::Stream(_) | ClientError::Connect { .. })) => {
+                return Err(ClientError::Interrupted(format!(
+                    "{e}; what arrived is kept: run `exhibit resume` or fetch again to continue"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn fetch_once(
+    home: &Home,
+    opts: FetchOptions,
+    fetched: Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<FetchOutcome, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     crate::audit::check(&conn, home, &p).await?;
@@ -243,12 +274,11 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
         })
         .filter(|(i, k, ..)| !done.contains(&(*i, *k)))
         .collect();
-    let chunks_fetched = jobs.len();
     let transfer = opts.transfer;
     let mut downloads = futures_util::stream::iter(jobs)
         .map(|(item, index, cipher_len, plain_len, offset)| {
             let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());
-            let journal = journal.clone();
+            let (journal, fetched) = (journal.clone(), fetched.clone());
             async move {
                 let id = vm.manifest().items[item].chunks[index].id;
                 let cipher = conn.get_chunk(transfer, id, cipher_len as usize).await?;
@@ -264,6 +294,9 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
                     line.push(b'\n');
                     let mut j = journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?;
                     std::io::Write::write_all(&mut *j, &line).map_err(ClientError::io("writing fetch journal"))?;
+                    // Counted where it is written: a chunk finished after
+                    // its attempt was abandoned still counts, once.
+                    fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     Ok::<_, ClientError>(u64::from(plain_len))
                 })
                 .await
@@ -282,6 +315,9 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
             Err(e) => {
                 // Interrupted: keep what arrived for `exhibit resume`.
                 temps.0.clear();
+                if matches!(e, ClientError::Stream(_) | ClientError::Connect { .. }) {
+                    return Err(e);
+                }
                 return Err(ClientError::Interrupted(format!(
                     "{e}; what arrived is kept: run `exhibit resume` or fetch again to continue"
                 )));
@@ -371,7 +407,8 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
     };
     conn.close();
     Ok(FetchOutcome {
-        chunks_fetched,
+        // Filled in by `fetch`, which counts across reconnections.
+        chunks_fetched: 0,
         transfer,
         sender: sender.user.to_string(),
         sender_fingerprint: sender.fingerprint(),

@@ -116,6 +116,11 @@ impl Journal {
         self.file.sync_data().map_err(ClientError::io("writing journal"))
     }
 
+    /// Where the journal is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Record an uploaded chunk (after the server said it is stored).
     pub fn chunk(&mut self, item: usize, index: usize, c: ChunkRef) -> Result<(), ClientError> {
         self.append(&Line::Chunk { item, index, id: c.id, len: c.len })

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
@@ -89,6 +91,8 @@ pub struct SendOutcome {
     pub deadline: u64,
     /// Chunks this run uploaded (fewer than all when resuming).
     pub chunks_sent: usize,
+    /// Times the connection was lost and re-established.
+    pub reconnects: u32,
 }
 
 /// A file to send.
@@ -304,13 +308,71 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         r => return Err(unexpected(&r)),
     }
     let plans = sources.into_iter().map(|source| ReadPlan { source, hash: None, skip: Default::default() }).collect();
-    upload(&conn, &p, header, plans, HashMap::new(), journal, keys, shown, opts.progress).await
+    let sent = AtomicUsize::new(0);
+    let jpath = journal.path().to_owned();
+    let first = upload(&conn, &p, header, plans, HashMap::new(), journal, keys, shown, opts.progress, &sent).await;
+    conn.close();
+    let mut err = match first {
+        Ok(mut out) => {
+            out.chunks_sent = sent.load(Ordering::Relaxed);
+            return Ok(out);
+        }
+        Err(e) => e,
+    };
+    // A dropped connection or a restarting server: reconnect and continue
+    // from the journal, a few times, backing off.
+    let mut reconnects = 0;
+    while retryable(&err) && reconnects < RECONNECTS {
+        reconnects += 1;
+        let wait = Duration::from_millis(500 << reconnects.min(5));
+        tracing::warn!(error = %err, "connection lost; reconnecting in {} ms", wait.as_millis());
+        if opts.progress {
+            eprintln!("connection lost ({err}); reconnecting in {}s", wait.as_secs_f32());
+        }
+        tokio::time::sleep(wait).await;
+        match resume_counting(home, &jpath, opts.progress, &sent).await {
+            Ok(mut out) => {
+                out.chunks_sent = sent.load(Ordering::Relaxed);
+                out.reconnects = reconnects;
+                return Ok(out);
+            }
+            Err(e) => err = e,
+        }
+    }
+    if retryable(&err) {
+        return Err(ClientError::Interrupted(format!("{err}; run `exhibit resume` to continue")));
+    }
+    Err(err)
+}
+
+/// Reconnection attempts within one send.
+pub const RECONNECTS: u32 = 5;
+
+/// Whether an error is worth reconnecting for.
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Stream(_) | ClientError::Connect { .. } => true,
+        ClientError::Server { code, .. } => *code == exhibit_proto::frame::ErrorCode::Internal,
+        _ => false,
+    }
 }
 
 /// Continue an interrupted send from its journal: only chunks the server
 /// does not hold are sent again, and only items whose hash was not finished
 /// are read whole again.
 pub async fn resume(home: &Home, journal_path: &Path, progress: bool) -> Result<SendOutcome, ClientError> {
+    let sent = AtomicUsize::new(0);
+    let mut out = resume_counting(home, journal_path, progress, &sent).await?;
+    out.chunks_sent = sent.load(Ordering::Relaxed);
+    Ok(out)
+}
+
+async fn resume_counting(
+    home: &Home,
+    journal_path: &Path,
+    progress: bool,
+    sent: &AtomicUsize,
+) -> Result<SendOutcome, ClientError> {
     let r = crate::journal::recover(journal_path)?;
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
@@ -364,7 +426,9 @@ pub async fn resume(home: &Home, journal_path: &Path, progress: bool) -> Result<
         })
         .collect();
     let journal = Journal::reopen(&r)?;
-    upload(&conn, &p, h, plans, done, journal, keys, shown, progress).await
+    let r = upload(&conn, &p, h, plans, done, journal, keys, shown, progress, sent).await;
+    conn.close();
+    r
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -378,6 +442,7 @@ async fn upload(
     keys: Vec<age::x25519::Recipient>,
     shown: Vec<RecipientShown>,
     show_progress: bool,
+    sent: &AtomicUsize,
 ) -> Result<SendOutcome, ClientError> {
     let transfer = h.transfer;
     let recipients = Arc::new(keys);
@@ -420,10 +485,9 @@ async fn upload(
             *slot = Some(*c);
         }
     }
-    let mut sent = 0;
     while let Some(r) = uploads.next().await {
         let (item, index, c, n) = r?;
-        sent += 1;
+        sent.fetch_add(1, Ordering::Relaxed);
         journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.chunk(item, index, c)?;
         chunks[item][index] = Some(c);
         progress.inc(n);
@@ -475,7 +539,15 @@ async fn upload(
         .into_inner()
         .map_err(|_| ClientError::Stream("journal lock".into()))?;
     journal.finish()?;
-    Ok(SendOutcome { transfer, items: plans.len(), bytes: total, recipients: shown, deadline, chunks_sent: sent })
+    Ok(SendOutcome {
+        transfer,
+        items: plans.len(),
+        bytes: total,
+        recipients: shown,
+        deadline,
+        chunks_sent: sent.load(Ordering::Relaxed),
+        reconnects: 0,
+    })
 }
 
 /// Wall-clock time for fields the client states about itself.

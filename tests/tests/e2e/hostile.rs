@@ -372,3 +372,72 @@ async fn transfer_size_and_user_quota_are_enforced() {
     assert_eq!(err.server_code(), Some(ErrorCode::TooLarge), "{err}");
     assert!(err.to_string().contains("user_quota"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reconnects_by_itself_after_the_connection_drops() {
+    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    let content = bytes(200 * 4096, 9);
+    std::fs::write(src.join("image.bin"), &content).unwrap();
+    let mut o = exhibit_client::send::SendOptions::new(vec![src.join("image.bin")], vec![uid("bob")]);
+    o.chunk_size = 4096;
+    let task = tokio::spawn({
+        let alice = alice.clone();
+        async move { exhibit_client::send::send(&alice, o).await }
+    });
+    // Drop every connection part-way: the server goes away and comes back.
+    let start = std::time::Instant::now();
+    while f.chunk_files().len() < 60 && start.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(!task.is_finished(), "the send finished before the drop; make the file larger");
+    f.restart().await;
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(60), task).await.expect("send hung").unwrap().unwrap();
+    assert!(out.reconnects >= 1, "no reconnection happened");
+    // Only the remainder went again: at most the chunks in flight at the
+    // drop were sent twice.
+    assert!(
+        out.chunks_sent >= 200 && out.chunks_sent <= 200 + exhibit_client::send::IN_FLIGHT,
+        "sent {} chunks for 200",
+        out.chunks_sent
+    );
+    let dest = f.path("out");
+    fetch_to(&bob, out.transfer, &dest).await.unwrap();
+    assert_eq!(std::fs::read(dest.join("image.bin")).unwrap(), content);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reconnects_by_itself_after_the_connection_drops() {
+    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    let content = bytes(300 * 4096, 4);
+    std::fs::write(src.join("image.bin"), &content).unwrap();
+    let t = send_paths(&alice, vec![src.join("image.bin")], &["bob"], 4096).await;
+    let dest = f.path("out");
+    let task = tokio::spawn({
+        let (bob, dest) = (bob.clone(), dest.clone());
+        async move { fetch_to(&bob, t, &dest).await }
+    });
+    let journal = bob.dir().join("journal").join(format!("{t}.fetch"));
+    let start = std::time::Instant::now();
+    while exhibit_client::fetch::read_fetch_journal(&journal).map_or(0, |(_, d)| d.len()) < 60
+        && start.elapsed() < std::time::Duration::from_secs(20)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(!task.is_finished(), "the fetch finished before the drop; make the file larger");
+    f.restart().await;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), task).await.expect("fetch hung").unwrap().unwrap();
+    assert!(
+        r.chunks_fetched >= 300 && r.chunks_fetched <= 300 + exhibit_client::send::IN_FLIGHT,
+        "{}",
+        r.chunks_fetched
+    );
+    assert_eq!(std::fs::read(dest.join("image.bin")).unwrap(), content);
+    assert!(r.receipt.is_some());
+}
