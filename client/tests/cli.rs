@@ -142,3 +142,44 @@ fn bad_input_gets_clear_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn killed_fetch_is_finished_by_resume() {
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "K", "--role", "evidence-unit"]);
+    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "C", "--role", "caseworker"]);
+    env.enrol("alice", a["code"].as_str().unwrap());
+    env.enrol("bob", b["code"].as_str().unwrap());
+    let src = env.dir.path().join("extract.bin");
+    let content: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&src, &content).unwrap();
+    let sent = env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--chunk-size", "16384"]);
+    let t = sent["transfer"].as_str().unwrap().to_owned();
+
+    let out = env.dir.path().join("received");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .env("EXHIBIT_HOME", env.home("bob"))
+        .args(["fetch", &t, "-o", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = Path::new(&env.home("bob")).join("journal").join(format!("{t}.fetch"));
+    let start = std::time::Instant::now();
+    let lines = || std::fs::read_to_string(&journal).map(|s| s.lines().count()).unwrap_or(0);
+    while lines() < 100 && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL: no clean-up runs
+    child.wait().unwrap();
+    assert!(!out.join("extract.bin").exists(), "the fetch finished before the kill; make the file larger");
+
+    let resumed = env.json("bob", &["resume"]);
+    assert_eq!(resumed["resumed"][0], t.as_str(), "{resumed}");
+    assert_eq!(std::fs::read(out.join("extract.bin")).unwrap(), content);
+    let outbox = env.json("alice", &["outbox"]);
+    assert_eq!(outbox[0]["recipients"][0]["state"], "acknowledged");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "temp files left behind: {left:?}");
+}

@@ -389,7 +389,7 @@ async fn send_reconnects_by_itself_after_the_connection_drops() {
     });
     // Drop every connection part-way: the server goes away and comes back.
     let start = std::time::Instant::now();
-    while f.chunk_files().len() < 60 && start.elapsed() < std::time::Duration::from_secs(20) {
+    while f.chunk_files().len() < 100 && start.elapsed() < std::time::Duration::from_secs(20) {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     assert!(!task.is_finished(), "the send finished before the drop; make the file larger");
@@ -440,4 +440,22 @@ async fn fetch_reconnects_by_itself_after_the_connection_drops() {
     );
     assert_eq!(std::fs::read(dest.join("image.bin")).unwrap(), content);
     assert!(r.receipt.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_symlink_in_the_output_dir_is_not_followed() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src").join("case");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/a.txt"), b"evidence").unwrap();
+    let t = send_paths(&alice, vec![src], &["bob"], 1024).await;
+    let out = f.path("out");
+    let elsewhere = f.path("elsewhere");
+    std::fs::create_dir_all(out.join("case")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("case/sub")).unwrap();
+    let err = fetch_to(&bob, t, &out).await.unwrap_err();
+    assert!(err.to_string().contains("not a directory") || err.to_string().contains("exists"), "{err}");
+    assert!(tree(&elsewhere).is_empty(), "wrote through the symlink");
 }
