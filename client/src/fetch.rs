@@ -358,7 +358,10 @@ async fn fetch_once(
     }
     let mut items = vec![];
     for (i, rel) in paths.iter().enumerate() {
-        let dest = safe_parent(&out, rel)?;
+        let dest = safe_parent(&out, rel).inspect_err(|_| {
+            // Not worth resuming: the destination itself is unsafe.
+            let _ = std::fs::remove_file(&jpath);
+        })?;
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
         }

@@ -458,4 +458,5 @@ async fn a_planted_symlink_in_the_output_dir_is_not_followed() {
     let err = fetch_to(&bob, t, &out).await.unwrap_err();
     assert!(err.to_string().contains("not a directory") || err.to_string().contains("exists"), "{err}");
     assert!(tree(&elsewhere).is_empty(), "wrote through the symlink");
+    assert!(exhibit_client::fetch::pending(&bob).is_empty(), "an unsafe destination left a journal to retry");
 }
