@@ -229,10 +229,5 @@ impl Home {
 
 /// The DER inside a one-certificate PEM.
 pub fn pem_body(pem: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let text = std::str::from_utf8(pem).map_err(|_| ClientError::Config("certificate is not PEM text".into()))?;
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|e| ClientError::Config(format!("certificate PEM: {e}")))
+    exhibit_proto::cert::pem_der(pem).map_err(|e| ClientError::Config(format!("certificate: {e}")))
 }

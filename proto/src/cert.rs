@@ -8,6 +8,15 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::error::ProtoError;
 
+/// The DER inside a one-block PEM file (certificate or PKCS#8 key).
+pub fn pem_der(pem: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    use base64::Engine as _;
+    let text =
+        std::str::from_utf8(pem).map_err(|_| ProtoError::Malformed { what: "PEM", reason: "not text".into() })?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body.trim()).map_err(|e| ProtoError::malformed("PEM", e))
+}
+
 /// The Ed25519 public key of a PEM-encoded certificate.
 pub fn ed25519_key_from_pem(pem: &[u8]) -> Result<VerifyingKey, ProtoError> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| ProtoError::malformed("certificate PEM", e))?;

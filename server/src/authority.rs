@@ -163,10 +163,5 @@ pub fn load_tls(
 }
 
 fn pem_der(pem: &[u8], what: &str) -> Result<Vec<u8>, ServerError> {
-    let text = std::str::from_utf8(pem).map_err(|_| ServerError::Setup(format!("{what}: not PEM text")))?;
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|e| ServerError::Setup(format!("{what}: bad PEM: {e}")))
+    exhibit_proto::cert::pem_der(pem).map_err(|e| ServerError::Setup(format!("{what}: {e}")))
 }
