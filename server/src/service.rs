@@ -556,25 +556,15 @@ async fn put_chunk(
     }
     // Limits are checked before the body is read. Chunks already in flight
     // may overshoot by at most one stream window each.
-    let limit = state.settings.max_transfer_bytes;
-    if rec.bytes + u64::from(len) > limit {
-        return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
-            what: "transfer (max_transfer_size)",
-            got: rec.bytes + u64::from(len),
-            max: limit,
-        }));
-    }
-    if let Some(quota) = state.settings.user_quota {
-        let key = format!("usage:{}", rec.sender);
-        let used = blocking(state, move |s| s.store.meta_u64(&key)).await?.unwrap_or(0);
-        if used + u64::from(len) > quota {
-            return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
-                what: "your stored evidence (user_quota)",
-                got: used + u64::from(len),
-                max: quota,
-            }));
+    let (max, quota) = (state.settings.max_transfer_bytes, state.settings.user_quota);
+    let used = match quota {
+        Some(_) => {
+            let sender = rec.sender.clone();
+            blocking(state, move |s| s.store.usage(&sender)).await?
         }
-    }
+        None => 0,
+    };
+    crate::store::check_limits(rec.bytes, used, len, max, quota)?;
     // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
     // blocks, and the disk gets one large write (measured faster here than
     // hashing and writing quinn's packet-sized pieces).

@@ -607,27 +607,14 @@ impl Store {
             let key = cat(&[transfer.as_bytes(), id.as_bytes()]);
             let mut tc = tx.open_table(TRANSFER_CHUNKS)?;
             if tc.get(key.as_slice())?.is_none() {
-                let new = rec.bytes + u64::from(len);
-                if new > max_transfer {
-                    return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
-                        what: "transfer (max_transfer_size)",
-                        got: new,
-                        max: max_transfer,
-                    }));
-                }
-                if let Some(q) = quota {
-                    let used = usage_tx(tx, &rec.sender)?;
-                    if used + u64::from(len) > q {
-                        return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
-                            what: "your stored evidence (user_quota)",
-                            got: used + u64::from(len),
-                            max: q,
-                        }));
-                    }
-                }
+                let used = match quota {
+                    Some(_) => read_u64(&tx.open_table(META)?, usage_key(&rec.sender).as_bytes())?,
+                    None => 0,
+                };
+                check_limits(rec.bytes, used, len, max_transfer, quota)?;
                 tc.insert(key.as_slice(), len.to_be_bytes().as_slice())?;
                 bump_ref(tx, id, 1)?;
-                rec.bytes = new;
+                rec.bytes += u64::from(len);
                 transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
                 add_usage(tx, &rec.sender, i64::from(len))?;
             }
@@ -655,15 +642,13 @@ impl Store {
     /// Chunk ids stored for a transfer.
     pub fn transfer_chunk_ids(&self, transfer: &TransferId) -> Result<Vec<ChunkId>, ServerError> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(TRANSFER_CHUNKS)?;
-        let start = transfer.as_bytes().to_vec();
-        let end = cat(&[transfer.as_bytes(), &[0xff; 33]]);
-        let mut out = vec![];
-        for row in t.range(start.as_slice()..end.as_slice())? {
-            let (k, _) = row?;
-            out.push(ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?));
-        }
-        Ok(out)
+        chunk_ids_of(&tx.open_table(TRANSFER_CHUNKS)?, transfer)
+    }
+
+    /// Bytes of ciphertext `user` has stored.
+    pub fn usage(&self, user: &UserId) -> Result<u64, ServerError> {
+        let tx = self.db.begin_read()?;
+        read_u64(&tx.open_table(META)?, usage_key(user).as_bytes())
     }
 
     /// Seal a transfer: every manifest chunk must be stored with its length;
@@ -705,17 +690,8 @@ impl Store {
                 }
                 listed.insert(*id);
             }
-            let prefix = transfer.as_bytes().to_vec();
-            let mut end = prefix.clone();
-            end.extend_from_slice(&[0xff; 33]);
-            let mut stray = vec![];
-            for row in tc.range(prefix.as_slice()..end.as_slice())? {
-                let (k, _) = row?;
-                let id = ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?);
-                if !listed.contains(&id) {
-                    stray.push(id);
-                }
-            }
+            let stray: Vec<ChunkId> =
+                chunk_ids_of(&tc, transfer)?.into_iter().filter(|id| !listed.contains(id)).collect();
             let mut unreferenced = vec![];
             for id in stray {
                 tc.remove(cat(&[transfer.as_bytes(), id.as_bytes()]).as_slice())?;
@@ -1184,13 +1160,7 @@ impl<'t> AlertTx<'t> {
             None => return Ok(vec![]),
         };
         let mut tc = self.tx.open_table(TRANSFER_CHUNKS)?;
-        let start = transfer.as_bytes().to_vec();
-        let end = cat(&[transfer.as_bytes(), &[0xff; 33]]);
-        let mut ids = vec![];
-        for row in tc.range(start.as_slice()..end.as_slice())? {
-            let (k, _) = row?;
-            ids.push(ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?));
-        }
+        let ids = chunk_ids_of(&tc, transfer)?;
         let mut gone = vec![];
         for id in &ids {
             tc.remove(cat(&[transfer.as_bytes(), id.as_bytes()]).as_slice())?;
@@ -1201,9 +1171,7 @@ impl<'t> AlertTx<'t> {
         rec.state = TransferState::Expired;
         rec.ended_at = Some(now);
         self.transfers.insert(transfer.as_bytes().as_slice(), enc(&rec).as_slice())?;
-        let key = format!("usage:{}", rec.sender);
-        let used = self.meta.get(key.as_bytes())?.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes));
-        self.meta.insert(key.as_bytes(), used.unwrap_or(0).saturating_sub(rec.bytes).to_be_bytes().as_slice())?;
+        bump_usage(&mut self.meta, &rec.sender, -(rec.bytes as i64))?;
         self.audit.append(
             Ev::new(now, "exhibitd", "expire", transfer)
                 .details(format!("retention over: {} chunks deleted; manifest, receipts and audit kept", ids.len())),
@@ -1256,20 +1224,64 @@ impl<'t> AlertTx<'t> {
     }
 }
 
-/// A user's stored-bytes count.
-fn usage_tx(tx: &WriteTransaction, user: &UserId) -> Result<u64, ServerError> {
-    let meta = tx.open_table(META)?;
-    let v = meta.get(format!("usage:{user}").as_bytes())?;
+/// Would `len` more bytes take a transfer past `max_transfer`, or its
+/// sender (who has `used` stored) past `quota`? Checked before a chunk is
+/// read and again inside the transaction that records it.
+pub fn check_limits(
+    transfer_bytes: u64,
+    used: u64,
+    len: u32,
+    max_transfer: u64,
+    quota: Option<u64>,
+) -> Result<(), ServerError> {
+    let too_large = |what, got, max| ServerError::Proto(exhibit_proto::ProtoError::TooLarge { what, got, max });
+    let after = transfer_bytes + u64::from(len);
+    if after > max_transfer {
+        return Err(too_large("transfer (max_transfer_size)", after, max_transfer));
+    }
+    if let Some(q) = quota {
+        if used + u64::from(len) > q {
+            return Err(too_large("your stored evidence (user_quota)", used + u64::from(len), q));
+        }
+    }
+    Ok(())
+}
+
+/// The ids of a transfer's chunks (keys transfer ‖ chunk id).
+fn chunk_ids_of(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    transfer: &TransferId,
+) -> Result<Vec<ChunkId>, ServerError> {
+    let end = cat(&[transfer.as_bytes(), &[0xff; 33]]);
+    let mut out = vec![];
+    for row in t.range(transfer.as_bytes().as_slice()..end.as_slice())? {
+        let (k, _) = row?;
+        out.push(ChunkId(k.value()[16..].try_into().map_err(|_| ServerError::Store("bad chunk key".into()))?));
+    }
+    Ok(out)
+}
+
+/// A u64 in the meta table (0 if absent).
+fn read_u64(meta: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> Result<u64, ServerError> {
+    let v = meta.get(key)?;
     Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0))
+}
+
+fn usage_key(user: &UserId) -> String {
+    format!("usage:{user}")
+}
+
+/// Change a user's stored-bytes count in an open meta table.
+fn bump_usage(meta: &mut Tbl, user: &UserId, delta: i64) -> Result<(), ServerError> {
+    let key = usage_key(user);
+    let new = read_u64(meta, key.as_bytes())?.saturating_add_signed(delta);
+    meta.insert(key.as_bytes(), new.to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 /// Change a user's stored-bytes count.
 fn add_usage(tx: &WriteTransaction, user: &UserId, delta: i64) -> Result<(), ServerError> {
-    let mut meta = tx.open_table(META)?;
-    let key = format!("usage:{user}");
-    let old = meta.get(key.as_bytes())?.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
-    meta.insert(key.as_bytes(), old.saturating_add_signed(delta).to_be_bytes().as_slice())?;
-    Ok(())
+    bump_usage(&mut tx.open_table(META)?, user, delta)
 }
 
 fn bump_ref(tx: &WriteTransaction, id: &ChunkId, delta: i64) -> Result<u64, ServerError> {
