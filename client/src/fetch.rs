@@ -184,9 +184,7 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
             }
             Err(e @ (ClientError::Stream(_) | ClientError::Connect { .. })) if attempt < crate::send::RECONNECTS => {
                 attempt += 1;
-                let wait = std::time::Duration::from_millis(500 << attempt.min(5));
-                tracing::warn!(error = %e, "connection lost; reconnecting in {} ms", wait.as_millis());
-                tokio::time::sleep(wait).await;
+                crate::send::wait_to_reconnect(attempt, &e, false).await;
             }
             Err(e @ (ClientError::Stream(_) | ClientError::Connect { .. })) => {
                 return Err(ClientError::Interrupted(format!(

@@ -324,12 +324,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     let mut reconnects = 0;
     while retryable(&err) && reconnects < RECONNECTS {
         reconnects += 1;
-        let wait = Duration::from_millis(500 << reconnects.min(5));
-        tracing::warn!(error = %err, "connection lost; reconnecting in {} ms", wait.as_millis());
-        if opts.progress {
-            eprintln!("connection lost ({err}); reconnecting in {}s", wait.as_secs_f32());
-        }
-        tokio::time::sleep(wait).await;
+        wait_to_reconnect(reconnects, &err, opts.progress).await;
         match resume_counting(home, &jpath, opts.progress, &sent).await {
             Ok(mut out) => {
                 out.chunks_sent = sent.load(Ordering::Relaxed);
@@ -345,7 +340,18 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     Err(err)
 }
 
-/// Reconnection attempts within one send.
+/// Log the lost connection and wait before attempt `attempt` (backing off
+/// from 1 s to 16 s).
+pub(crate) async fn wait_to_reconnect(attempt: u32, err: &ClientError, tell_user: bool) {
+    let wait = Duration::from_millis(500 << attempt.min(5));
+    tracing::warn!(error = %err, "connection lost; reconnecting in {} ms", wait.as_millis());
+    if tell_user {
+        eprintln!("connection lost ({err}); reconnecting in {}s", wait.as_secs_f32());
+    }
+    tokio::time::sleep(wait).await;
+}
+
+/// Reconnection attempts within one send or fetch.
 pub const RECONNECTS: u32 = 5;
 
 /// Whether an error is worth reconnecting for.

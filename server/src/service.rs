@@ -164,6 +164,13 @@ fn entry_of(rec: &UserRecord) -> Result<SignedEntry, ServerError> {
     rec.entry.clone().ok_or_else(|| ServerError::NotFound(format!("directory entry of {}", rec.user)))
 }
 
+/// The signed directory entries of a transfer's sender and recipients.
+fn parties(s: &State, rec: &TransferRecord) -> Result<(SignedEntry, Vec<SignedEntry>), ServerError> {
+    let entry = |u: &UserId| entry_of(&s.store.user(u)?.ok_or_else(|| ServerError::NotFound(format!("user {u}")))?);
+    let recipients = rec.recipients.iter().map(|r| entry(&r.user)).collect::<Result<_, _>>()?;
+    Ok((entry(&rec.sender)?, recipients))
+}
+
 /// A sealed (or since revoked or expired) transfer the caller may see, or
 /// "not found or not yours".
 fn visible(rec: Option<TransferRecord>, caller: &UserId, id: &TransferId) -> Result<TransferRecord, ServerError> {
@@ -291,22 +298,17 @@ pub(crate) async fn dispatch(
             Response::Transfers { transfers: list.iter().map(TransferRecord::info).collect() }
         }
         Request::GetManifest { transfer } => {
-            let (rec, users) = blocking(state, move |s| {
+            let (rec, (sender, recipients)) = blocking(state, move |s| {
                 let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
                 s.store.audit(Ev::new(now, &me, "manifest-read", transfer))?;
                 if rec.chunks == 0 && rec.is_recipient(&me) {
                     s.store.record_fetch(&transfer, &me, None, now)?;
                 }
-                let mut users = vec![];
-                for u in std::iter::once(&rec.sender).chain(rec.recipients.iter().map(|r| &r.user)) {
-                    users.push(s.store.user(u)?.ok_or_else(|| ServerError::NotFound(format!("user {u}")))?);
-                }
-                Ok((rec, users))
+                let parties = parties(s, &rec)?;
+                Ok((rec, parties))
             })
             .await?;
             let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
-            let sender = entry_of(&users[0])?;
-            let recipients = users[1..].iter().map(entry_of).collect::<Result<_, _>>()?;
             let head = Response::Manifest {
                 signature: manifest.signature,
                 manifest_len: manifest.bytes.len() as u32,
@@ -439,7 +441,7 @@ async fn custody(
 ) -> Result<Reply, ServerError> {
     let me = caller.user.clone();
     let admin = caller.role == Role::Admin;
-    let (rec, entries, receipts, users) = blocking(state, move |s| {
+    let (rec, entries, receipts, (sender, recipients)) = blocking(state, move |s| {
         let rec = match s.store.transfer(&transfer)? {
             Some(t) if admin && t.state != TransferState::Uploading => t,
             other => visible(other, &me, &transfer)?,
@@ -450,11 +452,8 @@ async fn custody(
         for r in &rec.recipients {
             receipts.extend(s.store.receipt(&transfer, &r.user)?);
         }
-        let mut users = vec![];
-        for u in std::iter::once(&rec.sender).chain(rec.recipients.iter().map(|r| &r.user)) {
-            users.push(s.store.user(u)?.ok_or_else(|| ServerError::NotFound(format!("user {u}")))?);
-        }
-        Ok((rec, entries, receipts, users))
+        let parties = parties(s, &rec)?;
+        Ok((rec, entries, receipts, parties))
     })
     .await?;
     let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
@@ -462,8 +461,8 @@ async fn custody(
         transfer: rec.info(),
         entries,
         receipts,
-        sender: entry_of(&users[0])?,
-        recipients: users[1..].iter().map(entry_of).collect::<Result<_, _>>()?,
+        sender,
+        recipients,
         signature: manifest.signature,
         manifest_len: manifest.bytes.len() as u32,
     };
