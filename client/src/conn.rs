@@ -110,7 +110,16 @@ impl Conn {
         req: &Request,
         body: Option<Bytes>,
     ) -> Result<(Response, quinn::RecvStream), ClientError> {
-        let stream_err = |e: &dyn std::fmt::Display| ClientError::Stream(format!("{}: {e}", self.server));
+        // When the server closed the connection, its reason says more than
+        // the stream's "connection lost" (e.g. "user bob has been revoked").
+        let stream_err = |e: &dyn std::fmt::Display| match self.conn.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => ClientError::Stream(format!(
+                "{}: closed by the server: {}",
+                self.server,
+                String::from_utf8_lossy(&c.reason)
+            )),
+            _ => ClientError::Stream(format!("{}: {e}", self.server)),
+        };
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_err(&e))?;
         let f = frame::encode(req)?;
         send.write_all(&f).await.map_err(|e| stream_err(&e))?;

@@ -10,6 +10,7 @@ pub mod authority;
 pub mod chunks;
 pub mod clock;
 pub mod config;
+pub mod conns;
 pub mod error;
 pub mod fsck;
 mod fsutil;
@@ -61,6 +62,8 @@ pub struct State {
     pub notify: tokio::sync::Notify,
     /// Duration of the last alert scan, microseconds.
     pub last_scan_micros: std::sync::atomic::AtomicU64,
+    /// Open connections by user (revocation closes them).
+    pub conns: conns::Connections,
 }
 
 impl State {
@@ -79,6 +82,7 @@ impl State {
             clock,
             notify: tokio::sync::Notify::new(),
             last_scan_micros: Default::default(),
+            conns: Default::default(),
         }
     }
 }
@@ -237,10 +241,35 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     // The handshake verified any certificate against our CA; which user it
     // belongs to is looked up per request, so a revocation bites at once.
     let cert_hash = peer_cert_hash(&conn);
-    if cert_hash.is_none() {
+    let _registered = match cert_hash {
         // Without a certificate the only thing to do is enrol: one stream.
-        conn.set_max_concurrent_bi_streams(1u32.into());
-    }
+        None => {
+            conn.set_max_concurrent_bi_streams(1u32.into());
+            None
+        }
+        Some(h) => match service::blocking(&state, move |s| s.store.user_by_cert(&h)).await {
+            Ok(Some(user)) => {
+                let reg = state.conns.register(&user.user, &conn);
+                // Looked up again after registering: a revocation that
+                // committed in between has not seen this connection.
+                let revoked = match service::blocking(&state, move |s| s.store.user_by_cert(&h)).await {
+                    Ok(u) => u.is_none_or(|u| u.revoked_at.is_some()),
+                    Err(_) => false,
+                };
+                if user.revoked_at.is_some() || revoked {
+                    conn.close(conns::CLOSE_REVOKED.into(), format!("user {} has been revoked", user.user).as_bytes());
+                    return;
+                }
+                Some(reg)
+            }
+            // Unknown certificate: each request is refused with a reason.
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "looking up a connecting user");
+                None
+            }
+        },
+    };
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {

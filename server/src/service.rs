@@ -197,6 +197,19 @@ fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
     }
 }
 
+/// Revoke `user` (by admin `by`): record it and alert on their open
+/// transfers, then close every connection they have open.
+pub async fn revoke_user(state: &Arc<State>, by: UserId, user: UserId, now: u64) -> Result<(), ServerError> {
+    let who = user.clone();
+    let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &by, &who, now)).await?;
+    if !raised.is_empty() {
+        state.notify.notify_one();
+    }
+    let closed = state.conns.close_user(&user, &format!("user {user} has been revoked"));
+    tracing::info!(%user, closed, "user revoked");
+    Ok(())
+}
+
 /// Handle one request from an authenticated or anonymous peer. `body`
 /// reads the raw bytes after the frame (chunk uploads).
 pub(crate) async fn dispatch(
@@ -240,10 +253,7 @@ pub(crate) async fn dispatch(
         }
         Request::AdminRevokeUser { user } => {
             require_admin(&caller)?;
-            let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &me, &user, now)).await?;
-            if !raised.is_empty() {
-                state.notify.notify_one();
-            }
+            revoke_user(state, me, user, now).await?;
             Response::Done
         }
         Request::AdminAlerts { all } => {

@@ -7,6 +7,7 @@ mod auth;
 mod custody;
 mod fixture;
 mod hostile;
+mod lifecycle;
 mod receipts;
 mod tamper;
 mod transfer;
