@@ -6,11 +6,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use exhibit_proto::ChunkId;
 
+use crate::config::{Settings, StorageBackend};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
+
+mod s3;
+pub use s3::S3Chunks;
 
 /// Where chunks live. Methods block; call them from a blocking task.
 pub trait ChunkStore: Send + Sync + std::fmt::Debug + 'static {
@@ -24,6 +29,22 @@ pub trait ChunkStore: Send + Sync + std::fmt::Debug + 'static {
     fn delete(&self, id: &ChunkId) -> Result<(), ServerError>;
     /// Every stored chunk id.
     fn list(&self) -> Result<Vec<ChunkId>, ServerError>;
+}
+
+/// Open the chunk store `settings` choose: the local disk under the data
+/// directory (temp files of a crashed write removed), or an object store.
+pub fn open(settings: &Settings) -> Result<Arc<dyn ChunkStore>, ServerError> {
+    match settings.config.storage.backend {
+        StorageBackend::Disk => {
+            let disk = DiskChunks::open(&settings.data_dir.join("chunks"))?;
+            let stale = disk.clean_tmp()?;
+            if stale > 0 {
+                tracing::warn!(stale, "removed temp chunks left by an earlier crash");
+            }
+            Ok(Arc::new(disk))
+        }
+        StorageBackend::S3 => Ok(Arc::new(S3Chunks::open(&settings.config.storage)?)),
+    }
 }
 
 /// Chunks as files: `chunks/ab/cd/<id>`, written to a temp file, fsynced,
@@ -119,23 +140,98 @@ impl ChunkStore for DiskChunks {
     }
 }
 
+/// What every chunk store must do, run against an empty store: the disk
+/// backend's unit test and the S3 backend's test against a real
+/// S3-compatible server both call this.
+#[doc(hidden)]
+pub fn conformance(s: &dyn ChunkStore) -> Result<(), String> {
+    let fail = |what: &str| Err(format!("chunk store conformance: {what}"));
+    let e = |e: ServerError| e.to_string();
+    if !s.list().map_err(e)?.is_empty() {
+        return fail("a new store lists chunks");
+    }
+    let big: Vec<u8> = (0..(4 << 20) + 17).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let items = [b"abc".to_vec(), vec![], big];
+    let ids: Vec<ChunkId> = items.iter().map(|b| ChunkId::of(b)).collect();
+    for (id, bytes) in ids.iter().zip(&items) {
+        if s.has(id).map_err(e)? {
+            return fail("has() before put");
+        }
+        s.put(id, bytes).map_err(e)?;
+        // Putting again (a resumed upload) is harmless.
+        s.put(id, bytes).map_err(e)?;
+        if !s.has(id).map_err(e)? {
+            return fail("has() after put");
+        }
+    }
+    for (id, bytes) in ids.iter().zip(&items) {
+        if s.get(id).map_err(e)? != *bytes {
+            return fail("get() returned other bytes");
+        }
+    }
+    let mut listed = s.list().map_err(e)?;
+    listed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    if listed != want {
+        return fail(&format!("list() gave {} ids, expected {}", listed.len(), want.len()));
+    }
+    s.delete(&ids[0]).map_err(e)?;
+    s.delete(&ids[0]).map_err(e)?;
+    if s.has(&ids[0]).map_err(e)? || s.get(&ids[0]).is_ok() {
+        return fail("a deleted chunk is still there");
+    }
+    if s.list().map_err(e)?.len() != 2 {
+        return fail("list() after delete");
+    }
+    if s.get(&ChunkId::of(b"never stored")).is_ok() {
+        return fail("get() of an absent chunk succeeded");
+    }
+    for id in &ids {
+        s.delete(id).map_err(e)?;
+    }
+    if !s.list().map_err(e)?.is_empty() {
+        return fail("chunks left after deleting all");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn put_get_delete_list() {
+    fn disk_store_conforms() {
         let dir = tempfile::tempdir().unwrap();
         let s = DiskChunks::open(dir.path()).unwrap();
-        let id = ChunkId::of(b"abc");
-        assert!(!s.has(&id).unwrap());
-        s.put(&id, b"abc").unwrap();
-        s.put(&id, b"abc").unwrap();
-        assert_eq!(s.get(&id).unwrap(), b"abc");
-        assert_eq!(s.list().unwrap(), vec![id]);
-        s.delete(&id).unwrap();
-        s.delete(&id).unwrap();
-        assert!(s.get(&id).is_err());
+        conformance(&s).unwrap();
         assert_eq!(s.clean_tmp().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_store_that_loses_deletes_fails_conformance() {
+        // The suite itself must be able to fail.
+        #[derive(Debug)]
+        struct NoDelete(DiskChunks);
+        impl ChunkStore for NoDelete {
+            fn put(&self, id: &ChunkId, b: &[u8]) -> Result<(), ServerError> {
+                self.0.put(id, b)
+            }
+            fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ServerError> {
+                self.0.get(id)
+            }
+            fn has(&self, id: &ChunkId) -> Result<bool, ServerError> {
+                self.0.has(id)
+            }
+            fn delete(&self, _: &ChunkId) -> Result<(), ServerError> {
+                Ok(())
+            }
+            fn list(&self) -> Result<Vec<ChunkId>, ServerError> {
+                self.0.list()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let err = conformance(&NoDelete(DiskChunks::open(dir.path()).unwrap())).unwrap_err();
+        assert!(err.contains("deleted chunk"), "{err}");
     }
 }

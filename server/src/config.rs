@@ -64,6 +64,51 @@ pub struct Config {
     /// E-mail notifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
+    /// Where chunks are stored.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// Chunk storage backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Files under `<data_dir>/chunks`.
+    #[default]
+    Disk,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// `[storage]`: where ciphertext chunks live. Metadata (redb) and keys stay
+/// in the data directory whatever the backend.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `disk` (default) or `s3`.
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// S3: bucket name (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// S3: endpoint URL of an S3-compatible service (default: AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3: region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// S3: key prefix of chunk objects (default `chunks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// S3: allow a plain `http://` endpoint (a loopback test server only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// S3: access key id (default: `AWS_ACCESS_KEY_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// S3: secret key (default: `AWS_SECRET_ACCESS_KEY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
 }
 
 /// `[webhook]`: alerts POSTed as JSON with an HMAC-SHA256 signature header.
@@ -192,6 +237,7 @@ impl Config {
             admin_emails: vec![],
             webhook: None,
             smtp: None,
+            storage: StorageConfig::default(),
         }
     }
 
@@ -236,6 +282,9 @@ impl Config {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 return Err(ServerError::Setup("config: webhook.url must be http:// or https://".into()));
             }
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(ServerError::Setup("config: storage.bucket is required when storage.backend = \"s3\"".into()));
         }
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use exhibit_proto::ChunkId;
 use serde::Serialize;
@@ -35,8 +36,16 @@ impl Report {
 /// Check a data directory (server stopped).
 pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
     let store = Store::open(&data.join(crate::META_FILE))?;
-    let chunks = DiskChunks::open(&data.join("chunks"))?;
-    check(&store, &chunks, read_data)
+    // The data directory's config says where chunks live (disk or S3).
+    let config = data.join(crate::CONFIG_FILE);
+    let chunks: Arc<dyn ChunkStore> = if config.exists() {
+        let mut settings = crate::config::Config::load(&config)?;
+        settings.data_dir = data.to_owned();
+        crate::chunks::open(&settings)?
+    } else {
+        Arc::new(DiskChunks::open(&data.join("chunks"))?)
+    };
+    check(&store, chunks.as_ref(), read_data)
 }
 
 /// On start: delete chunk files no metadata refers to (written before a

@@ -168,12 +168,10 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let data = settings.data_dir.clone();
         let store = Store::open(&data.join(META_FILE))?;
-        let disk = DiskChunks::open(&data.join("chunks"))?;
-        let stale = disk.clean_tmp()?;
-        if stale > 0 {
-            tracing::warn!(stale, "removed temp chunks left by an earlier crash");
-        }
-        let chunks: Arc<dyn ChunkStore> = chunks.unwrap_or_else(|| Arc::new(disk));
+        let chunks: Arc<dyn ChunkStore> = match chunks {
+            Some(c) => c,
+            None => chunks::open(&settings)?,
+        };
         let authority = Authority::load(&data)?;
         let mut store = store;
         store.set_signer(authority.signing_key().clone());
@@ -182,7 +180,11 @@ impl Server {
             .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
         let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
         let state = Arc::new(State::new(settings, store, chunks, authority, clock));
-        fsck::repair(&state)?;
+        // The chunk store blocks (an object store runs its own runtime).
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || fsck::repair(&s))
+            .await
+            .map_err(|e| ServerError::Stream(format!("start-up check failed: {e}")))??;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), state.clone()))];
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));

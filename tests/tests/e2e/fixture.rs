@@ -81,6 +81,13 @@ impl Fixture {
         self.server().state()
     }
 
+    /// Stop the server (offline tools can then open the data directory).
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
     /// Stop the server and start it again on the same data and port.
     pub async fn restart(&mut self) {
         self.restart_with(|_| {}).await

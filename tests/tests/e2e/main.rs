@@ -9,5 +9,6 @@ mod fixture;
 mod hostile;
 mod lifecycle;
 mod receipts;
+mod s3;
 mod tamper;
 mod transfer;
