@@ -190,7 +190,7 @@ pub fn scan_batch(state: &State, now: u64, limit: usize) -> Result<ScanReport, S
     // After the commit: a crash here leaves orphan chunk files, which
     // `exhibitd fsck` lists; never a reference to a deleted chunk.
     for id in unreferenced {
-        state.chunks.delete(&id)?;
+        state.delete_chunk(&id)?;
     }
     Ok(report)
 }

@@ -310,6 +310,22 @@ impl Config {
     }
 }
 
+impl Settings {
+    /// The settings of a data directory from its own config file (or the
+    /// defaults when it has none), with the data directory taken as given:
+    /// what offline tools (fsck, backup, restore) need to find the chunks.
+    pub fn of_data_dir(data: &Path) -> Result<Settings, ServerError> {
+        let config = data.join(crate::CONFIG_FILE);
+        let mut settings = if config.exists() {
+            Config::load(&config)?
+        } else {
+            Config::new(data.to_owned(), SocketAddr::from(([127, 0, 0, 1], 0)), default_name()).settings(data)?
+        };
+        settings.data_dir = data.to_owned();
+        Ok(settings)
+    }
+}
+
 /// Encode a config as TOML.
 pub fn to_toml(c: &Config) -> Result<String, ServerError> {
     toml::to_string_pretty(c).map_err(|e| ServerError::Setup(e.to_string()))

@@ -2,12 +2,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use exhibit_proto::ChunkId;
 use serde::Serialize;
 
-use crate::chunks::{ChunkStore, DiskChunks};
+use crate::chunks::ChunkStore;
 use crate::error::ServerError;
 use crate::store::Store;
 
@@ -37,14 +36,7 @@ impl Report {
 pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
     let store = Store::open(&data.join(crate::META_FILE))?;
     // The data directory's config says where chunks live (disk or S3).
-    let config = data.join(crate::CONFIG_FILE);
-    let chunks: Arc<dyn ChunkStore> = if config.exists() {
-        let mut settings = crate::config::Config::load(&config)?;
-        settings.data_dir = data.to_owned();
-        crate::chunks::open(&settings)?
-    } else {
-        Arc::new(DiskChunks::open(&data.join("chunks"))?)
-    };
+    let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
     check(&store, chunks.as_ref(), read_data)
 }
 
@@ -55,7 +47,7 @@ pub fn repair(state: &crate::State) -> Result<Report, ServerError> {
     let r = check(&state.store, state.chunks.as_ref(), false)?;
     for id in &r.orphans {
         if let Ok(id) = id.parse::<ChunkId>() {
-            state.chunks.delete(&id)?;
+            state.delete_chunk(&id)?;
         }
     }
     if !r.orphans.is_empty() {

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod authority;
+pub mod backup;
 pub mod chunks;
 pub mod clock;
 pub mod config;
@@ -64,6 +65,8 @@ pub struct State {
     pub last_scan_micros: std::sync::atomic::AtomicU64,
     /// Open connections by user (revocation closes them).
     pub conns: conns::Connections,
+    /// Chunk deletions, held back while a backup copies chunks.
+    pub deletes: backup::DeleteGate,
 }
 
 impl State {
@@ -83,7 +86,14 @@ impl State {
             notify: tokio::sync::Notify::new(),
             last_scan_micros: Default::default(),
             conns: Default::default(),
+            deletes: Default::default(),
         }
+    }
+
+    /// Delete a chunk no metadata refers to any more (deferred while a
+    /// backup runs).
+    pub fn delete_chunk(&self, id: &exhibit_proto::ChunkId) -> Result<(), ServerError> {
+        self.deletes.delete(self.chunks.as_ref(), id)
     }
 }
 
@@ -186,6 +196,7 @@ impl Server {
             .await
             .map_err(|e| ServerError::Stream(format!("start-up check failed: {e}")))??;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), state.clone()))];
+        tasks.extend(backup::spawn_control(state.clone()));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));

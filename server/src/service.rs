@@ -593,7 +593,7 @@ async fn put_chunk(
         s.store.add_chunk(&transfer, &id, len, max, quota).inspect_err(|_| {
             // Refused after the write: do not leave the file behind.
             if s.store.chunk_ref(&id).is_ok_and(|n| n == 0) {
-                let _ = s.chunks.delete(&id);
+                let _ = s.delete_chunk(&id);
             }
         })
     })
@@ -649,7 +649,7 @@ async fn seal(
         }
         let sealed = s.store.seal(&manifest, &m, now, deadline)?;
         for id in &sealed.unreferenced {
-            s.chunks.delete(id)?;
+            s.delete_chunk(id)?;
         }
         Ok(sealed)
     })

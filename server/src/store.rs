@@ -57,6 +57,28 @@ const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 /// seq (u64 BE) → [`SignedCheckpoint`], every [`CHECKPOINT_EVERY`] entries.
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 
+/// Every table: created on open, copied by a snapshot.
+const TABLES: [Bytes; 18] = [
+    USERS,
+    CERTS,
+    CODES,
+    TRANSFERS,
+    TRANSFER_CHUNKS,
+    FETCHED,
+    INBOX,
+    OUTBOX,
+    RECEIPTS,
+    DEADLINES,
+    CHUNK_REFS,
+    ALERTS,
+    ALERT_KEYS,
+    PENDING,
+    META,
+    AUDIT,
+    AUDIT_SUBJECT,
+    AUDIT_CHECKPOINTS,
+];
+
 /// A checkpoint is signed and stored every this many entries.
 pub const CHECKPOINT_EVERY: u64 = 256;
 
@@ -316,26 +338,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, ServerError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
-        for t in [
-            USERS,
-            CERTS,
-            CODES,
-            TRANSFERS,
-            TRANSFER_CHUNKS,
-            FETCHED,
-            INBOX,
-            OUTBOX,
-            RECEIPTS,
-            DEADLINES,
-            CHUNK_REFS,
-            ALERTS,
-            ALERT_KEYS,
-            PENDING,
-            META,
-            AUDIT,
-            AUDIT_SUBJECT,
-            AUDIT_CHECKPOINTS,
-        ] {
+        for t in TABLES {
             tx.open_table(t)?;
         }
         tx.commit()?;
@@ -900,17 +903,39 @@ impl Store {
 
     /// Every chunk reference count, for fsck.
     pub fn chunk_refs(&self) -> Result<Vec<(ChunkId, u64)>, ServerError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(CHUNK_REFS)?;
-        let mut out = vec![];
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let id = ChunkId(k.value().try_into().map_err(|_| ServerError::Store("bad chunk ref key".into()))?);
-            let n = u64::from_be_bytes(v.value().try_into().map_err(|_| ServerError::Store("bad chunk ref".into()))?);
-            out.push((id, n));
-        }
-        Ok(out)
+        chunk_refs_in(&self.db.begin_read()?)
     }
+
+    /// Copy the whole store as of one read transaction into a new database
+    /// at `dest` (writers go on meanwhile). Returns the chunks that
+    /// snapshot refers to.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<Vec<ChunkId>, ServerError> {
+        let rtx = self.db.begin_read()?;
+        let out = Database::create(dest)?;
+        let wtx = out.begin_write()?;
+        for t in TABLES {
+            let src = rtx.open_table(t)?;
+            let mut dst = wtx.open_table(t)?;
+            for row in src.iter()? {
+                let (k, v) = row?;
+                dst.insert(k.value(), v.value())?;
+            }
+        }
+        wtx.commit()?;
+        Ok(chunk_refs_in(&rtx)?.into_iter().map(|(id, _)| id).collect())
+    }
+}
+
+fn chunk_refs_in(tx: &redb::ReadTransaction) -> Result<Vec<(ChunkId, u64)>, ServerError> {
+    let t = tx.open_table(CHUNK_REFS)?;
+    let mut out = vec![];
+    for row in t.iter()? {
+        let (k, v) = row?;
+        let id = ChunkId(k.value().try_into().map_err(|_| ServerError::Store("bad chunk ref key".into()))?);
+        let n = u64::from_be_bytes(v.value().try_into().map_err(|_| ServerError::Store("bad chunk ref".into()))?);
+        out.push((id, n));
+    }
+    Ok(out)
 }
 
 impl Store {
