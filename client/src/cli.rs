@@ -44,8 +44,11 @@ pub enum Command {
         #[arg(long)]
         ca: PathBuf,
     },
-    /// Show who you are enrolled as.
+    /// Show who you are enrolled as, and when your certificate expires.
     Whoami,
+    /// Renew your client certificate (same keys, same fingerprint) before
+    /// it expires; the old one stops working once the new one is in use.
+    Renew,
     /// List enrolled users (optionally matching QUERY), verified against the CA.
     Directory {
         /// Part of a user id, name or organisation.
@@ -343,15 +346,26 @@ impl Cli {
                     }
                 }
                 let me = &p.me;
+                let expires = crate::renew::cert_expiry(&p.tls_cert)?;
                 if json {
                     print_json(&json!({
                         "user": me.user.to_string(), "display_name": me.display_name, "org": me.org,
                         "role": me.role.as_str(), "fingerprint": me.fingerprint(), "server": p.config.server,
+                        "certificate_expires": expires,
                     }))?;
                 } else {
                     println!("{} ({}), {} at {}", me.user, me.display_name, me.role, me.org);
                     println!("fingerprint {}", me.fingerprint());
                     println!("server {}", p.config.server);
+                    println!("certificate valid until {} (renew with `exhibit renew`)", format_time(expires));
+                }
+            }
+            Command::Renew => {
+                let expires = crate::renew::renew(&home).await?;
+                if json {
+                    print_json(&json!({ "certificate_expires": expires }))?;
+                } else {
+                    println!("certificate renewed; valid until {}", format_time(expires));
                 }
             }
             Command::Directory { query } => {

@@ -42,6 +42,12 @@ async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), Clie
 impl Conn {
     /// Connect as an enrolled user.
     pub async fn open(p: &Profile) -> Result<Conn, ClientError> {
+        if let Ok(expiry) = exhibit_proto::cert::not_after(&p.tls_cert) {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if expiry.saturating_sub(now) < crate::renew::WARN_BEFORE {
+                tracing::warn!("your certificate expires on {}: run `exhibit renew`", crate::cli::format_time(expiry));
+            }
+        }
         Conn::connect(&p.config.server, &p.ca_der, Some((&p.tls_cert, &p.tls_key))).await
     }
 

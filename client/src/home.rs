@@ -195,6 +195,11 @@ impl Home {
         self.write(CONFIG, text.as_bytes(), 0o644)
     }
 
+    /// Replace the client certificate (renewal), atomically.
+    pub fn set_tls_cert(&self, der: &[u8]) -> Result<(), ClientError> {
+        self.write(TLS_CERT, der, 0o644)
+    }
+
     fn write(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), ClientError> {
         let p = self.dir.join(name);
         // A unique temp name: several commands may write at once.

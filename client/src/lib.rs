@@ -19,6 +19,7 @@ pub mod journal;
 pub mod listing;
 pub mod progress;
 pub mod receipt;
+pub mod renew;
 pub mod send;
 
 pub use error::ClientError;

@@ -23,6 +23,12 @@ pub fn ed25519_key_from_pem(pem: &[u8]) -> Result<VerifyingKey, ProtoError> {
     ed25519_key_from_der(&pem.contents)
 }
 
+/// When a DER-encoded certificate stops being valid (unix seconds).
+pub fn not_after(der: &[u8]) -> Result<u64, ProtoError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;
+    Ok(cert.validity().not_after.timestamp().max(0) as u64)
+}
+
 /// The Ed25519 public key of a DER-encoded certificate.
 pub fn ed25519_key_from_der(der: &[u8]) -> Result<VerifyingKey, ProtoError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;

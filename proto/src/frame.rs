@@ -92,6 +92,13 @@ pub enum Request {
     /// Sender: the chunk ids the server holds for an unsealed transfer
     /// (to resume an upload).
     TransferChunks { transfer: TransferId },
+    /// A new client certificate for the caller from a PKCS#10 request
+    /// (DER). The current one keeps working until the new one is first
+    /// used.
+    Renew {
+        #[serde(with = "crate::b64")]
+        csr_der: Vec<u8>,
+    },
 }
 
 /// What an alert is about.
@@ -365,6 +372,11 @@ pub enum Response {
     Revoked { already: Vec<RecipientState> },
     /// Chunk ids: `count` × 32 raw bytes follow.
     ChunkList { count: u32 },
+    /// A renewed client certificate (DER).
+    Renewed {
+        #[serde(with = "crate::b64")]
+        cert_der: Vec<u8>,
+    },
 }
 
 /// Encode a frame: length prefix and body.

@@ -24,8 +24,10 @@ pub const SERVER_KEY: &str = "server.key";
 /// Server TLS certificate.
 pub const SERVER_CERT: &str = "server.pem";
 
-/// Client certificates are valid for this many years from issue.
-const CLIENT_CERT_YEARS: i32 = 2;
+/// Client certificates are valid this long from issue (two years).
+const CLIENT_CERT_SECS: i64 = 2 * 365 * 86_400;
+/// Back-dating of `not_before`, for clocks a little behind.
+const CLOCK_SKEW_SECS: i64 = 86_400;
 
 /// The loaded authority.
 pub struct Authority {
@@ -137,8 +139,15 @@ impl Authority {
         p.distinguished_name.push(DnType::CommonName, user);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.not_before = rcgen::date_time_ymd(year_of(now) - 1, 1, 1);
-        p.not_after = rcgen::date_time_ymd(year_of(now) + CLIENT_CERT_YEARS, 12, 31);
+        let at = |secs: i64| {
+            time::OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| ServerError::Setup(format!("certificate validity: {e}")))
+        };
+        p.not_before = at(now as i64 - CLOCK_SKEW_SECS)?;
+        p.not_after = at(now as i64 + CLIENT_CERT_SECS)?;
+        // A random serial: a renewal for the same key at the same moment
+        // must still be a different certificate.
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
         let cert = p.signed_by(&csr.public_key, &self.ca, &self.ca_key).map_err(rcgen_err("client certificate"))?;
         Ok(cert.der().to_vec())
     }

@@ -260,7 +260,14 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             conn.set_max_concurrent_bi_streams(1u32.into());
             None
         }
-        Some(h) => match service::blocking(&state, move |s| s.store.user_by_cert(&h)).await {
+        Some(h) => match service::blocking(&state, move |s| {
+            // The first connection with a renewed certificate retires the
+            // one it replaced.
+            s.store.complete_renewal(&h, s.clock.now())?;
+            s.store.user_by_cert(&h)
+        })
+        .await
+        {
             Ok(Some(user)) => {
                 let reg = state.conns.register(&user.user, &conn);
                 // Looked up again after registering: a revocation that

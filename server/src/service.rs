@@ -251,6 +251,18 @@ pub(crate) async fn dispatch(
                 blocking(state, move |s| add_user(s, &by, user, display_name, org, role, email)).await?;
             Response::CodeIssued { code, expires_at }
         }
+        Request::Renew { csr_der } => {
+            let Some(old) = cert_hash else {
+                return Err(ServerError::Unauthenticated("renewal needs the current certificate".into()));
+            };
+            let cert_der = blocking(state, move |s| {
+                let cert = s.authority.issue_client_cert(&csr_der, me.as_str(), now)?;
+                s.store.renew_cert(&me, old, *blake3::hash(&cert).as_bytes(), now)?;
+                Ok(cert)
+            })
+            .await?;
+            Response::Renewed { cert_der }
+        }
         Request::AdminRevokeUser { user } => {
             require_admin(&caller)?;
             revoke_user(state, me, user, now).await?;

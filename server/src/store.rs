@@ -48,6 +48,9 @@ const ALERTS: Bytes = TableDefinition::new("alerts");
 const ALERT_KEYS: Bytes = TableDefinition::new("alert_keys");
 /// alert id ‖ notifier name → [`Delivery`]: deliveries still to make.
 const PENDING: Bytes = TableDefinition::new("pending_deliveries");
+/// BLAKE3(renewed certificate) → BLAKE3(the certificate it replaces), until
+/// the renewed one is first used.
+const RENEWALS: Bytes = TableDefinition::new("renewals");
 /// name → value: counters and the scheduler's last completed scan.
 const META: Bytes = TableDefinition::new("meta");
 /// seq (u64 BE) → [`AuditEntry`]: the hash-chained audit log.
@@ -58,7 +61,7 @@ const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 18] = [
+const TABLES: [Bytes; 19] = [
     USERS,
     CERTS,
     CODES,
@@ -77,6 +80,7 @@ const TABLES: [Bytes; 18] = [
     AUDIT,
     AUDIT_SUBJECT,
     AUDIT_CHECKPOINTS,
+    RENEWALS,
 ];
 
 /// A checkpoint is signed and stored every this many entries.
@@ -502,6 +506,70 @@ impl Store {
         let users = tx.open_table(USERS)?;
         let v = users.get(id.as_slice())?;
         v.map(|v| dec(v.value(), "user")).transpose()
+    }
+
+    /// Accept a renewed certificate for `user`: it works at once, beside
+    /// the one it replaces (`old`), until it is first used.
+    pub fn renew_cert(&self, user: &UserId, old: [u8; 32], new: [u8; 32], now: u64) -> Result<(), ServerError> {
+        if old == new {
+            return Err(ServerError::Conflict("the renewed certificate is the current one".into()));
+        }
+        self.write(|tx| {
+            tx.open_table(CERTS)?.insert(new.as_slice(), user.as_str().as_bytes())?;
+            tx.open_table(RENEWALS)?.insert(new.as_slice(), old.as_slice())?;
+            self.audit_tx(tx)?.append(
+                Ev::new(now, user, "renew", user).details(format!("certificate {} issued", &hex::encode(new)[..16])),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// First use of a renewed certificate `h`: retire the one it replaced
+    /// (and any other renewal of it never used). Returns whether `h` was a
+    /// pending renewal. Cheap when it is not: one read.
+    pub fn complete_renewal(&self, h: &[u8; 32], now: u64) -> Result<bool, ServerError> {
+        {
+            let tx = self.db.begin_read()?;
+            if tx.open_table(RENEWALS)?.get(h.as_slice())?.is_none() {
+                return Ok(false);
+            }
+        }
+        self.write(|tx| {
+            let mut renewals = tx.open_table(RENEWALS)?;
+            let Some(old) = renewals.get(h.as_slice())?.map(|v| v.value().to_vec()) else {
+                return Ok(false);
+            };
+            let mut siblings = vec![];
+            for row in renewals.iter()? {
+                let (k, v) = row?;
+                if v.value() == old.as_slice() {
+                    siblings.push(k.value().to_vec());
+                }
+            }
+            let mut certs = tx.open_table(CERTS)?;
+            for k in &siblings {
+                renewals.remove(k.as_slice())?;
+                if k.as_slice() != h.as_slice() {
+                    certs.remove(k.as_slice())?;
+                }
+            }
+            certs.remove(old.as_slice())?;
+            let Some(user) = certs.get(h.as_slice())?.map(|v| v.value().to_vec()) else {
+                return Ok(false);
+            };
+            let mut users = tx.open_table(USERS)?;
+            let mut rec: UserRecord = match users.get(user.as_slice())? {
+                Some(v) => dec(v.value(), "user")?,
+                None => return Ok(false),
+            };
+            rec.cert_hash = Some(*h);
+            users.insert(user.as_slice(), enc(&rec).as_slice())?;
+            self.audit_tx(tx)?.append(
+                Ev::new(now, &rec.user, "renew", &rec.user)
+                    .details(format!("certificate {} in use; the one it replaced retired", &hex::encode(h)[..16])),
+            )?;
+            Ok(true)
+        })
     }
 
     /// Every user.

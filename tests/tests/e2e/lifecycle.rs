@@ -117,3 +117,49 @@ async fn backup_while_uploading_then_restore_serves_the_same_transfers() {
     let _ = t3;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_keeps_the_keys_and_retires_the_old_certificate_once_the_new_one_is_used() {
+    use exhibit_proto::frame::{ErrorCode, Response};
+
+    let f = Fixture::start().await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let before = bob.load().unwrap();
+    let ca = exhibit_client::home::pem_body(&std::fs::read(&f.ca).unwrap()).unwrap();
+    let old = (before.tls_cert.clone(), before.tls_key.clone());
+    let connect = |cert: Vec<u8>| {
+        let (ca, addr, key) = (ca.clone(), f.addr.clone(), old.1.clone());
+        async move { Conn::connect(&addr, &ca, Some((&cert, &key))).await.unwrap() }
+    };
+
+    // Ask for a renewed certificate by hand, without using it yet.
+    let key = rcgen::KeyPair::try_from(old.1.as_slice()).unwrap();
+    let csr = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
+    let conn = connect(old.0.clone()).await;
+    let Response::Renewed { cert_der: pending } =
+        conn.request(&Request::Renew { csr_der: csr.der().to_vec() }).await.unwrap()
+    else {
+        panic!("not renewed")
+    };
+    conn.close();
+    assert_ne!(pending, old.0);
+    // Until the new one is used, the old one still works (a client that
+    // crashed before saving the new one is not locked out).
+    connect(old.0.clone()).await.request(&Request::WhoAmI).await.unwrap();
+
+    // `exhibit renew`: saves a newer one and uses it.
+    let expiry = exhibit_client::renew::renew(&bob).await.unwrap();
+    let after = bob.load().unwrap();
+    assert!(after.tls_cert != old.0 && after.tls_cert != pending);
+    assert_eq!(after.me.fingerprint(), before.me.fingerprint(), "keys others pinned are unchanged");
+    assert!(expiry >= exhibit_client::renew::cert_expiry(&old.0).unwrap());
+    exhibit_client::listing::fetch_list(&bob, true).await.unwrap();
+
+    // The old certificate, and the renewal never used, are retired.
+    for cert in [old.0.clone(), pending] {
+        let err = connect(cert).await.request(&Request::WhoAmI).await.unwrap_err();
+        assert_eq!(err.server_code(), Some(ErrorCode::Unauthenticated), "{err}");
+    }
+    let audit = exhibit_client::audit::export(&f.admin, 0).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.body.action == "renew").count(), 3, "2 issued, 1 put in use");
+}
