@@ -82,7 +82,9 @@ impl Authority {
         Ok(auth)
     }
 
-    /// Issue (or re-issue) the server's TLS certificate.
+    /// Issue (or re-issue: rotation) the server's TLS key and certificate,
+    /// signed by this authority. Users pin the CA, not this certificate, so
+    /// nobody re-enrols.
     pub fn issue_server_cert(
         &self,
         data: &Path,
@@ -101,11 +103,19 @@ impl Authority {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.not_before = rcgen::date_time_ymd(year_of(now) - 1, 1, 1);
         p.not_after = rcgen::date_time_ymd(year_of(now) + 5, 1, 1);
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
         let server_key = KeyPair::generate_for(&PKCS_ED25519).map_err(rcgen_err("server key"))?;
         let cert = p.signed_by(&server_key, &self.ca, &self.ca_key).map_err(rcgen_err("server certificate"))?;
-        fsutil::write_private(&data.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
-        fsutil::write_public(&data.join(SERVER_CERT), cert.pem().as_bytes())?;
-        Ok(())
+        // Written beside the current pair, then renamed over it: a rotation
+        // never leaves a half-written key or certificate.
+        let (key_new, cert_new) = (data.join(format!("{SERVER_KEY}.new")), data.join(format!("{SERVER_CERT}.new")));
+        let _ = std::fs::remove_file(&key_new);
+        let _ = std::fs::remove_file(&cert_new);
+        fsutil::write_private(&key_new, server_key.serialize_pem().as_bytes())?;
+        fsutil::write_public(&cert_new, cert.pem().as_bytes())?;
+        std::fs::rename(&key_new, data.join(SERVER_KEY)).map_err(ServerError::io("installing server key"))?;
+        std::fs::rename(&cert_new, data.join(SERVER_CERT)).map_err(ServerError::io("installing server certificate"))?;
+        fsutil::sync_dir(data)
     }
 
     /// Load the authority from `data`.

@@ -369,8 +369,25 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::fsck::Report
     result
 }
 
-/// Listen on the control socket: `backup` streams a backup back.
-pub(crate) fn spawn_control(state: Arc<State>) -> Option<tokio::task::JoinHandle<()>> {
+/// Ask the server running on `data` to load its TLS key and certificate
+/// again (after `rotate-cert`). `Ok(false)`: no server is running.
+pub fn reload_tls(data: &Path) -> Result<bool, ServerError> {
+    let Ok(mut sock) = std::os::unix::net::UnixStream::connect(data.join(CONTROL_SOCKET)) else {
+        return Ok(false);
+    };
+    sock.write_all(b"reload-tls\n").map_err(io("asking the server to reload"))?;
+    let mut reply = String::new();
+    sock.take(4096).read_to_string(&mut reply).map_err(io("reading the server's answer"))?;
+    match reply.strip_prefix("ok") {
+        Some(_) => Ok(true),
+        None => Err(ServerError::Setup(format!("the server did not reload its certificate: {}", reply.trim()))),
+    }
+}
+
+/// Listen on the control socket: `backup` streams a backup back;
+/// `reload-tls` makes new connections use the key and certificate now in
+/// the data directory.
+pub(crate) fn spawn_control(state: Arc<State>, endpoint: quinn::Endpoint) -> Option<tokio::task::JoinHandle<()>> {
     let path = state.settings.data_dir.join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
@@ -387,7 +404,7 @@ pub(crate) fn spawn_control(state: Arc<State>) -> Option<tokio::task::JoinHandle
         loop {
             match listener.accept().await {
                 Ok((s, _)) => {
-                    tokio::spawn(control_connection(state.clone(), s));
+                    tokio::spawn(control_connection(state.clone(), endpoint.clone(), s));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket accept failed");
@@ -398,7 +415,7 @@ pub(crate) fn spawn_control(state: Arc<State>) -> Option<tokio::task::JoinHandle
     }))
 }
 
-async fn control_connection(state: Arc<State>, mut s: tokio::net::UnixStream) {
+async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s: tokio::net::UnixStream) {
     let mut line = Vec::with_capacity(16);
     let read = async {
         while !line.ends_with(b"\n") && line.len() < 64 {
@@ -407,9 +424,26 @@ async fn control_connection(state: Arc<State>, mut s: tokio::net::UnixStream) {
             }
         }
     };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), read).await.is_err() || line != b"backup\n" {
-        tracing::warn!("control socket: unknown or missing command");
+    if tokio::time::timeout(std::time::Duration::from_secs(10), read).await.is_err() {
+        return tracing::warn!("control socket: no command");
+    }
+    if line == b"reload-tls\n" {
+        let reply = match crate::tls::server_config(&state.settings.data_dir, &state.settings) {
+            Ok(c) => {
+                endpoint.set_server_config(Some(c));
+                tracing::info!("server certificate reloaded; new connections use it");
+                "ok\n".to_owned()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reloading the server certificate");
+                format!("error: {e}\n")
+            }
+        };
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut s, reply.as_bytes()).await;
         return;
+    }
+    if line != b"backup\n" {
+        return tracing::warn!("control socket: unknown command");
     }
     let std = match s.into_std().and_then(|s| s.set_nonblocking(false).map(|_| s)) {
         Ok(s) => s,

@@ -112,6 +112,10 @@ pub struct Initialised {
 /// metadata store, and the first admin with a one-time code.
 pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> Result<Initialised, ServerError> {
     std::fs::create_dir_all(data).map_err(ServerError::io(format!("creating {}", data.display())))?;
+    // The directory holds the authority key and every user's metadata:
+    // its owner only, whatever the umask.
+    std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(ServerError::io(format!("restricting {}", data.display())))?;
     let config_path = data.join(CONFIG_FILE);
     if config_path.exists() || data.join(authority::AUTHORITY_KEY).exists() {
         return Err(ServerError::Setup(format!("{} is already initialised", data.display())));
@@ -196,7 +200,7 @@ impl Server {
             .await
             .map_err(|e| ServerError::Stream(format!("start-up check failed: {e}")))??;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), state.clone()))];
-        tasks.extend(backup::spawn_control(state.clone()));
+        tasks.extend(backup::spawn_control(state.clone(), endpoint.clone()));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use exhibit_server::clock::Clock;
 use exhibit_server::{backup, fsck, init, load_config, Server, SystemClock, CONFIG_FILE};
 
 /// Default data directory of `exhibitd serve` run with no `--config`.
@@ -68,6 +69,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Issue a new server TLS key and certificate from the authority (users
+    /// pin the CA, so nobody re-enrols); a running server switches to it for
+    /// new connections at once.
+    RotateCert {
+        /// Data directory.
+        #[arg(long, default_value = DEFAULT_DATA)]
+        data: PathBuf,
+        /// Host name for the certificate (default: server_name in the config).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Restore a backup into a new data directory, then check every chunk.
     Restore {
         /// Backup file.
@@ -79,15 +91,17 @@ enum Command {
     },
 }
 
-fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr) {
+fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name: &str) {
     println!("Initialised exhibit server.");
     println!("  config:     {}", init.config.display());
     println!("  CA cert:    {}   (give this file to every user)", init.ca.display());
     println!("  admin code: {}   (one-time, expires in 72h)", init.admin_code);
     println!();
     println!("Enrol the first admin from another terminal:");
+    // A wildcard listen address is not somewhere a client can connect to.
+    let server = if listen.ip().is_unspecified() { format!("{name}:{}", listen.port()) } else { listen.to_string() };
     println!(
-        "  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {listen} --code {} --ca {}",
+        "  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {server} --code {} --ca {}",
         init.admin_code,
         init.ca.display()
     );
@@ -110,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
-                print_enrol_help(&out, listen);
+                print_enrol_help(&out, listen, &name);
             }
         }
         Command::Serve { config } => {
@@ -122,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
                     if !path.exists() {
                         let listen: SocketAddr = DEFAULT_LISTEN.parse()?;
                         let out = init(&data, listen, "localhost", &SystemClock)?;
-                        print_enrol_help(&out, listen);
+                        print_enrol_help(&out, listen, "localhost");
                     }
                     path
                 }
@@ -130,7 +144,12 @@ async fn main() -> anyhow::Result<()> {
             let settings = load_config(&path).with_context(|| format!("loading {}", path.display()))?;
             let server = Server::start(settings, Arc::new(SystemClock)).await?;
             println!("exhibitd listening on {} (QUIC, ALPN exhibit/1); Ctrl-C to stop", server.local_addr());
-            tokio::signal::ctrl_c().await?;
+            // SIGTERM (systemd, docker stop) and SIGINT both stop cleanly.
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
             eprintln!("shutting down");
             server.shutdown().await;
         }
@@ -164,6 +183,18 @@ async fn main() -> anyhow::Result<()> {
                 s.chunk_bytes
             );
             println!("it contains the authority key: store it encrypted, readable only by the operators");
+        }
+        Command::RotateCert { data, name } => {
+            let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
+            let name = name.unwrap_or_else(|| settings.config.server_name.clone());
+            let auth = exhibit_server::authority::Authority::load(&data)?;
+            auth.issue_server_cert(&data, &name, settings.config.listen, SystemClock.now())?;
+            println!("new server certificate for {name} in {}", data.display());
+            if backup::reload_tls(&data)? {
+                println!("the running server now uses it for new connections");
+            } else {
+                println!("no server is running; it will use it when started");
+            }
         }
         Command::Restore { from, data } => {
             let (s, r) = backup::restore(&from, &data)?;

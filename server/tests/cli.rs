@@ -56,3 +56,58 @@ fn documented_example_config_is_valid() {
     assert_eq!(s.max_transfer_bytes, 1 << 40);
     assert_eq!(s.escalate_after, vec![4 * 3600, 24 * 3600]);
 }
+
+/// The operator's lifecycle with the real binary: serve, back up while it
+/// runs, rotate its certificate live, stop it with SIGTERM (as systemd and
+/// docker do), restore the backup elsewhere and fsck it.
+#[test]
+fn backup_rotate_sigterm_restore_with_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    assert!(exhibitd(&["init", "--data", d, "--listen", "127.0.0.1:0"]).status.success());
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_exhibitd"))
+        .args(["serve", "--config", data.join("exhibitd.toml").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = data.join("control.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(std::time::Instant::now() < deadline, "control socket never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o077, 0);
+
+    let file = dir.path().join("b.tar");
+    let b = exhibitd(&["backup", "--data", d, "--out", file.to_str().unwrap()]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert!(String::from_utf8_lossy(&b.stdout).contains("read back"));
+
+    let old_pem = std::fs::read(data.join("server.pem")).unwrap();
+    let r = exhibitd(&["rotate-cert", "--data", d]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("running server now uses it"));
+    assert_ne!(std::fs::read(data.join("server.pem")).unwrap(), old_pem);
+
+    let pid = serve.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "exhibitd ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+
+    let restored = dir.path().join("r");
+    let out = exhibitd(&["restore", "--from", file.to_str().unwrap(), "--data", restored.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(exhibitd(&["fsck", "--data", restored.to_str().unwrap(), "--read-data"]).status.success());
+    // The restored authority is the same one users pinned.
+    assert_eq!(std::fs::read(restored.join("ca.pem")).unwrap(), std::fs::read(data.join("ca.pem")).unwrap());
+}

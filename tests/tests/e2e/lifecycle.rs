@@ -163,3 +163,35 @@ async fn renewal_keeps_the_keys_and_retires_the_old_certificate_once_the_new_one
     let audit = exhibit_client::audit::export(&f.admin, 0).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.body.action == "renew").count(), 3, "2 issued, 1 put in use");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_server_certificate_needs_no_user_action() {
+    let f = Fixture::start().await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let server_cert = |c: &Conn| {
+        let id = c.connection().peer_identity().unwrap();
+        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().unwrap()[0].to_vec()
+    };
+    let before = Conn::open(&bob.load().unwrap()).await.unwrap();
+    let old_cert = server_cert(&before);
+
+    let data = f.data.clone();
+    let reloaded = tokio::task::spawn_blocking(move || {
+        let s = exhibit_server::config::Settings::of_data_dir(&data).unwrap();
+        let auth = exhibit_server::authority::Authority::load(&data).unwrap();
+        let now = exhibit_server::clock::Clock::now(&exhibit_server::SystemClock);
+        auth.issue_server_cert(&data, "localhost", s.config.listen, now).unwrap();
+        exhibit_server::backup::reload_tls(&data).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(reloaded, "the running server answered on its control socket");
+
+    // New connections get the new certificate, verified against the same
+    // pinned CA; the open connection carries on.
+    let after = Conn::open(&bob.load().unwrap()).await.unwrap();
+    assert_ne!(server_cert(&after), old_cert);
+    after.request(&Request::WhoAmI).await.unwrap();
+    before.request(&Request::WhoAmI).await.unwrap();
+    assert!(!f.data.join("server.key.new").exists());
+}
