@@ -111,3 +111,28 @@ fn backup_rotate_sigterm_restore_with_the_real_binary() {
     // The restored authority is the same one users pinned.
     assert_eq!(std::fs::read(restored.join("ca.pem")).unwrap(), std::fs::read(data.join("ca.pem")).unwrap());
 }
+
+/// `deploy/exhibitd.service` passes `systemd-analyze verify` (where
+/// systemd is installed), pointing at the binary just built.
+#[test]
+fn systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED: systemd-analyze not installed");
+        return;
+    };
+    assert!(probe.status.success());
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/exhibitd.service");
+    let text = std::fs::read_to_string(unit).unwrap();
+    assert!(text.contains("ExecStart=/usr/local/bin/exhibitd serve"));
+    for hardening in ["ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n"] {
+        assert!(text.contains(hardening), "unit lacks {hardening:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exhibitd.service");
+    std::fs::write(&path, text.replace("/usr/local/bin/exhibitd", env!("CARGO_BIN_EXE_exhibitd"))).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Complaints about the host's own units are not ours.
+    let ours: Vec<&str> = err.lines().filter(|l| l.contains("exhibitd.service")).collect();
+    assert!(out.status.success() && ours.is_empty(), "{err}");
+}
