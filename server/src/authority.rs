@@ -26,8 +26,10 @@ pub const SERVER_CERT: &str = "server.pem";
 
 /// Client certificates are valid this long from issue (two years).
 const CLIENT_CERT_SECS: i64 = 2 * 365 * 86_400;
-/// Back-dating of `not_before`, for clocks a little behind.
-const CLOCK_SKEW_SECS: i64 = 86_400;
+/// Back-dating of `not_before`: a peer whose clock is behind the server's
+/// must still accept a fresh certificate (as before, when validity started
+/// on 1 January of the previous year). Expiry is what matters.
+const CLOCK_SKEW_SECS: i64 = 365 * 86_400;
 
 /// The loaded authority.
 pub struct Authority {
