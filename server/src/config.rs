@@ -64,6 +64,28 @@ pub struct Config {
     /// E-mail notifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
+    /// Admin web dashboard (off unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<DashboardConfig>,
+}
+
+/// `[dashboard]`: the admin web dashboard on its own HTTP listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// TCP address of the HTTP listener (default 127.0.0.1:4480).
+    #[serde(default = "default_dashboard_listen")]
+    pub listen: SocketAddr,
+    /// Token an admin types to log in (at least 16 characters).
+    pub admin_token: String,
+    /// Allow a listen address other than loopback (plain HTTP: put a TLS
+    /// proxy in front).
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+fn default_dashboard_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4480))
 }
 
 /// `[webhook]`: alerts POSTed as JSON with an HMAC-SHA256 signature header.
@@ -192,6 +214,7 @@ impl Config {
             admin_emails: vec![],
             webhook: None,
             smtp: None,
+            dashboard: None,
         }
     }
 
@@ -235,6 +258,17 @@ impl Config {
         if let Some(w) = &self.webhook {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 return Err(ServerError::Setup("config: webhook.url must be http:// or https://".into()));
+            }
+        }
+        if let Some(d) = &self.dashboard {
+            if d.admin_token.chars().count() < 16 {
+                return Err(ServerError::Setup("config: dashboard.admin_token must be at least 16 characters".into()));
+            }
+            if !d.listen.ip().is_loopback() && !d.allow_remote {
+                return Err(ServerError::Setup(
+                    "config: dashboard.listen is not a loopback address; set dashboard.allow_remote = true to allow it"
+                        .into(),
+                ));
             }
         }
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };

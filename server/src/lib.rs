@@ -17,6 +17,7 @@ pub mod notify;
 pub mod service;
 pub mod store;
 mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,7 @@ pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    dashboard: Option<web::Dashboard>,
 }
 
 /// Whether the alert scheduler, watchdog and notifier run in the background.
@@ -184,13 +186,22 @@ impl Server {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));
         }
+        let dashboard = match &state.settings.config.dashboard {
+            Some(cfg) => Some(web::Dashboard::start(state.clone(), cfg)?),
+            None => None,
+        };
         tracing::info!(%addr, "exhibitd listening");
-        Ok(Server { endpoint, addr, state, tasks })
+        Ok(Server { endpoint, addr, state, tasks, dashboard })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin dashboard's bound address, if configured.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref().map(web::Dashboard::local_addr)
     }
 
     /// Shared state (store, clock), for tests and tools.
@@ -204,6 +215,7 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+        drop(self.dashboard);
         self.endpoint.wait_idle().await;
     }
 
