@@ -89,6 +89,19 @@ pub enum Command {
     /// Administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Serve a local web page (send, outbox, inbox, custody) on 127.0.0.1;
+    /// prints its URL, which holds a secret token. Keys stay in this process.
+    Ui {
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where fetched transfers are written (default: the current directory).
+        #[arg(long, default_value = ".")]
+        downloads: PathBuf,
+        /// Open the page in the default browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 /// `exhibit send`.
@@ -602,6 +615,23 @@ impl Cli {
             }
             Command::Admin(AdminCommand::Transfers { overdue }) => {
                 print_transfers(&admin::transfers(&home, overdue).await?, json)?;
+            }
+            Command::Ui { listen, downloads, open } => {
+                let opts = crate::ui::UiOptions { listen, downloads };
+                let ui = crate::ui::Ui::start(home, opts, tokio::runtime::Handle::current())?;
+                if json {
+                    print_json(&json!({"url": ui.url()}))?;
+                } else {
+                    println!("{}", ui.url());
+                    eprintln!("exhibit ui: open the address above in a browser on this machine; Ctrl-C to stop.");
+                }
+                if open {
+                    if let Err(e) = std::process::Command::new("xdg-open").arg(ui.url()).spawn() {
+                        eprintln!("could not open a browser ({e}); open the address yourself");
+                    }
+                }
+                tokio::signal::ctrl_c().await.map_err(ClientError::io("waiting for Ctrl-C"))?;
+                drop(ui);
             }
             Command::Admin(AdminCommand::User(UserCommand::List)) => {
                 let users = admin::list_users(&home).await?;

@@ -20,6 +20,7 @@ pub mod listing;
 pub mod progress;
 pub mod receipt;
 pub mod send;
+pub mod ui;
 
 pub use error::ClientError;
 pub use home::Home;
