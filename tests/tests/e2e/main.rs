@@ -4,9 +4,11 @@
 
 mod alerts;
 mod auth;
+mod browser;
 mod custody;
 mod fixture;
 mod hostile;
 mod receipts;
 mod tamper;
 mod transfer;
+mod web;
