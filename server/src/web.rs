@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::net::SocketAddr;
+#[cfg(test)]
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -289,6 +291,9 @@ impl Web {
                 );
             }
             "/alerts/ack" => self.ack(&form),
+            "/users/revoke" if form.get("confirm").map(String::as_str) != Some("yes") => {
+                return confirm_revoke(&form, &csrf);
+            }
             "/users/revoke" => self.revoke(&form),
             "/audit/verify" => {
                 self.verify_audit();
@@ -578,6 +583,30 @@ fn transfer_table(list: &[&TransferRecord], now: u64, org: &dyn Fn(&UserId) -> S
     b + "</table>"
 }
 
+/// Revocation cannot be undone: ask once more.
+fn confirm_revoke(form: &HashMap<String, String>, csrf: &str) -> Page {
+    let user = match UserId::new(form.get("user").map(String::as_str).unwrap_or("")) {
+        Ok(u) => u,
+        Err(e) => return error_page(400, &e.to_string()),
+    };
+    let u = esc(user.as_str());
+    html(
+        200,
+        layout(
+            "Revoke a user?",
+            &format!(
+                "<h1>Revoke {u}?</h1><p>Their certificate stops working at once, their directory entry is marked \
+                 revoked, and every transfer addressed to them that they have not acknowledged raises an alert. \
+                 This cannot be undone.</p><form method=\"post\" action=\"/users/revoke\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"user\" value=\"{u}\">\
+                 <input type=\"hidden\" name=\"confirm\" value=\"yes\"><button>Yes, revoke {u}</button></form>\
+                 <p><a href=\"/#users\">No, go back</a></p>",
+                esc(csrf)
+            ),
+        ),
+    )
+}
+
 fn login_page(status: u16, msg: &str) -> Page {
     let msg = if msg.is_empty() { String::new() } else { format!("<p role=\"alert\" class=\"bad\">{}</p>", esc(msg)) };
     html(
@@ -624,4 +653,30 @@ pub fn verify_audit(state: &State) -> Result<String, String> {
         return Err(format!("the chain ends at entry {} but the log's last entry is {}", at.0, head.0));
     }
     Ok(format!("{} entries, {checkpoints} signed checkpoints, chain intact, head {}", at.0, hex::encode(at.1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_text_and_attributes() {
+        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn dashboard_config_refuses_short_tokens_and_remote_listeners_unless_allowed() {
+        let mut c = crate::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+        let d = |listen: &str, token: &str, allow_remote| {
+            Some(DashboardConfig { listen: listen.parse().unwrap(), admin_token: token.into(), allow_remote })
+        };
+        c.dashboard = d("127.0.0.1:0", "0123456789abcdef", false);
+        assert!(c.clone().settings(Path::new("/")).is_ok());
+        c.dashboard = d("127.0.0.1:0", "short", false);
+        assert!(c.clone().settings(Path::new("/")).is_err());
+        c.dashboard = d("0.0.0.0:4480", "0123456789abcdef", false);
+        assert!(c.clone().settings(Path::new("/")).is_err());
+        c.dashboard = d("0.0.0.0:4480", "0123456789abcdef", true);
+        assert!(c.settings(Path::new("/")).is_ok());
+    }
 }

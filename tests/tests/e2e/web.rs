@@ -94,6 +94,16 @@ async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_
         // Still overdue (bob has not acknowledged), but its alert is handled.
         assert!(page.contains("Overdue transfers (1)"), "{page}");
 
+        // Revoking asks once more; going back leaves the user enrolled.
+        b.submit("form[action='/users/revoke'] input[value='bob'] ~ button");
+        assert!(b.text().contains("Revoke bob?"), "{}", b.text());
+        b.screenshot("dashboard-revoke-confirm.png");
+        b.submit("form[action='/users/revoke'] button");
+        let page = b.text();
+        assert!(page.contains("revoked 2027-"), "bob is shown revoked: {page}");
+        // His pending transfer raised a revoked-recipient alert.
+        assert!(page.contains("Open alerts (1)") && page.contains("REVOKED RECIPIENT"), "{page}");
+
         b.submit("#audit button");
         let page = b.text();
         assert!(page.contains("chain intact"), "{page}");
