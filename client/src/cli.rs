@@ -196,6 +196,9 @@ pub enum AdminCommand {
     Audit(AuditCommand),
     /// Chain of custody of any transfer.
     Custody(CustodyArgs),
+    /// Print a one-time link that logs you in to the web dashboard with
+    /// your client certificate instead of the admin token.
+    Dashboard,
     /// Transfers of every user (metadata only; admins cannot decrypt).
     Transfers {
         /// Only those past their deadline and not acknowledged by everyone.
@@ -611,6 +614,15 @@ impl Cli {
                             b.details
                         );
                     }
+                }
+            }
+            Command::Admin(AdminCommand::Dashboard) => {
+                let (url, expires) = admin::dashboard_login(&home).await?;
+                if json {
+                    print_json(&json!({"url": url, "expires_at": expires}))?;
+                } else {
+                    println!("{url}");
+                    eprintln!("one-time dashboard login, valid until {}", format_time(expires));
                 }
             }
             Command::Admin(AdminCommand::Transfers { overdue }) => {

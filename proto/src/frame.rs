@@ -92,6 +92,9 @@ pub enum Request {
     /// Sender: the chunk ids the server holds for an unsealed transfer
     /// (to resume an upload).
     TransferChunks { transfer: TransferId },
+    /// Admin: a one-time link that logs the caller in to the web dashboard
+    /// (their client certificate vouches for them instead of the token).
+    AdminDashboardLogin,
 }
 
 /// What an alert is about.
@@ -365,6 +368,8 @@ pub enum Response {
     Revoked { already: Vec<RecipientState> },
     /// Chunk ids: `count` × 32 raw bytes follow.
     ChunkList { count: u32 },
+    /// A one-time dashboard login link, valid until `expires_at`.
+    DashboardLogin { url: String, expires_at: u64 },
 }
 
 /// Encode a frame: length prefix and body.

@@ -62,6 +62,10 @@ pub struct State {
     pub notify: tokio::sync::Notify,
     /// Duration of the last alert scan, microseconds.
     pub last_scan_micros: std::sync::atomic::AtomicU64,
+    /// Where the admin dashboard listens, once it does.
+    pub dashboard_addr: std::sync::OnceLock<SocketAddr>,
+    /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
+    pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
 }
 
 impl State {
@@ -80,6 +84,8 @@ impl State {
             clock,
             notify: tokio::sync::Notify::new(),
             last_scan_micros: Default::default(),
+            dashboard_addr: Default::default(),
+            dashboard_logins: Default::default(),
         }
     }
 }

@@ -410,6 +410,11 @@ pub(crate) async fn dispatch(
                     .collect(),
             }
         }
+        Request::AdminDashboardLogin => {
+            require_admin(&caller)?;
+            let (url, expires_at) = crate::web::one_time_login(state, me, now)?;
+            Response::DashboardLogin { url, expires_at }
+        }
         _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
     };
     Ok(Reply::Frame(frame))

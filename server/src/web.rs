@@ -33,8 +33,11 @@ const MAX_FORM: u64 = 16 * 1024;
 const SESSION_SECS: u64 = 8 * 3600;
 /// Cookie name.
 const COOKIE: &str = "exhibit_session";
-/// Who dashboard actions are recorded as in the audit log and on alerts.
+/// Who actions are recorded as after a login with the admin token (a
+/// login by client certificate records the admin's own id).
 pub const ACTOR: &str = "dashboard";
+/// How long a one-time login link from `exhibit admin dashboard` lasts.
+const ONE_TIME_SECS: u64 = 300;
 
 /// A running dashboard listener.
 pub struct Dashboard {
@@ -55,6 +58,7 @@ impl Dashboard {
         let http = tiny_http::Server::http(cfg.listen)
             .map_err(|e| ServerError::Setup(format!("dashboard: binding {}: {e}", cfg.listen)))?;
         let addr = http.server_addr().to_ip().ok_or_else(|| ServerError::Setup("dashboard: no TCP address".into()))?;
+        let _ = state.dashboard_addr.set(addr);
         let http = Arc::new(http);
         let web = Web {
             state,
@@ -93,6 +97,21 @@ impl Drop for Dashboard {
 struct Session {
     csrf: String,
     expires: u64,
+    actor: UserId,
+}
+
+/// A one-time login link for `admin` (who authenticated with their client
+/// certificate over QUIC): the URL and its expiry.
+pub fn one_time_login(state: &State, admin: UserId, now: u64) -> Result<(String, u64), ServerError> {
+    let Some(addr) = state.dashboard_addr.get() else {
+        return Err(ServerError::Conflict("this server has no dashboard ([dashboard] in exhibitd.toml)".into()));
+    };
+    let code = random_hex();
+    let expires = now.saturating_add(ONE_TIME_SECS);
+    let mut logins = state.dashboard_logins.lock().map_err(|_| ServerError::Store("login table poisoned".into()))?;
+    logins.retain(|_, (_, e)| *e > now);
+    logins.insert(*blake3::hash(code.as_bytes()).as_bytes(), (admin, expires));
+    Ok((format!("http://{addr}/once/{code}"), expires))
 }
 
 struct Web {
@@ -226,13 +245,26 @@ impl Web {
         blake3::hash(given.as_bytes()) == self.token
     }
 
-    /// The caller's session id and CSRF token, if logged in.
-    fn session(&self, req: &Request) -> Option<(String, String)> {
+    /// The caller's session id, CSRF token and actor, if logged in (and,
+    /// for an admin's own login, still an unrevoked admin).
+    fn session(&self, req: &Request) -> Option<(String, String, UserId)> {
         let id = cookie(req, COOKIE)?;
         let now = self.state.clock.now();
-        let mut s = self.sessions.lock().ok()?;
-        s.retain(|_, v| v.expires > now);
-        s.get(&id).map(|v| (id.clone(), v.csrf.clone()))
+        let found = {
+            let mut s = self.sessions.lock().ok()?;
+            s.retain(|_, v| v.expires > now);
+            s.get(&id).map(|v| (id.clone(), v.csrf.clone(), v.actor.clone()))
+        }?;
+        if found.2.as_str() != ACTOR && self.admin(&found.2).is_none() {
+            return None;
+        }
+        Some(found)
+    }
+
+    /// `user`, if an enrolled, unrevoked admin.
+    fn admin(&self, user: &UserId) -> Option<UserId> {
+        let rec = self.state.store.user(user).ok()??;
+        (rec.role == exhibit_proto::directory::Role::Admin && rec.revoked_at.is_none()).then_some(rec.user)
     }
 
     fn route(&self, req: &mut Request) -> Page {
@@ -255,7 +287,13 @@ impl Web {
         if method == Method::Post && path == "/login" {
             return self.login(req);
         }
-        let Some((sid, csrf)) = self.session(req) else {
+        if method == Method::Get {
+            if let Some(code) = path.strip_prefix("/once/") {
+                // A GET only shows a button: link previews must not use up the code.
+                return once_page(code);
+            }
+        }
+        let Some((sid, csrf, actor)) = self.session(req) else {
             return match (method, path.as_str()) {
                 (Method::Get, "/" | "/login") => login_page(200, ""),
                 (Method::Get, _) => error_page(404, "not found"),
@@ -264,7 +302,7 @@ impl Web {
         };
         if method == Method::Get {
             return match path.as_str() {
-                "/" => self.dashboard(&csrf).unwrap_or_else(|e| error_page(status_of(&e), &e.to_string())),
+                "/" => self.dashboard(&csrf, &actor).unwrap_or_else(|e| error_page(status_of(&e), &e.to_string())),
                 "/login" => redirect("/"),
                 _ => error_page(404, "not found"),
             };
@@ -290,11 +328,11 @@ impl Web {
                     &[("Set-Cookie", &format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))],
                 );
             }
-            "/alerts/ack" => self.ack(&form),
+            "/alerts/ack" => self.ack(&form, actor),
             "/users/revoke" if form.get("confirm").map(String::as_str) != Some("yes") => {
                 return confirm_revoke(&form, &csrf);
             }
-            "/users/revoke" => self.revoke(&form),
+            "/users/revoke" => self.revoke(&form, &actor),
             "/audit/verify" => {
                 self.verify_audit();
                 Ok("#audit")
@@ -312,16 +350,33 @@ impl Web {
             Ok(f) => f,
             Err(p) => return p,
         };
-        let Some(token) = form.get("token") else { return login_page(400, "Enter the admin token.") };
-        if !self.token_ok(token) {
-            tracing::warn!("dashboard: wrong admin token");
-            return login_page(403, "Wrong admin token.");
+        let now = self.state.clock.now();
+        let actor = if let Some(code) = form.get("once") {
+            let key = *blake3::hash(code.as_bytes()).as_bytes();
+            let found = self.state.dashboard_logins.lock().ok().and_then(|mut l| l.remove(&key));
+            match found.filter(|(_, e)| *e > now).and_then(|(u, _)| self.admin(&u)) {
+                Some(u) => u,
+                None => return login_page(403, "That login link is used, expired or not an admin's."),
+            }
+        } else {
+            let Some(token) = form.get("token") else { return login_page(400, "Enter the admin token.") };
+            if !self.token_ok(token) {
+                tracing::warn!("dashboard: wrong admin token");
+                return login_page(403, "Wrong admin token.");
+            }
+            match actor() {
+                Ok(a) => a,
+                Err(e) => return error_page(500, &e.to_string()),
+            }
+        };
+        if let Err(e) = self.state.store.audit(Ev::new(now, &actor, "dashboard-login", &actor)) {
+            return error_page(500, &e.to_string());
         }
         let sid = random_hex();
-        let expires = self.state.clock.now().saturating_add(SESSION_SECS);
+        let expires = now.saturating_add(SESSION_SECS);
         match self.sessions.lock() {
             Ok(mut s) => {
-                s.insert(sid.clone(), Session { csrf: random_hex(), expires });
+                s.insert(sid.clone(), Session { csrf: random_hex(), expires, actor });
             }
             Err(_) => return error_page(500, "session table poisoned"),
         }
@@ -329,7 +384,7 @@ impl Web {
         with_headers(redirect("/"), &[("Set-Cookie", &cookie)])
     }
 
-    fn ack(&self, form: &HashMap<String, String>) -> Result<&'static str, ServerError> {
+    fn ack(&self, form: &HashMap<String, String>, by: UserId) -> Result<&'static str, ServerError> {
         let id: u64 = form
             .get("alert")
             .and_then(|v| v.parse().ok())
@@ -338,15 +393,15 @@ impl Web {
         if note.is_empty() || note.len() > limits::MAX_TEXT {
             return Err(ServerError::BadRequest("a note (1 to 4096 bytes) saying what was done is required".into()));
         }
-        let ack = AlertAck { by: actor()?, at: self.state.clock.now(), note };
+        let ack = AlertAck { by, at: self.state.clock.now(), note };
         self.state.store.ack_alert(id, ack)?;
         tracing::info!(alert = id, "alert acknowledged on the dashboard");
         Ok("#alerts")
     }
 
-    fn revoke(&self, form: &HashMap<String, String>) -> Result<&'static str, ServerError> {
+    fn revoke(&self, form: &HashMap<String, String>, by: &UserId) -> Result<&'static str, ServerError> {
         let user = UserId::new(form.get("user").map(String::as_str).unwrap_or(""))?;
-        let raised = crate::alerts::revoke_user(&self.state, &actor()?, &user, self.state.clock.now())?;
+        let raised = crate::alerts::revoke_user(&self.state, by, &user, self.state.clock.now())?;
         if !raised.is_empty() {
             self.state.notify.notify_one();
         }
@@ -400,10 +455,10 @@ impl Web {
         ))
     }
 
-    fn dashboard(&self, csrf: &str) -> Result<Page, ServerError> {
+    fn dashboard(&self, csrf: &str, me: &UserId) -> Result<Page, ServerError> {
         let s = &self.state;
         let now = s.clock.now();
-        s.store.audit(Ev::new(now, ACTOR, "admin-read", ACTOR).details("read dashboard"))?;
+        s.store.audit(Ev::new(now, me, "admin-read", me).details("read dashboard"))?;
         let mut transfers = s.store.transfers()?;
         transfers.sort_by_key(|t| (t.deadline.unwrap_or(u64::MAX), t.created_at));
         let users = s.store.users()?;
@@ -412,8 +467,9 @@ impl Web {
         let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
         let mut b = String::new();
         b += &format!(
-            "<header><h1>exhibit — admin dashboard</h1><p>Server time {}. \
+            "<header><h1>exhibit — admin dashboard</h1><p>Logged in as <b>{}</b>. Server time {}. \
              <form class=\"inline\" method=\"post\" action=\"/logout\">{csrf_field}<button>Log out</button></form></p></header><main>",
+            esc(me.as_str()),
             esc(&format_time(now))
         );
 
@@ -602,6 +658,21 @@ fn confirm_revoke(form: &HashMap<String, String>, csrf: &str) -> Page {
                  <input type=\"hidden\" name=\"confirm\" value=\"yes\"><button>Yes, revoke {u}</button></form>\
                  <p><a href=\"/#users\">No, go back</a></p>",
                 esc(csrf)
+            ),
+        ),
+    )
+}
+
+fn once_page(code: &str) -> Page {
+    html(
+        200,
+        layout(
+            "exhibit admin login",
+            &format!(
+                "<h1>exhibit — admin login</h1><p>This one-time link logs you in as the admin who asked for it \
+                 with <code>exhibit admin dashboard</code>.</p><form method=\"post\" action=\"/login\">\
+                 <input type=\"hidden\" name=\"once\" value=\"{}\"><button>Log in</button></form>",
+                esc(code)
             ),
         ),
     )

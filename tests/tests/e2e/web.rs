@@ -18,14 +18,7 @@ const SECRET_NAME: &str = "ABE-interview-Witness-K.mp4";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_it() {
     let clock = ManualClock::new(1_800_000_000);
-    let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, |c| {
-        c.dashboard = Some(DashboardConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: TOKEN.into(),
-            allow_remote: false,
-        })
-    })
-    .await;
+    let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, with_dashboard).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     f.user("bob", Role::Caseworker).await;
     let src = f.path("src");
@@ -113,6 +106,46 @@ async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_
     let ack = a.ack.expect("acknowledged in the store");
     assert_eq!(ack.note, "Phoned CPS South East; Bob fetching today");
     assert_eq!(ack.by.as_str(), "dashboard");
+}
+
+fn with_dashboard(c: &mut exhibit_server::config::Config) {
+    c.dashboard =
+        Some(DashboardConfig { listen: "127.0.0.1:0".parse().unwrap(), admin_token: TOKEN.into(), allow_remote: false })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_client_certificate_logs_in_to_the_dashboard_by_a_one_time_link() {
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, with_dashboard).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let e = exhibit_client::admin::dashboard_login(&alice).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(exhibit_proto::frame::ErrorCode::Forbidden), "{e}");
+    let (url, _) = exhibit_client::admin::dashboard_login(&f.admin).await.unwrap();
+    let addr = f.server().dashboard_addr().unwrap().to_string();
+    let path = url.strip_prefix(&format!("http://{addr}")).unwrap().to_owned();
+    let code = path.strip_prefix("/once/").unwrap().to_owned();
+
+    tokio::task::block_in_place(|| {
+        // Opening the link only shows a button (link previews use nothing up).
+        let page = http("GET", &addr, &path, &[], b"");
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("one-time link"), "{}", page.text());
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let login = http("POST", &addr, "/login", &form, format!("once={code}").as_bytes());
+        assert_eq!(login.status, 303, "{}", login.text());
+        let set = login.headers.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+        let cookie = set.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_owned();
+        let dash = http("GET", &addr, "/", &[("Cookie", &cookie)], b"");
+        assert_eq!(dash.status, 200);
+        assert!(dash.text().contains("Logged in as <b>admin</b>"), "{}", dash.text());
+        // Once only.
+        assert_eq!(http("POST", &addr, "/login", &form, format!("once={code}").as_bytes()).status, 403);
+    });
+    let (entries, _) = f.state().store.audit_entries(1, 10_000).unwrap();
+    assert!(entries.iter().any(|e| e.body.action == "dashboard-login" && e.body.actor == "admin"));
+
+    let plain = Fixture::start().await;
+    let e = exhibit_client::admin::dashboard_login(&plain.admin).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(exhibit_proto::frame::ErrorCode::Conflict), "no dashboard configured: {e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
