@@ -291,7 +291,11 @@ impl UiState {
             let r = fetch::fetch(&home, opts).await?;
             let files: Vec<String> = r.items.iter().map(|i| i.written_to.display().to_string()).collect();
             Ok(match r.receipt {
-                Some(_) => format!("verified, written to {}; receipt sent", files.join(", ")),
+                Some(a) => format!(
+                    "verified, written to {}; receipt accepted by the server at {}",
+                    files.join(", "),
+                    format_time(a.accepted_at)
+                ),
                 None => format!("verified, written to {}", files.join(", ")),
             })
         });

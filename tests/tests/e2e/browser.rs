@@ -218,10 +218,22 @@ impl Browser {
         self.call("POST", &format!("/element/{e}/value"), Some(json!({ "text": text })));
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page. The UI page reloads itself when a
+    /// job finishes, so a read that meets a page being replaced is retried.
     pub fn text(&self) -> String {
-        let e = self.find("body");
-        self.call("GET", &format!("/element/{e}/text"), None).as_str().unwrap_or_default().to_owned()
+        let t0 = Instant::now();
+        loop {
+            let found = self.try_call("POST", "/element", Some(json!({"using": "css selector", "value": "body"})));
+            let text = found.and_then(|v| {
+                let e = v[ELEMENT].as_str().ok_or("no body")?.to_owned();
+                self.try_call("GET", &format!("/element/{e}/text"), None)
+            });
+            match text {
+                Ok(t) => return t.as_str().unwrap_or_default().to_owned(),
+                Err(e) => assert!(t0.elapsed() < Duration::from_secs(30), "could not read the page: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The page's HTML.

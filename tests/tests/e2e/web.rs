@@ -208,8 +208,11 @@ async fn ui_sends_from_one_page_fetches_on_the_other_and_the_sender_sees_acknowl
         assert!(page.contains(&t), "bob's inbox lists it: {page}");
         assert!(page.contains("OP-UI"), "{page}");
         b.submit(&format!("#t-{t} form button"));
+        // The inbox row says "receipt sent" once the server lists bob as
+        // acknowledged (the job line says "receipt accepted").
         let page = b.wait_for(&url_b, "receipt sent");
         assert!(page.contains("bob: acknowledged"), "{page}");
+        assert!(page.contains("receipt accepted by the server"), "{page}");
         b.screenshot("ui-bob-fetched.png");
         assert_eq!(std::fs::read(bob_dl.join(SECRET_NAME)).unwrap(), original, "byte-identical");
 
