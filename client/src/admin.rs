@@ -71,6 +71,15 @@ pub async fn transfers(home: &Home, overdue: bool) -> Result<Vec<TransferInfo>, 
     }
 }
 
+/// A one-time link to the web dashboard, logged in as this admin (valid
+/// for a few minutes), and its expiry.
+pub async fn dashboard_login(home: &Home) -> Result<(String, u64), ClientError> {
+    match admin_request(home, Request::AdminDashboardLogin).await? {
+        Response::DashboardLogin { url, expires_at } => Ok((url, expires_at)),
+        r => Err(unexpected(&r)),
+    }
+}
+
 /// Revoke a user.
 pub async fn revoke_user(home: &Home, user: UserId) -> Result<(), ClientError> {
     match admin_request(home, Request::AdminRevokeUser { user }).await? {

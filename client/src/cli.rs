@@ -92,6 +92,19 @@ pub enum Command {
     /// Administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Serve a local web page (send, outbox, inbox, custody) on 127.0.0.1;
+    /// prints its URL, which holds a secret token. Keys stay in this process.
+    Ui {
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where fetched transfers are written (default: the current directory).
+        #[arg(long, default_value = ".")]
+        downloads: PathBuf,
+        /// Open the page in the default browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 /// `exhibit send`.
@@ -186,6 +199,9 @@ pub enum AdminCommand {
     Audit(AuditCommand),
     /// Chain of custody of any transfer.
     Custody(CustodyArgs),
+    /// Print a one-time link that logs you in to the web dashboard with
+    /// your client certificate instead of the admin token.
+    Dashboard,
     /// Transfers of every user (metadata only; admins cannot decrypt).
     Transfers {
         /// Only those past their deadline and not acknowledged by everyone.
@@ -251,22 +267,7 @@ pub enum UserCommand {
     },
 }
 
-/// A unix time as `YYYY-MM-DD HH:MM:SSZ`.
-pub fn format_time(t: u64) -> String {
-    let days = (t / 86400) as i64;
-    let rem = t % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+pub use exhibit_proto::duration::format_time;
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), ClientError> {
     println!("{}", serde_json::to_string_pretty(v).map_err(|e| ClientError::Config(e.to_string()))?);
@@ -629,8 +630,34 @@ impl Cli {
                     }
                 }
             }
+            Command::Admin(AdminCommand::Dashboard) => {
+                let (url, expires) = admin::dashboard_login(&home).await?;
+                if json {
+                    print_json(&json!({"url": url, "expires_at": expires}))?;
+                } else {
+                    println!("{url}");
+                    eprintln!("one-time dashboard login, valid until {}", format_time(expires));
+                }
+            }
             Command::Admin(AdminCommand::Transfers { overdue }) => {
                 print_transfers(&admin::transfers(&home, overdue).await?, json)?;
+            }
+            Command::Ui { listen, downloads, open } => {
+                let opts = crate::ui::UiOptions { listen, downloads };
+                let ui = crate::ui::Ui::start(home, opts, tokio::runtime::Handle::current())?;
+                if json {
+                    print_json(&json!({"url": ui.url()}))?;
+                } else {
+                    println!("{}", ui.url());
+                    eprintln!("exhibit ui: open the address above in a browser on this machine; Ctrl-C to stop.");
+                }
+                if open {
+                    if let Err(e) = std::process::Command::new("xdg-open").arg(ui.url()).spawn() {
+                        eprintln!("could not open a browser ({e}); open the address yourself");
+                    }
+                }
+                tokio::signal::ctrl_c().await.map_err(ClientError::io("waiting for Ctrl-C"))?;
+                drop(ui);
             }
             Command::Admin(AdminCommand::User(UserCommand::List)) => {
                 let users = admin::list_users(&home).await?;

@@ -21,6 +21,7 @@ pub mod progress;
 pub mod receipt;
 pub mod renew;
 pub mod send;
+pub mod ui;
 
 pub use error::ClientError;
 pub use home::Home;

@@ -1,16 +1,47 @@
-//! Progress bars on stderr, shown only on a terminal and never with --json.
+//! Progress bars on stderr, shown only on a terminal and never with --json;
+//! and, for `exhibit ui`, a [`Meter`] that the same calls keep up to date.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Bytes done of a total, read by the web UI while a send or fetch runs.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Bytes done.
+    pub done: AtomicU64,
+    /// Bytes in all.
+    pub total: AtomicU64,
+}
+
+tokio::task_local! {
+    static METER: Arc<Meter>;
+}
+
+/// Run `fut` (a send or fetch) with every progress bar it makes also
+/// counting into `meter`.
+pub async fn metered<F: std::future::Future>(meter: Arc<Meter>, fut: F) -> F::Output {
+    METER.scope(meter, fut).await
+}
+
 /// A byte-count progress bar (or nothing).
 #[derive(Debug)]
-pub struct Progress(Option<ProgressBar>);
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    meter: Option<Arc<Meter>>,
+}
 
 impl Progress {
     /// A bar for `total` bytes, if `show`.
     pub fn new(show: bool, total: u64, what: &str) -> Self {
+        let meter = METER.try_with(Arc::clone).ok();
+        if let Some(m) = &meter {
+            m.total.store(total, Ordering::Relaxed);
+            m.done.store(0, Ordering::Relaxed);
+        }
         if !show {
-            return Progress(None);
+            return Progress { bar: None, meter };
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         if let Ok(style) =
@@ -19,19 +50,22 @@ impl Progress {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(what.to_owned());
-        Progress(Some(bar))
+        Progress { bar: Some(bar), meter }
     }
 
     /// Count bytes done.
     pub fn inc(&self, n: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.inc(n);
+        }
+        if let Some(m) = &self.meter {
+            m.done.fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// Done.
     pub fn finish(&self) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
     }

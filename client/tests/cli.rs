@@ -183,3 +183,48 @@ fn killed_fetch_is_finished_by_resume() {
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 1, "temp files left behind: {left:?}");
 }
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    (raw.split_whitespace().nth(1).unwrap().parse().unwrap(), raw)
+}
+
+#[test]
+fn ui_prints_a_loopback_url_with_a_token_and_serves_only_with_it() {
+    use std::io::BufRead;
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    let refused = env.run("admin", &["ui", "--listen", "0.0.0.0:0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback only"));
+
+    let downloads = env.dir.path().join("dl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .env("EXHIBIT_HOME", env.home("admin"))
+        .args(["ui", "--downloads", downloads.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().to_owned();
+    let rest = url.strip_prefix("http://127.0.0.1:").expect("a loopback URL");
+    let (port, path) = rest.split_once('/').unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let token = path.trim_end_matches('/');
+    assert_eq!(token.len(), 32, "128-bit token in hex: {url}");
+    let (status, page) = get(&addr, &format!("/{token}/"));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Signed in as <b>admin</b>"), "{page}");
+    assert_eq!(get(&addr, "/").0, 404);
+    assert_eq!(get(&addr, &format!("/{}/", "0".repeat(32))).0, 404);
+    assert!(downloads.is_dir(), "downloads directory created");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -99,6 +99,9 @@ pub enum Request {
         #[serde(with = "crate::b64")]
         csr_der: Vec<u8>,
     },
+    /// Admin: a one-time link that logs the caller in to the web dashboard
+    /// (their client certificate vouches for them instead of the token).
+    AdminDashboardLogin,
 }
 
 /// What an alert is about.
@@ -377,6 +380,8 @@ pub enum Response {
         #[serde(with = "crate::b64")]
         cert_der: Vec<u8>,
     },
+    /// A one-time dashboard login link, valid until `expires_at`.
+    DashboardLogin { url: String, expires_at: u64 },
 }
 
 /// Encode a frame: length prefix and body.

@@ -264,9 +264,12 @@ pub fn storage_alert(state: &State, message: &str, key: &str, now: u64) -> Resul
 
 /// Revoke a user: re-sign their entry as revoked and alert on every
 /// transfer addressed to them that they have not acknowledged.
+///
+/// After the commit, every connection the user has open is closed, so the
+/// revocation bites at once wherever it was made (protocol or dashboard).
 pub fn revoke_user(state: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {
     let notifiers = notifier_names(state);
-    state.store.write(|tx| {
+    let raised = state.store.write(|tx| {
         let mut tx = AlertTx::open(&state.store, tx)?;
         let mut rec = tx.user(user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?;
         if rec.revoked_at.is_some() {
@@ -298,7 +301,10 @@ pub fn revoke_user(state: &State, by: &UserId, user: &UserId, now: u64) -> Resul
             raised.extend(raise_for_transfer(&notifiers, &mut tx, &t, kind, &key, msg, now)?);
         }
         Ok(raised)
-    })
+    })?;
+    let closed = state.conns.close_user(user, &format!("user {user} has been revoked"));
+    tracing::info!(%user, closed, "user revoked");
+    Ok(raised)
 }
 
 /// Run the scheduler and the watchdog until the server stops.

@@ -67,6 +67,9 @@ pub struct Config {
     /// Where chunks are stored.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Admin web dashboard (off unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<DashboardConfig>,
 }
 
 /// Chunk storage backends.
@@ -109,6 +112,25 @@ pub struct StorageConfig {
     /// S3: secret key (default: `AWS_SECRET_ACCESS_KEY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
+}
+
+/// `[dashboard]`: the admin web dashboard on its own HTTP listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// TCP address of the HTTP listener (default 127.0.0.1:4480).
+    #[serde(default = "default_dashboard_listen")]
+    pub listen: SocketAddr,
+    /// Token an admin types to log in (at least 16 characters).
+    pub admin_token: String,
+    /// Allow a listen address other than loopback (plain HTTP: put a TLS
+    /// proxy in front).
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+fn default_dashboard_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4480))
 }
 
 /// `[webhook]`: alerts POSTed as JSON with an HMAC-SHA256 signature header.
@@ -238,6 +260,7 @@ impl Config {
             webhook: None,
             smtp: None,
             storage: StorageConfig::default(),
+            dashboard: None,
         }
     }
 
@@ -285,6 +308,17 @@ impl Config {
         }
         if self.storage.backend == StorageBackend::S3 && self.storage.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(ServerError::Setup("config: storage.bucket is required when storage.backend = \"s3\"".into()));
+        }
+        if let Some(d) = &self.dashboard {
+            if d.admin_token.chars().count() < 16 {
+                return Err(ServerError::Setup("config: dashboard.admin_token must be at least 16 characters".into()));
+            }
+            if !d.listen.ip().is_loopback() && !d.allow_remote {
+                return Err(ServerError::Setup(
+                    "config: dashboard.listen is not a loopback address; set dashboard.allow_remote = true to allow it"
+                        .into(),
+                ));
+            }
         }
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {

@@ -19,6 +19,7 @@ pub mod notify;
 pub mod service;
 pub mod store;
 mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,10 @@ pub struct State {
     pub conns: conns::Connections,
     /// Chunk deletions, held back while a backup copies chunks.
     pub deletes: backup::DeleteGate,
+    /// Where the admin dashboard listens, once it does.
+    pub dashboard_addr: std::sync::OnceLock<SocketAddr>,
+    /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
+    pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
 }
 
 impl State {
@@ -87,6 +92,8 @@ impl State {
             last_scan_micros: Default::default(),
             conns: Default::default(),
             deletes: Default::default(),
+            dashboard_addr: Default::default(),
+            dashboard_logins: Default::default(),
         }
     }
 
@@ -144,6 +151,7 @@ pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    dashboard: Option<web::Dashboard>,
 }
 
 /// Whether the alert scheduler, watchdog and notifier run in the background.
@@ -205,13 +213,22 @@ impl Server {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));
         }
+        let dashboard = match &state.settings.config.dashboard {
+            Some(cfg) => Some(web::Dashboard::start(state.clone(), cfg)?),
+            None => None,
+        };
         tracing::info!(%addr, "exhibitd listening");
-        Ok(Server { endpoint, addr, state, tasks })
+        Ok(Server { endpoint, addr, state, tasks, dashboard })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin dashboard's bound address, if configured.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref().map(web::Dashboard::local_addr)
     }
 
     /// Shared state (store, clock), for tests and tools.
@@ -225,6 +242,7 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+        drop(self.dashboard);
         self.endpoint.wait_idle().await;
     }
 

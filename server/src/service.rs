@@ -197,19 +197,6 @@ fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
     }
 }
 
-/// Revoke `user` (by admin `by`): record it and alert on their open
-/// transfers, then close every connection they have open.
-pub async fn revoke_user(state: &Arc<State>, by: UserId, user: UserId, now: u64) -> Result<(), ServerError> {
-    let who = user.clone();
-    let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &by, &who, now)).await?;
-    if !raised.is_empty() {
-        state.notify.notify_one();
-    }
-    let closed = state.conns.close_user(&user, &format!("user {user} has been revoked"));
-    tracing::info!(%user, closed, "user revoked");
-    Ok(())
-}
-
 /// Handle one request from an authenticated or anonymous peer. `body`
 /// reads the raw bytes after the frame (chunk uploads).
 pub(crate) async fn dispatch(
@@ -265,7 +252,11 @@ pub(crate) async fn dispatch(
         }
         Request::AdminRevokeUser { user } => {
             require_admin(&caller)?;
-            revoke_user(state, me, user, now).await?;
+            // Also closes every connection the user has open.
+            let raised = blocking(state, move |s| crate::alerts::revoke_user(s, &me, &user, now)).await?;
+            if !raised.is_empty() {
+                state.notify.notify_one();
+            }
             Response::Done
         }
         Request::AdminAlerts { all } => {
@@ -431,6 +422,11 @@ pub(crate) async fn dispatch(
                     .map(|r| exhibit_proto::frame::RecipientState { user: r.user, state: r.state, at: r.at })
                     .collect(),
             }
+        }
+        Request::AdminDashboardLogin => {
+            require_admin(&caller)?;
+            let (url, expires_at) = crate::web::one_time_login(state, me, now)?;
+            Response::DashboardLogin { url, expires_at }
         }
         _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
     };

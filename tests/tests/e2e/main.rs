@@ -4,6 +4,7 @@
 
 mod alerts;
 mod auth;
+mod browser;
 mod custody;
 mod fixture;
 mod hostile;
@@ -12,3 +13,4 @@ mod receipts;
 mod s3;
 mod tamper;
 mod transfer;
+mod web;

@@ -1,0 +1,233 @@
+//! Issue 7: the admin dashboard and `exhibit ui`, in a real headless
+//! Chromium. Screenshots of each page go to `target/screenshots/`.
+
+use std::sync::Arc;
+
+use exhibit_client::ui::{Ui, UiOptions};
+use exhibit_proto::directory::Role;
+use exhibit_server::config::DashboardConfig;
+use exhibit_server::{alerts, Background, ManualClock};
+
+use crate::browser::{http, Browser};
+use crate::fixture::*;
+
+const TOKEN: &str = "dashboard-test-token-0123456789";
+/// A file name that must never reach the server.
+const SECRET_NAME: &str = "ABE-interview-Witness-K.mp4";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_it() {
+    let clock = ManualClock::new(1_800_000_000);
+    let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, with_dashboard).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join(SECRET_NAME), bytes(5000, 1)).unwrap();
+    let t = send_paths(&alice, vec![src.join(SECRET_NAME)], &["bob"], 1024).await;
+    // Five hours later (the default acknowledge-within is 4 h) the scan
+    // raises the overdue alert.
+    clock.advance(5 * 3600);
+    let raised = alerts::scan(f.state(), exhibit_server::clock::Clock::now(f.state().clock.as_ref())).unwrap().raised;
+    assert_eq!(raised.len(), 1);
+
+    let addr = f.server().dashboard_addr().expect("dashboard configured").to_string();
+    assert!(addr.starts_with("127.0.0.1:"));
+    // Without a session: no actions, no metrics.
+    assert_eq!(http("POST", &addr, "/alerts/ack", &[], b"alert=1&note=x&csrf=x").status, 403);
+    let m = http("GET", &addr, "/metrics", &[], b"");
+    assert_eq!(m.status, 401);
+    let m = http("GET", &addr, "/metrics", &[("Authorization", &format!("Bearer {TOKEN}"))], b"");
+    assert_eq!(m.status, 200);
+    let metrics = m.text();
+    for line in [
+        "exhibit_transfers{state=\"sealed\"} 1",
+        "exhibit_transfers_overdue 1",
+        "exhibit_alerts{state=\"open\"} 1",
+        "exhibit_alert_scan_duration_seconds ",
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line:?}:\n{metrics}");
+    }
+
+    let login = http("POST", &addr, "/login", &[], format!("token={TOKEN}").as_bytes());
+    assert_eq!(login.status, 303);
+    let cookie = login.headers.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert_eq!(http("POST", &addr, "/login", &[], b"token=nope").status, 403);
+    assert_eq!(http("POST", &addr, "/login", &[], &vec![b'a'; 100_000]).status, 413, "bounded form body");
+
+    let Some(b) = tokio::task::block_in_place(Browser::start) else { return };
+    let url = format!("http://{addr}/");
+    tokio::task::block_in_place(|| {
+        b.goto(&url);
+        assert!(b.text().contains("admin login"), "{}", b.text());
+        b.type_into("#token", "wrong-token-wrong-token");
+        b.submit("form[action='/login'] button");
+        assert!(b.text().contains("Wrong admin token"), "{}", b.text());
+        b.type_into("#token", TOKEN);
+        b.submit("form[action='/login'] button");
+
+        let page = b.text();
+        b.screenshot("dashboard-overdue.png");
+        assert!(page.contains("Overdue transfers (1)"), "{page}");
+        assert!(page.contains(&t.to_string()), "the overdue transfer is listed: {page}");
+        assert!(page.contains("overdue by 1h"), "{page}");
+        assert!(page.contains("Open alerts (1)"), "{page}");
+        assert!(page.contains("OP-TEST"), "{page}");
+        assert!(page.contains("bob (Org, sealed)"), "waiting for bob: {page}");
+        // Overdue transfers come first.
+        assert!(page.find("Overdue transfers").unwrap() < page.find("Open alerts").unwrap());
+        assert!(!b.source().contains("ABE-interview"), "no file names on the dashboard");
+
+        b.type_into(&format!("#note-{}", raised[0]), "Phoned CPS South East; Bob fetching today");
+        b.submit(&format!("#alert-{} button", raised[0]));
+        let page = b.text();
+        b.screenshot("dashboard-acknowledged.png");
+        assert!(page.contains("Open alerts (0)"), "{page}");
+        assert!(page.contains("No open alerts."), "{page}");
+        // Still overdue (bob has not acknowledged), but its alert is handled.
+        assert!(page.contains("Overdue transfers (1)"), "{page}");
+
+        // Revoking asks once more; going back leaves the user enrolled.
+        b.submit("form[action='/users/revoke'] input[value='bob'] ~ button");
+        assert!(b.text().contains("Revoke bob?"), "{}", b.text());
+        b.screenshot("dashboard-revoke-confirm.png");
+        b.submit("form[action='/users/revoke'] button");
+        let page = b.text();
+        assert!(page.contains("revoked 2027-"), "bob is shown revoked: {page}");
+        // His pending transfer raised a revoked-recipient alert.
+        assert!(page.contains("Open alerts (1)") && page.contains("REVOKED RECIPIENT"), "{page}");
+
+        b.submit("#audit button");
+        let page = b.text();
+        assert!(page.contains("chain intact"), "{page}");
+        b.screenshot("dashboard-audit.png");
+    });
+    let a = f.state().store.alert(raised[0]).unwrap().unwrap().info;
+    let ack = a.ack.expect("acknowledged in the store");
+    assert_eq!(ack.note, "Phoned CPS South East; Bob fetching today");
+    assert_eq!(ack.by.as_str(), "dashboard");
+}
+
+fn with_dashboard(c: &mut exhibit_server::config::Config) {
+    c.dashboard =
+        Some(DashboardConfig { listen: "127.0.0.1:0".parse().unwrap(), admin_token: TOKEN.into(), allow_remote: false })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_client_certificate_logs_in_to_the_dashboard_by_a_one_time_link() {
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, with_dashboard).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let e = exhibit_client::admin::dashboard_login(&alice).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(exhibit_proto::frame::ErrorCode::Forbidden), "{e}");
+    let (url, _) = exhibit_client::admin::dashboard_login(&f.admin).await.unwrap();
+    let addr = f.server().dashboard_addr().unwrap().to_string();
+    let path = url.strip_prefix(&format!("http://{addr}")).unwrap().to_owned();
+    let code = path.strip_prefix("/once/").unwrap().to_owned();
+
+    tokio::task::block_in_place(|| {
+        // Opening the link only shows a button (link previews use nothing up).
+        let page = http("GET", &addr, &path, &[], b"");
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("one-time link"), "{}", page.text());
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let login = http("POST", &addr, "/login", &form, format!("once={code}").as_bytes());
+        assert_eq!(login.status, 303, "{}", login.text());
+        let set = login.headers.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+        let cookie = set.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_owned();
+        let dash = http("GET", &addr, "/", &[("Cookie", &cookie)], b"");
+        assert_eq!(dash.status, 200);
+        assert!(dash.text().contains("Logged in as <b>admin</b>"), "{}", dash.text());
+        // Once only.
+        assert_eq!(http("POST", &addr, "/login", &form, format!("once={code}").as_bytes()).status, 403);
+    });
+    let (entries, _) = f.state().store.audit_entries(1, 10_000).unwrap();
+    assert!(entries.iter().any(|e| e.body.action == "dashboard-login" && e.body.actor == "admin"));
+
+    let plain = Fixture::start().await;
+    let e = exhibit_client::admin::dashboard_login(&plain.admin).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(exhibit_proto::frame::ErrorCode::Conflict), "no dashboard configured: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ui_sends_from_one_page_fetches_on_the_other_and_the_sender_sees_acknowledged() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let bob_fp = bob.load().unwrap().me.fingerprint();
+    let src = f.path("src");
+    // More than one 4 MiB chunk.
+    let original = bytes(5_000_000, 7);
+    let file = src.join(SECRET_NAME);
+    std::fs::write(&file, &original).unwrap();
+    let bob_dl = f.path("bob-downloads");
+    let rt = tokio::runtime::Handle::current();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let ui_a = Ui::start(alice, UiOptions { listen, downloads: f.path("alice-downloads") }, rt.clone()).unwrap();
+    let ui_b = Ui::start(bob, UiOptions { listen, downloads: bob_dl.clone() }, rt).unwrap();
+    let (url_a, url_b) = (ui_a.url().to_owned(), ui_b.url().to_owned());
+
+    // The token is required: without it, nothing.
+    let host = url_a.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    assert_eq!(http("GET", &host, "/", &[], b"").status, 404);
+    assert_eq!(http("GET", &host, "/0123456789abcdef0123456789abcdef/", &[], b"").status, 404);
+    let tok = url_a.trim_start_matches("http://").split('/').nth(1).unwrap().to_owned();
+    let bad = http(
+        "POST",
+        &host,
+        &format!("/{tok}/send"),
+        &[("Content-Type", "multipart/form-data; boundary=X")],
+        b"--X\r\njunk",
+    );
+    assert_eq!(bad.status, 400, "malformed upload: {}", bad.text());
+
+    let Some(b) = tokio::task::block_in_place(Browser::start) else { return };
+    tokio::task::block_in_place(|| {
+        b.goto(&url_a);
+        let page = b.text();
+        assert!(page.contains("Signed in as alice"), "{page}");
+        assert!(page.contains(&bob_fp), "bob's fingerprint is shown: {page}");
+        b.click("#to option[value='bob']");
+        b.type_into("#files", file.to_str().unwrap());
+        b.type_into("#case", "OP-UI");
+        b.screenshot("ui-alice-send-form.png");
+        b.submit("#send-button");
+        let page = b.wait_for(&url_a, "sealed as transfer");
+        let t = page.split("sealed as transfer ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+        assert!(page.contains(&format!("key {bob_fp}")), "{page}");
+        assert!(page.contains("bob: sealed"), "outbox shows the transfer: {page}");
+        b.screenshot("ui-alice-sent.png");
+        // Progress counted every byte through the real send pipeline.
+        let jobs: serde_json::Value =
+            serde_json::from_slice(&http("GET", &host, &format!("/{tok}/jobs.json"), &[], b"").body).unwrap();
+        assert_eq!(jobs[0]["state"], "done", "{jobs}");
+        assert_eq!(jobs[0]["done"], 5_000_000, "{jobs}");
+        assert_eq!(jobs[0]["total"], 5_000_000, "{jobs}");
+
+        b.goto(&url_b);
+        let page = b.text();
+        assert!(page.contains(&t), "bob's inbox lists it: {page}");
+        assert!(page.contains("OP-UI"), "{page}");
+        b.submit(&format!("#t-{t} form button"));
+        // The inbox row says "receipt sent" once the server lists bob as
+        // acknowledged (the job line says "receipt accepted").
+        let page = b.wait_for(&url_b, "receipt sent");
+        assert!(page.contains("bob: acknowledged"), "{page}");
+        assert!(page.contains("receipt accepted by the server"), "{page}");
+        b.screenshot("ui-bob-fetched.png");
+        assert_eq!(std::fs::read(bob_dl.join(SECRET_NAME)).unwrap(), original, "byte-identical");
+
+        let page = b.wait_for(&url_a, "bob: acknowledged");
+        assert!(page.contains(&t), "{page}");
+        b.screenshot("ui-alice-acknowledged.png");
+
+        b.goto(&format!("{url_a}custody/{t}"));
+        let page = b.text();
+        assert!(page.contains("Chain of custody"), "{page}");
+        assert!(page.contains("Receipt of bob"), "{page}");
+        b.screenshot("ui-custody.png");
+    });
+    // The staged copy was removed once sealed.
+    let staging = f.dir.path().join("home-alice").join("ui-staging");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "staging left behind");
+    drop((ui_a, ui_b));
+}
