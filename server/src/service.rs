@@ -23,9 +23,14 @@ pub enum Reply {
     WithBody(Response, Vec<u8>),
 }
 
-/// Read `len` raw bytes that follow a request frame.
-async fn read_body(recv: &mut quinn::RecvStream, len: usize, what: &str) -> Result<Vec<u8>, ServerError> {
-    let mut bytes = vec![0u8; len];
+/// Read `len` raw bytes that follow a request frame, into a block-aligned
+/// buffer (chunks go to disk from it without a copy).
+async fn read_body(
+    recv: &mut quinn::RecvStream,
+    len: usize,
+    what: &str,
+) -> Result<crate::chunks::AlignedBuf, ServerError> {
+    let mut bytes = crate::chunks::AlignedBuf::zeroed(len);
     tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
         .await
         .map_err(|_| ServerError::Stream(format!("timed out reading {what}")))?
@@ -293,7 +298,7 @@ pub(crate) async fn dispatch(
         Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv, now).await?,
         Request::Seal { signature, manifest_len } => {
             let len = exhibit_proto::frame::manifest_len(manifest_len)?;
-            let bytes = read_body(recv, len, "manifest").await?;
+            let bytes = read_body(recv, len, "manifest").await?.to_vec();
             seal(state, &caller, SignedManifest { bytes, signature }, now).await?
         }
         Request::Inbox => {
