@@ -6,6 +6,7 @@
 //! tested in memory and fuzzed.
 #![forbid(unsafe_code)]
 
+pub mod aligned;
 pub mod audit;
 pub mod b64;
 pub mod cert;

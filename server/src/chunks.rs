@@ -31,39 +31,7 @@ pub trait ChunkStore: Send + Sync + std::fmt::Debug + 'static {
     fn list(&self) -> Result<Vec<ChunkId>, ServerError>;
 }
 
-/// Block size for direct IO: buffer address, length and file offset are
-/// multiples of it.
-pub const ALIGN: usize = 4096;
-
-/// Bytes at a block-aligned address (a chunk body read off the network
-/// straight into place for [`write_direct`]).
-pub struct AlignedBuf {
-    buf: Vec<u8>,
-    off: usize,
-    len: usize,
-}
-
-impl AlignedBuf {
-    /// `len` zero bytes starting at an aligned address.
-    pub fn zeroed(len: usize) -> Self {
-        let buf = vec![0u8; len + ALIGN];
-        let off = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-        AlignedBuf { buf, off, len }
-    }
-}
-
-impl std::ops::Deref for AlignedBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.buf[self.off..self.off + self.len]
-    }
-}
-
-impl std::ops::DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.off..self.off + self.len]
-    }
-}
+pub use exhibit_proto::aligned::{AlignedBuf, ALIGN};
 
 /// Write `bytes` to a new file, durably, bypassing the page cache
 /// (O_DIRECT) for the whole blocks when `bytes` is block-aligned in memory:
