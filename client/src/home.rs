@@ -213,7 +213,10 @@ impl Home {
             .map_err(ClientError::io(ctx()))?;
         f.write_all(bytes).map_err(ClientError::io(ctx()))?;
         f.sync_all().map_err(ClientError::io(ctx()))?;
-        std::fs::rename(&tmp, &p).map_err(ClientError::io(ctx()))
+        std::fs::rename(&tmp, &p).map_err(ClientError::io(ctx()))?;
+        // The rename itself must survive a power cut (a renewed certificate
+        // replaced by the retired one would lock the user out).
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(ClientError::io(ctx()))
     }
 
     /// Fingerprints pinned on first use.

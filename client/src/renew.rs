@@ -17,9 +17,10 @@ pub fn cert_expiry(cert_der: &[u8]) -> Result<u64, ClientError> {
 }
 
 /// Renew the client certificate; returns its new expiry. The old
-/// certificate stays valid on the server until the new one has been used,
-/// which this does before returning, so a crash part-way never locks the
-/// user out.
+/// certificate stays valid on the server until the new one is first used,
+/// and the new one is valid from the moment it arrives, so it is saved at
+/// once and kept whatever happens next: a crash part-way leaves one of the
+/// two working.
 pub async fn renew(home: &Home) -> Result<u64, ClientError> {
     let p = home.load()?;
     let key =
@@ -40,8 +41,8 @@ pub async fn renew(home: &Home) -> Result<u64, ClientError> {
     }
     let expiry = cert_expiry(&cert_der)?;
     home.set_tls_cert(&cert_der)?;
-    // Use it once: the server then retires the old one. If that fails, put
-    // the old one back (it still works).
+    // Use it once: the server then retires the old one. If that fails the
+    // next command does it; the new certificate is never given up.
     let confirm = async {
         let p = home.load()?;
         let conn = Conn::open(&p).await?;
@@ -50,8 +51,7 @@ pub async fn renew(home: &Home) -> Result<u64, ClientError> {
         r
     };
     if let Err(e) = confirm.await {
-        home.set_tls_cert(&p.tls_cert)?;
-        return Err(e);
+        tracing::warn!("renewed and saved; first use of the new certificate failed ({e}); the next command retries");
     }
     Ok(expiry)
 }

@@ -110,11 +110,16 @@ impl Authority {
         let cert = p.signed_by(&server_key, &self.ca, &self.ca_key).map_err(rcgen_err("server certificate"))?;
         // Written beside the current pair, then renamed over it: a rotation
         // never leaves a half-written key or certificate.
+        // `server.pem.new` appears (by rename) only once both new files are
+        // complete: its presence is what `finish_rotation` trusts.
         let (key_new, cert_new) = (data.join(format!("{SERVER_KEY}.new")), data.join(format!("{SERVER_CERT}.new")));
-        let _ = std::fs::remove_file(&key_new);
-        let _ = std::fs::remove_file(&cert_new);
+        let cert_tmp = data.join(format!("{SERVER_CERT}.new.tmp"));
+        for stale in [&key_new, &cert_new, &cert_tmp] {
+            let _ = std::fs::remove_file(stale);
+        }
         fsutil::write_private(&key_new, server_key.serialize_pem().as_bytes())?;
-        fsutil::write_public(&cert_new, cert.pem().as_bytes())?;
+        fsutil::write_public(&cert_tmp, cert.pem().as_bytes())?;
+        std::fs::rename(&cert_tmp, &cert_new).map_err(ServerError::io("staging server certificate"))?;
         std::fs::rename(&key_new, data.join(SERVER_KEY)).map_err(ServerError::io("installing server key"))?;
         std::fs::rename(&cert_new, data.join(SERVER_CERT)).map_err(ServerError::io("installing server certificate"))?;
         fsutil::sync_dir(data)
@@ -165,10 +170,28 @@ impl Authority {
     }
 }
 
+/// A rotation renames the new key, then the new certificate, into place;
+/// both were written and synced first. A crash between the two renames is
+/// completed here, so key and certificate always match.
+fn finish_rotation(data: &Path) -> Result<(), ServerError> {
+    let cert_new = data.join(format!("{SERVER_CERT}.new"));
+    if !cert_new.exists() {
+        return Ok(());
+    }
+    let key_new = data.join(format!("{SERVER_KEY}.new"));
+    if key_new.exists() {
+        std::fs::rename(&key_new, data.join(SERVER_KEY)).map_err(ServerError::io("completing key rotation"))?;
+    }
+    std::fs::rename(&cert_new, data.join(SERVER_CERT)).map_err(ServerError::io("completing certificate rotation"))?;
+    tracing::warn!("completed a server certificate rotation interrupted by a crash");
+    fsutil::sync_dir(data)
+}
+
 /// Read the TLS material the listener needs.
 pub fn load_tls(
     data: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, CertificateDer<'static>), ServerError> {
+    finish_rotation(data)?;
     let read = |name: &str| {
         let p = data.join(name);
         std::fs::read(&p).map_err(ServerError::io(format!("reading {}", p.display())))
@@ -185,4 +208,33 @@ pub fn load_tls(
 
 fn pem_der(pem: &[u8], what: &str) -> Result<Vec<u8>, ServerError> {
     exhibit_proto::cert::pem_der(pem).map_err(|e| ServerError::Setup(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_cut_between_its_renames_is_completed_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        crate::init(&a, listen, "localhost", &crate::ManualClock::new(1_790_000_000)).unwrap();
+        let auth = Authority::load(&a).unwrap();
+        // A rotation staged elsewhere, then cut short: the key was renamed
+        // into place, the certificate was not.
+        let b = dir.path().join("b");
+        std::fs::create_dir(&b).unwrap();
+        auth.issue_server_cert(&b, "localhost", listen, 1_790_000_000).unwrap();
+        std::fs::rename(b.join(SERVER_KEY), a.join(SERVER_KEY)).unwrap();
+        std::fs::rename(b.join(SERVER_CERT), a.join(format!("{SERVER_CERT}.new"))).unwrap();
+        let staged = std::fs::read(a.join(format!("{SERVER_CERT}.new"))).unwrap();
+
+        let (chain, _, _) = load_tls(&a).unwrap();
+        assert!(!a.join(format!("{SERVER_CERT}.new")).exists());
+        assert_eq!(std::fs::read(a.join(SERVER_CERT)).unwrap(), staged);
+        assert_eq!(chain[0].as_ref(), pem_der(&staged, "staged").unwrap());
+        let settings = crate::config::Settings::of_data_dir(&a).unwrap();
+        crate::tls::server_config(&a, &settings).unwrap();
+    }
 }

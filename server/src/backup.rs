@@ -79,10 +79,18 @@ impl DeleteGate {
         self.gate.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn release(&self, guard: RwLockWriteGuard<'_, ()>, chunks: &dyn ChunkStore) {
+    /// Let deletions run again, and do the ones that waited, each only if
+    /// `unreferenced` still says so (the same bytes may have been uploaded
+    /// again meanwhile).
+    fn release(
+        &self,
+        guard: RwLockWriteGuard<'_, ()>,
+        chunks: &dyn ChunkStore,
+        unreferenced: impl Fn(&ChunkId) -> bool,
+    ) {
         drop(guard);
         let ids = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-        for id in ids {
+        for id in ids.into_iter().filter(|id| unreferenced(id)) {
             if let Err(e) = self.delete(chunks, &id) {
                 tracing::warn!(error = %e, %id, "deferred chunk delete failed; fsck will list it as an orphan");
             }
@@ -116,7 +124,10 @@ pub fn write_archive(
     for name in KEY_FILES {
         let path = data.join(name);
         if !path.exists() && name == CONFIG_FILE {
-            continue;
+            return Err(ServerError::Setup(format!(
+                "{} not found: a backup needs the config in the data directory (where init puts it)",
+                path.display()
+            )));
         }
         let bytes = std::fs::read(&path).map_err(ServerError::io(format!("reading {}", path.display())))?;
         tar.append_data(&mut header(bytes.len() as u64), name, bytes.as_slice()).map_err(io("writing backup"))?;
@@ -143,7 +154,7 @@ pub fn write_archive(
         Ok(s)
     })();
     let _ = std::fs::remove_file(&tmp);
-    gate.release(hold, chunks);
+    gate.release(hold, chunks, |id| store.chunk_ref(id).is_ok_and(|n| n == 0));
     let summary = copied?;
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| ServerError::Store(e.to_string()))?;
     tar.append_data(&mut header(json.len() as u64), SUMMARY, json.as_slice()).map_err(io("writing backup"))?;
@@ -384,6 +395,18 @@ pub fn reload_tls(data: &Path) -> Result<bool, ServerError> {
     }
 }
 
+/// Remove metadata snapshots left by a backup interrupted by a crash.
+pub(crate) fn remove_stale(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("backup-") && name.ends_with(".redb.tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Listen on the control socket: `backup` streams a backup back;
 /// `reload-tls` makes new connections use the key and certificate now in
 /// the data directory.
@@ -527,7 +550,14 @@ mod tests {
         let hold = gate.hold();
         gate.delete(&chunks, &id).unwrap();
         assert!(chunks.has(&id).unwrap(), "deleted while a backup was copying");
-        gate.release(hold, &chunks);
+        gate.release(hold, &chunks, |_| true);
         assert!(!chunks.has(&id).unwrap(), "deferred delete not done after the backup");
+
+        // Uploaded again while the delete waited: it must stay.
+        chunks.put(&id, b"x").unwrap();
+        let hold = gate.hold();
+        gate.delete(&chunks, &id).unwrap();
+        gate.release(hold, &chunks, |_| false);
+        assert!(chunks.has(&id).unwrap(), "a chunk referenced again was deleted");
     }
 }

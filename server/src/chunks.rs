@@ -44,24 +44,39 @@ fn write_direct(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let whole = bytes.len() / ALIGN * ALIGN;
     let aligned = bytes.as_ptr().align_offset(ALIGN) == 0 && whole > 0;
-    let direct = if aligned {
-        std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path).ok()
-    } else {
-        None
-    };
-    let Some(mut f) = direct else {
+    let buffered = || -> std::io::Result<()> {
         let mut f = std::fs::File::create_new(path)?;
         f.write_all(bytes)?;
-        return f.sync_all();
+        f.sync_all()
     };
-    f.write_all(&bytes[..whole])?;
-    if whole < bytes.len() {
-        let mut tail = AlignedBuf::zeroed(ALIGN);
-        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-        f.write_all(&tail)?;
-        f.set_len(bytes.len() as u64)?;
+    if !aligned {
+        return buffered();
     }
-    f.sync_all()
+    let direct = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path)?;
+        f.write_all(&bytes[..whole])?;
+        if whole < bytes.len() {
+            let mut tail = AlignedBuf::zeroed(ALIGN);
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            f.write_all(&tail)?;
+            f.set_len(bytes.len() as u64)?;
+        }
+        f.sync_all()
+    };
+    match direct() {
+        Ok(()) => Ok(()),
+        // Someone else's file: never remove it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        // Refused (some filesystems create the file, then reject O_DIRECT
+        // at open or at write): start again buffered.
+        Err(_) => {
+            std::fs::remove_file(path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })?;
+            buffered()
+        }
+    }
 }
 
 /// Open the chunk store `settings` choose: the local disk under the data

@@ -45,13 +45,24 @@ pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
 /// chunk that is missing.
 pub fn repair(state: &crate::State) -> Result<Report, ServerError> {
     let r = check(&state.store, state.chunks.as_ref(), false)?;
-    for id in &r.orphans {
-        if let Ok(id) = id.parse::<ChunkId>() {
-            state.delete_chunk(&id)?;
+    // Only on the local disk, which belongs to this data directory alone. A
+    // bucket may be shared by mistake (a restored copy starts with the same
+    // config): there, deleting what this metadata does not know could
+    // destroy another server's evidence, so orphans are only reported.
+    let own_store = state.settings.config.storage.backend == crate::config::StorageBackend::Disk;
+    if own_store {
+        for id in &r.orphans {
+            if let Ok(id) = id.parse::<ChunkId>() {
+                state.delete_chunk(&id)?;
+            }
         }
     }
     if !r.orphans.is_empty() {
-        tracing::warn!(orphans = r.orphans.len(), "removed unreferenced chunks left by an earlier crash");
+        tracing::warn!(
+            orphans = r.orphans.len(),
+            removed = own_store,
+            "unreferenced chunks (left by a crash, or another server's if the bucket is shared)"
+        );
     }
     if !r.missing.is_empty() {
         let now = state.clock.now();

@@ -119,14 +119,14 @@ pub struct Initialised {
 /// metadata store, and the first admin with a one-time code.
 pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> Result<Initialised, ServerError> {
     std::fs::create_dir_all(data).map_err(ServerError::io(format!("creating {}", data.display())))?;
-    // The directory holds the authority key and every user's metadata:
-    // its owner only, whatever the umask.
-    std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .map_err(ServerError::io(format!("restricting {}", data.display())))?;
     let config_path = data.join(CONFIG_FILE);
     if config_path.exists() || data.join(authority::AUTHORITY_KEY).exists() {
         return Err(ServerError::Setup(format!("{} is already initialised", data.display())));
     }
+    // The directory holds the authority key and every user's metadata:
+    // its owner only, whatever the umask.
+    std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(ServerError::io(format!("restricting {}", data.display())))?;
     let data = data.canonicalize().map_err(ServerError::io("resolving data dir"))?;
     let now = clock.now();
     let auth = Authority::create(&data, name, listen, now)?;
@@ -208,6 +208,7 @@ impl Server {
             .await
             .map_err(|e| ServerError::Stream(format!("start-up check failed: {e}")))??;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), state.clone()))];
+        backup::remove_stale(&state.settings.data_dir);
         tasks.extend(backup::spawn_control(state.clone(), endpoint.clone()));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));

@@ -91,6 +91,14 @@ enum Command {
     },
 }
 
+/// Run an offline tool on a blocking thread: chunk stores block, and an
+/// object store runs its own runtime, which cannot start inside this one.
+async fn offline<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, exhibit_server::error::ServerError> + Send + 'static,
+) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await??)
+}
+
 fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name: &str) {
     println!("Initialised exhibit server.");
     println!("  config:     {}", init.config.display());
@@ -154,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             server.shutdown().await;
         }
         Command::Fsck { data, read_data, json } => {
-            let r = fsck::fsck(&data, read_data)?;
+            let r = offline(move || fsck::fsck(&data, read_data)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -174,7 +182,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Backup { data, out } => {
-            let s = backup::backup(&data, &out)?;
+            let (d, o) = (data.clone(), out.clone());
+            let s = offline(move || backup::backup(&d, &o)).await?;
             println!(
                 "backup written to {} and read back: metadata {} bytes, {} chunks ({} bytes)",
                 out.display(),
@@ -197,7 +206,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Restore { from, data } => {
-            let (s, r) = backup::restore(&from, &data)?;
+            let (f, d) = (from.clone(), data.clone());
+            let (s, r) = offline(move || backup::restore(&f, &d)).await?;
             println!(
                 "restored {} chunks and metadata into {}; fsck (every chunk re-hashed): {} referenced, all present",
                 s.chunks,

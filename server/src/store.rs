@@ -515,7 +515,13 @@ impl Store {
             return Err(ServerError::Conflict("the renewed certificate is the current one".into()));
         }
         self.write(|tx| {
-            tx.open_table(CERTS)?.insert(new.as_slice(), user.as_str().as_bytes())?;
+            let mut certs = tx.open_table(CERTS)?;
+            // The presented certificate may have been retired a moment ago.
+            if certs.get(old.as_slice())?.is_none_or(|v| v.value() != user.as_str().as_bytes()) {
+                return Err(ServerError::Unauthenticated("this certificate has been replaced".into()));
+            }
+            certs.insert(new.as_slice(), user.as_str().as_bytes())?;
+            drop(certs);
             tx.open_table(RENEWALS)?.insert(new.as_slice(), old.as_slice())?;
             self.audit_tx(tx)?.append(
                 Ev::new(now, user, "renew", user).details(format!("certificate {} issued", &hex::encode(new)[..16])),

@@ -20,7 +20,8 @@ pub struct S3Chunks {
     store: Arc<AmazonS3>,
     prefix: String,
     // The trait is blocking; object_store is async. A small runtime of our
-    // own serves calls from any thread, inside or outside tokio.
+    // own serves the calls, which must come from a plain or blocking thread
+    // (as the trait requires), never from inside an async task.
     rt: Option<tokio::runtime::Runtime>,
     bucket: String,
 }
