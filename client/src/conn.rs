@@ -42,7 +42,7 @@ async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), Clie
 impl Conn {
     /// Connect as an enrolled user.
     pub async fn open(p: &Profile) -> Result<Conn, ClientError> {
-        if let Ok(expiry) = exhibit_proto::cert::not_after(&p.tls_cert) {
+        if let Ok(expiry) = crate::renew::cert_expiry(&p.tls_cert) {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             if expiry.saturating_sub(now) < crate::renew::WARN_BEFORE {
                 tracing::warn!("your certificate expires on {}: run `exhibit renew`", crate::cli::format_time(expiry));
@@ -75,20 +75,12 @@ impl Conn {
         tls.alpn_protocols = vec![exhibit_proto::ALPN.to_vec()];
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000))))
-            .keep_alive_interval(Some(Duration::from_secs(10)))
-            .stream_receive_window((8u32 << 20).into())
-            .receive_window((64u32 << 20).into())
-            .send_window(64 << 20);
-        let mut mtu = quinn::MtuDiscoveryConfig::default();
-        mtu.upper_bound(exhibit_proto::limits::MAX_UDP_PAYLOAD);
-        transport.mtu_discovery_config(Some(mtu));
+        let mut transport = exhibit_net::transport(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000)));
+        transport.keep_alive_interval(Some(exhibit_net::KEEP_ALIVE));
         config.transport_config(Arc::new(transport));
         let bind: SocketAddr =
             if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| err("bind address".into()))?;
-        let mut endpoint = client_endpoint(bind).map_err(|e| err(format!("UDP socket: {e}")))?;
+        let mut endpoint = exhibit_net::udp_endpoint(bind, None).map_err(|e| err(format!("UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let sni = match &name {
             ServerName::DnsName(d) => d.as_ref().to_owned(),
@@ -207,19 +199,6 @@ impl Conn {
     pub fn close(&self) {
         self.conn.close(0u32.into(), b"bye");
     }
-}
-
-/// A client UDP endpoint with large socket buffers and UDP payloads up to
-/// what path MTU discovery finds.
-fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(bind)?;
-    let s = socket2::SockRef::from(&socket);
-    let _ = s.set_recv_buffer_size(exhibit_proto::limits::UDP_BUFFER);
-    let _ = s.set_send_buffer_size(exhibit_proto::limits::UDP_BUFFER);
-    let mut ec = quinn::EndpointConfig::default();
-    ec.max_udp_payload_size(exhibit_proto::limits::MAX_UDP_PAYLOAD)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    quinn::Endpoint::new(ec, None, socket, Arc::new(quinn::TokioRuntime))
 }
 
 /// The error for a response of the wrong kind.

@@ -18,10 +18,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use exhibit_net::http::{self, esc, redirect, with_headers, Page};
 use exhibit_proto::directory::DirectoryEntry;
 use exhibit_proto::frame::{DeliveryState, TransferInfo};
 use exhibit_proto::{TransferId, UserId};
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request, Response};
 
 use crate::cli::format_time;
 use crate::conn::Conn;
@@ -139,40 +140,13 @@ struct UiState {
     jobs: Mutex<Vec<Arc<Job>>>,
 }
 
-type Page = Response<std::io::Cursor<Vec<u8>>>;
-
-fn with_headers(mut r: Page, headers: &[(&str, &str)]) -> Page {
-    for (k, v) in headers {
-        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            r.add_header(h);
-        }
-    }
-    r
-}
-
+/// Only the page's own inline script (by nonce) and requests back here.
 fn html(status: u16, body: String, nonce: &str) -> Page {
     let csp = format!(
         "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; \
          form-action 'self'; frame-ancestors 'none'"
     );
-    with_headers(
-        Response::from_string(body).with_status_code(status),
-        &[
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Security-Policy", &csp),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Cache-Control", "no-store"),
-            ("Referrer-Policy", "no-referrer"),
-        ],
-    )
-}
-
-fn redirect(to: &str) -> Page {
-    with_headers(Response::from_string("").with_status_code(303), &[("Location", to)])
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    http::html(status, body, &csp)
 }
 
 fn layout(title: &str, body: &str) -> String {
@@ -207,15 +181,7 @@ fn status_of(e: &ClientError) -> u16 {
 }
 
 fn read_form(req: &mut Request) -> Result<HashMap<String, String>, Page> {
-    let mut body = vec![];
-    req.as_reader()
-        .take(MAX_FORM + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| error_page(400, &format!("reading the form: {e}")))?;
-    if body.len() as u64 > MAX_FORM {
-        return Err(error_page(413, "form too large"));
-    }
-    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+    http::read_form(req, MAX_FORM).map_err(|(status, msg)| error_page(status, &msg))
 }
 
 impl UiState {

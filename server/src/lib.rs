@@ -198,7 +198,7 @@ impl Server {
         let mut store = store;
         store.set_signer(authority.signing_key().clone());
         let server_config = tls::server_config(&data, &settings)?;
-        let endpoint = tls::endpoint(settings.config.listen, server_config)
+        let endpoint = exhibit_net::udp_endpoint(settings.config.listen, Some(server_config))
             .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
         let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
         let state = Arc::new(State::new(settings, store, chunks, authority, clock));

@@ -32,35 +32,10 @@ pub fn server_config(data: &Path, settings: &Settings) -> Result<quinn::ServerCo
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| ServerError::Setup(format!("QUIC TLS: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(64u32.into())
-        .max_concurrent_uni_streams(0u32.into())
-        .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(settings.idle_timeout))
-                .map_err(|e| ServerError::Setup(format!("idle_timeout: {e}")))?,
-        ))
-        .stream_receive_window((8u32 << 20).into())
-        .receive_window((64u32 << 20).into())
-        .send_window(64 << 20);
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(exhibit_proto::limits::MAX_UDP_PAYLOAD);
-    transport.mtu_discovery_config(Some(mtu));
+    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(settings.idle_timeout))
+        .map_err(|e| ServerError::Setup(format!("idle_timeout: {e}")))?;
+    let mut transport = exhibit_net::transport(idle);
+    transport.max_concurrent_bidi_streams(64u32.into()).max_concurrent_uni_streams(0u32.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
-}
-
-/// The UDP endpoint: large socket buffers and UDP payloads up to what
-/// path MTU discovery finds (GSO/GRO are used by quinn where the kernel has
-/// them).
-pub fn endpoint(listen: std::net::SocketAddr, config: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(listen)?;
-    let s = socket2::SockRef::from(&socket);
-    // Best effort: the kernel caps these at net.core.[rw]mem_max.
-    let _ = s.set_recv_buffer_size(exhibit_proto::limits::UDP_BUFFER);
-    let _ = s.set_send_buffer_size(exhibit_proto::limits::UDP_BUFFER);
-    let mut ec = quinn::EndpointConfig::default();
-    ec.max_udp_payload_size(exhibit_proto::limits::MAX_UDP_PAYLOAD)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    quinn::Endpoint::new(ec, Some(config), socket, Arc::new(quinn::TokioRuntime))
 }

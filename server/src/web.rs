@@ -9,17 +9,17 @@
 //! `Authorization: Bearer <admin_token>`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::net::SocketAddr;
 #[cfg(test)]
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use exhibit_net::http::{self, esc, redirect, with_headers, Page};
 use exhibit_proto::duration::{format_secs, format_time};
 use exhibit_proto::frame::{AlertAck, DeliveryState, TransferState};
 use exhibit_proto::{limits, UserId};
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request, Response};
 
 use crate::config::DashboardConfig;
 use crate::error::ServerError;
@@ -122,55 +122,11 @@ struct Web {
     audit: Mutex<Option<(u64, Result<String, String>)>>,
 }
 
-type Page = Response<std::io::Cursor<Vec<u8>>>;
-
-fn header(k: &str, v: &str) -> Option<Header> {
-    Header::from_bytes(k.as_bytes(), v.as_bytes()).ok()
-}
-
-fn with_headers(mut r: Page, headers: &[(&str, &str)]) -> Page {
-    for (k, v) in headers {
-        if let Some(h) = header(k, v) {
-            r.add_header(h);
-        }
-    }
-    r
-}
+/// The dashboard runs no script at all.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
 
 fn html(status: u16, body: String) -> Page {
-    with_headers(
-        Response::from_string(body).with_status_code(status),
-        &[
-            ("Content-Type", "text/html; charset=utf-8"),
-            (
-                "Content-Security-Policy",
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-            ),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Cache-Control", "no-store"),
-            ("Referrer-Policy", "no-referrer"),
-        ],
-    )
-}
-
-fn redirect(to: &str) -> Page {
-    with_headers(Response::from_string("").with_status_code(303), &[("Location", to), ("Cache-Control", "no-store")])
-}
-
-/// Escape text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
+    http::html(status, body, CSP)
 }
 
 fn layout(title: &str, body: &str) -> String {
@@ -205,17 +161,8 @@ fn status_of(e: &ServerError) -> u16 {
     }
 }
 
-/// Read an `application/x-www-form-urlencoded` body of bounded size.
 fn read_form(req: &mut Request) -> Result<HashMap<String, String>, Page> {
-    let mut body = vec![];
-    req.as_reader()
-        .take(MAX_FORM + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| error_page(400, &format!("reading the form: {e}")))?;
-    if body.len() as u64 > MAX_FORM {
-        return Err(error_page(413, "form too large"));
-    }
-    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+    http::read_form(req, MAX_FORM).map_err(|(status, msg)| error_page(status, &msg))
 }
 
 fn cookie(req: &Request, name: &str) -> Option<String> {
@@ -729,11 +676,6 @@ pub fn verify_audit(state: &State) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_covers_text_and_attributes() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-    }
 
     #[test]
     fn dashboard_config_refuses_short_tokens_and_remote_listeners_unless_allowed() {

@@ -1,0 +1,76 @@
+//! Helpers for the plain, server-rendered pages served with tiny_http.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use tiny_http::{Header, Request, Response};
+
+/// A response built in memory.
+pub type Page = Response<std::io::Cursor<Vec<u8>>>;
+
+/// Add headers (a value that is not a valid header is skipped).
+pub fn with_headers(mut r: Page, headers: &[(&str, &str)]) -> Page {
+    for (k, v) in headers {
+        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            r.add_header(h);
+        }
+    }
+    r
+}
+
+/// An HTML page with the given Content-Security-Policy, never cached,
+/// never sniffed, sending no referrer.
+pub fn html(status: u16, body: String, csp: &str) -> Page {
+    with_headers(
+        Response::from_string(body).with_status_code(status),
+        &[
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Security-Policy", csp),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-store"),
+            ("Referrer-Policy", "no-referrer"),
+        ],
+    )
+}
+
+/// 303 See Other to `to`, not cached.
+pub fn redirect(to: &str) -> Page {
+    with_headers(Response::from_string("").with_status_code(303), &[("Location", to), ("Cache-Control", "no-store")])
+}
+
+/// Escape text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Read an `application/x-www-form-urlencoded` body of at most `max`
+/// bytes. The error is an HTTP status and a message for the page.
+pub fn read_form(req: &mut Request, max: u64) -> Result<HashMap<String, String>, (u16, String)> {
+    let mut body = vec![];
+    req.as_reader().take(max + 1).read_to_end(&mut body).map_err(|e| (400, format!("reading the form: {e}")))?;
+    if body.len() as u64 > max {
+        return Err((413, "form too large".into()));
+    }
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_text_and_attributes() {
+        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+}
