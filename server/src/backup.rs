@@ -98,10 +98,6 @@ impl DeleteGate {
     }
 }
 
-fn io(context: &str) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
-    move |source| ServerError::Io { context: context.to_owned(), source }
-}
-
 fn header(size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_size(size);
@@ -130,15 +126,16 @@ pub fn write_archive(
             )));
         }
         let bytes = std::fs::read(&path).map_err(ServerError::io(format!("reading {}", path.display())))?;
-        tar.append_data(&mut header(bytes.len() as u64), name, bytes.as_slice()).map_err(io("writing backup"))?;
+        tar.append_data(&mut header(bytes.len() as u64), name, bytes.as_slice())
+            .map_err(ServerError::io("writing backup"))?;
     }
     let hold = gate.hold();
     let tmp = data.join(format!("backup-{:016x}.redb.tmp", rand::random::<u64>()));
     let copied = (|| {
         let ids = store.snapshot_to(&tmp)?;
-        let meta = std::fs::File::open(&tmp).map_err(io("reading metadata snapshot"))?;
-        let meta_bytes = meta.metadata().map_err(io("reading metadata snapshot"))?.len();
-        tar.append_data(&mut header(meta_bytes), META_FILE, meta).map_err(io("writing backup"))?;
+        let meta = std::fs::File::open(&tmp).map_err(ServerError::io("reading metadata snapshot"))?;
+        let meta_bytes = meta.metadata().map_err(ServerError::io("reading metadata snapshot"))?.len();
+        tar.append_data(&mut header(meta_bytes), META_FILE, meta).map_err(ServerError::io("writing backup"))?;
         let _ = std::fs::remove_file(&tmp);
         let mut s = Summary { format: FORMAT, created_at: now, chunks: 0, chunk_bytes: 0, meta_bytes };
         for id in ids {
@@ -147,7 +144,7 @@ pub fn write_archive(
                 return Err(ServerError::Store(format!("chunk {id} is corrupt in the store; run exhibitd fsck")));
             }
             tar.append_data(&mut header(bytes.len() as u64), format!("chunks/{id}"), bytes.as_slice())
-                .map_err(io("writing backup"))?;
+                .map_err(ServerError::io("writing backup"))?;
             s.chunks += 1;
             s.chunk_bytes += bytes.len() as u64;
         }
@@ -157,8 +154,9 @@ pub fn write_archive(
     gate.release(hold, chunks, |id| store.chunk_ref(id).is_ok_and(|n| n == 0));
     let summary = copied?;
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| ServerError::Store(e.to_string()))?;
-    tar.append_data(&mut header(json.len() as u64), SUMMARY, json.as_slice()).map_err(io("writing backup"))?;
-    tar.into_inner().and_then(|mut o| o.flush()).map_err(io("writing backup"))?;
+    tar.append_data(&mut header(json.len() as u64), SUMMARY, json.as_slice())
+        .map_err(ServerError::io("writing backup"))?;
+    tar.into_inner().and_then(|mut o| o.flush()).map_err(ServerError::io("writing backup"))?;
     Ok(summary)
 }
 
@@ -181,7 +179,7 @@ fn read_bounded(r: &mut impl Read, size: u64, max: u64, what: &str) -> Result<Ve
         return Err(bad(format!("{what} is {size} bytes, more than {max}")));
     }
     let mut v = Vec::with_capacity(size as usize);
-    r.take(size).read_to_end(&mut v).map_err(io("reading backup"))?;
+    r.take(size).read_to_end(&mut v).map_err(ServerError::io("reading backup"))?;
     if v.len() as u64 != size {
         return Err(bad(format!("{what} is truncated")));
     }
@@ -198,15 +196,15 @@ fn read_archive(
     let mut archive = tar::Archive::new(r);
     let mut seen = Summary { format: FORMAT, created_at: 0, chunks: 0, chunk_bytes: 0, meta_bytes: 0 };
     let (mut meta, mut summary) = (false, None);
-    for entry in archive.entries().map_err(io("reading backup"))? {
-        let mut entry = entry.map_err(io("reading backup"))?;
+    for entry in archive.entries().map_err(ServerError::io("reading backup"))? {
+        let mut entry = entry.map_err(ServerError::io("reading backup"))?;
         if summary.is_some() {
             return Err(bad("entries after the summary"));
         }
         if entry.header().entry_type() != tar::EntryType::Regular {
             return Err(bad("holds something other than regular files"));
         }
-        let name = entry.path().map_err(io("reading backup"))?.to_string_lossy().into_owned();
+        let name = entry.path().map_err(ServerError::io("reading backup"))?.to_string_lossy().into_owned();
         let size = entry.size();
         if let Some(known) = KEY_FILES.iter().find(|k| **k == name) {
             if meta {
@@ -262,7 +260,7 @@ pub fn verify(path: &Path) -> Result<Summary, ServerError> {
     let f = std::fs::File::open(path).map_err(ServerError::io(format!("opening {}", path.display())))?;
     read_archive(std::io::BufReader::new(f), |item| {
         if let Item::Meta(r) = item {
-            std::io::copy(r, &mut std::io::sink()).map_err(io("reading backup"))?;
+            std::io::copy(r, &mut std::io::sink()).map_err(ServerError::io("reading backup"))?;
         }
         Ok(())
     })
@@ -287,8 +285,8 @@ pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
         let mut w = BufWriter::new(file);
         match std::os::unix::net::UnixStream::connect(data.join(CONTROL_SOCKET)) {
             Ok(mut sock) => {
-                sock.write_all(b"backup\n").map_err(io("asking the server for a backup"))?;
-                std::io::copy(&mut sock, &mut w).map_err(io("receiving the backup"))?;
+                sock.write_all(b"backup\n").map_err(ServerError::io("asking the server for a backup"))?;
+                std::io::copy(&mut sock, &mut w).map_err(ServerError::io("receiving the backup"))?;
             }
             Err(_) => {
                 let store = Store::open(&data.join(META_FILE)).map_err(|e| {
@@ -303,12 +301,12 @@ pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
         }
         let f =
             w.into_inner().map_err(|e| ServerError::Io { context: "writing backup".into(), source: e.into_error() })?;
-        f.sync_all().map_err(io("writing backup"))?;
+        f.sync_all().map_err(ServerError::io("writing backup"))?;
         verify(&partial)
     })();
     match made {
         Ok(s) => {
-            std::fs::rename(&partial, out).map_err(io("renaming backup into place"))?;
+            std::fs::rename(&partial, out).map_err(ServerError::io("renaming backup into place"))?;
             sync_dir(out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
             Ok(s)
         }
@@ -334,7 +332,8 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::fsck::Report
         return Err(ServerError::Setup(format!("{} is not empty; restore into a new directory", data.display())));
     }
     std::fs::create_dir_all(data).map_err(ServerError::io(format!("creating {}", data.display())))?;
-    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).map_err(io("restricting data dir"))?;
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
+        .map_err(ServerError::io("restricting data dir"))?;
     let result = (|| {
         let f = std::fs::File::open(from).map_err(ServerError::io(format!("opening {}", from.display())))?;
         let mut chunks: Option<Arc<dyn ChunkStore>> = None;
@@ -347,9 +346,9 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::fsck::Report
                     .create_new(true)
                     .mode(0o600)
                     .open(&path)
-                    .map_err(io("writing metadata"))?;
-                std::io::copy(r, &mut f).map_err(io("writing metadata"))?;
-                f.sync_all().map_err(io("writing metadata"))
+                    .map_err(ServerError::io("writing metadata"))?;
+                std::io::copy(r, &mut f).map_err(ServerError::io("writing metadata"))?;
+                f.sync_all().map_err(ServerError::io("writing metadata"))
             }
             Item::Chunk(id, bytes) => {
                 if chunks.is_none() {
@@ -386,9 +385,9 @@ pub fn reload_tls(data: &Path) -> Result<bool, ServerError> {
     let Ok(mut sock) = std::os::unix::net::UnixStream::connect(data.join(CONTROL_SOCKET)) else {
         return Ok(false);
     };
-    sock.write_all(b"reload-tls\n").map_err(io("asking the server to reload"))?;
+    sock.write_all(b"reload-tls\n").map_err(ServerError::io("asking the server to reload"))?;
     let mut reply = String::new();
-    sock.take(4096).read_to_string(&mut reply).map_err(io("reading the server's answer"))?;
+    sock.take(4096).read_to_string(&mut reply).map_err(ServerError::io("reading the server's answer"))?;
     match reply.strip_prefix("ok") {
         Some(_) => Ok(true),
         None => Err(ServerError::Setup(format!("the server did not reload its certificate: {}", reply.trim()))),

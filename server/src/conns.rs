@@ -61,11 +61,6 @@ impl Connections {
         conns.len()
     }
 
-    /// How many connections are open (enrolled users only).
-    pub fn count(&self) -> usize {
-        self.lock().values().map(HashMap::len).sum()
-    }
-
     /// How many connections `user` has open.
     pub fn count_of(&self, user: &UserId) -> usize {
         self.lock().get(user).map_or(0, HashMap::len)
