@@ -7,6 +7,8 @@
 pub mod http;
 
 use std::net::SocketAddr;
+
+use quinn::Runtime;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +26,76 @@ pub fn udp_endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> st
     let mut ec = quinn::EndpointConfig::default();
     ec.max_udp_payload_size(MAX_UDP_PAYLOAD)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    quinn::Endpoint::new(ec, server, socket, Arc::new(quinn::TokioRuntime))
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let socket = Arc::new(GsoCapped(runtime.wrap_udp_socket(socket)?));
+    quinn::Endpoint::new_with_abstract_socket(ec, server, socket, runtime)
+}
+
+/// The most bytes one GSO send may carry: a UDP datagram's length field is
+/// 16 bits, and IP headers come out of the same 64 KiB.
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// The socket quinn is given: its own, except that a GSO batch larger than
+/// one UDP send may carry goes out as several smaller batches. quinn batches
+/// up to 10 datagrams of the current MTU; once path MTU discovery passes
+/// 6.5 KB (jumbo frames, loopback) such a batch fails with EMSGSIZE, which
+/// quinn-udp drops silently as if it were a lost probe. The losses then
+/// read as a black hole and the MTU falls back to 1200 bytes.
+#[derive(Debug)]
+struct GsoCapped(Arc<dyn quinn::AsyncUdpSocket>);
+
+impl quinn::AsyncUdpSocket for GsoCapped {
+    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+        self.0.clone().create_io_poller()
+    }
+
+    fn try_send(&self, t: &quinn::udp::Transmit) -> std::io::Result<()> {
+        let Some(seg) = t.segment_size.filter(|_| t.contents.len() > GSO_MAX_BYTES) else {
+            return self.0.try_send(t);
+        };
+        let per_batch = (GSO_MAX_BYTES / seg).max(1) * seg;
+        for (i, part) in t.contents.chunks(per_batch).enumerate() {
+            let sent = self.0.try_send(&quinn::udp::Transmit {
+                contents: part,
+                segment_size: (part.len() > seg).then_some(seg),
+                ..*t
+            });
+            match sent {
+                // Nothing sent yet: quinn keeps the transmit and retries.
+                Err(e) if i == 0 => return Err(e),
+                // Part sent: the rest is dropped as a full socket buffer
+                // would drop it, and QUIC recovers it as lost.
+                Err(_) => return Ok(()),
+                Ok(()) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut std::task::Context,
+        bufs: &mut [std::io::IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.0.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.0.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.0.may_fragment()
+    }
 }
 
 /// Transport settings of both ends: stream receive window 8 MiB, connection
@@ -37,10 +108,63 @@ pub fn transport(idle: quinn::IdleTimeout) -> quinn::TransportConfig {
         .receive_window((64u32 << 20).into())
         .send_window(64 << 20);
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    mtu.upper_bound(MAX_UDP_PAYLOAD).black_hole_cooldown(BLACK_HOLE_COOLDOWN);
     t.mtu_discovery_config(Some(mtu));
     t
 }
 
+/// How long path MTU discovery waits after it suspects a black hole before
+/// searching again. Congestion (a receive buffer overflowing under a burst
+/// of large datagrams) looks like a black hole to quinn; with its default of
+/// a minute, one such burst leaves the rest of a transfer on 1200-byte
+/// packets. A real black hole costs only a lost probe per retry: data never
+/// exceeds an acknowledged probe size.
+pub const BLACK_HOLE_COOLDOWN: Duration = Duration::from_secs(2);
+
 /// A keep-alive well inside any idle timeout we configure.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::AsyncUdpSocket;
+
+    /// Ten 9000-byte datagrams in one GSO transmit (90 KB, more than one
+    /// UDP send may carry) all arrive, in order, over a real loopback socket.
+    #[tokio::test]
+    async fn a_gso_batch_over_64k_is_split_and_arrives_whole() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = socket2::SockRef::from(&rx).set_recv_buffer_size(UDP_BUFFER);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let inner = quinn::TokioRuntime.wrap_udp_socket(tx).unwrap();
+        if inner.max_transmit_segments() < 10 {
+            eprintln!("skipped: this kernel has no UDP GSO");
+            return;
+        }
+        let sock = Arc::new(GsoCapped(inner));
+        let mut poller = sock.clone().create_io_poller();
+        let seg = 9000;
+        let contents: Vec<u8> = (0..10 * seg).map(|i| (i / seg) as u8).collect();
+        let t = quinn::udp::Transmit {
+            destination: rx.local_addr().unwrap(),
+            ecn: None,
+            contents: &contents,
+            segment_size: Some(seg),
+            src_ip: None,
+        };
+        loop {
+            std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx)).await.unwrap();
+            match sock.try_send(&t) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => break r.unwrap(),
+            }
+        }
+        let mut buf = vec![0u8; 65_536];
+        for k in 0..10u8 {
+            let n = rx.recv(&mut buf).unwrap_or_else(|e| panic!("datagram {k} lost: {e}"));
+            assert_eq!(n, seg, "datagram {k}");
+            assert!(buf[..n].iter().all(|b| *b == k), "datagram {k} out of order or mixed");
+        }
+    }
+}
