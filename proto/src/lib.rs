@@ -21,6 +21,7 @@ pub mod receipt;
 #[cfg(feature = "seal")]
 pub mod seal;
 pub mod sign;
+pub mod treehash;
 
 pub use directory::{DirectoryEntry, Role, SignedEntry};
 pub use error::ProtoError;

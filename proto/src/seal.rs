@@ -72,6 +72,21 @@ pub fn open_chunk(
     cipher: &[u8],
     identity: &x25519::Identity,
 ) -> Result<Vec<u8>, ProtoError> {
+    let mut plain = vec![0u8; plain_len as usize];
+    open_chunk_into(m, item, index, cipher, identity, &mut plain)?;
+    Ok(plain)
+}
+
+/// [`open_chunk`] into `out`, which must be exactly as long as the chunk's
+/// plaintext (a caller's reused or block-aligned buffer).
+pub fn open_chunk_into(
+    m: &VerifiedManifest,
+    item: usize,
+    index: usize,
+    cipher: &[u8],
+    identity: &x25519::Identity,
+    out: &mut [u8],
+) -> Result<(), ProtoError> {
     let want =
         m.manifest().items.get(item).and_then(|i| i.chunks.get(index)).ok_or(ProtoError::Malformed {
             what: "chunk reference",
@@ -84,11 +99,30 @@ pub fn open_chunk(
     if cipher.len() as u64 != u64::from(want.len) {
         return Err(ProtoError::ChunkLength { item, index, expected: want.len.into(), got: cipher.len() as u64 });
     }
-    let plain = decrypt(cipher, identity, &format!("chunk {index} of item {item}"), plain_len as usize)?;
-    if plain.len() != plain_len as usize {
-        return Err(ProtoError::ChunkLength { item, index, expected: plain_len.into(), got: plain.len() as u64 });
+    let n = decrypt_into(cipher, identity, &format!("chunk {index} of item {item}"), out)?;
+    if n != out.len() {
+        return Err(ProtoError::ChunkLength { item, index, expected: out.len() as u64, got: n as u64 });
     }
-    Ok(plain)
+    Ok(())
+}
+
+/// Decrypt into `out`; the plaintext's length if it is shorter, an error if
+/// it is longer.
+fn decrypt_into(cipher: &[u8], identity: &x25519::Identity, what: &str, out: &mut [u8]) -> Result<usize, ProtoError> {
+    let err = |e: &dyn std::fmt::Display| ProtoError::Decrypt { what: what.to_owned(), reason: e.to_string() };
+    let dec = age::Decryptor::new_buffered(cipher).map_err(|e| err(&e))?;
+    let mut r = dec.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| err(&e))?;
+    let mut n = 0;
+    while n < out.len() {
+        match r.read(&mut out[n..]).map_err(|e| err(&e))? {
+            0 => return Ok(n),
+            k => n += k,
+        }
+    }
+    if r.read(&mut [0u8; 1]).map_err(|e| err(&e))? != 0 {
+        return Err(err(&"plaintext longer than declared"));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -110,6 +144,21 @@ mod tests {
         t[n - 3] ^= 1;
         assert!(decrypt(&t, &a, "t", 8).is_err());
         assert!(decrypt(&[], &a, "t", 8).is_err());
+    }
+
+    #[test]
+    fn decrypt_into_reports_short_and_refuses_long() {
+        let a = x25519::Identity::generate();
+        let plain: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let c = encrypt(&plain, &[a.to_public()]).unwrap();
+        let mut exact = vec![0u8; plain.len()];
+        assert_eq!(decrypt_into(&c, &a, "t", &mut exact).unwrap(), plain.len());
+        assert_eq!(exact, plain);
+        let mut long = vec![0u8; plain.len() + 1];
+        assert_eq!(decrypt_into(&c, &a, "t", &mut long).unwrap(), plain.len());
+        let mut short = vec![0u8; plain.len() - 1];
+        assert!(decrypt_into(&c, &a, "t", &mut short).is_err(), "over-long plaintext accepted");
+        assert!(decrypt_into(&c, &a, "t", &mut []).is_err(), "plaintext where none was declared");
     }
 
     #[test]
