@@ -8,11 +8,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use exhibit_proto::aligned::{AlignedBuf, ALIGN};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::SealedDetails;
 use exhibit_proto::path::RelPath;
 use exhibit_proto::receipt::RECEIPT_VERSION;
-use exhibit_proto::{limits, seal, AcceptedReceipt, Receipt, SignedManifest, TransferId, VerifiedManifest};
+use exhibit_proto::{limits, seal, treehash, AcceptedReceipt, Receipt, SignedManifest, TransferId, VerifiedManifest};
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -170,6 +171,51 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
     rel.components().fold(out.to_owned(), |p, c| p.join(c))
 }
 
+/// Plaintext buffers, reused from chunk to chunk: a fresh 4 MiB buffer per
+/// chunk costs a page fault per 4 KiB.
+#[derive(Default)]
+struct Buffers(std::sync::Mutex<Vec<AlignedBuf>>);
+
+impl Buffers {
+    fn take(&self, len: usize) -> AlignedBuf {
+        let spare =
+            self.0.lock().ok().and_then(|mut v| v.iter().position(|b| b.len() >= len).map(|i| v.swap_remove(i)));
+        spare.unwrap_or_else(|| AlignedBuf::zeroed(len))
+    }
+
+    fn give(&self, b: AlignedBuf) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(b);
+        }
+    }
+}
+
+/// Write `bytes` at `offset` of the file at `path`. The whole blocks go
+/// with O_DIRECT when the offset and buffer are block-aligned, so the
+/// plaintext is not copied through the page cache and written back at the
+/// final fsync; the rest (a short last chunk, or a filesystem that refuses
+/// direct IO) is written buffered.
+fn write_at(path: &Path, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let aligned = offset % ALIGN as u64 == 0 && bytes.as_ptr().align_offset(ALIGN) == 0;
+    let whole = if aligned { bytes.len() / ALIGN * ALIGN } else { 0 };
+    let mut done = 0;
+    if whole > 0 {
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
+            match f.write_all_at(&bytes[..whole], offset) {
+                Ok(()) => done = whole,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if done < bytes.len() {
+        let f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all_at(&bytes[done..], offset + done as u64)?;
+    }
+    Ok(())
+}
+
 /// Download, verify, decrypt and write a transfer, then send the receipt.
 /// A dropped connection is re-established and the fetch continues from
 /// its journal, a few times, backing off.
@@ -273,20 +319,27 @@ async fn fetch_once(
         .filter(|(i, k, ..)| !done.contains(&(*i, *k)))
         .collect();
     let transfer = opts.transfer;
+    // Each chunk's BLAKE3 subtree hash is taken as it is decrypted, so the
+    // files' whole hashes need no second read. A continued fetch, or a
+    // chunk length the tree cannot be split at, reads the files again.
+    let by_tree = done.is_empty() && details.items.iter().all(|d| treehash::supported(d.chunk_plain_len));
+    let shape: Arc<Vec<(u32, u64)>> = Arc::new(details.items.iter().map(|d| (d.chunk_plain_len, d.size)).collect());
+    let buffers = Arc::new(Buffers::default());
     let mut downloads = futures_util::stream::iter(jobs)
         .map(|(item, index, cipher_len, plain_len, offset)| {
             let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());
-            let (journal, fetched) = (journal.clone(), fetched.clone());
+            let (journal, fetched, shape, buffers) = (journal.clone(), fetched.clone(), shape.clone(), buffers.clone());
             async move {
                 let id = vm.manifest().items[item].chunks[index].id;
                 let cipher = conn.get_chunk(transfer, id, cipher_len as usize).await?;
                 tokio::task::spawn_blocking(move || {
-                    let plain = seal::open_chunk(&vm, item, index, plain_len, &cipher, &identity)?;
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&files[item])
-                        .map_err(ClientError::io("opening temp file"))?;
-                    f.write_all_at(&plain, offset).map_err(ClientError::io("writing temp file"))?;
+                    let mut buf = buffers.take(plain_len as usize);
+                    let plain = &mut buf[..plain_len as usize];
+                    seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain)?;
+                    let (chunk_len, size) = shape[item];
+                    let hash = by_tree.then(|| treehash::chunk_hash(plain, index as u64, chunk_len, size));
+                    write_at(&files[item], plain, offset).map_err(ClientError::io("writing temp file"))?;
+                    buffers.give(buf);
                     let mut line =
                         serde_json::to_vec(&(item, index)).map_err(|e| ClientError::Config(e.to_string()))?;
                     line.push(b'\n');
@@ -295,16 +348,23 @@ async fn fetch_once(
                     // Counted where it is written: a chunk finished after
                     // its attempt was abandoned still counts, once.
                     fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok::<_, ClientError>(u64::from(plain_len))
+                    Ok::<_, ClientError>((item, index, u64::from(plain_len), hash))
                 })
                 .await
                 .map_err(|e| ClientError::Stream(format!("decrypt worker: {e}")))?
             }
         })
         .buffer_unordered(IN_FLIGHT);
+    let mut hashes: Vec<Vec<[u8; 32]>> =
+        vm.manifest().items.iter().map(|i| vec![[0u8; 32]; if by_tree { i.chunks.len() } else { 0 }]).collect();
     while let Some(r) = downloads.next().await {
         match r {
-            Ok(n) => progress.inc(n),
+            Ok((item, index, n, hash)) => {
+                if let Some(h) = hash {
+                    hashes[item][index] = h;
+                }
+                progress.inc(n)
+            }
             Err(ClientError::Proto(e)) => {
                 // Tampered or wrong: nothing of it is kept.
                 let _ = std::fs::remove_file(&jpath);
@@ -325,16 +385,24 @@ async fn fetch_once(
     drop(downloads);
     progress.finish();
 
-    // Whole-item hashes over what is actually on disk.
+    // Whole-item hashes: from the chunks' subtree hashes, or by reading
+    // the files again; either way after the files are synced to disk.
     let temp_paths = temps.0.clone();
     let expected: Vec<[u8; 32]> = details.items.iter().map(|d| d.blake3).collect();
     tokio::task::spawn_blocking(move || {
         for (i, (t, want)) in temp_paths.iter().zip(&expected).enumerate() {
             let f = File::open(t).map_err(ClientError::io("reopening temp file"))?;
             f.sync_all().map_err(ClientError::io("syncing temp file"))?;
-            let mut h = blake3::Hasher::new();
-            h.update_reader(&f).map_err(ClientError::io("hashing temp file"))?;
-            if h.finalize().as_bytes() != want {
+            let (chunk_len, size) = shape[i];
+            let got = match by_tree {
+                true => treehash::file_hash(&hashes[i], chunk_len, size),
+                false => {
+                    let mut h = blake3::Hasher::new();
+                    h.update_reader(&f).map_err(ClientError::io("hashing temp file"))?;
+                    Some(*h.finalize().as_bytes())
+                }
+            };
+            if got.as_ref() != Some(want) {
                 return Err(ClientError::Verify(format!("item {i}: whole-file BLAKE3 differs from the sender's")));
             }
         }

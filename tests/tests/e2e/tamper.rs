@@ -62,3 +62,67 @@ async fn chunk_swapped_for_another_valid_chunk_is_caught() {
     assert!(err.to_string().contains("verification failed"), "{err}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
+
+/// A sender that lists its chunks in the wrong order: every chunk is
+/// genuine and signed for, but the file they make is not the one whose hash
+/// the sender sealed. The recipient's whole-file check refuses it, whether
+/// the hash comes from the chunks' BLAKE3 subtrees (power-of-two chunk
+/// length) or from reading the file again (any other length).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
+    use exhibit_proto::frame::{Request, Response};
+    use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
+    use exhibit_proto::{seal, ChunkId, Manifest, TransferId};
+
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let (a, b) = (alice.load().unwrap(), bob.load().unwrap());
+    let keys = seal::parse_recipients(&[b.me.age_recipient.as_str(), a.me.age_recipient.as_str()]).unwrap();
+    let conn = exhibit_client::conn::Conn::open(&a).await.unwrap();
+    for (case, chunk_len) in [4096u32, 3000].into_iter().enumerate() {
+        let data = bytes(3 * chunk_len as usize + 100, 40 + case as u64);
+        let transfer = TransferId::random();
+        let create = Request::CreateTransfer { transfer, recipients: vec![b.me.user.clone()] };
+        assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
+        let mut refs = vec![];
+        for piece in data.chunks(chunk_len as usize) {
+            let c = seal::encrypt(piece, &keys).unwrap();
+            let id = ChunkId::of(&c);
+            refs.push(ChunkRef { id, len: c.len() as u32 });
+            conn.put_chunk(transfer, id, c).await.unwrap();
+        }
+        // The second and third chunks (equal lengths) change places.
+        refs.swap(1, 2);
+        let details = SealedDetails {
+            items: vec![ItemDetails {
+                path: "interview.mp4".into(),
+                size: data.len() as u64,
+                blake3: *blake3::hash(&data).as_bytes(),
+                chunk_plain_len: chunk_len,
+                exhibit_ref: None,
+                description: None,
+            }],
+            note: None,
+        };
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            transfer,
+            sender: a.me.user.clone(),
+            recipients: vec![b.me.user.clone()],
+            created_at: 1,
+            ack_within_secs: None,
+            case_ref: None,
+            items: vec![ManifestItem { chunks: refs }],
+            details: seal::seal_details(&details, &keys).unwrap(),
+        };
+        let signed = manifest.sign(&a.signing);
+        let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
+        assert!(matches!(conn.request_with_body(&req, &signed.bytes).await.unwrap(), Response::Sealed { .. }));
+
+        let out = f.path(&format!("out{case}"));
+        let err = fetch_to(&bob, transfer, &out).await.unwrap_err();
+        assert!(err.to_string().contains("whole-file BLAKE3 differs"), "chunk length {chunk_len}: {err}");
+        assert!(tree(&out).is_empty(), "chunk length {chunk_len}: something was left in {}", out.display());
+    }
+}

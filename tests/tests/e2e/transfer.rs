@@ -145,3 +145,24 @@ async fn two_hundred_concurrent_small_sends_all_succeed() {
     let all = exhibit_client::admin::transfers(&f.admin, false).await.unwrap();
     assert_eq!(all.len(), 204);
 }
+
+/// Chunk lengths off the power-of-two path (the whole-file hash is then
+/// taken by reading the file again) and on it with several tree levels and
+/// a short last chunk written partly around direct IO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_and_power_of_two_chunk_lengths_round_trip() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    for (i, (chunk, size)) in [(3000u32, 7 * 3000 + 11), (8192, 13 * 8192 + 4097), (8192, 8192)].into_iter().enumerate()
+    {
+        let src = f.path(&format!("src{i}"));
+        let data = bytes(size, 70 + i as u64);
+        std::fs::write(src.join("extract.bin"), &data).unwrap();
+        let t = send_paths(&alice, vec![src.join("extract.bin")], &["bob"], chunk).await;
+        let out = f.path(&format!("out{i}"));
+        let r = fetch_to(&bob, t, &out).await.unwrap();
+        assert_eq!(tree(&out), vec![("extract.bin".to_string(), data)], "chunk {chunk}, size {size}");
+        assert!(r.receipt.is_some());
+    }
+}
