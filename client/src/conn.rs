@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::frame::{self, Request, Response};
 use exhibit_proto::{ChunkId, TransferId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -155,6 +156,17 @@ impl Conn {
         len: impl FnOnce(&Response) -> Option<u32>,
         max: usize,
     ) -> Result<(Response, Vec<u8>), ClientError> {
+        self.request_body_into(req, len, max, |n| vec![0u8; n]).await
+    }
+
+    /// [`Conn::request_body`] into a buffer `alloc` gives for `n` bytes.
+    async fn request_body_into<B: std::ops::DerefMut<Target = [u8]>>(
+        &self,
+        req: &Request,
+        len: impl FnOnce(&Response) -> Option<u32>,
+        max: usize,
+        alloc: impl FnOnce(usize) -> B,
+    ) -> Result<(Response, B), ClientError> {
         let (resp, mut recv) = self.exchange(req, None).await?;
         let n = len(&resp).ok_or_else(|| unexpected(&resp))? as usize;
         if n > max {
@@ -162,7 +174,7 @@ impl Conn {
                 exhibit_proto::ProtoError::TooLarge { what: "response body", got: n as u64, max: max as u64 }.into()
             );
         }
-        let mut body = vec![0u8; n];
+        let mut body = alloc(n);
         tokio::time::timeout(REQUEST_TIMEOUT, recv.read_exact(&mut body))
             .await
             .map_err(|_| ClientError::Stream(format!("{}: body not received in time", self.server)))?
@@ -179,14 +191,20 @@ impl Conn {
         }
     }
 
-    /// Download one chunk of at most `max` bytes.
-    pub async fn get_chunk(&self, transfer: TransferId, id: ChunkId, max: usize) -> Result<Vec<u8>, ClientError> {
+    /// Download one chunk of at most `max` bytes, into a buffer from `pool`.
+    pub async fn get_chunk(
+        &self,
+        transfer: TransferId,
+        id: ChunkId,
+        max: usize,
+        pool: &Pool,
+    ) -> Result<AlignedBuf, ClientError> {
         let req = Request::GetChunk { transfer, id };
         let len = |r: &Response| match r {
             Response::Chunk { len } => Some(*len),
             _ => None,
         };
-        Ok(self.request_body(&req, len, max).await?.1)
+        Ok(self.request_body_into(&req, len, max, |n| pool.take(n)).await?.1)
     }
 
     /// The underlying QUIC connection (tools and tests that speak the

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use exhibit_proto::aligned::{AlignedBuf, ALIGN};
+use exhibit_proto::aligned::{Pool, ALIGN};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::SealedDetails;
 use exhibit_proto::path::RelPath;
@@ -171,25 +171,6 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
     rel.components().fold(out.to_owned(), |p, c| p.join(c))
 }
 
-/// Plaintext buffers, reused from chunk to chunk: a fresh 4 MiB buffer per
-/// chunk costs a page fault per 4 KiB.
-#[derive(Default)]
-struct Buffers(std::sync::Mutex<Vec<AlignedBuf>>);
-
-impl Buffers {
-    fn take(&self, len: usize) -> AlignedBuf {
-        let spare =
-            self.0.lock().ok().and_then(|mut v| v.iter().position(|b| b.len() >= len).map(|i| v.swap_remove(i)));
-        spare.unwrap_or_else(|| AlignedBuf::zeroed(len))
-    }
-
-    fn give(&self, b: AlignedBuf) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(b);
-        }
-    }
-}
-
 /// Write `bytes` at `offset` of the file at `path`. The whole blocks go
 /// with O_DIRECT when the offset and buffer are block-aligned, so the
 /// plaintext is not copied through the page cache and written back at the
@@ -324,14 +305,15 @@ async fn fetch_once(
     // chunk length the tree cannot be split at, reads the files again.
     let by_tree = done.is_empty() && details.items.iter().all(|d| treehash::supported(d.chunk_plain_len));
     let shape: Arc<Vec<(u32, u64)>> = Arc::new(details.items.iter().map(|d| (d.chunk_plain_len, d.size)).collect());
-    let buffers = Arc::new(Buffers::default());
+    // Ciphertext and plaintext of the chunks in flight, reused.
+    let buffers = Arc::new(Pool::new(2 * IN_FLIGHT * limits::MAX_CHUNK_SIZE as usize));
     let mut downloads = futures_util::stream::iter(jobs)
         .map(|(item, index, cipher_len, plain_len, offset)| {
             let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());
             let (journal, fetched, shape, buffers) = (journal.clone(), fetched.clone(), shape.clone(), buffers.clone());
             async move {
                 let id = vm.manifest().items[item].chunks[index].id;
-                let cipher = conn.get_chunk(transfer, id, cipher_len as usize).await?;
+                let cipher = conn.get_chunk(transfer, id, cipher_len as usize, &buffers).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut buf = buffers.take(plain_len as usize);
                     let plain = &mut buf[..plain_len as usize];
@@ -340,6 +322,7 @@ async fn fetch_once(
                     let hash = by_tree.then(|| treehash::chunk_hash(plain, index as u64, chunk_len, size));
                     write_at(&files[item], plain, offset).map_err(ClientError::io("writing temp file"))?;
                     buffers.give(buf);
+                    buffers.give(cipher);
                     let mut line =
                         serde_json::to_vec(&(item, index)).map_err(|e| ClientError::Config(e.to_string()))?;
                     line.push(b'\n');

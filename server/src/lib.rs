@@ -41,6 +41,11 @@ use crate::store::Store;
 pub use crate::clock::{ManualClock, SystemClock};
 
 /// Name of the config file `init` writes.
+/// Idle chunk buffers kept for reuse (a fresh buffer per chunk costs a page
+/// fault per 4 KiB).
+const BUFFER_POOL: usize = 64 << 20;
+
+/// The config file's name in a data directory.
 pub const CONFIG_FILE: &str = "exhibitd.toml";
 /// Name of the metadata database.
 pub const META_FILE: &str = "meta.redb";
@@ -72,6 +77,8 @@ pub struct State {
     pub dashboard_addr: std::sync::OnceLock<SocketAddr>,
     /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
     pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
+    /// Chunk buffers, reused across uploads and downloads.
+    pub buffers: chunks::Pool,
 }
 
 impl State {
@@ -94,6 +101,7 @@ impl State {
             deletes: Default::default(),
             dashboard_addr: Default::default(),
             dashboard_logins: Default::default(),
+            buffers: chunks::Pool::new(BUFFER_POOL),
         }
     }
 
@@ -354,7 +362,8 @@ async fn serve_stream(
     };
     let (head, body) = match result {
         Ok(Reply::Frame(r)) => (r, None),
-        Ok(Reply::WithBody(r, bytes)) => (r, Some(bytes)),
+        Ok(Reply::WithBody(r, bytes)) => (r, Some(service::Body::Bytes(bytes))),
+        Ok(Reply::Chunk(r, bytes)) => (r, Some(service::Body::Pooled(bytes))),
         Err(e) => {
             if e.code() == ErrorCode::Internal {
                 tracing::error!(error = %e, "request failed");
@@ -372,14 +381,17 @@ async fn serve_stream(
     };
     let write = async {
         send.write_all(&out).await?;
-        if let Some(b) = body {
-            send.write_all(&b).await?;
+        if let Some(b) = &body {
+            send.write_all(b).await?;
         }
         send.finish()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     };
     if let Err(e) = write.await {
         tracing::debug!(error = %e, "could not send response");
+    }
+    if let Some(service::Body::Pooled(b)) = body {
+        state.buffers.give(b);
     }
     // Anything the peer still sends (e.g. a refused chunk body) is dropped.
     let _ = recv.stop(0u32.into());

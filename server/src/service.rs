@@ -21,16 +21,37 @@ pub enum Reply {
     Frame(Response),
     /// A response frame, then these bytes.
     WithBody(Response, Vec<u8>),
+    /// A response frame, then a chunk in a pooled buffer.
+    Chunk(Response, crate::chunks::AlignedBuf),
+}
+
+/// Bytes that follow a response frame.
+pub(crate) enum Body {
+    /// Owned bytes.
+    Bytes(Vec<u8>),
+    /// A buffer to return to the pool once sent.
+    Pooled(crate::chunks::AlignedBuf),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Bytes(b) => b,
+            Body::Pooled(b) => b,
+        }
+    }
 }
 
 /// Read `len` raw bytes that follow a request frame, into a block-aligned
 /// buffer (chunks go to disk from it without a copy).
 async fn read_body(
+    state: &State,
     recv: &mut quinn::RecvStream,
     len: usize,
     what: &str,
 ) -> Result<crate::chunks::AlignedBuf, ServerError> {
-    let mut bytes = crate::chunks::AlignedBuf::zeroed(len);
+    let mut bytes = state.buffers.take(len);
     tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
         .await
         .map_err(|_| ServerError::Stream(format!("timed out reading {what}")))?
@@ -298,7 +319,7 @@ pub(crate) async fn dispatch(
         Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv, now).await?,
         Request::Seal { signature, manifest_len } => {
             let len = exhibit_proto::frame::manifest_len(manifest_len)?;
-            let bytes = read_body(recv, len, "manifest").await?.to_vec();
+            let bytes = read_body(state, recv, len, "manifest").await?.to_vec();
             seal(state, &caller, SignedManifest { bytes, signature }, now).await?
         }
         Request::Inbox => {
@@ -342,7 +363,7 @@ pub(crate) async fn dispatch(
                     .store
                     .transfer_chunk(&transfer, &id)?
                     .ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))?;
-                let bytes = s.chunks.get(&id)?;
+                let bytes = s.chunks.get_pooled(&id, &s.buffers)?;
                 if bytes.len() as u64 != u64::from(len) {
                     tracing::error!(chunk = %id, "stored chunk has the wrong length; run exhibitd fsck");
                 }
@@ -352,7 +373,7 @@ pub(crate) async fn dispatch(
                 Ok(bytes)
             })
             .await?;
-            return Ok(Reply::WithBody(Response::Chunk { len: bytes.len() as u32 }, bytes));
+            return Ok(Reply::Chunk(Response::Chunk { len: bytes.len() as u32 }, bytes));
         }
         Request::SubmitReceipt { receipt } => submit_receipt(state, &caller, receipt, now).await?,
         Request::GetReceipt { transfer, recipient } => {
@@ -590,13 +611,16 @@ async fn put_chunk(
     // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
     // blocks, and the disk gets one large write (measured faster here than
     // hashing and writing quinn's packet-sized pieces).
-    let bytes = read_body(recv, len as usize, "chunk").await?;
+    let bytes = read_body(state, recv, len as usize, "chunk").await?;
     let got = ChunkId::of(&bytes);
     if got != id {
+        state.buffers.give(bytes);
         return Err(ServerError::ChunkMismatch { expected: id.to_string(), got: got.to_string() });
     }
     let r = blocking(state, move |s| {
-        s.chunks.put(&id, &bytes).map_err(|e| match e {
+        let stored = s.chunks.put(&id, &bytes);
+        s.buffers.give(bytes);
+        stored.map_err(|e| match e {
             ServerError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 ServerError::StorageFull
             }

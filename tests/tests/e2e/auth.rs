@@ -29,7 +29,8 @@ async fn third_user_can_neither_list_nor_fetch() {
     // Even knowing a real chunk id does not help.
     let chunk = f.chunk_files()[0].file_name().unwrap().to_str().unwrap().parse::<ChunkId>().unwrap();
     let conn = Conn::open(&carol.load().unwrap()).await.unwrap();
-    let err = conn.get_chunk(t, chunk, 1 << 20).await.unwrap_err();
+    let pool = exhibit_proto::aligned::Pool::new(0);
+    let err = conn.get_chunk(t, chunk, 1 << 20, &pool).await.unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::NotFound));
     let err = conn.request(&Request::GetReceipt { transfer: t, recipient: uid("bob") }).await.unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::NotFound));
