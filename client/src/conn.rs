@@ -183,9 +183,15 @@ impl Conn {
     }
 
     /// Upload one chunk.
-    pub async fn put_chunk(&self, transfer: TransferId, id: ChunkId, bytes: Vec<u8>) -> Result<(), ClientError> {
+    pub async fn put_chunk(
+        &self,
+        transfer: TransferId,
+        id: ChunkId,
+        bytes: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let bytes = bytes.into();
         let req = Request::PutChunk { transfer, id, len: bytes.len() as u32 };
-        match self.exchange(&req, Some(Bytes::from(bytes))).await?.0 {
+        match self.exchange(&req, Some(bytes)).await?.0 {
             Response::ChunkStored => Ok(()),
             r => Err(unexpected(&r)),
         }
@@ -229,6 +235,32 @@ impl Conn {
             "connection closed"
         );
         self.conn.close(0u32.into(), b"bye");
+    }
+}
+
+/// A pooled buffer lent to quinn as [`Bytes`]: it goes back to the pool
+/// when quinn has no more use for it (the data acknowledged).
+#[derive(Debug)]
+pub struct Lent(Option<AlignedBuf>, Arc<Pool>);
+
+impl Lent {
+    /// Lend `buf`, to return to `pool`.
+    pub fn bytes(buf: AlignedBuf, pool: Arc<Pool>) -> Bytes {
+        Bytes::from_owner(Lent(Some(buf), pool))
+    }
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            self.1.give(b);
+        }
     }
 }
 

@@ -306,7 +306,7 @@ async fn fetch_once(
     let by_tree = done.is_empty() && details.items.iter().all(|d| treehash::supported(d.chunk_plain_len));
     let shape: Arc<Vec<(u32, u64)>> = Arc::new(details.items.iter().map(|d| (d.chunk_plain_len, d.size)).collect());
     // Ciphertext and plaintext of the chunks in flight, reused.
-    let buffers = Arc::new(Pool::new(2 * IN_FLIGHT * limits::MAX_CHUNK_SIZE as usize));
+    let buffers = Arc::new(Pool::new(crate::send::POOL_BYTES));
     let mut downloads = futures_util::stream::iter(jobs)
         .map(|(item, index, cipher_len, plain_len, offset)| {
             let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
 use exhibit_proto::{limits, seal, ChunkId, Manifest, TransferId, UserId};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::conn::{unexpected, Conn};
+use crate::conn::{unexpected, Conn, Lent};
 use crate::directory::{self, Pin};
 use crate::error::ClientError;
 use crate::home::Home;
@@ -156,8 +157,12 @@ fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -
 struct Job {
     item: usize,
     index: usize,
-    plain: Vec<u8>,
+    plain: AlignedBuf,
 }
+
+/// Idle chunk buffers kept for reuse by a send or a fetch (enough for the
+/// chunks in flight at the default chunk size).
+pub(crate) const POOL_BYTES: usize = 64 << 20;
 
 /// What the reader must do for one item.
 #[derive(Clone, Debug)]
@@ -178,6 +183,7 @@ fn read_items(
     chunk: u32,
     tx: tokio::sync::mpsc::Sender<Job>,
     journal: &std::sync::Mutex<Journal>,
+    pool: &Pool,
 ) -> Result<Vec<[u8; 32]>, ClientError> {
     use std::os::unix::fs::FileExt;
     let mut sums = vec![];
@@ -191,7 +197,7 @@ fn read_items(
         if let Some(h) = plan.hash {
             for index in (0..count).filter(|i| !plan.skip.contains(i)) {
                 let off = index as u64 * u64::from(chunk);
-                let mut plain = vec![0u8; (s.size - off).min(u64::from(chunk)) as usize];
+                let mut plain = pool.take((s.size - off).min(u64::from(chunk)) as usize);
                 f.read_exact_at(&mut plain, off).map_err(changed)?;
                 if tx.blocking_send(Job { item, index, plain }).is_err() {
                     return Ok(sums);
@@ -205,7 +211,7 @@ fn read_items(
         let mut index = 0;
         while left > 0 {
             let n = left.min(u64::from(chunk)) as usize;
-            let mut plain = vec![0u8; n];
+            let mut plain = pool.take(n);
             f.read_exact(&mut plain).map_err(changed)?;
             hasher.update(&plain);
             left -= n as u64;
@@ -456,23 +462,27 @@ async fn upload(
     let total: u64 = plans.iter().map(|s| s.source.size).sum();
     let progress = Progress::new(show_progress, total, "sending");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(2);
+    let pool = Arc::new(Pool::new(POOL_BYTES));
     let reader = {
         let plans = plans.clone();
         let chunk = h.chunk_size;
-        let journal = journal.clone();
-        tokio::task::spawn_blocking(move || read_items(&plans, chunk, tx, &journal))
+        let (journal, pool) = (journal.clone(), pool.clone());
+        tokio::task::spawn_blocking(move || read_items(&plans, chunk, tx, &journal, &pool))
     };
     let jobs = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut uploads = jobs
         .map(|job| {
             let conn = conn.clone();
-            let recipients = recipients.clone();
+            let (recipients, pool) = (recipients.clone(), pool.clone());
             async move {
                 let plain_len = job.plain.len() as u64;
                 let (cipher, id) = tokio::task::spawn_blocking(move || {
-                    let c = seal::encrypt(&job.plain, &recipients)?;
+                    let mut c = pool.take(limits::max_sealed_len(plain_len as u32, recipients.len()) as usize);
+                    let n = seal::encrypt_into(&job.plain, &recipients, &mut c)?;
+                    c.set_len(n);
+                    pool.give(job.plain);
                     let id = ChunkId::of(&c);
-                    Ok::<_, ClientError>((c, id))
+                    Ok::<_, ClientError>((Lent::bytes(c, pool), id))
                 })
                 .await
                 .map_err(|e| ClientError::Stream(format!("encrypt worker: {e}")))??;

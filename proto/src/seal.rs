@@ -34,6 +34,19 @@ pub fn encrypt(plain: &[u8], recipients: &[x25519::Recipient]) -> Result<Vec<u8>
     Ok(out)
 }
 
+/// [`encrypt`] into `out`, which must hold
+/// [`max_sealed_len`](crate::limits::max_sealed_len) bytes; returns the
+/// sealed length.
+pub fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, ProtoError> {
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    let mut cursor = std::io::Cursor::new(out);
+    let mut w = enc.wrap_output(&mut cursor).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    w.write_all(plain).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    w.finish().map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    Ok(cursor.position() as usize)
+}
+
 fn decrypt(cipher: &[u8], identity: &x25519::Identity, what: &str, max_plain: usize) -> Result<Vec<u8>, ProtoError> {
     let err = |e: &dyn std::fmt::Display| ProtoError::Decrypt { what: what.to_owned(), reason: e.to_string() };
     let dec = age::Decryptor::new_buffered(cipher).map_err(|e| err(&e))?;
@@ -159,6 +172,16 @@ mod tests {
         let mut short = vec![0u8; plain.len() - 1];
         assert!(decrypt_into(&c, &a, "t", &mut short).is_err(), "over-long plaintext accepted");
         assert!(decrypt_into(&c, &a, "t", &mut []).is_err(), "plaintext where none was declared");
+    }
+
+    #[test]
+    fn encrypt_into_opens_and_refuses_a_short_buffer() {
+        let a = x25519::Identity::generate();
+        let plain: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut out = vec![0u8; crate::limits::max_sealed_len(plain.len() as u32, 1) as usize];
+        let n = encrypt_into(&plain, &[a.to_public()], &mut out).unwrap();
+        assert_eq!(decrypt(&out[..n], &a, "t", plain.len()).unwrap(), plain);
+        assert!(encrypt_into(&plain, &[a.to_public()], &mut out[..plain.len()]).is_err(), "overflow not reported");
     }
 
     #[test]
