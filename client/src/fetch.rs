@@ -171,25 +171,28 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
     rel.components().fold(out.to_owned(), |p, c| p.join(c))
 }
 
-/// Write `bytes` at `offset` of the file at `path`. The whole blocks go
-/// with O_DIRECT when the offset and buffer are block-aligned, so the
-/// plaintext is not copied through the page cache and written back at the
-/// final fsync; the rest (a short last chunk, or a filesystem that refuses
-/// direct IO) is written buffered.
-fn write_at(path: &Path, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+/// Chunk lengths written with direct IO are multiples of this: the largest
+/// common page size, so no page is shared by two chunks written at once
+/// (one direct, one buffered: the kernel would then keep a stale page).
+const DIRECT_CHUNK_MULTIPLE: u32 = 64 << 10;
+
+/// Write `bytes` (one chunk of `chunk_len`-byte chunks) at `offset` of the
+/// file at `path`. The whole blocks go with O_DIRECT when the chunk length
+/// allows and the buffer is block-aligned, so the plaintext is not copied
+/// through the page cache and written back at the final fsync; the rest (a
+/// short last chunk) is written buffered, after. Where direct IO fails for
+/// any reason the chunk is written buffered, which reports real errors.
+fn write_at(path: &Path, bytes: &[u8], offset: u64, chunk_len: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let aligned = offset % ALIGN as u64 == 0 && bytes.as_ptr().align_offset(ALIGN) == 0;
+    let aligned = chunk_len % DIRECT_CHUNK_MULTIPLE == 0
+        && offset % u64::from(DIRECT_CHUNK_MULTIPLE) == 0
+        && bytes.as_ptr().align_offset(ALIGN) == 0;
     let whole = if aligned { bytes.len() / ALIGN * ALIGN } else { 0 };
-    let mut done = 0;
-    if whole > 0 {
-        if let Ok(f) = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
-            match f.write_all_at(&bytes[..whole], offset) {
-                Ok(()) => done = whole,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
+    let direct = || -> std::io::Result<()> {
+        let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)?;
+        f.write_all_at(&bytes[..whole], offset)
+    };
+    let done = if whole > 0 && direct().is_ok() { whole } else { 0 };
     if done < bytes.len() {
         let f = std::fs::OpenOptions::new().write(true).open(path)?;
         f.write_all_at(&bytes[done..], offset + done as u64)?;
@@ -320,7 +323,7 @@ async fn fetch_once(
                     seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain)?;
                     let (chunk_len, size) = shape[item];
                     let hash = by_tree.then(|| treehash::chunk_hash(plain, index as u64, chunk_len, size));
-                    write_at(&files[item], plain, offset).map_err(ClientError::io("writing temp file"))?;
+                    write_at(&files[item], plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
                     buffers.give(buf);
                     buffers.give(cipher);
                     let mut line =

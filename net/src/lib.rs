@@ -54,20 +54,16 @@ impl quinn::AsyncUdpSocket for GsoCapped {
             return self.0.try_send(t);
         };
         let per_batch = (GSO_MAX_BYTES / seg).max(1) * seg;
-        for (i, part) in t.contents.chunks(per_batch).enumerate() {
-            let sent = self.0.try_send(&quinn::udp::Transmit {
+        for part in t.contents.chunks(per_batch) {
+            // A full socket buffer (WouldBlock) part way: quinn keeps the
+            // transmit and retries all of it, and the peer discards the
+            // datagrams it already has (QUIC drops duplicate packet
+            // numbers). Dropping the rest instead would read as loss.
+            self.0.try_send(&quinn::udp::Transmit {
                 contents: part,
                 segment_size: (part.len() > seg).then_some(seg),
                 ..*t
-            });
-            match sent {
-                // Nothing sent yet: quinn keeps the transmit and retries.
-                Err(e) if i == 0 => return Err(e),
-                // Part sent: the rest is dropped as a full socket buffer
-                // would drop it, and QUIC recovers it as lost.
-                Err(_) => return Ok(()),
-                Ok(()) => {}
-            }
+            })?;
         }
         Ok(())
     }

@@ -62,11 +62,16 @@ impl Pool {
         Pool { bufs: Mutex::new(vec![]), max_bytes }
     }
 
-    /// A buffer of `len` bytes, reused if one large enough is idle. Its
-    /// contents are unspecified: callers overwrite them.
+    /// A buffer of `len` bytes: the smallest idle one that fits and is not
+    /// more than twice as large, else a new one. Its contents are
+    /// unspecified: callers overwrite them.
     pub fn take(&self, len: usize) -> AlignedBuf {
         let reused = self.bufs.lock().ok().and_then(|mut v| {
-            let i = v.iter().position(|b| b.capacity() >= len)?;
+            let (i, _) = v
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len && b.capacity() / 2 <= len)
+                .min_by_key(|(_, b)| b.capacity())?;
             Some(v.swap_remove(i))
         });
         let mut b = reused.unwrap_or_else(|| AlignedBuf::zeroed(len));
@@ -118,8 +123,9 @@ mod tests {
         a[0] = 7;
         let addr = a.as_ptr();
         pool.give(a);
-        let b = pool.take(4096);
-        assert_eq!((b.as_ptr(), b.len(), b.capacity()), (addr, 4096, 1 << 20), "not reused");
+        assert_ne!(pool.take(4096).as_ptr(), addr, "a 1 MiB buffer spent on 4 KiB");
+        let b = pool.take(600 << 10);
+        assert_eq!((b.as_ptr(), b.len(), b.capacity()), (addr, 600 << 10, 1 << 20), "not reused");
         assert_eq!(b.as_ptr().align_offset(ALIGN), 0);
         let c = pool.take(2 << 20);
         assert_ne!(c.as_ptr(), addr);

@@ -48,7 +48,8 @@ const MAX_STORED: u64 = 64 << 20;
 /// are read once per recipient, typically hours after they were written,
 /// so caching them only evicts more useful pages, and the kernel's copy out
 /// of the page cache was the largest item in the server's profile during a
-/// fetch. Buffered where direct IO is refused.
+/// fetch. Buffered where direct IO fails (tmpfs refuses it), which then
+/// reports any real error.
 fn read_direct(path: &Path, pool: &Pool) -> std::io::Result<AlignedBuf> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
@@ -75,10 +76,7 @@ fn read_direct(path: &Path, pool: &Pool) -> std::io::Result<AlignedBuf> {
         buf.set_len(len);
         Ok(buf)
     };
-    match read(true) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => read(false),
-        r => r,
-    }
+    read(true).or_else(|_| read(false))
 }
 
 /// Write `bytes` to a new file, durably, bypassing the page cache

@@ -147,14 +147,18 @@ async fn two_hundred_concurrent_small_sends_all_succeed() {
 }
 
 /// Chunk lengths off the power-of-two path (the whole-file hash is then
-/// taken by reading the file again) and on it with several tree levels and
-/// a short last chunk written partly around direct IO.
+/// taken by reading the file again), on it with several tree levels, and
+/// long enough for direct IO with a short last chunk written partly direct,
+/// partly buffered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_and_power_of_two_chunk_lengths_round_trip() {
     let f = Fixture::start().await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
-    for (i, (chunk, size)) in [(3000u32, 7 * 3000 + 11), (8192, 13 * 8192 + 4097), (8192, 8192)].into_iter().enumerate()
+    for (i, (chunk, size)) in
+        [(3000u32, 7 * 3000 + 11), (8192, 13 * 8192 + 4097), (8192, 8192), (65536, 5 * 65536 + 4097)]
+            .into_iter()
+            .enumerate()
     {
         let src = f.path(&format!("src{i}"));
         let data = bytes(size, 70 + i as u64);
