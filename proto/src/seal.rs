@@ -25,39 +25,33 @@ pub fn parse_recipients(rs: &[&str]) -> Result<Vec<x25519::Recipient>, ProtoErro
 
 /// Encrypt `plain` to every recipient.
 pub fn encrypt(plain: &[u8], recipients: &[x25519::Recipient]) -> Result<Vec<u8>, ProtoError> {
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    let mut out = Vec::with_capacity(plain.len() + 256 + 160 * recipients.len() + plain.len() / 4096);
-    let mut w = enc.wrap_output(&mut out).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    w.write_all(plain).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    w.finish().map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    Ok(out)
+    let out = Vec::with_capacity(plain.len() + 256 + 160 * recipients.len() + plain.len() / 4096);
+    seal_to(plain, recipients, out)
 }
 
 /// [`encrypt`] into `out`, which must hold
 /// [`max_sealed_len`](crate::limits::max_sealed_len) bytes; returns the
 /// sealed length.
 pub fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, ProtoError> {
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    let mut cursor = std::io::Cursor::new(out);
-    let mut w = enc.wrap_output(&mut cursor).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    w.write_all(plain).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    w.finish().map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    Ok(cursor.position() as usize)
+    Ok(seal_to(plain, recipients, std::io::Cursor::new(out))?.position() as usize)
 }
 
+/// The age file of `plain` for `recipients`, written to `out`.
+fn seal_to<W: Write>(plain: &[u8], recipients: &[x25519::Recipient], mut out: W) -> Result<W, ProtoError> {
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    let mut w = enc.wrap_output(&mut out).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    w.write_all(plain).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    w.finish().map_err(|e| ProtoError::Encrypt(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decrypt a plaintext of at most `max_plain` bytes.
 fn decrypt(cipher: &[u8], identity: &x25519::Identity, what: &str, max_plain: usize) -> Result<Vec<u8>, ProtoError> {
-    let err = |e: &dyn std::fmt::Display| ProtoError::Decrypt { what: what.to_owned(), reason: e.to_string() };
-    let dec = age::Decryptor::new_buffered(cipher).map_err(|e| err(&e))?;
-    let mut r = dec.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| err(&e))?;
-    let mut out = Vec::with_capacity(max_plain.min(cipher.len()));
-    // Read at most one byte past the bound, so an over-long plaintext is
-    // caught without reading all of it.
-    (&mut r).take(max_plain as u64 + 1).read_to_end(&mut out).map_err(|e| err(&e))?;
-    if out.len() > max_plain {
-        return Err(ProtoError::Decrypt { what: what.to_owned(), reason: "plaintext longer than declared".into() });
-    }
+    // age's plaintext is shorter than its ciphertext.
+    let mut out = vec![0u8; max_plain.min(cipher.len())];
+    let n = decrypt_into(cipher, identity, what, &mut out)?;
+    out.truncate(n);
     Ok(out)
 }
 
