@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use exhibit_net::http::{self, esc, redirect, with_headers, Page};
 use exhibit_proto::directory::DirectoryEntry;
@@ -49,9 +48,8 @@ pub struct UiOptions {
 
 /// A running local web UI.
 pub struct Ui {
-    http: Arc<tiny_http::Server>,
+    _listener: http::Listener,
     url: String,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Ui {
@@ -70,12 +68,7 @@ impl Ui {
         home.load()?;
         std::fs::create_dir_all(&opts.downloads)
             .map_err(ClientError::io(format!("creating {}", opts.downloads.display())))?;
-        let http = tiny_http::Server::http(opts.listen)
-            .map_err(|e| ClientError::Config(format!("binding {}: {e}", opts.listen)))?;
-        let addr = http.server_addr().to_ip().ok_or_else(|| ClientError::Config("no TCP address".into()))?;
         let token = hex::encode(rand::random::<[u8; 16]>());
-        let url = format!("http://{addr}/{token}/");
-        let http = Arc::new(http);
         let state = Arc::new(UiState {
             token: blake3::hash(token.as_bytes()),
             prefix: format!("/{token}"),
@@ -85,34 +78,21 @@ impl Ui {
             rt,
             jobs: Mutex::new(vec![]),
         });
-        let h = http.clone();
-        let thread = std::thread::Builder::new()
-            .name("exhibit-ui".into())
-            .spawn(move || {
-                for req in h.incoming_requests() {
-                    let s = state.clone();
-                    // Uploads and page loads run side by side.
-                    if let Err(e) = std::thread::Builder::new().spawn(move || s.handle(req)) {
-                        tracing::warn!(error = %e, "ui: could not start a request thread");
-                    }
-                }
-            })
-            .map_err(ClientError::io("starting the ui thread"))?;
-        Ok(Ui { http, url, thread: Some(thread) })
+        let listener = http::Listener::start(opts.listen, "exhibit-ui", move |req| {
+            let s = state.clone();
+            // Uploads and page loads run side by side.
+            if let Err(e) = std::thread::Builder::new().spawn(move || s.handle(req)) {
+                tracing::warn!(error = %e, "ui: could not start a request thread");
+            }
+        })
+        .map_err(ClientError::Config)?;
+        let url = format!("http://{}/{token}/", listener.local_addr());
+        Ok(Ui { _listener: listener, url })
     }
 
     /// The page's URL, token included.
     pub fn url(&self) -> &str {
         &self.url
-    }
-}
-
-impl Drop for Ui {
-    fn drop(&mut self) {
-        self.http.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -2,8 +2,59 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use tiny_http::{Header, Request, Response};
+
+/// An HTTP listener serving on a thread of its own. Dropping it stops the
+/// listener and waits for the thread.
+pub struct Listener {
+    http: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Bind `addr` and hand every request to `handle`, on a thread named
+    /// `name`. The error says which step failed.
+    pub fn start(addr: SocketAddr, name: &str, handle: impl Fn(Request) + Send + 'static) -> Result<Listener, String> {
+        let http = tiny_http::Server::http(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+        let addr = http.server_addr().to_ip().ok_or_else(|| format!("{addr}: no TCP address"))?;
+        let http = Arc::new(http);
+        let h = http.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                for req in h.incoming_requests() {
+                    handle(req);
+                }
+            })
+            .map_err(|e| format!("starting the {name} thread: {e}"))?;
+        Ok(Listener { http, addr, thread: Some(thread) })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.http.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// A response built in memory.
 pub type Page = Response<std::io::Cursor<Vec<u8>>>;

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 #[cfg(test)]
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use exhibit_net::http::{self, esc, redirect, with_headers, Page};
 use exhibit_proto::duration::{format_secs, format_time};
@@ -41,56 +40,35 @@ const ONE_TIME_SECS: u64 = 300;
 
 /// A running dashboard listener.
 pub struct Dashboard {
-    http: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    thread: Option<JoinHandle<()>>,
+    listener: http::Listener,
 }
 
 impl std::fmt::Debug for Dashboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dashboard").field("addr", &self.addr).finish()
+        f.debug_struct("Dashboard").field("addr", &self.listener.local_addr()).finish()
     }
 }
 
 impl Dashboard {
     /// Bind `cfg.listen` and serve in a thread of its own.
     pub fn start(state: Arc<State>, cfg: &DashboardConfig) -> Result<Dashboard, ServerError> {
-        let http = tiny_http::Server::http(cfg.listen)
-            .map_err(|e| ServerError::Setup(format!("dashboard: binding {}: {e}", cfg.listen)))?;
-        let addr = http.server_addr().to_ip().ok_or_else(|| ServerError::Setup("dashboard: no TCP address".into()))?;
-        let _ = state.dashboard_addr.set(addr);
-        let http = Arc::new(http);
         let web = Web {
-            state,
+            state: state.clone(),
             token: blake3::hash(cfg.admin_token.as_bytes()),
             sessions: Mutex::new(HashMap::new()),
             audit: Mutex::new(None),
         };
-        let h = http.clone();
-        let thread = std::thread::Builder::new()
-            .name("dashboard".into())
-            .spawn(move || {
-                for req in h.incoming_requests() {
-                    web.handle(req);
-                }
-            })
-            .map_err(ServerError::io("starting the dashboard thread"))?;
+        let listener = http::Listener::start(cfg.listen, "dashboard", move |req| web.handle(req))
+            .map_err(|e| ServerError::Setup(format!("dashboard: {e}")))?;
+        let addr = listener.local_addr();
+        let _ = state.dashboard_addr.set(addr);
         tracing::info!(%addr, "admin dashboard listening");
-        Ok(Dashboard { http, addr, thread: Some(thread) })
+        Ok(Dashboard { listener })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        self.http.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.listener.local_addr()
     }
 }
 
