@@ -308,7 +308,7 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                     Err(_) => false,
                 };
                 if user.revoked_at.is_some() || revoked {
-                    conn.close(conns::CLOSE_REVOKED.into(), format!("user {} has been revoked", user.user).as_bytes());
+                    refuse_revoked(&conn, &user.user).await;
                     return;
                 }
                 Some(reg)
@@ -332,6 +332,29 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         }
     }
+}
+
+/// Turn away a revoked user who has just connected. The reason goes back
+/// as the answer to their first request, which QUIC retransmits until it is
+/// delivered; only then is the connection closed. Closing straight after the
+/// handshake left the reason in a single CONNECTION_CLOSE datagram, and when
+/// that was lost the client saw a bare reset with no reason.
+async fn refuse_revoked(conn: &quinn::Connection, user: &UserId) {
+    const WAIT: Duration = Duration::from_secs(10);
+    let reason = format!("user {user} has been revoked");
+    conn.set_max_concurrent_bi_streams(1u32.into());
+    if let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(WAIT, conn.accept_bi()).await {
+        // What was asked does not matter; it is read only so that the
+        // client is not cut off mid-request.
+        let _ = tokio::time::timeout(WAIT, read_request(&mut recv)).await;
+        let refusal = Response::Error { code: ErrorCode::Unauthenticated, message: reason.clone() };
+        if let Ok(f) = frame::encode(&refusal) {
+            if send.write_all(&f).await.is_ok() && send.finish().is_ok() {
+                let _ = tokio::time::timeout(WAIT, send.stopped()).await;
+            }
+        }
+    }
+    conn.close(conns::CLOSE_REVOKED.into(), reason.as_bytes());
 }
 
 async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, ServerError> {
