@@ -6,6 +6,8 @@
 //! tested in memory and fuzzed.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "seal")]
+mod agefile;
 pub mod aligned;
 pub mod audit;
 pub mod b64;

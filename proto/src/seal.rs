@@ -4,10 +4,9 @@
 //! sender. Opening takes a [`VerifiedManifest`]: nothing is decrypted before
 //! the sender's signature has been checked.
 
-use std::io::{Read, Write};
-
 use age::x25519;
 
+use crate::agefile;
 use crate::error::ProtoError;
 use crate::ids::ChunkId;
 use crate::manifest::{SealedDetails, VerifiedManifest};
@@ -25,25 +24,18 @@ pub fn parse_recipients(rs: &[&str]) -> Result<Vec<x25519::Recipient>, ProtoErro
 
 /// Encrypt `plain` to every recipient.
 pub fn encrypt(plain: &[u8], recipients: &[x25519::Recipient]) -> Result<Vec<u8>, ProtoError> {
-    let out = Vec::with_capacity(plain.len() + 256 + 160 * recipients.len() + plain.len() / 4096);
-    seal_to(plain, recipients, out)
+    let max = crate::limits::max_sealed_len(plain.len() as u32, recipients.len());
+    let mut out = vec![0u8; usize::try_from(max).map_err(|_| ProtoError::Encrypt("too large".into()))?];
+    let n = encrypt_into(plain, recipients, &mut out)?;
+    out.truncate(n);
+    Ok(out)
 }
 
 /// [`encrypt`] into `out`, which must hold
 /// [`max_sealed_len`](crate::limits::max_sealed_len) bytes; returns the
 /// sealed length.
 pub fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, ProtoError> {
-    Ok(seal_to(plain, recipients, std::io::Cursor::new(out))?.position() as usize)
-}
-
-/// The age file of `plain` for `recipients`, written to `out`.
-fn seal_to<W: Write>(plain: &[u8], recipients: &[x25519::Recipient], mut out: W) -> Result<W, ProtoError> {
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    let mut w = enc.wrap_output(&mut out).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    w.write_all(plain).map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    w.finish().map_err(|e| ProtoError::Encrypt(e.to_string()))?;
-    Ok(out)
+    agefile::encrypt_into(plain, recipients, out).map_err(ProtoError::Encrypt)
 }
 
 /// Decrypt a plaintext of at most `max_plain` bytes.
@@ -114,22 +106,14 @@ pub fn open_chunk_into(
 }
 
 /// Decrypt into `out`; the plaintext's length if it is shorter, an error if
-/// it is longer.
-fn decrypt_into(cipher: &[u8], identity: &x25519::Identity, what: &str, out: &mut [u8]) -> Result<usize, ProtoError> {
-    let err = |e: &dyn std::fmt::Display| ProtoError::Decrypt { what: what.to_owned(), reason: e.to_string() };
-    let dec = age::Decryptor::new_buffered(cipher).map_err(|e| err(&e))?;
-    let mut r = dec.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| err(&e))?;
-    let mut n = 0;
-    while n < out.len() {
-        match r.read(&mut out[n..]).map_err(|e| err(&e))? {
-            0 => return Ok(n),
-            k => n += k,
-        }
-    }
-    if r.read(&mut [0u8; 1]).map_err(|e| err(&e))? != 0 {
-        return Err(err(&"plaintext longer than declared"));
-    }
-    Ok(n)
+/// it is longer. `what` names the file in the error.
+pub fn decrypt_into(
+    cipher: &[u8],
+    identity: &x25519::Identity,
+    what: &str,
+    out: &mut [u8],
+) -> Result<usize, ProtoError> {
+    agefile::decrypt_into(cipher, identity, out).map_err(|reason| ProtoError::Decrypt { what: what.to_owned(), reason })
 }
 
 #[cfg(test)]

@@ -1,0 +1,367 @@
+//! The age v1 file format (<https://age-encryption.org/v1>), written into and
+//! read from caller-owned buffers.
+//!
+//! The `age` crate's stream copies every byte three times on the way in and
+//! three on the way out, allocates per 64 KiB segment, and its
+//! ChaCha20-Poly1305 ran at 1.46 GiB/s here against aws-lc's 2.3 GiB/s.
+//! Chunks are encrypted and decrypted at the rate the network moves them, so
+//! this module does the framing itself with aws-lc's primitives and leaves
+//! what belongs to a recipient type to the `age` crate: X25519 wrapping and
+//! unwrapping of the file key (`age::Recipient`, `age::Identity`). Output is
+//! an ordinary age file: the tests read each side with the other.
+//!
+//! Construction (from the spec): a random 16-byte file key; each recipient
+//! stanza wraps it; the header is MACed with HMAC-SHA256 under
+//! HKDF-SHA256(file key, salt "", "header"); the payload is a random 16-byte
+//! nonce and then the plaintext in 64 KiB segments, each sealed with
+//! ChaCha20-Poly1305 under HKDF-SHA256(file key, nonce, "payload") with the
+//! nonce `counter (11 bytes, big-endian) || last (1 byte)`.
+
+use age::secrecy::ExposeSecret;
+use age::x25519;
+use age_core::format::{FileKey, Stanza};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use aws_lc_rs::{hkdf, hmac};
+use base64::Engine;
+
+const INTRO: &[u8] = b"age-encryption.org/v1\n";
+const SEGMENT: usize = 64 << 10;
+const TAG: usize = 16;
+const NONCE: usize = 16;
+/// Base64 columns of a stanza body line.
+const COLUMNS: usize = 64;
+/// More stanzas than this is not a file exhibit wrote (each costs an X25519
+/// agreement to try).
+const MAX_STANZAS: usize = crate::limits::MAX_RECIPIENTS + 8;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
+
+/// Why a file could not be opened; the caller adds what it was.
+pub(crate) type Fail = String;
+
+/// The bytes after the header for `plain_len` bytes of plaintext.
+fn payload_len(plain_len: usize) -> usize {
+    NONCE + plain_len + TAG * segments(plain_len)
+}
+
+/// Segments for `plain_len` bytes: an empty plaintext is one empty segment.
+fn segments(plain_len: usize) -> usize {
+    plain_len.div_ceil(SEGMENT).max(1)
+}
+
+fn stream_nonce(counter: usize, last: bool) -> Nonce {
+    let mut n = [0u8; 12];
+    n[3..11].copy_from_slice(&(counter as u64).to_be_bytes());
+    n[11] = u8::from(last);
+    Nonce::assume_unique_for_key(n)
+}
+
+fn header_key(file_key: &FileKey) -> Result<hmac::Key, Fail> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(file_key.expose_secret());
+    let okm = prk.expand(&[b"header"], hmac::HMAC_SHA256).map_err(|_| "header key".to_owned())?;
+    Ok(hmac::Key::from(okm))
+}
+
+fn payload_key(file_key: &FileKey, nonce: &[u8]) -> Result<LessSafeKey, Fail> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, nonce).extract(file_key.expose_secret());
+    let okm = prk.expand(&[b"payload"], &CHACHA20_POLY1305).map_err(|_| "payload key".to_owned())?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+/// Encrypt `plain` to `recipients` into `out`; the file's length, or why not
+/// (including an `out` too small for it).
+pub(crate) fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, Fail> {
+    let mut key = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| "no randomness".to_owned())?;
+    let file_key = FileKey::new(Box::new(key));
+    key.fill(0);
+
+    let mut header = Vec::with_capacity(INTRO.len() + 128 * recipients.len() + 64);
+    header.extend_from_slice(INTRO);
+    for r in recipients {
+        let (stanzas, _labels) = age::Recipient::wrap_file_key(r, &file_key).map_err(|e| e.to_string())?;
+        for s in stanzas {
+            write_stanza(&mut header, &s);
+        }
+    }
+    header.extend_from_slice(b"---");
+    let mac = hmac::sign(&header_key(&file_key)?, &header);
+    header.push(b' ');
+    header.extend_from_slice(B64.encode(mac.as_ref()).as_bytes());
+    header.push(b'\n');
+
+    let total = header.len() + payload_len(plain.len());
+    let out = out.get_mut(..total).ok_or_else(|| format!("{total} bytes do not fit the output buffer"))?;
+    let (head, payload) = out.split_at_mut(header.len());
+    head.copy_from_slice(&header);
+    let (nonce, mut rest) = payload.split_at_mut(NONCE);
+    aws_lc_rs::rand::fill(nonce).map_err(|_| "no randomness".to_owned())?;
+    let key = payload_key(&file_key, nonce)?;
+    let n = segments(plain.len());
+    for (i, seg) in plain.chunks(SEGMENT).chain(plain.is_empty().then_some(&[][..])).enumerate() {
+        let (ct, tail) = rest.split_at_mut(seg.len() + TAG);
+        let (body, tag) = ct.split_at_mut(seg.len());
+        body.copy_from_slice(seg);
+        let t = key
+            .seal_in_place_separate_tag(stream_nonce(i, i + 1 == n), Aad::empty(), body)
+            .map_err(|_| "sealing a segment".to_owned())?;
+        tag.copy_from_slice(t.as_ref());
+        rest = tail;
+    }
+    Ok(total)
+}
+
+/// A stanza as the spec writes it: `-> tag args…`, then the body in base64
+/// lines of 64 columns, the last one shorter (so possibly empty).
+fn write_stanza(h: &mut Vec<u8>, s: &Stanza) {
+    h.extend_from_slice(b"-> ");
+    h.extend_from_slice(s.tag.as_bytes());
+    for a in &s.args {
+        h.push(b' ');
+        h.extend_from_slice(a.as_bytes());
+    }
+    h.push(b'\n');
+    let body = B64.encode(&s.body);
+    for line in body.as_bytes().chunks(COLUMNS) {
+        h.extend_from_slice(line);
+        h.push(b'\n');
+    }
+    if body.len() % COLUMNS == 0 {
+        h.push(b'\n');
+    }
+}
+
+/// A parsed header: its stanzas, the bytes its MAC covers, the MAC, and
+/// where the payload starts.
+struct Header<'a> {
+    stanzas: Vec<Stanza>,
+    macced: &'a [u8],
+    mac: Vec<u8>,
+    len: usize,
+}
+
+/// One line, without its `\n`, and the rest after it.
+fn line(b: &[u8]) -> Result<(&[u8], &[u8]), Fail> {
+    let end = b.iter().position(|&c| c == b'\n').ok_or("header line without an end")?;
+    Ok((&b[..end], &b[end + 1..]))
+}
+
+/// Parse a header exactly as the spec writes one; anything else is refused.
+fn parse_header(file: &[u8]) -> Result<Header<'_>, Fail> {
+    let mut rest = file.strip_prefix(INTRO).ok_or("not an age v1 file")?;
+    let mut stanzas = vec![];
+    loop {
+        let (l, after) = line(rest)?;
+        if let Some(mac) = l.strip_prefix(b"--- ") {
+            let macced = &file[..file.len() - rest.len() + 3];
+            let mac = B64.decode(mac).map_err(|e| format!("header MAC: {e}"))?;
+            return Ok(Header { stanzas, macced, mac, len: file.len() - after.len() });
+        }
+        let words = l.strip_prefix(b"-> ").ok_or("malformed header line")?;
+        let mut args = vec![];
+        for w in words.split(|&c| c == b' ') {
+            if w.is_empty() || !w.iter().all(|c| (33..=126).contains(c)) {
+                return Err("malformed stanza".into());
+            }
+            args.push(String::from_utf8_lossy(w).into_owned());
+        }
+        if stanzas.len() == MAX_STANZAS {
+            return Err("too many stanzas".into());
+        }
+        rest = after;
+        let mut body = vec![];
+        loop {
+            let (l, after) = line(rest)?;
+            rest = after;
+            if l.len() > COLUMNS {
+                return Err("stanza body line too long".into());
+            }
+            body.extend_from_slice(l);
+            if l.len() < COLUMNS {
+                break;
+            }
+        }
+        let body = B64.decode(&body).map_err(|e| format!("stanza body: {e}"))?;
+        let tag = args.remove(0);
+        stanzas.push(Stanza { tag, args, body });
+    }
+}
+
+/// Decrypt an age file with `identity` into `out`: the plaintext's length,
+/// or why not (including a plaintext longer than `out`).
+pub(crate) fn decrypt_into(file: &[u8], identity: &x25519::Identity, out: &mut [u8]) -> Result<usize, Fail> {
+    let h = parse_header(file)?;
+    let file_key = match age::Identity::unwrap_stanzas(identity, &h.stanzas) {
+        Some(Ok(k)) => k,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err("not encrypted to this key".into()),
+    };
+    hmac::verify(&header_key(&file_key)?, h.macced, &h.mac).map_err(|_| "header MAC does not match")?;
+    let payload = &file[h.len..];
+    if payload.len() < NONCE + TAG {
+        return Err("payload is truncated".into());
+    }
+    let (nonce, sealed) = payload.split_at(NONCE);
+    let n = sealed.len().div_ceil(SEGMENT + TAG);
+    let last = sealed.len() - (n - 1) * (SEGMENT + TAG);
+    if last < TAG {
+        return Err("payload is truncated".into());
+    }
+    // Only a file's one and only segment may be empty.
+    if last == TAG && n > 1 {
+        return Err("empty last segment".into());
+    }
+    let plain_len = sealed.len() - n * TAG;
+    let out = out.get_mut(..plain_len).ok_or("plaintext longer than declared")?;
+    let key = payload_key(&file_key, nonce)?;
+    for (i, (ct, pt)) in
+        sealed.chunks(SEGMENT + TAG).zip(out.chunks_mut(SEGMENT).chain(std::iter::once(&mut [][..]))).enumerate()
+    {
+        let (body, tag) = ct.split_at(ct.len() - TAG);
+        key.open_separate_gather(stream_nonce(i, i + 1 == n), Aad::empty(), body, tag, &mut pt[..body.len()])
+            .map_err(|_| format!("segment {i} does not authenticate"))?;
+    }
+    Ok(plain_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// Sizes around every segment edge, and a whole default chunk.
+    const SIZES: [usize; 9] = [0, 1, 15, 65535, 65536, 65537, 131072, 200_000, (4 << 20) + 3];
+
+    fn plain(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    fn ours(p: &[u8], rs: &[x25519::Recipient]) -> Vec<u8> {
+        let mut out = vec![0u8; crate::limits::max_sealed_len(p.len() as u32, rs.len()) as usize];
+        let n = encrypt_into(p, rs, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    fn open(c: &[u8], id: &x25519::Identity, room: usize) -> Result<Vec<u8>, Fail> {
+        let mut out = vec![0u8; room];
+        let n = decrypt_into(c, id, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    fn by_age_crate(p: &[u8], rs: &[x25519::Recipient]) -> Vec<u8> {
+        let e = age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient)).unwrap();
+        let mut out = vec![];
+        let mut w = e.wrap_output(&mut out).unwrap();
+        w.write_all(p).unwrap();
+        w.finish().unwrap();
+        out
+    }
+
+    fn with_age_crate(c: &[u8], id: &x25519::Identity) -> Result<Vec<u8>, String> {
+        let d = age::Decryptor::new_buffered(c).map_err(|e| e.to_string())?;
+        let mut r = d.decrypt(std::iter::once(id as &dyn age::Identity)).map_err(|e| e.to_string())?;
+        let mut out = vec![];
+        r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn the_age_crate_reads_ours_and_we_read_its() {
+        let ids: Vec<_> = (0..3).map(|_| x25519::Identity::generate()).collect();
+        let rs: Vec<_> = ids.iter().map(|i| i.to_public()).collect();
+        for n in SIZES {
+            let p = plain(n);
+            let c = ours(&p, &rs);
+            assert!(c.len() as u64 <= crate::limits::max_sealed_len(n as u32, 3), "{n}");
+            let theirs = by_age_crate(&p, &rs);
+            for id in &ids {
+                assert_eq!(with_age_crate(&c, id).unwrap(), p, "age crate reading ours, {n} bytes");
+                assert_eq!(open(&c, id, n).unwrap(), p, "ours, {n} bytes");
+                assert_eq!(open(&theirs, id, n).unwrap(), p, "the age crate's, {n} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stranger_or_a_small_buffer_is_refused() {
+        let a = x25519::Identity::generate();
+        let c = ours(&plain(70_000), &[a.to_public()]);
+        let eve = x25519::Identity::generate();
+        assert_eq!(open(&c, &eve, 70_000).unwrap_err(), "not encrypted to this key");
+        assert_eq!(open(&c, &a, 69_999).unwrap_err(), "plaintext longer than declared");
+        assert_eq!(open(&c, &a, 70_001).unwrap().len(), 70_000);
+        let mut small = vec![0u8; c.len() - 1];
+        assert!(encrypt_into(&plain(70_000), &[a.to_public()], &mut small).is_err());
+    }
+
+    /// Every single-byte change anywhere, every truncation at a segment edge
+    /// and an appended byte are refused, by us and by the age crate alike.
+    #[test]
+    fn tampering_anywhere_is_refused() {
+        let a = x25519::Identity::generate();
+        let p = plain(2 * SEGMENT + 100);
+        let c = ours(&p, &[a.to_public()]);
+        let header = parse_header(&c).unwrap().len;
+        let mut cases: Vec<Vec<u8>> = vec![];
+        // Every header byte, the nonce, and bytes through the segments.
+        let positions = (0..header + NONCE).chain((header + NONCE..c.len()).step_by(4099)).chain([c.len() - 1]);
+        for i in positions {
+            let mut t = c.clone();
+            t[i] ^= 0x20;
+            cases.push(t);
+        }
+        for cut in [header, header + NONCE, header + NONCE + SEGMENT + TAG, c.len() - 1, c.len() - TAG] {
+            cases.push(c[..cut].to_vec());
+        }
+        let mut longer = c.clone();
+        longer.push(0);
+        cases.push(longer);
+        // Two whole segments swapped.
+        let mut swapped = c.clone();
+        let s = header + NONCE;
+        swapped[s..s + 2 * (SEGMENT + TAG)].rotate_left(SEGMENT + TAG);
+        cases.push(swapped);
+        for (k, t) in cases.iter().enumerate() {
+            assert!(open(t, &a, p.len()).is_err(), "case {k} accepted");
+            assert!(with_age_crate(t, &a).is_err(), "case {k}: the age crate accepts it, so the test is wrong");
+        }
+    }
+
+    /// The last segment's flag is what stops a file cut at a segment edge
+    /// from reading as complete.
+    #[test]
+    fn a_file_cut_after_a_full_segment_is_refused() {
+        let a = x25519::Identity::generate();
+        let c = ours(&plain(3 * SEGMENT), &[a.to_public()]);
+        let cut = c.len() - (SEGMENT + TAG);
+        assert_eq!(open(&c[..cut], &a, 3 * SEGMENT).unwrap_err(), "segment 1 does not authenticate");
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panicking() {
+        let a = x25519::Identity::generate();
+        let c = ours(&plain(1000), &[a.to_public()]);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut t = c.clone();
+            let len = (x as usize) % (c.len() + 1);
+            t.truncate(len);
+            if !t.is_empty() {
+                let i = (x >> 20) as usize % t.len();
+                t[i] = (x >> 40) as u8;
+            }
+            let _ = open(&t, &a, 1000);
+        }
+        for bad in
+            [&b""[..], b"age-encryption.org/v1\n", b"age-encryption.org/v1\n---\n", b"age-encryption.org/v1\n-> \n"]
+        {
+            assert!(open(bad, &a, 10).is_err());
+        }
+    }
+}
