@@ -238,32 +238,6 @@ impl Conn {
     }
 }
 
-/// A pooled buffer lent to quinn as [`Bytes`]: it goes back to the pool
-/// when quinn has no more use for it (the data acknowledged).
-#[derive(Debug)]
-pub struct Lent(Option<AlignedBuf>, Arc<Pool>);
-
-impl Lent {
-    /// Lend `buf`, to return to `pool`.
-    pub fn bytes(buf: AlignedBuf, pool: Arc<Pool>) -> Bytes {
-        Bytes::from_owner(Lent(Some(buf), pool))
-    }
-}
-
-impl AsRef<[u8]> for Lent {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
-    }
-}
-
-impl Drop for Lent {
-    fn drop(&mut self) {
-        if let Some(b) = self.0.take() {
-            self.1.give(b);
-        }
-    }
-}
-
 /// The error for a response of the wrong kind.
 pub fn unexpected(r: &Response) -> ClientError {
     let kind = format!("{r:?}");

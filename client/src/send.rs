@@ -15,12 +15,13 @@ use exhibit_proto::{limits, seal, ChunkId, Manifest, TransferId, UserId};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::conn::{unexpected, Conn, Lent};
+use crate::conn::{unexpected, Conn};
 use crate::directory::{self, Pin};
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::journal::{Header, Journal, JournalItem};
 use crate::progress::Progress;
+use exhibit_net::Lent;
 
 /// Chunks encrypting or uploading at once.
 pub const IN_FLIGHT: usize = 8;

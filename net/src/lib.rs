@@ -12,6 +12,7 @@ use quinn::Runtime;
 use std::sync::Arc;
 use std::time::Duration;
 
+use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::limits::{MAX_UDP_PAYLOAD, UDP_BUFFER};
 
 /// A UDP endpoint with large socket buffers (best effort: the kernel caps
@@ -119,6 +120,33 @@ pub const BLACK_HOLE_COOLDOWN: Duration = Duration::from_secs(2);
 
 /// A keep-alive well inside any idle timeout we configure.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// A pooled buffer lent to quinn as [`Bytes`](bytes::Bytes), without a
+/// copy: it goes back to the pool when quinn has no more use for it (the
+/// data acknowledged).
+#[derive(Debug)]
+pub struct Lent(Option<AlignedBuf>, Arc<Pool>);
+
+impl Lent {
+    /// Lend `buf`, to return to `pool`.
+    pub fn bytes(buf: AlignedBuf, pool: Arc<Pool>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Lent(Some(buf), pool))
+    }
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            self.1.give(b);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -78,7 +78,7 @@ pub struct State {
     /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
     pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
     /// Chunk buffers, reused across uploads and downloads.
-    pub buffers: chunks::Pool,
+    pub buffers: Arc<chunks::Pool>,
 }
 
 impl State {
@@ -101,7 +101,7 @@ impl State {
             deletes: Default::default(),
             dashboard_addr: Default::default(),
             dashboard_logins: Default::default(),
-            buffers: chunks::Pool::new(BUFFER_POOL),
+            buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
         }
     }
 
@@ -402,19 +402,22 @@ async fn serve_stream(
             frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
         }
     };
+    // The body is handed to quinn, not copied: a chunk's pooled buffer goes
+    // back to the pool once quinn is done with it.
+    let body = body.map(|b| match b {
+        service::Body::Bytes(v) => bytes::Bytes::from(v),
+        service::Body::Pooled(b) => exhibit_net::Lent::bytes(b, state.buffers.clone()),
+    });
     let write = async {
         send.write_all(&out).await?;
-        if let Some(b) = &body {
-            send.write_all(b).await?;
+        if let Some(b) = body {
+            send.write_chunk(b).await?;
         }
         send.finish()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     };
     if let Err(e) = write.await {
         tracing::debug!(error = %e, "could not send response");
-    }
-    if let Some(service::Body::Pooled(b)) = body {
-        state.buffers.give(b);
     }
     // Anything the peer still sends (e.g. a refused chunk body) is dropped.
     let _ = recv.stop(0u32.into());
