@@ -221,19 +221,7 @@ impl Conn {
 
     /// Close politely.
     pub fn close(&self) {
-        let s = self.conn.stats();
-        tracing::debug!(
-            mtu = s.path.current_mtu,
-            rtt_us = s.path.rtt.as_micros() as u64,
-            sent_packets = s.path.sent_packets,
-            lost_packets = s.path.lost_packets,
-            congestion_events = s.path.congestion_events,
-            udp_tx_datagrams = s.udp_tx.datagrams,
-            udp_tx_ios = s.udp_tx.ios,
-            udp_rx_datagrams = s.udp_rx.datagrams,
-            udp_rx_ios = s.udp_rx.ios,
-            "connection closed"
-        );
+        exhibit_net::log_stats(&self.conn);
         self.conn.close(0u32.into(), b"bye");
     }
 }

@@ -121,6 +121,27 @@ pub const BLACK_HOLE_COOLDOWN: Duration = Duration::from_secs(2);
 /// A keep-alive well inside any idle timeout we configure.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// Log a connection's path and UDP statistics at debug level (as it
+/// closes): the MTU reached, losses and congestion are what explain a slow
+/// transfer.
+pub fn log_stats(conn: &quinn::Connection) {
+    let s = conn.stats();
+    tracing::debug!(
+        remote = %conn.remote_address(),
+        mtu = s.path.current_mtu,
+        rtt_us = s.path.rtt.as_micros() as u64,
+        cwnd = s.path.cwnd,
+        sent_packets = s.path.sent_packets,
+        lost_packets = s.path.lost_packets,
+        congestion_events = s.path.congestion_events,
+        udp_tx_datagrams = s.udp_tx.datagrams,
+        udp_tx_ios = s.udp_tx.ios,
+        udp_rx_datagrams = s.udp_rx.datagrams,
+        udp_rx_ios = s.udp_rx.ios,
+        "connection closed"
+    );
+}
+
 /// A pooled buffer lent to quinn as [`Bytes`](bytes::Bytes), without a
 /// copy: it goes back to the pool when quinn has no more use for it (the
 /// data acknowledged).

@@ -327,7 +327,8 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                 tokio::spawn(serve_stream(state.clone(), cert_hash, send, recv));
             }
             Err(e) => {
-                tracing::debug!(remote = %conn.remote_address(), reason = %e, "connection closed");
+                tracing::debug!(reason = %e, "connection ended");
+                exhibit_net::log_stats(&conn);
                 return;
             }
         }
