@@ -71,10 +71,11 @@ fn payload_key(file_key: &FileKey, nonce: &[u8]) -> Result<LessSafeKey, Fail> {
 /// Encrypt `plain` to `recipients` into `out`; the file's length, or why not
 /// (including an `out` too small for it).
 pub(crate) fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, Fail> {
-    let mut key = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut key).map_err(|_| "no randomness".to_owned())?;
-    let file_key = FileKey::new(Box::new(key));
-    key.fill(0);
+    // No stanza would be a file nobody can open.
+    if recipients.is_empty() {
+        return Err("no recipients".into());
+    }
+    let file_key = FileKey::try_init_with_mut(|k| aws_lc_rs::rand::fill(k)).map_err(|_| "no randomness".to_owned())?;
 
     let mut header = Vec::with_capacity(INTRO.len() + 128 * recipients.len() + 64);
     header.extend_from_slice(INTRO);
@@ -214,6 +215,17 @@ pub(crate) fn decrypt_into(file: &[u8], identity: &x25519::Identity, out: &mut [
     let plain_len = sealed.len() - n * TAG;
     let out = out.get_mut(..plain_len).ok_or("plaintext longer than declared")?;
     let key = payload_key(&file_key, nonce)?;
+    open_segments(&key, sealed, out).inspect_err(|_| {
+        // Nothing unauthenticated is left behind for a careless caller.
+        out.fill(0);
+    })?;
+    Ok(plain_len)
+}
+
+/// Open the STREAM segments of `sealed` into `out`, which is exactly as
+/// long as their plaintext.
+fn open_segments(key: &LessSafeKey, sealed: &[u8], out: &mut [u8]) -> Result<(), Fail> {
+    let n = sealed.len().div_ceil(SEGMENT + TAG);
     for (i, (ct, pt)) in
         sealed.chunks(SEGMENT + TAG).zip(out.chunks_mut(SEGMENT).chain(std::iter::once(&mut [][..]))).enumerate()
     {
@@ -221,7 +233,7 @@ pub(crate) fn decrypt_into(file: &[u8], identity: &x25519::Identity, out: &mut [
         key.open_separate_gather(stream_nonce(i, i + 1 == n), Aad::empty(), body, tag, &mut pt[..body.len()])
             .map_err(|_| format!("segment {i} does not authenticate"))?;
     }
-    Ok(plain_len)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -295,6 +307,21 @@ mod tests {
         assert_eq!(open(&c, &a, 70_001).unwrap().len(), 70_000);
         let mut small = vec![0u8; c.len() - 1];
         assert!(encrypt_into(&plain(70_000), &[a.to_public()], &mut small).is_err());
+        assert_eq!(encrypt_into(b"x", &[], &mut vec![0u8; 1024]).unwrap_err(), "no recipients");
+    }
+
+    /// A file that fails in its second segment leaves no plaintext of the
+    /// first behind in the caller's buffer.
+    #[test]
+    fn a_failed_open_leaves_the_buffer_zeroed() {
+        let a = x25519::Identity::generate();
+        let p = vec![0xAA; SEGMENT + 10];
+        let mut c = ours(&p, &[a.to_public()]);
+        let n = c.len();
+        c[n - 1] ^= 1;
+        let mut out = vec![0x55; p.len()];
+        assert_eq!(decrypt_into(&c, &a, &mut out).unwrap_err(), "segment 1 does not authenticate");
+        assert!(out.iter().all(|&b| b == 0), "plaintext left behind");
     }
 
     /// Every single-byte change anywhere, every truncation at a segment edge

@@ -344,17 +344,19 @@ async fn refuse_revoked(conn: &quinn::Connection, user: &UserId) {
     const WAIT: Duration = Duration::from_secs(10);
     let reason = format!("user {user} has been revoked");
     conn.set_max_concurrent_bi_streams(1u32.into());
-    if let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(WAIT, conn.accept_bi()).await {
+    let refuse = async {
+        let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         // What was asked does not matter; it is read only so that the
         // client is not cut off mid-request.
-        let _ = tokio::time::timeout(WAIT, read_request(&mut recv)).await;
+        let _ = read_request(&mut recv).await;
         let refusal = Response::Error { code: ErrorCode::Unauthenticated, message: reason.clone() };
-        if let Ok(f) = frame::encode(&refusal) {
-            if send.write_all(&f).await.is_ok() && send.finish().is_ok() {
-                let _ = tokio::time::timeout(WAIT, send.stopped()).await;
-            }
-        }
-    }
+        send.write_all(&frame::encode(&refusal).ok()?).await.ok()?;
+        send.finish().ok()?;
+        send.stopped().await.ok()
+    };
+    // Bounded as a whole: a client that never reads, or withholds
+    // flow-control credit, cannot keep the connection open.
+    let _ = tokio::time::timeout(WAIT, refuse).await;
     conn.close(conns::CLOSE_REVOKED.into(), reason.as_bytes());
 }
 
