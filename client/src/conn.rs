@@ -92,7 +92,7 @@ impl Conn {
             .connect(addr, &sni)
             .map_err(|e| err(e.to_string()))?
             .await
-            .map_err(|e| err(format!("handshake: {e}")))?;
+            .map_err(|e| err(refused_why(&e).unwrap_or_else(|| format!("handshake: {e}"))))?;
         Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned() })
     }
 
@@ -111,13 +111,9 @@ impl Conn {
     ) -> Result<(Response, quinn::RecvStream), ClientError> {
         // When the server closed the connection, its reason says more than
         // the stream's "connection lost" (e.g. "user bob has been revoked").
-        let stream_err = |e: &dyn std::fmt::Display| match self.conn.close_reason() {
-            Some(quinn::ConnectionError::ApplicationClosed(c)) => ClientError::Stream(format!(
-                "{}: closed by the server: {}",
-                self.server,
-                String::from_utf8_lossy(&c.reason)
-            )),
-            _ => ClientError::Stream(format!("{}: {e}", self.server)),
+        let stream_err = |e: &dyn std::fmt::Display| match self.conn.close_reason().as_ref().and_then(refused_why) {
+            Some(why) => ClientError::Stream(format!("{}: {why}", self.server)),
+            None => ClientError::Stream(format!("{}: {e}", self.server)),
         };
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_err(&e))?;
         let f = frame::encode(req)?;
@@ -223,6 +219,22 @@ impl Conn {
     pub fn close(&self) {
         exhibit_net::log_stats(&self.conn);
         self.conn.close(0u32.into(), b"bye");
+    }
+}
+
+/// What the server said when it closed a connection, in words: its own
+/// reason, or the TLS alert it refused our certificate with. `None` for a
+/// close that says nothing more than the error itself.
+fn refused_why(e: &quinn::ConnectionError) -> Option<String> {
+    let revoked = quinn::TransportErrorCode::crypto(rustls::AlertDescription::CertificateRevoked.into());
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            Some(format!("closed by the server: {}", String::from_utf8_lossy(&c.reason)))
+        }
+        quinn::ConnectionError::ConnectionClosed(c) if c.error_code == revoked => {
+            Some("the server refused this certificate: its user has been revoked".into())
+        }
+        _ => None,
     }
 }
 

@@ -450,7 +450,7 @@ async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s:
         return tracing::warn!("control socket: no command");
     }
     if line == b"reload-tls\n" {
-        let reply = match crate::tls::server_config(&state.settings.data_dir, &state.settings) {
+        let reply = match crate::tls::server_config(&state.settings.data_dir, &state.settings, state.revoked_check()) {
             Ok(c) => {
                 endpoint.set_server_config(Some(c));
                 tracing::info!("server certificate reloaded; new connections use it");

@@ -105,6 +105,18 @@ impl State {
         }
     }
 
+    /// The handshake's revocation check: whether a client certificate
+    /// belongs to a revoked user. A certificate the store does not know, or
+    /// a store error, passes here; every request checks again.
+    fn revoked_check(self: &Arc<Self>) -> tls::Revoked {
+        let state = Arc::downgrade(self);
+        Arc::new(move |cert_hash: &[u8; 32]| {
+            state
+                .upgrade()
+                .is_some_and(|s| matches!(s.store.user_by_cert(cert_hash), Ok(Some(u)) if u.revoked_at.is_some()))
+        })
+    }
+
     /// Delete a chunk no metadata refers to any more (deferred while a
     /// backup runs).
     pub fn delete_chunk(&self, id: &exhibit_proto::ChunkId) -> Result<(), ServerError> {
@@ -205,11 +217,12 @@ impl Server {
         let authority = Authority::load(&data)?;
         let mut store = store;
         store.set_signer(authority.signing_key().clone());
-        let server_config = tls::server_config(&data, &settings)?;
-        let endpoint = exhibit_net::udp_endpoint(settings.config.listen, Some(server_config))
-            .map_err(ServerError::io(format!("binding {}", settings.config.listen)))?;
-        let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
         let state = Arc::new(State::new(settings, store, chunks, authority, clock));
+        let server_config = tls::server_config(&data, &state.settings, state.revoked_check())?;
+        let listen = state.settings.config.listen;
+        let endpoint = exhibit_net::udp_endpoint(listen, Some(server_config))
+            .map_err(ServerError::io(format!("binding {listen}")))?;
+        let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
         // The chunk store blocks (an object store runs its own runtime).
         let s = state.clone();
         tokio::task::spawn_blocking(move || fsck::repair(&s))
@@ -307,8 +320,10 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                     Ok(u) => u.is_none_or(|u| u.revoked_at.is_some()),
                     Err(_) => false,
                 };
+                // The handshake refuses a revoked user's certificate; this
+                // catches a revocation that committed during the handshake.
                 if user.revoked_at.is_some() || revoked {
-                    refuse_revoked(&conn, &user.user).await;
+                    conn.close(conns::CLOSE_REVOKED.into(), format!("user {} has been revoked", user.user).as_bytes());
                     return;
                 }
                 Some(reg)
@@ -333,31 +348,6 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         }
     }
-}
-
-/// Turn away a revoked user who has just connected. The reason goes back
-/// as the answer to their first request, which QUIC retransmits until it is
-/// delivered; only then is the connection closed. Closing straight after the
-/// handshake left the reason in a single CONNECTION_CLOSE datagram, and when
-/// that was lost the client saw a bare reset with no reason.
-async fn refuse_revoked(conn: &quinn::Connection, user: &UserId) {
-    const WAIT: Duration = Duration::from_secs(10);
-    let reason = format!("user {user} has been revoked");
-    conn.set_max_concurrent_bi_streams(1u32.into());
-    let refuse = async {
-        let (mut send, mut recv) = conn.accept_bi().await.ok()?;
-        // What was asked does not matter; it is read only so that the
-        // client is not cut off mid-request.
-        let _ = read_request(&mut recv).await;
-        let refusal = Response::Error { code: ErrorCode::Unauthenticated, message: reason.clone() };
-        send.write_all(&frame::encode(&refusal).ok()?).await.ok()?;
-        send.finish().ok()?;
-        send.stopped().await.ok()
-    };
-    // Bounded as a whole: a client that never reads, or withholds
-    // flow-control credit, cannot keep the connection open.
-    let _ = tokio::time::timeout(WAIT, refuse).await;
-    conn.close(conns::CLOSE_REVOKED.into(), reason.as_bytes());
 }
 
 async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, ServerError> {

@@ -4,16 +4,25 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::authority::load_tls;
 use crate::config::Settings;
 use crate::error::ServerError;
 
+/// Whether the client certificate with this BLAKE3 belongs to a revoked
+/// user.
+pub type Revoked = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+
 /// The quinn server config: TLS 1.3 only, one crypto provider (aws-lc-rs)
 /// passed explicitly, client certificates verified against our CA when
-/// offered. A connection without one may only enrol.
-pub fn server_config(data: &Path, settings: &Settings) -> Result<quinn::ServerConfig, ServerError> {
+/// offered, and refused in the handshake when `revoked` says so. A
+/// connection without one may only enrol.
+pub fn server_config(data: &Path, settings: &Settings, revoked: Revoked) -> Result<quinn::ServerConfig, ServerError> {
     let (chain, key, ca) = load_tls(data)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -22,6 +31,7 @@ pub fn server_config(data: &Path, settings: &Settings) -> Result<quinn::ServerCo
         .allow_unauthenticated()
         .build()
         .map_err(|e| ServerError::Setup(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(RefuseRevoked { ca: verifier, revoked });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ServerError::Setup(format!("TLS: {e}")))?
@@ -38,4 +48,67 @@ pub fn server_config(data: &Path, settings: &Settings) -> Result<quinn::ServerCo
     transport.max_concurrent_bidi_streams(64u32.into()).max_concurrent_uni_streams(0u32.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+/// Our CA's verdict on a client certificate, then the user directory's: a
+/// revoked user's certificate is refused in the handshake, with the TLS
+/// alert `certificate_revoked`, so they never get a connection.
+struct RefuseRevoked {
+    ca: Arc<dyn ClientCertVerifier>,
+    revoked: Revoked,
+}
+
+impl std::fmt::Debug for RefuseRevoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefuseRevoked").field("ca", &self.ca).finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for RefuseRevoked {
+    fn offer_client_auth(&self) -> bool {
+        self.ca.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.ca.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.ca.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.ca.verify_client_cert(end_entity, intermediates, now)?;
+        if (self.revoked)(blake3::hash(end_entity.as_ref()).as_bytes()) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.ca.supported_verify_schemes()
+    }
 }

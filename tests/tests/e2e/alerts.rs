@@ -170,7 +170,7 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
     let a = &all_alerts(&f)[0];
     assert_eq!((a.kind.clone(), a.transfer), (AlertKind::RevokedRecipient { user: uid("bob") }, Some(t)));
     let err = exhibit_client::listing::fetch_list(&bob, true).await.unwrap_err();
-    assert!(err.to_string().contains("user bob has been revoked"), "{err}");
+    assert!(err.to_string().contains("its user has been revoked"), "{err}");
     // Non-admins cannot read alerts.
     let err = admin::alerts(&alice, true).await.unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::Forbidden));
