@@ -22,7 +22,7 @@ use crate::directory;
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
 use crate::progress::Progress;
-use crate::send::now;
+use crate::send::{now, IN_FLIGHT};
 
 /// What to fetch and where.
 #[derive(Clone, Debug)]
@@ -175,9 +175,6 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
 /// common page size, so no page is shared by two chunks written at once
 /// (one direct, one buffered: the kernel would then keep a stale page).
 const DIRECT_CHUNK_MULTIPLE: u32 = 64 << 10;
-
-/// Chunks downloading or decrypting at once (4 to 32 measured no faster).
-pub const IN_FLIGHT: usize = 8;
 
 /// Write `bytes` (one chunk of `chunk_len`-byte chunks) at `offset` of the
 /// file at `path`. The whole blocks go with O_DIRECT when the chunk length

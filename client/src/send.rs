@@ -23,11 +23,8 @@ use crate::journal::{Header, Journal, JournalItem};
 use crate::progress::Progress;
 use exhibit_net::Lent;
 
-/// Chunks encrypting or uploading at once. The server answers each only
-/// once it is on disk, synced; 16 rides out its slower syncs where 8 left
-/// both cores idle in IO wait (1 GiB sends, two runs of six pairs: 9% and
-/// 13% faster; client peak RSS 70 → 130 MiB).
-pub const UPLOADS_IN_FLIGHT: usize = 16;
+/// Chunks encrypting or uploading at once.
+pub const IN_FLIGHT: usize = 8;
 
 /// What to send.
 #[derive(Clone, Debug)]
@@ -495,7 +492,7 @@ async fn upload(
                 Ok::<_, ClientError>((job.item, job.index, ChunkRef { id, len }, plain_len))
             }
         })
-        .buffer_unordered(UPLOADS_IN_FLIGHT);
+        .buffer_unordered(IN_FLIGHT);
     let mut chunks: Vec<Vec<Option<ChunkRef>>> = plans
         .iter()
         .map(|s| vec![None; exhibit_proto::manifest::chunk_count(s.source.size, h.chunk_size) as usize])

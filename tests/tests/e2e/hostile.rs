@@ -336,7 +336,7 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
     // journal after we read it: then even fewer are fetched again.
     let missing = 30 - done.len();
     assert!(
-        r.chunks_fetched <= missing && r.chunks_fetched + exhibit_client::fetch::IN_FLIGHT >= missing,
+        r.chunks_fetched <= missing && r.chunks_fetched + exhibit_client::send::IN_FLIGHT >= missing,
         "fetched {} chunks again; {missing} were missing",
         r.chunks_fetched
     );
@@ -400,7 +400,7 @@ async fn send_reconnects_by_itself_after_the_connection_drops() {
     // Only the remainder went again: at most the chunks in flight at the
     // drop were sent twice.
     assert!(
-        out.chunks_sent >= 200 && out.chunks_sent <= 200 + exhibit_client::send::UPLOADS_IN_FLIGHT,
+        out.chunks_sent >= 200 && out.chunks_sent <= 200 + exhibit_client::send::IN_FLIGHT,
         "sent {} chunks for 200",
         out.chunks_sent
     );
@@ -434,7 +434,7 @@ async fn fetch_reconnects_by_itself_after_the_connection_drops() {
     f.restart().await;
     let r = tokio::time::timeout(std::time::Duration::from_secs(60), task).await.expect("fetch hung").unwrap().unwrap();
     assert!(
-        r.chunks_fetched >= 300 && r.chunks_fetched <= 300 + exhibit_client::fetch::IN_FLIGHT,
+        r.chunks_fetched >= 300 && r.chunks_fetched <= 300 + exhibit_client::send::IN_FLIGHT,
         "{}",
         r.chunks_fetched
     );
