@@ -7,13 +7,12 @@
 pub mod http;
 
 use std::net::SocketAddr;
-
-use quinn::Runtime;
 use std::sync::Arc;
 use std::time::Duration;
 
 use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::limits::{MAX_UDP_PAYLOAD, UDP_BUFFER};
+use quinn::Runtime;
 
 /// A UDP endpoint with large socket buffers (best effort: the kernel caps
 /// them at `net.core.[rw]mem_max`) and UDP payloads up to what path MTU
