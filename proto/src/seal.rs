@@ -60,24 +60,10 @@ pub fn open_details(m: &VerifiedManifest, identity: &x25519::Identity) -> Result
     Ok(d)
 }
 
-/// Check and open chunk `index` of item `item`: the bytes must hash to the
-/// manifest's id, have its length, decrypt with `identity`, and give exactly
-/// `plain_len` bytes.
-pub fn open_chunk(
-    m: &VerifiedManifest,
-    item: usize,
-    index: usize,
-    plain_len: u32,
-    cipher: &[u8],
-    identity: &x25519::Identity,
-) -> Result<Vec<u8>, ProtoError> {
-    let mut plain = vec![0u8; plain_len as usize];
-    open_chunk_into(m, item, index, cipher, identity, &mut plain)?;
-    Ok(plain)
-}
-
-/// [`open_chunk`] into `out`, which must be exactly as long as the chunk's
-/// plaintext (a caller's reused or block-aligned buffer).
+/// Check and open chunk `index` of item `item` into `out`, which must be
+/// exactly as long as the chunk's plaintext: the bytes must hash to the
+/// manifest's id, have its length, decrypt with `identity`, and fill `out`
+/// exactly.
 pub fn open_chunk_into(
     m: &VerifiedManifest,
     item: usize,

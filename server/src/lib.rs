@@ -376,10 +376,12 @@ async fn serve_stream(
         Ok(req) => service::dispatch(&state, cert_hash, req, &mut recv).await,
         Err(e) => Err(e),
     };
+    // A body is handed to quinn, not copied: a chunk's pooled buffer goes
+    // back to the pool once quinn is done with it.
     let (head, body) = match result {
         Ok(Reply::Frame(r)) => (r, None),
-        Ok(Reply::WithBody(r, bytes)) => (r, Some(service::Body::Bytes(bytes))),
-        Ok(Reply::Chunk(r, bytes)) => (r, Some(service::Body::Pooled(bytes))),
+        Ok(Reply::WithBody(r, bytes)) => (r, Some(bytes::Bytes::from(bytes))),
+        Ok(Reply::Chunk(r, buf)) => (r, Some(exhibit_net::Lent::bytes(buf, state.buffers.clone()))),
         Err(e) => {
             if e.code() == ErrorCode::Internal {
                 tracing::error!(error = %e, "request failed");
@@ -395,12 +397,6 @@ async fn serve_stream(
             frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
         }
     };
-    // The body is handed to quinn, not copied: a chunk's pooled buffer goes
-    // back to the pool once quinn is done with it.
-    let body = body.map(|b| match b {
-        service::Body::Bytes(v) => bytes::Bytes::from(v),
-        service::Body::Pooled(b) => exhibit_net::Lent::bytes(b, state.buffers.clone()),
-    });
     let write = async {
         send.write_all(&out).await?;
         if let Some(b) = body {

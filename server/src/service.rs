@@ -25,24 +25,6 @@ pub enum Reply {
     Chunk(Response, crate::chunks::AlignedBuf),
 }
 
-/// Bytes that follow a response frame.
-pub(crate) enum Body {
-    /// Owned bytes.
-    Bytes(Vec<u8>),
-    /// A buffer to return to the pool once sent.
-    Pooled(crate::chunks::AlignedBuf),
-}
-
-impl std::ops::Deref for Body {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Body::Bytes(b) => b,
-            Body::Pooled(b) => b,
-        }
-    }
-}
-
 /// Read `len` raw bytes that follow a request frame, into a block-aligned
 /// buffer (chunks go to disk from it without a copy).
 async fn read_body(
