@@ -320,9 +320,9 @@ async fn fetch_once(
                 tokio::task::spawn_blocking(move || {
                     let mut buf = buffers.take(plain_len as usize);
                     let plain = &mut buf[..plain_len as usize];
-                    seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain)?;
                     let (chunk_len, size) = shape[item];
-                    let hash = by_tree.then(|| treehash::chunk_hash(plain, index as u64, chunk_len, size));
+                    let tree = by_tree.then_some((index as u64, chunk_len, size));
+                    let hash = seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain, tree)?;
                     write_at(&files[item], plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
                     buffers.give(buf);
                     buffers.give(cipher);

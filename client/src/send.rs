@@ -11,7 +11,7 @@ use std::time::Duration;
 use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
-use exhibit_proto::{limits, seal, ChunkId, Manifest, TransferId, UserId};
+use exhibit_proto::{limits, seal, treehash, ChunkId, Manifest, TransferId, UserId};
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -158,7 +158,14 @@ fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -
 struct Job {
     item: usize,
     index: usize,
-    plain: AlignedBuf,
+    /// The plaintext, where `layout` puts it.
+    buf: AlignedBuf,
+    layout: seal::ChunkLayout,
+    /// Already on the server: only its plaintext is hashed.
+    held: bool,
+    /// Its place in the file's BLAKE3 tree (index, chunk length, file
+    /// size), when the file's hash is assembled from its chunks'.
+    tree: Option<(u64, u32, u64)>,
 }
 
 /// Idle chunk buffers kept for reuse by a send or a fetch (enough for the
@@ -175,17 +182,21 @@ struct ReadPlan {
     skip: std::collections::HashSet<usize>,
 }
 
-/// Read items, hashing the whole plaintext of every item whose hash is not
-/// known yet, and hand the chunks still to upload to the encrypt/upload
-/// stage through a bounded channel. An item whose hash is known is only
-/// read where chunks are missing.
+/// Read items and hand their chunks to the encrypt/upload stage through a
+/// bounded channel. An item whose hash is known is only read where chunks
+/// are missing. Otherwise every chunk goes (those the server holds only to
+/// be hashed), each marked with its place in the file's BLAKE3 tree, and
+/// the stage hashes it as it seals it; a chunk length the tree cannot be
+/// split at is hashed here, in order, instead. Each item's hash, where
+/// this stage knows it.
 fn read_items(
     plans: &[ReadPlan],
     chunk: u32,
+    recipients: usize,
     tx: tokio::sync::mpsc::Sender<Job>,
     journal: &std::sync::Mutex<Journal>,
     pool: &Pool,
-) -> Result<Vec<[u8; 32]>, ClientError> {
+) -> Result<Vec<Option<[u8; 32]>>, ClientError> {
     use std::os::unix::fs::FileExt;
     let mut sums = vec![];
     for (item, plan) in plans.iter().enumerate() {
@@ -197,26 +208,43 @@ fn read_items(
             |e| ClientError::Io { context: format!("{}: file changed while being sent", s.path.display()), source: e };
         if let Some(h) = plan.hash {
             for index in (0..count).filter(|i| !plan.skip.contains(i)) {
-                let off = index as u64 * u64::from(chunk);
-                let mut plain = pool.take((s.size - off).min(u64::from(chunk)) as usize);
-                f.read_exact_at(&mut plain, off).map_err(changed)?;
-                if tx.blocking_send(Job { item, index, plain }).is_err() {
+                let mut off = index as u64 * u64::from(chunk);
+                let layout = seal::ChunkLayout::new((s.size - off).min(u64::from(chunk)) as usize, recipients);
+                let mut buf = pool.take(layout.buf_len());
+                for slot in layout.slots(&mut buf) {
+                    f.read_exact_at(slot, off).map_err(changed)?;
+                    off += slot.len() as u64;
+                }
+                if tx.blocking_send(Job { item, index, buf, layout, held: false, tree: None }).is_err() {
                     return Ok(sums);
                 }
             }
-            sums.push(h);
+            sums.push(Some(h));
             continue;
         }
+        let by_tree = treehash::supported(chunk);
         let mut hasher = blake3::Hasher::new();
         let mut left = s.size;
         let mut index = 0;
         while left > 0 {
             let n = left.min(u64::from(chunk)) as usize;
-            let mut plain = pool.take(n);
-            f.read_exact(&mut plain).map_err(changed)?;
-            hasher.update(&plain);
+            let layout = seal::ChunkLayout::new(n, recipients);
+            let mut buf = pool.take(layout.buf_len());
+            for slot in layout.slots(&mut buf) {
+                f.read_exact(slot).map_err(changed)?;
+                if !by_tree {
+                    hasher.update(slot);
+                }
+            }
             left -= n as u64;
-            if !plan.skip.contains(&index) && tx.blocking_send(Job { item, index, plain }).is_err() {
+            let held = plan.skip.contains(&index);
+            if held && !by_tree {
+                pool.give(buf);
+                index += 1;
+                continue;
+            }
+            let tree = by_tree.then_some((index as u64, chunk, s.size));
+            if tx.blocking_send(Job { item, index, buf, layout, held, tree }).is_err() {
                 // The upload stage failed; its error is the one to report.
                 return Ok(sums);
             }
@@ -226,9 +254,13 @@ fn read_items(
         if f.read(&mut probe).map_err(ClientError::io(ctx()))? != 0 {
             return Err(ClientError::Usage(format!("{}: file grew while being sent", s.path.display())));
         }
+        if by_tree {
+            sums.push(None);
+            continue;
+        }
         let h = *hasher.finalize().as_bytes();
         journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, h)?;
-        sums.push(h);
+        sums.push(Some(h));
     }
     Ok(sums)
 }
@@ -466,9 +498,9 @@ async fn upload(
     let pool = Arc::new(Pool::new(POOL_BYTES));
     let reader = {
         let plans = plans.clone();
-        let chunk = h.chunk_size;
+        let (chunk, recipients) = (h.chunk_size, recipients.len());
         let (journal, pool) = (journal.clone(), pool.clone());
-        tokio::task::spawn_blocking(move || read_items(&plans, chunk, tx, &journal, &pool))
+        tokio::task::spawn_blocking(move || read_items(&plans, chunk, recipients, tx, &journal, &pool))
     };
     let jobs = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut uploads = jobs
@@ -476,20 +508,32 @@ async fn upload(
             let conn = conn.clone();
             let (recipients, pool) = (recipients.clone(), pool.clone());
             async move {
-                let plain_len = job.plain.len() as u64;
-                let (cipher, id) = tokio::task::spawn_blocking(move || {
-                    let mut c = pool.take(limits::max_sealed_len(plain_len as u32, recipients.len()) as usize);
-                    let n = seal::encrypt_into(&job.plain, &recipients, &mut c)?;
-                    c.set_len(n);
-                    pool.give(job.plain);
-                    let id = ChunkId::of(&c);
-                    Ok::<_, ClientError>((Lent::bytes(c, pool), id))
+                let Job { item, index, mut buf, layout, held, tree } = job;
+                let plain_len = layout.plain_len() as u64;
+                let (sealed, hash) = tokio::task::spawn_blocking(move || {
+                    if held {
+                        let hash = tree.map(|(i, len, size)| {
+                            let mut h = treehash::ChunkHasher::new(i, len, size);
+                            layout.slots(&mut buf).for_each(|s| h.update(s));
+                            h.finalize()
+                        });
+                        pool.give(buf);
+                        return Ok((None, hash));
+                    }
+                    let s = seal::seal_chunk(&mut buf, layout, &recipients, tree)?;
+                    Ok::<_, ClientError>((Some((Lent::bytes(buf, pool).slice(s.range), s.id)), s.plain_hash))
                 })
                 .await
                 .map_err(|e| ClientError::Stream(format!("encrypt worker: {e}")))??;
-                let len = cipher.len() as u32;
-                conn.put_chunk(transfer, id, cipher).await?;
-                Ok::<_, ClientError>((job.item, job.index, ChunkRef { id, len }, plain_len))
+                let stored = match sealed {
+                    Some((cipher, id)) => {
+                        let len = cipher.len() as u32;
+                        conn.put_chunk(transfer, id, cipher).await?;
+                        Some(ChunkRef { id, len })
+                    }
+                    None => None,
+                };
+                Ok::<_, ClientError>((item, index, stored, hash, plain_len))
             }
         })
         .buffer_unordered(IN_FLIGHT);
@@ -502,16 +546,37 @@ async fn upload(
             *slot = Some(*c);
         }
     }
+    // Chunk plaintext hashes of the items hashed by tree.
+    let mut tree: Vec<Vec<[u8; 32]>> = chunks.iter().map(|c| vec![[0u8; 32]; c.len()]).collect();
     while let Some(r) = uploads.next().await {
-        let (item, index, c, n) = r?;
-        sent.fetch_add(1, Ordering::Relaxed);
-        journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.chunk(item, index, c)?;
-        chunks[item][index] = Some(c);
-        progress.inc(n);
+        let (item, index, stored, hash, n) = r?;
+        if let Some(h) = hash {
+            tree[item][index] = h;
+        }
+        if let Some(c) = stored {
+            sent.fetch_add(1, Ordering::Relaxed);
+            journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.chunk(item, index, c)?;
+            chunks[item][index] = Some(c);
+            progress.inc(n);
+        }
     }
     drop(uploads);
     let sums = reader.await.map_err(|e| ClientError::Stream(format!("reader: {e}")))??;
     progress.finish();
+    let sums = sums
+        .into_iter()
+        .enumerate()
+        .map(|(item, known)| match known {
+            Some(h) => Ok(h),
+            None => {
+                let size = plans[item].source.size;
+                let sum = treehash::file_hash(&tree[item], h.chunk_size, size)
+                    .ok_or_else(|| ClientError::Stream(format!("item {item}: chunk hashes missing")))?;
+                journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, sum)?;
+                Ok(sum)
+            }
+        })
+        .collect::<Result<Vec<_>, ClientError>>()?;
 
     let items: Vec<ManifestItem> = chunks
         .into_iter()

@@ -39,11 +39,6 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// Why a file could not be opened; the caller adds what it was.
 pub(crate) type Fail = String;
 
-/// The bytes after the header for `plain_len` bytes of plaintext.
-fn payload_len(plain_len: usize) -> usize {
-    NONCE + plain_len + TAG * segments(plain_len)
-}
-
 /// Segments for `plain_len` bytes: an empty plaintext is one empty segment.
 fn segments(plain_len: usize) -> usize {
     plain_len.div_ceil(SEGMENT).max(1)
@@ -71,13 +66,79 @@ fn payload_key(file_key: &FileKey, nonce: &[u8]) -> Result<LessSafeKey, Fail> {
 /// Encrypt `plain` to `recipients` into `out`; the file's length, or why not
 /// (including an `out` too small for it).
 pub(crate) fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, Fail> {
+    let (file_key, header) = new_header(recipients)?;
+    let total = header.len() + payload_len(plain.len());
+    let out = out.get_mut(..total).ok_or_else(|| format!("{total} bytes do not fit the output buffer"))?;
+    let (head, payload) = out.split_at_mut(header.len());
+    head.copy_from_slice(&header);
+    for (slot, seg) in plain_slots(payload, plain.len()).zip(plain.chunks(SEGMENT)) {
+        slot.copy_from_slice(seg);
+    }
+    seal_payload(&file_key, payload, plain.len(), &mut |_| {}, &mut |_| {})?;
+    Ok(total)
+}
+
+/// The room [`encrypt_in_place`] needs before the payload for the header
+/// of a file to `recipients` recipients (an X25519 stanza is 98 bytes).
+pub(crate) fn header_room(recipients: usize) -> usize {
+    INTRO.len() + 128 * recipients + 64
+}
+
+/// The bytes from the nonce to the end for `plain_len` bytes of plaintext.
+pub(crate) fn payload_len(plain_len: usize) -> usize {
+    NONCE + plain_len + TAG * segments(plain_len)
+}
+
+/// The slots of a payload (nonce, then segments each followed by its tag)
+/// that hold the plaintext: `plain_len` bytes in 64 KiB segments.
+pub(crate) fn plain_slots(payload: &mut [u8], plain_len: usize) -> impl Iterator<Item = &mut [u8]> {
+    payload
+        .get_mut(NONCE..)
+        .unwrap_or_default()
+        .chunks_mut(SEGMENT + TAG)
+        .enumerate()
+        .map(move |(i, s)| {
+            let len = plain_len.saturating_sub(i * SEGMENT).min(SEGMENT).min(s.len());
+            &mut s[..len]
+        })
+        .take(plain_len.div_ceil(SEGMENT))
+}
+
+/// Encrypt a plaintext already in place: `buf[room..]` is a payload of
+/// `plain_len` bytes whose [`plain_slots`] hold the plaintext. The header
+/// is written just before `room` (which must be at least
+/// [`header_room`]), then the nonce, and each segment is sealed where it
+/// lies. `on_plain` sees each plaintext segment before it is sealed and
+/// `on_sealed` the file's bytes in order (header, nonce, then each sealed
+/// segment), while they are in cache: hashing them there costs no second
+/// pass through memory. Where in `buf` the file is.
+pub(crate) fn encrypt_in_place(
+    buf: &mut [u8],
+    room: usize,
+    plain_len: usize,
+    recipients: &[x25519::Recipient],
+    on_plain: &mut dyn FnMut(&[u8]),
+    on_sealed: &mut dyn FnMut(&[u8]),
+) -> Result<std::ops::Range<usize>, Fail> {
+    let (file_key, header) = new_header(recipients)?;
+    let end = room + payload_len(plain_len);
+    let start = room.checked_sub(header.len()).ok_or("no room for the header")?;
+    let file = buf.get_mut(start..end).ok_or("the buffer is shorter than the payload")?;
+    let (head, payload) = file.split_at_mut(header.len());
+    head.copy_from_slice(&header);
+    on_sealed(head);
+    seal_payload(&file_key, payload, plain_len, on_plain, on_sealed)?;
+    Ok(start..end)
+}
+
+/// A fresh file key and the header wrapping it to `recipients`.
+fn new_header(recipients: &[x25519::Recipient]) -> Result<(FileKey, Vec<u8>), Fail> {
     // No stanza would be a file nobody can open.
     if recipients.is_empty() {
         return Err("no recipients".into());
     }
     let file_key = FileKey::try_init_with_mut(|k| aws_lc_rs::rand::fill(k)).map_err(|_| "no randomness".to_owned())?;
-
-    let mut header = Vec::with_capacity(INTRO.len() + 128 * recipients.len() + 64);
+    let mut header = Vec::with_capacity(header_room(recipients.len()));
     header.extend_from_slice(INTRO);
     for r in recipients {
         let (stanzas, _labels) = age::Recipient::wrap_file_key(r, &file_key).map_err(|e| e.to_string())?;
@@ -90,26 +151,33 @@ pub(crate) fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: 
     header.push(b' ');
     header.extend_from_slice(B64.encode(mac.as_ref()).as_bytes());
     header.push(b'\n');
+    Ok((file_key, header))
+}
 
-    let total = header.len() + payload_len(plain.len());
-    let out = out.get_mut(..total).ok_or_else(|| format!("{total} bytes do not fit the output buffer"))?;
-    let (head, payload) = out.split_at_mut(header.len());
-    head.copy_from_slice(&header);
-    let (nonce, mut rest) = payload.split_at_mut(NONCE);
+/// Fill the nonce of `payload` ([`payload_len`] of `plain_len`, plaintext
+/// in its slots) and seal each segment in place, its tag after it.
+fn seal_payload(
+    file_key: &FileKey,
+    payload: &mut [u8],
+    plain_len: usize,
+    on_plain: &mut dyn FnMut(&[u8]),
+    on_sealed: &mut dyn FnMut(&[u8]),
+) -> Result<(), Fail> {
+    let (nonce, segs) = payload.split_at_mut(NONCE);
     aws_lc_rs::rand::fill(nonce).map_err(|_| "no randomness".to_owned())?;
-    let key = payload_key(&file_key, nonce)?;
-    let n = segments(plain.len());
-    for (i, seg) in plain.chunks(SEGMENT).chain(plain.is_empty().then_some(&[][..])).enumerate() {
-        let (ct, tail) = rest.split_at_mut(seg.len() + TAG);
-        let (body, tag) = ct.split_at_mut(seg.len());
-        body.copy_from_slice(seg);
+    let key = payload_key(file_key, nonce)?;
+    on_sealed(nonce);
+    let n = segments(plain_len);
+    for (i, ct) in segs.chunks_mut(SEGMENT + TAG).enumerate() {
+        let (body, tag) = ct.split_at_mut(ct.len() - TAG);
+        on_plain(body);
         let t = key
             .seal_in_place_separate_tag(stream_nonce(i, i + 1 == n), Aad::empty(), body)
             .map_err(|_| "sealing a segment".to_owned())?;
         tag.copy_from_slice(t.as_ref());
-        rest = tail;
+        on_sealed(ct);
     }
-    Ok(total)
+    Ok(())
 }
 
 /// A stanza as the spec writes it: `-> tag args…`, then the body in base64
@@ -191,6 +259,20 @@ fn parse_header(file: &[u8]) -> Result<Header<'_>, Fail> {
 /// Decrypt an age file with `identity` into `out`: the plaintext's length,
 /// or why not (including a plaintext longer than `out`).
 pub(crate) fn decrypt_into(file: &[u8], identity: &x25519::Identity, out: &mut [u8]) -> Result<usize, Fail> {
+    decrypt_watched(file, identity, out, &mut |_| {}, &mut |_| {})
+}
+
+/// [`decrypt_into`], showing `on_sealed` the file's bytes in order (header
+/// and nonce, then each segment before it is opened) and `on_plain` each
+/// segment's plaintext once it has authenticated, while both are in cache.
+/// On an error they may not have seen the whole file.
+pub(crate) fn decrypt_watched(
+    file: &[u8],
+    identity: &x25519::Identity,
+    out: &mut [u8],
+    on_sealed: &mut dyn FnMut(&[u8]),
+    on_plain: &mut dyn FnMut(&[u8]),
+) -> Result<usize, Fail> {
     let h = parse_header(file)?;
     let file_key = match age::Identity::unwrap_stanzas(identity, &h.stanzas) {
         Some(Ok(k)) => k,
@@ -215,7 +297,8 @@ pub(crate) fn decrypt_into(file: &[u8], identity: &x25519::Identity, out: &mut [
     let plain_len = sealed.len() - n * TAG;
     let out = out.get_mut(..plain_len).ok_or("plaintext longer than declared")?;
     let key = payload_key(&file_key, nonce)?;
-    open_segments(&key, sealed, out).inspect_err(|_| {
+    on_sealed(&file[..h.len + NONCE]);
+    open_segments(&key, sealed, out, on_sealed, on_plain).inspect_err(|_| {
         // Nothing unauthenticated is left behind for a careless caller.
         out.fill(0);
     })?;
@@ -224,14 +307,23 @@ pub(crate) fn decrypt_into(file: &[u8], identity: &x25519::Identity, out: &mut [
 
 /// Open the STREAM segments of `sealed` into `out`, which is exactly as
 /// long as their plaintext.
-fn open_segments(key: &LessSafeKey, sealed: &[u8], out: &mut [u8]) -> Result<(), Fail> {
+fn open_segments(
+    key: &LessSafeKey,
+    sealed: &[u8],
+    out: &mut [u8],
+    on_sealed: &mut dyn FnMut(&[u8]),
+    on_plain: &mut dyn FnMut(&[u8]),
+) -> Result<(), Fail> {
     let n = sealed.len().div_ceil(SEGMENT + TAG);
     for (i, (ct, pt)) in
         sealed.chunks(SEGMENT + TAG).zip(out.chunks_mut(SEGMENT).chain(std::iter::once(&mut [][..]))).enumerate()
     {
+        on_sealed(ct);
         let (body, tag) = ct.split_at(ct.len() - TAG);
-        key.open_separate_gather(stream_nonce(i, i + 1 == n), Aad::empty(), body, tag, &mut pt[..body.len()])
+        let pt = &mut pt[..body.len()];
+        key.open_separate_gather(stream_nonce(i, i + 1 == n), Aad::empty(), body, tag, pt)
             .map_err(|_| format!("segment {i} does not authenticate"))?;
+        on_plain(pt);
     }
     Ok(())
 }

@@ -38,6 +38,82 @@ pub fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u
     agefile::encrypt_into(plain, recipients, out).map_err(ProtoError::Encrypt)
 }
 
+/// Where a chunk's plaintext goes in a buffer so that [`seal_chunk`] seals
+/// it where it lies: read it into [`slots`](ChunkLayout::slots) and the
+/// plaintext is never copied.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkLayout {
+    room: usize,
+    plain_len: usize,
+}
+
+impl ChunkLayout {
+    /// For `plain_len` bytes sealed to `recipients` recipients.
+    pub fn new(plain_len: usize, recipients: usize) -> Self {
+        ChunkLayout { room: agefile::header_room(recipients), plain_len }
+    }
+
+    /// The plaintext's length.
+    pub fn plain_len(&self) -> usize {
+        self.plain_len
+    }
+
+    /// How long the buffer must be.
+    pub fn buf_len(&self) -> usize {
+        self.room + agefile::payload_len(self.plain_len)
+    }
+
+    /// The plaintext's places in `buf`, in order: 64 KiB each, the last
+    /// shorter.
+    pub fn slots<'a>(&self, buf: &'a mut [u8]) -> impl Iterator<Item = &'a mut [u8]> {
+        agefile::plain_slots(buf.get_mut(self.room..).unwrap_or_default(), self.plain_len)
+    }
+}
+
+/// A chunk sealed by [`seal_chunk`].
+#[derive(Debug)]
+pub struct SealedChunk {
+    /// Where in the buffer the sealed chunk is.
+    pub range: std::ops::Range<usize>,
+    /// BLAKE3 of the sealed bytes: its address.
+    pub id: ChunkId,
+    /// Its plaintext's [`treehash`](crate::treehash) chunk hash, when asked
+    /// for.
+    pub plain_hash: Option<[u8; 32]>,
+}
+
+/// Seal a chunk whose plaintext is in `buf` as `layout` places it, in place,
+/// to every recipient; hash the ciphertext for its id and (when `tree`
+/// gives its place: index, chunk length, file size) the plaintext for the
+/// file's hash, segment by segment as each is sealed, while the bytes are
+/// in cache.
+pub fn seal_chunk(
+    buf: &mut [u8],
+    layout: ChunkLayout,
+    recipients: &[x25519::Recipient],
+    tree: Option<(u64, u32, u64)>,
+) -> Result<SealedChunk, ProtoError> {
+    let mut plain_hash =
+        tree.map(|(index, chunk_len, total)| crate::treehash::ChunkHasher::new(index, chunk_len, total));
+    let mut id = blake3::Hasher::new();
+    let range = agefile::encrypt_in_place(
+        buf,
+        layout.room,
+        layout.plain_len,
+        recipients,
+        &mut |p| {
+            if let Some(h) = plain_hash.as_mut() {
+                h.update(p);
+            }
+        },
+        &mut |c| {
+            id.update(c);
+        },
+    )
+    .map_err(ProtoError::Encrypt)?;
+    Ok(SealedChunk { range, id: ChunkId(*id.finalize().as_bytes()), plain_hash: plain_hash.map(|h| h.finalize()) })
+}
+
 /// Decrypt a plaintext of at most `max_plain` bytes.
 fn decrypt(cipher: &[u8], identity: &x25519::Identity, what: &str, max_plain: usize) -> Result<Vec<u8>, ProtoError> {
     // age's plaintext is shorter than its ciphertext.
@@ -63,7 +139,11 @@ pub fn open_details(m: &VerifiedManifest, identity: &x25519::Identity) -> Result
 /// Check and open chunk `index` of item `item` into `out`, which must be
 /// exactly as long as the chunk's plaintext: the bytes must hash to the
 /// manifest's id, have its length, decrypt with `identity`, and fill `out`
-/// exactly.
+/// exactly. When `tree` gives the chunk's place (index, chunk length, file
+/// size), its plaintext's [`treehash`](crate::treehash) chunk hash is
+/// returned. Both hashes are taken segment by segment as each is opened,
+/// while the bytes are in cache; on any failure `out` is zeroed, and the
+/// error is the first of those checks that fails.
 pub fn open_chunk_into(
     m: &VerifiedManifest,
     item: usize,
@@ -71,12 +151,34 @@ pub fn open_chunk_into(
     cipher: &[u8],
     identity: &x25519::Identity,
     out: &mut [u8],
-) -> Result<(), ProtoError> {
+    tree: Option<(u64, u32, u64)>,
+) -> Result<Option<[u8; 32]>, ProtoError> {
     let want =
         m.manifest().items.get(item).and_then(|i| i.chunks.get(index)).ok_or(ProtoError::Malformed {
             what: "chunk reference",
             reason: format!("no chunk {index} in item {item}"),
         })?;
+    let mut id = blake3::Hasher::new();
+    let mut plain = tree.map(|(i, chunk_len, size)| crate::treehash::ChunkHasher::new(i, chunk_len, size));
+    let opened = agefile::decrypt_watched(
+        cipher,
+        identity,
+        out,
+        &mut |c| {
+            id.update(c);
+        },
+        &mut |p| {
+            if let Some(h) = plain.as_mut() {
+                h.update(p);
+            }
+        },
+    );
+    match opened {
+        Ok(n) if n == out.len() && cipher.len() as u64 == u64::from(want.len) && id.finalize() == want.id.0 => {
+            return Ok(plain.map(|h| h.finalize()));
+        }
+        _ => out.fill(0),
+    }
     let got = ChunkId::of(cipher);
     if got != want.id {
         return Err(ProtoError::ChunkHashMismatch { item, index, expected: want.id, got });
@@ -84,11 +186,8 @@ pub fn open_chunk_into(
     if cipher.len() as u64 != u64::from(want.len) {
         return Err(ProtoError::ChunkLength { item, index, expected: want.len.into(), got: cipher.len() as u64 });
     }
-    let n = decrypt_into(cipher, identity, &format!("chunk {index} of item {item}"), out)?;
-    if n != out.len() {
-        return Err(ProtoError::ChunkLength { item, index, expected: out.len() as u64, got: n as u64 });
-    }
-    Ok(())
+    let n = opened.map_err(|reason| ProtoError::Decrypt { what: format!("chunk {index} of item {item}"), reason })?;
+    Err(ProtoError::ChunkLength { item, index, expected: out.len() as u64, got: n as u64 })
 }
 
 /// Decrypt into `out`; the plaintext's length if it is shorter, an error if
@@ -159,5 +258,105 @@ mod tests {
                 assert!(c.len() as u64 <= max, "{n}: {} > {max}", c.len());
             }
         }
+    }
+    /// Plaintext placed as `layout` says, sealed in place to `rs`.
+    fn sealed_in_place(
+        plain: &[u8],
+        rs: &[x25519::Recipient],
+        tree: Option<(u64, u32, u64)>,
+    ) -> (Vec<u8>, SealedChunk) {
+        let layout = ChunkLayout::new(plain.len(), rs.len());
+        let mut buf = vec![0xAA; layout.buf_len()];
+        let mut rest = plain;
+        for slot in layout.slots(&mut buf) {
+            let (now, later) = rest.split_at(slot.len());
+            slot.copy_from_slice(now);
+            rest = later;
+        }
+        assert!(rest.is_empty(), "the slots did not take the whole plaintext");
+        let s = seal_chunk(&mut buf, layout, rs, tree).unwrap();
+        (buf, s)
+    }
+
+    #[test]
+    fn a_chunk_sealed_in_place_opens_and_carries_both_hashes() {
+        let ids: Vec<_> = (0..3).map(|_| x25519::Identity::generate()).collect();
+        let rs: Vec<_> = ids.iter().map(|i| i.to_public()).collect();
+        let chunk = 4u32 << 20;
+        let total = 3 * u64::from(chunk) + 7;
+        for n in [1usize, 65535, 65536, 65537, 3 * 65536 + 5, chunk as usize] {
+            let plain: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            let (buf, s) = sealed_in_place(&plain, &rs[..1 + n % 3], Some((1, chunk, total)));
+            let file = &buf[s.range.clone()];
+            assert_eq!(s.id, ChunkId::of(file), "{n}: id is not the hash of the sealed bytes");
+            assert_eq!(s.plain_hash, Some(crate::treehash::chunk_hash(&plain, 1, chunk, total)), "{n}");
+            assert_eq!(decrypt(file, &ids[0], "t", n).unwrap(), plain, "{n}");
+            assert_eq!(sealed_in_place(&plain, &rs[..1], None).1.plain_hash, None);
+        }
+    }
+
+    #[test]
+    fn sealing_in_place_refuses_a_short_buffer_or_too_little_room() {
+        let rs: Vec<_> = (0..3).map(|_| x25519::Identity::generate().to_public()).collect();
+        let layout = ChunkLayout::new(70_000, 3);
+        let mut short = vec![0u8; layout.buf_len() - 1];
+        assert!(seal_chunk(&mut short, layout, &rs, None).is_err(), "short buffer accepted");
+        // Room for one recipient's header, sealed to three.
+        let small = ChunkLayout::new(70_000, 1);
+        let mut buf = vec![0u8; small.buf_len()];
+        assert!(seal_chunk(&mut buf, small, &rs, None).is_err(), "header written over the plaintext");
+    }
+
+    #[test]
+    fn open_chunk_into_checks_the_id_even_of_a_file_that_opens() {
+        use crate::manifest::{ChunkRef, ManifestItem, MANIFEST_VERSION};
+        use crate::{DirectoryEntry, Manifest, Role, TransferId, UserId};
+        let bob = x25519::Identity::generate();
+        let rs = [bob.to_public()];
+        let plain = vec![5u8; 100_000];
+        let (ours, theirs) = (encrypt(&plain, &rs).unwrap(), encrypt(&plain, &rs).unwrap());
+        assert_eq!(ours.len(), theirs.len());
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            transfer: TransferId([1; 16]),
+            sender: UserId::new("alice").unwrap(),
+            recipients: vec![UserId::new("bob").unwrap()],
+            created_at: 1,
+            ack_within_secs: None,
+            case_ref: None,
+            items: vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId::of(&ours), len: ours.len() as u32 }] }],
+            details: vec![],
+        };
+        let entry = DirectoryEntry {
+            user: UserId::new("alice").unwrap(),
+            display_name: "Alice".into(),
+            org: "o".into(),
+            role: Role::EvidenceUnit,
+            age_recipient: "age1".into(),
+            signing_key: key.verifying_key().to_bytes(),
+            enrolled_at: 0,
+            revoked_at: None,
+        };
+        let vm = m.sign(&key).verify(&entry).unwrap();
+        let tree = Some((0, 1 << 20, plain.len() as u64));
+        let mut out = vec![0u8; plain.len()];
+        let h = open_chunk_into(&vm, 0, 0, &ours, &bob, &mut out, tree).unwrap();
+        assert_eq!((out.as_slice(), h), (plain.as_slice(), Some(*blake3::hash(&plain).as_bytes())));
+
+        // Another valid file of the same plaintext and length: it opens, but
+        // it is not the chunk the sender signed for.
+        let err = open_chunk_into(&vm, 0, 0, &theirs, &bob, &mut out, tree).unwrap_err();
+        assert!(matches!(err, ProtoError::ChunkHashMismatch { .. }), "{err}");
+        assert!(out.iter().all(|&b| b == 0), "plaintext of a refused chunk left in the buffer");
+        let err = open_chunk_into(&vm, 0, 0, &ours[..ours.len() - 1], &bob, &mut out, tree).unwrap_err();
+        assert!(matches!(err, ProtoError::ChunkHashMismatch { .. }), "{err}");
+        let err = open_chunk_into(&vm, 0, 0, &ours, &x25519::Identity::generate(), &mut out, tree).unwrap_err();
+        assert!(matches!(err, ProtoError::Decrypt { .. }), "{err}");
+        let mut long = vec![0u8; plain.len() + 1];
+        let err = open_chunk_into(&vm, 0, 0, &ours, &bob, &mut long, tree).unwrap_err();
+        assert!(matches!(err, ProtoError::ChunkLength { .. }), "{err}");
+        assert!(long.iter().all(|&b| b == 0), "plaintext of a refused chunk left in the buffer");
+        assert!(open_chunk_into(&vm, 0, 1, &ours, &bob, &mut out, tree).is_err(), "a chunk the manifest lacks");
     }
 }

@@ -20,13 +20,40 @@ pub fn supported(chunk_len: u32) -> bool {
 /// this one chunk, the file's hash itself. `chunk_len` must be
 /// [`supported`].
 pub fn chunk_hash(data: &[u8], index: u64, chunk_len: u32, total: u64) -> [u8; 32] {
-    if total <= u64::from(chunk_len) {
-        return *blake3::hash(data).as_bytes();
-    }
-    let mut h = blake3::Hasher::new();
-    h.set_input_offset(index * u64::from(chunk_len));
+    let mut h = ChunkHasher::new(index, chunk_len, total);
     h.update(data);
-    h.finalize_non_root()
+    h.finalize()
+}
+
+/// [`chunk_hash`] fed in pieces, so a chunk can be hashed where it is
+/// already being read for something else.
+pub struct ChunkHasher {
+    h: blake3::Hasher,
+    whole_file: bool,
+}
+
+impl ChunkHasher {
+    /// For chunk `index` of `chunk_len`-byte chunks of a `total`-byte file;
+    /// `chunk_len` must be [`supported`].
+    pub fn new(index: u64, chunk_len: u32, total: u64) -> Self {
+        let mut h = blake3::Hasher::new();
+        let whole_file = total <= u64::from(chunk_len);
+        if !whole_file {
+            h.set_input_offset(index * u64::from(chunk_len));
+        }
+        ChunkHasher { h, whole_file }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.h.update(data);
+    }
+
+    pub fn finalize(&self) -> [u8; 32] {
+        match self.whole_file {
+            true => *self.h.finalize().as_bytes(),
+            false => self.h.finalize_non_root(),
+        }
+    }
 }
 
 /// The whole file's BLAKE3 from the [`chunk_hash`] of each of its chunks,
@@ -111,5 +138,21 @@ mod tests {
         assert_eq!(file_hash(&hashes[1..], 1024, total), None);
         assert_eq!(file_hash(&hashes, 1000, total), None);
         assert!(!supported(3 << 20) && !supported(512) && supported(4 << 20));
+    }
+    #[test]
+    fn a_chunk_hashed_in_pieces_is_the_chunk_hashed_whole() {
+        let chunk = 1u32 << 16;
+        let data: Vec<u8> = (0..3 * chunk as usize + 10).map(|i| (i % 251) as u8).collect();
+        let total = data.len() as u64;
+        for (k, c) in data.chunks(chunk as usize).enumerate() {
+            for piece in [1usize, 1000, 1024, 65_536] {
+                let mut h = ChunkHasher::new(k as u64, chunk, total);
+                c.chunks(piece).for_each(|p| h.update(p));
+                assert_eq!(h.finalize(), chunk_hash(c, k as u64, chunk, total), "chunk {k}, pieces of {piece}");
+            }
+        }
+        let mut one = ChunkHasher::new(0, chunk, 10);
+        one.update(&data[..10]);
+        assert_eq!(one.finalize(), *blake3::hash(&data[..10]).as_bytes(), "a one-chunk file is its own hash");
     }
 }
