@@ -101,6 +101,15 @@ for MIB in "${SIZES[@]}"; do
     timed "$BIN/exhibit" --home "$DIR/bob" fetch "$TID" -o "$DIR/out" --json
     row "exhibit fetch"; FETCH=$T; FETCH_RSS=$RSS
     cmp "$F" "$DIR/out/file-$MIB.bin" || { echo "MISMATCH"; exit 1; }
+    rm -rf "$DIR/out"
+    # A fetch on one machine reads every chunk (server) and writes every
+    # byte (client) on the same disk at once: what the disk does for that,
+    # with dd, O_DIRECT, 4 MiB blocks, one reader and one writer.
+    if timed bash -c "dd if='$F' of=/dev/null bs=4M iflag=direct status=none & dd if=/dev/zero of='$DIR/dd.out' bs=4M count=$((MIB / 4)) oflag=direct conv=fsync status=none; wait" 2>/dev/null; then
+        row "disk read+write"; DISK=$T
+        echo "  fetch/disk $(python3 -c "print(f'{$DISK/$FETCH:.2f}')")  (the disk's rate reading and writing at once bounds a fetch on one disk)"
+    fi
+    rm -f "$DIR/dd.out"
     SRV_RSS=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$SERVER/status)
     echo "  ratios: send/rage $(python3 -c "print(f'{$RAGE/$SEND:.2f}')")  fetch/rage $(python3 -c "print(f'{$RAGE/$FETCH:.2f}')")  (>= 0.60 is the target; rate ratios)"
     if [ "$SCP" = yes ]; then
