@@ -54,8 +54,20 @@ pub struct Header {
 
 #[derive(Serialize, Deserialize)]
 enum Line {
-    Chunk { item: usize, index: usize, id: ChunkId, len: u32 },
-    Hash { item: usize, blake3: [u8; 32] },
+    Chunk {
+        item: usize,
+        index: usize,
+        id: ChunkId,
+        len: u32,
+        /// The chunk's plaintext treehash, where the file's hash is
+        /// assembled from its chunks': a resume then need not read it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plain: Option<[u8; 32]>,
+    },
+    Hash {
+        item: usize,
+        blake3: [u8; 32],
+    },
 }
 
 /// A journal being written.
@@ -74,6 +86,8 @@ pub struct Recovered {
     pub chunks: HashMap<(usize, usize), ChunkRef>,
     /// Finished item hashes.
     pub hashes: HashMap<usize, [u8; 32]>,
+    /// Plaintext treehashes of uploaded chunks: (item, index) → hash.
+    pub plain: HashMap<(usize, usize), [u8; 32]>,
     /// The file.
     pub path: PathBuf,
 }
@@ -122,9 +136,16 @@ impl Journal {
         &self.path
     }
 
-    /// Record an uploaded chunk (after the server said it is stored).
-    pub fn chunk(&mut self, item: usize, index: usize, c: ChunkRef) -> Result<(), ClientError> {
-        self.append(&Line::Chunk { item, index, id: c.id, len: c.len })
+    /// Record an uploaded chunk (after the server said it is stored), with
+    /// its plaintext's treehash if it was taken.
+    pub fn chunk(
+        &mut self,
+        item: usize,
+        index: usize,
+        c: ChunkRef,
+        plain: Option<[u8; 32]>,
+    ) -> Result<(), ClientError> {
+        self.append(&Line::Chunk { item, index, id: c.id, len: c.len, plain })
     }
 
     /// Record an item's whole-file hash.
@@ -164,13 +185,17 @@ pub fn recover(path: &Path) -> Result<Recovered, ClientError> {
         .ok_or_else(|| bad("no readable header"))?;
     let mut chunks = HashMap::new();
     let mut hashes = HashMap::new();
+    let mut plain = HashMap::new();
     for l in lines {
         if !l.ends_with('\n') {
             break; // torn by a crash
         }
         match serde_json::from_str::<Line>(l) {
-            Ok(Line::Chunk { item, index, id, len }) => {
+            Ok(Line::Chunk { item, index, id, len, plain: p }) => {
                 chunks.insert((item, index), ChunkRef { id, len });
+                if let Some(p) = p {
+                    plain.insert((item, index), p);
+                }
             }
             Ok(Line::Hash { item, blake3 }) => {
                 hashes.insert(item, blake3);
@@ -178,5 +203,38 @@ pub fn recover(path: &Path) -> Result<Recovered, ClientError> {
             Err(_) => return Err(bad("unreadable line")),
         }
     }
-    Ok(Recovered { header, chunks, hashes, path: path.to_owned() })
+    Ok(Recovered { header, chunks, hashes, plain, path: path.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_lines_with_and_without_a_plaintext_hash_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.send");
+        let header = Header {
+            transfer: TransferId([3; 16]),
+            to: vec![UserId::new("bob").unwrap()],
+            case_ref: None,
+            note: None,
+            ack_within_secs: None,
+            chunk_size: 4096,
+            include_self: true,
+            items: vec![],
+        };
+        let mut text = serde_json::to_string(&header).unwrap() + "\n";
+        // A line without the hash is what an older exhibit wrote.
+        let old = Line::Chunk { item: 0, index: 0, id: ChunkId([1; 32]), len: 9, plain: None };
+        let new = Line::Chunk { item: 0, index: 1, id: ChunkId([2; 32]), len: 9, plain: Some([7; 32]) };
+        for l in [&old, &new] {
+            text += &(serde_json::to_string(l).unwrap() + "\n");
+        }
+        assert!(!text.contains("plain\":null"), "an absent hash is written");
+        std::fs::write(&path, text).unwrap();
+        let r = recover(&path).unwrap();
+        assert_eq!(r.chunks.len(), 2);
+        assert_eq!(r.plain, HashMap::from([((0, 1), [7; 32])]));
+    }
 }

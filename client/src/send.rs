@@ -2,7 +2,6 @@
 //! with several chunks in flight, then seal with a signed manifest.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -178,17 +177,22 @@ struct ReadPlan {
     source: Source,
     /// The whole-file hash, if a journal already has it.
     hash: Option<[u8; 32]>,
-    /// Chunks already on the server.
-    skip: std::collections::HashSet<usize>,
+    /// Chunks already on the server, with their plaintext treehash where
+    /// the journal has it.
+    held: HashMap<usize, Option<[u8; 32]>>,
 }
 
 /// Read items and hand their chunks to the encrypt/upload stage through a
-/// bounded channel. An item whose hash is known is only read where chunks
-/// are missing. Otherwise every chunk goes (those the server holds only to
-/// be hashed), each marked with its place in the file's BLAKE3 tree, and
-/// the stage hashes it as it seals it; a chunk length the tree cannot be
-/// split at is hashed here, in order, instead. Each item's hash, where
-/// this stage knows it.
+/// bounded channel. A chunk is read to be sent, or, when the server holds
+/// it but the item's hash is still to be made, to be hashed:
+/// - an item whose hash is known is read only where chunks are missing;
+/// - otherwise, when the chunk length is a power of two, the stage hashes
+///   each chunk as it seals it (`tree` marks its place) and the file's hash
+///   is assembled from the chunks'; held chunks whose hash the journal has
+///   are not read at all;
+/// - otherwise this stage reads the whole item in order and hashes it.
+///
+/// Each item's hash, where this stage made or knew it.
 fn read_items(
     plans: &[ReadPlan],
     chunk: u32,
@@ -201,66 +205,54 @@ fn read_items(
     let mut sums = vec![];
     for (item, plan) in plans.iter().enumerate() {
         let s = &plan.source;
-        let ctx = || format!("reading {}", s.path.display());
-        let mut f = std::fs::File::open(&s.path).map_err(ClientError::io(ctx()))?;
+        let f = std::fs::File::open(&s.path).map_err(ClientError::io(format!("reading {}", s.path.display())))?;
         let count = exhibit_proto::manifest::chunk_count(s.size, chunk) as usize;
         let changed =
             |e| ClientError::Io { context: format!("{}: file changed while being sent", s.path.display()), source: e };
-        if let Some(h) = plan.hash {
-            for index in (0..count).filter(|i| !plan.skip.contains(i)) {
-                let mut off = index as u64 * u64::from(chunk);
-                let layout = seal::ChunkLayout::new((s.size - off).min(u64::from(chunk)) as usize, recipients);
-                let mut buf = pool.take(layout.buf_len());
-                for slot in layout.slots(&mut buf) {
-                    f.read_exact_at(slot, off).map_err(changed)?;
-                    off += slot.len() as u64;
-                }
-                if tx.blocking_send(Job { item, index, buf, layout, held: false, tree: None }).is_err() {
-                    return Ok(sums);
-                }
+        let by_tree = plan.hash.is_none() && treehash::supported(chunk);
+        let mut in_order = (plan.hash.is_none() && !by_tree).then(blake3::Hasher::new);
+        for index in 0..count {
+            let held = plan.held.get(&index);
+            let wanted = match held {
+                None => true,
+                Some(known) => in_order.is_some() || (by_tree && known.is_none()),
+            };
+            if !wanted {
+                continue;
             }
-            sums.push(Some(h));
-            continue;
-        }
-        let by_tree = treehash::supported(chunk);
-        let mut hasher = blake3::Hasher::new();
-        let mut left = s.size;
-        let mut index = 0;
-        while left > 0 {
-            let n = left.min(u64::from(chunk)) as usize;
-            let layout = seal::ChunkLayout::new(n, recipients);
+            let mut off = index as u64 * u64::from(chunk);
+            let layout = seal::ChunkLayout::new((s.size - off).min(u64::from(chunk)) as usize, recipients);
             let mut buf = pool.take(layout.buf_len());
             for slot in layout.slots(&mut buf) {
-                f.read_exact(slot).map_err(changed)?;
-                if !by_tree {
-                    hasher.update(slot);
+                f.read_exact_at(slot, off).map_err(changed)?;
+                off += slot.len() as u64;
+                if let Some(h) = in_order.as_mut() {
+                    h.update(slot);
                 }
             }
-            left -= n as u64;
-            let held = plan.skip.contains(&index);
-            if held && !by_tree {
+            if held.is_some() && !by_tree {
                 pool.give(buf);
-                index += 1;
                 continue;
             }
             let tree = by_tree.then_some((index as u64, chunk, s.size));
-            if tx.blocking_send(Job { item, index, buf, layout, held, tree }).is_err() {
+            if tx.blocking_send(Job { item, index, buf, layout, held: held.is_some(), tree }).is_err() {
                 // The upload stage failed; its error is the one to report.
                 return Ok(sums);
             }
-            index += 1;
         }
-        let mut probe = [0u8; 1];
-        if f.read(&mut probe).map_err(ClientError::io(ctx()))? != 0 {
+        if plan.hash.is_none() && f.read_at(&mut [0u8; 1], s.size).map_err(changed)? != 0 {
             return Err(ClientError::Usage(format!("{}: file grew while being sent", s.path.display())));
         }
-        if by_tree {
-            sums.push(None);
-            continue;
-        }
-        let h = *hasher.finalize().as_bytes();
-        journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, h)?;
-        sums.push(Some(h));
+        let sum = match (plan.hash, in_order) {
+            (Some(h), _) => Some(h),
+            (None, Some(h)) => {
+                let h = *h.finalize().as_bytes();
+                journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, h)?;
+                Some(h)
+            }
+            (None, None) => None,
+        };
+        sums.push(sum);
     }
     Ok(sums)
 }
@@ -346,7 +338,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         Response::Created => {}
         r => return Err(unexpected(&r)),
     }
-    let plans = sources.into_iter().map(|source| ReadPlan { source, hash: None, skip: Default::default() }).collect();
+    let plans = sources.into_iter().map(|source| ReadPlan { source, hash: None, held: HashMap::new() }).collect();
     let sent = AtomicUsize::new(0);
     let jpath = journal.path().to_owned();
     let first = upload(&conn, &p, header, plans, HashMap::new(), journal, keys, shown, opts.progress, &sent).await;
@@ -467,7 +459,11 @@ async fn resume_counting(
         .map(|(i, it)| ReadPlan {
             source: Source { path: it.path.clone(), rel: it.rel.clone(), size: it.size },
             hash: r.hashes.get(&i).copied(),
-            skip: done.keys().filter(|(item, _)| *item == i).map(|(_, k)| *k).collect(),
+            held: done
+                .keys()
+                .filter(|(item, _)| *item == i)
+                .map(|&(_, k)| (k, r.plain.get(&(i, k)).copied()))
+                .collect(),
         })
         .collect();
     let journal = Journal::reopen(&r)?;
@@ -546,18 +542,28 @@ async fn upload(
             *slot = Some(*c);
         }
     }
-    // Chunk plaintext hashes of the items hashed by tree.
-    let mut tree: Vec<Vec<[u8; 32]>> = chunks.iter().map(|c| vec![[0u8; 32]; c.len()]).collect();
+    // Chunk plaintext hashes of the items hashed by tree: from the
+    // journal for chunks already held, from the stage for the rest.
+    let mut tree: Vec<Vec<Option<[u8; 32]>>> = plans
+        .iter()
+        .zip(&chunks)
+        .map(|(p, c)| (0..c.len()).map(|k| p.held.get(&k).copied().flatten()).collect())
+        .collect();
     while let Some(r) = uploads.next().await {
         let (item, index, stored, hash, n) = r?;
-        if let Some(h) = hash {
-            tree[item][index] = h;
-        }
-        if let Some(c) = stored {
-            sent.fetch_add(1, Ordering::Relaxed);
-            journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.chunk(item, index, c)?;
-            chunks[item][index] = Some(c);
-            progress.inc(n);
+        tree[item][index] = hash.or(tree[item][index]);
+        let mut j = journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?;
+        match (stored, chunks[item][index]) {
+            (Some(c), _) => {
+                sent.fetch_add(1, Ordering::Relaxed);
+                j.chunk(item, index, c, hash)?;
+                chunks[item][index] = Some(c);
+                progress.inc(n);
+            }
+            // Held, and hashed only now: recorded so that another resume
+            // need not read it again.
+            (None, Some(c)) => j.chunk(item, index, c, hash)?,
+            (None, None) => return Err(ClientError::Stream("a held chunk is not in the journal".into())),
         }
     }
     drop(uploads);
@@ -570,7 +576,11 @@ async fn upload(
             Some(h) => Ok(h),
             None => {
                 let size = plans[item].source.size;
-                let sum = treehash::file_hash(&tree[item], h.chunk_size, size)
+                let sum = tree[item]
+                    .iter()
+                    .copied()
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|t| treehash::file_hash(&t, h.chunk_size, size))
                     .ok_or_else(|| ClientError::Stream(format!("item {item}: chunk hashes missing")))?;
                 journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, sum)?;
                 Ok(sum)

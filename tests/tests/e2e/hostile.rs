@@ -287,8 +287,23 @@ async fn interrupted_send_resumes_sending_only_the_remainder() {
     limit.store(usize::MAX, Ordering::SeqCst);
     // Every chunk the journal recorded is on the server (it was recorded
     // only after the server said so); resume sends exactly the rest.
-    let journaled = exhibit_client::journal::recover(&pending[0]).unwrap().chunks.len();
+    let recovered = exhibit_client::journal::recover(&pending[0]).unwrap();
+    let journaled = recovered.chunks.len();
     assert!(journaled >= 1, "nothing was journaled");
+    // Each uploaded chunk's plaintext hash is journaled with it, so resume
+    // need not read those chunks again to make the file's hash. Shown by
+    // changing one held chunk's bytes behind resume's back (size and mtime
+    // kept, which is all resume checks): had it been read again, the file's
+    // hash would not match the chunks on the server and the fetch would
+    // fail.
+    assert_eq!(recovered.plain.len(), journaled, "chunk plaintext hashes not journaled");
+    let &(_, k) = recovered.chunks.keys().filter(|(item, _)| *item == 1).min().expect("no video chunk held");
+    let video = src.join("b-video.bin");
+    let mtime = std::fs::metadata(&video).unwrap().modified().unwrap();
+    let mut changed = bytes(40 * 4096, 2);
+    changed[k * 4096] ^= 0xff;
+    std::fs::write(&video, &changed).unwrap();
+    std::fs::File::options().write(true).open(&video).unwrap().set_modified(mtime).unwrap();
     let out = exhibit_client::send::resume(&alice, &pending[0], false).await.unwrap();
     assert_eq!(out.chunks_sent, 41 - journaled, "resume re-sent chunks the server had");
     assert!(exhibit_client::journal::pending(&alice).unwrap().is_empty(), "journal not cleared");
