@@ -104,8 +104,12 @@ for MIB in "${SIZES[@]}"; do
     rm -rf "$DIR/out"
     # A fetch on one machine reads every chunk (server) and writes every
     # byte (client) on the same disk at once: what the disk does for that,
-    # with dd, O_DIRECT, 4 MiB blocks, one reader and one writer.
-    if timed bash -c "dd if='$F' of=/dev/null bs=4M iflag=direct status=none & dd if=/dev/zero of='$DIR/dd.out' bs=4M count=$((MIB / 4)) oflag=direct conv=fsync status=none; wait" 2>/dev/null; then
+    # with dd, O_DIRECT, 4 MiB blocks, four readers and four writers (a
+    # fetch keeps eight chunks in flight), each on a quarter of the file.
+    Q=$((MIB / 16))
+    DD="for i in 0 1 2 3; do dd if='$F' of=/dev/null bs=4M skip=\$((i * $Q)) count=$Q iflag=direct status=none &
+        dd if=/dev/zero of='$DIR/dd.out' bs=4M seek=\$((i * $Q)) count=$Q oflag=direct conv=notrunc,fsync status=none & done; wait"
+    if timed bash -c "$DD" 2>/dev/null; then
         row "disk read+write"; DISK=$T
         echo "  fetch/disk $(python3 -c "print(f'{$DISK/$FETCH:.2f}')")  (the disk's rate reading and writing at once bounds a fetch on one disk)"
     fi
