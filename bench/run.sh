@@ -74,17 +74,23 @@ rate() { python3 -c "import sys;print(f'{float(sys.argv[1])/float(sys.argv[2]):.
 # 30 s), and a send that reads from the disk the server writes to measures
 # the disk, not the pipeline.
 warm() { cat "$1" >/dev/null; }
-timed() { # label, command... ; sets T (seconds) and RSS (KiB)
-    /usr/bin/time -f '%e %M' -o "$DIR/time.out" "$@" >/dev/null
-    read -r T RSS <"$DIR/time.out"
+timed() { # command... ; sets T (seconds), RSS (KiB) and CPU (user + system seconds)
+    /usr/bin/time -f '%e %M %U %S' -o "$DIR/time.out" "$@" >/dev/null
+    read -r T RSS U S <"$DIR/time.out"
+    CPU=$(python3 -c "print($U + $S)")
 }
+# The server's CPU seconds so far (user + system), from /proc.
+HZ=$(getconf CLK_TCK)
+server_cpu() { awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$SERVER/stat"; }
+# CPU seconds per GiB: steadier than the rates on a shared host.
+per_gib() { python3 -c "import sys;print(f'{float(sys.argv[1])*1024/float(sys.argv[2]):.2f}')" "$1" "$MIB"; }
 
-printf '\n%-8s %-18s %10s %10s %12s\n' size what seconds MiB/s "peak RSS MiB"
+printf '\n%-8s %-18s %10s %10s %12s %10s\n' size what seconds MiB/s "peak RSS MiB" "CPU s/GiB"
 for MIB in "${SIZES[@]}"; do
     F=$DIR/file-$MIB.bin
     head -c $((MIB * 1024 * 1024)) /dev/urandom >"$F"
     sync
-    row() { printf '%-8s %-18s %10s %10s %12s\n' "${MIB}M" "$1" "$(secs "$T")" "$(rate "$MIB" "$T")" "$((RSS / 1024))"; }
+    row() { printf '%-8s %-18s %10s %10s %12s %10s\n' "${MIB}M" "$1" "$(secs "$T")" "$(rate "$MIB" "$T")" "$((RSS / 1024))" "$(per_gib "$CPU")"; }
     warm "$F"; timed b3sum "$F"; row b3sum; B3=$T
     # rage's recipient: a fresh X25519 key (the construction exhibit uses).
     [ -f "$DIR/rage.key" ] || rage-keygen -o "$DIR/rage.key" 2>/dev/null
@@ -100,12 +106,14 @@ for MIB in "${SIZES[@]}"; do
         fi
         rm -f "$DIR/scp-copy.bin"
     fi
-    warm "$F"; timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json
-    row "exhibit send"; SEND=$T; SEND_RSS=$RSS
+    warm "$F"; C0=$(server_cpu)
+    timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json
+    row "exhibit send"; SEND=$T; SEND_RSS=$RSS; SEND_SRV=$(python3 -c "print($(server_cpu) - $C0)")
     TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")
     rm -rf "$DIR/out"
+    C0=$(server_cpu)
     timed "$BIN/exhibit" --home "$DIR/bob" fetch "$TID" -o "$DIR/out" --json
-    row "exhibit fetch"; FETCH=$T; FETCH_RSS=$RSS
+    row "exhibit fetch"; FETCH=$T; FETCH_RSS=$RSS; FETCH_SRV=$(python3 -c "print($(server_cpu) - $C0)")
     cmp "$F" "$DIR/out/file-$MIB.bin" || { echo "MISMATCH"; exit 1; }
     rm -rf "$DIR/out"
     # A fetch on one machine reads every chunk (server) and writes every
@@ -125,6 +133,7 @@ for MIB in "${SIZES[@]}"; do
     if [ "$SCP" = yes ]; then
         echo "  ratios: send/scp $(python3 -c "print(f'{$SCPT/$SEND:.2f}')")  fetch/scp $(python3 -c "print(f'{$SCPT/$FETCH:.2f}')")  (> 1 is faster than scp)"
     fi
+    echo "  server CPU s/GiB: send $(per_gib "$SEND_SRV"), fetch $(per_gib "$FETCH_SRV") (the rows above are the client's)"
     echo "  peak RSS: client send $((SEND_RSS / 1024)) MiB, fetch $((FETCH_RSS / 1024)) MiB, server so far ${SRV_RSS} MiB (target < 256)"
     rm -rf "$DIR/out" "$F"
 done
