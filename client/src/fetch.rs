@@ -321,7 +321,7 @@ async fn fetch_once(
                     let mut buf = buffers.take(plain_len as usize);
                     let plain = &mut buf[..plain_len as usize];
                     let (chunk_len, size) = shape[item];
-                    let tree = by_tree.then_some((index as u64, chunk_len, size));
+                    let tree = by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
                     let hash = seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain, tree)?;
                     write_at(&files[item], plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
                     buffers.give(buf);

@@ -162,9 +162,9 @@ struct Job {
     layout: seal::ChunkLayout,
     /// Already on the server: only its plaintext is hashed.
     held: bool,
-    /// Its place in the file's BLAKE3 tree (index, chunk length, file
-    /// size), when the file's hash is assembled from its chunks'.
-    tree: Option<(u64, u32, u64)>,
+    /// Its place in the file's BLAKE3 tree, when the file's hash is
+    /// assembled from its chunks'.
+    tree: Option<treehash::Place>,
 }
 
 /// Idle chunk buffers kept for reuse by a send or a fetch (enough for the
@@ -234,7 +234,7 @@ fn read_items(
                 pool.give(buf);
                 continue;
             }
-            let tree = by_tree.then_some((index as u64, chunk, s.size));
+            let tree = by_tree.then_some(treehash::Place { index: index as u64, chunk_len: chunk, total: s.size });
             if tx.blocking_send(Job { item, index, buf, layout, held: held.is_some(), tree }).is_err() {
                 // The upload stage failed; its error is the one to report.
                 return Ok(sums);
@@ -508,8 +508,8 @@ async fn upload(
                 let plain_len = layout.plain_len() as u64;
                 let (sealed, hash) = tokio::task::spawn_blocking(move || {
                     if held {
-                        let hash = tree.map(|(i, len, size)| {
-                            let mut h = treehash::ChunkHasher::new(i, len, size);
+                        let hash = tree.map(|place| {
+                            let mut h = treehash::ChunkHasher::new(place);
                             layout.slots(&mut buf).for_each(|s| h.update(s));
                             h.finalize()
                         });

@@ -65,7 +65,7 @@ fn main() -> std::io::Result<()> {
             for slot in layout.slots(&mut buf) {
                 f.read_exact(slot)?;
             }
-            let tree = Some((index, CHUNK as u32, size));
+            let tree = Some(exhibit_proto::treehash::Place { index, chunk_len: CHUNK as u32, total: size });
             std::hint::black_box(seal::seal_chunk(&mut buf, layout, &rs, tree).map_err(std::io::Error::other)?);
             left -= n as u64;
             index += 1;

@@ -272,11 +272,11 @@ pub fn chunk_count(size: u64, chunk: u32) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::directory::Role;
 
-    fn entry(key: &SigningKey, user: &str) -> DirectoryEntry {
+    pub(crate) fn entry(key: &SigningKey, user: &str) -> DirectoryEntry {
         DirectoryEntry {
             user: UserId::new(user).unwrap(),
             display_name: user.into(),

@@ -11,6 +11,7 @@ use crate::error::ProtoError;
 use crate::ids::ChunkId;
 use crate::manifest::{SealedDetails, VerifiedManifest};
 use crate::sign;
+use crate::treehash;
 
 /// Parse age recipients (`age1…`).
 pub fn parse_recipients(rs: &[&str]) -> Result<Vec<x25519::Recipient>, ProtoError> {
@@ -77,24 +78,21 @@ pub struct SealedChunk {
     pub range: std::ops::Range<usize>,
     /// BLAKE3 of the sealed bytes: its address.
     pub id: ChunkId,
-    /// Its plaintext's [`treehash`](crate::treehash) chunk hash, when asked
-    /// for.
+    /// Its plaintext's [`treehash`] chunk hash, when asked for.
     pub plain_hash: Option<[u8; 32]>,
 }
 
 /// Seal a chunk whose plaintext is in `buf` as `layout` places it, in place,
 /// to every recipient; hash the ciphertext for its id and (when `tree`
-/// gives its place: index, chunk length, file size) the plaintext for the
-/// file's hash, segment by segment as each is sealed, while the bytes are
-/// in cache.
+/// gives its place in the file) the plaintext for the file's hash, segment
+/// by segment as each is sealed, while the bytes are in cache.
 pub fn seal_chunk(
     buf: &mut [u8],
     layout: ChunkLayout,
     recipients: &[x25519::Recipient],
-    tree: Option<(u64, u32, u64)>,
+    tree: Option<treehash::Place>,
 ) -> Result<SealedChunk, ProtoError> {
-    let mut plain_hash =
-        tree.map(|(index, chunk_len, total)| crate::treehash::ChunkHasher::new(index, chunk_len, total));
+    let mut plain_hash = tree.map(treehash::ChunkHasher::new);
     let mut id = blake3::Hasher::new();
     let range = agefile::encrypt_in_place(
         buf,
@@ -139,11 +137,11 @@ pub fn open_details(m: &VerifiedManifest, identity: &x25519::Identity) -> Result
 /// Check and open chunk `index` of item `item` into `out`, which must be
 /// exactly as long as the chunk's plaintext: the bytes must hash to the
 /// manifest's id, have its length, decrypt with `identity`, and fill `out`
-/// exactly. When `tree` gives the chunk's place (index, chunk length, file
-/// size), its plaintext's [`treehash`](crate::treehash) chunk hash is
-/// returned. Both hashes are taken segment by segment as each is opened,
-/// while the bytes are in cache; on any failure `out` is zeroed, and the
-/// error is the first of those checks that fails. Opening before the id is
+/// exactly. When `tree` gives the chunk's place in the file, its
+/// plaintext's [`treehash`] chunk hash is returned. Both hashes are taken
+/// segment by segment as each is opened, while the bytes are in cache; on
+/// any failure `out` is zeroed, and the error is the first of those checks
+/// that fails. Opening before the id is
 /// known costs a server that sends wrong bytes at most a bounded number of
 /// X25519 attempts and one decryption, of a chunk no longer than the
 /// signed manifest allows, before they are refused.
@@ -154,7 +152,7 @@ pub fn open_chunk_into(
     cipher: &[u8],
     identity: &x25519::Identity,
     out: &mut [u8],
-    tree: Option<(u64, u32, u64)>,
+    tree: Option<treehash::Place>,
 ) -> Result<Option<[u8; 32]>, ProtoError> {
     let want =
         m.manifest().items.get(item).and_then(|i| i.chunks.get(index)).ok_or(ProtoError::Malformed {
@@ -162,7 +160,7 @@ pub fn open_chunk_into(
             reason: format!("no chunk {index} in item {item}"),
         })?;
     let mut id = blake3::Hasher::new();
-    let mut plain = tree.map(|(i, chunk_len, size)| crate::treehash::ChunkHasher::new(i, chunk_len, size));
+    let mut plain = tree.map(treehash::ChunkHasher::new);
     let opened = agefile::decrypt_watched(
         cipher,
         identity,
@@ -266,7 +264,7 @@ mod tests {
     fn sealed_in_place(
         plain: &[u8],
         rs: &[x25519::Recipient],
-        tree: Option<(u64, u32, u64)>,
+        tree: Option<treehash::Place>,
     ) -> (Vec<u8>, SealedChunk) {
         let layout = ChunkLayout::new(plain.len(), rs.len());
         let mut buf = vec![0xAA; layout.buf_len()];
@@ -289,10 +287,11 @@ mod tests {
         let total = 3 * u64::from(chunk) + 7;
         for n in [1usize, 65535, 65536, 65537, 3 * 65536 + 5, chunk as usize] {
             let plain: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
-            let (buf, s) = sealed_in_place(&plain, &rs[..1 + n % 3], Some((1, chunk, total)));
+            let place = treehash::Place { index: 1, chunk_len: chunk, total };
+            let (buf, s) = sealed_in_place(&plain, &rs[..1 + n % 3], Some(place));
             let file = &buf[s.range.clone()];
             assert_eq!(s.id, ChunkId::of(file), "{n}: id is not the hash of the sealed bytes");
-            assert_eq!(s.plain_hash, Some(crate::treehash::chunk_hash(&plain, 1, chunk, total)), "{n}");
+            assert_eq!(s.plain_hash, Some(treehash::chunk_hash(&plain, place)), "{n}");
             assert_eq!(decrypt(file, &ids[0], "t", n).unwrap(), plain, "{n}");
             assert_eq!(sealed_in_place(&plain, &rs[..1], None).1.plain_hash, None);
         }
@@ -312,37 +311,19 @@ mod tests {
 
     #[test]
     fn open_chunk_into_checks_the_id_even_of_a_file_that_opens() {
-        use crate::manifest::{ChunkRef, ManifestItem, MANIFEST_VERSION};
-        use crate::{DirectoryEntry, Manifest, Role, TransferId, UserId};
+        use crate::manifest::tests::{entry, manifest};
+        use crate::manifest::{ChunkRef, ManifestItem};
         let bob = x25519::Identity::generate();
         let rs = [bob.to_public()];
         let plain = vec![5u8; 100_000];
         let (ours, theirs) = (encrypt(&plain, &rs).unwrap(), encrypt(&plain, &rs).unwrap());
         assert_eq!(ours.len(), theirs.len());
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let m = Manifest {
-            version: MANIFEST_VERSION,
-            transfer: TransferId([1; 16]),
-            sender: UserId::new("alice").unwrap(),
-            recipients: vec![UserId::new("bob").unwrap()],
-            created_at: 1,
-            ack_within_secs: None,
-            case_ref: None,
-            items: vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId::of(&ours), len: ours.len() as u32 }] }],
-            details: vec![],
-        };
-        let entry = DirectoryEntry {
-            user: UserId::new("alice").unwrap(),
-            display_name: "Alice".into(),
-            org: "o".into(),
-            role: Role::EvidenceUnit,
-            age_recipient: "age1".into(),
-            signing_key: key.verifying_key().to_bytes(),
-            enrolled_at: 0,
-            revoked_at: None,
-        };
-        let vm = m.sign(&key).verify(&entry).unwrap();
-        let tree = Some((0, 1 << 20, plain.len() as u64));
+        // The manifest's test transfer from alice, naming this one chunk.
+        let mut m = manifest();
+        m.items = vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId::of(&ours), len: ours.len() as u32 }] }];
+        let vm = m.sign(&key).verify(&entry(&key, "alice")).unwrap();
+        let tree = Some(treehash::Place { index: 0, chunk_len: 1 << 20, total: plain.len() as u64 });
         let mut out = vec![0u8; plain.len()];
         let h = open_chunk_into(&vm, 0, 0, &ours, &bob, &mut out, tree).unwrap();
         assert_eq!((out.as_slice(), h), (plain.as_slice(), Some(*blake3::hash(&plain).as_bytes())));

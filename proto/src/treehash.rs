@@ -15,12 +15,20 @@ pub fn supported(chunk_len: u32) -> bool {
     chunk_len.is_power_of_two() && chunk_len as usize >= blake3::CHUNK_LEN
 }
 
-/// The hash of chunk `index` (all `chunk_len` bytes long but the last) of a
-/// file of `total` bytes: its subtree's chaining value, or, when the file is
-/// this one chunk, the file's hash itself. `chunk_len` must be
-/// [`supported`].
-pub fn chunk_hash(data: &[u8], index: u64, chunk_len: u32, total: u64) -> [u8; 32] {
-    let mut h = ChunkHasher::new(index, chunk_len, total);
+/// Where a chunk sits in its file's tree: chunk `index` of `chunk_len`-byte
+/// chunks (all that long but the last) of a `total`-byte file. `chunk_len`
+/// must be [`supported`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub index: u64,
+    pub chunk_len: u32,
+    pub total: u64,
+}
+
+/// The hash of the chunk at `place`: its subtree's chaining value, or, when
+/// the file is this one chunk, the file's hash itself.
+pub fn chunk_hash(data: &[u8], place: Place) -> [u8; 32] {
+    let mut h = ChunkHasher::new(place);
     h.update(data);
     h.finalize()
 }
@@ -33,13 +41,12 @@ pub struct ChunkHasher {
 }
 
 impl ChunkHasher {
-    /// For chunk `index` of `chunk_len`-byte chunks of a `total`-byte file;
-    /// `chunk_len` must be [`supported`].
-    pub fn new(index: u64, chunk_len: u32, total: u64) -> Self {
+    /// For the chunk at `place`.
+    pub fn new(place: Place) -> Self {
         let mut h = blake3::Hasher::new();
-        let whole_file = total <= u64::from(chunk_len);
+        let whole_file = place.total <= u64::from(place.chunk_len);
         if !whole_file {
-            h.set_input_offset(index * u64::from(chunk_len));
+            h.set_input_offset(place.index * u64::from(place.chunk_len));
         }
         ChunkHasher { h, whole_file }
     }
@@ -102,7 +109,7 @@ mod tests {
         let hashes: Vec<[u8; 32]> = data
             .chunks(chunk_len as usize)
             .enumerate()
-            .map(|(i, c)| chunk_hash(c, i as u64, chunk_len, total))
+            .map(|(i, c)| chunk_hash(c, Place { index: i as u64, chunk_len, total }))
             .collect();
         file_hash(&hashes, chunk_len, total)
     }
@@ -130,8 +137,11 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let want = *blake3::hash(&data).as_bytes();
         let total = data.len() as u64;
-        let mut hashes: Vec<[u8; 32]> =
-            data.chunks(1024).enumerate().map(|(i, c)| chunk_hash(c, i as u64, 1024, total)).collect();
+        let mut hashes: Vec<[u8; 32]> = data
+            .chunks(1024)
+            .enumerate()
+            .map(|(i, c)| chunk_hash(c, Place { index: i as u64, chunk_len: 1024, total }))
+            .collect();
         assert_eq!(file_hash(&hashes, 1024, total), Some(want));
         hashes.swap(2, 3);
         assert_ne!(file_hash(&hashes, 1024, total), Some(want));
@@ -139,19 +149,21 @@ mod tests {
         assert_eq!(file_hash(&hashes, 1000, total), None);
         assert!(!supported(3 << 20) && !supported(512) && supported(4 << 20));
     }
+
     #[test]
     fn a_chunk_hashed_in_pieces_is_the_chunk_hashed_whole() {
         let chunk = 1u32 << 16;
         let data: Vec<u8> = (0..3 * chunk as usize + 10).map(|i| (i % 251) as u8).collect();
         let total = data.len() as u64;
         for (k, c) in data.chunks(chunk as usize).enumerate() {
+            let place = Place { index: k as u64, chunk_len: chunk, total };
             for piece in [1usize, 1000, 1024, 65_536] {
-                let mut h = ChunkHasher::new(k as u64, chunk, total);
+                let mut h = ChunkHasher::new(place);
                 c.chunks(piece).for_each(|p| h.update(p));
-                assert_eq!(h.finalize(), chunk_hash(c, k as u64, chunk, total), "chunk {k}, pieces of {piece}");
+                assert_eq!(h.finalize(), chunk_hash(c, place), "chunk {k}, pieces of {piece}");
             }
         }
-        let mut one = ChunkHasher::new(0, chunk, 10);
+        let mut one = ChunkHasher::new(Place { index: 0, chunk_len: chunk, total: 10 });
         one.update(&data[..10]);
         assert_eq!(one.finalize(), *blake3::hash(&data[..10]).as_bytes(), "a one-chunk file is its own hash");
     }
