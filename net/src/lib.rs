@@ -143,27 +143,42 @@ pub fn log_stats(conn: &quinn::Connection) {
 
 /// A pooled buffer lent to quinn as [`Bytes`](bytes::Bytes), without a
 /// copy: it goes back to the pool when quinn has no more use for it (the
-/// data acknowledged).
-#[derive(Debug)]
-pub struct Lent(Option<AlignedBuf>, Arc<Pool>);
+/// data acknowledged), and only then is its guard dropped.
+pub struct Lent {
+    buf: Option<AlignedBuf>,
+    pool: Arc<Pool>,
+    _guard: Box<dyn Send>,
+}
+
+impl std::fmt::Debug for Lent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lent").field("buf", &self.buf).finish_non_exhaustive()
+    }
+}
 
 impl Lent {
     /// Lend `buf`, to return to `pool`.
     pub fn bytes(buf: AlignedBuf, pool: Arc<Pool>) -> bytes::Bytes {
-        bytes::Bytes::from_owner(Lent(Some(buf), pool))
+        Lent::holding(buf, pool, ())
+    }
+
+    /// Lend `buf`, to return to `pool`, keeping `guard` (say, the memory
+    /// budget the buffer is counted against) until it is back.
+    pub fn holding(buf: AlignedBuf, pool: Arc<Pool>, guard: impl Send + 'static) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Lent { buf: Some(buf), pool, _guard: Box::new(guard) })
     }
 }
 
 impl AsRef<[u8]> for Lent {
     fn as_ref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
+        self.buf.as_deref().unwrap_or_default()
     }
 }
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        if let Some(b) = self.0.take() {
-            self.1.give(b);
+        if let Some(b) = self.buf.take() {
+            self.pool.give(b);
         }
     }
 }
