@@ -55,6 +55,10 @@ pub struct Config {
     /// Ciphertext each user may keep stored at once (`none`: no limit).
     #[serde(default = "default_quota")]
     pub user_quota: String,
+    /// Chunk bytes the server holds in memory for downloads at once,
+    /// across every connection; past it, requests wait their turn.
+    #[serde(default = "default_download_memory")]
+    pub download_memory: String,
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
@@ -205,6 +209,9 @@ fn default_ack_max() -> String {
 fn default_code_ttl() -> String {
     "72h".into()
 }
+fn default_download_memory() -> String {
+    "128M".into()
+}
 fn default_idle() -> String {
     "60s".into()
 }
@@ -236,6 +243,8 @@ pub struct Settings {
     pub max_transfer_bytes: u64,
     /// Per-user quota, bytes of ciphertext.
     pub user_quota: Option<u64>,
+    /// Chunk bytes held in memory for downloads at once.
+    pub download_memory: u64,
 }
 
 impl Config {
@@ -256,6 +265,7 @@ impl Config {
             retain_after_ack: default_retain(),
             max_transfer_size: default_max_transfer(),
             user_quota: default_quota(),
+            download_memory: default_download_memory(),
             admin_emails: vec![],
             webhook: None,
             smtp: None,
@@ -320,6 +330,10 @@ impl Config {
                 ));
             }
         }
+        let download_memory = size("download_memory", &self.download_memory)?;
+        if download_memory == 0 {
+            return Err(ServerError::Setup("config: download_memory must be more than 0 (e.g. 128M)".into()));
+        }
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {
             ack_within,
@@ -334,6 +348,7 @@ impl Config {
                 "none" => None,
                 v => Some(size("user_quota", v)?),
             },
+            download_memory,
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),

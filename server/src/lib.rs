@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod authority;
 pub mod backup;
+pub mod budget;
 pub mod chunks;
 pub mod clock;
 pub mod config;
@@ -79,6 +80,9 @@ pub struct State {
     pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
     /// Chunk buffers, reused across uploads and downloads.
     pub buffers: Arc<chunks::Pool>,
+    /// Chunk bytes in memory for downloads at once, across every
+    /// connection.
+    pub download_memory: budget::Budget,
 }
 
 impl State {
@@ -90,7 +94,6 @@ impl State {
         clock: Arc<dyn Clock>,
     ) -> Self {
         State {
-            settings,
             store,
             chunks,
             authority,
@@ -102,6 +105,8 @@ impl State {
             dashboard_addr: Default::default(),
             dashboard_logins: Default::default(),
             buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
+            download_memory: budget::Budget::new(settings.download_memory),
+            settings,
         }
     }
 
@@ -336,10 +341,11 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         },
     };
+    let share = Arc::new(state.download_memory.share());
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(state.clone(), cert_hash, send, recv));
+                tokio::spawn(serve_stream(state.clone(), share.clone(), cert_hash, send, recv));
             }
             Err(e) => {
                 tracing::debug!(reason = %e, "connection ended");
@@ -368,20 +374,22 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, Se
 
 async fn serve_stream(
     state: Arc<State>,
+    share: Arc<budget::Share>,
     cert_hash: Option<[u8; 32]>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
     let result = match read_request(&mut recv).await {
-        Ok(req) => service::dispatch(&state, cert_hash, req, &mut recv).await,
+        Ok(req) => service::dispatch(&state, &share, cert_hash, req, &mut recv).await,
         Err(e) => Err(e),
     };
     // A body is handed to quinn, not copied: a chunk's pooled buffer goes
-    // back to the pool once quinn is done with it.
+    // back to the pool, and its bytes to the memory budget, once quinn is
+    // done with it.
     let (head, body) = match result {
         Ok(Reply::Frame(r)) => (r, None),
         Ok(Reply::WithBody(r, bytes)) => (r, Some(bytes::Bytes::from(bytes))),
-        Ok(Reply::Chunk(r, buf)) => (r, Some(exhibit_net::Lent::bytes(buf, state.buffers.clone()))),
+        Ok(Reply::Chunk(r, buf, held)) => (r, Some(exhibit_net::Lent::holding(buf, state.buffers.clone(), held))),
         Err(e) => {
             if e.code() == ErrorCode::Internal {
                 tracing::error!(error = %e, "request failed");
@@ -405,8 +413,16 @@ async fn serve_stream(
         send.finish()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     };
-    if let Err(e) = write.await {
-        tracing::debug!(error = %e, "could not send response");
+    // A peer that stops reading must not keep a chunk (and its share of
+    // the memory budget) for ever: resetting the stream drops what quinn
+    // still holds of it.
+    match tokio::time::timeout(BODY_TIMEOUT, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not send response"),
+        Err(_) => {
+            tracing::debug!("peer did not take the response in time; stream reset");
+            let _ = send.reset(0u32.into());
+        }
     }
     // Anything the peer still sends (e.g. a refused chunk body) is dropped.
     let _ = recv.stop(0u32.into());

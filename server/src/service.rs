@@ -21,8 +21,9 @@ pub enum Reply {
     Frame(Response),
     /// A response frame, then these bytes.
     WithBody(Response, Vec<u8>),
-    /// A response frame, then a chunk in a pooled buffer.
-    Chunk(Response, crate::chunks::AlignedBuf),
+    /// A response frame, then a chunk in a pooled buffer, counted against
+    /// the download memory until quinn is done with it.
+    Chunk(Response, crate::chunks::AlignedBuf, crate::budget::Held),
 }
 
 /// Read `len` raw bytes that follow a request frame, into a block-aligned
@@ -209,6 +210,7 @@ fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
 /// reads the raw bytes after the frame (chunk uploads).
 pub(crate) async fn dispatch(
     state: &Arc<State>,
+    share: &crate::budget::Share,
     cert_hash: Option<[u8; 32]>,
     req: Request,
     recv: &mut quinn::RecvStream,
@@ -339,23 +341,27 @@ pub(crate) async fn dispatch(
             return Ok(Reply::WithBody(head, manifest.bytes));
         }
         Request::GetChunk { transfer, id } => {
+            let who = me.clone();
+            let len = blocking(state, move |s| {
+                fetchable(visible(s.store.transfer(&transfer)?, &who, &transfer)?)?;
+                s.store.transfer_chunk(&transfer, &id)?.ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))
+            })
+            .await?;
+            let held = state.download_memory.hold(share, len.into()).await?;
+            // Looked up again: the wait for memory may have been long.
             let bytes = blocking(state, move |s| {
                 let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
-                let len = s
-                    .store
-                    .transfer_chunk(&transfer, &id)?
-                    .ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))?;
                 let bytes = s.chunks.get_pooled(&id, &s.buffers)?;
                 if bytes.len() as u64 != u64::from(len) {
                     tracing::error!(chunk = %id, "stored chunk has the wrong length; run exhibitd fsck");
                 }
                 if rec.is_recipient(&me) {
-                    s.store.record_fetch(&transfer, &me, Some(&id), now)?;
+                    s.store.record_fetch(&transfer, &me, Some(&id), s.clock.now())?;
                 }
                 Ok(bytes)
             })
             .await?;
-            return Ok(Reply::Chunk(Response::Chunk { len: bytes.len() as u32 }, bytes));
+            return Ok(Reply::Chunk(Response::Chunk { len: bytes.len() as u32 }, bytes, held));
         }
         Request::SubmitReceipt { receipt } => submit_receipt(state, &caller, receipt, now).await?,
         Request::GetReceipt { transfer, recipient } => {

@@ -170,3 +170,67 @@ async fn odd_and_power_of_two_chunk_lengths_round_trip() {
         assert!(r.receipt.is_some());
     }
 }
+
+/// Downloads count against the server's download memory until the client
+/// has acknowledged them: with room for two chunks in all and one per
+/// connection, three recipients fetching at once take turns, each gets its
+/// bytes, and every byte of the budget is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_take_turns_for_download_memory_and_give_it_back() {
+    use exhibit_server::{Background, SystemClock};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let f = Fixture::start_with(Arc::new(SystemClock), Background::On, |c| c.download_memory = "48K".into()).await;
+    let budget = &f.state().download_memory;
+    assert_eq!(budget.total(), 48 << 10);
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let names = ["bob", "carol", "dan"];
+    let mut recipients = vec![];
+    for n in names {
+        recipients.push(f.user(n, Role::Caseworker).await);
+    }
+    // 32 KiB chunks seal to more than a connection's 24 KiB share: each is
+    // then held alone on its connection, two connections at a time. Whole
+    // chunks only (a short last one would hold less).
+    let src = f.path("src");
+    let data = bytes(12 * 32768, 88);
+    std::fs::write(src.join("interview.mp4"), &data).unwrap();
+    let t = send_paths(&alice, vec![src.join("interview.mp4")], &names, 32768).await;
+
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watch = {
+        let (state, seen) = (f.state().clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                seen.lock().unwrap().insert(state.download_memory.free());
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        })
+    };
+    let mut fetches = tokio::task::JoinSet::new();
+    for (i, home) in recipients.into_iter().enumerate() {
+        let out = f.path(&format!("out{i}"));
+        fetches.spawn(async move { (fetch_to(&home, t, &out).await, out) });
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(r) = tokio::time::timeout_at(deadline, fetches.join_next()).await.expect("fetches hung") {
+        let (outcome, out) = r.unwrap();
+        assert!(outcome.unwrap().receipt.is_some());
+        assert_eq!(tree(&out), vec![("interview.mp4".to_string(), data.clone())]);
+    }
+    watch.abort();
+    // Every chunk in flight held a whole share (its sealed length is more):
+    // the budget was only ever full, half or wholly free.
+    let seen = seen.lock().unwrap().clone();
+    let share = budget.total() / 2;
+    assert!(seen.iter().all(|free| free % share == 0), "a download held less than its chunk: free bytes seen {seen:?}");
+    assert!(seen.iter().any(|&free| free < budget.total()), "no download was counted: free bytes seen {seen:?}");
+    // Quinn lets go of the last chunks once they are acknowledged.
+    let given_back = tokio::time::timeout(Duration::from_secs(10), async {
+        while budget.free() != budget.total() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(given_back.await.is_ok(), "download memory not given back: {} of {} free", budget.free(), budget.total());
+}

@@ -1,0 +1,133 @@
+//! How many bytes of chunks the server holds in memory for downloads at
+//! once.
+//!
+//! A download holds its chunk's length from before the chunk is read from
+//! storage until quinn has had it acknowledged. Past the budget a request
+//! waits its turn (first come, first served), so the server's memory stays
+//! flat however many fetches run at once. One connection may hold at most
+//! half of it, so a single slow or stalled peer cannot make everyone else
+//! wait; a peer that stops taking a response is cut off by a timeout.
+//!
+//! Uploads are not counted here: their bodies reach quinn whether or not
+//! the server has room to read them, so waiting would move the memory into
+//! quinn's buffers rather than save it (measured: 8 concurrent 1 GiB sends
+//! peaked at about the same server RSS with and without). An upload's
+//! memory is bounded per connection, by its streams and their windows.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ServerError;
+
+/// Budgets count in KiB, so that a `u32` request covers any chunk.
+const UNIT: u64 = 1024;
+
+/// The server-wide budget for downloads.
+#[derive(Debug)]
+pub struct Budget {
+    all: Arc<Semaphore>,
+    units: u32,
+}
+
+/// One connection's share of a [`Budget`].
+#[derive(Debug)]
+pub struct Share {
+    sem: Arc<Semaphore>,
+    units: u32,
+}
+
+/// Bytes held against a connection's share and the server's budget, until
+/// dropped.
+#[derive(Debug)]
+pub struct Held {
+    _share: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
+}
+
+fn units_of(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX)
+}
+
+impl Budget {
+    /// A budget of `bytes` (at least 1 KiB).
+    pub fn new(bytes: u64) -> Self {
+        let units = units_of(bytes).max(1);
+        Budget { all: Arc::new(Semaphore::new(units as usize)), units }
+    }
+
+    /// A new connection's share: half the budget.
+    pub fn share(&self) -> Share {
+        let units = self.units.div_ceil(2);
+        Share { sem: Arc::new(Semaphore::new(units as usize)), units }
+    }
+
+    /// Hold `len` bytes for a request on a connection with `share`, waiting
+    /// until they are free. A request larger than the share waits for all
+    /// of it and then runs alone on its connection.
+    pub async fn hold(&self, share: &Share, len: u64) -> Result<Held, ServerError> {
+        let want = units_of(len).clamp(1, share.units);
+        let closed = |_| ServerError::Stream("chunk memory budget closed".into());
+        let share = share.sem.clone().acquire_many_owned(want).await.map_err(closed)?;
+        let all = self.all.clone().acquire_many_owned(want).await.map_err(closed)?;
+        Ok(Held { _share: share, _all: all })
+    }
+
+    /// Bytes not held at the moment.
+    pub fn free(&self) -> u64 {
+        self.all.available_permits() as u64 * UNIT
+    }
+
+    /// The whole budget, bytes.
+    pub fn total(&self) -> u64 {
+        u64::from(self.units) * UNIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Whether `f` finishes within a short while (it is waiting otherwise).
+    async fn done<F: std::future::Future>(f: F) -> Option<F::Output> {
+        tokio::time::timeout(Duration::from_millis(50), f).await.ok()
+    }
+
+    #[tokio::test]
+    async fn holds_wait_past_the_budget_and_go_on_when_it_is_freed() {
+        let b = Budget::new(8 << 20);
+        let (s1, s2, s3) = (b.share(), b.share(), b.share());
+        let first = done(b.hold(&s1, 3 << 20)).await.expect("within the budget");
+        let second = done(b.hold(&s2, 4 << 20)).await.expect("within the budget");
+        assert_eq!(b.free(), 1 << 20);
+        let mut third = Box::pin(b.hold(&s3, 2 << 20));
+        assert!(done(&mut third).await.is_none(), "a hold past the budget went ahead");
+        drop(first);
+        let third = done(&mut third).await.expect("freed bytes were not handed on").unwrap();
+        assert_eq!(b.free(), 2 << 20);
+        drop((second, third));
+        assert_eq!(b.free(), b.total());
+    }
+
+    #[tokio::test]
+    async fn one_connection_holds_at_most_half() {
+        let b = Budget::new(8 << 20);
+        let (mine, other) = (b.share(), b.share());
+        let _held = done(b.hold(&mine, 4 << 20)).await.expect("half the budget").unwrap();
+        assert!(done(b.hold(&mine, 1024)).await.is_none(), "a connection went past its half");
+        let _theirs = done(b.hold(&other, 4 << 20)).await.expect("another connection was kept waiting").unwrap();
+        assert_eq!(b.free(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_larger_than_a_share_still_goes_through_alone() {
+        let b = Budget::new(64 << 10);
+        let s = b.share();
+        let held = done(b.hold(&s, 4 << 20)).await.expect("an oversized hold never went ahead").unwrap();
+        assert_eq!(b.free(), 32 << 10);
+        assert!(done(b.hold(&s, 1)).await.is_none());
+        drop(held);
+        assert!(done(b.hold(&s, 1)).await.is_some());
+    }
+}
