@@ -5,8 +5,11 @@
 //! storage until quinn has had it acknowledged. Past the budget a request
 //! waits its turn (first come, first served), so the server's memory stays
 //! flat however many fetches run at once. One connection may hold at most
-//! half of it, so a single slow or stalled peer cannot make everyone else
-//! wait; a peer that stops taking a response is cut off by a timeout.
+//! half of it. A peer that stops taking a response is cut off by a timeout;
+//! one that vanishes keeps what quinn has not had acknowledged until its
+//! connection times out, when the requests it still has waiting end too
+//! ([`Share::close`]). A user with several connections, each stalled, can
+//! still hold the whole budget for that long.
 //!
 //! Uploads are not counted here: their bodies reach quinn whether or not
 //! the server has room to read them, so waiting would move the memory into
@@ -35,6 +38,16 @@ pub struct Budget {
 pub struct Share {
     sem: Arc<Semaphore>,
     units: u32,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Share {
+    /// The connection has ended: requests still waiting give up. (A
+    /// request waiting would keep the connection, and with it the chunks
+    /// quinn holds unacknowledged, alive for ever.)
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
 }
 
 /// Bytes held against a connection's share and the server's budget, until
@@ -59,18 +72,26 @@ impl Budget {
     /// A new connection's share: half the budget.
     pub fn share(&self) -> Share {
         let units = self.units.div_ceil(2);
-        Share { sem: Arc::new(Semaphore::new(units as usize)), units }
+        Share { sem: Arc::new(Semaphore::new(units as usize)), units, open: tokio::sync::watch::Sender::new(true) }
     }
 
     /// Hold `len` bytes for a request on a connection with `share`, waiting
     /// until they are free. A request larger than the share waits for all
     /// of it and then runs alone on its connection.
+    /// Fails once the share is closed.
     pub async fn hold(&self, share: &Share, len: u64) -> Result<Held, ServerError> {
         let want = units_of(len).clamp(1, share.units);
-        let closed = |_| ServerError::Stream("chunk memory budget closed".into());
-        let share = share.sem.clone().acquire_many_owned(want).await.map_err(closed)?;
-        let all = self.all.clone().acquire_many_owned(want).await.map_err(closed)?;
-        Ok(Held { _share: share, _all: all })
+        let closed = || ServerError::Stream("connection closed while waiting for download memory".into());
+        let mut open = share.open.subscribe();
+        let hold = async {
+            let mine = share.sem.clone().acquire_many_owned(want).await.map_err(|_| closed())?;
+            let all = self.all.clone().acquire_many_owned(want).await.map_err(|_| closed())?;
+            Ok(Held { _share: mine, _all: all })
+        };
+        tokio::select! {
+            held = hold => held,
+            _ = open.wait_for(|open| !*open) => Err(closed()),
+        }
     }
 
     /// Bytes not held at the moment.
@@ -129,5 +150,24 @@ mod tests {
         assert!(done(b.hold(&s, 1)).await.is_none());
         drop(held);
         assert!(done(b.hold(&s, 1)).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn closing_a_share_ends_the_waits_on_it() {
+        let b = Budget::new(8 << 20);
+        let (s1, s2) = (b.share(), b.share());
+        let _theirs = b.hold(&s2, 4 << 20).await.unwrap();
+        let _first = b.hold(&s1, 3 << 20).await.unwrap();
+        // One waits for its share, one for the budget.
+        let mut on_share = Box::pin(b.hold(&s1, 2 << 20));
+        assert!(done(&mut on_share).await.is_none());
+        let s3 = b.share();
+        let mut on_budget = Box::pin(b.hold(&s3, 2 << 20));
+        assert!(done(&mut on_budget).await.is_none());
+        s1.close();
+        assert!(done(&mut on_share).await.expect("still waiting after close").is_err());
+        assert!(done(b.hold(&s1, 1)).await.expect("a closed share made a request wait").is_err());
+        s3.close();
+        assert!(done(&mut on_budget).await.expect("still waiting after close").is_err());
     }
 }

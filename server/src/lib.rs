@@ -350,6 +350,7 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             Err(e) => {
                 tracing::debug!(reason = %e, "connection ended");
                 exhibit_net::log_stats(&conn);
+                share.close();
                 return;
             }
         }

@@ -348,8 +348,12 @@ pub(crate) async fn dispatch(
             })
             .await?;
             let held = state.download_memory.hold(share, len.into()).await?;
-            // Looked up again: the wait for memory may have been long.
+            // Looked up again, with the caller: the wait for memory may have
+            // been long enough for a revocation.
             let bytes = blocking(state, move |s| {
+                if s.store.user(&me)?.is_none_or(|u| u.revoked_at.is_some()) {
+                    return Err(ServerError::Unauthenticated(format!("user {me} has been revoked")));
+                }
                 let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
                 let bytes = s.chunks.get_pooled(&id, &s.buffers)?;
                 if bytes.len() as u64 != u64::from(len) {

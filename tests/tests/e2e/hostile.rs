@@ -475,3 +475,98 @@ async fn a_planted_symlink_in_the_output_dir_is_not_followed() {
     assert!(tree(&elsewhere).is_empty(), "wrote through the symlink");
     assert!(exhibit_client::fetch::pending(&bob).is_empty(), "an unsafe destination left a journal to retry");
 }
+
+/// What a [`relay`] passes.
+const PASS: u8 = 0;
+const TO_SERVER_ONLY: u8 = 1;
+const NOTHING: u8 = 2;
+
+/// A UDP relay on 127.0.0.1 between one client and the server that can be
+/// told to drop what the server sends, or everything (a client that
+/// vanishes, as the server sees it).
+async fn relay(server: std::net::SocketAddr, mode: Arc<std::sync::atomic::AtomicU8>) -> std::net::SocketAddr {
+    let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut client = None;
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let to = match mode.load(Ordering::SeqCst) {
+                PASS | TO_SERVER_ONLY if from != server => {
+                    client = Some(from);
+                    Some(server)
+                }
+                PASS => client,
+                _ => None,
+            };
+            if let Some(to) = to {
+                let _ = sock.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    addr
+}
+
+/// A client that asks for more chunks than its connection's share of the
+/// server's download memory and then vanishes with a chunk unacknowledged:
+/// once the server gives the connection up (idle timeout), the requests
+/// still waiting end, and every byte of the budget comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_mid_download_gives_its_download_memory_back() {
+    let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| {
+        c.download_memory = "48K".into();
+        c.idle_timeout = "2s".into();
+    })
+    .await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("extract.bin"), bytes(3 * 32768, 5)).unwrap();
+    let t = send_paths(&alice, vec![src.join("extract.bin")], &["bob"], 32768).await;
+    let ids: Vec<ChunkId> =
+        f.chunk_files().iter().map(|p| p.file_name().unwrap().to_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(ids.len(), 3);
+    let budget = &f.state().download_memory;
+
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+    let via = relay(f.server().local_addr(), mode.clone()).await;
+    let p = bob.load().unwrap();
+    let conn = Conn::connect(&via.to_string(), &p.ca_der, Some((&p.tls_cert, &p.tls_key))).await.unwrap();
+    assert!(matches!(raw(&conn, &frame::encode(&Request::WhoAmI).unwrap()).await, Response::WhoAmI { .. }));
+    // Nothing comes back: the first chunk goes out and is never
+    // acknowledged. It holds the connection's whole share (its sealed
+    // length is more), so the other two wait for it.
+    mode.store(TO_SERVER_ONLY, Ordering::SeqCst);
+    let mut streams = vec![];
+    for id in &ids {
+        let (mut send, recv) = conn.connection().open_bi().await.unwrap();
+        send.write_all(&frame::encode(&Request::GetChunk { transfer: t, id: *id }).unwrap()).await.unwrap();
+        send.finish().unwrap();
+        streams.push((send, recv));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while budget.free() == budget.total() {
+        assert!(std::time::Instant::now() < deadline, "the first request never held memory");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    mode.store(NOTHING, Ordering::SeqCst);
+    let given_back = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while budget.free() != budget.total() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    assert!(
+        given_back.await.is_ok(),
+        "a vanished client kept {} bytes of download memory",
+        budget.total() - budget.free()
+    );
+    // And the server still serves the next fetch.
+    let out = f.path("out");
+    tokio::time::timeout(std::time::Duration::from_secs(30), fetch_to(&bob, t, &out))
+        .await
+        .expect("the next fetch hung")
+        .unwrap();
+    assert_eq!(tree(&out), vec![("extract.bin".to_string(), bytes(3 * 32768, 5))]);
+    drop(streams);
+}
