@@ -36,7 +36,6 @@ fn record(i: usize, deadline: u64) -> TransferRecord {
         created_at: deadline - 14_400,
         sealed_at: Some(deadline - 14_400),
         deadline: Some(deadline),
-        manifest: None,
         case_ref: Some(format!("OP{i}")),
         items: 3,
         bytes: 12 << 30,

@@ -47,6 +47,13 @@ async fn read_body(
     Ok(bytes)
 }
 
+/// A sealed transfer's manifest.
+fn manifest_of(s: &State, transfer: &TransferId) -> Result<SignedManifest, ServerError> {
+    s.store
+        .manifest(transfer)?
+        .ok_or_else(|| ServerError::Store(format!("transfer {transfer} sealed without manifest")))
+}
+
 /// Run a blocking store or disk operation off the async threads.
 pub(crate) async fn blocking<R, F>(state: &Arc<State>, f: F) -> Result<R, ServerError>
 where
@@ -321,17 +328,17 @@ pub(crate) async fn dispatch(
             Response::Transfers { transfers: list.iter().map(TransferRecord::info).collect() }
         }
         Request::GetManifest { transfer } => {
-            let (rec, (sender, recipients)) = blocking(state, move |s| {
+            let (manifest, (sender, recipients)) = blocking(state, move |s| {
                 let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
+                let manifest = manifest_of(s, &transfer)?;
                 s.store.audit(Ev::new(now, &me, "manifest-read", transfer))?;
                 if rec.chunks == 0 && rec.is_recipient(&me) {
                     s.store.record_fetch(&transfer, &me, None, now)?;
                 }
                 let parties = parties(s, &rec)?;
-                Ok((rec, parties))
+                Ok((manifest, parties))
             })
             .await?;
-            let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
             let head = Response::Manifest {
                 signature: manifest.signature,
                 manifest_len: manifest.bytes.len() as u32,
@@ -369,18 +376,18 @@ pub(crate) async fn dispatch(
         }
         Request::SubmitReceipt { receipt } => submit_receipt(state, &caller, receipt, now).await?,
         Request::GetReceipt { transfer, recipient } => {
-            let (rec, accepted, sender, recip) = blocking(state, move |s| {
+            let (manifest, accepted, sender, recip) = blocking(state, move |s| {
                 let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
+                let manifest = manifest_of(s, &transfer)?;
                 let accepted = s
                     .store
                     .receipt(&transfer, &recipient)?
                     .ok_or_else(|| ServerError::NotFound(format!("receipt of {recipient} for {transfer}")))?;
                 let sender = s.store.user(&rec.sender)?.ok_or_else(|| ServerError::NotFound("sender".into()))?;
                 let recip = s.store.user(&recipient)?.ok_or_else(|| ServerError::NotFound("recipient".into()))?;
-                Ok((rec, accepted, sender, recip))
+                Ok((manifest, accepted, sender, recip))
             })
             .await?;
-            let manifest = rec.manifest.ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
             let head = Response::Receipt {
                 signature: manifest.signature,
                 manifest_len: manifest.bytes.len() as u32,
@@ -477,7 +484,7 @@ async fn custody(
 ) -> Result<Reply, ServerError> {
     let me = caller.user.clone();
     let admin = caller.role == Role::Admin;
-    let (rec, entries, receipts, (sender, recipients)) = blocking(state, move |s| {
+    let (rec, entries, receipts, (sender, recipients), manifest) = blocking(state, move |s| {
         let rec = match s.store.transfer(&transfer)? {
             Some(t) if admin && t.state != TransferState::Uploading => t,
             other => visible(other, &me, &transfer)?,
@@ -489,10 +496,9 @@ async fn custody(
             receipts.extend(s.store.receipt(&transfer, &r.user)?);
         }
         let parties = parties(s, &rec)?;
-        Ok((rec, entries, receipts, parties))
+        Ok((rec, entries, receipts, parties, manifest_of(s, &transfer)?))
     })
     .await?;
-    let manifest = rec.manifest.clone().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
     let head = Response::Custody {
         transfer: rec.info(),
         entries,
@@ -555,7 +561,6 @@ async fn create(
             created_at: now,
             sealed_at: None,
             deadline: None,
-            manifest: None,
             case_ref: None,
             items: 0,
             bytes: 0,
@@ -720,12 +725,13 @@ async fn submit_receipt(
     };
     let me = caller.user.clone();
     let transfer = r.transfer;
-    let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
-    let rec = match rec {
-        Some(t) if t.state == TransferState::Sealed && t.is_recipient(&me) => t,
-        _ => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
-    };
-    let manifest = rec.manifest.as_ref().ok_or_else(|| ServerError::Store("sealed without manifest".into()))?;
+    let who = me.clone();
+    let (rec, manifest) = blocking(state, move |s| match s.store.transfer(&transfer)? {
+        Some(t) if t.state == TransferState::Sealed && t.is_recipient(&who) => Ok((t, manifest_of(s, &transfer)?)),
+        _ => Err(ServerError::NotFound(format!("transfer {transfer}"))),
+    })
+    .await?;
+    let manifest = &manifest;
     if r.manifest_hash != manifest.hash() {
         let user = caller.user.clone();
         blocking(state, move |s| {

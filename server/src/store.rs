@@ -27,6 +27,10 @@ const CERTS: Bytes = TableDefinition::new("certs");
 const CODES: Bytes = TableDefinition::new("codes");
 /// transfer id → [`TransferRecord`].
 const TRANSFERS: Bytes = TableDefinition::new("transfers");
+/// transfer id → [`SignedManifest`], once sealed. Kept apart from the
+/// record, which every chunk fetched rewrites: a phone extract's manifest
+/// runs to megabytes.
+const MANIFESTS: Bytes = TableDefinition::new("manifests");
 /// transfer id ‖ chunk id → ciphertext length (u32 BE).
 const TRANSFER_CHUNKS: Bytes = TableDefinition::new("transfer_chunks");
 /// transfer id ‖ chunk id ‖ recipient → () : chunks a recipient fetched.
@@ -61,11 +65,12 @@ const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 19] = [
+const TABLES: [Bytes; 20] = [
     USERS,
     CERTS,
     CODES,
     TRANSFERS,
+    MANIFESTS,
     TRANSFER_CHUNKS,
     FETCHED,
     INBOX,
@@ -267,8 +272,6 @@ pub struct TransferRecord {
     pub sealed_at: Option<u64>,
     /// Deadline.
     pub deadline: Option<u64>,
-    /// The signed manifest, once sealed.
-    pub manifest: Option<SignedManifest>,
     /// Case reference (from the manifest).
     pub case_ref: Option<String>,
     /// Items.
@@ -345,6 +348,7 @@ impl Store {
         for t in TABLES {
             tx.open_table(t)?;
         }
+        migrate(&tx)?;
         tx.commit()?;
         Ok(Store { db, signer: None })
     }
@@ -659,6 +663,11 @@ impl Store {
         self.get(TRANSFERS, id.as_bytes(), "transfer")
     }
 
+    /// A sealed transfer's signed manifest.
+    pub fn manifest(&self, id: &TransferId) -> Result<Option<SignedManifest>, ServerError> {
+        self.get(MANIFESTS, id.as_bytes(), "manifest")
+    }
+
     /// Note that a chunk (already durable in the chunk store) belongs to a
     /// transfer.
     pub fn add_chunk(
@@ -779,7 +788,7 @@ impl Store {
             rec.state = TransferState::Sealed;
             rec.sealed_at = Some(now);
             rec.deadline = Some(deadline);
-            rec.manifest = Some(manifest.clone());
+            tx.open_table(MANIFESTS)?.insert(transfer.as_bytes().as_slice(), enc(manifest).as_slice())?;
             rec.case_ref = case_ref;
             rec.items = items;
             rec.chunks = chunks.len() as u32;
@@ -997,6 +1006,90 @@ impl Store {
         }
         wtx.commit()?;
         Ok(chunk_refs_in(&rtx)?.into_iter().map(|(id, _)| id).collect())
+    }
+}
+
+/// The layout of the tables this build reads and writes.
+const SCHEMA: u64 = 2;
+/// Where [`SCHEMA`] is kept in [`META`].
+const SCHEMA_KEY: &[u8] = b"schema";
+
+/// Bring a store written by an earlier build up to [`SCHEMA`], in the
+/// transaction that opens it. Schema 1 (no key) kept each transfer's
+/// manifest inside its record.
+fn migrate(tx: &WriteTransaction) -> Result<(), ServerError> {
+    let mut meta = tx.open_table(META)?;
+    let found = match meta.get(SCHEMA_KEY)? {
+        Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| ServerError::Store("bad schema".into()))?),
+        None => 1,
+    };
+    if found > SCHEMA {
+        return Err(ServerError::Store(format!(
+            "metadata has schema {found}, written by a newer exhibitd; this one reads schema {SCHEMA}"
+        )));
+    }
+    if found == 1 {
+        let mut transfers = tx.open_table(TRANSFERS)?;
+        let mut manifests = tx.open_table(MANIFESTS)?;
+        // Keys first (16 bytes each), then one record at a time: the
+        // manifests together may not fit in memory.
+        let keys: Vec<Vec<u8>> =
+            transfers.iter()?.map(|r| r.map(|(k, _)| k.value().to_vec())).collect::<Result<_, _>>()?;
+        for key in keys {
+            let Some(v) = transfers.get(key.as_slice())?.map(|v| v.value().to_vec()) else { continue };
+            let (rec, manifest) = dec::<legacy::TransferRecordV1>(&v, "transfer (schema 1)")?.split();
+            if let Some(m) = manifest {
+                manifests.insert(key.as_slice(), enc(&m).as_slice())?;
+            }
+            transfers.insert(key.as_slice(), enc(&rec).as_slice())?;
+        }
+    }
+    if found != SCHEMA {
+        meta.insert(SCHEMA_KEY, SCHEMA.to_be_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Records as earlier schemas stored them.
+mod legacy {
+    use super::*;
+
+    /// A transfer as schema 1 stored it: the manifest inside.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct TransferRecordV1 {
+        pub transfer: TransferId,
+        pub sender: UserId,
+        pub recipients: Vec<RecipientRecord>,
+        pub state: TransferState,
+        pub created_at: u64,
+        pub sealed_at: Option<u64>,
+        pub deadline: Option<u64>,
+        pub manifest: Option<SignedManifest>,
+        pub case_ref: Option<String>,
+        pub items: u32,
+        pub bytes: u64,
+        pub chunks: u32,
+        pub ended_at: Option<u64>,
+    }
+
+    impl TransferRecordV1 {
+        pub(super) fn split(self) -> (TransferRecord, Option<SignedManifest>) {
+            let rec = TransferRecord {
+                transfer: self.transfer,
+                sender: self.sender,
+                recipients: self.recipients,
+                state: self.state,
+                created_at: self.created_at,
+                sealed_at: self.sealed_at,
+                deadline: self.deadline,
+                case_ref: self.case_ref,
+                items: self.items,
+                bytes: self.bytes,
+                chunks: self.chunks,
+                ended_at: self.ended_at,
+            };
+            (rec, self.manifest)
+        }
     }
 }
 
@@ -1396,4 +1489,63 @@ fn bump_ref(tx: &WriteTransaction, id: &ChunkId, delta: i64) -> Result<u64, Serv
         refs.insert(id.as_bytes().as_slice(), new.to_be_bytes().as_slice())?;
     }
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1(id: TransferId, manifest: Option<SignedManifest>) -> legacy::TransferRecordV1 {
+        let bob = UserId::new("bob").unwrap();
+        legacy::TransferRecordV1 {
+            transfer: id,
+            sender: UserId::new("alice").unwrap(),
+            recipients: vec![RecipientRecord { user: bob, state: DeliveryState::Sealed, at: Some(7), fetched: 2 }],
+            state: if manifest.is_some() { TransferState::Sealed } else { TransferState::Uploading },
+            created_at: 5,
+            sealed_at: manifest.as_ref().map(|_| 6),
+            deadline: Some(9),
+            manifest,
+            case_ref: Some("OP-1".into()),
+            items: 3,
+            bytes: 4000,
+            chunks: 4,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_once_keeping_every_record_and_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let (sealed, uploading) = (TransferId::random(), TransferId::random());
+        let m = SignedManifest { bytes: vec![1; 5000], signature: vec![2; 64] };
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            let mut t = tx.open_table(TRANSFERS).unwrap();
+            t.insert(sealed.as_bytes().as_slice(), enc(&v1(sealed, Some(m.clone()))).as_slice()).unwrap();
+            t.insert(uploading.as_bytes().as_slice(), enc(&v1(uploading, None)).as_slice()).unwrap();
+            drop(t);
+            tx.commit().unwrap();
+        }
+        // Opened twice: the second open must not read the new records as
+        // schema 1 again.
+        for _ in 0..2 {
+            let store = Store::open(&path).unwrap();
+            for (id, manifest) in [(sealed, Some(&m)), (uploading, None)] {
+                let rec = store.transfer(&id).unwrap().unwrap();
+                let (want, _) = v1(id, manifest.cloned()).split();
+                assert_eq!(enc(&rec), enc(&want), "record of {id} changed");
+                assert_eq!(store.manifest(&id).unwrap().as_ref(), manifest);
+            }
+        }
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META).unwrap().insert(SCHEMA_KEY, 3u64.to_be_bytes().as_slice()).unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        let Err(e) = Store::open(&path) else { panic!("a newer schema was opened") };
+        assert!(e.to_string().contains("newer exhibitd"), "{e}");
+    }
 }
