@@ -257,7 +257,7 @@ async fn fetch_once(
     // An earlier, interrupted fetch of this transfer into this directory
     // is continued: its temp files and the chunks its journal records.
     let jpath = home.dir().join("journal").join(format!("{}.fetch", opts.transfer));
-    let (tag, done) = match read_fetch_journal(&jpath) {
+    let (tag, mut done) = match read_fetch_journal(&jpath) {
         Some((h, done)) if h.out == out => (h.tag, done),
         _ => {
             let tag: u64 = rand::random();
@@ -268,6 +268,12 @@ async fn fetch_once(
     let mut temps = Temps(vec![]);
     for (i, d) in details.items.iter().enumerate() {
         let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
+        // A temp file gone (the output folder deleted, say) or of another
+        // length since the interrupted fetch does not hold what the
+        // journal says: its chunks are fetched again.
+        if !std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_file() && m.len() == d.size) {
+            done.retain(|&(item, _)| item != i);
+        }
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

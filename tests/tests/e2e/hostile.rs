@@ -362,6 +362,41 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
     assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
 }
 
+/// The output folder of an interrupted fetch deleted before it is run
+/// again: the journal's chunks are not on disk any more, so they are
+/// fetched again rather than trusted (which failed the whole-file check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
+    let reads = Arc::new(AtomicUsize::new(usize::MAX));
+    let r2 = reads.clone();
+    let maker: StoreMaker = Box::new(move |dir| {
+        Arc::new(FillingDisk {
+            inner: DiskChunks::open(dir).unwrap(),
+            full: Default::default(),
+            puts: Default::default(),
+            limit: Arc::new(AtomicUsize::new(usize::MAX)),
+            reads_left: r2,
+        })
+    });
+    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("extract.bin"), bytes(30 * 4096, 6)).unwrap();
+    let t = send_paths(&alice, vec![src.join("extract.bin")], &["bob"], 4096).await;
+    reads.store(10, Ordering::SeqCst);
+    let out = f.path("out");
+    assert!(fetch_to(&bob, t, &out).await.is_err());
+    let journal = bob.dir().join("journal").join(format!("{t}.fetch"));
+    assert!(!exhibit_client::fetch::read_fetch_journal(&journal).unwrap().1.is_empty());
+
+    std::fs::remove_dir_all(&out).unwrap();
+    reads.store(usize::MAX, Ordering::SeqCst);
+    let r = fetch_to(&bob, t, &out).await.unwrap();
+    assert_eq!(r.chunks_fetched, 30);
+    assert_eq!(std::fs::read(out.join("extract.bin")).unwrap(), bytes(30 * 4096, 6));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_size_and_user_quota_are_enforced() {
     let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| c.max_transfer_size = "12K".into()).await;
