@@ -4,7 +4,7 @@
 //! send the signed receipt.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -183,18 +183,17 @@ const DIRECT_CHUNK_MULTIPLE: u32 = 64 << 10;
 /// short last chunk) is written buffered, after. Where direct IO fails for
 /// any reason the chunk is written buffered, which reports real errors.
 fn write_at(path: &Path, bytes: &[u8], offset: u64, chunk_len: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let aligned = chunk_len % DIRECT_CHUNK_MULTIPLE == 0
         && offset % u64::from(DIRECT_CHUNK_MULTIPLE) == 0
         && bytes.as_ptr().align_offset(ALIGN) == 0;
     let whole = if aligned { bytes.len() / ALIGN * ALIGN } else { 0 };
     let direct = || -> std::io::Result<()> {
-        let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)?;
+        let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW).open(path)?;
         f.write_all_at(&bytes[..whole], offset)
     };
     let done = if whole > 0 && direct().is_ok() { whole } else { 0 };
     if done < bytes.len() {
-        let f = std::fs::OpenOptions::new().write(true).open(path)?;
+        let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
         f.write_all_at(&bytes[done..], offset + done as u64)?;
     }
     Ok(())
@@ -266,22 +265,47 @@ async fn fetch_once(
         }
     };
     let mut temps = Temps(vec![]);
+    let journaled = done.len();
     for (i, d) in details.items.iter().enumerate() {
         let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
-        // A temp file gone (the output folder deleted, say) or of another
-        // length since the interrupted fetch does not hold what the
-        // journal says: its chunks are fetched again.
-        if !std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_file() && m.len() == d.size) {
-            done.retain(|&(item, _)| item != i);
+        match std::fs::symlink_metadata(&t) {
+            // Never written through: plaintext must not follow a planted link.
+            Ok(m) if !m.is_file() => {
+                return Err(ClientError::Usage(format!(
+                    "{} is not a regular file; remove it and fetch again",
+                    t.display()
+                )))
+            }
+            Ok(m) if m.len() == d.size => {}
+            // Gone (the output folder deleted, say) or of another length
+            // since the interrupted fetch: it does not hold what the
+            // journal says, so its chunks are fetched again.
+            _ => done.retain(|&(item, _)| item != i),
         }
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&t)
             .map_err(ClientError::io(format!("creating {}", t.display())))?;
         temps.0.push(t);
         f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
+    }
+    // The journal keeps only what is still on disk, so that a retry after
+    // this attempt does not trust the dropped chunks again.
+    if done.len() != journaled {
+        write_fetch_header(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag })?;
+        let mut lines = vec![];
+        for d in &done {
+            lines.extend(serde_json::to_vec(d).map_err(|e| ClientError::Config(e.to_string()))?);
+            lines.push(b'\n');
+        }
+        let mut j = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&jpath)
+            .map_err(ClientError::io(format!("opening {}", jpath.display())))?;
+        std::io::Write::write_all(&mut j, &lines).map_err(ClientError::io(format!("writing {}", jpath.display())))?;
     }
     let journal = Arc::new(std::sync::Mutex::new(
         std::fs::OpenOptions::new()

@@ -364,7 +364,9 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
 
 /// The output folder of an interrupted fetch deleted before it is run
 /// again: the journal's chunks are not on disk any more, so they are
-/// fetched again rather than trusted (which failed the whole-file check).
+/// fetched again rather than trusted (which failed the whole-file check),
+/// and dropped from the journal for later runs. A temp file replaced by a
+/// symlink is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
     let reads = Arc::new(AtomicUsize::new(usize::MAX));
@@ -391,10 +393,31 @@ async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
     assert!(!exhibit_client::fetch::read_fetch_journal(&journal).unwrap().1.is_empty());
 
     std::fs::remove_dir_all(&out).unwrap();
+    // Interrupted once more: the journal must no longer claim the chunks
+    // of the deleted temp file, or the third run would trust them.
+    reads.store(10, Ordering::SeqCst);
+    assert!(fetch_to(&bob, t, &out).await.is_err());
     reads.store(usize::MAX, Ordering::SeqCst);
     let r = fetch_to(&bob, t, &out).await.unwrap();
-    assert_eq!(r.chunks_fetched, 30);
+    assert!(r.chunks_fetched < 30, "nothing of the second run was kept");
     assert_eq!(std::fs::read(out.join("extract.bin")).unwrap(), bytes(30 * 4096, 6));
+
+    // A temp file replaced by a link is refused, not written through.
+    reads.store(10, Ordering::SeqCst);
+    let t2 = send_paths(&alice, vec![src.join("extract.bin")], &["bob"], 4096).await;
+    let out2 = f.path("out2");
+    assert!(fetch_to(&bob, t2, &out2).await.is_err());
+    let (h, _) =
+        exhibit_client::fetch::read_fetch_journal(&bob.dir().join("journal").join(format!("{t2}.fetch"))).unwrap();
+    let part = h.out.join(format!(".exhibit-{t2}-{:016x}-0.part", h.tag));
+    let victim = f.path("elsewhere").join("victim.txt");
+    std::fs::write(&victim, b"untouched").unwrap();
+    std::fs::remove_file(&part).unwrap();
+    std::os::unix::fs::symlink(&victim, &part).unwrap();
+    reads.store(usize::MAX, Ordering::SeqCst);
+    let err = fetch_to(&bob, t2, &out2).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
