@@ -378,11 +378,11 @@ pub(crate) async fn dispatch(
         Request::GetReceipt { transfer, recipient } => {
             let (manifest, accepted, sender, recip) = blocking(state, move |s| {
                 let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
-                let manifest = manifest_of(s, &transfer)?;
                 let accepted = s
                     .store
                     .receipt(&transfer, &recipient)?
                     .ok_or_else(|| ServerError::NotFound(format!("receipt of {recipient} for {transfer}")))?;
+                let manifest = manifest_of(s, &transfer)?;
                 let sender = s.store.user(&rec.sender)?.ok_or_else(|| ServerError::NotFound("sender".into()))?;
                 let recip = s.store.user(&recipient)?.ok_or_else(|| ServerError::NotFound("recipient".into()))?;
                 Ok((manifest, accepted, sender, recip))
