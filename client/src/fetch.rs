@@ -81,13 +81,27 @@ pub struct FetchHeader {
     pub tag: u64,
 }
 
-fn write_fetch_header(path: &Path, h: &FetchHeader) -> Result<(), ClientError> {
+/// One line of a fetch journal: JSON and a newline.
+fn journal_line(v: &impl Serialize) -> Result<Vec<u8>, ClientError> {
+    let mut line = serde_json::to_vec(v).map_err(|e| ClientError::Config(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// (Re)write a fetch journal: its header and the chunks done.
+fn write_fetch_journal(
+    path: &Path,
+    h: &FetchHeader,
+    done: &std::collections::HashSet<(usize, usize)>,
+) -> Result<(), ClientError> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
     }
-    let mut line = serde_json::to_vec(h).map_err(|e| ClientError::Config(e.to_string()))?;
-    line.push(b'\n');
-    std::fs::write(path, line).map_err(ClientError::io(format!("writing {}", path.display())))
+    let mut text = journal_line(h)?;
+    for d in done {
+        text.extend(journal_line(d)?);
+    }
+    std::fs::write(path, text).map_err(ClientError::io(format!("writing {}", path.display())))
 }
 
 /// Header and chunks done of a fetch journal (a torn last line ignored).
@@ -259,9 +273,9 @@ async fn fetch_once(
     let (tag, mut done) = match read_fetch_journal(&jpath) {
         Some((h, done)) if h.out == out => (h.tag, done),
         _ => {
-            let tag: u64 = rand::random();
-            write_fetch_header(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag })?;
-            (tag, Default::default())
+            let (tag, done) = (rand::random(), Default::default());
+            write_fetch_journal(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag }, &done)?;
+            (tag, done)
         }
     };
     let mut temps = Temps(vec![]);
@@ -295,17 +309,7 @@ async fn fetch_once(
     // The journal keeps only what is still on disk, so that a retry after
     // this attempt does not trust the dropped chunks again.
     if done.len() != journaled {
-        write_fetch_header(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag })?;
-        let mut lines = vec![];
-        for d in &done {
-            lines.extend(serde_json::to_vec(d).map_err(|e| ClientError::Config(e.to_string()))?);
-            lines.push(b'\n');
-        }
-        let mut j = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&jpath)
-            .map_err(ClientError::io(format!("opening {}", jpath.display())))?;
-        std::io::Write::write_all(&mut j, &lines).map_err(ClientError::io(format!("writing {}", jpath.display())))?;
+        write_fetch_journal(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag }, &done)?;
     }
     let journal = Arc::new(std::sync::Mutex::new(
         std::fs::OpenOptions::new()
@@ -356,9 +360,7 @@ async fn fetch_once(
                     write_at(&files[item], plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
                     buffers.give(buf);
                     buffers.give(cipher);
-                    let mut line =
-                        serde_json::to_vec(&(item, index)).map_err(|e| ClientError::Config(e.to_string()))?;
-                    line.push(b'\n');
+                    let line = journal_line(&(item, index))?;
                     let mut j = journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?;
                     std::io::Write::write_all(&mut *j, &line).map_err(ClientError::io("writing fetch journal"))?;
                     // Counted where it is written: a chunk finished after

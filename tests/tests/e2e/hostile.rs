@@ -314,8 +314,9 @@ async fn interrupted_send_resumes_sending_only_the_remainder() {
     assert_eq!(std::fs::read(dest.join("case/a-small.txt")).unwrap(), bytes(100, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
+/// A server whose chunk store serves only as many reads as the returned
+/// counter says (unlimited until set): downloads stop part way.
+async fn with_reads_left() -> (Fixture, Arc<AtomicUsize>) {
     let reads = Arc::new(AtomicUsize::new(usize::MAX));
     let r2 = reads.clone();
     let maker: StoreMaker = Box::new(move |dir| {
@@ -327,7 +328,12 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
             reads_left: r2,
         })
     });
-    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    (Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await, reads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
+    let (f, reads) = with_reads_left().await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");
@@ -369,18 +375,7 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
 /// symlink is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
-    let reads = Arc::new(AtomicUsize::new(usize::MAX));
-    let r2 = reads.clone();
-    let maker: StoreMaker = Box::new(move |dir| {
-        Arc::new(FillingDisk {
-            inner: DiskChunks::open(dir).unwrap(),
-            full: Default::default(),
-            puts: Default::default(),
-            limit: Arc::new(AtomicUsize::new(usize::MAX)),
-            reads_left: r2,
-        })
-    });
-    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let (f, reads) = with_reads_left().await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");
