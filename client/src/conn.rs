@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::frame::{self, Request, Response};
-use exhibit_proto::{ChunkId, TransferId};
+use exhibit_proto::{limits, ChunkId, TransferId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 use crate::error::ClientError;
@@ -19,6 +19,8 @@ pub struct Conn {
     conn: quinn::Connection,
     _endpoint: quinn::Endpoint,
     server: String,
+    /// The server takes chunk offers (it speaks [`exhibit_proto::ALPN`]).
+    offers: bool,
 }
 
 /// How long one request may wait for its answer (or its body).
@@ -73,7 +75,7 @@ impl Conn {
                 .map_err(|e| err(format!("client certificate: {e}")))?,
             None => builder.with_no_client_auth(),
         };
-        tls.alpn_protocols = vec![exhibit_proto::ALPN.to_vec()];
+        tls.alpn_protocols = exhibit_proto::alpn_protocols();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = exhibit_net::transport(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000)));
@@ -93,7 +95,12 @@ impl Conn {
             .map_err(|e| err(e.to_string()))?
             .await
             .map_err(|e| err(refused_why(&e).unwrap_or_else(|| format!("handshake: {e}"))))?;
-        Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned() })
+        let protocol = conn
+            .handshake_data()
+            .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|h| h.protocol);
+        let offers = protocol.as_deref() == Some(exhibit_proto::ALPN);
+        Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned(), offers })
     }
 
     /// Send a request with an optional raw body after the frame, and read
@@ -109,28 +116,41 @@ impl Conn {
         req: &Request,
         body: Option<Bytes>,
     ) -> Result<(Response, quinn::RecvStream), ClientError> {
-        // When the server closed the connection, its reason says more than
-        // the stream's "connection lost" (e.g. "user bob has been revoked").
-        let stream_err = |e: &dyn std::fmt::Display| match self.conn.close_reason().as_ref().and_then(refused_why) {
-            Some(why) => ClientError::Stream(format!("{}: {why}", self.server)),
-            None => ClientError::Stream(format!("{}: {e}", self.server)),
-        };
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_err(&e))?;
-        let f = frame::encode(req)?;
-        send.write_all(&f).await.map_err(|e| stream_err(&e))?;
+        let (mut send, mut recv) = self.start(req).await?;
         if let Some(b) = body {
             // Handed over, not copied: chunks are megabytes.
-            send.write_chunk(b).await.map_err(|e| stream_err(&e))?;
+            send.write_chunk(b).await.map_err(|e| self.stream_err(&e))?;
         }
-        send.finish().map_err(|e| stream_err(&e))?;
+        send.finish().map_err(|e| self.stream_err(&e))?;
+        Ok((self.response(&mut recv).await?, recv))
+    }
+
+    /// A new stream with `req` written on it.
+    async fn start(&self, req: &Request) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.stream_err(&e))?;
+        send.write_all(&frame::encode(req)?).await.map_err(|e| self.stream_err(&e))?;
+        Ok((send, recv))
+    }
+
+    /// The next response frame; an error response is an error.
+    async fn response(&self, recv: &mut quinn::RecvStream) -> Result<Response, ClientError> {
         let mut prefix = [0u8; 4];
-        recv.read_exact(&mut prefix).await.map_err(|e| stream_err(&e))?;
+        recv.read_exact(&mut prefix).await.map_err(|e| self.stream_err(&e))?;
         let n = frame::body_len(prefix)?;
         let mut buf = vec![0u8; n];
-        recv.read_exact(&mut buf).await.map_err(|e| stream_err(&e))?;
+        recv.read_exact(&mut buf).await.map_err(|e| self.stream_err(&e))?;
         match frame::decode_response(&buf)? {
             Response::Error { code, message } => Err(ClientError::Server { code, message }),
-            r => Ok((r, recv)),
+            r => Ok(r),
+        }
+    }
+
+    /// A stream error. When the server closed the connection, its reason
+    /// says more than "connection lost" (e.g. "user bob has been revoked").
+    fn stream_err(&self, e: &dyn std::fmt::Display) -> ClientError {
+        match self.conn.close_reason().as_ref().and_then(refused_why) {
+            Some(why) => ClientError::Stream(format!("{}: {why}", self.server)),
+            None => ClientError::Stream(format!("{}: {e}", self.server)),
         }
     }
 
@@ -178,7 +198,9 @@ impl Conn {
         Ok((resp, body))
     }
 
-    /// Upload one chunk.
+    /// Upload one chunk. One longer than [`limits::EAGER_CHUNK`] is offered
+    /// first, and its bytes sent once the server has room for them (unless
+    /// the server predates offers).
     pub async fn put_chunk(
         &self,
         transfer: TransferId,
@@ -186,11 +208,40 @@ impl Conn {
         bytes: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
         let bytes = bytes.into();
-        let req = Request::PutChunk { transfer, id, len: bytes.len() as u32 };
-        match self.exchange(&req, Some(bytes)).await?.0 {
+        let len = bytes.len() as u32;
+        let stored = if len <= limits::EAGER_CHUNK || !self.offers {
+            self.exchange(&Request::PutChunk { transfer, id, len }, Some(bytes)).await?.0
+        } else {
+            self.offer_chunk(&Request::OfferChunk { transfer, id, len }, bytes).await?
+        };
+        match stored {
             Response::ChunkStored => Ok(()),
             r => Err(unexpected(&r)),
         }
+    }
+
+    /// Offer a chunk, wait for the go-ahead, send it, and read the answer.
+    /// Each half has [`REQUEST_TIMEOUT`]: a server that queues uploads for
+    /// longer is too busy to wait for.
+    async fn offer_chunk(&self, offer: &Request, bytes: Bytes) -> Result<Response, ClientError> {
+        let timeout =
+            |what: &str| ClientError::Stream(format!("{}: {what} within {}s", self.server, REQUEST_TIMEOUT.as_secs()));
+        let go = async {
+            let (send, mut recv) = self.start(offer).await?;
+            match self.response(&mut recv).await? {
+                Response::SendChunk => Ok((send, recv)),
+                r => Err(unexpected(&r)),
+            }
+        };
+        let (mut send, mut recv) = tokio::time::timeout(REQUEST_TIMEOUT, go)
+            .await
+            .map_err(|_| timeout("server busy: no room for the chunk"))??;
+        let put = async {
+            send.write_chunk(bytes).await.map_err(|e| self.stream_err(&e))?;
+            send.finish().map_err(|e| self.stream_err(&e))?;
+            self.response(&mut recv).await
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, put).await.map_err(|_| timeout("no answer"))?
     }
 
     /// Download one chunk of at most `max` bytes, into a buffer from `pool`.

@@ -6,8 +6,11 @@
 //! bytes; a chunk download response likewise. A manifest, which can be far
 //! larger than a frame (a 250 GB image has 60,000 chunks), travels the same
 //! way: its length in the frame, its bytes after it, bounded by
-//! [`crate::limits::MAX_MANIFEST`]. The protocol version is the ALPN
-//! (`exhibit/1`); new variants are only ever appended.
+//! [`crate::limits::MAX_MANIFEST`]. A chunk longer than
+//! [`crate::limits::EAGER_CHUNK`] is offered first ([`Request::OfferChunk`])
+//! and its bytes sent only when the server says so. The protocol version is
+//! the ALPN (`exhibit/2`, which added offers to `exhibit/1`); new variants
+//! are only ever appended.
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +105,13 @@ pub enum Request {
     /// Admin: a one-time link that logs the caller in to the web dashboard
     /// (their client certificate vouches for them instead of the token).
     AdminDashboardLogin,
+    /// Upload one chunk of `len` bytes, announced first: the server answers
+    /// [`Response::SendChunk`] once it has room for it in memory, the bytes
+    /// follow on the same stream, and then it answers as for
+    /// [`Request::PutChunk`]. So uploads queue at the server instead of
+    /// filling its memory, however many arrive at once. Clients announce
+    /// every chunk longer than [`crate::limits::EAGER_CHUNK`].
+    OfferChunk { transfer: TransferId, id: ChunkId, len: u32 },
 }
 
 /// What an alert is about.
@@ -382,6 +392,8 @@ pub enum Response {
     },
     /// A one-time dashboard login link, valid until `expires_at`.
     DashboardLogin { url: String, expires_at: u64 },
+    /// An offered chunk is accepted: send its bytes now.
+    SendChunk,
 }
 
 /// Encode a frame: length prefix and body.

@@ -31,7 +31,14 @@ pub use ids::{ChunkId, TransferId, UserId};
 pub use manifest::{Manifest, SignedManifest, VerifiedManifest};
 pub use receipt::{AcceptedReceipt, Receipt, ReceiptBundle, SignedReceipt};
 
-/// Application protocol name negotiated in TLS (ALPN).
-pub const ALPN: &[u8] = b"exhibit/1";
+/// Application protocol negotiated in TLS (ALPN): `exhibit/1` with chunk
+/// offers ([`frame::Request::OfferChunk`]).
+pub const ALPN: &[u8] = b"exhibit/2";
+/// The first protocol, still spoken with peers that predate offers.
+pub const ALPN_V1: &[u8] = b"exhibit/1";
+/// What either end offers, preferred first.
+pub fn alpn_protocols() -> Vec<Vec<u8>> {
+    vec![ALPN.to_vec(), ALPN_V1.to_vec()]
+}
 
 pub mod duration;

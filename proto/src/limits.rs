@@ -12,6 +12,10 @@ pub const MAX_FRAME: u32 = 1 << 20;
 pub const DEFAULT_CHUNK_SIZE: u32 = 4 << 20;
 /// Largest plaintext chunk size a manifest may declare.
 pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
+/// Longest chunk a client uploads without offering it first: the server
+/// reads up to this much per stream before it has counted it against its
+/// upload memory (see `Request::OfferChunk`).
+pub const EAGER_CHUNK: u32 = 64 << 10;
 /// Smallest plaintext chunk size a sender may choose.
 pub const MIN_CHUNK_SIZE: u32 = 1 << 10;
 /// Most recipients (users, after groups are expanded) of one transfer.

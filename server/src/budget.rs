@@ -1,21 +1,25 @@
-//! How many bytes of chunks the server holds in memory for downloads at
-//! once.
+//! How many bytes of chunks the server holds in memory at once: one budget
+//! for downloads, one for uploads.
 //!
 //! A download holds its chunk's length from before the chunk is read from
-//! storage until quinn has had it acknowledged. Past the budget a request
-//! waits its turn (first come, first served), so the server's memory stays
-//! flat however many fetches run at once. One connection may hold at most
-//! half of it. A peer that stops taking a response is cut off by a timeout;
-//! one that vanishes keeps what quinn has not had acknowledged until its
-//! connection times out, when the requests it still has waiting end too
-//! ([`Share::close`]). A user with several connections, each stalled, can
-//! still hold the whole budget for that long.
+//! storage until quinn has had it acknowledged. An upload holds its chunk's
+//! length from before the client may send it ([`exhibit_proto::frame::Request::OfferChunk`])
+//! until it is on disk. Past the budget a request waits its turn (first
+//! come, first served), so the server's memory stays flat however many
+//! transfers run at once. One connection may hold at most half of a budget.
+//! A peer that stops taking a response, or stops sending a body, is cut off
+//! by a timeout; one that vanishes keeps what quinn has not had acknowledged
+//! until its connection times out, when the requests it still has waiting
+//! end too ([`Share::close`]). A user with several connections, each
+//! stalled, can still hold a whole budget for that long.
 //!
-//! Uploads are not counted here: their bodies reach quinn whether or not
-//! the server has room to read them, so waiting would move the memory into
-//! quinn's buffers rather than save it (measured: 8 concurrent 1 GiB sends
-//! peaked at about the same server RSS with and without). An upload's
-//! memory is bounded per connection, by its streams and their windows.
+//! An upload waits before its bytes are sent, never after: bytes the server
+//! has not read fill the connection's QUIC window, and a request waiting on
+//! them would stall the other uploads of its connection, the very ones that
+//! would free the memory it waits for. Chunks of at most
+//! [`exhibit_proto::limits::EAGER_CHUNK`] are sent unannounced and not
+//! counted (at most that much per stream), as are whole chunks from clients
+//! that predate the offer.
 
 use std::sync::Arc;
 
@@ -26,7 +30,7 @@ use crate::error::ServerError;
 /// Budgets count in KiB, so that a `u32` request covers any chunk.
 const UNIT: u64 = 1024;
 
-/// The server-wide budget for downloads.
+/// A server-wide memory budget.
 #[derive(Debug)]
 pub struct Budget {
     all: Arc<Semaphore>,
@@ -47,6 +51,21 @@ impl Share {
     /// quinn holds unacknowledged, alive for ever.)
     pub fn close(&self) {
         self.open.send_replace(false);
+    }
+}
+
+/// A connection's shares of the download and upload budgets.
+#[derive(Debug)]
+pub struct Shares {
+    pub download: Share,
+    pub upload: Share,
+}
+
+impl Shares {
+    /// The connection has ended: see [`Share::close`].
+    pub fn close(&self) {
+        self.download.close();
+        self.upload.close();
     }
 }
 
@@ -81,7 +100,7 @@ impl Budget {
     /// Fails once the share is closed.
     pub async fn hold(&self, share: &Share, len: u64) -> Result<Held, ServerError> {
         let want = units_of(len).clamp(1, share.units);
-        let closed = || ServerError::Stream("connection closed while waiting for download memory".into());
+        let closed = || ServerError::Stream("connection closed while waiting for memory".into());
         let mut open = share.open.subscribe();
         let hold = async {
             let mine = share.sem.clone().acquire_many_owned(want).await.map_err(|_| closed())?;

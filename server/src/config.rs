@@ -59,6 +59,10 @@ pub struct Config {
     /// across every connection; past it, requests wait their turn.
     #[serde(default = "default_download_memory")]
     pub download_memory: String,
+    /// Chunk bytes the server holds in memory for uploads at once, across
+    /// every connection; past it, offered chunks wait their turn.
+    #[serde(default = "default_upload_memory")]
+    pub upload_memory: String,
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
@@ -212,6 +216,9 @@ fn default_code_ttl() -> String {
 fn default_download_memory() -> String {
     "128M".into()
 }
+fn default_upload_memory() -> String {
+    "128M".into()
+}
 fn default_idle() -> String {
     "60s".into()
 }
@@ -245,6 +252,8 @@ pub struct Settings {
     pub user_quota: Option<u64>,
     /// Chunk bytes held in memory for downloads at once.
     pub download_memory: u64,
+    /// Chunk bytes held in memory for uploads at once.
+    pub upload_memory: u64,
 }
 
 impl Config {
@@ -266,6 +275,7 @@ impl Config {
             max_transfer_size: default_max_transfer(),
             user_quota: default_quota(),
             download_memory: default_download_memory(),
+            upload_memory: default_upload_memory(),
             admin_emails: vec![],
             webhook: None,
             smtp: None,
@@ -330,10 +340,12 @@ impl Config {
                 ));
             }
         }
-        let download_memory = size("download_memory", &self.download_memory)?;
-        if download_memory == 0 {
-            return Err(ServerError::Setup("config: download_memory must be more than 0 (e.g. 128M)".into()));
-        }
+        let memory = |key: &str, v: &str| match size(key, v)? {
+            0 => Err(ServerError::Setup(format!("config: {key} must be more than 0 (e.g. 128M)"))),
+            n => Ok(n),
+        };
+        let download_memory = memory("download_memory", &self.download_memory)?;
+        let upload_memory = memory("upload_memory", &self.upload_memory)?;
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {
             ack_within,
@@ -349,6 +361,7 @@ impl Config {
                 v => Some(size("user_quota", v)?),
             },
             download_memory,
+            upload_memory,
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),

@@ -1,6 +1,6 @@
 //! exhibit-server: the `exhibitd` QUIC server.
 //!
-//! A connection is mutual TLS (ALPN `exhibit/1`); each request is one
+//! A connection is mutual TLS (ALPN `exhibit/2`, or `exhibit/1` for older clients); each request is one
 //! bidirectional stream. Who the caller is comes only from the verified
 //! client certificate (see [`service::authenticate`]).
 #![forbid(unsafe_code)]
@@ -83,6 +83,8 @@ pub struct State {
     /// Chunk bytes in memory for downloads at once, across every
     /// connection.
     pub download_memory: budget::Budget,
+    /// Chunk bytes held for uploads at once (offered chunks wait past it).
+    pub upload_memory: budget::Budget,
 }
 
 impl State {
@@ -106,6 +108,7 @@ impl State {
             dashboard_logins: Default::default(),
             buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
             download_memory: budget::Budget::new(settings.download_memory),
+            upload_memory: budget::Budget::new(settings.upload_memory),
             settings,
         }
     }
@@ -341,16 +344,17 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         },
     };
-    let share = Arc::new(state.download_memory.share());
+    let shares =
+        Arc::new(budget::Shares { download: state.download_memory.share(), upload: state.upload_memory.share() });
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(state.clone(), share.clone(), cert_hash, send, recv));
+                tokio::spawn(serve_stream(state.clone(), shares.clone(), cert_hash, send, recv));
             }
             Err(e) => {
                 tracing::debug!(reason = %e, "connection ended");
                 exhibit_net::log_stats(&conn);
-                share.close();
+                shares.close();
                 return;
             }
         }
@@ -375,13 +379,13 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, Se
 
 async fn serve_stream(
     state: Arc<State>,
-    share: Arc<budget::Share>,
+    shares: Arc<budget::Shares>,
     cert_hash: Option<[u8; 32]>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
     let result = match read_request(&mut recv).await {
-        Ok(req) => service::dispatch(&state, &share, cert_hash, req, &mut recv).await,
+        Ok(req) => service::dispatch(&state, &shares, cert_hash, req, &mut send, &mut recv).await,
         Err(e) => Err(e),
     };
     // A body is handed to quinn, not copied: a chunk's pooled buffer goes

@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let settings = load_config(&path).with_context(|| format!("loading {}", path.display()))?;
             let server = Server::start(settings, Arc::new(SystemClock)).await?;
-            println!("exhibitd listening on {} (QUIC, ALPN exhibit/1); Ctrl-C to stop", server.local_addr());
+            println!("exhibitd listening on {} (QUIC, ALPN exhibit/2); Ctrl-C to stop", server.local_addr());
             // SIGTERM (systemd, docker stop) and SIGINT both stop cleanly.
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use exhibit_proto::audit::Checkpoint;
 use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry};
-use exhibit_proto::frame::{EnrolRequest, Request, Response, TransferState, UserInfo};
+use exhibit_proto::frame::{self, EnrolRequest, Request, Response, TransferState, UserInfo};
 use exhibit_proto::limits::{self, max_sealed_len};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
 
@@ -213,13 +213,15 @@ fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
     }
 }
 
-/// Handle one request from an authenticated or anonymous peer. `body`
-/// reads the raw bytes after the frame (chunk uploads).
+/// Handle one request from an authenticated or anonymous peer. `recv`
+/// reads the raw bytes after the frame (chunk uploads); `send` carries the
+/// go-ahead for an offered chunk before the reply.
 pub(crate) async fn dispatch(
     state: &Arc<State>,
-    share: &crate::budget::Share,
+    shares: &crate::budget::Shares,
     cert_hash: Option<[u8; 32]>,
     req: Request,
+    send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Reply, ServerError> {
     if let Request::Enrol(e) = req {
@@ -307,7 +309,13 @@ pub(crate) async fn dispatch(
             Response::Users { users }
         }
         Request::CreateTransfer { transfer, recipients } => create(state, me, transfer, recipients, now).await?,
-        Request::PutChunk { transfer, id, len } => put_chunk(state, me, transfer, id, len, recv, now).await?,
+        Request::PutChunk { transfer, id, len } => {
+            put_chunk(state, Upload { me, transfer, id, len, now }, None, recv).await?
+        }
+        Request::OfferChunk { transfer, id, len } => {
+            let offer = Some((&shares.upload, send));
+            put_chunk(state, Upload { me, transfer, id, len, now }, offer, recv).await?
+        }
         Request::Seal { signature, manifest_len } => {
             let len = exhibit_proto::frame::manifest_len(manifest_len)?;
             let bytes = read_body(state, recv, len, "manifest").await?.to_vec();
@@ -354,7 +362,7 @@ pub(crate) async fn dispatch(
                 s.store.transfer_chunk(&transfer, &id)?.ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))
             })
             .await?;
-            let held = state.download_memory.hold(share, len.into()).await?;
+            let held = state.download_memory.hold(&shares.download, len.into()).await?;
             // Looked up again, with the caller: the wait for memory may have
             // been long enough for a revocation.
             let bytes = blocking(state, move |s| {
@@ -573,15 +581,25 @@ async fn create(
     Ok(Response::Created)
 }
 
-async fn put_chunk(
-    state: &Arc<State>,
+/// A chunk upload: who, where, which, how long, when.
+struct Upload {
     me: UserId,
     transfer: TransferId,
     id: ChunkId,
     len: u32,
-    recv: &mut quinn::RecvStream,
     now: u64,
+}
+
+/// Store one uploaded chunk. An offered chunk (`offer`: the connection's
+/// share of the upload memory, and the stream to say "send it" on) is let
+/// in only when there is memory for it, and holds it until it is on disk.
+async fn put_chunk(
+    state: &Arc<State>,
+    up: Upload,
+    offer: Option<(&crate::budget::Share, &mut quinn::SendStream)>,
+    recv: &mut quinn::RecvStream,
 ) -> Result<Response, ServerError> {
+    let Upload { me, transfer, id, len, now } = up;
     let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
     let rec = match rec {
         Some(t) if t.sender == me => t,
@@ -605,6 +623,18 @@ async fn put_chunk(
         None => 0,
     };
     crate::store::check_limits(rec.bytes, used, len, max, quota)?;
+    // Refusals above come at once; only an acceptable chunk waits. A seal
+    // or a revocation during the wait is caught when the chunk is added
+    // (in its transaction) or by the connection closing.
+    let _held = match offer {
+        Some((share, send)) => {
+            let held = state.upload_memory.hold(share, len.into()).await?;
+            let go = frame::encode(&Response::SendChunk)?;
+            send.write_all(&go).await.map_err(|e| ServerError::Stream(format!("sending the go-ahead: {e}")))?;
+            Some(held)
+        }
+        None => None,
+    };
     // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
     // blocks, and the disk gets one large write (measured faster here than
     // hashing and writing quinn's packet-sized pieces).

@@ -20,6 +20,11 @@ async fn raw(conn: &Conn, bytes: &[u8]) -> Response {
     let (mut send, mut recv) = conn.connection().open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
     send.finish().unwrap();
+    next_frame(&mut recv).await
+}
+
+/// The next response frame on a stream.
+async fn next_frame(recv: &mut quinn::RecvStream) -> Response {
     let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         let mut prefix = [0u8; 4];
         recv.read_exact(&mut prefix).await.unwrap();
@@ -62,7 +67,19 @@ async fn oversized_and_malformed_frames_get_typed_errors_and_the_server_keeps_se
     let mut put = frame::encode(&Request::PutChunk { transfer: t, id: ChunkId([0; 32]), len: 4 }).unwrap();
     put.extend_from_slice(b"evil");
     assert_eq!(code(&raw(&conn, &put).await), ErrorCode::ChunkMismatch);
+    // Offered chunks: refused before their bytes are asked for, or let in
+    // and then checked like any other.
+    let offer = |t, len| frame::encode(&Request::OfferChunk { transfer: t, id: ChunkId([0; 32]), len }).unwrap();
+    assert_eq!(code(&raw(&conn, &offer(t, u32::MAX)).await), ErrorCode::TooLarge);
+    assert_eq!(code(&raw(&conn, &offer(TransferId::random(), 4)).await), ErrorCode::NotFound);
+    let (mut send, mut recv) = conn.connection().open_bi().await.unwrap();
+    send.write_all(&offer(t, 4)).await.unwrap();
+    assert!(matches!(next_frame(&mut recv).await, Response::SendChunk), "no go-ahead for an acceptable offer");
+    send.write_all(b"evil").await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(code(&next_frame(&mut recv).await), ErrorCode::ChunkMismatch);
     assert!(f.chunk_files().is_empty(), "a refused chunk was stored");
+    assert_eq!(f.state().upload_memory.free(), f.state().upload_memory.total(), "a refused offer kept its memory");
 
     // Random garbage, many times: always a typed answer.
     for i in 0..50u64 {

@@ -234,3 +234,63 @@ async fn concurrent_fetches_take_turns_for_download_memory_and_give_it_back() {
     });
     assert!(given_back.await.is_ok(), "download memory not given back: {} of {} free", budget.free(), budget.total());
 }
+
+/// Chunks longer than `EAGER_CHUNK` are offered, and count against the
+/// server's upload memory from the go-ahead until they are on disk: with
+/// room for two chunks in all and one per connection, three senders at once
+/// take turns, every transfer arrives whole, and every byte of the budget is
+/// given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_take_turns_for_upload_memory_and_give_it_back() {
+    use exhibit_server::{Background, SystemClock};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let f = Fixture::start_with(Arc::new(SystemClock), Background::On, |c| c.upload_memory = "192K".into()).await;
+    let budget = &f.state().upload_memory;
+    assert_eq!(budget.total(), 192 << 10);
+    let bob = f.user("bob", Role::Caseworker).await;
+    let names = ["alice", "carol", "dan"];
+    let mut senders = vec![];
+    for n in names {
+        senders.push(f.user(n, Role::EvidenceUnit).await);
+    }
+    // 128 KiB chunks (past EAGER_CHUNK) seal to more than a connection's
+    // 96 KiB share: each is held alone on its connection, two connections
+    // at a time.
+    let chunk = 128 << 10;
+    assert!(chunk > exhibit_proto::limits::EAGER_CHUNK);
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watch = {
+        let (state, seen) = (f.state().clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                seen.lock().unwrap().insert(state.upload_memory.free());
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        })
+    };
+    let mut sends = tokio::task::JoinSet::new();
+    for (i, home) in senders.into_iter().enumerate() {
+        let src = f.path(&format!("src{i}"));
+        let data = bytes(6 * chunk as usize, 90 + i as u64);
+        std::fs::write(src.join("interview.mp4"), &data).unwrap();
+        sends.spawn(async move { (send_paths(&home, vec![src.join("interview.mp4")], &["bob"], chunk).await, data) });
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut sent = vec![];
+    while let Some(r) = tokio::time::timeout_at(deadline, sends.join_next()).await.expect("sends hung") {
+        sent.push(r.unwrap());
+    }
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    let share = budget.total() / 2;
+    assert!(seen.iter().all(|free| free % share == 0), "an upload held less than its chunk: free bytes seen {seen:?}");
+    assert!(seen.iter().any(|&free| free < budget.total()), "no upload was counted: free bytes seen {seen:?}");
+    assert_eq!(budget.free(), budget.total(), "upload memory not given back");
+    for (i, (t, data)) in sent.into_iter().enumerate() {
+        let out = f.path(&format!("out{i}"));
+        assert!(fetch_to(&bob, t, &out).await.unwrap().receipt.is_some());
+        assert_eq!(tree(&out), vec![("interview.mp4".to_string(), data)]);
+    }
+}
