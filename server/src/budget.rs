@@ -7,8 +7,8 @@
 //! until it is on disk. Past the budget a request waits its turn (first
 //! come, first served), so the server's memory stays flat however many
 //! transfers run at once. One connection may hold at most half of a budget.
-//! A peer that stops taking a response, or stops sending a body, is cut off
-//! by a timeout; one that vanishes keeps what quinn has not had acknowledged
+//! A peer that stops taking a response or a go-ahead, or stops sending a
+//! body, is cut off by a timeout; one that vanishes keeps what quinn has not had acknowledged
 //! until its connection times out, when the requests it still has waiting
 //! end too ([`Share::close`]). A user with several connections, each
 //! stalled, can still hold a whole budget for that long.
@@ -18,8 +18,9 @@
 //! them would stall the other uploads of its connection, the very ones that
 //! would free the memory it waits for. Chunks of at most
 //! [`exhibit_proto::limits::EAGER_CHUNK`] are sent unannounced and not
-//! counted (at most that much per stream), as are whole chunks from clients
-//! that predate the offer.
+//! counted (at most that much per stream). So are whole chunks sent
+//! unannounced, as clients that predate the offer do: while those are
+//! served, any client can opt out of the upload budget this way.
 
 use std::sync::Arc;
 

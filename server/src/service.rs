@@ -629,8 +629,13 @@ async fn put_chunk(
     let _held = match offer {
         Some((share, send)) => {
             let held = state.upload_memory.hold(share, len.into()).await?;
+            // A peer that gives the stream no credit must not keep the
+            // memory: the go-ahead is bounded like the body.
             let go = frame::encode(&Response::SendChunk)?;
-            send.write_all(&go).await.map_err(|e| ServerError::Stream(format!("sending the go-ahead: {e}")))?;
+            tokio::time::timeout(crate::BODY_TIMEOUT, send.write_all(&go))
+                .await
+                .map_err(|_| ServerError::Stream("peer did not take the go-ahead in time".into()))?
+                .map_err(|e| ServerError::Stream(format!("sending the go-ahead: {e}")))?;
             Some(held)
         }
         None => None,
