@@ -17,6 +17,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== building (release)"
 cargo build --release --locked -q --bin exhibit --bin exhibitd
+# The CPU a send cannot avoid on this machine (proto/benches/floor.rs).
+echo "== measuring the floor: the crypto and copies every byte of a send needs"
+cargo bench --locked -q -p exhibit-proto --bench floor 2>/dev/null | tee "$DIR/floor.out" | sed 's/^/  /'
+read -r _ FLOOR_CPU CORES FLOOR_S < <(grep '^floor ' "$DIR/floor.out")
 BIN=$PWD/target/release
 for tool in b3sum rage; do
     if ! command -v "$tool" >/dev/null; then
@@ -60,6 +64,7 @@ ADMIN_CODE=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['adm
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; [ -f "$DIR/ssh/sshd.pid" ] && kill $(cat "$DIR/ssh/sshd.pid") 2>/dev/null || true' EXIT
 sleep 1
+kill -0 $SERVER 2>/dev/null || { echo "exhibitd did not start (is port 4499 taken?):" >&2; cat "$DIR/server.log" >&2; exit 1; }
 X() { "$BIN/exhibit" --home "$DIR/$1" "${@:2}"; }
 X admin enrol --server 127.0.0.1:4499 --code "$ADMIN_CODE" --ca "$CA" >/dev/null
 A=$(X admin admin user add alice --org bench --role evidence-unit)
@@ -108,7 +113,7 @@ for MIB in "${SIZES[@]}"; do
     fi
     warm "$F"; C0=$(server_cpu)
     timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json
-    row "exhibit send"; SEND=$T; SEND_RSS=$RSS; SEND_SRV=$(python3 -c "print($(server_cpu) - $C0)")
+    row "exhibit send"; SEND=$T; SEND_RSS=$RSS; SEND_CPU=$CPU; SEND_SRV=$(python3 -c "print($(server_cpu) - $C0)")
     TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")
     rm -rf "$DIR/out"
     C0=$(server_cpu)
@@ -134,6 +139,9 @@ for MIB in "${SIZES[@]}"; do
         echo "  ratios: send/scp $(python3 -c "print(f'{$SCPT/$SEND:.2f}')")  fetch/scp $(python3 -c "print(f'{$SCPT/$FETCH:.2f}')")  (> 1 is faster than scp)"
     fi
     echo "  server CPU s/GiB: send $(per_gib "$SEND_SRV"), fetch $(per_gib "$FETCH_SRV") (the rows above are the client's)"
+    SEND_ALL=$(python3 -c "print(($SEND_CPU + $SEND_SRV) * 1024 / $MIB)")
+    echo "  send: client + server $(secs "$SEND_ALL") CPU s/GiB, $(python3 -c "print(f'{$SEND_ALL/$FLOOR_CPU:.2f}')")x the floor of $FLOOR_CPU;" \
+        "at the floor on $CORES cores a send would take $FLOOR_S s/GiB, $(python3 -c "print(f'{$RAGE*1024/$MIB/$FLOOR_S:.2f}')") of rage's rate"
     echo "  peak RSS: client send $((SEND_RSS / 1024)) MiB, fetch $((FETCH_RSS / 1024)) MiB, server so far ${SRV_RSS} MiB (target < 256)"
     rm -rf "$DIR/out" "$F"
 done
