@@ -57,6 +57,19 @@ impl Conn {
     /// Connect to `server`, trusting only the CA `ca_der`, presenting
     /// `identity` if given.
     pub async fn connect(server: &str, ca_der: &[u8], identity: Option<Identity<'_>>) -> Result<Conn, ClientError> {
+        let protocols = exhibit_proto::alpn_protocols();
+        let protocols: Vec<&[u8]> = protocols.iter().map(Vec::as_slice).collect();
+        Conn::connect_speaking(server, ca_der, identity, &protocols).await
+    }
+
+    /// As [`Conn::connect`], offering only `protocols` (ALPN), preferred
+    /// first: `[ALPN_V1]` is a client that predates chunk offers.
+    pub async fn connect_speaking(
+        server: &str,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        protocols: &[&[u8]],
+    ) -> Result<Conn, ClientError> {
         let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
         let (addr, name) = resolve(server).await?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -75,7 +88,7 @@ impl Conn {
                 .map_err(|e| err(format!("client certificate: {e}")))?,
             None => builder.with_no_client_auth(),
         };
-        tls.alpn_protocols = exhibit_proto::alpn_protocols();
+        tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = exhibit_net::transport(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000)));
@@ -258,6 +271,12 @@ impl Conn {
             _ => None,
         };
         Ok(self.request_body_into(&req, len, max, |n| pool.take(n)).await?.1)
+    }
+
+    /// Whether the server takes chunk offers (`exhibit/2` was negotiated):
+    /// only then are chunks over [`limits::EAGER_CHUNK`] offered first.
+    pub fn takes_offers(&self) -> bool {
+        self.offers
     }
 
     /// The underlying QUIC connection (tools and tests that speak the

@@ -32,7 +32,7 @@ pub use manifest::{Manifest, SignedManifest, VerifiedManifest};
 pub use receipt::{AcceptedReceipt, Receipt, ReceiptBundle, SignedReceipt};
 
 /// Application protocol negotiated in TLS (ALPN): `exhibit/1` with chunk
-/// offers ([`frame::Request::OfferChunk`]).
+/// offers added ([`frame::Request::OfferChunk`]).
 pub const ALPN: &[u8] = b"exhibit/2";
 /// The first protocol, still spoken with peers that predate offers.
 pub const ALPN_V1: &[u8] = b"exhibit/1";

@@ -22,6 +22,7 @@
 //! unannounced, as clients that predate the offer do: while those are
 //! served, any client can opt out of the upload budget this way.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,6 +37,7 @@ const UNIT: u64 = 1024;
 pub struct Budget {
     all: Arc<Semaphore>,
     units: u32,
+    granted: AtomicU64,
 }
 
 /// One connection's share of a [`Budget`].
@@ -86,7 +88,7 @@ impl Budget {
     /// A budget of `bytes` (at least 1 KiB).
     pub fn new(bytes: u64) -> Self {
         let units = units_of(bytes).max(1);
-        Budget { all: Arc::new(Semaphore::new(units as usize)), units }
+        Budget { all: Arc::new(Semaphore::new(units as usize)), units, granted: AtomicU64::new(0) }
     }
 
     /// A new connection's share: half the budget.
@@ -106,6 +108,7 @@ impl Budget {
         let hold = async {
             let mine = share.sem.clone().acquire_many_owned(want).await.map_err(|_| closed())?;
             let all = self.all.clone().acquire_many_owned(want).await.map_err(|_| closed())?;
+            self.granted.fetch_add(1, Ordering::Relaxed);
             Ok(Held { _share: mine, _all: all })
         };
         tokio::select! {
@@ -117,6 +120,11 @@ impl Budget {
     /// Bytes not held at the moment.
     pub fn free(&self) -> u64 {
         self.all.available_permits() as u64 * UNIT
+    }
+
+    /// How many holds have been granted since the server started.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
     }
 
     /// The whole budget, bytes.

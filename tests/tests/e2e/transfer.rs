@@ -286,11 +286,49 @@ async fn concurrent_sends_take_turns_for_upload_memory_and_give_it_back() {
     let seen = seen.lock().unwrap().clone();
     let share = budget.total() / 2;
     assert!(seen.iter().all(|free| free % share == 0), "an upload held less than its chunk: free bytes seen {seen:?}");
-    assert!(seen.iter().any(|&free| free < budget.total()), "no upload was counted: free bytes seen {seen:?}");
+    // Three senders, six chunks each, every one over EAGER_CHUNK: each
+    // was offered and held.
+    assert!(budget.granted() >= 18, "only {} of 18 uploads were held", budget.granted());
     assert_eq!(budget.free(), budget.total(), "upload memory not given back");
     for (i, (t, data)) in sent.into_iter().enumerate() {
         let out = f.path(&format!("out{i}"));
         assert!(fetch_to(&bob, t, &out).await.unwrap().receipt.is_some());
         assert_eq!(tree(&out), vec![("interview.mp4".to_string(), data)]);
+    }
+}
+
+/// Both protocol versions are served. A client that predates chunk offers
+/// (ALPN `exhibit/1`) sends a large chunk unannounced and it is stored,
+/// unbudgeted; a current client negotiates `exhibit/2` and offers it, and
+/// it is held against the upload budget. A client that offered over
+/// `exhibit/1` (an older server answers "malformed request") or did not
+/// offer over `exhibit/2` fails here.
+#[tokio::test]
+async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() {
+    use exhibit_client::conn::Conn;
+    use exhibit_proto::frame::Request;
+    use exhibit_proto::{ChunkId, TransferId, ALPN, ALPN_V1};
+
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let p = alice.load().unwrap();
+    let budget = &f.state().upload_memory;
+    for (i, (protocols, offers)) in [(vec![ALPN_V1], false), (vec![ALPN, ALPN_V1], true)].into_iter().enumerate() {
+        let identity = Some((p.tls_cert.as_slice(), p.tls_key.as_slice()));
+        let conn = Conn::connect_speaking(&p.config.server, &p.ca_der, identity, &protocols).await.unwrap();
+        assert_eq!(conn.takes_offers(), offers, "protocols {protocols:?}");
+        let t = TransferId::random();
+        conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
+        let before = budget.granted();
+        let big = bytes(exhibit_proto::limits::EAGER_CHUNK as usize * 4, 40 + i as u64);
+        let small = bytes(1000, 50 + i as u64);
+        for chunk in [big, small] {
+            let id = ChunkId::of(&chunk);
+            conn.put_chunk(t, id, chunk).await.unwrap();
+            assert_eq!(f.state().store.chunk_ref(&id).unwrap(), 1, "chunk not stored with protocols {protocols:?}");
+        }
+        assert_eq!(budget.granted() - before, u64::from(offers), "holds with protocols {protocols:?}");
+        assert_eq!(budget.free(), budget.total(), "upload memory not given back");
     }
 }
