@@ -4,7 +4,7 @@
 //! send the signed receipt.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -175,7 +175,10 @@ fn safe_parent(out: &Path, rel: &RelPath) -> Result<PathBuf, ClientError> {
             Ok(_) => {
                 return Err(ClientError::Verify(format!("{} exists and is not a directory", dir.display())));
             }
-            Err(_) => std::fs::create_dir(&dir).map_err(ClientError::io(format!("creating {}", dir.display())))?,
+            Err(_) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(ClientError::io(format!("creating {}", dir.display())))?,
         }
     }
     Ok(dir.join(comps[comps.len() - 1]))
@@ -183,6 +186,25 @@ fn safe_parent(out: &Path, rel: &RelPath) -> Result<PathBuf, ClientError> {
 
 fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
     rel.components().fold(out.to_owned(), |p, c| p.join(c))
+}
+
+/// Which file a temp file is (device, inode): the one this fetch created
+/// or checked. Plaintext is never written into a file swapped in under its
+/// name, nor is such a file moved into place.
+type FileId = (u64, u64);
+
+fn file_id(m: &std::fs::Metadata) -> FileId {
+    (m.dev(), m.ino())
+}
+
+/// Open the temp file at `path` for writing (with `flags` besides), if it
+/// is still the file `id` names.
+fn open_temp(path: &Path, id: FileId, flags: i32) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new().write(true).custom_flags(flags | libc::O_NOFOLLOW).open(path)?;
+    if file_id(&f.metadata()?) != id {
+        return Err(std::io::Error::other(format!("{} was replaced during the fetch", path.display())));
+    }
+    Ok(f)
 }
 
 /// Chunk lengths written with direct IO are multiples of this: the largest
@@ -196,19 +218,16 @@ const DIRECT_CHUNK_MULTIPLE: u32 = 64 << 10;
 /// through the page cache and written back at the final fsync; the rest (a
 /// short last chunk) is written buffered, after. Where direct IO fails for
 /// any reason the chunk is written buffered, which reports real errors.
-fn write_at(path: &Path, bytes: &[u8], offset: u64, chunk_len: u32) -> std::io::Result<()> {
+fn write_at(path: &Path, id: FileId, bytes: &[u8], offset: u64, chunk_len: u32) -> std::io::Result<()> {
     let aligned = chunk_len % DIRECT_CHUNK_MULTIPLE == 0
         && offset % u64::from(DIRECT_CHUNK_MULTIPLE) == 0
         && bytes.as_ptr().align_offset(ALIGN) == 0;
     let whole = if aligned { bytes.len() / ALIGN * ALIGN } else { 0 };
-    let direct = || -> std::io::Result<()> {
-        let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW).open(path)?;
-        f.write_all_at(&bytes[..whole], offset)
-    };
+    let direct =
+        || -> std::io::Result<()> { open_temp(path, id, libc::O_DIRECT)?.write_all_at(&bytes[..whole], offset) };
     let done = if whole > 0 && direct().is_ok() { whole } else { 0 };
     if done < bytes.len() {
-        let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-        f.write_all_at(&bytes[done..], offset + done as u64)?;
+        open_temp(path, id, 0)?.write_all_at(&bytes[done..], offset + done as u64)?;
     }
     Ok(())
 }
@@ -256,7 +275,13 @@ async fn fetch_once(
     let details: SealedDetails = seal::open_details(&vm, &p.age)?;
     let paths = details.check(m)?;
 
-    std::fs::create_dir_all(&opts.out).map_err(ClientError::io(format!("creating {}", opts.out.display())))?;
+    // Folders and files made here are the user's alone (0700, 0600): the
+    // plaintext is evidence, and often of the most private kind.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&opts.out)
+        .map_err(ClientError::io(format!("creating {}", opts.out.display())))?;
     let out = opts.out.canonicalize().map_err(ClientError::io(format!("resolving {}", opts.out.display())))?;
     for rel in &paths {
         let dest = dest_of(&out, rel);
@@ -279,6 +304,10 @@ async fn fetch_once(
         }
     };
     let mut temps = Temps(vec![]);
+    let mut ids = vec![];
+    // Whoever owns this fetch's journal (the user's own home) must own the
+    // temp files too.
+    let owner = std::fs::metadata(&jpath).map_err(ClientError::io(format!("reading {}", jpath.display())))?.uid();
     let journaled = done.len();
     for (i, d) in details.items.iter().enumerate() {
         let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
@@ -300,9 +329,26 @@ async fn fetch_once(
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&t)
             .map_err(ClientError::io(format!("creating {}", t.display())))?;
+        // One left by an interrupted fetch must still be ours alone: a file
+        // someone else owns, or that is linked under another name too, can
+        // be read or changed behind our back.
+        let m = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
+        if m.uid() != owner || m.nlink() != 1 {
+            return Err(ClientError::Usage(format!(
+                "{} is not this user's alone (another owner, or linked elsewhere); remove it and fetch again",
+                t.display()
+            )));
+        }
+        if m.mode() & 0o077 != 0 {
+            // Left by a version that made temp files readable by others.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(ClientError::io(format!("restricting {}", t.display())))?;
+        }
+        ids.push(file_id(&m));
         temps.0.push(t);
         f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
     }
@@ -317,7 +363,7 @@ async fn fetch_once(
             .open(&jpath)
             .map_err(ClientError::io(format!("opening {}", jpath.display())))?,
     ));
-    let files = Arc::new(temps.0.clone());
+    let files: Arc<Vec<(PathBuf, FileId)>> = Arc::new(temps.0.iter().cloned().zip(ids.iter().copied()).collect());
     let vm = Arc::new(vm);
     let identity = Arc::new(p.age.clone());
 
@@ -357,7 +403,8 @@ async fn fetch_once(
                     let (chunk_len, size) = shape[item];
                     let tree = by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
                     let hash = seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain, tree)?;
-                    write_at(&files[item], plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
+                    let (path, id) = &files[item];
+                    write_at(path, *id, plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
                     buffers.give(buf);
                     buffers.give(cipher);
                     let line = journal_line(&(item, index))?;
@@ -448,6 +495,10 @@ async fn fetch_once(
         })?;
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
+        }
+        let still = std::fs::symlink_metadata(&temps.0[i]).map(|m| file_id(&m));
+        if still.ok() != Some(ids[i]) {
+            return Err(ClientError::Verify(format!("{} was replaced during the fetch", temps.0[i].display())));
         }
         std::fs::rename(&temps.0[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
         items.push(FetchedItem {

@@ -432,6 +432,54 @@ async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
 }
 
+/// Fetched evidence is readable by its user alone: the folders a fetch
+/// makes are 0700 and the files 0600, whatever the umask allows. A temp file
+/// left by an interrupted fetch is trusted only while it is ours alone: one
+/// also linked under another name (someone could read or change it there)
+/// is refused, and one readable by others (an older version made them so)
+/// is restricted before anything more is written into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_evidence_is_readable_by_its_user_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (f, reads) = with_reads_left().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src").join("case");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/interview.mp4"), bytes(30 * 4096, 11)).unwrap();
+    let t = send_paths(&alice, vec![src], &["bob"], 4096).await;
+
+    // Interrupted, then the temp file linked elsewhere: refused.
+    reads.store(10, Ordering::SeqCst);
+    let out = f.dir.path().join("fresh").join("out");
+    assert!(fetch_to(&bob, t, &out).await.is_err());
+    let (h, _) =
+        exhibit_client::fetch::read_fetch_journal(&bob.dir().join("journal").join(format!("{t}.fetch"))).unwrap();
+    let part = h.out.join(format!(".exhibit-{t}-{:016x}-0.part", h.tag));
+    assert_eq!(mode(&part), 0o600, "temp file");
+    let copy = f.path("elsewhere").join("copy");
+    std::fs::hard_link(&part, &copy).unwrap();
+    reads.store(usize::MAX, Ordering::SeqCst);
+    let err = fetch_to(&bob, t, &out).await.unwrap_err();
+    assert!(err.to_string().contains("not this user's alone"), "{err}");
+    assert!(!out.join("case").exists(), "delivered through a shared temp file");
+
+    // Unlinked there, but left readable by others: restricted, and the
+    // fetch completes.
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = fetch_to(&bob, t, &out).await.unwrap();
+    assert!(r.receipt.is_some());
+    let file = out.join("case/sub/interview.mp4");
+    assert_eq!(std::fs::read(&file).unwrap(), bytes(30 * 4096, 11));
+    assert_eq!(mode(&file), 0o600, "fetched file");
+    assert_eq!(mode(&out.join("case")), 0o700, "folder made by the fetch");
+    assert_eq!(mode(&out.join("case/sub")), 0o700, "folder made by the fetch");
+    assert_eq!(mode(&out), 0o700, "output folder made by the fetch");
+    assert_eq!(mode(out.parent().unwrap()), 0o700, "output folder's parent made by the fetch");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_size_and_user_quota_are_enforced() {
     let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| c.max_transfer_size = "12K".into()).await;
