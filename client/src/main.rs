@@ -2,6 +2,9 @@
 
 use clap::Parser;
 
+/// How long the closing packets of a finished command get to leave.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -9,7 +12,13 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = exhibit_client::cli::Cli::parse();
-    match cli.run().await {
+    let result = cli.run().await;
+    // Connections closed by the command are told to the server by tasks of
+    // this runtime: give them a moment before it goes, or the server keeps
+    // each connection (and what it counts against, such as a place for an
+    // enrolling stranger) until its idle timeout.
+    tokio::time::sleep(CLOSE_GRACE).await;
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,6 +8,8 @@ use exhibit_proto::UserId;
 
 /// QUIC application close code: the user was revoked.
 pub const CLOSE_REVOKED: u32 = 2;
+/// QUIC application close code: too many connections of its kind at once.
+pub const CLOSE_BUSY: u32 = 3;
 
 /// Live connections of enrolled users.
 #[derive(Debug, Default)]

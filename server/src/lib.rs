@@ -85,6 +85,8 @@ pub struct State {
     pub download_memory: budget::Budget,
     /// Chunk bytes held for uploads at once (offered chunks wait past it).
     pub upload_memory: budget::Budget,
+    /// Connections without a user's certificate (they may only enrol).
+    pub anonymous: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -109,6 +111,7 @@ impl State {
             buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
             download_memory: budget::Budget::new(settings.download_memory),
             upload_memory: budget::Budget::new(settings.upload_memory),
+            anonymous: Arc::new(tokio::sync::Semaphore::new(ANONYMOUS_CONNECTIONS)),
             settings,
         }
     }
@@ -274,6 +277,13 @@ impl Server {
         }
         drop(self.dashboard);
         self.endpoint.wait_idle().await;
+        // Connection and stream tasks keep the state, and with it the
+        // database, until they notice the close: a restart on the same data
+        // must not find it still open. Bounded, in case one is stuck.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.state) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Run until the endpoint closes.
@@ -302,16 +312,26 @@ fn peer_cert_hash(conn: &quinn::Connection) -> Option<[u8; 32]> {
     certs.first().map(|c| *blake3::hash(c.as_ref()).as_bytes())
 }
 
+/// Connections without a user's certificate served at once; more are
+/// closed at once. Each may hold one stream and [`tls::ANONYMOUS_WINDOW`].
+pub const ANONYMOUS_CONNECTIONS: usize = 64;
+/// The largest request frame from a connection without a user's
+/// certificate: enrolment needs a few hundred bytes.
+pub const ANONYMOUS_MAX_FRAME: usize = 64 << 10;
+
+/// What a connection may do at once: one stream and a small receive window
+/// until its certificate is found to be a user's (the transport's initial
+/// limits, see [`tls::server_config`]), then these.
+const USER_STREAMS: u32 = 64;
+const USER_WINDOW: u32 = 64 << 20;
+
 async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     // The handshake verified any certificate against our CA; which user it
     // belongs to is looked up per request, so a revocation bites at once.
     let cert_hash = peer_cert_hash(&conn);
-    let _registered = match cert_hash {
-        // Without a certificate the only thing to do is enrol: one stream.
-        None => {
-            conn.set_max_concurrent_bi_streams(1u32.into());
-            None
-        }
+    let mut _anonymous = None;
+    let user = match cert_hash {
+        None => None,
         Some(h) => match service::blocking(&state, move |s| {
             // The first connection with a renewed certificate retires the
             // one it replaced.
@@ -334,6 +354,8 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                     conn.close(conns::CLOSE_REVOKED.into(), format!("user {} has been revoked", user.user).as_bytes());
                     return;
                 }
+                conn.set_max_concurrent_bi_streams(USER_STREAMS.into());
+                conn.set_receive_window(USER_WINDOW.into());
                 Some(reg)
             }
             // Unknown certificate: each request is refused with a reason.
@@ -344,12 +366,25 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         },
     };
+    // Without a user the only thing to do is enrol (or be told why not):
+    // the initial limits stay, and only so many such connections at once.
+    if user.is_none() {
+        match state.anonymous.clone().try_acquire_owned() {
+            Ok(permit) => _anonymous = Some(permit),
+            Err(_) => {
+                tracing::warn!("too many connections without a user's certificate; one refused");
+                conn.close(conns::CLOSE_BUSY.into(), b"server busy: too many connections without a certificate");
+                return;
+            }
+        }
+    }
+    let max_frame = if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME };
     let shares =
         Arc::new(budget::Shares { download: state.download_memory.share(), upload: state.upload_memory.share() });
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(state.clone(), shares.clone(), cert_hash, send, recv));
+                tokio::spawn(serve_stream(state.clone(), shares.clone(), cert_hash, max_frame, send, recv));
             }
             Err(e) => {
                 tracing::debug!(reason = %e, "connection ended");
@@ -361,14 +396,30 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     }
 }
 
-async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, ServerError> {
+/// Read one request frame of at most `max` bytes. Its buffer grows with
+/// the bytes that arrive, not with the length the peer declares.
+async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame::Request, ServerError> {
     let mut prefix = [0u8; 4];
     let read = async {
         let short = |e: quinn::ReadExactError| ServerError::BadRequest(format!("truncated request frame: {e}"));
         recv.read_exact(&mut prefix).await.map_err(short)?;
         let n = frame::body_len(prefix)?;
-        let mut body = vec![0u8; n];
-        recv.read_exact(&mut body).await.map_err(short)?;
+        if n > max {
+            return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
+                what: "request frame",
+                got: n as u64,
+                max: max as u64,
+            }));
+        }
+        let mut body = Vec::with_capacity(n.min(FRAME_STEP));
+        while body.len() < n {
+            let want = (n - body.len()).min(FRAME_STEP);
+            match recv.read_chunk(want, true).await {
+                Ok(Some(c)) => body.extend_from_slice(&c.bytes),
+                Ok(None) => return Err(ServerError::BadRequest("truncated request frame".into())),
+                Err(e) => return Err(ServerError::BadRequest(format!("truncated request frame: {e}"))),
+            }
+        }
         Ok::<_, ServerError>(body)
     };
     let body = tokio::time::timeout(BODY_TIMEOUT, read)
@@ -377,14 +428,18 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<frame::Request, Se
     Ok(frame::decode_request(&body)?)
 }
 
+/// How much of a request frame is read at a time.
+const FRAME_STEP: usize = 64 << 10;
+
 async fn serve_stream(
     state: Arc<State>,
     shares: Arc<budget::Shares>,
     cert_hash: Option<[u8; 32]>,
+    max_frame: usize,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let result = match read_request(&mut recv).await {
+    let result = match read_request(&mut recv, max_frame).await {
         Ok(req) => service::dispatch(&state, &shares, cert_hash, req, &mut send, &mut recv).await,
         Err(e) => Err(e),
     };

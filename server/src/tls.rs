@@ -18,6 +18,9 @@ use crate::error::ServerError;
 /// user.
 pub type Revoked = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 
+/// The connection receive window before the peer is known to be a user.
+pub const ANONYMOUS_WINDOW: u32 = 1 << 20;
+
 /// The quinn server config: TLS 1.3 only, one crypto provider (aws-lc-rs)
 /// passed explicitly, client certificates verified against our CA when
 /// offered, and refused in the handshake when `revoked` says so. A
@@ -45,7 +48,13 @@ pub fn server_config(data: &Path, settings: &Settings, revoked: Revoked) -> Resu
     let idle = quinn::IdleTimeout::try_from(Duration::from_secs(settings.idle_timeout))
         .map_err(|e| ServerError::Setup(format!("idle_timeout: {e}")))?;
     let mut transport = exhibit_net::transport(idle);
-    transport.max_concurrent_bidi_streams(64u32.into()).max_concurrent_uni_streams(0u32.into());
+    // A connection starts with one stream and a small window; a user's is
+    // given more once its certificate is found (serve_connection). Credit
+    // given in the handshake could not be taken back from a stranger.
+    transport
+        .max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .receive_window(ANONYMOUS_WINDOW.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

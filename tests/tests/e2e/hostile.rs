@@ -480,6 +480,89 @@ async fn fetched_evidence_is_readable_by_its_user_alone() {
     assert_eq!(mode(out.parent().unwrap()), 0o700, "output folder's parent made by the fetch");
 }
 
+/// A stranger (no user's certificate) may only enrol, and gets what that
+/// needs: one stream at a time, frames of at most 64 KiB, and only so many
+/// such connections at once. A user's connection is given its 64 streams
+/// once its certificate is found. The limits are the transport's initial
+/// ones, so a stranger never holds credit for more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_get_one_stream_small_frames_and_a_bounded_number_of_connections() {
+    use std::time::Duration;
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let p = alice.load().unwrap();
+    let server = p.config.server.clone();
+    let stranger = Conn::connect(&server, &p.ca_der, None).await.unwrap();
+    let open = stranger.connection().open_bi().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stranger.connection().open_bi()).await.is_err(),
+        "a stranger opened a second stream at once"
+    );
+    drop(open);
+    let big = (exhibit_server::ANONYMOUS_MAX_FRAME as u32 + 1).to_be_bytes();
+    let (mut send, mut recv) = stranger.connection().open_bi().await.unwrap();
+    send.write_all(&big).await.unwrap();
+    assert_eq!(code(&next_frame(&mut recv).await), ErrorCode::TooLarge, "a stranger's frame over 64 KiB");
+
+    // A user's connection has its streams.
+    let user = Conn::open(&p).await.unwrap();
+    let mut streams = vec![];
+    for _ in 0..16 {
+        let s = tokio::time::timeout(Duration::from_secs(10), user.connection().open_bi()).await;
+        streams.push(s.expect("a user could not open 16 streams at once").unwrap());
+    }
+    drop(streams);
+
+    // Strangers past the bound are turned away; the user is not. (The
+    // fixture's two enrolments were strangers too, and the server may not
+    // have seen them go yet: up to two fewer may get in.)
+    let bound = exhibit_server::ANONYMOUS_CONNECTIONS;
+    let mut strangers = vec![stranger];
+    while strangers.len() <= bound {
+        strangers.push(Conn::connect(&server, &p.ca_der, None).await.unwrap());
+    }
+    let busy = |c: &Conn| {
+        matches!(c.connection().close_reason(), Some(quinn::ConnectionError::ApplicationClosed(ref r))
+            if r.reason.starts_with(b"server busy"))
+    };
+    let turned_away = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let n = strangers.iter().filter(|c| busy(c)).count();
+            if n > 0 && n == strangers.iter().filter(|c| c.connection().close_reason().is_some()).count() {
+                return n;
+            }
+        }
+    });
+    let turned_away = turned_away.await.expect("no stranger was turned away");
+    let let_in = strangers.len() - turned_away;
+    assert!(let_in <= bound && let_in + 2 >= bound, "{let_in} strangers let in at once; the bound is {bound}");
+    assert!(matches!(user.request(&Request::Inbox).await, Ok(Response::Transfers { .. })));
+    // Strangers who leave make room for others.
+    for c in strangers.iter().filter(|c| c.connection().close_reason().is_none()) {
+        c.close();
+    }
+    let later = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            // Until the server has seen a stranger leave, a newcomer is
+            // still turned away, at any step of its request.
+            let answered = async {
+                let c = Conn::connect(&server, &p.ca_der, None).await.ok()?;
+                let (mut send, mut recv) = c.connection().open_bi().await.ok()?;
+                send.write_all(&frame::encode(&Request::Inbox).unwrap()).await.ok()?;
+                send.finish().ok()?;
+                let mut prefix = [0u8; 4];
+                recv.read_exact(&mut prefix).await.ok()
+            };
+            if answered.await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    later.await.expect("no room for a stranger after one left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_size_and_user_quota_are_enforced() {
     let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| c.max_transfer_size = "12K".into()).await;
