@@ -16,11 +16,13 @@
 //! An upload waits before its bytes are sent, never after: bytes the server
 //! has not read fill the connection's QUIC window, and a request waiting on
 //! them would stall the other uploads of its connection, the very ones that
-//! would free the memory it waits for. Chunks of at most
+//! would free the memory it waits for. Bodies of at most
 //! [`exhibit_proto::limits::EAGER_CHUNK`] are sent unannounced and not
-//! counted (at most that much per stream). So are whole chunks sent
-//! unannounced, as clients that predate the offer do: while those are
-//! served, any client can opt out of the upload budget this way.
+//! counted (at most that much per stream). Larger ones from clients that
+//! predate the offer (`exhibit/1`), and large manifests, are unannounced
+//! too: they are held before they are read, their bytes meanwhile bounded
+//! by the connection's QUIC window. Under `exhibit/2` a large chunk that
+//! is not offered is refused.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

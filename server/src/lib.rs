@@ -378,18 +378,25 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         }
     }
-    let max_frame = if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME };
-    let shares =
-        Arc::new(budget::Shares { download: state.download_memory.share(), upload: state.upload_memory.share() });
+    let protocol = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    let peer = Arc::new(Peer {
+        cert_hash,
+        offers: protocol.as_deref() == Some(exhibit_proto::ALPN),
+        max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
+        shares: budget::Shares { download: state.download_memory.share(), upload: state.upload_memory.share() },
+    });
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(state.clone(), shares.clone(), cert_hash, max_frame, send, recv));
+                tokio::spawn(serve_stream(state.clone(), peer.clone(), send, recv));
             }
             Err(e) => {
                 tracing::debug!(reason = %e, "connection ended");
                 exhibit_net::log_stats(&conn);
-                shares.close();
+                peer.shares.close();
                 return;
             }
         }
@@ -431,16 +438,21 @@ async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame:
 /// How much of a request frame is read at a time.
 const FRAME_STEP: usize = 64 << 10;
 
-async fn serve_stream(
-    state: Arc<State>,
-    shares: Arc<budget::Shares>,
-    cert_hash: Option<[u8; 32]>,
-    max_frame: usize,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-) {
-    let result = match read_request(&mut recv, max_frame).await {
-        Ok(req) => service::dispatch(&state, &shares, cert_hash, req, &mut send, &mut recv).await,
+/// What every request on a connection shares.
+pub(crate) struct Peer {
+    /// BLAKE3 of the client certificate, if one was presented.
+    pub cert_hash: Option<[u8; 32]>,
+    /// `exhibit/2` was negotiated: chunks over EAGER_CHUNK are offered.
+    pub offers: bool,
+    /// The largest request frame taken.
+    pub max_frame: usize,
+    /// The connection's shares of the memory budgets.
+    pub shares: budget::Shares,
+}
+
+async fn serve_stream(state: Arc<State>, peer: Arc<Peer>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let result = match read_request(&mut recv, peer.max_frame).await {
+        Ok(req) => service::dispatch(&state, &peer, req, &mut send, &mut recv).await,
         Err(e) => Err(e),
     };
     // A body is handed to quinn, not copied: a chunk's pooled buffer goes

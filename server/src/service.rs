@@ -218,8 +218,7 @@ fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
 /// go-ahead for an offered chunk before the reply.
 pub(crate) async fn dispatch(
     state: &Arc<State>,
-    shares: &crate::budget::Shares,
-    cert_hash: Option<[u8; 32]>,
+    peer: &crate::Peer,
     req: Request,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
@@ -227,7 +226,7 @@ pub(crate) async fn dispatch(
     if let Request::Enrol(e) = req {
         return enrol(state, e).await.map(Reply::Frame);
     }
-    let caller = authenticate(state, cert_hash).await?;
+    let caller = authenticate(state, peer.cert_hash).await?;
     let me = caller.user.clone();
     let now = state.clock.now();
     let frame = match req {
@@ -258,7 +257,7 @@ pub(crate) async fn dispatch(
             Response::CodeIssued { code, expires_at }
         }
         Request::Renew { csr_der } => {
-            let Some(old) = cert_hash else {
+            let Some(old) = peer.cert_hash else {
                 return Err(ServerError::Unauthenticated("renewal needs the current certificate".into()));
             };
             let cert_der = blocking(state, move |s| {
@@ -310,14 +309,23 @@ pub(crate) async fn dispatch(
         }
         Request::CreateTransfer { transfer, recipients } => create(state, me, transfer, recipients, now).await?,
         Request::PutChunk { transfer, id, len } => {
-            put_chunk(state, Upload { me, transfer, id, len, now }, None, recv).await?
+            let up = Upload { me, transfer, id, len, now, offered: false };
+            put_chunk(state, peer, up, send, recv).await?
         }
         Request::OfferChunk { transfer, id, len } => {
-            let offer = Some((&shares.upload, send));
-            put_chunk(state, Upload { me, transfer, id, len, now }, offer, recv).await?
+            if !peer.offers {
+                return Err(ServerError::BadRequest("chunk offers are not part of exhibit/1".into()));
+            }
+            put_chunk(state, peer, Upload { me, transfer, id, len, now, offered: true }, send, recv).await?
         }
         Request::Seal { signature, manifest_len } => {
             let len = exhibit_proto::frame::manifest_len(manifest_len)?;
+            // Sent unannounced, like an exhibit/1 chunk: a large one is
+            // held while it is read and checked.
+            let _held = match len > limits::EAGER_CHUNK as usize {
+                true => Some(state.upload_memory.hold(&peer.shares.upload, len as u64).await?),
+                false => None,
+            };
             let bytes = read_body(state, recv, len, "manifest").await?.to_vec();
             seal(state, &caller, SignedManifest { bytes, signature }, now).await?
         }
@@ -362,7 +370,7 @@ pub(crate) async fn dispatch(
                 s.store.transfer_chunk(&transfer, &id)?.ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))
             })
             .await?;
-            let held = state.download_memory.hold(&shares.download, len.into()).await?;
+            let held = state.download_memory.hold(&peer.shares.download, len.into()).await?;
             // Looked up again, with the caller: the wait for memory may have
             // been long enough for a revocation.
             let bytes = blocking(state, move |s| {
@@ -588,18 +596,24 @@ struct Upload {
     id: ChunkId,
     len: u32,
     now: u64,
+    /// Offered (`OfferChunk`): its bytes come after our go-ahead on `send`.
+    offered: bool,
 }
 
-/// Store one uploaded chunk. An offered chunk (`offer`: the connection's
-/// share of the upload memory, and the stream to say "send it" on) is let
-/// in only when there is memory for it, and holds it until it is on disk.
+/// Store one uploaded chunk. Every chunk over [`limits::EAGER_CHUNK`] is
+/// held against the upload memory until it is on disk: an offered one
+/// before the client may send it (the go-ahead waits for the memory), an
+/// unannounced one (from an `exhibit/1` client, whose bytes are already on
+/// the way, bounded by the connection's window) before its body is read.
+/// Under `exhibit/2` such a chunk must be offered.
 async fn put_chunk(
     state: &Arc<State>,
+    peer: &crate::Peer,
     up: Upload,
-    offer: Option<(&crate::budget::Share, &mut quinn::SendStream)>,
+    send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Response, ServerError> {
-    let Upload { me, transfer, id, len, now } = up;
+    let Upload { me, transfer, id, len, now, offered } = up;
     let rec = blocking(state, move |s| s.store.transfer(&transfer)).await?;
     let rec = match rec {
         Some(t) if t.sender == me => t,
@@ -626,20 +640,25 @@ async fn put_chunk(
     // Refusals above come at once; only an acceptable chunk waits. A seal
     // or a revocation during the wait is caught when the chunk is added
     // (in its transaction) or by the connection closing.
-    let _held = match offer {
-        Some((share, send)) => {
-            let held = state.upload_memory.hold(share, len.into()).await?;
-            // A peer that gives the stream no credit must not keep the
-            // memory: the go-ahead is bounded like the body.
-            let go = frame::encode(&Response::SendChunk)?;
-            tokio::time::timeout(crate::BODY_TIMEOUT, send.write_all(&go))
-                .await
-                .map_err(|_| ServerError::Stream("peer did not take the go-ahead in time".into()))?
-                .map_err(|e| ServerError::Stream(format!("sending the go-ahead: {e}")))?;
-            Some(held)
-        }
-        None => None,
+    if !offered && peer.offers && len > limits::EAGER_CHUNK {
+        return Err(ServerError::BadRequest(format!(
+            "under exhibit/2 a chunk over {} bytes is offered first (OfferChunk)",
+            limits::EAGER_CHUNK
+        )));
+    }
+    let _held = match offered || len > limits::EAGER_CHUNK {
+        true => Some(state.upload_memory.hold(&peer.shares.upload, len.into()).await?),
+        false => None,
     };
+    if offered {
+        // A peer that gives the stream no credit must not keep the memory:
+        // the go-ahead is bounded like the body.
+        let go = frame::encode(&Response::SendChunk)?;
+        tokio::time::timeout(crate::BODY_TIMEOUT, send.write_all(&go))
+            .await
+            .map_err(|_| ServerError::Stream("peer did not take the go-ahead in time".into()))?
+            .map_err(|e| ServerError::Stream(format!("sending the go-ahead: {e}")))?;
+    }
     // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
     // blocks, and the disk gets one large write (measured faster here than
     // hashing and writing quinn's packet-sized pieces).

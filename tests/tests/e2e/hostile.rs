@@ -80,6 +80,16 @@ async fn oversized_and_malformed_frames_get_typed_errors_and_the_server_keeps_se
     assert_eq!(code(&next_frame(&mut recv).await), ErrorCode::ChunkMismatch);
     assert!(f.chunk_files().is_empty(), "a refused chunk was stored");
     assert_eq!(f.state().upload_memory.free(), f.state().upload_memory.total(), "a refused offer kept its memory");
+    // Each protocol's uploads as that protocol has them: under exhibit/2 a
+    // chunk over EAGER_CHUNK must be offered, and exhibit/1 has no offers.
+    let eager = exhibit_proto::limits::EAGER_CHUNK;
+    let put = frame::encode(&Request::PutChunk { transfer: t, id: ChunkId([0; 32]), len: eager + 1 }).unwrap();
+    assert_eq!(code(&raw(&conn, &put).await), ErrorCode::BadRequest, "an unannounced large chunk under exhibit/2");
+    let p = alice.load().unwrap();
+    let identity = Some((p.tls_cert.as_slice(), p.tls_key.as_slice()));
+    let v1 = Conn::connect_speaking(&p.config.server, &p.ca_der, identity, &[exhibit_proto::ALPN_V1]).await.unwrap();
+    assert_eq!(code(&raw(&v1, &offer(t, 4)).await), ErrorCode::BadRequest, "an offer under exhibit/1");
+    assert_eq!(f.state().upload_memory.free(), f.state().upload_memory.total(), "a refused upload kept memory");
 
     // Random garbage, many times: always a typed answer.
     for i in 0..50u64 {
