@@ -2,7 +2,9 @@
 //! for downloads, one for uploads.
 //!
 //! A download holds its chunk's length from before the chunk is read from
-//! storage until quinn has had it acknowledged. An upload holds its chunk's
+//! storage until quinn has had it acknowledged; a manifest sent in a reply
+//! (manifest, receipt, custody) likewise, when over
+//! [`exhibit_proto::limits::EAGER_CHUNK`]. An upload holds its chunk's
 //! length from before the client may send it ([`exhibit_proto::frame::Request::OfferChunk`])
 //! until it is on disk. Past the budget a request waits its turn (first
 //! come, first served), so the server's memory stays flat however many

@@ -438,6 +438,19 @@ async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame:
 /// How much of a request frame is read at a time.
 const FRAME_STEP: usize = 64 << 10;
 
+/// A reply's body with the memory it is counted against, given back when
+/// quinn drops it.
+struct HeldBody {
+    bytes: Vec<u8>,
+    _held: budget::Held,
+}
+
+impl AsRef<[u8]> for HeldBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// What every request on a connection shares.
 pub(crate) struct Peer {
     /// BLAKE3 of the client certificate, if one was presented.
@@ -460,7 +473,10 @@ async fn serve_stream(state: Arc<State>, peer: Arc<Peer>, mut send: quinn::SendS
     // done with it.
     let (head, body) = match result {
         Ok(Reply::Frame(r)) => (r, None),
-        Ok(Reply::WithBody(r, bytes)) => (r, Some(bytes::Bytes::from(bytes))),
+        Ok(Reply::WithBody(r, bytes, None)) => (r, Some(bytes::Bytes::from(bytes))),
+        Ok(Reply::WithBody(r, bytes, Some(held))) => {
+            (r, Some(bytes::Bytes::from_owner(HeldBody { bytes, _held: held })))
+        }
         Ok(Reply::Chunk(r, buf, held)) => (r, Some(exhibit_net::Lent::holding(buf, state.buffers.clone(), held))),
         Err(e) => {
             if e.code() == ErrorCode::Internal {

@@ -19,8 +19,9 @@ use crate::State;
 pub enum Reply {
     /// A response frame.
     Frame(Response),
-    /// A response frame, then these bytes.
-    WithBody(Response, Vec<u8>),
+    /// A response frame, then these bytes, counted against the download
+    /// memory (when large) until quinn is done with them.
+    WithBody(Response, Vec<u8>, Option<crate::budget::Held>),
     /// A response frame, then a chunk in a pooled buffer, counted against
     /// the download memory until quinn is done with it.
     Chunk(Response, crate::chunks::AlignedBuf, crate::budget::Held),
@@ -45,6 +46,27 @@ async fn read_body(
             e => ServerError::Stream(format!("reading {what}: {e}")),
         })?;
     Ok(bytes)
+}
+
+/// Hold the download memory a reply's manifest will take, when it is
+/// large, from before it is read: `check` (run first) says whether the
+/// caller may see the transfer at all.
+async fn hold_manifest(
+    state: &Arc<State>,
+    peer: &crate::Peer,
+    transfer: TransferId,
+    check: impl FnOnce(&State) -> Result<(), ServerError> + Send + 'static,
+) -> Result<Option<crate::budget::Held>, ServerError> {
+    let len = blocking(state, move |s| {
+        check(s)?;
+        s.store.manifest_len(&transfer)
+    })
+    .await?
+    .unwrap_or(0);
+    match len > limits::EAGER_CHUNK as usize {
+        true => Ok(Some(state.download_memory.hold(&peer.shares.download, len as u64).await?)),
+        false => Ok(None),
+    }
 }
 
 /// A sealed transfer's manifest.
@@ -344,6 +366,11 @@ pub(crate) async fn dispatch(
             Response::Transfers { transfers: list.iter().map(TransferRecord::info).collect() }
         }
         Request::GetManifest { transfer } => {
+            let who = me.clone();
+            let held = hold_manifest(state, peer, transfer, move |s| {
+                fetchable(visible(s.store.transfer(&transfer)?, &who, &transfer)?).map(drop)
+            })
+            .await?;
             let (manifest, (sender, recipients)) = blocking(state, move |s| {
                 let rec = fetchable(visible(s.store.transfer(&transfer)?, &me, &transfer)?)?;
                 let manifest = manifest_of(s, &transfer)?;
@@ -361,7 +388,7 @@ pub(crate) async fn dispatch(
                 sender,
                 recipients,
             };
-            return Ok(Reply::WithBody(head, manifest.bytes));
+            return Ok(Reply::WithBody(head, manifest.bytes, held));
         }
         Request::GetChunk { transfer, id } => {
             let who = me.clone();
@@ -392,6 +419,11 @@ pub(crate) async fn dispatch(
         }
         Request::SubmitReceipt { receipt } => submit_receipt(state, &caller, receipt, now).await?,
         Request::GetReceipt { transfer, recipient } => {
+            let who = me.clone();
+            let held = hold_manifest(state, peer, transfer, move |s| {
+                visible(s.store.transfer(&transfer)?, &who, &transfer).map(drop)
+            })
+            .await?;
             let (manifest, accepted, sender, recip) = blocking(state, move |s| {
                 let rec = visible(s.store.transfer(&transfer)?, &me, &transfer)?;
                 let accepted = s
@@ -411,7 +443,7 @@ pub(crate) async fn dispatch(
                 recipient: entry_of(&recip)?,
                 receipt: accepted,
             };
-            return Ok(Reply::WithBody(head, manifest.bytes));
+            return Ok(Reply::WithBody(head, manifest.bytes, held));
         }
         Request::AuditEntries { from_seq, limit } => {
             require_admin(&caller)?;
@@ -440,7 +472,7 @@ pub(crate) async fn dispatch(
             .await?;
             Response::AuditProof { checkpoint, body_hashes }
         }
-        Request::Custody { transfer } => return custody(state, &caller, transfer, now).await,
+        Request::Custody { transfer } => return custody(state, peer, &caller, transfer, now).await,
         Request::TransferChunks { transfer } => {
             let ids = blocking(state, move |s| {
                 match s.store.transfer(&transfer)? {
@@ -451,7 +483,7 @@ pub(crate) async fn dispatch(
             })
             .await?;
             let body: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
-            return Ok(Reply::WithBody(Response::ChunkList { count: ids.len() as u32 }, body));
+            return Ok(Reply::WithBody(Response::ChunkList { count: ids.len() as u32 }, body, None));
         }
         Request::RevokeTransfer { transfer } => {
             let expire_at = state.settings.retain_after_ack.map(|r| now.saturating_add(r));
@@ -494,12 +526,19 @@ async fn admin_read(state: &Arc<State>, me: &UserId, what: &str, now: u64) -> Re
 
 async fn custody(
     state: &Arc<State>,
+    peer: &crate::Peer,
     caller: &UserRecord,
     transfer: TransferId,
     now: u64,
 ) -> Result<Reply, ServerError> {
     let me = caller.user.clone();
     let admin = caller.role == Role::Admin;
+    let who = me.clone();
+    let held = hold_manifest(state, peer, transfer, move |s| match s.store.transfer(&transfer)? {
+        Some(t) if admin && t.state != TransferState::Uploading => Ok(()),
+        other => visible(other, &who, &transfer).map(drop),
+    })
+    .await?;
     let (rec, entries, receipts, (sender, recipients), manifest) = blocking(state, move |s| {
         let rec = match s.store.transfer(&transfer)? {
             Some(t) if admin && t.state != TransferState::Uploading => t,
@@ -524,7 +563,7 @@ async fn custody(
         signature: manifest.signature,
         manifest_len: manifest.bytes.len() as u32,
     };
-    Ok(Reply::WithBody(head, manifest.bytes))
+    Ok(Reply::WithBody(head, manifest.bytes, held))
 }
 
 fn require_admin(caller: &UserRecord) -> Result<(), ServerError> {

@@ -668,6 +668,15 @@ impl Store {
         self.get(MANIFESTS, id.as_bytes(), "manifest")
     }
 
+    /// How many bytes a transfer's stored manifest takes (a little more
+    /// than the manifest itself), without reading it out.
+    pub fn manifest_len(&self, id: &TransferId) -> Result<Option<usize>, ServerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MANIFESTS)?;
+        let len = t.get(id.as_bytes().as_slice())?.map(|v| v.value().len());
+        Ok(len)
+    }
+
     /// Note that a chunk (already durable in the chunk store) belongs to a
     /// transfer.
     pub fn add_chunk(

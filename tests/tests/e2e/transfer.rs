@@ -333,3 +333,28 @@ async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() 
         assert_eq!(budget.free(), budget.total(), "upload memory not given back");
     }
 }
+
+/// A large manifest is counted against the download memory like a chunk,
+/// from before the server reads it until it is sent: a fetch of a folder
+/// whose manifest is over EAGER_CHUNK holds once for it and once for each
+/// chunk, and gives all of it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_manifest_is_held_against_download_memory() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src").join("extract");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..800 {
+        std::fs::write(src.join(format!("message-{i:04}.txt")), bytes(100, i)).unwrap();
+    }
+    let t = send_paths(&alice, vec![src], &["bob"], DEFAULT_CHUNK_SIZE).await;
+    let len = f.state().store.manifest_len(&t).unwrap().unwrap();
+    assert!(len > exhibit_proto::limits::EAGER_CHUNK as usize, "manifest of {len} bytes is too small to test");
+    let budget = &f.state().download_memory;
+    let before = budget.granted();
+    let r = fetch_to(&bob, t, &f.path("out")).await.unwrap();
+    assert_eq!(r.chunks_fetched, 800);
+    assert_eq!(budget.granted() - before, 800 + 1, "holds: 800 chunks and the manifest");
+    assert_eq!(budget.free(), budget.total(), "download memory not given back");
+}
