@@ -297,6 +297,16 @@ async fn fetch_once(
     let jpath = home.dir().join("journal").join(format!("{}.fetch", opts.transfer));
     let (tag, mut done) = match read_fetch_journal(&jpath) {
         Some((h, done)) if h.out == out => (h.tag, done),
+        // The folder an interrupted fetch was writing to (by its resolved
+        // path, as `exhibit resume` names it) now resolves elsewhere: a
+        // link was put in its way. Plaintext does not follow it.
+        Some((h, _)) if opts.out == h.out => {
+            return Err(ClientError::Usage(format!(
+                "{} now leads to {}: not following it; check the folder, or fetch again with another -o",
+                h.out.display(),
+                out.display()
+            )))
+        }
         _ => {
             let (tag, done) = (rand::random(), Default::default());
             write_fetch_journal(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag }, &done)?;

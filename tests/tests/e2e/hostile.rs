@@ -399,7 +399,7 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
 /// again: the journal's chunks are not on disk any more, so they are
 /// fetched again rather than trusted (which failed the whole-file check),
 /// and dropped from the journal for later runs. A temp file replaced by a
-/// symlink is refused.
+/// symlink is refused, and so is the folder itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
     let (f, reads) = with_reads_left().await;
@@ -440,6 +440,17 @@ async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
     let err = fetch_to(&bob, t2, &out2).await.unwrap_err();
     assert!(err.to_string().contains("not a regular file"), "{err}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+
+    // The interrupted fetch's folder itself replaced by a link: resuming
+    // (which names the folder by its resolved path) does not follow it.
+    let moved = f.path("moved");
+    std::fs::remove_dir(&moved).unwrap();
+    std::fs::rename(&h.out, &moved).unwrap();
+    let trap = f.path("trap");
+    std::os::unix::fs::symlink(&trap, &h.out).unwrap();
+    let err = fetch_to(&bob, t2, &h.out).await.unwrap_err();
+    assert!(err.to_string().contains("not following it"), "{err}");
+    assert!(tree(&trap).is_empty(), "plaintext followed the link");
 }
 
 /// Fetched evidence is readable by its user alone: the folders a fetch
