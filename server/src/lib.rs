@@ -281,7 +281,11 @@ impl Server {
         // database, until they notice the close: a restart on the same data
         // must not find it still open. Bounded, in case one is stuck.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&self.state) > 1 && tokio::time::Instant::now() < deadline {
+        while Arc::strong_count(&self.state) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("shutting down with tasks still holding the database");
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -318,6 +322,8 @@ pub const ANONYMOUS_CONNECTIONS: usize = 64;
 /// The largest request frame from a connection without a user's
 /// certificate: enrolment needs a few hundred bytes.
 pub const ANONYMOUS_MAX_FRAME: usize = 64 << 10;
+/// How long a connection without a user's certificate may last.
+pub const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(30);
 
 /// What a connection may do at once: one stream and a small receive window
 /// until its certificate is found to be a user's (the transport's initial
@@ -329,13 +335,14 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     // The handshake verified any certificate against our CA; which user it
     // belongs to is looked up per request, so a revocation bites at once.
     let cert_hash = peer_cert_hash(&conn);
-    let mut _anonymous = None;
     let user = match cert_hash {
         None => None,
         Some(h) => match service::blocking(&state, move |s| {
             // The first connection with a renewed certificate retires the
-            // one it replaced.
-            s.store.complete_renewal(&h, s.clock.now())?;
+            // one it replaced. If that fails, the user is still served.
+            if let Err(e) = s.store.complete_renewal(&h, s.clock.now()) {
+                tracing::error!(error = %e, "completing a certificate renewal");
+            }
             s.store.user_by_cert(&h)
         })
         .await
@@ -366,18 +373,6 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         },
     };
-    // Without a user the only thing to do is enrol (or be told why not):
-    // the initial limits stay, and only so many such connections at once.
-    if user.is_none() {
-        match state.anonymous.clone().try_acquire_owned() {
-            Ok(permit) => _anonymous = Some(permit),
-            Err(_) => {
-                tracing::warn!("too many connections without a user's certificate; one refused");
-                conn.close(conns::CLOSE_BUSY.into(), b"server busy: too many connections without a certificate");
-                return;
-            }
-        }
-    }
     let protocol = conn
         .handshake_data()
         .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
@@ -388,6 +383,11 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
         max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
         shares: budget::Shares { download: state.download_memory.share(), upload: state.upload_memory.share() },
     });
+    if user.is_none() {
+        serve_stranger(&state, &peer, &conn).await;
+        peer.shares.close();
+        return;
+    }
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
@@ -401,6 +401,33 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         }
     }
+}
+
+/// Without a user the only thing to do is enrol, or be told why not: one
+/// request, within [`ANONYMOUS_LIFETIME`], on one of at most
+/// [`ANONYMOUS_CONNECTIONS`] such connections at once. The initial limits
+/// (one stream, a small window) stay.
+async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Connection) {
+    let Ok(_place) = state.anonymous.clone().try_acquire_owned() else {
+        tracing::warn!("too many connections without a user's certificate; one refused");
+        conn.close(conns::CLOSE_BUSY.into(), b"server busy: too many connections without a certificate");
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + ANONYMOUS_LIFETIME;
+    if let Ok(Ok((send, recv))) = tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+        conn.set_max_concurrent_bi_streams(0u32.into());
+        let served = tokio::time::timeout_at(deadline, serve_stream(state.clone(), peer.clone(), send, recv)).await;
+        // Closed once the peer has the whole answer (closing before could
+        // cut it off), or when it closes first.
+        if let Ok(send) = served {
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, send.stopped()) => {}
+                _ = conn.closed() => {}
+            }
+        }
+    }
+    tracing::debug!(reason = ?conn.close_reason(), "connection without a certificate ended");
+    conn.close(0u32.into(), b"one request per connection without a certificate");
 }
 
 /// Read one request frame of at most `max` bytes. Its buffer grows with
@@ -463,7 +490,14 @@ pub(crate) struct Peer {
     pub shares: budget::Shares,
 }
 
-async fn serve_stream(state: Arc<State>, peer: Arc<Peer>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+/// Serve one request stream; the send half is given back (finished or
+/// reset) so a caller can wait for the peer to have the answer.
+async fn serve_stream(
+    state: Arc<State>,
+    peer: Arc<Peer>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> quinn::SendStream {
     let result = match read_request(&mut recv, peer.max_frame).await {
         Ok(req) => service::dispatch(&state, &peer, req, &mut send, &mut recv).await,
         Err(e) => Err(e),
@@ -514,6 +548,7 @@ async fn serve_stream(state: Arc<State>, peer: Arc<Peer>, mut send: quinn::SendS
     }
     // Anything the peer still sends (e.g. a refused chunk body) is dropped.
     let _ = recv.stop(0u32.into());
+    send
 }
 
 /// Load a config file and its settings.

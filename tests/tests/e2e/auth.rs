@@ -43,11 +43,18 @@ async fn third_user_can_neither_list_nor_fetch() {
 async fn client_without_certificate_is_refused() {
     let f = Fixture::start().await;
     let ca = exhibit_client::home::pem_body(&std::fs::read(&f.ca).unwrap()).unwrap();
-    let conn = Conn::connect(&f.addr, &ca, None).await.unwrap();
     for req in [Request::Inbox, Request::Directory { query: None }, Request::AdminListUsers] {
+        let conn = Conn::connect(&f.addr, &ca, None).await.unwrap();
         let err = conn.request(&req).await.unwrap_err();
         assert_eq!(err.server_code(), Some(ErrorCode::Unauthenticated), "{req:?}: {err}");
     }
+    // One request per connection without a certificate: a second is
+    // refused as soon as the first is answered, saying why.
+    let conn = Conn::connect(&f.addr, &ca, None).await.unwrap();
+    assert!(conn.request(&Request::Inbox).await.is_err());
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), conn.request(&Request::Inbox)).await;
+    let err = second.expect("a second request waited").unwrap_err();
+    assert!(err.to_string().contains("one request per connection"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
