@@ -197,14 +197,58 @@ fn file_id(m: &std::fs::Metadata) -> FileId {
     (m.dev(), m.ino())
 }
 
+/// A temp file found not to be the one this fetch made or checked.
+#[derive(Debug)]
+struct Replaced(PathBuf);
+
+impl std::fmt::Display for Replaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} was replaced during the fetch", self.0.display())
+    }
+}
+
+impl std::error::Error for Replaced {}
+
+/// Whether the file at `path` is still the one `id` names.
+fn check_temp(f: &File, path: &Path, id: FileId) -> std::io::Result<()> {
+    match file_id(&f.metadata()?) == id {
+        true => Ok(()),
+        false => Err(std::io::Error::other(Replaced(path.to_owned()))),
+    }
+}
+
 /// Open the temp file at `path` for writing (with `flags` besides), if it
 /// is still the file `id` names.
 fn open_temp(path: &Path, id: FileId, flags: i32) -> std::io::Result<File> {
     let f = std::fs::OpenOptions::new().write(true).custom_flags(flags | libc::O_NOFOLLOW).open(path)?;
-    if file_id(&f.metadata()?) != id {
-        return Err(std::io::Error::other(format!("{} was replaced during the fetch", path.display())));
-    }
+    check_temp(&f, path, id)?;
     Ok(f)
+}
+
+/// An IO error on a temp file as the fetch reports it: a replaced file is
+/// a failed verification, not an interruption to resume.
+fn temp_error(what: &'static str) -> impl Fn(std::io::Error) -> ClientError {
+    move |e| match e.get_ref().and_then(|r| r.downcast_ref::<Replaced>()) {
+        Some(r) => ClientError::Verify(r.to_string()),
+        None => ClientError::io(what)(e),
+    }
+}
+
+/// The owner this user's files get in `dir`, as its filesystem reports it
+/// (a network share may map every file to one owner): read off a file made
+/// there for the purpose.
+fn owner_in(dir: &Path) -> Result<u32, ClientError> {
+    let probe = dir.join(format!(".exhibit-owner-{:016x}", rand::random::<u64>()));
+    let f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&probe)
+        .map_err(ClientError::io(format!("creating {}", probe.display())))?;
+    let uid = f.metadata().map(|m| m.uid());
+    let _ = std::fs::remove_file(&probe);
+    uid.map_err(ClientError::io(format!("reading {}", probe.display())))
 }
 
 /// Chunk lengths written with direct IO are multiples of this: the largest
@@ -315,9 +359,7 @@ async fn fetch_once(
     };
     let mut temps = Temps(vec![]);
     let mut ids = vec![];
-    // Whoever owns this fetch's journal (the user's own home) must own the
-    // temp files too.
-    let owner = std::fs::metadata(&jpath).map_err(ClientError::io(format!("reading {}", jpath.display())))?.uid();
+    let mut owner = None;
     let journaled = done.len();
     for (i, d) in details.items.iter().enumerate() {
         let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
@@ -335,29 +377,47 @@ async fn fetch_once(
             // journal says, so its chunks are fetched again.
             _ => done.retain(|&(item, _)| item != i),
         }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
+        let made = std::fs::OpenOptions::new()
+            .create_new(true)
             .write(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&t)
-            .map_err(ClientError::io(format!("creating {}", t.display())))?;
-        // One left by an interrupted fetch must still be ours alone: a file
-        // someone else owns, or that is linked under another name too, can
-        // be read or changed behind our back.
+            .open(&t);
+        let f = match made {
+            // Made here: ours alone.
+            Ok(f) => f,
+            // Left by an interrupted fetch: trusted only while it is still
+            // ours alone. A file someone else owns, or that is linked under
+            // another name too, can be read or changed behind our back.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&t)
+                    .map_err(ClientError::io(format!("opening {}", t.display())))?;
+                let m = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
+                let mine = match owner {
+                    Some(uid) => uid,
+                    None => *owner.insert(owner_in(&out)?),
+                };
+                if m.uid() != mine || m.nlink() != 1 {
+                    // What earlier items fetched stays for a later run.
+                    temps.0.clear();
+                    return Err(ClientError::Usage(format!(
+                        "{} is not this user's alone (another owner, or linked elsewhere); remove it and fetch again",
+                        t.display()
+                    )));
+                }
+                if m.mode() & 0o077 != 0 {
+                    // Left by a version that made temp files readable by others.
+                    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                        .map_err(ClientError::io(format!("restricting {}", t.display())))?;
+                }
+                f
+            }
+            Err(e) => return Err(ClientError::io(format!("creating {}", t.display()))(e)),
+        };
         let m = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
-        if m.uid() != owner || m.nlink() != 1 {
-            return Err(ClientError::Usage(format!(
-                "{} is not this user's alone (another owner, or linked elsewhere); remove it and fetch again",
-                t.display()
-            )));
-        }
-        if m.mode() & 0o077 != 0 {
-            // Left by a version that made temp files readable by others.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(ClientError::io(format!("restricting {}", t.display())))?;
-        }
         ids.push(file_id(&m));
         temps.0.push(t);
         f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
@@ -414,7 +474,7 @@ async fn fetch_once(
                     let tree = by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
                     let hash = seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain, tree)?;
                     let (path, id) = &files[item];
-                    write_at(path, *id, plain, offset, chunk_len).map_err(ClientError::io("writing temp file"))?;
+                    write_at(path, *id, plain, offset, chunk_len).map_err(temp_error("writing temp file"))?;
                     buffers.give(buf);
                     buffers.give(cipher);
                     let line = journal_line(&(item, index))?;
@@ -445,6 +505,11 @@ async fn fetch_once(
                 let _ = std::fs::remove_file(&jpath);
                 return Err(ClientError::Verify(e.to_string()));
             }
+            Err(e @ ClientError::Verify(_)) => {
+                // A temp file swapped for another: nothing of it is kept.
+                let _ = std::fs::remove_file(&jpath);
+                return Err(e);
+            }
             Err(e) => {
                 // Interrupted: keep what arrived for `exhibit resume`.
                 temps.0.clear();
@@ -464,9 +529,11 @@ async fn fetch_once(
     // the files again; either way after the files are synced to disk.
     let temp_paths = temps.0.clone();
     let expected: Vec<[u8; 32]> = details.items.iter().map(|d| d.blake3).collect();
+    let temp_ids = ids.clone();
     tokio::task::spawn_blocking(move || {
         for (i, (t, want)) in temp_paths.iter().zip(&expected).enumerate() {
             let f = File::open(t).map_err(ClientError::io("reopening temp file"))?;
+            check_temp(&f, t, temp_ids[i]).map_err(temp_error("reopening temp file"))?;
             f.sync_all().map_err(ClientError::io("syncing temp file"))?;
             let (chunk_len, size) = shape[i];
             let got = match by_tree {
@@ -511,6 +578,11 @@ async fn fetch_once(
             return Err(ClientError::Verify(format!("{} was replaced during the fetch", temps.0[i].display())));
         }
         std::fs::rename(&temps.0[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
+        // Checked again where it landed: a swap between the check above
+        // and the move is caught before anything is receipted.
+        if std::fs::symlink_metadata(&dest).map(|m| file_id(&m)).ok() != Some(ids[i]) {
+            return Err(ClientError::Verify(format!("{} was replaced as it was moved into place", dest.display())));
+        }
         items.push(FetchedItem {
             path: rel.as_str().to_owned(),
             written_to: dest,
