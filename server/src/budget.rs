@@ -8,12 +8,14 @@
 //! length from before the client may send it ([`exhibit_proto::frame::Request::OfferChunk`])
 //! until it is on disk. Past the budget a request waits its turn (first
 //! come, first served), so the server's memory stays flat however many
-//! transfers run at once. One connection may hold at most half of a budget.
+//! transfers run at once. One user, over all their connections, may hold
+//! at most half of a budget.
 //! A peer that stops taking a response or a go-ahead, or stops sending a
 //! body, is cut off by a timeout; one that vanishes keeps what quinn has not had acknowledged
 //! until its connection times out, when the requests it still has waiting
-//! end too ([`Share::close`]). A user with several connections, each
-//! stalled, can still hold a whole budget for that long.
+//! end too ([`Share::close`]). However many connections a user opens,
+//! together they hold at most half, so one user stalling cannot keep
+//! everyone else waiting.
 //!
 //! An upload waits before its bytes are sent, never after: bytes the server
 //! has not read fill the connection's QUIC window, and a request waiting on
@@ -26,8 +28,11 @@
 //! by the connection's QUIC window. Under `exhibit/2` a large chunk that
 //! is not offered is refused.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+
+use exhibit_proto::UserId;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -42,9 +47,12 @@ pub struct Budget {
     all: Arc<Semaphore>,
     units: u32,
     granted: AtomicU64,
+    /// Each user's half, shared by their connections while any is open.
+    halves: Mutex<HashMap<UserId, Weak<Semaphore>>>,
 }
 
-/// One connection's share of a [`Budget`].
+/// One connection's share of a [`Budget`]: its user's half (or its own,
+/// for a connection without a user), and whether the connection is open.
 #[derive(Debug)]
 pub struct Share {
     sem: Arc<Semaphore>,
@@ -92,13 +100,35 @@ impl Budget {
     /// A budget of `bytes` (at least 1 KiB).
     pub fn new(bytes: u64) -> Self {
         let units = units_of(bytes).max(1);
-        Budget { all: Arc::new(Semaphore::new(units as usize)), units, granted: AtomicU64::new(0) }
+        Budget {
+            all: Arc::new(Semaphore::new(units as usize)),
+            units,
+            granted: AtomicU64::new(0),
+            halves: Mutex::default(),
+        }
     }
 
-    /// A new connection's share: half the budget.
-    pub fn share(&self) -> Share {
+    /// A new connection's share: its user's half of the budget, shared
+    /// with the user's other connections (a connection without a user has
+    /// a half of its own).
+    pub fn share(&self, user: Option<&UserId>) -> Share {
         let units = self.units.div_ceil(2);
-        Share { sem: Arc::new(Semaphore::new(units as usize)), units, open: tokio::sync::watch::Sender::new(true) }
+        let fresh = || Arc::new(Semaphore::new(units as usize));
+        let sem = match (user, self.halves.lock()) {
+            (Some(u), Ok(mut halves)) => {
+                halves.retain(|_, half| half.strong_count() > 0);
+                match halves.get(u).and_then(Weak::upgrade) {
+                    Some(half) => half,
+                    None => {
+                        let half = fresh();
+                        halves.insert(u.clone(), Arc::downgrade(&half));
+                        half
+                    }
+                }
+            }
+            _ => fresh(),
+        };
+        Share { sem, units, open: tokio::sync::watch::Sender::new(true) }
     }
 
     /// Hold `len` bytes for a request on a connection with `share`, waiting
@@ -150,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn holds_wait_past_the_budget_and_go_on_when_it_is_freed() {
         let b = Budget::new(8 << 20);
-        let (s1, s2, s3) = (b.share(), b.share(), b.share());
+        let (s1, s2, s3) = (b.share(None), b.share(None), b.share(None));
         let first = done(b.hold(&s1, 3 << 20)).await.expect("within the budget");
         let second = done(b.hold(&s2, 4 << 20)).await.expect("within the budget");
         assert_eq!(b.free(), 1 << 20);
@@ -164,9 +194,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_user_holds_at_most_half_over_all_their_connections() {
+        let b = Budget::new(8 << 20);
+        let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
+        let (a1, a2, b1) = (b.share(Some(&alice)), b.share(Some(&alice)), b.share(Some(&bob)));
+        let _first = done(b.hold(&a1, 3 << 20)).await.expect("within alice's half").unwrap();
+        let mut second = Box::pin(b.hold(&a2, 2 << 20));
+        assert!(done(&mut second).await.is_none(), "alice's second connection went past her half");
+        let _bobs = done(b.hold(&b1, 4 << 20)).await.expect("bob was kept waiting by alice").unwrap();
+        // Her half outlives one connection while another is open, and is
+        // forgotten once none is.
+        drop(a1);
+        drop(_first);
+        done(&mut second).await.expect("alice's freed half was not handed on").unwrap();
+        drop(second);
+        drop(a2);
+        assert!(
+            b.halves.lock().unwrap().get(&alice).and_then(Weak::upgrade).is_none(),
+            "a half kept with no connection"
+        );
+        let a3 = b.share(Some(&alice));
+        assert!(done(b.hold(&a3, 4 << 20)).await.is_some(), "a new connection did not get a whole half");
+    }
+
+    #[tokio::test]
     async fn one_connection_holds_at_most_half() {
         let b = Budget::new(8 << 20);
-        let (mine, other) = (b.share(), b.share());
+        let (mine, other) = (b.share(None), b.share(None));
         let _held = done(b.hold(&mine, 4 << 20)).await.expect("half the budget").unwrap();
         assert!(done(b.hold(&mine, 1024)).await.is_none(), "a connection went past its half");
         let _theirs = done(b.hold(&other, 4 << 20)).await.expect("another connection was kept waiting").unwrap();
@@ -176,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn a_chunk_larger_than_a_share_still_goes_through_alone() {
         let b = Budget::new(64 << 10);
-        let s = b.share();
+        let s = b.share(None);
         let held = done(b.hold(&s, 4 << 20)).await.expect("an oversized hold never went ahead").unwrap();
         assert_eq!(b.free(), 32 << 10);
         assert!(done(b.hold(&s, 1)).await.is_none());
@@ -187,13 +241,13 @@ mod tests {
     #[tokio::test]
     async fn closing_a_share_ends_the_waits_on_it() {
         let b = Budget::new(8 << 20);
-        let (s1, s2) = (b.share(), b.share());
+        let (s1, s2) = (b.share(None), b.share(None));
         let _theirs = b.hold(&s2, 4 << 20).await.unwrap();
         let _first = b.hold(&s1, 3 << 20).await.unwrap();
         // One waits for its share, one for the budget.
         let mut on_share = Box::pin(b.hold(&s1, 2 << 20));
         assert!(done(&mut on_share).await.is_none());
-        let s3 = b.share();
+        let s3 = b.share(None);
         let mut on_budget = Box::pin(b.hold(&s3, 2 << 20));
         assert!(done(&mut on_budget).await.is_none());
         s1.close();

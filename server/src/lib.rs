@@ -363,7 +363,7 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                 }
                 conn.set_max_concurrent_bi_streams(USER_STREAMS.into());
                 conn.set_receive_window(USER_WINDOW.into());
-                Some(reg)
+                Some((reg, user.user.clone()))
             }
             // Unknown certificate: each request is refused with a reason.
             Ok(None) => None,
@@ -373,6 +373,7 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
             }
         },
     };
+    let user_id = user.as_ref().map(|(_, id)| id.clone());
     let protocol = conn
         .handshake_data()
         .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
@@ -381,7 +382,10 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
         cert_hash,
         offers: protocol.as_deref() == Some(exhibit_proto::ALPN),
         max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
-        shares: budget::Shares { download: state.download_memory.share(), upload: state.upload_memory.share() },
+        shares: budget::Shares {
+            download: state.download_memory.share(user_id.as_ref()),
+            upload: state.upload_memory.share(user_id.as_ref()),
+        },
     });
     if user.is_none() {
         serve_stranger(&state, &peer, &conn).await;
