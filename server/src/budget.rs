@@ -151,6 +151,15 @@ impl Budget {
         }
     }
 
+    /// [`Budget::hold`] for a body sent unannounced: one of at most
+    /// [`exhibit_proto::limits::EAGER_CHUNK`] is not counted (`None`).
+    pub async fn hold_large(&self, share: &Share, len: u64) -> Result<Option<Held>, ServerError> {
+        match len > u64::from(exhibit_proto::limits::EAGER_CHUNK) {
+            true => self.hold(share, len).await.map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// Bytes not held at the moment.
     pub fn free(&self) -> u64 {
         self.all.available_permits() as u64 * UNIT

@@ -63,10 +63,7 @@ async fn hold_manifest(
     })
     .await?
     .unwrap_or(0);
-    match len > limits::EAGER_CHUNK as usize {
-        true => Ok(Some(state.download_memory.hold(&peer.shares.download, len as u64).await?)),
-        false => Ok(None),
-    }
+    state.download_memory.hold_large(&peer.shares.download, len as u64).await
 }
 
 /// A sealed transfer's manifest.
@@ -344,10 +341,7 @@ pub(crate) async fn dispatch(
             let len = exhibit_proto::frame::manifest_len(manifest_len)?;
             // Sent unannounced, like an exhibit/1 chunk: a large one is
             // held while it is read and checked.
-            let _held = match len > limits::EAGER_CHUNK as usize {
-                true => Some(state.upload_memory.hold(&peer.shares.upload, len as u64).await?),
-                false => None,
-            };
+            let _held = state.upload_memory.hold_large(&peer.shares.upload, len as u64).await?;
             let bytes = read_body(state, recv, len, "manifest").await?.to_vec();
             seal(state, &caller, SignedManifest { bytes, signature }, now).await?
         }
@@ -685,9 +679,10 @@ async fn put_chunk(
             limits::EAGER_CHUNK
         )));
     }
-    let _held = match offered || len > limits::EAGER_CHUNK {
-        true => Some(state.upload_memory.hold(&peer.shares.upload, len.into()).await?),
-        false => None,
+    let share = &peer.shares.upload;
+    let _held = match offered {
+        true => Some(state.upload_memory.hold(share, len.into()).await?),
+        false => state.upload_memory.hold_large(share, len.into()).await?,
     };
     if offered {
         // A peer that gives the stream no credit must not keep the memory:
