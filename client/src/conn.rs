@@ -57,9 +57,7 @@ impl Conn {
     /// Connect to `server`, trusting only the CA `ca_der`, presenting
     /// `identity` if given.
     pub async fn connect(server: &str, ca_der: &[u8], identity: Option<Identity<'_>>) -> Result<Conn, ClientError> {
-        let protocols = exhibit_proto::alpn_protocols();
-        let protocols: Vec<&[u8]> = protocols.iter().map(Vec::as_slice).collect();
-        Conn::connect_speaking(server, ca_der, identity, &protocols).await
+        Conn::connect_speaking(server, ca_der, identity, &exhibit_proto::PROTOCOLS).await
     }
 
     /// As [`Conn::connect`], offering only `protocols` (ALPN), preferred
@@ -108,11 +106,7 @@ impl Conn {
             .map_err(|e| err(e.to_string()))?
             .await
             .map_err(|e| err(refused_why(&e).unwrap_or_else(|| format!("handshake: {e}"))))?;
-        let protocol = conn
-            .handshake_data()
-            .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|h| h.protocol);
-        let offers = protocol.as_deref() == Some(exhibit_proto::ALPN);
+        let offers = exhibit_net::takes_offers(&conn);
         Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned(), offers })
     }
 

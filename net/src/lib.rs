@@ -94,6 +94,16 @@ impl quinn::AsyncUdpSocket for GsoCapped {
     }
 }
 
+/// Whether the handshake of `conn` settled on [`exhibit_proto::ALPN`]
+/// (`exhibit/2`): chunks over `EAGER_CHUNK` are then offered first.
+pub fn takes_offers(conn: &quinn::Connection) -> bool {
+    let protocol = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    protocol.as_deref() == Some(exhibit_proto::ALPN)
+}
+
 /// Transport settings of both ends: stream receive window 8 MiB, connection
 /// and send windows 64 MiB, path MTU discovery up to the largest UDP
 /// payload, and the given idle timeout.

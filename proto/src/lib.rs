@@ -37,8 +37,6 @@ pub const ALPN: &[u8] = b"exhibit/2";
 /// The first protocol, still spoken with peers that predate offers.
 pub const ALPN_V1: &[u8] = b"exhibit/1";
 /// What either end offers, preferred first.
-pub fn alpn_protocols() -> Vec<Vec<u8>> {
-    vec![ALPN.to_vec(), ALPN_V1.to_vec()]
-}
+pub const PROTOCOLS: [&[u8]; 2] = [ALPN, ALPN_V1];
 
 pub mod duration;

@@ -374,13 +374,9 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
         },
     };
     let user_id = user.as_ref().map(|(_, id)| id.clone());
-    let protocol = conn
-        .handshake_data()
-        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|h| h.protocol);
     let peer = Arc::new(Peer {
         cert_hash,
-        offers: protocol.as_deref() == Some(exhibit_proto::ALPN),
+        offers: exhibit_net::takes_offers(&conn),
         max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
         shares: budget::Shares {
             download: state.download_memory.share(user_id.as_ref()),

@@ -41,7 +41,7 @@ pub fn server_config(data: &Path, settings: &Settings, revoked: Revoked) -> Resu
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| ServerError::Setup(format!("server certificate: {e}")))?;
-    tls.alpn_protocols = exhibit_proto::alpn_protocols();
+    tls.alpn_protocols = exhibit_proto::PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| ServerError::Setup(format!("QUIC TLS: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
