@@ -575,7 +575,7 @@ async fn fetch_once(
         }
         let still = std::fs::symlink_metadata(&temps.0[i]).map(|m| file_id(&m));
         if still.ok() != Some(ids[i]) {
-            return Err(ClientError::Verify(format!("{} was replaced during the fetch", temps.0[i].display())));
+            return Err(ClientError::Verify(Replaced(temps.0[i].clone()).to_string()));
         }
         std::fs::rename(&temps.0[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
         // Checked again where it landed: a swap between the check above
