@@ -198,16 +198,7 @@ async fn concurrent_fetches_take_turns_for_download_memory_and_give_it_back() {
     std::fs::write(src.join("interview.mp4"), &data).unwrap();
     let t = send_paths(&alice, vec![src.join("interview.mp4")], &names, 32768).await;
 
-    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let watch = {
-        let (state, seen) = (f.state().clone(), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                seen.lock().unwrap().insert(state.download_memory.free());
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-        })
-    };
+    let (seen, watch) = watch_free(f.state().clone(), |s| &s.download_memory);
     let mut fetches = tokio::task::JoinSet::new();
     for (i, home) in recipients.into_iter().enumerate() {
         let out = f.path(&format!("out{i}"));
@@ -235,6 +226,25 @@ async fn concurrent_fetches_take_turns_for_download_memory_and_give_it_back() {
     assert!(given_back.await.is_ok(), "download memory not given back: {} of {} free", budget.free(), budget.total());
 }
 
+/// Every amount of free memory `budget` of `state` shows, sampled every
+/// 200 µs until the task is aborted.
+fn watch_free(
+    state: std::sync::Arc<exhibit_server::State>,
+    budget: fn(&exhibit_server::State) -> &exhibit_server::budget::Budget,
+) -> (std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>, tokio::task::JoinHandle<()>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watch = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                seen.lock().unwrap().insert(budget(&state).free());
+                tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            }
+        })
+    };
+    (seen, watch)
+}
+
 /// Chunks longer than `EAGER_CHUNK` are offered, and count against the
 /// server's upload memory from the go-ahead until they are on disk: with
 /// room for two chunks in all and one per connection, three senders at once
@@ -260,16 +270,7 @@ async fn concurrent_sends_take_turns_for_upload_memory_and_give_it_back() {
     // at a time.
     let chunk = 128 << 10;
     assert!(chunk > exhibit_proto::limits::EAGER_CHUNK);
-    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let watch = {
-        let (state, seen) = (f.state().clone(), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                seen.lock().unwrap().insert(state.upload_memory.free());
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-        })
-    };
+    let (seen, watch) = watch_free(f.state().clone(), |s| &s.upload_memory);
     let mut sends = tokio::task::JoinSet::new();
     for (i, home) in senders.into_iter().enumerate() {
         let src = f.path(&format!("src{i}"));
