@@ -89,6 +89,13 @@ HZ=$(getconf CLK_TCK)
 server_cpu() { awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$SERVER/stat"; }
 # CPU seconds per GiB: steadier than the rates on a shared host.
 per_gib() { python3 -c "import sys;print(f'{float(sys.argv[1])*1024/float(sys.argv[2]):.2f}')" "$1" "$MIB"; }
+# Milliseconds the disk under $DIR has been busy (io_ticks in
+# /proc/diskstats), or nothing where it is not a block device (tmpfs).
+DEV=$(basename "$(df --output=source "$DIR" | tail -1)")
+disk_ms() { awk -v d="$DEV" '$3 == d {print $13}' /proc/diskstats; }
+# The share of the last timed command the disk was busy, given disk_ms from
+# before it.
+busy() { local ms; ms=$(disk_ms); [ -n "$ms" ] && [ -n "$1" ] && python3 -c "print(f'{($ms - $1) / 10 / $T:.0f}%')"; }
 
 printf '\n%-8s %-18s %10s %10s %12s %10s\n' size what seconds MiB/s "peak RSS MiB" "CPU s/GiB"
 for MIB in "${SIZES[@]}"; do
@@ -111,14 +118,16 @@ for MIB in "${SIZES[@]}"; do
         fi
         rm -f "$DIR/scp-copy.bin"
     fi
-    warm "$F"; C0=$(server_cpu)
+    warm "$F"; C0=$(server_cpu); D0=$(disk_ms)
     timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json
     row "exhibit send"; SEND=$T; SEND_RSS=$RSS; SEND_CPU=$CPU; SEND_SRV=$(python3 -c "print($(server_cpu) - $C0)")
+    SEND_BUSY=$(busy "$D0" || true)
     TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")
     rm -rf "$DIR/out"
-    C0=$(server_cpu)
+    C0=$(server_cpu); D0=$(disk_ms)
     timed "$BIN/exhibit" --home "$DIR/bob" fetch "$TID" -o "$DIR/out" --json
     row "exhibit fetch"; FETCH=$T; FETCH_RSS=$RSS; FETCH_SRV=$(python3 -c "print($(server_cpu) - $C0)")
+    FETCH_BUSY=$(busy "$D0" || true)
     cmp "$F" "$DIR/out/file-$MIB.bin" || { echo "MISMATCH"; exit 1; }
     rm -rf "$DIR/out"
     # A fetch on one machine reads every chunk (server) and writes every
@@ -133,6 +142,18 @@ for MIB in "${SIZES[@]}"; do
         echo "  fetch/disk $(python3 -c "print(f'{$DISK/$FETCH:.2f}')")  (the disk's rate reading and writing at once bounds a fetch on one disk)"
     fi
     rm -f "$DIR/dd.out"
+    # A send writes every byte to the server's store, durably, with eight
+    # chunks in flight: dd does the same, eight writers, O_DIRECT, 4 MiB
+    # blocks, fsynced (the client's reads come from the page cache).
+    Q=$((MIB / 32))
+    DD="for i in 0 1 2 3 4 5 6 7; do
+        dd if=/dev/zero of='$DIR/dd.out' bs=4M seek=\$((i * $Q)) count=$Q oflag=direct conv=notrunc,fsync status=none & done; wait"
+    if timed bash -c "$DD" 2>/dev/null; then
+        row "disk write"; DISKW=$T
+        echo "  send/disk write $(python3 -c "print(f'{$DISKW/$SEND:.2f}')")  (writing the file durably bounds a send on one disk)"
+    fi
+    rm -f "$DIR/dd.out"
+    [ -n "$SEND_BUSY" ] && echo "  the disk ($DEV) was busy for $SEND_BUSY of the send and $FETCH_BUSY of the fetch"
     SRV_RSS=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$SERVER/status)
     echo "  ratios: send/rage $(python3 -c "print(f'{$RAGE/$SEND:.2f}')")  fetch/rage $(python3 -c "print(f'{$RAGE/$FETCH:.2f}')")  (>= 0.60 is the target; rate ratios)"
     if [ "$SCP" = yes ]; then
