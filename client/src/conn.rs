@@ -23,8 +23,23 @@ pub struct Conn {
     offers: bool,
 }
 
-/// How long one request may wait for its answer (or its body).
+/// How long one request may wait for its answer, or a body go without a
+/// byte arriving.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The slowest uplink uploads are given time for, bytes per second
+/// (256 kbit/s).
+pub const SLOWEST_LINK: u64 = 32 << 10;
+
+/// How long an upload of `len` bytes may take before its answer: the
+/// chunks in flight share the link, so all of them crossing the slowest
+/// one, then [`REQUEST_TIMEOUT`] for the server. What the client sends
+/// cannot be watched byte by byte as a download can (quinn takes it at
+/// once); the server itself gives up on a body that stops coming.
+pub fn upload_time(len: usize) -> Duration {
+    let all = len as u64 * crate::send::IN_FLIGHT as u64;
+    REQUEST_TIMEOUT + Duration::from_secs(all.div_ceil(SLOWEST_LINK))
+}
 
 /// A client TLS identity: certificate and PKCS#8 key, both DER.
 pub type Identity<'a> = (&'a [u8], &'a [u8]);
@@ -113,9 +128,10 @@ impl Conn {
     /// Send a request with an optional raw body after the frame, and read
     /// the response frame. Returns the receive stream for a trailing body.
     async fn exchange(&self, req: &Request, body: Option<Bytes>) -> Result<(Response, quinn::RecvStream), ClientError> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange_inner(req, body)).await.map_err(|_| {
-            ClientError::Stream(format!("{}: no answer within {}s", self.server, REQUEST_TIMEOUT.as_secs()))
-        })?
+        let limit = body.as_ref().map_or(REQUEST_TIMEOUT, |b| upload_time(b.len()));
+        tokio::time::timeout(limit, self.exchange_inner(req, body))
+            .await
+            .map_err(|_| ClientError::Stream(format!("{}: no answer within {}s", self.server, limit.as_secs())))?
     }
 
     async fn exchange_inner(
@@ -198,10 +214,15 @@ impl Conn {
             );
         }
         let mut body = alloc(n);
-        tokio::time::timeout(REQUEST_TIMEOUT, recv.read_exact(&mut body))
-            .await
-            .map_err(|_| ClientError::Stream(format!("{}: body not received in time", self.server)))?
-            .map_err(|e| ClientError::Stream(format!("{}: {e}", self.server)))?;
+        exhibit_net::read_exact_or_stall(&mut recv, &mut body, REQUEST_TIMEOUT).await.map_err(|e| match e {
+            exhibit_net::BodyError::Stalled => ClientError::Stream(format!(
+                "{}: nothing of the body arrived for {}s",
+                self.server,
+                REQUEST_TIMEOUT.as_secs()
+            )),
+            exhibit_net::BodyError::Stream(e) => self.stream_err(&e),
+            e => ClientError::Stream(format!("{}: body {e} of {n}", self.server)),
+        })?;
         Ok((resp, body))
     }
 
@@ -228,11 +249,14 @@ impl Conn {
     }
 
     /// Offer a chunk, wait for the go-ahead, send it, and read the answer.
-    /// Each half has [`REQUEST_TIMEOUT`]: a server that queues uploads for
-    /// longer is too busy to wait for.
+    /// The go-ahead has [`REQUEST_TIMEOUT`] (a server that queues uploads
+    /// for longer is too busy to wait for); the bytes and the answer have
+    /// [`upload_time`].
     async fn offer_chunk(&self, offer: &Request, bytes: Bytes) -> Result<Response, ClientError> {
-        let timeout =
-            |what: &str| ClientError::Stream(format!("{}: {what} within {}s", self.server, REQUEST_TIMEOUT.as_secs()));
+        let bytes_len = bytes.len();
+        let timeout = |what: &str, limit: Duration| {
+            ClientError::Stream(format!("{}: {what} within {}s", self.server, limit.as_secs()))
+        };
         let go = async {
             let (send, mut recv) = self.start(offer).await?;
             match self.response(&mut recv).await? {
@@ -242,13 +266,14 @@ impl Conn {
         };
         let (mut send, mut recv) = tokio::time::timeout(REQUEST_TIMEOUT, go)
             .await
-            .map_err(|_| timeout("server busy: no room for the chunk"))??;
+            .map_err(|_| timeout("server busy: no room for the chunk", REQUEST_TIMEOUT))??;
         let put = async {
             send.write_chunk(bytes).await.map_err(|e| self.stream_err(&e))?;
             send.finish().map_err(|e| self.stream_err(&e))?;
             self.response(&mut recv).await
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, put).await.map_err(|_| timeout("no answer"))?
+        let limit = upload_time(bytes_len);
+        tokio::time::timeout(limit, put).await.map_err(|_| timeout("no answer", limit))?
     }
 
     /// Download one chunk of at most `max` bytes, into a buffer from `pool`.
@@ -306,4 +331,21 @@ fn refused_why(e: &quinn::ConnectionError) -> Option<String> {
 pub fn unexpected(r: &Response) -> ClientError {
     let kind = format!("{r:?}");
     ClientError::Stream(format!("unexpected response {}", kind.split([' ', '{', '(']).next().unwrap_or("?")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A default 4 MiB chunk, sharing a 1 Mbit/s uplink with the seven
+    /// others in flight, needs 268 s to cross it: its upload must be given
+    /// that, and the answer's time on top.
+    #[test]
+    fn an_upload_is_given_time_to_cross_a_slow_link() {
+        let chunk = 4 << 20;
+        let crossing = Duration::from_secs((chunk * crate::send::IN_FLIGHT as u64).div_ceil(125_000));
+        assert!(upload_time(chunk as usize) >= crossing + REQUEST_TIMEOUT, "{:?}", upload_time(chunk as usize));
+        // A small body is not held to more than the answer's time plus its crossing.
+        assert!(upload_time(1000) <= REQUEST_TIMEOUT + Duration::from_secs(1));
+    }
 }

@@ -130,6 +130,53 @@ pub const BLACK_HOLE_COOLDOWN: Duration = Duration::from_secs(2);
 /// A keep-alive well inside any idle timeout we configure.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// How reading a body ended early.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Nothing arrived for the stall timeout.
+    Stalled,
+    /// The peer finished the stream after `got` bytes.
+    Ended {
+        /// Bytes that did arrive.
+        got: usize,
+    },
+    /// The stream or its connection failed.
+    Stream(std::io::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Stalled => write!(f, "nothing arrived for too long"),
+            BodyError::Ended { got } => write!(f, "ended after {got} bytes"),
+            BodyError::Stream(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Fill `buf` from `recv` for as long as bytes keep arriving: only `stall`
+/// without a byte fails it, however long the whole takes. A slow link is
+/// not a dead one: a 4 MiB chunk sharing a 2 Mbit/s line with the seven
+/// others in flight takes over two minutes, and a limit on the whole body
+/// would fail every chunk on such a line, every time.
+pub async fn read_exact_or_stall<R: tokio::io::AsyncRead + Unpin>(
+    recv: &mut R,
+    buf: &mut [u8],
+    stall: Duration,
+) -> Result<(), BodyError> {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match tokio::time::timeout(stall, recv.read(&mut buf[got..])).await {
+            Err(_) => return Err(BodyError::Stalled),
+            Ok(Err(e)) => return Err(BodyError::Stream(e)),
+            Ok(Ok(0)) => return Err(BodyError::Ended { got }),
+            Ok(Ok(n)) => got += n,
+        }
+    }
+    Ok(())
+}
+
 /// Log a connection's path and UDP statistics at debug level (as it
 /// closes): the MTU reached, losses and congestion are what explain a slow
 /// transfer.
@@ -197,6 +244,43 @@ impl Drop for Lent {
 mod tests {
     use super::*;
     use quinn::AsyncUdpSocket;
+
+    /// A body that keeps coming is read to the end, however long it takes
+    /// in all; one that stops for the stall time fails, as does one that
+    /// ends short. (Tokio's paused clock: exact, and instant.)
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_body_is_read_and_only_a_stalled_one_fails() {
+        use tokio::io::AsyncWriteExt;
+        let stall = Duration::from_secs(60);
+        let trickle = |pieces: usize, gap: Duration, then_wait: Duration| {
+            let (mut tx, rx) = tokio::io::duplex(1 << 10);
+            tokio::spawn(async move {
+                for i in 0..pieces {
+                    tx.write_all(&[i as u8; 100]).await.unwrap();
+                    tokio::time::sleep(gap).await;
+                }
+                tokio::time::sleep(then_wait).await;
+            });
+            rx
+        };
+        // 20 pieces, 50 s apart: 16 minutes in all, never 60 s silent.
+        let start = tokio::time::Instant::now();
+        let mut rx = trickle(20, Duration::from_secs(50), Duration::ZERO);
+        let mut buf = vec![0u8; 2000];
+        read_exact_or_stall(&mut rx, &mut buf, stall).await.unwrap();
+        assert!(start.elapsed() > Duration::from_secs(15 * 60));
+        assert_eq!(buf[1999], 19);
+        // Half, then silence while the stream stays open.
+        let start = tokio::time::Instant::now();
+        let mut rx = trickle(10, Duration::from_secs(1), Duration::from_secs(3600));
+        let r = read_exact_or_stall(&mut rx, &mut buf, stall).await;
+        assert!(matches!(r, Err(BodyError::Stalled)), "{r:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(10 - 1 + 60), "fails a stall time after the last byte");
+        // Half, then the stream ends.
+        let mut rx = trickle(10, Duration::ZERO, Duration::ZERO);
+        let r = read_exact_or_stall(&mut rx, &mut buf, stall).await;
+        assert!(matches!(r, Err(BodyError::Ended { got: 1000 })), "{r:?}");
+    }
 
     /// Ten 9000-byte datagrams in one GSO transmit (90 KB, more than one
     /// UDP send may carry) all arrive, in order, over a real loopback socket.

@@ -50,7 +50,8 @@ const BUFFER_POOL: usize = 64 << 20;
 pub const CONFIG_FILE: &str = "exhibitd.toml";
 /// Name of the metadata database.
 pub const META_FILE: &str = "meta.redb";
-/// How long a peer may take to send a request frame or chunk body.
+/// How long a peer may take to send a request frame, or go without
+/// sending a byte of a body or taking one of a reply.
 pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a request handler needs.
@@ -462,6 +463,9 @@ async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame:
     Ok(frame::decode_request(&body)?)
 }
 
+/// How much of a reply's body is handed to quinn at a time.
+const REPLY_STEP: usize = 1 << 20;
+
 /// How much of a request frame is read at a time.
 const FRAME_STEP: usize = 64 << 10;
 
@@ -527,24 +531,27 @@ async fn serve_stream(
             frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
         }
     };
+    // Each piece may wait BODY_TIMEOUT for the peer to make room for it: a
+    // slow reader is served however long it takes, but one that stops
+    // reading must not keep a chunk (and its share of the memory budget)
+    // for ever. Resetting the stream drops what quinn still holds of it.
     let write = async {
-        send.write_all(&out).await?;
-        if let Some(b) = body {
-            send.write_chunk(b).await?;
+        tokio::time::timeout(BODY_TIMEOUT, send.write_all(&out)).await??;
+        let mut rest = body.unwrap_or_default();
+        while !rest.is_empty() {
+            let piece = rest.split_to(rest.len().min(REPLY_STEP));
+            tokio::time::timeout(BODY_TIMEOUT, send.write_chunk(piece)).await??;
         }
         send.finish()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     };
-    // A peer that stops reading must not keep a chunk (and its share of
-    // the memory budget) for ever: resetting the stream drops what quinn
-    // still holds of it.
-    match tokio::time::timeout(BODY_TIMEOUT, write).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, "could not send response"),
-        Err(_) => {
-            tracing::debug!("peer did not take the response in time; stream reset");
+    match write.await {
+        Ok(()) => {}
+        Err(e) if e.is::<tokio::time::error::Elapsed>() => {
+            tracing::debug!("peer took nothing of the response for too long; stream reset");
             let _ = send.reset(0u32.into());
         }
+        Err(e) => tracing::debug!(error = %e, "could not send response"),
     }
     // Anything the peer still sends (e.g. a refused chunk body) is dropped.
     let _ = recv.stop(0u32.into());

@@ -9,6 +9,8 @@ use exhibit_proto::frame::{self, EnrolRequest, Request, Response, TransferState,
 use exhibit_proto::limits::{self, max_sealed_len};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
 
+use exhibit_net::BodyError;
+
 use crate::error::ServerError;
 use crate::store::{CodeRecord, Ev, RecipientRecord, TransferRecord, UserRecord};
 use crate::State;
@@ -36,15 +38,15 @@ async fn read_body(
     what: &str,
 ) -> Result<crate::chunks::AlignedBuf, ServerError> {
     let mut bytes = state.buffers.take(len);
-    tokio::time::timeout(crate::BODY_TIMEOUT, recv.read_exact(&mut bytes))
-        .await
-        .map_err(|_| ServerError::Stream(format!("timed out reading {what}")))?
-        .map_err(|e| match e {
-            quinn::ReadExactError::FinishedEarly(n) => {
-                ServerError::BadRequest(format!("{what} ended after {n} of {len} bytes"))
-            }
-            e => ServerError::Stream(format!("reading {what}: {e}")),
-        })?;
+    // A slow sender keeps its hold while its bytes keep coming; one that
+    // goes quiet for BODY_TIMEOUT gives it back.
+    exhibit_net::read_exact_or_stall(recv, &mut bytes, crate::BODY_TIMEOUT).await.map_err(|e| match e {
+        BodyError::Stalled => {
+            ServerError::Stream(format!("{what}: nothing arrived for {}s", crate::BODY_TIMEOUT.as_secs()))
+        }
+        BodyError::Ended { got } => ServerError::BadRequest(format!("{what} ended after {got} of {len} bytes")),
+        BodyError::Stream(e) => ServerError::Stream(format!("reading {what}: {e}")),
+    })?;
     Ok(bytes)
 }
 
