@@ -34,6 +34,10 @@ pub struct Config {
     /// Idle timeout of a QUIC connection.
     #[serde(default = "default_idle")]
     pub idle_timeout: String,
+    /// A body (chunk or manifest) or reply that goes this long without a
+    /// byte moving is dropped, and the memory held for it given back.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: String,
     /// How often the alert scheduler scans for due deadlines.
     #[serde(default = "default_scan")]
     pub scan_interval: String,
@@ -223,6 +227,10 @@ fn default_idle() -> String {
     "60s".into()
 }
 
+fn default_body_timeout() -> String {
+    "60s".into()
+}
+
 /// A configuration with its durations parsed and paths resolved.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -238,6 +246,8 @@ pub struct Settings {
     pub enrol_code_ttl: u64,
     /// QUIC idle timeout, seconds.
     pub idle_timeout: u64,
+    /// How long a body or reply may go without a byte moving.
+    pub body_timeout: std::time::Duration,
     /// Scheduler interval, seconds.
     pub scan_interval: u64,
     /// Escalation delays after the deadline, seconds, increasing.
@@ -268,6 +278,7 @@ impl Config {
             ack_within_max: default_ack_max(),
             enrol_code_ttl: default_code_ttl(),
             idle_timeout: default_idle(),
+            body_timeout: default_body_timeout(),
             scan_interval: default_scan(),
             escalate_after: default_escalate(),
             stalled_upload_after: default_stalled(),
@@ -352,6 +363,7 @@ impl Config {
             ack_within_bounds: bounds,
             enrol_code_ttl: d("enrol_code_ttl", &self.enrol_code_ttl)?,
             idle_timeout: d("idle_timeout", &self.idle_timeout)?.max(1),
+            body_timeout: std::time::Duration::from_secs(d("body_timeout", &self.body_timeout)?.max(1)),
             scan_interval: d("scan_interval", &self.scan_interval)?.max(1),
             escalate_after,
             stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,

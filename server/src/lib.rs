@@ -50,9 +50,9 @@ const BUFFER_POOL: usize = 64 << 20;
 pub const CONFIG_FILE: &str = "exhibitd.toml";
 /// Name of the metadata database.
 pub const META_FILE: &str = "meta.redb";
-/// How long a peer may take to send a request frame, or go without
-/// sending a byte of a body or taking one of a reply.
-pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a peer may take to send a request frame (bodies and replies
+/// have `body_timeout` without a byte moving).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -457,7 +457,7 @@ async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame:
         }
         Ok::<_, ServerError>(body)
     };
-    let body = tokio::time::timeout(BODY_TIMEOUT, read)
+    let body = tokio::time::timeout(FRAME_TIMEOUT, read)
         .await
         .map_err(|_| ServerError::Stream("timed out reading request".into()))??;
     Ok(frame::decode_request(&body)?)
@@ -531,16 +531,17 @@ async fn serve_stream(
             frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
         }
     };
-    // Each piece may wait BODY_TIMEOUT for the peer to make room for it: a
+    // Each piece may wait body_timeout for the peer to make room for it: a
     // slow reader is served however long it takes, but one that stops
     // reading must not keep a chunk (and its share of the memory budget)
     // for ever. Resetting the stream drops what quinn still holds of it.
+    let stall = state.settings.body_timeout;
     let write = async {
-        tokio::time::timeout(BODY_TIMEOUT, send.write_all(&out)).await??;
+        tokio::time::timeout(stall, send.write_all(&out)).await??;
         let mut rest = body.unwrap_or_default();
         while !rest.is_empty() {
             let piece = rest.split_to(rest.len().min(REPLY_STEP));
-            tokio::time::timeout(BODY_TIMEOUT, send.write_chunk(piece)).await??;
+            tokio::time::timeout(stall, send.write_chunk(piece)).await??;
         }
         send.finish()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())

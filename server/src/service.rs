@@ -39,11 +39,10 @@ async fn read_body(
 ) -> Result<crate::chunks::AlignedBuf, ServerError> {
     let mut bytes = state.buffers.take(len);
     // A slow sender keeps its hold while its bytes keep coming; one that
-    // goes quiet for BODY_TIMEOUT gives it back.
-    exhibit_net::read_exact_or_stall(recv, &mut bytes, crate::BODY_TIMEOUT).await.map_err(|e| match e {
-        BodyError::Stalled => {
-            ServerError::Stream(format!("{what}: nothing arrived for {}s", crate::BODY_TIMEOUT.as_secs()))
-        }
+    // goes quiet for body_timeout gives it back.
+    let stall = state.settings.body_timeout;
+    exhibit_net::read_exact_or_stall(recv, &mut bytes, stall).await.map_err(|e| match e {
+        BodyError::Stalled => ServerError::Stream(format!("{what}: nothing arrived for {}s", stall.as_secs())),
         BodyError::Ended { got } => ServerError::BadRequest(format!("{what} ended after {got} of {len} bytes")),
         BodyError::Stream(e) => ServerError::Stream(format!("reading {what}: {e}")),
     })?;
@@ -690,7 +689,7 @@ async fn put_chunk(
         // A peer that gives the stream no credit must not keep the memory:
         // the go-ahead is bounded like the body.
         let go = frame::encode(&Response::SendChunk)?;
-        tokio::time::timeout(crate::BODY_TIMEOUT, send.write_all(&go))
+        tokio::time::timeout(state.settings.body_timeout, send.write_all(&go))
             .await
             .map_err(|_| ServerError::Stream("peer did not take the go-ahead in time".into()))?
             .map_err(|e| ServerError::Stream(format!("sending the go-ahead: {e}")))?;

@@ -796,3 +796,75 @@ async fn a_client_that_vanishes_mid_download_gives_its_download_memory_back() {
     assert_eq!(tree(&out), vec![("extract.bin".to_string(), bytes(3 * 32768, 5))]);
     drop(streams);
 }
+
+/// A UDP relay on 127.0.0.1 that carries what the client sends at
+/// `bytes_per_sec`, like a slow uplink: datagrams over 1500 bytes are
+/// lost (an Ethernet path), and so is whatever would queue for more than
+/// 100 ms (a router's buffer). What the server sends passes at once.
+async fn slow_uplink(server: std::net::SocketAddr, bytes_per_sec: f64) -> std::net::SocketAddr {
+    use std::time::Duration;
+    use tokio::time::Instant;
+    let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let out = sock.clone();
+    tokio::spawn(async move {
+        while let Some((at, d)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            let _ = out.send_to(&d, server).await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut client = None;
+        let mut free_at = Instant::now();
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            if from == server {
+                if let Some(c) = client {
+                    let _ = sock.send_to(&buf[..n], c).await;
+                }
+                continue;
+            }
+            client = Some(from);
+            let now = Instant::now();
+            let start = free_at.max(now);
+            if n > 1500 || start - now > Duration::from_millis(100) {
+                continue;
+            }
+            free_at = start + Duration::from_secs_f64(n as f64 / bytes_per_sec);
+            let _ = tx.send((free_at, buf[..n].to_vec()));
+        }
+    });
+    addr
+}
+
+/// A send over a slow uplink completes, although each chunk's body, sharing
+/// the line with the others in flight, takes several times the server's
+/// body timeout to arrive: only silence fails an upload, not slowness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_over_a_slow_line_completes() {
+    use exhibit_client::send;
+    let f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |c| c.body_timeout = "2s".into()).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let via = slow_uplink(f.server().local_addr(), 1_000_000.0).await;
+    let config = alice.dir().join("client.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(&f.addr, &via.to_string());
+    std::fs::write(&config, text).unwrap();
+    let src = f.path("src");
+    // 8 chunks of 512 KiB: all in flight at once, 4 s on a 1 MB/s line.
+    std::fs::write(src.join("interview.mp4"), bytes(4 << 20, 9)).unwrap();
+    let started = std::time::Instant::now();
+    let mut o = send::SendOptions::new(vec![src.join("interview.mp4")], vec![uid("bob")]);
+    o.chunk_size = 512 << 10;
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(60), send::send(&alice, o))
+        .await
+        .expect("the send hung")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took > std::time::Duration::from_secs(3), "the line was not slow: {took:?}");
+    assert_eq!(sent.reconnects, 0, "a chunk was given up on and sent again");
+    let out = f.path("out");
+    fetch_to(&bob, sent.transfer, &out).await.unwrap();
+    assert_eq!(tree(&out), vec![("interview.mp4".to_string(), bytes(4 << 20, 9))]);
+}
