@@ -27,18 +27,13 @@ pub struct Conn {
 /// byte arriving.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The slowest uplink uploads are given time for, bytes per second
-/// (256 kbit/s).
-pub const SLOWEST_LINK: u64 = 32 << 10;
-
-/// How long an upload of `len` bytes may take before its answer: the
-/// chunks in flight share the link, so all of them crossing the slowest
-/// one, then [`REQUEST_TIMEOUT`] for the server. What the client sends
-/// cannot be watched byte by byte as a download can (quinn takes it at
-/// once); the server itself gives up on a body that stops coming.
+/// How long an upload of `len` bytes may take before its answer:
+/// [`REQUEST_TIMEOUT`], plus its length at [`exhibit_net::SLOWEST_BODY`]
+/// (the chunks in flight share the line). What the client sends cannot be
+/// watched byte by byte as a download can (quinn takes it at once); the
+/// server itself gives up on a body that stops coming.
 pub fn upload_time(len: usize) -> Duration {
-    let all = len as u64 * crate::send::IN_FLIGHT as u64;
-    REQUEST_TIMEOUT + Duration::from_secs(all.div_ceil(SLOWEST_LINK))
+    exhibit_net::body_time(len, REQUEST_TIMEOUT)
 }
 
 /// A client TLS identity: certificate and PKCS#8 key, both DER.
@@ -219,6 +214,11 @@ impl Conn {
                 "{}: nothing of the body arrived for {}s",
                 self.server,
                 REQUEST_TIMEOUT.as_secs()
+            )),
+            exhibit_net::BodyError::TooSlow => ClientError::Stream(format!(
+                "{}: the body arrived at under {} KiB/s",
+                self.server,
+                exhibit_net::SLOWEST_BODY >> 10
             )),
             exhibit_net::BodyError::Stream(e) => self.stream_err(&e),
             e => ClientError::Stream(format!("{}: body {e} of {n}", self.server)),

@@ -130,11 +130,25 @@ pub const BLACK_HOLE_COOLDOWN: Duration = Duration::from_secs(2);
 /// A keep-alive well inside any idle timeout we configure.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-/// How reading a body ended early.
+/// The slowest a body may cross, bytes per second: a 256 kbit/s line
+/// shared by the eight chunks a send or fetch keeps in flight.
+pub const SLOWEST_BODY: u64 = 4 << 10;
+
+/// How long a body of `len` bytes may take in all: `stall`, plus its
+/// length at [`SLOWEST_BODY`]. Besides failing after `stall` without a
+/// byte, a body that trickles slower than that fails, so that a peer
+/// cannot hold the memory kept for it for ever, a byte at a time.
+pub fn body_time(len: usize, stall: Duration) -> Duration {
+    stall + Duration::from_secs((len as u64).div_ceil(SLOWEST_BODY))
+}
+
+/// How moving a body ended early.
 #[derive(Debug)]
 pub enum BodyError {
-    /// Nothing arrived for the stall timeout.
+    /// Nothing moved for the stall timeout.
     Stalled,
+    /// It moved, but slower than [`SLOWEST_BODY`].
+    TooSlow,
     /// The peer finished the stream after `got` bytes.
     Ended {
         /// Bytes that did arrive.
@@ -147,34 +161,62 @@ pub enum BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::Stalled => write!(f, "nothing arrived for too long"),
+            BodyError::Stalled => write!(f, "nothing moved for too long"),
+            BodyError::TooSlow => write!(f, "slower than {} KiB/s", SLOWEST_BODY >> 10),
             BodyError::Ended { got } => write!(f, "ended after {got} bytes"),
             BodyError::Stream(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Fill `buf` from `recv` for as long as bytes keep arriving: only `stall`
-/// without a byte fails it, however long the whole takes. A slow link is
-/// not a dead one: a 4 MiB chunk sharing a 2 Mbit/s line with the seven
-/// others in flight takes over two minutes, and a limit on the whole body
-/// would fail every chunk on such a line, every time.
+/// Fill `buf` from `recv` for as long as bytes keep arriving: `stall`
+/// without a byte fails it, and so does taking longer than [`body_time`],
+/// but not a slow line. A 4 MiB chunk sharing a 2 Mbit/s line with the
+/// seven others in flight takes over two minutes; a limit of a minute on
+/// the whole body would fail every chunk on such a line, every time.
 pub async fn read_exact_or_stall<R: tokio::io::AsyncRead + Unpin>(
     recv: &mut R,
     buf: &mut [u8],
     stall: Duration,
 ) -> Result<(), BodyError> {
     use tokio::io::AsyncReadExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match tokio::time::timeout(stall, recv.read(&mut buf[got..])).await {
-            Err(_) => return Err(BodyError::Stalled),
-            Ok(Err(e)) => return Err(BodyError::Stream(e)),
-            Ok(Ok(0)) => return Err(BodyError::Ended { got }),
-            Ok(Ok(n)) => got += n,
+    let all = body_time(buf.len(), stall);
+    let read = async {
+        let mut got = 0;
+        while got < buf.len() {
+            match tokio::time::timeout(stall, recv.read(&mut buf[got..])).await {
+                Err(_) => return Err(BodyError::Stalled),
+                Ok(Err(e)) => return Err(BodyError::Stream(e)),
+                Ok(Ok(0)) => return Err(BodyError::Ended { got }),
+                Ok(Ok(n)) => got += n,
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    tokio::time::timeout(all, read).await.unwrap_or(Err(BodyError::TooSlow))
+}
+
+/// Hand `body` to quinn on `send` under the same two limits as
+/// [`read_exact_or_stall`]: quinn takes what flow control lets it, and
+/// any of it taken counts as moving.
+pub async fn write_or_stall(
+    send: &mut quinn::SendStream,
+    body: bytes::Bytes,
+    stall: Duration,
+) -> Result<(), BodyError> {
+    let all = body_time(body.len(), stall);
+    let mut rest = [body];
+    let write = async {
+        while !rest[0].is_empty() {
+            match tokio::time::timeout(stall, send.write_chunks(&mut rest)).await {
+                Err(_) => return Err(BodyError::Stalled),
+                Ok(Err(e)) => return Err(BodyError::Stream(e.into())),
+                Ok(Ok(_)) => {}
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(all, write).await.unwrap_or(Err(BodyError::TooSlow))
 }
 
 /// Log a connection's path and UDP statistics at debug level (as it
@@ -245,41 +287,50 @@ mod tests {
     use super::*;
     use quinn::AsyncUdpSocket;
 
-    /// A body that keeps coming is read to the end, however long it takes
-    /// in all; one that stops for the stall time fails, as does one that
-    /// ends short. (Tokio's paused clock: exact, and instant.)
+    /// A body that keeps coming is read to the end, though it takes far
+    /// longer in all than the stall time; one that stops for the stall
+    /// time fails, as does one that trickles slower than SLOWEST_BODY and
+    /// one that ends short. (Tokio's paused clock: exact, and instant.)
     #[tokio::test(start_paused = true)]
-    async fn a_slow_body_is_read_and_only_a_stalled_one_fails() {
+    async fn a_slow_body_is_read_and_a_stalled_or_trickled_one_fails() {
         use tokio::io::AsyncWriteExt;
         let stall = Duration::from_secs(60);
-        let trickle = |pieces: usize, gap: Duration, then_wait: Duration| {
-            let (mut tx, rx) = tokio::io::duplex(1 << 10);
+        let trickle = |piece: usize, pieces: usize, gap: Duration, then_wait: Duration| {
+            let (mut tx, rx) = tokio::io::duplex(64 << 10);
             tokio::spawn(async move {
                 for i in 0..pieces {
-                    tx.write_all(&[i as u8; 100]).await.unwrap();
+                    tx.write_all(&vec![i as u8; piece]).await.unwrap();
                     tokio::time::sleep(gap).await;
                 }
                 tokio::time::sleep(then_wait).await;
             });
             rx
         };
-        // 20 pieces, 50 s apart: 16 minutes in all, never 60 s silent.
+        let mut buf = vec![0u8; 1 << 20];
+        // 1 MiB at 8 KiB per 1.5 s (5.3 KiB/s): 3 minutes, never a minute
+        // silent, and within its 60 + 256 s.
         let start = tokio::time::Instant::now();
-        let mut rx = trickle(20, Duration::from_secs(50), Duration::ZERO);
-        let mut buf = vec![0u8; 2000];
+        let mut rx = trickle(8 << 10, 128, Duration::from_millis(1500), Duration::ZERO);
         read_exact_or_stall(&mut rx, &mut buf, stall).await.unwrap();
-        assert!(start.elapsed() > Duration::from_secs(15 * 60));
-        assert_eq!(buf[1999], 19);
+        assert!(start.elapsed() > Duration::from_secs(3 * 60), "{:?}", start.elapsed());
+        assert_eq!(buf[(1 << 20) - 1], 127);
         // Half, then silence while the stream stays open.
         let start = tokio::time::Instant::now();
-        let mut rx = trickle(10, Duration::from_secs(1), Duration::from_secs(3600));
+        let mut rx = trickle(8 << 10, 64, Duration::from_secs(1), Duration::from_secs(3600));
         let r = read_exact_or_stall(&mut rx, &mut buf, stall).await;
         assert!(matches!(r, Err(BodyError::Stalled)), "{r:?}");
-        assert_eq!(start.elapsed(), Duration::from_secs(10 - 1 + 60), "fails a stall time after the last byte");
-        // Half, then the stream ends.
-        let mut rx = trickle(10, Duration::ZERO, Duration::ZERO);
+        assert_eq!(start.elapsed(), Duration::from_secs(64 - 1 + 60), "fails a stall time after the last byte");
+        // 1 KiB every 50 s: never a minute silent, but the 60 + 256 s are.
+        let start = tokio::time::Instant::now();
+        let mut rx = trickle(1 << 10, 1024, Duration::from_secs(50), Duration::ZERO);
         let r = read_exact_or_stall(&mut rx, &mut buf, stall).await;
-        assert!(matches!(r, Err(BodyError::Ended { got: 1000 })), "{r:?}");
+        assert!(matches!(r, Err(BodyError::TooSlow)), "{r:?}");
+        assert_eq!(start.elapsed(), body_time(1 << 20, stall));
+        assert_eq!(body_time(1 << 20, stall), Duration::from_secs(60 + 256));
+        // Half, then the stream ends.
+        let mut rx = trickle(8 << 10, 64, Duration::ZERO, Duration::ZERO);
+        let r = read_exact_or_stall(&mut rx, &mut buf, stall).await;
+        assert!(matches!(r, Err(BodyError::Ended { got: 524288 })), "{r:?}");
     }
 
     /// Ten 9000-byte datagrams in one GSO transmit (90 KB, more than one

@@ -463,9 +463,6 @@ async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame:
     Ok(frame::decode_request(&body)?)
 }
 
-/// How much of a reply's body is handed to quinn at a time.
-const REPLY_STEP: usize = 1 << 20;
-
 /// How much of a request frame is read at a time.
 const FRAME_STEP: usize = 64 << 10;
 
@@ -531,25 +528,26 @@ async fn serve_stream(
             frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
         }
     };
-    // Each piece may wait body_timeout for the peer to make room for it: a
-    // slow reader is served however long it takes, but one that stops
-    // reading must not keep a chunk (and its share of the memory budget)
-    // for ever. Resetting the stream drops what quinn still holds of it.
+    // A slow reader is served however long it takes, but one that stops
+    // reading, or trickles, must not keep a chunk (and its share of the
+    // memory budget) for ever: resetting the stream drops what quinn still
+    // holds of it.
     let stall = state.settings.body_timeout;
     let write = async {
-        tokio::time::timeout(stall, send.write_all(&out)).await??;
-        let mut rest = body.unwrap_or_default();
-        while !rest.is_empty() {
-            let piece = rest.split_to(rest.len().min(REPLY_STEP));
-            tokio::time::timeout(stall, send.write_chunk(piece)).await??;
+        match tokio::time::timeout(stall, send.write_all(&out)).await {
+            Err(_) => return Err(exhibit_net::BodyError::Stalled),
+            Ok(Err(e)) => return Err(exhibit_net::BodyError::Stream(e.into())),
+            Ok(Ok(())) => {}
         }
-        send.finish()?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        if let Some(b) = body {
+            exhibit_net::write_or_stall(&mut send, b, stall).await?;
+        }
+        send.finish().map_err(|e| exhibit_net::BodyError::Stream(std::io::Error::other(e)))
     };
     match write.await {
         Ok(()) => {}
-        Err(e) if e.is::<tokio::time::error::Elapsed>() => {
-            tracing::debug!("peer took nothing of the response for too long; stream reset");
+        Err(e @ (exhibit_net::BodyError::Stalled | exhibit_net::BodyError::TooSlow)) => {
+            tracing::debug!(error = %e, "peer did not take the response; stream reset");
             let _ = send.reset(0u32.into());
         }
         Err(e) => tracing::debug!(error = %e, "could not send response"),
