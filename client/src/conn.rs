@@ -210,18 +210,8 @@ impl Conn {
         }
         let mut body = alloc(n);
         exhibit_net::read_exact_or_stall(&mut recv, &mut body, REQUEST_TIMEOUT).await.map_err(|e| match e {
-            exhibit_net::BodyError::Stalled => ClientError::Stream(format!(
-                "{}: nothing of the body arrived for {}s",
-                self.server,
-                REQUEST_TIMEOUT.as_secs()
-            )),
-            exhibit_net::BodyError::TooSlow => ClientError::Stream(format!(
-                "{}: the body arrived at under {} KiB/s",
-                self.server,
-                exhibit_net::SLOWEST_BODY >> 10
-            )),
             exhibit_net::BodyError::Stream(e) => self.stream_err(&e),
-            e => ClientError::Stream(format!("{}: body {e} of {n}", self.server)),
+            e => ClientError::Stream(format!("{}: body of {n} bytes: {e}", self.server)),
         })?;
         Ok((resp, body))
     }

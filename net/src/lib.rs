@@ -145,8 +145,8 @@ pub fn body_time(len: usize, stall: Duration) -> Duration {
 /// How moving a body ended early.
 #[derive(Debug)]
 pub enum BodyError {
-    /// Nothing moved for the stall timeout.
-    Stalled,
+    /// Nothing moved for this long (the stall timeout).
+    Stalled(Duration),
     /// It moved, but slower than [`SLOWEST_BODY`].
     TooSlow,
     /// The peer finished the stream after `got` bytes.
@@ -161,7 +161,7 @@ pub enum BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::Stalled => write!(f, "nothing moved for too long"),
+            BodyError::Stalled(d) => write!(f, "nothing moved for {}s", d.as_secs()),
             BodyError::TooSlow => write!(f, "slower than {} KiB/s", SLOWEST_BODY >> 10),
             BodyError::Ended { got } => write!(f, "ended after {got} bytes"),
             BodyError::Stream(e) => write!(f, "{e}"),
@@ -185,7 +185,7 @@ pub async fn read_exact_or_stall<R: tokio::io::AsyncRead + Unpin>(
         let mut got = 0;
         while got < buf.len() {
             match tokio::time::timeout(stall, recv.read(&mut buf[got..])).await {
-                Err(_) => return Err(BodyError::Stalled),
+                Err(_) => return Err(BodyError::Stalled(stall)),
                 Ok(Err(e)) => return Err(BodyError::Stream(e)),
                 Ok(Ok(0)) => return Err(BodyError::Ended { got }),
                 Ok(Ok(n)) => got += n,
@@ -209,7 +209,7 @@ pub async fn write_or_stall(
     let write = async {
         while !rest[0].is_empty() {
             match tokio::time::timeout(stall, send.write_chunks(&mut rest)).await {
-                Err(_) => return Err(BodyError::Stalled),
+                Err(_) => return Err(BodyError::Stalled(stall)),
                 Ok(Err(e)) => return Err(BodyError::Stream(e.into())),
                 Ok(Ok(_)) => {}
             }
@@ -318,7 +318,7 @@ mod tests {
         let start = tokio::time::Instant::now();
         let mut rx = trickle(8 << 10, 64, Duration::from_secs(1), Duration::from_secs(3600));
         let r = read_exact_or_stall(&mut rx, &mut buf, stall).await;
-        assert!(matches!(r, Err(BodyError::Stalled)), "{r:?}");
+        assert!(matches!(r, Err(BodyError::Stalled(_))), "{r:?}");
         assert_eq!(start.elapsed(), Duration::from_secs(64 - 1 + 60), "fails a stall time after the last byte");
         // 1 KiB every 50 s: never a minute silent, but the 60 + 256 s are.
         let start = tokio::time::Instant::now();

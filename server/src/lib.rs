@@ -535,7 +535,7 @@ async fn serve_stream(
     let stall = state.settings.body_timeout;
     let write = async {
         match tokio::time::timeout(stall, send.write_all(&out)).await {
-            Err(_) => return Err(exhibit_net::BodyError::Stalled),
+            Err(_) => return Err(exhibit_net::BodyError::Stalled(stall)),
             Ok(Err(e)) => return Err(exhibit_net::BodyError::Stream(e.into())),
             Ok(Ok(())) => {}
         }
@@ -546,7 +546,7 @@ async fn serve_stream(
     };
     match write.await {
         Ok(()) => {}
-        Err(e @ (exhibit_net::BodyError::Stalled | exhibit_net::BodyError::TooSlow)) => {
+        Err(e @ (exhibit_net::BodyError::Stalled(_) | exhibit_net::BodyError::TooSlow)) => {
             tracing::debug!(error = %e, "peer did not take the response; stream reset");
             let _ = send.reset(0u32.into());
         }

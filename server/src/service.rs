@@ -42,12 +42,8 @@ async fn read_body(
     // goes quiet for body_timeout, or trickles, gives it back.
     let stall = state.settings.body_timeout;
     exhibit_net::read_exact_or_stall(recv, &mut bytes, stall).await.map_err(|e| match e {
-        BodyError::Stalled => ServerError::Stream(format!("{what}: nothing arrived for {}s", stall.as_secs())),
-        BodyError::TooSlow => {
-            ServerError::Stream(format!("{what}: arrived at under {} KiB/s", exhibit_net::SLOWEST_BODY >> 10))
-        }
         BodyError::Ended { got } => ServerError::BadRequest(format!("{what} ended after {got} of {len} bytes")),
-        BodyError::Stream(e) => ServerError::Stream(format!("reading {what}: {e}")),
+        e => ServerError::Stream(format!("reading {what}: {e}")),
     })?;
     Ok(bytes)
 }
