@@ -103,7 +103,7 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
     }
     let mut bundles = vec![];
     for a in receipts {
-        let claimed: exhibit_proto::Receipt = exhibit_proto::sign::decode(&a.receipt.bytes, "receipt")?;
+        let claimed = exhibit_proto::Receipt::from_bytes(&a.receipt.bytes)?;
         let (_, entry) = rentries.iter().find(|(u, _)| *u == claimed.recipient).ok_or_else(|| {
             ClientError::Verify(format!("receipt from {}, who is not a recipient", claimed.recipient))
         })?;

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use exhibit_proto::aligned::{Pool, ALIGN};
+use exhibit_proto::details::{Item, Placed};
 use exhibit_proto::frame::{Request, Response};
-use exhibit_proto::manifest::SealedDetails;
 use exhibit_proto::path::RelPath;
-use exhibit_proto::receipt::RECEIPT_VERSION;
 use exhibit_proto::{limits, seal, treehash, AcceptedReceipt, Receipt, SignedManifest, TransferId, VerifiedManifest};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -79,7 +78,14 @@ pub struct FetchHeader {
     pub out: PathBuf,
     /// Temp file tag.
     pub tag: u64,
+    /// Journal format: 2 records content chunks by their place in the
+    /// manifest; an earlier exhibit's journal (0) is not continued.
+    #[serde(default)]
+    pub version: u16,
 }
+
+/// The fetch journal format this build writes.
+const FETCH_JOURNAL_VERSION: u16 = 2;
 
 /// One line of a fetch journal: JSON and a newline.
 fn journal_line(v: &impl Serialize) -> Result<Vec<u8>, ClientError> {
@@ -92,7 +98,7 @@ fn journal_line(v: &impl Serialize) -> Result<Vec<u8>, ClientError> {
 fn write_fetch_journal(
     path: &Path,
     h: &FetchHeader,
-    done: &std::collections::HashSet<(usize, usize)>,
+    done: &std::collections::HashSet<usize>,
 ) -> Result<(), ClientError> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
@@ -105,11 +111,14 @@ fn write_fetch_journal(
 }
 
 /// Header and chunks done of a fetch journal (a torn last line ignored).
-pub fn read_fetch_journal(path: &Path) -> Option<(FetchHeader, std::collections::HashSet<(usize, usize)>)> {
+pub fn read_fetch_journal(path: &Path) -> Option<(FetchHeader, std::collections::HashSet<usize>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
     let header: FetchHeader = serde_json::from_str(lines.next()?).ok()?;
-    let done = lines.filter_map(|l| serde_json::from_str::<(usize, usize)>(l).ok()).collect();
+    if header.version != FETCH_JOURNAL_VERSION {
+        return None;
+    }
+    let done = lines.filter_map(|l| serde_json::from_str::<usize>(l).ok()).collect();
     Some((header, done))
 }
 
@@ -165,11 +174,25 @@ impl Drop for Temps {
 /// Create the parent directories of `rel` under `out`, refusing to pass
 /// through anything that is not a real directory (a planted symlink must
 /// not lead outside `out`).
-fn safe_parent(out: &Path, rel: &RelPath) -> Result<PathBuf, ClientError> {
+///
+/// `made` holds the folders (relative) already checked or made by this
+/// fetch, so many files in one folder check it once.
+fn safe_parent(
+    out: &Path,
+    rel: &RelPath,
+    made: &mut std::collections::HashSet<String>,
+) -> Result<PathBuf, ClientError> {
     let comps: Vec<&str> = rel.components().collect();
     let mut dir = out.to_owned();
+    let mut sofar = String::new();
     for c in &comps[..comps.len() - 1] {
         dir.push(c);
+        sofar.push_str(c);
+        sofar.push('/');
+        if made.contains(&sofar) {
+            continue;
+        }
+        made.insert(sofar.clone());
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -302,6 +325,69 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
     }
 }
 
+/// What one content chunk holds, for the fetch: a large item's chunk, or a
+/// pack of small items.
+#[derive(Clone, Debug)]
+enum Piece {
+    /// Chunk `index` of item `item`, written at `offset` of its temp file.
+    Part { item: usize, index: usize, offset: u64, plain_len: u32, chunk_len: u32 },
+    /// Items `items`, one after another from the pack's start.
+    Pack { items: std::ops::Range<usize>, plain_len: u64 },
+}
+
+/// Each content chunk's piece, from the checked items' places.
+fn pieces(items: &[Item], chunks: usize) -> Vec<Option<Piece>> {
+    let mut out: Vec<Option<Piece>> = vec![None; chunks];
+    for (i, it) in items.iter().enumerate() {
+        match it.placed {
+            Placed::Chunks { first, count, chunk_len } => {
+                for index in 0..count {
+                    let offset = index as u64 * u64::from(chunk_len);
+                    out[first + index] =
+                        Some(Piece::Part { item: i, index, offset, plain_len: it.plain_len(index), chunk_len });
+                }
+            }
+            Placed::Packed { chunk, .. } => match &mut out[chunk] {
+                Some(Piece::Pack { items, plain_len }) => {
+                    items.end = i + 1;
+                    *plain_len += it.size;
+                }
+                slot => *slot = Some(Piece::Pack { items: i..i + 1, plain_len: it.size }),
+            },
+        }
+    }
+    out
+}
+
+/// Whether a temp file left by an interrupted fetch is still this user's
+/// alone: a regular file of `len` bytes, ours, with no other name. Its
+/// identity if so.
+fn still_ours(t: &Path, len: u64, mine: u32) -> Option<FileId> {
+    let m = std::fs::symlink_metadata(t).ok()?;
+    (m.is_file() && m.len() == len && m.uid() == mine && m.nlink() == 1).then(|| file_id(&m))
+}
+
+/// Write a small item's bytes to a temp file of its own, made here (a file
+/// already at that name, left by an interrupted attempt, is replaced).
+fn write_small(t: &Path, bytes: &[u8]) -> std::io::Result<FileId> {
+    use std::io::Write;
+    match std::fs::remove_file(t) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f =
+        std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(t)?;
+    f.write_all(bytes)?;
+    Ok(file_id(&f.metadata()?))
+}
+
+/// Make everything written to the filesystem holding `dir` durable: one
+/// `syncfs` for all of a fetch's files instead of an fsync for each.
+fn sync_filesystem(dir: &Path) -> Result<(), ClientError> {
+    let d = File::open(dir).map_err(ClientError::io(format!("opening {}", dir.display())))?;
+    rustix::fs::syncfs(&d).map_err(|e| ClientError::io(format!("syncing {}", dir.display()))(e.into()))
+}
+
 async fn fetch_once(
     home: &Home,
     opts: FetchOptions,
@@ -316,8 +402,12 @@ async fn fetch_once(
     if !is_recipient && m.sender != p.me.user {
         return Err(ClientError::Verify("this transfer is not addressed to you".into()));
     }
-    let details: SealedDetails = seal::open_details(&vm, &p.age)?;
-    let paths = details.check(m)?;
+    let opened = crate::details::open(&conn, &vm, &p.age).await.map_err(|e| match e {
+        // Tampered, or not what the sender signed: refused like a chunk.
+        ClientError::Proto(e) => ClientError::Verify(e.to_string()),
+        e => e,
+    })?;
+    let items = Arc::new(opened.items);
 
     // Folders and files made here are the user's alone (0700, 0600): the
     // plaintext is evidence, and often of the most private kind.
@@ -327,8 +417,8 @@ async fn fetch_once(
         .create(&opts.out)
         .map_err(ClientError::io(format!("creating {}", opts.out.display())))?;
     let out = opts.out.canonicalize().map_err(ClientError::io(format!("resolving {}", opts.out.display())))?;
-    for rel in &paths {
-        let dest = dest_of(&out, rel);
+    for it in items.iter() {
+        let dest = dest_of(&out, &it.path);
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(ClientError::Usage(format!("{} already exists; choose another -o", dest.display())));
         }
@@ -339,6 +429,7 @@ async fn fetch_once(
     // An earlier, interrupted fetch of this transfer into this directory
     // is continued: its temp files and the chunks its journal records.
     let jpath = home.dir().join("journal").join(format!("{}.fetch", opts.transfer));
+    let header = |tag| FetchHeader { transfer: opts.transfer, out: out.clone(), tag, version: FETCH_JOURNAL_VERSION };
     let (tag, mut done) = match read_fetch_journal(&jpath) {
         Some((h, done)) if h.out == out => (h.tag, done),
         // The folder an interrupted fetch was writing to (by its resolved
@@ -353,17 +444,34 @@ async fn fetch_once(
         }
         _ => {
             let (tag, done) = (rand::random(), Default::default());
-            write_fetch_journal(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag }, &done)?;
+            write_fetch_journal(&jpath, &header(tag), &done)?;
             (tag, done)
         }
     };
-    let mut temps = Temps(vec![]);
-    let mut ids = vec![];
+    let temp_of = |i: usize| out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
+    let mut temps = Temps((0..items.len()).map(temp_of).collect());
+    let mut ids: Vec<Option<FileId>> = vec![None; items.len()];
     let mut owner = None;
     let journaled = done.len();
-    for (i, d) in details.items.iter().enumerate() {
-        let t = out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
-        match std::fs::symlink_metadata(&t) {
+    let pieces = pieces(&items, m.chunks.len());
+    for (i, it) in items.iter().enumerate() {
+        let t = &temps.0[i].clone();
+        if let Placed::Packed { chunk, .. } = it.placed {
+            // Written whole when its pack arrived; still there, and ours?
+            if done.contains(&chunk) {
+                let mine = match owner {
+                    Some(uid) => uid,
+                    None => *owner.insert(owner_in(&out)?),
+                };
+                match still_ours(t, it.size, mine) {
+                    Some(id) => ids[i] = Some(id),
+                    None => drop(done.remove(&chunk)),
+                }
+            }
+            continue;
+        }
+        let Placed::Chunks { first, count, .. } = it.placed else { continue };
+        match std::fs::symlink_metadata(t) {
             // Never written through: plaintext must not follow a planted link.
             Ok(m) if !m.is_file() => {
                 return Err(ClientError::Usage(format!(
@@ -371,18 +479,14 @@ async fn fetch_once(
                     t.display()
                 )))
             }
-            Ok(m) if m.len() == d.size => {}
+            Ok(m) if m.len() == it.size => {}
             // Gone (the output folder deleted, say) or of another length
             // since the interrupted fetch: it does not hold what the
             // journal says, so its chunks are fetched again.
-            _ => done.retain(|&(item, _)| item != i),
+            _ => done.retain(|k| !(first..first + count).contains(k)),
         }
-        let made = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&t);
+        let made =
+            std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(t);
         let f = match made {
             // Made here: ours alone.
             Ok(f) => f,
@@ -393,7 +497,7 @@ async fn fetch_once(
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .custom_flags(libc::O_NOFOLLOW)
-                    .open(&t)
+                    .open(t)
                     .map_err(ClientError::io(format!("opening {}", t.display())))?;
                 let m = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
                 let mine = match owner {
@@ -417,15 +521,14 @@ async fn fetch_once(
             }
             Err(e) => return Err(ClientError::io(format!("creating {}", t.display()))(e)),
         };
-        let m = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
-        ids.push(file_id(&m));
-        temps.0.push(t);
-        f.set_len(d.size).map_err(ClientError::io("allocating temp file"))?;
+        let meta = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
+        ids[i] = Some(file_id(&meta));
+        f.set_len(it.size).map_err(ClientError::io("allocating temp file"))?;
     }
     // The journal keeps only what is still on disk, so that a retry after
     // this attempt does not trust the dropped chunks again.
     if done.len() != journaled {
-        write_fetch_journal(&jpath, &FetchHeader { transfer: opts.transfer, out: out.clone(), tag }, &done)?;
+        write_fetch_journal(&jpath, &header(tag), &done)?;
     }
     let journal = Arc::new(std::sync::Mutex::new(
         std::fs::OpenOptions::new()
@@ -433,70 +536,102 @@ async fn fetch_once(
             .open(&jpath)
             .map_err(ClientError::io(format!("opening {}", jpath.display())))?,
     ));
-    let files: Arc<Vec<(PathBuf, FileId)>> = Arc::new(temps.0.iter().cloned().zip(ids.iter().copied()).collect());
+    let files: Arc<Vec<(PathBuf, Option<FileId>)>> =
+        Arc::new(temps.0.iter().cloned().zip(ids.iter().copied()).collect());
     let vm = Arc::new(vm);
     let identity = Arc::new(p.age.clone());
 
-    let total: u64 = details.items.iter().map(|d| d.size).sum();
+    let total: u64 = items.iter().map(|d| d.size).sum();
     let progress = Progress::new(opts.progress, total, "fetching");
-    let jobs: Vec<(usize, usize, u32, u32, u64)> = details
-        .items
-        .iter()
+    let jobs: Vec<(usize, Piece)> = pieces
+        .into_iter()
         .enumerate()
-        .flat_map(|(i, d)| {
-            vm.manifest().items[i]
-                .chunks
-                .iter()
-                .enumerate()
-                .map(move |(k, c)| (i, k, c.len, d.plain_len(k), k as u64 * u64::from(d.chunk_plain_len)))
-        })
-        .filter(|(i, k, ..)| !done.contains(&(*i, *k)))
+        .filter(|(k, _)| !done.contains(k))
+        .filter_map(|(k, piece)| piece.map(|p| (k, p)))
         .collect();
     let transfer = opts.transfer;
     // Each chunk's BLAKE3 subtree hash is taken as it is decrypted, so the
-    // files' whole hashes need no second read. A continued fetch, or a
-    // chunk length the tree cannot be split at, reads the files again.
-    let by_tree = done.is_empty() && details.items.iter().all(|d| treehash::supported(d.chunk_plain_len));
-    let shape: Arc<Vec<(u32, u64)>> = Arc::new(details.items.iter().map(|d| (d.chunk_plain_len, d.size)).collect());
+    // large files' whole hashes need no second read. A continued fetch, or
+    // a chunk length the tree cannot be split at, reads the files again.
+    // A small file is hashed whole where its pack is opened.
+    let by_tree = done.is_empty()
+        && items.iter().all(|d| match d.placed {
+            Placed::Chunks { chunk_len, .. } => treehash::supported(chunk_len),
+            Placed::Packed { .. } => true,
+        });
     // Ciphertext and plaintext of the chunks in flight, reused.
     let buffers = Arc::new(Pool::new(crate::send::POOL_BYTES));
     let mut downloads = futures_util::stream::iter(jobs)
-        .map(|(item, index, cipher_len, plain_len, offset)| {
-            let (conn, vm, files, identity) = (conn.clone(), vm.clone(), files.clone(), identity.clone());
-            let (journal, fetched, shape, buffers) = (journal.clone(), fetched.clone(), shape.clone(), buffers.clone());
+        .map(|(k, piece)| {
+            let (conn, vm, files, identity, items) =
+                (conn.clone(), vm.clone(), files.clone(), identity.clone(), items.clone());
+            let (journal, fetched, buffers) = (journal.clone(), fetched.clone(), buffers.clone());
             async move {
-                let id = vm.manifest().items[item].chunks[index].id;
-                let cipher = conn.get_chunk(transfer, id, cipher_len as usize, &buffers).await?;
+                let c = vm.manifest().chunks[k];
+                let cipher = conn.get_chunk(transfer, c.id, c.len as usize, &buffers).await?;
                 tokio::task::spawn_blocking(move || {
-                    let mut buf = buffers.take(plain_len as usize);
-                    let plain = &mut buf[..plain_len as usize];
-                    let (chunk_len, size) = shape[item];
-                    let tree = by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
-                    let hash = seal::open_chunk_into(&vm, item, index, &cipher, &identity, plain, tree)?;
-                    let (path, id) = &files[item];
-                    write_at(path, *id, plain, offset, chunk_len).map_err(temp_error("writing temp file"))?;
-                    buffers.give(buf);
+                    let (hash, made, n) = match piece {
+                        Piece::Part { item, index, offset, plain_len, chunk_len } => {
+                            let mut buf = buffers.take(plain_len as usize);
+                            let plain = &mut buf[..plain_len as usize];
+                            let size = items[item].size;
+                            let tree =
+                                by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
+                            let hash = seal::open_chunk_into(&vm, k, &cipher, &identity, plain, tree)?;
+                            let (path, id) = &files[item];
+                            let id = id.ok_or_else(|| ClientError::Stream(format!("item {item}: no temp file")))?;
+                            write_at(path, id, plain, offset, chunk_len).map_err(temp_error("writing temp file"))?;
+                            buffers.give(buf);
+                            (hash.map(|h| (item, index, h)), vec![], u64::from(plain_len))
+                        }
+                        Piece::Pack { items: range, plain_len } => {
+                            let mut buf = buffers.take(plain_len as usize);
+                            let plain = &mut buf[..plain_len as usize];
+                            seal::open_chunk_into(&vm, k, &cipher, &identity, plain, None)?;
+                            let mut made = vec![];
+                            let mut at = 0usize;
+                            for i in range {
+                                let it = &items[i];
+                                let bytes = &plain[at..at + it.size as usize];
+                                at += it.size as usize;
+                                if blake3::hash(bytes).as_bytes() != &it.blake3 {
+                                    return Err(ClientError::Verify(format!(
+                                        "{}: BLAKE3 differs from the sender's",
+                                        it.path.as_str()
+                                    )));
+                                }
+                                let id =
+                                    write_small(&files[i].0, bytes).map_err(ClientError::io("writing temp file"))?;
+                                made.push((i, id));
+                            }
+                            buffers.give(buf);
+                            (None, made, plain_len)
+                        }
+                    };
                     buffers.give(cipher);
-                    let line = journal_line(&(item, index))?;
+                    let line = journal_line(&k)?;
                     let mut j = journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?;
                     std::io::Write::write_all(&mut *j, &line).map_err(ClientError::io("writing fetch journal"))?;
                     // Counted where it is written: a chunk finished after
                     // its attempt was abandoned still counts, once.
                     fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok::<_, ClientError>((item, index, u64::from(plain_len), hash))
+                    Ok::<_, ClientError>((hash, made, n))
                 })
                 .await
                 .map_err(|e| ClientError::Stream(format!("decrypt worker: {e}")))?
             }
         })
         .buffer_unordered(IN_FLIGHT);
-    let mut hashes: Vec<Vec<[u8; 32]>> =
-        vm.manifest().items.iter().map(|i| vec![[0u8; 32]; if by_tree { i.chunks.len() } else { 0 }]).collect();
+    let mut hashes: std::collections::HashMap<usize, Vec<[u8; 32]>> = Default::default();
     while let Some(r) = downloads.next().await {
         match r {
-            Ok((item, index, n, hash)) => {
-                if let Some(h) = hash {
-                    hashes[item][index] = h;
+            Ok((hash, made, n)) => {
+                if let Some((item, index, h)) = hash {
+                    let Placed::Chunks { count, .. } = items[item].placed else { continue };
+                    hashes.entry(item).or_insert_with(|| vec![[0u8; 32]; count])[index] = h;
+                }
+                for (i, id) in made {
+                    ids[i] = Some(id);
                 }
                 progress.inc(n)
             }
@@ -506,7 +641,8 @@ async fn fetch_once(
                 return Err(ClientError::Verify(e.to_string()));
             }
             Err(e @ ClientError::Verify(_)) => {
-                // A temp file swapped for another: nothing of it is kept.
+                // A temp file swapped for another, or a small file whose
+                // hash differs: nothing of it is kept.
                 let _ = std::fs::remove_file(&jpath);
                 return Err(e);
             }
@@ -525,27 +661,35 @@ async fn fetch_once(
     drop(downloads);
     progress.finish();
 
-    // Whole-item hashes: from the chunks' subtree hashes, or by reading
-    // the files again; either way after the files are synced to disk.
+    // Whole-item hashes of the large files: from the chunks' subtree
+    // hashes, or by reading the files again; either way after everything
+    // written is on disk (one syncfs for all files).
     let temp_paths = temps.0.clone();
-    let expected: Vec<[u8; 32]> = details.items.iter().map(|d| d.blake3).collect();
+    let ids: Vec<FileId> =
+        ids.into_iter().collect::<Option<_>>().ok_or_else(|| ClientError::Stream("an item was not written".into()))?;
     let temp_ids = ids.clone();
+    let check_items = items.clone();
+    let synced = out.clone();
     tokio::task::spawn_blocking(move || {
-        for (i, (t, want)) in temp_paths.iter().zip(&expected).enumerate() {
+        sync_filesystem(&synced)?;
+        for (i, it) in check_items.iter().enumerate() {
+            let Placed::Chunks { chunk_len, .. } = it.placed else { continue };
+            let t = &temp_paths[i];
             let f = File::open(t).map_err(ClientError::io("reopening temp file"))?;
             check_temp(&f, t, temp_ids[i]).map_err(temp_error("reopening temp file"))?;
-            f.sync_all().map_err(ClientError::io("syncing temp file"))?;
-            let (chunk_len, size) = shape[i];
             let got = match by_tree {
-                true => treehash::file_hash(&hashes[i], chunk_len, size),
-                false => {
+                true if it.size > 0 => hashes.get(&i).and_then(|h| treehash::file_hash(h, chunk_len, it.size)),
+                _ => {
                     let mut h = blake3::Hasher::new();
                     h.update_reader(&f).map_err(ClientError::io("hashing temp file"))?;
                     Some(*h.finalize().as_bytes())
                 }
             };
-            if got.as_ref() != Some(want) {
-                return Err(ClientError::Verify(format!("item {i}: whole-file BLAKE3 differs from the sender's")));
+            if got.as_ref() != Some(&it.blake3) {
+                return Err(ClientError::Verify(format!(
+                    "{}: whole-file BLAKE3 differs from the sender's",
+                    it.path.as_str()
+                )));
             }
         }
         Ok(())
@@ -558,53 +702,32 @@ async fn fetch_once(
 
     // Every destination is checked before anything is moved, so a clash
     // leaves nothing half-delivered.
-    for rel in &paths {
-        let dest = dest_of(&out, rel);
+    for it in items.iter() {
+        let dest = dest_of(&out, &it.path);
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
         }
     }
-    let mut items = vec![];
-    for (i, rel) in paths.iter().enumerate() {
-        let dest = safe_parent(&out, rel).inspect_err(|_| {
-            // Not worth resuming: the destination itself is unsafe.
-            let _ = std::fs::remove_file(&jpath);
-        })?;
-        if std::fs::symlink_metadata(&dest).is_ok() {
-            return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
-        }
-        let still = std::fs::symlink_metadata(&temps.0[i]).map(|m| file_id(&m));
-        if still.ok() != Some(ids[i]) {
-            return Err(ClientError::Verify(Replaced(temps.0[i].clone()).to_string()));
-        }
-        std::fs::rename(&temps.0[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
-        // Checked again where it landed: a swap between the check above
-        // and the move is caught before anything is receipted.
-        if std::fs::symlink_metadata(&dest).map(|m| file_id(&m)).ok() != Some(ids[i]) {
-            return Err(ClientError::Verify(format!("{} was replaced as it was moved into place", dest.display())));
-        }
-        items.push(FetchedItem {
-            path: rel.as_str().to_owned(),
-            written_to: dest,
-            size: details.items[i].size,
-            blake3: hex::encode(details.items[i].blake3),
-        });
-    }
+    let moved = {
+        let (out, items, temp_paths) = (out.clone(), items.clone(), temps.0.clone());
+        let jpath = jpath.clone();
+        tokio::task::spawn_blocking(move || move_into_place(&out, &items, &temp_paths, &ids, &jpath))
+            .await
+            .map_err(|e| ClientError::Stream(format!("move worker: {e}")))?
+    };
+    let written = moved?;
     temps.0.clear();
-    let _ = File::open(&out).and_then(|d| d.sync_all());
+    // The renames, durable before the receipt says the files arrived.
+    sync_filesystem(&out)?;
     let _ = std::fs::remove_file(&jpath);
 
+    let hashes = opened_hashes(&items);
     let receipt = if is_recipient {
-        let r = Receipt {
-            version: RECEIPT_VERSION,
-            transfer,
-            manifest_hash: vm.hash(),
-            recipient: p.me.user.clone(),
-            received_at: now(),
-            items: details.items.iter().map(|d| d.blake3).collect(),
-        };
+        let mut root = exhibit_proto::merkle::Root::new();
+        hashes.iter().for_each(|h| root.push(h));
+        let r = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root);
+        crate::receipt::keep_items(home, transfer, &items)?;
         let signed = r.sign(&p.signing);
-        let r = &r;
         match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
             Response::ReceiptAccepted { receipt } => {
                 receipt.verify_acceptance(&p.authority)?;
@@ -612,7 +735,10 @@ async fn fetch_once(
                     // An earlier receipt of ours was already on record: it
                     // must be ours, for this transfer and these files.
                     let earlier = receipt.receipt.verify(&p.me)?;
-                    if earlier.transfer != transfer || earlier.manifest_hash != vm.hash() || earlier.items != r.items {
+                    if earlier.transfer != transfer
+                        || earlier.manifest_hash != vm.hash()
+                        || earlier.check_items(&hashes).is_err()
+                    {
                         return Err(ClientError::Verify(
                             "the server answered with a receipt for something else".into(),
                         ));
@@ -626,6 +752,16 @@ async fn fetch_once(
         None
     };
     conn.close();
+    let items = items
+        .iter()
+        .zip(written)
+        .map(|(it, written_to)| FetchedItem {
+            path: it.path.as_str().to_owned(),
+            written_to,
+            size: it.size,
+            blake3: hex::encode(it.blake3),
+        })
+        .collect();
     Ok(FetchOutcome {
         // Filled in by `fetch`, which counts across reconnections.
         chunks_fetched: 0,
@@ -633,8 +769,47 @@ async fn fetch_once(
         sender: sender.user.to_string(),
         sender_fingerprint: sender.fingerprint(),
         case_ref: vm.manifest().case_ref.clone(),
-        note: details.note.clone(),
+        note: opened.head.note.clone(),
         items,
         receipt,
     })
+}
+
+fn opened_hashes(items: &[Item]) -> Vec<[u8; 32]> {
+    items.iter().map(|i| i.blake3).collect()
+}
+
+/// Move every verified temp file to its place, making the folders on the
+/// way (never through a link), each file checked to be the one this fetch
+/// wrote before and after its move. Returns where each landed.
+fn move_into_place(
+    out: &Path,
+    items: &[Item],
+    temps: &[PathBuf],
+    ids: &[FileId],
+    jpath: &Path,
+) -> Result<Vec<PathBuf>, ClientError> {
+    let mut made = std::collections::HashSet::new();
+    let mut written = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        let dest = safe_parent(out, &it.path, &mut made).inspect_err(|_| {
+            // Not worth resuming: the destination itself is unsafe.
+            let _ = std::fs::remove_file(jpath);
+        })?;
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
+        }
+        let still = std::fs::symlink_metadata(&temps[i]).map(|m| file_id(&m));
+        if still.ok() != Some(ids[i]) {
+            return Err(ClientError::Verify(Replaced(temps[i].clone()).to_string()));
+        }
+        std::fs::rename(&temps[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
+        // Checked again where it landed: a swap between the check above
+        // and the move is caught before anything is receipted.
+        if std::fs::symlink_metadata(&dest).map(|m| file_id(&m)).ok() != Some(ids[i]) {
+            return Err(ClientError::Verify(format!("{} was replaced as it was moved into place", dest.display())));
+        }
+        written.push(dest);
+    }
+    Ok(written)
 }

@@ -48,15 +48,23 @@ pub struct Header {
     pub chunk_size: u32,
     /// Encrypted to the sender too.
     pub include_self: bool,
-    /// Items.
+    /// Items, in the order sent (component order of `rel`).
     pub items: Vec<JournalItem>,
+    /// Journal format: 2 keys chunks by their place among the transfer's
+    /// content chunks (small files packed); 0, an earlier exhibit's
+    /// journal, keyed them by file.
+    #[serde(default)]
+    pub version: u16,
 }
+
+/// The journal format this build writes.
+pub const JOURNAL_VERSION: u16 = 2;
 
 #[derive(Serialize, Deserialize)]
 enum Line {
     Chunk {
-        item: usize,
-        index: usize,
+        /// Its place among the transfer's content chunks.
+        chunk: usize,
         id: ChunkId,
         len: u32,
         /// The chunk's plaintext treehash, where the file's hash is
@@ -82,12 +90,12 @@ pub struct Journal {
 pub struct Recovered {
     /// The header.
     pub header: Header,
-    /// Chunks uploaded: (item, index) → chunk.
-    pub chunks: HashMap<(usize, usize), ChunkRef>,
+    /// Content chunks uploaded: place → chunk.
+    pub chunks: HashMap<usize, ChunkRef>,
     /// Finished item hashes.
     pub hashes: HashMap<usize, [u8; 32]>,
-    /// Plaintext treehashes of uploaded chunks: (item, index) → hash.
-    pub plain: HashMap<(usize, usize), [u8; 32]>,
+    /// Plaintext treehashes of uploaded chunks of large files: place → hash.
+    pub plain: HashMap<usize, [u8; 32]>,
     /// The file.
     pub path: PathBuf,
 }
@@ -138,14 +146,8 @@ impl Journal {
 
     /// Record an uploaded chunk (after the server said it is stored), with
     /// its plaintext's treehash if it was taken.
-    pub fn chunk(
-        &mut self,
-        item: usize,
-        index: usize,
-        c: ChunkRef,
-        plain: Option<[u8; 32]>,
-    ) -> Result<(), ClientError> {
-        self.append(&Line::Chunk { item, index, id: c.id, len: c.len, plain })
+    pub fn chunk(&mut self, chunk: usize, c: ChunkRef, plain: Option<[u8; 32]>) -> Result<(), ClientError> {
+        self.append(&Line::Chunk { chunk, id: c.id, len: c.len, plain })
     }
 
     /// Record an item's whole-file hash.
@@ -183,6 +185,9 @@ pub fn recover(path: &Path) -> Result<Recovered, ClientError> {
         .filter(|l| l.ends_with('\n'))
         .and_then(|l| serde_json::from_str(l).ok())
         .ok_or_else(|| bad("no readable header"))?;
+    if header.version != JOURNAL_VERSION {
+        return Err(bad("this send was started by an earlier version of exhibit; delete the file and send again"));
+    }
     let mut chunks = HashMap::new();
     let mut hashes = HashMap::new();
     let mut plain = HashMap::new();
@@ -191,10 +196,10 @@ pub fn recover(path: &Path) -> Result<Recovered, ClientError> {
             break; // torn by a crash
         }
         match serde_json::from_str::<Line>(l) {
-            Ok(Line::Chunk { item, index, id, len, plain: p }) => {
-                chunks.insert((item, index), ChunkRef { id, len });
+            Ok(Line::Chunk { chunk, id, len, plain: p }) => {
+                chunks.insert(chunk, ChunkRef { id, len });
                 if let Some(p) = p {
-                    plain.insert((item, index), p);
+                    plain.insert(chunk, p);
                 }
             }
             Ok(Line::Hash { item, blake3 }) => {
@@ -223,11 +228,12 @@ mod tests {
             chunk_size: 4096,
             include_self: true,
             items: vec![],
+            version: JOURNAL_VERSION,
         };
         let mut text = serde_json::to_string(&header).unwrap() + "\n";
         // A line without the hash is what an older exhibit wrote.
-        let old = Line::Chunk { item: 0, index: 0, id: ChunkId([1; 32]), len: 9, plain: None };
-        let new = Line::Chunk { item: 0, index: 1, id: ChunkId([2; 32]), len: 9, plain: Some([7; 32]) };
+        let old = Line::Chunk { chunk: 0, id: ChunkId([1; 32]), len: 9, plain: None };
+        let new = Line::Chunk { chunk: 1, id: ChunkId([2; 32]), len: 9, plain: Some([7; 32]) };
         for l in [&old, &new] {
             text += &(serde_json::to_string(l).unwrap() + "\n");
         }
@@ -235,6 +241,10 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let r = recover(&path).unwrap();
         assert_eq!(r.chunks.len(), 2);
-        assert_eq!(r.plain, HashMap::from([((0, 1), [7; 32])]));
+        assert_eq!(r.plain, HashMap::from([(1, [7; 32])]));
+        // An earlier exhibit's journal (no version) is refused, not misread.
+        let old_header = serde_json::to_string(&header).unwrap().replace(",\"version\":2", "");
+        std::fs::write(&path, old_header + "\n").unwrap();
+        assert!(recover(&path).unwrap_err().to_string().contains("earlier version"));
     }
 }

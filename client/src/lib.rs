@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cli;
 pub mod conn;
 pub mod custody;
+pub mod details;
 pub mod directory;
 pub mod enrol;
 pub mod error;

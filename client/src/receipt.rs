@@ -53,8 +53,34 @@ pub fn write(bundle: &ReceiptBundle, out: &Path) -> Result<(), ClientError> {
     std::fs::write(out, text).map_err(ClientError::io(format!("writing {}", out.display())))
 }
 
+/// Verify a bundle file against a CA certificate, offline. Returns what it
+/// proves, and how many items the item list beside it (`FILE.items`, or
+/// `items` if given) was checked for: `None` when there is no list (a
+/// version 2 receipt then proves its root, not which files).
+pub fn verify_with_items(
+    file: &Path,
+    ca: &Path,
+    items: Option<&Path>,
+) -> Result<(ReceiptSummary, Option<usize>), ClientError> {
+    let (summary, bundle) = verify_bundle(file, ca)?;
+    let beside = items_file_of(file);
+    let list = match items {
+        Some(p) => Some(p.to_owned()),
+        None => beside.exists().then_some(beside),
+    };
+    let checked = match list {
+        Some(l) => Some(check_items_file(&bundle, &l)?),
+        None => None,
+    };
+    Ok((summary, checked))
+}
+
 /// Verify a bundle file against a CA certificate, offline.
 pub fn verify_file(file: &Path, ca: &Path) -> Result<ReceiptSummary, ClientError> {
+    Ok(verify_bundle(file, ca)?.0)
+}
+
+fn verify_bundle(file: &Path, ca: &Path) -> Result<(ReceiptSummary, ReceiptBundle), ClientError> {
     let ca_pem = std::fs::read(ca).map_err(ClientError::io(format!("reading {}", ca.display())))?;
     let authority = exhibit_proto::cert::ed25519_key_from_pem(&ca_pem)?;
     let meta = std::fs::metadata(file).map_err(ClientError::io(format!("reading {}", file.display())))?;
@@ -65,5 +91,87 @@ pub fn verify_file(file: &Path, ca: &Path) -> Result<ReceiptSummary, ClientError
     let text = std::fs::read(file).map_err(ClientError::io(format!("reading {}", file.display())))?;
     let bundle: ReceiptBundle = serde_json::from_slice(&text)
         .map_err(|e| ClientError::Verify(format!("{} is not a receipt bundle: {e}", file.display())))?;
-    bundle.verify(&authority).map_err(|e| ClientError::Verify(e.to_string()))
+    let s = bundle.verify(&authority).map_err(|e| ClientError::Verify(e.to_string()))?;
+    Ok((s, bundle))
+}
+
+/// The item list kept beside a receipt: one line per item, in order, the
+/// plaintext BLAKE3 and the path (`b3sum` format, so `b3sum --check` run in
+/// the folder a transfer was fetched to checks the files too).
+pub fn items_text(items: &[exhibit_proto::details::Item]) -> String {
+    let mut s = String::with_capacity(items.len() * 100);
+    for it in items {
+        s += &hex::encode(it.blake3);
+        s += "  ";
+        s += it.path.as_str();
+        s.push('\n');
+    }
+    s
+}
+
+/// Read an item list (as [`items_text`] writes it): the hashes, in order.
+pub fn read_items(file: &Path) -> Result<Vec<[u8; 32]>, ClientError> {
+    let text = std::fs::read_to_string(file).map_err(ClientError::io(format!("reading {}", file.display())))?;
+    text.lines()
+        .enumerate()
+        .map(|(n, l)| {
+            let h = l.split_whitespace().next().unwrap_or_default();
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h, &mut out)
+                .map_err(|_| ClientError::Verify(format!("{} line {}: not a BLAKE3 hash", file.display(), n + 1)))?;
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Where a fetched transfer's item list is kept in the key directory.
+pub fn kept_items(home: &Home, transfer: TransferId) -> std::path::PathBuf {
+    home.dir().join("receipts").join(format!("{transfer}.items"))
+}
+
+/// Keep a fetched transfer's item list beside its receipt, in the key
+/// directory (the receipt signs only a root over the hashes).
+pub fn keep_items(
+    home: &Home,
+    transfer: TransferId,
+    items: &[exhibit_proto::details::Item],
+) -> Result<(), ClientError> {
+    let path = kept_items(home, transfer);
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
+    }
+    std::fs::write(&path, items_text(items)).map_err(ClientError::io(format!("writing {}", path.display())))
+}
+
+/// The item list file that goes with a bundle file: `NAME.items` beside it.
+pub fn items_file_of(bundle: &Path) -> std::path::PathBuf {
+    let mut s = bundle.as_os_str().to_owned();
+    s.push(".items");
+    s.into()
+}
+
+/// The item list of a transfer, as a sender or recipient can read it: the
+/// copy kept at fetch, or else from the sealed details.
+pub async fn item_list(home: &Home, transfer: TransferId) -> Result<Option<String>, ClientError> {
+    if let Ok(text) = std::fs::read_to_string(kept_items(home, transfer)) {
+        return Ok(Some(text));
+    }
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let (vm, _) = crate::fetch::verified_manifest(&conn, home, &p, transfer).await?;
+    let opened = crate::details::open(&conn, &vm, &p.age).await;
+    conn.close();
+    match opened {
+        Ok(o) => Ok(Some(items_text(&o.items))),
+        // Not sealed to us (an admin), or no longer held: no list.
+        Err(ClientError::Proto(_) | ClientError::Server { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Check an item list file against a verified bundle.
+pub fn check_items_file(bundle: &ReceiptBundle, items: &Path) -> Result<usize, ClientError> {
+    let list = read_items(items)?;
+    bundle.check_items(&list).map_err(|e| ClientError::Verify(format!("{}: {e}", items.display())))?;
+    Ok(list.len())
 }

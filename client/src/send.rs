@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exhibit_proto::aligned::{AlignedBuf, Pool};
+use exhibit_proto::details::{self, ItemRecord, Place};
 use exhibit_proto::frame::{Request, Response};
-use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
+use exhibit_proto::manifest::{ChunkRef, MANIFEST_VERSION};
 use exhibit_proto::{limits, seal, treehash, ChunkId, Manifest, TransferId, UserId};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -120,6 +121,9 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<Source>, ClientError> {
         let name = rel_name(p)?;
         walk(p, name, meta, &mut out)?;
     }
+    // Path order: what sits together in a folder is packed together, and
+    // the recipient checks the order instead of holding every path.
+    out.sort_by(|a, b| exhibit_proto::path::component_cmp(&a.rel, &b.rel));
     let names: Vec<&str> = out.iter().map(|s| s.rel.as_str()).collect();
     exhibit_proto::path::check_set(names).map_err(|e| ClientError::Usage(format!("cannot send: {e}")))?;
     if out.is_empty() {
@@ -155,67 +159,125 @@ fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -
 }
 
 struct Job {
-    item: usize,
-    index: usize,
+    /// Its place among the transfer's content chunks.
+    chunk: usize,
     /// The plaintext, where `layout` puts it.
     buf: AlignedBuf,
     layout: seal::ChunkLayout,
     /// Already on the server: only its plaintext is hashed.
     held: bool,
-    /// Its place in the file's BLAKE3 tree, when the file's hash is
-    /// assembled from its chunks'.
-    tree: Option<treehash::Place>,
+    /// A large file's chunk whose file hash is assembled from its chunks':
+    /// the item, and the chunk's place in that file's BLAKE3 tree.
+    tree: Option<(usize, treehash::Place)>,
 }
 
 /// Idle chunk buffers kept for reuse by a send or a fetch (enough for the
 /// chunks in flight at the default chunk size).
 pub(crate) const POOL_BYTES: usize = 64 << 20;
 
-/// What the reader must do for one item.
+/// What the reader must do.
 #[derive(Clone, Debug)]
 struct ReadPlan {
-    source: Source,
-    /// The whole-file hash, if a journal already has it.
-    hash: Option<[u8; 32]>,
-    /// Chunks already on the server, with their plaintext treehash where
-    /// the journal has it.
+    sources: Arc<Vec<Source>>,
+    /// Where each item goes (small files packed).
+    places: Arc<Vec<Place>>,
+    chunk: u32,
+    /// Whole-file hashes a journal already has.
+    hashes: HashMap<usize, [u8; 32]>,
+    /// Content chunks already on the server, with the plaintext treehash
+    /// of a large file's chunk where the journal has it.
     held: HashMap<usize, Option<[u8; 32]>>,
 }
 
+/// A pack being filled with small files.
+struct Pack {
+    chunk: usize,
+    bytes: Vec<u8>,
+}
+
 /// Read items and hand their chunks to the encrypt/upload stage through a
-/// bounded channel. A chunk is read to be sent, or, when the server holds
-/// it but the item's hash is still to be made, to be hashed:
-/// - an item whose hash is known is read only where chunks are missing;
+/// bounded channel, in content-chunk order.
+///
+/// Small files are read whole into the pack they share, and hashed there;
+/// a pack the server already holds is read only for the hashes. A large
+/// file's chunk is read to be sent, or, when the server holds it but the
+/// file's hash is still to be made, to be hashed:
+/// - a file whose hash is known is read only where chunks are missing;
 /// - otherwise, when the chunk length is a power of two, the stage hashes
 ///   each chunk as it seals it (`tree` marks its place) and the file's hash
 ///   is assembled from the chunks'; held chunks whose hash the journal has
 ///   are not read at all;
-/// - otherwise this stage reads the whole item in order and hashes it.
+/// - otherwise this stage reads the whole file in order and hashes it.
 ///
-/// Each item's hash, where this stage made or knew it.
+/// Returns each item's hash, where this stage made or knew it.
 fn read_items(
-    plans: &[ReadPlan],
-    chunk: u32,
+    plan: &ReadPlan,
     recipients: usize,
     tx: tokio::sync::mpsc::Sender<Job>,
     journal: &std::sync::Mutex<Journal>,
     pool: &Pool,
 ) -> Result<Vec<Option<[u8; 32]>>, ClientError> {
+    use std::io::Read;
     use std::os::unix::fs::FileExt;
-    let mut sums = vec![];
-    for (item, plan) in plans.iter().enumerate() {
-        let s = &plan.source;
-        let f = std::fs::File::open(&s.path).map_err(ClientError::io(format!("reading {}", s.path.display())))?;
-        let count = exhibit_proto::manifest::chunk_count(s.size, chunk) as usize;
+    let chunk = plan.chunk;
+    let mut sums: Vec<Option<[u8; 32]>> = vec![None; plan.sources.len()];
+    let mut pack: Option<Pack> = None;
+    // Hands a full pack on; false once the upload stage has stopped.
+    let flush = |pack: Option<Pack>| -> bool {
+        let Some(Pack { chunk, bytes }) = pack else { return true };
+        if plan.held.contains_key(&chunk) {
+            return true;
+        }
+        let layout = seal::ChunkLayout::new(bytes.len(), recipients);
+        let mut buf = pool.take(layout.buf_len());
+        let mut rest = bytes.as_slice();
+        for slot in layout.slots(&mut buf) {
+            let (now, later) = rest.split_at(slot.len());
+            slot.copy_from_slice(now);
+            rest = later;
+        }
+        tx.blocking_send(Job { chunk, buf, layout, held: false, tree: None }).is_ok()
+    };
+    for (item, s) in plan.sources.iter().enumerate() {
         let changed =
             |e| ClientError::Io { context: format!("{}: file changed while being sent", s.path.display()), source: e };
-        let by_tree = plan.hash.is_none() && treehash::supported(chunk);
-        let mut in_order = (plan.hash.is_none() && !by_tree).then(blake3::Hasher::new);
+        let grew = || ClientError::Usage(format!("{}: file grew while being sent", s.path.display()));
+        let first = match plan.places[item] {
+            Place::Packed { chunk: k, .. } => {
+                let k = k as usize;
+                if pack.as_ref().map(|p| p.chunk) != Some(k) {
+                    if !flush(pack.take()) {
+                        return Ok(sums);
+                    }
+                    pack = Some(Pack { chunk: k, bytes: Vec::with_capacity(chunk as usize) });
+                }
+                let Some(p) = pack.as_mut() else { continue };
+                let start = p.bytes.len();
+                p.bytes.resize(start + s.size as usize, 0);
+                let mut f =
+                    std::fs::File::open(&s.path).map_err(ClientError::io(format!("reading {}", s.path.display())))?;
+                f.read_exact(&mut p.bytes[start..]).map_err(changed)?;
+                if f.read(&mut [0u8; 1]).map_err(changed)? != 0 {
+                    return Err(grew());
+                }
+                sums[item] = Some(*blake3::hash(&p.bytes[start..]).as_bytes());
+                continue;
+            }
+            Place::Chunks { first } => first as usize,
+        };
+        if !flush(pack.take()) {
+            return Ok(sums);
+        }
+        let known = plan.hashes.get(&item).copied();
+        let f = std::fs::File::open(&s.path).map_err(ClientError::io(format!("reading {}", s.path.display())))?;
+        let count = exhibit_proto::manifest::chunk_count(s.size, chunk) as usize;
+        let by_tree = known.is_none() && treehash::supported(chunk);
+        let mut in_order = (known.is_none() && !by_tree).then(blake3::Hasher::new);
         for index in 0..count {
-            let held = plan.held.get(&index);
+            let held = plan.held.get(&(first + index));
             let wanted = match held {
                 None => true,
-                Some(known) => in_order.is_some() || (by_tree && known.is_none()),
+                Some(journaled) => in_order.is_some() || (by_tree && journaled.is_none()),
             };
             if !wanted {
                 continue;
@@ -234,16 +296,17 @@ fn read_items(
                 pool.give(buf);
                 continue;
             }
-            let tree = by_tree.then_some(treehash::Place { index: index as u64, chunk_len: chunk, total: s.size });
-            if tx.blocking_send(Job { item, index, buf, layout, held: held.is_some(), tree }).is_err() {
+            let tree =
+                by_tree.then_some((item, treehash::Place { index: index as u64, chunk_len: chunk, total: s.size }));
+            if tx.blocking_send(Job { chunk: first + index, buf, layout, held: held.is_some(), tree }).is_err() {
                 // The upload stage failed; its error is the one to report.
                 return Ok(sums);
             }
         }
-        if plan.hash.is_none() && f.read_at(&mut [0u8; 1], s.size).map_err(changed)? != 0 {
-            return Err(ClientError::Usage(format!("{}: file grew while being sent", s.path.display())));
+        if known.is_none() && f.read_at(&mut [0u8; 1], s.size).map_err(changed)? != 0 {
+            return Err(grew());
         }
-        let sum = match (plan.hash, in_order) {
+        sums[item] = match (known, in_order) {
             (Some(h), _) => Some(h),
             (None, Some(h)) => {
                 let h = *h.finalize().as_bytes();
@@ -252,8 +315,8 @@ fn read_items(
             }
             (None, None) => None,
         };
-        sums.push(sum);
     }
+    flush(pack.take());
     Ok(sums)
 }
 
@@ -332,16 +395,17 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
             .iter()
             .map(|s| Ok(JournalItem { path: s.path.clone(), rel: s.rel.clone(), size: s.size, mtime: mtime(&s.path)? }))
             .collect::<Result<_, ClientError>>()?,
+        version: crate::journal::JOURNAL_VERSION,
     };
     let journal = Journal::create(home, &header)?;
     match conn.request(&Request::CreateTransfer { transfer, recipients: to.clone() }).await? {
         Response::Created => {}
         r => return Err(unexpected(&r)),
     }
-    let plans = sources.into_iter().map(|source| ReadPlan { source, hash: None, held: HashMap::new() }).collect();
+    let plan = ReadPlan::new(sources, header.chunk_size, HashMap::new(), HashMap::new());
     let sent = AtomicUsize::new(0);
     let jpath = journal.path().to_owned();
-    let first = upload(&conn, &p, header, plans, HashMap::new(), journal, keys, shown, opts.progress, &sent).await;
+    let first = upload(&conn, &p, header, plan, HashMap::new(), journal, keys, shown, opts.progress, &sent).await;
     conn.close();
     let mut err = match first {
         Ok(mut out) => {
@@ -446,30 +510,73 @@ async fn resume_counting(
         }
         Err(e) => return Err(e),
     };
-    let mut done = HashMap::new();
-    for ((item, index), c) in &r.chunks {
-        if held.contains(&c.id) {
-            done.insert((*item, *index), *c);
-        }
-    }
-    let plans = h
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| ReadPlan {
-            source: Source { path: it.path.clone(), rel: it.rel.clone(), size: it.size },
-            hash: r.hashes.get(&i).copied(),
-            held: done
-                .keys()
-                .filter(|(item, _)| *item == i)
-                .map(|&(_, k)| (k, r.plain.get(&(i, k)).copied()))
-                .collect(),
-        })
-        .collect();
+    let done: HashMap<usize, ChunkRef> =
+        r.chunks.iter().filter(|(_, c)| held.contains(&c.id)).map(|(k, c)| (*k, *c)).collect();
+    let sources =
+        h.items.iter().map(|it| Source { path: it.path.clone(), rel: it.rel.clone(), size: it.size }).collect();
+    let plan = ReadPlan::new(
+        sources,
+        h.chunk_size,
+        r.hashes.clone(),
+        done.keys().map(|k| (*k, r.plain.get(k).copied())).collect(),
+    );
     let journal = Journal::reopen(&r)?;
-    let r = upload(&conn, &p, h, plans, done, journal, keys, shown, progress, sent).await;
+    let r = upload(&conn, &p, h, plan, done, journal, keys, shown, progress, sent).await;
     conn.close();
     r
+}
+
+impl ReadPlan {
+    fn new(
+        sources: Vec<Source>,
+        chunk: u32,
+        hashes: HashMap<usize, [u8; 32]>,
+        held: HashMap<usize, Option<[u8; 32]>>,
+    ) -> Self {
+        let (places, _) = details::layout(sources.iter().map(|s| s.size), chunk);
+        ReadPlan { sources: Arc::new(sources), places: Arc::new(places), chunk, hashes, held }
+    }
+
+    /// The chunk hashes of large file `item` (hashed by tree), from the
+    /// journal where it has them.
+    fn tree_of<'t>(
+        &self,
+        tree: &'t mut HashMap<usize, Vec<Option<[u8; 32]>>>,
+        item: usize,
+    ) -> &'t mut Vec<Option<[u8; 32]>> {
+        tree.entry(item).or_insert_with(|| {
+            let n = exhibit_proto::manifest::chunk_count(self.sources[item].size, self.chunk) as usize;
+            let Place::Chunks { first } = self.places[item] else { return vec![] };
+            (0..n).map(|j| self.held.get(&(first as usize + j)).copied().flatten()).collect()
+        })
+    }
+
+    /// How many content chunks the items make.
+    fn chunks(&self) -> usize {
+        details::layout(self.sources.iter().map(|s| s.size), self.chunk).1 as usize
+    }
+}
+
+/// Seal each sealed-details part and store it as a chunk of the transfer,
+/// several at once; their references, in order.
+async fn store_parts(
+    conn: &Conn,
+    transfer: TransferId,
+    recipients: &Arc<Vec<age::x25519::Recipient>>,
+    parts: Vec<Vec<u8>>,
+) -> Result<Vec<ChunkRef>, ClientError> {
+    let puts = parts.into_iter().map(|plain| {
+        let (conn, recipients) = (conn.clone(), recipients.clone());
+        async move {
+            let cipher = tokio::task::spawn_blocking(move || seal::encrypt(&plain, &recipients))
+                .await
+                .map_err(|e| ClientError::Stream(format!("encrypt worker: {e}")))??;
+            let c = ChunkRef { id: ChunkId::of(&cipher), len: cipher.len() as u32 };
+            conn.put_chunk(transfer, c.id, cipher).await?;
+            Ok::<_, ClientError>(c)
+        }
+    });
+    futures_util::future::try_join_all(puts).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -477,8 +584,8 @@ async fn upload(
     conn: &Conn,
     p: &crate::home::Profile,
     h: Header,
-    plans: Vec<ReadPlan>,
-    done: HashMap<(usize, usize), ChunkRef>,
+    plan: ReadPlan,
+    done: HashMap<usize, ChunkRef>,
     journal: Journal,
     keys: Vec<age::x25519::Recipient>,
     shown: Vec<RecipientShown>,
@@ -488,15 +595,15 @@ async fn upload(
     let transfer = h.transfer;
     let recipients = Arc::new(keys);
     let journal = Arc::new(std::sync::Mutex::new(journal));
-    let total: u64 = plans.iter().map(|s| s.source.size).sum();
+    let total: u64 = plan.sources.iter().map(|s| s.size).sum();
     let progress = Progress::new(show_progress, total, "sending");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(2);
     let pool = Arc::new(Pool::new(POOL_BYTES));
     let reader = {
-        let plans = plans.clone();
-        let (chunk, recipients) = (h.chunk_size, recipients.len());
+        let plan = plan.clone();
+        let recipients = recipients.len();
         let (journal, pool) = (journal.clone(), pool.clone());
-        tokio::task::spawn_blocking(move || read_items(&plans, chunk, recipients, tx, &journal, &pool))
+        tokio::task::spawn_blocking(move || read_items(&plan, recipients, tx, &journal, &pool))
     };
     let jobs = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut uploads = jobs
@@ -504,11 +611,12 @@ async fn upload(
             let conn = conn.clone();
             let (recipients, pool) = (recipients.clone(), pool.clone());
             async move {
-                let Job { item, index, mut buf, layout, held, tree } = job;
+                let Job { chunk, mut buf, layout, held, tree } = job;
                 let plain_len = layout.plain_len() as u64;
+                let (item, place) = (tree.map(|t| t.0), tree.map(|t| t.1));
                 let (sealed, hash) = tokio::task::spawn_blocking(move || {
                     if held {
-                        let hash = tree.map(|place| {
+                        let hash = place.map(|place| {
                             let mut h = treehash::ChunkHasher::new(place);
                             layout.slots(&mut buf).for_each(|s| h.update(s));
                             h.finalize()
@@ -516,7 +624,7 @@ async fn upload(
                         pool.give(buf);
                         return Ok((None, hash));
                     }
-                    let s = seal::seal_chunk(&mut buf, layout, &recipients, tree)?;
+                    let s = seal::seal_chunk(&mut buf, layout, &recipients, place)?;
                     Ok::<_, ClientError>((Some((Lent::bytes(buf, pool).slice(s.range), s.id)), s.plain_hash))
                 })
                 .await
@@ -529,85 +637,91 @@ async fn upload(
                     }
                     None => None,
                 };
-                Ok::<_, ClientError>((item, index, stored, hash, plain_len))
+                let tree = item.zip(place).zip(hash).map(|((i, pl), h)| (i, pl.index as usize, h));
+                Ok::<_, ClientError>((chunk, stored, tree, plain_len))
             }
         })
         .buffer_unordered(IN_FLIGHT);
-    let mut chunks: Vec<Vec<Option<ChunkRef>>> = plans
-        .iter()
-        .map(|s| vec![None; exhibit_proto::manifest::chunk_count(s.source.size, h.chunk_size) as usize])
-        .collect();
-    for ((item, index), c) in &done {
-        if let Some(slot) = chunks.get_mut(*item).and_then(|v| v.get_mut(*index)) {
+    let mut chunks: Vec<Option<ChunkRef>> = vec![None; plan.chunks()];
+    for (k, c) in &done {
+        if let Some(slot) = chunks.get_mut(*k) {
             *slot = Some(*c);
         }
     }
-    // Chunk plaintext hashes of the items hashed by tree: from the
+    // Chunk plaintext hashes of the large files hashed by tree: from the
     // journal for chunks already held, from the stage for the rest.
-    let mut tree: Vec<Vec<Option<[u8; 32]>>> = plans
-        .iter()
-        .zip(&chunks)
-        .map(|(p, c)| (0..c.len()).map(|k| p.held.get(&k).copied().flatten()).collect())
-        .collect();
+    let mut tree: HashMap<usize, Vec<Option<[u8; 32]>>> = HashMap::new();
     while let Some(r) = uploads.next().await {
-        let (item, index, stored, hash, n) = r?;
-        tree[item][index] = hash.or(tree[item][index]);
+        let (k, stored, hashed, n) = r?;
+        let plain = hashed.map(|(_, _, hash)| hash);
+        if let Some((item, index, hash)) = hashed {
+            if let Some(slot) = plan.tree_of(&mut tree, item).get_mut(index) {
+                *slot = Some(hash);
+            }
+        }
         let mut j = journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?;
-        match (stored, chunks[item][index]) {
+        match (stored, chunks[k]) {
             (Some(c), _) => {
                 sent.fetch_add(1, Ordering::Relaxed);
-                j.chunk(item, index, c, hash)?;
-                chunks[item][index] = Some(c);
+                j.chunk(k, c, plain)?;
+                chunks[k] = Some(c);
                 progress.inc(n);
             }
             // Held, and hashed only now: recorded so that another resume
             // need not read it again.
-            (None, Some(c)) => j.chunk(item, index, c, hash)?,
+            (None, Some(c)) => j.chunk(k, c, plain)?,
             (None, None) => return Err(ClientError::Stream("a held chunk is not in the journal".into())),
         }
     }
     drop(uploads);
     let sums = reader.await.map_err(|e| ClientError::Stream(format!("reader: {e}")))??;
     progress.finish();
-    let sums = sums
-        .into_iter()
-        .enumerate()
-        .map(|(item, known)| match known {
-            Some(h) => Ok(h),
+    let mut records = Vec::with_capacity(sums.len());
+    for (item, known) in sums.into_iter().enumerate() {
+        let s = &plan.sources[item];
+        let blake3 = match known {
+            Some(h) => h,
             None => {
-                let size = plans[item].source.size;
-                let sum = tree[item]
+                let sum = plan
+                    .tree_of(&mut tree, item)
                     .iter()
                     .copied()
                     .collect::<Option<Vec<_>>>()
-                    .and_then(|t| treehash::file_hash(&t, h.chunk_size, size))
+                    .and_then(|t| treehash::file_hash(&t, h.chunk_size, s.size))
                     .ok_or_else(|| ClientError::Stream(format!("item {item}: chunk hashes missing")))?;
                 journal.lock().map_err(|_| ClientError::Stream("journal lock".into()))?.hash(item, sum)?;
-                Ok(sum)
+                sum
             }
-        })
-        .collect::<Result<Vec<_>, ClientError>>()?;
-
-    let items: Vec<ManifestItem> = chunks
+        };
+        let place = plan.places[item];
+        records.push(ItemRecord {
+            path: s.rel.clone(),
+            size: s.size,
+            blake3,
+            place,
+            exhibit_ref: None,
+            description: None,
+        });
+    }
+    let chunks: Vec<ChunkRef> = chunks
         .into_iter()
-        .map(|cs| cs.into_iter().collect::<Option<Vec<_>>>().map(|chunks| ManifestItem { chunks }))
         .collect::<Option<_>>()
         .ok_or_else(|| ClientError::Stream("a chunk was not uploaded".into()))?;
-    let details = SealedDetails {
-        items: plans
-            .iter()
-            .zip(&sums)
-            .map(|(s, hash)| ItemDetails {
-                path: s.source.rel.clone(),
-                size: s.source.size,
-                blake3: *hash,
-                chunk_plain_len: h.chunk_size,
-                exhibit_ref: None,
-                description: None,
-            })
-            .collect(),
-        note: h.note.clone(),
-    };
+
+    // The sealed details, in parts stored as chunks, a few at a time.
+    let head = details::Head { items: records.len() as u64, chunk_len: h.chunk_size, note: h.note.clone() };
+    let mut w = details::Writer::new(&head);
+    let (mut parts, mut pending) = (vec![], vec![]);
+    for r in &records {
+        pending.extend(w.push(r));
+        if pending.len() >= IN_FLIGHT {
+            parts.extend(store_parts(conn, transfer, &recipients, std::mem::take(&mut pending)).await?);
+        }
+    }
+    pending.push(w.finish());
+    parts.extend(store_parts(conn, transfer, &recipients, pending).await?);
+    drop(records);
+
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         transfer,
@@ -616,8 +730,10 @@ async fn upload(
         created_at: now(),
         ack_within_secs: h.ack_within_secs,
         case_ref: h.case_ref.clone(),
-        items,
-        details: seal::seal_details(&details, &recipients)?,
+        chunks,
+        details_parts: parts,
+        items: vec![],
+        details: vec![],
     };
     let signed = manifest.sign(&p.signing);
     let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
@@ -633,7 +749,7 @@ async fn upload(
     journal.finish()?;
     Ok(SendOutcome {
         transfer,
-        items: plans.len(),
+        items: plan.sources.len(),
         bytes: total,
         recipients: shown,
         deadline,

@@ -22,11 +22,11 @@ pub enum ProtoError {
     #[error("unsupported {what} version {got}")]
     Version { what: &'static str, got: u16 },
     /// A chunk's bytes do not hash to its id.
-    #[error("chunk {index} of item {item}: expected id {expected}, got {got}")]
-    ChunkHashMismatch { item: usize, index: usize, expected: ChunkId, got: ChunkId },
+    #[error("chunk {index}: expected id {expected}, got {got}")]
+    ChunkHashMismatch { index: usize, expected: ChunkId, got: ChunkId },
     /// A chunk's length differs from the manifest.
-    #[error("chunk {index} of item {item}: expected {expected} bytes, got {got}")]
-    ChunkLength { item: usize, index: usize, expected: u64, got: u64 },
+    #[error("chunk {index}: expected {expected} bytes, got {got}")]
+    ChunkLength { index: usize, expected: u64, got: u64 },
     /// Decryption failed: wrong key, or the ciphertext was altered.
     #[error("decryption of {what} failed: {reason}")]
     Decrypt { what: String, reason: String },

@@ -12,12 +12,14 @@ pub mod aligned;
 pub mod audit;
 pub mod b64;
 pub mod cert;
+pub mod details;
 pub mod directory;
 pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod limits;
 pub mod manifest;
+pub mod merkle;
 pub mod path;
 pub mod receipt;
 #[cfg(feature = "seal")]

@@ -20,8 +20,12 @@ pub const EAGER_CHUNK: u32 = 64 << 10;
 pub const MIN_CHUNK_SIZE: u32 = 1 << 10;
 /// Most recipients (users, after groups are expanded) of one transfer.
 pub const MAX_RECIPIENTS: usize = 64;
-/// Most items (files) in one transfer.
-pub const MAX_ITEMS: usize = 100_000;
+/// Most items (files) in one transfer. A version 1 manifest (details
+/// inline) is further bounded by [`MAX_MANIFEST`].
+pub const MAX_ITEMS: usize = 4_000_000;
+/// Most sealed-details parts of one transfer (each at most
+/// [`crate::details::PART_LEN`] of plaintext).
+pub const MAX_DETAILS_PARTS: usize = 4096;
 /// Most chunks in one transfer (1 TiB at the default chunk size).
 pub const MAX_CHUNKS: usize = 262_144;
 /// Largest encoded manifest, sealed details included (sent after its frame,

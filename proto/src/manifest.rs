@@ -11,8 +11,13 @@ use crate::limits::{self, max_sealed_len};
 use crate::path::{self, RelPath};
 use crate::sign;
 
-/// Manifest format version this build writes and reads.
-pub const MANIFEST_VERSION: u16 = 1;
+/// Manifest format version this build writes: file boundaries sealed, small
+/// files packed into shared chunks, sealed details stored as chunks
+/// ([`crate::details`]).
+pub const MANIFEST_VERSION: u16 = 2;
+/// The first manifest format, still read: one entry per file, sealed
+/// details inline.
+pub const MANIFEST_V1: u16 = 1;
 
 /// One chunk of an item, as stored: its id and ciphertext length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +36,13 @@ pub struct ManifestItem {
 }
 
 /// The manifest of a transfer. Visible to the server; holds no file names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Version 2 (written now) lists the content chunks in order and the
+/// chunks that hold the sealed details; which file is where, and how many
+/// there are, is sealed. Version 1 (still read) listed each file's chunks
+/// and carried the sealed details inline. In memory both have `chunks`: a
+/// version 1 manifest's are its items' chunks in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     /// Format version.
     pub version: u16,
@@ -48,18 +59,153 @@ pub struct Manifest {
     pub ack_within_secs: Option<u64>,
     /// Optional case reference.
     pub case_ref: Option<String>,
-    /// Items in order.
+    /// Every content chunk, in order (version 1: its items' chunks).
+    pub chunks: Vec<ChunkRef>,
+    /// Version 2: the chunks holding the sealed details, in order.
+    pub details_parts: Vec<ChunkRef>,
+    /// Version 1 only: items in order.
     pub items: Vec<ManifestItem>,
-    /// Sealed details: an age file holding a [`SealedDetails`].
-    #[serde(with = "crate::b64")]
+    /// Version 1 only: sealed details, an age file holding a [`SealedDetails`].
     pub details: Vec<u8>,
 }
 
+/// How version 2 is encoded and signed.
+#[derive(Serialize, Deserialize)]
+struct WireV2 {
+    version: u16,
+    transfer: TransferId,
+    sender: UserId,
+    recipients: Vec<UserId>,
+    created_at: u64,
+    ack_within_secs: Option<u64>,
+    case_ref: Option<String>,
+    chunks: Vec<ChunkRef>,
+    details_parts: Vec<ChunkRef>,
+}
+
+/// How version 1 was encoded and signed.
+#[derive(Serialize, Deserialize)]
+struct WireV1 {
+    version: u16,
+    transfer: TransferId,
+    sender: UserId,
+    recipients: Vec<UserId>,
+    created_at: u64,
+    ack_within_secs: Option<u64>,
+    case_ref: Option<String>,
+    items: Vec<ManifestItem>,
+    #[serde(with = "crate::b64")]
+    details: Vec<u8>,
+}
+
 impl Manifest {
+    /// The canonical bytes that are signed: the wire form of its version.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let m = self.clone();
+        match m.version {
+            MANIFEST_V1 => sign::encode(&WireV1 {
+                version: m.version,
+                transfer: m.transfer,
+                sender: m.sender,
+                recipients: m.recipients,
+                created_at: m.created_at,
+                ack_within_secs: m.ack_within_secs,
+                case_ref: m.case_ref,
+                items: m.items,
+                details: m.details,
+            }),
+            _ => sign::encode(&WireV2 {
+                version: m.version,
+                transfer: m.transfer,
+                sender: m.sender,
+                recipients: m.recipients,
+                created_at: m.created_at,
+                ack_within_secs: m.ack_within_secs,
+                case_ref: m.case_ref,
+                chunks: m.chunks,
+                details_parts: m.details_parts,
+            }),
+        }
+    }
+
+    /// Decode canonical bytes of either version (not bound-checked).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, ProtoError> {
+        let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(|e| ProtoError::malformed("manifest", e))?;
+        match version {
+            MANIFEST_V1 => {
+                let w: WireV1 = sign::decode(bytes, "manifest")?;
+                Ok(Manifest {
+                    chunks: w.items.iter().flat_map(|i| i.chunks.iter().copied()).collect(),
+                    details_parts: vec![],
+                    version: w.version,
+                    transfer: w.transfer,
+                    sender: w.sender,
+                    recipients: w.recipients,
+                    created_at: w.created_at,
+                    ack_within_secs: w.ack_within_secs,
+                    case_ref: w.case_ref,
+                    items: w.items,
+                    details: w.details,
+                })
+            }
+            MANIFEST_VERSION => {
+                let w: WireV2 = sign::decode(bytes, "manifest")?;
+                Ok(Manifest {
+                    version: w.version,
+                    transfer: w.transfer,
+                    sender: w.sender,
+                    recipients: w.recipients,
+                    created_at: w.created_at,
+                    ack_within_secs: w.ack_within_secs,
+                    case_ref: w.case_ref,
+                    chunks: w.chunks,
+                    details_parts: w.details_parts,
+                    items: vec![],
+                    details: vec![],
+                })
+            }
+            got => Err(ProtoError::Version { what: "manifest", got }),
+        }
+    }
+
+    /// Every chunk the transfer stores: content, then sealed details.
+    pub fn all_chunks(&self) -> impl Iterator<Item = &ChunkRef> {
+        self.chunks.iter().chain(&self.details_parts)
+    }
+
+    /// How many files it holds, where the server may know (version 1).
+    pub fn item_count(&self) -> Option<usize> {
+        (self.version == MANIFEST_V1).then_some(self.items.len())
+    }
     /// Check every bound, so a decoded manifest is safe to walk.
     pub fn check_bounds(&self) -> Result<(), ProtoError> {
-        if self.version != MANIFEST_VERSION {
-            return Err(ProtoError::Version { what: "manifest", got: self.version });
+        match self.version {
+            MANIFEST_V1 => {
+                too_large("items", self.items.len(), limits::MAX_ITEMS)?;
+                if self.items.is_empty() {
+                    return Err(ProtoError::Malformed { what: "manifest", reason: "no items".into() });
+                }
+                if !self.details_parts.is_empty() {
+                    return Err(ProtoError::Malformed {
+                        what: "manifest",
+                        reason: "version 1 with details parts".into(),
+                    });
+                }
+            }
+            MANIFEST_VERSION => {
+                if self.details_parts.is_empty() {
+                    return Err(ProtoError::Malformed { what: "manifest", reason: "no sealed details".into() });
+                }
+                too_large("details parts", self.details_parts.len(), limits::MAX_DETAILS_PARTS)?;
+                if !self.items.is_empty() || !self.details.is_empty() {
+                    return Err(ProtoError::Malformed { what: "manifest", reason: "version 2 with items".into() });
+                }
+                let max = max_sealed_len(crate::details::PART_LEN as u32, self.recipients.len() + 1);
+                if let Some(c) = self.details_parts.iter().find(|c| u64::from(c.len) > max) {
+                    return Err(ProtoError::TooLarge { what: "details part", got: c.len.into(), max });
+                }
+            }
+            got => return Err(ProtoError::Version { what: "manifest", got }),
         }
         too_large("recipients", self.recipients.len(), limits::MAX_RECIPIENTS)?;
         if self.recipients.is_empty() {
@@ -71,15 +217,11 @@ impl Manifest {
         if r.len() != self.recipients.len() {
             return Err(ProtoError::Malformed { what: "manifest", reason: "a recipient appears twice".into() });
         }
-        too_large("items", self.items.len(), limits::MAX_ITEMS)?;
-        if self.items.is_empty() {
-            return Err(ProtoError::Malformed { what: "manifest", reason: "no items".into() });
-        }
         too_large("chunks", self.chunk_count(), limits::MAX_CHUNKS)?;
         too_large("case reference", self.case_ref.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
         let max = max_sealed_len(limits::MAX_CHUNK_SIZE, self.recipients.len() + 1);
         let mut ids = std::collections::HashSet::new();
-        for c in self.items.iter().flat_map(|i| &i.chunks) {
+        for c in self.all_chunks() {
             if u64::from(c.len) > max {
                 return Err(ProtoError::TooLarge { what: "chunk", got: c.len.into(), max });
             }
@@ -90,19 +232,19 @@ impl Manifest {
         Ok(())
     }
 
-    /// Total number of chunks.
+    /// Total number of chunks stored (content and sealed details).
     pub fn chunk_count(&self) -> usize {
-        self.items.iter().map(|i| i.chunks.len()).sum()
+        self.chunks.len() + self.details_parts.len()
     }
 
-    /// Total ciphertext bytes.
+    /// Total ciphertext bytes stored.
     pub fn ciphertext_len(&self) -> u64 {
-        self.items.iter().flat_map(|i| &i.chunks).map(|c| u64::from(c.len)).sum()
+        self.all_chunks().map(|c| u64::from(c.len)).sum()
     }
 
     /// Sign with the sender's key.
     pub fn sign(&self, key: &SigningKey) -> SignedManifest {
-        let bytes = sign::encode(self);
+        let bytes = self.to_bytes();
         let signature = sign::sign(key, sign::DOMAIN_MANIFEST, &bytes);
         SignedManifest { bytes, signature }
     }
@@ -142,7 +284,7 @@ impl SignedManifest {
                 max: limits::MAX_MANIFEST as u64,
             });
         }
-        let m: Manifest = sign::decode(&self.bytes, "manifest")?;
+        let m = Manifest::from_bytes(&self.bytes)?;
         m.check_bounds()?;
         Ok(m)
     }
@@ -218,6 +360,9 @@ impl SealedDetails {
     /// safe distinct paths, chunk counts and lengths that add up. Returns the
     /// checked paths in item order.
     pub fn check(&self, m: &Manifest) -> Result<Vec<RelPath>, ProtoError> {
+        if m.version != MANIFEST_V1 {
+            return Err(ProtoError::Version { what: "inline sealed details", got: m.version });
+        }
         if self.items.len() != m.items.len() {
             return Err(ProtoError::Mismatch {
                 what: "sealed details item count",
@@ -249,7 +394,7 @@ impl SealedDetails {
                 let plain = d.plain_len(k);
                 let (got, max) = (u64::from(c.len), max_sealed_len(plain, sealed_to));
                 if got < u64::from(plain) || got > max {
-                    return Err(ProtoError::ChunkLength { item: i, index: k, expected: u64::from(plain), got });
+                    return Err(ProtoError::ChunkLength { index: k, expected: u64::from(plain), got });
                 }
             }
         }
@@ -289,18 +434,66 @@ pub(crate) mod tests {
         }
     }
 
+    /// A version 1 manifest of one one-chunk item.
     pub(crate) fn manifest() -> Manifest {
+        let items = vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId([2; 32]), len: 1300 }] }];
         Manifest {
-            version: MANIFEST_VERSION,
+            version: MANIFEST_V1,
             transfer: TransferId([1; 16]),
             sender: UserId::new("alice").unwrap(),
             recipients: vec![UserId::new("bob").unwrap()],
             created_at: 10,
             ack_within_secs: Some(3600),
             case_ref: Some("CASE-1".into()),
-            items: vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId([2; 32]), len: 1300 }] }],
+            chunks: items[0].chunks.clone(),
+            details_parts: vec![],
+            items,
             details: vec![1, 2, 3],
         }
+    }
+
+    /// The same transfer as version 2: one content chunk, one details part.
+    pub(crate) fn manifest_v2() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            details_parts: vec![ChunkRef { id: ChunkId([3; 32]), len: 900 }],
+            items: vec![],
+            details: vec![],
+            ..manifest()
+        }
+    }
+
+    #[test]
+    fn both_versions_round_trip_and_v1_bytes_are_unchanged() {
+        for m in [manifest(), manifest_v2()] {
+            let bytes = m.to_bytes();
+            assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
+            m.check_bounds().unwrap();
+        }
+        // Version 1 bytes are the struct's fields in order, as the first
+        // release encoded them: signatures over them still verify.
+        let v1 = manifest();
+        let legacy = sign::encode(&WireV1 {
+            version: 1,
+            transfer: v1.transfer,
+            sender: v1.sender.clone(),
+            recipients: v1.recipients.clone(),
+            created_at: v1.created_at,
+            ack_within_secs: v1.ack_within_secs,
+            case_ref: v1.case_ref.clone(),
+            items: v1.items.clone(),
+            details: v1.details.clone(),
+        });
+        assert_eq!(v1.to_bytes(), legacy);
+        let mut bad = manifest_v2();
+        bad.details_parts.clear();
+        assert!(bad.check_bounds().is_err(), "a version 2 manifest without details");
+        let mut bad = manifest_v2();
+        bad.items = manifest().items;
+        assert!(bad.check_bounds().is_err(), "a version 2 manifest with items");
+        let mut bytes = manifest_v2().to_bytes();
+        bytes[0] = 9;
+        assert!(matches!(Manifest::from_bytes(&bytes), Err(ProtoError::Version { got: 9, .. })));
     }
 
     #[test]
@@ -323,7 +516,7 @@ pub(crate) mod tests {
         m.recipients.push(m.recipients[0].clone());
         assert!(m.check_bounds().is_err());
         let mut m = manifest();
-        m.items[0].chunks[0].len = u32::MAX;
+        m.chunks[0].len = u32::MAX;
         assert!(m.check_bounds().is_err());
         assert!(SignedManifest { bytes: vec![0xff; 10], signature: vec![] }.decode_unverified().is_err());
     }

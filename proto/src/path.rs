@@ -91,8 +91,27 @@ pub fn check_set<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Vec<Rel
     Ok(parsed)
 }
 
+/// Paths in component order (`a` < `a/b` < `a b`): the order items are
+/// sent in, in which everything inside a folder follows it at once.
+pub fn component_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+/// Whether `path` lies inside `dir` (`a/b` inside `a`).
+pub fn is_inside(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn component_order_puts_a_folder_before_its_neighbours() {
+        let mut v = vec!["a b", "a/b", "a", "a/b/c", "a.txt", "a/a"];
+        v.sort_by(|x, y| super::component_cmp(x, y));
+        assert_eq!(v, ["a", "a/a", "a/b", "a/b/c", "a b", "a.txt"]);
+        assert!(super::is_inside("a/b", "a") && !super::is_inside("ab", "a") && !super::is_inside("a", "a"));
+    }
+
     use super::*;
 
     #[test]

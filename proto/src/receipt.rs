@@ -10,14 +10,17 @@ use crate::ids::{TransferId, UserId};
 use crate::manifest::SignedManifest;
 use crate::sign;
 
-/// Receipt format version.
-pub const RECEIPT_VERSION: u16 = 1;
+/// Receipt format version this build writes: one commitment to the items'
+/// hashes ([`crate::merkle`]) instead of the list.
+pub const RECEIPT_VERSION: u16 = 2;
+/// The first receipt format, still read: every item's hash listed.
+pub const RECEIPT_V1: u16 = 1;
 /// `format` field of an exported receipt bundle.
 pub const BUNDLE_FORMAT: &str = "exhibit-receipt-bundle/v1";
 
 /// What the recipient attests: this transfer, this manifest, these
 /// plaintext hashes, received intact.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// Format version.
     pub version: u16,
@@ -29,14 +32,139 @@ pub struct Receipt {
     pub recipient: UserId,
     /// When (recipient's clock, unix seconds).
     pub received_at: u64,
-    /// Verified BLAKE3 of each item's plaintext, in manifest order.
+    /// How many items were received.
+    pub item_count: u64,
+    /// [`crate::merkle`] root of each item's verified plaintext BLAKE3, in
+    /// the sealed details' order.
+    pub items_root: [u8; 32],
+    /// Version 1 only: each item's verified plaintext BLAKE3 (in version 2
+    /// the list is kept beside the receipt and checked against the root).
     pub items: Vec<[u8; 32]>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct WireV2 {
+    version: u16,
+    transfer: TransferId,
+    manifest_hash: [u8; 32],
+    recipient: UserId,
+    received_at: u64,
+    item_count: u64,
+    items_root: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireV1 {
+    version: u16,
+    transfer: TransferId,
+    manifest_hash: [u8; 32],
+    recipient: UserId,
+    received_at: u64,
+    items: Vec<[u8; 32]>,
+}
+
 impl Receipt {
+    /// A receipt for items whose verified hashes, in order, made `root`.
+    pub fn new(
+        transfer: TransferId,
+        manifest_hash: [u8; 32],
+        recipient: UserId,
+        received_at: u64,
+        root: &crate::merkle::Root,
+    ) -> Self {
+        Receipt {
+            version: RECEIPT_VERSION,
+            transfer,
+            manifest_hash,
+            recipient,
+            received_at,
+            item_count: root.count(),
+            items_root: root.finish(),
+            items: vec![],
+        }
+    }
+
+    /// The canonical bytes that are signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let r = self.clone();
+        match r.version {
+            RECEIPT_V1 => sign::encode(&WireV1 {
+                version: r.version,
+                transfer: r.transfer,
+                manifest_hash: r.manifest_hash,
+                recipient: r.recipient,
+                received_at: r.received_at,
+                items: r.items,
+            }),
+            _ => sign::encode(&WireV2 {
+                version: r.version,
+                transfer: r.transfer,
+                manifest_hash: r.manifest_hash,
+                recipient: r.recipient,
+                received_at: r.received_at,
+                item_count: r.item_count,
+                items_root: r.items_root,
+            }),
+        }
+    }
+
+    /// Decode signed bytes of either version.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Receipt, ProtoError> {
+        let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(|e| ProtoError::malformed("receipt", e))?;
+        match version {
+            RECEIPT_V1 => {
+                let w: WireV1 = sign::decode(bytes, "receipt")?;
+                Ok(Receipt {
+                    version: w.version,
+                    transfer: w.transfer,
+                    manifest_hash: w.manifest_hash,
+                    recipient: w.recipient,
+                    received_at: w.received_at,
+                    item_count: w.items.len() as u64,
+                    items_root: crate::merkle::root(&w.items),
+                    items: w.items,
+                })
+            }
+            RECEIPT_VERSION => {
+                let w: WireV2 = sign::decode(bytes, "receipt")?;
+                Ok(Receipt {
+                    version: w.version,
+                    transfer: w.transfer,
+                    manifest_hash: w.manifest_hash,
+                    recipient: w.recipient,
+                    received_at: w.received_at,
+                    item_count: w.item_count,
+                    items_root: w.items_root,
+                    items: vec![],
+                })
+            }
+            got => Err(ProtoError::Version { what: "receipt", got }),
+        }
+    }
+
+    /// Whether `list` is the list of item hashes this receipt attests.
+    pub fn check_items(&self, list: &[[u8; 32]]) -> Result<(), ProtoError> {
+        if list.len() as u64 != self.item_count {
+            return Err(ProtoError::Mismatch {
+                what: "receipt item count",
+                expected: self.item_count.to_string(),
+                got: list.len().to_string(),
+            });
+        }
+        let root = crate::merkle::root(list);
+        if root != self.items_root {
+            return Err(ProtoError::Mismatch {
+                what: "receipt items root",
+                expected: hex::encode(self.items_root),
+                got: hex::encode(root),
+            });
+        }
+        Ok(())
+    }
+
     /// Sign with the recipient's key.
     pub fn sign(&self, key: &SigningKey) -> SignedReceipt {
-        let bytes = sign::encode(self);
+        let bytes = self.to_bytes();
         let signature = sign::sign(key, sign::DOMAIN_RECEIPT, &bytes);
         SignedReceipt { bytes, signature }
     }
@@ -56,10 +184,7 @@ pub struct SignedReceipt {
 impl SignedReceipt {
     /// Check the signature against the recipient's directory entry.
     pub fn verify(&self, recipient: &DirectoryEntry) -> Result<Receipt, ProtoError> {
-        let r: Receipt = sign::decode(&self.bytes, "receipt")?;
-        if r.version != RECEIPT_VERSION {
-            return Err(ProtoError::Version { what: "receipt", got: r.version });
-        }
+        let r = Receipt::from_bytes(&self.bytes)?;
         if r.recipient != recipient.user {
             return Err(ProtoError::Mismatch {
                 what: "receipt recipient",
@@ -134,8 +259,16 @@ pub struct ReceiptSummary {
     pub received_at: u64,
     /// Server's time of acceptance (unix seconds).
     pub accepted_at: u64,
-    /// Plaintext BLAKE3 of each item (hex).
+    /// Version 1 receipts: plaintext BLAKE3 of each item (hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<String>,
+    /// Version 2 receipts: how many items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_count: Option<u64>,
+    /// Version 2 receipts: the root over the items' hashes (hex), which the
+    /// item list kept beside the bundle must give.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_root: Option<String>,
 }
 
 /// Everything needed to verify a receipt offline with only the CA
@@ -177,6 +310,8 @@ impl ReceiptBundle {
             received_at: 0,
             accepted_at: 0,
             items: vec![],
+            item_count: None,
+            items_root: None,
         };
         let mut b = ReceiptBundle {
             format: BUNDLE_FORMAT.into(),
@@ -210,6 +345,12 @@ impl ReceiptBundle {
         Ok(s)
     }
 
+    /// Check the list of item hashes kept beside the bundle against what
+    /// the receipt signs (after [`Self::verify`]).
+    pub fn check_items(&self, list: &[[u8; 32]]) -> Result<(), ProtoError> {
+        Receipt::from_bytes(&self.receipt.receipt.bytes)?.check_items(list)
+    }
+
     fn check(&self, authority: &VerifyingKey) -> Result<ReceiptSummary, ProtoError> {
         let sender = self.sender_entry.verify(authority)?;
         let recipient = self.recipient_entry.verify(authority)?;
@@ -238,13 +379,16 @@ impl ReceiptBundle {
                 got: r.recipient.to_string(),
             });
         }
-        if r.items.len() != m.items.len() {
-            return Err(ProtoError::Mismatch {
-                what: "receipt item count",
-                expected: m.items.len().to_string(),
-                got: r.items.len().to_string(),
-            });
+        if let Some(n) = m.item_count() {
+            if r.item_count != n as u64 {
+                return Err(ProtoError::Mismatch {
+                    what: "receipt item count",
+                    expected: n.to_string(),
+                    got: r.item_count.to_string(),
+                });
+            }
         }
+        let v2 = r.version != RECEIPT_V1;
         Ok(ReceiptSummary {
             transfer: m.transfer.to_string(),
             case_ref: m.case_ref.clone(),
@@ -256,6 +400,8 @@ impl ReceiptBundle {
             received_at: r.received_at,
             accepted_at: self.receipt.accepted_at,
             items: r.items.iter().map(hex::encode).collect(),
+            item_count: v2.then_some(r.item_count),
+            items_root: v2.then(|| hex::encode(r.items_root)),
         })
     }
 }

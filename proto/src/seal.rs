@@ -134,7 +134,28 @@ pub fn open_details(m: &VerifiedManifest, identity: &x25519::Identity) -> Result
     Ok(d)
 }
 
-/// Check and open chunk `index` of item `item` into `out`, which must be
+/// Open sealed-details part `index` of a verified version 2 manifest: its
+/// bytes must hash to the manifest's id and decrypt with `identity` to at
+/// most [`crate::details::PART_LEN`] bytes.
+pub fn open_part(
+    m: &VerifiedManifest,
+    index: usize,
+    cipher: &[u8],
+    identity: &x25519::Identity,
+) -> Result<Vec<u8>, ProtoError> {
+    let want = m
+        .manifest()
+        .details_parts
+        .get(index)
+        .ok_or(ProtoError::Malformed { what: "details part reference", reason: format!("no details part {index}") })?;
+    let got = ChunkId::of(cipher);
+    if got != want.id {
+        return Err(ProtoError::ChunkHashMismatch { index, expected: want.id, got });
+    }
+    decrypt(cipher, identity, "sealed details", crate::details::PART_LEN)
+}
+
+/// Check and open content chunk `index` (of the manifest's `chunks`) into `out`, which must be
 /// exactly as long as the chunk's plaintext: the bytes must hash to the
 /// manifest's id, have its length, decrypt with `identity`, and fill `out`
 /// exactly. When `tree` gives the chunk's place in the file, its
@@ -147,18 +168,17 @@ pub fn open_details(m: &VerifiedManifest, identity: &x25519::Identity) -> Result
 /// signed manifest allows, before they are refused.
 pub fn open_chunk_into(
     m: &VerifiedManifest,
-    item: usize,
     index: usize,
     cipher: &[u8],
     identity: &x25519::Identity,
     out: &mut [u8],
     tree: Option<treehash::Place>,
 ) -> Result<Option<[u8; 32]>, ProtoError> {
-    let want =
-        m.manifest().items.get(item).and_then(|i| i.chunks.get(index)).ok_or(ProtoError::Malformed {
-            what: "chunk reference",
-            reason: format!("no chunk {index} in item {item}"),
-        })?;
+    let want = m
+        .manifest()
+        .chunks
+        .get(index)
+        .ok_or(ProtoError::Malformed { what: "chunk reference", reason: format!("no chunk {index}") })?;
     let mut id = blake3::Hasher::new();
     let mut plain = tree.map(treehash::ChunkHasher::new);
     let opened = agefile::decrypt_watched(
@@ -182,13 +202,13 @@ pub fn open_chunk_into(
     }
     let got = ChunkId::of(cipher);
     if got != want.id {
-        return Err(ProtoError::ChunkHashMismatch { item, index, expected: want.id, got });
+        return Err(ProtoError::ChunkHashMismatch { index, expected: want.id, got });
     }
     if cipher.len() as u64 != u64::from(want.len) {
-        return Err(ProtoError::ChunkLength { item, index, expected: want.len.into(), got: cipher.len() as u64 });
+        return Err(ProtoError::ChunkLength { index, expected: want.len.into(), got: cipher.len() as u64 });
     }
-    let n = opened.map_err(|reason| ProtoError::Decrypt { what: format!("chunk {index} of item {item}"), reason })?;
-    Err(ProtoError::ChunkLength { item, index, expected: out.len() as u64, got: n as u64 })
+    let n = opened.map_err(|reason| ProtoError::Decrypt { what: format!("chunk {index}"), reason })?;
+    Err(ProtoError::ChunkLength { index, expected: out.len() as u64, got: n as u64 })
 }
 
 /// Decrypt into `out`; the plaintext's length if it is shorter, an error if
@@ -322,25 +342,26 @@ mod tests {
         // The manifest's test transfer from alice, naming this one chunk.
         let mut m = manifest();
         m.items = vec![ManifestItem { chunks: vec![ChunkRef { id: ChunkId::of(&ours), len: ours.len() as u32 }] }];
+        m.chunks = m.items[0].chunks.clone();
         let vm = m.sign(&key).verify(&entry(&key, "alice")).unwrap();
         let tree = Some(treehash::Place { index: 0, chunk_len: 1 << 20, total: plain.len() as u64 });
         let mut out = vec![0u8; plain.len()];
-        let h = open_chunk_into(&vm, 0, 0, &ours, &bob, &mut out, tree).unwrap();
+        let h = open_chunk_into(&vm, 0, &ours, &bob, &mut out, tree).unwrap();
         assert_eq!((out.as_slice(), h), (plain.as_slice(), Some(*blake3::hash(&plain).as_bytes())));
 
         // Another valid file of the same plaintext and length: it opens, but
         // it is not the chunk the sender signed for.
-        let err = open_chunk_into(&vm, 0, 0, &theirs, &bob, &mut out, tree).unwrap_err();
+        let err = open_chunk_into(&vm, 0, &theirs, &bob, &mut out, tree).unwrap_err();
         assert!(matches!(err, ProtoError::ChunkHashMismatch { .. }), "{err}");
         assert!(out.iter().all(|&b| b == 0), "plaintext of a refused chunk left in the buffer");
-        let err = open_chunk_into(&vm, 0, 0, &ours[..ours.len() - 1], &bob, &mut out, tree).unwrap_err();
+        let err = open_chunk_into(&vm, 0, &ours[..ours.len() - 1], &bob, &mut out, tree).unwrap_err();
         assert!(matches!(err, ProtoError::ChunkHashMismatch { .. }), "{err}");
-        let err = open_chunk_into(&vm, 0, 0, &ours, &x25519::Identity::generate(), &mut out, tree).unwrap_err();
+        let err = open_chunk_into(&vm, 0, &ours, &x25519::Identity::generate(), &mut out, tree).unwrap_err();
         assert!(matches!(err, ProtoError::Decrypt { .. }), "{err}");
         let mut long = vec![0u8; plain.len() + 1];
-        let err = open_chunk_into(&vm, 0, 0, &ours, &bob, &mut long, tree).unwrap_err();
+        let err = open_chunk_into(&vm, 0, &ours, &bob, &mut long, tree).unwrap_err();
         assert!(matches!(err, ProtoError::ChunkLength { .. }), "{err}");
         assert!(long.iter().all(|&b| b == 0), "plaintext of a refused chunk left in the buffer");
-        assert!(open_chunk_into(&vm, 0, 1, &ours, &bob, &mut out, tree).is_err(), "a chunk the manifest lacks");
+        assert!(open_chunk_into(&vm, 1, &ours, &bob, &mut out, tree).is_err(), "a chunk the manifest lacks");
     }
 }

@@ -756,9 +756,10 @@ impl Store {
         deadline: u64,
     ) -> Result<Sealed, ServerError> {
         let transfer = &m.transfer;
-        let chunks: Vec<(ChunkId, u32)> = m.items.iter().flat_map(|i| &i.chunks).map(|c| (c.id, c.len)).collect();
+        let chunks: Vec<(ChunkId, u32)> = m.all_chunks().map(|c| (c.id, c.len)).collect();
         let chunks = chunks.as_slice();
-        let items = m.items.len() as u32;
+        // Version 2 manifests seal how many files there are: 0 here.
+        let items = m.item_count().unwrap_or(0) as u32;
         let case_ref = m.case_ref.clone();
         self.write(|tx| {
             let mut transfers = tx.open_table(TRANSFERS)?;
@@ -814,10 +815,13 @@ impl Store {
                 "{} chunks, {} bytes of ciphertext, each verified on arrival",
                 rec.chunks, rec.bytes
             )))?;
+            let items = match m.item_count() {
+                Some(n) => format!("{n} items"),
+                None => "items sealed".to_owned(),
+            };
             audit.append(Ev::new(now, &rec.sender, "seal", transfer).details(format!(
-                "manifest {}, {} items, case {}, deadline {deadline}",
+                "manifest {}, {items}, case {}, deadline {deadline}",
                 hex::encode(manifest.hash()),
-                rec.items,
                 rec.case_ref.as_deref().unwrap_or("-")
             )))?;
             drop(audit);

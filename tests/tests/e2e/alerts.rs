@@ -152,15 +152,10 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
     // A receipt that fails verification.
     let t = send_with_ack(&f, &alice, 8 * HOUR).await;
     let bp = bob.load().unwrap();
-    let forged = exhibit_proto::Receipt {
-        version: exhibit_proto::receipt::RECEIPT_VERSION,
-        transfer: t,
-        manifest_hash: [0; 32],
-        recipient: uid("bob"),
-        received_at: 0,
-        items: vec![[0; 32]],
-    }
-    .sign(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng));
+    let mut one = exhibit_proto::merkle::Root::new();
+    one.push(&[0; 32]);
+    let forged = exhibit_proto::Receipt::new(t, [0; 32], uid("bob"), 0, &one)
+        .sign(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng));
     let bconn = Conn::open(&bp).await.unwrap();
     bconn.request(&Request::SubmitReceipt { receipt: forged }).await.unwrap_err();
     assert!(matches!(all_alerts(&f)[0].kind, AlertKind::ReceiptRejected { .. }));

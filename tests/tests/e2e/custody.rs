@@ -214,7 +214,8 @@ async fn expiry_deletes_chunks_and_keeps_receipts() {
     std::fs::write(src.join("a.bin"), bytes(5000, 1)).unwrap();
     let t = send_paths(&alice, vec![src.join("a.bin")], &["bob"], 1024).await;
     fetch_to(&bob, t, &f.path("out")).await.unwrap();
-    assert_eq!(f.chunk_files().len(), 5);
+    // Five chunks of content and one of sealed details.
+    assert_eq!(f.chunk_files().len(), 6);
 
     clock.advance(86_400 - 1);
     assert!(alerts::scan(f.state(), clock.now()).unwrap().expired.is_empty(), "expired early");

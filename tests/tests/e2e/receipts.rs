@@ -5,7 +5,6 @@ use exhibit_client::conn::Conn;
 use exhibit_client::{listing, receipt};
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{DeliveryState, ErrorCode, Request, Response};
-use exhibit_proto::receipt::RECEIPT_VERSION;
 use exhibit_proto::Receipt;
 
 use crate::fixture::*;
@@ -27,14 +26,9 @@ async fn receipt_with_wrong_signature_or_manifest_is_rejected() {
         _ => None,
     };
     let (_, manifest) = conn.request_body(&Request::GetManifest { transfer: t }, len, 1 << 24).await.unwrap();
-    let good = Receipt {
-        version: RECEIPT_VERSION,
-        transfer: t,
-        manifest_hash: *blake3::hash(&manifest).as_bytes(),
-        recipient: uid("bob"),
-        received_at: 1,
-        items: vec![*blake3::hash(&bytes(100, 1)).as_bytes()],
-    };
+    let mut items = exhibit_proto::merkle::Root::new();
+    items.push(blake3::hash(&bytes(100, 1)).as_bytes());
+    let good = Receipt::new(t, *blake3::hash(&manifest).as_bytes(), uid("bob"), 1, &items);
 
     // Signed by a key that is not bob's.
     let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
@@ -83,7 +77,30 @@ async fn exported_receipt_verifies_offline_and_any_edit_fails() {
     assert_eq!(s.recipient, "bob");
     assert_eq!(s.sender, "alice");
     assert_eq!(s.transfer, t.to_string());
-    assert_eq!(s.items, vec![blake3::hash(&bytes(3000, 1)).to_hex().to_string()]);
+    // The receipt signs one root over the items' hashes; the list is a
+    // file of its own beside the bundle, checked against the root.
+    let item = *blake3::hash(&bytes(3000, 1)).as_bytes();
+    assert!(s.items.is_empty());
+    assert_eq!(s.item_count, Some(1));
+    assert_eq!(s.items_root, Some(blake3::Hash::from(exhibit_proto::merkle::root(&[item])).to_hex().to_string()));
+    let list = receipt::item_list(&alice, t).await.unwrap().expect("the sender can read the item list");
+    assert_eq!(list, format!("{}  a.bin\n", blake3::Hash::from(item).to_hex()));
+    // Bob kept the same list when he fetched.
+    assert_eq!(receipt::item_list(&bob, t).await.unwrap().unwrap(), list);
+    let (_, checked) = receipt::verify_with_items(&file, &f.ca, None).unwrap();
+    assert_eq!(checked, None, "no list beside the bundle yet");
+    std::fs::write(receipt::items_file_of(&file), &list).unwrap();
+    let (_, checked) = receipt::verify_with_items(&file, &f.ca, None).unwrap();
+    assert_eq!(checked, Some(1));
+    let wrong =
+        list.replacen(&blake3::Hash::from(item).to_hex()[..2], if list.starts_with("00") { "11" } else { "00" }, 1);
+    std::fs::write(receipt::items_file_of(&file), &wrong).unwrap();
+    let err = receipt::verify_with_items(&file, &f.ca, None).unwrap_err();
+    assert!(err.to_string().contains("items root"), "{err}");
+    std::fs::write(receipt::items_file_of(&file), format!("{list}{list}")).unwrap();
+    let err = receipt::verify_with_items(&file, &f.ca, None).unwrap_err();
+    assert!(err.to_string().contains("item count"), "{err}");
+    std::fs::remove_file(receipt::items_file_of(&file)).unwrap();
 
     let original: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let edits: Vec<(&str, Box<Edit>)> = vec![

@@ -122,7 +122,7 @@ async fn transfer_with_chunks_in_s3_round_trips_and_fsck_sees_them() {
     let data = bytes(3 * 1024 * 1024 + 5, 7);
     std::fs::write(src.join("interview.mp4"), &data).unwrap();
     let t = send_paths(&alice, vec![src.join("interview.mp4")], &["bob"], 1 << 20).await;
-    // Nothing on the local disk; four chunks in the bucket.
+    // Nothing on the local disk; four chunks and the sealed details in the bucket.
     assert!(f.chunk_files().is_empty());
     let s3 = tokio::task::spawn_blocking(move || {
         let s = S3Chunks::open(&storage).unwrap();
@@ -130,7 +130,7 @@ async fn transfer_with_chunks_in_s3_round_trips_and_fsck_sees_them() {
     })
     .await
     .unwrap();
-    assert_eq!(s3.len(), 4);
+    assert_eq!(s3.len(), 5);
 
     let out = f.path("bob-out");
     fetch_to(&bob, t, &out).await.unwrap();
@@ -141,6 +141,6 @@ async fn transfer_with_chunks_in_s3_round_trips_and_fsck_sees_them() {
     f.stop().await;
     let data_dir = f.data.clone();
     let r = tokio::task::spawn_blocking(move || exhibit_server::fsck::fsck(&data_dir, true)).await.unwrap().unwrap();
-    assert_eq!((r.referenced, r.stored), (4, 4));
+    assert_eq!((r.referenced, r.stored), (5, 5));
     assert!(r.healthy() && r.orphans.is_empty(), "{r:?}");
 }

@@ -18,7 +18,9 @@ async fn chunk_altered_on_server_disk_fails_fetch_and_writes_nothing() {
     std::fs::write(src.join("case/second.bin"), bytes(3000, 2)).unwrap();
     let t = send_paths(&alice, vec![src.join("case")], &["bob"], 1024).await;
     let chunks = f.chunk_files();
-    assert_eq!(chunks.len(), 13);
+    // Ten and three chunks of content, and one of sealed details: any of
+    // them altered fails the fetch.
+    assert_eq!(chunks.len(), 14);
 
     for victim in [0, chunks.len() / 2, chunks.len() - 1] {
         let path = &chunks[victim];
@@ -52,8 +54,10 @@ async fn chunk_swapped_for_another_valid_chunk_is_caught() {
     let src = f.path("src");
     std::fs::write(src.join("x.bin"), bytes(4096, 3)).unwrap();
     let t = send_paths(&alice, vec![src.join("x.bin")], &["bob"], 1024).await;
-    let chunks = f.chunk_files();
-    // Same length, valid age files, wrong order: swap two chunk files.
+    // Same length, valid age files, wrong order: swap two chunk files of
+    // content (the sealed details' chunk has a length of its own).
+    let chunks: Vec<_> = f.chunk_files().into_iter().filter(|p| std::fs::metadata(p).unwrap().len() > 1024).collect();
+    assert_eq!(chunks.len(), 4);
     let (a, b) = (std::fs::read(&chunks[0]).unwrap(), std::fs::read(&chunks[1]).unwrap());
     std::fs::write(&chunks[0], &b).unwrap();
     std::fs::write(&chunks[1], &a).unwrap();
@@ -71,7 +75,7 @@ async fn chunk_swapped_for_another_valid_chunk_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
     use exhibit_proto::frame::{Request, Response};
-    use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_VERSION};
+    use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_V1};
     use exhibit_proto::{seal, ChunkId, Manifest, TransferId};
 
     let f = Fixture::start().await;
@@ -106,13 +110,15 @@ async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
             note: None,
         };
         let manifest = Manifest {
-            version: MANIFEST_VERSION,
+            version: MANIFEST_V1,
             transfer,
             sender: a.me.user.clone(),
             recipients: vec![b.me.user.clone()],
             created_at: 1,
             ack_within_secs: None,
             case_ref: None,
+            chunks: vec![],
+            details_parts: vec![],
             items: vec![ManifestItem { chunks: refs }],
             details: seal::seal_details(&details, &keys).unwrap(),
         };
