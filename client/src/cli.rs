@@ -269,6 +269,19 @@ pub enum UserCommand {
 
 pub use exhibit_proto::duration::format_time;
 
+/// Up to this many files a fetch lists each; past it, one summary line.
+const LIST_FILES_UP_TO: usize = 20;
+
+/// A size for people: bytes, KB, MB or GB (powers of 1000, as disks are sold).
+pub fn format_size(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} bytes"),
+        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
 fn print_json(v: &impl serde::Serialize) -> Result<(), ClientError> {
     println!("{}", serde_json::to_string_pretty(v).map_err(|e| ClientError::Config(e.to_string()))?);
     Ok(())
@@ -437,9 +450,9 @@ impl Cli {
                     }
                     println!("{}", out.transfer);
                     eprintln!(
-                        "sealed: {} item(s), {} bytes; acknowledge by {}",
+                        "sealed: {} file(s), {}; acknowledge by {}",
                         out.items,
-                        out.bytes,
+                        format_size(out.bytes),
                         format_time(out.deadline)
                     );
                 }
@@ -447,6 +460,7 @@ impl Cli {
             Command::Inbox => print_transfers(&listing::fetch_list(&home, true).await?, json)?,
             Command::Outbox => print_transfers(&listing::fetch_list(&home, false).await?, json)?,
             Command::Fetch { transfer, out } => {
+                let out_dir = out.clone();
                 let r = fetch::fetch(&home, fetch::FetchOptions { transfer, out, progress: show_progress }).await?;
                 if json {
                     print_json(&r)?;
@@ -460,8 +474,20 @@ impl Cli {
                     if let Some(n) = &r.note {
                         println!("note: {n}");
                     }
-                    for i in &r.items {
-                        println!("  {}  {} bytes  blake3 {}", i.written_to.display(), i.size, i.blake3);
+                    // A device extract is one line, not a screen per thousand files.
+                    if r.items.len() <= LIST_FILES_UP_TO {
+                        for i in &r.items {
+                            println!("  {}  {} bytes  blake3 {}", i.written_to.display(), i.size, i.blake3);
+                        }
+                    } else {
+                        let total = r.items.iter().map(|i| i.size).sum();
+                        println!(
+                            "{} files, {}, written under {}; each file's BLAKE3 is listed in {}",
+                            r.items.len(),
+                            format_size(total),
+                            out_dir.display(),
+                            receipt::kept_items(&home, r.transfer).display()
+                        );
                     }
                     match &r.receipt {
                         Some(a) => {
@@ -547,7 +573,7 @@ impl Cli {
                     match send::resume(&home, j, show_progress).await {
                         Ok(out) => {
                             if !json {
-                                println!("{} sealed ({} item(s), {} bytes)", out.transfer, out.items, out.bytes);
+                                println!("{} sealed ({} file(s), {})", out.transfer, out.items, format_size(out.bytes));
                             }
                             done.push(out.transfer.to_string());
                         }
@@ -735,6 +761,13 @@ fn print_summary(s: &exhibit_proto::receipt::ReceiptSummary, json: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(format_size(999), "999 bytes");
+        assert_eq!(format_size(210_549_896), "210.5 MB");
+        assert_eq!(format_size(4_000_000_000), "4.00 GB");
+    }
 
     #[test]
     fn times() {

@@ -160,15 +160,57 @@ pub async fn verified_manifest(
     Ok((vm, sender))
 }
 
-/// Temp files that are removed unless the fetch completes.
-struct Temps(Vec<PathBuf>);
+/// Temp files, and the staging folder small files are written into, that
+/// are removed unless the fetch completes (or is to be continued).
+struct Temps(Vec<PathBuf>, Option<PathBuf>);
+
+impl Temps {
+    /// Keep everything, for a later run to continue.
+    fn keep(&mut self) {
+        self.0.clear();
+        self.1 = None;
+    }
+}
 
 impl Drop for Temps {
     fn drop(&mut self) {
         for p in &self.0 {
             let _ = std::fs::remove_file(p);
         }
+        if let Some(d) = &self.1 {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
+}
+
+/// The staging folder of a fetch in `out`: made here, the user's alone
+/// (0700), or left by an interrupted run of the same fetch and still ours.
+/// Small files are written into it at their relative paths, so that the
+/// finished tree moves into place with one rename per top-level name.
+fn staging_dir(
+    out: &Path,
+    transfer: TransferId,
+    tag: u64,
+    mine: &mut Option<u32>,
+) -> Result<(PathBuf, FileId), ClientError> {
+    let d = out.join(format!(".exhibit-{transfer}-{tag:016x}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(ClientError::io(format!("creating {}", d.display()))(e)),
+    }
+    let m = std::fs::symlink_metadata(&d).map_err(ClientError::io(format!("reading {}", d.display())))?;
+    let uid = match mine {
+        Some(uid) => *uid,
+        None => *mine.insert(owner_in(out)?),
+    };
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        return Err(ClientError::Usage(format!(
+            "{} is not a folder of this user's alone; remove it and fetch again",
+            d.display()
+        )));
+    }
+    Ok((d, file_id(&m)))
 }
 
 /// Create the parent directories of `rel` under `out`, refusing to pass
@@ -371,12 +413,18 @@ fn still_ours(t: &Path, len: u64, mine: u32) -> Option<FileId> {
 /// already at that name, left by an interrupted attempt, is replaced).
 fn write_small(t: &Path, bytes: &[u8]) -> std::io::Result<FileId> {
     use std::io::Write;
-    match std::fs::remove_file(t) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    if let Some(d) = t.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d)?;
     }
-    let mut f =
-        std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(t)?;
+    let create =
+        || std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(t);
+    let mut f = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(t)?;
+            create()?
+        }
+        r => r?,
+    };
     f.write_all(bytes)?;
     Ok(file_id(&f.metadata()?))
 }
@@ -402,12 +450,14 @@ async fn fetch_once(
     if !is_recipient && m.sender != p.me.user {
         return Err(ClientError::Verify("this transfer is not addressed to you".into()));
     }
+    let started = std::time::Instant::now();
     let opened = crate::details::open(&conn, &vm, &p.age).await.map_err(|e| match e {
         // Tampered, or not what the sender signed: refused like a chunk.
         ClientError::Proto(e) => ClientError::Verify(e.to_string()),
         e => e,
     })?;
     let items = Arc::new(opened.items);
+    tracing::debug!(items = items.len(), ms = started.elapsed().as_millis() as u64, "sealed details opened");
 
     // Folders and files made here are the user's alone (0700, 0600): the
     // plaintext is evidence, and often of the most private kind.
@@ -448,10 +498,16 @@ async fn fetch_once(
             (tag, done)
         }
     };
-    let temp_of = |i: usize| out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer));
-    let mut temps = Temps((0..items.len()).map(temp_of).collect());
-    let mut ids: Vec<Option<FileId>> = vec![None; items.len()];
     let mut owner = None;
+    let (staging, staging_id) = staging_dir(&out, opts.transfer, tag, &mut owner)?;
+    // A large file's temp file sits beside the staging folder until it is
+    // verified; a small one is written straight into the staging tree.
+    let temp_of = |i: usize| match items[i].placed {
+        Placed::Packed { .. } => dest_of(&staging, &items[i].path),
+        Placed::Chunks { .. } => out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer)),
+    };
+    let mut temps = Temps((0..items.len()).map(temp_of).collect(), Some(staging.clone()));
+    let mut ids: Vec<Option<FileId>> = vec![None; items.len()];
     let journaled = done.len();
     let pieces = pieces(&items, m.chunks.len());
     for (i, it) in items.iter().enumerate() {
@@ -506,7 +562,7 @@ async fn fetch_once(
                 };
                 if m.uid() != mine || m.nlink() != 1 {
                     // What earlier items fetched stays for a later run.
-                    temps.0.clear();
+                    temps.keep();
                     return Err(ClientError::Usage(format!(
                         "{} is not this user's alone (another owner, or linked elsewhere); remove it and fetch again",
                         t.display()
@@ -648,7 +704,7 @@ async fn fetch_once(
             }
             Err(e) => {
                 // Interrupted: keep what arrived for `exhibit resume`.
-                temps.0.clear();
+                temps.keep();
                 if matches!(e, ClientError::Stream(_) | ClientError::Connect { .. }) {
                     return Err(e);
                 }
@@ -660,6 +716,7 @@ async fn fetch_once(
     }
     drop(downloads);
     progress.finish();
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "chunks fetched and written");
 
     // Whole-item hashes of the large files: from the chunks' subtree
     // hashes, or by reading the files again; either way after everything
@@ -710,15 +767,19 @@ async fn fetch_once(
     }
     let moved = {
         let (out, items, temp_paths) = (out.clone(), items.clone(), temps.0.clone());
-        let jpath = jpath.clone();
-        tokio::task::spawn_blocking(move || move_into_place(&out, &items, &temp_paths, &ids, &jpath))
+        let (jpath, staging) = (jpath.clone(), (staging.clone(), staging_id));
+        tokio::task::spawn_blocking(move || move_into_place(&out, staging, &items, &temp_paths, &ids, &jpath))
             .await
             .map_err(|e| ClientError::Stream(format!("move worker: {e}")))?
     };
     let written = moved?;
-    temps.0.clear();
+    // What is left of the staging folder is empty folders.
+    let _ = std::fs::remove_dir_all(&staging);
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "synced, checked and moved into place");
+    temps.keep();
     // The renames, durable before the receipt says the files arrived.
     sync_filesystem(&out)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "moves synced");
     let _ = std::fs::remove_file(&jpath);
 
     let hashes = opened_hashes(&items);
@@ -779,37 +840,94 @@ fn opened_hashes(items: &[Item]) -> Vec<[u8; 32]> {
     items.iter().map(|i| i.blake3).collect()
 }
 
-/// Move every verified temp file to its place, making the folders on the
-/// way (never through a link), each file checked to be the one this fetch
-/// wrote before and after its move. Returns where each landed.
+/// Move every verified file into place. Large files' temp files join the
+/// small files in the staging tree; then each top-level name that is not in
+/// `out` yet moves there whole (one rename for a folder of any size), and
+/// the rest file by file into the folders already there (made on the way,
+/// never through a link). A rename never replaces what is there, and every
+/// file is checked to be the one this fetch wrote before and after.
+/// Returns where each landed.
 fn move_into_place(
     out: &Path,
+    (staging, staging_id): (PathBuf, FileId),
     items: &[Item],
     temps: &[PathBuf],
     ids: &[FileId],
     jpath: &Path,
 ) -> Result<Vec<PathBuf>, ClientError> {
-    let mut made = std::collections::HashSet::new();
-    let mut written = Vec::with_capacity(items.len());
+    let is = |path: &Path, id: FileId| std::fs::symlink_metadata(path).map(|m| file_id(&m)).ok() == Some(id);
     for (i, it) in items.iter().enumerate() {
-        let dest = safe_parent(out, &it.path, &mut made).inspect_err(|_| {
-            // Not worth resuming: the destination itself is unsafe.
-            let _ = std::fs::remove_file(jpath);
-        })?;
-        if std::fs::symlink_metadata(&dest).is_ok() {
-            return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
+        if let Placed::Chunks { .. } = it.placed {
+            if !is(&temps[i], ids[i]) {
+                return Err(ClientError::Verify(Replaced(temps[i].clone()).to_string()));
+            }
+            let to = dest_of(&staging, &it.path);
+            if let Some(d) = to.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(d)
+                    .map_err(ClientError::io(format!("creating {}", d.display())))?;
+            }
+            rename_new(&temps[i], &to)?;
         }
-        let still = std::fs::symlink_metadata(&temps[i]).map(|m| file_id(&m));
-        if still.ok() != Some(ids[i]) {
-            return Err(ClientError::Verify(Replaced(temps[i].clone()).to_string()));
+    }
+    if !is(&staging, staging_id) {
+        return Err(ClientError::Verify(Replaced(staging).to_string()));
+    }
+    let mut made = std::collections::HashSet::new();
+    let mut i = 0;
+    while i < items.len() {
+        // Items are in component order: a top-level name's are together.
+        let top = items[i].path.components().next().unwrap_or_default().to_owned();
+        let end = i + items[i..].iter().take_while(|it| it.path.components().next() == Some(top.as_str())).count();
+        let whole = match std::fs::symlink_metadata(out.join(&top)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rename_new(&staging.join(&top), &out.join(&top)).is_ok()
+            }
+            _ => false,
+        };
+        if !whole {
+            for it in &items[i..end] {
+                let dest = safe_parent(out, &it.path, &mut made).inspect_err(|_| {
+                    // Not worth resuming: the destination itself is unsafe.
+                    let _ = std::fs::remove_file(jpath);
+                })?;
+                rename_new(&dest_of(&staging, &it.path), &dest)?;
+            }
         }
-        std::fs::rename(&temps[i], &dest).map_err(ClientError::io(format!("moving into {}", dest.display())))?;
-        // Checked again where it landed: a swap between the check above
-        // and the move is caught before anything is receipted.
-        if std::fs::symlink_metadata(&dest).map(|m| file_id(&m)).ok() != Some(ids[i]) {
+        i = end;
+    }
+    // Checked where they landed: a swap on the way is caught before
+    // anything is receipted.
+    let mut written = Vec::with_capacity(items.len());
+    for (it, id) in items.iter().zip(ids) {
+        let dest = dest_of(out, &it.path);
+        if !is(&dest, *id) {
             return Err(ClientError::Verify(format!("{} was replaced as it was moved into place", dest.display())));
         }
         written.push(dest);
     }
     Ok(written)
+}
+
+/// Rename `from` to `to`, never over anything at `to` (checked by the
+/// rename itself where the filesystem can, so nothing slips in between).
+fn rename_new(from: &Path, to: &Path) -> Result<(), ClientError> {
+    use rustix::{fs, io::Errno};
+    let moved = match fs::renameat_with(fs::CWD, from, fs::CWD, to, fs::RenameFlags::NOREPLACE) {
+        // A filesystem without it (some network shares): check, then move.
+        Err(Errno::INVAL | Errno::NOSYS) => match std::fs::symlink_metadata(to) {
+            Ok(_) => Err(Errno::EXIST),
+            Err(_) => std::fs::rename(from, to).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO)),
+        },
+        r => r,
+    };
+    match moved {
+        Ok(()) => Ok(()),
+        Err(Errno::EXIST) => {
+            Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", to.display())))
+        }
+        Err(e) => Err(ClientError::io(format!("moving into {}", to.display()))(e.into())),
+    }
 }

@@ -405,6 +405,62 @@ async fn interrupted_fetch_continues_with_only_the_missing_chunks() {
     assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
 }
 
+/// A folder of small files, packed several to a chunk, interrupted part
+/// way: the packs already written are kept (their files checked to be
+/// there and ours), the rest fetched, and the folder ends up whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_fetch_of_packed_files_continues_by_pack() {
+    let (f, reads) = with_reads_left().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src").join("extract");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..120 {
+        std::fs::write(src.join(format!("m{i:03}.txt")), bytes(1000, i)).unwrap();
+    }
+    // Four 1000-byte files to a 4096-byte pack: 30 packs.
+    let t = send_paths(&alice, vec![src.clone()], &["bob"], 4096).await;
+
+    // The sealed details take one read; then 10 packs arrive.
+    reads.store(11, Ordering::SeqCst);
+    let out = f.path("out");
+    let err = fetch_to(&bob, t, &out).await.unwrap_err();
+    assert!(matches!(err, exhibit_client::ClientError::Interrupted(_)), "{err}");
+    assert!(!out.join("extract").exists(), "unverified files were moved into place");
+    let journal = bob.dir().join("journal").join(format!("{t}.fetch"));
+    let (_, done) = exhibit_client::fetch::read_fetch_journal(&journal).unwrap();
+    assert!(!done.is_empty() && done.len() <= 10, "{}", done.len());
+
+    // The finished packs' files wait in the staging folder, the user's alone.
+    let (h, _) = exhibit_client::fetch::read_fetch_journal(&journal).unwrap();
+    let staging = h.out.join(format!(".exhibit-{t}-{:016x}", h.tag));
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&staging).unwrap().permissions()) & 0o777,
+        0o700
+    );
+    // (Packs still being written when the fetch stopped add more.)
+    let temps = std::fs::read_dir(staging.join("extract")).unwrap().count();
+    assert!(temps >= 4 * done.len(), "a finished pack's files are not all there: {temps}");
+    // One file of a finished pack removed: its pack is fetched again.
+    let k = *done.iter().min().unwrap() as u64;
+    std::fs::remove_file(staging.join(format!("extract/m{:03}.txt", 4 * k))).unwrap();
+
+    reads.store(usize::MAX, Ordering::SeqCst);
+    let r = fetch_to(&bob, t, &out).await.unwrap();
+    let missing = 30 - done.len() + 1;
+    assert!(
+        r.chunks_fetched <= missing && r.chunks_fetched + exhibit_client::send::IN_FLIGHT >= missing,
+        "fetched {} chunks again; {missing} were missing",
+        r.chunks_fetched
+    );
+    assert!(r.receipt.is_some());
+    for i in 0..120 {
+        assert_eq!(std::fs::read(out.join(format!("extract/m{i:03}.txt"))).unwrap(), bytes(1000, i), "file {i}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
+}
+
 /// The output folder of an interrupted fetch deleted before it is run
 /// again: the journal's chunks are not on disk any more, so they are
 /// fetched again rather than trusted (which failed the whole-file check),
