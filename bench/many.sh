@@ -35,7 +35,7 @@ for i in range(n):
     with open(os.path.join(d, f"f{i:07d}.bin"), "wb") as f:
         f.write(rng.randbytes(rng.randint(200, 4000)))
 PY
-BYTES=$(du -sb --apparent-size "$DIR/src" | cut -f1)
+BYTES=$(find "$DIR/src" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
 sync
 
 "$BIN/exhibitd" init --data "$DIR/server" --listen 127.0.0.1:0 --json >"$DIR/init.json"
@@ -64,6 +64,9 @@ warm() { tar cf - -C "$DIR/src" extract >/dev/null; }
 HWM() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$SERVER/status"; }
 row() { python3 -c "import sys; t=float(sys.argv[2]); print(f'{sys.argv[1]:<34} {t:8.2f} s {int(sys.argv[3])/t:9.0f} files/s {int(sys.argv[4])/t/1e6:7.1f} MB/s {sys.argv[5]:>12}')" "$@"; }
 
+# Let the page cache and ext4's recently-freed inodes settle after the
+# set-up's deletions, so every contender starts alike.
+sync; sleep 40
 echo "== $N files, $((BYTES / 1000000)) MB"
 warm; timed sh -c "tar cf - -C '$DIR/src' extract | rage -e -r '$R' > '$DIR/tar.age'"; row "tar | rage -e" "$T" "$N" "$BYTES" "-"; TAR=$T
 mkdir -p "$DIR/untar"

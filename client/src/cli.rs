@@ -169,13 +169,18 @@ pub enum ReceiptCommand {
         #[arg(long)]
         recipient: Option<UserId>,
     },
-    /// Verify a receipt bundle offline.
+    /// Verify a receipt bundle offline, and the item list beside it
+    /// (FILE.items, one BLAKE3 and path per file) against the root the
+    /// receipt signs.
     Verify {
         /// Bundle file.
         file: PathBuf,
         /// CA certificate.
         #[arg(long)]
         ca: PathBuf,
+        /// The item list, if not FILE.items.
+        #[arg(long)]
+        items: Option<PathBuf>,
     },
 }
 
@@ -499,13 +504,24 @@ impl Cli {
             }
             Command::Receipt(ReceiptCommand::Show { transfer, recipient }) => {
                 let b = receipt::bundle(&home, transfer, recipient).await?;
-                print_summary(&b.summary, json)?;
+                // The list this user holds (kept at fetch, or from the
+                // sealed details), checked against the root the receipt signs.
+                let checked = match (b.summary.item_count, receipt::item_list(&home, transfer).await?) {
+                    (Some(_), Some(text)) => {
+                        let list = receipt::parse_items(&text, "the item list")?;
+                        b.check_items(&list).map_err(|e| ClientError::Verify(format!("item list: {e}")))?;
+                        Some(list.len())
+                    }
+                    _ => None,
+                };
+                print_summary(&b.summary, checked, json)?;
             }
             Command::Receipt(ReceiptCommand::Export { transfer, out, recipient }) => {
                 let b = receipt::bundle(&home, transfer, recipient).await?;
                 receipt::write(&b, &out)?;
+                let items = receipt::write_items_beside(&home, &b, &out).await?;
                 if json {
-                    print_json(&json!({"file": out, "summary": b.summary}))?;
+                    print_json(&json!({"file": out, "items_file": items, "summary": b.summary}))?;
                 } else {
                     println!(
                         "receipt of {} for {} written to {}",
@@ -513,11 +529,18 @@ impl Cli {
                         b.summary.transfer,
                         out.display()
                     );
+                    match items {
+                        Some(f) => println!("item list (BLAKE3 and path of each file) written to {}", f.display()),
+                        None if b.summary.item_count.is_some() => println!(
+                            "no item list: the files' names and hashes are sealed to the sender and recipients"
+                        ),
+                        None => {}
+                    }
                 }
             }
-            Command::Receipt(ReceiptCommand::Verify { file, ca }) => {
-                let s = receipt::verify_file(&file, &ca)?;
-                print_summary(&s, json)?;
+            Command::Receipt(ReceiptCommand::Verify { file, ca, items }) => {
+                let (s, checked) = receipt::verify_with_items(&file, &ca, items.as_deref())?;
+                print_summary(&s, checked, json)?;
             }
             Command::Admin(AdminCommand::User(UserCommand::Add { user, org, role, name, email })) => {
                 let name = name.unwrap_or_else(|| user.to_string());
@@ -616,6 +639,10 @@ impl Cli {
                 let (report, bundles) = crate::custody::custody(&home, a.transfer).await?;
                 if let Some(dir) = &a.out {
                     crate::custody::write_dir(dir, &report, &bundles)?;
+                    for b in &bundles {
+                        let file = dir.join(format!("receipt-{}.json", b.summary.recipient));
+                        receipt::write_items_beside(&home, b, &file).await?;
+                    }
                     eprintln!("custody report and {} receipt bundle(s) written to {}", bundles.len(), dir.display());
                 }
                 if json {
@@ -740,9 +767,13 @@ fn print_alerts(alerts: &[exhibit_proto::frame::AlertInfo], json: bool) -> Resul
     Ok(())
 }
 
-fn print_summary(s: &exhibit_proto::receipt::ReceiptSummary, json: bool) -> Result<(), ClientError> {
+fn print_summary(
+    s: &exhibit_proto::receipt::ReceiptSummary,
+    items_checked: Option<usize>,
+    json: bool,
+) -> Result<(), ClientError> {
     if json {
-        return print_json(&json!({"valid": true, "summary": s}));
+        return print_json(&json!({"valid": true, "summary": s, "items_checked": items_checked}));
     }
     println!("VALID receipt");
     println!("  transfer     {}", s.transfer);
@@ -754,6 +785,15 @@ fn print_summary(s: &exhibit_proto::receipt::ReceiptSummary, json: bool) -> Resu
     println!("  accepted at  {} (server's clock, countersigned)", format_time(s.accepted_at));
     for (i, h) in s.items.iter().enumerate() {
         println!("  item {i:<7} blake3 {h}");
+    }
+    if let (Some(n), Some(root)) = (s.item_count, &s.items_root) {
+        println!("  items        {n}, root {root}");
+        match items_checked {
+            Some(_) => println!("  item list    checked: every file's BLAKE3, in order, gives the root"),
+            None => println!(
+                "  item list    not checked (none here: `receipt export` writes FILE.items beside the bundle, which `receipt verify` checks)"
+            ),
+        }
     }
     Ok(())
 }

@@ -112,13 +112,18 @@ pub fn items_text(items: &[exhibit_proto::details::Item]) -> String {
 /// Read an item list (as [`items_text`] writes it): the hashes, in order.
 pub fn read_items(file: &Path) -> Result<Vec<[u8; 32]>, ClientError> {
     let text = std::fs::read_to_string(file).map_err(ClientError::io(format!("reading {}", file.display())))?;
+    parse_items(&text, &file.display().to_string())
+}
+
+/// The hashes of an item list's text; `name` names it in errors.
+pub fn parse_items(text: &str, name: &str) -> Result<Vec<[u8; 32]>, ClientError> {
     text.lines()
         .enumerate()
         .map(|(n, l)| {
             let h = l.split_whitespace().next().unwrap_or_default();
             let mut out = [0u8; 32];
             hex::decode_to_slice(h, &mut out)
-                .map_err(|_| ClientError::Verify(format!("{} line {}: not a BLAKE3 hash", file.display(), n + 1)))?;
+                .map_err(|_| ClientError::Verify(format!("{name} line {}: not a BLAKE3 hash", n + 1)))?;
             Ok(out)
         })
         .collect()
@@ -174,4 +179,24 @@ pub fn check_items_file(bundle: &ReceiptBundle, items: &Path) -> Result<usize, C
     let list = read_items(items)?;
     bundle.check_items(&list).map_err(|e| ClientError::Verify(format!("{}: {e}", items.display())))?;
     Ok(list.len())
+}
+
+/// Write the item list beside an exported bundle (`FILE.items`) where this
+/// user can read it; its path, or `None` (an admin, or a version 1 receipt,
+/// which lists the hashes itself).
+pub async fn write_items_beside(
+    home: &Home,
+    bundle: &ReceiptBundle,
+    file: &Path,
+) -> Result<Option<std::path::PathBuf>, ClientError> {
+    if bundle.summary.item_count.is_none() {
+        return Ok(None);
+    }
+    let transfer: TransferId =
+        bundle.summary.transfer.parse().map_err(|_| ClientError::Verify("the bundle names no transfer".into()))?;
+    let Some(text) = item_list(home, transfer).await? else { return Ok(None) };
+    let out = items_file_of(file);
+    std::fs::write(&out, text).map_err(ClientError::io(format!("writing {}", out.display())))?;
+    check_items_file(bundle, &out)?;
+    Ok(Some(out))
 }

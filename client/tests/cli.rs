@@ -116,6 +116,24 @@ fn readme_worked_example() {
     let v = env.json("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
     assert_eq!(v["valid"], true);
     assert_eq!(v["summary"]["recipient"], "bob");
+    // The item list written beside the bundle is checked against the root
+    // the receipt signs: both files, in b3sum's format.
+    let items = env.dir.path().join("receipt.json.items");
+    let list = std::fs::read_to_string(&items).unwrap();
+    assert_eq!(list.lines().count(), 2);
+    assert!(list
+        .lines()
+        .all(|l| l.ends_with("case-OP7/interviews/ABE-1.mp4") || l.ends_with("case-OP7/statement.pdf")));
+    assert_eq!(v["items_checked"], 2);
+    assert_eq!(v["summary"]["item_count"], 2);
+    let swapped: String = list.lines().rev().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&items, swapped).unwrap();
+    let bad = env.run("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
+    assert!(!bad.status.success(), "a reordered item list verified");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("items root"));
+    std::fs::write(&items, &list).unwrap();
+    let shown = env.ok("bob", &["receipt", "show", &t]);
+    assert!(shown.contains("item list    checked"), "{shown}");
 
     // An edited receipt fails, loudly, with a non-zero exit.
     let text = std::fs::read_to_string(&receipt).unwrap().replace("\"recipient\": \"bob\"", "\"recipient\": \"eve\"");
