@@ -480,18 +480,17 @@ impl Cli {
                         println!("note: {n}");
                     }
                     // A device extract is one line, not a screen per thousand files.
-                    if r.items.len() <= LIST_FILES_UP_TO {
+                    if r.item_count <= LIST_FILES_UP_TO {
                         for i in &r.items {
                             println!("  {}  {} bytes  blake3 {}", i.written_to.display(), i.size, i.blake3);
                         }
                     } else {
-                        let total = r.items.iter().map(|i| i.size).sum();
                         println!(
                             "{} files, {}, written under {}; each file's BLAKE3 is listed in {}",
-                            r.items.len(),
-                            format_size(total),
+                            r.item_count,
+                            format_size(r.bytes),
                             out_dir.display(),
-                            receipt::kept_items(&home, r.transfer).display()
+                            r.items_file.display()
                         );
                     }
                     match &r.receipt {

@@ -60,14 +60,26 @@ pub struct FetchOutcome {
     pub case_ref: Option<String>,
     /// Sender's note.
     pub note: Option<String>,
-    /// Items written.
+    /// How many files were written.
+    pub item_count: usize,
+    /// Their plaintext bytes.
+    pub bytes: u64,
+    /// Each file written, for transfers of up to [`LIST_UP_TO`] files;
+    /// past that empty, and the files are listed in `items_file`.
     pub items: Vec<FetchedItem>,
+    /// The item list kept beside the receipt (BLAKE3 and path of each
+    /// file, `b3sum` format).
+    pub items_file: PathBuf,
     /// The receipt the server accepted (none when the sender fetches their
     /// own transfer).
     pub receipt: Option<AcceptedReceipt>,
     /// Chunks downloaded by this run (fewer than all when continuing).
     pub chunks_fetched: usize,
 }
+
+/// Up to this many files a fetch's outcome lists each (a device extract's
+/// million would be a quarter of a gigabyte of it).
+pub const LIST_UP_TO: usize = 10_000;
 
 /// The first line of a fetch journal.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -429,6 +441,33 @@ fn write_small(t: &Path, bytes: &[u8]) -> std::io::Result<FileId> {
     Ok(file_id(&f.metadata()?))
 }
 
+/// Where a fetch keeps each file until it is verified: a large file in a
+/// temp file of its own beside the staging folder, a small one at its
+/// relative path inside the staging folder. Computed, not stored: a
+/// million files need no million paths held.
+#[derive(Debug)]
+struct TempPaths {
+    out: PathBuf,
+    staging: PathBuf,
+    transfer: TransferId,
+    tag: u64,
+}
+
+impl TempPaths {
+    /// The temp file of large item `i`.
+    fn part(&self, i: usize) -> PathBuf {
+        self.out.join(format!(".exhibit-{}-{:016x}-{i}.part", self.transfer, self.tag))
+    }
+
+    /// Where item `i` waits.
+    fn of(&self, i: usize, it: &Item) -> PathBuf {
+        match it.placed {
+            Placed::Packed { .. } => dest_of(&self.staging, &it.path),
+            Placed::Chunks { .. } => self.part(i),
+        }
+    }
+}
+
 /// Make everything written to the filesystem holding `dir` durable: one
 /// `syncfs` for all of a fetch's files instead of an fsync for each.
 fn sync_filesystem(dir: &Path) -> Result<(), ClientError> {
@@ -502,16 +541,15 @@ async fn fetch_once(
     let (staging, staging_id) = staging_dir(&out, opts.transfer, tag, &mut owner)?;
     // A large file's temp file sits beside the staging folder until it is
     // verified; a small one is written straight into the staging tree.
-    let temp_of = |i: usize| match items[i].placed {
-        Placed::Packed { .. } => dest_of(&staging, &items[i].path),
-        Placed::Chunks { .. } => out.join(format!(".exhibit-{}-{tag:016x}-{i}.part", opts.transfer)),
-    };
-    let mut temps = Temps((0..items.len()).map(temp_of).collect(), Some(staging.clone()));
+    let paths = Arc::new(TempPaths { out: out.clone(), staging: staging.clone(), transfer: opts.transfer, tag });
+    let large = |(i, it): (usize, &Item)| matches!(it.placed, Placed::Chunks { .. }).then_some(i);
+    let mut temps =
+        Temps(items.iter().enumerate().filter_map(large).map(|i| paths.part(i)).collect(), Some(staging.clone()));
     let mut ids: Vec<Option<FileId>> = vec![None; items.len()];
     let journaled = done.len();
     let pieces = pieces(&items, m.chunks.len());
     for (i, it) in items.iter().enumerate() {
-        let t = &temps.0[i].clone();
+        let t = &paths.of(i, it);
         if let Placed::Packed { chunk, .. } = it.placed {
             // Written whole when its pack arrived; still there, and ours?
             if done.contains(&chunk) {
@@ -592,8 +630,9 @@ async fn fetch_once(
             .open(&jpath)
             .map_err(ClientError::io(format!("opening {}", jpath.display())))?,
     ));
-    let files: Arc<Vec<(PathBuf, Option<FileId>)>> =
-        Arc::new(temps.0.iter().cloned().zip(ids.iter().copied()).collect());
+    // The large files' temp files, made above.
+    let files: Arc<std::collections::HashMap<usize, FileId>> =
+        Arc::new(items.iter().enumerate().filter_map(large).filter_map(|i| Some((i, ids[i]?))).collect());
     let vm = Arc::new(vm);
     let identity = Arc::new(p.age.clone());
 
@@ -619,8 +658,8 @@ async fn fetch_once(
     let buffers = Arc::new(Pool::new(crate::send::POOL_BYTES));
     let mut downloads = futures_util::stream::iter(jobs)
         .map(|(k, piece)| {
-            let (conn, vm, files, identity, items) =
-                (conn.clone(), vm.clone(), files.clone(), identity.clone(), items.clone());
+            let (conn, vm, files, identity, items, paths) =
+                (conn.clone(), vm.clone(), files.clone(), identity.clone(), items.clone(), paths.clone());
             let (journal, fetched, buffers) = (journal.clone(), fetched.clone(), buffers.clone());
             async move {
                 let c = vm.manifest().chunks[k];
@@ -634,9 +673,11 @@ async fn fetch_once(
                             let tree =
                                 by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
                             let hash = seal::open_chunk_into(&vm, k, &cipher, &identity, plain, tree)?;
-                            let (path, id) = &files[item];
-                            let id = id.ok_or_else(|| ClientError::Stream(format!("item {item}: no temp file")))?;
-                            write_at(path, id, plain, offset, chunk_len).map_err(temp_error("writing temp file"))?;
+                            let id = *files
+                                .get(&item)
+                                .ok_or_else(|| ClientError::Stream(format!("item {item}: no temp file")))?;
+                            write_at(&paths.part(item), id, plain, offset, chunk_len)
+                                .map_err(temp_error("writing temp file"))?;
                             buffers.give(buf);
                             (hash.map(|h| (item, index, h)), vec![], u64::from(plain_len))
                         }
@@ -656,8 +697,8 @@ async fn fetch_once(
                                         it.path.as_str()
                                     )));
                                 }
-                                let id =
-                                    write_small(&files[i].0, bytes).map_err(ClientError::io("writing temp file"))?;
+                                let id = write_small(&paths.of(i, it), bytes)
+                                    .map_err(ClientError::io("writing temp file"))?;
                                 made.push((i, id));
                             }
                             buffers.give(buf);
@@ -721,17 +762,16 @@ async fn fetch_once(
     // Whole-item hashes of the large files: from the chunks' subtree
     // hashes, or by reading the files again; either way after everything
     // written is on disk (one syncfs for all files).
-    let temp_paths = temps.0.clone();
     let ids: Vec<FileId> =
         ids.into_iter().collect::<Option<_>>().ok_or_else(|| ClientError::Stream("an item was not written".into()))?;
     let temp_ids = ids.clone();
-    let check_items = items.clone();
+    let (check_items, check_paths) = (items.clone(), paths.clone());
     let synced = out.clone();
     tokio::task::spawn_blocking(move || {
         sync_filesystem(&synced)?;
         for (i, it) in check_items.iter().enumerate() {
             let Placed::Chunks { chunk_len, .. } = it.placed else { continue };
-            let t = &temp_paths[i];
+            let t = &check_paths.part(i);
             let f = File::open(t).map_err(ClientError::io("reopening temp file"))?;
             check_temp(&f, t, temp_ids[i]).map_err(temp_error("reopening temp file"))?;
             let got = match by_tree {
@@ -766,13 +806,12 @@ async fn fetch_once(
         }
     }
     let moved = {
-        let (out, items, temp_paths) = (out.clone(), items.clone(), temps.0.clone());
-        let (jpath, staging) = (jpath.clone(), (staging.clone(), staging_id));
-        tokio::task::spawn_blocking(move || move_into_place(&out, staging, &items, &temp_paths, &ids, &jpath))
+        let (items, paths, jpath) = (items.clone(), paths.clone(), jpath.clone());
+        tokio::task::spawn_blocking(move || move_into_place(&paths, staging_id, &items, &ids, &jpath))
             .await
             .map_err(|e| ClientError::Stream(format!("move worker: {e}")))?
     };
-    let written = moved?;
+    moved?;
     // What is left of the staging folder is empty folders.
     let _ = std::fs::remove_dir_all(&staging);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "synced, checked and moved into place");
@@ -782,12 +821,11 @@ async fn fetch_once(
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "moves synced");
     let _ = std::fs::remove_file(&jpath);
 
-    let hashes = opened_hashes(&items);
+    let items_file = crate::receipt::keep_items(home, transfer, &items)?;
     let receipt = if is_recipient {
         let mut root = exhibit_proto::merkle::Root::new();
-        hashes.iter().for_each(|h| root.push(h));
+        items.iter().for_each(|it| root.push(&it.blake3));
         let r = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root);
-        crate::receipt::keep_items(home, transfer, &items)?;
         let signed = r.sign(&p.signing);
         match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
             Response::ReceiptAccepted { receipt } => {
@@ -798,7 +836,7 @@ async fn fetch_once(
                     let earlier = receipt.receipt.verify(&p.me)?;
                     if earlier.transfer != transfer
                         || earlier.manifest_hash != vm.hash()
-                        || earlier.check_items(&hashes).is_err()
+                        || earlier.check_items(&items.iter().map(|i| i.blake3).collect::<Vec<_>>()).is_err()
                     {
                         return Err(ClientError::Verify(
                             "the server answered with a receipt for something else".into(),
@@ -813,16 +851,18 @@ async fn fetch_once(
         None
     };
     conn.close();
-    let items = items
-        .iter()
-        .zip(written)
-        .map(|(it, written_to)| FetchedItem {
-            path: it.path.as_str().to_owned(),
-            written_to,
-            size: it.size,
-            blake3: hex::encode(it.blake3),
-        })
-        .collect();
+    let listed = match items.len() <= LIST_UP_TO {
+        true => items
+            .iter()
+            .map(|it| FetchedItem {
+                path: it.path.as_str().to_owned(),
+                written_to: dest_of(&out, &it.path),
+                size: it.size,
+                blake3: hex::encode(it.blake3),
+            })
+            .collect(),
+        false => vec![],
+    };
     Ok(FetchOutcome {
         // Filled in by `fetch`, which counts across reconnections.
         chunks_fetched: 0,
@@ -831,13 +871,12 @@ async fn fetch_once(
         sender_fingerprint: sender.fingerprint(),
         case_ref: vm.manifest().case_ref.clone(),
         note: opened.head.note.clone(),
-        items,
+        item_count: items.len(),
+        bytes: total,
+        items: listed,
+        items_file,
         receipt,
     })
-}
-
-fn opened_hashes(items: &[Item]) -> Vec<[u8; 32]> {
-    items.iter().map(|i| i.blake3).collect()
 }
 
 /// Move every verified file into place. Large files' temp files join the
@@ -848,20 +887,21 @@ fn opened_hashes(items: &[Item]) -> Vec<[u8; 32]> {
 /// file is checked to be the one this fetch wrote before and after.
 /// Returns where each landed.
 fn move_into_place(
-    out: &Path,
-    (staging, staging_id): (PathBuf, FileId),
+    paths: &TempPaths,
+    staging_id: FileId,
     items: &[Item],
-    temps: &[PathBuf],
     ids: &[FileId],
     jpath: &Path,
-) -> Result<Vec<PathBuf>, ClientError> {
+) -> Result<(), ClientError> {
+    let (out, staging) = (&paths.out, &paths.staging);
     let is = |path: &Path, id: FileId| std::fs::symlink_metadata(path).map(|m| file_id(&m)).ok() == Some(id);
     for (i, it) in items.iter().enumerate() {
         if let Placed::Chunks { .. } = it.placed {
-            if !is(&temps[i], ids[i]) {
-                return Err(ClientError::Verify(Replaced(temps[i].clone()).to_string()));
+            let part = paths.part(i);
+            if !is(&part, ids[i]) {
+                return Err(ClientError::Verify(Replaced(part).to_string()));
             }
-            let to = dest_of(&staging, &it.path);
+            let to = dest_of(staging, &it.path);
             if let Some(d) = to.parent() {
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -869,11 +909,11 @@ fn move_into_place(
                     .create(d)
                     .map_err(ClientError::io(format!("creating {}", d.display())))?;
             }
-            rename_new(&temps[i], &to)?;
+            rename_new(&part, &to)?;
         }
     }
-    if !is(&staging, staging_id) {
-        return Err(ClientError::Verify(Replaced(staging).to_string()));
+    if !is(staging, staging_id) {
+        return Err(ClientError::Verify(Replaced(staging.clone()).to_string()));
     }
     let mut made = std::collections::HashSet::new();
     let mut i = 0;
@@ -893,22 +933,20 @@ fn move_into_place(
                     // Not worth resuming: the destination itself is unsafe.
                     let _ = std::fs::remove_file(jpath);
                 })?;
-                rename_new(&dest_of(&staging, &it.path), &dest)?;
+                rename_new(&dest_of(staging, &it.path), &dest)?;
             }
         }
         i = end;
     }
     // Checked where they landed: a swap on the way is caught before
     // anything is receipted.
-    let mut written = Vec::with_capacity(items.len());
     for (it, id) in items.iter().zip(ids) {
         let dest = dest_of(out, &it.path);
         if !is(&dest, *id) {
             return Err(ClientError::Verify(format!("{} was replaced as it was moved into place", dest.display())));
         }
-        written.push(dest);
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Rename `from` to `to`, never over anything at `to` (checked by the

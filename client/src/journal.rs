@@ -115,9 +115,13 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(ClientError::io(format!("creating {}", path.display())))?;
-        let mut line = serde_json::to_vec(header).map_err(|e| ClientError::Config(e.to_string()))?;
-        line.push(b'\n');
-        file.write_all(&line).map_err(ClientError::io("writing journal"))?;
+        // Written as it is encoded: a million files' header is never one
+        // buffer in memory.
+        let mut w = std::io::BufWriter::new(&mut file);
+        serde_json::to_writer(&mut w, header).map_err(|e| ClientError::Config(e.to_string()))?;
+        w.write_all(b"\n").map_err(ClientError::io("writing journal"))?;
+        w.flush().map_err(ClientError::io("writing journal"))?;
+        drop(w);
         file.sync_all().map_err(ClientError::io("writing journal"))?;
         Ok(Journal { path, file })
     }

@@ -135,17 +135,24 @@ pub fn kept_items(home: &Home, transfer: TransferId) -> std::path::PathBuf {
 }
 
 /// Keep a fetched transfer's item list beside its receipt, in the key
-/// directory (the receipt signs only a root over the hashes).
+/// directory (the receipt signs only a root over the hashes); its path.
 pub fn keep_items(
     home: &Home,
     transfer: TransferId,
     items: &[exhibit_proto::details::Item],
-) -> Result<(), ClientError> {
+) -> Result<std::path::PathBuf, ClientError> {
+    use std::io::Write;
     let path = kept_items(home, transfer);
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
     }
-    std::fs::write(&path, items_text(items)).map_err(ClientError::io(format!("writing {}", path.display())))
+    let err = || ClientError::io(format!("writing {}", path.display()));
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).map_err(err())?);
+    for it in items {
+        writeln!(w, "{}  {}", hex::encode(it.blake3), it.path.as_str()).map_err(err())?;
+    }
+    w.flush().map_err(err())?;
+    Ok(path)
 }
 
 /// The item list file that goes with a bundle file: `NAME.items` beside it.

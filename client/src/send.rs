@@ -97,13 +97,8 @@ pub struct SendOutcome {
     pub reconnects: u32,
 }
 
-/// A file to send.
-#[derive(Clone, Debug)]
-struct Source {
-    path: PathBuf,
-    rel: String,
-    size: u64,
-}
+/// A file to send, as the journal records it.
+type Source = JournalItem;
 
 fn rel_name(p: &Path) -> Result<String, ClientError> {
     p.file_name()
@@ -124,8 +119,8 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<Source>, ClientError> {
     // Path order: what sits together in a folder is packed together, and
     // the recipient checks the order instead of holding every path.
     out.sort_by(|a, b| exhibit_proto::path::component_cmp(&a.rel, &b.rel));
-    let names: Vec<&str> = out.iter().map(|s| s.rel.as_str()).collect();
-    exhibit_proto::path::check_set(names).map_err(|e| ClientError::Usage(format!("cannot send: {e}")))?;
+    exhibit_proto::path::check_ordered(out.iter().map(|s| s.rel.as_str()))
+        .map_err(|e| ClientError::Usage(format!("cannot send: {e}")))?;
     if out.is_empty() {
         return Err(ClientError::Usage("nothing to send: the folders are empty".into()));
     }
@@ -138,7 +133,8 @@ fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -
         return Err(ClientError::Usage(format!("{} is a symbolic link; send its target instead", p.display())));
     }
     if ft.is_file() {
-        out.push(Source { path: p.to_owned(), rel, size: meta.len() });
+        use std::os::unix::fs::MetadataExt;
+        out.push(Source { path: p.to_owned(), rel, size: meta.len(), mtime: meta.mtime() });
         return Ok(());
     }
     if !ft.is_dir() {
@@ -383,7 +379,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     let (shown, keys) = recipients(&conn, home, &p, &to, opts.include_self).await?;
 
     let transfer = TransferId::random();
-    let header = Header {
+    let mut header = Header {
         transfer,
         to: to.clone(),
         case_ref: opts.case_ref.clone(),
@@ -391,13 +387,12 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         ack_within_secs: opts.ack_within_secs,
         chunk_size: opts.chunk_size,
         include_self: opts.include_self,
-        items: sources
-            .iter()
-            .map(|s| Ok(JournalItem { path: s.path.clone(), rel: s.rel.clone(), size: s.size, mtime: mtime(&s.path)? }))
-            .collect::<Result<_, ClientError>>()?,
+        items: sources,
         version: crate::journal::JOURNAL_VERSION,
     };
     let journal = Journal::create(home, &header)?;
+    // One list of the files, held by the reader from here on.
+    let sources = std::mem::take(&mut header.items);
     match conn.request(&Request::CreateTransfer { transfer, recipients: to.clone() }).await? {
         Response::Created => {}
         r => return Err(unexpected(&r)),
@@ -512,8 +507,8 @@ async fn resume_counting(
     };
     let done: HashMap<usize, ChunkRef> =
         r.chunks.iter().filter(|(_, c)| held.contains(&c.id)).map(|(k, c)| (*k, *c)).collect();
-    let sources =
-        h.items.iter().map(|it| Source { path: it.path.clone(), rel: it.rel.clone(), size: it.size }).collect();
+    let mut h = h;
+    let sources = std::mem::take(&mut h.items);
     let plan = ReadPlan::new(
         sources,
         h.chunk_size,
@@ -676,7 +671,16 @@ async fn upload(
     drop(uploads);
     let sums = reader.await.map_err(|e| ClientError::Stream(format!("reader: {e}")))??;
     progress.finish();
-    let mut records = Vec::with_capacity(sums.len());
+    let chunks: Vec<ChunkRef> = chunks
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| ClientError::Stream("a chunk was not uploaded".into()))?;
+
+    // The sealed details, each file's record written as it is made, in
+    // parts stored as chunks a few at a time: never all in memory at once.
+    let head = details::Head { items: sums.len() as u64, chunk_len: h.chunk_size, note: h.note.clone() };
+    let mut w = details::Writer::new(&head);
+    let (mut parts, mut pending) = (vec![], vec![]);
     for (item, known) in sums.into_iter().enumerate() {
         let s = &plan.sources[item];
         let blake3 = match known {
@@ -694,33 +698,14 @@ async fn upload(
             }
         };
         let place = plan.places[item];
-        records.push(ItemRecord {
-            path: s.rel.clone(),
-            size: s.size,
-            blake3,
-            place,
-            exhibit_ref: None,
-            description: None,
-        });
-    }
-    let chunks: Vec<ChunkRef> = chunks
-        .into_iter()
-        .collect::<Option<_>>()
-        .ok_or_else(|| ClientError::Stream("a chunk was not uploaded".into()))?;
-
-    // The sealed details, in parts stored as chunks, a few at a time.
-    let head = details::Head { items: records.len() as u64, chunk_len: h.chunk_size, note: h.note.clone() };
-    let mut w = details::Writer::new(&head);
-    let (mut parts, mut pending) = (vec![], vec![]);
-    for r in &records {
-        pending.extend(w.push(r));
+        let r = ItemRecord { path: s.rel.clone(), size: s.size, blake3, place, exhibit_ref: None, description: None };
+        pending.extend(w.push(&r));
         if pending.len() >= IN_FLIGHT {
             parts.extend(store_parts(conn, transfer, &recipients, std::mem::take(&mut pending)).await?);
         }
     }
     pending.push(w.finish());
     parts.extend(store_parts(conn, transfer, &recipients, pending).await?);
-    drop(records);
 
     let manifest = Manifest {
         version: MANIFEST_VERSION,

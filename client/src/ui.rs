@@ -235,7 +235,10 @@ impl UiState {
         let opts = fetch::FetchOptions { transfer, out: self.downloads.clone(), progress: false };
         self.spawn_job(format!("fetch {transfer}"), async move {
             let r = fetch::fetch(&home, opts).await?;
-            let files: Vec<String> = r.items.iter().map(|i| i.written_to.display().to_string()).collect();
+            let files: Vec<String> = match r.items.len() {
+                0 => vec![format!("{} files (each listed in {})", r.item_count, r.items_file.display())],
+                _ => r.items.iter().map(|i| i.written_to.display().to_string()).collect(),
+            };
             Ok(match r.receipt {
                 Some(a) => format!(
                     "verified, written to {}; receipt accepted by the server at {}",

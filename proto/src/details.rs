@@ -259,14 +259,7 @@ impl<'m> Checker<'m> {
         }
         self.seen += 1;
         let p = RelPath::parse(&r.path)?;
-        if let Some(last) = &self.last_path {
-            if path::component_cmp(last.as_str(), p.as_str()) != std::cmp::Ordering::Less {
-                return Err(ProtoError::UnsafePath { path: r.path, reason: "out of order or repeated" });
-            }
-            if path::is_inside(p.as_str(), last.as_str()) {
-                return Err(ProtoError::UnsafePath { path: r.path, reason: "inside another item's path" });
-            }
-        }
+        path::follows(self.last_path.as_ref().map(RelPath::as_str), p.as_str())?;
         too_long("exhibit reference", &r.exhibit_ref)?;
         too_long("description", &r.description)?;
         let chunk_len = self.head.chunk_len;

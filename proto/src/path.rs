@@ -91,6 +91,35 @@ pub fn check_set<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Vec<Rel
     Ok(parsed)
 }
 
+/// Check paths that must come in component order ([`component_cmp`]):
+/// each safe, each after the one before (so none twice), and none inside
+/// the one before (`a` and `a/b` cannot both be files; in this order a
+/// folder's contents follow it at once). Holds one path at a time, where
+/// [`check_set`] holds them all.
+pub fn check_ordered<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), ProtoError> {
+    let mut last: Option<&str> = None;
+    for p in paths {
+        RelPath::parse(p)?;
+        follows(last, p)?;
+        last = Some(p);
+    }
+    Ok(())
+}
+
+/// Whether `path` may follow `last` in a list in component order: after
+/// it, and not inside it.
+pub fn follows(last: Option<&str>, path: &str) -> Result<(), ProtoError> {
+    if let Some(l) = last {
+        if component_cmp(l, path) != std::cmp::Ordering::Less {
+            return Err(ProtoError::UnsafePath { path: path.into(), reason: "out of order or repeated" });
+        }
+        if is_inside(path, l) {
+            return Err(ProtoError::UnsafePath { path: path.into(), reason: "inside another item's path" });
+        }
+    }
+    Ok(())
+}
+
 /// Paths in component order (`a` < `a/b` < `a b`): the order items are
 /// sent in, in which everything inside a folder follows it at once.
 pub fn component_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -110,6 +139,11 @@ mod tests {
         v.sort_by(|x, y| super::component_cmp(x, y));
         assert_eq!(v, ["a", "a/a", "a/b", "a/b/c", "a b", "a.txt"]);
         assert!(super::is_inside("a/b", "a") && !super::is_inside("ab", "a") && !super::is_inside("a", "a"));
+        assert!(super::check_ordered(v.iter().copied()).is_err(), "a file inside a file");
+        assert!(super::check_ordered(["a", "a b", "b/c"]).is_ok());
+        assert!(super::check_ordered(["b", "a"]).is_err(), "out of order");
+        assert!(super::check_ordered(["a", "a"]).is_err(), "twice");
+        assert!(super::check_ordered(["a", "../b"]).is_err(), "unsafe");
     }
 
     use super::*;

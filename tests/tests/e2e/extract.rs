@@ -69,7 +69,9 @@ async fn a_100000_file_extract_round_trips_with_a_receipt_that_verifies_offline(
 
     let out = f.path("out");
     let r = fetch_to(&bob, t, &out).await.unwrap();
-    assert_eq!(r.items.len(), 100_000);
+    assert_eq!(r.item_count, 100_000);
+    assert!(r.items.is_empty(), "a hundred thousand files listed in the outcome");
+    assert_eq!(std::fs::read_to_string(&r.items_file).unwrap().lines().count(), 100_000);
     assert!(r.receipt.is_some(), "no receipt");
     check_tree(&out, &files);
 
