@@ -63,7 +63,12 @@ pub async fn open(conn: &Conn, vm: &VerifiedManifest, identity: &age::x25519::Id
         reader.feed(&plain);
         if checker.is_none() {
             match reader.next::<Head>("sealed details head")? {
-                Some(head) => checker = Some(Checker::new(m, head)?),
+                Some(head) => {
+                    // Room for what the (signed) head announces, within reason:
+                    // a million items are not grown into by doubling.
+                    items.reserve(head.items.min(1 << 20) as usize);
+                    checker = Some(Checker::new(m, head)?)
+                }
                 None => continue,
             }
         }

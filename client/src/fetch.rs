@@ -270,6 +270,9 @@ fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
 /// name, nor is such a file moved into place.
 type FileId = (u64, u64);
 
+/// No file's identity (no file has inode 0).
+const NO_FILE: FileId = (0, 0);
+
 fn file_id(m: &std::fs::Metadata) -> FileId {
     (m.dev(), m.ino())
 }
@@ -545,7 +548,9 @@ async fn fetch_once(
     let large = |(i, it): (usize, &Item)| matches!(it.placed, Placed::Chunks { .. }).then_some(i);
     let mut temps =
         Temps(items.iter().enumerate().filter_map(large).map(|i| paths.part(i)).collect(), Some(staging.clone()));
-    let mut ids: Vec<Option<FileId>> = vec![None; items.len()];
+    // Each file's identity once made; (0, 0), no file's, until then (one
+    // vector of 16 bytes a file: a million files are held).
+    let mut ids: Vec<FileId> = vec![NO_FILE; items.len()];
     let journaled = done.len();
     let pieces = pieces(&items, m.chunks.len());
     for (i, it) in items.iter().enumerate() {
@@ -558,7 +563,7 @@ async fn fetch_once(
                     None => *owner.insert(owner_in(&out)?),
                 };
                 match still_ours(t, it.size, mine) {
-                    Some(id) => ids[i] = Some(id),
+                    Some(id) => ids[i] = id,
                     None => drop(done.remove(&chunk)),
                 }
             }
@@ -616,7 +621,7 @@ async fn fetch_once(
             Err(e) => return Err(ClientError::io(format!("creating {}", t.display()))(e)),
         };
         let meta = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
-        ids[i] = Some(file_id(&meta));
+        ids[i] = file_id(&meta);
         f.set_len(it.size).map_err(ClientError::io("allocating temp file"))?;
     }
     // The journal keeps only what is still on disk, so that a retry after
@@ -632,7 +637,7 @@ async fn fetch_once(
     ));
     // The large files' temp files, made above.
     let files: Arc<std::collections::HashMap<usize, FileId>> =
-        Arc::new(items.iter().enumerate().filter_map(large).filter_map(|i| Some((i, ids[i]?))).collect());
+        Arc::new(items.iter().enumerate().filter_map(large).map(|i| (i, ids[i])).collect());
     let vm = Arc::new(vm);
     let identity = Arc::new(p.age.clone());
 
@@ -728,7 +733,7 @@ async fn fetch_once(
                     hashes.entry(item).or_insert_with(|| vec![[0u8; 32]; count])[index] = h;
                 }
                 for (i, id) in made {
-                    ids[i] = Some(id);
+                    ids[i] = id;
                 }
                 progress.inc(n)
             }
@@ -762,8 +767,10 @@ async fn fetch_once(
     // Whole-item hashes of the large files: from the chunks' subtree
     // hashes, or by reading the files again; either way after everything
     // written is on disk (one syncfs for all files).
-    let ids: Vec<FileId> =
-        ids.into_iter().collect::<Option<_>>().ok_or_else(|| ClientError::Stream("an item was not written".into()))?;
+    if ids.contains(&NO_FILE) {
+        return Err(ClientError::Stream("an item was not written".into()));
+    }
+    let ids = Arc::new(ids);
     let temp_ids = ids.clone();
     let (check_items, check_paths) = (items.clone(), paths.clone());
     let synced = out.clone();

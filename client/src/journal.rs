@@ -21,14 +21,21 @@ use crate::home::Home;
 /// One file of the send, as it was when the send started.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JournalItem {
-    /// Where it is read from.
-    pub path: PathBuf,
-    /// Relative path sent.
+    /// The folder it is read from, as an index into [`Header::roots`].
+    pub root: u32,
+    /// Relative path sent (and read, below its root folder).
     pub rel: String,
     /// Size.
     pub size: u64,
     /// Modification time (seconds), to notice a changed file.
     pub mtime: i64,
+}
+
+impl JournalItem {
+    /// Where it is read from.
+    pub fn path(&self, roots: &[PathBuf]) -> PathBuf {
+        roots.get(self.root as usize).map_or_else(PathBuf::new, |r| r.join(&self.rel))
+    }
 }
 
 /// What the send was.
@@ -48,6 +55,9 @@ pub struct Header {
     pub chunk_size: u32,
     /// Encrypted to the sender too.
     pub include_self: bool,
+    /// The folders the items are read from: each named path's parent
+    /// (a path is held once per folder named, not once per file).
+    pub roots: Vec<PathBuf>,
     /// Items, in the order sent (component order of `rel`).
     pub items: Vec<JournalItem>,
     /// Journal format: 2 keys chunks by their place among the transfer's
@@ -231,6 +241,7 @@ mod tests {
             ack_within_secs: None,
             chunk_size: 4096,
             include_self: true,
+            roots: vec![],
             items: vec![],
             version: JOURNAL_VERSION,
         };

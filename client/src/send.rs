@@ -109,32 +109,34 @@ fn rel_name(p: &Path) -> Result<String, ClientError> {
 
 /// Expand files and folders into items with relative paths. Folders keep
 /// their own name as the first component. Symlinks are refused.
-fn collect(paths: &[PathBuf]) -> Result<Vec<Source>, ClientError> {
-    let mut out = vec![];
+fn collect(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Source>), ClientError> {
+    let (mut roots, mut out) = (vec![], vec![]);
     for p in paths {
         let meta = std::fs::symlink_metadata(p).map_err(ClientError::io(format!("reading {}", p.display())))?;
         let name = rel_name(p)?;
-        walk(p, name, meta, &mut out)?;
+        roots.push(p.parent().map(Path::to_owned).unwrap_or_default());
+        walk(p, (roots.len() - 1) as u32, name, meta, &mut out)?;
     }
     // Path order: what sits together in a folder is packed together, and
     // the recipient checks the order instead of holding every path.
     out.sort_by(|a, b| exhibit_proto::path::component_cmp(&a.rel, &b.rel));
+    out.shrink_to_fit();
     exhibit_proto::path::check_ordered(out.iter().map(|s| s.rel.as_str()))
         .map_err(|e| ClientError::Usage(format!("cannot send: {e}")))?;
     if out.is_empty() {
         return Err(ClientError::Usage("nothing to send: the folders are empty".into()));
     }
-    Ok(out)
+    Ok((roots, out))
 }
 
-fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -> Result<(), ClientError> {
+fn walk(p: &Path, root: u32, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -> Result<(), ClientError> {
     let ft = meta.file_type();
     if ft.is_symlink() {
         return Err(ClientError::Usage(format!("{} is a symbolic link; send its target instead", p.display())));
     }
     if ft.is_file() {
         use std::os::unix::fs::MetadataExt;
-        out.push(Source { path: p.to_owned(), rel, size: meta.len(), mtime: meta.mtime() });
+        out.push(Source { root, rel, size: meta.len(), mtime: meta.mtime() });
         return Ok(());
     }
     if !ft.is_dir() {
@@ -149,7 +151,7 @@ fn walk(p: &Path, rel: String, meta: std::fs::Metadata, out: &mut Vec<Source>) -
         let child = e.path();
         let meta =
             std::fs::symlink_metadata(&child).map_err(ClientError::io(format!("reading {}", child.display())))?;
-        walk(&child, format!("{rel}/{}", rel_name(&child)?), meta, out)?;
+        walk(&child, root, format!("{rel}/{}", rel_name(&child)?), meta, out)?;
     }
     Ok(())
 }
@@ -174,6 +176,8 @@ pub(crate) const POOL_BYTES: usize = 64 << 20;
 /// What the reader must do.
 #[derive(Clone, Debug)]
 struct ReadPlan {
+    /// The folders `sources` are read from.
+    roots: Arc<Vec<PathBuf>>,
     sources: Arc<Vec<Source>>,
     /// Where each item goes (small files packed).
     places: Arc<Vec<Place>>,
@@ -235,9 +239,10 @@ fn read_items(
         tx.blocking_send(Job { chunk, buf, layout, held: false, tree: None }).is_ok()
     };
     for (item, s) in plan.sources.iter().enumerate() {
+        let path = s.path(&plan.roots);
         let changed =
-            |e| ClientError::Io { context: format!("{}: file changed while being sent", s.path.display()), source: e };
-        let grew = || ClientError::Usage(format!("{}: file grew while being sent", s.path.display()));
+            |e| ClientError::Io { context: format!("{}: file changed while being sent", path.display()), source: e };
+        let grew = || ClientError::Usage(format!("{}: file grew while being sent", path.display()));
         let first = match plan.places[item] {
             Place::Packed { chunk: k, .. } => {
                 let k = k as usize;
@@ -251,7 +256,7 @@ fn read_items(
                 let start = p.bytes.len();
                 p.bytes.resize(start + s.size as usize, 0);
                 let mut f =
-                    std::fs::File::open(&s.path).map_err(ClientError::io(format!("reading {}", s.path.display())))?;
+                    std::fs::File::open(&path).map_err(ClientError::io(format!("reading {}", path.display())))?;
                 f.read_exact(&mut p.bytes[start..]).map_err(changed)?;
                 if f.read(&mut [0u8; 1]).map_err(changed)? != 0 {
                     return Err(grew());
@@ -265,7 +270,7 @@ fn read_items(
             return Ok(sums);
         }
         let known = plan.hashes.get(&item).copied();
-        let f = std::fs::File::open(&s.path).map_err(ClientError::io(format!("reading {}", s.path.display())))?;
+        let f = std::fs::File::open(&path).map_err(ClientError::io(format!("reading {}", path.display())))?;
         let count = exhibit_proto::manifest::chunk_count(s.size, chunk) as usize;
         let by_tree = known.is_none() && treehash::supported(chunk);
         let mut in_order = (known.is_none() && !by_tree).then(blake3::Hasher::new);
@@ -370,7 +375,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         }
     }
     let p = home.load()?;
-    let sources = collect(&opts.paths)?;
+    let (roots, sources) = collect(&opts.paths)?;
     let conn = Conn::open(&p).await?;
     crate::audit::check(&conn, home, &p).await?;
     let mut to = opts.to.clone();
@@ -387,6 +392,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         ack_within_secs: opts.ack_within_secs,
         chunk_size: opts.chunk_size,
         include_self: opts.include_self,
+        roots,
         items: sources,
         version: crate::journal::JOURNAL_VERSION,
     };
@@ -397,7 +403,8 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         Response::Created => {}
         r => return Err(unexpected(&r)),
     }
-    let plan = ReadPlan::new(sources, header.chunk_size, HashMap::new(), HashMap::new());
+    let roots = std::mem::take(&mut header.roots);
+    let plan = ReadPlan::new(roots, sources, header.chunk_size, HashMap::new(), HashMap::new());
     let sent = AtomicUsize::new(0);
     let jpath = journal.path().to_owned();
     let first = upload(&conn, &p, header, plan, HashMap::new(), journal, keys, shown, opts.progress, &sent).await;
@@ -473,14 +480,15 @@ async fn resume_counting(
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     crate::audit::check(&conn, home, &p).await?;
-    let h = r.header.clone();
+    let journal = Journal::reopen(&r)?;
+    let (mut h, hashes, plain, journaled) = (r.header, r.hashes, r.plain, r.chunks);
     for it in &h.items {
-        let size =
-            std::fs::metadata(&it.path).map_err(ClientError::io(format!("reading {}", it.path.display())))?.len();
-        if size != it.size || mtime(&it.path)? != it.mtime {
+        let path = it.path(&h.roots);
+        let size = std::fs::metadata(&path).map_err(ClientError::io(format!("reading {}", path.display())))?.len();
+        if size != it.size || mtime(&path)? != it.mtime {
             return Err(ClientError::Usage(format!(
                 "{} changed since the send started; delete {} and send again",
-                it.path.display(),
+                path.display(),
                 journal_path.display()
             )));
         }
@@ -505,17 +513,10 @@ async fn resume_counting(
         }
         Err(e) => return Err(e),
     };
-    let done: HashMap<usize, ChunkRef> =
-        r.chunks.iter().filter(|(_, c)| held.contains(&c.id)).map(|(k, c)| (*k, *c)).collect();
-    let mut h = h;
-    let sources = std::mem::take(&mut h.items);
-    let plan = ReadPlan::new(
-        sources,
-        h.chunk_size,
-        r.hashes.clone(),
-        done.keys().map(|k| (*k, r.plain.get(k).copied())).collect(),
-    );
-    let journal = Journal::reopen(&r)?;
+    let done: HashMap<usize, ChunkRef> = journaled.into_iter().filter(|(_, c)| held.contains(&c.id)).collect();
+    let (sources, roots) = (std::mem::take(&mut h.items), std::mem::take(&mut h.roots));
+    let held = done.keys().map(|k| (*k, plain.get(k).copied())).collect();
+    let plan = ReadPlan::new(roots, sources, h.chunk_size, hashes, held);
     let r = upload(&conn, &p, h, plan, done, journal, keys, shown, progress, sent).await;
     conn.close();
     r
@@ -523,13 +524,15 @@ async fn resume_counting(
 
 impl ReadPlan {
     fn new(
+        roots: Vec<PathBuf>,
         sources: Vec<Source>,
         chunk: u32,
         hashes: HashMap<usize, [u8; 32]>,
         held: HashMap<usize, Option<[u8; 32]>>,
     ) -> Self {
         let (places, _) = details::layout(sources.iter().map(|s| s.size), chunk);
-        ReadPlan { sources: Arc::new(sources), places: Arc::new(places), chunk, hashes, held }
+        let (roots, sources, places) = (Arc::new(roots), Arc::new(sources), Arc::new(places));
+        ReadPlan { roots, sources, places, chunk, hashes, held }
     }
 
     /// The chunk hashes of large file `item` (hashed by tree), from the

@@ -164,10 +164,24 @@ pub struct Item {
     pub blake3: [u8; 32],
     /// Where its bytes are.
     pub placed: Placed,
-    /// Exhibit reference.
+    /// Its exhibit reference and description, if it has either (boxed:
+    /// most files of an extract have neither, and a million are held).
+    pub texts: Option<Box<ItemTexts>>,
+}
+
+/// What a sender may say of one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemTexts {
+    /// Exhibit reference (e.g. "JS/1").
     pub exhibit_ref: Option<String>,
     /// Description.
     pub description: Option<String>,
+}
+
+impl ItemTexts {
+    fn of(exhibit_ref: Option<String>, description: Option<String>) -> Option<Box<ItemTexts>> {
+        (exhibit_ref.is_some() || description.is_some()).then(|| Box::new(ItemTexts { exhibit_ref, description }))
+    }
 }
 
 impl Item {
@@ -298,14 +312,7 @@ impl<'m> Checker<'m> {
             }
         };
         self.last_path = Some(p.clone());
-        Ok(Item {
-            path: p,
-            size: r.size,
-            blake3: r.blake3,
-            placed,
-            exhibit_ref: r.exhibit_ref,
-            description: r.description,
-        })
+        Ok(Item { path: p, size: r.size, blake3: r.blake3, placed, texts: ItemTexts::of(r.exhibit_ref, r.description) })
     }
 
     /// Check that the stream ended where it should: every item announced
@@ -339,14 +346,7 @@ pub fn from_v1(d: SealedDetails, m: &Manifest) -> Result<(Head, Vec<Item>), Prot
             let count = mi.chunks.len();
             let placed = Placed::Chunks { first, count, chunk_len: d.chunk_plain_len };
             first += count;
-            Item {
-                path,
-                size: d.size,
-                blake3: d.blake3,
-                placed,
-                exhibit_ref: d.exhibit_ref,
-                description: d.description,
-            }
+            Item { path, size: d.size, blake3: d.blake3, placed, texts: ItemTexts::of(d.exhibit_ref, d.description) }
         })
         .collect::<Vec<_>>();
     let head = Head { items: items.len() as u64, chunk_len: limits::DEFAULT_CHUNK_SIZE, note: d.note };
