@@ -642,7 +642,25 @@ async fn fetch_once(
     let identity = Arc::new(p.age.clone());
 
     let total: u64 = items.iter().map(|d| d.size).sum();
-    let progress = Progress::new(opts.progress, total, "fetching");
+    let progress = Progress::new(opts.progress, total, "fetching").with_files(items.len() as u64);
+    // A large file counts as done when the last of its chunks still to
+    // come is written; files a continued fetch already has, at once.
+    let mut left: std::collections::HashMap<usize, usize> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, it)| match it.placed {
+            Placed::Chunks { first, count, .. } => {
+                Some((i, (first..first + count).filter(|k| !done.contains(k)).count()))
+            }
+            Placed::Packed { chunk, .. } => done.contains(&chunk).then_some((i, 0)),
+        })
+        .collect();
+    left.retain(|_, n| {
+        *n > 0 || {
+            progress.files_done(1);
+            false
+        }
+    });
     let jobs: Vec<(usize, Piece)> = pieces
         .into_iter()
         .enumerate()
@@ -670,7 +688,7 @@ async fn fetch_once(
                 let c = vm.manifest().chunks[k];
                 let cipher = conn.get_chunk(transfer, c.id, c.len as usize, &buffers).await?;
                 tokio::task::spawn_blocking(move || {
-                    let (hash, made, n) = match piece {
+                    let (hash, made, n, part_of) = match piece {
                         Piece::Part { item, index, offset, plain_len, chunk_len } => {
                             let mut buf = buffers.take(plain_len as usize);
                             let plain = &mut buf[..plain_len as usize];
@@ -684,7 +702,7 @@ async fn fetch_once(
                             write_at(&paths.part(item), id, plain, offset, chunk_len)
                                 .map_err(temp_error("writing temp file"))?;
                             buffers.give(buf);
-                            (hash.map(|h| (item, index, h)), vec![], u64::from(plain_len))
+                            (hash.map(|h| (item, index, h)), vec![], u64::from(plain_len), Some(item))
                         }
                         Piece::Pack { items: range, plain_len } => {
                             let mut buf = buffers.take(plain_len as usize);
@@ -707,7 +725,7 @@ async fn fetch_once(
                                 made.push((i, id));
                             }
                             buffers.give(buf);
-                            (None, made, plain_len)
+                            (None, made, plain_len, None)
                         }
                     };
                     buffers.give(cipher);
@@ -717,7 +735,7 @@ async fn fetch_once(
                     // Counted where it is written: a chunk finished after
                     // its attempt was abandoned still counts, once.
                     fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok::<_, ClientError>((hash, made, n))
+                    Ok::<_, ClientError>((hash, made, n, part_of))
                 })
                 .await
                 .map_err(|e| ClientError::Stream(format!("decrypt worker: {e}")))?
@@ -727,13 +745,20 @@ async fn fetch_once(
     let mut hashes: std::collections::HashMap<usize, Vec<[u8; 32]>> = Default::default();
     while let Some(r) = downloads.next().await {
         match r {
-            Ok((hash, made, n)) => {
+            Ok((hash, made, n, part_of)) => {
                 if let Some((item, index, h)) = hash {
                     let Placed::Chunks { count, .. } = items[item].placed else { continue };
                     hashes.entry(item).or_insert_with(|| vec![[0u8; 32]; count])[index] = h;
                 }
+                progress.files_done(made.len() as u64);
                 for (i, id) in made {
                     ids[i] = id;
+                }
+                if let Some(rest) = part_of.and_then(|item| left.get_mut(&item)) {
+                    *rest -= 1;
+                    if *rest == 0 {
+                        progress.files_done(1);
+                    }
                 }
                 progress.inc(n)
             }

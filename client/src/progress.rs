@@ -25,11 +25,14 @@ pub async fn metered<F: std::future::Future>(meter: Arc<Meter>, fut: F) -> F::Ou
     METER.scope(meter, fut).await
 }
 
-/// A byte-count progress bar (or nothing).
+/// A byte-count progress bar (or nothing), with a count of files when
+/// there is more than one.
 #[derive(Debug)]
 pub struct Progress {
     bar: Option<ProgressBar>,
     meter: Option<Arc<Meter>>,
+    what: String,
+    files: Option<(AtomicU64, u64)>,
 }
 
 impl Progress {
@@ -41,16 +44,33 @@ impl Progress {
             m.done.store(0, Ordering::Relaxed);
         }
         if !show {
-            return Progress { bar: None, meter };
+            return Progress { bar: None, meter, what: what.to_owned(), files: None };
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         if let Ok(style) =
-            ProgressStyle::with_template("{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
         {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(what.to_owned());
-        Progress { bar: Some(bar), meter }
+        Progress { bar: Some(bar), meter, what: what.to_owned(), files: None }
+    }
+
+    /// Count files too, of `total` (shown when there is more than one).
+    pub fn with_files(mut self, total: u64) -> Self {
+        if total > 1 {
+            self.files = Some((AtomicU64::new(0), total));
+            self.files_done(0);
+        }
+        self
+    }
+
+    /// Count `n` more files done.
+    pub fn files_done(&self, n: u64) {
+        if let (Some(b), Some((done, total))) = (&self.bar, &self.files) {
+            let d = done.fetch_add(n, Ordering::Relaxed) + n;
+            b.set_message(format!("{} {d}/{total} files", self.what));
+        }
     }
 
     /// Count bytes done.

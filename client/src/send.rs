@@ -549,6 +549,24 @@ impl ReadPlan {
         })
     }
 
+    /// How many files each content chunk finishes (a pack's, or a large
+    /// file's last chunk), and last the empty files outside any pack.
+    fn files_done_at(&self) -> Vec<u64> {
+        let mut at = vec![0u64; self.chunks() + 1];
+        let n = at.len() - 1;
+        for (s, place) in self.sources.iter().zip(self.places.iter()) {
+            let k = match *place {
+                Place::Packed { chunk, .. } => chunk as usize,
+                Place::Chunks { first } => match exhibit_proto::manifest::chunk_count(s.size, self.chunk) {
+                    0 => n,
+                    count => first as usize + count as usize - 1,
+                },
+            };
+            at[k] += 1;
+        }
+        at
+    }
+
     /// How many content chunks the items make.
     fn chunks(&self) -> usize {
         details::layout(self.sources.iter().map(|s| s.size), self.chunk).1 as usize
@@ -594,7 +612,10 @@ async fn upload(
     let recipients = Arc::new(keys);
     let journal = Arc::new(std::sync::Mutex::new(journal));
     let total: u64 = plan.sources.iter().map(|s| s.size).sum();
-    let progress = Progress::new(show_progress, total, "sending");
+    let done_at = plan.files_done_at();
+    let progress = Progress::new(show_progress, total, "sending").with_files(plan.sources.len() as u64);
+    // Empty files have no chunk to wait for.
+    progress.files_done(done_at.last().copied().unwrap_or(0));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(2);
     let pool = Arc::new(Pool::new(POOL_BYTES));
     let reader = {
@@ -664,6 +685,7 @@ async fn upload(
                 j.chunk(k, c, plain)?;
                 chunks[k] = Some(c);
                 progress.inc(n);
+                progress.files_done(done_at[k]);
             }
             // Held, and hashed only now: recorded so that another resume
             // need not read it again.
