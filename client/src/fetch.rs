@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use exhibit_proto::aligned::{Pool, ALIGN};
-use exhibit_proto::details::{Item, Placed};
+use exhibit_proto::details::Placed;
+
+use crate::details::{ItemRef, Items, RelStr};
 use exhibit_proto::frame::{Request, Response};
-use exhibit_proto::path::RelPath;
 use exhibit_proto::{limits, seal, treehash, AcceptedReceipt, Receipt, SignedManifest, TransferId, VerifiedManifest};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -233,7 +234,7 @@ fn staging_dir(
 /// fetch, so many files in one folder check it once.
 fn safe_parent(
     out: &Path,
-    rel: &RelPath,
+    rel: RelStr,
     made: &mut std::collections::HashSet<String>,
 ) -> Result<PathBuf, ClientError> {
     let comps: Vec<&str> = rel.components().collect();
@@ -261,7 +262,7 @@ fn safe_parent(
     Ok(dir.join(comps[comps.len() - 1]))
 }
 
-fn dest_of(out: &Path, rel: &RelPath) -> PathBuf {
+fn dest_of(out: &Path, rel: RelStr) -> PathBuf {
     rel.components().fold(out.to_owned(), |p, c| p.join(c))
 }
 
@@ -393,7 +394,7 @@ enum Piece {
 }
 
 /// Each content chunk's piece, from the checked items' places.
-fn pieces(items: &[Item], chunks: usize) -> Vec<Option<Piece>> {
+fn pieces(items: &Items, chunks: usize) -> Vec<Option<Piece>> {
     let mut out: Vec<Option<Piece>> = vec![None; chunks];
     for (i, it) in items.iter().enumerate() {
         match it.placed {
@@ -401,7 +402,7 @@ fn pieces(items: &[Item], chunks: usize) -> Vec<Option<Piece>> {
                 for index in 0..count {
                     let offset = index as u64 * u64::from(chunk_len);
                     out[first + index] =
-                        Some(Piece::Part { item: i, index, offset, plain_len: it.plain_len(index), chunk_len });
+                        Some(Piece::Part { item: i, index, offset, plain_len: it.placed.plain_len(it.size, index), chunk_len });
                 }
             }
             Placed::Packed { chunk, .. } => match &mut out[chunk] {
@@ -463,9 +464,9 @@ impl TempPaths {
     }
 
     /// Where item `i` waits.
-    fn of(&self, i: usize, it: &Item) -> PathBuf {
+    fn of(&self, i: usize, it: ItemRef) -> PathBuf {
         match it.placed {
-            Placed::Packed { .. } => dest_of(&self.staging, &it.path),
+            Placed::Packed { .. } => dest_of(&self.staging, it.path),
             Placed::Chunks { .. } => self.part(i),
         }
     }
@@ -510,7 +511,7 @@ async fn fetch_once(
         .map_err(ClientError::io(format!("creating {}", opts.out.display())))?;
     let out = opts.out.canonicalize().map_err(ClientError::io(format!("resolving {}", opts.out.display())))?;
     for it in items.iter() {
-        let dest = dest_of(&out, &it.path);
+        let dest = dest_of(&out, it.path);
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(ClientError::Usage(format!("{} already exists; choose another -o", dest.display())));
         }
@@ -545,7 +546,7 @@ async fn fetch_once(
     // A large file's temp file sits beside the staging folder until it is
     // verified; a small one is written straight into the staging tree.
     let paths = Arc::new(TempPaths { out: out.clone(), staging: staging.clone(), transfer: opts.transfer, tag });
-    let large = |(i, it): (usize, &Item)| matches!(it.placed, Placed::Chunks { .. }).then_some(i);
+    let large = |(i, it): (usize, ItemRef)| matches!(it.placed, Placed::Chunks { .. }).then_some(i);
     let mut temps =
         Temps(items.iter().enumerate().filter_map(large).map(|i| paths.part(i)).collect(), Some(staging.clone()));
     // Each file's identity once made; (0, 0), no file's, until then (one
@@ -692,7 +693,7 @@ async fn fetch_once(
                         Piece::Part { item, index, offset, plain_len, chunk_len } => {
                             let mut buf = buffers.take(plain_len as usize);
                             let plain = &mut buf[..plain_len as usize];
-                            let size = items[item].size;
+                            let size = items.get(item).size;
                             let tree =
                                 by_tree.then_some(treehash::Place { index: index as u64, chunk_len, total: size });
                             let hash = seal::open_chunk_into(&vm, k, &cipher, &identity, plain, tree)?;
@@ -711,7 +712,7 @@ async fn fetch_once(
                             let mut made = vec![];
                             let mut at = 0usize;
                             for i in range {
-                                let it = &items[i];
+                                let it = items.get(i);
                                 let bytes = &plain[at..at + it.size as usize];
                                 at += it.size as usize;
                                 if blake3::hash(bytes).as_bytes() != &it.blake3 {
@@ -747,7 +748,7 @@ async fn fetch_once(
         match r {
             Ok((hash, made, n, part_of)) => {
                 if let Some((item, index, h)) = hash {
-                    let Placed::Chunks { count, .. } = items[item].placed else { continue };
+                    let Placed::Chunks { count, .. } = items.get(item).placed else { continue };
                     hashes.entry(item).or_insert_with(|| vec![[0u8; 32]; count])[index] = h;
                 }
                 progress.files_done(made.len() as u64);
@@ -832,7 +833,7 @@ async fn fetch_once(
     // Every destination is checked before anything is moved, so a clash
     // leaves nothing half-delivered.
     for it in items.iter() {
-        let dest = dest_of(&out, &it.path);
+        let dest = dest_of(&out, it.path);
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", dest.display())));
         }
@@ -856,7 +857,7 @@ async fn fetch_once(
     let items_file = crate::receipt::keep_items(home, transfer, &items)?;
     let receipt = if is_recipient {
         let mut root = exhibit_proto::merkle::Root::new();
-        items.iter().for_each(|it| root.push(&it.blake3));
+        items.hashes().iter().for_each(|h| root.push(h));
         let r = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root);
         let signed = r.sign(&p.signing);
         match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
@@ -868,7 +869,7 @@ async fn fetch_once(
                     let earlier = receipt.receipt.verify(&p.me)?;
                     if earlier.transfer != transfer
                         || earlier.manifest_hash != vm.hash()
-                        || earlier.check_items(&items.iter().map(|i| i.blake3).collect::<Vec<_>>()).is_err()
+                        || earlier.check_items(items.hashes()).is_err()
                     {
                         return Err(ClientError::Verify(
                             "the server answered with a receipt for something else".into(),
@@ -888,7 +889,7 @@ async fn fetch_once(
             .iter()
             .map(|it| FetchedItem {
                 path: it.path.as_str().to_owned(),
-                written_to: dest_of(&out, &it.path),
+                written_to: dest_of(&out, it.path),
                 size: it.size,
                 blake3: hex::encode(it.blake3),
             })
@@ -921,7 +922,7 @@ async fn fetch_once(
 fn move_into_place(
     paths: &TempPaths,
     staging_id: FileId,
-    items: &[Item],
+    items: &Items,
     ids: &[FileId],
     jpath: &Path,
 ) -> Result<(), ClientError> {
@@ -933,7 +934,7 @@ fn move_into_place(
             if !is(&part, ids[i]) {
                 return Err(ClientError::Verify(Replaced(part).to_string()));
             }
-            let to = dest_of(staging, &it.path);
+            let to = dest_of(staging, it.path);
             if let Some(d) = to.parent() {
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -951,8 +952,10 @@ fn move_into_place(
     let mut i = 0;
     while i < items.len() {
         // Items are in component order: a top-level name's are together.
-        let top = items[i].path.components().next().unwrap_or_default().to_owned();
-        let end = i + items[i..].iter().take_while(|it| it.path.components().next() == Some(top.as_str())).count();
+        let top = items.get(i).path.components().next().unwrap_or_default().to_owned();
+        let end = i + (i..items.len())
+            .take_while(|&j| items.get(j).path.components().next() == Some(top.as_str()))
+            .count();
         let whole = match std::fs::symlink_metadata(out.join(&top)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 rename_new(&staging.join(&top), &out.join(&top)).is_ok()
@@ -960,12 +963,12 @@ fn move_into_place(
             _ => false,
         };
         if !whole {
-            for it in &items[i..end] {
-                let dest = safe_parent(out, &it.path, &mut made).inspect_err(|_| {
+            for it in (i..end).map(|j| items.get(j)) {
+                let dest = safe_parent(out, it.path, &mut made).inspect_err(|_| {
                     // Not worth resuming: the destination itself is unsafe.
                     let _ = std::fs::remove_file(jpath);
                 })?;
-                rename_new(&dest_of(staging, &it.path), &dest)?;
+                rename_new(&dest_of(staging, it.path), &dest)?;
             }
         }
         i = end;
@@ -973,7 +976,7 @@ fn move_into_place(
     // Checked where they landed: a swap on the way is caught before
     // anything is receipted.
     for (it, id) in items.iter().zip(ids) {
-        let dest = dest_of(out, &it.path);
+        let dest = dest_of(out, it.path);
         if !is(&dest, *id) {
             return Err(ClientError::Verify(format!("{} was replaced as it was moved into place", dest.display())));
         }

@@ -98,9 +98,9 @@ fn verify_bundle(file: &Path, ca: &Path) -> Result<(ReceiptSummary, ReceiptBundl
 /// The item list kept beside a receipt: one line per item, in order, the
 /// plaintext BLAKE3 and the path (`b3sum` format, so `b3sum --check` run in
 /// the folder a transfer was fetched to checks the files too).
-pub fn items_text(items: &[exhibit_proto::details::Item]) -> String {
+pub fn items_text(items: &crate::details::Items) -> String {
     let mut s = String::with_capacity(items.len() * 100);
-    for it in items {
+    for it in items.iter() {
         s += &hex::encode(it.blake3);
         s += "  ";
         s += it.path.as_str();
@@ -139,7 +139,7 @@ pub fn kept_items(home: &Home, transfer: TransferId) -> std::path::PathBuf {
 pub fn keep_items(
     home: &Home,
     transfer: TransferId,
-    items: &[exhibit_proto::details::Item],
+    items: &crate::details::Items,
 ) -> Result<std::path::PathBuf, ClientError> {
     use std::io::Write;
     let path = kept_items(home, transfer);
@@ -148,7 +148,7 @@ pub fn keep_items(
     }
     let err = || ClientError::io(format!("writing {}", path.display()));
     let mut w = std::io::BufWriter::new(std::fs::File::create(&path).map_err(err())?);
-    for it in items {
+    for it in items.iter() {
         writeln!(w, "{}  {}", hex::encode(it.blake3), it.path.as_str()).map_err(err())?;
     }
     w.flush().map_err(err())?;

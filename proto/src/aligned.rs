@@ -46,6 +46,9 @@ impl AlignedBuf {
     }
 }
 
+/// The step new pooled buffers' capacities are rounded up to.
+const SIZE_STEP: usize = 64 << 10;
+
 /// Buffers kept for reuse, up to a total capacity. Taking a fresh
 /// multi-megabyte buffer per chunk costs a page fault, and the kernel
 /// zeroing a page, per 4 KiB: measured as a quarter of a fetching client's
@@ -74,7 +77,10 @@ impl Pool {
                 .min_by_key(|(_, b)| b.capacity())?;
             Some(v.swap_remove(i))
         });
-        let mut b = reused.unwrap_or_else(|| AlignedBuf::zeroed(len));
+        // New buffers are made in 64 KiB steps, so that chunks of nearly
+        // the same length (packs of small files differ by a few bytes)
+        // reuse each other's instead of each making one more.
+        let mut b = reused.unwrap_or_else(|| AlignedBuf::zeroed(len.next_multiple_of(SIZE_STEP)));
         b.set_len(len);
         b
     }

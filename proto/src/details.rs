@@ -187,10 +187,18 @@ impl ItemTexts {
 impl Item {
     /// Plaintext length of its own chunk `index` (0 for a packed item).
     pub fn plain_len(&self, index: usize) -> u32 {
-        match self.placed {
+        self.placed.plain_len(self.size, index)
+    }
+}
+
+impl Placed {
+    /// Plaintext length of chunk `index` of a `size`-byte item placed so
+    /// (0 for a packed item).
+    pub fn plain_len(&self, size: u64, index: usize) -> u32 {
+        match *self {
             Placed::Chunks { chunk_len, .. } => {
                 let start = index as u64 * u64::from(chunk_len);
-                self.size.saturating_sub(start).min(u64::from(chunk_len)) as u32
+                size.saturating_sub(start).min(u64::from(chunk_len)) as u32
             }
             Placed::Packed { .. } => 0,
         }
