@@ -38,21 +38,9 @@ PY
 BYTES=$(find "$DIR/src" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
 sync
 
-"$BIN/exhibitd" init --data "$DIR/server" --listen 127.0.0.1:0 --json >"$DIR/init.json"
-sed -i 's/^listen = .*/listen = "127.0.0.1:4498"/' "$DIR/server/exhibitd.toml"
-CA=$DIR/server/ca.pem
-ADMIN_CODE=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['admin_code'])" "$DIR/init.json")
-"$BIN/exhibitd" serve --config "$DIR/server/exhibitd.toml" >"$DIR/server.log" 2>&1 &
-SERVER=$!
+. bench/server.sh
+bench_server 4498
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-sleep 1
-kill -0 $SERVER 2>/dev/null || { echo "exhibitd did not start (is port 4498 taken?):" >&2; cat "$DIR/server.log" >&2; exit 1; }
-X() { "$BIN/exhibit" --home "$DIR/$1" "${@:2}"; }
-X admin enrol --server 127.0.0.1:4498 --code "$ADMIN_CODE" --ca "$CA" >/dev/null
-A=$(X admin admin user add alice --org bench --role evidence-unit)
-B=$(X admin admin user add bob --org bench --role caseworker)
-X alice enrol --server 127.0.0.1:4498 --code "$A" --ca "$CA" >/dev/null
-X bob enrol --server 127.0.0.1:4498 --code "$B" --ca "$CA" >/dev/null
 rage-keygen -o "$DIR/rage.key" 2>/dev/null
 R=$(grep -o 'age1[a-z0-9]*' "$DIR/rage.key" | head -1)
 

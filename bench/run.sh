@@ -56,21 +56,9 @@ CFG
 fi
 
 # Server and two users.
-"$BIN/exhibitd" init --data "$DIR/server" --listen 127.0.0.1:0 --json >"$DIR/init.json"
-sed -i 's/^listen = .*/listen = "127.0.0.1:4499"/' "$DIR/server/exhibitd.toml"
-CA=$DIR/server/ca.pem
-ADMIN_CODE=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['admin_code'])" "$DIR/init.json")
-"$BIN/exhibitd" serve --config "$DIR/server/exhibitd.toml" >"$DIR/server.log" 2>&1 &
-SERVER=$!
+. bench/server.sh
+bench_server 4499
 trap 'kill $SERVER 2>/dev/null || true; [ -f "$DIR/ssh/sshd.pid" ] && kill $(cat "$DIR/ssh/sshd.pid") 2>/dev/null || true' EXIT
-sleep 1
-kill -0 $SERVER 2>/dev/null || { echo "exhibitd did not start (is port 4499 taken?):" >&2; cat "$DIR/server.log" >&2; exit 1; }
-X() { "$BIN/exhibit" --home "$DIR/$1" "${@:2}"; }
-X admin enrol --server 127.0.0.1:4499 --code "$ADMIN_CODE" --ca "$CA" >/dev/null
-A=$(X admin admin user add alice --org bench --role evidence-unit)
-B=$(X admin admin user add bob --org bench --role caseworker)
-X alice enrol --server 127.0.0.1:4499 --code "$A" --ca "$CA" >/dev/null
-X bob enrol --server 127.0.0.1:4499 --code "$B" --ca "$CA" >/dev/null
 
 secs() { python3 -c "import sys;print(f'{float(sys.argv[1]):.2f}')" "$1"; }
 rate() { python3 -c "import sys;print(f'{float(sys.argv[1])/float(sys.argv[2]):.0f}')" "$1" "$2"; }

@@ -232,11 +232,7 @@ fn staging_dir(
 ///
 /// `made` holds the folders (relative) already checked or made by this
 /// fetch, so many files in one folder check it once.
-fn safe_parent(
-    out: &Path,
-    rel: RelStr,
-    made: &mut std::collections::HashSet<String>,
-) -> Result<PathBuf, ClientError> {
+fn safe_parent(out: &Path, rel: RelStr, made: &mut std::collections::HashSet<String>) -> Result<PathBuf, ClientError> {
     let comps: Vec<&str> = rel.components().collect();
     let mut dir = out.to_owned();
     let mut sofar = String::new();
@@ -401,8 +397,13 @@ fn pieces(items: &Items, chunks: usize) -> Vec<Option<Piece>> {
             Placed::Chunks { first, count, chunk_len } => {
                 for index in 0..count {
                     let offset = index as u64 * u64::from(chunk_len);
-                    out[first + index] =
-                        Some(Piece::Part { item: i, index, offset, plain_len: it.placed.plain_len(it.size, index), chunk_len });
+                    out[first + index] = Some(Piece::Part {
+                        item: i,
+                        index,
+                        offset,
+                        plain_len: it.placed.plain_len(it.size, index),
+                        chunk_len,
+                    });
                 }
             }
             Placed::Packed { chunk, .. } => match &mut out[chunk] {
@@ -953,9 +954,8 @@ fn move_into_place(
     while i < items.len() {
         // Items are in component order: a top-level name's are together.
         let top = items.get(i).path.components().next().unwrap_or_default().to_owned();
-        let end = i + (i..items.len())
-            .take_while(|&j| items.get(j).path.components().next() == Some(top.as_str()))
-            .count();
+        let end =
+            i + (i..items.len()).take_while(|&j| items.get(j).path.components().next() == Some(top.as_str())).count();
         let whole = match std::fs::symlink_metadata(out.join(&top)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 rename_new(&staging.join(&top), &out.join(&top)).is_ok()
