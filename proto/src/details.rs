@@ -23,7 +23,7 @@ use crate::manifest::{chunk_count, ChunkRef, Manifest, SealedDetails, MANIFEST_V
 use crate::path::{self, RelPath};
 
 /// Plaintext bytes of one sealed-details part (the last is shorter).
-pub const PART_LEN: usize = 1 << 20;
+pub const PART_LEN: usize = limits::DETAILS_PART;
 /// Longest record: a path, two texts and the fixed fields, with room.
 pub const MAX_RECORD: usize = path::MAX_PATH + 3 * limits::MAX_TEXT + 256;
 

@@ -23,8 +23,10 @@ pub const MAX_RECIPIENTS: usize = 64;
 /// Most items (files) in one transfer. A version 1 manifest (details
 /// inline) is further bounded by [`MAX_MANIFEST`].
 pub const MAX_ITEMS: usize = 4_000_000;
-/// Most sealed-details parts of one transfer (each at most
-/// [`crate::details::PART_LEN`] of plaintext).
+/// Plaintext bytes of one part of a transfer's sealed details (the last
+/// is shorter).
+pub const DETAILS_PART: usize = 1 << 20;
+/// Most sealed-details parts of one transfer.
 pub const MAX_DETAILS_PARTS: usize = 4096;
 /// Most chunks in one transfer (1 TiB at the default chunk size).
 pub const MAX_CHUNKS: usize = 262_144;

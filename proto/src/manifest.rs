@@ -13,7 +13,7 @@ use crate::sign;
 
 /// Manifest format version this build writes: file boundaries sealed, small
 /// files packed into shared chunks, sealed details stored as chunks
-/// ([`crate::details`]).
+/// (see the `details` module).
 pub const MANIFEST_VERSION: u16 = 2;
 /// The first manifest format, still read: one entry per file, sealed
 /// details inline.
@@ -200,7 +200,7 @@ impl Manifest {
                 if !self.items.is_empty() || !self.details.is_empty() {
                     return Err(ProtoError::Malformed { what: "manifest", reason: "version 2 with items".into() });
                 }
-                let max = max_sealed_len(crate::details::PART_LEN as u32, self.recipients.len() + 1);
+                let max = max_sealed_len(limits::DETAILS_PART as u32, self.recipients.len() + 1);
                 if let Some(c) = self.details_parts.iter().find(|c| u64::from(c.len) > max) {
                     return Err(ProtoError::TooLarge { what: "details part", got: c.len.into(), max });
                 }
