@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use exhibit_proto::aligned::{Pool, ALIGN};
 use exhibit_proto::details::Placed;
-
-use crate::details::{ItemRef, Items, RelStr};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::{limits, seal, treehash, AcceptedReceipt, Receipt, SignedManifest, TransferId, VerifiedManifest};
 use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::conn::{unexpected, Conn};
+use crate::details::{ItemRef, Items, RelStr};
 use crate::directory;
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
@@ -200,12 +199,8 @@ impl Drop for Temps {
 /// (0700), or left by an interrupted run of the same fetch and still ours.
 /// Small files are written into it at their relative paths, so that the
 /// finished tree moves into place with one rename per top-level name.
-fn staging_dir(
-    out: &Path,
-    transfer: TransferId,
-    tag: u64,
-    mine: &mut Option<u32>,
-) -> Result<(PathBuf, FileId), ClientError> {
+/// Returns it, its identity, and the owner this user's files get in `out`.
+fn staging_dir(out: &Path, transfer: TransferId, tag: u64) -> Result<(PathBuf, FileId, u32), ClientError> {
     let d = out.join(format!(".exhibit-{transfer}-{tag:016x}"));
     match std::fs::DirBuilder::new().mode(0o700).create(&d) {
         Ok(()) => {}
@@ -213,17 +208,14 @@ fn staging_dir(
         Err(e) => return Err(ClientError::io(format!("creating {}", d.display()))(e)),
     }
     let m = std::fs::symlink_metadata(&d).map_err(ClientError::io(format!("reading {}", d.display())))?;
-    let uid = match mine {
-        Some(uid) => *uid,
-        None => *mine.insert(owner_in(out)?),
-    };
+    let uid = owner_in(out)?;
     if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
         return Err(ClientError::Usage(format!(
             "{} is not a folder of this user's alone; remove it and fetch again",
             d.display()
         )));
     }
-    Ok((d, file_id(&m)))
+    Ok((d, file_id(&m), uid))
 }
 
 /// Create the parent directories of `rel` under `out`, refusing to pass
@@ -542,8 +534,7 @@ async fn fetch_once(
             (tag, done)
         }
     };
-    let mut owner = None;
-    let (staging, staging_id) = staging_dir(&out, opts.transfer, tag, &mut owner)?;
+    let (staging, staging_id, mine) = staging_dir(&out, opts.transfer, tag)?;
     // A large file's temp file sits beside the staging folder until it is
     // verified; a small one is written straight into the staging tree.
     let paths = Arc::new(TempPaths { out: out.clone(), staging: staging.clone(), transfer: opts.transfer, tag });
@@ -560,10 +551,6 @@ async fn fetch_once(
         if let Placed::Packed { chunk, .. } = it.placed {
             // Written whole when its pack arrived; still there, and ours?
             if done.contains(&chunk) {
-                let mine = match owner {
-                    Some(uid) => uid,
-                    None => *owner.insert(owner_in(&out)?),
-                };
                 match still_ours(t, it.size, mine) {
                     Some(id) => ids[i] = id,
                     None => drop(done.remove(&chunk)),
@@ -601,10 +588,6 @@ async fn fetch_once(
                     .open(t)
                     .map_err(ClientError::io(format!("opening {}", t.display())))?;
                 let m = f.metadata().map_err(ClientError::io(format!("reading {}", t.display())))?;
-                let mine = match owner {
-                    Some(uid) => uid,
-                    None => *owner.insert(owner_in(&out)?),
-                };
                 if m.uid() != mine || m.nlink() != 1 {
                     // What earlier items fetched stays for a later run.
                     temps.keep();

@@ -99,14 +99,18 @@ fn verify_bundle(file: &Path, ca: &Path) -> Result<(ReceiptSummary, ReceiptBundl
 /// plaintext BLAKE3 and the path (`b3sum` format, so `b3sum --check` run in
 /// the folder a transfer was fetched to checks the files too).
 pub fn items_text(items: &crate::details::Items) -> String {
-    let mut s = String::with_capacity(items.len() * 100);
+    let mut s = Vec::with_capacity(items.len() * 100);
+    // Writing to a Vec cannot fail, and every line is UTF-8.
+    let _ = write_items(&mut s, items);
+    String::from_utf8(s).unwrap_or_default()
+}
+
+/// Write [`items_text`]'s lines to `w`, one at a time.
+fn write_items(mut w: impl std::io::Write, items: &crate::details::Items) -> std::io::Result<()> {
     for it in items.iter() {
-        s += &hex::encode(it.blake3);
-        s += "  ";
-        s += it.path.as_str();
-        s.push('\n');
+        writeln!(w, "{}  {}", hex::encode(it.blake3), it.path.as_str())?;
     }
-    s
+    w.flush()
 }
 
 /// Read an item list (as [`items_text`] writes it): the hashes, in order.
@@ -141,17 +145,13 @@ pub fn keep_items(
     transfer: TransferId,
     items: &crate::details::Items,
 ) -> Result<std::path::PathBuf, ClientError> {
-    use std::io::Write;
     let path = kept_items(home, transfer);
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
     }
     let err = || ClientError::io(format!("writing {}", path.display()));
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).map_err(err())?);
-    for it in items.iter() {
-        writeln!(w, "{}  {}", hex::encode(it.blake3), it.path.as_str()).map_err(err())?;
-    }
-    w.flush().map_err(err())?;
+    let file = std::fs::File::create(&path).map_err(err())?;
+    write_items(std::io::BufWriter::new(file), items).map_err(err())?;
     Ok(path)
 }
 

@@ -181,6 +181,8 @@ struct ReadPlan {
     sources: Arc<Vec<Source>>,
     /// Where each item goes (small files packed).
     places: Arc<Vec<Place>>,
+    /// How many content chunks the items make.
+    chunks: usize,
     chunk: u32,
     /// Whole-file hashes a journal already has.
     hashes: HashMap<usize, [u8; 32]>,
@@ -230,12 +232,7 @@ fn read_items(
         }
         let layout = seal::ChunkLayout::new(bytes.len(), recipients);
         let mut buf = pool.take(layout.buf_len());
-        let mut rest = bytes.as_slice();
-        for slot in layout.slots(&mut buf) {
-            let (now, later) = rest.split_at(slot.len());
-            slot.copy_from_slice(now);
-            rest = later;
-        }
+        layout.fill(&mut buf, &bytes);
         tx.blocking_send(Job { chunk, buf, layout, held: false, tree: None }).is_ok()
     };
     for (item, s) in plan.sources.iter().enumerate() {
@@ -530,9 +527,9 @@ impl ReadPlan {
         hashes: HashMap<usize, [u8; 32]>,
         held: HashMap<usize, Option<[u8; 32]>>,
     ) -> Self {
-        let (places, _) = details::layout(sources.iter().map(|s| s.size), chunk);
+        let (places, chunks) = details::layout(sources.iter().map(|s| s.size), chunk);
         let (roots, sources, places) = (Arc::new(roots), Arc::new(sources), Arc::new(places));
-        ReadPlan { roots, sources, places, chunk, hashes, held }
+        ReadPlan { roots, sources, places, chunks: chunks as usize, chunk, hashes, held }
     }
 
     /// The chunk hashes of large file `item` (hashed by tree), from the
@@ -552,7 +549,7 @@ impl ReadPlan {
     /// How many files each content chunk finishes (a pack's, or a large
     /// file's last chunk), and last the empty files outside any pack.
     fn files_done_at(&self) -> Vec<u64> {
-        let mut at = vec![0u64; self.chunks() + 1];
+        let mut at = vec![0u64; self.chunks + 1];
         let n = at.len() - 1;
         for (s, place) in self.sources.iter().zip(self.places.iter()) {
             let k = match *place {
@@ -565,11 +562,6 @@ impl ReadPlan {
             at[k] += 1;
         }
         at
-    }
-
-    /// How many content chunks the items make.
-    fn chunks(&self) -> usize {
-        details::layout(self.sources.iter().map(|s| s.size), self.chunk).1 as usize
     }
 }
 
@@ -661,7 +653,7 @@ async fn upload(
             }
         })
         .buffer_unordered(IN_FLIGHT);
-    let mut chunks: Vec<Option<ChunkRef>> = vec![None; plan.chunks()];
+    let mut chunks: Vec<Option<ChunkRef>> = vec![None; plan.chunks];
     for (k, c) in &done {
         if let Some(slot) = chunks.get_mut(*k) {
             *slot = Some(*c);

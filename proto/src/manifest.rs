@@ -130,8 +130,7 @@ impl Manifest {
 
     /// Decode canonical bytes of either version (not bound-checked).
     pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, ProtoError> {
-        let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(|e| ProtoError::malformed("manifest", e))?;
-        match version {
+        match sign::version(bytes, "manifest")? {
             MANIFEST_V1 => {
                 let w: WireV1 = sign::decode(bytes, "manifest")?;
                 Ok(Manifest {

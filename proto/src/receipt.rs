@@ -110,8 +110,7 @@ impl Receipt {
 
     /// Decode signed bytes of either version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Receipt, ProtoError> {
-        let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(|e| ProtoError::malformed("receipt", e))?;
-        match version {
+        match sign::version(bytes, "receipt")? {
             RECEIPT_V1 => {
                 let w: WireV1 = sign::decode(bytes, "receipt")?;
                 Ok(Receipt {

@@ -69,6 +69,17 @@ impl ChunkLayout {
     pub fn slots<'a>(&self, buf: &'a mut [u8]) -> impl Iterator<Item = &'a mut [u8]> {
         agefile::plain_slots(buf.get_mut(self.room..).unwrap_or_default(), self.plain_len)
     }
+
+    /// Copy `plain` (of the layout's length) into its places in `buf`,
+    /// for plaintext that was not read there directly.
+    pub fn fill(&self, buf: &mut [u8], plain: &[u8]) {
+        let mut rest = plain;
+        for slot in self.slots(buf) {
+            let (now, later) = rest.split_at(slot.len().min(rest.len()));
+            slot[..now.len()].copy_from_slice(now);
+            rest = later;
+        }
+    }
 }
 
 /// A chunk sealed by [`seal_chunk`].
@@ -288,13 +299,8 @@ mod tests {
     ) -> (Vec<u8>, SealedChunk) {
         let layout = ChunkLayout::new(plain.len(), rs.len());
         let mut buf = vec![0xAA; layout.buf_len()];
-        let mut rest = plain;
-        for slot in layout.slots(&mut buf) {
-            let (now, later) = rest.split_at(slot.len());
-            slot.copy_from_slice(now);
-            rest = later;
-        }
-        assert!(rest.is_empty(), "the slots did not take the whole plaintext");
+        assert_eq!(layout.slots(&mut buf).map(|s| s.len()).sum::<usize>(), plain.len(), "slots do not hold it");
+        layout.fill(&mut buf, plain);
         let s = seal_chunk(&mut buf, layout, rs, tree).unwrap();
         (buf, s)
     }

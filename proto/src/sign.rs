@@ -55,6 +55,11 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
+/// The format version a versioned structure's canonical bytes start with.
+pub fn version(bytes: &[u8], what: &'static str) -> Result<u16, ProtoError> {
+    postcard::take_from_bytes::<u16>(bytes).map(|(v, _)| v).map_err(|e| ProtoError::malformed(what, e))
+}
+
 /// Decode a value, requiring that every byte is used.
 pub fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result<T, ProtoError> {
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| ProtoError::malformed(what, e))?;
