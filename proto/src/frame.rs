@@ -112,7 +112,60 @@ pub enum Request {
     /// filling its memory, however many arrive at once. Clients announce
     /// every chunk longer than [`crate::limits::EAGER_CHUNK`].
     OfferChunk { transfer: TransferId, id: ChunkId, len: u32 },
+    /// One page of transfers (inbox, outbox, or every transfer for
+    /// admins), answered with [`Response::TransfersPage`]. Replaces
+    /// [`Request::Inbox`], [`Request::Outbox`] and
+    /// [`Request::AdminTransfers`], whose single reply must fit one frame.
+    ListTransfers { list: TransferList, page: Page },
+    /// Admin: one page of users ([`Response::UsersPage`]).
+    ListUsers { page: Page },
+    /// Admin: one page of alerts, newest first, open ones only unless
+    /// `all` ([`Response::AlertsPage`]).
+    ListAlerts { all: bool, page: Page },
+    /// The audit entries about a transfer after those a
+    /// [`Response::Custody`] carried ([`Response::EntriesPage`]); the same
+    /// people may ask.
+    CustodyEntries { transfer: TransferId, page: Page },
 }
+
+/// Which transfers [`Request::ListTransfers`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferList {
+    /// Sealed transfers addressed to the caller.
+    Inbox,
+    /// Transfers the caller sent.
+    Outbox,
+    /// Admin: every transfer, or only overdue ones.
+    All { overdue: bool },
+}
+
+/// Where a page of a listing starts and how long it may be. The server
+/// may return fewer (it also keeps each reply well inside one frame); a
+/// reply's `next` is the cursor of the following page, `None` at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// `None` for the first page, else the `next` of the previous reply.
+    pub after: Option<Cursor>,
+    /// At most this many entries (the server caps it at
+    /// [`crate::limits::MAX_PAGE`]; 0 means as many as it allows).
+    pub limit: u32,
+}
+
+impl Page {
+    /// The first page, as long as the server allows.
+    pub fn first() -> Self {
+        Page::default()
+    }
+
+    /// The page after `next`.
+    pub fn after(next: Cursor) -> Self {
+        Page { after: Some(next), limit: 0 }
+    }
+}
+
+/// An opaque position in a listing, handed back unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor(#[serde(with = "crate::b64")] pub Vec<u8>);
 
 /// What an alert is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,6 +447,14 @@ pub enum Response {
     DashboardLogin { url: String, expires_at: u64 },
     /// An offered chunk is accepted: send its bytes now.
     SendChunk,
+    /// One page of transfers.
+    TransfersPage { transfers: Vec<TransferInfo>, next: Option<Cursor> },
+    /// One page of users.
+    UsersPage { users: Vec<UserInfo>, next: Option<Cursor> },
+    /// One page of alerts.
+    AlertsPage { alerts: Vec<AlertInfo>, next: Option<Cursor> },
+    /// One page of audit entries.
+    EntriesPage { entries: Vec<crate::audit::AuditEntry>, next: Option<Cursor> },
 }
 
 /// Encode a frame: length prefix and body.

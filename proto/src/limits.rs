@@ -45,3 +45,11 @@ pub fn max_sealed_len(plain_len: u32, recipients: usize) -> u64 {
     let tags = (u64::from(plain_len) / 65536 + 1) * 16;
     header + 16 + tags + u64::from(plain_len)
 }
+
+/// Most entries in one page of a listing.
+pub const MAX_PAGE: u32 = 1000;
+/// A page's reply stops growing past this many encoded bytes, well inside
+/// [`MAX_FRAME`].
+pub const PAGE_BYTES: usize = 512 << 10;
+/// Longest cursor a server hands out or accepts.
+pub const MAX_CURSOR: usize = 256;
