@@ -167,6 +167,20 @@ impl Page {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor(#[serde(with = "crate::b64")] pub Vec<u8>);
 
+impl Cursor {
+    /// The cursor after audit entry `seq` (8 bytes, big-endian): the one
+    /// cursor a client makes itself, to ask [`Request::CustodyEntries`]
+    /// for the entries after the last a [`Response::Custody`] carried.
+    pub fn seq(seq: u64) -> Self {
+        Cursor(seq.to_be_bytes().to_vec())
+    }
+
+    /// The audit seq this cursor is after, if it is one.
+    pub fn as_seq(&self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.0.as_slice().try_into().ok()?))
+    }
+}
+
 /// What an alert is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlertKind {
