@@ -14,7 +14,7 @@ use std::time::Instant;
 use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::{TransferId, UserId};
 use exhibit_server::clock::Clock;
-use exhibit_server::store::{RecipientRecord, TransferRecord};
+use exhibit_server::core::records::{RecipientRecord, TransferRecord};
 use exhibit_server::{alerts, config::Config, init, Background, ManualClock, Server};
 
 const NOW: u64 = 1_800_000_000;
@@ -68,21 +68,21 @@ fn main() {
         record(i, deadline)
     });
     for chunk in recs.collect::<Vec<_>>().chunks(100_000) {
-        state.store.import_sealed(chunk.iter().cloned()).unwrap();
+        exhibit_server::app::transfers::import_sealed(&state, chunk.iter().cloned()).unwrap();
     }
     let fill = t.elapsed();
 
     // Baseline: every transfer read and checked.
     let t = Instant::now();
-    let overdue =
-        state.store.transfers().unwrap().iter().filter(|r| exhibit_server::service::is_overdue(r, clock.now())).count();
+    let all = exhibit_server::app::listings::every_transfer(&state).unwrap();
+    let overdue = all.iter().filter(|r| exhibit_server::core::policy::is_overdue(r, clock.now())).count();
     let baseline = t.elapsed();
 
     // One durable commit with nothing in it: the floor under any scan. The
     // first commit after the bulk import also pays for redb reclaiming the
     // import's pages, so it is done here, not inside the timed scan.
     let t = Instant::now();
-    state.store.set_meta_u64("bench", 1).unwrap();
+    exhibit_server::app::write(&state, |tx| tx.set_counter("bench", 1)).unwrap();
     let commit = t.elapsed();
 
     // The scheduler's scan: only the due range of the deadline index, alerts

@@ -6,16 +6,60 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard, TryLockError};
 
 use exhibit_proto::ChunkId;
 
-use crate::config::{Settings, StorageBackend};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
+use crate::ops::config::{Settings, StorageBackend};
 
 mod s3;
 pub use s3::S3Chunks;
+
+/// Chunk deletions wait while a backup copies chunks: an expiry committed
+/// after the snapshot must not remove a chunk the snapshot still needs.
+#[derive(Debug, Default)]
+pub struct DeleteGate {
+    gate: RwLock<()>,
+    deferred: Mutex<Vec<ChunkId>>,
+}
+
+impl DeleteGate {
+    /// Delete a chunk now, or once the running backup has copied chunks.
+    pub fn delete(&self, chunks: &dyn ChunkStore, id: &ChunkId) -> Result<(), ServerError> {
+        match self.gate.try_read() {
+            Ok(_g) => chunks.delete(id),
+            Err(TryLockError::Poisoned(_)) => chunks.delete(id),
+            Err(TryLockError::WouldBlock) => {
+                self.deferred.lock().unwrap_or_else(|p| p.into_inner()).push(*id);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn hold(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Let deletions run again, and do the ones that waited, each only if
+    /// `unreferenced` still says so (the same bytes may have been uploaded
+    /// again meanwhile).
+    pub(crate) fn release(
+        &self,
+        guard: RwLockWriteGuard<'_, ()>,
+        chunks: &dyn ChunkStore,
+        unreferenced: impl Fn(&ChunkId) -> bool,
+    ) {
+        drop(guard);
+        let ids = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for id in ids.into_iter().filter(|id| unreferenced(id)) {
+            if let Err(e) = self.delete(chunks, &id) {
+                tracing::warn!(error = %e, %id, "deferred chunk delete failed; fsck will list it as an orphan");
+            }
+        }
+    }
+}
 
 /// Where chunks live. Methods block; call them from a blocking task.
 pub trait ChunkStore: Send + Sync + std::fmt::Debug + 'static {

@@ -70,21 +70,3 @@ impl ServerError {
         }
     }
 }
-
-macro_rules! store_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ServerError {
-            fn from(e: $t) -> Self {
-                ServerError::Store(e.to_string())
-            }
-        }
-    )*};
-}
-store_errors!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);

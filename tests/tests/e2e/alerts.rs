@@ -35,7 +35,7 @@ async fn send_with_ack(f: &Fixture, from: &exhibit_client::Home, ack: u64) -> Tr
 }
 
 fn all_alerts(f: &Fixture) -> Vec<AlertInfo> {
-    f.state().store.alerts(true).unwrap().into_iter().map(|a| a.info).collect()
+    exhibit_server::app::listings::every_alert(f.state(), true).unwrap().into_iter().map(|a| a.info).collect()
 }
 
 fn scan(f: &Fixture) -> Vec<u64> {

@@ -252,7 +252,7 @@ async fn full_disk_refuses_uploads_clearly_alerts_and_a_later_retry_succeeds() {
     assert_eq!(err.server_code(), Some(ErrorCode::StorageFull), "{err}");
     assert!(err.to_string().contains("retry later"), "{err}");
     assert_eq!(f.chunk_files(), before, "a partial chunk became visible or a stored one was harmed");
-    let alerts = f.state().store.alerts(true).unwrap();
+    let alerts = exhibit_server::app::listings::every_alert(f.state(), true).unwrap();
     assert!(alerts.iter().any(|a| matches!(a.info.kind, exhibit_proto::frame::AlertKind::Storage { .. })));
     fetch_to(&bob, earlier, &f.path("o1")).await.unwrap();
 
@@ -283,7 +283,7 @@ async fn restart_removes_orphan_chunks_and_reports_missing_ones() {
     let now = f.chunk_files();
     assert_eq!(now.len(), chunks.len() - 1, "orphan kept or chunks lost");
     assert!(!now.iter().any(|p| p.ends_with(orphan.to_string())));
-    let alerts = f.state().store.alerts(true).unwrap();
+    let alerts = exhibit_server::app::listings::every_alert(f.state(), true).unwrap();
     assert!(alerts.iter().any(|a| a.info.message.contains("missing")), "no alert for the missing chunk");
 }
 

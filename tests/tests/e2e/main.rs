@@ -10,6 +10,7 @@ mod extract;
 mod fixture;
 mod hostile;
 mod lifecycle;
+mod listing;
 mod receipts;
 mod s3;
 mod tamper;

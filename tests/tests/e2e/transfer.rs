@@ -343,7 +343,11 @@ async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() 
         for chunk in [big, small] {
             let id = ChunkId::of(&chunk);
             conn.put_chunk(t, id, chunk).await.unwrap();
-            assert_eq!(f.state().store.chunk_ref(&id).unwrap(), 1, "chunk not stored with protocols {protocols:?}");
+            assert_eq!(
+                f.state().meta.read().unwrap().chunk_ref(&id).unwrap(),
+                1,
+                "chunk not stored with protocols {protocols:?}"
+            );
         }
         assert_eq!(budget.granted() - before, 1, "holds with protocols {protocols:?}");
         assert_eq!(budget.free(), budget.total(), "upload memory not given back");
@@ -362,7 +366,7 @@ async fn a_large_manifest_is_held_against_download_memory() {
     let src = f.path("src");
     std::fs::write(src.join("image.bin"), bytes(2000 * 1024, 9)).unwrap();
     let t = send_paths(&alice, vec![src.join("image.bin")], &["bob"], 1024).await;
-    let len = f.state().store.manifest_len(&t).unwrap().unwrap();
+    let len = f.state().meta.read().unwrap().manifest_len(&t).unwrap().unwrap();
     assert!(len > exhibit_proto::limits::EAGER_CHUNK as usize, "manifest of {len} bytes is too small to test");
     let budget = &f.state().download_memory;
     let before = budget.granted();

@@ -102,7 +102,7 @@ async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_
         assert!(page.contains("chain intact"), "{page}");
         b.screenshot("dashboard-audit.png");
     });
-    let a = f.state().store.alert(raised[0]).unwrap().unwrap().info;
+    let a = f.state().meta.read().unwrap().alert(raised[0]).unwrap().unwrap().info;
     let ack = a.ack.expect("acknowledged in the store");
     assert_eq!(ack.note, "Phoned CPS South East; Bob fetching today");
     assert_eq!(ack.by.as_str(), "dashboard");
@@ -140,7 +140,7 @@ async fn an_admin_client_certificate_logs_in_to_the_dashboard_by_a_one_time_link
         // Once only.
         assert_eq!(http("POST", &addr, "/login", &form, format!("once={code}").as_bytes()).status, 403);
     });
-    let (entries, _) = f.state().store.audit_entries(1, 10_000).unwrap();
+    let entries = f.state().meta.read().unwrap().audit_entries(1, 10_000).unwrap();
     assert!(entries.iter().any(|e| e.body.action == "dashboard-login" && e.body.actor == "admin"));
 
     let plain = Fixture::start().await;

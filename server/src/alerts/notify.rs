@@ -12,11 +12,10 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{SmtpConfig, WebhookConfig};
+use crate::core::records::AlertRecord;
 use crate::error::ServerError;
-use crate::service::blocking;
-use crate::store::AlertRecord;
-use crate::State;
+use crate::ops::config::{SmtpConfig, WebhookConfig};
+use crate::state::{blocking, State};
 
 /// Header carrying `sha256=<hex HMAC of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Exhibit-Signature";
@@ -202,12 +201,10 @@ pub async fn deliver_due(state: &Arc<State>) -> Result<usize, ServerError> {
     let now = state.clock.now();
     let pending = blocking(state, move |s| {
         let mut out = vec![];
-        for (id, name) in s.store.pending_deliveries()? {
-            if let Some(rec) = s.store.alert(id)? {
-                let due = rec.info.deliveries.iter().find(|d| d.notifier == name).and_then(|d| d.next_attempt_at);
-                if due.is_some_and(|t| t <= now) {
-                    out.push((name, rec));
-                }
+        for (rec, name) in crate::app::alerts::pending(s)? {
+            let due = rec.info.deliveries.iter().find(|d| d.notifier == name).and_then(|d| d.next_attempt_at);
+            if due.is_some_and(|t| t <= now) {
+                out.push((name, rec));
             }
         }
         Ok(out)
@@ -224,7 +221,7 @@ pub async fn deliver_due(state: &Arc<State>) -> Result<usize, ServerError> {
         let attempts = rec.info.deliveries.iter().find(|d| d.notifier == name).map_or(0, |d| d.attempts);
         let retry_at = now + backoff(attempts);
         let id = rec.info.id;
-        blocking(state, move |s| s.store.record_delivery(id, &name, now, result, retry_at)).await?;
+        blocking(state, move |s| crate::app::alerts::record_delivery(s, id, &name, now, result, retry_at)).await?;
     }
     Ok(ok)
 }

@@ -4,7 +4,7 @@
 //! Login is the configured admin token, typed into a form, compared in
 //! constant time; it buys a random session id in an `HttpOnly`,
 //! `SameSite=Strict` cookie. Every POST form carries the session's CSRF
-//! token. Actions reuse the store and alert functions the QUIC admin
+//! token. Actions call the same `app` functions the QUIC admin
 //! requests use. `/metrics` (Prometheus text) takes the session cookie or
 //! `Authorization: Bearer <admin_token>`.
 
@@ -16,15 +16,16 @@ use std::sync::{Arc, Mutex};
 
 use exhibit_net::http::{self, esc, redirect, with_headers, Page};
 use exhibit_proto::duration::{format_secs, format_time};
-use exhibit_proto::frame::{AlertAck, DeliveryState, TransferState};
+use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::{limits, UserId};
 use tiny_http::{Method, Request, Response};
 
-use crate::config::DashboardConfig;
+use crate::app;
+use crate::core::policy::is_overdue;
+use crate::core::records::{Ev, TransferRecord};
 use crate::error::ServerError;
-use crate::service::is_overdue;
-use crate::store::{Ev, TransferRecord};
-use crate::State;
+use crate::ops::config::DashboardConfig;
+use crate::state::State;
 
 /// Largest form body accepted.
 const MAX_FORM: u64 = 16 * 1024;
@@ -188,7 +189,7 @@ impl Web {
 
     /// `user`, if an enrolled, unrevoked admin.
     fn admin(&self, user: &UserId) -> Option<UserId> {
-        let rec = self.state.store.user(user).ok()??;
+        let rec = self.state.meta.read().ok()?.user(user).ok()??;
         (rec.role == exhibit_proto::directory::Role::Admin && rec.revoked_at.is_none()).then_some(rec.user)
     }
 
@@ -294,7 +295,7 @@ impl Web {
                 Err(e) => return error_page(500, &e.to_string()),
             }
         };
-        if let Err(e) = self.state.store.audit(Ev::new(now, &actor, "dashboard-login", &actor)) {
+        if let Err(e) = app::audit::record(&self.state, Ev::new(now, &actor, "dashboard-login", &actor)) {
             return error_page(500, &e.to_string());
         }
         let sid = random_hex();
@@ -318,15 +319,14 @@ impl Web {
         if note.is_empty() || note.len() > limits::MAX_TEXT {
             return Err(ServerError::BadRequest("a note (1 to 4096 bytes) saying what was done is required".into()));
         }
-        let ack = AlertAck { by, at: self.state.clock.now(), note };
-        self.state.store.ack_alert(id, ack)?;
+        app::alerts::ack(&self.state, id, by, note, self.state.clock.now())?;
         tracing::info!(alert = id, "alert acknowledged on the dashboard");
         Ok("#alerts")
     }
 
     fn revoke(&self, form: &HashMap<String, String>, by: &UserId) -> Result<&'static str, ServerError> {
         let user = UserId::new(form.get("user").map(String::as_str).unwrap_or(""))?;
-        let raised = crate::alerts::revoke_user(&self.state, by, &user, self.state.clock.now())?;
+        let raised = app::users::revoke(&self.state, by, &user, self.state.clock.now())?;
         if !raised.is_empty() {
             self.state.notify.notify_one();
         }
@@ -334,7 +334,7 @@ impl Web {
     }
 
     fn verify_audit(&self) {
-        let r = verify_audit(&self.state);
+        let r = app::audit::verify(&self.state);
         if let Ok(mut a) = self.audit.lock() {
             *a = Some((self.state.clock.now(), r));
         }
@@ -342,7 +342,7 @@ impl Web {
 
     fn metrics(&self) -> Result<Page, ServerError> {
         let s = &self.state;
-        let transfers = s.store.transfers()?;
+        let transfers = app::listings::every_transfer(s)?;
         let now = s.clock.now();
         let mut by_state: BTreeMap<&str, u64> =
             ["uploading", "sealed", "revoked", "expired"].iter().map(|k| (*k, 0)).collect();
@@ -354,7 +354,7 @@ impl Web {
                 stored += t.bytes;
             }
         }
-        let alerts = s.store.alerts(true)?;
+        let alerts = app::listings::every_alert(s, true)?;
         let open = alerts.iter().filter(|a| a.info.ack.is_none()).count();
         let mut o = String::new();
         o += "# HELP exhibit_transfers Transfers by state.\n# TYPE exhibit_transfers gauge\n";
@@ -383,10 +383,10 @@ impl Web {
     fn dashboard(&self, csrf: &str, me: &UserId) -> Result<Page, ServerError> {
         let s = &self.state;
         let now = s.clock.now();
-        s.store.audit(Ev::new(now, me, "admin-read", me).details("read dashboard"))?;
-        let mut transfers = s.store.transfers()?;
+        app::audit::record(s, Ev::new(now, me, "admin-read", me).details("read dashboard"))?;
+        let mut transfers = app::listings::every_transfer(s)?;
         transfers.sort_by_key(|t| (t.deadline.unwrap_or(u64::MAX), t.created_at));
-        let users = s.store.users()?;
+        let users = app::listings::every_user(s)?;
         let org_of: HashMap<&str, &str> = users.iter().map(|u| (u.user.as_str(), u.org.as_str())).collect();
         let org = |u: &UserId| org_of.get(u.as_str()).copied().unwrap_or("?").to_owned();
         let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
@@ -413,7 +413,7 @@ impl Web {
         b += &transfer_table(&pending, now, &org, "No other transfer is waiting for a receipt.");
         b += "</section>";
 
-        let alerts = s.store.alerts(false)?;
+        let alerts = app::listings::every_alert(s, false)?;
         b += &format!("<section id=\"alerts\"><h2>Open alerts ({})</h2>", alerts.len());
         if alerts.is_empty() {
             b += "<p>No open alerts.</p>";
@@ -620,46 +620,13 @@ fn login_page(status: u16, msg: &str) -> Page {
     )
 }
 
-/// Recompute the whole audit chain from the store and check every signed
-/// checkpoint against the authority key. `Ok(summary)` or `Err(first
-/// problem)`.
-pub fn verify_audit(state: &State) -> Result<String, String> {
-    const PAGE: usize = 1000;
-    let authority = state.authority.signing_key().verifying_key();
-    // The log grows while we read it (by our own reads, too): check up to
-    // the head as it was when we began.
-    let head = state.store.audit_head().map_err(|e| e.to_string())?;
-    let mut at = (0u64, [0u8; 32]);
-    let mut checkpoints = 0usize;
-    while at.0 < head.0 {
-        let (mut entries, cps) = state.store.audit_entries(at.0 + 1, PAGE).map_err(|e| e.to_string())?;
-        entries.retain(|e| e.body.seq <= head.0);
-        if entries.is_empty() {
-            break;
-        }
-        at = exhibit_proto::audit::verify_chain(at, &entries).map_err(|e| format!("entry {}: {}", e.seq, e.reason))?;
-        for cp in &cps {
-            let c = cp.verify(&authority).map_err(|e| format!("checkpoint signature: {e}"))?;
-            let Some(e) = entries.iter().find(|e| e.body.seq == c.seq) else { continue };
-            if e.hash != c.head {
-                return Err(format!("entry {} differs from the checkpoint signed when it was written", c.seq));
-            }
-            checkpoints += 1;
-        }
-    }
-    if at != head {
-        return Err(format!("the chain ends at entry {} but the log's last entry is {}", at.0, head.0));
-    }
-    Ok(format!("{} entries, {checkpoints} signed checkpoints, chain intact, head {}", at.0, hex::encode(at.1)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn dashboard_config_refuses_short_tokens_and_remote_listeners_unless_allowed() {
-        let mut c = crate::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+        let mut c = crate::ops::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
         let d = |listen: &str, token: &str, allow_remote| {
             Some(DashboardConfig { listen: listen.parse().unwrap(), admin_token: token.into(), allow_remote })
         };

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::chunks::ChunkStore;
 use crate::error::ServerError;
-use crate::store::Store;
+use crate::meta::MetaStore;
 
 /// What fsck found.
 #[derive(Debug, Default, Serialize)]
@@ -34,22 +34,22 @@ impl Report {
 
 /// Check a data directory (server stopped).
 pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
-    let store = Store::open(&data.join(crate::META_FILE))?;
+    let store = crate::meta::open(&data.join(crate::meta::META_FILE))?;
     // The data directory's config says where chunks live (disk or S3).
-    let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
-    check(&store, chunks.as_ref(), read_data)
+    let chunks = crate::chunks::open(&crate::ops::config::Settings::of_data_dir(data)?)?;
+    check(store.as_ref(), chunks.as_ref(), read_data)
 }
 
 /// On start: delete chunk files no metadata refers to (written before a
 /// crash, never acknowledged), and raise an alert for every referenced
 /// chunk that is missing.
-pub fn repair(state: &crate::State) -> Result<Report, ServerError> {
-    let r = check(&state.store, state.chunks.as_ref(), false)?;
+pub fn repair(state: &crate::state::State) -> Result<Report, ServerError> {
+    let r = check(state.meta.as_ref(), state.chunks.as_ref(), false)?;
     // Only on the local disk, which belongs to this data directory alone. A
     // bucket may be shared by mistake (a restored copy starts with the same
     // config): there, deleting what this metadata does not know could
     // destroy another server's evidence, so orphans are only reported.
-    let own_store = state.settings.config.storage.backend == crate::config::StorageBackend::Disk;
+    let own_store = state.settings.config.storage.backend == crate::ops::config::StorageBackend::Disk;
     if own_store {
         for id in &r.orphans {
             if let Ok(id) = id.parse::<ChunkId>() {
@@ -72,18 +72,18 @@ pub fn repair(state: &crate::State) -> Result<Report, ServerError> {
             r.missing[0]
         );
         tracing::error!("{msg}");
-        crate::alerts::storage_alert(state, &msg, &format!("missing:{}", r.missing[0]), now)?;
+        crate::app::alerts::storage_alert(state, &msg, &format!("missing:{}", r.missing[0]), now)?;
     }
     Ok(r)
 }
 
 /// Check a running server's store.
-pub fn fsck_state(state: &crate::State, read_data: bool) -> Result<Report, ServerError> {
-    check(&state.store, state.chunks.as_ref(), read_data)
+pub fn fsck_state(state: &crate::state::State, read_data: bool) -> Result<Report, ServerError> {
+    check(state.meta.as_ref(), state.chunks.as_ref(), read_data)
 }
 
-fn check(store: &Store, chunks: &dyn ChunkStore, read_data: bool) -> Result<Report, ServerError> {
-    let referenced: HashSet<ChunkId> = store.chunk_refs()?.into_iter().map(|(id, _)| id).collect();
+fn check(store: &dyn MetaStore, chunks: &dyn ChunkStore, read_data: bool) -> Result<Report, ServerError> {
+    let referenced: HashSet<ChunkId> = store.read()?.chunk_refs()?.into_iter().map(|(id, _)| id).collect();
     let stored: HashSet<ChunkId> = chunks.list()?.into_iter().collect();
     let mut r = Report { referenced: referenced.len(), stored: stored.len(), ..Report::default() };
     r.missing = referenced.difference(&stored).map(ToString::to_string).collect();

@@ -219,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        crate::init(&a, listen, "localhost", &crate::ManualClock::new(1_790_000_000)).unwrap();
+        crate::init(&a, listen, "localhost", &crate::clock::ManualClock::new(1_790_000_000)).unwrap();
         let auth = Authority::load(&a).unwrap();
         // A rotation staged elsewhere, then cut short: the key was renamed
         // into place, the certificate was not.
@@ -234,7 +234,7 @@ mod tests {
         assert!(!a.join(format!("{SERVER_CERT}.new")).exists());
         assert_eq!(std::fs::read(a.join(SERVER_CERT)).unwrap(), staged);
         assert_eq!(chain[0].as_ref(), pem_der(&staged, "staged").unwrap());
-        let settings = crate::config::Settings::of_data_dir(&a).unwrap();
-        crate::tls::server_config(&a, &settings, std::sync::Arc::new(|_: &[u8; 32]| false)).unwrap();
+        let settings = crate::ops::config::Settings::of_data_dir(&a).unwrap();
+        crate::ops::tls::server_config(&a, &settings, std::sync::Arc::new(|_: &[u8; 32]| false)).unwrap();
     }
 }

@@ -14,18 +14,19 @@
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard, TryLockError};
+use std::sync::Arc;
 
 use exhibit_proto::ChunkId;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use crate::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
-use crate::chunks::ChunkStore;
+use crate::chunks::{ChunkStore, DeleteGate};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
-use crate::store::Store;
-use crate::{State, CONFIG_FILE, META_FILE};
+use crate::meta::{MetaStore, META_FILE};
+use crate::ops::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
+use crate::ops::config::CONFIG_FILE;
+use crate::state::State;
 
 /// The control socket in the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -54,50 +55,6 @@ pub struct Summary {
     pub meta_bytes: u64,
 }
 
-/// Chunk deletions wait while a backup copies chunks: an expiry committed
-/// after the snapshot must not remove a chunk the snapshot still needs.
-#[derive(Debug, Default)]
-pub struct DeleteGate {
-    gate: RwLock<()>,
-    deferred: Mutex<Vec<ChunkId>>,
-}
-
-impl DeleteGate {
-    /// Delete a chunk now, or once the running backup has copied chunks.
-    pub fn delete(&self, chunks: &dyn ChunkStore, id: &ChunkId) -> Result<(), ServerError> {
-        match self.gate.try_read() {
-            Ok(_g) => chunks.delete(id),
-            Err(TryLockError::Poisoned(_)) => chunks.delete(id),
-            Err(TryLockError::WouldBlock) => {
-                self.deferred.lock().unwrap_or_else(|p| p.into_inner()).push(*id);
-                Ok(())
-            }
-        }
-    }
-
-    fn hold(&self) -> RwLockWriteGuard<'_, ()> {
-        self.gate.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Let deletions run again, and do the ones that waited, each only if
-    /// `unreferenced` still says so (the same bytes may have been uploaded
-    /// again meanwhile).
-    fn release(
-        &self,
-        guard: RwLockWriteGuard<'_, ()>,
-        chunks: &dyn ChunkStore,
-        unreferenced: impl Fn(&ChunkId) -> bool,
-    ) {
-        drop(guard);
-        let ids = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-        for id in ids.into_iter().filter(|id| unreferenced(id)) {
-            if let Err(e) = self.delete(chunks, &id) {
-                tracing::warn!(error = %e, %id, "deferred chunk delete failed; fsck will list it as an orphan");
-            }
-        }
-    }
-}
-
 fn header(size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_size(size);
@@ -109,7 +66,7 @@ fn header(size: u64) -> tar::Header {
 /// Write a backup of `data` to `out`: keys, a metadata snapshot, chunks,
 /// summary.
 pub fn write_archive(
-    store: &Store,
+    store: &dyn MetaStore,
     chunks: &dyn ChunkStore,
     gate: &DeleteGate,
     data: &Path,
@@ -151,7 +108,7 @@ pub fn write_archive(
         Ok(s)
     })();
     let _ = std::fs::remove_file(&tmp);
-    gate.release(hold, chunks, |id| store.chunk_ref(id).is_ok_and(|n| n == 0));
+    gate.release(hold, chunks, |id| store.read().and_then(|r| r.chunk_ref(id)).is_ok_and(|n| n == 0));
     let summary = copied?;
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| ServerError::Store(e.to_string()))?;
     tar.append_data(&mut header(json.len() as u64), SUMMARY, json.as_slice())
@@ -289,14 +246,14 @@ pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
                 std::io::copy(&mut sock, &mut w).map_err(ServerError::io("receiving the backup"))?;
             }
             Err(_) => {
-                let store = Store::open(&data.join(META_FILE)).map_err(|e| {
+                let store = crate::meta::open(&data.join(META_FILE)).map_err(|e| {
                     ServerError::Setup(format!(
                         "no server answers on {} and the metadata cannot be opened ({e})",
                         data.join(CONTROL_SOCKET).display()
                     ))
                 })?;
-                let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
-                write_archive(&store, chunks.as_ref(), &DeleteGate::default(), data, now(), &mut w)?;
+                let chunks = crate::chunks::open(&crate::ops::config::Settings::of_data_dir(data)?)?;
+                write_archive(store.as_ref(), chunks.as_ref(), &DeleteGate::default(), data, now(), &mut w)?;
             }
         }
         let f =
@@ -325,7 +282,7 @@ fn now() -> u64 {
 /// `exhibitd restore`: unpack a backup into `data` (absent or empty),
 /// restoring chunks into the store its config names, then fsck with every
 /// chunk re-hashed. On failure the half-restored directory is removed.
-pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::fsck::Report), ServerError> {
+pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::ops::fsck::Report), ServerError> {
     if data.exists()
         && std::fs::read_dir(data).map_err(ServerError::io(format!("reading {}", data.display())))?.next().is_some()
     {
@@ -352,7 +309,7 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::fsck::Report
             }
             Item::Chunk(id, bytes) => {
                 if chunks.is_none() {
-                    chunks = Some(crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?);
+                    chunks = Some(crate::chunks::open(&crate::ops::config::Settings::of_data_dir(data)?)?);
                 }
                 chunks.as_ref().map_or(Ok(()), |c| c.put(&id, &bytes))
             }
@@ -363,7 +320,7 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::fsck::Report
             }
         }
         sync_dir(data)?;
-        let report = crate::fsck::fsck(data, true)?;
+        let report = crate::ops::fsck::fsck(data, true)?;
         if !report.healthy() {
             return Err(ServerError::Store(format!(
                 "restored data fails fsck: {} missing, {} corrupt chunks",
@@ -450,17 +407,18 @@ async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s:
         return tracing::warn!("control socket: no command");
     }
     if line == b"reload-tls\n" {
-        let reply = match crate::tls::server_config(&state.settings.data_dir, &state.settings, state.revoked_check()) {
-            Ok(c) => {
-                endpoint.set_server_config(Some(c));
-                tracing::info!("server certificate reloaded; new connections use it");
-                "ok\n".to_owned()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reloading the server certificate");
-                format!("error: {e}\n")
-            }
-        };
+        let reply =
+            match crate::ops::tls::server_config(&state.settings.data_dir, &state.settings, state.revoked_check()) {
+                Ok(c) => {
+                    endpoint.set_server_config(Some(c));
+                    tracing::info!("server certificate reloaded; new connections use it");
+                    "ok\n".to_owned()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reloading the server certificate");
+                    format!("error: {e}\n")
+                }
+            };
         let _ = tokio::io::AsyncWriteExt::write_all(&mut s, reply.as_bytes()).await;
         return;
     }
@@ -474,7 +432,7 @@ async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s:
     let r = tokio::task::spawn_blocking(move || {
         let now = state.clock.now();
         let w = BufWriter::with_capacity(1 << 20, std);
-        write_archive(&state.store, state.chunks.as_ref(), &state.deletes, &state.settings.data_dir, now, w)
+        write_archive(state.meta.as_ref(), state.chunks.as_ref(), &state.deletes, &state.settings.data_dir, now, w)
     })
     .await;
     match r {
@@ -492,12 +450,13 @@ mod tests {
     fn sample() -> (tempfile::TempDir, PathBuf, Summary) {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        crate::init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", &crate::ManualClock::new(1_000)).unwrap();
-        let store = Store::open(&data.join(META_FILE)).unwrap();
+        crate::init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", &crate::clock::ManualClock::new(1_000))
+            .unwrap();
+        let store = crate::meta::open(&data.join(META_FILE)).unwrap();
         let chunks = DiskChunks::open(&data.join("chunks")).unwrap();
         let out = dir.path().join("b.tar");
         let f = std::fs::File::create(&out).unwrap();
-        let s = write_archive(&store, &chunks, &DeleteGate::default(), &data, 5, f).unwrap();
+        let s = write_archive(store.as_ref(), &chunks, &DeleteGate::default(), &data, 5, f).unwrap();
         (dir, out, s)
     }
 

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
 
+/// The config file's name in a data directory.
+pub const CONFIG_FILE: &str = "exhibitd.toml";
+
 /// Server configuration. Every key is documented in `deploy/exhibit.toml`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,7 +392,7 @@ impl Settings {
     /// defaults when it has none), with the data directory taken as given:
     /// what offline tools (fsck, backup, restore) need to find the chunks.
     pub fn of_data_dir(data: &Path) -> Result<Settings, ServerError> {
-        let config = data.join(crate::CONFIG_FILE);
+        let config = data.join(crate::ops::config::CONFIG_FILE);
         let mut settings = if config.exists() {
             Config::load(&config)?
         } else {

@@ -1,0 +1,164 @@
+//! Receipts (verified, countersigned, stored: the recipient has
+//! acknowledged) and the chain of custody built from them and the log.
+
+use exhibit_proto::audit::AuditEntry;
+use exhibit_proto::directory::SignedEntry;
+use exhibit_proto::frame::TransferState;
+use exhibit_proto::{AcceptedReceipt, SignedManifest, SignedReceipt, TransferId, UserId};
+
+use crate::app::transfers::{manifest_of, parties};
+use crate::app::{alerts, apply, audit, users, write};
+use crate::core::lifecycle;
+use crate::core::policy::{self, visible};
+use crate::core::records::{Ev, TransferRecord, UserRecord};
+use crate::error::ServerError;
+use crate::state::State;
+
+/// Verify a recipient's signed receipt, countersign it with server time
+/// and store it. A second receipt from the same recipient returns the
+/// first. A receipt that fails verification for a transfer addressed to
+/// the caller is alerted (anything else is noise an attacker could make at
+/// will). Returns the stored receipt and whether an alert was raised.
+pub fn submit(
+    s: &State,
+    caller: &UserRecord,
+    receipt: SignedReceipt,
+    now: u64,
+) -> Result<(AcceptedReceipt, bool), (ServerError, bool)> {
+    let authority = s.authority.signing_key().verifying_key();
+    let entry = users::entry_of(caller).and_then(|e| Ok(e.verify(&authority)?)).map_err(|e| (e, false))?;
+    let me = &caller.user;
+    let r = match receipt.verify(&entry) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(user = %me, error = %e, "receipt failed verification");
+            let mut alerted = false;
+            if let Ok(claimed) = exhibit_proto::Receipt::from_bytes(&receipt.bytes) {
+                let mine = s.meta.read().and_then(|r| r.transfer(&claimed.transfer));
+                if mine.is_ok_and(|t| t.is_some_and(|t| t.is_recipient(me))) {
+                    alerts::receipt_rejected(s, &claimed.transfer, me, &e.to_string(), now);
+                    alerted = true;
+                }
+            }
+            return Err((e.into(), alerted));
+        }
+    };
+    let transfer = r.transfer;
+    let read = || -> Result<(TransferRecord, SignedManifest), ServerError> {
+        let rd = s.meta.read()?;
+        match rd.transfer(&transfer)? {
+            Some(t) if t.state == TransferState::Sealed && t.is_recipient(me) => {
+                Ok((t, manifest_of(rd.as_ref(), &transfer)?))
+            }
+            _ => Err(ServerError::NotFound(format!("transfer {transfer}"))),
+        }
+    };
+    let (rec, manifest) = read().map_err(|e| (e, false))?;
+    if r.manifest_hash != manifest.hash() {
+        let reason = "receipt refers to a different manifest";
+        alerts::receipt_rejected(s, &transfer, me, reason, now);
+        return Err((ServerError::BadRequest(reason.into()), true));
+    }
+    // A version 1 manifest tells the server how many items there are (at
+    // least one); a version 2 one seals it (0 here), and the receipt's count
+    // is the recipient's word.
+    if rec.items > 0 && r.item_count != u64::from(rec.items) {
+        let msg = format!("receipt lists {} items, transfer has {}", r.item_count, rec.items);
+        return Err((ServerError::BadRequest(msg), false));
+    }
+    let accepted = AcceptedReceipt::accept(receipt, now, s.authority.signing_key());
+    let retain = s.settings.retain_after_ack;
+    let stored = write(s, |tx| {
+        if let Some(first) = tx.receipt(&transfer, me)? {
+            return Ok(first);
+        }
+        tx.put_receipt(&transfer, me, &accepted)?;
+        let mut rec = tx.transfer(&transfer)?.ok_or_else(|| ServerError::NotFound(format!("transfer {transfer}")))?;
+        let fx = lifecycle::accept_receipt(&mut rec, me, &accepted, retain);
+        tx.put_transfer(&rec)?;
+        apply(s, tx, &transfer, fx)?;
+        Ok(accepted)
+    })
+    .map_err(|e| (e, false))?;
+    Ok((stored, false))
+}
+
+/// A recipient's stored receipt with what is needed to verify it offline.
+pub fn get(
+    s: &State,
+    me: &UserId,
+    transfer: &TransferId,
+    recipient: &UserId,
+) -> Result<(SignedManifest, AcceptedReceipt, SignedEntry, SignedEntry), ServerError> {
+    let r = s.meta.read()?;
+    let rec = visible(r.transfer(transfer)?, me, transfer)?;
+    let accepted = r
+        .receipt(transfer, recipient)?
+        .ok_or_else(|| ServerError::NotFound(format!("receipt of {recipient} for {transfer}")))?;
+    let manifest = manifest_of(r.as_ref(), transfer)?;
+    let sender = users::entry(r.as_ref(), &rec.sender)?;
+    let recip = users::entry(r.as_ref(), recipient)?;
+    Ok((manifest, accepted, sender, recip))
+}
+
+/// How many bytes the manifest of a transfer `caller` may see takes.
+pub fn visible_manifest_len(s: &State, caller: &UserRecord, transfer: &TransferId) -> Result<usize, ServerError> {
+    let r = s.meta.read()?;
+    policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
+    Ok(r.manifest_len(transfer)?.unwrap_or(0))
+}
+
+/// A transfer's chain of custody, as its sender, a recipient or an admin
+/// may read it: the record, the first audit entries about it (at most
+/// `limit`; the rest by [`custody_entries`]), every receipt, the parties'
+/// entries and the manifest. Audited.
+pub struct Custody {
+    /// The transfer.
+    pub record: TransferRecord,
+    /// Audit entries about it.
+    pub entries: Vec<AuditEntry>,
+    /// Accepted receipts.
+    pub receipts: Vec<AcceptedReceipt>,
+    /// Sender's entry.
+    pub sender: SignedEntry,
+    /// Recipients' entries.
+    pub recipients: Vec<SignedEntry>,
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+}
+
+/// See [`Custody`].
+pub fn custody(
+    s: &State,
+    caller: &UserRecord,
+    transfer: &TransferId,
+    limit: usize,
+    now: u64,
+) -> Result<Custody, ServerError> {
+    policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
+    audit::record(s, Ev::new(now, &caller.user, "custody-read", transfer))?;
+    let r = s.meta.read()?;
+    let record = policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
+    let entries = r.audit_about(&transfer.to_string(), 0, limit)?;
+    let mut receipts = vec![];
+    for p in &record.recipients {
+        receipts.extend(r.receipt(transfer, &p.user)?);
+    }
+    let (sender, recipients) = parties(r.as_ref(), &record)?;
+    let manifest = manifest_of(r.as_ref(), transfer)?;
+    Ok(Custody { record, entries, receipts, sender, recipients, manifest })
+}
+
+/// Audit entries about a transfer after seq `after`, for those who may
+/// read its custody.
+pub fn custody_entries(
+    s: &State,
+    caller: &UserRecord,
+    transfer: &TransferId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, ServerError> {
+    let r = s.meta.read()?;
+    policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
+    r.audit_about(&transfer.to_string(), after, limit)
+}

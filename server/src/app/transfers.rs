@@ -1,0 +1,261 @@
+//! A transfer from creation to revocation: create, each chunk, seal, the
+//! manifest and chunks a recipient fetches, and the sender's revocation.
+
+use exhibit_proto::directory::SignedEntry;
+use exhibit_proto::{ChunkId, Manifest, SignedManifest, TransferId, UserId};
+
+use crate::app::{apply, audit, users, write};
+use crate::core::lifecycle::{self, Sealing};
+use crate::core::policy::{self, fetchable, visible};
+use crate::core::records::{Ev, RecipientRecord, TransferRecord};
+use crate::error::ServerError;
+use crate::meta::{Mailbox, Read};
+use crate::state::State;
+
+/// Start a transfer (uploading) to enrolled, unrevoked recipients.
+pub fn create(
+    s: &State,
+    me: UserId,
+    transfer: TransferId,
+    recipients: Vec<UserId>,
+    now: u64,
+) -> Result<(), ServerError> {
+    policy::check_recipient_list(&recipients)?;
+    write(s, |tx| {
+        for r in &recipients {
+            policy::check_recipient(r, tx.user(r)?.as_ref())?;
+        }
+        let rec = lifecycle::create(me, transfer, recipients, now);
+        tx.insert_transfer(&rec)?;
+        tx.add_to_mailbox(Mailbox::Outbox, &rec.sender, &transfer)?;
+        let fx = lifecycle::created(&rec, now.saturating_add(s.settings.stalled_upload_after));
+        apply(s, tx, &transfer, fx)
+    })
+}
+
+/// Before a chunk's bytes are read: the caller's own upload, and room for
+/// `len` more bytes in it and in their quota.
+pub fn check_chunk(s: &State, me: &UserId, transfer: &TransferId, len: u32) -> Result<TransferRecord, ServerError> {
+    let r = s.meta.read()?;
+    let rec = policy::own_upload(r.transfer(transfer)?, me, transfer)?;
+    let max = exhibit_proto::limits::max_sealed_len(exhibit_proto::limits::MAX_CHUNK_SIZE, rec.recipients.len() + 1);
+    if u64::from(len) > max {
+        return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge { what: "chunk", got: len.into(), max }));
+    }
+    let quota = s.settings.user_quota;
+    let used = if quota.is_some() { r.usage(&rec.sender)? } else { 0 };
+    policy::check_limits(rec.bytes, used, len, s.settings.max_transfer_bytes, quota)?;
+    Ok(rec)
+}
+
+/// Note that a chunk (already durable in the chunk store) belongs to a
+/// transfer. Limits are checked again: a seal, or other chunks, may have
+/// committed while it was arriving.
+pub fn add_chunk(s: &State, transfer: &TransferId, id: &ChunkId, len: u32) -> Result<(), ServerError> {
+    write(s, |tx| {
+        let Some(mut rec) = tx.transfer(transfer)? else {
+            return Err(ServerError::Conflict(format!("transfer {transfer} is no longer uploading")));
+        };
+        if tx.transfer_chunk(transfer, id)?.is_some() && rec.state == exhibit_proto::frame::TransferState::Uploading {
+            return Ok(());
+        }
+        let quota = s.settings.user_quota;
+        let used = if quota.is_some() { tx.usage(&rec.sender)? } else { 0 };
+        let fx = lifecycle::add_chunk(&mut rec, len, used, s.settings.max_transfer_bytes, quota)?;
+        tx.add_transfer_chunk(transfer, id, len)?;
+        tx.add_chunk_ref(id, 1)?;
+        tx.put_transfer(&rec)?;
+        apply(s, tx, transfer, fx)
+    })
+}
+
+/// Seal a transfer with its verified manifest: every chunk listed must be
+/// stored with its length; chunks uploaded but not listed are dropped.
+/// Returns the record as sealed.
+pub fn seal(
+    s: &State,
+    manifest: &SignedManifest,
+    m: &Manifest,
+    now: u64,
+    deadline: u64,
+) -> Result<TransferRecord, ServerError> {
+    let transfer = &m.transfer;
+    let mut unreferenced = vec![];
+    let rec = write(s, |tx| {
+        let mut rec = match tx.transfer(transfer)? {
+            Some(t) if t.sender == m.sender => t,
+            _ => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+        };
+        let mut want: Vec<&UserId> = rec.recipients.iter().map(|r| &r.user).collect();
+        let mut got: Vec<&UserId> = m.recipients.iter().collect();
+        want.sort();
+        got.sort();
+        if want != got {
+            return Err(ServerError::BadRequest("manifest recipients differ from the transfer's".into()));
+        }
+        lifecycle::can_seal(&rec)?;
+        let mut listed = std::collections::HashSet::new();
+        let mut bytes = 0u64;
+        let mut chunks = 0u32;
+        for c in m.all_chunks() {
+            match tx.transfer_chunk(transfer, &c.id)? {
+                Some(l) if l == c.len => {}
+                Some(l) => {
+                    return Err(ServerError::BadRequest(format!(
+                        "chunk {}: manifest says {} bytes, {l} were uploaded",
+                        c.id, c.len
+                    )))
+                }
+                None => return Err(ServerError::Conflict(format!("chunk {} has not been uploaded", c.id))),
+            }
+            listed.insert(c.id);
+            bytes += u64::from(c.len);
+            chunks += 1;
+        }
+        for (id, _) in tx.transfer_chunks(transfer)? {
+            if !listed.contains(&id) {
+                tx.remove_transfer_chunk(transfer, &id)?;
+                if tx.add_chunk_ref(&id, -1)? == 0 {
+                    unreferenced.push(id);
+                }
+            }
+        }
+        let sealing = Sealing {
+            manifest_hash: manifest.hash(),
+            chunks,
+            bytes,
+            items: m.item_count().map(|n| n as u64),
+            case_ref: m.case_ref.clone(),
+        };
+        let fx = lifecycle::seal(&mut rec, &sealing, now, deadline)?;
+        tx.put_manifest(transfer, manifest)?;
+        tx.put_transfer(&rec)?;
+        apply(s, tx, transfer, fx)?;
+        Ok(rec)
+    })?;
+    for id in &unreferenced {
+        s.delete_chunk(id)?;
+    }
+    Ok(rec)
+}
+
+/// A sealed transfer's manifest.
+pub fn manifest_of(r: &dyn Read, transfer: &TransferId) -> Result<SignedManifest, ServerError> {
+    r.manifest(transfer)?.ok_or_else(|| ServerError::Store(format!("transfer {transfer} sealed without manifest")))
+}
+
+/// The signed directory entries of a transfer's sender and recipients.
+pub fn parties(r: &dyn Read, rec: &TransferRecord) -> Result<(SignedEntry, Vec<SignedEntry>), ServerError> {
+    let recipients = rec.recipients.iter().map(|p| users::entry(r, &p.user)).collect::<Result<_, _>>()?;
+    Ok((users::entry(r, &rec.sender)?, recipients))
+}
+
+/// How many bytes the manifest of a transfer `me` may fetch takes (to hold
+/// the memory before reading it).
+pub fn manifest_len(s: &State, me: &UserId, transfer: &TransferId) -> Result<usize, ServerError> {
+    let r = s.meta.read()?;
+    fetchable(visible(r.transfer(transfer)?, me, transfer)?)?;
+    Ok(r.manifest_len(transfer)?.unwrap_or(0))
+}
+
+/// What a recipient or the sender needs to fetch: the manifest and the
+/// parties' entries. Audited; a transfer with no chunks is delivered by it.
+pub fn open_manifest(
+    s: &State,
+    me: &UserId,
+    transfer: &TransferId,
+    now: u64,
+) -> Result<(SignedManifest, SignedEntry, Vec<SignedEntry>), ServerError> {
+    write(s, |tx| {
+        let mut rec = fetchable(visible(tx.transfer(transfer)?, me, transfer)?)?;
+        let manifest = manifest_of(tx, transfer)?;
+        audit::append(s, tx, Ev::new(now, me, "manifest-read", transfer))?;
+        if rec.chunks == 0 && rec.is_recipient(me) {
+            let fx = lifecycle::record_fetch(&mut rec, me, false, now);
+            tx.put_transfer(&rec)?;
+            apply(s, tx, transfer, fx)?;
+        }
+        let (sender, recipients) = parties(tx, &rec)?;
+        Ok((manifest, sender, recipients))
+    })
+}
+
+/// A chunk's length, if `me` may fetch it.
+pub fn chunk_len(s: &State, me: &UserId, transfer: &TransferId, id: &ChunkId) -> Result<u32, ServerError> {
+    let r = s.meta.read()?;
+    fetchable(visible(r.transfer(transfer)?, me, transfer)?)?;
+    r.transfer_chunk(transfer, id)?.ok_or_else(|| ServerError::NotFound(format!("chunk {id}")))
+}
+
+/// Check again, with the caller, before a chunk goes out (the wait for
+/// memory may have been long enough for a revocation), and return whether
+/// they are a recipient.
+pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId) -> Result<bool, ServerError> {
+    let r = s.meta.read()?;
+    if r.user(me)?.is_none_or(|u| u.revoked_at.is_some()) {
+        return Err(ServerError::Unauthenticated(format!("user {me} has been revoked")));
+    }
+    Ok(fetchable(visible(r.transfer(transfer)?, me, transfer)?)?.is_recipient(me))
+}
+
+/// A recipient fetched a chunk.
+pub fn record_fetch(s: &State, transfer: &TransferId, me: &UserId, id: &ChunkId, now: u64) -> Result<(), ServerError> {
+    write(s, |tx| {
+        let Some(mut rec) = tx.transfer(transfer)? else { return Ok(()) };
+        if !rec.is_recipient(me) {
+            return Ok(());
+        }
+        let new = tx.mark_fetched(transfer, id, me)?;
+        let fx = lifecycle::record_fetch(&mut rec, me, new, now);
+        if new || !fx.is_empty() {
+            tx.put_transfer(&rec)?;
+        }
+        apply(s, tx, transfer, fx)
+    })
+}
+
+/// The chunk ids stored so far for the caller's own unsealed transfer (to
+/// resume an upload).
+pub fn uploaded(s: &State, me: &UserId, transfer: &TransferId) -> Result<Vec<ChunkId>, ServerError> {
+    let r = s.meta.read()?;
+    match r.transfer(transfer)? {
+        Some(t) if &t.sender == me && t.state == exhibit_proto::frame::TransferState::Uploading => {}
+        _ => return Err(ServerError::NotFound(format!("upload {transfer}"))),
+    }
+    Ok(r.transfer_chunks(transfer)?.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Revoke a transfer on its sender's word. Returns the recipients who had
+/// already fetched it.
+pub fn revoke(s: &State, me: &UserId, transfer: &TransferId, now: u64) -> Result<Vec<RecipientRecord>, ServerError> {
+    let expire_at = s.settings.retain_after_ack.map(|r| now.saturating_add(r));
+    write(s, |tx| {
+        let mut rec = tx.transfer(transfer)?.ok_or_else(|| ServerError::NotFound(format!("transfer {transfer}")))?;
+        let (already, fx) = lifecycle::revoke(&mut rec, me, now, expire_at)?;
+        tx.put_transfer(&rec)?;
+        apply(s, tx, transfer, fx)?;
+        Ok(already)
+    })
+}
+
+/// Insert sealed transfers in one transaction, with their deadline and
+/// inbox/outbox entries: a bulk import for benchmarks and scale tests that
+/// need many transfers without uploading each.
+#[doc(hidden)]
+pub fn import_sealed(s: &State, recs: impl IntoIterator<Item = TransferRecord>) -> Result<usize, ServerError> {
+    write(s, |tx| {
+        let mut n = 0;
+        for rec in recs {
+            tx.insert_transfer(&rec)?;
+            if let Some(d) = rec.deadline {
+                tx.schedule(d, &rec.transfer, crate::core::records::Due::Overdue(0))?;
+            }
+            tx.add_to_mailbox(Mailbox::Outbox, &rec.sender, &rec.transfer)?;
+            for r in &rec.recipients {
+                tx.add_to_mailbox(Mailbox::Inbox, &r.user, &rec.transfer)?;
+            }
+            n += 1;
+        }
+        Ok(n)
+    })
+}

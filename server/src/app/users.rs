@@ -1,0 +1,272 @@
+//! Users: adding one with an enrolment code, enrolment, certificate
+//! renewal, revocation, and who a certificate belongs to.
+
+use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry};
+use exhibit_proto::frame::EnrolRequest;
+use exhibit_proto::UserId;
+
+use crate::app::{alerts, audit, write};
+use crate::core::policy;
+use crate::core::records::{CodeRecord, Ev, UserRecord};
+use crate::error::ServerError;
+use crate::meta::{Mailbox, Read};
+use crate::state::State;
+
+/// A fresh one-time enrolment code: 80 random bits in 16 characters.
+pub fn new_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let raw: [u8; 16] = rand::random();
+    let chars: Vec<char> = raw.iter().map(|b| ALPHABET[(*b as usize) % 32] as char).collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+/// How codes are stored: only their hash.
+pub fn code_hash(code: &str) -> [u8; 32] {
+    let norm: String = code.chars().filter(|c| *c != '-' && !c.is_whitespace()).collect::<String>().to_uppercase();
+    *blake3::hash(norm.as_bytes()).as_bytes()
+}
+
+/// The user a client certificate was issued to.
+pub fn by_cert(s: &State, cert: &[u8; 32]) -> Result<Option<UserRecord>, ServerError> {
+    let r = s.meta.read()?;
+    match r.cert_user(cert)? {
+        Some(id) => r.user(&id),
+        None => Ok(None),
+    }
+}
+
+/// The enrolled, unrevoked user behind a client certificate.
+pub fn authenticate(s: &State, cert: Option<[u8; 32]>) -> Result<UserRecord, ServerError> {
+    let Some(h) = cert else {
+        return Err(ServerError::Unauthenticated("a client certificate is required; run `exhibit enrol`".into()));
+    };
+    policy::authenticated(by_cert(s, &h)?)
+}
+
+/// A user's signed directory entry.
+pub fn entry_of(rec: &UserRecord) -> Result<SignedEntry, ServerError> {
+    rec.entry.clone().ok_or_else(|| ServerError::NotFound(format!("directory entry of {}", rec.user)))
+}
+
+/// The signed entry of `user`, who must exist.
+pub fn entry(r: &dyn Read, user: &UserId) -> Result<SignedEntry, ServerError> {
+    entry_of(&r.user(user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?)
+}
+
+/// Directory entries of enrolled, unrevoked users matching `query` (a
+/// substring of id, name or organisation).
+pub fn directory(s: &State, query: Option<String>) -> Result<Vec<SignedEntry>, ServerError> {
+    let q = query.map(|q| q.to_lowercase());
+    let r = s.meta.read()?;
+    let mut out = vec![];
+    let mut after: Option<UserId> = None;
+    loop {
+        let page = r.users(after.as_ref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.user.clone());
+        out.extend(
+            page.into_iter()
+                .filter(|u| u.revoked_at.is_none())
+                .filter(|u| {
+                    q.as_ref().is_none_or(|q| {
+                        u.user.as_str().contains(q.as_str())
+                            || u.display_name.to_lowercase().contains(q.as_str())
+                            || u.org.to_lowercase().contains(q.as_str())
+                    })
+                })
+                .filter_map(|u| u.entry),
+        );
+    }
+    Ok(out)
+}
+
+/// Create a pending user and their code (a new code replaces the old one
+/// of a user not yet enrolled).
+pub fn add_user(
+    s: &State,
+    by: &str,
+    user: UserId,
+    display_name: String,
+    org: String,
+    role: Role,
+    email: Option<String>,
+) -> Result<(String, u64), ServerError> {
+    policy::check_new_user(&display_name, &org, email.as_deref())?;
+    let code = new_code();
+    let now = s.clock.now();
+    let expires_at = now + s.settings.enrol_code_ttl;
+    let rec = UserRecord {
+        user: user.clone(),
+        display_name,
+        org,
+        role,
+        email,
+        enrolled_at: None,
+        revoked_at: None,
+        entry: None,
+        cert_hash: None,
+    };
+    write(s, |tx| {
+        audit::append(
+            s,
+            tx,
+            Ev::new(now, by, "user-add", &user).details(format!("role {role}, code expires {expires_at}")),
+        )?;
+        if let Some(old) = tx.user(&user)? {
+            if old.enrolled_at.is_some() || old.revoked_at.is_some() {
+                return Err(ServerError::Conflict(format!("user {user} already exists")));
+            }
+            for h in tx.codes_of(&user)? {
+                tx.remove_code(&h)?;
+            }
+        }
+        tx.put_user(&rec)?;
+        tx.put_code(&code_hash(&code), &CodeRecord { user: user.clone(), expires_at })
+    })?;
+    Ok((code, expires_at))
+}
+
+/// Redeem an enrolment code: issue the certificate, sign the directory
+/// entry, consume the code, in one transaction. Returns the entry and the
+/// certificate (DER).
+pub fn enrol(s: &State, e: EnrolRequest, now: u64) -> Result<(SignedEntry, Vec<u8>), ServerError> {
+    policy::check_age_recipient(&e.age_recipient)?;
+    exhibit_proto::sign::verifying_key(&e.signing_key, "signing key")?;
+    let hash = code_hash(&e.code);
+    write(s, |tx| {
+        let code = tx
+            .code(&hash)?
+            .ok_or_else(|| ServerError::Unauthenticated("unknown or already used enrolment code".into()))?;
+        if now >= code.expires_at {
+            return Err(ServerError::Unauthenticated("enrolment code expired; ask an admin for a new one".into()));
+        }
+        tx.remove_code(&hash)?;
+        let mut rec = tx.user(&code.user)?.ok_or_else(|| ServerError::NotFound(format!("user {}", code.user)))?;
+        if rec.enrolled_at.is_some() || rec.revoked_at.is_some() {
+            return Err(ServerError::Conflict(format!("user {} is already enrolled or revoked", rec.user)));
+        }
+        let cert = s.authority.issue_client_cert(&e.csr_der, rec.user.as_str(), now)?;
+        let entry = DirectoryEntry {
+            user: rec.user.clone(),
+            display_name: rec.display_name.clone(),
+            org: rec.org.clone(),
+            role: rec.role,
+            age_recipient: e.age_recipient.clone(),
+            signing_key: e.signing_key,
+            enrolled_at: now,
+            revoked_at: None,
+        }
+        .sign(s.authority.signing_key());
+        let h = *blake3::hash(&cert).as_bytes();
+        rec.entry = Some(entry.clone());
+        rec.enrolled_at = Some(now);
+        rec.cert_hash = Some(h);
+        let fp = entry.verify_unchecked_fingerprint();
+        audit::append(
+            s,
+            tx,
+            Ev::new(now, &rec.user, "enrol", &rec.user).details(format!(
+                "role {}, key fingerprint {}",
+                rec.role,
+                fp.unwrap_or_default()
+            )),
+        )?;
+        tx.put_user(&rec)?;
+        tx.put_cert(&h, &rec.user)?;
+        Ok((entry, cert))
+    })
+}
+
+/// A renewed certificate for `user` from a CSR: it works at once, beside
+/// the one it replaces (`old`), until it is first used.
+pub fn renew(s: &State, user: &UserId, old: [u8; 32], csr_der: &[u8], now: u64) -> Result<Vec<u8>, ServerError> {
+    let cert = s.authority.issue_client_cert(csr_der, user.as_str(), now)?;
+    let new = *blake3::hash(&cert).as_bytes();
+    if old == new {
+        return Err(ServerError::Conflict("the renewed certificate is the current one".into()));
+    }
+    write(s, |tx| {
+        // The presented certificate may have been retired a moment ago.
+        if tx.cert_user(&old)?.as_ref() != Some(user) {
+            return Err(ServerError::Unauthenticated("this certificate has been replaced".into()));
+        }
+        tx.put_cert(&new, user)?;
+        tx.put_renewal(&new, &old)?;
+        audit::append(
+            s,
+            tx,
+            Ev::new(now, user, "renew", user).details(format!("certificate {} issued", &hex::encode(new)[..16])),
+        )
+        .map(drop)
+    })?;
+    Ok(cert)
+}
+
+/// First use of a renewed certificate `h`: retire the one it replaced (and
+/// any other renewal of it never used). Returns whether `h` was a pending
+/// renewal. Cheap when it is not: one read.
+pub fn complete_renewal(s: &State, h: &[u8; 32], now: u64) -> Result<bool, ServerError> {
+    if s.meta.read()?.renewal(h)?.is_none() {
+        return Ok(false);
+    }
+    write(s, |tx| {
+        let Some(old) = tx.renewal(h)? else { return Ok(false) };
+        for k in tx.renewals_of(&old)? {
+            tx.remove_renewal(&k)?;
+            if &k != h {
+                tx.remove_cert(&k)?;
+            }
+        }
+        tx.remove_cert(&old)?;
+        let Some(user) = tx.cert_user(h)? else { return Ok(false) };
+        let Some(mut rec) = tx.user(&user)? else { return Ok(false) };
+        rec.cert_hash = Some(*h);
+        tx.put_user(&rec)?;
+        audit::append(
+            s,
+            tx,
+            Ev::new(now, &rec.user, "renew", &rec.user)
+                .details(format!("certificate {} in use; the one it replaced retired", &hex::encode(h)[..16])),
+        )?;
+        Ok(true)
+    })
+}
+
+/// Revoke a user: re-sign their entry as revoked and alert on every
+/// transfer addressed to them that they have not acknowledged. After the
+/// commit, every connection the user has open is closed, so the
+/// revocation bites at once wherever it was made (protocol or dashboard).
+pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {
+    let notifiers = alerts::notifier_names(s);
+    let raised = write(s, |tx| {
+        let mut rec = tx.user(user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?;
+        if rec.revoked_at.is_some() {
+            return Err(ServerError::Conflict(format!("user {user} is already revoked")));
+        }
+        rec.revoked_at = Some(now);
+        let authority = s.authority.signing_key();
+        if let Some(e) = &rec.entry {
+            let mut entry = e.verify(&authority.verifying_key())?;
+            entry.revoked_at = Some(now);
+            rec.entry = Some(entry.sign(authority));
+        }
+        tx.put_user(&rec)?;
+        audit::append(s, tx, Ev::new(now, by, "user-revoke", user))?;
+        let mut raised = vec![];
+        let mut after = None;
+        loop {
+            let page = tx.mailbox(Mailbox::Inbox, user, after.as_ref(), 1000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.transfer);
+            for t in page {
+                if let Some(a) = crate::core::alerts::revoked_recipient(&t, user, now) {
+                    raised.extend(alerts::raise(s, tx, a, &notifiers)?);
+                }
+            }
+        }
+        Ok(raised)
+    })?;
+    let closed = s.conns.close_user(user, &format!("user {user} has been revoked"));
+    tracing::info!(%user, closed, "user revoked");
+    Ok(raised)
+}

@@ -1,0 +1,368 @@
+//! A transfer's life: created (uploading) → sealed → each recipient
+//! delivered → acknowledged; or revoked by its sender; then expired once
+//! retention is over. Each transition checks it is allowed, changes the
+//! record, and returns what else must happen in the same transaction.
+
+use exhibit_proto::frame::{DeliveryState, TransferState};
+use exhibit_proto::{AcceptedReceipt, UserId};
+
+use crate::core::policy;
+use crate::core::records::{Due, Ev, RecipientRecord, TransferRecord};
+use crate::error::ServerError;
+
+/// What a transition asks the store to do besides saving the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Append to the audit log.
+    Audit(Ev),
+    /// Put this transfer on the deadline index.
+    Schedule { at: u64, due: Due },
+    /// Add this transfer to a recipient's inbox.
+    Inbox(UserId),
+    /// Change a user's stored bytes.
+    Usage { user: UserId, delta: i64 },
+}
+
+/// A new transfer, uploading; `stall_at` is when to alert if it is still
+/// not sealed.
+pub fn create(
+    sender: UserId,
+    transfer: exhibit_proto::TransferId,
+    recipients: Vec<UserId>,
+    now: u64,
+) -> TransferRecord {
+    TransferRecord {
+        transfer,
+        sender,
+        recipients: recipients
+            .into_iter()
+            .map(|user| RecipientRecord { user, state: DeliveryState::Pending, at: None, fetched: 0 })
+            .collect(),
+        state: TransferState::Uploading,
+        created_at: now,
+        sealed_at: None,
+        deadline: None,
+        case_ref: None,
+        items: 0,
+        bytes: 0,
+        chunks: 0,
+        ended_at: None,
+    }
+}
+
+/// The effects of creating `rec`.
+pub fn created(rec: &TransferRecord, stall_at: u64) -> Vec<Effect> {
+    let to: Vec<&str> = rec.recipients.iter().map(|r| r.user.as_str()).collect();
+    vec![
+        Effect::Audit(
+            Ev::new(rec.created_at, &rec.sender, "create", rec.transfer).details(format!("to {}", to.join(", "))),
+        ),
+        Effect::Schedule { at: stall_at, due: Due::Stalled },
+    ]
+}
+
+/// A new chunk of `len` bytes joins an upload (re-checked inside the
+/// transaction: a seal may have committed while it was arriving).
+pub fn add_chunk(
+    rec: &mut TransferRecord,
+    len: u32,
+    used: u64,
+    max_transfer: u64,
+    quota: Option<u64>,
+) -> Result<Vec<Effect>, ServerError> {
+    if rec.state != TransferState::Uploading {
+        return Err(ServerError::Conflict(format!("transfer {} is no longer uploading", rec.transfer)));
+    }
+    policy::check_limits(rec.bytes, used, len, max_transfer, quota)?;
+    rec.bytes += u64::from(len);
+    Ok(vec![Effect::Usage { user: rec.sender.clone(), delta: i64::from(len) }])
+}
+
+/// What a verified manifest says, as sealing needs it.
+#[derive(Clone, Debug)]
+pub struct Sealing {
+    /// BLAKE3 of the signed manifest.
+    pub manifest_hash: [u8; 32],
+    /// Chunks it lists (content and details).
+    pub chunks: u32,
+    /// Their ciphertext bytes.
+    pub bytes: u64,
+    /// Files, if the manifest says (version 1).
+    pub items: Option<u64>,
+    /// Case reference.
+    pub case_ref: Option<String>,
+}
+
+/// May this transfer be sealed?
+pub fn can_seal(rec: &TransferRecord) -> Result<(), ServerError> {
+    if rec.state != TransferState::Uploading {
+        return Err(ServerError::Conflict(format!("transfer {} is already sealed", rec.transfer)));
+    }
+    Ok(())
+}
+
+/// Seal: every recipient can now fetch it, and it is due by `deadline`.
+pub fn seal(rec: &mut TransferRecord, m: &Sealing, now: u64, deadline: u64) -> Result<Vec<Effect>, ServerError> {
+    can_seal(rec)?;
+    let uploaded = rec.bytes;
+    rec.state = TransferState::Sealed;
+    rec.sealed_at = Some(now);
+    rec.deadline = Some(deadline);
+    rec.case_ref = m.case_ref.clone();
+    // Version 2 manifests seal how many files there are: 0 here.
+    rec.items = m.items.unwrap_or(0) as u32;
+    rec.chunks = m.chunks;
+    rec.bytes = m.bytes;
+    for r in &mut rec.recipients {
+        r.state = DeliveryState::Sealed;
+        r.at = Some(now);
+    }
+    let items = match m.items {
+        Some(n) => format!("{n} items"),
+        None => "items sealed".to_owned(),
+    };
+    let mut out = vec![
+        Effect::Usage { user: rec.sender.clone(), delta: rec.bytes as i64 - uploaded as i64 },
+        Effect::Audit(
+            Ev::new(now, &rec.sender, "upload-complete", rec.transfer)
+                .details(format!("{} chunks, {} bytes of ciphertext, each verified on arrival", rec.chunks, rec.bytes)),
+        ),
+        Effect::Audit(Ev::new(now, &rec.sender, "seal", rec.transfer).details(format!(
+            "manifest {}, {items}, case {}, deadline {deadline}",
+            hex::encode(m.manifest_hash),
+            rec.case_ref.as_deref().unwrap_or("-")
+        ))),
+    ];
+    out.extend(rec.recipients.iter().map(|r| Effect::Inbox(r.user.clone())));
+    out.push(Effect::Schedule { at: deadline, due: Due::Overdue(0) });
+    Ok(out)
+}
+
+/// A recipient fetched a chunk (`new_chunk`: one they had not before), or
+/// read the manifest of a transfer with no chunks. With every chunk they
+/// become delivered.
+pub fn record_fetch(rec: &mut TransferRecord, recipient: &UserId, new_chunk: bool, now: u64) -> Vec<Effect> {
+    let total = rec.chunks;
+    let Some(r) = rec.recipients.iter_mut().find(|r| &r.user == recipient) else { return vec![] };
+    if new_chunk {
+        r.fetched += 1;
+    }
+    if r.fetched >= total && r.state == DeliveryState::Sealed {
+        r.state = DeliveryState::Delivered;
+        r.at = Some(now);
+        return vec![Effect::Audit(
+            Ev::new(now, recipient, "fetch", rec.transfer).details(format!("all {total} chunks downloaded")),
+        )];
+    }
+    vec![]
+}
+
+/// A recipient's receipt is accepted: they have acknowledged it. With
+/// everyone's, retention (if any) starts.
+pub fn accept_receipt(
+    rec: &mut TransferRecord,
+    recipient: &UserId,
+    accepted: &AcceptedReceipt,
+    retain: Option<u64>,
+) -> Vec<Effect> {
+    let now = accepted.accepted_at;
+    if let Some(r) = rec.recipients.iter_mut().find(|r| &r.user == recipient) {
+        r.state = DeliveryState::Acknowledged;
+        r.at = Some(now);
+    }
+    let mut out = vec![Effect::Audit(Ev::new(now, recipient, "receipt-accepted", rec.transfer).details(format!(
+        "receipt signed by {recipient}, countersigned at {now}; signature {}",
+        hex::encode(&accepted.receipt.signature)
+    )))];
+    let all = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
+    if let (true, Some(secs)) = (all, retain) {
+        out.push(Effect::Schedule { at: now.saturating_add(secs), due: Due::Expire });
+    }
+    out
+}
+
+/// Revoke on the sender's word. Returns the recipients who had already
+/// fetched it.
+pub fn revoke(
+    rec: &mut TransferRecord,
+    by: &UserId,
+    now: u64,
+    expire_at: Option<u64>,
+) -> Result<(Vec<RecipientRecord>, Vec<Effect>), ServerError> {
+    if &rec.sender != by {
+        return Err(ServerError::NotFound(format!("transfer {}", rec.transfer)));
+    }
+    match rec.state {
+        TransferState::Uploading | TransferState::Sealed => {}
+        TransferState::Revoked => return Err(ServerError::Conflict("already revoked".into())),
+        TransferState::Expired => return Err(ServerError::Conflict("already expired".into())),
+    }
+    if rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged) {
+        return Err(ServerError::Conflict(
+            "every recipient has already acknowledged it; there is nothing left to revoke".into(),
+        ));
+    }
+    let already: Vec<RecipientRecord> = rec
+        .recipients
+        .iter()
+        .filter(|r| matches!(r.state, DeliveryState::Delivered | DeliveryState::Acknowledged))
+        .cloned()
+        .collect();
+    rec.state = TransferState::Revoked;
+    rec.ended_at = Some(now);
+    let fetched: Vec<String> =
+        already.iter().map(|r| format!("{} ({} at {})", r.user, r.state.as_str(), r.at.unwrap_or(0))).collect();
+    let mut out = vec![Effect::Audit(Ev::new(now, by, "revoke", rec.transfer).details(if fetched.is_empty() {
+        "revoked before any recipient fetched it".to_owned()
+    } else {
+        format!("revoked; already fetched by {}", fetched.join(", "))
+    }))];
+    if let Some(at) = expire_at {
+        out.push(Effect::Schedule { at, due: Due::Expire });
+    }
+    Ok((already, out))
+}
+
+/// Whether retention can end a transfer now (acknowledged by all, or
+/// revoked).
+pub fn can_expire(rec: &TransferRecord) -> bool {
+    matches!(rec.state, TransferState::Sealed | TransferState::Revoked)
+}
+
+/// Retention is over: its `chunks` are dropped; manifest, receipts and
+/// audit stay.
+pub fn expire(rec: &mut TransferRecord, chunks: usize, now: u64) -> Vec<Effect> {
+    rec.state = TransferState::Expired;
+    rec.ended_at = Some(now);
+    vec![
+        Effect::Usage { user: rec.sender.clone(), delta: -(rec.bytes as i64) },
+        Effect::Audit(
+            Ev::new(now, "exhibitd", "expire", rec.transfer)
+                .details(format!("retention over: {chunks} chunks deleted; manifest, receipts and audit kept")),
+        ),
+    ]
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use exhibit_proto::TransferId;
+
+    pub(crate) fn user(s: &str) -> UserId {
+        UserId::new(s).unwrap()
+    }
+
+    fn upload() -> TransferRecord {
+        create(user("alice"), TransferId([7; 16]), vec![user("bob"), user("carol")], 100)
+    }
+
+    fn sealing() -> Sealing {
+        Sealing { manifest_hash: [1; 32], chunks: 2, bytes: 300, items: None, case_ref: Some("OP-1".into()) }
+    }
+
+    pub(crate) fn sealed() -> TransferRecord {
+        let mut t = upload();
+        seal(&mut t, &sealing(), 200, 500).unwrap();
+        t
+    }
+
+    fn receipt(at: u64) -> AcceptedReceipt {
+        AcceptedReceipt {
+            receipt: exhibit_proto::SignedReceipt { bytes: vec![], signature: vec![9; 64] },
+            accepted_at: at,
+            server_signature: vec![],
+        }
+    }
+
+    fn audits(effects: &[Effect]) -> Vec<&'static str> {
+        effects.iter().filter_map(|e| if let Effect::Audit(ev) = e { Some(ev.action) } else { None }).collect()
+    }
+
+    #[test]
+    fn creating_audits_and_schedules_the_stall_check() {
+        let t = upload();
+        let fx = created(&t, 160);
+        assert_eq!(audits(&fx), ["create"]);
+        assert!(fx.contains(&Effect::Schedule { at: 160, due: Due::Stalled }));
+        assert!(t.recipients.iter().all(|r| r.state == DeliveryState::Pending));
+    }
+
+    #[test]
+    fn chunks_join_only_an_upload_and_only_within_limits() {
+        let mut t = upload();
+        let fx = add_chunk(&mut t, 100, 0, 1000, None).unwrap();
+        assert_eq!(t.bytes, 100);
+        assert_eq!(fx, [Effect::Usage { user: user("alice"), delta: 100 }]);
+        assert!(add_chunk(&mut t, 901, 0, 1000, None).is_err(), "over max_transfer");
+        assert_eq!(t.bytes, 100, "a refused chunk changed the record");
+        let mut s = sealed();
+        assert!(matches!(add_chunk(&mut s, 1, 0, 1000, None), Err(ServerError::Conflict(_))));
+    }
+
+    #[test]
+    fn sealing_opens_every_inbox_and_sets_the_deadline_once() {
+        let mut t = upload();
+        t.bytes = 350;
+        let fx = seal(&mut t, &sealing(), 200, 500).unwrap();
+        assert_eq!(t.state, TransferState::Sealed);
+        assert_eq!((t.sealed_at, t.deadline, t.bytes, t.chunks), (Some(200), Some(500), 300, 2));
+        assert!(t.recipients.iter().all(|r| r.state == DeliveryState::Sealed));
+        assert_eq!(audits(&fx), ["upload-complete", "seal"]);
+        assert!(fx.contains(&Effect::Inbox(user("bob"))) && fx.contains(&Effect::Inbox(user("carol"))));
+        assert!(fx.contains(&Effect::Schedule { at: 500, due: Due::Overdue(0) }));
+        assert!(fx.contains(&Effect::Usage { user: user("alice"), delta: -50 }), "stray bytes not given back");
+        assert!(matches!(seal(&mut t, &sealing(), 201, 501), Err(ServerError::Conflict(_))), "sealed twice");
+    }
+
+    #[test]
+    fn a_recipient_is_delivered_with_the_last_new_chunk_only() {
+        let mut t = sealed();
+        let bob = user("bob");
+        assert!(record_fetch(&mut t, &bob, true, 300).is_empty());
+        assert!(record_fetch(&mut t, &bob, false, 301).is_empty(), "a repeat counted");
+        assert_eq!(audits(&record_fetch(&mut t, &bob, true, 302)), ["fetch"]);
+        assert_eq!(t.recipients[0].state, DeliveryState::Delivered);
+        assert!(record_fetch(&mut t, &user("mallory"), true, 303).is_empty());
+        assert!(record_fetch(&mut t, &bob, true, 304).is_empty(), "delivered twice");
+    }
+
+    #[test]
+    fn retention_starts_with_the_last_receipt() {
+        let mut t = sealed();
+        let fx = accept_receipt(&mut t, &user("bob"), &receipt(400), Some(1000));
+        assert_eq!(audits(&fx), ["receipt-accepted"]);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Schedule { .. })), "expiry before everyone acknowledged");
+        let fx = accept_receipt(&mut t, &user("carol"), &receipt(450), Some(1000));
+        assert!(fx.contains(&Effect::Schedule { at: 1450, due: Due::Expire }));
+        assert!(t.waiting_for().is_empty());
+    }
+
+    #[test]
+    fn only_the_sender_revokes_and_only_what_is_not_all_acknowledged() {
+        let mut t = sealed();
+        assert!(matches!(revoke(&mut t.clone(), &user("bob"), 300, None), Err(ServerError::NotFound(_))));
+        record_fetch(&mut t, &user("bob"), true, 300);
+        record_fetch(&mut t, &user("bob"), true, 301);
+        let (already, fx) = revoke(&mut t, &user("alice"), 310, Some(900)).unwrap();
+        assert_eq!(already.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), ["bob"]);
+        assert_eq!(audits(&fx), ["revoke"]);
+        assert!(fx.contains(&Effect::Schedule { at: 900, due: Due::Expire }));
+        assert_eq!((t.state, t.ended_at), (TransferState::Revoked, Some(310)));
+        assert!(matches!(revoke(&mut t, &user("alice"), 311, None), Err(ServerError::Conflict(_))));
+        let mut done = sealed();
+        accept_receipt(&mut done, &user("bob"), &receipt(400), None);
+        accept_receipt(&mut done, &user("carol"), &receipt(400), None);
+        assert!(matches!(revoke(&mut done, &user("alice"), 401, None), Err(ServerError::Conflict(_))));
+    }
+
+    #[test]
+    fn expiry_ends_sealed_and_revoked_transfers_only() {
+        assert!(!can_expire(&upload()));
+        let mut t = sealed();
+        assert!(can_expire(&t));
+        let fx = expire(&mut t, 2, 900);
+        assert_eq!(audits(&fx), ["expire"]);
+        assert!(fx.contains(&Effect::Usage { user: user("alice"), delta: -300 }));
+        assert!(!can_expire(&t), "expired twice");
+    }
+}

@@ -1,0 +1,201 @@
+//! Who may see or do what, and the bounds on what they send.
+
+use exhibit_proto::directory::Role;
+use exhibit_proto::frame::{DeliveryState, TransferState};
+use exhibit_proto::{limits, ProtoError, TransferId, UserId};
+
+use crate::core::records::{TransferRecord, UserRecord};
+use crate::error::ServerError;
+
+/// Only admins.
+pub fn require_admin(caller: &UserRecord) -> Result<(), ServerError> {
+    if caller.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ServerError::Forbidden("only admins may do this".into()))
+    }
+}
+
+/// The enrolled, unrevoked user behind a certificate (`None`: unknown).
+pub fn authenticated(user: Option<UserRecord>) -> Result<UserRecord, ServerError> {
+    match user {
+        Some(u) if u.revoked_at.is_none() => Ok(u),
+        Some(u) => Err(ServerError::Unauthenticated(format!("user {} has been revoked", u.user))),
+        None => Err(ServerError::Unauthenticated("client certificate not recognised".into())),
+    }
+}
+
+/// A sealed (or since revoked or expired) transfer the caller may see, or
+/// "not found or not yours" (the same words: no one learns it exists).
+pub fn visible(rec: Option<TransferRecord>, caller: &UserId, id: &TransferId) -> Result<TransferRecord, ServerError> {
+    match rec {
+        Some(t) if t.state != TransferState::Uploading && (&t.sender == caller || t.is_recipient(caller)) => Ok(t),
+        _ => Err(ServerError::NotFound(format!("transfer {id}"))),
+    }
+}
+
+/// As [`visible`], and admins see every sealed transfer (custody).
+pub fn visible_or_admin(
+    rec: Option<TransferRecord>,
+    caller: &UserRecord,
+    id: &TransferId,
+) -> Result<TransferRecord, ServerError> {
+    match rec {
+        Some(t) if caller.role == Role::Admin && t.state != TransferState::Uploading => Ok(t),
+        other => visible(other, &caller.user, id),
+    }
+}
+
+/// A transfer whose evidence can still be fetched.
+pub fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
+    match (t.state, t.ended_at) {
+        (TransferState::Revoked, at) => Err(ServerError::Conflict(format!(
+            "transfer {} was revoked by its sender at {}",
+            t.transfer,
+            at.unwrap_or(0)
+        ))),
+        (TransferState::Expired, at) => Err(ServerError::Conflict(format!(
+            "transfer {} expired at {}: its evidence was deleted after the retention period",
+            t.transfer,
+            at.unwrap_or(0)
+        ))),
+        _ => Ok(t),
+    }
+}
+
+/// The caller's own transfer, still uploading.
+pub fn own_upload(
+    rec: Option<TransferRecord>,
+    caller: &UserId,
+    id: &TransferId,
+) -> Result<TransferRecord, ServerError> {
+    match rec {
+        Some(t) if &t.sender == caller && t.state == TransferState::Uploading => Ok(t),
+        Some(t) if &t.sender == caller => {
+            Err(ServerError::Conflict(format!("transfer {id} is sealed; no more chunks")))
+        }
+        _ => Err(ServerError::NotFound(format!("transfer {id}"))),
+    }
+}
+
+/// Sealed, past its deadline, and not acknowledged by everyone.
+pub fn is_overdue(t: &TransferRecord, now: u64) -> bool {
+    t.state == TransferState::Sealed
+        && t.deadline.is_some_and(|d| d <= now)
+        && t.recipients.iter().any(|r| r.state != DeliveryState::Acknowledged)
+}
+
+/// Would `len` more bytes take a transfer past `max_transfer`, or its
+/// sender (who has `used` stored) past `quota`? Checked before a chunk is
+/// read and again inside the transaction that records it.
+pub fn check_limits(
+    transfer_bytes: u64,
+    used: u64,
+    len: u32,
+    max_transfer: u64,
+    quota: Option<u64>,
+) -> Result<(), ServerError> {
+    let too_large = |what, got, max| ServerError::Proto(ProtoError::TooLarge { what, got, max });
+    let after = transfer_bytes + u64::from(len);
+    if after > max_transfer {
+        return Err(too_large("transfer (max_transfer_size)", after, max_transfer));
+    }
+    if let Some(q) = quota {
+        if used + u64::from(len) > q {
+            return Err(too_large("your stored evidence (user_quota)", used + u64::from(len), q));
+        }
+    }
+    Ok(())
+}
+
+/// A new transfer's recipient list: 1 to MAX_RECIPIENTS, none twice.
+pub fn check_recipient_list(recipients: &[UserId]) -> Result<(), ServerError> {
+    if recipients.is_empty() || recipients.len() > limits::MAX_RECIPIENTS {
+        return Err(ServerError::BadRequest(format!("1 to {} recipients", limits::MAX_RECIPIENTS)));
+    }
+    let mut sorted = recipients.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != recipients.len() {
+        return Err(ServerError::BadRequest("a recipient is named twice".into()));
+    }
+    Ok(())
+}
+
+/// A recipient must be enrolled and not revoked.
+pub fn check_recipient(id: &UserId, rec: Option<&UserRecord>) -> Result<(), ServerError> {
+    match rec {
+        Some(u) if u.enrolled_at.is_some() && u.revoked_at.is_none() => Ok(()),
+        Some(u) if u.revoked_at.is_some() => Err(ServerError::BadRequest(format!("recipient {id} has been revoked"))),
+        _ => Err(ServerError::NotFound(format!("recipient {id}"))),
+    }
+}
+
+/// A new user's particulars.
+pub fn check_new_user(display_name: &str, org: &str, email: Option<&str>) -> Result<(), ServerError> {
+    if let Some(e) = email {
+        let ok = e.len() <= 254 && e.contains('@') && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(ServerError::BadRequest(format!("{e:?} is not an e-mail address")));
+        }
+    }
+    for (what, v) in [("display name", display_name), ("organisation", org)] {
+        if v.len() > 200 || v.chars().any(char::is_control) {
+            return Err(ServerError::BadRequest(format!("{what} must be at most 200 printable characters")));
+        }
+    }
+    Ok(())
+}
+
+/// An age X25519 recipient, as enrolment takes it.
+pub fn check_age_recipient(r: &str) -> Result<(), ServerError> {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let ok = r.len() == 62 && r.starts_with("age1") && r[4..].chars().all(|c| BECH32.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::BadRequest("age recipient must be an age1… X25519 recipient".into()))
+    }
+}
+
+/// The note an alert is acknowledged with.
+pub fn check_ack_note(note: &str) -> Result<(), ServerError> {
+    if note.trim().is_empty() || note.len() > limits::MAX_TEXT {
+        return Err(ServerError::BadRequest("a note (1 to 4096 bytes) is required".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::tests::{sealed, user};
+
+    #[test]
+    fn only_parties_see_a_sealed_transfer_and_nobody_an_upload() {
+        let t = sealed();
+        let id = t.transfer;
+        assert!(visible(Some(t.clone()), &user("alice"), &id).is_ok());
+        assert!(visible(Some(t.clone()), &user("bob"), &id).is_ok());
+        let e = visible(Some(t.clone()), &user("mallory"), &id).unwrap_err();
+        assert_eq!(e.to_string(), visible(None, &user("mallory"), &id).unwrap_err().to_string());
+        let mut up = t;
+        up.state = TransferState::Uploading;
+        assert!(visible(Some(up), &user("alice"), &id).is_err());
+    }
+
+    #[test]
+    fn limits_refuse_one_byte_over() {
+        assert!(check_limits(90, 0, 10, 100, None).is_ok());
+        assert!(check_limits(91, 0, 10, 100, None).is_err());
+        assert!(check_limits(0, 990, 10, 100, Some(1000)).is_ok());
+        assert!(check_limits(0, 991, 10, 100, Some(1000)).is_err());
+    }
+
+    #[test]
+    fn recipient_lists_are_bounded_and_without_repeats() {
+        assert!(check_recipient_list(&[]).is_err());
+        assert!(check_recipient_list(&[user("bob"), user("bob")]).is_err());
+        assert!(check_recipient_list(&[user("bob"), user("carol")]).is_ok());
+    }
+}

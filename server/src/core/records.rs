@@ -1,0 +1,179 @@
+//! The server's own records: what the metadata store keeps, mapped to the
+//! wire types (`UserInfo`, `TransferInfo`) at the edge. Their encoding
+//! (postcard, field order) is the stored format: append fields only with a
+//! schema migration.
+
+use exhibit_proto::directory::{Role, SignedEntry};
+use exhibit_proto::frame::{AlertInfo, DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
+use exhibit_proto::{TransferId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A user as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Id.
+    pub user: UserId,
+    /// Name.
+    pub display_name: String,
+    /// Organisation.
+    pub org: String,
+    /// Role.
+    pub role: Role,
+    /// E-mail address for alerts.
+    pub email: Option<String>,
+    /// Enrolled at.
+    pub enrolled_at: Option<u64>,
+    /// Revoked at.
+    pub revoked_at: Option<u64>,
+    /// The signed directory entry, once enrolled.
+    pub entry: Option<SignedEntry>,
+    /// BLAKE3 of the client certificate, once enrolled.
+    pub cert_hash: Option<[u8; 32]>,
+}
+
+impl UserRecord {
+    /// As admins see it.
+    pub fn info(&self) -> UserInfo {
+        UserInfo {
+            user: self.user.clone(),
+            display_name: self.display_name.clone(),
+            org: self.org.clone(),
+            role: self.role,
+            email: self.email.clone(),
+            enrolled_at: self.enrolled_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+/// A one-time enrolment code (stored under its hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// Whose.
+    pub user: UserId,
+    /// Until when.
+    pub expires_at: u64,
+}
+
+/// One recipient of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    /// Who.
+    pub user: UserId,
+    /// State.
+    pub state: DeliveryState,
+    /// When it got there.
+    pub at: Option<u64>,
+    /// Distinct chunks fetched.
+    pub fetched: u32,
+}
+
+/// A transfer as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    /// Id.
+    pub transfer: TransferId,
+    /// Sender.
+    pub sender: UserId,
+    /// Recipients.
+    pub recipients: Vec<RecipientRecord>,
+    /// State.
+    pub state: TransferState,
+    /// Created.
+    pub created_at: u64,
+    /// Sealed.
+    pub sealed_at: Option<u64>,
+    /// Deadline.
+    pub deadline: Option<u64>,
+    /// Case reference (from the manifest).
+    pub case_ref: Option<String>,
+    /// Items (version 1 manifests only; version 2 seals the count).
+    pub items: u32,
+    /// Ciphertext bytes.
+    pub bytes: u64,
+    /// Chunks.
+    pub chunks: u32,
+    /// When it was revoked or expired.
+    pub ended_at: Option<u64>,
+}
+
+impl TransferRecord {
+    /// Whether `user` is a recipient.
+    pub fn is_recipient(&self, user: &UserId) -> bool {
+        self.recipients.iter().any(|r| &r.user == user)
+    }
+
+    /// The recipients who have not acknowledged it.
+    pub fn waiting_for(&self) -> Vec<UserId> {
+        self.recipients.iter().filter(|r| r.state != DeliveryState::Acknowledged).map(|r| r.user.clone()).collect()
+    }
+
+    /// As listings show it.
+    pub fn info(&self) -> TransferInfo {
+        TransferInfo {
+            transfer: self.transfer,
+            sender: self.sender.clone(),
+            recipients: self
+                .recipients
+                .iter()
+                .map(|r| RecipientState { user: r.user.clone(), state: r.state, at: r.at })
+                .collect(),
+            state: self.state,
+            created_at: self.created_at,
+            sealed_at: self.sealed_at,
+            deadline: self.deadline,
+            case_ref: self.case_ref.clone(),
+            items: self.items,
+            bytes: self.bytes,
+            ended_at: self.ended_at,
+        }
+    }
+}
+
+/// What a deadline-index entry asks the scheduler to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Due {
+    /// Acknowledged by everyone yet? If not, alert at this level.
+    Overdue(u8),
+    /// Sealed yet? If not, the upload has stalled.
+    Stalled,
+    /// Retention is over: delete the chunks, keep the rest.
+    Expire,
+}
+
+/// An alert as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// What the client sees.
+    pub info: AlertInfo,
+    /// E-mail addresses of the people responsible.
+    pub emails: Vec<String>,
+}
+
+/// An action to append to the audit log (the chain is made in `app`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ev {
+    /// Server time.
+    pub time: u64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: &'static str,
+    /// To what.
+    pub subject: String,
+    /// Particulars.
+    pub details: String,
+}
+
+impl Ev {
+    /// An event.
+    pub fn new(time: u64, actor: impl ToString, action: &'static str, subject: impl ToString) -> Self {
+        Ev { time, actor: actor.to_string(), action, subject: subject.to_string(), details: String::new() }
+    }
+
+    /// With particulars.
+    pub fn details(mut self, d: impl Into<String>) -> Self {
+        self.details = d.into();
+        self
+    }
+}

@@ -1,0 +1,341 @@
+//! What every metadata backend must do, as a suite of checks. The redb
+//! backend runs it in its tests; a new backend only has to run it too.
+//! Each check says what failed; the suite itself is shown able to fail.
+
+use exhibit_proto::audit::{AuditBody, AuditEntry, Checkpoint};
+use exhibit_proto::frame::{AlertInfo, AlertKind, DeliveryState};
+use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
+
+use crate::core::records::{AlertRecord, CodeRecord, Due, TransferRecord, UserRecord};
+use crate::meta::{Mailbox, MetaStore};
+
+type Check = Result<(), String>;
+
+fn fail<T>(what: &str) -> Result<T, String> {
+    Err(format!("metadata conformance: {what}"))
+}
+
+fn ok<T>(r: crate::meta::Result<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("metadata conformance: {what}: {e}"))
+}
+
+fn user(id: &str) -> UserRecord {
+    UserRecord {
+        user: UserId::new(id).unwrap_or_else(|_| unreachable!("test ids are valid")),
+        display_name: format!("{id} name"),
+        org: "CPS".into(),
+        role: exhibit_proto::directory::Role::Caseworker,
+        email: None,
+        enrolled_at: Some(1),
+        revoked_at: None,
+        entry: None,
+        cert_hash: None,
+    }
+}
+
+fn transfer(n: u8, sender: &UserRecord, to: &[&UserRecord]) -> TransferRecord {
+    let mut t = crate::core::lifecycle::create(
+        sender.user.clone(),
+        TransferId([n; 16]),
+        to.iter().map(|u| u.user.clone()).collect(),
+        n.into(),
+    );
+    t.state = exhibit_proto::frame::TransferState::Sealed;
+    t.recipients.iter_mut().for_each(|r| r.state = DeliveryState::Sealed);
+    t
+}
+
+fn alert(id: u64, acked: bool) -> AlertRecord {
+    let mut info = crate::core::alerts::general(AlertKind::Storage { reason: "x".into() }, vec![], "m".into(), id).info;
+    info.id = id;
+    if acked {
+        info.ack = Some(exhibit_proto::frame::AlertAck { by: user("admin").user, at: id, note: "done".into() });
+    }
+    AlertRecord { info: AlertInfo { ..info }, emails: vec![] }
+}
+
+/// Run every check on fresh stores from `make`; `scratch` is an empty
+/// directory for a snapshot.
+pub fn run(make: &mut dyn FnMut() -> Box<dyn MetaStore>, scratch: &std::path::Path) -> Check {
+    users_and_certificates(make().as_ref())?;
+    transfers_and_mailboxes(make().as_ref())?;
+    chunks_receipts_and_usage(make().as_ref())?;
+    deadlines_alerts_and_counters(make().as_ref())?;
+    audit_log(make().as_ref())?;
+    transactions(make().as_ref(), scratch)
+}
+
+fn users_and_certificates(m: &dyn MetaStore) -> Check {
+    let (bob, bobby, alice) = (user("bob"), user("bobby"), user("alice"));
+    let mut tx = ok(m.write(), "write")?;
+    for u in [&bob, &bobby, &alice] {
+        ok(tx.put_user(u), "put_user")?;
+    }
+    ok(tx.put_cert(&[1; 32], &bob.user), "put_cert")?;
+    ok(tx.put_code(&[2; 32], &CodeRecord { user: bob.user.clone(), expires_at: 9 }), "put_code")?;
+    ok(tx.put_code(&[3; 32], &CodeRecord { user: alice.user.clone(), expires_at: 9 }), "put_code")?;
+    ok(tx.put_renewal(&[4; 32], &[1; 32]), "put_renewal")?;
+    ok(tx.put_renewal(&[5; 32], &[1; 32]), "put_renewal")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.user(&bob.user), "user")?.as_ref() != Some(&bob) {
+        return fail("a stored user does not read back the same");
+    }
+    if ok(r.cert_user(&[1; 32]), "cert_user")? != Some(bob.user.clone()) || ok(r.cert_user(&[9; 32]), "cert")?.is_some()
+    {
+        return fail("certificate → user");
+    }
+    if ok(r.codes_of(&bob.user), "codes_of")? != vec![[2; 32]] {
+        return fail("codes_of lists another user's code or misses one");
+    }
+    let mut renewals = ok(r.renewals_of(&[1; 32]), "renewals_of")?;
+    renewals.sort();
+    if renewals != vec![[4; 32], [5; 32]] || ok(r.renewal(&[4; 32]), "renewal")? != Some([1; 32]) {
+        return fail("renewals");
+    }
+    let names = |v: Vec<UserRecord>| v.into_iter().map(|u| u.user.to_string()).collect::<Vec<_>>();
+    if names(ok(r.users(None, 2), "users")?) != ["alice", "bob"]
+        || names(ok(r.users(Some(&bob.user), 10), "users")?) != ["bobby"]
+    {
+        return fail("users are not paged in id order after the cursor");
+    }
+    drop(r);
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.remove_code(&[2; 32]), "remove_code")?;
+    ok(tx.remove_cert(&[1; 32]), "remove_cert")?;
+    ok(tx.remove_renewal(&[4; 32]), "remove_renewal")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.code(&[2; 32]), "code")?.is_some() || ok(r.cert_user(&[1; 32]), "cert")?.is_some() {
+        return fail("a removed code or certificate is still found");
+    }
+    if ok(r.renewals_of(&[1; 32]), "renewals_of")? != vec![[5; 32]] {
+        return fail("a removed renewal is still listed");
+    }
+    Ok(())
+}
+
+fn transfers_and_mailboxes(m: &dyn MetaStore) -> Check {
+    let (alice, bob, bobby) = (user("alice"), user("bob"), user("bobby"));
+    let mut tx = ok(m.write(), "write")?;
+    for n in 1..=5u8 {
+        let t = transfer(n, &alice, &[&bob]);
+        ok(tx.insert_transfer(&t), "insert_transfer")?;
+        ok(tx.add_to_mailbox(Mailbox::Outbox, &alice.user, &t.transfer), "outbox")?;
+        ok(tx.add_to_mailbox(Mailbox::Inbox, &bob.user, &t.transfer), "inbox")?;
+    }
+    let other = transfer(9, &alice, &[&bobby]);
+    ok(tx.insert_transfer(&other), "insert_transfer")?;
+    ok(tx.add_to_mailbox(Mailbox::Inbox, &bobby.user, &other.transfer), "inbox")?;
+    if tx.insert_transfer(&other).is_ok() {
+        return fail("a transfer id was taken twice");
+    }
+    let mut changed = other.clone();
+    changed.bytes = 77;
+    ok(tx.put_transfer(&changed), "put_transfer")?;
+    let m1 = SignedManifest { bytes: vec![1; 3000], signature: vec![2; 64] };
+    ok(tx.put_manifest(&other.transfer, &m1), "put_manifest")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.transfer(&other.transfer), "transfer")?.map(|t| t.bytes) != Some(77) {
+        return fail("a changed transfer does not read back changed");
+    }
+    if ok(r.manifest(&other.transfer), "manifest")? != Some(m1.clone())
+        || ok(r.manifest_len(&other.transfer), "manifest_len")?.is_none_or(|n| n < m1.bytes.len())
+    {
+        return fail("manifest or its length");
+    }
+    let ids = |v: Vec<TransferRecord>| v.into_iter().map(|t| t.transfer.0[0]).collect::<Vec<_>>();
+    let inbox =
+        |after: Option<u8>, n| r.mailbox(Mailbox::Inbox, &bob.user, after.map(|a| TransferId([a; 16])).as_ref(), n);
+    if ids(ok(inbox(None, 3), "mailbox")?) != [1, 2, 3] || ids(ok(inbox(Some(3), 3), "mailbox")?) != [4, 5] {
+        return fail("an inbox is not paged in order after the cursor");
+    }
+    if ids(ok(inbox(Some(5), 3), "mailbox")?) != Vec::<u8>::new() {
+        return fail("an inbox has entries past its end (another user's whose id starts the same?)");
+    }
+    if ids(ok(r.mailbox(Mailbox::Inbox, &bobby.user, None, 10), "mailbox")?) != [9] {
+        return fail("inboxes of users whose ids share a prefix are mixed");
+    }
+    if ids(ok(r.mailbox(Mailbox::Outbox, &alice.user, None, 10), "mailbox")?) != [1, 2, 3, 4, 5] {
+        return fail("outbox");
+    }
+    if ids(ok(r.transfers(Some(&TransferId([2; 16])), 2), "transfers")?) != [3, 4] {
+        return fail("every transfer is not paged in id order after the cursor");
+    }
+    Ok(())
+}
+
+fn chunks_receipts_and_usage(m: &dyn MetaStore) -> Check {
+    let (t, bob) = (TransferId([1; 16]), user("bob"));
+    let (a, b) = (ChunkId([0xa; 32]), ChunkId([0xb; 32]));
+    let mut tx = ok(m.write(), "write")?;
+    if !ok(tx.add_transfer_chunk(&t, &a, 100), "add_transfer_chunk")? {
+        return fail("a new chunk was reported as known");
+    }
+    if ok(tx.add_transfer_chunk(&t, &a, 100), "add_transfer_chunk")? {
+        return fail("a known chunk was reported as new");
+    }
+    ok(tx.add_transfer_chunk(&t, &b, 50), "add_transfer_chunk")?;
+    ok(tx.add_transfer_chunk(&TransferId([2; 16]), &b, 50), "add_transfer_chunk")?;
+    if ok(tx.add_chunk_ref(&a, 1), "ref")? != 1 || ok(tx.add_chunk_ref(&a, 1), "ref")? != 2 {
+        return fail("chunk reference counts");
+    }
+    ok(tx.add_chunk_ref(&b, 1), "ref")?;
+    if ok(tx.add_chunk_ref(&b, -1), "ref")? != 0 {
+        return fail("the last reference did not bring the count to 0");
+    }
+    if !ok(tx.mark_fetched(&t, &a, &bob.user), "mark_fetched")? || ok(tx.mark_fetched(&t, &a, &bob.user), "mark")? {
+        return fail("a chunk fetched twice counts twice, or once not at all");
+    }
+    let receipt = AcceptedReceipt {
+        receipt: SignedReceipt { bytes: vec![1, 2, 3], signature: vec![4; 64] },
+        accepted_at: 5,
+        server_signature: vec![6; 64],
+    };
+    ok(tx.put_receipt(&t, &bob.user, &receipt), "put_receipt")?;
+    ok(tx.add_usage(&bob.user, 150), "add_usage")?;
+    ok(tx.add_usage(&bob.user, -50), "add_usage")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.transfer_chunks(&t), "transfer_chunks")? != vec![(a, 100), (b, 50)]
+        || ok(r.transfer_chunk(&t, &b), "transfer_chunk")? != Some(50)
+        || ok(r.transfer_chunk(&TransferId([3; 16]), &b), "transfer_chunk")?.is_some()
+    {
+        return fail("a transfer's chunks");
+    }
+    if ok(r.chunk_ref(&a), "chunk_ref")? != 2 || ok(r.chunk_refs(), "chunk_refs")? != vec![(a, 2)] {
+        return fail("chunk_refs lists a chunk with no reference or misses one");
+    }
+    if ok(r.receipt(&t, &bob.user), "receipt")? != Some(receipt) || ok(r.usage(&bob.user), "usage")? != 100 {
+        return fail("receipt or usage");
+    }
+    drop(r);
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.remove_transfer_chunk(&t, &a), "remove_transfer_chunk")?;
+    ok(tx.commit(), "commit")?;
+    if ok(ok(m.read(), "read")?.transfer_chunks(&t), "chunks")? != vec![(b, 50)] {
+        return fail("a removed chunk is still listed");
+    }
+    Ok(())
+}
+
+fn deadlines_alerts_and_counters(m: &dyn MetaStore) -> Check {
+    let (t1, t2) = (TransferId([1; 16]), TransferId([2; 16]));
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.schedule(300, &t1, Due::Expire), "schedule")?;
+    ok(tx.schedule(100, &t2, Due::Overdue(1)), "schedule")?;
+    ok(tx.schedule(200, &t1, Due::Stalled), "schedule")?;
+    for id in 1..=5 {
+        ok(tx.put_alert(&alert(id, id % 2 == 0)), "put_alert")?;
+    }
+    ok(tx.put_alert_key(b"key", 3), "put_alert_key")?;
+    ok(tx.add_pending(3, "webhook"), "add_pending")?;
+    ok(tx.add_pending(3, "log"), "add_pending")?;
+    ok(tx.set_counter("n", 42), "set_counter")?;
+    ok(tx.commit(), "commit")?;
+    let mut tx = ok(m.write(), "write")?;
+    let due = ok(tx.take_due(250, 10), "take_due")?;
+    if due != vec![(100, t2, Due::Overdue(1)), (200, t1, Due::Stalled)] {
+        return fail("take_due does not give what is due, earliest first");
+    }
+    if !ok(tx.take_due(250, 10), "take_due")?.is_empty() {
+        return fail("taken entries are still due");
+    }
+    ok(tx.remove_pending(3, "log"), "remove_pending")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    let ids = |v: Vec<AlertRecord>| v.into_iter().map(|a| a.info.id).collect::<Vec<_>>();
+    if ids(ok(r.alerts(None, true, 3), "alerts")?) != [5, 4, 3]
+        || ids(ok(r.alerts(Some(3), true, 9), "alerts")?) != [2, 1]
+    {
+        return fail("alerts are not paged newest first before the cursor");
+    }
+    if ids(ok(r.alerts(None, false, 9), "alerts")?) != [5, 3, 1] {
+        return fail("open alerts include acknowledged ones");
+    }
+    if ok(r.alert_key(b"key"), "alert_key")? != Some(3) || ok(r.alert(4), "alert")?.is_none_or(|a| a.info.ack.is_none())
+    {
+        return fail("alert key or alert");
+    }
+    if ok(r.pending_deliveries(), "pending")? != vec![(3, "webhook".to_owned())] {
+        return fail("pending deliveries");
+    }
+    if ok(r.counter("n"), "counter")? != Some(42) || ok(r.counter("m"), "counter")?.is_some() {
+        return fail("counters");
+    }
+    Ok(())
+}
+
+fn entry(seq: u64, subject: &str, prev: [u8; 32]) -> AuditEntry {
+    let body = AuditBody {
+        seq,
+        time: seq,
+        actor: "a".into(),
+        action: "x".into(),
+        subject: subject.into(),
+        details: String::new(),
+    };
+    AuditEntry::new(body, prev)
+}
+
+fn audit_log(m: &dyn MetaStore) -> Check {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let mut tx = ok(m.write(), "write")?;
+    let mut prev = [0; 32];
+    for seq in 1..=6 {
+        let e = entry(seq, if seq % 2 == 0 { "t-1" } else { "t-10" }, prev);
+        prev = e.hash;
+        ok(tx.append_audit(&e), "append_audit")?;
+    }
+    let cp = Checkpoint { seq: 4, head: [0; 32], time: 4 }.sign(&key);
+    ok(tx.put_checkpoint(4, &cp), "put_checkpoint")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.audit_last(), "audit_last")?.map(|e| e.hash) != Some(prev) {
+        return fail("the last entry");
+    }
+    let seqs = |v: Vec<AuditEntry>| v.into_iter().map(|e| e.body.seq).collect::<Vec<_>>();
+    if seqs(ok(r.audit_entries(3, 2), "audit_entries")?) != [3, 4] || ok(r.audit_entry(6), "entry")?.is_none() {
+        return fail("audit entries from a seq");
+    }
+    if seqs(ok(r.audit_about("t-1", 0, 9), "audit_about")?) != [2, 4, 6]
+        || seqs(ok(r.audit_about("t-1", 2, 1), "audit_about")?) != [4]
+    {
+        return fail("entries about a subject (paged after a seq, not mixed with a subject it prefixes)");
+    }
+    if ok(r.checkpoints(1, 3), "checkpoints")?.len() != 0 || ok(r.checkpoints(4, 6), "checkpoints")? != vec![cp] {
+        return fail("checkpoints in a range");
+    }
+    Ok(())
+}
+
+fn transactions(m: &dyn MetaStore, scratch: &std::path::Path) -> Check {
+    let bob = user("bob");
+    let before = ok(m.read(), "read")?;
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_user(&bob), "put_user")?;
+    if ok(tx.user(&bob.user), "user")?.is_none() {
+        return fail("a transaction does not see its own write");
+    }
+    drop(tx);
+    if ok(ok(m.read(), "read")?.user(&bob.user), "user")?.is_some() {
+        return fail("a transaction dropped without commit left its write");
+    }
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_user(&bob), "put_user")?;
+    ok(tx.commit(), "commit")?;
+    if ok(before.user(&bob.user), "user")?.is_some() {
+        return fail("a read view saw a write committed after it began");
+    }
+    if ok(ok(m.read(), "read")?.user(&bob.user), "user")?.is_none() {
+        return fail("a committed write is not seen by a new read");
+    }
+    let dest = scratch.join("snapshot.redb");
+    ok(m.snapshot_to(&dest), "snapshot_to")?;
+    let copy = ok(crate::meta::redb::RedbMeta::open(&dest), "open snapshot")?;
+    if ok(ok(copy.read(), "read")?.user(&bob.user), "user")?.is_none() {
+        return fail("a snapshot misses a committed write");
+    }
+    Ok(())
+}

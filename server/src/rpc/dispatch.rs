@@ -1,0 +1,327 @@
+//! Each request: authenticate the caller from the verified client
+//! certificate, call the one `app` action, encode the reply. Bodies (chunks,
+//! manifests) are held against the memory budgets here.
+
+use std::sync::Arc;
+
+use exhibit_proto::frame::{Page, RecipientState, Request, Response, TransferList};
+use exhibit_proto::{SignedManifest, TransferId};
+
+use crate::app;
+use crate::core::policy::require_admin;
+use crate::error::ServerError;
+use crate::rpc::upload::{put_chunk, Upload};
+use crate::rpc::{read_body, Peer, Reply};
+use crate::state::{blocking, State};
+
+/// Audit entries per page.
+const AUDIT_PAGE: usize = 150;
+/// Body hashes per audit proof page (32 bytes each, well under a frame).
+const PROOF_PAGE: usize = 20_000;
+/// Audit entries a custody reply carries; the rest come by
+/// `CustodyEntries`.
+const CUSTODY_ENTRIES: usize = 500;
+
+/// Hold the download memory a reply's manifest will take, when it is
+/// large, from before it is read: `len` (run first) also says whether the
+/// caller may see the transfer at all.
+async fn hold_manifest(
+    state: &Arc<State>,
+    peer: &Peer,
+    len: impl FnOnce(&State) -> Result<usize, ServerError> + Send + 'static,
+) -> Result<Option<crate::budget::Held>, ServerError> {
+    let len = blocking(state, len).await?;
+    state.download_memory.hold_large(&peer.shares.download, len as u64).await
+}
+
+/// Handle one request from an authenticated or anonymous peer. `recv`
+/// reads the raw bytes after the frame (chunk uploads); `send` carries the
+/// go-ahead for an offered chunk before the reply.
+pub(crate) async fn dispatch(
+    state: &Arc<State>,
+    peer: &Peer,
+    req: Request,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<Reply, ServerError> {
+    let now = state.clock.now();
+    if let Request::Enrol(e) = req {
+        let (entry, cert_der) = blocking(state, move |s| app::users::enrol(s, e, now)).await?;
+        tracing::info!("enrolled");
+        return Ok(Reply::Frame(Response::Enrolled { entry, cert_der }));
+    }
+    let cert = peer.cert_hash;
+    let caller = blocking(state, move |s| app::users::authenticate(s, cert)).await?;
+    let me = caller.user.clone();
+    let frame = match req {
+        Request::Enrol(_) => unreachable!("handled above"),
+        Request::WhoAmI => Response::WhoAmI { entry: app::users::entry_of(&caller)? },
+        Request::Directory { query } => {
+            Response::Directory { entries: blocking(state, move |s| app::users::directory(s, query)).await? }
+        }
+        Request::AdminAddUser { user, display_name, org, role, email } => {
+            require_admin(&caller)?;
+            let by = me.to_string();
+            let (code, expires_at) =
+                blocking(state, move |s| app::users::add_user(s, &by, user, display_name, org, role, email)).await?;
+            Response::CodeIssued { code, expires_at }
+        }
+        Request::Renew { csr_der } => {
+            let Some(old) = peer.cert_hash else {
+                return Err(ServerError::Unauthenticated("renewal needs the current certificate".into()));
+            };
+            Response::Renewed {
+                cert_der: blocking(state, move |s| app::users::renew(s, &me, old, &csr_der, now)).await?,
+            }
+        }
+        Request::AdminRevokeUser { user } => {
+            require_admin(&caller)?;
+            // Also closes every connection the user has open.
+            let raised = blocking(state, move |s| app::users::revoke(s, &me, &user, now)).await?;
+            if !raised.is_empty() {
+                state.notify.notify_one();
+            }
+            Response::Done
+        }
+        Request::AdminAlerts { all } => {
+            let alerts =
+                blocking(state, move |s| app::listings::all(|p| app::listings::alerts(s, &caller, all, p, now)))
+                    .await?;
+            Response::Alerts { alerts }
+        }
+        Request::ListAlerts { all, page } => {
+            let (alerts, next) = blocking(state, move |s| app::listings::alerts(s, &caller, all, &page, now)).await?;
+            Response::AlertsPage { alerts, next }
+        }
+        Request::AdminAckAlert { id, note } => {
+            require_admin(&caller)?;
+            let a = blocking(state, move |s| app::alerts::ack(s, id, me, note, now)).await?;
+            tracing::info!(alert = id, by = %caller.user, "alert acknowledged");
+            Response::Alerts { alerts: vec![a.info] }
+        }
+        Request::AdminTransfers { overdue } => {
+            let list = TransferList::All { overdue };
+            let transfers =
+                blocking(state, move |s| app::listings::all(|p| app::listings::transfers(s, &caller, list, p, now)))
+                    .await?;
+            Response::Transfers { transfers }
+        }
+        Request::Inbox | Request::Outbox => {
+            let list = if matches!(req, Request::Inbox) { TransferList::Inbox } else { TransferList::Outbox };
+            let transfers =
+                blocking(state, move |s| app::listings::all(|p| app::listings::transfers(s, &caller, list, p, now)))
+                    .await?;
+            Response::Transfers { transfers }
+        }
+        Request::ListTransfers { list, page } => {
+            let (transfers, next) =
+                blocking(state, move |s| app::listings::transfers(s, &caller, list, &page, now)).await?;
+            Response::TransfersPage { transfers, next }
+        }
+        Request::AdminListUsers => {
+            let users =
+                blocking(state, move |s| app::listings::all(|p| app::listings::users(s, &caller, p, now))).await?;
+            Response::Users { users }
+        }
+        Request::ListUsers { page } => {
+            let (users, next) = blocking(state, move |s| app::listings::users(s, &caller, &page, now)).await?;
+            Response::UsersPage { users, next }
+        }
+        Request::CreateTransfer { transfer, recipients } => {
+            blocking(state, move |s| app::transfers::create(s, me, transfer, recipients, now)).await?;
+            Response::Created
+        }
+        Request::PutChunk { transfer, id, len } => {
+            let up = Upload { me, transfer, id, len, now, offered: false };
+            put_chunk(state, peer, up, send, recv).await?
+        }
+        Request::OfferChunk { transfer, id, len } => {
+            if !peer.offers {
+                return Err(ServerError::BadRequest("chunk offers are not part of exhibit/1".into()));
+            }
+            put_chunk(state, peer, Upload { me, transfer, id, len, now, offered: true }, send, recv).await?
+        }
+        Request::Seal { signature, manifest_len } => {
+            let len = exhibit_proto::frame::manifest_len(manifest_len)?;
+            // Sent unannounced, like an exhibit/1 chunk: a large one is
+            // held while it is read and checked.
+            let _held = state.upload_memory.hold_large(&peer.shares.upload, len as u64).await?;
+            let bytes = read_body(state, recv, len, "manifest").await?.to_vec();
+            seal(state, &caller, SignedManifest { bytes, signature }, now).await?
+        }
+        Request::GetManifest { transfer } => {
+            let who = me.clone();
+            let held = hold_manifest(state, peer, move |s| app::transfers::manifest_len(s, &who, &transfer)).await?;
+            let (manifest, sender, recipients) =
+                blocking(state, move |s| app::transfers::open_manifest(s, &me, &transfer, now)).await?;
+            let head = Response::Manifest {
+                signature: manifest.signature,
+                manifest_len: manifest.bytes.len() as u32,
+                sender,
+                recipients,
+            };
+            return Ok(Reply::WithBody(head, manifest.bytes, held));
+        }
+        Request::GetChunk { transfer, id } => {
+            let who = me.clone();
+            let len = blocking(state, move |s| app::transfers::chunk_len(s, &who, &transfer, &id)).await?;
+            let held = state.download_memory.hold(&peer.shares.download, len.into()).await?;
+            let bytes = blocking(state, move |s| {
+                let recipient = app::transfers::may_fetch(s, &me, &transfer)?;
+                let bytes = s.chunks.get_pooled(&id, &s.buffers)?;
+                if bytes.len() as u64 != u64::from(len) {
+                    tracing::error!(chunk = %id, "stored chunk has the wrong length; run exhibitd fsck");
+                }
+                if recipient {
+                    app::transfers::record_fetch(s, &transfer, &me, &id, s.clock.now())?;
+                }
+                Ok(bytes)
+            })
+            .await?;
+            return Ok(Reply::Chunk(Response::Chunk { len: bytes.len() as u32 }, bytes, held));
+        }
+        Request::SubmitReceipt { receipt } => {
+            let who = caller.clone();
+            match blocking(state, move |s| Ok(app::receipts::submit(s, &who, receipt, now))).await? {
+                Ok((receipt, _)) => {
+                    tracing::info!(transfer = %receipt_transfer(&receipt), recipient = %caller.user, "receipt accepted");
+                    Response::ReceiptAccepted { receipt }
+                }
+                Err((e, alerted)) => {
+                    if alerted {
+                        state.notify.notify_one();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Request::GetReceipt { transfer, recipient } => {
+            let who = caller.clone();
+            let held =
+                hold_manifest(state, peer, move |s| app::receipts::visible_manifest_len(s, &who, &transfer)).await?;
+            let (manifest, receipt, sender, recipient) =
+                blocking(state, move |s| app::receipts::get(s, &me, &transfer, &recipient)).await?;
+            let head = Response::Receipt {
+                signature: manifest.signature,
+                manifest_len: manifest.bytes.len() as u32,
+                sender,
+                recipient,
+                receipt,
+            };
+            return Ok(Reply::WithBody(head, manifest.bytes, held));
+        }
+        Request::AuditEntries { from_seq, limit } => {
+            require_admin(&caller)?;
+            let limit = (limit as usize).clamp(1, AUDIT_PAGE);
+            let (entries, checkpoints, head) = blocking(state, move |s| {
+                if from_seq <= 1 {
+                    // Once per read of the log, not per page.
+                    app::audit::admin_read(s, &me, "audit log", now)?;
+                }
+                app::audit::entries(s, from_seq, limit, now)
+            })
+            .await?;
+            Response::AuditEntries { entries, checkpoints, head }
+        }
+        Request::AuditProof { since } => {
+            let (body_hashes, checkpoint) =
+                blocking(state, move |s| app::audit::proof(s, since, PROOF_PAGE, now)).await?;
+            Response::AuditProof { checkpoint, body_hashes }
+        }
+        Request::Custody { transfer } => return custody(state, peer, caller, transfer, now).await,
+        Request::CustodyEntries { transfer, page } => {
+            let after = match &page.after {
+                Some(c) => c.as_seq().ok_or_else(|| ServerError::BadRequest("not an audit cursor".into()))?,
+                None => 0,
+            };
+            let limit = custody_limit(&page);
+            let entries =
+                blocking(state, move |s| app::receipts::custody_entries(s, &caller, &transfer, after, limit)).await?;
+            let next = match entries.last() {
+                Some(e) if entries.len() == limit => Some(exhibit_proto::frame::Cursor::seq(e.body.seq)),
+                _ => None,
+            };
+            Response::EntriesPage { entries, next }
+        }
+        Request::TransferChunks { transfer } => {
+            let ids = blocking(state, move |s| app::transfers::uploaded(s, &me, &transfer)).await?;
+            let body: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+            return Ok(Reply::WithBody(Response::ChunkList { count: ids.len() as u32 }, body, None));
+        }
+        Request::RevokeTransfer { transfer } => {
+            let already = blocking(state, move |s| app::transfers::revoke(s, &me, &transfer, now)).await?;
+            tracing::info!(%transfer, by = %caller.user, "transfer revoked");
+            Response::Revoked {
+                already: already
+                    .into_iter()
+                    .map(|r| RecipientState { user: r.user, state: r.state, at: r.at })
+                    .collect(),
+            }
+        }
+        Request::AdminDashboardLogin => {
+            require_admin(&caller)?;
+            let (url, expires_at) = crate::web::one_time_login(state, me, now)?;
+            Response::DashboardLogin { url, expires_at }
+        }
+        _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
+    };
+    Ok(Reply::Frame(frame))
+}
+
+fn receipt_transfer(r: &exhibit_proto::AcceptedReceipt) -> String {
+    exhibit_proto::Receipt::from_bytes(&r.receipt.bytes).map_or_else(|_| "?".into(), |r| r.transfer.to_string())
+}
+
+/// Audit entries per custody page: each is at most a few KiB, so a page
+/// stays well inside a frame.
+fn custody_limit(page: &Page) -> usize {
+    match page.limit {
+        0 => CUSTODY_ENTRIES,
+        n => (n as usize).min(CUSTODY_ENTRIES),
+    }
+}
+
+async fn custody(
+    state: &Arc<State>,
+    peer: &Peer,
+    caller: crate::core::records::UserRecord,
+    transfer: TransferId,
+    now: u64,
+) -> Result<Reply, ServerError> {
+    let who = caller.clone();
+    let held = hold_manifest(state, peer, move |s| app::receipts::visible_manifest_len(s, &who, &transfer)).await?;
+    let c = blocking(state, move |s| app::receipts::custody(s, &caller, &transfer, CUSTODY_ENTRIES, now)).await?;
+    let head = Response::Custody {
+        transfer: c.record.info(),
+        entries: c.entries,
+        receipts: c.receipts,
+        sender: c.sender,
+        recipients: c.recipients,
+        signature: c.manifest.signature,
+        manifest_len: c.manifest.bytes.len() as u32,
+    };
+    Ok(Reply::WithBody(head, c.manifest.bytes, held))
+}
+
+async fn seal(
+    state: &Arc<State>,
+    caller: &crate::core::records::UserRecord,
+    manifest: SignedManifest,
+    now: u64,
+) -> Result<Response, ServerError> {
+    let entry = app::users::entry_of(caller)?.verify(&state.authority.signing_key().verifying_key())?;
+    let m = manifest.verify(&entry)?.manifest().clone();
+    let (lo, hi) = state.settings.ack_within_bounds;
+    let ack = m.ack_within_secs.unwrap_or(state.settings.ack_within);
+    if !(lo..=hi).contains(&ack) {
+        return Err(ServerError::BadRequest(format!(
+            "acknowledge-within must be between {} and {}",
+            exhibit_proto::duration::format_secs(lo),
+            exhibit_proto::duration::format_secs(hi)
+        )));
+    }
+    let deadline = now.saturating_add(ack);
+    let rec = blocking(state, move |s| app::transfers::seal(s, &manifest, &m, now, deadline)).await?;
+    tracing::info!(transfer = %rec.transfer, sender = %rec.sender, "sealed");
+    Ok(Response::Sealed { sealed_at: now, deadline })
+}

@@ -1,0 +1,309 @@
+//! The QUIC front door: accept connections, tell users from strangers
+//! (who may only enrol), read each request frame, call `dispatch`, and
+//! write the reply and its body within the memory budgets.
+
+mod dispatch;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use exhibit_net::BodyError;
+use exhibit_proto::frame::{self, ErrorCode, Response};
+
+use crate::app;
+use crate::budget;
+use crate::conns;
+use crate::error::ServerError;
+use crate::state::{blocking, State};
+
+/// How long a peer may take to send a request frame (bodies and replies
+/// have `body_timeout` without a byte moving).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest request frame from a connection without a user's
+/// certificate: enrolment needs a few hundred bytes.
+pub const ANONYMOUS_MAX_FRAME: usize = 64 << 10;
+/// How long a connection without a user's certificate may last.
+pub const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(30);
+
+/// What a request produced: a frame, or a frame followed by raw bytes (a
+/// chunk or a manifest).
+#[derive(Debug)]
+pub enum Reply {
+    /// A response frame.
+    Frame(Response),
+    /// A response frame, then these bytes, counted against the download
+    /// memory (when large) until quinn is done with them.
+    WithBody(Response, Vec<u8>, Option<budget::Held>),
+    /// A response frame, then a chunk in a pooled buffer, counted against
+    /// the download memory until quinn is done with it.
+    Chunk(Response, crate::chunks::AlignedBuf, budget::Held),
+}
+
+/// Read `len` raw bytes that follow a request frame, into a block-aligned
+/// buffer (chunks go to disk from it without a copy).
+async fn read_body(
+    state: &State,
+    recv: &mut quinn::RecvStream,
+    len: usize,
+    what: &str,
+) -> Result<crate::chunks::AlignedBuf, ServerError> {
+    let mut bytes = state.buffers.take(len);
+    // A slow sender keeps its hold while its bytes keep coming; one that
+    // goes quiet for body_timeout, or trickles, gives it back.
+    let stall = state.settings.body_timeout;
+    exhibit_net::read_exact_or_stall(recv, &mut bytes, stall).await.map_err(|e| match e {
+        BodyError::Ended { got } => ServerError::BadRequest(format!("{what} ended after {got} of {len} bytes")),
+        e => ServerError::Stream(format!("reading {what}: {e}")),
+    })?;
+    Ok(bytes)
+}
+
+pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<State>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => serve_connection(state, conn).await,
+                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+fn peer_cert_hash(conn: &quinn::Connection) -> Option<[u8; 32]> {
+    let any = conn.peer_identity()?;
+    let certs = any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    certs.first().map(|c| *blake3::hash(c.as_ref()).as_bytes())
+}
+
+/// What a connection may do at once: one stream and a small receive window
+/// until its certificate is found to be a user's (the transport's initial
+/// limits, see [`tls::server_config`]), then these.
+const USER_STREAMS: u32 = 64;
+const USER_WINDOW: u32 = 64 << 20;
+
+async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
+    // The handshake verified any certificate against our CA; which user it
+    // belongs to is looked up per request, so a revocation bites at once.
+    let cert_hash = peer_cert_hash(&conn);
+    let user = match cert_hash {
+        None => None,
+        Some(h) => match blocking(&state, move |s| {
+            // The first connection with a renewed certificate retires the
+            // one it replaced. If that fails, the user is still served.
+            if let Err(e) = app::users::complete_renewal(s, &h, s.clock.now()) {
+                tracing::error!(error = %e, "completing a certificate renewal");
+            }
+            app::users::by_cert(s, &h)
+        })
+        .await
+        {
+            Ok(Some(user)) => {
+                let reg = state.conns.register(&user.user, &conn);
+                // Looked up again after registering: a revocation that
+                // committed in between has not seen this connection.
+                let revoked = match blocking(&state, move |s| app::users::by_cert(s, &h)).await {
+                    Ok(u) => u.is_none_or(|u| u.revoked_at.is_some()),
+                    Err(_) => false,
+                };
+                // The handshake refuses a revoked user's certificate; this
+                // catches a revocation that committed during the handshake.
+                if user.revoked_at.is_some() || revoked {
+                    conn.close(conns::CLOSE_REVOKED.into(), format!("user {} has been revoked", user.user).as_bytes());
+                    return;
+                }
+                conn.set_max_concurrent_bi_streams(USER_STREAMS.into());
+                conn.set_receive_window(USER_WINDOW.into());
+                Some((reg, user.user.clone()))
+            }
+            // Unknown certificate: each request is refused with a reason.
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "looking up a connecting user");
+                None
+            }
+        },
+    };
+    let user_id = user.as_ref().map(|(_, id)| id.clone());
+    let peer = Arc::new(Peer {
+        cert_hash,
+        offers: exhibit_net::takes_offers(&conn),
+        max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
+        shares: budget::Shares {
+            download: state.download_memory.share(user_id.as_ref()),
+            upload: state.upload_memory.share(user_id.as_ref()),
+        },
+    });
+    if user.is_none() {
+        serve_stranger(&state, &peer, &conn).await;
+        peer.shares.close();
+        return;
+    }
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_stream(state.clone(), peer.clone(), send, recv));
+            }
+            Err(e) => {
+                tracing::debug!(reason = %e, "connection ended");
+                exhibit_net::log_stats(&conn);
+                peer.shares.close();
+                return;
+            }
+        }
+    }
+}
+
+/// Without a user the only thing to do is enrol, or be told why not: one
+/// request, within [`ANONYMOUS_LIFETIME`], on one of at most
+/// [`ANONYMOUS_CONNECTIONS`] such connections at once. The initial limits
+/// (one stream, a small window) stay.
+async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Connection) {
+    let Ok(_place) = state.anonymous.clone().try_acquire_owned() else {
+        tracing::warn!("too many connections without a user's certificate; one refused");
+        conn.close(conns::CLOSE_BUSY.into(), b"server busy: too many connections without a certificate");
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + ANONYMOUS_LIFETIME;
+    if let Ok(Ok((send, recv))) = tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+        conn.set_max_concurrent_bi_streams(0u32.into());
+        let served = tokio::time::timeout_at(deadline, serve_stream(state.clone(), peer.clone(), send, recv)).await;
+        // Closed once the peer has the whole answer (closing before could
+        // cut it off), or when it closes first.
+        if let Ok(send) = served {
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, send.stopped()) => {}
+                _ = conn.closed() => {}
+            }
+        }
+    }
+    tracing::debug!(reason = ?conn.close_reason(), "connection without a certificate ended");
+    conn.close(0u32.into(), b"one request per connection without a certificate");
+}
+
+/// Read one request frame of at most `max` bytes. Its buffer grows with
+/// the bytes that arrive, not with the length the peer declares.
+async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame::Request, ServerError> {
+    let mut prefix = [0u8; 4];
+    let read = async {
+        let short = |e: quinn::ReadExactError| ServerError::BadRequest(format!("truncated request frame: {e}"));
+        recv.read_exact(&mut prefix).await.map_err(short)?;
+        let n = frame::body_len(prefix)?;
+        if n > max {
+            return Err(ServerError::Proto(exhibit_proto::ProtoError::TooLarge {
+                what: "request frame",
+                got: n as u64,
+                max: max as u64,
+            }));
+        }
+        let mut body = Vec::with_capacity(n.min(FRAME_STEP));
+        while body.len() < n {
+            let want = (n - body.len()).min(FRAME_STEP);
+            match recv.read_chunk(want, true).await {
+                Ok(Some(c)) => body.extend_from_slice(&c.bytes),
+                Ok(None) => return Err(ServerError::BadRequest("truncated request frame".into())),
+                Err(e) => return Err(ServerError::BadRequest(format!("truncated request frame: {e}"))),
+            }
+        }
+        Ok::<_, ServerError>(body)
+    };
+    let body = tokio::time::timeout(FRAME_TIMEOUT, read)
+        .await
+        .map_err(|_| ServerError::Stream("timed out reading request".into()))??;
+    Ok(frame::decode_request(&body)?)
+}
+
+/// How much of a request frame is read at a time.
+const FRAME_STEP: usize = 64 << 10;
+
+/// A reply's body with the memory it is counted against, given back when
+/// quinn drops it.
+struct HeldBody {
+    bytes: Vec<u8>,
+    _held: budget::Held,
+}
+
+impl AsRef<[u8]> for HeldBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// What every request on a connection shares.
+pub(crate) struct Peer {
+    /// BLAKE3 of the client certificate, if one was presented.
+    pub cert_hash: Option<[u8; 32]>,
+    /// `exhibit/2` was negotiated: chunks over EAGER_CHUNK are offered.
+    pub offers: bool,
+    /// The largest request frame taken.
+    pub max_frame: usize,
+    /// The connection's shares of the memory budgets.
+    pub shares: budget::Shares,
+}
+
+/// Serve one request stream; the send half is given back (finished or
+/// reset) so a caller can wait for the peer to have the answer.
+async fn serve_stream(
+    state: Arc<State>,
+    peer: Arc<Peer>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> quinn::SendStream {
+    let result = match read_request(&mut recv, peer.max_frame).await {
+        Ok(req) => dispatch::dispatch(&state, &peer, req, &mut send, &mut recv).await,
+        Err(e) => Err(e),
+    };
+    // A body is handed to quinn, not copied: a chunk's pooled buffer goes
+    // back to the pool, and its bytes to the memory budget, once quinn is
+    // done with it.
+    let (head, body) = match result {
+        Ok(Reply::Frame(r)) => (r, None),
+        Ok(Reply::WithBody(r, bytes, None)) => (r, Some(bytes::Bytes::from(bytes))),
+        Ok(Reply::WithBody(r, bytes, Some(held))) => {
+            (r, Some(bytes::Bytes::from_owner(HeldBody { bytes, _held: held })))
+        }
+        Ok(Reply::Chunk(r, buf, held)) => (r, Some(exhibit_net::Lent::holding(buf, state.buffers.clone(), held))),
+        Err(e) => {
+            if e.code() == ErrorCode::Internal {
+                tracing::error!(error = %e, "request failed");
+            } else {
+                tracing::debug!(error = %e, "request refused");
+            }
+            (Response::Error { code: e.code(), message: e.to_string() }, None)
+        }
+    };
+    let out = match frame::encode(&head) {
+        Ok(f) => f,
+        Err(e) => {
+            frame::encode(&Response::Error { code: ErrorCode::Internal, message: e.to_string() }).unwrap_or_default()
+        }
+    };
+    // A slow reader is served however long it takes, but one that stops
+    // reading, or trickles, must not keep a chunk (and its share of the
+    // memory budget) for ever: resetting the stream drops what quinn still
+    // holds of it.
+    let stall = state.settings.body_timeout;
+    let write = async {
+        match tokio::time::timeout(stall, send.write_all(&out)).await {
+            Err(_) => return Err(exhibit_net::BodyError::Stalled(stall)),
+            Ok(Err(e)) => return Err(exhibit_net::BodyError::Stream(e.into())),
+            Ok(Ok(())) => {}
+        }
+        if let Some(b) = body {
+            exhibit_net::write_or_stall(&mut send, b, stall).await?;
+        }
+        send.finish().map_err(|e| exhibit_net::BodyError::Stream(std::io::Error::other(e)))
+    };
+    match write.await {
+        Ok(()) => {}
+        Err(e @ (exhibit_net::BodyError::Stalled(_) | exhibit_net::BodyError::TooSlow)) => {
+            tracing::debug!(error = %e, "peer did not take the response; stream reset");
+            let _ = send.reset(0u32.into());
+        }
+        Err(e) => tracing::debug!(error = %e, "could not send response"),
+    }
+    // Anything the peer still sends (e.g. a refused chunk body) is dropped.
+    let _ = recv.stop(0u32.into());
+    send
+}

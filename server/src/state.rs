@@ -1,0 +1,121 @@
+//! What every action needs: the metadata and chunk stores, the
+//! authority, the clock, the memory budgets and the open connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use exhibit_proto::UserId;
+
+use crate::budget;
+use crate::chunks::{self, ChunkStore};
+use crate::clock::Clock;
+use crate::conns;
+use crate::error::ServerError;
+use crate::meta::MetaStore;
+use crate::ops::authority::Authority;
+use crate::ops::config::Settings;
+use crate::ops::tls;
+
+/// Idle chunk buffers kept for reuse (a fresh buffer per chunk costs a page
+/// fault per 4 KiB).
+const BUFFER_POOL: usize = 64 << 20;
+/// Connections without a user's certificate served at once; more are
+/// closed at once.
+pub const ANONYMOUS_CONNECTIONS: usize = 64;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct State {
+    /// Configuration.
+    pub settings: Settings,
+    /// Metadata.
+    pub meta: Arc<dyn MetaStore>,
+    /// Chunks.
+    pub chunks: Arc<dyn ChunkStore>,
+    /// The authority.
+    pub authority: Authority,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the notifier when an alert is raised.
+    pub notify: tokio::sync::Notify,
+    /// Duration of the last alert scan, microseconds.
+    pub last_scan_micros: std::sync::atomic::AtomicU64,
+    /// Open connections by user (revocation closes them).
+    pub conns: conns::Connections,
+    /// Chunk deletions, held back while a backup copies chunks.
+    pub deletes: chunks::DeleteGate,
+    /// Where the admin dashboard listens, once it does.
+    pub dashboard_addr: std::sync::OnceLock<SocketAddr>,
+    /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
+    pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
+    /// Chunk buffers, reused across uploads and downloads.
+    pub buffers: Arc<chunks::Pool>,
+    /// Chunk bytes in memory for downloads at once, across every
+    /// connection.
+    pub download_memory: budget::Budget,
+    /// Chunk bytes held for uploads at once (offered chunks wait past it).
+    pub upload_memory: budget::Budget,
+    /// Connections without a user's certificate (they may only enrol).
+    pub anonymous: Arc<tokio::sync::Semaphore>,
+}
+
+impl State {
+    /// Services over a metadata store, chunk store and authority.
+    pub fn new(
+        settings: Settings,
+        meta: Arc<dyn MetaStore>,
+        chunks: Arc<dyn ChunkStore>,
+        authority: Authority,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        State {
+            meta,
+            chunks,
+            authority,
+            clock,
+            notify: tokio::sync::Notify::new(),
+            last_scan_micros: Default::default(),
+            conns: Default::default(),
+            deletes: Default::default(),
+            dashboard_addr: Default::default(),
+            dashboard_logins: Default::default(),
+            buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
+            download_memory: budget::Budget::new(settings.download_memory),
+            upload_memory: budget::Budget::new(settings.upload_memory),
+            anonymous: Arc::new(tokio::sync::Semaphore::new(ANONYMOUS_CONNECTIONS)),
+            settings,
+        }
+    }
+
+    /// The handshake's revocation check: whether a client certificate
+    /// belongs to a revoked user. A certificate the store does not know, or
+    /// a store error, passes here; every request checks again.
+    pub(crate) fn revoked_check(self: &Arc<Self>) -> tls::Revoked {
+        let state = Arc::downgrade(self);
+        Arc::new(move |cert_hash: &[u8; 32]| {
+            state.upgrade().is_some_and(|s| {
+                let user = s.meta.read().and_then(|r| match r.cert_user(cert_hash)? {
+                    Some(id) => r.user(&id),
+                    None => Ok(None),
+                });
+                matches!(user, Ok(Some(u)) if u.revoked_at.is_some())
+            })
+        })
+    }
+
+    /// Delete a chunk no metadata refers to any more (deferred while a
+    /// backup runs).
+    pub fn delete_chunk(&self, id: &exhibit_proto::ChunkId) -> Result<(), ServerError> {
+        self.deletes.delete(self.chunks.as_ref(), id)
+    }
+}
+
+/// Run a blocking store or disk operation off the async threads.
+pub async fn blocking<R, F>(state: &Arc<State>, f: F) -> Result<R, ServerError>
+where
+    R: Send + 'static,
+    F: FnOnce(&State) -> Result<R, ServerError> + Send + 'static,
+{
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || f(&s)).await.map_err(|e| ServerError::Stream(format!("worker failed: {e}")))?
+}
