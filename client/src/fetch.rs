@@ -489,7 +489,7 @@ async fn fetch_once(
     let started = std::time::Instant::now();
     let opened = crate::details::open(&conn, &vm, &p.age).await.map_err(|e| match e {
         // Tampered, or not what the sender signed: refused like a chunk.
-        ClientError::Proto(e) => ClientError::Verify(e.to_string()),
+        ClientError::Proto(e) => ClientError::refused(e),
         e => e,
     })?;
     let items = Arc::new(opened.items);
@@ -750,7 +750,7 @@ async fn fetch_once(
             Err(ClientError::Proto(e)) => {
                 // Tampered or wrong: nothing of it is kept.
                 let _ = std::fs::remove_file(&jpath);
-                return Err(ClientError::Verify(e.to_string()));
+                return Err(ClientError::refused(e));
             }
             Err(e @ ClientError::Verify(_)) => {
                 // A temp file swapped for another, or a small file whose
