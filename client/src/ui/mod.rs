@@ -23,12 +23,12 @@ use exhibit_proto::frame::{DeliveryState, TransferInfo};
 use exhibit_proto::{TransferId, UserId};
 use tiny_http::{Method, Request, Response};
 
-use crate::cli::format_time;
-use crate::conn::Conn;
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::human::format_time;
+use crate::ops::{custody, directory, fetch, listing, send};
 use crate::progress::{metered, Meter};
-use crate::{custody, directory, fetch, listing, send};
+use crate::session::Conn;
 
 /// Largest form body (other than an upload) accepted.
 const MAX_FORM: u64 = 16 * 1024;
@@ -391,7 +391,7 @@ impl UiState {
         let p = home.load()?;
         let (entries, inbox, outbox) = self.rt.block_on(async {
             let conn = Conn::open(&p).await?;
-            crate::audit::check(&conn, home, &p).await?;
+            crate::ops::audit::check(&conn, home, &p).await?;
             let entries = directory::list(&conn, &p, None).await?;
             let inbox = listing::list(&conn, true).await?;
             let outbox = listing::list(&conn, false).await?;

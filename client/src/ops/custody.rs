@@ -10,10 +10,10 @@ use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
 use exhibit_proto::{limits, SignedManifest, TransferId};
 use serde::Serialize;
 
-use crate::cli::format_time;
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::human::format_time;
+use crate::session::{unexpected, Conn};
 
 /// A party to the transfer.
 #[derive(Clone, Debug, Serialize)]
@@ -75,7 +75,7 @@ pub struct Report {
 pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<ReceiptBundle>), ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    crate::audit::check(&conn, home, &p).await?;
+    crate::ops::audit::check(&conn, home, &p).await?;
     let len = |r: &Response| match r {
         Response::Custody { manifest_len, .. } => Some(*manifest_len),
         _ => None,

@@ -2,9 +2,9 @@
 
 use exhibit_proto::frame::{Request, Response, TransferInfo};
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::session::{unexpected, Conn};
 
 /// Transfers to us (`inbox`) or from us.
 pub async fn list(conn: &Conn, inbox: bool) -> Result<Vec<TransferInfo>, ClientError> {
@@ -22,7 +22,7 @@ pub async fn list(conn: &Conn, inbox: bool) -> Result<Vec<TransferInfo>, ClientE
 pub async fn fetch_list(home: &Home, inbox: bool) -> Result<Vec<TransferInfo>, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    crate::audit::check(&conn, home, &p).await?;
+    crate::ops::audit::check(&conn, home, &p).await?;
     let l = list(&conn, inbox).await;
     conn.close();
     l

@@ -4,9 +4,9 @@ use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{AlertInfo, Request, Response, TransferInfo, UserInfo};
 use exhibit_proto::UserId;
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::session::{unexpected, Conn};
 
 /// Create a user; returns the one-time code and when it expires.
 pub async fn add_user(

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::details::{self, ItemRecord, Place};
@@ -15,16 +14,17 @@ use exhibit_proto::{limits, seal, treehash, ChunkId, Manifest, TransferId, UserI
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::conn::{unexpected, Conn};
-use crate::directory::{self, Pin};
 use crate::error::ClientError;
 use crate::home::Home;
-use crate::journal::{Header, Journal, JournalItem};
+use crate::journal::send::{Header, Journal, JournalItem};
+use crate::ops::directory::{self, Pin};
 use crate::progress::Progress;
+use crate::session::retry::{self, Reconnects};
+use crate::session::{unexpected, Conn, POOL_BYTES};
 use exhibit_net::Lent;
 
-/// Chunks encrypting or uploading at once.
-pub const IN_FLIGHT: usize = 8;
+// Where the send's tuning has always been found.
+pub use crate::session::IN_FLIGHT;
 
 /// What to send.
 #[derive(Clone, Debug)]
@@ -168,10 +168,6 @@ struct Job {
     /// the item, and the chunk's place in that file's BLAKE3 tree.
     tree: Option<(usize, treehash::Place)>,
 }
-
-/// Idle chunk buffers kept for reuse by a send or a fetch (enough for the
-/// chunks in flight at the default chunk size).
-pub(crate) const POOL_BYTES: usize = 64 << 20;
 
 /// What the reader must do.
 #[derive(Clone, Debug)]
@@ -374,7 +370,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     let p = home.load()?;
     let (roots, sources) = collect(&opts.paths)?;
     let conn = Conn::open(&p).await?;
-    crate::audit::check(&conn, home, &p).await?;
+    crate::ops::audit::check(&conn, home, &p).await?;
     let mut to = opts.to.clone();
     to.sort();
     to.dedup();
@@ -391,7 +387,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         include_self: opts.include_self,
         roots,
         items: sources,
-        version: crate::journal::JOURNAL_VERSION,
+        version: crate::journal::send::JOURNAL_VERSION,
     };
     let journal = Journal::create(home, &header)?;
     // One list of the files, held by the reader from here on.
@@ -415,46 +411,18 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     };
     // A dropped connection or a restarting server: reconnect and continue
     // from the journal, a few times, backing off.
-    let mut reconnects = 0;
-    while retryable(&err) && reconnects < RECONNECTS {
-        reconnects += 1;
-        wait_to_reconnect(reconnects, &err, opts.progress).await;
+    let mut reconnects = Reconnects::new(retry::connection_lost_or_server_fault, opts.progress);
+    while reconnects.again(&err).await {
         match resume_counting(home, &jpath, opts.progress, &sent).await {
             Ok(mut out) => {
                 out.chunks_sent = sent.load(Ordering::Relaxed);
-                out.reconnects = reconnects;
+                out.reconnects = reconnects.made();
                 return Ok(out);
             }
             Err(e) => err = e,
         }
     }
-    if retryable(&err) {
-        return Err(ClientError::Interrupted(format!("{err}; run `exhibit resume` to continue")));
-    }
-    Err(err)
-}
-
-/// Log the lost connection and wait before attempt `attempt` (backing off
-/// from 1 s to 16 s).
-pub(crate) async fn wait_to_reconnect(attempt: u32, err: &ClientError, tell_user: bool) {
-    let wait = Duration::from_millis(500 << attempt.min(5));
-    tracing::warn!(error = %err, "connection lost; reconnecting in {} ms", wait.as_millis());
-    if tell_user {
-        eprintln!("connection lost ({err}); reconnecting in {}s", wait.as_secs_f32());
-    }
-    tokio::time::sleep(wait).await;
-}
-
-/// Reconnection attempts within one send or fetch.
-pub const RECONNECTS: u32 = 5;
-
-/// Whether an error is worth reconnecting for.
-fn retryable(e: &ClientError) -> bool {
-    match e {
-        ClientError::Stream(_) | ClientError::Connect { .. } => true,
-        ClientError::Server { code, .. } => *code == exhibit_proto::frame::ErrorCode::Internal,
-        _ => false,
-    }
+    Err(reconnects.give_up(err, "run `exhibit resume` to continue"))
 }
 
 /// Continue an interrupted send from its journal: only chunks the server
@@ -473,10 +441,10 @@ async fn resume_counting(
     progress: bool,
     sent: &AtomicUsize,
 ) -> Result<SendOutcome, ClientError> {
-    let r = crate::journal::recover(journal_path)?;
+    let r = crate::journal::send::recover(journal_path)?;
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    crate::audit::check(&conn, home, &p).await?;
+    crate::ops::audit::check(&conn, home, &p).await?;
     let journal = Journal::reopen(&r)?;
     let (mut h, hashes, plain, journaled) = (r.header, r.hashes, r.plain, r.chunks);
     for it in &h.items {
@@ -729,7 +697,7 @@ async fn upload(
         transfer,
         sender: p.me.user.clone(),
         recipients: h.to.clone(),
-        created_at: now(),
+        created_at: crate::session::now(),
         ack_within_secs: h.ack_within_secs,
         case_ref: h.case_ref.clone(),
         chunks,
@@ -758,9 +726,4 @@ async fn upload(
         chunks_sent: sent.load(Ordering::Relaxed),
         reconnects: 0,
     })
-}
-
-/// Wall-clock time for fields the client states about itself.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::error::ClientError;
 use crate::home::Home;
-use crate::{admin, directory, enrol, fetch, listing, receipt, send};
+use crate::ops::{admin, directory, enrol, fetch, listing, receipt, send};
 
 /// exhibit: send evidence encrypted end to end to named recipients, with
 /// signed delivery receipts.
@@ -356,7 +356,7 @@ impl Cli {
             }
             Command::Whoami => {
                 let p = home.load()?;
-                let conn = crate::conn::Conn::open(&p).await?;
+                let conn = crate::session::Conn::open(&p).await?;
                 let server_view = conn.request(&exhibit_proto::frame::Request::WhoAmI).await?;
                 conn.close();
                 if let exhibit_proto::frame::Response::WhoAmI { entry } = server_view {
@@ -365,7 +365,7 @@ impl Cli {
                     }
                 }
                 let me = &p.me;
-                let expires = crate::renew::cert_expiry(&p.tls_cert)?;
+                let expires = crate::ops::renew::cert_expiry(&p.tls_cert)?;
                 if json {
                     print_json(&json!({
                         "user": me.user.to_string(), "display_name": me.display_name, "org": me.org,
@@ -380,7 +380,7 @@ impl Cli {
                 }
             }
             Command::Renew => {
-                let expires = crate::renew::renew(&home).await?;
+                let expires = crate::ops::renew::renew(&home).await?;
                 if json {
                     print_json(&json!({ "certificate_expires": expires }))?;
                 } else {
@@ -389,7 +389,7 @@ impl Cli {
             }
             Command::Directory { query } => {
                 let p = home.load()?;
-                let conn = crate::conn::Conn::open(&p).await?;
+                let conn = crate::session::Conn::open(&p).await?;
                 let entries = directory::list(&conn, &p, query).await?;
                 conn.close();
                 let pins = home.pins()?;
@@ -572,8 +572,8 @@ impl Cli {
                 }
             }
             Command::Resume => {
-                let pending = crate::journal::pending(&home)?;
-                let fetches = crate::fetch::pending(&home);
+                let pending = crate::journal::send::pending(&home)?;
+                let fetches = crate::ops::fetch::pending(&home);
                 let mut failed = 0;
                 let mut done = vec![];
                 for (transfer, out) in &fetches {
@@ -615,7 +615,7 @@ impl Cli {
                 }
             }
             Command::Revoke { transfer } => {
-                let already = crate::custody::revoke(&home, transfer).await?;
+                let already = crate::ops::custody::revoke(&home, transfer).await?;
                 if json {
                     print_json(
                         &json!({"revoked": transfer.to_string(), "already_fetched": already.iter().map(|r| json!({
@@ -635,9 +635,9 @@ impl Cli {
                 }
             }
             Command::Custody(a) | Command::Admin(AdminCommand::Custody(a)) => {
-                let (report, bundles) = crate::custody::custody(&home, a.transfer).await?;
+                let (report, bundles) = crate::ops::custody::custody(&home, a.transfer).await?;
                 if let Some(dir) = &a.out {
-                    crate::custody::write_dir(dir, &report, &bundles)?;
+                    crate::ops::custody::write_dir(dir, &report, &bundles)?;
                     for b in &bundles {
                         let file = dir.join(format!("receipt-{}.json", b.summary.recipient));
                         receipt::write_items_beside(&home, b, &file).await?;
@@ -647,13 +647,13 @@ impl Cli {
                 if json {
                     print_json(&report)?;
                 } else if a.html {
-                    print!("{}", crate::custody::html(&report));
+                    print!("{}", crate::ops::custody::html(&report));
                 } else if a.out.is_none() {
-                    print!("{}", crate::custody::text(&report));
+                    print!("{}", crate::ops::custody::text(&report));
                 }
             }
             Command::Admin(AdminCommand::Audit(AuditCommand::Verify)) => {
-                let r = crate::audit::verify(&home).await?;
+                let r = crate::ops::audit::verify(&home).await?;
                 if json {
                     print_json(&r)?;
                 } else {
@@ -664,7 +664,7 @@ impl Cli {
                 }
             }
             Command::Admin(AdminCommand::Audit(AuditCommand::Export { since })) => {
-                let entries = crate::audit::export(&home, since).await?;
+                let entries = crate::ops::audit::export(&home, since).await?;
                 if json {
                     print_json(&entries)?;
                 } else {

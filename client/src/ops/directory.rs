@@ -5,9 +5,9 @@ use exhibit_proto::directory::{DirectoryEntry, SignedEntry};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::UserId;
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
+use crate::session::{unexpected, Conn};
 
 /// Directory entries matching `query`, each verified against the authority.
 /// An entry that fails verification is an error, not silently dropped: it
