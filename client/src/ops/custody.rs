@@ -229,6 +229,17 @@ pub fn html(r: &Report) -> String {
     h
 }
 
+/// `custody --out DIR`: [`write_dir`], and beside each receipt bundle the
+/// item list it signs, where this user can read one.
+pub async fn export(home: &Home, dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<(), ClientError> {
+    write_dir(dir, r, bundles)?;
+    for b in bundles {
+        let file = dir.join(format!("receipt-{}.json", b.summary.recipient));
+        crate::ops::receipt::write_items_beside(home, b, &file).await?;
+    }
+    Ok(())
+}
+
 /// Write report.txt, report.html, report.json and one receipt bundle per
 /// recipient into `dir`.
 pub fn write_dir(dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<(), ClientError> {

@@ -238,3 +238,37 @@ pub async fn write_items_beside(
     check_items_file(bundle, &out)?;
     Ok(Some(out))
 }
+
+/// `receipt show`: a transfer's receipt, verified, and how many items the
+/// list this user holds (kept at fetch, or from the sealed details) was
+/// checked for against the root the receipt signs (`None`: no list).
+pub async fn show(
+    home: &Home,
+    transfer: TransferId,
+    recipient: Option<UserId>,
+) -> Result<(ReceiptSummary, Option<usize>), ClientError> {
+    let b = bundle(home, transfer, recipient).await?;
+    let checked = match (b.summary.item_count, item_list(home, transfer).await?) {
+        (Some(_), Some(text)) => {
+            let list = parse_items(&text, "the item list")?;
+            b.check_items(&list).map_err(|e| ClientError::Verify(format!("item list: {e}")))?;
+            Some(list.len())
+        }
+        _ => None,
+    };
+    Ok((b.summary, checked))
+}
+
+/// `receipt export`: write a transfer's receipt bundle to `out`, and the
+/// item list beside it where this user can read one (its path).
+pub async fn export(
+    home: &Home,
+    transfer: TransferId,
+    recipient: Option<UserId>,
+    out: &Path,
+) -> Result<(ReceiptBundle, Option<std::path::PathBuf>), ClientError> {
+    let b = bundle(home, transfer, recipient).await?;
+    write(&b, out)?;
+    let items = write_items_beside(home, &b, out).await?;
+    Ok((b, items))
+}
