@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use exhibit_proto::audit::{link, AuditEntry};
-use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::frame::{Cursor, Page, Request, Response};
 use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
 use exhibit_proto::{limits, SignedManifest, TransferId};
 use serde::Serialize;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::human::format_time;
+use crate::session::pages::all_pages;
 use crate::session::{unexpected, Conn};
 
 /// A party to the transfer.
@@ -81,10 +82,13 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         _ => None,
     };
     let (head, bytes) = conn.request_body(&Request::Custody { transfer }, len, limits::MAX_MANIFEST).await?;
-    conn.close();
-    let Response::Custody { transfer: info, entries, receipts, sender, recipients, signature, .. } = head else {
+    let Response::Custody { transfer: info, mut entries, receipts, sender, recipients, signature, .. } = head else {
         return Err(unexpected(&head));
     };
+    // The reply holds the first entries; the rest follow page by page.
+    let rest = more_entries(&conn, transfer, entries.last()).await;
+    conn.close();
+    entries.extend(rest?);
     let sender_entry = sender.verify(&p.authority)?;
     let manifest = SignedManifest { bytes, signature };
     let vm = manifest.verify(&sender_entry)?;
@@ -135,6 +139,29 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         receipts: bundles.iter().map(|b| b.summary.clone()).collect(),
     };
     Ok((report, bundles))
+}
+
+/// The audit entries about `transfer` after `last`, the last one a
+/// [`Response::Custody`] carried (all of them if it carried none).
+async fn more_entries(
+    conn: &Conn,
+    transfer: TransferId,
+    last: Option<&AuditEntry>,
+) -> Result<Vec<AuditEntry>, ClientError> {
+    let first = match last {
+        Some(e) => Page::after(Cursor::seq(e.body.seq)),
+        None => Page::first(),
+    };
+    all_pages(
+        conn,
+        first,
+        |page| Request::CustodyEntries { transfer, page },
+        |r| match r {
+            Response::EntriesPage { entries, next } => Ok((entries, next)),
+            r => Err(unexpected(&r)),
+        },
+    )
+    .await
 }
 
 fn check_entry(e: &AuditEntry) -> Result<(), ClientError> {

@@ -5,21 +5,21 @@
 use exhibit_proto::frame::{Cursor, Page, Request, Response};
 use exhibit_proto::limits;
 
-use super::{unexpected, Conn};
+use super::Conn;
 use crate::error::ClientError;
 
 /// Every entry of a listing from `page` on: `ask` makes the request for one
 /// page, `take` reads its entries and the next cursor out of the answer
-/// (`None` for an answer of another kind). Follows `next` until the server
+/// (an error, [`super::unexpected`], for an answer of another kind). Follows `next` until the server
 /// says there is no more.
 pub async fn all_pages<T>(
     conn: &Conn,
     page: Page,
     ask: impl Fn(Page) -> Request,
-    take: impl Fn(Response) -> Result<(Vec<T>, Option<Cursor>), Response>,
+    take: impl Fn(Response) -> Result<(Vec<T>, Option<Cursor>), ClientError>,
 ) -> Result<Vec<T>, ClientError> {
     let (ask, take) = (&ask, &take);
-    collect(page, |page| async move { take(conn.request(&ask(page)).await?).map_err(|r| unexpected(&r)) }).await
+    collect(page, |page| async move { take(conn.request(&ask(page)).await?) }).await
 }
 
 /// [`all_pages`] over any source of pages: `one` answers one page.
