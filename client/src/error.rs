@@ -34,6 +34,10 @@ pub enum ClientError {
          Check with them out of band, then run `exhibit trust {user} {now}`"
     )]
     KeyChanged { user: String, pinned: String, now: String },
+    /// What arrived is sealed to other keys only: it is addressed to
+    /// someone else (not damaged); nothing was written.
+    #[error("{0}; nothing written")]
+    NotAddressed(String),
     /// What arrived does not match what was signed; nothing was written.
     #[error("verification failed, nothing written: {0}")]
     Verify(String),
@@ -56,11 +60,40 @@ impl ClientError {
         move |source| ClientError::Io { context, source }
     }
 
+    /// A refusal of sealed bytes as the user is told it: not addressed to
+    /// us, or a failed verification (altered, cut short, not what the
+    /// sender signed).
+    pub fn refused(e: ProtoError) -> ClientError {
+        match e {
+            e @ ProtoError::NotAddressed { .. } => ClientError::NotAddressed(e.to_string()),
+            e => ClientError::Verify(e.to_string()),
+        }
+    }
+
     /// The server's error code, if the server refused.
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } => Some(*code),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use exhibit_proto::AgeError;
+
+    use super::*;
+
+    /// "Not for you" and "altered" reach the user as different errors.
+    #[test]
+    fn not_addressed_and_tampered_read_differently() {
+        let other = ClientError::refused(ProtoError::NotAddressed { what: "chunk 2".into() });
+        assert!(matches!(other, ClientError::NotAddressed(_)), "{other}");
+        assert!(other.to_string().contains("not encrypted to this key"), "{other}");
+        let altered = ProtoError::Decrypt { what: "chunk 2".into(), reason: AgeError::InvalidMac { segment: 0 } };
+        let altered = ClientError::refused(altered);
+        assert!(matches!(altered, ClientError::Verify(_)), "{altered}");
+        assert!(altered.to_string().contains("altered"), "{altered}");
     }
 }

@@ -235,6 +235,11 @@ impl Home {
     }
 }
 
+/// When a client certificate (DER) expires, in unix seconds.
+pub fn cert_expiry(cert_der: &[u8]) -> Result<u64, ClientError> {
+    Ok(exhibit_proto::cert::not_after(cert_der)?)
+}
+
 /// The DER inside a one-certificate PEM.
 pub fn pem_body(pem: &[u8]) -> Result<Vec<u8>, ClientError> {
     exhibit_proto::cert::pem_der(pem).map_err(|e| ClientError::Config(format!("certificate: {e}")))

@@ -24,6 +24,8 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 
+use crate::error::AgeError;
+
 const INTRO: &[u8] = b"age-encryption.org/v1\n";
 const SEGMENT: usize = 64 << 10;
 const TAG: usize = 16;
@@ -36,8 +38,8 @@ const MAX_STANZAS: usize = crate::limits::MAX_RECIPIENTS + 8;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
 
-/// Why a file could not be opened; the caller adds what it was.
-pub(crate) type Fail = String;
+/// Why a file could not be made or opened; the caller adds what it was.
+pub(crate) type Fail = AgeError;
 
 /// Segments for `plain_len` bytes: an empty plaintext is one empty segment.
 fn segments(plain_len: usize) -> usize {
@@ -53,13 +55,13 @@ fn stream_nonce(counter: usize, last: bool) -> Nonce {
 
 fn header_key(file_key: &FileKey) -> Result<hmac::Key, Fail> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(file_key.expose_secret());
-    let okm = prk.expand(&[b"header"], hmac::HMAC_SHA256).map_err(|_| "header key".to_owned())?;
+    let okm = prk.expand(&[b"header"], hmac::HMAC_SHA256).map_err(|_| AgeError::Crypto("header key"))?;
     Ok(hmac::Key::from(okm))
 }
 
 fn payload_key(file_key: &FileKey, nonce: &[u8]) -> Result<LessSafeKey, Fail> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, nonce).extract(file_key.expose_secret());
-    let okm = prk.expand(&[b"payload"], &CHACHA20_POLY1305).map_err(|_| "payload key".to_owned())?;
+    let okm = prk.expand(&[b"payload"], &CHACHA20_POLY1305).map_err(|_| AgeError::Crypto("payload key"))?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
@@ -68,7 +70,8 @@ fn payload_key(file_key: &FileKey, nonce: &[u8]) -> Result<LessSafeKey, Fail> {
 pub(crate) fn encrypt_into(plain: &[u8], recipients: &[x25519::Recipient], out: &mut [u8]) -> Result<usize, Fail> {
     let (file_key, header) = new_header(recipients)?;
     let total = header.len() + payload_len(plain.len());
-    let out = out.get_mut(..total).ok_or_else(|| format!("{total} bytes do not fit the output buffer"))?;
+    let have = out.len();
+    let out = out.get_mut(..total).ok_or(AgeError::BufferTooSmall { need: total, have })?;
     let (head, payload) = out.split_at_mut(header.len());
     head.copy_from_slice(&header);
     for (slot, seg) in plain_slots(payload, plain.len()).zip(plain.chunks(SEGMENT)) {
@@ -122,8 +125,9 @@ pub(crate) fn encrypt_in_place(
 ) -> Result<std::ops::Range<usize>, Fail> {
     let (file_key, header) = new_header(recipients)?;
     let end = room + payload_len(plain_len);
-    let start = room.checked_sub(header.len()).ok_or("no room for the header")?;
-    let file = buf.get_mut(start..end).ok_or("the buffer is shorter than the payload")?;
+    let start = room.checked_sub(header.len()).ok_or(AgeError::BufferTooSmall { need: header.len(), have: room })?;
+    let have = buf.len();
+    let file = buf.get_mut(start..end).ok_or(AgeError::BufferTooSmall { need: end, have })?;
     let (head, payload) = file.split_at_mut(header.len());
     head.copy_from_slice(&header);
     on_sealed(head);
@@ -135,13 +139,14 @@ pub(crate) fn encrypt_in_place(
 fn new_header(recipients: &[x25519::Recipient]) -> Result<(FileKey, Vec<u8>), Fail> {
     // No stanza would be a file nobody can open.
     if recipients.is_empty() {
-        return Err("no recipients".into());
+        return Err(AgeError::NoRecipients);
     }
-    let file_key = FileKey::try_init_with_mut(|k| aws_lc_rs::rand::fill(k)).map_err(|_| "no randomness".to_owned())?;
+    let file_key = FileKey::try_init_with_mut(|k| aws_lc_rs::rand::fill(k)).map_err(|_| AgeError::NoRandomness)?;
     let mut header = Vec::with_capacity(header_room(recipients.len()));
     header.extend_from_slice(INTRO);
     for r in recipients {
-        let (stanzas, _labels) = age::Recipient::wrap_file_key(r, &file_key).map_err(|e| e.to_string())?;
+        let (stanzas, _labels) =
+            age::Recipient::wrap_file_key(r, &file_key).map_err(|e| AgeError::Wrap(e.to_string()))?;
         for s in stanzas {
             write_stanza(&mut header, &s);
         }
@@ -164,7 +169,7 @@ fn seal_payload(
     on_sealed: &mut dyn FnMut(&[u8]),
 ) -> Result<(), Fail> {
     let (nonce, segs) = payload.split_at_mut(NONCE);
-    aws_lc_rs::rand::fill(nonce).map_err(|_| "no randomness".to_owned())?;
+    aws_lc_rs::rand::fill(nonce).map_err(|_| AgeError::NoRandomness)?;
     let key = payload_key(file_key, nonce)?;
     on_sealed(nonce);
     let n = segments(plain_len);
@@ -173,7 +178,7 @@ fn seal_payload(
         on_plain(body);
         let t = key
             .seal_in_place_separate_tag(stream_nonce(i, i + 1 == n), Aad::empty(), body)
-            .map_err(|_| "sealing a segment".to_owned())?;
+            .map_err(|_| AgeError::Crypto("sealing a segment"))?;
         tag.copy_from_slice(t.as_ref());
         on_sealed(ct);
     }
@@ -211,31 +216,35 @@ struct Header<'a> {
 
 /// One line, without its `\n`, and the rest after it.
 fn line(b: &[u8]) -> Result<(&[u8], &[u8]), Fail> {
-    let end = b.iter().position(|&c| c == b'\n').ok_or("header line without an end")?;
+    let end = b.iter().position(|&c| c == b'\n').ok_or_else(|| bad_header("header line without an end"))?;
     Ok((&b[..end], &b[end + 1..]))
+}
+
+fn bad_header(reason: impl ToString) -> AgeError {
+    AgeError::BadHeader { reason: reason.to_string() }
 }
 
 /// Parse a header exactly as the spec writes one; anything else is refused.
 fn parse_header(file: &[u8]) -> Result<Header<'_>, Fail> {
-    let mut rest = file.strip_prefix(INTRO).ok_or("not an age v1 file")?;
+    let mut rest = file.strip_prefix(INTRO).ok_or(AgeError::Unsupported)?;
     let mut stanzas = vec![];
     loop {
         let (l, after) = line(rest)?;
         if let Some(mac) = l.strip_prefix(b"--- ") {
             let macced = &file[..file.len() - rest.len() + 3];
-            let mac = B64.decode(mac).map_err(|e| format!("header MAC: {e}"))?;
+            let mac = B64.decode(mac).map_err(|e| bad_header(format!("header MAC: {e}")))?;
             return Ok(Header { stanzas, macced, mac, len: file.len() - after.len() });
         }
-        let words = l.strip_prefix(b"-> ").ok_or("malformed header line")?;
+        let words = l.strip_prefix(b"-> ").ok_or_else(|| bad_header("malformed header line"))?;
         let mut args = vec![];
         for w in words.split(|&c| c == b' ') {
             if w.is_empty() || !w.iter().all(|c| (33..=126).contains(c)) {
-                return Err("malformed stanza".into());
+                return Err(bad_header("malformed stanza"));
             }
             args.push(String::from_utf8_lossy(w).into_owned());
         }
         if stanzas.len() == MAX_STANZAS {
-            return Err("too many stanzas".into());
+            return Err(bad_header("too many stanzas"));
         }
         rest = after;
         let mut body = vec![];
@@ -243,14 +252,14 @@ fn parse_header(file: &[u8]) -> Result<Header<'_>, Fail> {
             let (l, after) = line(rest)?;
             rest = after;
             if l.len() > COLUMNS {
-                return Err("stanza body line too long".into());
+                return Err(bad_header("stanza body line too long"));
             }
             body.extend_from_slice(l);
             if l.len() < COLUMNS {
                 break;
             }
         }
-        let body = B64.decode(&body).map_err(|e| format!("stanza body: {e}"))?;
+        let body = B64.decode(&body).map_err(|e| bad_header(format!("stanza body: {e}")))?;
         let tag = args.remove(0);
         stanzas.push(Stanza { tag, args, body });
     }
@@ -276,26 +285,28 @@ pub(crate) fn decrypt_watched(
     let h = parse_header(file)?;
     let file_key = match age::Identity::unwrap_stanzas(identity, &h.stanzas) {
         Some(Ok(k)) => k,
-        Some(Err(e)) => return Err(e.to_string()),
-        None => return Err("not encrypted to this key".into()),
+        // A stanza of our type that is not well formed.
+        Some(Err(e)) => return Err(bad_header(e)),
+        None => return Err(AgeError::NoMatchingKeys),
     };
-    hmac::verify(&header_key(&file_key)?, h.macced, &h.mac).map_err(|_| "header MAC does not match")?;
+    hmac::verify(&header_key(&file_key)?, h.macced, &h.mac).map_err(|_| AgeError::InvalidHeaderMac)?;
     let payload = &file[h.len..];
     if payload.len() < NONCE + TAG {
-        return Err("payload is truncated".into());
+        return Err(AgeError::Truncated);
     }
     let (nonce, sealed) = payload.split_at(NONCE);
     let n = sealed.len().div_ceil(SEGMENT + TAG);
     let last = sealed.len() - (n - 1) * (SEGMENT + TAG);
     if last < TAG {
-        return Err("payload is truncated".into());
+        return Err(AgeError::Truncated);
     }
     // Only a file's one and only segment may be empty.
     if last == TAG && n > 1 {
-        return Err("empty last segment".into());
+        return Err(AgeError::Truncated);
     }
     let plain_len = sealed.len() - n * TAG;
-    let out = out.get_mut(..plain_len).ok_or("plaintext longer than declared")?;
+    let room = out.len();
+    let out = out.get_mut(..plain_len).ok_or(AgeError::PlaintextTooLong { room, got: plain_len })?;
     let key = payload_key(&file_key, nonce)?;
     on_sealed(&file[..h.len + NONCE]);
     open_segments(&key, sealed, out, on_sealed, on_plain).inspect_err(|_| {
@@ -322,7 +333,7 @@ fn open_segments(
         let (body, tag) = ct.split_at(ct.len() - TAG);
         let pt = &mut pt[..body.len()];
         key.open_separate_gather(stream_nonce(i, i + 1 == n), Aad::empty(), body, tag, pt)
-            .map_err(|_| format!("segment {i} does not authenticate"))?;
+            .map_err(|_| AgeError::InvalidMac { segment: i })?;
         on_plain(pt);
     }
     Ok(())
@@ -394,12 +405,12 @@ mod tests {
         let a = x25519::Identity::generate();
         let c = ours(&plain(70_000), &[a.to_public()]);
         let eve = x25519::Identity::generate();
-        assert_eq!(open(&c, &eve, 70_000).unwrap_err(), "not encrypted to this key");
-        assert_eq!(open(&c, &a, 69_999).unwrap_err(), "plaintext longer than declared");
+        assert_eq!(open(&c, &eve, 70_000).unwrap_err(), AgeError::NoMatchingKeys);
+        assert_eq!(open(&c, &a, 69_999).unwrap_err(), AgeError::PlaintextTooLong { room: 69_999, got: 70_000 });
         assert_eq!(open(&c, &a, 70_001).unwrap().len(), 70_000);
         let mut small = vec![0u8; c.len() - 1];
         assert!(encrypt_into(&plain(70_000), &[a.to_public()], &mut small).is_err());
-        assert_eq!(encrypt_into(b"x", &[], &mut vec![0u8; 1024]).unwrap_err(), "no recipients");
+        assert_eq!(encrypt_into(b"x", &[], &mut vec![0u8; 1024]).unwrap_err(), AgeError::NoRecipients);
     }
 
     /// A file that fails in its second segment leaves no plaintext of the
@@ -412,7 +423,7 @@ mod tests {
         let n = c.len();
         c[n - 1] ^= 1;
         let mut out = vec![0x55; p.len()];
-        assert_eq!(decrypt_into(&c, &a, &mut out).unwrap_err(), "segment 1 does not authenticate");
+        assert_eq!(decrypt_into(&c, &a, &mut out).unwrap_err(), AgeError::InvalidMac { segment: 1 });
         assert!(out.iter().all(|&b| b == 0), "plaintext left behind");
     }
 
@@ -456,7 +467,7 @@ mod tests {
         let a = x25519::Identity::generate();
         let c = ours(&plain(3 * SEGMENT), &[a.to_public()]);
         let cut = c.len() - (SEGMENT + TAG);
-        assert_eq!(open(&c[..cut], &a, 3 * SEGMENT).unwrap_err(), "segment 1 does not authenticate");
+        assert_eq!(open(&c[..cut], &a, 3 * SEGMENT).unwrap_err(), AgeError::InvalidMac { segment: 1 });
     }
 
     #[test]
@@ -482,5 +493,23 @@ mod tests {
         {
             assert!(open(bad, &a, 10).is_err());
         }
+    }
+
+    /// A file for someone else says so; a file for us with one byte
+    /// changed or cut short says it was altered, never "not for you".
+    #[test]
+    fn not_addressed_is_told_apart_from_tampered() {
+        let (a, eve) = (x25519::Identity::generate(), x25519::Identity::generate());
+        let c = ours(&plain(70_000), &[a.to_public()]);
+        assert_eq!(open(&c, &eve, 70_000).unwrap_err(), AgeError::NoMatchingKeys);
+        let header = parse_header(&c).unwrap().len;
+        let mut flipped = c.clone();
+        flipped[header + NONCE + 10] ^= 1;
+        assert_eq!(open(&flipped, &a, 70_000).unwrap_err(), AgeError::InvalidMac { segment: 0 });
+        let mut mac = c.clone();
+        mac[header - 3] ^= 1;
+        assert!(matches!(open(&mac, &a, 70_000).unwrap_err(), AgeError::InvalidHeaderMac | AgeError::BadHeader { .. }));
+        assert_eq!(open(&c[..header + NONCE + 4], &a, 70_000).unwrap_err(), AgeError::Truncated);
+        assert_eq!(open(b"age-encryption.org/v2\n", &a, 10).unwrap_err(), AgeError::Unsupported);
     }
 }

@@ -28,7 +28,7 @@ pub mod sign;
 pub mod treehash;
 
 pub use directory::{DirectoryEntry, Role, SignedEntry};
-pub use error::ProtoError;
+pub use error::{AgeError, ProtoError};
 pub use ids::{ChunkId, TransferId, UserId};
 pub use manifest::{Manifest, SignedManifest, VerifiedManifest};
 pub use receipt::{AcceptedReceipt, Receipt, ReceiptBundle, SignedReceipt};

@@ -7,7 +7,7 @@
 use age::x25519;
 
 use crate::agefile;
-use crate::error::ProtoError;
+use crate::error::{AgeError, ProtoError};
 use crate::ids::ChunkId;
 use crate::manifest::{SealedDetails, VerifiedManifest};
 use crate::sign;
@@ -26,7 +26,12 @@ pub fn parse_recipients(rs: &[&str]) -> Result<Vec<x25519::Recipient>, ProtoErro
 /// Encrypt `plain` to every recipient.
 pub fn encrypt(plain: &[u8], recipients: &[x25519::Recipient]) -> Result<Vec<u8>, ProtoError> {
     let max = crate::limits::max_sealed_len(plain.len() as u32, recipients.len());
-    let mut out = vec![0u8; usize::try_from(max).map_err(|_| ProtoError::Encrypt("too large".into()))?];
+    let len = usize::try_from(max).map_err(|_| ProtoError::TooLarge {
+        what: "sealed file",
+        got: max,
+        max: usize::MAX as u64,
+    })?;
+    let mut out = vec![0u8; len];
     let n = encrypt_into(plain, recipients, &mut out)?;
     out.truncate(n);
     Ok(out)
@@ -218,7 +223,7 @@ pub fn open_chunk_into(
     if cipher.len() as u64 != u64::from(want.len) {
         return Err(ProtoError::ChunkLength { index, expected: want.len.into(), got: cipher.len() as u64 });
     }
-    let n = opened.map_err(|reason| ProtoError::Decrypt { what: format!("chunk {index}"), reason })?;
+    let n = opened.map_err(opening(format!("chunk {index}")))?;
     Err(ProtoError::ChunkLength { index, expected: out.len() as u64, got: n as u64 })
 }
 
@@ -230,7 +235,16 @@ pub fn decrypt_into(
     what: &str,
     out: &mut [u8],
 ) -> Result<usize, ProtoError> {
-    agefile::decrypt_into(cipher, identity, out).map_err(|reason| ProtoError::Decrypt { what: what.to_owned(), reason })
+    agefile::decrypt_into(cipher, identity, out).map_err(opening(what.to_owned()))
+}
+
+/// The error for an age file `what` that did not open: addressed to
+/// someone else, or not what was sealed.
+fn opening(what: String) -> impl FnOnce(AgeError) -> ProtoError {
+    move |reason| match reason {
+        AgeError::NoMatchingKeys => ProtoError::NotAddressed { what },
+        reason => ProtoError::Decrypt { what, reason },
+    }
 }
 
 #[cfg(test)]
@@ -363,7 +377,7 @@ mod tests {
         let err = open_chunk_into(&vm, 0, &ours[..ours.len() - 1], &bob, &mut out, tree).unwrap_err();
         assert!(matches!(err, ProtoError::ChunkHashMismatch { .. }), "{err}");
         let err = open_chunk_into(&vm, 0, &ours, &x25519::Identity::generate(), &mut out, tree).unwrap_err();
-        assert!(matches!(err, ProtoError::Decrypt { .. }), "{err}");
+        assert!(matches!(err, ProtoError::NotAddressed { .. }), "{err}");
         let mut long = vec![0u8; plain.len() + 1];
         let err = open_chunk_into(&vm, 0, &ours, &bob, &mut long, tree).unwrap_err();
         assert!(matches!(err, ProtoError::ChunkLength { .. }), "{err}");

@@ -203,7 +203,7 @@ async fn concurrent_fetches_take_turns_for_download_memory_and_give_it_back() {
     let details = {
         let p = recipients[0].load().unwrap();
         let conn = exhibit_client::conn::Conn::open(&p).await.unwrap();
-        let (vm, _) = exhibit_client::fetch::verified_manifest(&conn, &recipients[0], &p, t).await.unwrap();
+        let (vm, _) = exhibit_client::ops::manifest::verified_manifest(&conn, &recipients[0], &p, t).await.unwrap();
         assert_eq!(vm.manifest().details_parts.len(), 1);
         vm.manifest().details_parts[0].len as usize
     };

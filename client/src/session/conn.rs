@@ -12,6 +12,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 
 use crate::error::ClientError;
 use crate::home::Profile;
+use crate::human::format_time;
+
+/// Warn this long before the client certificate expires.
+pub const WARN_BEFORE: u64 = 30 * 86_400;
 
 /// A connection to the server.
 #[derive(Clone, Debug)]
@@ -55,10 +59,9 @@ async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), Clie
 impl Conn {
     /// Connect as an enrolled user.
     pub async fn open(p: &Profile) -> Result<Conn, ClientError> {
-        if let Ok(expiry) = crate::renew::cert_expiry(&p.tls_cert) {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            if expiry.saturating_sub(now) < crate::renew::WARN_BEFORE {
-                tracing::warn!("your certificate expires on {}: run `exhibit renew`", crate::cli::format_time(expiry));
+        if let Ok(expiry) = crate::home::cert_expiry(&p.tls_cert) {
+            if expiry.saturating_sub(super::now()) < WARN_BEFORE {
+                tracing::warn!("your certificate expires on {}: run `exhibit renew`", format_time(expiry));
             }
         }
         Conn::connect(&p.config.server, &p.ca_der, Some((&p.tls_cert, &p.tls_key))).await
@@ -333,7 +336,7 @@ mod tests {
     #[test]
     fn an_upload_is_given_time_to_cross_a_slow_link() {
         let chunk = 4 << 20;
-        let crossing = Duration::from_secs((chunk * crate::send::IN_FLIGHT as u64).div_ceil(125_000));
+        let crossing = Duration::from_secs((chunk * super::super::IN_FLIGHT as u64).div_ceil(125_000));
         assert!(upload_time(chunk as usize) >= crossing + REQUEST_TIMEOUT, "{:?}", upload_time(chunk as usize));
         // A small body is not held to more than the answer's time plus its crossing.
         assert!(upload_time(1000) <= REQUEST_TIMEOUT + Duration::from_secs(1));

@@ -4,17 +4,12 @@
 
 use exhibit_proto::frame::{Request, Response};
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::session::{unexpected, Conn};
 
-/// Warn this long before the client certificate expires.
-pub const WARN_BEFORE: u64 = 30 * 86_400;
-
-/// When the enrolled client certificate expires (unix seconds).
-pub fn cert_expiry(cert_der: &[u8]) -> Result<u64, ClientError> {
-    Ok(exhibit_proto::cert::not_after(cert_der)?)
-}
+// Where it has always been found.
+pub use crate::home::cert_expiry;
 
 /// Renew the client certificate; returns its new expiry. The old
 /// certificate stays valid on the server until the new one is first used,

@@ -5,12 +5,13 @@ use std::path::Path;
 
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
-use exhibit_proto::{limits, SignedManifest, TransferId, UserId};
+use exhibit_proto::{limits, AcceptedReceipt, Receipt, SignedManifest, TransferId, UserId, VerifiedManifest};
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
-use crate::home::Home;
-use crate::listing;
+use crate::home::{Home, Profile};
+use crate::ops::details::Items;
+use crate::ops::listing;
+use crate::session::{now, unexpected, Conn};
 
 /// Fetch a recipient's accepted receipt as a bundle. Without `recipient`:
 /// ourselves if we received the transfer, else its only recipient.
@@ -45,6 +46,40 @@ pub async fn bundle(
     conn.close();
     let Response::Receipt { signature, sender, recipient, receipt, .. } = head else { return Err(unexpected(&head)) };
     Ok(ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, &p.authority)?)
+}
+
+/// Sign and submit our receipt for a transfer whose `items` were all
+/// verified and written; the server's acceptance, checked against the
+/// authority. A receipt of ours already on record is accepted only if it
+/// is for this transfer and these files.
+pub async fn submit(
+    conn: &Conn,
+    p: &Profile,
+    vm: &VerifiedManifest,
+    items: &Items,
+) -> Result<AcceptedReceipt, ClientError> {
+    let transfer = vm.manifest().transfer;
+    let mut root = exhibit_proto::merkle::Root::new();
+    items.hashes().iter().for_each(|h| root.push(h));
+    let signed = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root).sign(&p.signing);
+    match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
+        Response::ReceiptAccepted { receipt } => {
+            receipt.verify_acceptance(&p.authority)?;
+            if receipt.receipt != signed {
+                // An earlier receipt of ours was already on record: it
+                // must be ours, for this transfer and these files.
+                let earlier = receipt.receipt.verify(&p.me)?;
+                if earlier.transfer != transfer
+                    || earlier.manifest_hash != vm.hash()
+                    || earlier.check_items(items.hashes()).is_err()
+                {
+                    return Err(ClientError::Verify("the server answered with a receipt for something else".into()));
+                }
+            }
+            Ok(receipt)
+        }
+        r => Err(unexpected(&r)),
+    }
 }
 
 /// Write a bundle as JSON.
@@ -98,7 +133,7 @@ fn verify_bundle(file: &Path, ca: &Path) -> Result<(ReceiptSummary, ReceiptBundl
 /// The item list kept beside a receipt: one line per item, in order, the
 /// plaintext BLAKE3 and the path (`b3sum` format, so `b3sum --check` run in
 /// the folder a transfer was fetched to checks the files too).
-pub fn items_text(items: &crate::details::Items) -> String {
+pub fn items_text(items: &Items) -> String {
     let mut s = Vec::with_capacity(items.len() * 100);
     // Writing to a Vec cannot fail, and every line is UTF-8.
     let _ = write_items(&mut s, items);
@@ -106,7 +141,7 @@ pub fn items_text(items: &crate::details::Items) -> String {
 }
 
 /// Write [`items_text`]'s lines to `w`, one at a time.
-fn write_items(mut w: impl std::io::Write, items: &crate::details::Items) -> std::io::Result<()> {
+fn write_items(mut w: impl std::io::Write, items: &Items) -> std::io::Result<()> {
     for it in items.iter() {
         writeln!(w, "{}  {}", hex::encode(it.blake3), it.path.as_str())?;
     }
@@ -140,11 +175,7 @@ pub fn kept_items(home: &Home, transfer: TransferId) -> std::path::PathBuf {
 
 /// Keep a fetched transfer's item list beside its receipt, in the key
 /// directory (the receipt signs only a root over the hashes); its path.
-pub fn keep_items(
-    home: &Home,
-    transfer: TransferId,
-    items: &crate::details::Items,
-) -> Result<std::path::PathBuf, ClientError> {
+pub fn keep_items(home: &Home, transfer: TransferId, items: &Items) -> Result<std::path::PathBuf, ClientError> {
     let path = kept_items(home, transfer);
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
@@ -170,8 +201,8 @@ pub async fn item_list(home: &Home, transfer: TransferId) -> Result<Option<Strin
     }
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    let (vm, _) = crate::fetch::verified_manifest(&conn, home, &p, transfer).await?;
-    let opened = crate::details::open(&conn, &vm, &p.age).await;
+    let (vm, _) = crate::ops::manifest::verified_manifest(&conn, home, &p, transfer).await?;
+    let opened = crate::ops::details::open(&conn, &vm, &p.age).await;
     conn.close();
     match opened {
         Ok(o) => Ok(Some(items_text(&o.items))),
@@ -206,4 +237,38 @@ pub async fn write_items_beside(
     std::fs::write(&out, text).map_err(ClientError::io(format!("writing {}", out.display())))?;
     check_items_file(bundle, &out)?;
     Ok(Some(out))
+}
+
+/// `receipt show`: a transfer's receipt, verified, and how many items the
+/// list this user holds (kept at fetch, or from the sealed details) was
+/// checked for against the root the receipt signs (`None`: no list).
+pub async fn show(
+    home: &Home,
+    transfer: TransferId,
+    recipient: Option<UserId>,
+) -> Result<(ReceiptSummary, Option<usize>), ClientError> {
+    let b = bundle(home, transfer, recipient).await?;
+    let checked = match (b.summary.item_count, item_list(home, transfer).await?) {
+        (Some(_), Some(text)) => {
+            let list = parse_items(&text, "the item list")?;
+            b.check_items(&list).map_err(|e| ClientError::Verify(format!("item list: {e}")))?;
+            Some(list.len())
+        }
+        _ => None,
+    };
+    Ok((b.summary, checked))
+}
+
+/// `receipt export`: write a transfer's receipt bundle to `out`, and the
+/// item list beside it where this user can read one (its path).
+pub async fn export(
+    home: &Home,
+    transfer: TransferId,
+    recipient: Option<UserId>,
+    out: &Path,
+) -> Result<(ReceiptBundle, Option<std::path::PathBuf>), ClientError> {
+    let b = bundle(home, transfer, recipient).await?;
+    write(&b, out)?;
+    let items = write_items_beside(home, &b, out).await?;
+    Ok((b, items))
 }

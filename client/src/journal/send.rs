@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::ClientError;
 use crate::home::Home;
 
+use super::dir;
+
 /// One file of the send, as it was when the send started.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JournalItem {
@@ -108,10 +110,6 @@ pub struct Recovered {
     pub plain: HashMap<usize, [u8; 32]>,
     /// The file.
     pub path: PathBuf,
-}
-
-fn dir(home: &Home) -> PathBuf {
-    home.dir().join("journal")
 }
 
 impl Journal {

@@ -11,8 +11,8 @@ use exhibit_proto::manifest::MANIFEST_V1;
 use exhibit_proto::{seal, VerifiedManifest};
 use futures_util::StreamExt;
 
-use crate::conn::Conn;
 use crate::error::ClientError;
+use crate::session::Conn;
 
 /// Details parts downloaded at once.
 const PARTS_IN_FLIGHT: usize = 4;

@@ -1,12 +1,13 @@
 //! `exhibit admin`: user management (admins only; the server checks).
 
 use exhibit_proto::directory::Role;
-use exhibit_proto::frame::{AlertInfo, Request, Response, TransferInfo, UserInfo};
+use exhibit_proto::frame::{AlertInfo, Page, Request, Response, TransferInfo, TransferList, UserInfo};
 use exhibit_proto::UserId;
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::session::pages::all_pages;
+use crate::session::{unexpected, Conn};
 
 /// Create a user; returns the one-time code and when it expires.
 pub async fn add_user(
@@ -31,12 +32,18 @@ pub async fn add_user(
 pub async fn list_users(home: &Home) -> Result<Vec<UserInfo>, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    let r = conn.request(&Request::AdminListUsers).await?;
+    let users = all_pages(
+        &conn,
+        Page::first(),
+        |page| Request::ListUsers { page },
+        |r| match r {
+            Response::UsersPage { users, next } => Ok((users, next)),
+            r => Err(unexpected(&r)),
+        },
+    )
+    .await;
     conn.close();
-    match r {
-        Response::Users { users } => Ok(users),
-        r => Err(unexpected(&r)),
-    }
+    users
 }
 
 async fn admin_request(home: &Home, req: Request) -> Result<Response, ClientError> {
@@ -47,12 +54,22 @@ async fn admin_request(home: &Home, req: Request) -> Result<Response, ClientErro
     r
 }
 
-/// Alerts (open ones unless `all`).
+/// Alerts (open ones unless `all`), newest first.
 pub async fn alerts(home: &Home, all: bool) -> Result<Vec<AlertInfo>, ClientError> {
-    match admin_request(home, Request::AdminAlerts { all }).await? {
-        Response::Alerts { alerts } => Ok(alerts),
-        r => Err(unexpected(&r)),
-    }
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let alerts = all_pages(
+        &conn,
+        Page::first(),
+        |page| Request::ListAlerts { all, page },
+        |r| match r {
+            Response::AlertsPage { alerts, next } => Ok((alerts, next)),
+            r => Err(unexpected(&r)),
+        },
+    )
+    .await;
+    conn.close();
+    alerts
 }
 
 /// Acknowledge an alert with a note.
@@ -65,10 +82,11 @@ pub async fn ack_alert(home: &Home, id: u64, note: String) -> Result<AlertInfo, 
 
 /// Every transfer, or only overdue ones.
 pub async fn transfers(home: &Home, overdue: bool) -> Result<Vec<TransferInfo>, ClientError> {
-    match admin_request(home, Request::AdminTransfers { overdue }).await? {
-        Response::Transfers { transfers } => Ok(transfers),
-        r => Err(unexpected(&r)),
-    }
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let transfers = crate::ops::listing::transfers(&conn, TransferList::All { overdue }).await;
+    conn.close();
+    transfers
 }
 
 /// A one-time link to the web dashboard, logged in as this admin (valid

@@ -4,9 +4,9 @@ use ed25519_dalek::SigningKey;
 use exhibit_proto::directory::DirectoryEntry;
 use exhibit_proto::frame::{EnrolRequest, Request, Response};
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::{pem_body, Home, NewKeys};
+use crate::session::{unexpected, Conn};
 
 /// Enrol into `home` with a code from an admin. Returns the verified entry.
 pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Result<DirectoryEntry, ClientError> {

@@ -5,9 +5,9 @@ use exhibit_proto::directory::{DirectoryEntry, SignedEntry};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::UserId;
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
+use crate::session::{unexpected, Conn};
 
 /// Directory entries matching `query`, each verified against the authority.
 /// An entry that fails verification is an error, not silently dropped: it
@@ -19,6 +19,39 @@ pub async fn list(conn: &Conn, p: &Profile, query: Option<String>) -> Result<Vec
         }
         r => Err(unexpected(&r)),
     }
+}
+
+/// `exhibit directory`: entries matching `query`, verified, each with
+/// the fingerprint pinned for its user here, if any.
+pub async fn search(home: &Home, query: Option<String>) -> Result<Vec<(DirectoryEntry, Option<String>)>, ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let entries = list(&conn, &p, query).await;
+    conn.close();
+    let pins = home.pins()?;
+    Ok(entries?
+        .into_iter()
+        .map(|e| {
+            let pin = pins.get(e.user.as_str()).cloned();
+            (e, pin)
+        })
+        .collect())
+}
+
+/// `exhibit whoami`: our own entry, checked against the server's view of
+/// us, and when our certificate expires.
+pub async fn whoami(home: &Home) -> Result<(Profile, u64), ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let server_view = conn.request(&Request::WhoAmI).await?;
+    conn.close();
+    if let Response::WhoAmI { entry } = server_view {
+        if entry != p.entry {
+            return Err(ClientError::Verify("the server's entry for you differs from your own".into()));
+        }
+    }
+    let expires = crate::home::cert_expiry(&p.tls_cert)?;
+    Ok((p, expires))
 }
 
 /// Look up exactly `user`.

@@ -5,15 +5,16 @@
 use std::path::Path;
 
 use exhibit_proto::audit::{link, AuditEntry};
-use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::frame::{Cursor, Page, Request, Response};
 use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
 use exhibit_proto::{limits, SignedManifest, TransferId};
 use serde::Serialize;
 
-use crate::cli::format_time;
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::human::format_time;
+use crate::session::pages::all_pages;
+use crate::session::{unexpected, Conn};
 
 /// A party to the transfer.
 #[derive(Clone, Debug, Serialize)]
@@ -75,16 +76,19 @@ pub struct Report {
 pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<ReceiptBundle>), ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    crate::audit::check(&conn, home, &p).await?;
+    crate::ops::audit::check(&conn, home, &p).await?;
     let len = |r: &Response| match r {
         Response::Custody { manifest_len, .. } => Some(*manifest_len),
         _ => None,
     };
     let (head, bytes) = conn.request_body(&Request::Custody { transfer }, len, limits::MAX_MANIFEST).await?;
-    conn.close();
-    let Response::Custody { transfer: info, entries, receipts, sender, recipients, signature, .. } = head else {
+    let Response::Custody { transfer: info, mut entries, receipts, sender, recipients, signature, .. } = head else {
         return Err(unexpected(&head));
     };
+    // The reply holds the first entries; the rest follow page by page.
+    let rest = more_entries(&conn, transfer, entries.last()).await;
+    conn.close();
+    entries.extend(rest?);
     let sender_entry = sender.verify(&p.authority)?;
     let manifest = SignedManifest { bytes, signature };
     let vm = manifest.verify(&sender_entry)?;
@@ -135,6 +139,29 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         receipts: bundles.iter().map(|b| b.summary.clone()).collect(),
     };
     Ok((report, bundles))
+}
+
+/// The audit entries about `transfer` after `last`, the last one a
+/// [`Response::Custody`] carried (all of them if it carried none).
+async fn more_entries(
+    conn: &Conn,
+    transfer: TransferId,
+    last: Option<&AuditEntry>,
+) -> Result<Vec<AuditEntry>, ClientError> {
+    let first = match last {
+        Some(e) => Page::after(Cursor::seq(e.body.seq)),
+        None => Page::first(),
+    };
+    all_pages(
+        conn,
+        first,
+        |page| Request::CustodyEntries { transfer, page },
+        |r| match r {
+            Response::EntriesPage { entries, next } => Ok((entries, next)),
+            r => Err(unexpected(&r)),
+        },
+    )
+    .await
 }
 
 fn check_entry(e: &AuditEntry) -> Result<(), ClientError> {
@@ -227,6 +254,17 @@ pub fn html(r: &Report) -> String {
     }
     h += "</body></html>\n";
     h
+}
+
+/// `custody --out DIR`: [`write_dir`], and beside each receipt bundle the
+/// item list it signs, where this user can read one.
+pub async fn export(home: &Home, dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<(), ClientError> {
+    write_dir(dir, r, bundles)?;
+    for b in bundles {
+        let file = dir.join(format!("receipt-{}.json", b.summary.recipient));
+        crate::ops::receipt::write_items_beside(home, b, &file).await?;
+    }
+    Ok(())
 }
 
 /// Write report.txt, report.html, report.json and one receipt bundle per

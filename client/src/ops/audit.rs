@@ -6,9 +6,9 @@ use exhibit_proto::audit::{self, AuditEntry, Checkpoint};
 use exhibit_proto::frame::{Request, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{unexpected, Conn};
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
+use crate::session::{unexpected, Conn};
 
 const CHECKPOINT_FILE: &str = "audit-checkpoint.json";
 

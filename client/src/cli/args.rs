@@ -1,0 +1,267 @@
+//! The command line's grammar: every command, argument and flag (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use exhibit_proto::directory::Role;
+use exhibit_proto::{TransferId, UserId};
+
+/// exhibit: send evidence encrypted end to end to named recipients, with
+/// signed delivery receipts.
+#[derive(Parser, Debug)]
+#[command(name = "exhibit", version, about, long_about = None)]
+pub struct Cli {
+    /// Key directory (default: $EXHIBIT_HOME, else ~/.config/exhibit).
+    #[arg(long, global = true, env = "EXHIBIT_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Enrol with a one-time code from an admin: makes your keys here and
+    /// gets your certificate.
+    Enrol {
+        /// Server address, host:port.
+        #[arg(long)]
+        server: String,
+        /// One-time enrolment code.
+        #[arg(long)]
+        code: String,
+        /// The deployment's CA certificate (ca.pem), obtained out of band.
+        #[arg(long)]
+        ca: PathBuf,
+    },
+    /// Show who you are enrolled as, and when your certificate expires.
+    Whoami,
+    /// Renew your client certificate (same keys, same fingerprint) before
+    /// it expires; the old one stops working once the new one is in use.
+    Renew,
+    /// List enrolled users (optionally matching QUERY), verified against the CA.
+    Directory {
+        /// Part of a user id, name or organisation.
+        query: Option<String>,
+    },
+    /// Accept a user's new key fingerprint after checking it with them.
+    Trust {
+        /// User id.
+        user: UserId,
+        /// The new fingerprint, as shown in the error.
+        fingerprint: String,
+    },
+    /// Send files or folders, encrypted to the recipients.
+    Send(SendArgs),
+    /// Transfers sent to you.
+    Inbox,
+    /// Transfers you sent, with each recipient's state.
+    Outbox,
+    /// Download, verify and decrypt a transfer, then send a signed receipt.
+    Fetch {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Output directory.
+        #[arg(short, long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Delivery receipts.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+    /// Continue every send that was interrupted (crash, dropped connection,
+    /// full server disk), sending only what the server lacks.
+    Resume,
+    /// Stop the recipients of a transfer you sent from fetching it.
+    Revoke {
+        /// Transfer id.
+        transfer: TransferId,
+    },
+    /// Chain of custody of a transfer you sent or received, for a court
+    /// bundle.
+    Custody(CustodyArgs),
+    /// Administration (admins only).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Serve a local web page (send, outbox, inbox, custody) on 127.0.0.1;
+    /// prints its URL, which holds a secret token. Keys stay in this process.
+    Ui {
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where fetched transfers are written (default: the current directory).
+        #[arg(long, default_value = ".")]
+        downloads: PathBuf,
+        /// Open the page in the default browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+    },
+}
+
+/// `exhibit send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Files and folders (folders are sent whole, with relative paths).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Recipient user id (repeat for several).
+    #[arg(long, required = true)]
+    pub to: Vec<UserId>,
+    /// Case reference (visible to the server).
+    #[arg(long = "case")]
+    pub case_ref: Option<String>,
+    /// Time the recipients have to acknowledge, e.g. 4h, 30m, 2d (default:
+    /// the server's).
+    #[arg(long)]
+    pub ack_within: Option<String>,
+    /// Note for the recipients (sealed; the server cannot read it).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Do not encrypt to yourself (you will not be able to open it).
+    #[arg(long)]
+    pub no_self: bool,
+    /// Plaintext chunk size in bytes.
+    #[arg(long, default_value_t = exhibit_proto::limits::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u32,
+}
+
+/// `exhibit custody` and `exhibit admin custody`.
+#[derive(Args, Debug)]
+pub struct CustodyArgs {
+    /// Transfer id.
+    pub transfer: TransferId,
+    /// Print the report as HTML.
+    #[arg(long)]
+    pub html: bool,
+    /// Write custody.{txt,html,json} and the receipt bundles into DIR.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `exhibit receipt …`.
+#[derive(Subcommand, Debug)]
+pub enum ReceiptCommand {
+    /// Show a transfer's receipt, verified.
+    Show {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Whose receipt (default: yours, or the only recipient's).
+        #[arg(long)]
+        recipient: Option<UserId>,
+    },
+    /// Save a receipt bundle anyone with the CA certificate can verify.
+    Export {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Output file.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Whose receipt (default: yours, or the only recipient's).
+        #[arg(long)]
+        recipient: Option<UserId>,
+    },
+    /// Verify a receipt bundle offline, and the item list beside it
+    /// (FILE.items, one BLAKE3 and path per file) against the root the
+    /// receipt signs.
+    Verify {
+        /// Bundle file.
+        file: PathBuf,
+        /// CA certificate.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The item list, if not FILE.items.
+        #[arg(long)]
+        items: Option<PathBuf>,
+    },
+}
+
+/// `exhibit admin …`.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Alerts: open ones, or acknowledge one.
+    Alerts {
+        /// Include acknowledged alerts.
+        #[arg(long)]
+        all: bool,
+        /// `ack ALERT --note TEXT`.
+        #[command(subcommand)]
+        action: Option<AlertAction>,
+    },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Chain of custody of any transfer.
+    Custody(CustodyArgs),
+    /// Print a one-time link that logs you in to the web dashboard with
+    /// your client certificate instead of the admin token.
+    Dashboard,
+    /// Transfers of every user (metadata only; admins cannot decrypt).
+    Transfers {
+        /// Only those past their deadline and not acknowledged by everyone.
+        #[arg(long)]
+        overdue: bool,
+    },
+}
+
+/// `exhibit admin audit …`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and check every signed checkpoint; report
+    /// the first bad entry.
+    Verify,
+    /// Print entries.
+    Export {
+        /// From this entry on.
+        #[arg(long, default_value_t = 1)]
+        since: u64,
+    },
+}
+
+/// `exhibit admin alerts …`.
+#[derive(Subcommand, Debug)]
+pub enum AlertAction {
+    /// Acknowledge an alert, saying what was done.
+    Ack {
+        /// Alert id.
+        alert: u64,
+        /// What was done about it.
+        #[arg(long)]
+        note: String,
+    },
+}
+
+/// `exhibit admin user …`.
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user and print their one-time enrolment code.
+    Add {
+        /// User id (a-z, 0-9, '.', '_', '-').
+        user: UserId,
+        /// Organisation.
+        #[arg(long)]
+        org: String,
+        /// evidence-unit, caseworker or admin.
+        #[arg(long)]
+        role: Role,
+        /// Display name (default: the user id).
+        #[arg(long)]
+        name: Option<String>,
+        /// E-mail address for alerts about their transfers.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Revoke a user: their certificate stops working and transfers
+    /// addressed to them raise alerts.
+    Revoke {
+        /// User id.
+        user: UserId,
+    },
+}

@@ -1,0 +1,35 @@
+//! A transfer's manifest, fetched and verified before anything of the
+//! transfer is opened: by a fetch, and by a receipt's item list.
+
+use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::{limits, SignedManifest, TransferId, VerifiedManifest};
+
+use crate::error::ClientError;
+use crate::home::{Home, Profile};
+use crate::ops::directory;
+use crate::session::{unexpected, Conn};
+
+/// Get and verify a transfer's manifest: the sender's entry against the
+/// authority and the pins, the signature against the sender's key.
+pub async fn verified_manifest(
+    conn: &Conn,
+    home: &Home,
+    p: &Profile,
+    transfer: TransferId,
+) -> Result<(VerifiedManifest, exhibit_proto::DirectoryEntry), ClientError> {
+    let len = |r: &Response| match r {
+        Response::Manifest { manifest_len, .. } => Some(*manifest_len),
+        _ => None,
+    };
+    let (head, bytes) = conn.request_body(&Request::GetManifest { transfer }, len, limits::MAX_MANIFEST).await?;
+    let Response::Manifest { signature, sender, .. } = head else { return Err(unexpected(&head)) };
+    let sender = directory::verify_pinned(home, p, &sender)?;
+    let vm = SignedManifest { bytes, signature }.verify(&sender)?;
+    if vm.manifest().transfer != transfer {
+        return Err(ClientError::Verify(format!(
+            "server sent the manifest of {} for {transfer}",
+            vm.manifest().transfer
+        )));
+    }
+    Ok((vm, sender))
+}

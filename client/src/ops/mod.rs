@@ -1,0 +1,16 @@
+//! One module per thing a user does. Each connects through
+//! [`crate::session`], and returns data: printing is the front doors' job.
+
+pub mod admin;
+pub mod audit;
+pub mod custody;
+pub mod details;
+pub mod directory;
+pub mod enrol;
+pub mod fetch;
+pub mod listing;
+pub mod manifest;
+pub mod receipt;
+pub mod renew;
+pub mod resume;
+pub mod send;

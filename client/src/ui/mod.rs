@@ -1,0 +1,384 @@
+//! `exhibit ui`: a local web page on 127.0.0.1 for people who do not use a
+//! command line. Every URL starts with a random 128-bit token (anything
+//! else is 404), so other local users and web pages cannot drive it. The
+//! page calls the same library functions as the commands (send, fetch,
+//! listings, directory, custody); keys never leave this process: the
+//! browser only uploads the plaintext to it, over loopback.
+//!
+//! Uploads stream to a private staging directory under the key directory
+//! (never into memory), then run the real send pipeline. A staged copy is
+//! deleted once sealed; after a failure it stays, so `exhibit resume`
+//! can finish the send.
+
+mod multipart;
+mod page;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use exhibit_net::http::{self, redirect, with_headers, Page};
+use exhibit_proto::{TransferId, UserId};
+use tiny_http::{Method, Request, Response};
+
+use self::multipart::{safe_name, Multipart};
+use self::page::{error_page, html};
+use crate::error::ClientError;
+use crate::home::Home;
+use crate::human::format_time;
+use crate::ops::{custody, directory, fetch, listing, send};
+use crate::progress::{metered, Meter};
+use crate::session::Conn;
+
+/// Largest form body (other than an upload) accepted.
+const MAX_FORM: u64 = 16 * 1024;
+/// Largest text field in an upload form.
+const MAX_FIELD: u64 = 8 * 1024;
+
+/// Where `exhibit ui` listens and writes.
+#[derive(Clone, Debug)]
+pub struct UiOptions {
+    /// Loopback address to bind (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Where fetched transfers are written.
+    pub downloads: PathBuf,
+}
+
+/// A running local web UI.
+pub struct Ui {
+    _listener: http::Listener,
+    url: String,
+}
+
+impl std::fmt::Debug for Ui {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ui").finish_non_exhaustive()
+    }
+}
+
+impl Ui {
+    /// Check the key directory, bind the loopback address and serve. Async
+    /// work (sends, fetches, listings) runs on `rt`.
+    pub fn start(home: Home, opts: UiOptions, rt: tokio::runtime::Handle) -> Result<Ui, ClientError> {
+        if !opts.listen.ip().is_loopback() {
+            return Err(ClientError::Usage(format!("exhibit ui listens on loopback only, not {}", opts.listen)));
+        }
+        home.load()?;
+        std::fs::create_dir_all(&opts.downloads)
+            .map_err(ClientError::io(format!("creating {}", opts.downloads.display())))?;
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        let state = Arc::new(UiState {
+            token: blake3::hash(token.as_bytes()),
+            prefix: format!("/{token}"),
+            staging: home.dir().join("ui-staging"),
+            home,
+            downloads: opts.downloads,
+            rt,
+            jobs: Mutex::new(vec![]),
+        });
+        let listener = http::Listener::start(opts.listen, "exhibit-ui", move |req| {
+            let s = state.clone();
+            // Uploads and page loads run side by side.
+            if let Err(e) = std::thread::Builder::new().spawn(move || s.handle(req)) {
+                tracing::warn!(error = %e, "ui: could not start a request thread");
+            }
+        })
+        .map_err(ClientError::Config)?;
+        let url = format!("http://{}/{token}/", listener.local_addr());
+        Ok(Ui { _listener: listener, url })
+    }
+
+    /// The page's URL, token included.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[derive(Clone, Debug)]
+enum JobState {
+    Running,
+    Done(String),
+    Failed(String),
+}
+
+struct Job {
+    id: u64,
+    what: String,
+    meter: Arc<Meter>,
+    state: Mutex<JobState>,
+}
+
+struct UiState {
+    home: Home,
+    token: blake3::Hash,
+    prefix: String,
+    staging: PathBuf,
+    downloads: PathBuf,
+    rt: tokio::runtime::Handle,
+    jobs: Mutex<Vec<Arc<Job>>>,
+}
+
+fn status_of(e: &ClientError) -> u16 {
+    match e {
+        ClientError::Usage(_) => 400,
+        ClientError::Server { code: exhibit_proto::frame::ErrorCode::NotFound, .. } => 404,
+        _ => 502,
+    }
+}
+
+fn read_form(req: &mut Request) -> Result<HashMap<String, String>, Page> {
+    http::read_form(req, MAX_FORM).map_err(|(status, msg)| error_page(status, &msg))
+}
+
+impl UiState {
+    fn handle(&self, mut req: Request) {
+        let page = self.route(&mut req);
+        if let Err(e) = req.respond(page) {
+            tracing::debug!(error = %e, "ui: could not respond");
+        }
+    }
+
+    fn route(&self, req: &mut Request) -> Page {
+        let url = req.url().to_owned();
+        let path = url.split('?').next().unwrap_or("");
+        // /<token>/<rest>; the token compared in constant time.
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let given = parts.next().unwrap_or("");
+        let rest = parts.next().unwrap_or("");
+        if blake3::hash(given.as_bytes()) != self.token {
+            return with_headers(Response::from_string("not found").with_status_code(404), &[]);
+        }
+        let r = match (req.method().clone(), rest) {
+            (Method::Get, "") => self.main_page(),
+            (Method::Get, "jobs.json") => Ok(self.jobs_json()),
+            (Method::Get, r) if r.starts_with("custody/") => self.custody_page(&r["custody/".len()..]),
+            (Method::Post, "send") => self.upload(req),
+            (Method::Post, "fetch") => match read_form(req) {
+                Ok(f) => self.start_fetch(&f),
+                Err(p) => return p,
+            },
+            (Method::Get | Method::Post, _) => return error_page(404, "no such page"),
+            _ => return error_page(405, "method not allowed"),
+        };
+        r.unwrap_or_else(|e| error_page(status_of(&e), &e.to_string()))
+    }
+
+    fn spawn_job<F>(&self, what: String, fut: F)
+    where
+        F: std::future::Future<Output = Result<String, ClientError>> + Send + 'static,
+    {
+        let job = match self.jobs.lock() {
+            Ok(mut jobs) => {
+                let job = Arc::new(Job {
+                    id: jobs.len() as u64 + 1,
+                    what,
+                    meter: Arc::new(Meter::default()),
+                    state: Mutex::new(JobState::Running),
+                });
+                jobs.push(job.clone());
+                job
+            }
+            Err(_) => return,
+        };
+        self.rt.spawn(async move {
+            let r = metered(job.meter.clone(), fut).await;
+            let state = match r {
+                Ok(m) => JobState::Done(m),
+                Err(e) => JobState::Failed(e.to_string()),
+            };
+            if let Ok(mut s) = job.state.lock() {
+                *s = state;
+            }
+        });
+    }
+
+    fn start_fetch(&self, form: &HashMap<String, String>) -> Result<Page, ClientError> {
+        let transfer: TransferId = form
+            .get("transfer")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| ClientError::Usage("the form names no valid transfer".into()))?;
+        let home = self.home.clone();
+        let opts = fetch::FetchOptions { transfer, out: self.downloads.clone(), progress: false };
+        self.spawn_job(format!("fetch {transfer}"), async move {
+            let r = fetch::fetch(&home, opts).await?;
+            let files: Vec<String> = match r.items.len() {
+                0 => vec![format!("{} files (each listed in {})", r.item_count, r.items_file.display())],
+                _ => r.items.iter().map(|i| i.written_to.display().to_string()).collect(),
+            };
+            Ok(match r.receipt {
+                Some(a) => format!(
+                    "verified, written to {}; receipt accepted by the server at {}",
+                    files.join(", "),
+                    format_time(a.accepted_at)
+                ),
+                None => format!("verified, written to {}", files.join(", ")),
+            })
+        });
+        Ok(redirect(&format!("{}/#jobs", self.prefix)))
+    }
+
+    /// Stream a multipart upload to a private staging directory, then send.
+    fn upload(&self, req: &mut Request) -> Result<Page, ClientError> {
+        let ctype = req
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Content-Type"))
+            .map(|h| h.value.as_str().to_owned())
+            .unwrap_or_default();
+        let boundary = ctype
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("boundary="))
+            .next()
+            .map(|b| b.trim_matches('"').to_owned())
+            .filter(|b| !b.is_empty() && b.len() <= 200)
+            .ok_or_else(|| ClientError::Usage("expected a multipart/form-data upload".into()))?;
+        create_private_dir(&self.staging)?;
+        let dir = self.staging.join(hex::encode(rand::random::<[u8; 8]>()));
+        create_private_dir(&dir)?;
+        let r = self.receive(req.as_reader(), &boundary, &dir);
+        let (fields, files) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let field = |k: &str| fields.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let checked = (|| {
+            if files.is_empty() {
+                return Err(ClientError::Usage("choose or drop at least one file".into()));
+            }
+            let to = UserId::new(&field("to").unwrap_or_default())
+                .map_err(|e| ClientError::Usage(format!("recipient: {e}")))?;
+            let mut opts = send::SendOptions::new(files.clone(), vec![to]);
+            opts.case_ref = field("case");
+            opts.note = field("note");
+            opts.ack_within_secs = field("ack_within")
+                .map(|a| exhibit_proto::duration::parse_secs(&a))
+                .transpose()
+                .map_err(|e| ClientError::Usage(format!("acknowledge within: {e}")))?;
+            Ok(opts)
+        })();
+        let opts = match checked {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let names: Vec<String> =
+            files.iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        let home = self.home.clone();
+        let to = opts.to[0].clone();
+        self.spawn_job(format!("send {} to {to}", names.join(", ")), async move {
+            let out = send::send(&home, opts).await?;
+            // Sealed: the staged copy is no longer needed (on failure it
+            // stays for `exhibit resume`).
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = &out.recipients.iter().find(|r| r.user == to.as_str());
+            let fp = r.map(|r| r.fingerprint.clone()).unwrap_or_default();
+            Ok(format!("sealed as transfer {} to {to} (key {fp})", out.transfer))
+        });
+        Ok(redirect(&format!("{}/#jobs", self.prefix)))
+    }
+
+    fn receive(
+        &self,
+        body: &mut dyn Read,
+        boundary: &str,
+        dir: &Path,
+    ) -> Result<(HashMap<String, String>, Vec<PathBuf>), ClientError> {
+        let mut mp = Multipart::new(body, boundary);
+        let (mut fields, mut files) = (HashMap::new(), vec![]);
+        while let Some(part) = mp.next_part()? {
+            match part.filename {
+                Some(name) if part.name == "file" => {
+                    if name.is_empty() {
+                        // An empty file input still sends a part.
+                        mp.copy_to(&mut std::io::sink(), Some(0))?;
+                        continue;
+                    }
+                    let name = safe_name(&name)?;
+                    let path = dir.join(&name);
+                    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
+                        match e.kind() {
+                            std::io::ErrorKind::AlreadyExists => {
+                                ClientError::Usage(format!("two files are named {name}; send them separately"))
+                            }
+                            _ => ClientError::Io { context: format!("staging {}", path.display()), source: e },
+                        }
+                    })?;
+                    mp.copy_to(&mut f, None)?;
+                    f.sync_all().map_err(ClientError::io(format!("staging {}", path.display())))?;
+                    files.push(path);
+                }
+                _ => {
+                    let mut v = vec![];
+                    mp.copy_to(&mut v, Some(MAX_FIELD))?;
+                    fields.insert(part.name, String::from_utf8_lossy(&v).into_owned());
+                }
+            }
+        }
+        Ok((fields, files))
+    }
+
+    fn jobs_json(&self) -> Page {
+        let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        let list: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                let (state, message) = match j.state.lock().map(|s| s.clone()) {
+                    Ok(JobState::Running) => ("running", String::new()),
+                    Ok(JobState::Done(m)) => ("done", m),
+                    Ok(JobState::Failed(m)) => ("failed", m),
+                    Err(_) => ("failed", "job state lost".into()),
+                };
+                serde_json::json!({
+                    "id": j.id, "what": j.what, "state": state, "message": message,
+                    "done": j.meter.done.load(Ordering::Relaxed), "total": j.meter.total.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        with_headers(
+            Response::from_string(serde_json::Value::Array(list).to_string()),
+            &[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+        )
+    }
+
+    fn custody_page(&self, id: &str) -> Result<Page, ClientError> {
+        let transfer: TransferId =
+            id.parse().map_err(|_| ClientError::Usage(format!("{id:?} is not a transfer id")))?;
+        let (report, _) = self.rt.block_on(custody::custody(&self.home, transfer))?;
+        Ok(html(200, custody::html(&report), "none"))
+    }
+
+    fn main_page(&self) -> Result<Page, ClientError> {
+        let home = &self.home;
+        let p = home.load()?;
+        let (entries, inbox, outbox) = self.rt.block_on(async {
+            let conn = Conn::open(&p).await?;
+            crate::ops::audit::check(&conn, home, &p).await?;
+            let entries = directory::list(&conn, &p, None).await?;
+            let inbox = listing::list(&conn, true).await?;
+            let outbox = listing::list(&conn, false).await?;
+            conn.close();
+            Ok::<_, ClientError>((entries, inbox, outbox))
+        })?;
+        let pins = home.pins()?;
+        let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        let page = page::Main { me: &p.me, prefix: &self.prefix, downloads: &self.downloads, jobs: &jobs };
+        Ok(page.render(&entries, &pins, &inbox, &outbox))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(ClientError::Io { context: format!("creating {}", dir.display()), source: e }),
+    }
+}
