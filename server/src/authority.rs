@@ -6,6 +6,7 @@ use std::path::Path;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
+use rand::TryRng as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519,
@@ -71,7 +72,10 @@ fn year_of(unix: u64) -> i32 {
 impl Authority {
     /// Create the authority and the server certificate in `data`.
     pub fn create(data: &Path, server_name: &str, listen: SocketAddr, now: u64) -> Result<Authority, ServerError> {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        // The deployment's long-lived key: straight from the operating system.
+        let mut secret = [0u8; 32];
+        rand::rngs::SysRng.try_fill_bytes(&mut secret).map_err(|e| ServerError::Setup(format!("randomness: {e}")))?;
+        let key = SigningKey::from_bytes(&secret);
         let ca_key = keypair(&key)?;
         let params = ca_params();
         let ca_cert = params.self_signed(&ca_key).map_err(rcgen_err("creating CA certificate"))?;
