@@ -3,6 +3,7 @@
 use ed25519_dalek::SigningKey;
 use exhibit_proto::directory::DirectoryEntry;
 use exhibit_proto::frame::{EnrolRequest, Request, Response};
+use rand::TryRng as _;
 
 use crate::error::ClientError;
 use crate::home::{pem_body, Home, NewKeys};
@@ -19,7 +20,10 @@ pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Resu
     let authority = exhibit_proto::cert::ed25519_key_from_pem(ca_pem)?;
     let ca_der = pem_body(ca_pem)?;
     let age = age::x25519::Identity::generate();
-    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    // The user's long-lived signing key: straight from the operating system.
+    let mut secret = [0u8; 32];
+    rand::rngs::SysRng.try_fill_bytes(&mut secret).map_err(|e| ClientError::Config(format!("randomness: {e}")))?;
+    let signing = SigningKey::from_bytes(&secret);
     let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
         .map_err(|e| ClientError::Config(format!("making TLS key: {e}")))?;
     let mut params = rcgen::CertificateParams::default();

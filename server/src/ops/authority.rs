@@ -6,9 +6,10 @@ use std::path::Path;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
+use rand::TryRng as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ED25519,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -34,8 +35,8 @@ const CLOCK_SKEW_SECS: i64 = 365 * 86_400;
 /// The loaded authority.
 pub struct Authority {
     key: SigningKey,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+    /// The CA's name, key identifier method and key: what signing needs.
+    ca: Issuer<'static, KeyPair>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -71,15 +72,19 @@ fn year_of(unix: u64) -> i32 {
 impl Authority {
     /// Create the authority and the server certificate in `data`.
     pub fn create(data: &Path, server_name: &str, listen: SocketAddr, now: u64) -> Result<Authority, ServerError> {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        // The deployment's long-lived key: straight from the operating system.
+        let mut secret = [0u8; 32];
+        rand::rngs::SysRng.try_fill_bytes(&mut secret).map_err(|e| ServerError::Setup(format!("randomness: {e}")))?;
+        let key = SigningKey::from_bytes(&secret);
         let ca_key = keypair(&key)?;
-        let ca = ca_params().self_signed(&ca_key).map_err(rcgen_err("creating CA certificate"))?;
+        let params = ca_params();
+        let ca_cert = params.self_signed(&ca_key).map_err(rcgen_err("creating CA certificate"))?;
         let pem = key
             .to_pkcs8_pem(Default::default())
             .map_err(|e| ServerError::Setup(format!("encoding authority key: {e}")))?;
         fsutil::write_private(&data.join(AUTHORITY_KEY), pem.as_bytes())?;
-        fsutil::write_public(&data.join(CA_CERT), ca.pem().as_bytes())?;
-        let auth = Authority { key, ca, ca_key };
+        fsutil::write_public(&data.join(CA_CERT), ca_cert.pem().as_bytes())?;
+        let auth = Authority { key, ca: Issuer::new(params, ca_key) };
         auth.issue_server_cert(data, server_name, listen, now)?;
         Ok(auth)
     }
@@ -107,7 +112,7 @@ impl Authority {
         p.not_after = rcgen::date_time_ymd(year_of(now) + 5, 1, 1);
         p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
         let server_key = KeyPair::generate_for(&PKCS_ED25519).map_err(rcgen_err("server key"))?;
-        let cert = p.signed_by(&server_key, &self.ca, &self.ca_key).map_err(rcgen_err("server certificate"))?;
+        let cert = p.signed_by(&server_key, &self.ca).map_err(rcgen_err("server certificate"))?;
         // Written beside the current pair, then renamed over it: a rotation
         // never leaves a half-written key or certificate.
         // `server.pem.new` appears (by rename) only once both new files are
@@ -133,11 +138,10 @@ impl Authority {
             .map_err(|e| ServerError::Setup(format!("{}: not an Ed25519 key: {e}", path.display())))?;
         let ca_key = keypair(&key)?;
         let ca_pem = std::fs::read_to_string(data.join(CA_CERT)).map_err(ServerError::io("reading CA certificate"))?;
-        let params = CertificateParams::from_ca_cert_pem(&ca_pem).map_err(rcgen_err("parsing CA certificate"))?;
-        // Re-create the issuer from the stored parameters and key: same name,
-        // same key, so issued certificates chain to the stored CA file.
-        let ca = params.self_signed(&ca_key).map_err(rcgen_err("loading CA"))?;
-        Ok(Authority { key, ca, ca_key })
+        // The issuer is the stored certificate's name with our key, so issued
+        // certificates chain to the stored CA file.
+        let ca = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(rcgen_err("parsing CA certificate"))?;
+        Ok(Authority { key, ca })
     }
 
     /// The signing key (directory entries, receipt countersignatures).
@@ -165,7 +169,7 @@ impl Authority {
         // A random serial: a renewal for the same key at the same moment
         // must still be a different certificate.
         p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
-        let cert = p.signed_by(&csr.public_key, &self.ca, &self.ca_key).map_err(rcgen_err("client certificate"))?;
+        let cert = p.signed_by(&csr.public_key, &self.ca).map_err(rcgen_err("client certificate"))?;
         Ok(cert.der().to_vec())
     }
 }

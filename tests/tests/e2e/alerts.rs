@@ -155,7 +155,7 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
     let mut one = exhibit_proto::merkle::Root::new();
     one.push(&[0; 32]);
     let forged = exhibit_proto::Receipt::new(t, [0; 32], uid("bob"), 0, &one)
-        .sign(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng));
+        .sign(&ed25519_dalek::SigningKey::from_bytes(&rand::random()));
     let bconn = Conn::open(&bp).await.unwrap();
     bconn.request(&Request::SubmitReceipt { receipt: forged }).await.unwrap_err();
     assert!(matches!(all_alerts(&f)[0].kind, AlertKind::ReceiptRejected { .. }));
