@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard, TryLockError};
 
 use exhibit_proto::ChunkId;
 
+use crate::config::{Settings, StorageBackend};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
-use crate::ops::config::{Settings, StorageBackend};
 
 mod s3;
 pub use s3::S3Chunks;

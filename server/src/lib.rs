@@ -9,14 +9,17 @@
 //! `app` asks `core` (the rules, no IO) what an action does and applies the
 //! effects in one `meta` transaction; `meta` stores metadata (a trait, and
 //! redb behind it), `chunks` stores evidence. `alerts` runs the scheduler
-//! and notifiers; `ops` is authority, TLS, config, backup and fsck.
+//! and notifiers; `ops` is backup and fsck; `authority`, `tls` and
+//! `config` sit below everything that uses them.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
 pub mod app;
+pub mod authority;
 pub mod budget;
 pub mod chunks;
 pub mod clock;
+pub mod config;
 pub mod conns;
 pub mod core;
 pub mod error;
@@ -25,10 +28,11 @@ pub mod meta;
 pub mod ops;
 mod rpc;
 pub mod state;
+mod tls;
 pub mod web;
 
 pub use crate::alerts::notify;
-pub use crate::ops::{authority, backup, config, fsck};
+pub use crate::ops::{backup, fsck};
 pub use crate::rpc::{ANONYMOUS_LIFETIME, ANONYMOUS_MAX_FRAME};
 pub use crate::state::{State, ANONYMOUS_CONNECTIONS};
 
@@ -40,15 +44,15 @@ use std::time::Duration;
 use exhibit_proto::directory::Role;
 use exhibit_proto::UserId;
 
+use crate::authority::{self as auth, Authority};
 use crate::chunks::{ChunkStore, DiskChunks};
 use crate::clock::Clock;
+use crate::config::{Config, Settings};
 use crate::error::ServerError;
-use crate::ops::authority::{self as auth, Authority};
-use crate::ops::config::{Config, Settings};
 
 pub use crate::clock::{ManualClock, SystemClock};
+pub use crate::config::CONFIG_FILE;
 pub use crate::meta::META_FILE;
-pub use crate::ops::config::CONFIG_FILE;
 
 /// What `init` made.
 #[derive(Debug, serde::Serialize)]
@@ -91,7 +95,7 @@ pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> R
         Role::Admin,
         None,
     )?;
-    let text = ops::config::to_toml(&config)?;
+    let text = config::to_toml(&config)?;
     fsutil::write_private(&config_path, text.as_bytes())?;
     Ok(Initialised { config: config_path, admin_code, ca: data.join(auth::CA_CERT) })
 }
@@ -148,7 +152,7 @@ impl Server {
         };
         let authority = Authority::load(&data)?;
         let state = Arc::new(State::new(settings, meta, chunks, authority, clock));
-        let server_config = ops::tls::server_config(&data, &state.settings, state.revoked_check())?;
+        let server_config = tls::server_config(&data, &state.settings, state.revoked_check())?;
         let listen = state.settings.config.listen;
         let endpoint = exhibit_net::udp_endpoint(listen, Some(server_config))
             .map_err(ServerError::io(format!("binding {listen}")))?;

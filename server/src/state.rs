@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use exhibit_proto::UserId;
 
+use crate::authority::Authority;
 use crate::budget;
 use crate::chunks::{self, ChunkStore};
 use crate::clock::Clock;
+use crate::config::Settings;
 use crate::conns;
 use crate::error::ServerError;
 use crate::meta::MetaStore;
-use crate::ops::authority::Authority;
-use crate::ops::config::Settings;
-use crate::ops::tls;
+use crate::tls;
 
 /// Idle chunk buffers kept for reuse (a fresh buffer per chunk costs a page
 /// fault per 4 KiB).

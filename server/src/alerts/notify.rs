@@ -12,9 +12,9 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::config::{SmtpConfig, WebhookConfig};
 use crate::core::records::AlertRecord;
 use crate::error::ServerError;
-use crate::ops::config::{SmtpConfig, WebhookConfig};
 use crate::state::{blocking, State};
 
 /// Header carrying `sha256=<hex HMAC of the body>`.

@@ -12,8 +12,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::ChunkStore;
+use crate::config::StorageConfig;
 use crate::error::ServerError;
-use crate::ops::config::StorageConfig;
 
 /// Chunks as objects `<prefix>/<id>` in one bucket.
 pub struct S3Chunks {

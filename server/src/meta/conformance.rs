@@ -304,7 +304,7 @@ fn audit_log(m: &dyn MetaStore) -> Check {
     {
         return fail("entries about a subject (paged after a seq, not mixed with a subject it prefixes)");
     }
-    if ok(r.checkpoints(1, 3), "checkpoints")?.len() != 0 || ok(r.checkpoints(4, 6), "checkpoints")? != vec![cp] {
+    if !ok(r.checkpoints(1, 3), "checkpoints")?.is_empty() || ok(r.checkpoints(4, 6), "checkpoints")? != vec![cp] {
         return fail("checkpoints in a range");
     }
     Ok(())
@@ -333,7 +333,7 @@ fn transactions(m: &dyn MetaStore, scratch: &std::path::Path) -> Check {
     }
     let dest = scratch.join("snapshot.redb");
     ok(m.snapshot_to(&dest), "snapshot_to")?;
-    let copy = ok(crate::meta::redb::RedbMeta::open(&dest), "open snapshot")?;
+    let copy = ok(crate::meta::open(&dest), "open snapshot")?;
     if ok(ok(copy.read(), "read")?.user(&bob.user), "user")?.is_none() {
         return fail("a snapshot misses a committed write");
     }

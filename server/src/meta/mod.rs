@@ -26,7 +26,7 @@ pub const META_FILE: &str = "meta.redb";
 
 /// Open the embedded metadata store at `path`, creating or migrating it.
 pub fn open(path: &Path) -> Result<std::sync::Arc<dyn MetaStore>> {
-    Ok(std::sync::Arc::new(redb::RedbMeta::open(path)?))
+    Ok(std::sync::Arc::new(self::redb::RedbMeta::open(path)?))
 }
 
 /// Result of a store operation.

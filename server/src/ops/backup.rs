@@ -20,12 +20,12 @@ use exhibit_proto::ChunkId;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
+use crate::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
 use crate::chunks::{ChunkStore, DeleteGate};
+use crate::config::CONFIG_FILE;
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
 use crate::meta::{MetaStore, META_FILE};
-use crate::ops::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
-use crate::ops::config::CONFIG_FILE;
 use crate::state::State;
 
 /// The control socket in the data directory.
@@ -252,7 +252,7 @@ pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
                         data.join(CONTROL_SOCKET).display()
                     ))
                 })?;
-                let chunks = crate::chunks::open(&crate::ops::config::Settings::of_data_dir(data)?)?;
+                let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
                 write_archive(store.as_ref(), chunks.as_ref(), &DeleteGate::default(), data, now(), &mut w)?;
             }
         }
@@ -309,7 +309,7 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::ops::fsck::R
             }
             Item::Chunk(id, bytes) => {
                 if chunks.is_none() {
-                    chunks = Some(crate::chunks::open(&crate::ops::config::Settings::of_data_dir(data)?)?);
+                    chunks = Some(crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?);
                 }
                 chunks.as_ref().map_or(Ok(()), |c| c.put(&id, &bytes))
             }
@@ -407,18 +407,17 @@ async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s:
         return tracing::warn!("control socket: no command");
     }
     if line == b"reload-tls\n" {
-        let reply =
-            match crate::ops::tls::server_config(&state.settings.data_dir, &state.settings, state.revoked_check()) {
-                Ok(c) => {
-                    endpoint.set_server_config(Some(c));
-                    tracing::info!("server certificate reloaded; new connections use it");
-                    "ok\n".to_owned()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reloading the server certificate");
-                    format!("error: {e}\n")
-                }
-            };
+        let reply = match crate::tls::server_config(&state.settings.data_dir, &state.settings, state.revoked_check()) {
+            Ok(c) => {
+                endpoint.set_server_config(Some(c));
+                tracing::info!("server certificate reloaded; new connections use it");
+                "ok\n".to_owned()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reloading the server certificate");
+                format!("error: {e}\n")
+            }
+        };
         let _ = tokio::io::AsyncWriteExt::write_all(&mut s, reply.as_bytes()).await;
         return;
     }

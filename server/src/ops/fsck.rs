@@ -36,7 +36,7 @@ impl Report {
 pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
     let store = crate::meta::open(&data.join(crate::meta::META_FILE))?;
     // The data directory's config says where chunks live (disk or S3).
-    let chunks = crate::chunks::open(&crate::ops::config::Settings::of_data_dir(data)?)?;
+    let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
     check(store.as_ref(), chunks.as_ref(), read_data)
 }
 
@@ -49,7 +49,7 @@ pub fn repair(state: &crate::state::State) -> Result<Report, ServerError> {
     // bucket may be shared by mistake (a restored copy starts with the same
     // config): there, deleting what this metadata does not know could
     // destroy another server's evidence, so orphans are only reported.
-    let own_store = state.settings.config.storage.backend == crate::ops::config::StorageBackend::Disk;
+    let own_store = state.settings.config.storage.backend == crate::config::StorageBackend::Disk;
     if own_store {
         for id in &r.orphans {
             if let Ok(id) = id.parse::<ChunkId>() {

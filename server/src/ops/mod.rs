@@ -1,8 +1,5 @@
-//! Running the server: its authority and certificates, TLS, the config
-//! file, backup and restore, and the consistency check.
+//! Running the server's data: backup and restore, and the consistency
+//! check of metadata against stored chunks.
 
-pub mod authority;
 pub mod backup;
-pub mod config;
 pub mod fsck;
-pub(crate) mod tls;

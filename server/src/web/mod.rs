@@ -21,10 +21,10 @@ use exhibit_proto::{limits, UserId};
 use tiny_http::{Method, Request, Response};
 
 use crate::app;
+use crate::config::DashboardConfig;
 use crate::core::policy::is_overdue;
 use crate::core::records::{Ev, TransferRecord};
 use crate::error::ServerError;
-use crate::ops::config::DashboardConfig;
 use crate::state::State;
 
 /// Largest form body accepted.
@@ -626,7 +626,7 @@ mod tests {
 
     #[test]
     fn dashboard_config_refuses_short_tokens_and_remote_listeners_unless_allowed() {
-        let mut c = crate::ops::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+        let mut c = crate::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
         let d = |listen: &str, token: &str, allow_remote| {
             Some(DashboardConfig { listen: listen.parse().unwrap(), admin_token: token.into(), allow_remote })
         };

@@ -392,7 +392,7 @@ impl Settings {
     /// defaults when it has none), with the data directory taken as given:
     /// what offline tools (fsck, backup, restore) need to find the chunks.
     pub fn of_data_dir(data: &Path) -> Result<Settings, ServerError> {
-        let config = data.join(crate::ops::config::CONFIG_FILE);
+        let config = data.join(crate::config::CONFIG_FILE);
         let mut settings = if config.exists() {
             Config::load(&config)?
         } else {

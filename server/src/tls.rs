@@ -10,9 +10,9 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::authority::load_tls;
+use crate::config::Settings;
 use crate::error::ServerError;
-use crate::ops::authority::load_tls;
-use crate::ops::config::Settings;
 
 /// Whether the client certificate with this BLAKE3 belongs to a revoked
 /// user.

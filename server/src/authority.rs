@@ -238,7 +238,7 @@ mod tests {
         assert!(!a.join(format!("{SERVER_CERT}.new")).exists());
         assert_eq!(std::fs::read(a.join(SERVER_CERT)).unwrap(), staged);
         assert_eq!(chain[0].as_ref(), pem_der(&staged, "staged").unwrap());
-        let settings = crate::ops::config::Settings::of_data_dir(&a).unwrap();
-        crate::ops::tls::server_config(&a, &settings, std::sync::Arc::new(|_: &[u8; 32]| false)).unwrap();
+        let settings = crate::config::Settings::of_data_dir(&a).unwrap();
+        crate::tls::server_config(&a, &settings, std::sync::Arc::new(|_: &[u8; 32]| false)).unwrap();
     }
 }
