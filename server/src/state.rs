@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::conns;
 use crate::error::ServerError;
+use crate::meta::group::GroupCommit;
 use crate::meta::MetaStore;
 use crate::tls;
 
@@ -30,6 +31,9 @@ pub struct State {
     pub settings: Settings,
     /// Metadata.
     pub meta: Arc<dyn MetaStore>,
+    /// Per-chunk metadata writes, committed together when they arrive
+    /// together.
+    pub commits: GroupCommit,
     /// Chunks.
     pub chunks: Arc<dyn ChunkStore>,
     /// The authority.
@@ -70,6 +74,11 @@ impl State {
     ) -> Self {
         State {
             meta,
+            // The benchmark's baseline only: one commit per chunk.
+            commits: match std::env::var_os("EXHIBITD_SERIAL_COMMITS") {
+                Some(v) if v == "1" => GroupCommit::serial(),
+                _ => GroupCommit::default(),
+            },
             chunks,
             authority,
             clock,

@@ -15,6 +15,11 @@ pub const CHECKPOINT_EVERY: u64 = 256;
 
 /// Append an entry inside `tx`; returns its seq.
 pub fn append(s: &State, tx: &mut dyn Tx, ev: Ev) -> Result<u64, ServerError> {
+    append_signed(s.authority.signing_key(), tx, ev)
+}
+
+/// [`append`], with the key that signs checkpoints given.
+pub fn append_signed(key: &ed25519_dalek::SigningKey, tx: &mut dyn Tx, ev: Ev) -> Result<u64, ServerError> {
     let (seq, prev) = match tx.audit_last()? {
         Some(e) => (e.body.seq, e.hash),
         None => (0, [0u8; 32]),
@@ -31,7 +36,7 @@ pub fn append(s: &State, tx: &mut dyn Tx, ev: Ev) -> Result<u64, ServerError> {
     let seq = e.body.seq;
     tx.append_audit(&e)?;
     if seq % CHECKPOINT_EVERY == 0 {
-        let cp = Checkpoint { seq, head: e.hash, time: e.body.time }.sign(s.authority.signing_key());
+        let cp = Checkpoint { seq, head: e.hash, time: e.body.time }.sign(key);
         tx.put_checkpoint(seq, &cp)?;
     }
     Ok(seq)

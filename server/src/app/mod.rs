@@ -28,10 +28,21 @@ pub fn write<R>(s: &State, f: impl FnOnce(&mut dyn Tx) -> Result<R, ServerError>
 
 /// Apply a transition's effects for `transfer` inside `tx`.
 pub fn apply(s: &State, tx: &mut dyn Tx, transfer: &TransferId, effects: Vec<Effect>) -> Result<(), ServerError> {
+    apply_signed(s.authority.signing_key(), tx, transfer, effects)
+}
+
+/// [`apply`], with the key that signs audit checkpoints given (for a
+/// batched write, which runs without the state).
+pub fn apply_signed(
+    key: &ed25519_dalek::SigningKey,
+    tx: &mut dyn Tx,
+    transfer: &TransferId,
+    effects: Vec<Effect>,
+) -> Result<(), ServerError> {
     for e in effects {
         match e {
             Effect::Audit(ev) => {
-                audit::append(s, tx, ev)?;
+                audit::append_signed(key, tx, ev)?;
             }
             Effect::Schedule { at, due } => tx.schedule(at, transfer, due)?,
             Effect::Inbox(user) => tx.add_to_mailbox(Mailbox::Inbox, &user, transfer)?,

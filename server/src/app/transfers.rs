@@ -4,7 +4,7 @@
 use exhibit_proto::directory::SignedEntry;
 use exhibit_proto::{ChunkId, Manifest, SignedManifest, TransferId, UserId};
 
-use crate::app::{apply, audit, users, write};
+use crate::app::{apply, apply_signed, audit, users, write};
 use crate::core::lifecycle::{self, Sealing};
 use crate::core::policy::{self, fetchable, visible};
 use crate::core::records::{Ev, RecipientRecord, TransferRecord};
@@ -50,23 +50,31 @@ pub fn check_chunk(s: &State, me: &UserId, transfer: &TransferId, len: u32) -> R
 
 /// Note that a chunk (already durable in the chunk store) belongs to a
 /// transfer. Limits are checked again: a seal, or other chunks, may have
-/// committed while it was arriving.
+/// committed while it was arriving. Chunks arriving together share one
+/// commit (`meta::group`).
 pub fn add_chunk(s: &State, transfer: &TransferId, id: &ChunkId, len: u32) -> Result<(), ServerError> {
-    write(s, |tx| {
-        let Some(mut rec) = tx.transfer(transfer)? else {
-            return Err(ServerError::Conflict(format!("transfer {transfer} is no longer uploading")));
-        };
-        if tx.transfer_chunk(transfer, id)?.is_some() && rec.state == exhibit_proto::frame::TransferState::Uploading {
-            return Ok(());
-        }
-        let quota = s.settings.user_quota;
-        let used = if quota.is_some() { tx.usage(&rec.sender)? } else { 0 };
-        let fx = lifecycle::add_chunk(&mut rec, len, used, s.settings.max_transfer_bytes, quota)?;
-        tx.add_transfer_chunk(transfer, id, len)?;
-        tx.add_chunk_ref(id, 1)?;
-        tx.put_transfer(&rec)?;
-        apply(s, tx, transfer, fx)
-    })
+    let (transfer, id) = (*transfer, *id);
+    let (quota, max) = (s.settings.user_quota, s.settings.max_transfer_bytes);
+    let key = s.authority.signing_key().clone();
+    s.commits.run(
+        s.meta.as_ref(),
+        Box::new(move |tx| {
+            let Some(mut rec) = tx.transfer(&transfer)? else {
+                return Err(ServerError::Conflict(format!("transfer {transfer} is no longer uploading")));
+            };
+            let uploading = rec.state == exhibit_proto::frame::TransferState::Uploading;
+            if uploading && tx.transfer_chunk(&transfer, &id)?.is_some() {
+                return Ok(());
+            }
+            let used = if quota.is_some() { tx.usage(&rec.sender)? } else { 0 };
+            // Refusals come before any write (a batched job's contract).
+            let fx = lifecycle::add_chunk(&mut rec, len, used, max, quota)?;
+            tx.add_transfer_chunk(&transfer, &id, len)?;
+            tx.add_chunk_ref(&id, 1)?;
+            tx.put_transfer(&rec)?;
+            apply_signed(&key, tx, &transfer, fx)
+        }),
+    )
 }
 
 /// Seal a transfer with its verified manifest: every chunk listed must be
@@ -198,20 +206,25 @@ pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId) -> Result<bool, 
     Ok(fetchable(visible(r.transfer(transfer)?, me, transfer)?)?.is_recipient(me))
 }
 
-/// A recipient fetched a chunk.
+/// A recipient fetched a chunk (batched like [`add_chunk`]).
 pub fn record_fetch(s: &State, transfer: &TransferId, me: &UserId, id: &ChunkId, now: u64) -> Result<(), ServerError> {
-    write(s, |tx| {
-        let Some(mut rec) = tx.transfer(transfer)? else { return Ok(()) };
-        if !rec.is_recipient(me) {
-            return Ok(());
-        }
-        let new = tx.mark_fetched(transfer, id, me)?;
-        let fx = lifecycle::record_fetch(&mut rec, me, new, now);
-        if new || !fx.is_empty() {
-            tx.put_transfer(&rec)?;
-        }
-        apply(s, tx, transfer, fx)
-    })
+    let (transfer, id, me) = (*transfer, *id, me.clone());
+    let key = s.authority.signing_key().clone();
+    s.commits.run(
+        s.meta.as_ref(),
+        Box::new(move |tx| {
+            let Some(mut rec) = tx.transfer(&transfer)? else { return Ok(()) };
+            if !rec.is_recipient(&me) {
+                return Ok(());
+            }
+            let new = tx.mark_fetched(&transfer, &id, &me)?;
+            let fx = lifecycle::record_fetch(&mut rec, &me, new, now);
+            if new || !fx.is_empty() {
+                tx.put_transfer(&rec)?;
+            }
+            apply_signed(&key, tx, &transfer, fx)
+        }),
+    )
 }
 
 /// The chunk ids stored so far for the caller's own unsealed transfer (to

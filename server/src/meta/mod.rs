@@ -19,6 +19,7 @@ use crate::error::ServerError;
 
 #[doc(hidden)]
 pub mod conformance;
+pub mod group;
 pub mod redb;
 
 /// The metadata file's name in a data directory (the embedded backend).

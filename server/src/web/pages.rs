@@ -42,6 +42,11 @@ pub(super) fn metrics(s: &State) -> Result<Page, ServerError> {
     o += &format!("exhibit_alerts{{state=\"acknowledged\"}} {}\n", alerts.len() - open);
     o += "# HELP exhibit_stored_bytes Ciphertext bytes of transfers whose chunks are kept.\n";
     o += &format!("# TYPE exhibit_stored_bytes gauge\nexhibit_stored_bytes {stored}\n");
+    let (batches, writes) = s.commits.stats();
+    o += "# HELP exhibit_batched_commits_total Durable commits of per-chunk metadata writes.\n";
+    o += &format!("# TYPE exhibit_batched_commits_total counter\nexhibit_batched_commits_total {batches}\n");
+    o += "# HELP exhibit_batched_writes_total Per-chunk metadata writes in those commits.\n";
+    o += &format!("# TYPE exhibit_batched_writes_total counter\nexhibit_batched_writes_total {writes}\n");
     let micros = s.last_scan_micros.load(std::sync::atomic::Ordering::Relaxed);
     o += "# HELP exhibit_alert_scan_duration_seconds Duration of the last alert scan.\n";
     o += &format!(
