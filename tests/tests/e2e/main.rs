@@ -15,4 +15,5 @@ mod receipts;
 mod s3;
 mod tamper;
 mod transfer;
+mod upgrade;
 mod web;

@@ -6,7 +6,7 @@ use exhibit_proto::{SignedManifest, TransferId, UserId};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{dec, enc, MANIFESTS, META, TRANSFERS};
+use super::{dec, enc, OpenError, MANIFESTS, META, TRANSFERS};
 use crate::core::records::{RecipientRecord, TransferRecord};
 use crate::error::ServerError;
 use crate::meta::Result;
@@ -19,17 +19,24 @@ pub(super) const SCHEMA_KEY: &[u8] = b"schema";
 /// Bring a store written by an earlier build up to [`SCHEMA`], in the
 /// transaction that opens it. Schema 1 (no key) kept each transfer's
 /// manifest inside its record.
-pub(super) fn migrate(tx: &WriteTransaction) -> Result<()> {
-    let mut meta = tx.open_table(META)?;
-    let found = match meta.get(SCHEMA_KEY)? {
-        Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| ServerError::Store("bad schema".into()))?),
-        None => 1,
+pub(super) fn migrate(tx: &WriteTransaction) -> std::result::Result<(), OpenError> {
+    let found = {
+        let meta = tx.open_table(META).map_err(ServerError::from)?;
+        let v = meta.get(SCHEMA_KEY).map_err(ServerError::from)?;
+        match v {
+            Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| ServerError::Store("bad schema".into()))?),
+            None => 1,
+        }
     };
     if found > SCHEMA {
-        return Err(ServerError::Store(format!(
-            "metadata has schema {found}, written by a newer exhibitd; this one reads schema {SCHEMA}"
-        )));
+        return Err(OpenError::NewerSchema { found, supported: SCHEMA });
     }
+    Ok(to_current(tx, found)?)
+}
+
+/// Bring the tables from schema `found` (at most [`SCHEMA`]) to [`SCHEMA`].
+fn to_current(tx: &WriteTransaction, found: u64) -> Result<()> {
+    let mut meta = tx.open_table(META)?;
     if found == 1 {
         let mut transfers = tx.open_table(TRANSFERS)?;
         let mut manifests = tx.open_table(MANIFESTS)?;

@@ -10,14 +10,17 @@ use std::path::Path;
 use exhibit_proto::audit::{AuditEntry, SignedCheckpoint};
 
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::core::records::{AlertRecord, CodeRecord, Due, TransferRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
+mod error;
 mod migrate;
+mod upgrade;
+pub use error::OpenError;
 use migrate::migrate;
 
 type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -136,16 +139,48 @@ pub struct RedbMeta {
 
 impl RedbMeta {
     /// Open or create the database and its tables, migrating an older
-    /// layout in the same transaction.
-    pub fn open(path: &Path) -> Result<RedbMeta> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
+    /// layout in the same transaction. A file written by redb 2 is first
+    /// upgraded to the file format this redb reads (see `upgrade`).
+    pub fn open(path: &Path) -> std::result::Result<RedbMeta, OpenError> {
+        let db = match Database::create(path) {
+            Err(redb::DatabaseError::UpgradeRequired(found)) => {
+                upgrade::from_redb2(path, found)?;
+                Database::create(path)
+            }
+            other => other,
+        }
+        .map_err(|e| open_error(path, e))?;
+        let tx = db.begin_write().map_err(ServerError::from)?;
         for t in TABLES {
-            tx.open_table(t)?;
+            tx.open_table(t).map_err(ServerError::from)?;
         }
         migrate(&tx)?;
-        tx.commit()?;
+        tx.commit().map_err(ServerError::from)?;
         Ok(RedbMeta { db })
+    }
+}
+
+/// What a refusal to open means for us.
+fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
+    let path = path.to_owned();
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            OpenError::InUse { path }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => match upgrade::format_of(&path) {
+            Some(found) if found > upgrade::FORMAT => {
+                OpenError::NewerFormat { path, found, supported: upgrade::FORMAT }
+            }
+            _ => OpenError::Corrupt { path, detail },
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            OpenError::Corrupt { path, detail: e.to_string() }
+        }
+        // A second upgrade request: the file changed under us.
+        redb::DatabaseError::UpgradeRequired(found) => {
+            OpenError::Upgrade { path, found, detail: "still in the old format after the upgrade".into() }
+        }
+        e => OpenError::Store(e.into()),
     }
 }
 
@@ -218,8 +253,8 @@ impl<S: Source> View<S> {
         let t = self.0.t(table)?;
         let mut out = vec![];
         let rows = match after {
-            Some(a) => t.range::<&[u8]>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
-            None => t.range::<&[u8]>(..)?,
+            Some(a) => t.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
+            None => t.range(..)?,
         };
         for row in rows.take(limit) {
             out.push(dec(row?.1.value(), what)?);
@@ -250,7 +285,7 @@ impl<S: Source> View<S> {
         }
         let mut out = vec![];
         let range = (start.as_ref().map(Vec::as_slice), std::ops::Bound::Excluded(end.as_slice()));
-        for row in idx.range::<&[u8]>(range)? {
+        for row in idx.range(range)? {
             if out.len() >= limit {
                 break;
             }
@@ -757,6 +792,132 @@ mod tests {
         tx.commit().unwrap();
         drop(db);
         let Err(e) = RedbMeta::open(&path) else { panic!("a newer schema was opened") };
-        assert!(e.to_string().contains("newer exhibitd"), "{e}");
+        assert!(matches!(e, OpenError::NewerSchema { found: 3, supported: 2 }), "{e:?}");
+        assert!(ServerError::from(e).to_string().contains("newer exhibitd"));
+    }
+
+    /// A file as the redb 2.6.4 release writes it (file format v2), with
+    /// one user and the schema number.
+    fn redb2_file(path: &Path) {
+        const T: redb2::TableDefinition<&[u8], &[u8]> = redb2::TableDefinition::new("users");
+        const M: redb2::TableDefinition<&[u8], &[u8]> = redb2::TableDefinition::new("meta");
+        let db = redb2::Database::create(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(T).unwrap().insert(b"alice".as_slice(), enc(&user("alice")).as_slice()).unwrap();
+        tx.open_table(M).unwrap().insert(SCHEMA_KEY, 2u64.to_be_bytes().as_slice()).unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        assert_eq!(upgrade::format_of(path), Some(2));
+    }
+
+    fn user(id: &str) -> UserRecord {
+        UserRecord {
+            user: UserId::new(id).unwrap(),
+            display_name: id.to_uppercase(),
+            org: "Org".into(),
+            role: exhibit_proto::directory::Role::Caseworker,
+            email: None,
+            enrolled_at: Some(1),
+            revoked_at: None,
+            entry: None,
+            cert_hash: None,
+        }
+    }
+
+    fn inode(path: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    }
+
+    fn has_alice(store: &RedbMeta) -> bool {
+        store.read().unwrap().user(&UserId::new("alice").unwrap()).unwrap().is_some()
+    }
+
+    #[test]
+    fn a_redb_2_file_is_upgraded_once_keeping_its_records_and_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        redb2_file(&path);
+        let original = std::fs::read(&path).unwrap();
+
+        let store = RedbMeta::open(&path).unwrap();
+        assert!(has_alice(&store));
+        drop(store);
+        assert_eq!(upgrade::format_of(&path), Some(upgrade::FORMAT));
+        let backup = upgrade::backup_of(&path);
+        assert_eq!(std::fs::read(&backup).unwrap(), original, "the file as it was is kept");
+        assert!(!dir.path().join("meta.redb.upgrading").exists());
+
+        // The second open finds nothing to upgrade: the file is not replaced.
+        let upgraded = inode(&path);
+        let store = RedbMeta::open(&path).unwrap();
+        assert!(has_alice(&store));
+        assert_eq!(inode(&path), upgraded);
+        assert_eq!(std::fs::read(&backup).unwrap(), original);
+    }
+
+    #[test]
+    fn an_upgrade_interrupted_before_the_rename_is_done_again_from_the_untouched_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        redb2_file(&path);
+        // What a crash after the copy and the second name leaves.
+        std::fs::write(dir.path().join("meta.redb.upgrading"), b"half a copy").unwrap();
+        std::fs::hard_link(&path, upgrade::backup_of(&path)).unwrap();
+
+        let store = RedbMeta::open(&path).unwrap();
+        assert!(has_alice(&store));
+        assert_eq!(upgrade::format_of(&path), Some(upgrade::FORMAT));
+        assert_eq!(upgrade::format_of(&upgrade::backup_of(&path)), Some(2));
+        assert!(!dir.path().join("meta.redb.upgrading").exists());
+    }
+
+    #[test]
+    fn another_file_where_the_original_would_be_kept_stops_the_upgrade_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        redb2_file(&path);
+        let original = std::fs::read(&path).unwrap();
+        std::fs::write(upgrade::backup_of(&path), b"an earlier upgrade's original").unwrap();
+
+        let e = RedbMeta::open(&path).unwrap_err();
+        assert!(matches!(e, OpenError::BackupInTheWay { .. }), "{e:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), original);
+        assert!(!dir.path().join("meta.redb.upgrading").exists());
+    }
+
+    #[test]
+    fn a_file_the_old_release_has_open_is_refused_as_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        redb2_file(&path);
+        let old = redb2::Database::open(&path).unwrap();
+        let e = RedbMeta::open(&path).unwrap_err();
+        assert!(matches!(e, OpenError::InUse { .. }), "{e:?}");
+        drop(old);
+        assert_eq!(upgrade::format_of(&path), Some(2));
+        // And the other way round: ours open, a second open is refused.
+        let store = RedbMeta::open(&path).unwrap();
+        let e = RedbMeta::open(&path).unwrap_err();
+        assert!(matches!(e, OpenError::InUse { .. }), "{e:?}");
+        drop(store);
+    }
+
+    #[test]
+    fn a_newer_file_format_and_a_file_that_is_not_redb_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        drop(RedbMeta::open(&path).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[64] = upgrade::FORMAT + 1;
+        bytes[64 + 128] = upgrade::FORMAT + 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = RedbMeta::open(&path).unwrap_err();
+        assert!(matches!(e, OpenError::NewerFormat { found: 4, supported: 3, .. }), "{e:?}");
+        assert!(ServerError::from(e).to_string().contains("use a newer exhibitd"));
+
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(&junk, vec![7u8; 8192]).unwrap();
+        let e = RedbMeta::open(&junk).unwrap_err();
+        assert!(matches!(e, OpenError::Corrupt { .. }), "{e:?}");
     }
 }
