@@ -200,7 +200,7 @@ fn write_stanza(h: &mut Vec<u8>, s: &Stanza) {
         h.extend_from_slice(line);
         h.push(b'\n');
     }
-    if body.len() % COLUMNS == 0 {
+    if body.len().is_multiple_of(COLUMNS) {
         h.push(b'\n');
     }
 }

@@ -35,7 +35,7 @@ pub fn append_signed(key: &ed25519_dalek::SigningKey, tx: &mut dyn Tx, ev: Ev) -
     let e = AuditEntry::new(body, prev);
     let seq = e.body.seq;
     tx.append_audit(&e)?;
-    if seq % CHECKPOINT_EVERY == 0 {
+    if seq.is_multiple_of(CHECKPOINT_EVERY) {
         let cp = Checkpoint { seq, head: e.hash, time: e.body.time }.sign(key);
         tx.put_checkpoint(seq, &cp)?;
     }

@@ -55,7 +55,7 @@ fn record(i: u32, sender: &UserId, to: &UserId, now: u64) -> TransferRecord {
         created_at: now,
         sealed_at: Some(now),
         // Every tenth is overdue.
-        deadline: Some(if i % 10 == 0 { now - 1 } else { now + 86_400 }),
+        deadline: Some(if i.is_multiple_of(10) { now - 1 } else { now + 86_400 }),
         case_ref: Some(format!("OPERATION-LONG-CASE-REFERENCE-{i:08}")),
         items: 0,
         bytes: 4096,

@@ -176,8 +176,8 @@ pub(super) const DIRECT_CHUNK_MULTIPLE: u32 = 64 << 10;
 /// short last chunk) is written buffered, after. Where direct IO fails for
 /// any reason the chunk is written buffered, which reports real errors.
 pub(super) fn write_at(path: &Path, id: FileId, bytes: &[u8], offset: u64, chunk_len: u32) -> std::io::Result<()> {
-    let aligned = chunk_len % DIRECT_CHUNK_MULTIPLE == 0
-        && offset % u64::from(DIRECT_CHUNK_MULTIPLE) == 0
+    let aligned = chunk_len.is_multiple_of(DIRECT_CHUNK_MULTIPLE)
+        && offset.is_multiple_of(u64::from(DIRECT_CHUNK_MULTIPLE))
         && bytes.as_ptr().align_offset(ALIGN) == 0;
     let whole = if aligned { bytes.len() / ALIGN * ALIGN } else { 0 };
     let direct =
