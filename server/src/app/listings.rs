@@ -68,12 +68,22 @@ fn fill<R, I: Serialize>(
     }
 }
 
+/// An admin read a page of a listing: every page is audited, so a cursor
+/// made up to skip the first page still leaves a trace.
+fn audit_page(s: &State, me: &UserId, what: &str, page: &Page, now: u64) -> Result<(), ServerError> {
+    let what = match &page.after {
+        None => what.to_owned(),
+        Some(c) => format!("{what} (after {})", hex::encode(&c.0)),
+    };
+    crate::app::audit::admin_read(s, me, &what, now)
+}
+
 fn transfer_id(b: &[u8]) -> Result<TransferId, ServerError> {
     Ok(TransferId(b.try_into().map_err(|_| ServerError::BadRequest("not a transfer cursor".into()))?))
 }
 
 /// One page of transfers: the caller's inbox (sealed ones) or outbox, or
-/// (admins, audited on the first page) every transfer or the overdue ones.
+/// (admins, every page audited) every transfer or the overdue ones.
 pub fn transfers(
     s: &State,
     caller: &UserRecord,
@@ -81,6 +91,9 @@ pub fn transfers(
     page: &Page,
     now: u64,
 ) -> Result<Paged<TransferInfo>, ServerError> {
+    if matches!(list, TransferList::All { .. }) {
+        policy::require_admin(caller)?;
+    }
     let limit = limit_of(page);
     let after = cursor_bytes(page)?.map(transfer_id).transpose()?;
     let r = s.meta.read()?;
@@ -102,22 +115,17 @@ pub fn transfers(
             )
         }
         TransferList::All { overdue } => {
-            policy::require_admin(caller)?;
-            if page.after.is_none() {
-                crate::app::audit::admin_read(s, me, "transfers", now)?;
-            }
+            audit_page(s, me, "transfers", page, now)?;
             let fetch = |a: Option<&[u8]>, n| r.transfers(a.map(transfer_id).transpose()?.as_ref(), n);
             fill(start, limit, fetch, |t| !overdue || policy::is_overdue(t, now), key, show)
         }
     }
 }
 
-/// Admin: one page of users (audited on the first page).
+/// Admin: one page of users (audited).
 pub fn users(s: &State, caller: &UserRecord, page: &Page, now: u64) -> Result<Paged<UserInfo>, ServerError> {
     policy::require_admin(caller)?;
-    if page.after.is_none() {
-        crate::app::audit::admin_read(s, &caller.user, "users", now)?;
-    }
+    audit_page(s, &caller.user, "users", page, now)?;
     let start = cursor_bytes(page)?.map(<[u8]>::to_vec);
     let r = s.meta.read()?;
     let user_id = |b: &[u8]| {
@@ -130,7 +138,7 @@ pub fn users(s: &State, caller: &UserRecord, page: &Page, now: u64) -> Result<Pa
     fill(start, limit_of(page), fetch, |_| true, |u| u.user.as_str().as_bytes().to_vec(), UserRecord::info)
 }
 
-/// Admin: one page of alerts, newest first (audited on the first page).
+/// Admin: one page of alerts, newest first (audited).
 pub fn alerts(
     s: &State,
     caller: &UserRecord,
@@ -139,9 +147,7 @@ pub fn alerts(
     now: u64,
 ) -> Result<Paged<AlertInfo>, ServerError> {
     policy::require_admin(caller)?;
-    if page.after.is_none() {
-        crate::app::audit::admin_read(s, &caller.user, "alerts", now)?;
-    }
+    audit_page(s, &caller.user, "alerts", page, now)?;
     let id = |b: &[u8]| -> Result<u64, ServerError> {
         Ok(u64::from_be_bytes(b.try_into().map_err(|_| ServerError::BadRequest("not an alert cursor".into()))?))
     };

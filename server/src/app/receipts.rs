@@ -4,7 +4,7 @@
 use exhibit_proto::audit::AuditEntry;
 use exhibit_proto::directory::SignedEntry;
 use exhibit_proto::frame::TransferState;
-use exhibit_proto::{AcceptedReceipt, SignedManifest, SignedReceipt, TransferId, UserId};
+use exhibit_proto::{limits, AcceptedReceipt, SignedManifest, SignedReceipt, TransferId, UserId};
 
 use crate::app::transfers::{manifest_of, parties};
 use crate::app::{alerts, apply, audit, users, write};
@@ -12,6 +12,7 @@ use crate::core::lifecycle;
 use crate::core::policy::{self, visible};
 use crate::core::records::{Ev, TransferRecord, UserRecord};
 use crate::error::ServerError;
+use crate::meta::Read;
 use crate::state::State;
 
 /// Verify a recipient's signed receipt, countersign it with server time
@@ -72,8 +73,13 @@ pub fn submit(
         if let Some(first) = tx.receipt(&transfer, me)? {
             return Ok(first);
         }
+        // Checked again in the transaction: a revocation may have
+        // committed since.
+        let mut rec = match tx.transfer(&transfer)? {
+            Some(t) if t.state == TransferState::Sealed && t.is_recipient(me) => t,
+            _ => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
+        };
         tx.put_receipt(&transfer, me, &accepted)?;
-        let mut rec = tx.transfer(&transfer)?.ok_or_else(|| ServerError::NotFound(format!("transfer {transfer}")))?;
         let fx = lifecycle::accept_receipt(&mut rec, me, &accepted, retain);
         tx.put_transfer(&rec)?;
         apply(s, tx, &transfer, fx)?;
@@ -101,7 +107,15 @@ pub fn get(
     Ok((manifest, accepted, sender, recip))
 }
 
-/// How many bytes the manifest of a transfer `caller` may see takes.
+/// How many bytes the manifest of a transfer `me` is a party to takes.
+pub fn party_manifest_len(s: &State, me: &UserId, transfer: &TransferId) -> Result<usize, ServerError> {
+    let r = s.meta.read()?;
+    visible(r.transfer(transfer)?, me, transfer)?;
+    Ok(r.manifest_len(transfer)?.unwrap_or(0))
+}
+
+/// How many bytes the manifest of a transfer `caller` may see (as a party
+/// or an admin) takes.
 pub fn visible_manifest_len(s: &State, caller: &UserRecord, transfer: &TransferId) -> Result<usize, ServerError> {
     let r = s.meta.read()?;
     policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
@@ -109,9 +123,9 @@ pub fn visible_manifest_len(s: &State, caller: &UserRecord, transfer: &TransferI
 }
 
 /// A transfer's chain of custody, as its sender, a recipient or an admin
-/// may read it: the record, the first audit entries about it (at most
-/// `limit`; the rest by [`custody_entries`]), every receipt, the parties'
-/// entries and the manifest. Audited.
+/// may read it: the record, the first audit entries about it (the rest by
+/// [`custody_entries`]), every receipt, the parties' entries and the
+/// manifest. Audited.
 pub struct Custody {
     /// The transfer.
     pub record: TransferRecord,
@@ -127,19 +141,39 @@ pub struct Custody {
     pub manifest: SignedManifest,
 }
 
-/// See [`Custody`].
-pub fn custody(
-    s: &State,
-    caller: &UserRecord,
+/// Audit entries about `transfer` after seq `after`: at most `limit`, and
+/// no more than [`limits::PAGE_BYTES`] encoded, with the seq to go on after
+/// when there may be more.
+fn entries_page(
+    r: &dyn Read,
     transfer: &TransferId,
+    after: u64,
     limit: usize,
-    now: u64,
-) -> Result<Custody, ServerError> {
+) -> Result<(Vec<AuditEntry>, Option<u64>), ServerError> {
+    let batch = r.audit_about(&transfer.to_string(), after, limit.saturating_add(1))?;
+    let more = batch.len() > limit;
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    for e in batch.into_iter().take(limit) {
+        let n = exhibit_proto::sign::encode(&e).len();
+        if !out.is_empty() && bytes + n > limits::PAGE_BYTES {
+            let next = out.last().map(|e: &AuditEntry| e.body.seq);
+            return Ok((out, next));
+        }
+        bytes += n;
+        out.push(e);
+    }
+    let next = if more { out.last().map(|e| e.body.seq) } else { None };
+    Ok((out, next))
+}
+
+/// See [`Custody`]. Its entries stop at [`limits::PAGE_BYTES`]; the rest
+/// come by [`custody_entries`].
+pub fn custody(s: &State, caller: &UserRecord, transfer: &TransferId, now: u64) -> Result<Custody, ServerError> {
     policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
     audit::record(s, Ev::new(now, &caller.user, "custody-read", transfer))?;
     let r = s.meta.read()?;
     let record = policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
-    let entries = r.audit_about(&transfer.to_string(), 0, limit)?;
+    let (entries, _) = entries_page(r.as_ref(), transfer, 0, usize::MAX - 1)?;
     let mut receipts = vec![];
     for p in &record.recipients {
         receipts.extend(r.receipt(transfer, &p.user)?);
@@ -149,16 +183,19 @@ pub fn custody(
     Ok(Custody { record, entries, receipts, sender, recipients, manifest })
 }
 
-/// Audit entries about a transfer after seq `after`, for those who may
-/// read its custody.
+/// Audit entries about a transfer after seq `after`, a page at a time, for
+/// those who may read its custody; every page read is audited. Returns the
+/// seq to continue after, if there may be more.
 pub fn custody_entries(
     s: &State,
     caller: &UserRecord,
     transfer: &TransferId,
     after: u64,
     limit: usize,
-) -> Result<Vec<AuditEntry>, ServerError> {
-    let r = s.meta.read()?;
-    policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
-    r.audit_about(&transfer.to_string(), after, limit)
+    now: u64,
+) -> Result<(Vec<AuditEntry>, Option<u64>), ServerError> {
+    policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
+    let ev = Ev::new(now, &caller.user, "custody-read", transfer).details(format!("entries after {after}"));
+    audit::record(s, ev)?;
+    entries_page(s.meta.read()?.as_ref(), transfer, after, limit)
 }

@@ -122,7 +122,12 @@ impl GroupCommit {
                         slot.put(r);
                     }
                 }
-                Err(e) => fail_all(jobs, &e),
+                Err(e) => {
+                    // Refusals wrote nothing: they keep their own answer.
+                    for ((_, slot), r) in jobs.into_iter().zip(results) {
+                        slot.put(r.and(Err(ServerError::Store(e.to_string()))));
+                    }
+                }
             };
         }
     }

@@ -18,9 +18,8 @@ use crate::state::{blocking, State};
 const AUDIT_PAGE: usize = 150;
 /// Body hashes per audit proof page (32 bytes each, well under a frame).
 const PROOF_PAGE: usize = 20_000;
-/// Audit entries a custody reply carries; the rest come by
-/// `CustodyEntries`.
-const CUSTODY_ENTRIES: usize = 500;
+/// Audit entries per `CustodyEntries` page (also bounded in bytes).
+const CUSTODY_ENTRIES: usize = 1000;
 
 /// Hold the download memory a reply's manifest will take, when it is
 /// large, from before it is read: `len` (run first) also says whether the
@@ -196,9 +195,9 @@ pub(crate) async fn dispatch(
             }
         }
         Request::GetReceipt { transfer, recipient } => {
-            let who = caller.clone();
+            let who = me.clone();
             let held =
-                hold_manifest(state, peer, move |s| app::receipts::visible_manifest_len(s, &who, &transfer)).await?;
+                hold_manifest(state, peer, move |s| app::receipts::party_manifest_len(s, &who, &transfer)).await?;
             let (manifest, receipt, sender, recipient) =
                 blocking(state, move |s| app::receipts::get(s, &me, &transfer, &recipient)).await?;
             let head = Response::Receipt {
@@ -235,13 +234,10 @@ pub(crate) async fn dispatch(
                 None => 0,
             };
             let limit = custody_limit(&page);
-            let entries =
-                blocking(state, move |s| app::receipts::custody_entries(s, &caller, &transfer, after, limit)).await?;
-            let next = match entries.last() {
-                Some(e) if entries.len() == limit => Some(exhibit_proto::frame::Cursor::seq(e.body.seq)),
-                _ => None,
-            };
-            Response::EntriesPage { entries, next }
+            let (entries, next) =
+                blocking(state, move |s| app::receipts::custody_entries(s, &caller, &transfer, after, limit, now))
+                    .await?;
+            Response::EntriesPage { entries, next: next.map(exhibit_proto::frame::Cursor::seq) }
         }
         Request::TransferChunks { transfer } => {
             let ids = blocking(state, move |s| app::transfers::uploaded(s, &me, &transfer)).await?;
@@ -272,8 +268,7 @@ fn receipt_transfer(r: &exhibit_proto::AcceptedReceipt) -> String {
     exhibit_proto::Receipt::from_bytes(&r.receipt.bytes).map_or_else(|_| "?".into(), |r| r.transfer.to_string())
 }
 
-/// Audit entries per custody page: each is at most a few KiB, so a page
-/// stays well inside a frame.
+/// Audit entries per custody page (the page is bounded in bytes too).
 fn custody_limit(page: &Page) -> usize {
     match page.limit {
         0 => CUSTODY_ENTRIES,
@@ -290,7 +285,7 @@ async fn custody(
 ) -> Result<Reply, ServerError> {
     let who = caller.clone();
     let held = hold_manifest(state, peer, move |s| app::receipts::visible_manifest_len(s, &who, &transfer)).await?;
-    let c = blocking(state, move |s| app::receipts::custody(s, &caller, &transfer, CUSTODY_ENTRIES, now)).await?;
+    let c = blocking(state, move |s| app::receipts::custody(s, &caller, &transfer, now)).await?;
     let head = Response::Custody {
         transfer: c.record.info(),
         entries: c.entries,

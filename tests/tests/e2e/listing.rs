@@ -99,6 +99,10 @@ async fn twenty_thousand_transfers_are_listed_completely_a_page_at_a_time() {
     let (ids, n) = pages(&r, TransferList::All { overdue: false }, 0).await;
     assert_eq!(ids.len(), want.len() + 1, "admin's listing of every transfer");
     assert!(n > 2);
+    // Every page an admin reads is audited, the later ones with their cursor.
+    let log = f.state().meta.read().unwrap().audit_entries(1, 1_000_000).unwrap();
+    let reads = log.iter().filter(|e| e.body.action == "admin-read" && e.body.details.starts_with("read transfers"));
+    assert_eq!(reads.count(), n, "admin pages read without an audit entry");
     let (ids, _) = pages(&r, TransferList::All { overdue: true }, 0).await;
     assert_eq!(ids.into_iter().collect::<HashSet<_>>(), overdue, "overdue transfers");
     let all = Request::ListTransfers { list: TransferList::All { overdue: false }, page: Page::first() };
@@ -150,7 +154,9 @@ async fn a_custody_record_longer_than_one_reply_is_read_in_pages() {
     let now = f.state().clock.now();
     exhibit_server::app::write(f.state(), |tx| {
         for i in 0..1200 {
-            let ev = Ev::new(now, "alice", "note", t).details(format!("note {i}"));
+            // 2 KB each (an acknowledgement's note may be 4 KB): 2.4 MB
+            // in all, more than one reply may carry.
+            let ev = Ev::new(now, "alice", "note", t).details(format!("note {i} {}", "x".repeat(2000)));
             exhibit_server::app::audit::append(f.state(), tx, ev)?;
         }
         Ok(())
@@ -174,6 +180,7 @@ async fn a_custody_record_longer_than_one_reply_is_read_in_pages() {
     let mut page = Page::after(frame::Cursor::seq(*seqs.last().unwrap()));
     loop {
         let r = conn.request(&Request::CustodyEntries { transfer: t, page }).await.unwrap();
+        assert!(frame::encode(&r).unwrap().len() <= MAX_FRAME as usize, "a page over the frame bound");
         let Response::EntriesPage { entries, next } = r else { panic!("{r:?}") };
         seqs.extend(entries.iter().map(|e| e.body.seq));
         match next {
