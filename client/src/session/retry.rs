@@ -43,7 +43,11 @@ impl Reconnects {
         let Some(wait) = self.next_wait(err) else { return false };
         tracing::warn!(error = %err, "connection lost; reconnecting in {} ms", wait.as_millis());
         if self.tell_user {
-            eprintln!("connection lost ({err}); reconnecting in {}s", wait.as_secs_f32());
+            eprintln!(
+                "connection lost ({}); reconnecting in {}s",
+                exhibit_proto::text::escape_lines(&err.to_string()),
+                wait.as_secs_f32()
+            );
         }
         tokio::time::sleep(wait).await;
         true
