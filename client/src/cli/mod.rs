@@ -2,7 +2,7 @@
 //! [`crate::ops`], print ([`print`]). One small function per command.
 
 mod args;
-mod print;
+pub mod print;
 
 use std::path::{Path, PathBuf};
 

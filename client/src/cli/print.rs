@@ -184,18 +184,27 @@ pub fn transfers(list: &[TransferInfo], as_json: bool) -> Result<(), ClientError
     if as_json {
         return json(&list.iter().map(transfer_json).collect::<Vec<_>>());
     }
+    print!("{}", transfers_text(list));
+    Ok(())
+}
+
+/// The text `exhibit inbox`, `outbox` and `admin transfers` print, escaped.
+pub fn transfers_text(list: &[TransferInfo]) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
     if list.is_empty() {
-        say!("no transfers");
+        o.push_str("no transfers\n");
     }
     for t in list {
         let when = t.sealed_at.map_or_else(|| "uploading".to_owned(), format_time);
-        say!("{}  {}  from {}  case {}", t.transfer, when, t.sender, cell(t.case_ref.as_deref().unwrap_or("-")));
+        let case = cell(t.case_ref.as_deref().unwrap_or("-"));
+        let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, t.sender);
         for r in &t.recipients {
             let at = r.at.map(format_time).unwrap_or_default();
-            say!("    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
+            let _ = writeln!(o, "    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
         }
     }
-    Ok(())
+    escape_lines(&o).into_owned()
 }
 
 pub fn fetched(r: &FetchOutcome, out_dir: &Path, as_json: bool) -> Result<(), ClientError> {
