@@ -16,6 +16,9 @@ pub enum ClientError {
     /// Could not reach or talk to the server.
     #[error("connection to {server}: {reason}")]
     Connect { server: String, reason: String },
+    /// The server refused this user: revoked. Never retried.
+    #[error("connection to {server}: {reason}")]
+    Revoked { server: String, reason: String },
     /// The stream broke mid-request.
     #[error("network: {0}")]
     Stream(String),

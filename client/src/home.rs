@@ -1,6 +1,9 @@
-//! The key directory (`$EXHIBIT_HOME`): private keys (mode 0600), the
-//! pinned CA certificate, this user's signed directory entry, and the
-//! fingerprints of other users pinned on first use.
+//! The key directory (`$EXHIBIT_HOME`): private keys, the pinned CA
+//! certificate, this user's signed directory entry, the fingerprints of
+//! other users pinned on first use, the audit checkpoint and `journal/`.
+//! The directory and every folder in it are 0700 and every file 0600:
+//! created so ([`private_dir`], [`write_private`]), and tightened when a
+//! command loads the home and finds one looser (made by an older client).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -140,8 +143,11 @@ impl Home {
         self.read(name)
     }
 
-    /// Load every key.
+    /// Load every key (tightening the home's modes first).
     pub fn load(&self) -> Result<Profile, ClientError> {
+        if self.dir.exists() {
+            self.tighten()?;
+        }
         let config: ClientConfig = toml::from_str(&String::from_utf8_lossy(&self.read(CONFIG)?))
             .map_err(|e| ClientError::Config(format!("{}: {e}", self.dir.join(CONFIG).display())))?;
         let ca_pem = self.read(CA)?;
@@ -178,29 +184,36 @@ impl Home {
         if self.is_enrolled() {
             return Err(ClientError::Config(format!("{} already holds an enrolment", self.dir.display())));
         }
-        std::fs::create_dir_all(&self.dir).map_err(ClientError::io(format!("creating {}", self.dir.display())))?;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(ClientError::io("setting key directory permissions"))?;
+        private_dir(&self.dir)?;
         use age::secrecy::ExposeSecret;
-        self.write(AGE_KEY, k.age.to_string().expose_secret().as_bytes(), 0o600)?;
-        self.write(SIGNING_KEY, hex::encode(k.signing.to_bytes()).as_bytes(), 0o600)?;
-        self.write(TLS_KEY, &k.tls_key, 0o600)?;
-        self.write(TLS_CERT, &k.tls_cert, 0o644)?;
-        self.write(CA, &k.ca_pem, 0o644)?;
+        self.write(AGE_KEY, k.age.to_string().expose_secret().as_bytes())?;
+        self.write(SIGNING_KEY, hex::encode(k.signing.to_bytes()).as_bytes())?;
+        self.write(TLS_KEY, &k.tls_key)?;
+        self.write(TLS_CERT, &k.tls_cert)?;
+        self.write(CA, &k.ca_pem)?;
         let entry = serde_json::to_vec_pretty(&k.entry).map_err(|e| ClientError::Config(e.to_string()))?;
-        self.write(ENTRY, &entry, 0o644)?;
+        self.write(ENTRY, &entry)?;
         let config = ClientConfig { server: k.server.clone(), user: k.user.clone() };
         let text = toml::to_string(&config).map_err(|e| ClientError::Config(e.to_string()))?;
         // Written last: its presence means the enrolment is complete.
-        self.write(CONFIG, text.as_bytes(), 0o644)
+        self.write(CONFIG, text.as_bytes())
     }
 
     /// Replace the client certificate (renewal), atomically.
     pub fn set_tls_cert(&self, der: &[u8]) -> Result<(), ClientError> {
-        self.write(TLS_CERT, der, 0o644)
+        self.write(TLS_CERT, der)
     }
 
-    fn write(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), ClientError> {
+    /// Every folder in the home 0700 and every file 0600, where one is
+    /// looser (an older client made `journal/` 0755 and `pins.json` 0644).
+    /// Symbolic links are left alone.
+    pub fn tighten(&self) -> Result<(), ClientError> {
+        tighten_tree(&self.dir, 0)
+    }
+
+    /// A file in the home, written atomically, mode 0600.
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), ClientError> {
+        let mode = 0o600;
         let p = self.dir.join(name);
         // A unique temp name: several commands may write at once.
         let tmp = self.dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
@@ -231,8 +244,76 @@ impl Home {
     /// Save pins.
     pub fn save_pins(&self, pins: &BTreeMap<String, String>) -> Result<(), ClientError> {
         let b = serde_json::to_vec_pretty(pins).map_err(|e| ClientError::Config(e.to_string()))?;
-        self.write(PINS, &b, 0o644)
+        self.write(PINS, &b)
     }
+}
+
+/// Create `dir` (and missing parents) with mode 0700, and tighten it to
+/// 0700 if it already exists looser.
+pub fn private_dir(dir: &Path) -> Result<(), ClientError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let ctx = || format!("creating {}", dir.display());
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(ClientError::io(ctx()))?;
+    tighten_one(dir, 0o700)
+}
+
+/// Write `bytes` to `path` (replacing it), the file mode 0600 (tightened
+/// if the file existed looser).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let ctx = || format!("writing {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(ClientError::io(ctx()))?;
+    f.write_all(bytes).map_err(ClientError::io(ctx()))?;
+    tighten_one(path, 0o600)
+}
+
+/// Open `path` to append, creating it 0600 (with `create_new`: it must not
+/// exist yet).
+pub fn append_private(path: &Path, create_new: bool) -> Result<std::fs::File, ClientError> {
+    let what = if create_new { "creating" } else { "opening" };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create_new(create_new)
+        .mode(0o600)
+        .open(path)
+        .map_err(ClientError::io(format!("{what} {}", path.display())))
+}
+
+/// Take group and other bits off `path` if any are set (`max`: 0o700 or 0o600).
+fn tighten_one(path: &Path, max: u32) -> Result<(), ClientError> {
+    let m = std::fs::symlink_metadata(path).map_err(ClientError::io(format!("reading {}", path.display())))?;
+    let mode = m.permissions().mode() & 0o7777;
+    if m.file_type().is_symlink() || mode & !max == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & max))
+        .map_err(ClientError::io(format!("restricting {}", path.display())))
+}
+
+/// [`tighten_one`] on `dir` and everything under it (a few levels: the
+/// home holds files and `journal/`).
+fn tighten_tree(dir: &Path, depth: u32) -> Result<(), ClientError> {
+    tighten_one(dir, 0o700)?;
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ClientError::Io { context: format!("listing {}", dir.display()), source: e }),
+    };
+    for e in rd {
+        let e = e.map_err(ClientError::io(format!("listing {}", dir.display())))?;
+        let ft = e.file_type().map_err(ClientError::io(format!("reading {}", e.path().display())))?;
+        if ft.is_dir() && depth < 4 {
+            tighten_tree(&e.path(), depth + 1)?;
+        } else if ft.is_file() {
+            tighten_one(&e.path(), 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 /// When a client certificate (DER) expires, in unix seconds.
@@ -243,4 +324,44 @@ pub fn cert_expiry(cert_der: &[u8]) -> Result<u64, ClientError> {
 /// The DER inside a one-certificate PEM.
 pub fn pem_body(pem: &[u8]) -> Result<Vec<u8>, ClientError> {
     exhibit_proto::cert::pem_der(pem).map_err(|e| ClientError::Config(format!("certificate: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn home_files_are_created_private_and_looser_ones_tightened() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::new(t.path().join("home"));
+        private_dir(home.dir()).unwrap();
+        home.save_pins(&BTreeMap::from([("bob".to_owned(), "ab".to_owned())])).unwrap();
+        assert_eq!(mode(home.dir()), 0o700);
+        assert_eq!(mode(&home.dir().join(PINS)), 0o600);
+        let j = home.dir().join("journal");
+        private_dir(&j).unwrap();
+        assert_eq!(mode(&j), 0o700);
+        write_private(&j.join("x.fetch"), b"{}").unwrap();
+        assert_eq!(mode(&j.join("x.fetch")), 0o600);
+        drop(append_private(&j.join("y.send"), true).unwrap());
+        assert_eq!(mode(&j.join("y.send")), 0o600);
+
+        // What an older client left: journal/ 0755, pins.json 0644.
+        let set = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        set(&j, 0o755);
+        set(&home.dir().join(PINS), 0o644);
+        set(&j.join("x.fetch"), 0o664);
+        home.tighten().unwrap();
+        assert_eq!(mode(&j), 0o700);
+        assert_eq!(mode(&home.dir().join(PINS)), 0o600);
+        assert_eq!(mode(&j.join("x.fetch")), 0o600);
+        // A file already stricter is left as it is.
+        set(&j.join("y.send"), 0o400);
+        home.tighten().unwrap();
+        assert_eq!(mode(&j.join("y.send")), 0o400);
+    }
 }

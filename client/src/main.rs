@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", exhibit_proto::text::escape_lines(&e.to_string()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -89,8 +89,12 @@ pub fn redirect(to: &str) -> Page {
     with_headers(Response::from_string("").with_status_code(303), &[("Location", to), ("Cache-Control", "no-store")])
 }
 
-/// Escape text for HTML content and attribute values.
+/// Escape text for HTML content and attribute values. Control characters
+/// (but line feed and tab) and Unicode bidirectional controls are shown as
+/// `\u{…}` ([`exhibit_proto::text::escape_lines`]): an entity would still
+/// reorder the text around it.
 pub fn esc(s: &str) -> String {
+    let s = exhibit_proto::text::escape_lines(s);
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -123,5 +127,6 @@ mod tests {
     #[test]
     fn escaping_covers_text_and_attributes() {
         assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(esc("invoice\u{202e}txt.exe <\u{1b}[2J>"), "invoice\\u{202e}txt.exe &lt;\\u{1b}[2J&gt;");
     }
 }

@@ -39,11 +39,14 @@ pub enum ProtoError {
     #[error("encryption failed: {0}")]
     Encrypt(AgeError),
     /// A path from sealed details is unsafe to write.
-    #[error("unsafe path {path:?}: {reason}")]
+    #[error("unsafe path \"{}\": {reason}", crate::text::escape(path))]
     UnsafePath { path: String, reason: &'static str },
     /// An identifier is not well formed.
     #[error("invalid {what} {got:?}: {reason}")]
     InvalidId { what: &'static str, got: String, reason: &'static str },
+    /// Human-supplied text breaks the text rule ([`crate::text`]).
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
 }
 
 /// Why an age file could not be made or opened. Only

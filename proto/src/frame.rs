@@ -22,6 +22,10 @@ use crate::receipt::{AcceptedReceipt, SignedReceipt};
 use crate::sign;
 
 /// A new user's public keys and certificate request.
+/// QUIC application close code: the connection's user was revoked. A
+/// client stops at once on it (no reconnecting: the answer will not change).
+pub const CLOSE_REVOKED: u32 = 2;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EnrolRequest {
     /// The one-time code an admin gave them.

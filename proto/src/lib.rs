@@ -25,6 +25,7 @@ pub mod receipt;
 #[cfg(feature = "seal")]
 pub mod seal;
 pub mod sign;
+pub mod text;
 pub mod treehash;
 
 pub use directory::{DirectoryEntry, Role, SignedEntry};

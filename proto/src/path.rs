@@ -12,7 +12,8 @@ const DEVICE_NAMES: &[&str] = &[
 
 /// A path that is safe to join onto an output directory: relative, `/`
 /// separated, no empty, `.` or `..` component, no backslash, colon, NUL or
-/// control character, and no Windows device name.
+/// control character, no Unicode bidirectional control (`invoice\u{202e}txt.exe`
+/// would be shown as `invoiceexe.txt`), and no Windows device name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RelPath(String);
 
@@ -37,6 +38,9 @@ impl RelPath {
         }
         if s.chars().any(|c| c.is_control()) {
             return Err(bad("contains a control character"));
+        }
+        if s.chars().any(crate::text::is_bidi) {
+            return Err(bad("contains a Unicode bidirectional control, which reorders how the name is shown"));
         }
         for comp in s.split('/') {
             if comp.is_empty() {
@@ -165,6 +169,10 @@ mod tests {
             "a/com1",
             "x\0y",
             "a\nb",
+            "invoice\u{202e}txt.exe",
+            "dir\u{2066}/a",
+            "a\u{200f}b",
+            "a\u{9b}b",
             "trailing.",
             "sp ",
         ] {
@@ -173,6 +181,14 @@ mod tests {
         for p in ["a", "dir/sub/file.mp4", "Interview 1.mkv", "..hidden", "con2"] {
             assert!(RelPath::parse(p).is_ok(), "{p:?} refused");
         }
+    }
+
+    #[test]
+    fn an_unsafe_path_is_shown_escaped() {
+        let e = RelPath::parse("invoice\u{202e}txt.exe").unwrap_err().to_string();
+        assert!(e.contains("invoice\\u{202e}txt.exe"), "{e}");
+        assert!(e.contains("bidirectional"), "{e}");
+        assert!(!e.chars().any(crate::text::is_unsafe), "{e}");
     }
 
     #[test]

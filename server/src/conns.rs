@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use exhibit_proto::UserId;
 
 /// QUIC application close code: the user was revoked.
-pub const CLOSE_REVOKED: u32 = 2;
+pub const CLOSE_REVOKED: u32 = exhibit_proto::frame::CLOSE_REVOKED;
 /// QUIC application close code: too many connections of its kind at once.
 pub const CLOSE_BUSY: u32 = 3;
 

@@ -2,7 +2,7 @@
 //! [`crate::ops`], print ([`print`]). One small function per command.
 
 mod args;
-mod print;
+pub mod print;
 
 use std::path::{Path, PathBuf};
 
@@ -130,7 +130,11 @@ async fn custody_cmd(home: &Home, o: Out, a: CustodyArgs) -> Result<(), ClientEr
     let (report, bundles) = custody::custody(home, a.transfer).await?;
     if let Some(dir) = &a.out {
         custody::export(home, dir, &report, &bundles).await?;
-        eprintln!("custody report and {} receipt bundle(s) written to {}", bundles.len(), dir.display());
+        eprintln!(
+            "custody report and {} receipt bundle(s) written to {}",
+            bundles.len(),
+            exhibit_proto::text::escape(&dir.display().to_string())
+        );
     }
     if o.json {
         print::json(&report)?;

@@ -1,11 +1,18 @@
 //! What the commands print: text for people, or JSON for scripts
 //! (`--json`). Only data comes in; nothing here talks to the server.
+//!
+//! Every line goes out through [`say!`]/[`tell!`], which pass it through
+//! [`escape_lines`], and each one-line value that came from the server, a
+//! directory entry or sealed details through [`e`] ([`escape`]): no control
+//! or bidi character stored before the text rule (or sent by an older
+//! client) reaches the terminal raw. JSON escapes them as `\uXXXX`.
 
 use std::path::Path;
 
 use exhibit_proto::directory::DirectoryEntry;
 use exhibit_proto::frame::{AlertInfo, RecipientState, TransferInfo, UserInfo};
 use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
+use exhibit_proto::text::{escape, escape_lines, is_unsafe};
 use serde_json::json;
 
 use crate::error::ClientError;
@@ -19,9 +26,48 @@ use crate::ops::send::SendOutcome;
 /// Up to this many files a fetch lists each; past it, one summary line.
 const LIST_FILES_UP_TO: usize = 20;
 
+/// A line on stdout, escaped.
+macro_rules! say {
+    ($($t:tt)*) => { println!("{}", escape_lines(&format!($($t)*))) };
+}
+
+/// A line on stderr, escaped.
+macro_rules! tell {
+    ($($t:tt)*) => { eprintln!("{}", escape_lines(&format!($($t)*))) };
+}
+
+/// A one-line value, escaped.
+fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    escape(s)
+}
+
+/// A path, escaped.
+fn p(path: &Path) -> String {
+    escape(&path.display().to_string()).into_owned()
+}
+
 pub fn json(v: &impl serde::Serialize) -> Result<(), ClientError> {
-    println!("{}", serde_json::to_string_pretty(v).map_err(|e| ClientError::Config(e.to_string()))?);
+    let text = serde_json::to_string_pretty(v).map_err(|e| ClientError::Config(e.to_string()))?;
+    println!("{}", json_safe(&text));
     Ok(())
+}
+
+/// JSON text with every control and bidi character written as a `\uXXXX`
+/// escape: the same JSON (they can only be inside strings), nothing raw on
+/// a terminal. (serde_json leaves DEL, C1 and bidi characters as they are.)
+fn json_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| is_unsafe(c) && c != '\n') {
+        return text.into();
+    }
+    let mut o = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) && c != '\n' {
+            o.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            o.push(c);
+        }
+    }
+    o.into()
 }
 
 /// One line of text, or `v` as JSON.
@@ -29,7 +75,7 @@ pub fn line(v: &impl serde::Serialize, text: &str, as_json: bool) -> Result<(), 
     if as_json {
         return json(v);
     }
-    println!("{text}");
+    say!("{text}");
     Ok(())
 }
 
@@ -54,9 +100,9 @@ pub fn enrolled(me: &DirectoryEntry, home: &Path, as_json: bool) -> Result<(), C
     if as_json {
         return json(&json!({"user": me.user.to_string(), "fingerprint": me.fingerprint(), "home": home}));
     }
-    println!("Enrolled as {} ({}, {}).", me.user, me.role, me.org);
-    println!("Your key fingerprint: {}", me.fingerprint());
-    println!("Keys saved in {} (private keys mode 0600).", home.display());
+    say!("Enrolled as {} ({}, {}).", me.user, me.role, cell(&me.org));
+    say!("Your key fingerprint: {}", me.fingerprint());
+    say!("Keys saved in {} (private keys mode 0600).", p(home));
     Ok(())
 }
 
@@ -69,10 +115,10 @@ pub fn whoami(p: &Profile, expires: u64, as_json: bool) -> Result<(), ClientErro
             "certificate_expires": expires,
         }));
     }
-    println!("{} ({}), {} at {}", me.user, me.display_name, me.role, me.org);
-    println!("fingerprint {}", me.fingerprint());
-    println!("server {}", p.config.server);
-    println!("certificate valid until {} (renew with `exhibit renew`)", format_time(expires));
+    say!("{} ({}), {} at {}", me.user, cell(&me.display_name), me.role, cell(&me.org));
+    say!("fingerprint {}", me.fingerprint());
+    say!("server {}", p.config.server);
+    say!("certificate valid until {} (renew with `exhibit renew`)", format_time(expires));
     Ok(())
 }
 
@@ -80,7 +126,7 @@ pub fn renewed(expires: u64, as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(&json!({ "certificate_expires": expires }));
     }
-    println!("certificate renewed; valid until {}", format_time(expires));
+    say!("certificate renewed; valid until {}", format_time(expires));
     Ok(())
 }
 
@@ -105,12 +151,12 @@ pub fn directory(entries: &[(DirectoryEntry, Option<String>)], as_json: bool) ->
             Some(_) => "KEY CHANGED",
             None => "",
         };
-        println!(
+        say!(
             "{:<20} {:<14} {:<24} {:<24} {} {}",
             e.user.as_str(),
             e.role.as_str(),
-            e.display_name,
-            e.org,
+            cell(&e.display_name),
+            cell(&e.org),
             e.fingerprint(),
             pin
         );
@@ -127,15 +173,10 @@ pub fn sent(out: &SendOutcome, as_json: bool) -> Result<(), ClientError> {
     }
     for r in &out.recipients {
         let note = if r.newly_pinned { "  (first use: now pinned)" } else { "" };
-        eprintln!("to {} ({}, {}) key {}{note}", r.user, r.display_name, r.org, r.fingerprint);
+        tell!("to {} ({}, {}) key {}{note}", r.user, cell(&r.display_name), cell(&r.org), r.fingerprint);
     }
-    println!("{}", out.transfer);
-    eprintln!(
-        "sealed: {} file(s), {}; acknowledge by {}",
-        out.items,
-        format_size(out.bytes),
-        format_time(out.deadline)
-    );
+    say!("{}", out.transfer);
+    tell!("sealed: {} file(s), {}; acknowledge by {}", out.items, format_size(out.bytes), format_time(out.deadline));
     Ok(())
 }
 
@@ -143,45 +184,54 @@ pub fn transfers(list: &[TransferInfo], as_json: bool) -> Result<(), ClientError
     if as_json {
         return json(&list.iter().map(transfer_json).collect::<Vec<_>>());
     }
+    print!("{}", transfers_text(list));
+    Ok(())
+}
+
+/// The text `exhibit inbox`, `outbox` and `admin transfers` print, escaped.
+pub fn transfers_text(list: &[TransferInfo]) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
     if list.is_empty() {
-        println!("no transfers");
+        o.push_str("no transfers\n");
     }
     for t in list {
         let when = t.sealed_at.map_or_else(|| "uploading".to_owned(), format_time);
-        println!("{}  {}  from {}  case {}", t.transfer, when, t.sender, t.case_ref.as_deref().unwrap_or("-"));
+        let case = cell(t.case_ref.as_deref().unwrap_or("-"));
+        let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, t.sender);
         for r in &t.recipients {
             let at = r.at.map(format_time).unwrap_or_default();
-            println!("    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
+            let _ = writeln!(o, "    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
         }
     }
-    Ok(())
+    escape_lines(&o).into_owned()
 }
 
 pub fn fetched(r: &FetchOutcome, out_dir: &Path, as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(r);
     }
-    println!("from {} (key {}), case {}", r.sender, r.sender_fingerprint, r.case_ref.as_deref().unwrap_or("-"));
+    say!("from {} (key {}), case {}", r.sender, r.sender_fingerprint, cell(r.case_ref.as_deref().unwrap_or("-")));
     if let Some(n) = &r.note {
-        println!("note: {n}");
+        say!("note: {n}");
     }
     // A device extract is one line, not a screen per thousand files.
     if r.item_count <= LIST_FILES_UP_TO {
         for i in &r.items {
-            println!("  {}  {} bytes  blake3 {}", i.written_to.display(), i.size, i.blake3);
+            say!("  {}  {} bytes  blake3 {}", p(&i.written_to), i.size, i.blake3);
         }
     } else {
-        println!(
+        say!(
             "{} files, {}, written under {}; each file's BLAKE3 is listed in {}",
             r.item_count,
             format_size(r.bytes),
-            out_dir.display(),
-            r.items_file.display()
+            p(out_dir),
+            p(&r.items_file)
         );
     }
     match &r.receipt {
-        Some(a) => println!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
-        None => println!("verified (your own transfer: no receipt sent)"),
+        Some(a) => say!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
+        None => say!("verified (your own transfer: no receipt sent)"),
     }
     Ok(())
 }
@@ -190,11 +240,11 @@ pub fn receipt_exported(b: &ReceiptBundle, out: &Path, items: Option<&Path>, as_
     if as_json {
         return json(&json!({"file": out, "items_file": items, "summary": b.summary}));
     }
-    println!("receipt of {} for {} written to {}", b.summary.recipient, b.summary.transfer, out.display());
+    say!("receipt of {} for {} written to {}", b.summary.recipient, b.summary.transfer, p(out));
     match items {
-        Some(f) => println!("item list (BLAKE3 and path of each file) written to {}", f.display()),
+        Some(f) => say!("item list (BLAKE3 and path of each file) written to {}", p(f)),
         None if b.summary.item_count.is_some() => {
-            println!("no item list: the files' names and hashes are sealed to the sender and recipients")
+            say!("no item list: the files' names and hashes are sealed to the sender and recipients")
         }
         None => {}
     }
@@ -205,22 +255,22 @@ pub fn receipt(s: &ReceiptSummary, items_checked: Option<usize>, as_json: bool) 
     if as_json {
         return json(&json!({"valid": true, "summary": s, "items_checked": items_checked}));
     }
-    println!("VALID receipt");
-    println!("  transfer     {}", s.transfer);
-    println!("  case         {}", s.case_ref.as_deref().unwrap_or("-"));
-    println!("  sender       {} (key {})", s.sender, s.sender_fingerprint);
-    println!("  recipient    {} (key {})", s.recipient, s.recipient_fingerprint);
-    println!("  manifest     {}", s.manifest_hash);
-    println!("  received at  {} (recipient's clock)", format_time(s.received_at));
-    println!("  accepted at  {} (server's clock, countersigned)", format_time(s.accepted_at));
+    say!("VALID receipt");
+    say!("  transfer     {}", s.transfer);
+    say!("  case         {}", cell(s.case_ref.as_deref().unwrap_or("-")));
+    say!("  sender       {} (key {})", s.sender, s.sender_fingerprint);
+    say!("  recipient    {} (key {})", s.recipient, s.recipient_fingerprint);
+    say!("  manifest     {}", s.manifest_hash);
+    say!("  received at  {} (recipient's clock)", format_time(s.received_at));
+    say!("  accepted at  {} (server's clock, countersigned)", format_time(s.accepted_at));
     for (i, h) in s.items.iter().enumerate() {
-        println!("  item {i:<7} blake3 {h}");
+        say!("  item {i:<7} blake3 {h}");
     }
     if let (Some(n), Some(root)) = (s.item_count, &s.items_root) {
-        println!("  items        {n}, root {root}");
+        say!("  items        {n}, root {root}");
         match items_checked {
-            Some(_) => println!("  item list    checked: every file's BLAKE3, in order, gives the root"),
-            None => println!(
+            Some(_) => say!("  item list    checked: every file's BLAKE3, in order, gives the root"),
+            None => say!(
                 "  item list    not checked (none here: `receipt export` writes FILE.items beside the bundle, which `receipt verify` checks)"
             ),
         }
@@ -232,13 +282,13 @@ pub fn receipt(s: &ReceiptSummary, items_checked: Option<usize>, as_json: bool) 
 pub fn resumed(step: &Step, as_json: bool) {
     match step {
         Step::Fetched { transfer, out } if !as_json => {
-            println!("{transfer} fetched into {} and receipted", out.display())
+            say!("{transfer} fetched into {} and receipted", p(out))
         }
         Step::Sent(out) if !as_json => {
-            println!("{} sealed ({} file(s), {})", out.transfer, out.items, format_size(out.bytes))
+            say!("{} sealed ({} file(s), {})", out.transfer, out.items, format_size(out.bytes))
         }
-        Step::FetchFailed { transfer, error } => eprintln!("fetch {transfer}: {error}"),
-        Step::SendFailed { journal, error } => eprintln!("{}: {error}", journal.display()),
+        Step::FetchFailed { transfer, error } => tell!("fetch {transfer}: {error}"),
+        Step::SendFailed { journal, error } => tell!("{}: {error}", p(journal)),
         _ => {}
     }
 }
@@ -249,9 +299,9 @@ pub fn revoked(transfer: &str, already: &[RecipientState], as_json: bool) -> Res
             "user": r.user.to_string(), "state": r.state.as_str(), "at": r.at,
         })).collect::<Vec<_>>()}));
     }
-    println!("{transfer} revoked: recipients can no longer fetch it.");
+    say!("{transfer} revoked: recipients can no longer fetch it.");
     for r in already {
-        println!(
+        say!(
             "NOTE: {} had already downloaded it ({} at {}).",
             r.user,
             r.state.as_str(),
@@ -265,7 +315,7 @@ pub fn audit_verified(r: &VerifyReport, as_json: bool) -> Result<(), ClientError
     if as_json {
         return json(r);
     }
-    println!("audit log OK: {} entries, {} signed checkpoints, head {}", r.entries, r.checkpoints, r.head);
+    say!("audit log OK: {} entries, {} signed checkpoints, head {}", r.entries, r.checkpoints, r.head);
     Ok(())
 }
 
@@ -275,14 +325,14 @@ pub fn audit_entries(entries: &[exhibit_proto::audit::AuditEntry], as_json: bool
     }
     for e in entries {
         let b = &e.body;
-        println!(
+        say!(
             "{:<7} {}  {:<16} {:<16} {:<34} {}",
             b.seq,
             format_time(b.time),
-            b.actor,
-            b.action,
-            b.subject,
-            b.details
+            cell(&b.actor),
+            cell(&b.action),
+            cell(&b.subject),
+            cell(&b.details)
         );
     }
     Ok(())
@@ -300,8 +350,8 @@ pub fn one_time(
     if as_json {
         return json(&extra);
     }
-    println!("{secret}");
-    eprintln!("{what}, valid until {}", format_time(expires));
+    say!("{secret}");
+    tell!("{what}, valid until {}", format_time(expires));
     Ok(())
 }
 
@@ -326,7 +376,7 @@ pub fn users(users: &[UserInfo], as_json: bool) -> Result<(), ClientError> {
             (Some(t), None) => format!("enrolled {}", format_time(t)),
             (None, None) => "code issued, not enrolled".into(),
         };
-        println!("{:<20} {:<14} {:<24} {}", u.user.as_str(), u.role.as_str(), u.org, state);
+        say!("{:<20} {:<14} {:<24} {}", u.user.as_str(), u.role.as_str(), cell(&u.org), state);
     }
     Ok(())
 }
@@ -336,20 +386,20 @@ pub fn alerts(alerts: &[AlertInfo], as_json: bool) -> Result<(), ClientError> {
         return json(&alerts);
     }
     if alerts.is_empty() {
-        println!("no open alerts");
+        say!("no open alerts");
     }
     for a in alerts {
-        println!("#{:<5} {}  {}", a.id, format_time(a.raised_at), a.message);
+        say!("#{:<5} {}  {}", a.id, format_time(a.raised_at), cell(&a.message));
         for d in &a.deliveries {
             let state = match (d.delivered_at, &d.last_error) {
                 (Some(t), _) => format!("delivered {}", format_time(t)),
-                (None, Some(e)) => format!("retrying after {} attempt(s): {e}", d.attempts),
+                (None, Some(err)) => format!("retrying after {} attempt(s): {}", d.attempts, cell(err)),
                 (None, None) => "pending".into(),
             };
-            println!("       {:<8} {state}", d.notifier);
+            say!("       {:<8} {state}", d.notifier);
         }
         if let Some(ack) = &a.ack {
-            println!("       acknowledged by {} at {}: {}", ack.by, format_time(ack.at), ack.note);
+            say!("       acknowledged by {} at {}: {}", ack.by, format_time(ack.at), ack.note);
         }
     }
     Ok(())

@@ -46,13 +46,13 @@ pub fn journal_line(v: &impl Serialize) -> Result<Vec<u8>, ClientError> {
 /// (Re)write a fetch journal: its header and the chunks done.
 pub fn write_fetch_journal(path: &Path, h: &FetchHeader, done: &HashSet<usize>) -> Result<(), ClientError> {
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(ClientError::io(format!("creating {}", d.display())))?;
+        crate::home::private_dir(d)?;
     }
     let mut text = journal_line(h)?;
     for d in done {
         text.extend(journal_line(d)?);
     }
-    std::fs::write(path, text).map_err(ClientError::io(format!("writing {}", path.display())))
+    crate::home::write_private(path, &text)
 }
 
 /// Header and chunks done of a fetch journal (a torn last line ignored).

@@ -116,13 +116,9 @@ impl Journal {
     /// Start a journal for a new send.
     pub fn create(home: &Home, header: &Header) -> Result<Journal, ClientError> {
         let d = dir(home);
-        std::fs::create_dir_all(&d).map_err(ClientError::io(format!("creating {}", d.display())))?;
+        crate::home::private_dir(&d)?;
         let path = d.join(format!("{}.send", header.transfer));
-        let mut file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(ClientError::io(format!("creating {}", path.display())))?;
+        let mut file = crate::home::append_private(&path, true)?;
         // Written as it is encoded: a million files' header is never one
         // buffer in memory.
         let mut w = std::io::BufWriter::new(&mut file);
@@ -136,10 +132,7 @@ impl Journal {
 
     /// Reopen a recovered journal to append to it.
     pub fn reopen(r: &Recovered) -> Result<Journal, ClientError> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&r.path)
-            .map_err(ClientError::io(format!("opening {}", r.path.display())))?;
+        let file = crate::home::append_private(&r.path, false)?;
         Ok(Journal { path: r.path.clone(), file })
     }
 

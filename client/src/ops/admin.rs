@@ -2,7 +2,8 @@
 
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{AlertInfo, Page, Request, Response, TransferInfo, TransferList, UserInfo};
-use exhibit_proto::UserId;
+use exhibit_proto::text::{self, Field};
+use exhibit_proto::{ProtoError, UserId};
 
 use crate::error::ClientError;
 use crate::home::Home;
@@ -18,6 +19,8 @@ pub async fn add_user(
     role: Role,
     email: Option<String>,
 ) -> Result<(String, u64), ClientError> {
+    text::check(Field::DisplayName, &display_name).map_err(ProtoError::from)?;
+    text::check(Field::Organisation, &org).map_err(ProtoError::from)?;
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     let r = conn.request(&Request::AdminAddUser { user, display_name, org, role, email }).await?;
@@ -74,6 +77,7 @@ pub async fn alerts(home: &Home, all: bool) -> Result<Vec<AlertInfo>, ClientErro
 
 /// Acknowledge an alert with a note.
 pub async fn ack_alert(home: &Home, id: u64, note: String) -> Result<AlertInfo, ClientError> {
+    text::check(Field::AckNote, &note).map_err(ProtoError::from)?;
     match admin_request(home, Request::AdminAckAlert { id, note }).await? {
         Response::Alerts { mut alerts } if alerts.len() == 1 => Ok(alerts.remove(0)),
         r => Err(unexpected(&r)),

@@ -45,7 +45,7 @@ fn save(home: &Home, seq: u64, head: &[u8; 32]) -> Result<(), ClientError> {
     let bytes = serde_json::to_vec_pretty(&held).map_err(|e| ClientError::Config(e.to_string()))?;
     let p = home.dir().join(CHECKPOINT_FILE);
     let tmp = home.dir().join(format!(".{CHECKPOINT_FILE}.{:016x}.tmp", rand::random::<u64>()));
-    std::fs::write(&tmp, bytes).map_err(ClientError::io(format!("writing {}", tmp.display())))?;
+    crate::home::write_private(&tmp, &bytes)?;
     std::fs::rename(&tmp, &p).map_err(ClientError::io(format!("writing {}", p.display())))
 }
 

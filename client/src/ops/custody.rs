@@ -7,6 +7,7 @@ use std::path::Path;
 use exhibit_proto::audit::{link, AuditEntry};
 use exhibit_proto::frame::{Cursor, Page, Request, Response};
 use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
+use exhibit_proto::text::{escape, escape_lines};
 use exhibit_proto::{limits, SignedManifest, TransferId};
 use serde::Serialize;
 
@@ -171,38 +172,47 @@ fn check_entry(e: &AuditEntry) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// The report as text.
+/// The report as text: every value from the server or a directory entry
+/// shown through [`escape`] (one line each), and the whole through
+/// [`escape_lines`], so no stored control or bidi character reaches it raw.
 pub fn text(r: &Report) -> String {
-    let mut s = format!("CHAIN OF CUSTODY — transfer {}\n", r.transfer);
-    s += &format!("case reference   {}\n", r.case_ref.as_deref().unwrap_or("-"));
-    s += &format!("state            {}\n", r.state);
-    s += &format!(
-        "sender           {} ({}, {}) key {}\n",
-        r.sender.user, r.sender.name, r.sender.org, r.sender.fingerprint
-    );
+    let mut s = format!("CHAIN OF CUSTODY — transfer {}\n", escape(&r.transfer));
+    s += &format!("case reference   {}\n", escape(r.case_ref.as_deref().unwrap_or("-")));
+    s += &format!("state            {}\n", escape(&r.state));
+    let party = |p: &Party| {
+        format!("{} ({}, {}) key {}", escape(&p.user), escape(&p.name), escape(&p.org), escape(&p.fingerprint))
+    };
+    s += &format!("sender           {}\n", party(&r.sender));
     for p in &r.recipients {
-        s += &format!("recipient        {} ({}, {}) key {}\n", p.user, p.name, p.org, p.fingerprint);
+        s += &format!("recipient        {}\n", party(p));
     }
     s += &format!("manifest         BLAKE3 {} ({} items, {} bytes encrypted)\n\n", r.manifest_hash, r.items, r.bytes);
     for st in &r.steps {
-        s += &format!("#{:<6} {}  {:<18} {:<14} {}\n", st.seq, format_time(st.time), st.action, st.actor, st.details);
+        s += &format!(
+            "#{:<6} {}  {:<18} {:<14} {}\n",
+            st.seq,
+            format_time(st.time),
+            escape(&st.action),
+            escape(&st.actor),
+            escape(&st.details)
+        );
     }
     for rc in &r.receipts {
         s += &format!(
             "\nreceipt of {}: received {}, accepted by the server {}; signatures verified against the CA\n",
-            rc.recipient,
+            escape(&rc.recipient),
             format_time(rc.received_at),
             format_time(rc.accepted_at)
         );
         for (i, h) in rc.items.iter().enumerate() {
-            s += &format!("  item {i}: BLAKE3 {h}\n");
+            s += &format!("  item {i}: BLAKE3 {}\n", escape(h));
         }
     }
-    s
+    escape_lines(&s).into_owned()
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    exhibit_net::http::esc(s)
 }
 
 /// The report as a self-contained HTML page.

@@ -114,11 +114,12 @@ impl Conn {
             ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
             _ => "localhost".to_owned(),
         };
-        let conn = endpoint
-            .connect(addr, &sni)
-            .map_err(|e| err(e.to_string()))?
-            .await
-            .map_err(|e| err(refused_why(&e).unwrap_or_else(|| format!("handshake: {e}"))))?;
+        let conn =
+            endpoint.connect(addr, &sni).map_err(|e| err(e.to_string()))?.await.map_err(|e| match refused_why(&e) {
+                Some((true, why)) => ClientError::Revoked { server: server.to_owned(), reason: why },
+                Some((false, why)) => err(why),
+                None => err(format!("handshake: {e}")),
+            })?;
         let offers = exhibit_net::takes_offers(&conn);
         Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned(), offers })
     }
@@ -170,7 +171,8 @@ impl Conn {
     /// says more than "connection lost" (e.g. "user bob has been revoked").
     fn stream_err(&self, e: &dyn std::fmt::Display) -> ClientError {
         match self.conn.close_reason().as_ref().and_then(refused_why) {
-            Some(why) => ClientError::Stream(format!("{}: {why}", self.server)),
+            Some((true, why)) => ClientError::Revoked { server: self.server.clone(), reason: why },
+            Some((false, why)) => ClientError::Stream(format!("{}: {why}", self.server)),
             None => ClientError::Stream(format!("{}: {e}", self.server)),
         }
     }
@@ -305,16 +307,18 @@ impl Conn {
 }
 
 /// What the server said when it closed a connection, in words: its own
-/// reason, or the TLS alert it refused our certificate with. `None` for a
-/// close that says nothing more than the error itself.
-fn refused_why(e: &quinn::ConnectionError) -> Option<String> {
+/// reason, or the TLS alert it refused our certificate with, and whether
+/// it means this user is revoked. `None` for a close that says nothing
+/// more than the error itself.
+fn refused_why(e: &quinn::ConnectionError) -> Option<(bool, String)> {
     let revoked = quinn::TransportErrorCode::crypto(rustls::AlertDescription::CertificateRevoked.into());
     match e {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            Some(format!("closed by the server: {}", String::from_utf8_lossy(&c.reason)))
-        }
+        quinn::ConnectionError::ApplicationClosed(c) => Some((
+            c.error_code == quinn::VarInt::from_u32(frame::CLOSE_REVOKED),
+            format!("closed by the server: {}", exhibit_proto::text::escape(&String::from_utf8_lossy(&c.reason))),
+        )),
         quinn::ConnectionError::ConnectionClosed(c) if c.error_code == revoked => {
-            Some("the server refused this certificate: its user has been revoked".into())
+            Some((true, "the server refused this certificate: its user has been revoked".into()))
         }
         _ => None,
     }

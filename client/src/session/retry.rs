@@ -11,7 +11,8 @@ use crate::error::ClientError;
 /// Reconnection attempts within one send or fetch.
 pub const RECONNECTS: u32 = 5;
 
-/// Errors of a connection that was lost or could not be made.
+/// Errors of a connection that was lost or could not be made. A
+/// [`ClientError::Revoked`] is neither: the server said no, for good.
 pub fn connection_lost(e: &ClientError) -> bool {
     matches!(e, ClientError::Stream(_) | ClientError::Connect { .. })
 }
@@ -43,7 +44,11 @@ impl Reconnects {
         let Some(wait) = self.next_wait(err) else { return false };
         tracing::warn!(error = %err, "connection lost; reconnecting in {} ms", wait.as_millis());
         if self.tell_user {
-            eprintln!("connection lost ({err}); reconnecting in {}s", wait.as_secs_f32());
+            eprintln!(
+                "connection lost ({}); reconnecting in {}s",
+                exhibit_proto::text::escape_lines(&err.to_string()),
+                wait.as_secs_f32()
+            );
         }
         tokio::time::sleep(wait).await;
         true
@@ -88,6 +93,10 @@ mod tests {
         assert_eq!(r.made(), RECONNECTS);
         let e = r.give_up(lost(), "run `exhibit resume`");
         assert!(matches!(&e, ClientError::Interrupted(m) if m.ends_with("run `exhibit resume`")), "{e}");
+        // Revoked: the server's answer, not a lost connection; never retried.
+        let revoked = ClientError::Revoked { server: "s".into(), reason: "user bob has been revoked".into() };
+        assert_eq!(Reconnects::new(connection_lost, false).next_wait(&revoked), None);
+        assert_eq!(Reconnects::new(connection_lost_or_server_fault, false).next_wait(&revoked), None);
         // Not a lost connection: not retried, and reported as it is.
         let refused = || ClientError::Usage("no".into());
         assert_eq!(Reconnects::new(connection_lost, false).next_wait(&refused()), None);

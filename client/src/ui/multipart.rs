@@ -9,11 +9,17 @@ use crate::error::ClientError;
 const MAX_PART_HEADER: usize = 8 * 1024;
 
 /// The last component of a browser-supplied file name, if it is a plain
-/// name: no separators, no `.`/`..`, no control characters.
+/// name: no separators, no `.`/`..`, no control or bidi characters.
 pub(super) fn safe_name(name: &str) -> Result<String, ClientError> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    if base.is_empty() || base == "." || base == ".." || base.len() > 255 || base.chars().any(char::is_control) {
-        return Err(ClientError::Usage(format!("{name:?} is not a usable file name")));
+    if base.is_empty()
+        || base == "."
+        || base == ".."
+        || base.len() > 255
+        || base.chars().any(exhibit_proto::text::is_unsafe)
+    {
+        let shown = exhibit_proto::text::escape(name);
+        return Err(ClientError::Usage(format!("\"{shown}\" is not a usable file name")));
     }
     Ok(base.to_owned())
 }

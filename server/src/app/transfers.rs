@@ -88,6 +88,7 @@ pub fn seal(
     deadline: u64,
 ) -> Result<TransferRecord, ServerError> {
     let transfer = &m.transfer;
+    policy::check_manifest_text(m)?;
     let mut unreferenced = vec![];
     let rec = write(s, |tx| {
         let mut rec = match tx.transfer(transfer)? {

@@ -2,7 +2,8 @@
 
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{DeliveryState, TransferState};
-use exhibit_proto::{limits, ProtoError, TransferId, UserId};
+use exhibit_proto::text::{self, Field};
+use exhibit_proto::{limits, Manifest, ProtoError, TransferId, UserId};
 
 use crate::core::records::{TransferRecord, UserRecord};
 use crate::error::ServerError;
@@ -144,6 +145,15 @@ pub fn check_new_user(display_name: &str, org: &str, email: Option<&str>) -> Res
             return Err(ServerError::BadRequest(format!("{what} must be at most 200 printable characters")));
         }
     }
+    text::check(Field::DisplayName, display_name).map_err(ProtoError::from)?;
+    text::check(Field::Organisation, org).map_err(ProtoError::from)?;
+    Ok(())
+}
+
+/// A manifest's shown text: its case reference keeps the text rule. (Only
+/// at seal: a manifest already stored is served as it was signed.)
+pub fn check_manifest_text(m: &Manifest) -> Result<(), ServerError> {
+    text::check_opt(Field::CaseRef, m.case_ref.as_deref()).map_err(ProtoError::from)?;
     Ok(())
 }
 
@@ -163,6 +173,7 @@ pub fn check_ack_note(note: &str) -> Result<(), ServerError> {
     if note.trim().is_empty() || note.len() > limits::MAX_TEXT {
         return Err(ServerError::BadRequest("a note (1 to 4096 bytes) is required".into()));
     }
+    text::check(Field::AckNote, note).map_err(ProtoError::from)?;
     Ok(())
 }
 
@@ -190,6 +201,15 @@ mod tests {
         assert!(check_limits(91, 0, 10, 100, None).is_err());
         assert!(check_limits(0, 990, 10, 100, Some(1000)).is_ok());
         assert!(check_limits(0, 991, 10, 100, Some(1000)).is_err());
+    }
+
+    #[test]
+    fn shown_text_keeps_the_text_rule() {
+        assert!(check_new_user("Bob\u{1b}[2J", "Met", None).is_err());
+        assert!(check_new_user("Bob", "Met\u{202e}", None).unwrap_err().to_string().contains("U+202E"));
+        assert!(check_new_user("Bob Smith", "Metropolitan Police", None).is_ok());
+        assert!(check_ack_note("checked\nwith the sender").is_ok());
+        assert!(check_ack_note("ok\r\u{1b}[2J").unwrap_err().to_string().contains("acknowledgement note"));
     }
 
     #[test]

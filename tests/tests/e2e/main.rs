@@ -14,6 +14,7 @@ mod listing;
 mod receipts;
 mod s3;
 mod tamper;
+mod text;
 mod transfer;
 mod upgrade;
 mod web;

@@ -358,7 +358,7 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
             Err(e) => {
                 // Interrupted: keep what arrived for `exhibit resume`.
                 temps.keep();
-                if matches!(e, ClientError::Stream(_) | ClientError::Connect { .. }) {
+                if matches!(e, ClientError::Stream(_) | ClientError::Connect { .. } | ClientError::Revoked { .. }) {
                     return Err(e);
                 }
                 return Err(ClientError::Interrupted(format!("{e}; {TO_CONTINUE}")));

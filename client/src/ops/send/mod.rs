@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::ChunkRef;
-use exhibit_proto::{limits, seal, ChunkId, TransferId, UserId};
+use exhibit_proto::text::{self, Field};
+use exhibit_proto::{limits, seal, ChunkId, ProtoError, TransferId, UserId};
 use serde::Serialize;
 
 use self::read::{collect, mtime, ReadPlan};
@@ -144,6 +145,10 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
             return Err(ClientError::Usage(format!("{what} is longer than {} bytes", limits::MAX_TEXT)));
         }
     }
+    // The text rule before anything is read or uploaded: the case reference
+    // is shown to every party and in court reports, the note to recipients.
+    text::check_opt(Field::CaseRef, opts.case_ref.as_deref()).map_err(ProtoError::from)?;
+    text::check_opt(Field::Note, opts.note.as_deref()).map_err(ProtoError::from)?;
     let p = home.load()?;
     let (roots, sources) = collect(&opts.paths)?;
     let conn = Conn::open(&p).await?;
