@@ -110,6 +110,41 @@ pub async fn fetch(home: &Home, opts: FetchOptions) -> Result<FetchOutcome, Clie
     }
 }
 
+/// Send the receipt for files already in place, reconnecting (a few times,
+/// backing off) if the connection is lost.
+async fn submit_receipt(
+    mut conn: Conn,
+    p: &crate::home::Profile,
+    vm: &exhibit_proto::VerifiedManifest,
+    items: &crate::ops::details::Items,
+    out: &std::path::Path,
+) -> Result<exhibit_proto::AcceptedReceipt, ClientError> {
+    let mut reconnects = Reconnects::new(retry::connection_lost, false);
+    loop {
+        match crate::ops::receipt::submit(&conn, p, vm, items).await {
+            Ok(r) => {
+                conn.close();
+                return Ok(r);
+            }
+            Err(e) if reconnects.again(&e).await => {}
+            Err(e) => {
+                let how = format!("the files are in place in {}, but the receipt was not sent", out.display());
+                return Err(reconnects.give_up(e, &how));
+            }
+        }
+        conn = loop {
+            match Conn::open(p).await {
+                Ok(c) => break c,
+                Err(e) if reconnects.again(&e).await => {}
+                Err(e) => {
+                    let how = format!("the files are in place in {}, but the receipt was not sent", out.display());
+                    return Err(reconnects.give_up(e, &how));
+                }
+            }
+        };
+    }
+}
+
 /// How a fetch that stopped part-way is continued.
 const TO_CONTINUE: &str = "what arrived is kept: run `exhibit resume` or fetch again to continue";
 
@@ -409,11 +444,16 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     let _ = std::fs::remove_file(&jpath);
 
     let items_file = crate::ops::receipt::keep_items(home, transfer, &items)?;
+    // The files are in place: from here a lost connection must not start
+    // the fetch over (it would find its own files in the way); only the
+    // receipt is sent again, on a new connection.
     let receipt = match is_recipient {
-        true => Some(crate::ops::receipt::submit(&conn, &p, &vm, &items).await?),
-        false => None,
+        true => Some(submit_receipt(conn, &p, &vm, &items, &out).await?),
+        false => {
+            conn.close();
+            None
+        }
     };
-    conn.close();
     let listed = match items.len() <= LIST_UP_TO {
         true => items
             .iter()
