@@ -7,8 +7,7 @@ use std::sync::Arc;
 use exhibit_client::conn::Conn;
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{self, ErrorCode, Request, Response};
-use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_V1};
-use exhibit_proto::{seal, ChunkId, Manifest, TransferId};
+use exhibit_proto::{ChunkId, TransferId};
 use exhibit_server::chunks::{ChunkStore, DiskChunks};
 use exhibit_server::error::ServerError;
 use exhibit_server::{Background, SystemClock};
@@ -130,46 +129,13 @@ async fn crafted_manifest_with_hostile_names_is_refused_with_nothing_written() {
     let bob = f.user("bob", Role::Caseworker).await;
     let ap = alice.load().unwrap();
     let conn = Conn::open(&ap).await.unwrap();
-    let bob_entry = exhibit_client::directory::lookup(&conn, &ap, &uid("bob")).await.unwrap();
-    let recipients = seal::parse_recipients(&[bob_entry.age_recipient.as_str(), ap.me.age_recipient.as_str()]).unwrap();
     let parent = f.path("victim");
     let out = parent.join("out");
 
     for name in ["../escape.txt", "/tmp/abs.txt", "C:\\evil.txt", "a/../../x.txt", "NUL", "ok/../../y", "x\0y"] {
-        let plain = b"malicious".to_vec();
-        let t = TransferId::random();
-        conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
-        let cipher = seal::encrypt(&plain, &recipients).unwrap();
-        let id = ChunkId::of(&cipher);
-        let len = cipher.len() as u32;
-        conn.put_chunk(t, id, cipher).await.unwrap();
-        let details = SealedDetails {
-            items: vec![ItemDetails {
-                path: name.into(),
-                size: plain.len() as u64,
-                blake3: *blake3::hash(&plain).as_bytes(),
-                chunk_plain_len: 1024,
-                exhibit_ref: None,
-                description: None,
-            }],
-            note: None,
-        };
-        let m = Manifest {
-            version: MANIFEST_V1,
-            transfer: t,
-            sender: uid("alice"),
-            recipients: vec![uid("bob")],
-            created_at: 0,
-            ack_within_secs: None,
-            case_ref: None,
-            chunks: vec![],
-            details_parts: vec![],
-            items: vec![ManifestItem { chunks: vec![ChunkRef { id, len }] }],
-            details: seal::seal_details(&details, &recipients).unwrap(),
-        };
-        let signed = m.sign(&ap.signing);
-        let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
-        conn.request_with_body(&req, &signed.bytes).await.unwrap();
+        let signed = crafted(&f, &conn, &alice, None, name).await;
+        seal_request(&conn, &signed).await.unwrap();
+        let t = exhibit_proto::Manifest::from_bytes(&signed.bytes).unwrap().transfer;
 
         let err = fetch_to(&bob, t, &out).await.unwrap_err();
         assert!(err.to_string().contains("unsafe path"), "{name:?}: {err}");

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use exhibit_client::conn::Conn;
-use exhibit_client::{admin, custody, listing, send, ClientError, Home};
+use exhibit_client::{admin, custody, listing, send, ClientError};
 use exhibit_proto::directory::Role;
-use exhibit_proto::frame::{ErrorCode, Request, Response};
-use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_V1};
-use exhibit_proto::{seal, ChunkId, Manifest, SignedManifest, TransferId};
+use exhibit_proto::frame::{ErrorCode, Response};
 use exhibit_server::core::lifecycle::{self, Sealing};
 
 use crate::fixture::*;
@@ -21,51 +19,6 @@ const RLO_NAME: &str = "invoice\u{202e}txt.exe";
 
 fn raw_free(s: &str) -> bool {
     !s.chars().any(|c| (c.is_control() && c != '\n') || exhibit_proto::text::is_bidi(c))
-}
-
-/// A one-file transfer from alice to bob, created, uploaded and signed by
-/// hand with `case_ref` and `path`, but not sealed.
-async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&str>, path: &str) -> SignedManifest {
-    let ap = alice.load().unwrap();
-    let bob_entry = exhibit_client::directory::lookup(conn, &ap, &uid("bob")).await.unwrap();
-    let keys = seal::parse_recipients(&[bob_entry.age_recipient.as_str(), ap.me.age_recipient.as_str()]).unwrap();
-    let plain = b"evidence".to_vec();
-    let t = TransferId::random();
-    conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
-    let cipher = seal::encrypt(&plain, &keys).unwrap();
-    let id = ChunkId::of(&cipher);
-    let len = cipher.len() as u32;
-    conn.put_chunk(t, id, cipher).await.unwrap();
-    let details = SealedDetails {
-        items: vec![ItemDetails {
-            path: path.into(),
-            size: plain.len() as u64,
-            blake3: *blake3::hash(&plain).as_bytes(),
-            chunk_plain_len: 1024,
-            exhibit_ref: None,
-            description: None,
-        }],
-        note: None,
-    };
-    let m = Manifest {
-        version: MANIFEST_V1,
-        transfer: t,
-        sender: uid("alice"),
-        recipients: vec![uid("bob")],
-        created_at: f.state().clock.now(),
-        ack_within_secs: None,
-        case_ref: case_ref.map(str::to_owned),
-        chunks: vec![],
-        details_parts: vec![],
-        items: vec![ManifestItem { chunks: vec![ChunkRef { id, len }] }],
-        details: seal::seal_details(&details, &keys).unwrap(),
-    };
-    m.sign(&ap.signing)
-}
-
-async fn seal_request(conn: &Conn, signed: &SignedManifest) -> Result<Response, ClientError> {
-    let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
-    conn.request_with_body(&req, &signed.bytes).await
 }
 
 fn file_in(f: &Fixture, dir: &str, name: &str) -> PathBuf {
