@@ -19,7 +19,8 @@ fn ok<T>(r: crate::meta::Result<T>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("metadata conformance: {what}: {e}"))
 }
 
-fn user(id: &str) -> UserRecord {
+/// A caseworker named `id` (used by the backends' own tests too).
+pub fn user(id: &str) -> UserRecord {
     UserRecord {
         user: UserId::new(id).unwrap_or_else(|_| unreachable!("test ids are valid")),
         display_name: format!("{id} name"),

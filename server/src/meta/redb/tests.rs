@@ -113,25 +113,14 @@ fn redb2_file(path: &Path) {
     const M: redb2::TableDefinition<&[u8], &[u8]> = redb2::TableDefinition::new("meta");
     let db = redb2::Database::create(path).unwrap();
     let tx = db.begin_write().unwrap();
-    tx.open_table(T).unwrap().insert(b"alice".as_slice(), enc(&user("alice")).as_slice()).unwrap();
+    tx.open_table(T)
+        .unwrap()
+        .insert(b"alice".as_slice(), enc(&crate::meta::conformance::user("alice")).as_slice())
+        .unwrap();
     tx.open_table(M).unwrap().insert(SCHEMA_KEY, 2u64.to_be_bytes().as_slice()).unwrap();
     tx.commit().unwrap();
     drop(db);
     assert_eq!(upgrade::format_of(path), Some(2));
-}
-
-fn user(id: &str) -> UserRecord {
-    UserRecord {
-        user: UserId::new(id).unwrap(),
-        display_name: id.to_uppercase(),
-        org: "Org".into(),
-        role: exhibit_proto::directory::Role::Caseworker,
-        email: None,
-        enrolled_at: Some(1),
-        revoked_at: None,
-        entry: None,
-        cert_hash: None,
-    }
 }
 
 fn inode(path: &Path) -> u64 {
