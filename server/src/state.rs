@@ -103,10 +103,7 @@ impl State {
         let state = Arc::downgrade(self);
         Arc::new(move |cert_hash: &[u8; 32]| {
             state.upgrade().is_some_and(|s| {
-                let user = s.meta.read().and_then(|r| match r.cert_user(cert_hash)? {
-                    Some(id) => r.user(&id),
-                    None => Ok(None),
-                });
+                let user = s.meta.read().and_then(|r| crate::meta::user_by_cert(r.as_ref(), cert_hash));
                 matches!(user, Ok(Some(u)) if u.revoked_at.is_some())
             })
         })

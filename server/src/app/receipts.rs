@@ -86,6 +86,7 @@ pub fn submit(
         Ok(accepted)
     })
     .map_err(|e| (e, false))?;
+    tracing::info!(%transfer, recipient = %me, "receipt accepted");
     Ok((stored, false))
 }
 

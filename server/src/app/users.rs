@@ -28,11 +28,7 @@ pub fn code_hash(code: &str) -> [u8; 32] {
 
 /// The user a client certificate was issued to.
 pub fn by_cert(s: &State, cert: &[u8; 32]) -> Result<Option<UserRecord>, ServerError> {
-    let r = s.meta.read()?;
-    match r.cert_user(cert)? {
-        Some(id) => r.user(&id),
-        None => Ok(None),
-    }
+    crate::meta::user_by_cert(s.meta.read()?.as_ref(), cert)
 }
 
 /// The enrolled, unrevoked user behind a client certificate.

@@ -30,6 +30,14 @@ pub fn open(path: &Path) -> Result<std::sync::Arc<dyn MetaStore>> {
     Ok(std::sync::Arc::new(self::redb::RedbMeta::open(path)?))
 }
 
+/// The user a client certificate (by BLAKE3 of its DER) was issued to.
+pub fn user_by_cert(r: &dyn Read, cert: &[u8; 32]) -> Result<Option<UserRecord>> {
+    match r.cert_user(cert)? {
+        Some(id) => r.user(&id),
+        None => Ok(None),
+    }
+}
+
 /// Result of a store operation.
 pub type Result<T> = std::result::Result<T, ServerError>;
 

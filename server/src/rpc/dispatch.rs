@@ -182,10 +182,7 @@ pub(crate) async fn dispatch(
         Request::SubmitReceipt { receipt } => {
             let who = caller.clone();
             match blocking(state, move |s| Ok(app::receipts::submit(s, &who, receipt, now))).await? {
-                Ok((receipt, _)) => {
-                    tracing::info!(transfer = %receipt_transfer(&receipt), recipient = %caller.user, "receipt accepted");
-                    Response::ReceiptAccepted { receipt }
-                }
+                Ok((receipt, _)) => Response::ReceiptAccepted { receipt },
                 Err((e, alerted)) => {
                     if alerted {
                         state.notify.notify_one();
@@ -262,10 +259,6 @@ pub(crate) async fn dispatch(
         _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
     };
     Ok(Reply::Frame(frame))
-}
-
-fn receipt_transfer(r: &exhibit_proto::AcceptedReceipt) -> String {
-    exhibit_proto::Receipt::from_bytes(&r.receipt.bytes).map_or_else(|_| "?".into(), |r| r.transfer.to_string())
 }
 
 /// Audit entries per custody page (the page is bounded in bytes too).
