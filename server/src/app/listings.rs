@@ -8,7 +8,7 @@ use exhibit_proto::{limits, TransferId, UserId};
 use serde::Serialize;
 
 use crate::core::policy;
-use crate::core::records::UserRecord;
+use crate::core::records::{AlertRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::Mailbox;
 use crate::state::State;
@@ -99,8 +99,8 @@ pub fn transfers(
     let r = s.meta.read()?;
     let me = &caller.user;
     let start = after.map(|t| t.as_bytes().to_vec());
-    let key = |t: &crate::core::records::TransferRecord| t.transfer.as_bytes().to_vec();
-    let show = crate::core::records::TransferRecord::info;
+    let key = |t: &TransferRecord| t.transfer.as_bytes().to_vec();
+    let show = TransferRecord::info;
     match list {
         TransferList::Inbox | TransferList::Outbox => {
             let which = if list == TransferList::Inbox { Mailbox::Inbox } else { Mailbox::Outbox };
@@ -172,42 +172,34 @@ pub fn all<T>(mut page: impl FnMut(&Page) -> Result<Paged<T>, ServerError>) -> R
     }
 }
 
-/// Every transfer, read a page at a time (the dashboard and metrics, which
-/// are not bound by a frame).
-pub fn every_transfer(s: &State) -> Result<Vec<crate::core::records::TransferRecord>, ServerError> {
-    let r = s.meta.read()?;
-    let mut out: Vec<crate::core::records::TransferRecord> = vec![];
+/// Every record of a listing, reading pages of `fetch(after the last one
+/// read)` until one comes back empty.
+fn every<T>(mut fetch: impl FnMut(Option<&T>) -> Result<Vec<T>, ServerError>) -> Result<Vec<T>, ServerError> {
+    let mut out = vec![];
     loop {
-        let page = r.transfers(out.last().map(|t| t.transfer).as_ref(), limits::MAX_PAGE as usize)?;
+        let page = fetch(out.last())?;
         if page.is_empty() {
             return Ok(out);
         }
         out.extend(page);
     }
+}
+
+/// Every transfer, read a page at a time (the dashboard and metrics, which
+/// are not bound by a frame).
+pub fn every_transfer(s: &State) -> Result<Vec<TransferRecord>, ServerError> {
+    let r = s.meta.read()?;
+    every(|last: Option<&TransferRecord>| r.transfers(last.map(|t| &t.transfer), limits::MAX_PAGE as usize))
 }
 
 /// Every user, read a page at a time.
 pub fn every_user(s: &State) -> Result<Vec<UserRecord>, ServerError> {
     let r = s.meta.read()?;
-    let mut out: Vec<UserRecord> = vec![];
-    loop {
-        let page = r.users(out.last().map(|u| u.user.clone()).as_ref(), limits::MAX_PAGE as usize)?;
-        if page.is_empty() {
-            return Ok(out);
-        }
-        out.extend(page);
-    }
+    every(|last: Option<&UserRecord>| r.users(last.map(|u| &u.user), limits::MAX_PAGE as usize))
 }
 
 /// Every alert (open ones only unless `all`), newest first.
-pub fn every_alert(s: &State, all: bool) -> Result<Vec<crate::core::records::AlertRecord>, ServerError> {
+pub fn every_alert(s: &State, all: bool) -> Result<Vec<AlertRecord>, ServerError> {
     let r = s.meta.read()?;
-    let mut out: Vec<crate::core::records::AlertRecord> = vec![];
-    loop {
-        let page = r.alerts(out.last().map(|a| a.info.id), all, limits::MAX_PAGE as usize)?;
-        if page.is_empty() {
-            return Ok(out);
-        }
-        out.extend(page);
-    }
+    every(|last: Option<&AlertRecord>| r.alerts(last.map(|a| a.info.id), all, limits::MAX_PAGE as usize))
 }

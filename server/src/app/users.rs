@@ -53,27 +53,15 @@ pub fn entry(r: &dyn Read, user: &UserId) -> Result<SignedEntry, ServerError> {
 /// substring of id, name or organisation).
 pub fn directory(s: &State, query: Option<String>) -> Result<Vec<SignedEntry>, ServerError> {
     let q = query.map(|q| q.to_lowercase());
-    let r = s.meta.read()?;
-    let mut out = vec![];
-    let mut after: Option<UserId> = None;
-    loop {
-        let page = r.users(after.as_ref(), 1000)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.user.clone());
-        out.extend(
-            page.into_iter()
-                .filter(|u| u.revoked_at.is_none())
-                .filter(|u| {
-                    q.as_ref().is_none_or(|q| {
-                        u.user.as_str().contains(q.as_str())
-                            || u.display_name.to_lowercase().contains(q.as_str())
-                            || u.org.to_lowercase().contains(q.as_str())
-                    })
-                })
-                .filter_map(|u| u.entry),
-        );
-    }
-    Ok(out)
+    let matches = |u: &UserRecord| {
+        q.as_ref().is_none_or(|q| {
+            u.user.as_str().contains(q.as_str())
+                || u.display_name.to_lowercase().contains(q.as_str())
+                || u.org.to_lowercase().contains(q.as_str())
+        })
+    };
+    let users = crate::app::listings::every_user(s)?;
+    Ok(users.into_iter().filter(|u| u.revoked_at.is_none() && matches(u)).filter_map(|u| u.entry).collect())
 }
 
 /// Create a pending user and their code (a new code replaces the old one
