@@ -1,7 +1,5 @@
 //! The error of everything in this crate that checks bytes from outside.
 
-use crate::ids::ChunkId;
-
 /// Why bytes from the network or a file were refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -21,9 +19,9 @@ pub enum ProtoError {
     /// A version this build does not understand.
     #[error("unsupported {what} version {got}")]
     Version { what: &'static str, got: u16 },
-    /// A chunk's bytes do not hash to its id.
+    /// A chunk's bytes do not hash to its id (both in hex).
     #[error("chunk {index}: expected id {expected}, got {got}")]
-    ChunkHashMismatch { index: usize, expected: ChunkId, got: ChunkId },
+    ChunkHashMismatch { index: usize, expected: String, got: String },
     /// A chunk's length differs from the manifest.
     #[error("chunk {index}: expected {expected} bytes, got {got}")]
     ChunkLength { index: usize, expected: u64, got: u64 },

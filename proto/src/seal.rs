@@ -166,7 +166,7 @@ pub fn open_part(
         .ok_or(ProtoError::Malformed { what: "details part reference", reason: format!("no details part {index}") })?;
     let got = ChunkId::of(cipher);
     if got != want.id {
-        return Err(ProtoError::ChunkHashMismatch { index, expected: want.id, got });
+        return Err(ProtoError::ChunkHashMismatch { index, expected: want.id.to_string(), got: got.to_string() });
     }
     decrypt(cipher, identity, "sealed details", crate::details::PART_LEN)
 }
@@ -218,7 +218,7 @@ pub fn open_chunk_into(
     }
     let got = ChunkId::of(cipher);
     if got != want.id {
-        return Err(ProtoError::ChunkHashMismatch { index, expected: want.id, got });
+        return Err(ProtoError::ChunkHashMismatch { index, expected: want.id.to_string(), got: got.to_string() });
     }
     if cipher.len() as u64 != u64::from(want.len) {
         return Err(ProtoError::ChunkLength { index, expected: want.len.into(), got: cipher.len() as u64 });
