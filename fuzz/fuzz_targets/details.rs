@@ -1,8 +1,8 @@
-//! Sealed details (manifest v2) as a fetching client reads them: parts fed
+//! Sealed details (manifest v2 and v3, with labels) as a fetching client reads them: parts fed
 //! to the record reader, records held to the layout of a manifest decoded
 //! from the same input, and the receipt's item root over what passed.
 #![no_main]
-use exhibit_proto::details::{Checker, Head, ItemRecord, Reader};
+use exhibit_proto::details::{Checker, Reader};
 use exhibit_proto::manifest::Manifest;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     for p in details.chunks(part) {
         reader.feed(p);
         if checker.is_none() {
-            match reader.next::<Head>("head") {
+            match reader.head(m.version) {
                 Ok(Some(h)) => match Checker::new(&m, h) {
                     Ok(c) => checker = Some(c),
                     Err(_) => return,
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let Some(c) = checker.as_mut() else { return };
         loop {
-            match reader.next::<ItemRecord>("item") {
+            match reader.item(m.version) {
                 Ok(Some(r)) => match c.item(r) {
                     Ok(item) => root.push(&item.blake3),
                     Err(_) => return,

@@ -1,4 +1,5 @@
-//! Manifest parsing and verification, sealed-details checks.
+//! Manifest parsing and verification, sealed-details checks, and the
+//! records that travel beside a manifest: approvals, organisations.
 #![no_main]
 use exhibit_proto::directory::{DirectoryEntry, Role};
 use exhibit_proto::manifest::SealedDetails;
@@ -25,6 +26,16 @@ fuzz_target!(|data: &[u8]| {
         signing_key: key.verifying_key().to_bytes(),
         enrolled_at: 0,
         revoked_at: None,
+        more_roles: vec![],
     };
-    let _ = signed.verify(&sender);
+    if let Ok(vm) = signed.verify(&sender) {
+        // An approval of it, from the same bytes: decoded and held to the
+        // manifest (every check runs; the signature fails last).
+        let approver = exhibit_proto::directory::SignedEntry { bytes: bytes.to_vec(), signature: sig.to_vec() };
+        let a = exhibit_proto::approval::SignedApproval { bytes: bytes.to_vec(), signature: sig.to_vec() };
+        let _ = exhibit_proto::approval::check(&a, &approver, &sender, vm.manifest(), &vm.hash(), &key.verifying_key());
+    }
+    // Organisation records and approvals decoded from untrusted bytes.
+    let _ = exhibit_proto::org::SignedOrg { bytes: bytes.to_vec(), signature: sig.to_vec() }.decode_unchecked();
+    let _ = exhibit_proto::approval::SignedApproval { bytes: bytes.to_vec(), signature: sig.to_vec() }.decode_unverified();
 });

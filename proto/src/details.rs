@@ -18,14 +18,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtoError;
+use crate::labels::{Labels, PolicySummary};
 use crate::limits::{self, max_sealed_len};
-use crate::manifest::{chunk_count, ChunkRef, Manifest, SealedDetails, MANIFEST_V1, MANIFEST_VERSION};
+use crate::manifest::{chunk_count, ChunkRef, Manifest, SealedDetails, MANIFEST_V1, MANIFEST_V2, MANIFEST_VERSION};
 use crate::path::{self, RelPath};
 
 /// Plaintext bytes of one sealed-details part (the last is shorter).
 pub const PART_LEN: usize = limits::DETAILS_PART;
 /// Longest record: a path, two texts and the fixed fields, with room.
 pub const MAX_RECORD: usize = path::MAX_PATH + 3 * limits::MAX_TEXT + 256;
+
+/// Most distinct label sets one transfer's items may use.
+pub const MAX_LABEL_SETS: usize = 256;
 
 /// The first record: what the stream holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +41,28 @@ pub struct Head {
     pub chunk_len: u32,
     /// Free-text note from the sender.
     pub note: Option<String>,
+    /// Version 3: the distinct label sets the items use (each item names
+    /// one by index). Empty in version 2 (unlabelled).
+    pub labels: Vec<Labels>,
+}
+
+/// The head as version 2 wrote it.
+#[derive(Serialize, Deserialize)]
+struct HeadV2 {
+    items: u64,
+    chunk_len: u32,
+    note: Option<String>,
+}
+
+/// An item as version 2 wrote it.
+#[derive(Serialize, Deserialize)]
+struct ItemV2 {
+    path: String,
+    size: u64,
+    blake3: [u8; 32],
+    place: Place,
+    exhibit_ref: Option<String>,
+    description: Option<String>,
 }
 
 /// Where an item's bytes are, in the manifest's content chunks.
@@ -63,6 +89,8 @@ pub struct ItemRecord {
     pub exhibit_ref: Option<String>,
     /// Description.
     pub description: Option<String>,
+    /// Version 3: which of the head's label sets applies (0 in version 2).
+    pub labels: u32,
 }
 
 /// Writes the stream and cuts it into parts.
@@ -137,6 +165,37 @@ impl Reader {
         Ok(Some(v))
     }
 
+    /// The head, as the manifest's `version` writes it.
+    pub fn head(&mut self, version: u16) -> Result<Option<Head>, ProtoError> {
+        const WHAT: &str = "sealed details head";
+        if version == MANIFEST_V2 {
+            return Ok(self.next::<HeadV2>(WHAT)?.map(|h| Head {
+                items: h.items,
+                chunk_len: h.chunk_len,
+                note: h.note,
+                labels: vec![],
+            }));
+        }
+        self.next(WHAT)
+    }
+
+    /// The next item record, as the manifest's `version` writes it.
+    pub fn item(&mut self, version: u16) -> Result<Option<ItemRecord>, ProtoError> {
+        const WHAT: &str = "sealed details item";
+        if version == MANIFEST_V2 {
+            return Ok(self.next::<ItemV2>(WHAT)?.map(|r| ItemRecord {
+                path: r.path,
+                size: r.size,
+                blake3: r.blake3,
+                place: r.place,
+                exhibit_ref: r.exhibit_ref,
+                description: r.description,
+                labels: 0,
+            }));
+        }
+        self.next(WHAT)
+    }
+
     /// Whether every byte fed has been read as records.
     pub fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
@@ -167,6 +226,8 @@ pub struct Item {
     /// Its exhibit reference and description, if it has either (boxed:
     /// most files of an extract have neither, and a million are held).
     pub texts: Option<Box<ItemTexts>>,
+    /// Its labels (`None`: sent before items were labelled).
+    pub labels: Option<Labels>,
 }
 
 /// What a sender may say of one item.
@@ -216,6 +277,9 @@ pub struct Checker<'m> {
     /// The pack being filled: its chunk and how far.
     pack: Option<(u64, u64)>,
     last_path: Option<RelPath>,
+    /// Version 3: the summary the manifest claims, and the one the
+    /// labels add up to so far.
+    policy: Option<(PolicySummary, PolicySummary)>,
 }
 
 fn bad(reason: String) -> ProtoError {
@@ -239,11 +303,22 @@ fn fits(c: &ChunkRef, k: u64, plain: u64, sealed_to: usize) -> Result<(), ProtoE
 }
 
 impl<'m> Checker<'m> {
-    /// For the details of `m` (version 2), which begin with `head`.
+    /// For the details of `m` (version 2 or 3), which begin with `head`.
     pub fn new(m: &'m Manifest, head: Head) -> Result<Self, ProtoError> {
-        if m.version != MANIFEST_VERSION {
+        if m.version != MANIFEST_V2 && m.version != MANIFEST_VERSION {
             return Err(ProtoError::Version { what: "manifest with sealed details parts", got: m.version });
         }
+        let policy = match (m.version, m.policy) {
+            (MANIFEST_VERSION, Some(claimed)) => {
+                if head.labels.is_empty() || head.labels.len() > MAX_LABEL_SETS {
+                    return Err(bad(format!("{} label sets (1 to {MAX_LABEL_SETS})", head.labels.len())));
+                }
+                Some((claimed, PolicySummary::default()))
+            }
+            (MANIFEST_VERSION, None) => return Err(bad("version 3 without a labels summary".into())),
+            _ if !head.labels.is_empty() => return Err(bad("labels in a version 2 stream".into())),
+            _ => None,
+        };
         if !(limits::MIN_CHUNK_SIZE..=limits::MAX_CHUNK_SIZE).contains(&head.chunk_len) {
             return Err(bad(format!("chunk size {} out of range", head.chunk_len)));
         }
@@ -253,12 +328,13 @@ impl<'m> Checker<'m> {
         too_long("note", &head.note)?;
         Ok(Checker {
             chunks: &m.chunks,
-            sealed_to: m.recipients.len() + 1,
+            sealed_to: m.sealed_to(),
             head,
             seen: 0,
             next_chunk: 0,
             pack: None,
             last_path: None,
+            policy,
         })
     }
 
@@ -284,6 +360,18 @@ impl<'m> Checker<'m> {
         path::follows(self.last_path.as_ref().map(RelPath::as_str), p.as_str())?;
         too_long("exhibit reference", &r.exhibit_ref)?;
         too_long("description", &r.description)?;
+        let labels = match &mut self.policy {
+            Some((_, sum)) => {
+                let l = *self
+                    .head
+                    .labels
+                    .get(r.labels as usize)
+                    .ok_or_else(|| bad(format!("{}: label set {} does not exist", p.as_str(), r.labels)))?;
+                sum.add(&l);
+                Some(l)
+            }
+            None => None,
+        };
         let chunk_len = self.head.chunk_len;
         let n = self.chunks.len() as u64;
         let placed = match r.place {
@@ -320,7 +408,8 @@ impl<'m> Checker<'m> {
             }
         };
         self.last_path = Some(p.clone());
-        Ok(Item { path: p, size: r.size, blake3: r.blake3, placed, texts: ItemTexts::of(r.exhibit_ref, r.description) })
+        let texts = ItemTexts::of(r.exhibit_ref, r.description);
+        Ok(Item { path: p, size: r.size, blake3: r.blake3, placed, texts, labels })
     }
 
     /// Check that the stream ended where it should: every item announced
@@ -332,6 +421,17 @@ impl<'m> Checker<'m> {
         }
         if self.next_chunk != self.chunks.len() as u64 {
             return Err(bad(format!("{} of {} chunks used", self.next_chunk, self.chunks.len())));
+        }
+        // A sender who shows the server a clean summary and seals other
+        // labels is caught here, before anything is written.
+        if let Some((claimed, sum)) = self.policy {
+            if claimed != sum {
+                return Err(ProtoError::Mismatch {
+                    what: "labels summary (the server was shown other labels than the items carry)",
+                    expected: format!("{sum:?}"),
+                    got: format!("{claimed:?}"),
+                });
+            }
         }
         Ok(self.head)
     }
@@ -354,10 +454,11 @@ pub fn from_v1(d: SealedDetails, m: &Manifest) -> Result<(Head, Vec<Item>), Prot
             let count = mi.chunks.len();
             let placed = Placed::Chunks { first, count, chunk_len: d.chunk_plain_len };
             first += count;
-            Item { path, size: d.size, blake3: d.blake3, placed, texts: ItemTexts::of(d.exhibit_ref, d.description) }
+            let texts = ItemTexts::of(d.exhibit_ref, d.description);
+            Item { path, size: d.size, blake3: d.blake3, placed, texts, labels: None }
         })
         .collect::<Vec<_>>();
-    let head = Head { items: items.len() as u64, chunk_len: limits::DEFAULT_CHUNK_SIZE, note: d.note };
+    let head = Head { items: items.len() as u64, chunk_len: limits::DEFAULT_CHUNK_SIZE, note: d.note, labels: vec![] };
     Ok((head, items))
 }
 
@@ -396,7 +497,63 @@ pub fn layout(sizes: impl IntoIterator<Item = u64>, chunk_len: u32) -> (Vec<Plac
 mod tests {
     use super::*;
     use crate::ids::ChunkId;
-    use crate::manifest::tests::manifest_v2;
+    use crate::labels::{Redaction, Schedule};
+    use crate::manifest::tests::{manifest_v2, manifest_v3};
+
+    #[test]
+    fn sealed_labels_must_add_up_to_the_summary_the_server_saw() {
+        let (mut m, mut head, mut items) = fixture(&[("a", 10), ("b", 20)], 1024);
+        let clean = Labels {
+            schedule: Some(Schedule::Used),
+            redaction: Redaction::Redacted,
+            victim_details: false,
+            ..Labels::default()
+        };
+        head.labels = vec![clean, Labels::default()];
+        items[1].labels = 1;
+        // The server was shown a clean summary; item b is unredacted.
+        m.policy = Some(PolicySummary::of([&clean]));
+        let e = check(&m, &head, &items).unwrap_err();
+        assert!(e.to_string().contains("labels summary"), "{e}");
+        m.policy = Some(PolicySummary::of([&clean, &Labels::default()]));
+        let got = check(&m, &head, &items).unwrap();
+        assert_eq!(got[0].labels, Some(clean));
+        assert_eq!(got[1].labels, Some(Labels::default()));
+        items[1].labels = 2;
+        assert!(check(&m, &head, &items).unwrap_err().to_string().contains("label set 2"));
+        head.labels.clear();
+        assert!(check(&m, &head, &items).is_err(), "a version 3 stream needs labels");
+    }
+
+    #[test]
+    fn a_version_2_stream_reads_unlabelled() {
+        let (_, head, items) = fixture(&[("a", 10)], 1024);
+        let mut m = manifest_v2();
+        m.chunks = vec![ChunkRef { id: ChunkId([0; 32]), len: 210 }];
+        let mut bytes = vec![];
+        for r in [
+            crate::sign::encode(&HeadV2 { items: 1, chunk_len: head.chunk_len, note: None }),
+            crate::sign::encode(&ItemV2 {
+                path: items[0].path.clone(),
+                size: 10,
+                blake3: [1; 32],
+                place: items[0].place,
+                exhibit_ref: None,
+                description: None,
+            }),
+        ] {
+            bytes.extend_from_slice(&(r.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&r);
+        }
+        let mut reader = Reader::new();
+        reader.feed(&bytes);
+        let h = reader.head(m.version).unwrap().unwrap();
+        assert!(h.labels.is_empty());
+        let r = reader.item(m.version).unwrap().unwrap();
+        let mut c = Checker::new(&m, h).unwrap();
+        assert_eq!(c.item(r).unwrap().labels, None);
+        c.finish().unwrap();
+    }
 
     /// A stream's items and the manifest they fit: sizes laid out by
     /// [`layout`], chunks sealed to one recipient with no overhead to spare.
@@ -414,13 +571,14 @@ mod tests {
                 Place::Packed { chunk, .. } => plain[chunk as usize] += size,
             }
         }
-        let mut m = manifest_v2();
+        let mut m = manifest_v3();
         m.chunks = plain
             .iter()
             .enumerate()
             .map(|(k, p)| ChunkRef { id: ChunkId([k as u8; 32]), len: *p as u32 + 200 })
             .collect();
-        let head = Head { items: files.len() as u64, chunk_len, note: Some("n".into()) };
+        let head =
+            Head { items: files.len() as u64, chunk_len, note: Some("n".into()), labels: vec![Labels::default()] };
         let items = files
             .iter()
             .zip(places)
@@ -431,6 +589,7 @@ mod tests {
                 place,
                 exhibit_ref: None,
                 description: None,
+                labels: 0,
             })
             .collect();
         (m, head, items)

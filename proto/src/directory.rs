@@ -21,6 +21,9 @@ pub enum Role {
     /// Enrols and revokes users, watches transfers; reads only what is
     /// addressed to them.
     Admin,
+    /// Approves (or refuses) what their organisation discloses to an
+    /// external organisation; never their own sends.
+    DisclosureApprover,
 }
 
 impl Role {
@@ -30,6 +33,7 @@ impl Role {
             Role::EvidenceUnit => "evidence-unit",
             Role::Caseworker => "caseworker",
             Role::Admin => "admin",
+            Role::DisclosureApprover => "disclosure-approver",
         }
     }
 }
@@ -47,10 +51,11 @@ impl FromStr for Role {
             "evidence-unit" => Ok(Role::EvidenceUnit),
             "caseworker" => Ok(Role::Caseworker),
             "admin" => Ok(Role::Admin),
+            "disclosure-approver" => Ok(Role::DisclosureApprover),
             _ => Err(ProtoError::InvalidId {
                 what: "role",
                 got: s.chars().take(40).collect(),
-                reason: "expected evidence-unit, caseworker or admin",
+                reason: "expected evidence-unit, caseworker, admin or disclosure-approver",
             }),
         }
     }
@@ -63,9 +68,10 @@ pub struct DirectoryEntry {
     pub user: UserId,
     /// Name shown to people.
     pub display_name: String,
-    /// Organisation (force, CPS area).
+    /// Organisation: the id of its signed record (before organisations
+    /// were records, a free-text name).
     pub org: String,
-    /// Role.
+    /// Role (the first; see `more_roles`).
     pub role: Role,
     /// age X25519 recipient (`age1…`) evidence for this user is sealed to.
     pub age_recipient: String,
@@ -75,9 +81,64 @@ pub struct DirectoryEntry {
     pub enrolled_at: u64,
     /// When the user was revoked, if they were.
     pub revoked_at: Option<u64>,
+    /// Roles held besides `role` (entries signed before users could hold
+    /// several have none).
+    pub more_roles: Vec<Role>,
+}
+
+/// An entry as it was signed before users could hold several roles.
+#[derive(Deserialize)]
+struct EntryV1 {
+    user: UserId,
+    display_name: String,
+    org: String,
+    role: Role,
+    age_recipient: String,
+    signing_key: [u8; 32],
+    enrolled_at: u64,
+    revoked_at: Option<u64>,
+}
+
+/// Decode an entry of either form: the current one, or the first (which
+/// is the current one without its last field, so neither reads as the
+/// other).
+fn decode_entry(bytes: &[u8]) -> Result<DirectoryEntry, ProtoError> {
+    const WHAT: &str = "directory entry";
+    match sign::decode::<DirectoryEntry>(bytes, WHAT) {
+        Ok(e) => Ok(e),
+        Err(new) => match sign::decode::<EntryV1>(bytes, WHAT) {
+            Ok(e) => Ok(DirectoryEntry {
+                user: e.user,
+                display_name: e.display_name,
+                org: e.org,
+                role: e.role,
+                age_recipient: e.age_recipient,
+                signing_key: e.signing_key,
+                enrolled_at: e.enrolled_at,
+                revoked_at: e.revoked_at,
+                more_roles: vec![],
+            }),
+            Err(_) => Err(new),
+        },
+    }
 }
 
 impl DirectoryEntry {
+    /// Every role the user holds.
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        std::iter::once(self.role).chain(self.more_roles.iter().copied())
+    }
+
+    /// Whether the user holds `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles().any(|r| r == role)
+    }
+
+    /// The roles as shown: `caseworker, disclosure-approver`.
+    pub fn roles_shown(&self) -> String {
+        self.roles().map(Role::as_str).collect::<Vec<_>>().join(", ")
+    }
+
     /// A short fingerprint of the entry's keys, for people to compare.
     pub fn fingerprint(&self) -> String {
         let mut h = blake3::Hasher::new();
@@ -117,13 +178,13 @@ impl SignedEntry {
     /// The fingerprint of the entry's keys without checking the signature
     /// (for logs written by the server that signed it).
     pub fn verify_unchecked_fingerprint(&self) -> Option<String> {
-        sign::decode::<DirectoryEntry>(&self.bytes, "directory entry").ok().map(|e| e.fingerprint())
+        decode_entry(&self.bytes).ok().map(|e| e.fingerprint())
     }
 
     /// Check the authority's signature and decode the entry.
     pub fn verify(&self, authority: &VerifyingKey) -> Result<DirectoryEntry, ProtoError> {
         sign::verify(authority, sign::DOMAIN_ENTRY, &self.bytes, &self.signature, "directory entry")?;
-        sign::decode(&self.bytes, "directory entry")
+        decode_entry(&self.bytes)
     }
 }
 
@@ -141,7 +202,42 @@ mod tests {
             signing_key: [7; 32],
             enrolled_at: 1,
             revoked_at: None,
+            more_roles: vec![],
         }
+    }
+
+    #[test]
+    fn entries_signed_before_several_roles_still_verify() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            user: &'a UserId,
+            display_name: &'a str,
+            org: &'a str,
+            role: Role,
+            age_recipient: &'a str,
+            signing_key: [u8; 32],
+            enrolled_at: u64,
+            revoked_at: Option<u64>,
+        }
+        let auth = SigningKey::from_bytes(&rand::random());
+        let e = entry("bob");
+        let bytes = sign::encode(&Old {
+            user: &e.user,
+            display_name: &e.display_name,
+            org: &e.org,
+            role: e.role,
+            age_recipient: &e.age_recipient,
+            signing_key: e.signing_key,
+            enrolled_at: e.enrolled_at,
+            revoked_at: e.revoked_at,
+        });
+        let signature = sign::sign(&auth, sign::DOMAIN_ENTRY, &bytes);
+        assert_eq!(SignedEntry { bytes, signature }.verify(&auth.verifying_key()).unwrap(), e);
+        let mut two = entry("carol");
+        two.more_roles = vec![Role::DisclosureApprover];
+        let got = two.sign(&auth).verify(&auth.verifying_key()).unwrap();
+        assert!(got.has_role(Role::DisclosureApprover) && got.has_role(Role::Caseworker));
+        assert!(!got.has_role(Role::Admin));
     }
 
     #[test]

@@ -14,10 +14,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::approval::SignedApproval;
 use crate::directory::{Role, SignedEntry};
 use crate::error::ProtoError;
 use crate::ids::{ChunkId, TransferId, UserId};
+use crate::labels::PolicySummary;
 use crate::limits::MAX_FRAME;
+use crate::org::{Org, SignedOrg};
 use crate::receipt::{AcceptedReceipt, SignedReceipt};
 use crate::sign;
 
@@ -51,12 +54,29 @@ pub enum Request {
     /// Directory entries, optionally filtered by a substring of id, name or
     /// organisation.
     Directory { query: Option<String> },
-    /// Admin: create a user and issue a one-time enrolment code.
-    AdminAddUser { user: UserId, display_name: String, org: String, role: Role, email: Option<String> },
+    /// Admin: create a user and issue a one-time enrolment code. `org` is
+    /// the id of an organisation record; `more_roles` are held besides
+    /// `role`.
+    AdminAddUser {
+        user: UserId,
+        display_name: String,
+        org: String,
+        role: Role,
+        email: Option<String>,
+        more_roles: Vec<Role>,
+    },
     /// Admin: list users.
     AdminListUsers,
-    /// Start a transfer (state: uploading).
-    CreateTransfer { transfer: TransferId, recipients: Vec<UserId> },
+    /// Start a transfer (state: uploading). `policy` summarises the items'
+    /// labels (the manifest will carry the same); `approvers` are the
+    /// disclosure approvers it is also sealed to, required when a
+    /// recipient is in an external organisation.
+    CreateTransfer {
+        transfer: TransferId,
+        recipients: Vec<UserId>,
+        policy: Option<PolicySummary>,
+        approvers: Vec<UserId>,
+    },
     /// Upload one chunk; `len` raw bytes follow the frame.
     PutChunk { transfer: TransferId, id: ChunkId, len: u32 },
     /// Seal a transfer with its signed manifest; every chunk must be there.
@@ -130,6 +150,18 @@ pub enum Request {
     /// [`Response::Custody`] carried ([`Response::EntriesPage`]); the same
     /// people may ask.
     CustodyEntries { transfer: TransferId, page: Page },
+    /// Admin: add an organisation record (or, with `replace`, change the
+    /// name or kind of an existing one; every change is audited).
+    AdminOrg { org: Org, replace: bool },
+    /// Every organisation record ([`Response::Orgs`]).
+    Orgs,
+    /// A disclosure approver approves a transfer awaiting approval: the
+    /// server checks the signature, the role and the organisation, then
+    /// releases it to its recipients.
+    Approve { approval: SignedApproval },
+    /// A disclosure approver refuses a transfer awaiting approval, saying
+    /// why; the recipients never see it.
+    RefuseApproval { transfer: TransferId, reason: String },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -141,6 +173,8 @@ pub enum TransferList {
     Outbox,
     /// Admin: every transfer, or only overdue ones.
     All { overdue: bool },
+    /// Transfers awaiting the caller's approval (disclosure approvers).
+    Approvals,
 }
 
 /// Where a page of a listing starts and how long it may be. The server
@@ -201,6 +235,9 @@ pub enum AlertKind {
     SchedulerStalled { last_scan: u64 },
     /// The server could not store data (disk full or failing).
     Storage { reason: String },
+    /// A disclosure to an external organisation has waited for approval
+    /// past `approve_within`.
+    AwaitingApproval { since: u64 },
 }
 
 /// An admin's acknowledgement of an alert.
@@ -312,6 +349,38 @@ pub enum TransferState {
     Revoked,
     /// Past retention: chunks deleted; manifest, receipts and audit kept.
     Expired,
+    /// Sealed, to an external organisation: waits for a disclosure
+    /// approver; recipients neither see nor fetch it.
+    AwaitingApproval,
+    /// A disclosure approver refused it: never released.
+    Refused,
+}
+
+impl TransferState {
+    /// Lower-case name, as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Uploading => "uploading",
+            TransferState::Sealed => "sealed",
+            TransferState::Revoked => "revoked",
+            TransferState::Expired => "expired",
+            TransferState::AwaitingApproval => "awaiting-approval",
+            TransferState::Refused => "refused",
+        }
+    }
+}
+
+/// A disclosure approver's decision on a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Approved (else refused).
+    pub approved: bool,
+    /// Who decided.
+    pub by: UserId,
+    /// When (server time).
+    pub at: u64,
+    /// Why it was refused.
+    pub reason: Option<String>,
 }
 
 /// Where a transfer is for one recipient.
@@ -375,6 +444,12 @@ pub struct TransferInfo {
     pub bytes: u64,
     /// When it was revoked or expired.
     pub ended_at: Option<u64>,
+    /// Disclosure approvers it is also sealed to.
+    pub approvers: Vec<UserId>,
+    /// The approver's decision, once made.
+    pub decision: Option<Decision>,
+    /// The labels summary (labelled transfers).
+    pub policy: Option<PolicySummary>,
 }
 
 /// A response from the server.
@@ -413,6 +488,9 @@ pub enum Response {
         manifest_len: u32,
         sender: SignedEntry,
         recipients: Vec<SignedEntry>,
+        /// The approval that released it, and its approver's entry
+        /// (transfers to an external organisation).
+        approval: Option<(SignedApproval, SignedEntry)>,
     },
     /// A chunk: `len` raw bytes follow.
     Chunk { len: u32 },
@@ -427,6 +505,9 @@ pub enum Response {
         sender: SignedEntry,
         recipient: SignedEntry,
         receipt: AcceptedReceipt,
+        /// The approval that released the transfer, and its approver's
+        /// entry (transfers to an external organisation).
+        approval: Option<(SignedApproval, SignedEntry)>,
     },
     /// Alerts.
     Alerts { alerts: Vec<AlertInfo> },
@@ -451,6 +532,8 @@ pub enum Response {
         #[serde(with = "crate::b64")]
         signature: Vec<u8>,
         manifest_len: u32,
+        /// The approval that released it, and its approver's entry.
+        approval: Option<(SignedApproval, SignedEntry)>,
     },
     /// Revoked; these recipients had already fetched it.
     Revoked { already: Vec<RecipientState> },
@@ -473,6 +556,8 @@ pub enum Response {
     AlertsPage { alerts: Vec<AlertInfo>, next: Option<Cursor> },
     /// One page of audit entries.
     EntriesPage { entries: Vec<crate::audit::AuditEntry>, next: Option<Cursor> },
+    /// Organisation records.
+    Orgs { orgs: Vec<SignedOrg> },
 }
 
 /// Encode a frame: length prefix and body.

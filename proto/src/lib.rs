@@ -9,6 +9,7 @@
 #[cfg(feature = "seal")]
 mod agefile;
 pub mod aligned;
+pub mod approval;
 pub mod audit;
 pub mod b64;
 pub mod cert;
@@ -17,9 +18,11 @@ pub mod directory;
 pub mod error;
 pub mod frame;
 pub mod ids;
+pub mod labels;
 pub mod limits;
 pub mod manifest;
 pub mod merkle;
+pub mod org;
 pub mod path;
 pub mod receipt;
 #[cfg(feature = "seal")]

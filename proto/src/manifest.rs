@@ -7,14 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::directory::DirectoryEntry;
 use crate::error::ProtoError;
 use crate::ids::{ChunkId, TransferId, UserId};
+use crate::labels::PolicySummary;
 use crate::limits::{self, max_sealed_len};
 use crate::path::{self, RelPath};
 use crate::sign;
 
-/// Manifest format version this build writes: file boundaries sealed, small
-/// files packed into shared chunks, sealed details stored as chunks
-/// (see the `details` module).
-pub const MANIFEST_VERSION: u16 = 2;
+/// Manifest format version this build writes: as version 2, with each
+/// item's labels sealed in the details, a labels summary the server holds
+/// the disclosure rules to, and the approvers it is also sealed to.
+pub const MANIFEST_VERSION: u16 = 3;
+/// The second format, still read: file boundaries sealed, small files
+/// packed into shared chunks, sealed details stored as chunks (see the
+/// `details` module); no labels.
+pub const MANIFEST_V2: u16 = 2;
 /// The first manifest format, still read: one entry per file, sealed
 /// details inline.
 pub const MANIFEST_V1: u16 = 1;
@@ -67,6 +72,11 @@ pub struct Manifest {
     pub items: Vec<ManifestItem>,
     /// Version 1 only: sealed details, an age file holding a [`SealedDetails`].
     pub details: Vec<u8>,
+    /// Version 3: the labels summary (`None` before: unlabelled).
+    pub policy: Option<PolicySummary>,
+    /// Version 3: disclosure approvers it is also sealed to (they may read
+    /// it to approve it; they are not recipients).
+    pub approvers: Vec<UserId>,
 }
 
 /// How version 2 is encoded and signed.
@@ -81,6 +91,22 @@ struct WireV2 {
     case_ref: Option<String>,
     chunks: Vec<ChunkRef>,
     details_parts: Vec<ChunkRef>,
+}
+
+/// How version 3 is encoded and signed.
+#[derive(Serialize, Deserialize)]
+struct WireV3 {
+    version: u16,
+    transfer: TransferId,
+    sender: UserId,
+    recipients: Vec<UserId>,
+    created_at: u64,
+    ack_within_secs: Option<u64>,
+    case_ref: Option<String>,
+    chunks: Vec<ChunkRef>,
+    details_parts: Vec<ChunkRef>,
+    policy: PolicySummary,
+    approvers: Vec<UserId>,
 }
 
 /// How version 1 was encoded and signed.
@@ -114,7 +140,7 @@ impl Manifest {
                 items: m.items,
                 details: m.details,
             }),
-            _ => sign::encode(&WireV2 {
+            MANIFEST_V2 => sign::encode(&WireV2 {
                 version: m.version,
                 transfer: m.transfer,
                 sender: m.sender,
@@ -124,6 +150,19 @@ impl Manifest {
                 case_ref: m.case_ref,
                 chunks: m.chunks,
                 details_parts: m.details_parts,
+            }),
+            _ => sign::encode(&WireV3 {
+                version: m.version,
+                transfer: m.transfer,
+                sender: m.sender,
+                recipients: m.recipients,
+                created_at: m.created_at,
+                ack_within_secs: m.ack_within_secs,
+                case_ref: m.case_ref,
+                chunks: m.chunks,
+                details_parts: m.details_parts,
+                policy: m.policy.unwrap_or_default(),
+                approvers: m.approvers,
             }),
         }
     }
@@ -145,9 +184,11 @@ impl Manifest {
                     case_ref: w.case_ref,
                     items: w.items,
                     details: w.details,
+                    policy: None,
+                    approvers: vec![],
                 })
             }
-            MANIFEST_VERSION => {
+            MANIFEST_V2 => {
                 let w: WireV2 = sign::decode(bytes, "manifest")?;
                 Ok(Manifest {
                     version: w.version,
@@ -161,6 +202,26 @@ impl Manifest {
                     details_parts: w.details_parts,
                     items: vec![],
                     details: vec![],
+                    policy: None,
+                    approvers: vec![],
+                })
+            }
+            MANIFEST_VERSION => {
+                let w: WireV3 = sign::decode(bytes, "manifest")?;
+                Ok(Manifest {
+                    version: w.version,
+                    transfer: w.transfer,
+                    sender: w.sender,
+                    recipients: w.recipients,
+                    created_at: w.created_at,
+                    ack_within_secs: w.ack_within_secs,
+                    case_ref: w.case_ref,
+                    chunks: w.chunks,
+                    details_parts: w.details_parts,
+                    items: vec![],
+                    details: vec![],
+                    policy: Some(w.policy),
+                    approvers: w.approvers,
                 })
             }
             got => Err(ProtoError::Version { what: "manifest", got }),
@@ -191,7 +252,7 @@ impl Manifest {
                     });
                 }
             }
-            MANIFEST_VERSION => {
+            MANIFEST_V2 | MANIFEST_VERSION => {
                 if self.details_parts.is_empty() {
                     return Err(ProtoError::Malformed { what: "manifest", reason: "no sealed details".into() });
                 }
@@ -199,14 +260,20 @@ impl Manifest {
                 if !self.items.is_empty() || !self.details.is_empty() {
                     return Err(ProtoError::Malformed { what: "manifest", reason: "version 2 with items".into() });
                 }
-                let max = max_sealed_len(limits::DETAILS_PART as u32, self.recipients.len() + 1);
+                let max = max_sealed_len(limits::DETAILS_PART as u32, self.sealed_to());
                 if let Some(c) = self.details_parts.iter().find(|c| u64::from(c.len) > max) {
                     return Err(ProtoError::TooLarge { what: "details part", got: c.len.into(), max });
                 }
             }
             got => return Err(ProtoError::Version { what: "manifest", got }),
         }
-        too_large("recipients", self.recipients.len(), limits::MAX_RECIPIENTS)?;
+        too_large("recipients", self.recipients.len() + self.approvers.len(), limits::MAX_RECIPIENTS)?;
+        if self.approvers.iter().any(|a| self.recipients.contains(a) || *a == self.sender) {
+            return Err(ProtoError::Malformed {
+                what: "manifest",
+                reason: "an approver is also its sender or a recipient".into(),
+            });
+        }
         if self.recipients.is_empty() {
             return Err(ProtoError::Malformed { what: "manifest", reason: "no recipients".into() });
         }
@@ -218,7 +285,7 @@ impl Manifest {
         }
         too_large("chunks", self.chunk_count(), limits::MAX_CHUNKS)?;
         too_large("case reference", self.case_ref.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
-        let max = max_sealed_len(limits::MAX_CHUNK_SIZE, self.recipients.len() + 1);
+        let max = max_sealed_len(limits::MAX_CHUNK_SIZE, self.sealed_to());
         let mut ids = std::collections::HashSet::new();
         for c in self.all_chunks() {
             if u64::from(c.len) > max {
@@ -229,6 +296,12 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// How many keys its chunks may be sealed to: recipients, approvers
+    /// and the sender.
+    pub fn sealed_to(&self) -> usize {
+        self.recipients.len() + self.approvers.len() + 1
     }
 
     /// Total number of chunks stored (content and sealed details).
@@ -430,6 +503,7 @@ pub(crate) mod tests {
             signing_key: key.verifying_key().to_bytes(),
             enrolled_at: 0,
             revoked_at: None,
+            more_roles: vec![],
         }
     }
 
@@ -448,13 +522,25 @@ pub(crate) mod tests {
             details_parts: vec![],
             items,
             details: vec![1, 2, 3],
+            policy: None,
+            approvers: vec![],
+        }
+    }
+
+    /// The same transfer as version 3: labelled, with an approver.
+    pub(crate) fn manifest_v3() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            policy: Some(PolicySummary::of([&crate::labels::Labels::default()])),
+            approvers: vec![UserId::new("carol").unwrap()],
+            ..manifest_v2()
         }
     }
 
     /// The same transfer as version 2: one content chunk, one details part.
     pub(crate) fn manifest_v2() -> Manifest {
         Manifest {
-            version: MANIFEST_VERSION,
+            version: MANIFEST_V2,
             details_parts: vec![ChunkRef { id: ChunkId([3; 32]), len: 900 }],
             items: vec![],
             details: vec![],
@@ -464,7 +550,7 @@ pub(crate) mod tests {
 
     #[test]
     fn both_versions_round_trip_and_v1_bytes_are_unchanged() {
-        for m in [manifest(), manifest_v2()] {
+        for m in [manifest(), manifest_v2(), manifest_v3()] {
             let bytes = m.to_bytes();
             assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
             m.check_bounds().unwrap();

@@ -4,6 +4,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::approval::SignedApproval;
 use crate::directory::{DirectoryEntry, SignedEntry};
 use crate::error::ProtoError;
 use crate::ids::{TransferId, UserId};
@@ -268,6 +269,15 @@ pub struct ReceiptSummary {
     /// item list kept beside the bundle must give.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items_root: Option<String>,
+    /// Who approved the disclosure (transfers to an external organisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The approver's key fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_fingerprint: Option<String>,
+    /// When they approved it (approver's clock, unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<u64>,
 }
 
 /// Everything needed to verify a receipt offline with only the CA
@@ -287,6 +297,9 @@ pub struct ReceiptBundle {
     pub recipient_entry: SignedEntry,
     /// The receipt with the server's countersignature.
     pub receipt: AcceptedReceipt,
+    /// The approval that released the transfer, and the approver's entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<(SignedApproval, SignedEntry)>,
 }
 
 impl ReceiptBundle {
@@ -296,6 +309,7 @@ impl ReceiptBundle {
         sender_entry: SignedEntry,
         recipient_entry: SignedEntry,
         receipt: AcceptedReceipt,
+        approval: Option<(SignedApproval, SignedEntry)>,
         authority: &VerifyingKey,
     ) -> Result<Self, ProtoError> {
         let placeholder = ReceiptSummary {
@@ -311,6 +325,9 @@ impl ReceiptBundle {
             items: vec![],
             item_count: None,
             items_root: None,
+            approved_by: None,
+            approver_fingerprint: None,
+            approved_at: None,
         };
         let mut b = ReceiptBundle {
             format: BUNDLE_FORMAT.into(),
@@ -319,6 +336,7 @@ impl ReceiptBundle {
             sender_entry,
             recipient_entry,
             receipt,
+            approval,
         };
         b.summary = b.check(authority)?;
         Ok(b)
@@ -387,8 +405,21 @@ impl ReceiptBundle {
                 });
             }
         }
+        let approval = match &self.approval {
+            Some((a, entry)) => Some(crate::approval::check(a, entry, &sender, m, &manifest.hash(), authority)?),
+            None if !m.approvers.is_empty() => {
+                return Err(ProtoError::Malformed {
+                    what: "receipt bundle",
+                    reason: "the transfer needed an approval and the bundle holds none".into(),
+                })
+            }
+            None => None,
+        };
         let v2 = r.version != RECEIPT_V1;
         Ok(ReceiptSummary {
+            approved_by: approval.as_ref().map(|(a, _)| a.approver.to_string()),
+            approver_fingerprint: approval.as_ref().map(|(_, e)| e.fingerprint()),
+            approved_at: approval.as_ref().map(|(a, _)| a.approved_at),
             transfer: m.transfer.to_string(),
             case_ref: m.case_ref.clone(),
             sender: sender.user.to_string(),

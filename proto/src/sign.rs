@@ -17,6 +17,10 @@ pub const DOMAIN_MANIFEST: &str = "exhibit/manifest/v1";
 pub const DOMAIN_RECEIPT: &str = "exhibit/receipt/v1";
 /// Domain of the server's countersignature on an accepted receipt.
 pub const DOMAIN_ACCEPT: &str = "exhibit/receipt-accept/v1";
+/// Domain of organisation records signed by the authority.
+pub const DOMAIN_ORG: &str = "exhibit/organisation/v1";
+/// Domain of a disclosure approver's approval of a transfer.
+pub const DOMAIN_APPROVAL: &str = "exhibit/disclosure-approval/v1";
 
 fn message(domain: &str, bytes: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(domain.len() + 33);

@@ -30,6 +30,8 @@ pub enum Field {
     Organisation,
     /// The note an alert is acknowledged with (may keep `\n` and `\t`).
     AckNote,
+    /// Why a disclosure approver refused a transfer (may keep `\n`, `\t`).
+    Reason,
 }
 
 impl Field {
@@ -41,12 +43,13 @@ impl Field {
             Field::DisplayName => "display name",
             Field::Organisation => "organisation",
             Field::AckNote => "acknowledgement note",
+            Field::Reason => "reason",
         }
     }
 
     /// Whether line feed and tab are allowed.
     pub fn multiline(self) -> bool {
-        matches!(self, Field::Note | Field::AckNote)
+        matches!(self, Field::Note | Field::AckNote | Field::Reason)
     }
 }
 
