@@ -41,6 +41,10 @@ fn record(i: usize, deadline: u64) -> TransferRecord {
         bytes: 12 << 30,
         chunks: 3072,
         ended_at: None,
+        approvers: vec![],
+        policy: None,
+        decision: None,
+        approval: None,
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Config {
     /// An upload not sealed this long after it started raises an alert.
     #[serde(default = "default_stalled")]
     pub stalled_upload_after: String,
+    /// A disclosure to an external organisation that has waited this long
+    /// for a disclosure approver raises an alert.
+    #[serde(default = "default_approve_within")]
+    pub approve_within: String,
     /// How long chunks are kept after every recipient acknowledged (or the
     /// sender revoked); then they are deleted, manifest, receipts and audit
     /// kept. `forever` keeps them.
@@ -205,6 +209,10 @@ fn default_stalled() -> String {
     "24h".into()
 }
 
+fn default_approve_within() -> String {
+    "8h".into()
+}
+
 fn default_name() -> String {
     "localhost".into()
 }
@@ -257,6 +265,8 @@ pub struct Settings {
     pub escalate_after: Vec<u64>,
     /// Stalled-upload delay, seconds.
     pub stalled_upload_after: u64,
+    /// How long a disclosure may wait for approval before an alert, seconds.
+    pub approve_within: u64,
     /// Retention after acknowledgement, seconds (`None`: forever).
     pub retain_after_ack: Option<u64>,
     /// Largest transfer, bytes of ciphertext.
@@ -285,6 +295,7 @@ impl Config {
             scan_interval: default_scan(),
             escalate_after: default_escalate(),
             stalled_upload_after: default_stalled(),
+            approve_within: default_approve_within(),
             retain_after_ack: default_retain(),
             max_transfer_size: default_max_transfer(),
             user_quota: default_quota(),
@@ -370,6 +381,7 @@ impl Config {
             scan_interval: d("scan_interval", &self.scan_interval)?.max(1),
             escalate_after,
             stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,
+            approve_within: d("approve_within", &self.approve_within)?,
             max_transfer_bytes: size("max_transfer_size", &self.max_transfer_size)?,
             user_quota: match self.user_quota.as_str() {
                 "none" => None,

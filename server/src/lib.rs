@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exhibit_proto::directory::Role;
+use exhibit_proto::org::{Org, OrgId, OrgKind};
 use exhibit_proto::UserId;
 
 use crate::authority::{self as auth, Authority};
@@ -86,15 +87,19 @@ pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> R
     let chunks = Arc::new(DiskChunks::open(&data.join("chunks"))?);
     let state = State::new(settings, meta, chunks, authority, Arc::new(clock::ManualClock::new(now)));
     let admin = UserId::new("admin")?;
-    let (admin_code, _) = app::users::add_user(
-        &state,
-        "exhibitd init",
-        admin,
-        "Administrator".into(),
-        "exhibit".into(),
-        Role::Admin,
-        None,
-    )?;
+    // The administrators' own organisation: not police or CPS, so nothing
+    // is disclosed to it without the rules and an approval.
+    let admins = Org { id: OrgId::new("exhibit")?, name: "exhibit administrators".into(), kind: OrgKind::Other };
+    app::orgs::put(&state, "exhibitd init", admins, false, now)?;
+    let new = app::users::NewUser {
+        user: admin,
+        display_name: "Administrator".into(),
+        org: "exhibit".into(),
+        role: Role::Admin,
+        email: None,
+        more_roles: vec![],
+    };
+    let (admin_code, _) = app::users::add_user(&state, "exhibitd init", new)?;
     let text = config::to_toml(&config)?;
     fsutil::write_private(&config_path, text.as_bytes())?;
     Ok(Initialised { config: config_path, admin_code, ca: data.join(auth::CA_CERT) })
@@ -162,6 +167,14 @@ impl Server {
         tokio::task::spawn_blocking(move || ops::fsck::repair(&s))
             .await
             .map_err(|e| ServerError::Stream(format!("start-up check failed: {e}")))??;
+        // Organisations that were free text before they were records.
+        let s = state.clone();
+        let adopted = tokio::task::spawn_blocking(move || app::orgs::adopt_free_text(&s, s.clock.now()))
+            .await
+            .map_err(|e| ServerError::Stream(format!("adopting organisations failed: {e}")))??;
+        for o in adopted {
+            tracing::warn!(org = %o.id, name = %o.name, kind = %o.kind, "a free-text organisation became a record; check its kind with `exhibit admin org list`");
+        }
         let mut tasks = vec![tokio::spawn(rpc::accept_loop(endpoint.clone(), state.clone()))];
         ops::backup::remove_stale(&state.settings.data_dir);
         tasks.extend(ops::backup::spawn_control(state.clone(), endpoint.clone()));

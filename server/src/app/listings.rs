@@ -114,6 +114,11 @@ pub fn transfers(
                 show,
             )
         }
+        TransferList::Approvals => {
+            let fetch =
+                |a: Option<&[u8]>, n| r.mailbox(Mailbox::Approvals, me, a.map(transfer_id).transpose()?.as_ref(), n);
+            fill(start, limit, fetch, |t| t.state == TransferState::AwaitingApproval, key, show)
+        }
         TransferList::All { overdue } => {
             audit_page(s, me, "transfers", page, now)?;
             let fetch = |a: Option<&[u8]>, n| r.transfers(a.map(transfer_id).transpose()?.as_ref(), n);

@@ -4,8 +4,10 @@
 //! (`web`) call only these.
 
 pub mod alerts;
+pub mod approvals;
 pub mod audit;
 pub mod listings;
+pub mod orgs;
 pub mod receipts;
 pub mod transfers;
 pub mod users;
@@ -47,6 +49,7 @@ pub fn apply_signed(
             Effect::Schedule { at, due } => tx.schedule(at, transfer, due)?,
             Effect::Inbox(user) => tx.add_to_mailbox(Mailbox::Inbox, &user, transfer)?,
             Effect::Usage { user, delta } => tx.add_usage(&user, delta)?,
+            Effect::ApprovalQueue(user) => tx.add_to_mailbox(Mailbox::Approvals, &user, transfer)?,
         }
     }
     Ok(())

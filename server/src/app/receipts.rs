@@ -6,7 +6,7 @@ use exhibit_proto::directory::SignedEntry;
 use exhibit_proto::frame::TransferState;
 use exhibit_proto::{limits, AcceptedReceipt, SignedManifest, SignedReceipt, TransferId, UserId};
 
-use crate::app::transfers::{manifest_of, parties};
+use crate::app::transfers::{approval_of, manifest_of, parties, Approved};
 use crate::app::{alerts, apply, audit, users, write};
 use crate::core::lifecycle;
 use crate::core::policy::{self, visible};
@@ -96,7 +96,7 @@ pub fn get(
     me: &UserId,
     transfer: &TransferId,
     recipient: &UserId,
-) -> Result<(SignedManifest, AcceptedReceipt, SignedEntry, SignedEntry), ServerError> {
+) -> Result<(SignedManifest, AcceptedReceipt, SignedEntry, SignedEntry, Approved), ServerError> {
     let r = s.meta.read()?;
     let rec = visible(r.transfer(transfer)?, me, transfer)?;
     let accepted = r
@@ -105,7 +105,8 @@ pub fn get(
     let manifest = manifest_of(r.as_ref(), transfer)?;
     let sender = users::entry(r.as_ref(), &rec.sender)?;
     let recip = users::entry(r.as_ref(), recipient)?;
-    Ok((manifest, accepted, sender, recip))
+    let approval = approval_of(r.as_ref(), &rec)?;
+    Ok((manifest, accepted, sender, recip, approval))
 }
 
 /// How many bytes the manifest of a transfer `me` is a party to takes.
@@ -140,6 +141,8 @@ pub struct Custody {
     pub recipients: Vec<SignedEntry>,
     /// The signed manifest.
     pub manifest: SignedManifest,
+    /// The approval that released it, and the approver's entry.
+    pub approval: Approved,
 }
 
 /// Audit entries about `transfer` after seq `after`: at most `limit`, and
@@ -181,7 +184,8 @@ pub fn custody(s: &State, caller: &UserRecord, transfer: &TransferId, now: u64) 
     }
     let (sender, recipients) = parties(r.as_ref(), &record)?;
     let manifest = manifest_of(r.as_ref(), transfer)?;
-    Ok(Custody { record, entries, receipts, sender, recipients, manifest })
+    let approval = approval_of(r.as_ref(), &record)?;
+    Ok(Custody { record, entries, receipts, sender, recipients, manifest, approval })
 }
 
 /// Audit entries about a transfer after seq `after`, a page at a time, for

@@ -1,7 +1,10 @@
 //! A transfer from creation to revocation: create, each chunk, seal, the
 //! manifest and chunks a recipient fetches, and the sender's revocation.
 
+use exhibit_proto::approval::SignedApproval;
 use exhibit_proto::directory::SignedEntry;
+use exhibit_proto::labels::PolicySummary;
+use exhibit_proto::org::OrgId;
 use exhibit_proto::{ChunkId, Manifest, SignedManifest, TransferId, UserId};
 
 use crate::app::{apply, apply_signed, audit, users, write};
@@ -12,20 +15,48 @@ use crate::error::ServerError;
 use crate::meta::{Mailbox, Read};
 use crate::state::State;
 
-/// Start a transfer (uploading) to enrolled, unrevoked recipients.
+/// The approval that released a transfer, and its approver's entry.
+pub type Approved = Option<(SignedApproval, SignedEntry)>;
+
+/// What a new transfer declares about its content.
+#[derive(Clone, Debug, Default)]
+pub struct Disclosure {
+    /// The labels summary.
+    pub policy: Option<PolicySummary>,
+    /// The disclosure approvers it is also sealed to.
+    pub approvers: Vec<UserId>,
+}
+
+/// Start a transfer (uploading) to enrolled, unrevoked recipients, within
+/// the disclosure rules: to an external organisation, only what the labels
+/// allow, and only with approvers of the sender's organisation named.
 pub fn create(
     s: &State,
     me: UserId,
     transfer: TransferId,
     recipients: Vec<UserId>,
+    d: Disclosure,
     now: u64,
 ) -> Result<(), ServerError> {
     policy::check_recipient_list(&recipients)?;
+    if d.approvers.len() + recipients.len() > exhibit_proto::limits::MAX_RECIPIENTS {
+        return Err(ServerError::BadRequest("too many recipients and approvers".into()));
+    }
     write(s, |tx| {
+        let sender = tx.user(&me)?.ok_or_else(|| ServerError::NotFound(format!("user {me}")))?;
+        let mut parties = vec![];
         for r in &recipients {
-            policy::check_recipient(r, tx.user(r)?.as_ref())?;
+            let u = tx.user(r)?;
+            policy::check_recipient(r, u.as_ref())?;
+            if let Some(u) = u {
+                let org = OrgId::new(&u.org).ok().map(|id| tx.org(&id)).transpose()?.flatten();
+                parties.push((u, org));
+            }
         }
-        let rec = lifecycle::create(me, transfer, recipients, now);
+        let approvers =
+            d.approvers.iter().map(|a| Ok((a.clone(), tx.user(a)?))).collect::<Result<Vec<_>, ServerError>>()?;
+        policy::check_disclosure(&sender, &parties, d.policy.as_ref(), &approvers)?;
+        let rec = lifecycle::with_disclosure(lifecycle::create(me, transfer, recipients, now), d.policy, d.approvers);
         tx.insert_transfer(&rec)?;
         tx.add_to_mailbox(Mailbox::Outbox, &rec.sender, &transfer)?;
         let fx = lifecycle::created(&rec, now.saturating_add(s.settings.stalled_upload_after));
@@ -135,8 +166,11 @@ pub fn seal(
             bytes,
             items: m.item_count().map(|n| n as u64),
             case_ref: m.case_ref.clone(),
+            policy: m.policy,
+            approvers: m.approvers.clone(),
         };
-        let fx = lifecycle::seal(&mut rec, &sealing, now, deadline)?;
+        let approve_by = now.saturating_add(s.settings.approve_within);
+        let fx = lifecycle::seal(&mut rec, &sealing, now, deadline, approve_by)?;
         tx.put_manifest(transfer, manifest)?;
         tx.put_transfer(&rec)?;
         apply(s, tx, transfer, fx)?;
@@ -152,9 +186,32 @@ pub fn seal(
     Ok(rec)
 }
 
+/// When a transfer sealed (or released) at `now` is due: the manifest's
+/// acknowledge-within, or the server's default, within the server's bounds.
+pub fn deadline(s: &State, m: &Manifest, now: u64) -> Result<u64, ServerError> {
+    let (lo, hi) = s.settings.ack_within_bounds;
+    let ack = m.ack_within_secs.unwrap_or(s.settings.ack_within);
+    if !(lo..=hi).contains(&ack) {
+        return Err(ServerError::BadRequest(format!(
+            "acknowledge-within must be between {} and {}",
+            exhibit_proto::duration::format_secs(lo),
+            exhibit_proto::duration::format_secs(hi)
+        )));
+    }
+    Ok(now.saturating_add(ack))
+}
+
 /// A sealed transfer's manifest.
 pub fn manifest_of(r: &dyn Read, transfer: &TransferId) -> Result<SignedManifest, ServerError> {
     r.manifest(transfer)?.ok_or_else(|| ServerError::Store(format!("transfer {transfer} sealed without manifest")))
+}
+
+/// The approval that released `rec`, and its approver's entry.
+pub fn approval_of(r: &dyn Read, rec: &TransferRecord) -> Result<Approved, ServerError> {
+    match (&rec.approval, &rec.decision) {
+        (Some(a), Some(d)) if d.approved => Ok(Some((a.clone(), users::entry(r, &d.by)?))),
+        _ => Ok(None),
+    }
 }
 
 /// The signed directory entries of a transfer's sender and recipients.
@@ -171,14 +228,15 @@ pub fn manifest_len(s: &State, me: &UserId, transfer: &TransferId) -> Result<usi
     Ok(r.manifest_len(transfer)?.unwrap_or(0))
 }
 
-/// What a recipient or the sender needs to fetch: the manifest and the
-/// parties' entries. Audited; a transfer with no chunks is delivered by it.
+/// What a recipient or the sender needs to fetch: the manifest, the
+/// parties' entries and the approval that released it. Audited; a
+/// transfer with no chunks is delivered by it.
 pub fn open_manifest(
     s: &State,
     me: &UserId,
     transfer: &TransferId,
     now: u64,
-) -> Result<(SignedManifest, SignedEntry, Vec<SignedEntry>), ServerError> {
+) -> Result<(SignedManifest, SignedEntry, Vec<SignedEntry>, Approved), ServerError> {
     write(s, |tx| {
         let mut rec = fetchable(visible(tx.transfer(transfer)?, me, transfer)?)?;
         let manifest = manifest_of(tx, transfer)?;
@@ -189,7 +247,7 @@ pub fn open_manifest(
             apply(s, tx, transfer, fx)?;
         }
         let (sender, recipients) = parties(tx, &rec)?;
-        Ok((manifest, sender, recipients))
+        Ok((manifest, sender, recipients, approval_of(tx, &rec)?))
     })
 }
 

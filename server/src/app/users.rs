@@ -3,6 +3,7 @@
 
 use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry};
 use exhibit_proto::frame::EnrolRequest;
+use exhibit_proto::org::OrgId;
 use exhibit_proto::UserId;
 
 use crate::app::{alerts, audit, write};
@@ -64,18 +65,32 @@ pub fn directory(s: &State, query: Option<String>) -> Result<Vec<SignedEntry>, S
     Ok(users.into_iter().filter(|u| u.revoked_at.is_none() && matches(u)).filter_map(|u| u.entry).collect())
 }
 
+/// A user an admin adds.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// Id.
+    pub user: UserId,
+    /// Name.
+    pub display_name: String,
+    /// Organisation id (must exist).
+    pub org: String,
+    /// Role.
+    pub role: Role,
+    /// E-mail address for alerts.
+    pub email: Option<String>,
+    /// Roles besides `role`.
+    pub more_roles: Vec<Role>,
+}
+
 /// Create a pending user and their code (a new code replaces the old one
 /// of a user not yet enrolled).
-pub fn add_user(
-    s: &State,
-    by: &str,
-    user: UserId,
-    display_name: String,
-    org: String,
-    role: Role,
-    email: Option<String>,
-) -> Result<(String, u64), ServerError> {
+pub fn add_user(s: &State, by: &str, new: NewUser) -> Result<(String, u64), ServerError> {
+    let NewUser { user, display_name, org, role, email, mut more_roles } = new;
     policy::check_new_user(&display_name, &org, email.as_deref())?;
+    let org_id = OrgId::new(&org)?;
+    more_roles.retain(|r| *r != role);
+    more_roles.sort_by_key(|r| r.as_str());
+    more_roles.dedup();
     let code = new_code();
     let now = s.clock.now();
     let expires_at = now + s.settings.enrol_code_ttl;
@@ -89,12 +104,20 @@ pub fn add_user(
         revoked_at: None,
         entry: None,
         cert_hash: None,
+        more_roles,
     };
+    let roles: Vec<&str> = std::iter::once(role).chain(rec.more_roles.iter().copied()).map(Role::as_str).collect();
     write(s, |tx| {
+        if tx.org(&org_id)?.is_none() {
+            return Err(ServerError::NotFound(format!(
+                "organisation {org_id}: add it first with `exhibit admin org add {org_id} --name NAME --kind KIND`"
+            )));
+        }
         audit::append(
             s,
             tx,
-            Ev::new(now, by, "user-add", &user).details(format!("role {role}, code expires {expires_at}")),
+            Ev::new(now, by, "user-add", &user)
+                .details(format!("roles {}, organisation {org_id}, code expires {expires_at}", roles.join(", "))),
         )?;
         if let Some(old) = tx.user(&user)? {
             if old.enrolled_at.is_some() || old.revoked_at.is_some() {
@@ -139,6 +162,7 @@ pub fn enrol(s: &State, e: EnrolRequest, now: u64) -> Result<(SignedEntry, Vec<u
             signing_key: e.signing_key,
             enrolled_at: now,
             revoked_at: None,
+            more_roles: rec.more_roles.clone(),
         }
         .sign(s.authority.signing_key());
         let h = *blake3::hash(&cert).as_bytes();

@@ -94,6 +94,24 @@ pub fn on_due(t: &TransferRecord, due: Due, now: u64, escalate: &[u64]) -> OnDue
         }
         Due::Expire if crate::core::lifecycle::can_expire(t) => OnDue::Expire,
         Due::Expire => OnDue::Nothing,
+        Due::Approval => {
+            if t.state != TransferState::AwaitingApproval {
+                return OnDue::Nothing;
+            }
+            let since = t.sealed_at.unwrap_or(t.created_at);
+            let approvers: Vec<&str> = t.approvers.iter().map(UserId::as_str).collect();
+            let msg = format!(
+                "AWAITING APPROVAL: transfer {} from {} (case {}) to an external organisation has waited {} for a disclosure approver ({})",
+                t.transfer,
+                t.sender,
+                t.case_ref.as_deref().unwrap_or("-"),
+                format_secs(now.saturating_sub(since)),
+                approvers.join(", ")
+            );
+            let mut a = about_transfer(t, AlertKind::AwaitingApproval { since }, b"a", msg, now);
+            a.people.extend(t.approvers.iter().cloned());
+            OnDue::Raise(Box::new(a), None)
+        }
     }
 }
 

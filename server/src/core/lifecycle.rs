@@ -3,7 +3,9 @@
 //! retention is over. Each transition checks it is allowed, changes the
 //! record, and returns what else must happen in the same transaction.
 
-use exhibit_proto::frame::{DeliveryState, TransferState};
+use exhibit_proto::approval::SignedApproval;
+use exhibit_proto::frame::{Decision, DeliveryState, TransferState};
+use exhibit_proto::labels::PolicySummary;
 use exhibit_proto::{AcceptedReceipt, UserId};
 
 use crate::core::policy;
@@ -21,6 +23,8 @@ pub enum Effect {
     Inbox(UserId),
     /// Change a user's stored bytes.
     Usage { user: UserId, delta: i64 },
+    /// Add this transfer to a disclosure approver's queue.
+    ApprovalQueue(UserId),
 }
 
 /// A new transfer, uploading; `stall_at` is when to alert if it is still
@@ -47,7 +51,23 @@ pub fn create(
         bytes: 0,
         chunks: 0,
         ended_at: None,
+        approvers: vec![],
+        policy: None,
+        decision: None,
+        approval: None,
     }
+}
+
+/// Approval time: sealed transfers to an external organisation wait for a
+/// disclosure approver until `approve_by` (then an alert).
+pub fn with_disclosure(
+    mut rec: TransferRecord,
+    policy: Option<PolicySummary>,
+    approvers: Vec<UserId>,
+) -> TransferRecord {
+    rec.policy = policy;
+    rec.approvers = approvers;
+    rec
 }
 
 /// The effects of creating `rec`.
@@ -91,6 +111,10 @@ pub struct Sealing {
     pub items: Option<u64>,
     /// Case reference.
     pub case_ref: Option<String>,
+    /// The labels summary it declares.
+    pub policy: Option<PolicySummary>,
+    /// The approvers it names.
+    pub approvers: Vec<UserId>,
 }
 
 /// May this transfer be sealed?
@@ -101,21 +125,40 @@ pub fn can_seal(rec: &TransferRecord) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Seal: every recipient can now fetch it, and it is due by `deadline`.
-pub fn seal(rec: &mut TransferRecord, m: &Sealing, now: u64, deadline: u64) -> Result<Vec<Effect>, ServerError> {
+/// Seal: every recipient can now fetch it, and it is due by `deadline`;
+/// or, to an external organisation, it waits for a disclosure approver
+/// (alerting at `approve_by`), and the deadline starts on approval.
+pub fn seal(
+    rec: &mut TransferRecord,
+    m: &Sealing,
+    now: u64,
+    deadline: u64,
+    approve_by: u64,
+) -> Result<Vec<Effect>, ServerError> {
     can_seal(rec)?;
+    // A transfer created without a summary (by a client from before
+    // labels, resuming) was checked as internal; it takes the manifest's.
+    if (rec.policy.is_some() && m.policy != rec.policy) || m.approvers != rec.approvers {
+        return Err(ServerError::BadRequest(
+            "the manifest's labels summary or approvers differ from those the transfer was created with".into(),
+        ));
+    }
+    rec.policy = m.policy;
     let uploaded = rec.bytes;
-    rec.state = TransferState::Sealed;
+    let waits = !rec.approvers.is_empty();
+    rec.state = if waits { TransferState::AwaitingApproval } else { TransferState::Sealed };
     rec.sealed_at = Some(now);
-    rec.deadline = Some(deadline);
+    rec.deadline = (!waits).then_some(deadline);
     rec.case_ref = m.case_ref.clone();
     // Version 2 manifests seal how many files there are: 0 here.
     rec.items = m.items.unwrap_or(0) as u32;
     rec.chunks = m.chunks;
     rec.bytes = m.bytes;
-    for r in &mut rec.recipients {
-        r.state = DeliveryState::Sealed;
-        r.at = Some(now);
+    if !waits {
+        for r in &mut rec.recipients {
+            r.state = DeliveryState::Sealed;
+            r.at = Some(now);
+        }
     }
     let items = match m.items {
         Some(n) => format!("{n} items"),
@@ -127,14 +170,99 @@ pub fn seal(rec: &mut TransferRecord, m: &Sealing, now: u64, deadline: u64) -> R
             Ev::new(now, &rec.sender, "upload-complete", rec.transfer)
                 .details(format!("{} chunks, {} bytes of ciphertext, each verified on arrival", rec.chunks, rec.bytes)),
         ),
-        Effect::Audit(Ev::new(now, &rec.sender, "seal", rec.transfer).details(format!(
-            "manifest {}, {items}, case {}, deadline {deadline}",
-            hex::encode(m.manifest_hash),
-            rec.case_ref.as_deref().unwrap_or("-")
-        ))),
     ];
-    out.extend(rec.recipients.iter().map(|r| Effect::Inbox(r.user.clone())));
+    if waits {
+        let approvers: Vec<&str> = rec.approvers.iter().map(UserId::as_str).collect();
+        out.push(Effect::Audit(Ev::new(now, &rec.sender, "seal", rec.transfer).details(format!(
+            "manifest {}, {items}, case {}, to an external organisation: awaiting approval by one of {}",
+            hex::encode(m.manifest_hash),
+            rec.case_ref.as_deref().unwrap_or("-"),
+            approvers.join(", ")
+        ))));
+        out.extend(rec.approvers.iter().map(|a| Effect::ApprovalQueue(a.clone())));
+        out.push(Effect::Schedule { at: approve_by, due: Due::Approval });
+        return Ok(out);
+    }
+    out.push(Effect::Audit(Ev::new(now, &rec.sender, "seal", rec.transfer).details(format!(
+        "manifest {}, {items}, case {}, deadline {deadline}",
+        hex::encode(m.manifest_hash),
+        rec.case_ref.as_deref().unwrap_or("-")
+    ))));
+    out.extend(release(rec, now, deadline));
+    Ok(out)
+}
+
+/// Every recipient can now fetch it, and it is due by `deadline`.
+fn release(rec: &mut TransferRecord, now: u64, deadline: u64) -> Vec<Effect> {
+    rec.state = TransferState::Sealed;
+    rec.deadline = Some(deadline);
+    for r in &mut rec.recipients {
+        r.state = DeliveryState::Sealed;
+        r.at = Some(now);
+    }
+    let mut out: Vec<Effect> = rec.recipients.iter().map(|r| Effect::Inbox(r.user.clone())).collect();
     out.push(Effect::Schedule { at: deadline, due: Due::Overdue(0) });
+    out
+}
+
+/// May `by` decide on this transfer now?
+fn can_decide(rec: &TransferRecord, by: &UserId) -> Result<(), ServerError> {
+    if &rec.sender == by {
+        return Err(ServerError::Forbidden("the sender cannot approve or refuse their own disclosure".into()));
+    }
+    if !rec.is_approver(by) {
+        return Err(ServerError::NotFound(format!("transfer {} awaiting your approval", rec.transfer)));
+    }
+    match rec.state {
+        TransferState::AwaitingApproval => Ok(()),
+        TransferState::Refused => Err(ServerError::Conflict(format!("transfer {} was refused", rec.transfer))),
+        TransferState::Sealed | TransferState::Expired if rec.decision.is_some() => {
+            Err(ServerError::Conflict(format!("transfer {} was already approved", rec.transfer)))
+        }
+        s => Err(ServerError::Conflict(format!("transfer {} is {}, not awaiting approval", rec.transfer, s.as_str()))),
+    }
+}
+
+/// A disclosure approver's verified approval (`approval`, its summary in
+/// `what`) releases it to the recipients, due by `deadline`.
+pub fn approve(
+    rec: &mut TransferRecord,
+    by: &UserId,
+    approval: SignedApproval,
+    what: &str,
+    now: u64,
+    deadline: u64,
+) -> Result<Vec<Effect>, ServerError> {
+    can_decide(rec, by)?;
+    rec.decision = Some(Decision { approved: true, by: by.clone(), at: now, reason: None });
+    rec.approval = Some(approval);
+    let to: Vec<&str> = rec.recipients.iter().map(|r| r.user.as_str()).collect();
+    let mut out = vec![Effect::Audit(
+        Ev::new(now, by, "approve", rec.transfer)
+            .details(format!("disclosure to {} approved ({what}); released, deadline {deadline}", to.join(", "))),
+    )];
+    out.extend(release(rec, now, deadline));
+    Ok(out)
+}
+
+/// A disclosure approver refuses it: never released; its chunks go when
+/// retention (`expire_at`) allows.
+pub fn refuse(
+    rec: &mut TransferRecord,
+    by: &UserId,
+    reason: &str,
+    now: u64,
+    expire_at: Option<u64>,
+) -> Result<Vec<Effect>, ServerError> {
+    can_decide(rec, by)?;
+    rec.state = TransferState::Refused;
+    rec.ended_at = Some(now);
+    rec.decision = Some(Decision { approved: false, by: by.clone(), at: now, reason: Some(reason.to_owned()) });
+    let mut out =
+        vec![Effect::Audit(Ev::new(now, by, "refuse", rec.transfer).details(format!("disclosure refused: {reason}")))];
+    if let Some(at) = expire_at {
+        out.push(Effect::Schedule { at, due: Due::Expire });
+    }
     Ok(out)
 }
 
@@ -193,9 +321,10 @@ pub fn revoke(
         return Err(ServerError::NotFound(format!("transfer {}", rec.transfer)));
     }
     match rec.state {
-        TransferState::Uploading | TransferState::Sealed => {}
+        TransferState::Uploading | TransferState::Sealed | TransferState::AwaitingApproval => {}
         TransferState::Revoked => return Err(ServerError::Conflict("already revoked".into())),
         TransferState::Expired => return Err(ServerError::Conflict("already expired".into())),
+        TransferState::Refused => return Err(ServerError::Conflict("refused by a disclosure approver".into())),
     }
     if rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged) {
         return Err(ServerError::Conflict(
@@ -226,7 +355,7 @@ pub fn revoke(
 /// Whether retention can end a transfer now (acknowledged by all, or
 /// revoked).
 pub fn can_expire(rec: &TransferRecord) -> bool {
-    matches!(rec.state, TransferState::Sealed | TransferState::Revoked)
+    matches!(rec.state, TransferState::Sealed | TransferState::Revoked | TransferState::Refused)
 }
 
 /// Retention is over: its `chunks` are dropped; manifest, receipts and
@@ -257,12 +386,20 @@ pub(crate) mod tests {
     }
 
     fn sealing() -> Sealing {
-        Sealing { manifest_hash: [1; 32], chunks: 2, bytes: 300, items: None, case_ref: Some("OP-1".into()) }
+        Sealing {
+            manifest_hash: [1; 32],
+            chunks: 2,
+            bytes: 300,
+            items: None,
+            case_ref: Some("OP-1".into()),
+            policy: None,
+            approvers: vec![],
+        }
     }
 
     pub(crate) fn sealed() -> TransferRecord {
         let mut t = upload();
-        seal(&mut t, &sealing(), 200, 500).unwrap();
+        seal(&mut t, &sealing(), 200, 500, 900).unwrap();
         t
     }
 
@@ -303,7 +440,7 @@ pub(crate) mod tests {
     fn sealing_opens_every_inbox_and_sets_the_deadline_once() {
         let mut t = upload();
         t.bytes = 350;
-        let fx = seal(&mut t, &sealing(), 200, 500).unwrap();
+        let fx = seal(&mut t, &sealing(), 200, 500, 900).unwrap();
         assert_eq!(t.state, TransferState::Sealed);
         assert_eq!((t.sealed_at, t.deadline, t.bytes, t.chunks), (Some(200), Some(500), 300, 2));
         assert!(t.recipients.iter().all(|r| r.state == DeliveryState::Sealed));
@@ -311,7 +448,7 @@ pub(crate) mod tests {
         assert!(fx.contains(&Effect::Inbox(user("bob"))) && fx.contains(&Effect::Inbox(user("carol"))));
         assert!(fx.contains(&Effect::Schedule { at: 500, due: Due::Overdue(0) }));
         assert!(fx.contains(&Effect::Usage { user: user("alice"), delta: -50 }), "stray bytes not given back");
-        assert!(matches!(seal(&mut t, &sealing(), 201, 501), Err(ServerError::Conflict(_))), "sealed twice");
+        assert!(matches!(seal(&mut t, &sealing(), 201, 501, 901), Err(ServerError::Conflict(_))), "sealed twice");
     }
 
     #[test]
@@ -364,5 +501,46 @@ pub(crate) mod tests {
         assert_eq!(audits(&fx), ["expire"]);
         assert!(fx.contains(&Effect::Usage { user: user("alice"), delta: -300 }));
         assert!(!can_expire(&t), "expired twice");
+    }
+
+    #[test]
+    fn a_disclosure_waits_for_a_second_person_and_only_then_reaches_its_recipients() {
+        let policy = Some(PolicySummary::default());
+        let mut t = with_disclosure(upload(), policy, vec![user("dana")]);
+        let mut m = sealing();
+        // The manifest must declare what the transfer was created with.
+        m.approvers = vec![user("dana")];
+        assert!(seal(&mut t.clone(), &m, 200, 500, 900).is_err());
+        m.policy = policy;
+        m.approvers = vec![];
+        assert!(seal(&mut t.clone(), &m, 200, 500, 900).is_err());
+        m.approvers = vec![user("dana")];
+        let fx = seal(&mut t, &m, 200, 500, 900).unwrap();
+        assert_eq!(t.state, TransferState::AwaitingApproval);
+        assert_eq!(t.deadline, None);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Inbox(_))), "no recipient is told yet");
+        assert!(fx.contains(&Effect::ApprovalQueue(user("dana"))));
+        assert!(fx.contains(&Effect::Schedule { at: 900, due: Due::Approval }));
+        assert!(!policy::released(&t));
+        let signed = || SignedApproval { bytes: vec![], signature: vec![] };
+        // The sender, and a user who is not a named approver, cannot decide.
+        assert!(matches!(
+            approve(&mut t.clone(), &user("alice"), signed(), "", 300, 800),
+            Err(ServerError::Forbidden(_))
+        ));
+        assert!(approve(&mut t.clone(), &user("erin"), signed(), "", 300, 800).is_err());
+        let mut refused = t.clone();
+        let fx = refuse(&mut refused, &user("dana"), "not redacted enough", 300, Some(400)).unwrap();
+        assert_eq!(audits(&fx), ["refuse"]);
+        assert_eq!(refused.state, TransferState::Refused);
+        assert!(can_expire(&refused) && !policy::released(&refused));
+        assert!(approve(&mut refused, &user("dana"), signed(), "", 301, 800).is_err(), "refused stays refused");
+        let fx = approve(&mut t, &user("dana"), signed(), "labels ok", 300, 800).unwrap();
+        assert_eq!(audits(&fx), ["approve"]);
+        assert!(fx.contains(&Effect::Inbox(user("bob"))) && fx.contains(&Effect::Inbox(user("carol"))));
+        assert!(fx.contains(&Effect::Schedule { at: 800, due: Due::Overdue(0) }));
+        assert_eq!((t.state, t.deadline), (TransferState::Sealed, Some(800)));
+        assert!(policy::released(&t));
+        assert!(approve(&mut t, &user("dana"), signed(), "", 301, 800).is_err(), "approved once");
     }
 }

@@ -5,7 +5,9 @@ use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::text::{self, Field};
 use exhibit_proto::{limits, Manifest, ProtoError, TransferId, UserId};
 
-use crate::core::records::{TransferRecord, UserRecord};
+use exhibit_proto::labels::PolicySummary;
+
+use crate::core::records::{OrgRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 
 /// Only admins.
@@ -28,11 +30,91 @@ pub fn authenticated(user: Option<UserRecord>) -> Result<UserRecord, ServerError
 
 /// A sealed (or since revoked or expired) transfer the caller may see, or
 /// "not found or not yours" (the same words: no one learns it exists).
+/// Its sender and approvers see it once sealed; its recipients only once
+/// it is released (at once, or on a disclosure approver's approval).
 pub fn visible(rec: Option<TransferRecord>, caller: &UserId, id: &TransferId) -> Result<TransferRecord, ServerError> {
     match rec {
-        Some(t) if t.state != TransferState::Uploading && (&t.sender == caller || t.is_recipient(caller)) => Ok(t),
+        Some(t)
+            if t.state != TransferState::Uploading
+                && (&t.sender == caller || t.is_approver(caller) || (t.is_recipient(caller) && released(&t))) =>
+        {
+            Ok(t)
+        }
         _ => Err(ServerError::NotFound(format!("transfer {id}"))),
     }
+}
+
+/// Whether recipients may see it: sealed, and approved if it needed it.
+pub fn released(t: &TransferRecord) -> bool {
+    t.sealed_at.is_some() && (t.approvers.is_empty() || t.decision.as_ref().is_some_and(|d| d.approved))
+}
+
+/// The disclosure rules for a new transfer from `sender` to `recipients`
+/// (each with its organisation, `None` if it has no record: treated as
+/// external), declaring `policy` and naming `approvers` (each with their
+/// record). Returns whether it goes outside police and CPS (and so waits
+/// for an approval).
+pub fn check_disclosure(
+    sender: &UserRecord,
+    recipients: &[(UserRecord, Option<OrgRecord>)],
+    policy: Option<&PolicySummary>,
+    approvers: &[(UserId, Option<UserRecord>)],
+) -> Result<bool, ServerError> {
+    let external: Vec<String> = recipients
+        .iter()
+        .filter(|(_, o)| o.as_ref().is_none_or(|o| o.org.kind.is_external()))
+        .map(|(u, o)| match o {
+            Some(o) => format!("{} ({}, {})", u.user, o.org.name, o.org.kind),
+            None => format!("{} (organisation {} has no record)", u.user, u.org),
+        })
+        .collect();
+    if external.is_empty() {
+        if !approvers.is_empty() {
+            return Err(ServerError::BadRequest(
+                "approvers are named only for a disclosure outside police and CPS".into(),
+            ));
+        }
+        return Ok(false);
+    }
+    let to = external.join(", ");
+    let Some(policy) = policy else {
+        return Err(ServerError::Forbidden(format!(
+            "refused: {to} is outside police and CPS, and the transfer carries no labels (update exhibit)"
+        )));
+    };
+    if let Some(why) = policy.external_refusal() {
+        return Err(ServerError::Forbidden(format!("refused: {to} is outside police and CPS, and {why}")));
+    }
+    if approvers.is_empty() {
+        return Err(ServerError::Forbidden(format!(
+            "refused: a disclosure to {to} needs a disclosure approver of {} other than the sender",
+            sender.org
+        )));
+    }
+    for (id, rec) in approvers {
+        check_approver(sender, id, rec.as_ref())?;
+    }
+    Ok(true)
+}
+
+/// May `id` (whose record is `rec`) approve what `sender` discloses?
+pub fn check_approver(sender: &UserRecord, id: &UserId, rec: Option<&UserRecord>) -> Result<(), ServerError> {
+    let Some(a) = rec.filter(|a| a.enrolled_at.is_some() && a.revoked_at.is_none()) else {
+        return Err(ServerError::Forbidden(format!("approver {id} is not an enrolled, unrevoked user")));
+    };
+    if a.user == sender.user {
+        return Err(ServerError::Forbidden("the sender cannot approve their own disclosure".into()));
+    }
+    if !a.has_role(Role::DisclosureApprover) {
+        return Err(ServerError::Forbidden(format!("{id} is not a disclosure approver")));
+    }
+    if a.org != sender.org {
+        return Err(ServerError::Forbidden(format!(
+            "{id} approves for {}, not for the sender's organisation ({})",
+            a.org, sender.org
+        )));
+    }
+    Ok(())
 }
 
 /// As [`visible`], and admins see every sealed transfer (custody).
@@ -50,6 +132,15 @@ pub fn visible_or_admin(
 /// A transfer whose evidence can still be fetched.
 pub fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
     match (t.state, t.ended_at) {
+        (TransferState::Refused, _) => {
+            let d = t.decision.as_ref();
+            Err(ServerError::Conflict(format!(
+                "transfer {} was refused by disclosure approver {}: {}",
+                t.transfer,
+                d.map_or("-", |d| d.by.as_str()),
+                d.and_then(|d| d.reason.as_deref()).unwrap_or("-")
+            )))
+        }
         (TransferState::Revoked, at) => Err(ServerError::Conflict(format!(
             "transfer {} was revoked by its sender at {}",
             t.transfer,

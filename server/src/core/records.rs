@@ -3,8 +3,11 @@
 //! (postcard, field order) is the stored format: append fields only with a
 //! schema migration.
 
+use exhibit_proto::approval::SignedApproval;
 use exhibit_proto::directory::{Role, SignedEntry};
-use exhibit_proto::frame::{AlertInfo, DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
+use exhibit_proto::frame::{AlertInfo, Decision, DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
+use exhibit_proto::labels::PolicySummary;
+use exhibit_proto::org::{Org, SignedOrg};
 use exhibit_proto::{TransferId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -29,9 +32,16 @@ pub struct UserRecord {
     pub entry: Option<SignedEntry>,
     /// BLAKE3 of the client certificate, once enrolled.
     pub cert_hash: Option<[u8; 32]>,
+    /// Roles held besides `role`.
+    pub more_roles: Vec<Role>,
 }
 
 impl UserRecord {
+    /// Whether the user holds `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.role == role || self.more_roles.contains(&role)
+    }
+
     /// As admins see it.
     pub fn info(&self) -> UserInfo {
         UserInfo {
@@ -95,9 +105,31 @@ pub struct TransferRecord {
     pub chunks: u32,
     /// When it was revoked or expired.
     pub ended_at: Option<u64>,
+    /// Disclosure approvers it is also sealed to (external recipients).
+    pub approvers: Vec<UserId>,
+    /// The labels summary the sender declared.
+    pub policy: Option<PolicySummary>,
+    /// The approver's decision, once made.
+    pub decision: Option<Decision>,
+    /// The signed approval that released it.
+    pub approval: Option<SignedApproval>,
+}
+
+/// An organisation as stored: the record and the authority's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    /// The organisation.
+    pub org: Org,
+    /// As the authority signed it.
+    pub signed: SignedOrg,
 }
 
 impl TransferRecord {
+    /// Whether `user` is one of its disclosure approvers.
+    pub fn is_approver(&self, user: &UserId) -> bool {
+        self.approvers.contains(user)
+    }
+
     /// Whether `user` is a recipient.
     pub fn is_recipient(&self, user: &UserId) -> bool {
         self.recipients.iter().any(|r| &r.user == user)
@@ -126,6 +158,9 @@ impl TransferRecord {
             items: self.items,
             bytes: self.bytes,
             ended_at: self.ended_at,
+            approvers: self.approvers.clone(),
+            decision: self.decision.clone(),
+            policy: self.policy,
         }
     }
 }
@@ -139,6 +174,8 @@ pub enum Due {
     Stalled,
     /// Retention is over: delete the chunks, keep the rest.
     Expire,
+    /// Approved or refused yet? If not, it has waited past `approve_within`.
+    Approval,
 }
 
 /// An alert as stored.

@@ -6,7 +6,7 @@ use exhibit_proto::audit::{AuditBody, AuditEntry, Checkpoint};
 use exhibit_proto::frame::{AlertInfo, AlertKind, DeliveryState};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
 use crate::meta::{Mailbox, MetaStore};
 
 type Check = Result<(), String>;
@@ -31,6 +31,7 @@ pub fn user(id: &str) -> UserRecord {
         revoked_at: None,
         entry: None,
         cert_hash: None,
+        more_roles: vec![],
     }
 }
 
@@ -59,6 +60,7 @@ fn alert(id: u64, acked: bool) -> AlertRecord {
 /// directory for a snapshot.
 pub fn run(make: &mut dyn FnMut() -> Box<dyn MetaStore>, scratch: &std::path::Path) -> Check {
     users_and_certificates(make().as_ref())?;
+    organisations(make().as_ref())?;
     transfers_and_mailboxes(make().as_ref())?;
     chunks_receipts_and_usage(make().as_ref())?;
     deadlines_alerts_and_counters(make().as_ref())?;
@@ -116,6 +118,34 @@ fn users_and_certificates(m: &dyn MetaStore) -> Check {
     Ok(())
 }
 
+fn organisations(m: &dyn MetaStore) -> Check {
+    use exhibit_proto::org::{Org, OrgId, OrgKind, SignedOrg};
+    let org = |id: &str, kind| {
+        let org =
+            Org { id: OrgId::new(id).unwrap_or_else(|_| unreachable!("test ids are valid")), name: id.into(), kind };
+        OrgRecord { org, signed: SignedOrg { bytes: vec![1], signature: vec![2; 64] } }
+    };
+    let mut tx = ok(m.write(), "write")?;
+    for o in [org("smith-law", OrgKind::Defence), org("cps-london", OrgKind::Cps), org("cps", OrgKind::Cps)] {
+        ok(tx.put_org(&o), "put_org")?;
+    }
+    ok(tx.put_org(&org("smith-law", OrgKind::Probation)), "put_org (change)")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    let id = |s: &str| OrgId::new(s).unwrap_or_else(|_| unreachable!("test ids are valid"));
+    if ok(r.org(&id("smith-law")), "org")?.map(|o| o.org.kind) != Some(OrgKind::Probation) {
+        return fail("a changed organisation does not read back changed");
+    }
+    if ok(r.org(&id("cps-l")), "org")?.is_some() {
+        return fail("an organisation is found by a prefix of its id");
+    }
+    let ids: Vec<String> = ok(r.orgs(), "orgs")?.into_iter().map(|o| o.org.id.to_string()).collect();
+    if ids != ["cps", "cps-london", "smith-law"] {
+        return fail("organisations are not listed once each in id order");
+    }
+    Ok(())
+}
+
 fn transfers_and_mailboxes(m: &dyn MetaStore) -> Check {
     let (alice, bob, bobby) = (user("alice"), user("bob"), user("bobby"));
     let mut tx = ok(m.write(), "write")?;
@@ -163,6 +193,16 @@ fn transfers_and_mailboxes(m: &dyn MetaStore) -> Check {
     }
     if ids(ok(r.transfers(Some(&TransferId([2; 16])), 2), "transfers")?) != [3, 4] {
         return fail("every transfer is not paged in id order after the cursor");
+    }
+    drop(r);
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.add_to_mailbox(Mailbox::Approvals, &bobby.user, &TransferId([2; 16])), "approvals")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ids(ok(r.mailbox(Mailbox::Approvals, &bobby.user, None, 10), "mailbox")?) != [2]
+        || ids(ok(r.mailbox(Mailbox::Inbox, &bobby.user, None, 10), "mailbox")?) != [9]
+    {
+        return fail("an approver's queue is mixed with their inbox");
     }
     Ok(())
 }

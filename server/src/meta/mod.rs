@@ -14,7 +14,9 @@ use std::path::Path;
 use exhibit_proto::audit::{AuditEntry, SignedCheckpoint};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, TransferRecord, UserRecord};
+use exhibit_proto::org::OrgId;
+
+use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 
 #[doc(hidden)]
@@ -48,6 +50,8 @@ pub enum Mailbox {
     Inbox,
     /// Transfers the user sent.
     Outbox,
+    /// Transfers sealed also to the user, as a disclosure approver.
+    Approvals,
 }
 
 /// A metadata backend.
@@ -70,6 +74,11 @@ pub trait Read {
     fn cert_user(&self, cert: &[u8; 32]) -> Result<Option<UserId>>;
     /// Users in id order, after `after`, at most `limit`.
     fn users(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<UserRecord>>;
+    /// An organisation.
+    fn org(&self, id: &OrgId) -> Result<Option<OrgRecord>>;
+    /// Every organisation, in id order (a deployment has tens to a few
+    /// thousand).
+    fn orgs(&self) -> Result<Vec<OrgRecord>>;
     /// An enrolment code by its hash.
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>>;
     /// Hashes of the codes issued to `user`.
@@ -136,6 +145,8 @@ pub trait Read {
 pub trait Tx: Read {
     /// Store a user (new or changed).
     fn put_user(&mut self, rec: &UserRecord) -> Result<()>;
+    /// Store an organisation (new or changed).
+    fn put_org(&mut self, rec: &OrgRecord) -> Result<()>;
     /// Map a certificate to its user.
     fn put_cert(&mut self, cert: &[u8; 32], user: &UserId) -> Result<()>;
     /// Forget a certificate.

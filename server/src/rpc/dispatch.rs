@@ -58,12 +58,26 @@ pub(crate) async fn dispatch(
         Request::Directory { query } => {
             Response::Directory { entries: blocking(state, move |s| app::users::directory(s, query)).await? }
         }
-        Request::AdminAddUser { user, display_name, org, role, email } => {
+        Request::AdminAddUser { user, display_name, org, role, email, more_roles } => {
             require_admin(&caller)?;
             let by = me.to_string();
-            let (code, expires_at) =
-                blocking(state, move |s| app::users::add_user(s, &by, user, display_name, org, role, email)).await?;
+            let new = app::users::NewUser { user, display_name, org, role, email, more_roles };
+            let (code, expires_at) = blocking(state, move |s| app::users::add_user(s, &by, new)).await?;
             Response::CodeIssued { code, expires_at }
+        }
+        Request::AdminOrg { org, replace } => {
+            require_admin(&caller)?;
+            blocking(state, move |s| app::orgs::put(s, me.as_str(), org, replace, now)).await?;
+            Response::Done
+        }
+        Request::Orgs => Response::Orgs { orgs: blocking(state, app::orgs::list).await? },
+        Request::Approve { approval } => {
+            blocking(state, move |s| app::approvals::approve(s, &caller, approval, now)).await?;
+            Response::Done
+        }
+        Request::RefuseApproval { transfer, reason } => {
+            blocking(state, move |s| app::approvals::refuse(s, &caller, &transfer, &reason, now)).await?;
+            Response::Done
         }
         Request::Renew { csr_der } => {
             let Some(old) = peer.cert_hash else {
@@ -126,8 +140,9 @@ pub(crate) async fn dispatch(
             let (users, next) = blocking(state, move |s| app::listings::users(s, &caller, &page, now)).await?;
             Response::UsersPage { users, next }
         }
-        Request::CreateTransfer { transfer, recipients } => {
-            blocking(state, move |s| app::transfers::create(s, me, transfer, recipients, now)).await?;
+        Request::CreateTransfer { transfer, recipients, policy, approvers } => {
+            let d = app::transfers::Disclosure { policy, approvers };
+            blocking(state, move |s| app::transfers::create(s, me, transfer, recipients, d, now)).await?;
             Response::Created
         }
         Request::PutChunk { transfer, id, len } => {
@@ -151,13 +166,14 @@ pub(crate) async fn dispatch(
         Request::GetManifest { transfer } => {
             let who = me.clone();
             let held = hold_manifest(state, peer, move |s| app::transfers::manifest_len(s, &who, &transfer)).await?;
-            let (manifest, sender, recipients) =
+            let (manifest, sender, recipients, approval) =
                 blocking(state, move |s| app::transfers::open_manifest(s, &me, &transfer, now)).await?;
             let head = Response::Manifest {
                 signature: manifest.signature,
                 manifest_len: manifest.bytes.len() as u32,
                 sender,
                 recipients,
+                approval,
             };
             return Ok(Reply::WithBody(head, manifest.bytes, held));
         }
@@ -195,7 +211,7 @@ pub(crate) async fn dispatch(
             let who = me.clone();
             let held =
                 hold_manifest(state, peer, move |s| app::receipts::party_manifest_len(s, &who, &transfer)).await?;
-            let (manifest, receipt, sender, recipient) =
+            let (manifest, receipt, sender, recipient, approval) =
                 blocking(state, move |s| app::receipts::get(s, &me, &transfer, &recipient)).await?;
             let head = Response::Receipt {
                 signature: manifest.signature,
@@ -203,6 +219,7 @@ pub(crate) async fn dispatch(
                 sender,
                 recipient,
                 receipt,
+                approval,
             };
             return Ok(Reply::WithBody(head, manifest.bytes, held));
         }
@@ -287,6 +304,7 @@ async fn custody(
         recipients: c.recipients,
         signature: c.manifest.signature,
         manifest_len: c.manifest.bytes.len() as u32,
+        approval: c.approval,
     };
     Ok(Reply::WithBody(head, c.manifest.bytes, held))
 }
@@ -299,16 +317,7 @@ async fn seal(
 ) -> Result<Response, ServerError> {
     let entry = app::users::entry_of(caller)?.verify(&state.authority.signing_key().verifying_key())?;
     let m = manifest.verify(&entry)?.manifest().clone();
-    let (lo, hi) = state.settings.ack_within_bounds;
-    let ack = m.ack_within_secs.unwrap_or(state.settings.ack_within);
-    if !(lo..=hi).contains(&ack) {
-        return Err(ServerError::BadRequest(format!(
-            "acknowledge-within must be between {} and {}",
-            exhibit_proto::duration::format_secs(lo),
-            exhibit_proto::duration::format_secs(hi)
-        )));
-    }
-    let deadline = now.saturating_add(ack);
+    let deadline = app::transfers::deadline(state, &m, now)?;
     let rec = blocking(state, move |s| app::transfers::seal(s, &manifest, &m, now, deadline)).await?;
     tracing::info!(transfer = %rec.transfer, sender = %rec.sender, "sealed");
     Ok(Response::Sealed { sealed_at: now, deadline })

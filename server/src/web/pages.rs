@@ -70,7 +70,13 @@ pub(super) fn dashboard(
     let mut transfers = app::listings::every_transfer(s)?;
     transfers.sort_by_key(|t| (t.deadline.unwrap_or(u64::MAX), t.created_at));
     let users = app::listings::every_user(s)?;
-    let org_of: HashMap<&str, &str> = users.iter().map(|u| (u.user.as_str(), u.org.as_str())).collect();
+    // People read organisations by name and kind ("CPS South East, cps").
+    let orgs: HashMap<String, String> = app::orgs::list_records(s)?
+        .into_iter()
+        .map(|o| (o.org.id.to_string(), format!("{}, {}", o.org.name, o.org.kind)))
+        .collect();
+    let org_of: HashMap<&str, &str> =
+        users.iter().map(|u| (u.user.as_str(), orgs.get(&u.org).map_or(u.org.as_str(), String::as_str))).collect();
     let org = |u: &UserId| org_of.get(u.as_str()).copied().unwrap_or("?").to_owned();
     let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
     let mut b = String::new();
@@ -130,31 +136,33 @@ pub(super) fn dashboard(
     b += "</section>";
 
     // Transfers by state and (sender's) organisation.
-    let mut counts: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let mut counts: BTreeMap<String, [u64; 5]> = BTreeMap::new();
     for t in &transfers {
         let i = match t.state {
             TransferState::Uploading => 0,
             TransferState::Sealed => 1,
-            TransferState::Revoked => 2,
-            TransferState::Expired => 3,
+            TransferState::AwaitingApproval => 2,
+            TransferState::Revoked | TransferState::Refused => 3,
+            TransferState::Expired => 4,
         };
         counts.entry(org(&t.sender)).or_default()[i] += 1;
     }
     b += "<section id=\"states\"><h2>Transfers by state and organisation</h2>";
-    b += "<table><tr><th>Sender's organisation</th><th>Uploading</th><th>Sealed</th><th>Revoked</th><th>Expired</th></tr>";
+    b += "<table><tr><th>Sender's organisation</th><th>Uploading</th><th>Sealed</th><th>Awaiting approval</th><th>Revoked or refused</th><th>Expired</th></tr>";
     for (o, c) in &counts {
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(o),
             c[0],
             c[1],
             c[2],
-            c[3]
+            c[3],
+            c[4]
         );
     }
     b += "</table></section>";
 
-    b += "<section id=\"users\"><h2>Users</h2><table><tr><th>User</th><th>Name</th><th>Organisation</th><th>Role</th><th>State</th><th></th></tr>";
+    b += "<section id=\"users\"><h2>Users</h2><table><tr><th>User</th><th>Name</th><th>Organisation</th><th>Roles</th><th>State</th><th></th></tr>";
     for u in &users {
         let (state, action) = match (u.enrolled_at, u.revoked_at) {
             (_, Some(t)) => (format!("revoked {}", format_time(t)), String::new()),
@@ -172,8 +180,12 @@ pub(super) fn dashboard(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
             esc(u.user.as_str()),
             esc(&u.display_name),
-            esc(&u.org),
-            esc(u.role.as_str()),
+            esc(&org(&u.user)),
+            esc(&std::iter::once(u.role)
+                .chain(u.more_roles.iter().copied())
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")),
             esc(&state)
         );
     }
@@ -199,12 +211,7 @@ pub(super) fn dashboard(
 }
 
 pub(super) fn state_name(s: TransferState) -> &'static str {
-    match s {
-        TransferState::Uploading => "uploading",
-        TransferState::Sealed => "sealed",
-        TransferState::Revoked => "revoked",
-        TransferState::Expired => "expired",
-    }
+    s.as_str()
 }
 
 pub(super) fn transfer_table(

@@ -114,9 +114,11 @@ pub async fn setup(dir: &Path) -> Setup {
     let admin = Home::new(dir.join("admin"));
     retry(|| enrol::enrol(&admin, &addr, &init.admin_code, &pem)).await;
     let mut homes = vec![];
+    let org = exhibit_proto::org::OrgId::new("o").unwrap();
+    exhibit_client::ops::orgs::put(&admin, org, "O".into(), exhibit_proto::org::OrgKind::Cps, false).await.unwrap();
     for (u, role) in [("alice", Role::EvidenceUnit), ("bob", Role::Caseworker)] {
         let (code, _) =
-            exhibit_client::admin::add_user(&admin, UserId::new(u).unwrap(), u.into(), "o".into(), role, None)
+            exhibit_client::admin::add_user(&admin, UserId::new(u).unwrap(), u.into(), "o".into(), &[role], None)
                 .await
                 .unwrap();
         let h = Home::new(dir.join(u));

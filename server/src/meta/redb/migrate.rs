@@ -6,19 +6,22 @@ use exhibit_proto::{SignedManifest, TransferId, UserId};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{dec, enc, OpenError, MANIFESTS, META, TRANSFERS};
-use crate::core::records::{RecipientRecord, TransferRecord};
+use exhibit_proto::directory::{Role, SignedEntry};
+
+use super::{dec, enc, OpenError, MANIFESTS, META, TRANSFERS, USERS};
+use crate::core::records::{RecipientRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::Result;
 
 /// The layout of the tables this build reads and writes.
-pub(super) const SCHEMA: u64 = 2;
+pub(super) const SCHEMA: u64 = 3;
 /// Where [`SCHEMA`] is kept in [`META`].
 pub(super) const SCHEMA_KEY: &[u8] = b"schema";
 
 /// Bring a store written by an earlier build up to [`SCHEMA`], in the
 /// transaction that opens it. Schema 1 (no key) kept each transfer's
-/// manifest inside its record.
+/// manifest inside its record; schema 2 had no roles besides the first,
+/// no approvers, labels summary or approval on a transfer.
 pub(super) fn migrate(tx: &WriteTransaction) -> std::result::Result<(), OpenError> {
     let found = {
         let meta = tx.open_table(META).map_err(ServerError::from)?;
@@ -53,8 +56,29 @@ fn to_current(tx: &WriteTransaction, found: u64) -> Result<()> {
             transfers.insert(key.as_slice(), enc(&rec).as_slice())?;
         }
     }
+    if found <= 2 {
+        rewrite::<legacy::TransferRecordV2, TransferRecord>(tx, TRANSFERS, "transfer (schema 2)")?;
+        rewrite::<legacy::UserRecordV2, UserRecord>(tx, USERS, "user (schema 2)")?;
+    }
     if found != SCHEMA {
         meta.insert(SCHEMA_KEY, SCHEMA.to_be_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Re-encode every record of `table` from its schema 2 form, one at a time.
+fn rewrite<Old, New>(tx: &WriteTransaction, table: super::Bytes, what: &'static str) -> Result<()>
+where
+    Old: serde::de::DeserializeOwned + Into<New>,
+    New: Serialize,
+{
+    let mut t = tx.open_table(table)?;
+    let keys: Vec<Vec<u8>> =
+        t.iter()?.map(|r| r.map(|(k, _)| k.value().to_vec())).collect::<std::result::Result<_, _>>()?;
+    for key in keys {
+        let Some(v) = t.get(key.as_slice())?.map(|v| v.value().to_vec()) else { continue };
+        let new: New = dec::<Old>(&v, what)?.into();
+        t.insert(key.as_slice(), enc(&new).as_slice())?;
     }
     Ok(())
 }
@@ -81,9 +105,80 @@ pub(super) mod legacy {
         pub ended_at: Option<u64>,
     }
 
+    /// A transfer as schema 2 stored it.
+    #[derive(Serialize, Deserialize)]
+    pub(in crate::meta::redb) struct TransferRecordV2 {
+        pub transfer: TransferId,
+        pub sender: UserId,
+        pub recipients: Vec<RecipientRecord>,
+        pub state: TransferState,
+        pub created_at: u64,
+        pub sealed_at: Option<u64>,
+        pub deadline: Option<u64>,
+        pub case_ref: Option<String>,
+        pub items: u32,
+        pub bytes: u64,
+        pub chunks: u32,
+        pub ended_at: Option<u64>,
+    }
+
+    impl From<TransferRecordV2> for TransferRecord {
+        fn from(v: TransferRecordV2) -> Self {
+            TransferRecord {
+                transfer: v.transfer,
+                sender: v.sender,
+                recipients: v.recipients,
+                state: v.state,
+                created_at: v.created_at,
+                sealed_at: v.sealed_at,
+                deadline: v.deadline,
+                case_ref: v.case_ref,
+                items: v.items,
+                bytes: v.bytes,
+                chunks: v.chunks,
+                ended_at: v.ended_at,
+                approvers: vec![],
+                policy: None,
+                decision: None,
+                approval: None,
+            }
+        }
+    }
+
+    /// A user as schema 2 stored them: one role.
+    #[derive(Serialize, Deserialize)]
+    pub(in crate::meta::redb) struct UserRecordV2 {
+        pub user: UserId,
+        pub display_name: String,
+        pub org: String,
+        pub role: Role,
+        pub email: Option<String>,
+        pub enrolled_at: Option<u64>,
+        pub revoked_at: Option<u64>,
+        pub entry: Option<SignedEntry>,
+        pub cert_hash: Option<[u8; 32]>,
+    }
+
+    impl From<UserRecordV2> for UserRecord {
+        fn from(v: UserRecordV2) -> Self {
+            UserRecord {
+                user: v.user,
+                display_name: v.display_name,
+                org: v.org,
+                role: v.role,
+                email: v.email,
+                enrolled_at: v.enrolled_at,
+                revoked_at: v.revoked_at,
+                entry: v.entry,
+                cert_hash: v.cert_hash,
+                more_roles: vec![],
+            }
+        }
+    }
+
     impl TransferRecordV1 {
-        pub(in crate::meta::redb) fn split(self) -> (TransferRecord, Option<SignedManifest>) {
-            let rec = TransferRecord {
+        pub(in crate::meta::redb) fn split(self) -> (TransferRecordV2, Option<SignedManifest>) {
+            let rec = TransferRecordV2 {
                 transfer: self.transfer,
                 sender: self.sender,
                 recipients: self.recipients,

@@ -9,11 +9,12 @@ use std::path::Path;
 
 use exhibit_proto::audit::{AuditEntry, SignedCheckpoint};
 
+use exhibit_proto::org::OrgId;
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::core::records::{AlertRecord, CodeRecord, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, OrgRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
@@ -45,6 +46,10 @@ const FETCHED: Bytes = TableDefinition::new("fetched");
 const INBOX: Bytes = TableDefinition::new("inbox");
 /// sender ‖ 0 ‖ transfer id → ().
 const OUTBOX: Bytes = TableDefinition::new("outbox");
+/// approver ‖ transfer id → (): transfers sealed also to an approver.
+const APPROVALS: Bytes = TableDefinition::new("approvals");
+/// organisation id → OrgRecord.
+const ORGS: Bytes = TableDefinition::new("orgs");
 /// transfer id ‖ recipient → [`AcceptedReceipt`].
 const RECEIPTS: Bytes = TableDefinition::new("receipts");
 /// due time (u64 BE) ‖ transfer id → [`Due`]: the scheduler reads only
@@ -71,7 +76,7 @@ const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 20] = [
+const TABLES: [Bytes; 22] = [
     USERS,
     CERTS,
     CODES,
@@ -81,6 +86,8 @@ const TABLES: [Bytes; 20] = [
     FETCHED,
     INBOX,
     OUTBOX,
+    APPROVALS,
+    ORGS,
     RECEIPTS,
     DEADLINES,
     CHUNK_REFS,
@@ -303,6 +310,7 @@ fn mailbox_table(which: Mailbox) -> Bytes {
     match which {
         Mailbox::Inbox => INBOX,
         Mailbox::Outbox => OUTBOX,
+        Mailbox::Approvals => APPROVALS,
     }
 }
 
@@ -327,6 +335,14 @@ impl<S: Source> Read for View<S> {
 
     fn users(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<UserRecord>> {
         self.scan(USERS, after.map(|u| u.as_str().as_bytes()), limit, "user")
+    }
+
+    fn org(&self, id: &OrgId) -> Result<Option<OrgRecord>> {
+        self.get(ORGS, id.as_str().as_bytes(), "organisation")
+    }
+
+    fn orgs(&self) -> Result<Vec<OrgRecord>> {
+        self.scan(ORGS, None, usize::MAX, "organisation")
     }
 
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>> {

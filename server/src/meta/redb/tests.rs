@@ -92,17 +92,18 @@ fn a_schema_1_store_is_migrated_once_keeping_every_record_and_manifest() {
         for (id, manifest) in [(sealed, Some(&m)), (uploading, None)] {
             let rec = r.transfer(&id).unwrap().unwrap();
             let (want, _) = v1(id, manifest.cloned()).split();
-            assert_eq!(enc(&rec), enc(&want), "record of {id} changed");
+            assert_eq!(enc(&rec), enc(&TransferRecord::from(want)), "record of {id} changed");
+            assert!(rec.approvers.is_empty() && rec.policy.is_none(), "schema 3 fields start empty");
             assert_eq!(r.manifest(&id).unwrap().as_ref(), manifest);
         }
     }
     let db = Database::create(&path).unwrap();
     let tx = db.begin_write().unwrap();
-    tx.open_table(META).unwrap().insert(SCHEMA_KEY, 3u64.to_be_bytes().as_slice()).unwrap();
+    tx.open_table(META).unwrap().insert(SCHEMA_KEY, 4u64.to_be_bytes().as_slice()).unwrap();
     tx.commit().unwrap();
     drop(db);
     let Err(e) = RedbMeta::open(&path) else { panic!("a newer schema was opened") };
-    assert!(matches!(e, OpenError::NewerSchema { found: 3, supported: 2 }), "{e:?}");
+    assert!(matches!(e, OpenError::NewerSchema { found: 4, supported: 3 }), "{e:?}");
     assert!(ServerError::from(e).to_string().contains("newer exhibitd"));
 }
 
@@ -113,10 +114,19 @@ fn redb2_file(path: &Path) {
     const M: redb2::TableDefinition<&[u8], &[u8]> = redb2::TableDefinition::new("meta");
     let db = redb2::Database::create(path).unwrap();
     let tx = db.begin_write().unwrap();
-    tx.open_table(T)
-        .unwrap()
-        .insert(b"alice".as_slice(), enc(&crate::meta::conformance::user("alice")).as_slice())
-        .unwrap();
+    let u = crate::meta::conformance::user("alice");
+    let old = legacy::UserRecordV2 {
+        user: u.user,
+        display_name: u.display_name,
+        org: u.org,
+        role: u.role,
+        email: u.email,
+        enrolled_at: u.enrolled_at,
+        revoked_at: u.revoked_at,
+        entry: u.entry,
+        cert_hash: u.cert_hash,
+    };
+    tx.open_table(T).unwrap().insert(b"alice".as_slice(), enc(&old).as_slice()).unwrap();
     tx.open_table(M).unwrap().insert(SCHEMA_KEY, 2u64.to_be_bytes().as_slice()).unwrap();
     tx.commit().unwrap();
     drop(db);

@@ -5,13 +5,18 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use redb::WriteTransaction;
 
 use super::*;
-use crate::core::records::{AlertRecord, CodeRecord, Due, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, Read, Result, Tx};
 
 impl Tx for View<WriteTransaction> {
     fn put_user(&mut self, rec: &UserRecord) -> Result<()> {
         self.0.t(USERS)?.insert(rec.user.as_str().as_bytes(), enc(rec).as_slice())?;
+        Ok(())
+    }
+
+    fn put_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        self.0.t(ORGS)?.insert(rec.org.id.as_str().as_bytes(), enc(rec).as_slice())?;
         Ok(())
     }
 
