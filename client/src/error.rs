@@ -54,6 +54,10 @@ pub enum ClientError {
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),
+    /// The disclosure rules refuse this send (or the recipient's client
+    /// refuses what arrived); nothing was uploaded or written.
+    #[error("refused: {0}")]
+    Disclosure(String),
 }
 
 impl ClientError {

@@ -24,6 +24,7 @@ const AGE_KEY: &str = "age.key";
 const SIGNING_KEY: &str = "signing.key";
 const ENTRY: &str = "entry.json";
 const PINS: &str = "pins.json";
+const CONFIRMED_ORGS: &str = "confirmed-orgs.json";
 
 /// A key directory.
 #[derive(Clone, Debug)]
@@ -41,6 +42,7 @@ pub struct ClientConfig {
 }
 
 /// Everything loaded from a key directory.
+#[derive(Clone)]
 pub struct Profile {
     /// Settings.
     pub config: ClientConfig,
@@ -199,6 +201,13 @@ impl Home {
         self.write(CONFIG, text.as_bytes())
     }
 
+    /// Replace our signed entry with the authority's newer one (same keys:
+    /// the organisation or roles changed), atomically.
+    pub fn set_entry(&self, entry: &SignedEntry) -> Result<(), ClientError> {
+        let bytes = serde_json::to_vec_pretty(entry).map_err(|e| ClientError::Config(e.to_string()))?;
+        self.write(ENTRY, &bytes)
+    }
+
     /// Replace the client certificate (renewal), atomically.
     pub fn set_tls_cert(&self, der: &[u8]) -> Result<(), ClientError> {
         self.write(TLS_CERT, der)
@@ -239,6 +248,22 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(ClientError::Io { context: "reading pins.json".into(), source: e }),
         }
+    }
+
+    /// Organisations this user has confirmed sending to (the first send
+    /// to each asks).
+    pub fn confirmed_orgs(&self) -> Result<std::collections::BTreeSet<String>, ClientError> {
+        match std::fs::read(self.dir.join(CONFIRMED_ORGS)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| ClientError::Config(format!("{CONFIRMED_ORGS}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(ClientError::Io { context: format!("reading {CONFIRMED_ORGS}"), source: e }),
+        }
+    }
+
+    /// Save the confirmed organisations.
+    pub fn save_confirmed_orgs(&self, orgs: &std::collections::BTreeSet<String>) -> Result<(), ClientError> {
+        let b = serde_json::to_vec_pretty(orgs).map_err(|e| ClientError::Config(e.to_string()))?;
+        self.write(CONFIRMED_ORGS, &b)
     }
 
     /// Save pins.

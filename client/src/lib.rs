@@ -19,6 +19,7 @@ pub mod error;
 pub mod home;
 pub mod human;
 pub mod journal;
+pub mod labels;
 pub mod ops;
 pub mod progress;
 pub mod session;

@@ -80,8 +80,10 @@ fn readme_worked_example() {
     let who = env.json("admin", &["whoami"]);
     assert_eq!(who["role"], "admin");
 
-    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "Kent Police", "--role", "evidence-unit"]);
-    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "CPS", "--role", "caseworker"]);
+    env.ok("admin", &["admin", "org", "add", "kent-police", "--name", "Kent Police", "--kind", "police"]);
+    env.ok("admin", &["admin", "org", "add", "cps-se", "--name", "CPS South East", "--kind", "cps"]);
+    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "kent-police", "--role", "evidence-unit"]);
+    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "cps-se", "--role", "caseworker"]);
     env.enrol("alice", a["code"].as_str().unwrap());
     env.enrol("bob", b["code"].as_str().unwrap());
     let users = env.json("admin", &["admin", "user", "list"]);
@@ -93,12 +95,26 @@ fn readme_worked_example() {
     std::fs::create_dir_all(src.join("interviews")).unwrap();
     std::fs::write(src.join("interviews/ABE-1.mp4"), vec![7u8; 5_000_000]).unwrap();
     std::fs::write(src.join("statement.pdf"), b"%PDF-1.7").unwrap();
-    let sent =
-        env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--case", "OP7", "--ack-within", "2h"]);
+    // A first send to an organisation, with no terminal to ask on and no
+    // --yes, is refused before anything is uploaded.
+    let refused = env.run("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--case", "OP7"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("first send") && err.contains("CPS South East (cps)") && err.contains("--yes"), "{err}");
+    assert_eq!(env.json("alice", &["outbox"]).as_array().unwrap().len(), 0);
+    let sent = env
+        .json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--case", "OP7", "--ack-within", "2h", "--yes"]);
     let t = sent["transfer"].as_str().unwrap().to_owned();
     assert_eq!(t.len(), 32);
+    assert_eq!(sent["recipients"][0]["org_kind"], "cps");
+    assert_eq!(sent["awaiting_approval"], false);
+    // Confirmed once: the next send to that organisation does not ask.
+    let again = env.run("alice", &["send", src.join("statement.pdf").to_str().unwrap(), "--to", "bob"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
 
     let inbox = env.json("bob", &["inbox"]);
+    let inbox: Vec<serde_json::Value> =
+        inbox.as_array().unwrap().iter().filter(|i| i["transfer"] == t.as_str()).cloned().collect();
     assert_eq!(inbox[0]["transfer"], t.as_str());
     assert_eq!(inbox[0]["case"], "OP7");
     assert_eq!(inbox[0]["recipients"][0]["state"], "sealed");
@@ -109,7 +125,8 @@ fn readme_worked_example() {
     assert_eq!(read_tree(&out.join("case-OP7")), read_tree(&src));
 
     let outbox = env.json("alice", &["outbox"]);
-    assert_eq!(outbox[0]["recipients"][0]["state"], "acknowledged");
+    let mine = outbox.as_array().unwrap().iter().find(|o| o["transfer"] == t.as_str()).unwrap().clone();
+    assert_eq!(mine["recipients"][0]["state"], "acknowledged");
 
     let receipt = env.dir.path().join("receipt.json");
     env.ok("alice", &["receipt", "export", &t, "-o", receipt.to_str().unwrap()]);
@@ -165,14 +182,15 @@ fn bad_input_gets_clear_errors() {
 fn killed_fetch_is_finished_by_resume() {
     let (env, admin_code) = start();
     env.enrol("admin", &admin_code);
-    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "K", "--role", "evidence-unit"]);
-    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "C", "--role", "caseworker"]);
+    env.ok("admin", &["admin", "org", "add", "k", "--name", "K", "--kind", "police"]);
+    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "k", "--role", "evidence-unit"]);
+    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "k", "--role", "caseworker"]);
     env.enrol("alice", a["code"].as_str().unwrap());
     env.enrol("bob", b["code"].as_str().unwrap());
     let src = env.dir.path().join("extract.bin");
     let content: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&src, &content).unwrap();
-    let sent = env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--chunk-size", "16384"]);
+    let sent = env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--chunk-size", "16384", "--yes"]);
     let t = sent["transfer"].as_str().unwrap().to_owned();
 
     let out = env.dir.path().join("received");
@@ -245,4 +263,68 @@ fn ui_prints_a_loopback_url_with_a_token_and_serves_only_with_it() {
     assert!(downloads.is_dir(), "downloads directory created");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// The README's second worked example: a disclosure to the defence,
+/// refused unlabelled, then approved by a second person and verified.
+#[test]
+fn readme_disclosure_example() {
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    env.ok("admin", &["admin", "org", "add", "cps-se", "--name", "CPS South East", "--kind", "cps"]);
+    env.ok("admin", &["admin", "org", "add", "smith-law", "--name", "Smith & Co Solicitors", "--kind", "defence"]);
+    let orgs = env.json("admin", &["admin", "org", "list"]);
+    assert_eq!(orgs.as_array().unwrap().iter().filter(|o| o["external"] == true).count(), 2, "{orgs}");
+    let add =
+        |u: &str, org: &str, role: &str| env.json("admin", &["admin", "user", "add", u, "--org", org, "--role", role]);
+    let b = add("bob", "cps-se", "caseworker");
+    let d = add("dave", "smith-law", "caseworker");
+    let n = add("dana", "cps-se", "caseworker,disclosure-approver");
+    for (who, c) in [("bob", &b), ("dave", &d), ("dana", &n)] {
+        env.enrol(who, c["code"].as_str().unwrap());
+    }
+    let src = env.dir.path().join("case-OP7");
+    std::fs::create_dir_all(src.join("interviews")).unwrap();
+    std::fs::write(src.join("interviews/ABE-1.mp4"), vec![7u8; 300_000]).unwrap();
+    let s = src.to_str().unwrap();
+
+    let refused = env.run("bob", &["send", s, "--to", "dave", "--case", "OP7", "--yes"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("case-OP7/interviews/ABE-1.mp4") && err.contains("Smith & Co Solicitors (defence)"), "{err}");
+    assert_eq!(env.json("bob", &["outbox"]).as_array().unwrap().len(), 0, "a refused send left a transfer");
+
+    let sent = env.json(
+        "bob",
+        &["send", s, "--to", "dave", "--case", "OP7", "--yes", "--material", "interview", "--schedule", "used"]
+            .into_iter()
+            .chain(["--redaction", "redacted", "--victim-details", "no"])
+            .collect::<Vec<_>>(),
+    );
+    let t = sent["transfer"].as_str().unwrap().to_owned();
+    assert_eq!(sent["awaiting_approval"], true);
+    assert_eq!(sent["approvers"][0], "dana");
+    assert_eq!(env.json("dave", &["inbox"]).as_array().unwrap().len(), 0);
+    let early = env.run("dave", &["fetch", &t, "-o", env.dir.path().join("early").to_str().unwrap()]);
+    assert!(!early.status.success());
+
+    let waiting = env.json("dana", &["approvals"]);
+    assert_eq!(waiting[0]["transfer"], t.as_str());
+    let review = env.json("dana", &["approve", &t, "--dry-run"]);
+    assert_eq!(review["recipients"][0]["org_kind"], "defence");
+    assert_eq!(review["items"][0]["labels"], "official-sensitive, interview, used, redacted, no victim details");
+    // Without a terminal, approving needs --yes.
+    assert!(!env.run("dana", &["approve", &t]).status.success());
+    let approved = env.json("dana", &["approve", &t, "--yes"]);
+    assert_eq!(approved["approved"], t.as_str());
+
+    let out = env.dir.path().join("dave-received");
+    env.json("dave", &["fetch", &t, "-o", out.to_str().unwrap()]);
+    assert_eq!(read_tree(&out.join("case-OP7")), read_tree(&src));
+    let receipt = env.dir.path().join("receipt-defence.json");
+    env.ok("bob", &["receipt", "export", &t, "-o", receipt.to_str().unwrap()]);
+    let v = env.json("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
+    assert_eq!(v["summary"]["approved_by"], "dana");
+    let text = env.ok("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
+    assert!(text.contains("approved by  dana"), "{text}");
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use exhibit_proto::directory::Role;
+use exhibit_proto::labels::{Handling, Material, Redaction, Schedule};
+use exhibit_proto::org::{OrgId, OrgKind};
 use exhibit_proto::{TransferId, UserId};
 
 /// exhibit: send evidence encrypted end to end to named recipients, with
@@ -83,6 +85,31 @@ pub enum Command {
     /// Chain of custody of a transfer you sent or received, for a court
     /// bundle.
     Custody(CustodyArgs),
+    /// Disclosures outside police and CPS waiting for your approval (for
+    /// disclosure approvers).
+    Approvals,
+    /// Review a disclosure waiting for your approval (recipients, labels,
+    /// note, items) and approve it with your signature; it is then
+    /// released to its recipients.
+    Approve {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Approve without asking (after reviewing it with `--dry-run`).
+        #[arg(long)]
+        yes: bool,
+        /// Only show the review.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Refuse a disclosure waiting for your approval; its recipients never
+    /// see it.
+    Refuse {
+        /// Transfer id.
+        transfer: TransferId,
+        /// Why (shown to the sender and kept in the chain of custody).
+        #[arg(long)]
+        reason: String,
+    },
     /// Administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -126,6 +153,43 @@ pub struct SendArgs {
     /// Plaintext chunk size in bytes.
     #[arg(long, default_value_t = exhibit_proto::limits::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u32,
+    /// Handling of every item: official or official-sensitive (default).
+    #[arg(long, value_name = "HANDLING")]
+    pub handling: Option<Handling>,
+    /// What the items are: interview, device-extract, bwv, cctv, document
+    /// or other (default).
+    #[arg(long, value_name = "MATERIAL")]
+    pub material: Option<Material>,
+    /// Schedule: used, unused-non-sensitive (MG6C) or unused-sensitive
+    /// (MG6D). Required for recipients outside police and CPS, who never
+    /// receive unused-sensitive material.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<Schedule>,
+    /// Redaction: unredacted (default), redacted or reviewed-none-needed.
+    /// Recipients outside police and CPS receive no unredacted item.
+    #[arg(long, value_name = "REDACTION")]
+    pub redaction: Option<Redaction>,
+    /// Whether the items carry victims' or witnesses' personal details
+    /// (default: yes, until you say otherwise). Recipients outside police
+    /// and CPS receive none that do.
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    pub victim_details: Option<bool>,
+    /// Labels for named items, one per line: `PATH = LABEL …` (e.g.
+    /// `extract/sms.db = redacted used no-victim-details`); other items
+    /// keep the labels above.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Do not ask before a first send to an organisation (for scripts).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err("expected yes or no".into()),
+    }
 }
 
 /// `exhibit custody` and `exhibit admin custody`.
@@ -184,6 +248,10 @@ pub enum AdminCommand {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Organisations: police forces, CPS areas, defence firms, probation,
+    /// courts.
+    #[command(subcommand)]
+    Org(OrgCommand),
     /// Alerts: open ones, or acknowledge one.
     Alerts {
         /// Include acknowledged alerts.
@@ -236,6 +304,37 @@ pub enum AlertAction {
     },
 }
 
+/// `exhibit admin org …`.
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Add an organisation.
+    Add {
+        /// Organisation id (a-z, 0-9, '.', '_', '-'), e.g. smith-law.
+        id: OrgId,
+        /// Name shown to people.
+        #[arg(long)]
+        name: String,
+        /// police, cps, defence, probation, court or other. Police and CPS
+        /// are internal; the others receive only what the disclosure rules
+        /// allow, with a second person's approval.
+        #[arg(long)]
+        kind: OrgKind,
+    },
+    /// Change an organisation's name or kind (audited).
+    Set {
+        /// Organisation id.
+        id: OrgId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New kind.
+        #[arg(long)]
+        kind: Option<OrgKind>,
+    },
+    /// List organisations.
+    List,
+}
+
 /// `exhibit admin user …`.
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
@@ -243,12 +342,13 @@ pub enum UserCommand {
     Add {
         /// User id (a-z, 0-9, '.', '_', '-').
         user: UserId,
-        /// Organisation.
+        /// Organisation id (see `exhibit admin org list`).
         #[arg(long)]
         org: String,
-        /// evidence-unit, caseworker or admin.
-        #[arg(long)]
-        role: Role,
+        /// evidence-unit, caseworker, admin or disclosure-approver; repeat
+        /// or separate with commas for several.
+        #[arg(long, required = true, value_delimiter = ',')]
+        role: Vec<Role>,
         /// Display name (default: the user id).
         #[arg(long)]
         name: Option<String>,

@@ -10,11 +10,15 @@ use exhibit_proto::{TransferId, UserId};
 use serde_json::json;
 
 pub use self::args::{
-    AdminCommand, AlertAction, AuditCommand, Cli, Command, CustodyArgs, ReceiptCommand, SendArgs, UserCommand,
+    AdminCommand, AlertAction, AuditCommand, Cli, Command, CustodyArgs, OrgCommand, ReceiptCommand, SendArgs,
+    UserCommand,
 };
 use crate::error::ClientError;
 use crate::home::Home;
-use crate::ops::{admin, audit, custody, directory, enrol, fetch, listing, receipt, renew, resume, send};
+use crate::labels::LabelPlan;
+use crate::ops::{
+    admin, approvals, audit, custody, directory, enrol, fetch, listing, orgs, receipt, renew, resume, send,
+};
 
 /// How the command prints.
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +57,12 @@ impl Cli {
                 print::revoked(&transfer.to_string(), &custody::revoke(&home, transfer).await?, o.json)
             }
             Command::Custody(a) | Command::Admin(AdminCommand::Custody(a)) => custody_cmd(&home, o, a).await,
+            Command::Approvals => print::approvals(&approvals::waiting(&home).await?, o.json),
+            Command::Approve { transfer, yes, dry_run } => approve_cmd(&home, o, transfer, yes, dry_run).await,
+            Command::Refuse { transfer, reason } => {
+                approvals::refuse(&home, transfer, reason).await?;
+                print::line(&json!({"refused": transfer.to_string()}), &format!("transfer {transfer} refused"), o.json)
+            }
             Command::Admin(c) => admin_cmd(&home, o, c).await,
             Command::Ui { listen, downloads, open } => ui(home, o, listen, downloads, open).await,
         }
@@ -82,6 +92,26 @@ async fn send_cmd(home: &Home, o: Out, a: SendArgs) -> Result<(), ClientError> {
     opts.include_self = !a.no_self;
     opts.chunk_size = a.chunk_size;
     opts.progress = o.progress;
+    let mut base = exhibit_proto::labels::Labels::default();
+    base.handling = a.handling.unwrap_or(base.handling);
+    base.material = a.material.unwrap_or(base.material);
+    base.schedule = a.schedule.or(base.schedule);
+    base.redaction = a.redaction.unwrap_or(base.redaction);
+    base.victim_details = a.victim_details.unwrap_or(base.victim_details);
+    opts.labels = match &a.labels {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(ClientError::io(format!("reading {}", f.display())))?;
+            LabelPlan::parse(base, &text, f)?
+        }
+        None => LabelPlan { base, ..LabelPlan::default() },
+    };
+    opts.confirm = if a.yes {
+        send::Confirm::Yes
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        send::Confirm::Ask(ask)
+    } else {
+        send::Confirm::Refuse
+    };
     opts.ack_within_secs = a
         .ack_within
         .as_deref()
@@ -89,6 +119,39 @@ async fn send_cmd(home: &Home, o: Out, a: SendArgs) -> Result<(), ClientError> {
         .transpose()
         .map_err(|e| ClientError::Usage(format!("--ack-within: {e}")))?;
     print::sent(&send::send(home, opts).await?, o.json)
+}
+
+/// Ask a yes/no question on the terminal (stderr, stdin).
+fn ask(question: &str) -> bool {
+    eprint!("{}\n[y/N] ", exhibit_proto::text::escape_lines(question));
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+async fn approve_cmd(home: &Home, o: Out, transfer: TransferId, yes: bool, dry_run: bool) -> Result<(), ClientError> {
+    if dry_run {
+        return print::review(&approvals::review(home, transfer).await?, o.json);
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !yes && !terminal {
+        return Err(ClientError::Usage(
+            "approve on a terminal, or review it with --dry-run and then approve with --yes".into(),
+        ));
+    }
+    let (review, approved) = approvals::approve(home, transfer, |r| {
+        if yes {
+            return true;
+        }
+        let _ = print::review(r, false);
+        ask("Approve this disclosure with your signature?")
+    })
+    .await?;
+    if !approved {
+        return Err(ClientError::Usage("not approved; nothing changed".into()));
+    }
+    let to: Vec<&str> = review.recipients.iter().map(|p| p.user.as_str()).collect();
+    let text = format!("transfer {transfer} approved and released to {}", to.join(", "));
+    print::line(&json!({"approved": transfer.to_string(), "review": review}), &text, o.json)
 }
 
 async fn fetch_cmd(home: &Home, o: Out, transfer: TransferId, out: PathBuf) -> Result<(), ClientError> {
@@ -148,9 +211,34 @@ async fn custody_cmd(home: &Home, o: Out, a: CustodyArgs) -> Result<(), ClientEr
 
 async fn admin_cmd(home: &Home, o: Out, c: AdminCommand) -> Result<(), ClientError> {
     match c {
+        AdminCommand::Org(OrgCommand::Add { id, name, kind }) => {
+            orgs::put(home, id.clone(), name.clone(), kind, false).await?;
+            let j = json!({"org": id.to_string(), "name": name, "kind": kind.as_str()});
+            print::line(
+                &j,
+                &format!("organisation {id} added: {} ({kind})", exhibit_proto::text::escape(&name)),
+                o.json,
+            )
+        }
+        AdminCommand::Org(OrgCommand::Set { id, name, kind }) => {
+            let old = orgs::list(home)
+                .await?
+                .into_iter()
+                .find(|x| x.id == id)
+                .ok_or_else(|| ClientError::Usage(format!("no organisation {id}")))?;
+            let (name, kind) = (name.unwrap_or(old.name), kind.unwrap_or(old.kind));
+            orgs::put(home, id.clone(), name.clone(), kind, true).await?;
+            let j = json!({"org": id.to_string(), "name": name, "kind": kind.as_str()});
+            print::line(
+                &j,
+                &format!("organisation {id} is now {} ({kind})", exhibit_proto::text::escape(&name)),
+                o.json,
+            )
+        }
+        AdminCommand::Org(OrgCommand::List) => print::orgs(&orgs::list(home).await?, o.json),
         AdminCommand::User(UserCommand::Add { user, org, role, name, email }) => {
             let name = name.unwrap_or_else(|| user.to_string());
-            let (code, expires) = admin::add_user(home, user.clone(), name, org, role, email).await?;
+            let (code, expires) = admin::add_user(home, user.clone(), name, org, &role, email).await?;
             let what = format!("one-time enrolment code for {user}");
             let j = json!({"user": user.to_string(), "code": code, "expires_at": expires});
             print::one_time(&code, &what, expires, j, o.json)

@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use exhibit_proto::directory::DirectoryEntry;
-use exhibit_proto::frame::{AlertInfo, RecipientState, TransferInfo, UserInfo};
+use exhibit_proto::frame::{AlertInfo, RecipientState, TransferInfo, TransferState, UserInfo};
+use exhibit_proto::org::Org;
 use exhibit_proto::receipt::{ReceiptBundle, ReceiptSummary};
 use exhibit_proto::text::{escape, escape_lines, is_unsafe};
 use serde_json::json;
@@ -18,6 +19,7 @@ use serde_json::json;
 use crate::error::ClientError;
 use crate::home::Profile;
 use crate::human::{format_size, format_time};
+use crate::ops::approvals::Review;
 use crate::ops::audit::VerifyReport;
 use crate::ops::fetch::FetchOutcome;
 use crate::ops::resume::Step;
@@ -83,8 +85,12 @@ fn transfer_json(t: &TransferInfo) -> serde_json::Value {
     json!({
         "transfer": t.transfer.to_string(),
         "sender": t.sender.to_string(),
-        "state": format!("{:?}", t.state).to_lowercase(),
+        "state": t.state.as_str(),
         "case": t.case_ref,
+        "approvers": t.approvers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "decision": t.decision.as_ref().map(|d| json!({
+            "approved": d.approved, "by": d.by.to_string(), "at": d.at, "reason": d.reason,
+        })),
         "items": t.items,
         "bytes": t.bytes,
         "created_at": t.created_at,
@@ -168,15 +174,110 @@ pub fn sent(out: &SendOutcome, as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(&json!({
             "transfer": out.transfer.to_string(), "items": out.items, "bytes": out.bytes,
-            "deadline": out.deadline, "recipients": out.recipients,
+            "deadline": out.deadline, "recipients": out.recipients, "approvers": out.approvers,
+            "awaiting_approval": !out.approvers.is_empty(),
         }));
     }
     for r in &out.recipients {
         let note = if r.newly_pinned { "  (first use: now pinned)" } else { "" };
-        tell!("to {} ({}, {}) key {}{note}", r.user, cell(&r.display_name), cell(&r.org), r.fingerprint);
+        tell!(
+            "to {} ({}, {}, {}) key {}{note}",
+            r.user,
+            cell(&r.display_name),
+            cell(&r.org),
+            r.org_kind,
+            r.fingerprint
+        );
     }
     say!("{}", out.transfer);
-    tell!("sealed: {} file(s), {}; acknowledge by {}", out.items, format_size(out.bytes), format_time(out.deadline));
+    if out.approvers.is_empty() {
+        tell!(
+            "sealed: {} file(s), {}; acknowledge by {}",
+            out.items,
+            format_size(out.bytes),
+            format_time(out.deadline)
+        );
+    } else {
+        tell!(
+            "sealed: {} file(s), {}; awaiting a disclosure approver ({}) before its recipients can see it",
+            out.items,
+            format_size(out.bytes),
+            out.approvers.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn orgs(list: &[Org], as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(
+            &list
+                .iter()
+                .map(|o| json!({"org": o.id.to_string(), "name": o.name, "kind": o.kind.as_str(), "external": o.kind.is_external()}))
+                .collect::<Vec<_>>(),
+        );
+    }
+    if list.is_empty() {
+        say!("no organisations");
+    }
+    for o in list {
+        let side = if o.kind.is_external() { "external" } else { "internal" };
+        say!("{:<24} {:<10} {:<9} {}", o.id.as_str(), o.kind.as_str(), side, cell(&o.name));
+    }
+    Ok(())
+}
+
+pub fn approvals(list: &[TransferInfo], as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(&list.iter().map(transfer_json).collect::<Vec<_>>());
+    }
+    if list.is_empty() {
+        say!("nothing waits for your approval");
+    }
+    for t in list {
+        let since = t.sealed_at.unwrap_or(t.created_at);
+        let to: Vec<&str> = t.recipients.iter().map(|r| r.user.as_str()).collect();
+        say!(
+            "{}  from {}  to {}  case {}  waiting since {}",
+            t.transfer,
+            t.sender,
+            to.join(", "),
+            cell(t.case_ref.as_deref().unwrap_or("-")),
+            format_time(since)
+        );
+    }
+    Ok(())
+}
+
+pub fn review(r: &Review, as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(r);
+    }
+    let person = |p: &crate::ops::approvals::Person| {
+        format!("{} ({}), {} ({}), key {}", cell(&p.name), p.user, cell(&p.org), p.org_kind, p.fingerprint)
+    };
+    say!("transfer     {}", r.transfer);
+    say!("from         {}", person(&r.sender));
+    for p in &r.recipients {
+        say!("to           {}", person(p));
+    }
+    say!("case         {}", cell(r.case_ref.as_deref().unwrap_or("-")));
+    if let Some(n) = &r.note {
+        say!("note         {}", escape_lines(n));
+    }
+    say!("items        {}, {}", r.item_count, format_size(r.bytes));
+    for l in &r.label_sets {
+        say!("labels       {l}");
+    }
+    for i in &r.items {
+        say!("  {}  {}  [{}]", cell(&i.path), format_size(i.size), i.labels);
+    }
+    if r.item_count > r.items.len() {
+        say!("  … and {} more", r.item_count - r.items.len());
+    }
+    if let Some(why) = &r.refusal {
+        say!("REFUSED BY THE RULES: {}", cell(why));
+    }
     Ok(())
 }
 
@@ -199,12 +300,34 @@ pub fn transfers_text(list: &[TransferInfo]) -> String {
         let when = t.sealed_at.map_or_else(|| "uploading".to_owned(), format_time);
         let case = cell(t.case_ref.as_deref().unwrap_or("-"));
         let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, t.sender);
+        match (&t.state, &t.decision) {
+            (TransferState::AwaitingApproval, _) => {
+                let _ = writeln!(o, "    awaiting approval by one of {}", join_ids(&t.approvers));
+            }
+            (_, Some(d)) if d.approved => {
+                let _ = writeln!(o, "    approved by {} at {}", d.by, format_time(d.at));
+            }
+            (_, Some(d)) => {
+                let _ = writeln!(
+                    o,
+                    "    REFUSED by {} at {}: {}",
+                    d.by,
+                    format_time(d.at),
+                    cell(d.reason.as_deref().unwrap_or("-"))
+                );
+            }
+            _ => {}
+        }
         for r in &t.recipients {
             let at = r.at.map(format_time).unwrap_or_default();
             let _ = writeln!(o, "    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
         }
     }
     escape_lines(&o).into_owned()
+}
+
+fn join_ids(ids: &[exhibit_proto::UserId]) -> String {
+    ids.iter().map(exhibit_proto::UserId::as_str).collect::<Vec<_>>().join(", ")
 }
 
 pub fn fetched(r: &FetchOutcome, out_dir: &Path, as_json: bool) -> Result<(), ClientError> {
@@ -263,6 +386,10 @@ pub fn receipt(s: &ReceiptSummary, items_checked: Option<usize>, as_json: bool) 
     say!("  manifest     {}", s.manifest_hash);
     say!("  received at  {} (recipient's clock)", format_time(s.received_at));
     say!("  accepted at  {} (server's clock, countersigned)", format_time(s.accepted_at));
+    if let (Some(by), Some(fp)) = (&s.approved_by, &s.approver_fingerprint) {
+        let at = s.approved_at.map(format_time).unwrap_or_default();
+        say!("  approved by  {by} (key {fp}) at {at} (approver's clock, signed)");
+    }
     for (i, h) in s.items.iter().enumerate() {
         say!("  item {i:<7} blake3 {h}");
     }

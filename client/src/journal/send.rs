@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 use crate::home::Home;
+use crate::labels::LabelPlan;
 
 use super::dir;
 
@@ -67,6 +68,12 @@ pub struct Header {
     /// journal, keyed them by file.
     #[serde(default)]
     pub version: u16,
+    /// Each item's labels.
+    #[serde(default)]
+    pub labels: LabelPlan,
+    /// Disclosure approvers it is also sealed to (external recipients).
+    #[serde(default)]
+    pub approvers: Vec<UserId>,
 }
 
 /// The journal format this build writes.
@@ -235,6 +242,8 @@ mod tests {
             roots: vec![],
             items: vec![],
             version: JOURNAL_VERSION,
+            labels: Default::default(),
+            approvers: vec![],
         };
         let mut text = serde_json::to_string(&header).unwrap() + "\n";
         // A line without the hash is what an older exhibit wrote.

@@ -10,20 +10,25 @@ use crate::home::Home;
 use crate::session::pages::all_pages;
 use crate::session::{unexpected, Conn};
 
-/// Create a user; returns the one-time code and when it expires.
+/// Create a user in organisation `org` (an organisation id) with one or
+/// more roles; returns the one-time code and when it expires.
 pub async fn add_user(
     home: &Home,
     user: UserId,
     display_name: String,
     org: String,
-    role: Role,
+    roles: &[Role],
     email: Option<String>,
 ) -> Result<(String, u64), ClientError> {
     text::check(Field::DisplayName, &display_name).map_err(ProtoError::from)?;
-    text::check(Field::Organisation, &org).map_err(ProtoError::from)?;
+    exhibit_proto::org::OrgId::new(&org)?;
+    let Some((&role, more)) = roles.split_first() else {
+        return Err(ClientError::Usage("name at least one role".into()));
+    };
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
-    let r = conn.request(&Request::AdminAddUser { user, display_name, org, role, email }).await?;
+    let req = Request::AdminAddUser { user, display_name, org, role, email, more_roles: more.to_vec() };
+    let r = conn.request(&req).await?;
     conn.close();
     match r {
         Response::CodeIssued { code, expires_at } => Ok((code, expires_at)),

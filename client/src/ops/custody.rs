@@ -30,6 +30,26 @@ pub struct Party {
     pub fingerprint: String,
 }
 
+/// Who approved a disclosure outside police and CPS (signature checked).
+#[derive(Clone, Debug, Serialize)]
+pub struct Approved {
+    /// The approver.
+    pub by: Party,
+    /// When they signed it (their clock).
+    pub approved_at: u64,
+}
+
+/// Who refused a disclosure, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Refused {
+    /// The approver's user id.
+    pub by: String,
+    /// When (server time).
+    pub at: u64,
+    /// Why.
+    pub reason: String,
+}
+
 /// One step from the audit log.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
@@ -56,6 +76,12 @@ pub struct Report {
     pub case_ref: Option<String>,
     /// State now.
     pub state: String,
+    /// The approval that released it (disclosures outside police and CPS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved: Option<Approved>,
+    /// The refusal that stopped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refused>,
     /// Sender.
     pub sender: Party,
     /// Recipients.
@@ -83,7 +109,8 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         _ => None,
     };
     let (head, bytes) = conn.request_body(&Request::Custody { transfer }, len, limits::MAX_MANIFEST).await?;
-    let Response::Custody { transfer: info, mut entries, receipts, sender, recipients, signature, .. } = head else {
+    let Response::Custody { transfer: info, mut entries, receipts, sender, recipients, signature, approval, .. } = head
+    else {
         return Err(unexpected(&head));
     };
     // The reply holds the first entries; the rest follow page by page.
@@ -112,8 +139,17 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         let (_, entry) = rentries.iter().find(|(u, _)| *u == claimed.recipient).ok_or_else(|| {
             ClientError::Verify(format!("receipt from {}, who is not a recipient", claimed.recipient))
         })?;
-        bundles.push(ReceiptBundle::new(manifest.clone(), sender.clone(), entry.clone(), a, &p.authority)?);
+        let bundle =
+            ReceiptBundle::new(manifest.clone(), sender.clone(), entry.clone(), a, approval.clone(), &p.authority)?;
+        bundles.push(bundle);
     }
+    let approved = match &approval {
+        Some((a, e)) => {
+            let (a, e) = exhibit_proto::approval::check(a, e, &sender_entry, vm.manifest(), &vm.hash(), &p.authority)?;
+            Some(Approved { by: party(&e), approved_at: a.approved_at })
+        }
+        None => None,
+    };
     let mut steps = vec![];
     for e in &entries {
         check_entry(e)?;
@@ -130,7 +166,13 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
     let report = Report {
         transfer: transfer.to_string(),
         case_ref: m.case_ref.clone(),
-        state: format!("{:?}", info.state).to_lowercase(),
+        state: info.state.as_str().to_owned(),
+        approved,
+        refused: info.decision.filter(|d| !d.approved).map(|d| Refused {
+            by: d.by.to_string(),
+            at: d.at,
+            reason: d.reason.unwrap_or_default(),
+        }),
         sender: party(&sender_entry),
         recipients: rparties,
         manifest_hash: hex::encode(vm.hash()),

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use exhibit_proto::aligned::Pool;
-use exhibit_proto::details::{Checker, Head, Item, ItemRecord, Placed, Reader};
+use exhibit_proto::details::{Checker, Head, Item, Placed, Reader};
+use exhibit_proto::labels::Labels;
 use exhibit_proto::manifest::MANIFEST_V1;
 use exhibit_proto::{seal, VerifiedManifest};
 use futures_util::StreamExt;
@@ -36,6 +37,7 @@ pub struct Items {
     sizes: Vec<u64>,
     hashes: Vec<[u8; 32]>,
     placed: Vec<Placed>,
+    labels: Vec<Option<Labels>>,
 }
 
 /// A checked relative path, borrowed from [`Items`].
@@ -65,6 +67,8 @@ pub struct ItemRef<'a> {
     pub blake3: [u8; 32],
     /// Where its bytes are.
     pub placed: Placed,
+    /// Its labels (`None`: sent before labels).
+    pub labels: Option<Labels>,
 }
 
 impl Items {
@@ -75,6 +79,7 @@ impl Items {
             sizes: Vec::with_capacity(n),
             hashes: Vec::with_capacity(n),
             placed: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
         }
     }
 
@@ -84,6 +89,7 @@ impl Items {
         self.sizes.push(it.size);
         self.hashes.push(it.blake3);
         self.placed.push(it.placed);
+        self.labels.push(it.labels);
     }
 
     /// How many.
@@ -104,6 +110,7 @@ impl Items {
             size: self.sizes[i],
             blake3: self.hashes[i],
             placed: self.placed[i],
+            labels: self.labels[i],
         }
     }
 
@@ -149,7 +156,7 @@ pub async fn open(conn: &Conn, vm: &VerifiedManifest, identity: &age::x25519::Id
         pool.give(cipher);
         reader.feed(&plain);
         if checker.is_none() {
-            match reader.next::<Head>("sealed details head")? {
+            match reader.head(m.version)? {
                 Some(head) => {
                     // Room for what the (signed) head announces, within reason:
                     // a million items are not grown into by doubling.
@@ -160,7 +167,7 @@ pub async fn open(conn: &Conn, vm: &VerifiedManifest, identity: &age::x25519::Id
             }
         }
         if let Some(c) = checker.as_mut() {
-            while let Some(r) = reader.next::<ItemRecord>("sealed details item")? {
+            while let Some(r) = reader.item(m.version)? {
                 items.push(c.item(r)?);
             }
         }

@@ -45,13 +45,40 @@ pub async fn whoami(home: &Home) -> Result<(Profile, u64), ClientError> {
     let conn = Conn::open(&p).await?;
     let server_view = conn.request(&Request::WhoAmI).await?;
     conn.close();
+    let mut p = p;
     if let Response::WhoAmI { entry } = server_view {
         if entry != p.entry {
-            return Err(ClientError::Verify("the server's entry for you differs from your own".into()));
+            p = refresh_own(home, p, &entry)?;
         }
     }
     let expires = crate::home::cert_expiry(&p.tls_cert)?;
     Ok((p, expires))
+}
+
+/// The server holds a different entry for us: if the authority signed it
+/// and it has our keys (an admin changed our organisation or roles), keep
+/// it; anything else is refused.
+fn refresh_own(home: &Home, mut p: Profile, entry: &SignedEntry) -> Result<Profile, ClientError> {
+    let new = entry
+        .verify(&p.authority)
+        .map_err(|e| ClientError::Verify(format!("the server's entry for you is not the authority's: {e}")))?;
+    if new.user != p.me.user || new.fingerprint() != p.me.fingerprint() {
+        return Err(ClientError::Verify("the server's entry for you differs from your own (other keys)".into()));
+    }
+    home.set_entry(entry)?;
+    p.entry = entry.clone();
+    p.me = new;
+    Ok(p)
+}
+
+/// Our own entry as the directory now has it (organisation and roles may
+/// have changed since enrolment), checked against our keys and kept.
+pub async fn own(conn: &Conn, home: &Home, p: &Profile) -> Result<DirectoryEntry, ClientError> {
+    match conn.request(&Request::WhoAmI).await? {
+        Response::WhoAmI { entry } if entry == p.entry => Ok(p.me.clone()),
+        Response::WhoAmI { entry } => Ok(refresh_own(home, p.clone(), &entry)?.me),
+        r => Err(unexpected(&r)),
+    }
 }
 
 /// Look up exactly `user`.

@@ -2,6 +2,7 @@
 //! [`crate::session`], and returns data: printing is the front doors' job.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod custody;
 pub mod details;
@@ -10,6 +11,7 @@ pub mod enrol;
 pub mod fetch;
 pub mod listing;
 pub mod manifest;
+pub mod orgs;
 pub mod receipt;
 pub mod renew;
 pub mod resume;

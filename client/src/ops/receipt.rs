@@ -44,8 +44,10 @@ pub async fn bundle(
     let (head, bytes) =
         conn.request_body(&Request::GetReceipt { transfer, recipient }, len, limits::MAX_MANIFEST).await?;
     conn.close();
-    let Response::Receipt { signature, sender, recipient, receipt, .. } = head else { return Err(unexpected(&head)) };
-    Ok(ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, &p.authority)?)
+    let Response::Receipt { signature, sender, recipient, receipt, approval, .. } = head else {
+        return Err(unexpected(&head));
+    };
+    Ok(ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, approval, &p.authority)?)
 }
 
 /// Sign and submit our receipt for a transfer whose `items` were all

@@ -26,7 +26,9 @@ use crate::error::ClientError;
 use crate::home::Home;
 use crate::journal::fetch::{write_fetch_journal, FetchHeader, FETCH_JOURNAL_VERSION};
 use crate::ops::details::ItemRef;
-use crate::ops::manifest::verified_manifest;
+use crate::ops::directory;
+use crate::ops::manifest::with_approval;
+use crate::ops::orgs::Orgs;
 use crate::progress::Progress;
 use crate::session::retry::{self, Reconnects};
 use crate::session::{Conn, IN_FLIGHT, POOL_BYTES};
@@ -152,11 +154,23 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     crate::ops::audit::check(&conn, home, &p).await?;
-    let (vm, sender) = verified_manifest(&conn, home, &p, opts.transfer).await?;
+    let (vm, sender, approval) = with_approval(&conn, home, &p, opts.transfer).await?;
     let m = vm.manifest();
     let is_recipient = m.recipients.contains(&p.me.user);
     if !is_recipient && m.sender != p.me.user {
         return Err(ClientError::Verify("this transfer is not addressed to you".into()));
+    }
+    // The disclosure rules, held here too (the server might not): to a
+    // recipient outside police and CPS, only with an approval, and only
+    // items the rules allow (checked once the labels are open).
+    let outside = is_recipient && {
+        let orgs = Orgs::fetch(&conn, &p).await?;
+        orgs.is_external(&directory::own(&conn, home, &p).await?)
+    };
+    if (outside || !m.approvers.is_empty()) && is_recipient && approval.is_none() {
+        return Err(ClientError::Disclosure(
+            "this disclosure reached you without a disclosure approver's approval; nothing written".into(),
+        ));
     }
     let started = std::time::Instant::now();
     let opened = crate::ops::details::open(&conn, &vm, &p.age).await.map_err(|e| match e {
@@ -164,6 +178,20 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
         ClientError::Proto(e) => ClientError::refused(e),
         e => e,
     })?;
+    if outside {
+        for it in opened.items.iter() {
+            let why = match it.labels {
+                None => Some("it carries no labels"),
+                Some(l) => l.external_refusal(),
+            };
+            if let Some(why) = why {
+                return Err(ClientError::Disclosure(format!(
+                    "item {} may not reach your organisation: {why}; nothing written",
+                    it.path.as_str()
+                )));
+            }
+        }
+    }
     let items = Arc::new(opened.items);
     tracing::debug!(items = items.len(), ms = started.elapsed().as_millis() as u64, "sealed details opened");
 

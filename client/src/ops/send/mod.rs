@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::ChunkRef;
 use exhibit_proto::text::{self, Field};
-use exhibit_proto::{limits, seal, ChunkId, ProtoError, TransferId, UserId};
+use exhibit_proto::{limits, seal, ChunkId, DirectoryEntry, ProtoError, TransferId, UserId};
 use serde::Serialize;
 
 use self::read::{collect, mtime, ReadPlan};
@@ -19,7 +19,9 @@ use self::upload::upload;
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
 use crate::journal::send::{Header, Journal};
+use crate::labels::LabelPlan;
 use crate::ops::directory::{self, Pin};
+use crate::ops::orgs::Orgs;
 use crate::session::retry::{self, Reconnects};
 use crate::session::{unexpected, Conn};
 
@@ -45,6 +47,22 @@ pub struct SendOptions {
     pub include_self: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Each item's labels.
+    pub labels: LabelPlan,
+    /// How a first send to an organisation is confirmed.
+    pub confirm: Confirm,
+}
+
+/// How the sender confirms a first send to an organisation (after seeing
+/// each recipient's name, organisation, kind and fingerprint).
+#[derive(Clone, Copy, Debug)]
+pub enum Confirm {
+    /// Confirmed already (`--yes`, or a page that asked).
+    Yes,
+    /// Ask: the question, answered true to go on.
+    Ask(fn(&str) -> bool),
+    /// No one to ask: refuse a first send to an organisation.
+    Refuse,
 }
 
 impl SendOptions {
@@ -59,6 +77,8 @@ impl SendOptions {
             chunk_size: limits::DEFAULT_CHUNK_SIZE,
             include_self: true,
             progress: false,
+            labels: LabelPlan::default(),
+            confirm: Confirm::Yes,
         }
     }
 }
@@ -70,12 +90,17 @@ pub struct RecipientShown {
     pub user: String,
     /// Name.
     pub display_name: String,
-    /// Organisation.
+    /// Organisation (its name, or its id if it has no record).
     pub org: String,
+    /// The organisation's kind (`police`, `cps`, `defence`, …; `unknown`
+    /// without a record).
+    pub org_kind: String,
     /// Key fingerprint.
     pub fingerprint: String,
     /// First time this key was seen (now pinned).
     pub newly_pinned: bool,
+    /// Outside police and CPS: disclosure rules and approval apply.
+    pub external: bool,
 }
 
 /// What was sent.
@@ -95,35 +120,139 @@ pub struct SendOutcome {
     pub chunks_sent: usize,
     /// Times the connection was lost and re-established.
     pub reconnects: u32,
+    /// Disclosure approvers it waits for (empty: released at once).
+    pub approvers: Vec<String>,
 }
 
-/// Resolve recipients: verified against the authority, checked against pins.
-async fn recipients(
-    conn: &Conn,
-    home: &Home,
-    p: &Profile,
-    to: &[UserId],
-    include_self: bool,
-) -> Result<(Vec<RecipientShown>, Vec<age::x25519::Recipient>), ClientError> {
+/// Resolved recipients: as shown, their entries, and the keys to seal to.
+struct Resolved {
+    shown: Vec<RecipientShown>,
+    entries: Vec<DirectoryEntry>,
+    orgs: Orgs,
+}
+
+/// Resolve recipients: verified against the authority, checked against
+/// pins, with their organisations.
+async fn recipients(conn: &Conn, home: &Home, p: &Profile, to: &[UserId]) -> Result<Resolved, ClientError> {
+    let orgs = Orgs::fetch(conn, p).await?;
     let mut entries = vec![];
     let mut shown = vec![];
     for u in to {
         let e = directory::lookup(conn, p, u).await?;
         let pin = directory::check_pin(home, &e)?;
+        let org = orgs.of(&e);
         shown.push(RecipientShown {
             user: e.user.to_string(),
             display_name: e.display_name.clone(),
-            org: e.org.clone(),
+            org: org.map_or_else(|| e.org.clone(), |o| o.name.clone()),
+            org_kind: org.map_or("unknown", |o| o.kind.as_str()).to_owned(),
             fingerprint: e.fingerprint(),
             newly_pinned: pin == Pin::New,
+            external: orgs.is_external(&e),
         });
         entries.push(e);
     }
-    let mut keys: Vec<&str> = entries.iter().map(|e| e.age_recipient.as_str()).collect();
-    if include_self && !to.contains(&p.me.user) {
+    Ok(Resolved { shown, entries, orgs })
+}
+
+/// The keys a send is sealed to: recipients, approvers and (if asked) the
+/// sender.
+fn keys_of(
+    p: &Profile,
+    entries: &[DirectoryEntry],
+    approvers: &[DirectoryEntry],
+    include_self: bool,
+) -> Result<Vec<age::x25519::Recipient>, ClientError> {
+    let mut keys: Vec<&str> = entries.iter().chain(approvers).map(|e| e.age_recipient.as_str()).collect();
+    if include_self && !entries.iter().any(|e| e.user == p.me.user) {
         keys.push(p.me.age_recipient.as_str());
     }
-    Ok((shown, seal::parse_recipients(&keys)?))
+    Ok(seal::parse_recipients(&keys)?)
+}
+
+/// The disclosure rules, before anything is uploaded: to a recipient
+/// outside police and CPS, every item must be scheduled, not unused
+/// sensitive, not unredacted and without victim details, and a disclosure
+/// approver of the sender's organisation (not the sender) must exist; it
+/// is also sealed to them. Returns the approvers' entries (verified and
+/// pinned), empty when every recipient is internal.
+async fn disclosure(
+    conn: &Conn,
+    home: &Home,
+    p: &Profile,
+    r: &Resolved,
+    labels: &LabelPlan,
+    paths: &[&str],
+) -> Result<Vec<DirectoryEntry>, ClientError> {
+    let Some(first) = r.entries.iter().find(|e| r.orgs.is_external(e)) else {
+        return Ok(vec![]);
+    };
+    let to = format!("{} of {}", first.user, r.orgs.describe(first));
+    for path in paths {
+        let l = labels.of(path);
+        if let Some(why) = l.external_refusal() {
+            return Err(ClientError::Disclosure(format!(
+                "item {path} ({}) cannot go to {to}: {why}; nothing was uploaded",
+                l.describe()
+            )));
+        }
+    }
+    let me = directory::own(conn, home, p).await?;
+    let mine = &me.org;
+    let mut approvers: Vec<DirectoryEntry> = directory::list(conn, p, Some(mine.clone()))
+        .await?
+        .into_iter()
+        .filter(|e| {
+            &e.org == mine
+                && e.user != me.user
+                && e.revoked_at.is_none()
+                && e.has_role(exhibit_proto::directory::Role::DisclosureApprover)
+        })
+        .collect();
+    if approvers.is_empty() {
+        return Err(ClientError::Disclosure(format!(
+            "a disclosure to {to} needs a second person's approval, and your organisation ({mine}) has no \
+             disclosure approver but you; ask an admin to give someone the disclosure-approver role; nothing was uploaded"
+        )));
+    }
+    approvers.sort_by(|a, b| a.user.cmp(&b.user));
+    approvers.truncate(limits::MAX_RECIPIENTS.saturating_sub(r.entries.len()).min(16));
+    for a in &approvers {
+        directory::check_pin(home, a)?;
+    }
+    Ok(approvers)
+}
+
+/// A first send to an organisation is confirmed (the recipients were
+/// shown); confirmed organisations are remembered.
+fn confirm_orgs(home: &Home, r: &Resolved, how: Confirm) -> Result<(), ClientError> {
+    let mut known = home.confirmed_orgs()?;
+    let new: Vec<&RecipientShown> =
+        r.shown.iter().zip(&r.entries).filter(|(_, e)| !known.contains(&e.org)).map(|(s, _)| s).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = new
+        .iter()
+        .map(|s| format!("  {} ({}), {} ({}), key {}", s.display_name, s.user, s.org, s.org_kind, s.fingerprint))
+        .collect();
+    let question = format!(
+        "This is your first send to {}:\n{}\nSend to them?",
+        if new.len() == 1 { "this organisation" } else { "these organisations" },
+        list.join("\n")
+    );
+    match how {
+        Confirm::Yes => {}
+        Confirm::Ask(ask) if ask(&question) => {}
+        Confirm::Ask(_) => return Err(ClientError::Usage("not confirmed; nothing was uploaded".into())),
+        Confirm::Refuse => {
+            return Err(ClientError::Usage(format!(
+                "{question}\nconfirm a first send to an organisation on a terminal, or with --yes; nothing was uploaded"
+            )))
+        }
+    }
+    known.extend(r.entries.iter().map(|e| e.org.clone()));
+    home.save_confirmed_orgs(&known)
 }
 
 /// Send files to recipients. Returns once the server has sealed the
@@ -156,7 +285,22 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     let mut to = opts.to.clone();
     to.sort();
     to.dedup();
-    let (shown, keys) = recipients(&conn, home, &p, &to, opts.include_self).await?;
+    let resolved = recipients(&conn, home, &p, &to).await?;
+    let paths: Vec<&str> = sources.iter().map(|s| s.rel.as_str()).collect();
+    let unknown = opts.labels.unknown(paths.iter().copied());
+    if let Some(u) = unknown.first() {
+        return Err(ClientError::Usage(format!(
+            "the labels file names {u}, which is not among the items sent ({} such); nothing was uploaded",
+            unknown.len()
+        )));
+    }
+    let approvers = disclosure(&conn, home, &p, &resolved, &opts.labels, &paths).await?;
+    confirm_orgs(home, &resolved, opts.confirm)?;
+    let policy = opts.labels.summary(paths.iter().copied());
+    drop(paths);
+    let keys = keys_of(&p, &resolved.entries, &approvers, opts.include_self)?;
+    let shown = resolved.shown;
+    let approver_ids: Vec<UserId> = approvers.iter().map(|a| a.user.clone()).collect();
 
     let transfer = TransferId::random();
     let mut header = Header {
@@ -170,13 +314,21 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         roots,
         items: sources,
         version: crate::journal::send::JOURNAL_VERSION,
+        labels: opts.labels.clone(),
+        approvers: approver_ids.clone(),
     };
     let journal = Journal::create(home, &header)?;
     // One list of the files, held by the reader from here on.
     let sources = std::mem::take(&mut header.items);
-    match conn.request(&Request::CreateTransfer { transfer, recipients: to.clone() }).await? {
-        Response::Created => {}
-        r => return Err(unexpected(&r)),
+    let create =
+        Request::CreateTransfer { transfer, recipients: to.clone(), policy: Some(policy), approvers: approver_ids };
+    if let Err(e) = conn.request(&create).await.and_then(|r| match r {
+        Response::Created => Ok(()),
+        r => Err(unexpected(&r)),
+    }) {
+        // Refused before any chunk: the journal has nothing to resume.
+        let _ = std::fs::remove_file(journal.path());
+        return Err(e);
     }
     let roots = std::mem::take(&mut header.roots);
     let plan = ReadPlan::new(roots, sources, header.chunk_size, HashMap::new(), HashMap::new());
@@ -240,7 +392,16 @@ async fn resume_counting(
             )));
         }
     }
-    let (shown, keys) = recipients(&conn, home, &p, &h.to, h.include_self).await?;
+    let resolved = recipients(&conn, home, &p, &h.to).await?;
+    let mut approvers = vec![];
+    for a in &h.approvers {
+        let e = directory::lookup(&conn, &p, a).await?;
+        directory::check_pin(home, &e)?;
+        approvers.push(e);
+    }
+    let keys = keys_of(&p, &resolved.entries, &approvers, h.include_self)?;
+    let shown = resolved.shown;
+    let policy = h.labels.summary(h.items.iter().map(|i| i.rel.as_str()));
     // Which chunks does the server hold?
     let len = |resp: &Response| match resp {
         Response::ChunkList { count } => count.checked_mul(32),
@@ -253,7 +414,13 @@ async fn resume_counting(
         Ok((_, body)) => body.chunks_exact(32).filter_map(|c| c.try_into().ok()).map(ChunkId).collect(),
         Err(e) if e.server_code() == Some(exhibit_proto::frame::ErrorCode::NotFound) => {
             // The transfer never reached the server: start it now.
-            match conn.request(&Request::CreateTransfer { transfer: h.transfer, recipients: h.to.clone() }).await? {
+            let create = Request::CreateTransfer {
+                transfer: h.transfer,
+                recipients: h.to.clone(),
+                policy: Some(policy),
+                approvers: h.approvers.clone(),
+            };
+            match conn.request(&create).await? {
                 Response::Created => Default::default(),
                 r => return Err(unexpected(&r)),
             }

@@ -152,7 +152,10 @@ pub(super) async fn upload(
 
     // The sealed details, each file's record written as it is made, in
     // parts stored as chunks a few at a time: never all in memory at once.
-    let head = details::Head { items: sums.len() as u64, chunk_len: h.chunk_size, note: h.note.clone() };
+    let (label_sets, label_of) = h.labels.sets(plan.sources.iter().map(|s| s.rel.as_str()));
+    let policy = exhibit_proto::labels::PolicySummary::of(&label_sets);
+    let head =
+        details::Head { items: sums.len() as u64, chunk_len: h.chunk_size, note: h.note.clone(), labels: label_sets };
     let mut w = details::Writer::new(&head);
     let (mut parts, mut pending) = (vec![], vec![]);
     for (item, known) in sums.into_iter().enumerate() {
@@ -172,7 +175,16 @@ pub(super) async fn upload(
             }
         };
         let place = plan.places[item];
-        let r = ItemRecord { path: s.rel.clone(), size: s.size, blake3, place, exhibit_ref: None, description: None };
+        let labels = label_of[item];
+        let r = ItemRecord {
+            path: s.rel.clone(),
+            size: s.size,
+            blake3,
+            place,
+            exhibit_ref: None,
+            description: None,
+            labels,
+        };
         pending.extend(w.push(&r));
         if pending.len() >= IN_FLIGHT {
             parts.extend(store_parts(conn, transfer, &recipients, std::mem::take(&mut pending)).await?);
@@ -193,6 +205,8 @@ pub(super) async fn upload(
         details_parts: parts,
         items: vec![],
         details: vec![],
+        policy: Some(policy),
+        approvers: h.approvers.clone(),
     };
     let signed = manifest.sign(&p.signing);
     let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
@@ -214,5 +228,6 @@ pub(super) async fn upload(
         deadline,
         chunks_sent: sent.load(Ordering::Relaxed),
         reconnects: 0,
+        approvers: h.approvers.iter().map(ToString::to_string).collect(),
     })
 }
