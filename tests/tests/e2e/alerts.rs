@@ -143,7 +143,14 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
     // An upload that never seals.
     let conn = Conn::open(&alice.load().unwrap()).await.unwrap();
     let stalled = TransferId::random();
-    conn.request(&Request::CreateTransfer { transfer: stalled, recipients: vec![uid("bob")] }).await.unwrap();
+    conn.request(&Request::CreateTransfer {
+        transfer: stalled,
+        recipients: vec![uid("bob")],
+        policy: None,
+        approvers: vec![],
+    })
+    .await
+    .unwrap();
     clock.advance(2 * HOUR);
     assert_eq!(scan(&f).len(), 1);
     let a = &all_alerts(&f)[0];
@@ -208,7 +215,10 @@ fn start_smtp() -> (u16, Mailbox) {
 }
 
 /// A real HTTP listener that checks the HMAC of every POST.
-fn start_webhook(listener: std::net::TcpListener, secret: &'static str) -> Arc<Mutex<Vec<serde_json::Value>>> {
+pub(crate) fn start_webhook(
+    listener: std::net::TcpListener,
+    secret: &'static str,
+) -> Arc<Mutex<Vec<serde_json::Value>>> {
     let got = Arc::new(Mutex::new(vec![]));
     let server = tiny_http::Server::from_listener(listener, None).unwrap();
     let g = got.clone();

@@ -87,14 +87,20 @@ async fn client_with_certificate_from_another_ca_is_refused() {
 async fn enrolment_codes_are_one_time_and_admin_only() {
     let f = Fixture::start().await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
-    let err = exhibit_client::admin::add_user(&alice, uid("eve"), "Eve".into(), "X".into(), Role::Admin, None)
+    let err = exhibit_client::admin::add_user(&alice, uid("eve"), "Eve".into(), "cps-se".into(), &[Role::Admin], None)
         .await
         .unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::Forbidden));
-    let (code, _) =
-        exhibit_client::admin::add_user(&f.admin, uid("dave"), "Dave".into(), "X".into(), Role::Caseworker, None)
-            .await
-            .unwrap();
+    let (code, _) = exhibit_client::admin::add_user(
+        &f.admin,
+        uid("dave"),
+        "Dave".into(),
+        "cps-se".into(),
+        &[Role::Caseworker],
+        None,
+    )
+    .await
+    .unwrap();
     let pem = std::fs::read(&f.ca).unwrap();
     exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("dave1")), &f.addr, &code, &pem).await.unwrap();
     let err = exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("dave2")), &f.addr, &code, &pem)
@@ -103,11 +109,11 @@ async fn enrolment_codes_are_one_time_and_admin_only() {
     assert_eq!(err.server_code(), Some(ErrorCode::Unauthenticated), "{err}");
     // A pending user's code can be reissued; the old one stops working.
     let (old, _) =
-        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "X".into(), Role::Caseworker, None)
+        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "cps-se".into(), &[Role::Caseworker], None)
             .await
             .unwrap();
     let (new, _) =
-        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "X".into(), Role::Caseworker, None)
+        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "cps-se".into(), &[Role::Caseworker], None)
             .await
             .unwrap();
     let err = exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("erin1")), &f.addr, &old, &pem)
@@ -116,9 +122,10 @@ async fn enrolment_codes_are_one_time_and_admin_only() {
     assert_eq!(err.server_code(), Some(ErrorCode::Unauthenticated), "{err}");
     exhibit_client::enrol::enrol(&exhibit_client::Home::new(f.path("erin2")), &f.addr, &new, &pem).await.unwrap();
     // An enrolled user cannot be added again.
-    let err = exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "X".into(), Role::Caseworker, None)
-        .await
-        .unwrap_err();
+    let err =
+        exhibit_client::admin::add_user(&f.admin, uid("erin"), "E".into(), "cps-se".into(), &[Role::Caseworker], None)
+            .await
+            .unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::Conflict));
     let users = exhibit_client::admin::list_users(&f.admin).await.unwrap();
     assert_eq!(users.iter().filter(|u| u.enrolled_at.is_some()).count(), 4);

@@ -140,7 +140,12 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
     let (a, b) = (bytes(100, 1), bytes(150, 2));
     for (case, (second, wrong_hash)) in [("b.txt", true), ("../b.txt", false)].into_iter().enumerate() {
         let t = TransferId::random();
-        let create = Request::CreateTransfer { transfer: t, recipients: vec![bp.me.user.clone()] };
+        let create = Request::CreateTransfer {
+            transfer: t,
+            recipients: vec![bp.me.user.clone()],
+            policy: None,
+            approvers: vec![],
+        };
         assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
         let put = |plain: Vec<u8>| {
             let cipher = seal::encrypt(&plain, &keys).unwrap();
@@ -157,8 +162,11 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
             place: Place::Packed { chunk: 0, offset },
             exhibit_ref: None,
             description: None,
+            labels: 0,
         };
-        let mut w = details::Writer::new(&Head { items: 2, chunk_len: 4096, note: None });
+        let labels = vec![exhibit_proto::labels::Labels::default()];
+        let policy = Some(exhibit_proto::labels::PolicySummary::of(&labels));
+        let mut w = details::Writer::new(&Head { items: 2, chunk_len: 4096, note: None, labels });
         assert!(w.push(&item("a.txt", 100, hash(&a), 0)).is_empty());
         let second_hash = if wrong_hash { hash(&a) } else { hash(&b) };
         assert!(w.push(&item(second, 150, second_hash, 100)).is_empty());
@@ -176,6 +184,8 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
             details_parts: vec![part],
             items: vec![],
             details: vec![],
+            policy,
+            approvers: vec![],
         };
         let signed = m.sign(&ap.signing);
         let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };

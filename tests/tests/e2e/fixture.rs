@@ -4,10 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use exhibit_client::conn::Conn;
+use exhibit_client::ops::orgs;
 use exhibit_client::{admin, enrol, fetch, send, ClientError, Home};
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails, MANIFEST_V1};
+use exhibit_proto::org::{OrgId, OrgKind};
 use exhibit_proto::{seal, ChunkId, Manifest, SignedManifest, TransferId, UserId};
 use exhibit_server::clock::Clock;
 use exhibit_server::config::Config;
@@ -61,6 +63,11 @@ impl Fixture {
         let admin = Home::new(dir.path().join("home-admin"));
         let pem = std::fs::read(&out.ca).unwrap();
         enrol::enrol(&admin, &addr, &out.admin_code, &pem).await.unwrap();
+        for (id, name, kind) in
+            [("kent-police", "Kent Police", OrgKind::Police), ("cps-se", "CPS South East", OrgKind::Cps)]
+        {
+            orgs::put(&admin, OrgId::new(id).unwrap(), name.into(), kind, false).await.unwrap();
+        }
         Fixture {
             data: data.canonicalize().unwrap(),
             dir,
@@ -109,14 +116,26 @@ impl Fixture {
         self.server = Some(Server::start_with(settings, self.clock.clone(), self.background).await.unwrap());
     }
 
-    /// Create and enrol a user.
+    /// Create and enrol a user: evidence units in Kent Police, everyone
+    /// else in CPS South East.
     pub async fn user(&self, id: &str, role: Role) -> Home {
+        let org = if role == Role::EvidenceUnit { "kent-police" } else { "cps-se" };
+        self.user_in(id, org, &[role]).await
+    }
+
+    /// Add an organisation.
+    pub async fn org(&self, id: &str, name: &str, kind: OrgKind) {
+        orgs::put(&self.admin, OrgId::new(id).unwrap(), name.into(), kind, false).await.unwrap();
+    }
+
+    /// Create and enrol a user of organisation `org` with `roles`.
+    pub async fn user_in(&self, id: &str, org: &str, roles: &[Role]) -> Home {
         let (code, _) = admin::add_user(
             &self.admin,
             uid(id),
             id.to_uppercase(),
-            "Org".into(),
-            role,
+            org.into(),
+            roles,
             Some(format!("{id}@example.test")),
         )
         .await
@@ -215,7 +234,14 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
     let keys = seal::parse_recipients(&[bob_entry.age_recipient.as_str(), ap.me.age_recipient.as_str()]).unwrap();
     let plain = b"evidence".to_vec();
     let t = TransferId::random();
-    conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
+    conn.request(&Request::CreateTransfer {
+        transfer: t,
+        recipients: vec![uid("bob")],
+        policy: None,
+        approvers: vec![],
+    })
+    .await
+    .unwrap();
     let cipher = seal::encrypt(&plain, &keys).unwrap();
     let id = ChunkId::of(&cipher);
     let len = cipher.len() as u32;
@@ -243,6 +269,8 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
         details_parts: vec![],
         items: vec![ManifestItem { chunks: vec![ChunkRef { id, len }] }],
         details: seal::seal_details(&details, &keys).unwrap(),
+        policy: None,
+        approvers: vec![],
     };
     m.sign(&ap.signing)
 }

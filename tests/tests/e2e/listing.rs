@@ -61,6 +61,10 @@ fn record(i: u32, sender: &UserId, to: &UserId, now: u64) -> TransferRecord {
         bytes: 4096,
         chunks: 1,
         ended_at: None,
+        approvers: vec![],
+        policy: None,
+        decision: None,
+        approval: None,
     }
 }
 

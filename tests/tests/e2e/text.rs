@@ -92,8 +92,10 @@ async fn issue25_a_case_stored_before_the_rule_is_shown_escaped_in_custody_and_l
             bytes: m.ciphertext_len(),
             items: m.item_count().map(|n| n as u64),
             case_ref: m.case_ref.clone(),
+            policy: m.policy,
+            approvers: m.approvers.clone(),
         };
-        let fx = lifecycle::seal(&mut rec, &sealing, now, now + 86_400)?;
+        let fx = lifecycle::seal(&mut rec, &sealing, now, now + 86_400, now + 86_400)?;
         tx.put_manifest(&m.transfer, &signed)?;
         tx.put_transfer(&rec)?;
         exhibit_server::app::apply(s, tx, &m.transfer, fx)

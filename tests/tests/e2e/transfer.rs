@@ -336,7 +336,14 @@ async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() 
         let conn = Conn::connect_speaking(&p.config.server, &p.ca_der, identity, &protocols).await.unwrap();
         assert_eq!(conn.takes_offers(), offers, "protocols {protocols:?}");
         let t = TransferId::random();
-        conn.request(&Request::CreateTransfer { transfer: t, recipients: vec![uid("bob")] }).await.unwrap();
+        conn.request(&Request::CreateTransfer {
+            transfer: t,
+            recipients: vec![uid("bob")],
+            policy: None,
+            approvers: vec![],
+        })
+        .await
+        .unwrap();
         let before = budget.granted();
         let big = bytes(exhibit_proto::limits::EAGER_CHUNK as usize * 4, 40 + i as u64);
         let small = bytes(1000, 50 + i as u64);

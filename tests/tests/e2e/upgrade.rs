@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use exhibit_client::{listing, receipt, Home};
 use exhibit_proto::frame::DeliveryState;
+use exhibit_proto::org::OrgKind;
 use exhibit_proto::TransferId;
 use exhibit_server::config::Config;
 use exhibit_server::{Server, SystemClock};
@@ -58,6 +59,23 @@ async fn a_data_directory_from_the_redb_2_release_is_upgraded_and_serves_a_fetch
     let got = fetch_to(&bob, t, &out).await.unwrap();
     assert_eq!(tree(&out), tree(&dir.path().join("sent")), "the fetched files are the ones sent");
     assert!(got.receipt.is_some(), "the server accepted bob's receipt");
+    // Free-text organisations became records (by what their users do), the
+    // users point at them, and bob's client took his re-signed entry (same
+    // keys) when the server showed it.
+    let orgs: Vec<(String, String, OrgKind)> = exhibit_server::app::orgs::list_records(server.state())
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.org.id.to_string(), o.org.name, o.org.kind))
+        .collect();
+    assert_eq!(
+        orgs,
+        [("exhibit".into(), "exhibit".into(), OrgKind::Other), ("test-org".into(), "Test Org".into(), OrgKind::Cps)]
+    );
+    let me = bob.load().unwrap().me;
+    assert_eq!(me.org, "test-org");
+    let r = server.state().meta.read().unwrap();
+    assert_eq!(r.user(&uid("alice")).unwrap().unwrap().org, "test-org");
+    drop(r);
     server.shutdown().await;
     let kept = data.join("meta.redb.format-v2");
     assert_eq!(std::fs::read(&kept).unwrap(), original, "the file as the release left it is kept");

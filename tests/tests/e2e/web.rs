@@ -73,7 +73,7 @@ async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_
         assert!(page.contains("overdue by 1h"), "{page}");
         assert!(page.contains("Open alerts (1)"), "{page}");
         assert!(page.contains("OP-TEST"), "{page}");
-        assert!(page.contains("bob (Org, sealed)"), "waiting for bob: {page}");
+        assert!(page.contains("bob (CPS South East, cps, sealed)"), "waiting for bob: {page}");
         // Overdue transfers come first.
         assert!(page.find("Overdue transfers").unwrap() < page.find("Open alerts").unwrap());
         assert!(!b.source().contains("ABE-interview"), "no file names on the dashboard");
