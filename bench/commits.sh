@@ -33,7 +33,7 @@ one() { # name -> seconds for send + fetch
     local t0 t1 id
     rm -rf "$DIR/out"
     t0=$(date +%s.%N)
-    id=$(X alice send "$ROOT/evidence.bin" --to bob --chunk-size 65536)
+    id=$(X alice send "$ROOT/evidence.bin" --to bob --chunk-size 65536 --yes)
     X bob fetch "$id" -o "$DIR/out" >/dev/null
     t1=$(date +%s.%N)
     cmp -s "$ROOT/evidence.bin" "$DIR/out/evidence.bin" || { echo "fetched file differs" >&2; exit 1; }

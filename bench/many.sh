@@ -61,7 +61,7 @@ mkdir -p "$DIR/untar"
 timed sh -c "rage -d -i '$DIR/rage.key' '$DIR/tar.age' | tar xf - -C '$DIR/untar'"; row "rage -d | tar x" "$T" "$N" "$BYTES" "-"
 ROUND=$(python3 -c "print($TAR + $T)")
 row "round trip (both)" "$ROUND" "$N" "$BYTES" "-"
-warm; timed "$BIN/exhibit" --home "$DIR/alice" send "$DIR/src/extract" --to bob
+warm; timed "$BIN/exhibit" --home "$DIR/alice" send "$DIR/src/extract" --to bob --yes
 TID=$(cat "$DIR/out.txt"); SEND=$T
 row "exhibit send" "$T" "$N" "$BYTES" "client $((RSS / 1024)) MiB"
 timed "$BIN/exhibit" --home "$DIR/bob" fetch "$TID" -o "$DIR/fetched"; FETCH=$T

@@ -107,7 +107,7 @@ for MIB in "${SIZES[@]}"; do
         rm -f "$DIR/scp-copy.bin"
     fi
     warm "$F"; C0=$(server_cpu); D0=$(disk_ms)
-    timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json
+    timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json --yes
     row "exhibit send"; SEND=$T; SEND_RSS=$RSS; SEND_CPU=$CPU; SEND_SRV=$(python3 -c "print($(server_cpu) - $C0)")
     SEND_BUSY=$(busy "$D0" || true)
     TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")

@@ -15,6 +15,7 @@ bench_server() {
     sleep 1
     kill -0 $SERVER 2>/dev/null || { echo "exhibitd did not start (is port $port taken?):" >&2; cat "$DIR/server.log" >&2; exit 1; }
     X admin enrol --server "127.0.0.1:$port" --code "$admin_code" --ca "$CA" >/dev/null
+    X admin admin org add bench --name bench --kind police >/dev/null
     a=$(X admin admin user add alice --org bench --role evidence-unit)
     b=$(X admin admin user add bob --org bench --role caseworker)
     X alice enrol --server "127.0.0.1:$port" --code "$a" --ca "$CA" >/dev/null
