@@ -21,6 +21,7 @@ use crate::home::Profile;
 use crate::human::{format_size, format_time};
 use crate::ops::approvals::Review;
 use crate::ops::audit::VerifyReport;
+use crate::ops::directory::Listed;
 use crate::ops::fetch::FetchOutcome;
 use crate::ops::resume::Step;
 use crate::ops::send::SendOutcome;
@@ -136,33 +137,39 @@ pub fn renewed(expires: u64, as_json: bool) -> Result<(), ClientError> {
     Ok(())
 }
 
-pub fn directory(entries: &[(DirectoryEntry, Option<String>)], as_json: bool) -> Result<(), ClientError> {
+pub fn directory(entries: &[Listed], as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(
             &entries
                 .iter()
-                .map(|(e, pin)| {
+                .map(|l| {
+                    let e = &l.entry;
                     json!({
                         "user": e.user.to_string(), "display_name": e.display_name, "org": e.org,
-                        "role": e.role.as_str(), "fingerprint": e.fingerprint(),
-                        "pinned": pin.as_ref().map(|f| *f == e.fingerprint()),
+                        "org_name": l.org.as_ref().map(|o| o.name.clone()),
+                        "org_kind": l.org.as_ref().map(|o| o.kind.as_str()),
+                        "role": e.role.as_str(), "roles": e.roles().map(|r| r.as_str()).collect::<Vec<_>>(),
+                        "fingerprint": e.fingerprint(),
+                        "pinned": l.pin.as_ref().map(|f| *f == e.fingerprint()),
                     })
                 })
                 .collect::<Vec<_>>(),
         );
     }
-    for (e, pin) in entries {
-        let pin = match pin {
+    for l in entries {
+        let e = &l.entry;
+        let pin = match &l.pin {
             Some(f) if *f == e.fingerprint() => "pinned",
             Some(_) => "KEY CHANGED",
             None => "",
         };
+        let org = l.org.as_ref().map_or_else(|| format!("{} (no record)", e.org), |o| o.label());
         say!(
-            "{:<20} {:<14} {:<24} {:<24} {} {}",
+            "{:<20} {:<24} {:<24} {:<36} {} {}",
             e.user.as_str(),
-            e.role.as_str(),
+            e.roles_shown(),
             cell(&e.display_name),
-            cell(&e.org),
+            cell(&org),
             e.fingerprint(),
             pin
         );

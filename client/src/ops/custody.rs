@@ -24,7 +24,7 @@ pub struct Party {
     pub user: String,
     /// Name.
     pub name: String,
-    /// Organisation.
+    /// Organisation and its kind: "CPS South East (cps)".
     pub org: String,
     /// Key fingerprint.
     pub fingerprint: String,
@@ -115,7 +115,9 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
     };
     // The reply holds the first entries; the rest follow page by page.
     let rest = more_entries(&conn, transfer, entries.last()).await;
+    let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await;
     conn.close();
+    let orgs = orgs?;
     entries.extend(rest?);
     let sender_entry = sender.verify(&p.authority)?;
     let manifest = SignedManifest { bytes, signature };
@@ -123,7 +125,7 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
     let party = |e: &exhibit_proto::DirectoryEntry| Party {
         user: e.user.to_string(),
         name: e.display_name.clone(),
-        org: e.org.clone(),
+        org: orgs.describe(e),
         fingerprint: e.fingerprint(),
     };
     let mut rparties = vec![];

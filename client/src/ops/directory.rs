@@ -23,19 +23,33 @@ pub async fn list(conn: &Conn, p: &Profile, query: Option<String>) -> Result<Vec
 
 /// `exhibit directory`: entries matching `query`, verified, each with
 /// the fingerprint pinned for its user here, if any.
-pub async fn search(home: &Home, query: Option<String>) -> Result<Vec<(DirectoryEntry, Option<String>)>, ClientError> {
+pub async fn search(home: &Home, query: Option<String>) -> Result<Vec<Listed>, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     let entries = list(&conn, &p, query).await;
+    let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await;
     conn.close();
+    let (entries, orgs) = (entries?, orgs?);
     let pins = home.pins()?;
-    Ok(entries?
+    Ok(entries
         .into_iter()
         .map(|e| {
             let pin = pins.get(e.user.as_str()).cloned();
-            (e, pin)
+            let org = orgs.of(&e).cloned();
+            Listed { entry: e, pin, org }
         })
         .collect())
+}
+
+/// A directory entry as `exhibit directory` shows it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// The entry, verified.
+    pub entry: DirectoryEntry,
+    /// The fingerprint pinned for the user here, if any.
+    pub pin: Option<String>,
+    /// Their organisation's record, if it has one (verified).
+    pub org: Option<exhibit_proto::org::Org>,
 }
 
 /// `exhibit whoami`: our own entry, checked against the server's view of
