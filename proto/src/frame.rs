@@ -201,6 +201,10 @@ pub enum AlertKind {
     SchedulerStalled { last_scan: u64 },
     /// The server could not store data (disk full or failing).
     Storage { reason: String },
+    /// A stored chunk of the transfer no longer matches its id (altered,
+    /// cut short or gone), found as it was read for a fetch, a scrub or a
+    /// backup.
+    Corruption { chunk: ChunkId, reason: String },
 }
 
 /// An admin's acknowledgement of an alert.
@@ -280,6 +284,11 @@ pub enum ErrorCode {
     Internal,
     /// The server's storage is full: nothing was stored; retry later.
     StorageFull,
+    /// A stored chunk failed the server's check as it was read (altered,
+    /// cut short or gone): it was not sent, and the sender and the
+    /// server's administrators have been alerted. Retrying will not help
+    /// until it is restored.
+    ChunkDamaged,
 }
 
 /// A user as admins see them.
@@ -325,6 +334,9 @@ pub enum DeliveryState {
     Delivered,
     /// Receipt verified.
     Acknowledged,
+    /// A chunk they still need is damaged on the server: they cannot
+    /// fetch it until it is restored (the sender has been alerted).
+    Damaged,
 }
 
 impl DeliveryState {
@@ -335,6 +347,7 @@ impl DeliveryState {
             DeliveryState::Sealed => "sealed",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Acknowledged => "acknowledged",
+            DeliveryState::Damaged => "damaged",
         }
     }
 }

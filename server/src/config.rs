@@ -70,6 +70,11 @@ pub struct Config {
     /// every connection; past it, offered chunks wait their turn.
     #[serde(default = "default_upload_memory")]
     pub upload_memory: String,
+    /// How fast the scrub re-reads every stored chunk and checks it
+    /// against its id: the time one full pass takes (`7d`: the store's
+    /// size read evenly over a week), or `off`.
+    #[serde(default = "default_scrub_rate")]
+    pub scrub_rate: String,
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
@@ -195,6 +200,9 @@ fn default_smtp_port() -> u16 {
 fn default_smtp_tls() -> String {
     "starttls".into()
 }
+fn default_scrub_rate() -> String {
+    "7d".into()
+}
 fn default_scan() -> String {
     "60s".into()
 }
@@ -267,6 +275,8 @@ pub struct Settings {
     pub download_memory: u64,
     /// Chunk bytes held in memory for uploads at once.
     pub upload_memory: u64,
+    /// Seconds one full scrub pass takes (`None`: no scrub).
+    pub scrub_period: Option<u64>,
 }
 
 impl Config {
@@ -290,6 +300,7 @@ impl Config {
             user_quota: default_quota(),
             download_memory: default_download_memory(),
             upload_memory: default_upload_memory(),
+            scrub_rate: default_scrub_rate(),
             admin_emails: vec![],
             webhook: None,
             smtp: None,
@@ -377,6 +388,15 @@ impl Config {
             },
             download_memory,
             upload_memory,
+            scrub_period: match self.scrub_rate.as_str() {
+                "off" => None,
+                v => match d("scrub_rate", v)? {
+                    0 => {
+                        return Err(ServerError::Setup("config: scrub_rate must be a duration (e.g. 7d) or off".into()))
+                    }
+                    n => Some(n),
+                },
+            },
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod integrity;
 pub mod listings;
 pub mod receipts;
 pub mod transfers;
