@@ -2,7 +2,8 @@
 //! short, deleted) is refused by the server when it is read for a fetch,
 //! alerted through the usual notifiers, recorded in the audit log and
 //! shown to the sender as damaged; the scrub finds one with no fetch at
-//! all, on the injected clock.
+//! all, on the injected clock; a backup goes on past one, lists it and
+//! fails, and a restore of that backup names it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use exhibit_proto::frame::{AlertInfo, AlertKind, DeliveryState, ErrorCode};
 use exhibit_proto::{ChunkId, TransferId};
 use exhibit_server::config::DashboardConfig;
 use exhibit_server::ops::scrub;
-use exhibit_server::{notify, Background, ManualClock};
+use exhibit_server::{backup, notify, Background, ManualClock};
 
 use crate::browser::http;
 use crate::fixture::*;
@@ -224,4 +225,34 @@ async fn the_scrub_finds_a_flipped_chunk_on_schedule_without_any_fetch() {
 
 fn clock_now(f: &Fixture) -> u64 {
     exhibit_server::clock::Clock::now(f.state().clock.as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_goes_past_a_damaged_chunk_lists_it_and_a_restore_names_it() {
+    let mut f = Fixture::start().await;
+    let (_alice, _bob, t) = sent(&f).await;
+    let (path, id) = victim(&f);
+    flip(&path);
+
+    let out = f.dir.path().join("exhibit.backup");
+    let (data, o) = (f.data.clone(), out.clone());
+    let summary = tokio::task::spawn_blocking(move || backup::backup(&data, &o)).await.unwrap().unwrap();
+    assert_eq!(summary.chunks, 10, "every other chunk is in the backup");
+    assert_eq!(summary.damaged.len(), 1, "{summary:?}");
+    assert_eq!((summary.damaged[0].chunk, summary.damaged[0].transfers.clone()), (id, vec![t]));
+    assert!(summary.damaged[0].reason.contains("altered"), "{:?}", summary.damaged[0]);
+    assert!(out.exists(), "the archive was not kept");
+    // The running server alerted it, as a fetch would have.
+    let a = corruption_alerts(&f);
+    assert_eq!(a.len(), 1);
+    assert!(a[0].message.contains("found by a backup"), "{}", a[0].message);
+
+    // A restore puts back everything else and names the missing chunk.
+    let restored = f.dir.path().join("restored");
+    let (o, r) = (out.clone(), restored.clone());
+    let (s, report) = tokio::task::spawn_blocking(move || backup::restore(&o, &r)).await.unwrap().unwrap();
+    assert_eq!(s.damaged, summary.damaged);
+    assert_eq!(report.missing, vec![id.to_string()]);
+    assert!(report.corrupt.is_empty());
+    f.stop().await;
 }
