@@ -427,3 +427,22 @@ impl Settings {
 pub fn to_toml(c: &Config) -> Result<String, ServerError> {
     toml::to_string_pretty(c).map_err(|e| ServerError::Setup(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_rate_is_a_period_or_off_never_zero() {
+        let c = |rate: &str| {
+            let mut c = Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+            c.scrub_rate = rate.into();
+            c.settings(Path::new("/"))
+        };
+        assert_eq!(c("7d").unwrap().scrub_period, Some(7 * 86_400));
+        assert_eq!(Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "x".into()).scrub_rate, "7d");
+        assert_eq!(c("off").unwrap().scrub_period, None);
+        assert!(c("0s").is_err(), "a pass in no time");
+        assert!(c("fast").is_err());
+    }
+}
