@@ -69,7 +69,7 @@ pub enum Found {
 impl fmt::Display for Found {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Found::Fetch(u) => write!(f, "found as {u} fetched it, who was refused it"),
+            Found::Fetch(u) => write!(f, "found when {u} fetched it; not sent"),
             Found::Scrub => write!(f, "found by the scrub"),
             Found::Backup => write!(f, "found by a backup, which holds everything else"),
         }
