@@ -238,6 +238,10 @@ pub enum AlertKind {
     /// A disclosure to an external organisation has waited for approval
     /// past `approve_within`.
     AwaitingApproval { since: u64 },
+    /// A stored chunk of the transfer no longer matches its id (altered,
+    /// cut short or gone), found as it was read for a fetch, a scrub or a
+    /// backup.
+    Corruption { chunk: ChunkId, reason: String },
 }
 
 /// An admin's acknowledgement of an alert.
@@ -317,6 +321,11 @@ pub enum ErrorCode {
     Internal,
     /// The server's storage is full: nothing was stored; retry later.
     StorageFull,
+    /// A stored chunk failed the server's check as it was read (altered,
+    /// cut short or gone): it was not sent, and the sender and the
+    /// server's administrators have been alerted. Retrying will not help
+    /// until it is restored.
+    ChunkDamaged,
 }
 
 /// A user as admins see them.
@@ -394,6 +403,9 @@ pub enum DeliveryState {
     Delivered,
     /// Receipt verified.
     Acknowledged,
+    /// A chunk they still need is damaged on the server: they cannot
+    /// fetch it until it is restored (the sender has been alerted).
+    Damaged,
 }
 
 impl DeliveryState {
@@ -404,6 +416,7 @@ impl DeliveryState {
             DeliveryState::Sealed => "sealed",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Acknowledged => "acknowledged",
+            DeliveryState::Damaged => "damaged",
         }
     }
 }

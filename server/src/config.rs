@@ -74,6 +74,11 @@ pub struct Config {
     /// every connection; past it, offered chunks wait their turn.
     #[serde(default = "default_upload_memory")]
     pub upload_memory: String,
+    /// How fast the scrub re-reads every stored chunk and checks it
+    /// against its id: the time one full pass takes (`7d`: the store's
+    /// size read evenly over a week), or `off`.
+    #[serde(default = "default_scrub_rate")]
+    pub scrub_rate: String,
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
@@ -199,6 +204,9 @@ fn default_smtp_port() -> u16 {
 fn default_smtp_tls() -> String {
     "starttls".into()
 }
+fn default_scrub_rate() -> String {
+    "7d".into()
+}
 fn default_scan() -> String {
     "60s".into()
 }
@@ -277,6 +285,8 @@ pub struct Settings {
     pub download_memory: u64,
     /// Chunk bytes held in memory for uploads at once.
     pub upload_memory: u64,
+    /// Seconds one full scrub pass takes (`None`: no scrub).
+    pub scrub_period: Option<u64>,
 }
 
 impl Config {
@@ -301,6 +311,7 @@ impl Config {
             user_quota: default_quota(),
             download_memory: default_download_memory(),
             upload_memory: default_upload_memory(),
+            scrub_rate: default_scrub_rate(),
             admin_emails: vec![],
             webhook: None,
             smtp: None,
@@ -389,6 +400,15 @@ impl Config {
             },
             download_memory,
             upload_memory,
+            scrub_period: match self.scrub_rate.as_str() {
+                "off" => None,
+                v => match d("scrub_rate", v)? {
+                    0 => {
+                        return Err(ServerError::Setup("config: scrub_rate must be a duration (e.g. 7d) or off".into()))
+                    }
+                    n => Some(n),
+                },
+            },
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),
@@ -418,4 +438,23 @@ impl Settings {
 /// Encode a config as TOML.
 pub fn to_toml(c: &Config) -> Result<String, ServerError> {
     toml::to_string_pretty(c).map_err(|e| ServerError::Setup(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_rate_is_a_period_or_off_never_zero() {
+        let c = |rate: &str| {
+            let mut c = Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+            c.scrub_rate = rate.into();
+            c.settings(Path::new("/"))
+        };
+        assert_eq!(c("7d").unwrap().scrub_period, Some(7 * 86_400));
+        assert_eq!(Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "x".into()).scrub_rate, "7d");
+        assert_eq!(c("off").unwrap().scrub_period, None);
+        assert!(c("0s").is_err(), "a pass in no time");
+        assert!(c("fast").is_err());
+    }
 }

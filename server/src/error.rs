@@ -28,6 +28,13 @@ pub enum ServerError {
     /// Chunk bytes do not hash to the declared id.
     #[error("chunk bytes do not match id {expected} (got {got})")]
     ChunkMismatch { expected: String, got: String },
+    /// A stored chunk failed its check as it was read for a fetch: it was
+    /// not sent, and the damage has been reported.
+    #[error(
+        "chunk {chunk} of transfer {transfer} is damaged on the server ({reason}); it was not sent. The sender and \
+         the server's administrators have been told; it can be fetched once it is restored"
+    )]
+    ChunkDamaged { chunk: exhibit_proto::ChunkId, transfer: exhibit_proto::TransferId, reason: String },
     /// Metadata store failure.
     #[error("metadata store: {0}")]
     Store(String),
@@ -64,6 +71,7 @@ impl ServerError {
             ServerError::Conflict(_) => ErrorCode::Conflict,
             ServerError::ChunkMismatch { .. } => ErrorCode::ChunkMismatch,
             ServerError::StorageFull => ErrorCode::StorageFull,
+            ServerError::ChunkDamaged { .. } => ErrorCode::ChunkDamaged,
             ServerError::Store(_) | ServerError::Io { .. } | ServerError::Setup(_) | ServerError::Stream(_) => {
                 ErrorCode::Internal
             }

@@ -181,6 +181,7 @@ impl Server {
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));
+            tasks.extend(ops::scrub::spawn(state.clone()));
         }
         let dashboard = match &state.settings.config.dashboard {
             Some(cfg) => Some(web::Dashboard::start(state.clone(), cfg)?),

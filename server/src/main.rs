@@ -192,6 +192,15 @@ async fn main() -> anyhow::Result<()> {
                 s.chunk_bytes
             );
             println!("it contains the authority key: store it encrypted, readable only by the operators");
+            if !s.damaged.is_empty() {
+                for d in &s.damaged {
+                    eprintln!("{d}");
+                }
+                bail!(
+                    "{} damaged chunks are not in the backup (listed above and in its summary); every other chunk is",
+                    s.damaged.len()
+                );
+            }
         }
         Command::RotateCert { data, name } => {
             let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
@@ -209,12 +218,23 @@ async fn main() -> anyhow::Result<()> {
             let (f, d) = (from.clone(), data.clone());
             let (s, r) = offline(move || backup::restore(&f, &d)).await?;
             println!(
-                "restored {} chunks and metadata into {}; fsck (every chunk re-hashed): {} referenced, all present",
+                "restored {} chunks and metadata into {}; fsck (every chunk re-hashed): {} referenced, {} missing",
                 s.chunks,
                 data.display(),
-                r.referenced
+                r.referenced,
+                r.missing.len()
             );
             println!("start it with: exhibitd serve --config {}", data.join(CONFIG_FILE).display());
+            if !s.damaged.is_empty() {
+                for d in &s.damaged {
+                    eprintln!("{d}");
+                }
+                bail!(
+                    "{} chunks were damaged when the backup was made and are missing (listed above); restore them \
+                     from an earlier backup, or have the transfers sent again",
+                    s.damaged.len()
+                );
+            }
         }
     }
     Ok(())

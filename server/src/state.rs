@@ -61,6 +61,11 @@ pub struct State {
     pub upload_memory: budget::Budget,
     /// Connections without a user's certificate (they may only enrol).
     pub anonymous: Arc<tokio::sync::Semaphore>,
+    /// Check each chunk read for a fetch against its id (off only for the
+    /// benchmark's baseline, `EXHIBITD_UNCHECKED_READS=1`, and for tests
+    /// showing that the recipient's own checks still catch what the
+    /// server lets through).
+    pub check_reads: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -92,6 +97,9 @@ impl State {
             download_memory: budget::Budget::new(settings.download_memory),
             upload_memory: budget::Budget::new(settings.upload_memory),
             anonymous: Arc::new(tokio::sync::Semaphore::new(ANONYMOUS_CONNECTIONS)),
+            // The benchmark's baseline only: chunks served as read, as the
+            // server did before it checked them.
+            check_reads: std::env::var_os("EXHIBITD_UNCHECKED_READS").is_none_or(|v| v != "1").into(),
             settings,
         }
     }

@@ -136,3 +136,36 @@ fn systemd_unit_verifies() {
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("exhibitd.service")).collect();
     assert!(out.status.success() && ours.is_empty(), "{err}");
 }
+
+/// Issue 25: a chunk the metadata refers to but the store no longer holds
+/// is left out of the backup, which is kept; `exhibitd backup` lists it and
+/// exits non-zero, and so does a restore of that backup, which restores
+/// everything else.
+#[test]
+fn backup_and_restore_list_a_damaged_chunk_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    assert!(exhibitd(&["init", "--data", d, "--listen", "127.0.0.1:0", "--json"]).status.success());
+    let lost = exhibit_proto::ChunkId::of(b"a chunk the disk lost");
+    {
+        let meta = exhibit_server::meta::open(&data.join(exhibit_server::META_FILE)).unwrap();
+        let mut tx = meta.write().unwrap();
+        tx.add_chunk_ref(&lost, 1).unwrap();
+        tx.commit().unwrap();
+    }
+    let out = dir.path().join("b.tar");
+    let b = exhibitd(&["backup", "--data", d, "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&b.stderr);
+    assert!(!b.status.success(), "a backup missing a chunk exited 0");
+    assert!(stderr.contains(&format!("DAMAGED  {lost} (missing from the store)")), "{stderr}");
+    assert!(stderr.contains("1 damaged chunks are not in the backup"), "{stderr}");
+    assert!(out.exists(), "the rest was not kept");
+
+    let restored = dir.path().join("r");
+    let r = exhibitd(&["restore", "--from", out.to_str().unwrap(), "--data", restored.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "a restore missing a chunk exited 0");
+    assert!(stderr.contains(&format!("DAMAGED  {lost}")), "{stderr}");
+    assert!(restored.join(exhibit_server::META_FILE).exists(), "the restore was removed");
+}

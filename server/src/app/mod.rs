@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod audit;
+pub mod integrity;
 pub mod listings;
 pub mod orgs;
 pub mod receipts;

@@ -42,7 +42,15 @@ impl Drop for S3Chunks {
 }
 
 fn s3_err(context: String) -> impl FnOnce(object_store::Error) -> ServerError {
-    move |e| ServerError::Io { context, source: std::io::Error::other(e.to_string()) }
+    move |e| {
+        // An absent object reads as an absent file does, so a missing
+        // chunk is told from a failing store the same way on both.
+        let kind = match e {
+            object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::Other,
+        };
+        ServerError::Io { context, source: std::io::Error::new(kind, e.to_string()) }
+    }
 }
 
 impl S3Chunks {

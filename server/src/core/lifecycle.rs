@@ -275,7 +275,8 @@ pub fn record_fetch(rec: &mut TransferRecord, recipient: &UserId, new_chunk: boo
     if new_chunk {
         r.fetched += 1;
     }
-    if r.fetched >= total && r.state == DeliveryState::Sealed {
+    // Damaged: a chunk was refused them, and has been restored since.
+    if r.fetched >= total && matches!(r.state, DeliveryState::Sealed | DeliveryState::Damaged) {
         r.state = DeliveryState::Delivered;
         r.at = Some(now);
         return vec![Effect::Audit(

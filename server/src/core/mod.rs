@@ -5,6 +5,7 @@
 //! `app` to apply in the same metadata transaction.
 
 pub mod alerts;
+pub mod integrity;
 pub mod lifecycle;
 pub mod policy;
 pub mod records;

@@ -248,6 +248,14 @@ fn chunks_receipts_and_usage(m: &dyn MetaStore) -> Check {
     if ok(r.chunk_ref(&a), "chunk_ref")? != 2 || ok(r.chunk_refs(), "chunk_refs")? != vec![(a, 2)] {
         return fail("chunk_refs lists a chunk with no reference or misses one");
     }
+    let from = |id: ChunkId, n| ok(r.chunk_refs_from(&id, n), "chunk_refs_from");
+    if from(ChunkId([0; 32]), 10)? != vec![(a, 2)]
+        || from(a, 10)? != vec![(a, 2)]
+        || !from(ChunkId([0xff; 32]), 10)?.is_empty()
+        || !from(a, 0)?.is_empty()
+    {
+        return fail("chunk_refs_from does not page the references from an id on");
+    }
     if ok(r.receipt(&t, &bob.user), "receipt")? != Some(receipt) || ok(r.usage(&bob.user), "usage")? != 100 {
         return fail("receipt or usage");
     }

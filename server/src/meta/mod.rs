@@ -112,6 +112,14 @@ pub trait Read {
     fn chunk_ref(&self, id: &ChunkId) -> Result<u64>;
     /// Every referenced chunk and its count.
     fn chunk_refs(&self) -> Result<Vec<(ChunkId, u64)>>;
+    /// Referenced chunks with ids from `from` on (inclusive), in id order,
+    /// at most `limit`: the scrub reads the store a page at a time.
+    fn chunk_refs_from(&self, from: &ChunkId, limit: usize) -> Result<Vec<(ChunkId, u64)>> {
+        let mut all: Vec<_> = self.chunk_refs()?.into_iter().filter(|(id, _)| id >= from).collect();
+        all.sort();
+        all.truncate(limit);
+        Ok(all)
+    }
     /// A recipient's accepted receipt.
     fn receipt(&self, transfer: &TransferId, recipient: &UserId) -> Result<Option<AcceptedReceipt>>;
     /// Ciphertext bytes a user has stored.

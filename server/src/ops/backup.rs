@@ -9,6 +9,12 @@
 //! deletions wait until the chunks are copied. A stopped server's data
 //! directory is read directly.
 //!
+//! A chunk that is damaged in the store (missing, cut short, altered) is
+//! not copied: the backup goes on with the others and lists each damaged
+//! chunk, with the transfers that hold it, in the summary (`damaged`), so
+//! nothing is missing from it without saying so. `exhibitd backup` then
+//! exits non-zero, and a restore of the file names the same chunks.
+//!
 //! The file holds `authority.key`: it is as secret as the data directory.
 
 use std::io::{BufWriter, Read, Write};
@@ -16,13 +22,14 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use exhibit_proto::ChunkId;
+use exhibit_proto::{ChunkId, TransferId};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
 use crate::chunks::{ChunkStore, DeleteGate};
 use crate::config::CONFIG_FILE;
+use crate::core::integrity::{self, Damage, Found};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
 use crate::meta::{MetaStore, META_FILE};
@@ -53,6 +60,29 @@ pub struct Summary {
     pub chunk_bytes: u64,
     /// Bytes of the metadata snapshot.
     pub meta_bytes: u64,
+    /// Chunks the snapshot refers to that were damaged in the store, and
+    /// so are not in the backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedChunk>,
+}
+
+/// A chunk a backup could not copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedChunk {
+    /// Its id.
+    pub chunk: ChunkId,
+    /// What was wrong with it.
+    pub reason: String,
+    /// The transfers that hold it.
+    pub transfers: Vec<TransferId>,
+}
+
+impl std::fmt::Display for DamagedChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t: Vec<String> = self.transfers.iter().map(ToString::to_string).collect();
+        let t = if t.is_empty() { "-".to_owned() } else { t.join(", ") };
+        write!(f, "DAMAGED  {} ({}), transfers {t}", self.chunk, self.reason)
+    }
 }
 
 fn header(size: u64) -> tar::Header {
@@ -73,6 +103,28 @@ pub fn write_archive(
     now: u64,
     out: impl Write,
 ) -> Result<Summary, ServerError> {
+    write_archive_found(store, chunks, gate, data, now, out).map(|(s, _)| s)
+}
+
+/// What a stored chunk read for a backup is, if it is not good.
+fn damage_of(id: &ChunkId, read: Result<Vec<u8>, ServerError>) -> Result<Vec<u8>, Damage> {
+    match read {
+        Ok(bytes) => integrity::check(id, None, &bytes).map(|()| bytes),
+        Err(ServerError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(Damage::Missing),
+        Err(e) => Err(Damage::Unreadable { reason: e.to_string() }),
+    }
+}
+
+/// [`write_archive`], also returning the damage found in each chunk not
+/// copied (the summary holds it in words).
+fn write_archive_found(
+    store: &dyn MetaStore,
+    chunks: &dyn ChunkStore,
+    gate: &DeleteGate,
+    data: &Path,
+    now: u64,
+    out: impl Write,
+) -> Result<(Summary, Vec<(ChunkId, Damage)>), ServerError> {
     let mut tar = tar::Builder::new(out);
     for name in KEY_FILES {
         let path = data.join(name);
@@ -94,27 +146,35 @@ pub fn write_archive(
         let meta_bytes = meta.metadata().map_err(ServerError::io("reading metadata snapshot"))?.len();
         tar.append_data(&mut header(meta_bytes), META_FILE, meta).map_err(ServerError::io("writing backup"))?;
         let _ = std::fs::remove_file(&tmp);
-        let mut s = Summary { format: FORMAT, created_at: now, chunks: 0, chunk_bytes: 0, meta_bytes };
+        let mut s = Summary { format: FORMAT, created_at: now, chunks: 0, chunk_bytes: 0, meta_bytes, damaged: vec![] };
+        let mut found = vec![];
         for id in ids {
-            let bytes = chunks.get(&id)?;
-            if ChunkId::of(&bytes) != id {
-                return Err(ServerError::Store(format!("chunk {id} is corrupt in the store; run exhibitd fsck")));
-            }
+            // A damaged chunk is listed, not copied, and the rest go on.
+            let bytes = match damage_of(&id, chunks.get(&id)) {
+                Ok(bytes) => bytes,
+                Err(damage) => {
+                    let transfers = crate::app::integrity::transfers_with(store.read()?.as_ref(), &id, None)?;
+                    tracing::error!(chunk = %id, %damage, "a damaged chunk is left out of the backup");
+                    s.damaged.push(DamagedChunk { chunk: id, reason: damage.to_string(), transfers });
+                    found.push((id, damage));
+                    continue;
+                }
+            };
             tar.append_data(&mut header(bytes.len() as u64), format!("chunks/{id}"), bytes.as_slice())
                 .map_err(ServerError::io("writing backup"))?;
             s.chunks += 1;
             s.chunk_bytes += bytes.len() as u64;
         }
-        Ok(s)
+        Ok::<_, ServerError>((s, found))
     })();
     let _ = std::fs::remove_file(&tmp);
     gate.release(hold, chunks, |id| store.read().and_then(|r| r.chunk_ref(id)).is_ok_and(|n| n == 0));
-    let summary = copied?;
+    let (summary, found) = copied?;
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| ServerError::Store(e.to_string()))?;
     tar.append_data(&mut header(json.len() as u64), SUMMARY, json.as_slice())
         .map_err(ServerError::io("writing backup"))?;
     tar.into_inner().and_then(|mut o| o.flush()).map_err(ServerError::io("writing backup"))?;
-    Ok(summary)
+    Ok((summary, found))
 }
 
 /// One entry of a backup, checked.
@@ -151,7 +211,7 @@ fn read_archive(
     mut sink: impl FnMut(Item<'_>) -> Result<(), ServerError>,
 ) -> Result<Summary, ServerError> {
     let mut archive = tar::Archive::new(r);
-    let mut seen = Summary { format: FORMAT, created_at: 0, chunks: 0, chunk_bytes: 0, meta_bytes: 0 };
+    let mut seen = Summary { format: FORMAT, created_at: 0, chunks: 0, chunk_bytes: 0, meta_bytes: 0, damaged: vec![] };
     let (mut meta, mut summary) = (false, None);
     for entry in archive.entries().map_err(ServerError::io("reading backup"))? {
         let mut entry = entry.map_err(ServerError::io("reading backup"))?;
@@ -281,7 +341,10 @@ fn now() -> u64 {
 
 /// `exhibitd restore`: unpack a backup into `data` (absent or empty),
 /// restoring chunks into the store its config names, then fsck with every
-/// chunk re-hashed. On failure the half-restored directory is removed.
+/// chunk re-hashed. Chunks the summary lists as damaged when the backup
+/// was made are missing, and reported so (`Summary::damaged`); any other
+/// missing or corrupt chunk fails the restore, and on failure the
+/// half-restored directory is removed.
 pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::ops::fsck::Report), ServerError> {
     if data.exists()
         && std::fs::read_dir(data).map_err(ServerError::io(format!("reading {}", data.display())))?.next().is_some()
@@ -321,10 +384,12 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::ops::fsck::R
         }
         sync_dir(data)?;
         let report = crate::ops::fsck::fsck(data, true)?;
-        if !report.healthy() {
+        let known: std::collections::HashSet<String> = summary.damaged.iter().map(|d| d.chunk.to_string()).collect();
+        let unexplained = report.missing.iter().filter(|m| !known.contains(*m)).count();
+        if unexplained > 0 || !report.corrupt.is_empty() {
             return Err(ServerError::Store(format!(
-                "restored data fails fsck: {} missing, {} corrupt chunks",
-                report.missing.len(),
+                "restored data fails fsck: {unexplained} missing (besides the {} the backup lists as damaged), {} corrupt chunks",
+                known.len(),
                 report.corrupt.len()
             )));
         }
@@ -431,11 +496,24 @@ async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s:
     let r = tokio::task::spawn_blocking(move || {
         let now = state.clock.now();
         let w = BufWriter::with_capacity(1 << 20, std);
-        write_archive(state.meta.as_ref(), state.chunks.as_ref(), &state.deletes, &state.settings.data_dir, now, w)
+        let s = &state;
+        let (summary, found) =
+            write_archive_found(s.meta.as_ref(), s.chunks.as_ref(), &s.deletes, &s.settings.data_dir, now, w)?;
+        // Each damaged chunk is alerted and marked as a fetch would.
+        for (id, damage) in &found {
+            match crate::app::integrity::report(s, id, damage, &Found::Backup, None, now) {
+                Ok(raised) if !raised.is_empty() => s.notify.notify_one(),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, chunk = %id, "could not record a damaged chunk"),
+            }
+        }
+        Ok::<_, ServerError>(summary)
     })
     .await;
     match r {
-        Ok(Ok(s)) => tracing::info!(chunks = s.chunks, bytes = s.chunk_bytes, "backup written"),
+        Ok(Ok(s)) => {
+            tracing::info!(chunks = s.chunks, bytes = s.chunk_bytes, damaged = s.damaged.len(), "backup written")
+        }
         Ok(Err(e)) => tracing::error!(error = %e, "backup failed"),
         Err(e) => tracing::error!(error = %e, "backup task failed"),
     }

@@ -1,5 +1,6 @@
-//! Running the server's data: backup and restore, and the consistency
-//! check of metadata against stored chunks.
+//! Running the server's data: backup and restore, the consistency check
+//! of metadata against stored chunks, and the scrub that re-reads them.
 
 pub mod backup;
 pub mod fsck;
+pub mod scrub;

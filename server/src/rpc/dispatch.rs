@@ -183,10 +183,9 @@ pub(crate) async fn dispatch(
             let held = state.download_memory.hold(&peer.shares.download, len.into()).await?;
             let bytes = blocking(state, move |s| {
                 let recipient = app::transfers::may_fetch(s, &me, &transfer)?;
-                let bytes = s.chunks.get_pooled(&id, &s.buffers)?;
-                if bytes.len() as u64 != u64::from(len) {
-                    tracing::error!(chunk = %id, "stored chunk has the wrong length; run exhibitd fsck");
-                }
+                // Checked against its id as it is read: a damaged chunk is
+                // refused, alerted and marked, never sent.
+                let bytes = app::integrity::read_for_fetch(s, &transfer, &me, &id, len, s.clock.now())?;
                 if recipient {
                     app::transfers::record_fetch(s, &transfer, &me, &id, s.clock.now())?;
                 }

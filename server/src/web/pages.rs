@@ -53,10 +53,39 @@ pub(super) fn metrics(s: &State) -> Result<Page, ServerError> {
         "# TYPE exhibit_alert_scan_duration_seconds gauge\nexhibit_alert_scan_duration_seconds {}\n",
         micros as f64 / 1e6
     );
+    o += &integrity_metrics(s)?;
     Ok(with_headers(
         Response::from_string(o),
         &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
     ))
+}
+
+/// The scrub's progress and the damaged chunks found.
+fn integrity_metrics(s: &State) -> Result<String, ServerError> {
+    let r = s.meta.read()?;
+    let p = app::integrity::ScrubProgress::load(r.as_ref())?;
+    let corrupt = r.counter(app::integrity::CORRUPT_CHUNKS)?.unwrap_or(0);
+    let mut o = String::new();
+    for (name, kind, help, v) in [
+        (
+            "exhibit_scrub_checked_chunks",
+            "gauge",
+            "Chunks the scrub has checked in its current pass.",
+            p.checked_chunks,
+        ),
+        ("exhibit_scrub_checked_bytes", "gauge", "Bytes the scrub has checked in its current pass.", p.checked_bytes),
+        ("exhibit_scrub_pass_bytes", "gauge", "Bytes stored when the current scrub pass started.", p.pass_bytes),
+        ("exhibit_scrub_passes_total", "counter", "Scrub passes completed.", p.passes),
+        (
+            "exhibit_corrupt_chunks_total",
+            "counter",
+            "Distinct stored chunks found damaged (fetch, scrub, backup).",
+            corrupt,
+        ),
+    ] {
+        o += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
+    }
+    Ok(o)
 }
 
 pub(super) fn dashboard(

@@ -5,6 +5,7 @@
 mod alerts;
 mod auth;
 mod browser;
+mod corruption;
 mod custody;
 mod disclosure;
 mod extract;

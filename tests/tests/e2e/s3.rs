@@ -144,3 +144,62 @@ async fn transfer_with_chunks_in_s3_round_trips_and_fsck_sees_them() {
     assert_eq!((r.referenced, r.stored), (5, 5));
     assert!(r.healthy() && r.orphans.is_empty(), "{r:?}");
 }
+
+/// Issue 25 on S3: the server checks what it reads from the bucket as it
+/// does from disk, and the scrub reads the bucket through the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_chunk_in_s3_is_refused_at_fetch_and_found_by_the_scrub() {
+    use exhibit_proto::frame::{AlertKind, ErrorCode};
+    use exhibit_server::clock::Clock;
+    use exhibit_server::ManualClock;
+
+    let Some(moto) = Moto::start() else { return };
+    let storage = moto.bucket("damaged");
+    let clock = ManualClock::new(1_800_000_000);
+    let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, |c| {
+        c.storage = storage.clone();
+        c.scrub_rate = "1h".into();
+    })
+    .await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    std::fs::write(src.join("interview.mp4"), bytes(5000, 8)).unwrap();
+    let t = send_paths(&alice, vec![src.join("interview.mp4")], &["bob"], 1024).await;
+    // Two objects altered in the bucket (an S3 PUT replaces one).
+    let state = f.state().clone();
+    let altered = tokio::task::spawn_blocking(move || {
+        let mut ids = state.chunks.list().unwrap();
+        ids.sort();
+        for id in &ids[..2] {
+            let mut b = state.chunks.get(id).unwrap();
+            let n = b.len() / 2;
+            b[n] ^= 1;
+            state.chunks.put(id, &b).unwrap();
+        }
+        ids[..2].to_vec()
+    })
+    .await
+    .unwrap();
+
+    let err = fetch_to(&bob, t, &f.path("out")).await.unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::ChunkDamaged), "{err}");
+
+    // The first step starts a pass; an hour later (the whole period) it
+    // has read the bucket.
+    let scrub = |now: u64| {
+        let state = f.state().clone();
+        tokio::task::spawn_blocking(move || exhibit_server::ops::scrub::scrub(&state, now, 1 << 30).unwrap())
+    };
+    assert_eq!(scrub(clock.now()).await.unwrap().chunks, 0);
+    clock.advance(3600);
+    let step = scrub(clock.now()).await.unwrap();
+    let mut found = step.damaged.clone();
+    found.sort();
+    assert_eq!(found, altered, "the scrub did not find both");
+    assert_eq!(step.chunks, 6, "five chunks of content and one of sealed details");
+    let alerts = exhibit_server::app::listings::every_alert(f.state(), true).unwrap();
+    let corrupt: Vec<_> = alerts.iter().filter(|a| matches!(a.info.kind, AlertKind::Corruption { .. })).collect();
+    assert_eq!(corrupt.len(), 2, "one alert per damaged chunk");
+    assert!(corrupt.iter().all(|a| a.info.transfer == Some(t)));
+}

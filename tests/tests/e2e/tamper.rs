@@ -1,5 +1,7 @@
 //! Altered bytes on the server are caught by the recipient, and nothing is
-//! written.
+//! written. The server checks each chunk it serves too (see
+//! `corruption.rs`); here that check is off, to show that the recipient's
+//! own checks stand without it.
 
 use exhibit_client::listing;
 use exhibit_proto::directory::Role;
@@ -10,6 +12,7 @@ use crate::fixture::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunk_altered_on_server_disk_fails_fetch_and_writes_nothing() {
     let f = Fixture::start().await;
+    f.state().check_reads.store(false, std::sync::atomic::Ordering::Relaxed);
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");
@@ -49,6 +52,7 @@ async fn chunk_altered_on_server_disk_fails_fetch_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunk_swapped_for_another_valid_chunk_is_caught() {
     let f = Fixture::start().await;
+    f.state().check_reads.store(false, std::sync::atomic::Ordering::Relaxed);
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");

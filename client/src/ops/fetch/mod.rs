@@ -424,6 +424,11 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
                 if matches!(e, ClientError::Stream(_) | ClientError::Connect { .. } | ClientError::Revoked { .. }) {
                     return Err(e);
                 }
+                // Damaged on the server: its words say what to do (nothing
+                // until it is restored); retrying now would not help.
+                if e.server_code() == Some(exhibit_proto::frame::ErrorCode::ChunkDamaged) {
+                    return Err(e);
+                }
                 return Err(ClientError::Interrupted(format!("{e}; {TO_CONTINUE}")));
             }
         }

@@ -446,6 +446,17 @@ impl<S: Source> Read for View<S> {
         Ok(out)
     }
 
+    fn chunk_refs_from(&self, from: &ChunkId, limit: usize) -> Result<Vec<(ChunkId, u64)>> {
+        let t = self.0.t(CHUNK_REFS)?;
+        let mut out = vec![];
+        for row in t.range(from.as_bytes().as_slice()..)?.take(limit) {
+            let (k, v) = row?;
+            let n = be64(v.value()).ok_or_else(|| ServerError::Store("bad chunk ref".into()))?;
+            out.push((ChunkId(hash32(k.value(), "chunk ref key")?), n));
+        }
+        Ok(out)
+    }
+
     fn receipt(&self, transfer: &TransferId, recipient: &UserId) -> Result<Option<AcceptedReceipt>> {
         self.get(RECEIPTS, &cat(&[transfer.as_bytes(), recipient.as_str().as_bytes()]), "receipt")
     }
