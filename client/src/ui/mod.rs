@@ -29,7 +29,7 @@ use self::page::{error_page, html};
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::human::format_time;
-use crate::ops::{custody, directory, fetch, listing, send};
+use crate::ops::{approvals, custody, directory, fetch, listing, send};
 use crate::progress::{metered, Meter};
 use crate::session::Conn;
 
@@ -155,6 +155,15 @@ impl UiState {
             (Method::Get, "") => self.main_page(),
             (Method::Get, "jobs.json") => Ok(self.jobs_json()),
             (Method::Get, r) if r.starts_with("custody/") => self.custody_page(&r["custody/".len()..]),
+            (Method::Get, r) if r.starts_with("review/") => self.review_page(&r["review/".len()..]),
+            (Method::Post, "approve") => match read_form(req) {
+                Ok(f) => self.decide(&f, true),
+                Err(p) => return p,
+            },
+            (Method::Post, "refuse") => match read_form(req) {
+                Ok(f) => self.decide(&f, false),
+                Err(p) => return p,
+            },
             (Method::Post, "send") => self.upload(req),
             (Method::Post, "fetch") => match read_form(req) {
                 Ok(f) => self.start_fetch(&f),
@@ -254,6 +263,10 @@ impl UiState {
             let to = UserId::new(&field("to").unwrap_or_default())
                 .map_err(|e| ClientError::Usage(format!("recipient: {e}")))?;
             let mut opts = send::SendOptions::new(files.clone(), vec![to]);
+            opts.labels = crate::labels::LabelPlan { base: labels_of(&field)?, ..Default::default() };
+            // The page showed the recipient's name, organisation, kind and
+            // key; the box says the sender checked them.
+            opts.confirm = if field("confirmed").is_some() { send::Confirm::Yes } else { send::Confirm::Refuse };
             opts.case_ref = field("case");
             opts.note = field("note");
             opts.ack_within_secs = field("ack_within")
@@ -280,7 +293,14 @@ impl UiState {
             let _ = std::fs::remove_dir_all(&dir);
             let r = &out.recipients.iter().find(|r| r.user == to.as_str());
             let fp = r.map(|r| r.fingerprint.clone()).unwrap_or_default();
-            Ok(format!("sealed as transfer {} to {to} (key {fp})", out.transfer))
+            Ok(match out.approvers.is_empty() {
+                true => format!("sealed as transfer {} to {to} (key {fp})", out.transfer),
+                false => format!(
+                    "sealed as transfer {} to {to} (key {fp}); awaiting approval by {}",
+                    out.transfer,
+                    out.approvers.join(" or ")
+                ),
+            })
         });
         Ok(redirect(&format!("{}/#jobs", self.prefix)))
     }
@@ -355,23 +375,67 @@ impl UiState {
         Ok(html(200, custody::html(&report), "none"))
     }
 
+    /// A disclosure waiting for my approval, opened and checked.
+    fn review_page(&self, id: &str) -> Result<Page, ClientError> {
+        let transfer: TransferId =
+            id.parse().map_err(|_| ClientError::Usage(format!("{id:?} is not a transfer id")))?;
+        let review = self.rt.block_on(approvals::review(&self.home, transfer))?;
+        Ok(page::review(&review, &self.prefix))
+    }
+
+    /// Approve (signed here, with my key) or refuse a disclosure.
+    fn decide(&self, form: &HashMap<String, String>, approve: bool) -> Result<Page, ClientError> {
+        let transfer: TransferId = form
+            .get("transfer")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| ClientError::Usage("the form names no valid transfer".into()))?;
+        if approve {
+            self.rt.block_on(approvals::approve(&self.home, transfer, |_| true))?;
+        } else {
+            let reason = form.get("reason").map(|r| r.trim().to_owned()).unwrap_or_default();
+            self.rt.block_on(approvals::refuse(&self.home, transfer, reason))?;
+        }
+        Ok(redirect(&format!("{}/#approvals", self.prefix)))
+    }
+
     fn main_page(&self) -> Result<Page, ClientError> {
         let home = &self.home;
         let p = home.load()?;
-        let (entries, inbox, outbox) = self.rt.block_on(async {
+        let (entries, orgs, inbox, outbox, waiting) = self.rt.block_on(async {
             let conn = Conn::open(&p).await?;
             crate::ops::audit::check(&conn, home, &p).await?;
             let entries = directory::list(&conn, &p, None).await?;
+            let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await?;
             let inbox = listing::list(&conn, true).await?;
             let outbox = listing::list(&conn, false).await?;
+            let waiting = match p.me.has_role(exhibit_proto::directory::Role::DisclosureApprover) {
+                true => Some(listing::transfers(&conn, exhibit_proto::frame::TransferList::Approvals).await?),
+                false => None,
+            };
             conn.close();
-            Ok::<_, ClientError>((entries, inbox, outbox))
+            Ok::<_, ClientError>((entries, orgs, inbox, outbox, waiting))
         })?;
         let pins = home.pins()?;
         let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
-        let page = page::Main { me: &p.me, prefix: &self.prefix, downloads: &self.downloads, jobs: &jobs };
-        Ok(page.render(&entries, &pins, &inbox, &outbox))
+        let page = page::Main { me: &p.me, prefix: &self.prefix, downloads: &self.downloads, jobs: &jobs, orgs: &orgs };
+        Ok(page.render(&entries, &pins, &inbox, &outbox, waiting.as_deref()))
     }
+}
+
+/// The labels the send form chose (each defaulting to the safe value).
+fn labels_of(field: &dyn Fn(&str) -> Option<String>) -> Result<exhibit_proto::labels::Labels, ClientError> {
+    let mut l = exhibit_proto::labels::Labels::default();
+    for name in ["handling", "material", "schedule", "redaction"] {
+        if let Some(v) = field(name).filter(|v| v != "not scheduled") {
+            crate::labels::apply_word(&mut l, &v).map_err(|e| ClientError::Usage(format!("{name}: {e}")))?;
+        }
+    }
+    match field("victim_details").as_deref() {
+        Some("no") => l.victim_details = false,
+        Some("yes") | None => l.victim_details = true,
+        Some(v) => return Err(ClientError::Usage(format!("victim details: {v:?} is not yes or no"))),
+    }
+    Ok(l)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ClientError> {

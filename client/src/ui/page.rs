@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use exhibit_net::http::{self, esc, Page};
 use exhibit_proto::directory::DirectoryEntry;
-use exhibit_proto::frame::{DeliveryState, TransferInfo};
+use exhibit_proto::frame::{DeliveryState, TransferInfo, TransferState};
+use exhibit_proto::labels::{Handling, Material, Redaction, Schedule};
 use exhibit_proto::UserId;
 
 use super::{Job, JobState};
-use crate::human::format_time;
+use crate::human::{format_size, format_time};
+use crate::ops::approvals::Review;
+use crate::ops::orgs::Orgs;
 
 /// The main page: who is signed in, where fetched files go, the jobs.
 pub(super) struct Main<'a> {
@@ -20,6 +23,7 @@ pub(super) struct Main<'a> {
     pub prefix: &'a str,
     pub downloads: &'a Path,
     pub jobs: &'a [Arc<Job>],
+    pub orgs: &'a Orgs,
 }
 
 impl Main<'_> {
@@ -31,8 +35,10 @@ impl Main<'_> {
         pins: &BTreeMap<String, String>,
         inbox: &[TransferInfo],
         outbox: &[TransferInfo],
+        waiting: Option<&[TransferInfo]>,
     ) -> Page {
         let me = self.me;
+        let orgs = self.orgs;
         let nonce = hex::encode(rand::random::<[u8; 12]>());
         let pre = self.prefix;
         let mut b = format!(
@@ -40,9 +46,12 @@ impl Main<'_> {
              Your keys stay in this program; this page talks only to it.</p></header><main>",
             esc(me.user.as_str()),
             esc(&me.display_name),
-            esc(&me.org),
+            esc(&orgs.describe(me)),
             esc(&me.fingerprint())
         );
+        if let Some(waiting) = waiting {
+            b += &approvals_section(waiting, pre);
+        }
 
         // Send.
         b += &format!(
@@ -56,8 +65,8 @@ impl Main<'_> {
             b += &format!(
                 "<option value=\"{u}\">{u} — {} ({}, {}) key {}</option>",
                 esc(&e.display_name),
-                esc(e.role.as_str()),
-                esc(&e.org),
+                esc(&e.roles_shown()),
+                esc(&orgs.describe(e)),
                 esc(&e.fingerprint()),
                 u = esc(e.user.as_str())
             );
@@ -67,7 +76,12 @@ impl Main<'_> {
               <p>…or drop files here.</p></div>\
               <p><label for=\"case\">Case reference</label> <input id=\"case\" name=\"case\" maxlength=\"200\"></p>\
               <p><label for=\"note\">Note</label> <input id=\"note\" name=\"note\" size=\"50\" maxlength=\"4096\"> (sealed: only the recipient reads it)</p>\
-              <p><label for=\"ack_within\">Acknowledge within</label> <input id=\"ack_within\" name=\"ack_within\" placeholder=\"4h\" size=\"6\"></p>\
+              <p><label for=\"ack_within\">Acknowledge within</label> <input id=\"ack_within\" name=\"ack_within\" placeholder=\"4h\" size=\"6\"></p>";
+        b += &label_choices();
+        b += "<p><input type=\"checkbox\" id=\"confirmed\" name=\"confirmed\" value=\"yes\" required> \
+              <label for=\"confirmed\">I have checked the recipient's name, organisation and key fingerprint above</label></p>\
+              <p>To an organisation outside police and CPS (defence, probation, court), only scheduled, redacted (or reviewed) material \
+              without victims' details goes, and only once a disclosure approver of your organisation approves it.</p>\
               <p><button id=\"send-button\">Encrypt and send</button></p></form>";
         b += "<h3>Recipients (verified against the deployment's authority)</h3><table><tr><th>User</th><th>Name</th><th>Organisation</th><th>Role</th><th>Key fingerprint</th><th>Pinned</th></tr>";
         for e in &others {
@@ -80,8 +94,8 @@ impl Main<'_> {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 esc(e.user.as_str()),
                 esc(&e.display_name),
-                esc(&e.org),
-                esc(e.role.as_str()),
+                esc(&orgs.describe(e)),
+                esc(&e.roles_shown()),
                 esc(&e.fingerprint()),
                 pin
             );
@@ -189,7 +203,14 @@ pub(super) fn transfer_table(list: &[TransferInfo], pre: &str, me: Option<&UserI
         "<table><tr><th>Transfer</th><th>Case</th><th>From</th><th>Sealed</th><th>Recipients</th><th></th></tr>",
     );
     for t in list {
-        let recips: Vec<String> = t.recipients.iter().map(|r| format!("{}: {}", r.user, r.state.as_str())).collect();
+        let mut recips: Vec<String> =
+            t.recipients.iter().map(|r| format!("{}: {}", r.user, r.state.as_str())).collect();
+        match (&t.state, &t.decision) {
+            (TransferState::AwaitingApproval, _) => recips.push("awaiting approval".into()),
+            (_, Some(d)) if d.approved => recips.push(format!("approved by {}", d.by)),
+            (_, Some(d)) => recips.push(format!("REFUSED by {}: {}", d.by, d.reason.as_deref().unwrap_or("-"))),
+            _ => {}
+        }
         let mut action = format!("<a href=\"{pre}/custody/{}\">custody report</a>", t.transfer);
         if let Some(me) = me {
             let mine = t.recipients.iter().find(|r| &r.user == me).map(|r| r.state);
@@ -212,4 +233,114 @@ pub(super) fn transfer_table(list: &[TransferInfo], pre: &str, me: Option<&UserI
         );
     }
     b + "</table>"
+}
+
+/// The label choices of the send form, each starting at its safe default.
+fn label_choices() -> String {
+    fn select(id: &str, text: &str, values: &[&str], default: &str) -> String {
+        let mut b = format!("<p><label for=\"{id}\">{text}</label> <select id=\"{id}\" name=\"{id}\">");
+        for v in values {
+            let sel = if *v == default { " selected" } else { "" };
+            b += &format!("<option value=\"{v}\"{sel}>{v}</option>");
+        }
+        b + "</select></p>"
+    }
+    let names = |all: &[&'static str]| all.to_vec();
+    let mut b = String::from("<fieldset><legend>Labels (for every file)</legend>");
+    b += &select(
+        "handling",
+        "Handling",
+        &names(&Handling::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>()),
+        "official-sensitive",
+    );
+    b +=
+        &select("material", "Material", &names(&Material::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>()), "other");
+    let mut schedules = vec!["not scheduled"];
+    schedules.extend(Schedule::ALL.iter().map(|v| v.as_str()));
+    b += &select("schedule", "Schedule", &schedules, "not scheduled");
+    b += &select(
+        "redaction",
+        "Redaction",
+        &names(&Redaction::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>()),
+        "unredacted",
+    );
+    b += &select("victim_details", "Victim or witness details", &["yes", "no"], "yes");
+    b + "</fieldset>"
+}
+
+/// What waits for my approval (disclosure approvers).
+fn approvals_section(waiting: &[TransferInfo], pre: &str) -> String {
+    let mut b = String::from("<section id=\"approvals\"><h2>Waiting for your approval</h2>");
+    if waiting.is_empty() {
+        return b + "<p>Nothing waits for your approval.</p></section>";
+    }
+    b += "<table><tr><th>Transfer</th><th>Case</th><th>From</th><th>To</th><th>Waiting since</th><th></th></tr>";
+    for t in waiting {
+        let to: Vec<&str> = t.recipients.iter().map(|r| r.user.as_str()).collect();
+        b += &format!(
+            "<tr><td><code>{id}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{pre}/review/{id}\">Review</a></td></tr>",
+            esc(t.case_ref.as_deref().unwrap_or("-")),
+            esc(t.sender.as_str()),
+            esc(&to.join(", ")),
+            esc(&format_time(t.sealed_at.unwrap_or(t.created_at))),
+            id = t.transfer
+        );
+    }
+    b + "</table></section>"
+}
+
+/// A disclosure opened for its approver: who, what, which labels; approve
+/// or refuse with a reason.
+pub(super) fn review(r: &Review, pre: &str) -> Page {
+    let person = |p: &crate::ops::approvals::Person| {
+        format!(
+            "{} ({}), {} ({}), key {}",
+            esc(&p.name),
+            esc(&p.user),
+            esc(&p.org),
+            esc(&p.org_kind),
+            esc(&p.fingerprint)
+        )
+    };
+    let mut b = format!("<header><h1>Review disclosure {}</h1></header><main><table>", r.transfer);
+    b += &format!("<tr><th>From</th><td>{}</td></tr>", person(&r.sender));
+    for p in &r.recipients {
+        b += &format!("<tr><th>To</th><td>{}</td></tr>", person(p));
+    }
+    b += &format!("<tr><th>Case</th><td>{}</td></tr>", esc(r.case_ref.as_deref().unwrap_or("-")));
+    b += &format!("<tr><th>Note</th><td>{}</td></tr>", esc(r.note.as_deref().unwrap_or("-")));
+    b += &format!("<tr><th>Items</th><td>{}, {}</td></tr>", r.item_count, esc(&format_size(r.bytes)));
+    for l in &r.label_sets {
+        b += &format!("<tr><th>Labels</th><td>{}</td></tr>", esc(l));
+    }
+    b += "</table><h2>Items</h2><table><tr><th>Path</th><th>Size</th><th>Labels</th></tr>";
+    for i in &r.items {
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.path),
+            esc(&format_size(i.size)),
+            esc(&i.labels)
+        );
+    }
+    b += "</table>";
+    if r.item_count > r.items.len() {
+        b += &format!("<p>… and {} more.</p>", r.item_count - r.items.len());
+    }
+    match &r.refusal {
+        Some(why) => b += &format!("<p class=\"bad\" role=\"alert\">The disclosure rules refuse it: {}</p>", esc(why)),
+        None => {
+            b += &format!(
+                "<form method=\"post\" action=\"{pre}/approve\"><input type=\"hidden\" name=\"transfer\" value=\"{t}\">\
+                 <button id=\"approve\">Approve and sign</button></form>",
+                t = r.transfer
+            )
+        }
+    }
+    b += &format!(
+        "<form method=\"post\" action=\"{pre}/refuse\"><input type=\"hidden\" name=\"transfer\" value=\"{t}\">\
+         <p><label for=\"reason\">Reason</label> <input id=\"reason\" name=\"reason\" size=\"60\" maxlength=\"4096\" required></p>\
+         <button id=\"refuse\">Refuse</button></form><p><a href=\"{pre}/#approvals\">Back</a></p></main>",
+        t = r.transfer
+    );
+    html(200, layout("exhibit: review disclosure", &b), "none")
 }

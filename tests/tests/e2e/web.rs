@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use exhibit_client::listing;
 use exhibit_client::ui::{Ui, UiOptions};
 use exhibit_proto::directory::Role;
 use exhibit_server::config::DashboardConfig;
@@ -189,6 +190,7 @@ async fn ui_sends_from_one_page_fetches_on_the_other_and_the_sender_sees_acknowl
         b.click("#to option[value='bob']");
         b.type_into("#files", file.to_str().unwrap());
         b.type_into("#case", "OP-UI");
+        b.click("#confirmed");
         b.screenshot("ui-alice-send-form.png");
         b.submit("#send-button");
         let page = b.wait_for(&url_a, "sealed as transfer");
@@ -230,4 +232,62 @@ async fn ui_sends_from_one_page_fetches_on_the_other_and_the_sender_sees_acknowl
     let staging = f.dir.path().join("home-alice").join("ui-staging");
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "staging left behind");
     drop((ui_a, ui_b));
+}
+
+/// A caseworker labels a disclosure to the defence on her page; the
+/// approver of her organisation reviews it on his and approves it; only
+/// then does the defence see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ui_labels_a_disclosure_and_the_approver_approves_it_on_his_page() {
+    use exhibit_proto::org::OrgKind;
+    let f = Fixture::start().await;
+    f.org("smith-law", "Smith & Co Solicitors", OrgKind::Defence).await;
+    let carol = f.user_in("carol", "cps-se", &[Role::Caseworker]).await;
+    let dan = f.user_in("dan", "cps-se", &[Role::Caseworker, Role::DisclosureApprover]).await;
+    let dave = f.user_in("dave", "smith-law", &[Role::Caseworker]).await;
+    let src = f.path("src");
+    let file = src.join("ABE-redacted.mp4");
+    std::fs::write(&file, bytes(20_000, 3)).unwrap();
+    let rt = tokio::runtime::Handle::current();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let ui_c = Ui::start(carol, UiOptions { listen, downloads: f.path("c-dl") }, rt.clone()).unwrap();
+    let ui_d = Ui::start(dan, UiOptions { listen, downloads: f.path("d-dl") }, rt).unwrap();
+    let (url_c, url_d) = (ui_c.url().to_owned(), ui_d.url().to_owned());
+
+    let Some(b) = tokio::task::block_in_place(Browser::start) else { return };
+    let t = tokio::task::block_in_place(|| {
+        b.goto(&url_c);
+        let page = b.text();
+        assert!(page.contains("Smith & Co Solicitors (defence)"), "the recipient's organisation and kind: {page}");
+        b.click("#to option[value='dave']");
+        b.type_into("#files", file.to_str().unwrap());
+        b.type_into("#case", "OP7");
+        b.click("#schedule option[value='used']");
+        b.click("#redaction option[value='redacted']");
+        b.click("#victim_details option[value='no']");
+        b.click("#confirmed");
+        b.screenshot("ui-disclosure-send-form.png");
+        b.submit("#send-button");
+        let page = b.wait_for(&url_c, "awaiting approval by dan");
+        page.split("sealed as transfer ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned()
+    });
+    assert!(listing::fetch_list(&dave, true).await.unwrap().is_empty(), "released before approval");
+    tokio::task::block_in_place(|| {
+        b.goto(&url_d);
+        let page = b.text();
+        assert!(page.contains("Waiting for your approval") && page.contains(&t), "{page}");
+        b.goto(&format!("{url_d}review/{t}"));
+        let page = b.text();
+        assert!(page.contains("Smith & Co Solicitors (defence)"), "{page}");
+        assert!(page.contains("used, redacted, no victim details"), "{page}");
+        b.screenshot("ui-approver-review.png");
+        b.submit("#approve");
+        let page = b.text();
+        assert!(page.contains("Nothing waits for your approval"), "{page}");
+        b.screenshot("ui-approver-approved.png");
+    });
+    let inbox = listing::fetch_list(&dave, true).await.unwrap();
+    assert_eq!(inbox[0].transfer.to_string(), t);
+    assert!(inbox[0].decision.as_ref().is_some_and(|d| d.approved && d.by.as_str() == "dan"));
+    drop((ui_c, ui_d));
 }
