@@ -230,6 +230,13 @@ pub fn text(r: &Report) -> String {
     for p in &r.recipients {
         s += &format!("recipient        {}\n", party(p));
     }
+    if let Some(a) = &r.approved {
+        s +=
+            &format!("approved by      {}, signed {} (signature verified)\n", party(&a.by), format_time(a.approved_at));
+    }
+    if let Some(x) = &r.refused {
+        s += &format!("REFUSED by       {} at {}: {}\n", escape(&x.by), format_time(x.at), escape(&x.reason));
+    }
     s += &format!("manifest         BLAKE3 {} ({} items, {} bytes encrypted)\n\n", r.manifest_hash, r.items, r.bytes);
     for st in &r.steps {
         s += &format!(
@@ -274,6 +281,21 @@ pub fn html(r: &Report) -> String {
     );
     for p in &r.recipients {
         h += &row("Recipient", &format!("{} ({}, {}) key {}", p.user, p.name, p.org, p.fingerprint));
+    }
+    if let Some(a) = &r.approved {
+        let by = &a.by;
+        let v = format!(
+            "{} ({}, {}) key {}, signed {} (signature verified)",
+            by.user,
+            by.name,
+            by.org,
+            by.fingerprint,
+            format_time(a.approved_at)
+        );
+        h += &row("Disclosure approved by", &v);
+    }
+    if let Some(x) = &r.refused {
+        h += &row("Disclosure REFUSED by", &format!("{} at {}: {}", x.by, format_time(x.at), x.reason));
     }
     h += &row("Manifest BLAKE3", &r.manifest_hash);
     h += &row("Items", &format!("{} ({} bytes encrypted)", r.items, r.bytes));

@@ -131,6 +131,34 @@ pub(super) fn dashboard(
     b += &transfer_table(&pending, now, &org, "No other transfer is waiting for a receipt.");
     b += "</section>";
 
+    // Disclosures outside police and CPS waiting for a second person.
+    let approving: Vec<&TransferRecord> =
+        transfers.iter().filter(|t| t.state == TransferState::AwaitingApproval).collect();
+    b += &format!("<section id=\"approvals\"><h2>Awaiting approval ({})</h2>", approving.len());
+    if approving.is_empty() {
+        b += "<p>No disclosure is waiting for approval.</p>";
+    } else {
+        b += "<table><tr><th>Transfer</th><th>Case</th><th>From</th><th>To</th><th>Approvers</th><th>Waiting</th></tr>";
+        for t in &approving {
+            let since = t.sealed_at.unwrap_or(t.created_at);
+            let to: Vec<String> = t.recipients.iter().map(|r| format!("{} ({})", r.user, org(&r.user))).collect();
+            let approvers: Vec<&str> = t.approvers.iter().map(UserId::as_str).collect();
+            b += &format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{} (since {})</td></tr>",
+                t.transfer,
+                esc(t.case_ref.as_deref().unwrap_or("-")),
+                esc(t.sender.as_str()),
+                esc(&org(&t.sender)),
+                esc(&to.join(", ")),
+                esc(&approvers.join(", ")),
+                esc(&format_secs(now.saturating_sub(since))),
+                esc(&format_time(since))
+            );
+        }
+        b += "</table>";
+    }
+    b += "</section>";
+
     let alerts = app::listings::every_alert(s, false)?;
     b += &format!("<section id=\"alerts\"><h2>Open alerts ({})</h2>", alerts.len());
     if alerts.is_empty() {

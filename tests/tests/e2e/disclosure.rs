@@ -215,6 +215,9 @@ async fn a_redacted_disclosure_waits_for_a_second_person_of_the_senders_org() {
     let (report, _) = exhibit_client::custody::custody(&c.carol, t).await.unwrap();
     assert_eq!(report.approved.as_ref().unwrap().by.user, "dana");
     assert!(report.steps.iter().any(|s| s.action == "approve" && s.actor == "dana"));
+    let text = exhibit_client::custody::text(&report);
+    assert!(text.contains("approved by      dana (DANA, CPS South East (cps))"), "{text}");
+    assert!(exhibit_client::custody::html(&report).contains("Disclosure approved by"));
 }
 
 async fn manifest_of(home: &Home, t: TransferId) -> (Manifest, [u8; 32]) {
