@@ -318,6 +318,11 @@ fn readme_disclosure_example() {
     let approved = env.json("dana", &["approve", &t, "--yes"]);
     assert_eq!(approved["approved"], t.as_str());
 
+    // The inbox names each person with their organisation and its kind.
+    let inbox = env.ok("dave", &["inbox"]);
+    assert!(inbox.contains("from bob (bob, CPS South East (cps))"), "{inbox}");
+    assert!(inbox.contains("dave (dave, Smith & Co Solicitors (defence))"), "{inbox}");
+    assert!(inbox.contains("approved by dana"), "{inbox}");
     let out = env.dir.path().join("dave-received");
     env.json("dave", &["fetch", &t, "-o", out.to_str().unwrap()]);
     assert_eq!(read_tree(&out.join("case-OP7")), read_tree(&src));

@@ -48,8 +48,14 @@ impl Cli {
             Command::Directory { query } => print::directory(&directory::search(&home, query).await?, o.json),
             Command::Trust { user, fingerprint } => trust(&home, &user, &fingerprint),
             Command::Send(a) => send_cmd(&home, o, a).await,
-            Command::Inbox => print::transfers(&listing::fetch_list(&home, true).await?, o.json),
-            Command::Outbox => print::transfers(&listing::fetch_list(&home, false).await?, o.json),
+            Command::Inbox => {
+                let (l, names) = listing::fetch_named(&home, true).await?;
+                print::transfers_named(&l, &names, o.json)
+            }
+            Command::Outbox => {
+                let (l, names) = listing::fetch_named(&home, false).await?;
+                print::transfers_named(&l, &names, o.json)
+            }
             Command::Fetch { transfer, out } => fetch_cmd(&home, o, transfer, out).await,
             Command::Receipt(c) => receipt_cmd(&home, o, c).await,
             Command::Resume => resume_cmd(&home, o).await,

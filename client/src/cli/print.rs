@@ -296,8 +296,46 @@ pub fn transfers(list: &[TransferInfo], as_json: bool) -> Result<(), ClientError
     Ok(())
 }
 
+/// `exhibit inbox` and `outbox`: each person also by name and organisation
+/// (in JSON, `sender_name` and each recipient's `name`).
+pub fn transfers_named(
+    list: &[TransferInfo],
+    names: &std::collections::HashMap<String, String>,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    if as_json {
+        let named = |id: &str| names.get(id).cloned();
+        return json(
+            &list
+                .iter()
+                .map(|t| {
+                    let mut j = transfer_json(t);
+                    j["sender_name"] = json!(named(t.sender.as_str()));
+                    if let Some(rs) = j["recipients"].as_array_mut() {
+                        for r in rs {
+                            let n = r["user"].as_str().and_then(named);
+                            r["name"] = json!(n);
+                        }
+                    }
+                    j
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    print!("{}", transfers_text_named(list, names));
+    Ok(())
+}
+
 /// The text `exhibit inbox`, `outbox` and `admin transfers` print, escaped.
 pub fn transfers_text(list: &[TransferInfo]) -> String {
+    transfers_text_named(list, &Default::default())
+}
+
+fn transfers_text_named(list: &[TransferInfo], names: &std::collections::HashMap<String, String>) -> String {
+    let who = |id: &exhibit_proto::UserId| match names.get(id.as_str()) {
+        Some(n) => format!("{id} ({})", cell(n)),
+        None => id.to_string(),
+    };
     use std::fmt::Write;
     let mut o = String::new();
     if list.is_empty() {
@@ -306,7 +344,7 @@ pub fn transfers_text(list: &[TransferInfo]) -> String {
     for t in list {
         let when = t.sealed_at.map_or_else(|| "uploading".to_owned(), format_time);
         let case = cell(t.case_ref.as_deref().unwrap_or("-"));
-        let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, t.sender);
+        let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, who(&t.sender));
         match (&t.state, &t.decision) {
             (TransferState::AwaitingApproval, _) => {
                 let _ = writeln!(o, "    awaiting approval by one of {}", join_ids(&t.approvers));
@@ -327,7 +365,7 @@ pub fn transfers_text(list: &[TransferInfo]) -> String {
         }
         for r in &t.recipients {
             let at = r.at.map(format_time).unwrap_or_default();
-            let _ = writeln!(o, "    {:<20} {:<13} {}", r.user.as_str(), r.state.as_str(), at);
+            let _ = writeln!(o, "    {:<13} {:<19} {}", r.state.as_str(), at, who(&r.user));
         }
     }
     escape_lines(&o).into_owned()

@@ -38,3 +38,49 @@ pub async fn fetch_list(home: &Home, inbox: bool) -> Result<Vec<TransferInfo>, C
     conn.close();
     l
 }
+
+/// Most distinct people a listing names by name and organisation (each is
+/// one directory look-up); past it, ids alone.
+pub const NAMED_PEOPLE: usize = 100;
+
+/// "Alice Smith, Kent Police (police)" for each person (sender or
+/// recipient) of `list`, verified against the authority, for up to
+/// [`NAMED_PEOPLE`] distinct people.
+pub async fn people(
+    conn: &Conn,
+    p: &crate::home::Profile,
+    list: &[TransferInfo],
+) -> Result<std::collections::HashMap<String, String>, ClientError> {
+    let mut ids: Vec<&exhibit_proto::UserId> =
+        list.iter().flat_map(|t| std::iter::once(&t.sender).chain(t.recipients.iter().map(|r| &r.user))).collect();
+    ids.sort();
+    ids.dedup();
+    ids.truncate(NAMED_PEOPLE);
+    let orgs = crate::ops::orgs::Orgs::fetch(conn, p).await?;
+    let mut out = std::collections::HashMap::new();
+    for id in ids {
+        // Revoked or removed users are no longer in the directory: shown by id.
+        if let Ok(e) = crate::ops::directory::lookup(conn, p, id).await {
+            out.insert(id.to_string(), format!("{}, {}", e.display_name, orgs.describe(&e)));
+        }
+    }
+    Ok(out)
+}
+
+/// Connect and list, with the people named.
+pub async fn fetch_named(
+    home: &Home,
+    inbox: bool,
+) -> Result<(Vec<TransferInfo>, std::collections::HashMap<String, String>), ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let r = async {
+        crate::ops::audit::check(&conn, home, &p).await?;
+        let l = list(&conn, inbox).await?;
+        let names = people(&conn, &p, &l).await?;
+        Ok((l, names))
+    }
+    .await;
+    conn.close();
+    r
+}
