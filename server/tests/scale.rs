@@ -65,7 +65,8 @@ async fn a_million_file_extract_stays_within_the_memory_bound() {
     let home = |h: &exhibit_client::Home| h.dir().to_str().unwrap().to_owned();
     let (alice, bob) = (home(&s.alice), home(&s.bob));
 
-    let (out, send_peak) = exhibit(&["--home", &alice, "send", src.to_str().unwrap(), "--to", "bob", "--json"]);
+    let (out, send_peak) =
+        exhibit(&["--home", &alice, "send", src.to_str().unwrap(), "--to", "bob", "--json", "--yes"]);
     let sent: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(sent["items"], n);
     let t = sent["transfer"].as_str().unwrap().to_owned();
