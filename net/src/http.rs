@@ -78,6 +78,8 @@ pub fn html(status: u16, body: String, csp: &str) -> Page {
             ("Content-Type", "text/html; charset=utf-8"),
             ("Content-Security-Policy", csp),
             ("X-Content-Type-Options", "nosniff"),
+            // frame-ancestors 'none' says the same to browsers that read CSP.
+            ("X-Frame-Options", "DENY"),
             ("Cache-Control", "no-store"),
             ("Referrer-Policy", "no-referrer"),
         ],

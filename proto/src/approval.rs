@@ -131,6 +131,9 @@ pub fn check(
     if a.approver != approver.user {
         return Err(bad("signed by a different user than it names".into()));
     }
+    if approver.revoked_at.is_some_and(|r| r <= a.approved_at) {
+        return Err(bad(format!("{} had been revoked when it was signed", approver.user)));
+    }
     a.covers(m, manifest_hash)?;
     Ok((a, approver))
 }

@@ -366,8 +366,8 @@ impl Config {
             return Err(ServerError::Setup("config: storage.bucket is required when storage.backend = \"s3\"".into()));
         }
         if let Some(d) = &self.dashboard {
-            if d.admin_token.chars().count() < 16 {
-                return Err(ServerError::Setup("config: dashboard.admin_token must be at least 16 characters".into()));
+            if d.admin_token.chars().count() < 32 {
+                return Err(ServerError::Setup("config: dashboard.admin_token must be at least 32 characters".into()));
             }
             if !d.listen.ip().is_loopback() && !d.allow_remote {
                 return Err(ServerError::Setup(

@@ -86,6 +86,8 @@ pub struct Review {
     /// Why the rules would refuse it (they should not: the sender's client
     /// and the server check first).
     pub refusal: Option<String>,
+    /// BLAKE3 of the signed manifest reviewed (hex): what an approval signs.
+    pub manifest_hash: String,
 }
 
 fn person(orgs: &Orgs, e: &exhibit_proto::DirectoryEntry) -> Person {
@@ -151,6 +153,7 @@ async fn open(conn: &Conn, home: &Home, p: &Profile, transfer: TransferId) -> Re
         label_sets: opened.head.labels.iter().map(Labels::describe).collect(),
         policy: m.policy.unwrap_or_default(),
         refusal,
+        manifest_hash: hex::encode(vm.hash()),
     };
     Ok((review, approval))
 }

@@ -78,15 +78,18 @@ impl Ui {
             downloads: opts.downloads,
             rt,
             jobs: Mutex::new(vec![]),
+            origin: std::sync::OnceLock::new(),
         });
+        let st = state.clone();
         let listener = http::Listener::start(opts.listen, "exhibit-ui", move |req| {
-            let s = state.clone();
+            let s = st.clone();
             // Uploads and page loads run side by side.
             if let Err(e) = std::thread::Builder::new().spawn(move || s.handle(req)) {
                 tracing::warn!(error = %e, "ui: could not start a request thread");
             }
         })
         .map_err(ClientError::Config)?;
+        let _ = state.origin.set(format!("http://{}", listener.local_addr()));
         let url = format!("http://{}/{token}/", listener.local_addr());
         Ok(Ui { _listener: listener, url })
     }
@@ -119,6 +122,8 @@ struct UiState {
     downloads: PathBuf,
     rt: tokio::runtime::Handle,
     jobs: Mutex<Vec<Arc<Job>>>,
+    /// `http://127.0.0.1:PORT`: the only origin a form may be posted from.
+    origin: std::sync::OnceLock<String>,
 }
 
 fn status_of(e: &ClientError) -> u16 {
@@ -151,6 +156,9 @@ impl UiState {
         if blake3::hash(given.as_bytes()) != self.token {
             return with_headers(Response::from_string("not found").with_status_code(404), &[]);
         }
+        if *req.method() == Method::Post && !self.same_origin(req) {
+            return error_page(403, "refused: this form was posted from another site");
+        }
         let r = match (req.method().clone(), rest) {
             (Method::Get, "") => self.main_page(),
             (Method::Get, "jobs.json") => Ok(self.jobs_json()),
@@ -173,6 +181,25 @@ impl UiState {
             _ => return error_page(405, "method not allowed"),
         };
         r.unwrap_or_else(|e| error_page(status_of(&e), &e.to_string()))
+    }
+
+    /// A state-changing request must come from this page: a browser says
+    /// where a request came from (`Sec-Fetch-Site`, `Origin`); another
+    /// site's page that learnt the URL cannot make this one send, fetch
+    /// (which signs a receipt) or approve.
+    fn same_origin(&self, req: &Request) -> bool {
+        let header = |name: &'static str| {
+            req.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_owned())
+        };
+        // Browsers that send Sec-Fetch-Site say it outright. (The page's
+        // no-referrer policy makes their Origin "null" on a POST.)
+        if let Some(site) = header("Sec-Fetch-Site") {
+            return site == "same-origin" || site == "none";
+        }
+        match header("Origin") {
+            Some(o) => self.origin.get().is_some_and(|mine| *mine == o),
+            None => true,
+        }
     }
 
     fn spawn_job<F>(&self, what: String, fut: F)
@@ -390,7 +417,13 @@ impl UiState {
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| ClientError::Usage("the form names no valid transfer".into()))?;
         if approve {
-            self.rt.block_on(approvals::approve(&self.home, transfer, |_| true))?;
+            // Signs only what was reviewed: the same manifest.
+            let reviewed = form.get("manifest").cloned().unwrap_or_default();
+            let (_, done) =
+                self.rt.block_on(approvals::approve(&self.home, transfer, |r| r.manifest_hash == reviewed))?;
+            if !done {
+                return Err(ClientError::Usage("the transfer changed since you reviewed it; review it again".into()));
+            }
         } else {
             let reason = form.get("reason").map(|r| r.trim().to_owned()).unwrap_or_default();
             self.rt.block_on(approvals::refuse(&self.home, transfer, reason))?;

@@ -331,8 +331,10 @@ pub(super) fn review(r: &Review, pre: &str) -> Page {
         None => {
             b += &format!(
                 "<form method=\"post\" action=\"{pre}/approve\"><input type=\"hidden\" name=\"transfer\" value=\"{t}\">\
+                 <input type=\"hidden\" name=\"manifest\" value=\"{h}\">\
                  <button id=\"approve\">Approve and sign</button></form>",
-                t = r.transfer
+                t = r.transfer,
+                h = esc(&r.manifest_hash)
             )
         }
     }

@@ -34,6 +34,10 @@ pub fn approve(s: &State, caller: &UserRecord, signed: SignedApproval, now: u64)
         let m = manifest.verify(&sender_entry)?;
         let (a, _) =
             approval::check(&signed, &users::entry_of(caller)?, &sender_entry, m.manifest(), &m.hash(), &authority)?;
+        // The rules again, on the records as they are now: a recipient
+        // revoked, an organisation's kind changed, since the seal.
+        let to: Vec<_> = rec.recipients.iter().map(|r| r.user.clone()).collect();
+        crate::app::transfers::check_disclosure(tx, &rec.sender, &to, rec.policy.as_ref(), &rec.approvers)?;
         let due = deadline(s, m.manifest(), now)?;
         let p = a.policy;
         let what = format!(

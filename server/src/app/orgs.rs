@@ -98,7 +98,16 @@ pub fn adopt_free_text(s: &State, now: u64) -> Result<Vec<Org>, ServerError> {
     write(s, |tx| {
         let mut made = vec![];
         for (name, members) in &free {
-            let id = OrgId::from_name(name);
+            // Two names that make the same id ("CPS London", "cps london.")
+            // stay two organisations: the second gets a suffix.
+            let base = OrgId::from_name(name);
+            let mut id = base.clone();
+            let mut n = 1;
+            while tx.org(&id)?.is_some_and(|o| &o.org.name != name) {
+                n += 1;
+                let stem: String = base.as_str().chars().take(58).collect();
+                id = OrgId::new(&format!("{stem}-{n}"))?;
+            }
             let org = match tx.org(&id)? {
                 Some(o) => o.org,
                 None => {
@@ -127,6 +136,9 @@ pub fn adopt_free_text(s: &State, now: u64) -> Result<Vec<Org>, ServerError> {
                     rec.entry = Some(entry.sign(authority));
                 }
                 tx.put_user(&rec)?;
+                let ev = Ev::new(now, "exhibitd", "org-adopt", &rec.user)
+                    .details(format!("free-text organisation {name:?} is now organisation {} ({})", org.id, org.kind));
+                audit::append(s, tx, ev)?;
             }
         }
         Ok(made)

@@ -36,7 +36,7 @@ pub fn submit(
             let mut alerted = false;
             if let Ok(claimed) = exhibit_proto::Receipt::from_bytes(&receipt.bytes) {
                 let mine = s.meta.read().and_then(|r| r.transfer(&claimed.transfer));
-                if mine.is_ok_and(|t| t.is_some_and(|t| t.is_recipient(me))) {
+                if mine.is_ok_and(|t| t.is_some_and(|t| t.is_recipient(me) && policy::released(&t))) {
                     alerts::receipt_rejected(s, &claimed.transfer, me, &e.to_string(), now);
                     alerted = true;
                 }

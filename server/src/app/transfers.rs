@@ -10,7 +10,7 @@ use exhibit_proto::{ChunkId, Manifest, SignedManifest, TransferId, UserId};
 use crate::app::{apply, apply_signed, audit, users, write};
 use crate::core::lifecycle::{self, Sealing};
 use crate::core::policy::{self, fetchable, visible};
-use crate::core::records::{Ev, RecipientRecord, TransferRecord};
+use crate::core::records::{Ev, OrgRecord, RecipientRecord, TransferRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, Read};
 use crate::state::State;
@@ -43,25 +43,69 @@ pub fn create(
         return Err(ServerError::BadRequest("too many recipients and approvers".into()));
     }
     write(s, |tx| {
-        let sender = tx.user(&me)?.ok_or_else(|| ServerError::NotFound(format!("user {me}")))?;
-        let mut parties = vec![];
-        for r in &recipients {
-            let u = tx.user(r)?;
-            policy::check_recipient(r, u.as_ref())?;
-            if let Some(u) = u {
-                let org = OrgId::new(&u.org).ok().map(|id| tx.org(&id)).transpose()?.flatten();
-                parties.push((u, org));
-            }
-        }
-        let approvers =
-            d.approvers.iter().map(|a| Ok((a.clone(), tx.user(a)?))).collect::<Result<Vec<_>, ServerError>>()?;
-        policy::check_disclosure(&sender, &parties, d.policy.as_ref(), &approvers)?;
+        check_disclosure(tx, &me, &recipients, d.policy.as_ref(), &d.approvers)?;
         let rec = lifecycle::with_disclosure(lifecycle::create(me, transfer, recipients, now), d.policy, d.approvers);
         tx.insert_transfer(&rec)?;
         tx.add_to_mailbox(Mailbox::Outbox, &rec.sender, &transfer)?;
         let fx = lifecycle::created(&rec, now.saturating_add(s.settings.stalled_upload_after));
         apply(s, tx, &transfer, fx)
     })
+}
+
+/// The disclosure rules for `sender` sending to `recipients` with `policy`
+/// and `approvers`, on the records as they are now (run at create, again
+/// at seal and at approval: an organisation's kind or a user may have
+/// changed meanwhile). Returns whether it goes outside police and CPS.
+pub fn check_disclosure(
+    r: &dyn Read,
+    sender: &UserId,
+    recipients: &[UserId],
+    policy: Option<&PolicySummary>,
+    approvers: &[UserId],
+) -> Result<bool, ServerError> {
+    let sender = r.user(sender)?.ok_or_else(|| ServerError::NotFound(format!("user {sender}")))?;
+    let mut sorted = approvers.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != approvers.len() {
+        return Err(ServerError::BadRequest("an approver is named twice".into()));
+    }
+    let mut parties = vec![];
+    for id in recipients {
+        let u = r.user(id)?;
+        policy::check_recipient(id, u.as_ref())?;
+        if let Some(u) = u {
+            let org = org_of(r, &u)?;
+            parties.push((u, org));
+        }
+    }
+    let approvers = approvers.iter().map(|a| Ok((a.clone(), r.user(a)?))).collect::<Result<Vec<_>, ServerError>>()?;
+    policy::check_disclosure(&sender, &parties, policy, &approvers)
+}
+
+/// A user's organisation record, if it has one.
+pub fn org_of(r: &dyn Read, u: &UserRecord) -> Result<Option<OrgRecord>, ServerError> {
+    match OrgId::new(&u.org) {
+        Ok(id) => r.org(&id),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A recipient may fetch what was released to them, and, if their
+/// organisation is now outside police and CPS, only what a disclosure
+/// approver approved (an admin may have changed its kind since).
+fn check_still_disclosable(r: &dyn Read, rec: &TransferRecord, me: &UserId) -> Result<(), ServerError> {
+    if !rec.is_recipient(me) || rec.approval.is_some() {
+        return Ok(());
+    }
+    let Some(u) = r.user(me)? else { return Ok(()) };
+    if org_of(r, &u)?.is_none_or(|o| o.org.kind.is_external()) {
+        return Err(ServerError::Forbidden(format!(
+            "transfer {} was not approved for disclosure outside police and CPS, where your organisation now is",
+            rec.transfer
+        )));
+    }
+    Ok(())
 }
 
 /// Before a chunk's bytes are read: the caller's own upload, and room for
@@ -134,6 +178,8 @@ pub fn seal(
             return Err(ServerError::BadRequest("manifest recipients differ from the transfer's".into()));
         }
         lifecycle::can_seal(&rec)?;
+        let to: Vec<UserId> = rec.recipients.iter().map(|r| r.user.clone()).collect();
+        check_disclosure(tx, &m.sender, &to, m.policy.as_ref(), &m.approvers)?;
         let mut listed = std::collections::HashSet::new();
         let mut bytes = 0u64;
         let mut chunks = 0u32;
@@ -239,6 +285,7 @@ pub fn open_manifest(
 ) -> Result<(SignedManifest, SignedEntry, Vec<SignedEntry>, Approved), ServerError> {
     write(s, |tx| {
         let mut rec = fetchable(visible(tx.transfer(transfer)?, me, transfer)?)?;
+        check_still_disclosable(tx, &rec, me)?;
         let manifest = manifest_of(tx, transfer)?;
         audit::append(s, tx, Ev::new(now, me, "manifest-read", transfer))?;
         if rec.chunks == 0 && rec.is_recipient(me) {
@@ -266,7 +313,9 @@ pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId) -> Result<bool, 
     if r.user(me)?.is_none_or(|u| u.revoked_at.is_some()) {
         return Err(ServerError::Unauthenticated(format!("user {me} has been revoked")));
     }
-    Ok(fetchable(visible(r.transfer(transfer)?, me, transfer)?)?.is_recipient(me))
+    let rec = fetchable(visible(r.transfer(transfer)?, me, transfer)?)?;
+    check_still_disclosable(r.as_ref(), &rec, me)?;
+    Ok(rec.is_recipient(me))
 }
 
 /// A recipient fetched a chunk (batched like [`add_chunk`]).

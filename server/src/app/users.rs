@@ -88,6 +88,9 @@ pub fn add_user(s: &State, by: &str, new: NewUser) -> Result<(String, u64), Serv
     let NewUser { user, display_name, org, role, email, mut more_roles } = new;
     policy::check_new_user(&display_name, &org, email.as_deref())?;
     let org_id = OrgId::new(&org)?;
+    if more_roles.contains(&Role::Admin) && role != Role::Admin {
+        return Err(ServerError::BadRequest("admin is a role of its own: give it as the first role".into()));
+    }
     more_roles.retain(|r| *r != role);
     more_roles.sort_by_key(|r| r.as_str());
     more_roles.dedup();

@@ -19,9 +19,16 @@ pub struct NewAlert {
 }
 
 /// An alert about a transfer: told to its sender and those it waits for.
+/// A transfer not yet released (awaiting a disclosure approver, or
+/// refused) is told to its sender and approvers only: its recipients must
+/// not learn it exists.
 pub fn about_transfer(t: &TransferRecord, kind: AlertKind, key_suffix: &[u8], message: String, now: u64) -> NewAlert {
-    let waiting = t.waiting_for();
-    let people = std::iter::once(t.sender.clone()).chain(waiting.iter().cloned()).collect();
+    let released = t.approvers.is_empty() || crate::core::policy::released(t);
+    let waiting = if released { t.waiting_for() } else { vec![] };
+    let people = std::iter::once(t.sender.clone())
+        .chain(waiting.iter().cloned())
+        .chain(if released { vec![] } else { t.approvers.clone() })
+        .collect();
     let info = AlertInfo {
         id: 0,
         kind,
@@ -108,8 +115,7 @@ pub fn on_due(t: &TransferRecord, due: Due, now: u64, escalate: &[u64]) -> OnDue
                 format_secs(now.saturating_sub(since)),
                 approvers.join(", ")
             );
-            let mut a = about_transfer(t, AlertKind::AwaitingApproval { since }, b"a", msg, now);
-            a.people.extend(t.approvers.iter().cloned());
+            let a = about_transfer(t, AlertKind::AwaitingApproval { since }, b"a", msg, now);
             OnDue::Raise(Box::new(a), None)
         }
     }

@@ -9,3 +9,4 @@ pub mod integrity;
 pub mod lifecycle;
 pub mod policy;
 pub mod records;
+pub mod throttle;

@@ -27,6 +27,8 @@ use crate::state::State;
 mod pages;
 use pages::{confirm_revoke, login_page, once_page};
 
+use crate::core::throttle::Throttle;
+
 /// Largest form body accepted.
 const MAX_FORM: u64 = 16 * 1024;
 /// How long a login lasts (server clock).
@@ -58,6 +60,7 @@ impl Dashboard {
             token: blake3::hash(cfg.admin_token.as_bytes()),
             sessions: Mutex::new(HashMap::new()),
             audit: Mutex::new(None),
+            logins: Mutex::new(Throttle::default()),
         };
         let listener = http::Listener::start(cfg.listen, "dashboard", move |req| web.handle(req))
             .map_err(|e| ServerError::Setup(format!("dashboard: {e}")))?;
@@ -99,6 +102,8 @@ struct Web {
     sessions: Mutex<HashMap<String, Session>>,
     /// Result of the last audit verification from the dashboard.
     audit: Mutex<Option<(u64, Result<String, String>)>>,
+    /// Wrong admin tokens by source address.
+    logins: Mutex<Throttle<std::net::IpAddr>>,
 }
 
 /// The dashboard runs no script at all.
@@ -286,10 +291,31 @@ impl Web {
             }
         } else {
             let Some(token) = form.get("token") else { return login_page(400, "Enter the admin token.") };
+            let source = req.remote_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+            let Ok(mut throttle) = self.logins.lock() else { return error_page(500, "login table poisoned") };
+            let wait = throttle.wait(&source, now);
+            if wait > 0 {
+                return with_headers(
+                    login_page(
+                        429,
+                        &format!("Too many wrong tokens from {source}: wait {wait} s before trying again."),
+                    ),
+                    &[("Retry-After", &wait.to_string())],
+                );
+            }
             if !self.token_ok(token) {
-                tracing::warn!("dashboard: wrong admin token");
+                let n = throttle.failed(source, now);
+                drop(throttle);
+                tracing::warn!(%source, failures = n, "dashboard: wrong admin token");
+                let ev = Ev::new(now, "dashboard", "dashboard-login-failed", source)
+                    .details(format!("wrong admin token ({n} in a row from this address)"));
+                if let Err(e) = app::audit::record(&self.state, ev) {
+                    return error_page(500, &e.to_string());
+                }
                 return login_page(403, "Wrong admin token.");
             }
+            throttle.succeeded(&source);
+            drop(throttle);
             match actor() {
                 Ok(a) => a,
                 Err(e) => return error_page(500, &e.to_string()),
@@ -364,13 +390,14 @@ mod tests {
         let d = |listen: &str, token: &str, allow_remote| {
             Some(DashboardConfig { listen: listen.parse().unwrap(), admin_token: token.into(), allow_remote })
         };
-        c.dashboard = d("127.0.0.1:0", "0123456789abcdef", false);
+        const GOOD: &str = "0123456789abcdef0123456789abcdef";
+        c.dashboard = d("127.0.0.1:0", GOOD, false);
         assert!(c.clone().settings(Path::new("/")).is_ok());
-        c.dashboard = d("127.0.0.1:0", "short", false);
+        c.dashboard = d("127.0.0.1:0", &GOOD[1..], false);
+        assert!(c.clone().settings(Path::new("/")).is_err(), "31 characters");
+        c.dashboard = d("0.0.0.0:4480", GOOD, false);
         assert!(c.clone().settings(Path::new("/")).is_err());
-        c.dashboard = d("0.0.0.0:4480", "0123456789abcdef", false);
-        assert!(c.clone().settings(Path::new("/")).is_err());
-        c.dashboard = d("0.0.0.0:4480", "0123456789abcdef", true);
+        c.dashboard = d("0.0.0.0:4480", GOOD, true);
         assert!(c.settings(Path::new("/")).is_ok());
     }
 }

@@ -346,8 +346,59 @@ async fn an_approval_waiting_past_approve_within_alerts_the_webhook() {
     let all = exhibit_server::app::listings::every_alert(state, true).unwrap();
     assert!(matches!(all[0].info.kind, AlertKind::AwaitingApproval { .. }));
     assert!(all[0].emails.iter().any(|e| e == "dana@example.test"), "{:?}", all[0].emails);
+    // The defence must not learn of a disclosure nobody has approved.
+    assert!(!all[0].emails.iter().any(|e| e == "dave@example.test"), "{:?}", all[0].emails);
+    assert!(all[0].info.waiting_for.is_empty(), "{:?}", all[0].info.waiting_for);
+    assert!(!posts[0].to_string().contains("dave"), "{}", posts[0]);
     // Approved, it alerts no more.
     approvals::approve(&c.dana, t, |_| true).await.unwrap();
     clock.advance(7200);
     assert!(alerts::scan(state, state.clock.now()).unwrap().raised.is_empty());
+}
+
+/// The rules are held on the records as they are when evidence moves, not
+/// only at send: an organisation's kind changed to external after the
+/// send stops a fetch of what no approver approved, and a recipient
+/// revoked while a disclosure waits stops its approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_held_again_when_an_organisation_or_a_recipient_changes() {
+    let c = cast(Fixture::start().await).await;
+    let alice = c.f.user("alice", Role::EvidenceUnit).await;
+    let bob = c.f.user("bob", Role::Caseworker).await;
+    let t = send_labelled(&alice, interview(&c.f, "src"), "bob", LabelPlan::default()).await.unwrap().transfer;
+    exhibit_client::ops::orgs::put(
+        &c.f.admin,
+        exhibit_proto::org::OrgId::new("cps-se").unwrap(),
+        "CPS South East".into(),
+        OrgKind::Defence,
+        true,
+    )
+    .await
+    .unwrap();
+    let out = c.f.path("out");
+    let e = fetch_to(&bob, t, &out).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(ErrorCode::Forbidden), "{e}");
+    assert!(tree(&out).is_empty());
+    exhibit_client::ops::orgs::put(
+        &c.f.admin,
+        exhibit_proto::org::OrgId::new("cps-se").unwrap(),
+        "CPS South East".into(),
+        OrgKind::Cps,
+        true,
+    )
+    .await
+    .unwrap();
+
+    let w = send_labelled(&c.carol, interview(&c.f, "src2"), "dave", plan(cleared())).await.unwrap().transfer;
+    let (m, hash) = manifest_of(&c.carol, w).await;
+    exhibit_client::admin::revoke_user(&c.f.admin, uid("dave")).await.unwrap();
+    // The approver's client no longer finds dave; a signature sent to the
+    // server anyway is refused there.
+    assert!(approvals::approve(&c.dana, w, |_| true).await.is_err());
+    let dp = c.dana.load().unwrap();
+    let a = Approval::of(&m, hash, uid("dana"), 1).sign(&dp.signing);
+    let e = Conn::open(&dp).await.unwrap().request(&Request::Approve { approval: a }).await.unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+    let t = &listing::fetch_list(&c.carol, false).await.unwrap()[0];
+    assert_eq!(t.state, TransferState::AwaitingApproval);
 }

@@ -12,7 +12,7 @@ use exhibit_server::{alerts, Background, ManualClock};
 use crate::browser::{http, Browser};
 use crate::fixture::*;
 
-const TOKEN: &str = "dashboard-test-token-0123456789";
+const TOKEN: &str = "dashboard-test-token-0123456789-abc";
 /// A file name that must never reach the server.
 const SECRET_NAME: &str = "ABE-interview-Witness-K.mp4";
 
@@ -180,6 +180,17 @@ async fn ui_sends_from_one_page_fetches_on_the_other_and_the_sender_sees_acknowl
         b"--X\r\njunk",
     );
     assert_eq!(bad.status, 400, "malformed upload: {}", bad.text());
+    // Another site's page that learnt the URL cannot post to it: not a
+    // fetch (which signs a receipt), not a send.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for (k, v) in [("Sec-Fetch-Site", "cross-site"), ("Origin", "http://evil.example"), ("Origin", "null")] {
+        let r = http("POST", &host, &format!("/{tok}/fetch"), &[form[0], (k, v)], b"transfer=00");
+        assert_eq!(r.status, 403, "{k}: {v}: {}", r.text());
+        assert!(r.text().contains("another site"), "{}", r.text());
+    }
+    let own = format!("http://{host}");
+    let r = http("POST", &host, &format!("/{tok}/fetch"), &[form[0], ("Origin", &own)], b"transfer=00");
+    assert_eq!(r.status, 400, "the page's own origin is let through (to the form's own error): {}", r.text());
 
     let Some(b) = tokio::task::block_in_place(Browser::start) else { return };
     tokio::task::block_in_place(|| {
@@ -290,4 +301,29 @@ async fn ui_labels_a_disclosure_and_the_approver_approves_it_on_his_page() {
     assert_eq!(inbox[0].transfer.to_string(), t);
     assert!(inbox[0].decision.as_ref().is_some_and(|d| d.approved && d.by.as_str() == "dan"));
     drop((ui_c, ui_d));
+}
+
+/// Wrong admin tokens: audited, and after a few from one address each
+/// further try waits longer, even with the right token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_login_is_throttled_per_address_and_failures_are_audited() {
+    let clock = ManualClock::new(1_800_000_000);
+    let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, with_dashboard).await;
+    let addr = f.server().dashboard_addr().unwrap().to_string();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = |token: &str| http("POST", &addr, "/login", &form, format!("token={token}").as_bytes());
+    let free = exhibit_server::core::throttle::FREE;
+    for _ in 0..free {
+        assert_eq!(login("wrong-token-wrong-token-wrong-token").status, 403);
+    }
+    let held = login(TOKEN);
+    assert_eq!(held.status, 429, "the right token is not even tried while the address waits: {}", held.text());
+    assert!(held.text().contains("wait 1 s"), "{}", held.text());
+    assert!(held.headers.contains("X-Frame-Options: DENY"), "{}", held.headers);
+    let failed = f.state().meta.read().unwrap().audit_entries(1, 10_000).unwrap();
+    let failed = failed.iter().filter(|e| e.body.action == "dashboard-login-failed").count();
+    assert_eq!(failed as u32, free, "each wrong token is audited");
+    clock.advance(1);
+    assert_eq!(login(TOKEN).status, 303, "logged in once the wait is over");
+    assert_eq!(login("wrong-token-wrong-token-wrong-token").status, 403, "a success starts the address afresh");
 }

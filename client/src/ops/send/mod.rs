@@ -296,7 +296,15 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
     }
     let approvers = disclosure(&conn, home, &p, &resolved, &opts.labels, &paths).await?;
     confirm_orgs(home, &resolved, opts.confirm)?;
-    let policy = opts.labels.summary(paths.iter().copied());
+    let (sets, _) = opts.labels.sets(paths.iter().copied());
+    if sets.len() > exhibit_proto::details::MAX_LABEL_SETS {
+        return Err(ClientError::Usage(format!(
+            "the items carry {} different sets of labels; at most {} per send",
+            sets.len(),
+            exhibit_proto::details::MAX_LABEL_SETS
+        )));
+    }
+    let policy = exhibit_proto::labels::PolicySummary::of(&sets);
     drop(paths);
     let keys = keys_of(&p, &resolved.entries, &approvers, opts.include_self)?;
     let shown = resolved.shown;
