@@ -10,6 +10,8 @@ use crate::home::{pem_body, Home, NewKeys};
 use crate::session::{unexpected, Conn};
 
 /// Enrol into `home` with a code from an admin. Returns the verified entry.
+/// The private keys are saved under a passphrase from `home`'s source
+/// ([`Home::with_passphrase`]), or unencrypted when it has none.
 pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Result<DirectoryEntry, ClientError> {
     if home.is_enrolled() {
         return Err(ClientError::Config(format!(
@@ -19,6 +21,8 @@ pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Resu
     }
     let authority = exhibit_proto::cert::ed25519_key_from_pem(ca_pem)?;
     let ca_der = pem_body(ca_pem)?;
+    // The passphrase is settled before the one-time code is spent.
+    let lock = home.new_lock()?;
     let age = age::x25519::Identity::generate();
     // The user's long-lived signing key: straight from the operating system.
     let mut secret = [0u8; 32];
@@ -45,15 +49,18 @@ pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Resu
     if me.age_recipient != age.to_public().to_string() || me.signing_key != signing.verifying_key().to_bytes() {
         return Err(ClientError::Verify("the server's directory entry does not carry our keys".into()));
     }
-    home.save(&NewKeys {
-        server: server.to_owned(),
-        ca_pem: ca_pem.to_vec(),
-        tls_cert: cert_der,
-        tls_key: tls_key.serialize_der(),
-        age,
-        signing,
-        entry,
-        user: me.user.to_string(),
-    })?;
+    home.save(
+        &NewKeys {
+            server: server.to_owned(),
+            ca_pem: ca_pem.to_vec(),
+            tls_cert: cert_der,
+            tls_key: tls_key.serialize_der(),
+            age,
+            signing,
+            entry,
+            user: me.user.to_string(),
+        },
+        lock.as_ref(),
+    )?;
     Ok(me)
 }
