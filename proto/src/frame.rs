@@ -201,6 +201,9 @@ pub enum AlertKind {
     SchedulerStalled { last_scan: u64 },
     /// The server could not store data (disk full or failing).
     Storage { reason: String },
+    /// Many enrolment attempts with wrong codes were refused in a short
+    /// time (the latest from `source`): someone may be guessing codes.
+    EnrolmentRefused { source: String, refused: u32 },
 }
 
 /// An admin's acknowledgement of an alert.

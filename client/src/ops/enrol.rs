@@ -13,6 +13,18 @@ use crate::session::{unexpected, Conn};
 /// The private keys are saved under a passphrase from `home`'s source
 /// ([`Home::with_passphrase`]), or unencrypted when it has none.
 pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Result<DirectoryEntry, ClientError> {
+    enrol_from(home, None, server, code, ca_pem).await
+}
+
+/// As [`enrol`], connecting from the local address `bind` if given (a
+/// machine with several addresses; tests that play several sources).
+pub async fn enrol_from(
+    home: &Home,
+    bind: Option<std::net::SocketAddr>,
+    server: &str,
+    code: &str,
+    ca_pem: &[u8],
+) -> Result<DirectoryEntry, ClientError> {
     if home.is_enrolled() {
         return Err(ClientError::Config(format!(
             "{} already holds an enrolment; use another EXHIBIT_HOME",
@@ -33,7 +45,10 @@ pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Resu
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
     let csr = params.serialize_request(&tls_key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
-    let conn = Conn::connect(server, &ca_der, None).await?;
+    let conn = match bind {
+        Some(b) => Conn::connect_from(b, server, &ca_der, None).await?,
+        None => Conn::connect(server, &ca_der, None).await?,
+    };
     let req = Request::Enrol(EnrolRequest {
         code: code.trim().to_owned(),
         age_recipient: age.to_public().to_string(),
