@@ -6,6 +6,7 @@ mod alerts;
 mod auth;
 mod browser;
 mod custody;
+mod enrolment;
 mod extract;
 mod fixture;
 mod hostile;
