@@ -293,9 +293,11 @@ impl Home {
             }
             KeyProtection::Partial if self.dir.join(LOCK_FILE).exists() => self.unlock()?,
             _ => {
-                let lock = Home { passphrase: new.clone(), ..self.clone() }
-                    .new_lock()?
-                    .ok_or_else(|| ClientError::Usage("no new passphrase given".into()))?;
+                let lock = Home { passphrase: new.clone(), ..self.clone() }.new_lock()?.ok_or_else(|| {
+                    ClientError::Usage(
+                        "no new passphrase: give --new-passphrase-file FILE, or run on a terminal to be asked".into(),
+                    )
+                })?;
                 // The lock first: until every key file is sealed, the ones
                 // still plain are read as they are.
                 self.write(LOCK_FILE, &lock.file)?;
