@@ -57,6 +57,11 @@ pub enum Command {
         no_passphrase: bool,
     },
     /// The passphrase that encrypts your private keys in the key directory.
+    ///
+    /// The current passphrase is asked for on the terminal, or read from the
+    /// file named by EXHIBIT_PASSPHRASE_FILE (its first line; the file must
+    /// be readable by you alone). A new one is asked for twice, or read from
+    /// --new-passphrase-file.
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
     /// Show who you are enrolled as, and when your certificate expires.
