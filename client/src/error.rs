@@ -51,6 +51,12 @@ pub enum ClientError {
     /// Stopped part-way; what arrived is kept to continue from.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// The keys are under a passphrase and none could be had.
+    #[error("the keys are protected by a passphrase: {0}")]
+    PassphraseRequired(String),
+    /// The passphrase given does not open the keys.
+    #[error("wrong passphrase: it does not open the keys in this key directory")]
+    WrongPassphrase,
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),

@@ -4,17 +4,21 @@
 //! The directory and every folder in it are 0700 and every file 0600:
 //! created so ([`private_dir`], [`write_private`]), and tightened when a
 //! command loads the home and finds one looser (made by an older client).
+//! With a passphrase (see [`crate::keylock`]) the private key files are
+//! age files, opened in memory once per process and never written plain.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use exhibit_proto::directory::{DirectoryEntry, SignedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
+use crate::keylock::{self, HomeKey, Passphrase, LOCK_FILE};
 
 const CONFIG: &str = "client.toml";
 const CA: &str = "ca.pem";
@@ -25,11 +29,38 @@ const SIGNING_KEY: &str = "signing.key";
 const ENTRY: &str = "entry.json";
 const PINS: &str = "pins.json";
 const CONFIRMED_ORGS: &str = "confirmed-orgs.json";
+/// The files that hold private keys: under the passphrase when there is one.
+const PRIVATE_KEYS: [&str; 3] = [AGE_KEY, SIGNING_KEY, TLS_KEY];
 
-/// A key directory.
+/// A key directory, with where to get its passphrase when its keys are
+/// under one. Clones share the unlocked key: the passphrase is asked for
+/// once per process.
 #[derive(Clone, Debug)]
 pub struct Home {
     dir: PathBuf,
+    passphrase: Passphrase,
+    unlocked: Arc<Mutex<Option<HomeKey>>>,
+}
+
+/// A new passphrase lock, made before it is needed (at enrolment: before
+/// the one-time code is spent).
+#[derive(Debug)]
+pub struct NewLock {
+    key: HomeKey,
+    file: Vec<u8>,
+}
+
+/// Whether the private keys are under a passphrase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyProtection {
+    /// Every private key file is encrypted.
+    Passphrase,
+    /// None is.
+    None,
+    /// Some are: a `passphrase set` or `remove` was interrupted; running
+    /// it again finishes it.
+    Partial,
 }
 
 /// Where the server is and who we are.
@@ -93,7 +124,19 @@ pub struct NewKeys {
 impl Home {
     /// A key directory at `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Home { dir: dir.into() }
+        Home { dir: dir.into(), passphrase: Passphrase::None, unlocked: Arc::default() }
+    }
+
+    /// The same directory, asking `passphrase` when the keys are locked
+    /// (and, at enrolment, locking new keys with it unless it is
+    /// [`Passphrase::None`]).
+    pub fn with_passphrase(self, passphrase: Passphrase) -> Self {
+        Home { passphrase, unlocked: Arc::default(), ..self }
+    }
+
+    /// Where this home gets its passphrase.
+    pub fn passphrase(&self) -> &Passphrase {
+        &self.passphrase
     }
 
     /// `$EXHIBIT_HOME`, else `$XDG_CONFIG_HOME/exhibit`, else
@@ -155,13 +198,13 @@ impl Home {
         let ca_pem = self.read(CA)?;
         let authority = exhibit_proto::cert::ed25519_key_from_pem(&ca_pem)?;
         let ca_der = pem_body(&ca_pem)?;
-        let age_text = String::from_utf8(self.read_private(AGE_KEY)?)
+        let age_text = String::from_utf8(self.read_key(AGE_KEY)?)
             .map_err(|_| ClientError::Config("age key is not text".into()))?;
         let age = age_text
             .trim()
             .parse::<age::x25519::Identity>()
             .map_err(|e| ClientError::Config(format!("age key: {e}")))?;
-        let sk_hex = self.read_private(SIGNING_KEY)?;
+        let sk_hex = self.read_key(SIGNING_KEY)?;
         let mut sk = [0u8; 32];
         hex::decode_to_slice(String::from_utf8_lossy(&sk_hex).trim(), &mut sk)
             .map_err(|_| ClientError::Config("signing key: expected 64 hex digits".into()))?;
@@ -173,7 +216,7 @@ impl Home {
             ca_der,
             authority,
             tls_cert: self.read(TLS_CERT)?,
-            tls_key: self.read_private(TLS_KEY)?,
+            tls_key: self.read_key(TLS_KEY)?,
             age,
             signing: SigningKey::from_bytes(&sk),
             entry,
@@ -181,16 +224,147 @@ impl Home {
         })
     }
 
-    /// Save freshly enrolled keys. Refuses to overwrite an enrolment.
-    pub fn save(&self, k: &NewKeys) -> Result<(), ClientError> {
+    /// A private key file's contents, decrypted in memory if it is under
+    /// the passphrase.
+    fn read_key(&self, name: &str) -> Result<Vec<u8>, ClientError> {
+        let bytes = self.read_private(name)?;
+        if !keylock::is_locked(&bytes) {
+            return Ok(bytes);
+        }
+        self.unlock()?.open(name, &bytes)
+    }
+
+    /// The home key, asking for the passphrase the first time.
+    fn unlock(&self) -> Result<HomeKey, ClientError> {
+        let mut cached = self.unlocked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = cached.as_ref() {
+            return Ok(k.clone());
+        }
+        let lock = match std::fs::read(self.dir.join(LOCK_FILE)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::Config(format!(
+                    "the key files in {} are encrypted but {LOCK_FILE}, which opens them, is missing",
+                    self.dir.display()
+                )))
+            }
+            Err(e) => return Err(ClientError::Io { context: format!("reading {LOCK_FILE}"), source: e }),
+        };
+        let what = format!("passphrase for the keys in {}", self.dir.display());
+        let key = HomeKey::unlock(&lock, self.passphrase.get(&what, false)?)?;
+        *cached = Some(key.clone());
+        Ok(key)
+    }
+
+    /// Whether the private keys are under a passphrase.
+    pub fn protection(&self) -> Result<KeyProtection, ClientError> {
+        let mut locked = 0;
+        for name in PRIVATE_KEYS {
+            if keylock::is_locked(&self.read_private(name)?) {
+                locked += 1;
+            }
+        }
+        Ok(match locked {
+            0 if !self.dir.join(LOCK_FILE).exists() => KeyProtection::None,
+            3 => KeyProtection::Passphrase,
+            _ => KeyProtection::Partial,
+        })
+    }
+
+    /// A new lock with a passphrase from this home's source (asked twice on
+    /// a terminal), or `None` when the source is [`Passphrase::None`].
+    pub fn new_lock(&self) -> Result<Option<NewLock>, ClientError> {
+        if !self.passphrase.is_some() {
+            return Ok(None);
+        }
+        let what = format!("new passphrase for the keys in {}", self.dir.display());
+        let pass = self.passphrase.get(&what, true)?;
+        let key = HomeKey::generate();
+        Ok(Some(NewLock { file: key.lock(pass)?, key }))
+    }
+
+    /// Put the private keys under a passphrase from `new`. Finishes an
+    /// interrupted `set` (with the passphrase already set, from this
+    /// home's source). The keys stay the same.
+    pub fn set_passphrase(&self, new: &Passphrase) -> Result<(), ClientError> {
+        let key = match self.protection()? {
+            KeyProtection::Passphrase => {
+                return Err(ClientError::Usage(
+                    "the keys already have a passphrase; use `exhibit passphrase change`".into(),
+                ))
+            }
+            KeyProtection::Partial if self.dir.join(LOCK_FILE).exists() => self.unlock()?,
+            _ => {
+                let lock = Home { passphrase: new.clone(), ..self.clone() }.new_lock()?.ok_or_else(|| {
+                    ClientError::Usage(
+                        "no new passphrase: give --new-passphrase-file FILE, or run on a terminal to be asked".into(),
+                    )
+                })?;
+                // The lock first: until every key file is sealed, the ones
+                // still plain are read as they are.
+                self.write(LOCK_FILE, &lock.file)?;
+                lock.key
+            }
+        };
+        for name in PRIVATE_KEYS {
+            let bytes = self.read_private(name)?;
+            if !keylock::is_locked(&bytes) {
+                self.write(name, &key.seal(&bytes)?)?;
+            }
+        }
+        *self.unlocked.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        Ok(())
+    }
+
+    /// Change the passphrase (the current one from this home's source, the
+    /// new one from `new`): one file is rewritten, atomically; the keys and
+    /// their fingerprint stay the same.
+    pub fn change_passphrase(&self, new: &Passphrase) -> Result<(), ClientError> {
+        if self.protection()? == KeyProtection::None {
+            return Err(ClientError::Usage("the keys have no passphrase; use `exhibit passphrase set`".into()));
+        }
+        let key = self.unlock()?;
+        let what = format!("new passphrase for the keys in {}", self.dir.display());
+        let file = key.lock(new.get(&what, true)?)?;
+        self.write(LOCK_FILE, &file)
+    }
+
+    /// Take the passphrase off: the private keys are written decrypted
+    /// (each file atomically), then the lock is deleted.
+    pub fn remove_passphrase(&self) -> Result<(), ClientError> {
+        if self.protection()? == KeyProtection::None {
+            return Err(ClientError::Usage("the keys have no passphrase to remove".into()));
+        }
+        for name in PRIVATE_KEYS {
+            let bytes = self.read_private(name)?;
+            if keylock::is_locked(&bytes) {
+                let plain = self.unlock()?.open(name, &bytes)?;
+                self.write(name, &plain)?;
+            }
+        }
+        let lock = self.dir.join(LOCK_FILE);
+        std::fs::remove_file(&lock).map_err(ClientError::io(format!("removing {}", lock.display())))?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(ClientError::io("syncing the key directory"))
+    }
+
+    /// Save freshly enrolled keys, under `lock` if given. Refuses to
+    /// overwrite an enrolment.
+    pub fn save(&self, k: &NewKeys, lock: Option<&NewLock>) -> Result<(), ClientError> {
         if self.is_enrolled() {
             return Err(ClientError::Config(format!("{} already holds an enrolment", self.dir.display())));
         }
         private_dir(&self.dir)?;
         use age::secrecy::ExposeSecret;
-        self.write(AGE_KEY, k.age.to_string().expose_secret().as_bytes())?;
-        self.write(SIGNING_KEY, hex::encode(k.signing.to_bytes()).as_bytes())?;
-        self.write(TLS_KEY, &k.tls_key)?;
+        let secret = |name: &str, plain: &[u8]| match lock {
+            Some(l) => self.write(name, &l.key.seal(plain)?),
+            None => self.write(name, plain),
+        };
+        if let Some(l) = lock {
+            self.write(LOCK_FILE, &l.file)?;
+        }
+        secret(AGE_KEY, k.age.to_string().expose_secret().as_bytes())?;
+        secret(SIGNING_KEY, hex::encode(k.signing.to_bytes()).as_bytes())?;
+        secret(TLS_KEY, &k.tls_key)?;
         self.write(TLS_CERT, &k.tls_cert)?;
         self.write(CA, &k.ca_pem)?;
         let entry = serde_json::to_vec_pretty(&k.entry).map_err(|e| ClientError::Config(e.to_string()))?;

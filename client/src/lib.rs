@@ -11,7 +11,7 @@
 //!   receipt, custody, admin, audit, enrol, ...).
 //! - `journal`: what an unfinished send or fetch leaves to continue from.
 //! - `session`: the connection to the server, retrying, paging, tuning.
-//! - `home`, `human`, `progress`, `error`: leaves.
+//! - `home` (over `keylock`: keys under a passphrase), `human`, `progress`, `error`: leaves.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod error;
 pub mod home;
 pub mod human;
 pub mod journal;
+pub mod keylock;
 pub mod labels;
 pub mod ops;
 pub mod progress;

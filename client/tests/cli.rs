@@ -11,6 +11,9 @@ struct Env {
     dir: tempfile::TempDir,
     addr: String,
     ca: String,
+    /// EXHIBIT_PASSPHRASE_FILE for every command, when set; without it
+    /// users enrol with --no-passphrase.
+    passphrase: Option<String>,
 }
 
 fn start() -> (Env, String) {
@@ -28,7 +31,7 @@ fn start() -> (Env, String) {
     let addr = server.local_addr().to_string();
     rt.spawn(server.wait());
     let ca = init.ca.to_str().unwrap().to_owned();
-    (Env { _rt: rt, dir, addr, ca }, init.admin_code)
+    (Env { _rt: rt, dir, addr, ca, passphrase: None }, init.admin_code)
 }
 
 impl Env {
@@ -37,7 +40,26 @@ impl Env {
     }
 
     fn run(&self, who: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_exhibit")).env("EXHIBIT_HOME", self.home(who)).args(args).output().unwrap()
+        self.run_with(who, args, self.passphrase.as_deref())
+    }
+
+    /// Run with EXHIBIT_PASSPHRASE_FILE set to `passphrase`, or unset.
+    fn run_with(&self, who: &str, args: &[&str], passphrase: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_exhibit"));
+        c.env("EXHIBIT_HOME", self.home(who)).env_remove("EXHIBIT_PASSPHRASE_FILE").args(args);
+        if let Some(p) = passphrase {
+            c.env("EXHIBIT_PASSPHRASE_FILE", p);
+        }
+        c.stdin(std::process::Stdio::null()).output().unwrap()
+    }
+
+    /// A file only its owner can read, holding `text`.
+    fn secret_file(&self, name: &str, text: &str) -> String {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.dir.path().join(name);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        p.to_str().unwrap().to_owned()
     }
 
     fn ok(&self, who: &str, args: &[&str]) -> String {
@@ -52,8 +74,15 @@ impl Env {
         serde_json::from_str(&self.ok(who, &a)).unwrap()
     }
 
+    /// Enrol with the code in a file, with the passphrase file if the
+    /// environment has one, else with --no-passphrase.
     fn enrol(&self, who: &str, code: &str) {
-        self.ok(who, &["enrol", "--server", &self.addr, "--code", code, "--ca", &self.ca]);
+        let file = self.secret_file(&format!("code-{who}"), &format!("{code}\n"));
+        let mut args = vec!["enrol", "--server", &self.addr, "--code-file", &file, "--ca", &self.ca];
+        if self.passphrase.is_none() {
+            args.push("--no-passphrase");
+        }
+        self.ok(who, &args);
     }
 }
 
@@ -75,7 +104,10 @@ fn read_tree(p: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn readme_worked_example() {
-    let (env, admin_code) = start();
+    let (mut env, admin_code) = start();
+    // As in the README, everyone's keys are under a passphrase; here it is
+    // read from a file, there is no terminal to ask on.
+    env.passphrase = Some(env.secret_file("passphrase", "correct horse battery staple\n"));
     env.enrol("admin", &admin_code);
     let who = env.json("admin", &["whoami"]);
     assert_eq!(who["role"], "admin");
@@ -169,13 +201,13 @@ fn bad_input_gets_clear_errors() {
     let out = env.run("nobody", &["fetch", "not-a-transfer-id"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("transfer id"));
-    let out = env.run("nobody", &["enrol", "--server", &env.addr, "--code", "WRONG-CODE", "--ca", &env.ca]);
+    let args = ["enrol", "--server", &env.addr, "--code", "WRONG-CODE", "--ca", &env.ca, "--no-passphrase"];
+    let out = env.run("nobody", &args);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("enrolment code"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("enrolment code"), "{err}");
+    // A code on the command line works, with a warning that others see it.
+    assert!(err.contains("warning: a code given with --code can be seen by other users"), "{err}");
 }
 
 #[test]
@@ -332,4 +364,120 @@ fn readme_disclosure_example() {
     assert_eq!(v["summary"]["approved_by"], "dana");
     let text = env.ok("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
     assert!(text.contains("approved by  dana"), "{text}");
+}
+
+/// Issue 25, item 3: keys at rest under a passphrase.
+#[test]
+fn keys_at_rest_are_encrypted_with_a_passphrase() {
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    env.ok("admin", &["admin", "org", "add", "k", "--name", "K", "--kind", "police"]);
+    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "k", "--role", "evidence-unit"]);
+    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "k", "--role", "caseworker"]);
+    let (a_code, b_code) = (a["code"].as_str().unwrap(), b["code"].as_str().unwrap());
+    let alice_pw = env.secret_file("alice-pw", "alice's passphrase\n");
+    let bob_pw = env.secret_file("bob-pw", "bob's passphrase\n");
+    let code_file = env.secret_file("alice-code", a_code);
+    let enrol = ["enrol", "--server", &env.addr, "--code-file", &code_file, "--ca", &env.ca];
+
+    // No terminal, no passphrase file, no --no-passphrase: refused, and
+    // the one-time code is not spent.
+    let out = env.run_with("alice", &enrol, None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EXHIBIT_PASSPHRASE_FILE") && err.contains("--no-passphrase"), "{err}");
+    assert!(!Path::new(&env.home("alice")).join("client.toml").exists());
+
+    // With the passphrase file: every private key file is an age file.
+    let out = env.run_with("alice", &[&enrol[..], &["--json"]].concat(), Some(&alice_pw));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let enrolled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(enrolled["passphrase"], true);
+    let home = Path::new(&env.home("alice")).to_owned();
+    for name in ["age.key", "signing.key", "tls-key.der"] {
+        let bytes = std::fs::read(home.join(name)).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{name} is not an age file");
+    }
+    assert!(!String::from_utf8_lossy(&std::fs::read(home.join("age.key")).unwrap()).contains("AGE-SECRET-KEY"));
+    let lock = String::from_utf8_lossy(&std::fs::read(home.join("passphrase.age")).unwrap()).into_owned();
+    assert!(lock.contains("-> scrypt "), "the lock is not an scrypt age file: {lock}");
+
+    // bob enrols reading his code from standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .env("EXHIBIT_HOME", env.home("bob"))
+        .env("EXHIBIT_PASSPHRASE_FILE", &bob_pw)
+        .args(["enrol", "--server", &env.addr, "--code-file", "-", "--ca", &env.ca])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{b_code}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "no warning without --code");
+
+    // send and fetch work with the passphrase files.
+    let src = env.dir.path().join("exhibit.bin");
+    std::fs::write(&src, b"evidence at rest").unwrap();
+    let sent =
+        env.run_with("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--json", "--yes"], Some(&alice_pw));
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let t = serde_json::from_slice::<serde_json::Value>(&sent.stdout).unwrap()["transfer"].as_str().unwrap().to_owned();
+    let out = env.dir.path().join("got");
+    let fetched = env.run_with("bob", &["fetch", &t, "-o", out.to_str().unwrap()], Some(&bob_pw));
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(std::fs::read(out.join("exhibit.bin")).unwrap(), b"evidence at rest");
+
+    // A wrong passphrase, or none, is refused clearly.
+    let wrong = env.secret_file("wrong-pw", "not bob's\n");
+    let out = env.run_with("bob", &["inbox"], Some(&wrong));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.run_with("bob", &["inbox"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("protected by a passphrase") && err.contains("EXHIBIT_PASSPHRASE_FILE"), "{err}");
+
+    // Change: same keys, same fingerprint; the old passphrase stops working.
+    let whoami = |pw: &str| {
+        let out = env.run_with("bob", &["whoami", "--json"], Some(pw));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["fingerprint"].clone()
+    };
+    let fingerprint = whoami(&bob_pw);
+    let bob_home = Path::new(&env.home("bob")).to_owned();
+    let keys_before = std::fs::read(bob_home.join("age.key")).unwrap();
+    let bob_pw2 = env.secret_file("bob-pw2", "bob's second passphrase\n");
+    let out = env.run_with("bob", &["passphrase", "change", "--new-passphrase-file", &bob_pw2], Some(&bob_pw));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(whoami(&bob_pw2), fingerprint);
+    assert_eq!(std::fs::read(bob_home.join("age.key")).unwrap(), keys_before, "only the lock is rewritten");
+    let out = env.run_with("bob", &["whoami"], Some(&bob_pw));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"), "old passphrase still works");
+    let out = env.run_with("bob", &["passphrase", "status", "--json"], Some(&bob_pw2));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["protection"], "passphrase");
+
+    // Remove: the keys are written plain only now, when asked.
+    let out = env.run_with("bob", &["passphrase", "remove"], Some(&wrong));
+    assert!(!out.status.success(), "removed with a wrong passphrase");
+    assert!(std::fs::read(bob_home.join("age.key")).unwrap().starts_with(b"age-encryption.org/v1\n"));
+    let out = env.run_with("bob", &["passphrase", "remove"], Some(&bob_pw2));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(bob_home.join("age.key")).unwrap().starts_with("AGE-SECRET-KEY-1"));
+    assert!(!bob_home.join("passphrase.age").exists());
+    let out = env.run_with("bob", &["whoami", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["fingerprint"], fingerprint);
+
+    // And set again, from a file.
+    let bob_pw3 = env.secret_file("bob-pw3", "bob's third passphrase\n");
+    let out = env.run_with("bob", &["passphrase", "set", "--new-passphrase-file", &bob_pw3], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(bob_home.join("signing.key")).unwrap().starts_with(b"age-encryption.org/v1\n"));
+    assert_eq!(whoami(&bob_pw3), fingerprint);
 }

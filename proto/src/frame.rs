@@ -242,6 +242,9 @@ pub enum AlertKind {
     /// cut short or gone), found as it was read for a fetch, a scrub or a
     /// backup.
     Corruption { chunk: ChunkId, reason: String },
+    /// Many enrolment attempts with wrong codes were refused in a short
+    /// time (the latest from `source`): someone may be guessing codes.
+    EnrolmentRefused { source: String, refused: u32 },
 }
 
 /// An admin's acknowledgement of an alert.

@@ -94,6 +94,77 @@ pub struct Config {
     /// Admin web dashboard (off unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<DashboardConfig>,
+    /// Limits on connections without a certificate and on wrong
+    /// enrolment codes.
+    #[serde(default)]
+    pub enrolment: EnrolmentConfig,
+}
+
+/// `[enrolment]`: what connections without a user's certificate (which
+/// may only enrol) may hold, and what wrong codes cost their address. An
+/// address is an IPv4 address or an IPv6 /64.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentConfig {
+    /// Connections without a certificate served at once, from everyone.
+    #[serde(default = "default_strangers")]
+    pub max_connections: usize,
+    /// Connections without a certificate one address may hold at once.
+    #[serde(default = "default_strangers_per_source")]
+    pub max_connections_per_source: usize,
+    /// Wrong codes an address may send before it must wait.
+    #[serde(default = "default_free_failures")]
+    pub free_failures: u32,
+    /// The first wait; it doubles with each further wrong code.
+    #[serde(default = "default_backoff")]
+    pub backoff: String,
+    /// The longest wait; an address's wrong codes are forgotten this long
+    /// after its last one.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: String,
+    /// Refused enrolment attempts (every address together) within
+    /// `alert_window` that raise an alert.
+    #[serde(default = "default_alert_after")]
+    pub alert_after: u32,
+    /// See `alert_after`.
+    #[serde(default = "default_alert_window")]
+    pub alert_window: String,
+}
+
+impl Default for EnrolmentConfig {
+    fn default() -> Self {
+        EnrolmentConfig {
+            max_connections: default_strangers(),
+            max_connections_per_source: default_strangers_per_source(),
+            free_failures: default_free_failures(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            alert_after: default_alert_after(),
+            alert_window: default_alert_window(),
+        }
+    }
+}
+
+fn default_strangers() -> usize {
+    64
+}
+fn default_strangers_per_source() -> usize {
+    8
+}
+fn default_free_failures() -> u32 {
+    5
+}
+fn default_backoff() -> String {
+    "30s".into()
+}
+fn default_max_backoff() -> String {
+    "1h".into()
+}
+fn default_alert_after() -> u32 {
+    20
+}
+fn default_alert_window() -> String {
+    "10m".into()
 }
 
 /// Chunk storage backends.
@@ -287,6 +358,8 @@ pub struct Settings {
     pub upload_memory: u64,
     /// Seconds one full scrub pass takes (`None`: no scrub).
     pub scrub_period: Option<u64>,
+    /// Wrong enrolment codes: free ones, waits, alert.
+    pub enrol_limits: crate::core::strangers::Limits,
 }
 
 impl Config {
@@ -317,6 +390,7 @@ impl Config {
             smtp: None,
             storage: StorageConfig::default(),
             dashboard: None,
+            enrolment: EnrolmentConfig::default(),
         }
     }
 
@@ -382,6 +456,20 @@ impl Config {
         };
         let download_memory = memory("download_memory", &self.download_memory)?;
         let upload_memory = memory("upload_memory", &self.upload_memory)?;
+        let e = &self.enrolment;
+        if e.max_connections == 0 || e.max_connections_per_source == 0 || e.alert_after == 0 {
+            return Err(ServerError::Setup(
+                "config: enrolment.max_connections, max_connections_per_source and alert_after must be more than 0"
+                    .into(),
+            ));
+        }
+        let enrol_limits = crate::core::strangers::Limits {
+            free_failures: e.free_failures,
+            backoff: d("enrolment.backoff", &e.backoff)?.max(1),
+            max_backoff: d("enrolment.max_backoff", &e.max_backoff)?.max(1),
+            alert_after: e.alert_after,
+            alert_window: d("enrolment.alert_window", &e.alert_window)?.max(1),
+        };
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
         Ok(Settings {
             ack_within,
@@ -409,6 +497,7 @@ impl Config {
                     n => Some(n),
                 },
             },
+            enrol_limits,
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),

@@ -13,6 +13,10 @@ pub enum ServerError {
     /// No valid client certificate, or not enrolled.
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
+    /// An enrolment code that is unknown, used or expired (counted
+    /// against the address that sent it).
+    #[error("not authenticated: {0}")]
+    WrongCode(String),
     /// The caller may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -65,7 +69,7 @@ impl ServerError {
             ServerError::Proto(ProtoError::BadSignature { .. }) => ErrorCode::BadSignature,
             ServerError::Proto(ProtoError::TooLarge { .. }) => ErrorCode::TooLarge,
             ServerError::Proto(_) | ServerError::BadRequest(_) => ErrorCode::BadRequest,
-            ServerError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ServerError::Unauthenticated(_) | ServerError::WrongCode(_) => ErrorCode::Unauthenticated,
             ServerError::Forbidden(_) => ErrorCode::Forbidden,
             ServerError::NotFound(_) => ErrorCode::NotFound,
             ServerError::Conflict(_) => ErrorCode::Conflict,

@@ -34,7 +34,7 @@ pub mod web;
 pub use crate::alerts::notify;
 pub use crate::ops::{backup, fsck};
 pub use crate::rpc::{ANONYMOUS_LIFETIME, ANONYMOUS_MAX_FRAME};
-pub use crate::state::{State, ANONYMOUS_CONNECTIONS};
+pub use crate::state::State;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -108,11 +108,8 @@ fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name
     println!("Enrol the first admin from another terminal:");
     // A wildcard listen address is not somewhere a client can connect to.
     let server = if listen.ip().is_unspecified() { format!("{name}:{}", listen.port()) } else { listen.to_string() };
-    println!(
-        "  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {server} --code {} --ca {}",
-        init.admin_code,
-        init.ca.display()
-    );
+    println!("  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {server} --ca {}", init.ca.display());
+    println!("It asks for the admin code above, then for a passphrase that encrypts the new keys.");
     println!();
 }
 

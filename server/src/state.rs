@@ -20,9 +20,6 @@ use crate::tls;
 /// Idle chunk buffers kept for reuse (a fresh buffer per chunk costs a page
 /// fault per 4 KiB).
 const BUFFER_POOL: usize = 64 << 20;
-/// Connections without a user's certificate served at once; more are
-/// closed at once.
-pub const ANONYMOUS_CONNECTIONS: usize = 64;
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -59,13 +56,18 @@ pub struct State {
     pub download_memory: budget::Budget,
     /// Chunk bytes held for uploads at once (offered chunks wait past it).
     pub upload_memory: budget::Budget,
-    /// Connections without a user's certificate (they may only enrol).
+    /// Connections without a user's certificate (they may only enrol),
+    /// `[enrolment] max_connections` at once.
     pub anonymous: Arc<tokio::sync::Semaphore>,
     /// Check each chunk read for a fetch against its id (off only for the
     /// benchmark's baseline, `EXHIBITD_UNCHECKED_READS=1`, and for tests
     /// showing that the recipient's own checks still catch what the
     /// server lets through).
     pub check_reads: std::sync::atomic::AtomicBool,
+    /// Those connections by source address (`max_connections_per_source`).
+    pub strangers: std::sync::Mutex<crate::core::strangers::Held>,
+    /// Wrong enrolment codes by source address, and recent refusals.
+    pub enrol_guard: std::sync::Mutex<crate::core::strangers::Guard>,
 }
 
 impl State {
@@ -96,7 +98,9 @@ impl State {
             buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
             download_memory: budget::Budget::new(settings.download_memory),
             upload_memory: budget::Budget::new(settings.upload_memory),
-            anonymous: Arc::new(tokio::sync::Semaphore::new(ANONYMOUS_CONNECTIONS)),
+            anonymous: Arc::new(tokio::sync::Semaphore::new(settings.config.enrolment.max_connections)),
+            strangers: Default::default(),
+            enrol_guard: Default::default(),
             // The benchmark's baseline only: chunks served as read, as the
             // server did before it checked them.
             check_reads: std::env::var_os("EXHIBITD_UNCHECKED_READS").is_none_or(|v| v != "1").into(),

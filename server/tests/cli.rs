@@ -55,6 +55,9 @@ fn documented_example_config_is_valid() {
     assert_eq!(s.retain_after_ack, Some(90 * 86400));
     assert_eq!(s.max_transfer_bytes, 1 << 40);
     assert_eq!(s.escalate_after, vec![4 * 3600, 24 * 3600]);
+    // The documented [enrolment] values are the defaults.
+    assert_eq!(s.config.enrolment, exhibit_server::config::EnrolmentConfig::default());
+    assert_eq!(s.enrol_limits.backoff, 30);
 }
 
 /// The operator's lifecycle with the real binary: serve, back up while it

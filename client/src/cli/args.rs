@@ -29,17 +29,43 @@ pub struct Cli {
 pub enum Command {
     /// Enrol with a one-time code from an admin: makes your keys here and
     /// gets your certificate.
+    ///
+    /// The code is asked for on the terminal, or read with --code-file.
+    /// The private keys are saved encrypted with a passphrase: asked for
+    /// (twice) on the terminal, or read from the file named by
+    /// EXHIBIT_PASSPHRASE_FILE. Every later command that uses the keys asks
+    /// for it once (or reads that file). Without a terminal or that file,
+    /// enrolment stops unless --no-passphrase says to keep the keys
+    /// unencrypted.
     Enrol {
         /// Server address, host:port.
         #[arg(long)]
         server: String,
-        /// One-time enrolment code.
-        #[arg(long)]
-        code: String,
+        /// The one-time enrolment code on the command line. Other users of
+        /// this machine can see it (ps) and it stays in your shell history:
+        /// prefer the prompt or --code-file.
+        #[arg(long, conflicts_with = "code_file")]
+        code: Option<String>,
+        /// Read the one-time enrolment code from FILE ("-": standard input).
+        #[arg(long, value_name = "FILE")]
+        code_file: Option<PathBuf>,
         /// The deployment's CA certificate (ca.pem), obtained out of band.
         #[arg(long)]
         ca: PathBuf,
+        /// Keep the private keys unencrypted (for a service account whose
+        /// machine is protected otherwise). Anyone who can read the key
+        /// directory can then decrypt everything sent to you.
+        #[arg(long)]
+        no_passphrase: bool,
     },
+    /// The passphrase that encrypts your private keys in the key directory.
+    ///
+    /// The current passphrase is asked for on the terminal, or read from the
+    /// file named by EXHIBIT_PASSPHRASE_FILE (its first line; the file must
+    /// be readable by you alone). A new one is asked for twice, or read from
+    /// --new-passphrase-file.
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
     /// Show who you are enrolled as, and when your certificate expires.
     Whoami,
     /// Renew your client certificate (same keys, same fingerprint) before
@@ -126,6 +152,35 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
+}
+
+/// `exhibit passphrase …`. The current passphrase is asked for on the
+/// terminal or read from the file named by EXHIBIT_PASSPHRASE_FILE; a new
+/// one is asked for twice, or read from --new-passphrase-file.
+#[derive(Subcommand, Debug)]
+pub enum PassphraseCommand {
+    /// Encrypt unencrypted private keys with a new passphrase. Copies of
+    /// the unencrypted keys in backups, or left in the disk's free space,
+    /// are not reached: where that matters, enrol again with a passphrase.
+    Set {
+        /// Read the new passphrase from FILE (default: ask on the terminal,
+        /// else the file named by EXHIBIT_PASSPHRASE_FILE).
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Change the passphrase. The keys, and so your fingerprint, stay the
+    /// same; the old passphrase stops working.
+    Change {
+        /// Read the new passphrase from FILE (default: ask on the terminal).
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Decrypt the private keys and store them without a passphrase.
+    /// Anyone who can read the key directory can then decrypt everything
+    /// sent to you.
+    Remove,
+    /// Say whether the private keys are encrypted with a passphrase.
+    Status,
 }
 
 /// `exhibit send`.

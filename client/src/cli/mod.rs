@@ -10,11 +10,12 @@ use exhibit_proto::{TransferId, UserId};
 use serde_json::json;
 
 pub use self::args::{
-    AdminCommand, AlertAction, AuditCommand, Cli, Command, CustodyArgs, OrgCommand, ReceiptCommand, SendArgs,
-    UserCommand,
+    AdminCommand, AlertAction, AuditCommand, Cli, Command, CustodyArgs, OrgCommand, PassphraseCommand, ReceiptCommand,
+    SendArgs, UserCommand,
 };
 use crate::error::ClientError;
-use crate::home::Home;
+use crate::home::{Home, KeyProtection};
+use crate::keylock::{self, Passphrase};
 use crate::labels::LabelPlan;
 use crate::ops::{
     admin, approvals, audit, custody, directory, enrol, fetch, listing, orgs, receipt, renew, resume, send,
@@ -30,11 +31,14 @@ struct Out {
 }
 
 impl Cli {
+    /// The key directory, asking for its passphrase on the terminal or
+    /// reading it from `EXHIBIT_PASSPHRASE_FILE` when it is needed.
     fn home(&self) -> Result<Home, ClientError> {
-        Ok(Home::new(match &self.home {
+        let dir = match &self.home {
             Some(h) => h.clone(),
             None => Home::default_dir()?,
-        }))
+        };
+        Ok(Home::new(dir).with_passphrase(Passphrase::from_env()))
     }
 
     /// Run the command.
@@ -42,7 +46,20 @@ impl Cli {
         let home = self.home()?;
         let o = Out { json: self.json, progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) };
         match self.command {
-            Command::Enrol { server, code, ca } => enrol_cmd(&home, o, &server, &code, &ca).await,
+            Command::Enrol { server, code, code_file, ca, no_passphrase } => {
+                let code = enrol_code(code, code_file)?;
+                let home = if no_passphrase { home.with_passphrase(Passphrase::None) } else { home };
+                if !no_passphrase && !home.passphrase().is_some() {
+                    return Err(ClientError::Usage(format!(
+                        "no terminal to ask for a passphrase for your new keys: put one in a file only you \
+                         can read and set {} to its path, or pass --no-passphrase to keep the keys \
+                         unencrypted",
+                        keylock::PASSPHRASE_FILE_ENV
+                    )));
+                }
+                enrol_cmd(&home, o, &server, &code, &ca).await
+            }
+            Command::Passphrase(c) => passphrase_cmd(&home, o, c),
             Command::Whoami => whoami(&home, o).await,
             Command::Renew => print::renewed(renew::renew(&home).await?, o.json),
             Command::Directory { query } => print::directory(&directory::search(&home, query).await?, o.json),
@@ -78,7 +95,97 @@ impl Cli {
 async fn enrol_cmd(home: &Home, o: Out, server: &str, code: &str, ca: &Path) -> Result<(), ClientError> {
     let pem = std::fs::read(ca).map_err(ClientError::io(format!("reading {}", ca.display())))?;
     let me = enrol::enrol(home, server, code, &pem).await?;
-    print::enrolled(&me, home.dir(), o.json)
+    print::enrolled(&me, home.dir(), home.passphrase().is_some(), o.json)
+}
+
+/// Largest code file read.
+const MAX_CODE_FILE: u64 = 1024;
+
+/// The one-time code: `--code` (with a warning), `--code-file` (`-`:
+/// stdin), else asked on the terminal.
+fn enrol_code(code: Option<String>, file: Option<PathBuf>) -> Result<String, ClientError> {
+    use std::io::Read;
+    let text = match (code, file) {
+        (Some(c), _) => {
+            eprintln!(
+                "warning: a code given with --code can be seen by other users of this machine (in `ps`) \
+                 and stays in your shell history; use the prompt or --code-file next time"
+            );
+            c
+        }
+        (None, Some(f)) => {
+            let mut text = String::new();
+            let read = if f.as_os_str() == "-" {
+                std::io::stdin().lock().take(MAX_CODE_FILE).read_to_string(&mut text)
+            } else {
+                std::fs::File::open(&f).and_then(|h| h.take(MAX_CODE_FILE).read_to_string(&mut text))
+            };
+            read.map_err(ClientError::io(format!("reading the enrolment code from {}", f.display())))?;
+            text
+        }
+        (None, None) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            use age::secrecy::ExposeSecret;
+            keylock::prompt("one-time enrolment code: ", true)?.expose_secret().to_owned()
+        }
+        (None, None) => {
+            return Err(ClientError::Usage(
+                "no enrolment code: give --code-file FILE (or --code-file - to read standard input), \
+                 or run on a terminal to be asked"
+                    .into(),
+            ))
+        }
+    };
+    let code = text.trim();
+    if code.is_empty() {
+        return Err(ClientError::Usage("the enrolment code is empty".into()));
+    }
+    Ok(code.to_owned())
+}
+
+fn passphrase_cmd(home: &Home, o: Out, c: PassphraseCommand) -> Result<(), ClientError> {
+    if !home.is_enrolled() {
+        return Err(ClientError::NotEnrolled(home.dir().display().to_string()));
+    }
+    // A new passphrase: the file given, else the terminal (for `set`, else
+    // the file that will hold it from now on).
+    let new = |file: Option<PathBuf>, env_too: bool| match file {
+        Some(f) => Passphrase::File(f),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => Passphrase::Prompt,
+        None if env_too => home.passphrase().clone(),
+        None => Passphrase::None,
+    };
+    let (done, what) = match c {
+        PassphraseCommand::Set { new_passphrase_file } => {
+            home.set_passphrase(&new(new_passphrase_file, true))?;
+            ("set", "the private keys are now encrypted with the passphrase")
+        }
+        PassphraseCommand::Change { new_passphrase_file } => {
+            let new = new(new_passphrase_file, false);
+            if !new.is_some() {
+                return Err(ClientError::Usage(
+                    "no terminal to ask for the new passphrase: give --new-passphrase-file FILE".into(),
+                ));
+            }
+            home.change_passphrase(&new)?;
+            ("changed", "passphrase changed; the keys and your fingerprint are the same")
+        }
+        PassphraseCommand::Remove => {
+            home.remove_passphrase()?;
+            ("removed", "passphrase removed: the private keys are stored unencrypted")
+        }
+        PassphraseCommand::Status => {
+            let p = home.protection()?;
+            let text = match p {
+                KeyProtection::Passphrase => "the private keys are encrypted with a passphrase",
+                KeyProtection::None => "the private keys are NOT encrypted (set one with `exhibit passphrase set`)",
+                KeyProtection::Partial => {
+                    "some private keys are encrypted and some not: run `exhibit passphrase set` or `remove` again"
+                }
+            };
+            return print::line(&json!({"protection": p}), text, o.json);
+        }
+    };
+    print::line(&json!({"passphrase": done}), what, o.json)
 }
 
 async fn whoami(home: &Home, o: Out) -> Result<(), ClientError> {

@@ -103,13 +103,19 @@ fn transfer_json(t: &TransferInfo) -> serde_json::Value {
     })
 }
 
-pub fn enrolled(me: &DirectoryEntry, home: &Path, as_json: bool) -> Result<(), ClientError> {
+pub fn enrolled(me: &DirectoryEntry, home: &Path, passphrase: bool, as_json: bool) -> Result<(), ClientError> {
     if as_json {
-        return json(&json!({"user": me.user.to_string(), "fingerprint": me.fingerprint(), "home": home}));
+        return json(&json!({
+            "user": me.user.to_string(), "fingerprint": me.fingerprint(), "home": home, "passphrase": passphrase,
+        }));
     }
     say!("Enrolled as {} ({}, {}).", me.user, me.role, cell(&me.org));
     say!("Your key fingerprint: {}", me.fingerprint());
-    say!("Keys saved in {} (private keys mode 0600).", p(home));
+    if passphrase {
+        say!("Keys saved in {} (private keys encrypted with your passphrase, mode 0600).", p(home));
+    } else {
+        say!("Keys saved in {} (private keys NOT encrypted, mode 0600).", p(home));
+    }
     Ok(())
 }
 

@@ -81,6 +81,27 @@ impl Conn {
         identity: Option<Identity<'_>>,
         protocols: &[&[u8]],
     ) -> Result<Conn, ClientError> {
+        Conn::connect_via(None, server, ca_der, identity, protocols).await
+    }
+
+    /// As [`Conn::connect`], from the local address `bind` (a machine with
+    /// several addresses; tests that play several sources on loopback).
+    pub async fn connect_from(
+        bind: SocketAddr,
+        server: &str,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+    ) -> Result<Conn, ClientError> {
+        Conn::connect_via(Some(bind), server, ca_der, identity, &exhibit_proto::PROTOCOLS).await
+    }
+
+    async fn connect_via(
+        bind: Option<SocketAddr>,
+        server: &str,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        protocols: &[&[u8]],
+    ) -> Result<Conn, ClientError> {
         let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
         let (addr, name) = resolve(server).await?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -105,8 +126,12 @@ impl Conn {
         let mut transport = exhibit_net::transport(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000)));
         transport.keep_alive_interval(Some(exhibit_net::KEEP_ALIVE));
         config.transport_config(Arc::new(transport));
-        let bind: SocketAddr =
-            if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| err("bind address".into()))?;
+        let bind: SocketAddr = match bind {
+            Some(b) => b,
+            None => {
+                if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| err("bind address".into()))?
+            }
+        };
         let mut endpoint = exhibit_net::udp_endpoint(bind, None).map_err(|e| err(format!("UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let sni = match &name {

@@ -144,11 +144,10 @@ pub fn enrol(s: &State, e: EnrolRequest, now: u64) -> Result<(SignedEntry, Vec<u
     exhibit_proto::sign::verifying_key(&e.signing_key, "signing key")?;
     let hash = code_hash(&e.code);
     write(s, |tx| {
-        let code = tx
-            .code(&hash)?
-            .ok_or_else(|| ServerError::Unauthenticated("unknown or already used enrolment code".into()))?;
+        let code =
+            tx.code(&hash)?.ok_or_else(|| ServerError::WrongCode("unknown or already used enrolment code".into()))?;
         if now >= code.expires_at {
-            return Err(ServerError::Unauthenticated("enrolment code expired; ask an admin for a new one".into()));
+            return Err(ServerError::WrongCode("enrolment code expired; ask an admin for a new one".into()));
         }
         tx.remove_code(&hash)?;
         let mut rec = tx.user(&code.user)?.ok_or_else(|| ServerError::NotFound(format!("user {}", code.user)))?;
@@ -186,6 +185,64 @@ pub fn enrol(s: &State, e: EnrolRequest, now: u64) -> Result<(SignedEntry, Vec<u
         tx.put_cert(&h, &rec.user)?;
         Ok((entry, cert))
     })
+}
+
+/// [`enrol`] for a connection from `source`, within the limits on wrong
+/// codes: a source that sent too many waits, refused unheard; each wrong
+/// code is audited with its source and what it now costs, and a burst of
+/// refusals raises an alert, in the same transaction.
+pub fn enrol_from(
+    s: &State,
+    e: EnrolRequest,
+    source: std::net::IpAddr,
+    now: u64,
+) -> Result<(SignedEntry, Vec<u8>), ServerError> {
+    let limits = &s.settings.enrol_limits;
+    let guard = || s.enrol_guard.lock().unwrap_or_else(|p| p.into_inner());
+    let waiting = {
+        let mut g = guard();
+        g.wait(source, now).map(|wait| (wait, g.refused_unheard(source, now, limits)))
+    };
+    if let Some((wait, alert)) = waiting {
+        if let Some(a) = alert {
+            let notifiers = alerts::notifier_names(s);
+            write(s, |tx| alerts::raise(s, tx, a, &notifiers))?;
+            s.notify.notify_one();
+        }
+        tracing::debug!(%source, "enrolment refused unheard: too many wrong codes");
+        return Err(ServerError::Unauthenticated(format!(
+            "too many wrong enrolment codes from {source}: try again in {}",
+            exhibit_proto::duration::format_secs(wait)
+        )));
+    }
+    match enrol(s, e, now) {
+        Err(ServerError::WrongCode(why)) => {
+            let r = guard().wrong_code(source, now, limits);
+            let then = match r.wait {
+                0 => String::new(),
+                w => format!("; refused for {}", exhibit_proto::duration::format_secs(w)),
+            };
+            let details = format!("{why}: wrong code {} from this address{then}", r.failures);
+            let notifiers = alerts::notifier_names(s);
+            let raised = write(s, |tx| {
+                audit::append(s, tx, Ev::new(now, "stranger", "enrol-refused", source).details(details.clone()))?;
+                match r.alert {
+                    Some(a) => alerts::raise(s, tx, a, &notifiers),
+                    None => Ok(None),
+                }
+            })?;
+            if raised.is_some() {
+                s.notify.notify_one();
+            }
+            tracing::warn!(%source, failures = r.failures, wait = r.wait, "wrong enrolment code");
+            Err(ServerError::WrongCode(format!("{why}{then}")))
+        }
+        Ok(done) => {
+            guard().right_code(source);
+            Ok(done)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A renewed certificate for `user` from a CSR: it works at once, beside

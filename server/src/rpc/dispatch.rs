@@ -45,7 +45,8 @@ pub(crate) async fn dispatch(
 ) -> Result<Reply, ServerError> {
     let now = state.clock.now();
     if let Request::Enrol(e) = req {
-        let (entry, cert_der) = blocking(state, move |s| app::users::enrol(s, e, now)).await?;
+        let source = peer.source;
+        let (entry, cert_der) = blocking(state, move |s| app::users::enrol_from(s, e, source, now)).await?;
         tracing::info!("enrolled");
         return Ok(Reply::Frame(Response::Enrolled { entry, cert_der }));
     }

@@ -128,6 +128,7 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     let user_id = user.as_ref().map(|(_, id)| id.clone());
     let peer = Arc::new(Peer {
         cert_hash,
+        source: conn.remote_address().ip(),
         offers: exhibit_net::takes_offers(&conn),
         max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
         shares: budget::Shares {
@@ -157,9 +158,20 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
 
 /// Without a user the only thing to do is enrol, or be told why not: one
 /// request, within [`ANONYMOUS_LIFETIME`], on one of at most
-/// [`ANONYMOUS_CONNECTIONS`] such connections at once. The initial limits
-/// (one stream, a small window) stay.
+/// `[enrolment] max_connections` such connections at once, of which one
+/// address holds at most `max_connections_per_source` (so one source
+/// cannot hold every place). The initial limits (one stream, a small
+/// window) stay.
 async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Connection) {
+    let per_source = state.settings.config.enrolment.max_connections_per_source;
+    let Some(_mine) = SourcePlace::take(state, peer.source, per_source) else {
+        tracing::warn!(source = %peer.source, "too many connections without a certificate from one address; one refused");
+        conn.close(
+            conns::CLOSE_BUSY.into(),
+            b"server busy: too many connections without a certificate from your address",
+        );
+        return;
+    };
     let Ok(_place) = state.anonymous.clone().try_acquire_owned() else {
         tracing::warn!("too many connections without a user's certificate; one refused");
         conn.close(conns::CLOSE_BUSY.into(), b"server busy: too many connections without a certificate");
@@ -180,6 +192,31 @@ async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Conn
     }
     tracing::debug!(reason = ?conn.close_reason(), "connection without a certificate ended");
     conn.close(0u32.into(), b"one request per connection without a certificate");
+}
+
+/// A stranger's place among its address's, given back when dropped.
+struct SourcePlace<'a> {
+    state: &'a State,
+    source: std::net::IpAddr,
+}
+
+impl<'a> SourcePlace<'a> {
+    fn take(state: &'a State, source: std::net::IpAddr, max: usize) -> Option<Self> {
+        let entered = state.strangers.lock().unwrap_or_else(|p| p.into_inner()).enter(source, max);
+        // Made only for a place taken, and after the lock is let go: its
+        // drop gives the place back, under the lock.
+        if entered {
+            Some(SourcePlace { state, source })
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for SourcePlace<'_> {
+    fn drop(&mut self) {
+        self.state.strangers.lock().unwrap_or_else(|p| p.into_inner()).leave(self.source);
+    }
 }
 
 /// Read one request frame of at most `max` bytes. Its buffer grows with
@@ -234,6 +271,8 @@ impl AsRef<[u8]> for HeldBody {
 pub(crate) struct Peer {
     /// BLAKE3 of the client certificate, if one was presented.
     pub cert_hash: Option<[u8; 32]>,
+    /// The address the connection comes from.
+    pub source: std::net::IpAddr,
     /// `exhibit/2` was negotiated: chunks over EAGER_CHUNK are offered.
     pub offers: bool,
     /// The largest request frame taken.

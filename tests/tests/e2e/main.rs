@@ -8,6 +8,7 @@ mod browser;
 mod corruption;
 mod custody;
 mod disclosure;
+mod enrolment;
 mod extract;
 mod fixture;
 mod hostile;
