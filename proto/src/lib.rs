@@ -12,6 +12,7 @@ pub mod aligned;
 pub mod audit;
 pub mod b64;
 pub mod cert;
+pub mod connect;
 pub mod details;
 pub mod directory;
 pub mod error;
