@@ -15,6 +15,7 @@ use exhibit_proto::directory::{DirectoryEntry, SignedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
+use crate::reach::Reach;
 
 const CONFIG: &str = "client.toml";
 const CA: &str = "ca.pem";
@@ -25,19 +26,24 @@ const SIGNING_KEY: &str = "signing.key";
 const ENTRY: &str = "entry.json";
 const PINS: &str = "pins.json";
 
-/// A key directory.
+/// A key directory, and how this run reaches the server.
 #[derive(Clone, Debug)]
 pub struct Home {
     dir: PathBuf,
+    reach: Reach,
 }
 
 /// Where the server is and who we are.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientConfig {
-    /// Server address, `host:port`.
+    /// Server address, `host:port` (QUIC, UDP).
     pub server: String,
     /// Our user id.
     pub user: String,
+    /// The server's TLS-over-TCP address, `host:port`, when it is not the
+    /// same as `server` (homes from before TCP have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
 }
 
 /// Everything loaded from a key directory.
@@ -60,6 +66,10 @@ pub struct Profile {
     pub entry: SignedEntry,
     /// Our entry, verified against the authority.
     pub me: DirectoryEntry,
+    /// How this run reaches the server.
+    pub reach: Reach,
+    /// The key directory (where what worked is remembered).
+    pub dir: PathBuf,
 }
 
 impl std::fmt::Debug for Profile {
@@ -91,7 +101,18 @@ pub struct NewKeys {
 impl Home {
     /// A key directory at `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Home { dir: dir.into() }
+        Home { dir: dir.into(), reach: Reach::default() }
+    }
+
+    /// The same key directory, reaching the server as `reach` says.
+    pub fn with_reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
+    }
+
+    /// How this run reaches the server.
+    pub fn reach(&self) -> &Reach {
+        &self.reach
     }
 
     /// `$EXHIBIT_HOME`, else `$XDG_CONFIG_HOME/exhibit`, else
@@ -176,6 +197,8 @@ impl Home {
             signing: SigningKey::from_bytes(&sk),
             entry,
             me,
+            reach: self.reach.clone(),
+            dir: self.dir.clone(),
         })
     }
 
@@ -193,7 +216,8 @@ impl Home {
         self.write(CA, &k.ca_pem)?;
         let entry = serde_json::to_vec_pretty(&k.entry).map_err(|e| ClientError::Config(e.to_string()))?;
         self.write(ENTRY, &entry)?;
-        let config = ClientConfig { server: k.server.clone(), user: k.user.clone() };
+        // The TCP address given at enrolment (`--tcp`), if any.
+        let config = ClientConfig { server: k.server.clone(), user: k.user.clone(), tcp: self.reach.tcp.clone() };
         let text = toml::to_string(&config).map_err(|e| ClientError::Config(e.to_string()))?;
         // Written last: its presence means the enrolment is complete.
         self.write(CONFIG, text.as_bytes())

@@ -11,7 +11,7 @@
 //!   receipt, custody, admin, audit, enrol, ...).
 //! - `journal`: what an unfinished send or fetch leaves to continue from.
 //! - `session`: the connection to the server, retrying, paging, tuning.
-//! - `home`, `human`, `progress`, `error`: leaves.
+//! - `home`, `human`, `progress`, `reach`, `error`: leaves.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -21,6 +21,7 @@ pub mod human;
 pub mod journal;
 pub mod ops;
 pub mod progress;
+pub mod reach;
 pub mod session;
 pub mod ui;
 

@@ -16,6 +16,10 @@ pub const CONFIG_FILE: &str = "exhibitd.toml";
 pub struct Config {
     /// UDP address the QUIC listener binds.
     pub listen: SocketAddr,
+    /// TCP address of the TLS-over-TCP listener (the same protocol, for
+    /// networks that block UDP). None: no TCP listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_tcp: Option<SocketAddr>,
     /// Data directory (keys, metadata, chunks). Relative paths are relative
     /// to the config file.
     pub data_dir: PathBuf,
@@ -270,10 +274,12 @@ pub struct Settings {
 }
 
 impl Config {
-    /// A default configuration for a data directory.
+    /// A default configuration for a data directory: TCP on the same
+    /// address and port number as QUIC.
     pub fn new(data_dir: PathBuf, listen: SocketAddr, server_name: String) -> Self {
         Config {
             listen,
+            listen_tcp: Some(listen),
             data_dir,
             server_name,
             ack_within: default_ack(),

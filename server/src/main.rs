@@ -28,7 +28,8 @@ enum Command {
         /// Data directory to create.
         #[arg(long, default_value = DEFAULT_DATA)]
         data: PathBuf,
-        /// UDP address to listen on.
+        /// UDP address to listen on (QUIC); TLS over TCP listens on the
+        /// same address and port number (`listen_tcp` in the config).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Host name clients use to reach the server (goes in its certificate).
@@ -151,7 +152,13 @@ async fn main() -> anyhow::Result<()> {
             };
             let settings = load_config(&path).with_context(|| format!("loading {}", path.display()))?;
             let server = Server::start(settings, Arc::new(SystemClock)).await?;
-            println!("exhibitd listening on {} (QUIC, ALPN exhibit/2); Ctrl-C to stop", server.local_addr());
+            match server.tcp_addr() {
+                Some(tcp) => println!(
+                    "exhibitd listening on {} (QUIC, ALPN exhibit/2) and TCP {tcp} (TLS, ALPN exhibit-tcp/1); Ctrl-C to stop",
+                    server.local_addr()
+                ),
+                None => println!("exhibitd listening on {} (QUIC, ALPN exhibit/2); Ctrl-C to stop", server.local_addr()),
+            }
             // SIGTERM (systemd, docker stop) and SIGINT both stop cleanly.
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {

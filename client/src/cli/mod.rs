@@ -15,6 +15,7 @@ pub use self::args::{
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::ops::{admin, audit, custody, directory, enrol, fetch, listing, receipt, renew, resume, send};
+use crate::reach::Reach;
 
 /// How the command prints.
 #[derive(Clone, Copy, Debug)]
@@ -27,10 +28,24 @@ struct Out {
 
 impl Cli {
     fn home(&self) -> Result<Home, ClientError> {
-        Ok(Home::new(match &self.home {
+        let dir = match &self.home {
             Some(h) => h.clone(),
             None => Home::default_dir()?,
-        }))
+        };
+        Ok(Home::new(dir).with_reach(self.reach()?))
+    }
+
+    /// How this run reaches the server.
+    fn reach(&self) -> Result<Reach, ClientError> {
+        let proxy = self.proxy.clone().or_else(|| {
+            ["HTTPS_PROXY", "https_proxy"].iter().find_map(|v| std::env::var(v).ok()).filter(|p| !p.is_empty())
+        });
+        let wait = parse_wait(&self.quic_wait)?;
+        let tcp = match &self.command {
+            Command::Enrol { tcp, .. } => tcp.clone(),
+            _ => None,
+        };
+        Ok(Reach { choice: self.transport, proxy, tcp, quic_wait: wait, verbose: self.verbose, tell_fallback: true })
     }
 
     /// Run the command.
@@ -38,7 +53,7 @@ impl Cli {
         let home = self.home()?;
         let o = Out { json: self.json, progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) };
         match self.command {
-            Command::Enrol { server, code, ca } => enrol_cmd(&home, o, &server, &code, &ca).await,
+            Command::Enrol { server, code, ca, .. } => enrol_cmd(&home, o, &server, &code, &ca).await,
             Command::Whoami => whoami(&home, o).await,
             Command::Renew => print::renewed(renew::renew(&home).await?, o.json),
             Command::Directory { query } => print::directory(&directory::search(&home, query).await?, o.json),
@@ -66,8 +81,8 @@ async fn enrol_cmd(home: &Home, o: Out, server: &str, code: &str, ca: &Path) -> 
 }
 
 async fn whoami(home: &Home, o: Out) -> Result<(), ClientError> {
-    let (p, expires) = directory::whoami(home).await?;
-    print::whoami(&p, expires, o.json)
+    let (p, expires, route) = directory::whoami(home).await?;
+    print::whoami(&p, expires, &route, o.json)
 }
 
 fn trust(home: &Home, user: &UserId, fingerprint: &str) -> Result<(), ClientError> {
@@ -220,4 +235,18 @@ mod tests {
         assert!(Cli::try_parse_from(["exhibit", "send", "a"]).is_err(), "--to is required");
         assert!(Cli::try_parse_from(["exhibit", "send", "a", "--to", "Bad/User"]).is_err());
     }
+}
+
+/// `--quic-wait`: `500ms`, or a duration `exhibit` takes elsewhere (`3s`).
+fn parse_wait(s: &str) -> Result<std::time::Duration, ClientError> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| ClientError::Usage(format!("--quic-wait {s:?}: expected e.g. 3s or 500ms")));
+    }
+    exhibit_proto::duration::parse_secs(s)
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| ClientError::Usage(format!("--quic-wait {s:?}: {e}")))
 }

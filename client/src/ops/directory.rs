@@ -39,10 +39,11 @@ pub async fn search(home: &Home, query: Option<String>) -> Result<Vec<(Directory
 }
 
 /// `exhibit whoami`: our own entry, checked against the server's view of
-/// us, and when our certificate expires.
-pub async fn whoami(home: &Home) -> Result<(Profile, u64), ClientError> {
+/// us, when our certificate expires, and the way the connection went.
+pub async fn whoami(home: &Home) -> Result<(Profile, u64, crate::session::Route), ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
+    let route = conn.route().clone();
     let server_view = conn.request(&Request::WhoAmI).await?;
     conn.close();
     if let Response::WhoAmI { entry } = server_view {
@@ -51,7 +52,7 @@ pub async fn whoami(home: &Home) -> Result<(Profile, u64), ClientError> {
         }
     }
     let expires = crate::home::cert_expiry(&p.tls_cert)?;
-    Ok((p, expires))
+    Ok((p, expires, route))
 }
 
 /// Look up exactly `user`.

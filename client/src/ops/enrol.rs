@@ -29,7 +29,9 @@ pub async fn enrol(home: &Home, server: &str, code: &str, ca_pem: &[u8]) -> Resu
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
     let csr = params.serialize_request(&tls_key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
-    let conn = Conn::connect(server, &ca_der, None).await?;
+    // QUIC or TCP, as the run says (a network without UDP enrols over TCP).
+    let to = crate::session::Endpoints { quic: server, tcp: None };
+    let conn = Conn::reach(to, &ca_der, None, home.reach(), None).await?;
     let req = Request::Enrol(EnrolRequest {
         code: code.trim().to_owned(),
         age_recipient: age.to_public().to_string(),

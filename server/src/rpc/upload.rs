@@ -33,8 +33,8 @@ pub(crate) async fn put_chunk(
     state: &Arc<State>,
     peer: &Peer,
     up: Upload,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    send: &mut exhibit_net::SendStream,
+    recv: &mut exhibit_net::RecvStream,
 ) -> Result<Response, ServerError> {
     let Upload { me, transfer, id, len, now, offered } = up;
     let who = me.clone();

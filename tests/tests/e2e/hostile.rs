@@ -23,7 +23,7 @@ async fn raw(conn: &Conn, bytes: &[u8]) -> Response {
 }
 
 /// The next response frame on a stream.
-async fn next_frame(recv: &mut quinn::RecvStream) -> Response {
+async fn next_frame(recv: &mut exhibit_net::RecvStream) -> Response {
     let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         let mut prefix = [0u8; 4];
         recv.read_exact(&mut prefix).await.unwrap();
@@ -574,8 +574,8 @@ async fn strangers_get_one_stream_small_frames_and_a_bounded_number_of_connectio
         strangers.push(Conn::connect(&server, &p.ca_der, None).await.unwrap());
     }
     let busy = |c: &Conn| {
-        matches!(c.connection().close_reason(), Some(quinn::ConnectionError::ApplicationClosed(ref r))
-            if r.reason.starts_with(b"server busy"))
+        matches!(c.connection().close_reason(), Some(exhibit_net::Closed::ByPeer { ref reason, .. })
+            if reason.starts_with("server busy"))
     };
     let turned_away = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
