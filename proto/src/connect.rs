@@ -102,9 +102,17 @@ mod tests {
             Err(ConnectError::Refused { status: 403, reason }) if reason == "Forbidden"));
         assert!(matches!(ok("HTTP/1.1 502 Bad Gateway\r\n\r\n"), Err(ConnectError::Refused { status: 502, .. })));
         for bad in [
-            "", "\r\n\r\n", "HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n",
-            "HTTP/1.1 abc OK\r\n\r\n", "HTTP/1.1 +20 OK\r\n\r\n", "SSH-2.0-OpenSSH\r\n\r\n", "HTTP/1.1 099 x\r\n\r\n",
-            "\u{16}\u{3}\u{1}", "HTTP/1.1  200 OK\r\n\r\n",
+            "",
+            "\r\n\r\n",
+            "HTTP/2 200 OK\r\n\r\n",
+            "HTTP/1.1 20 OK\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 abc OK\r\n\r\n",
+            "HTTP/1.1 +20 OK\r\n\r\n",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/1.1 099 x\r\n\r\n",
+            "\u{16}\u{3}\u{1}",
+            "HTTP/1.1  200 OK\r\n\r\n",
         ] {
             assert!(matches!(ok(bad), Err(ConnectError::NotHttp { .. })), "{bad:?}: {:?}", ok(bad));
         }

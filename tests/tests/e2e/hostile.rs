@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use exhibit_client::conn::Conn;
+use exhibit_client::reach::Choice;
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{self, ErrorCode, Request, Response};
 use exhibit_proto::{ChunkId, TransferId};
@@ -643,7 +644,16 @@ async fn transfer_size_and_user_quota_are_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_reconnects_by_itself_after_the_connection_drops() {
-    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    send_reconnects(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reconnects_by_itself_after_the_connection_drops_over_tcp() {
+    send_reconnects(Choice::Tcp).await
+}
+
+async fn send_reconnects(transport: Choice) {
+    let mut f = Fixture::start_on(transport, Arc::new(SystemClock), Background::Off, |_| {}, None).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");
@@ -679,7 +689,16 @@ async fn send_reconnects_by_itself_after_the_connection_drops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_reconnects_by_itself_after_the_connection_drops() {
-    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    fetch_reconnects(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reconnects_by_itself_after_the_connection_drops_over_tcp() {
+    fetch_reconnects(Choice::Tcp).await
+}
+
+async fn fetch_reconnects(transport: Choice) {
+    let mut f = Fixture::start_on(transport, Arc::new(SystemClock), Background::Off, |_| {}, None).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");

@@ -11,6 +11,7 @@ mod fixture;
 mod hostile;
 mod lifecycle;
 mod listing;
+mod reach;
 mod receipts;
 mod s3;
 mod tamper;
