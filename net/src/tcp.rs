@@ -453,16 +453,22 @@ impl TcpSend {
         let shared = self.shared.clone();
         let s = self.stream()?;
         s.reserve_capacity(b.len().min(SEND_BUFFER));
-        let cap = std::future::poll_fn(|cx| s.poll_capacity(cx)).await;
+        // Room already there is used at once; else wait for h2 to give some.
+        let cap = match s.capacity() {
+            0 => std::future::poll_fn(|cx| s.poll_capacity(cx)).await,
+            n => Some(Ok(n)),
+        };
         let n = match cap {
             Some(Ok(n)) => n.min(b.len()),
             Some(Err(e)) => return Err(shared.error(e)),
             None => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream closed by the peer")),
         };
-        if n > 0 {
-            s.send_data(b.split_to(n), false).map_err(|e| shared.error(e))?;
+        if n == 0 {
+            // Capacity announced and taken back again: let others run.
+            tokio::task::yield_now().await;
+            return Ok(());
         }
-        Ok(())
+        s.send_data(b.split_to(n), false).map_err(|e| shared.error(e))
     }
 
     /// Write all of `b`, as the peer makes room.

@@ -409,6 +409,12 @@ impl Settings {
     }
 }
 
+/// Replace the config file at `path` with `c` (owner-only, as `init`
+/// writes it).
+pub fn write(path: &Path, c: &Config) -> Result<(), ServerError> {
+    crate::fsutil::write_private(path, to_toml(c)?.as_bytes())
+}
+
 /// Encode a config as TOML.
 pub fn to_toml(c: &Config) -> Result<String, ServerError> {
     toml::to_string_pretty(c).map_err(|e| ServerError::Setup(e.to_string()))

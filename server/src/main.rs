@@ -28,10 +28,14 @@ enum Command {
         /// Data directory to create.
         #[arg(long, default_value = DEFAULT_DATA)]
         data: PathBuf,
-        /// UDP address to listen on (QUIC); TLS over TCP listens on the
-        /// same address and port number (`listen_tcp` in the config).
+        /// UDP address to listen on (QUIC).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// TCP address of the TLS-over-TCP listener, for clients whose
+        /// network blocks UDP (default: the same address and port as
+        /// --listen; deployments use 0.0.0.0:443).
+        #[arg(long)]
+        listen_tcp: Option<SocketAddr>,
         /// Host name clients use to reach the server (goes in its certificate).
         #[arg(long, default_value = "localhost")]
         name: String,
@@ -100,7 +104,7 @@ async fn offline<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
-fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name: &str) {
+fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, tcp: SocketAddr, name: &str) {
     println!("Initialised exhibit server.");
     println!("  config:     {}", init.config.display());
     println!("  CA cert:    {}   (give this file to every user)", init.ca.display());
@@ -108,9 +112,12 @@ fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name
     println!();
     println!("Enrol the first admin from another terminal:");
     // A wildcard listen address is not somewhere a client can connect to.
-    let server = if listen.ip().is_unspecified() { format!("{name}:{}", listen.port()) } else { listen.to_string() };
+    let at = |a: SocketAddr| if a.ip().is_unspecified() { format!("{name}:{}", a.port()) } else { a.to_string() };
+    // The TCP address goes with the enrolment only where it differs.
+    let tcp = if tcp.port() == listen.port() { String::new() } else { format!(" --tcp {}", at(tcp)) };
     println!(
-        "  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {server} --code {} --ca {}",
+        "  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {}{tcp} --code {} --ca {}",
+        at(listen),
         init.admin_code,
         init.ca.display()
     );
@@ -128,12 +135,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Init { data, listen, name, json } => {
+        Command::Init { data, listen, listen_tcp, name, json } => {
             let out = init(&data, listen, &name, &SystemClock)?;
+            let tcp = listen_tcp.unwrap_or(listen);
+            if tcp != listen {
+                let mut config = exhibit_server::config::Config::read(&out.config)?;
+                config.listen_tcp = Some(tcp);
+                exhibit_server::config::write(&out.config, &config)?;
+            }
             if json {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
-                print_enrol_help(&out, listen, &name);
+                print_enrol_help(&out, listen, tcp, &name);
             }
         }
         Command::Serve { config } => {
@@ -145,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
                     if !path.exists() {
                         let listen: SocketAddr = DEFAULT_LISTEN.parse()?;
                         let out = init(&data, listen, "localhost", &SystemClock)?;
-                        print_enrol_help(&out, listen, "localhost");
+                        print_enrol_help(&out, listen, listen, "localhost");
                     }
                     path
                 }
