@@ -220,6 +220,20 @@ async fn ui(
     Ok(())
 }
 
+/// `--quic-wait`: `500ms`, or a duration `exhibit` takes elsewhere (`3s`).
+fn parse_wait(s: &str) -> Result<std::time::Duration, ClientError> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| ClientError::Usage(format!("--quic-wait {s:?}: expected e.g. 3s or 500ms")));
+    }
+    exhibit_proto::duration::parse_secs(s)
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| ClientError::Usage(format!("--quic-wait {s:?}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -234,19 +248,11 @@ mod tests {
         assert!(c.json);
         assert!(Cli::try_parse_from(["exhibit", "send", "a"]).is_err(), "--to is required");
         assert!(Cli::try_parse_from(["exhibit", "send", "a", "--to", "Bad/User"]).is_err());
+        let c = Cli::try_parse_from(["exhibit", "--transport", "tcp", "-v", "whoami"]).unwrap();
+        assert_eq!((c.transport, c.verbose), (crate::reach::Choice::Tcp, true));
+        assert!(Cli::try_parse_from(["exhibit", "--transport", "udp", "whoami"]).is_err());
+        assert_eq!(parse_wait("500ms").unwrap(), std::time::Duration::from_millis(500));
+        assert_eq!(parse_wait("3s").unwrap(), std::time::Duration::from_secs(3));
+        assert!(parse_wait("soon").is_err());
     }
-}
-
-/// `--quic-wait`: `500ms`, or a duration `exhibit` takes elsewhere (`3s`).
-fn parse_wait(s: &str) -> Result<std::time::Duration, ClientError> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms
-            .trim()
-            .parse::<u64>()
-            .map(std::time::Duration::from_millis)
-            .map_err(|_| ClientError::Usage(format!("--quic-wait {s:?}: expected e.g. 3s or 500ms")));
-    }
-    exhibit_proto::duration::parse_secs(s)
-        .map(std::time::Duration::from_secs)
-        .map_err(|e| ClientError::Usage(format!("--quic-wait {s:?}: {e}")))
 }
