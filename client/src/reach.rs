@@ -37,8 +37,9 @@ impl std::str::FromStr for Choice {
 /// How long QUIC gets to answer before `auto` uses TCP.
 pub const QUIC_WAIT: Duration = Duration::from_secs(3);
 
-/// The reach settings of one run.
-#[derive(Clone, Debug)]
+/// The reach settings of one run. (Its `Debug` leaves out the proxy URL,
+/// which may hold a password.)
+#[derive(Clone)]
 pub struct Reach {
     /// Which transport.
     pub choice: Choice,
@@ -53,6 +54,17 @@ pub struct Reach {
     pub verbose: bool,
     /// Say on stderr when `auto` falls back to TCP (the command line does).
     pub tell_fallback: bool,
+}
+
+impl std::fmt::Debug for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reach")
+            .field("choice", &self.choice)
+            .field("proxy", &self.proxy.as_ref().map(|_| "…"))
+            .field("tcp", &self.tcp)
+            .field("quic_wait", &self.quic_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Reach {
@@ -73,4 +85,19 @@ impl Default for Reach {
 /// sets up).
 pub fn tcp_address(quic: &str, configured: Option<&str>) -> String {
     configured.map_or_else(|| quic.to_owned(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_password_is_not_in_debug_output() {
+        let r = Reach { proxy: Some("http://u:hunter2@p:8080".into()), ..Reach::default() };
+        assert!(!format!("{r:?}").contains("hunter2"));
+        assert_eq!(tcp_address("h:4433", None), "h:4433");
+        assert_eq!(tcp_address("h:4433", Some("h:443")), "h:443");
+        assert_eq!("TCP".parse::<Choice>(), Ok(Choice::Tcp));
+        assert!("udp".parse::<Choice>().is_err());
+    }
 }
