@@ -237,3 +237,36 @@ async fn a_proxy_that_wants_credentials_gives_a_clear_error() {
     let err = Conn::open(&home.load().unwrap()).await.unwrap_err().to_string();
     assert!(err.contains("did not answer") && err.contains("407") && err.contains("the proxy"), "{err}");
 }
+
+/// Over TCP as over QUIC, a connection without a user's certificate gets
+/// one stream and frames of at most 64 KiB, and one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_over_tcp_gets_one_stream_and_small_frames() {
+    use exhibit_proto::frame::{self, ErrorCode, Response};
+    let f = Fixture::over(Choice::Tcp).await;
+    let ca = exhibit_client::home::pem_body(&std::fs::read(&f.ca).unwrap()).unwrap();
+    let stranger = Conn::connect_tcp(&f.tcp_addr, &ca, None, None).await.unwrap();
+    let big = (exhibit_server::ANONYMOUS_MAX_FRAME as u32 + 1).to_be_bytes();
+    let (mut send, mut recv) = stranger.connection().open_bi().await.unwrap();
+    send.write_all(&big).await.unwrap();
+    // h2 may let the client open a stream before the server's limit
+    // reaches it; the server refuses it all the same: no answer on it.
+    let second = async {
+        let (mut s, mut r) = stranger.connection().open_bi().await.ok()?;
+        s.write_all(&frame::encode(&exhibit_proto::frame::Request::WhoAmI).unwrap()).await.ok()?;
+        s.finish().ok()?;
+        let mut p = [0u8; 4];
+        r.read_exact(&mut p).await.ok()
+    };
+    let second = tokio::time::timeout(Duration::from_secs(2), second).await;
+    assert!(!matches!(second, Ok(Some(_))), "a stranger was answered on a second stream at once");
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await.unwrap();
+    let mut body = vec![0u8; frame::body_len(prefix).unwrap()];
+    recv.read_exact(&mut body).await.unwrap();
+    let r = frame::decode_response(&body).unwrap();
+    assert!(matches!(r, Response::Error { code: ErrorCode::TooLarge, .. }), "{r:?}");
+    // One request, then the server closes the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(10), stranger.connection().closed()).await;
+    assert!(closed.is_ok(), "a stranger's TCP connection stayed open after its one request");
+}
