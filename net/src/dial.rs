@@ -162,7 +162,10 @@ async fn tcp_to(target: &str, proxy: Option<&Proxy>) -> Result<TcpStream, DialEr
     }
     let Some(mut s) = stream else {
         let source = last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
-        return Err(DialError::Connect { addr: hop.to_owned(), source });
+        return Err(match proxy {
+            Some(p) => DialError::ProxyIo { proxy: p.shown.clone(), why: format!("TCP connection: {source}") },
+            None => DialError::Connect { addr: hop.to_owned(), source },
+        });
     };
     tcp::keep_alive(&s);
     if let Some(p) = proxy {

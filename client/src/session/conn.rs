@@ -278,12 +278,9 @@ impl Conn {
         let name = server_name(server)?;
         let tls = tls_config(server, ca_der, identity)?;
         let limits = exhibit_net::tcp::Limits::wide(0);
-        let conn = exhibit_net::dial::dial(server, name, tls, proxy, limits).await.map_err(|e| match e {
-            e @ (DialError::Proxy { .. } | DialError::ProxyIo { .. } | DialError::ProxyUrl { .. }) => {
-                ClientError::Connect { server: server.to_owned(), reason: e.to_string() }
-            }
-            e => ClientError::Connect { server: server.to_owned(), reason: e.to_string() },
-        })?;
+        let conn = exhibit_net::dial::dial(server, name, tls, proxy, limits)
+            .await
+            .map_err(|e: DialError| ClientError::Connect { server: server.to_owned(), reason: e.to_string() })?;
         let route = Route {
             transport: Transport::Tcp,
             addr: server.to_owned(),
@@ -304,12 +301,27 @@ impl Conn {
 
     async fn exchange_inner(&self, req: &Request, body: Option<Bytes>) -> Result<(Response, RecvStream), ClientError> {
         let (mut send, mut recv) = self.start(req).await?;
-        if let Some(b) = body {
-            // Handed over, not copied: chunks are megabytes.
-            send.write_bytes(b).await.map_err(|e| self.stream_err(&e))?;
+        let sent = async {
+            if let Some(b) = body {
+                // Handed over, not copied: chunks are megabytes.
+                send.write_bytes(b).await?;
+            }
+            send.finish()
+        };
+        let sent = sent.await;
+        Ok((self.answer(sent, &mut recv).await?, recv))
+    }
+
+    /// The answer to a request whose sending ended with `sent`. A server
+    /// may answer before it has read all of a request, and then stop the
+    /// rest (over TCP, h2 resets the stream once the answer is complete):
+    /// the answer counts, and the sending error only when none comes.
+    async fn answer(&self, sent: std::io::Result<()>, recv: &mut RecvStream) -> Result<Response, ClientError> {
+        match (sent, self.response(recv).await) {
+            (_, Ok(r)) => Ok(r),
+            (Ok(()), Err(e)) | (Err(_), Err(e @ ClientError::Server { .. })) => Err(e),
+            (Err(e), Err(_)) => Err(self.stream_err(&e)),
         }
-        send.finish().map_err(|e| self.stream_err(&e))?;
-        Ok((self.response(&mut recv).await?, recv))
     }
 
     /// A new stream with `req` written on it.
@@ -428,9 +440,12 @@ impl Conn {
             .await
             .map_err(|_| timeout("server busy: no room for the chunk", REQUEST_TIMEOUT))??;
         let put = async {
-            send.write_bytes(bytes).await.map_err(|e| self.stream_err(&e))?;
-            send.finish().map_err(|e| self.stream_err(&e))?;
-            self.response(&mut recv).await
+            let sent = async {
+                send.write_bytes(bytes).await?;
+                send.finish()
+            };
+            let sent = sent.await;
+            self.answer(sent, &mut recv).await
         };
         let limit = upload_time(bytes_len);
         tokio::time::timeout(limit, put).await.map_err(|_| timeout("no answer", limit))?
