@@ -410,9 +410,12 @@ impl Settings {
 }
 
 /// Replace the config file at `path` with `c` (owner-only, as `init`
-/// writes it).
+/// writes it): written beside it, then renamed over it.
 pub fn write(path: &Path, c: &Config) -> Result<(), ServerError> {
-    crate::fsutil::write_private(path, to_toml(c)?.as_bytes())
+    let tmp = path.with_extension("toml.new");
+    let _ = std::fs::remove_file(&tmp);
+    crate::fsutil::write_private(&tmp, to_toml(c)?.as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(ServerError::io(format!("replacing {}", path.display())))
 }
 
 /// Encode a config as TOML.
