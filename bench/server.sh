@@ -7,6 +7,8 @@ bench_server() {
     local port=$1
     "$BIN/exhibitd" init --data "$DIR/server" --listen 127.0.0.1:0 --json >"$DIR/init.json"
     sed -i "s/^listen = .*/listen = \"127.0.0.1:$port\"/" "$DIR/server/exhibitd.toml"
+    # TLS over TCP on the same port number (what clients assume without --tcp).
+    sed -i "s/^listen_tcp = .*/listen_tcp = \"127.0.0.1:$port\"/" "$DIR/server/exhibitd.toml"
     CA=$DIR/server/ca.pem
     local admin_code a b
     admin_code=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['admin_code'])" "$DIR/init.json")

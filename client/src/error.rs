@@ -16,6 +16,10 @@ pub enum ClientError {
     /// Could not reach or talk to the server.
     #[error("connection to {server}: {reason}")]
     Connect { server: String, reason: String },
+    /// Neither QUIC nor TLS over TCP reached the server: what each said,
+    /// and what to check.
+    #[error("cannot reach the server: {tried}. {hint}")]
+    Unreachable { tried: String, hint: String },
     /// The server refused this user: revoked. Never retried.
     #[error("connection to {server}: {reason}")]
     Revoked { server: String, reason: String },

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 use crate::keylock::{self, HomeKey, Passphrase, LOCK_FILE};
+use crate::reach::Reach;
 
 const CONFIG: &str = "client.toml";
 const CA: &str = "ca.pem";
@@ -33,13 +34,14 @@ const CONFIRMED_ORGS: &str = "confirmed-orgs.json";
 const PRIVATE_KEYS: [&str; 3] = [AGE_KEY, SIGNING_KEY, TLS_KEY];
 
 /// A key directory, with where to get its passphrase when its keys are
-/// under one. Clones share the unlocked key: the passphrase is asked for
+/// under one, and how this run reaches the server. Clones share the unlocked key: the passphrase is asked for
 /// once per process.
 #[derive(Clone, Debug)]
 pub struct Home {
     dir: PathBuf,
     passphrase: Passphrase,
     unlocked: Arc<Mutex<Option<HomeKey>>>,
+    reach: Reach,
 }
 
 /// A new passphrase lock, made before it is needed (at enrolment: before
@@ -66,10 +68,14 @@ pub enum KeyProtection {
 /// Where the server is and who we are.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientConfig {
-    /// Server address, `host:port`.
+    /// Server address, `host:port` (QUIC, UDP).
     pub server: String,
     /// Our user id.
     pub user: String,
+    /// The server's TLS-over-TCP address, `host:port`, when it is not the
+    /// same as `server` (homes from before TCP have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
 }
 
 /// Everything loaded from a key directory.
@@ -93,6 +99,10 @@ pub struct Profile {
     pub entry: SignedEntry,
     /// Our entry, verified against the authority.
     pub me: DirectoryEntry,
+    /// How this run reaches the server.
+    pub reach: Reach,
+    /// The key directory (where what worked is remembered).
+    pub dir: PathBuf,
 }
 
 impl std::fmt::Debug for Profile {
@@ -124,7 +134,18 @@ pub struct NewKeys {
 impl Home {
     /// A key directory at `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Home { dir: dir.into(), passphrase: Passphrase::None, unlocked: Arc::default() }
+        Home { dir: dir.into(), passphrase: Passphrase::None, unlocked: Arc::default(), reach: Reach::default() }
+    }
+
+    /// The same key directory, reaching the server as `reach` says.
+    pub fn with_reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
+    }
+
+    /// How this run reaches the server.
+    pub fn reach(&self) -> &Reach {
+        &self.reach
     }
 
     /// The same directory, asking `passphrase` when the keys are locked
@@ -221,6 +242,8 @@ impl Home {
             signing: SigningKey::from_bytes(&sk),
             entry,
             me,
+            reach: self.reach.clone(),
+            dir: self.dir.clone(),
         })
     }
 
@@ -369,7 +392,8 @@ impl Home {
         self.write(CA, &k.ca_pem)?;
         let entry = serde_json::to_vec_pretty(&k.entry).map_err(|e| ClientError::Config(e.to_string()))?;
         self.write(ENTRY, &entry)?;
-        let config = ClientConfig { server: k.server.clone(), user: k.user.clone() };
+        // The TCP address given at enrolment (`--tcp`), if any.
+        let config = ClientConfig { server: k.server.clone(), user: k.user.clone(), tcp: self.reach.tcp.clone() };
         let text = toml::to_string(&config).map_err(|e| ClientError::Config(e.to_string()))?;
         // Written last: its presence means the enrolment is complete.
         self.write(CONFIG, text.as_bytes())

@@ -11,7 +11,7 @@
 //!   receipt, custody, admin, audit, enrol, ...).
 //! - `journal`: what an unfinished send or fetch leaves to continue from.
 //! - `session`: the connection to the server, retrying, paging, tuning.
-//! - `home` (over `keylock`: keys under a passphrase), `human`, `progress`, `error`: leaves.
+//! - `home` (over `keylock`: keys under a passphrase), `human`, `progress`, `reach`, `error`: leaves.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod keylock;
 pub mod labels;
 pub mod ops;
 pub mod progress;
+pub mod reach;
 pub mod session;
 pub mod ui;
 

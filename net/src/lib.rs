@@ -1,10 +1,17 @@
 //! The plumbing both binaries need the same way: the QUIC endpoint and
-//! transport tuning, and the small HTTP helpers of the local web pages
-//! (the admin dashboard in exhibitd, `exhibit ui` in the client).
+//! transport tuning, the TCP transport (TLS with h2 streams, straight or
+//! through an HTTP proxy), one connection type over both ([`conn`]), and
+//! the small HTTP helpers of the local web pages (the admin dashboard in
+//! exhibitd, `exhibit ui` in the client).
 //! `exhibit-proto` stays free of IO; this crate is where shared IO goes.
 #![forbid(unsafe_code)]
 
+pub mod conn;
+pub mod dial;
 pub mod http;
+pub mod tcp;
+
+pub use conn::{Closed, Connection, RecvStream, SendStream, Transport};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -196,22 +203,18 @@ pub async fn read_exact_or_stall<R: tokio::io::AsyncRead + Unpin>(
     tokio::time::timeout(all, read).await.unwrap_or(Err(BodyError::TooSlow))
 }
 
-/// Hand `body` to quinn on `send` under the same two limits as
-/// [`read_exact_or_stall`]: quinn takes what flow control lets it, and
-/// any of it taken counts as moving.
-pub async fn write_or_stall(
-    send: &mut quinn::SendStream,
-    body: bytes::Bytes,
-    stall: Duration,
-) -> Result<(), BodyError> {
+/// Hand `body` to the transport on `send` under the same two limits as
+/// [`read_exact_or_stall`]: it takes what flow control lets it, and any
+/// of it taken counts as moving.
+pub async fn write_or_stall(send: &mut SendStream, body: bytes::Bytes, stall: Duration) -> Result<(), BodyError> {
     let all = body_time(body.len(), stall);
-    let mut rest = [body];
+    let mut rest = body;
     let write = async {
-        while !rest[0].is_empty() {
-            match tokio::time::timeout(stall, send.write_chunks(&mut rest)).await {
+        while !rest.is_empty() {
+            match tokio::time::timeout(stall, send.write_some(&mut rest)).await {
                 Err(_) => return Err(BodyError::Stalled(stall)),
-                Ok(Err(e)) => return Err(BodyError::Stream(e.into())),
-                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(BodyError::Stream(e)),
+                Ok(Ok(())) => {}
             }
         }
         Ok(())

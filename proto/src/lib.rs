@@ -13,6 +13,7 @@ pub mod approval;
 pub mod audit;
 pub mod b64;
 pub mod cert;
+pub mod connect;
 pub mod details;
 pub mod directory;
 pub mod error;

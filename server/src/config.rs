@@ -16,6 +16,10 @@ pub const CONFIG_FILE: &str = "exhibitd.toml";
 pub struct Config {
     /// UDP address the QUIC listener binds.
     pub listen: SocketAddr,
+    /// TCP address of the TLS-over-TCP listener (the same protocol, for
+    /// networks that block UDP). None: no TCP listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_tcp: Option<SocketAddr>,
     /// Data directory (keys, metadata, chunks). Relative paths are relative
     /// to the config file.
     pub data_dir: PathBuf,
@@ -363,10 +367,12 @@ pub struct Settings {
 }
 
 impl Config {
-    /// A default configuration for a data directory.
+    /// A default configuration for a data directory: TCP on the same
+    /// address and port number as QUIC.
     pub fn new(data_dir: PathBuf, listen: SocketAddr, server_name: String) -> Self {
         Config {
             listen,
+            listen_tcp: Some(listen),
             data_dir,
             server_name,
             ack_within: default_ack(),
@@ -522,6 +528,15 @@ impl Settings {
         settings.data_dir = data.to_owned();
         Ok(settings)
     }
+}
+
+/// Replace the config file at `path` with `c` (owner-only, as `init`
+/// writes it): written beside it, then renamed over it.
+pub fn write(path: &Path, c: &Config) -> Result<(), ServerError> {
+    let tmp = path.with_extension("toml.new");
+    let _ = std::fs::remove_file(&tmp);
+    crate::fsutil::write_private(&tmp, to_toml(c)?.as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(ServerError::io(format!("replacing {}", path.display())))
 }
 
 /// Encode a config as TOML.

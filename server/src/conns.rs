@@ -1,20 +1,25 @@
-//! Open connections by user, so that revoking a user closes what they have
-//! open at once instead of at their next request.
+//! Open connections by user, on either transport, so that revoking a user
+//! closes what they have open at once instead of at their next request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use exhibit_net::Connection;
 use exhibit_proto::UserId;
 
-/// QUIC application close code: the user was revoked.
+/// Application close code (a QUIC close, or over TCP a GOAWAY): the user
+/// was revoked.
 pub const CLOSE_REVOKED: u32 = exhibit_proto::frame::CLOSE_REVOKED;
-/// QUIC application close code: too many connections of its kind at once.
+/// Application close code: too many connections of its kind at once.
 pub const CLOSE_BUSY: u32 = 3;
 
 /// Live connections of enrolled users.
 #[derive(Debug, Default)]
 pub struct Connections {
-    by_user: Mutex<HashMap<UserId, HashMap<usize, quinn::Connection>>>,
+    by_user: Mutex<HashMap<UserId, HashMap<usize, Connection>>>,
+    /// Registration ids (QUIC's and TCP's own ids could meet).
+    next: AtomicUsize,
 }
 
 /// Removes its connection from the registry when dropped.
@@ -38,15 +43,15 @@ impl Drop for Registered<'_> {
 }
 
 impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, HashMap<usize, quinn::Connection>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, HashMap<usize, Connection>>> {
         // A panic while holding this lock leaves the map consistent (every
         // operation is a single insert or remove), so poisoning is ignored.
         self.by_user.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Note that `conn` belongs to `user` until the guard is dropped.
-    pub fn register(&self, user: &UserId, conn: &quinn::Connection) -> Registered<'_> {
-        let id = conn.stable_id();
+    pub fn register(&self, user: &UserId, conn: &Connection) -> Registered<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().entry(user.clone()).or_default().insert(id, conn.clone());
         Registered { conns: self, user: user.clone(), id }
     }
@@ -58,7 +63,7 @@ impl Connections {
             return 0;
         };
         for c in conns.values() {
-            c.close(CLOSE_REVOKED.into(), reason.as_bytes());
+            c.close(CLOSE_REVOKED, reason.as_bytes());
         }
         conns.len()
     }

@@ -1,8 +1,10 @@
-//! exhibit-server: the `exhibitd` QUIC server.
+//! exhibit-server: the `exhibitd` server.
 //!
-//! A connection is mutual TLS (ALPN `exhibit/2`, or `exhibit/1` for older
-//! clients); each request is one bidirectional stream. Who the caller is
-//! comes only from the verified client certificate.
+//! A connection is mutual TLS, over QUIC (ALPN `exhibit/2`, or `exhibit/1`
+//! for older clients) or over TCP (ALPN `exhibit-tcp/1`, streams
+//! multiplexed with h2, for networks that block UDP); each request is one
+//! bidirectional stream. Who the caller is comes only from the verified
+//! client certificate.
 //!
 //! The layers, each importing only those below it: `rpc` (the QUIC front
 //! door) and `web` (the dashboard) call `app`, one function per action;
@@ -110,6 +112,8 @@ pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> R
 pub struct Server {
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    tcp_stop: tokio::sync::watch::Sender<bool>,
     state: Arc<State>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     dashboard: Option<web::Dashboard>,
@@ -162,6 +166,14 @@ impl Server {
         let endpoint = exhibit_net::udp_endpoint(listen, Some(server_config))
             .map_err(ServerError::io(format!("binding {listen}")))?;
         let addr = endpoint.local_addr().map_err(ServerError::io("local address"))?;
+        let tcp = match state.settings.config.listen_tcp {
+            Some(a) => {
+                Some(tokio::net::TcpListener::bind(a).await.map_err(ServerError::io(format!("binding TCP {a}")))?)
+            }
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose().map_err(ServerError::io("local address"))?;
+        let tcp_tls: rpc::TcpTls = Arc::new(std::sync::RwLock::new(tls::tcp_config(&data, state.revoked_check())?));
         // The chunk store blocks (an object store runs its own runtime).
         let s = state.clone();
         tokio::task::spawn_blocking(move || ops::fsck::repair(&s))
@@ -176,8 +188,20 @@ impl Server {
             tracing::warn!(org = %o.id, name = %o.name, kind = %o.kind, "a free-text organisation became a record; check its kind with `exhibit admin org list`");
         }
         let mut tasks = vec![tokio::spawn(rpc::accept_loop(endpoint.clone(), state.clone()))];
+        let (tcp_stop, stop) = tokio::sync::watch::channel(false);
+        if let Some(l) = tcp {
+            tasks.push(tokio::spawn(rpc::accept_tcp(l, tcp_tls.clone(), state.clone(), stop)));
+        }
         ops::backup::remove_stale(&state.settings.data_dir);
-        tasks.extend(ops::backup::spawn_control(state.clone(), endpoint.clone()));
+        let (s, e) = (state.clone(), endpoint.clone());
+        let reload: ops::backup::ReloadTls = Arc::new(move || {
+            let quic = tls::server_config(&s.settings.data_dir, &s.settings, s.revoked_check())?;
+            let tcp = tls::tcp_config(&s.settings.data_dir, s.revoked_check())?;
+            e.set_server_config(Some(quic));
+            *tcp_tls.write().unwrap_or_else(|p| p.into_inner()) = tcp;
+            Ok(())
+        });
+        tasks.extend(ops::backup::spawn_control(state.clone(), reload));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));
@@ -187,13 +211,18 @@ impl Server {
             Some(cfg) => Some(web::Dashboard::start(state.clone(), cfg)?),
             None => None,
         };
-        tracing::info!(%addr, "exhibitd listening");
-        Ok(Server { endpoint, addr, state, tasks, dashboard })
+        tracing::info!(%addr, tcp = ?tcp_addr, "exhibitd listening");
+        Ok(Server { endpoint, addr, tcp_addr, tcp_stop, state, tasks, dashboard })
     }
 
-    /// The bound address.
+    /// The bound address (UDP, QUIC).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound TCP address (TLS over TCP), if it listens on one.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// The admin dashboard's bound address, if configured.
@@ -209,6 +238,7 @@ impl Server {
     /// Stop accepting, close connections and wait for them to go.
     pub async fn shutdown(self) {
         self.endpoint.close(0u32.into(), b"shutdown");
+        self.tcp_stop.send_replace(true);
         for t in &self.tasks {
             t.abort();
         }

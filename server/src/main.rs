@@ -28,9 +28,14 @@ enum Command {
         /// Data directory to create.
         #[arg(long, default_value = DEFAULT_DATA)]
         data: PathBuf,
-        /// UDP address to listen on.
+        /// UDP address to listen on (QUIC).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// TCP address of the TLS-over-TCP listener, for clients whose
+        /// network blocks UDP (default: the same address and port as
+        /// --listen; deployments use 0.0.0.0:443).
+        #[arg(long)]
+        listen_tcp: Option<SocketAddr>,
         /// Host name clients use to reach the server (goes in its certificate).
         #[arg(long, default_value = "localhost")]
         name: String,
@@ -99,7 +104,7 @@ async fn offline<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
-fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name: &str) {
+fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, tcp: SocketAddr, name: &str) {
     println!("Initialised exhibit server.");
     println!("  config:     {}", init.config.display());
     println!("  CA cert:    {}   (give this file to every user)", init.ca.display());
@@ -107,8 +112,10 @@ fn print_enrol_help(init: &exhibit_server::Initialised, listen: SocketAddr, name
     println!();
     println!("Enrol the first admin from another terminal:");
     // A wildcard listen address is not somewhere a client can connect to.
-    let server = if listen.ip().is_unspecified() { format!("{name}:{}", listen.port()) } else { listen.to_string() };
-    println!("  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {server} --ca {}", init.ca.display());
+    let at = |a: SocketAddr| if a.ip().is_unspecified() { format!("{name}:{}", a.port()) } else { a.to_string() };
+    // The TCP address goes with the enrolment only where it differs.
+    let tcp = if tcp.port() == listen.port() { String::new() } else { format!(" --tcp {}", at(tcp)) };
+    println!("  EXHIBIT_HOME=~/.exhibit-admin exhibit enrol --server {}{tcp} --ca {}", at(listen), init.ca.display());
     println!("It asks for the admin code above, then for a passphrase that encrypts the new keys.");
     println!();
 }
@@ -124,12 +131,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Init { data, listen, name, json } => {
+        Command::Init { data, listen, listen_tcp, name, json } => {
             let out = init(&data, listen, &name, &SystemClock)?;
+            let tcp = listen_tcp.unwrap_or(listen);
+            if tcp != listen {
+                let mut config = exhibit_server::config::Config::read(&out.config)?;
+                config.listen_tcp = Some(tcp);
+                exhibit_server::config::write(&out.config, &config)?;
+            }
             if json {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
-                print_enrol_help(&out, listen, &name);
+                print_enrol_help(&out, listen, tcp, &name);
             }
         }
         Command::Serve { config } => {
@@ -141,14 +154,20 @@ async fn main() -> anyhow::Result<()> {
                     if !path.exists() {
                         let listen: SocketAddr = DEFAULT_LISTEN.parse()?;
                         let out = init(&data, listen, "localhost", &SystemClock)?;
-                        print_enrol_help(&out, listen, "localhost");
+                        print_enrol_help(&out, listen, listen, "localhost");
                     }
                     path
                 }
             };
             let settings = load_config(&path).with_context(|| format!("loading {}", path.display()))?;
             let server = Server::start(settings, Arc::new(SystemClock)).await?;
-            println!("exhibitd listening on {} (QUIC, ALPN exhibit/2); Ctrl-C to stop", server.local_addr());
+            match server.tcp_addr() {
+                Some(tcp) => println!(
+                    "exhibitd listening on {} (QUIC, ALPN exhibit/2) and TCP {tcp} (TLS, ALPN exhibit-tcp/1); Ctrl-C to stop",
+                    server.local_addr()
+                ),
+                None => println!("exhibitd listening on {} (QUIC, ALPN exhibit/2); Ctrl-C to stop", server.local_addr()),
+            }
             // SIGTERM (systemd, docker stop) and SIGINT both stop cleanly.
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {

@@ -1,4 +1,6 @@
-//! TLS and QUIC settings of the listener.
+//! TLS settings of the listeners (QUIC, and TLS over TCP: the same
+//! certificates, verification and revocation check, another ALPN), and the
+//! QUIC transport's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,22 +28,7 @@ pub const ANONYMOUS_WINDOW: u32 = 1 << 20;
 /// offered, and refused in the handshake when `revoked` says so. A
 /// connection without one may only enrol.
 pub fn server_config(data: &Path, settings: &Settings, revoked: Revoked) -> Result<quinn::ServerConfig, ServerError> {
-    let (chain, key, ca) = load_tls(data)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).map_err(|e| ServerError::Setup(format!("CA certificate: {e}")))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ServerError::Setup(format!("client verifier: {e}")))?;
-    let verifier = Arc::new(RefuseRevoked { ca: verifier, revoked });
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ServerError::Setup(format!("TLS: {e}")))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| ServerError::Setup(format!("server certificate: {e}")))?;
-    tls.alpn_protocols = exhibit_proto::PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    let tls = rustls_config(data, revoked, &exhibit_proto::PROTOCOLS)?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| ServerError::Setup(format!("QUIC TLS: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -57,6 +44,35 @@ pub fn server_config(data: &Path, settings: &Settings, revoked: Revoked) -> Resu
         .receive_window(ANONYMOUS_WINDOW.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+/// The TLS settings of the TCP listener: as QUIC's, with ALPN
+/// `exhibit-tcp/1`.
+pub fn tcp_config(data: &Path, revoked: Revoked) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    Ok(Arc::new(rustls_config(data, revoked, &[exhibit_net::tcp::ALPN_TCP])?))
+}
+
+/// TLS 1.3 only, one crypto provider (aws-lc-rs) passed explicitly, client
+/// certificates verified against our CA when offered and refused in the
+/// handshake when `revoked` says so, offering `alpn`.
+fn rustls_config(data: &Path, revoked: Revoked, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, ServerError> {
+    let (chain, key, ca) = load_tls(data)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).map_err(|e| ServerError::Setup(format!("CA certificate: {e}")))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServerError::Setup(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(RefuseRevoked { ca: verifier, revoked });
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ServerError::Setup(format!("TLS: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Setup(format!("server certificate: {e}")))?;
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(tls)
 }
 
 /// Our CA's verdict on a client certificate, then the user directory's: a

@@ -47,6 +47,29 @@ fn serve_reports_a_bad_config_clearly() {
     assert!(err.contains("bad.toml"), "{err}");
 }
 
+/// `--listen-tcp` puts the TCP listener elsewhere than QUIC's port, in a
+/// config still the owner's alone, and the enrolment hint carries `--tcp`.
+#[test]
+fn init_with_listen_tcp_writes_it_and_says_how_to_enrol() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    let args = ["init", "--data", d, "--listen", "0.0.0.0:4433", "--listen-tcp", "0.0.0.0:443", "--name", "ex.test"];
+    let out = exhibitd(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hint = String::from_utf8_lossy(&out.stdout);
+    assert!(hint.contains("enrol --server ex.test:4433 --tcp ex.test:443 "), "{hint}");
+    let path = data.join("exhibitd.toml");
+    let c = exhibit_server::config::Config::read(&path).unwrap();
+    assert_eq!(c.listen_tcp, Some("0.0.0.0:443".parse().unwrap()));
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // Without it, TCP is on QUIC's address and port.
+    let other = dir.path().join("e");
+    assert!(exhibitd(&["init", "--data", other.to_str().unwrap(), "--listen", "127.0.0.1:4433"]).status.success());
+    let c = exhibit_server::config::Config::read(&other.join("exhibitd.toml")).unwrap();
+    assert_eq!(c.listen_tcp, Some("127.0.0.1:4433".parse().unwrap()));
+}
+
 #[test]
 fn documented_example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/exhibit.toml");
@@ -58,6 +81,7 @@ fn documented_example_config_is_valid() {
     // The documented [enrolment] values are the defaults.
     assert_eq!(s.config.enrolment, exhibit_server::config::EnrolmentConfig::default());
     assert_eq!(s.enrol_limits.backoff, 30);
+    assert_eq!(s.config.listen_tcp, Some("0.0.0.0:443".parse().unwrap()));
 }
 
 /// The operator's lifecycle with the real binary: serve, back up while it
@@ -127,7 +151,9 @@ fn systemd_unit_verifies() {
     let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/exhibitd.service");
     let text = std::fs::read_to_string(unit).unwrap();
     assert!(text.contains("ExecStart=/usr/local/bin/exhibitd serve"));
-    for hardening in ["ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n"] {
+    // One capability only: binding TCP 443 for the TLS-over-TCP listener.
+    let one_capability = "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n";
+    for hardening in ["ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", one_capability] {
         assert!(text.contains(hardening), "unit lacks {hardening:?}");
     }
     let dir = tempfile::tempdir().unwrap();

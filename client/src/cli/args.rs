@@ -19,6 +19,20 @@ pub struct Cli {
     /// Print JSON for scripts instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How to reach the server: quic, tcp (TLS over TCP, for networks
+    /// that block UDP) or auto (QUIC, then TCP if QUIC does not answer).
+    #[arg(long, global = true, env = "EXHIBIT_TRANSPORT", default_value = "auto")]
+    pub transport: crate::reach::Choice,
+    /// HTTP proxy for TLS over TCP, http://[user:password@]host:port
+    /// (default: $HTTPS_PROXY). The proxy sees only TLS.
+    #[arg(long, global = true)]
+    pub proxy: Option<String>,
+    /// How long auto waits for QUIC before using TCP (e.g. 3s, 500ms).
+    #[arg(long, global = true, env = "EXHIBIT_QUIC_WAIT", default_value = "3s")]
+    pub quic_wait: String,
+    /// Say which transport each connection uses.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -57,6 +71,10 @@ pub enum Command {
         /// directory can then decrypt everything sent to you.
         #[arg(long)]
         no_passphrase: bool,
+        /// The server's TLS-over-TCP address, host:port, when it is not
+        /// the same as --server (e.g. exhibit.example.org:443).
+        #[arg(long)]
+        tcp: Option<String>,
     },
     /// The passphrase that encrypts your private keys in the key directory.
     ///

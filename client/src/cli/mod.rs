@@ -20,6 +20,7 @@ use crate::labels::LabelPlan;
 use crate::ops::{
     admin, approvals, audit, custody, directory, enrol, fetch, listing, orgs, receipt, renew, resume, send,
 };
+use crate::reach::Reach;
 
 /// How the command prints.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +39,20 @@ impl Cli {
             Some(h) => h.clone(),
             None => Home::default_dir()?,
         };
-        Ok(Home::new(dir).with_passphrase(Passphrase::from_env()))
+        Ok(Home::new(dir).with_passphrase(Passphrase::from_env()).with_reach(self.reach()?))
+    }
+
+    /// How this run reaches the server.
+    fn reach(&self) -> Result<Reach, ClientError> {
+        let proxy = self.proxy.clone().or_else(|| {
+            ["HTTPS_PROXY", "https_proxy"].iter().find_map(|v| std::env::var(v).ok()).filter(|p| !p.is_empty())
+        });
+        let wait = parse_wait(&self.quic_wait)?;
+        let tcp = match &self.command {
+            Command::Enrol { tcp, .. } => tcp.clone(),
+            _ => None,
+        };
+        Ok(Reach { choice: self.transport, proxy, tcp, quic_wait: wait, verbose: self.verbose, tell_fallback: true })
     }
 
     /// Run the command.
@@ -46,7 +60,7 @@ impl Cli {
         let home = self.home()?;
         let o = Out { json: self.json, progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) };
         match self.command {
-            Command::Enrol { server, code, code_file, ca, no_passphrase } => {
+            Command::Enrol { server, code, code_file, ca, no_passphrase, .. } => {
                 let code = enrol_code(code, code_file)?;
                 let home = if no_passphrase { home.with_passphrase(Passphrase::None) } else { home };
                 if !no_passphrase && !home.passphrase().is_some() {
@@ -189,8 +203,8 @@ fn passphrase_cmd(home: &Home, o: Out, c: PassphraseCommand) -> Result<(), Clien
 }
 
 async fn whoami(home: &Home, o: Out) -> Result<(), ClientError> {
-    let (p, expires) = directory::whoami(home).await?;
-    print::whoami(&p, expires, o.json)
+    let (p, expires, route) = directory::whoami(home).await?;
+    print::whoami(&p, expires, &route, o.json)
 }
 
 fn trust(home: &Home, user: &UserId, fingerprint: &str) -> Result<(), ClientError> {
@@ -406,6 +420,20 @@ async fn ui(
     Ok(())
 }
 
+/// `--quic-wait`: `500ms`, or a duration `exhibit` takes elsewhere (`3s`).
+fn parse_wait(s: &str) -> Result<std::time::Duration, ClientError> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| ClientError::Usage(format!("--quic-wait {s:?}: expected e.g. 3s or 500ms")));
+    }
+    exhibit_proto::duration::parse_secs(s)
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| ClientError::Usage(format!("--quic-wait {s:?}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -420,5 +448,11 @@ mod tests {
         assert!(c.json);
         assert!(Cli::try_parse_from(["exhibit", "send", "a"]).is_err(), "--to is required");
         assert!(Cli::try_parse_from(["exhibit", "send", "a", "--to", "Bad/User"]).is_err());
+        let c = Cli::try_parse_from(["exhibit", "--transport", "tcp", "-v", "whoami"]).unwrap();
+        assert_eq!((c.transport, c.verbose), (crate::reach::Choice::Tcp, true));
+        assert!(Cli::try_parse_from(["exhibit", "--transport", "udp", "whoami"]).is_err());
+        assert_eq!(parse_wait("500ms").unwrap(), std::time::Duration::from_millis(500));
+        assert_eq!(parse_wait("3s").unwrap(), std::time::Duration::from_secs(3));
+        assert!(parse_wait("soon").is_err());
     }
 }

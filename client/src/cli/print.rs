@@ -119,18 +119,19 @@ pub fn enrolled(me: &DirectoryEntry, home: &Path, passphrase: bool, as_json: boo
     Ok(())
 }
 
-pub fn whoami(p: &Profile, expires: u64, as_json: bool) -> Result<(), ClientError> {
+pub fn whoami(p: &Profile, expires: u64, route: &crate::session::Route, as_json: bool) -> Result<(), ClientError> {
     let me = &p.me;
     if as_json {
         return json(&json!({
             "user": me.user.to_string(), "display_name": me.display_name, "org": me.org,
             "role": me.role.as_str(), "fingerprint": me.fingerprint(), "server": p.config.server,
-            "certificate_expires": expires,
+            "certificate_expires": expires, "transport": route.transport, "route": route.to_string(),
         }));
     }
     say!("{} ({}), {} at {}", me.user, cell(&me.display_name), me.role, cell(&me.org));
     say!("fingerprint {}", me.fingerprint());
     say!("server {}", p.config.server);
+    say!("connected over {}", cell(&route.to_string()));
     say!("certificate valid until {} (renew with `exhibit renew`)", format_time(expires));
     Ok(())
 }

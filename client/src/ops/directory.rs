@@ -53,10 +53,11 @@ pub struct Listed {
 }
 
 /// `exhibit whoami`: our own entry, checked against the server's view of
-/// us, and when our certificate expires.
-pub async fn whoami(home: &Home) -> Result<(Profile, u64), ClientError> {
+/// us, when our certificate expires, and the way the connection went.
+pub async fn whoami(home: &Home) -> Result<(Profile, u64, crate::session::Route), ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
+    let route = conn.route().clone();
     let server_view = conn.request(&Request::WhoAmI).await?;
     conn.close();
     let mut p = p;
@@ -66,7 +67,7 @@ pub async fn whoami(home: &Home) -> Result<(Profile, u64), ClientError> {
         }
     }
     let expires = crate::home::cert_expiry(&p.tls_cert)?;
-    Ok((p, expires))
+    Ok((p, expires, route))
 }
 
 /// The server holds a different entry for us: if the authority signed it

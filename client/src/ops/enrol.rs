@@ -47,7 +47,11 @@ pub async fn enrol_from(
     let csr = params.serialize_request(&tls_key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
     let conn = match bind {
         Some(b) => Conn::connect_from(b, server, &ca_der, None).await?,
-        None => Conn::connect(server, &ca_der, None).await?,
+        // QUIC or TCP, as the run says (a network without UDP enrols over TCP).
+        None => {
+            let to = crate::session::Endpoints { quic: server, tcp: None };
+            Conn::reach(to, &ca_der, None, home.reach(), None).await?
+        }
     };
     let req = Request::Enrol(EnrolRequest {
         code: code.trim().to_owned(),

@@ -1,10 +1,16 @@
-//! A QUIC connection to exhibitd, one request per bidirectional stream.
+//! A connection to exhibitd, one request per bidirectional stream, over
+//! QUIC or over TLS on TCP (straight or through an HTTP proxy): which one
+//! is chosen here ([`Conn::open`], by the run's [`Reach`]); everything
+//! after sees one [`Connection`].
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use exhibit_net::dial::{DialError, Proxy};
+use exhibit_net::{Closed, Connection, RecvStream, SendStream, Transport};
 use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::frame::{self, Request, Response};
 use exhibit_proto::{limits, ChunkId, TransferId};
@@ -13,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use crate::error::ClientError;
 use crate::home::Profile;
 use crate::human::format_time;
+use crate::reach::{tcp_address, Choice, Reach};
 
 /// Warn this long before the client certificate expires.
 pub const WARN_BEFORE: u64 = 30 * 86_400;
@@ -20,11 +27,41 @@ pub const WARN_BEFORE: u64 = 30 * 86_400;
 /// A connection to the server.
 #[derive(Clone, Debug)]
 pub struct Conn {
-    conn: quinn::Connection,
-    _endpoint: quinn::Endpoint,
+    conn: Connection,
+    _endpoint: Option<quinn::Endpoint>,
     server: String,
     /// The server takes chunk offers (it speaks [`exhibit_proto::ALPN`]).
     offers: bool,
+    route: Route,
+}
+
+/// Which way a connection went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The transport.
+    pub transport: Transport,
+    /// The server address it went to.
+    pub addr: String,
+    /// The HTTP proxy it went through (no password), if any.
+    pub proxy: Option<String>,
+    /// Why it is not QUIC, when `auto` fell back to TCP.
+    pub fallback: Option<String>,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.transport {
+            Transport::Quic => write!(f, "QUIC (UDP {})", self.addr)?,
+            Transport::Tcp => write!(f, "TLS over TCP ({})", self.addr)?,
+        }
+        if let Some(p) = &self.proxy {
+            write!(f, " via proxy {p}")?;
+        }
+        if let Some(why) = &self.fallback {
+            write!(f, "; QUIC {why}")?;
+        }
+        Ok(())
+    }
 }
 
 /// How long one request may wait for its answer, or a body go without a
@@ -34,8 +71,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an upload of `len` bytes may take before its answer:
 /// [`REQUEST_TIMEOUT`], plus its length at [`exhibit_net::SLOWEST_BODY`]
 /// (the chunks in flight share the line). What the client sends cannot be
-/// watched byte by byte as a download can (quinn takes it at once); the
-/// server itself gives up on a body that stops coming.
+/// watched byte by byte as a download can (the transport takes it at
+/// once); the server itself gives up on a body that stops coming.
 pub fn upload_time(len: usize) -> Duration {
     exhibit_net::body_time(len, REQUEST_TIMEOUT)
 }
@@ -43,32 +80,154 @@ pub fn upload_time(len: usize) -> Duration {
 /// A client TLS identity: certificate and PKCS#8 key, both DER.
 pub type Identity<'a> = (&'a [u8], &'a [u8]);
 
-async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), ClientError> {
+/// The name in `host:port` the server's certificate must carry.
+fn server_name(server: &str) -> Result<ServerName<'static>, ClientError> {
     let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
     let (host, _) = server.rsplit_once(':').ok_or_else(|| err("expected host:port".into()))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned()).map_err(|e| err(format!("server name: {e}")))
+}
+
+async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), ClientError> {
+    let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
+    let name = server_name(server)?;
     let addr = tokio::net::lookup_host(server)
         .await
         .map_err(|e| err(e.to_string()))?
         .next()
         .ok_or_else(|| err("no address".into()))?;
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| err(format!("server name: {e}")))?;
     Ok((addr, name))
 }
 
+/// TLS 1.3, trusting only the CA `ca_der`, presenting `identity` if given:
+/// the same on both transports (each sets its own ALPN).
+fn tls_config(
+    server: &str,
+    ca_der: &[u8],
+    identity: Option<Identity<'_>>,
+) -> Result<rustls::ClientConfig, ClientError> {
+    let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| err(format!("CA certificate: {e}")))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots);
+    match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from(cert.to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+            )
+            .map_err(|e| err(format!("client certificate: {e}"))),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// A connection error as the user is told it: revoked, the server's own
+/// words, or what the transport said.
+fn connect_error(server: &str, closed: Option<Closed>, e: &dyn std::fmt::Display) -> ClientError {
+    match closed.as_ref().and_then(refused_why) {
+        Some((true, why)) => ClientError::Revoked { server: server.to_owned(), reason: why },
+        Some((false, why)) => ClientError::Connect { server: server.to_owned(), reason: why },
+        None => ClientError::Connect { server: server.to_owned(), reason: e.to_string() },
+    }
+}
+
 impl Conn {
-    /// Connect as an enrolled user.
+    /// Connect as an enrolled user, the way the run's [`Reach`] says.
     pub async fn open(p: &Profile) -> Result<Conn, ClientError> {
         if let Ok(expiry) = crate::home::cert_expiry(&p.tls_cert) {
             if expiry.saturating_sub(super::now()) < WARN_BEFORE {
                 tracing::warn!("your certificate expires on {}: run `exhibit renew`", format_time(expiry));
             }
         }
-        Conn::connect(&p.config.server, &p.ca_der, Some((&p.tls_cert, &p.tls_key))).await
+        let to = Endpoints { quic: &p.config.server, tcp: p.config.tcp.as_deref() };
+        Conn::reach(to, &p.ca_der, Some((&p.tls_cert, &p.tls_key)), &p.reach, Some(&p.dir)).await
     }
 
-    /// Connect to `server`, trusting only the CA `ca_der`, presenting
-    /// `identity` if given.
+    /// Connect to `to` by `reach`: QUIC, TCP, or QUIC then TCP (`auto`,
+    /// remembering in `memory`, a key directory, what worked).
+    pub async fn reach(
+        to: Endpoints<'_>,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        reach: &Reach,
+        memory: Option<&Path>,
+    ) -> Result<Conn, ClientError> {
+        let tcp = tcp_address(to.quic, reach.tcp.as_deref().or(to.tcp));
+        let proxy = match reach.proxy.as_deref() {
+            Some(url) => Some(Proxy::parse(url).map_err(|e| ClientError::Usage(e.to_string()))?),
+            None => None,
+        };
+        let c = match reach.choice {
+            Choice::Quic => Conn::connect(to.quic, ca_der, identity).await?,
+            Choice::Tcp => Conn::connect_tcp(&tcp, ca_der, identity, proxy.as_ref()).await?,
+            Choice::Auto => Conn::auto(to.quic, &tcp, ca_der, identity, proxy.as_ref(), reach, memory).await?,
+        };
+        if reach.verbose {
+            eprintln!("connected to {} over {}", to.quic, c.route);
+        }
+        Ok(c)
+    }
+
+    /// QUIC for `quic_wait`, then TCP; a server remembered as reached
+    /// over TCP gets TCP first. Neither: an error naming both.
+    async fn auto(
+        quic: &str,
+        tcp: &str,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        proxy: Option<&Proxy>,
+        reach: &Reach,
+        memory: Option<&Path>,
+    ) -> Result<Conn, ClientError> {
+        let remembered = memory.and_then(|d| super::memory::recall(d, quic));
+        let remember = |t| {
+            if let Some(d) = memory {
+                super::memory::remember(d, quic, t);
+            }
+        };
+        let mut tried = vec![];
+        if remembered == Some(Transport::Tcp) {
+            match Conn::connect_tcp(tcp, ca_der, identity, proxy).await {
+                Ok(c) => return Ok(c),
+                Err(e @ ClientError::Revoked { .. }) => return Err(e),
+                Err(e) => tried.push(format!("TLS over TCP to {tcp}: {e}")),
+            }
+        }
+        let wait = reach.quic_wait;
+        let why = match tokio::time::timeout(wait, Conn::connect(quic, ca_der, identity)).await {
+            Ok(Ok(c)) => {
+                remember(Transport::Quic);
+                return Ok(c);
+            }
+            Ok(Err(e @ ClientError::Revoked { .. })) => return Err(e),
+            Ok(Err(e)) => format!("failed: {e}"),
+            Err(_) => format!("did not answer within {}", exhibit_proto::duration::format_secs(wait.as_secs().max(1))),
+        };
+        tried.push(format!("QUIC to {quic} (UDP) {why}"));
+        if remembered != Some(Transport::Tcp) {
+            match Conn::connect_tcp(tcp, ca_der, identity, proxy).await {
+                Ok(mut c) => {
+                    tracing::info!(%quic, %tcp, "QUIC {why}; using TLS over TCP");
+                    if reach.tell_fallback || reach.verbose {
+                        eprintln!("QUIC to {quic} {why}; using TLS over TCP ({tcp}), and remembering that for a day");
+                    }
+                    c.route.fallback = Some(why);
+                    remember(Transport::Tcp);
+                    return Ok(c);
+                }
+                Err(e @ ClientError::Revoked { .. }) => return Err(e),
+                Err(e) => tried.push(format!("TLS over TCP to {tcp}{}: {e}", via(proxy))),
+            }
+        }
+        Err(ClientError::Unreachable { tried: tried.join("; "), hint: hint(quic, tcp, proxy) })
+    }
+
+    /// Connect to `server` over QUIC only, trusting only the CA `ca_der`,
+    /// presenting `identity` if given.
     pub async fn connect(server: &str, ca_der: &[u8], identity: Option<Identity<'_>>) -> Result<Conn, ClientError> {
         Conn::connect_speaking(server, ca_der, identity, &exhibit_proto::PROTOCOLS).await
     }
@@ -104,22 +263,7 @@ impl Conn {
     ) -> Result<Conn, ClientError> {
         let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
         let (addr, name) = resolve(server).await?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| err(format!("CA certificate: {e}")))?;
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| err(e.to_string()))?
-            .with_root_certificates(roots);
-        let mut tls = match identity {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from(cert.to_vec())],
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
-                )
-                .map_err(|e| err(format!("client certificate: {e}")))?,
-            None => builder.with_no_client_auth(),
-        };
+        let mut tls = tls_config(server, ca_der, identity)?;
         tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -139,48 +283,81 @@ impl Conn {
             ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
             _ => "localhost".to_owned(),
         };
-        let conn =
-            endpoint.connect(addr, &sni).map_err(|e| err(e.to_string()))?.await.map_err(|e| match refused_why(&e) {
-                Some((true, why)) => ClientError::Revoked { server: server.to_owned(), reason: why },
-                Some((false, why)) => err(why),
-                None => err(format!("handshake: {e}")),
-            })?;
-        let offers = exhibit_net::takes_offers(&conn);
-        Ok(Conn { conn, _endpoint: endpoint, server: server.to_owned(), offers })
+        let conn = endpoint.connect(addr, &sni).map_err(|e| err(e.to_string()))?.await.map_err(|e| {
+            let why = format!("handshake: {e}");
+            connect_error(server, Some(Closed::from(&e)), &why)
+        })?;
+        let conn = Connection::Quic(conn);
+        let route = Route { transport: Transport::Quic, addr: server.to_owned(), proxy: None, fallback: None };
+        Ok(Conn { offers: conn.takes_offers(), conn, _endpoint: Some(endpoint), server: server.to_owned(), route })
+    }
+
+    /// Connect to `server` (the TCP address) with TLS over TCP, through
+    /// `proxy` if given (HTTP CONNECT; TLS runs end to end through it).
+    pub async fn connect_tcp(
+        server: &str,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        proxy: Option<&Proxy>,
+    ) -> Result<Conn, ClientError> {
+        let name = server_name(server)?;
+        let tls = tls_config(server, ca_der, identity)?;
+        let limits = exhibit_net::tcp::Limits::wide(0);
+        let conn = exhibit_net::dial::dial(server, name, tls, proxy, limits)
+            .await
+            .map_err(|e: DialError| ClientError::Connect { server: server.to_owned(), reason: e.to_string() })?;
+        let route = Route {
+            transport: Transport::Tcp,
+            addr: server.to_owned(),
+            proxy: proxy.map(ToString::to_string),
+            fallback: None,
+        };
+        Ok(Conn { offers: conn.takes_offers(), conn, _endpoint: None, server: server.to_owned(), route })
     }
 
     /// Send a request with an optional raw body after the frame, and read
     /// the response frame. Returns the receive stream for a trailing body.
-    async fn exchange(&self, req: &Request, body: Option<Bytes>) -> Result<(Response, quinn::RecvStream), ClientError> {
+    async fn exchange(&self, req: &Request, body: Option<Bytes>) -> Result<(Response, RecvStream), ClientError> {
         let limit = body.as_ref().map_or(REQUEST_TIMEOUT, |b| upload_time(b.len()));
         tokio::time::timeout(limit, self.exchange_inner(req, body))
             .await
             .map_err(|_| ClientError::Stream(format!("{}: no answer within {}s", self.server, limit.as_secs())))?
     }
 
-    async fn exchange_inner(
-        &self,
-        req: &Request,
-        body: Option<Bytes>,
-    ) -> Result<(Response, quinn::RecvStream), ClientError> {
+    async fn exchange_inner(&self, req: &Request, body: Option<Bytes>) -> Result<(Response, RecvStream), ClientError> {
         let (mut send, mut recv) = self.start(req).await?;
-        if let Some(b) = body {
-            // Handed over, not copied: chunks are megabytes.
-            send.write_chunk(b).await.map_err(|e| self.stream_err(&e))?;
+        let sent = async {
+            if let Some(b) = body {
+                // Handed over, not copied: chunks are megabytes.
+                send.write_bytes(b).await?;
+            }
+            send.finish()
+        };
+        let sent = sent.await;
+        Ok((self.answer(sent, &mut recv).await?, recv))
+    }
+
+    /// The answer to a request whose sending ended with `sent`. A server
+    /// may answer before it has read all of a request, and then stop the
+    /// rest (over TCP, h2 resets the stream once the answer is complete):
+    /// the answer counts, and the sending error only when none comes.
+    async fn answer(&self, sent: std::io::Result<()>, recv: &mut RecvStream) -> Result<Response, ClientError> {
+        match (sent, self.response(recv).await) {
+            (_, Ok(r)) => Ok(r),
+            (Ok(()), Err(e)) | (Err(_), Err(e @ ClientError::Server { .. })) => Err(e),
+            (Err(e), Err(_)) => Err(self.stream_err(&e)),
         }
-        send.finish().map_err(|e| self.stream_err(&e))?;
-        Ok((self.response(&mut recv).await?, recv))
     }
 
     /// A new stream with `req` written on it.
-    async fn start(&self, req: &Request) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+    async fn start(&self, req: &Request) -> Result<(SendStream, RecvStream), ClientError> {
         let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.stream_err(&e))?;
         send.write_all(&frame::encode(req)?).await.map_err(|e| self.stream_err(&e))?;
         Ok((send, recv))
     }
 
     /// The next response frame; an error response is an error.
-    async fn response(&self, recv: &mut quinn::RecvStream) -> Result<Response, ClientError> {
+    async fn response(&self, recv: &mut RecvStream) -> Result<Response, ClientError> {
         let mut prefix = [0u8; 4];
         recv.read_exact(&mut prefix).await.map_err(|e| self.stream_err(&e))?;
         let n = frame::body_len(prefix)?;
@@ -288,9 +465,12 @@ impl Conn {
             .await
             .map_err(|_| timeout("server busy: no room for the chunk", REQUEST_TIMEOUT))??;
         let put = async {
-            send.write_chunk(bytes).await.map_err(|e| self.stream_err(&e))?;
-            send.finish().map_err(|e| self.stream_err(&e))?;
-            self.response(&mut recv).await
+            let sent = async {
+                send.write_bytes(bytes).await?;
+                send.finish()
+            };
+            let sent = sent.await;
+            self.answer(sent, &mut recv).await
         };
         let limit = upload_time(bytes_len);
         tokio::time::timeout(limit, put).await.map_err(|_| timeout("no answer", limit))?
@@ -318,31 +498,81 @@ impl Conn {
         self.offers
     }
 
-    /// The underlying QUIC connection (tools and tests that speak the
+    /// The underlying connection (tools and tests that speak the
     /// protocol directly).
-    pub fn connection(&self) -> &quinn::Connection {
+    pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Which way this connection went.
+    pub fn route(&self) -> &Route {
+        &self.route
     }
 
     /// Close politely.
     pub fn close(&self) {
-        exhibit_net::log_stats(&self.conn);
-        self.conn.close(0u32.into(), b"bye");
+        self.conn.log_stats();
+        self.conn.close(0, b"bye");
+    }
+}
+
+/// Where a server listens: its QUIC address and, when it differs, its TCP
+/// one.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints<'a> {
+    /// `host:port`, UDP.
+    pub quic: &'a str,
+    /// `host:port`, TCP; `None`: the same as `quic`.
+    pub tcp: Option<&'a str>,
+}
+
+/// " via proxy P" when there is one.
+fn via(proxy: Option<&Proxy>) -> String {
+    proxy.map(|p| format!(" via proxy {p}")).unwrap_or_default()
+}
+
+/// What to check when neither transport reached the server.
+fn hint(quic: &str, tcp: &str, proxy: Option<&Proxy>) -> String {
+    let port = |a: &str| a.rsplit_once(':').map_or("?", |(_, p)| p).to_owned();
+    let host = |a: &str| a.rsplit_once(':').map_or(a, |(h, _)| h).to_owned();
+    match proxy {
+        Some(p) => format!(
+            "Check that the server runs, that the firewall lets out UDP port {} to {} (QUIC), and that the proxy {p} \
+             is right (address, user:password in the URL) and allows CONNECT to {tcp}",
+            port(quic),
+            host(quic),
+        ),
+        None => format!(
+            "Check that the server runs, and that the firewall lets out UDP port {} (QUIC) or TCP port {} \
+             (TLS) to {}; behind an HTTP proxy, give it with --proxy URL or HTTPS_PROXY",
+            port(quic),
+            port(tcp),
+            host(tcp),
+        ),
     }
 }
 
 /// What the server said when it closed a connection, in words: its own
-/// reason, or the TLS alert it refused our certificate with, and whether
+/// reason (over TCP, where a close carries only its code, the code's
+/// meaning), or the TLS alert it refused our certificate with, and whether
 /// it means this user is revoked. `None` for a close that says nothing
 /// more than the error itself.
-fn refused_why(e: &quinn::ConnectionError) -> Option<(bool, String)> {
-    let revoked = quinn::TransportErrorCode::crypto(rustls::AlertDescription::CertificateRevoked.into());
-    match e {
-        quinn::ConnectionError::ApplicationClosed(c) => Some((
-            c.error_code == quinn::VarInt::from_u32(frame::CLOSE_REVOKED),
-            format!("closed by the server: {}", exhibit_proto::text::escape(&String::from_utf8_lossy(&c.reason))),
-        )),
-        quinn::ConnectionError::ConnectionClosed(c) if c.error_code == revoked => {
+fn refused_why(c: &Closed) -> Option<(bool, String)> {
+    match c {
+        Closed::ByPeer { code, reason } => {
+            let said = match (reason.is_empty(), *code) {
+                (false, _) => reason.as_str(),
+                (true, frame::CLOSE_REVOKED) => "this user has been revoked",
+                (true, 1) => "server shutting down",
+                (true, 3) => "server busy",
+                (true, _) => "connection closed",
+            };
+            Some((
+                *code == frame::CLOSE_REVOKED,
+                format!("closed by the server: {}", exhibit_proto::text::escape(said)),
+            ))
+        }
+        Closed::TlsAlert(a) if *a == u8::from(rustls::AlertDescription::CertificateRevoked) => {
             Some((true, "the server refused this certificate: its user has been revoked".into()))
         }
         _ => None,

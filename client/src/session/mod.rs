@@ -1,12 +1,14 @@
 //! The client's side of the wire, in one place: the connection
-//! ([`Conn`]), reconnecting after a lost one ([`retry`]), reading a listing
-//! page by page ([`pages`]), and how much is kept in flight.
+//! ([`Conn`], over QUIC or TLS on TCP), what worked per server
+//! ([`memory`]), reconnecting after a lost one ([`retry`]), reading a
+//! listing page by page ([`pages`]), and how much is kept in flight.
 
 mod conn;
+pub mod memory;
 pub mod pages;
 pub mod retry;
 
-pub use conn::{unexpected, upload_time, Conn, Identity, REQUEST_TIMEOUT, WARN_BEFORE};
+pub use conn::{unexpected, upload_time, Conn, Endpoints, Identity, Route, REQUEST_TIMEOUT, WARN_BEFORE};
 
 /// Chunks encrypting or uploading, or downloading and decrypting, at once.
 pub const IN_FLIGHT: usize = 8;

@@ -14,7 +14,7 @@ pub const RECONNECTS: u32 = 5;
 /// Errors of a connection that was lost or could not be made. A
 /// [`ClientError::Revoked`] is neither: the server said no, for good.
 pub fn connection_lost(e: &ClientError) -> bool {
-    matches!(e, ClientError::Stream(_) | ClientError::Connect { .. })
+    matches!(e, ClientError::Stream(_) | ClientError::Connect { .. } | ClientError::Unreachable { .. })
 }
 
 /// [`connection_lost`], or the server failing inside (a server restarting

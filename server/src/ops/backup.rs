@@ -428,10 +428,13 @@ pub(crate) fn remove_stale(data: &Path) {
     }
 }
 
+/// Makes new connections (on every listener) use the key and certificate
+/// now in the data directory.
+pub(crate) type ReloadTls = Arc<dyn Fn() -> Result<(), crate::error::ServerError> + Send + Sync>;
+
 /// Listen on the control socket: `backup` streams a backup back;
-/// `reload-tls` makes new connections use the key and certificate now in
-/// the data directory.
-pub(crate) fn spawn_control(state: Arc<State>, endpoint: quinn::Endpoint) -> Option<tokio::task::JoinHandle<()>> {
+/// `reload-tls` calls `reload`.
+pub(crate) fn spawn_control(state: Arc<State>, reload: ReloadTls) -> Option<tokio::task::JoinHandle<()>> {
     let path = state.settings.data_dir.join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
@@ -448,7 +451,7 @@ pub(crate) fn spawn_control(state: Arc<State>, endpoint: quinn::Endpoint) -> Opt
         loop {
             match listener.accept().await {
                 Ok((s, _)) => {
-                    tokio::spawn(control_connection(state.clone(), endpoint.clone(), s));
+                    tokio::spawn(control_connection(state.clone(), reload.clone(), s));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket accept failed");
@@ -459,7 +462,7 @@ pub(crate) fn spawn_control(state: Arc<State>, endpoint: quinn::Endpoint) -> Opt
     }))
 }
 
-async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s: tokio::net::UnixStream) {
+async fn control_connection(state: Arc<State>, reload: ReloadTls, mut s: tokio::net::UnixStream) {
     let mut line = Vec::with_capacity(16);
     let read = async {
         while !line.ends_with(b"\n") && line.len() < 64 {
@@ -472,9 +475,8 @@ async fn control_connection(state: Arc<State>, endpoint: quinn::Endpoint, mut s:
         return tracing::warn!("control socket: no command");
     }
     if line == b"reload-tls\n" {
-        let reply = match crate::tls::server_config(&state.settings.data_dir, &state.settings, state.revoked_check()) {
-            Ok(c) => {
-                endpoint.set_server_config(Some(c));
+        let reply = match reload() {
+            Ok(()) => {
                 tracing::info!("server certificate reloaded; new connections use it");
                 "ok\n".to_owned()
             }

@@ -40,8 +40,8 @@ pub(crate) async fn dispatch(
     state: &Arc<State>,
     peer: &Peer,
     req: Request,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    send: &mut exhibit_net::SendStream,
+    recv: &mut exhibit_net::RecvStream,
 ) -> Result<Reply, ServerError> {
     let now = state.clock.now();
     if let Request::Enrol(e) = req {

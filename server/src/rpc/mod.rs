@@ -1,6 +1,8 @@
-//! The QUIC front door: accept connections, tell users from strangers
-//! (who may only enrol), read each request frame, call `dispatch`, and
-//! write the reply and its body within the memory budgets.
+//! The front door, on QUIC and on TLS over TCP alike: accept connections,
+//! tell users from strangers (who may only enrol), read each request
+//! frame, call `dispatch`, and write the reply and its body within the
+//! memory budgets. Everything past the accept loops sees only
+//! [`Connection`], whichever transport carries it.
 
 mod dispatch;
 mod upload;
@@ -8,7 +10,7 @@ mod upload;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exhibit_net::BodyError;
+use exhibit_net::{BodyError, Connection, RecvStream, SendStream};
 use exhibit_proto::frame::{self, ErrorCode, Response};
 
 use crate::app;
@@ -44,7 +46,7 @@ pub enum Reply {
 /// buffer (chunks go to disk from it without a copy).
 async fn read_body(
     state: &State,
-    recv: &mut quinn::RecvStream,
+    recv: &mut RecvStream,
     len: usize,
     what: &str,
 ) -> Result<crate::chunks::AlignedBuf, ServerError> {
@@ -64,26 +66,79 @@ pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<State>) {
         let state = state.clone();
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => serve_connection(state, conn).await,
+                Ok(conn) => serve_connection(state, Connection::Quic(conn)).await,
                 Err(e) => tracing::debug!(error = %e, "handshake failed"),
             }
         });
     }
 }
 
-fn peer_cert_hash(conn: &quinn::Connection) -> Option<[u8; 32]> {
-    let any = conn.peer_identity()?;
-    let certs = any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+/// TLS handshakes over TCP in progress at once; more wait to be accepted.
+const TCP_HANDSHAKES: usize = 256;
+
+/// The TCP listener's TLS settings, swapped when the certificate rotates.
+pub(crate) type TcpTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
+
+/// QUIC application close code over TCP when the server stops (QUIC uses
+/// 0 and closes at once; over TCP 0 would wait for answers in progress).
+const CLOSE_SHUTDOWN: u32 = 1;
+
+/// Accept TLS connections over TCP and serve each as a QUIC one is served.
+/// Each starts as a stranger's (one stream, small windows) until its
+/// certificate is found to be a user's. `stop` closes them all.
+pub(crate) async fn accept_tcp(
+    listener: tokio::net::TcpListener,
+    tls: TcpTls,
+    state: Arc<State>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(TCP_HANDSHAKES));
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let config = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let (state, mut stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move {
+            let conn = match exhibit_net::dial::accept(stream, config, STRANGER_TCP).await {
+                Ok(c) => c,
+                Err(e) => return tracing::debug!(%peer, error = %e, "TLS over TCP: handshake failed"),
+            };
+            drop(permit);
+            let serve = serve_connection(state, conn.clone());
+            tokio::pin!(serve);
+            tokio::select! {
+                _ = &mut serve => return,
+                _ = stop.wait_for(|s| *s) => conn.close(CLOSE_SHUTDOWN, b"server shutting down"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), serve).await;
+        });
+    }
+}
+
+fn peer_cert_hash(conn: &Connection) -> Option<[u8; 32]> {
+    let certs = conn.peer_certificates()?;
     certs.first().map(|c| *blake3::hash(c.as_ref()).as_bytes())
 }
 
 /// What a connection may do at once: one stream and a small receive window
 /// until its certificate is found to be a user's (the transport's initial
-/// limits, see [`tls::server_config`]), then these.
+/// limits, see [`tls::server_config`], and [`STRANGER_TCP`]), then these.
 const USER_STREAMS: u32 = 64;
 const USER_WINDOW: u32 = 64 << 20;
 
-async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
+/// A TCP connection's limits until it is known to be a user's: as on QUIC.
+const STRANGER_TCP: exhibit_net::tcp::Limits =
+    exhibit_net::tcp::Limits { streams: 1, stream_window: 64 << 10, conn_window: crate::tls::ANONYMOUS_WINDOW };
+
+async fn serve_connection(state: Arc<State>, conn: Connection) {
     // The handshake verified any certificate against our CA; which user it
     // belongs to is looked up per request, so a revocation bites at once.
     let cert_hash = peer_cert_hash(&conn);
@@ -110,11 +165,10 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                 // The handshake refuses a revoked user's certificate; this
                 // catches a revocation that committed during the handshake.
                 if user.revoked_at.is_some() || revoked {
-                    conn.close(conns::CLOSE_REVOKED.into(), format!("user {} has been revoked", user.user).as_bytes());
+                    conn.close(conns::CLOSE_REVOKED, format!("user {} has been revoked", user.user).as_bytes());
                     return;
                 }
-                conn.set_max_concurrent_bi_streams(USER_STREAMS.into());
-                conn.set_receive_window(USER_WINDOW.into());
+                conn.grant(USER_STREAMS, USER_WINDOW);
                 Some((reg, user.user.clone()))
             }
             // Unknown certificate: each request is refused with a reason.
@@ -128,8 +182,8 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
     let user_id = user.as_ref().map(|(_, id)| id.clone());
     let peer = Arc::new(Peer {
         cert_hash,
-        source: conn.remote_address().ip(),
-        offers: exhibit_net::takes_offers(&conn),
+        source: conn.remote_ip(),
+        offers: conn.takes_offers(),
         max_frame: if user.is_some() { exhibit_proto::limits::MAX_FRAME as usize } else { ANONYMOUS_MAX_FRAME },
         shares: budget::Shares {
             download: state.download_memory.share(user_id.as_ref()),
@@ -147,8 +201,8 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
                 tokio::spawn(serve_stream(state.clone(), peer.clone(), send, recv));
             }
             Err(e) => {
-                tracing::debug!(reason = %e, "connection ended");
-                exhibit_net::log_stats(&conn);
+                tracing::debug!(reason = %e, transport = %conn.transport(), "connection ended");
+                conn.log_stats();
                 peer.shares.close();
                 return;
             }
@@ -162,7 +216,7 @@ async fn serve_connection(state: Arc<State>, conn: quinn::Connection) {
 /// address holds at most `max_connections_per_source` (so one source
 /// cannot hold every place). The initial limits (one stream, a small
 /// window) stay.
-async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Connection) {
+async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &Connection) {
     let per_source = state.settings.config.enrolment.max_connections_per_source;
     let Some(_mine) = SourcePlace::take(state, peer.source, per_source) else {
         tracing::warn!(source = %peer.source, "too many connections without a certificate from one address; one refused");
@@ -174,16 +228,17 @@ async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Conn
     };
     let Ok(_place) = state.anonymous.clone().try_acquire_owned() else {
         tracing::warn!("too many connections without a user's certificate; one refused");
-        conn.close(conns::CLOSE_BUSY.into(), b"server busy: too many connections without a certificate");
+        conn.close(conns::CLOSE_BUSY, b"server busy: too many connections without a certificate");
         return;
     };
     let deadline = tokio::time::Instant::now() + ANONYMOUS_LIFETIME;
     if let Ok(Ok((send, recv))) = tokio::time::timeout_at(deadline, conn.accept_bi()).await {
-        conn.set_max_concurrent_bi_streams(0u32.into());
+        conn.refuse_streams();
         let served = tokio::time::timeout_at(deadline, serve_stream(state.clone(), peer.clone(), send, recv)).await;
         // Closed once the peer has the whole answer (closing before could
-        // cut it off), or when it closes first.
-        if let Ok(send) = served {
+        // cut it off), or when it closes first. (Over TCP the close itself
+        // lets the answer finish.)
+        if let Ok(mut send) = served {
             tokio::select! {
                 _ = tokio::time::timeout_at(deadline, send.stopped()) => {}
                 _ = conn.closed() => {}
@@ -191,7 +246,7 @@ async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &quinn::Conn
         }
     }
     tracing::debug!(reason = ?conn.close_reason(), "connection without a certificate ended");
-    conn.close(0u32.into(), b"one request per connection without a certificate");
+    conn.close(0, b"one request per connection without a certificate");
 }
 
 /// A stranger's place among its address's, given back when dropped.
@@ -221,10 +276,10 @@ impl Drop for SourcePlace<'_> {
 
 /// Read one request frame of at most `max` bytes. Its buffer grows with
 /// the bytes that arrive, not with the length the peer declares.
-async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame::Request, ServerError> {
+async fn read_request(recv: &mut RecvStream, max: usize) -> Result<frame::Request, ServerError> {
     let mut prefix = [0u8; 4];
     let read = async {
-        let short = |e: quinn::ReadExactError| ServerError::BadRequest(format!("truncated request frame: {e}"));
+        let short = |e: std::io::Error| ServerError::BadRequest(format!("truncated request frame: {e}"));
         recv.read_exact(&mut prefix).await.map_err(short)?;
         let n = frame::body_len(prefix)?;
         if n > max {
@@ -235,11 +290,12 @@ async fn read_request(recv: &mut quinn::RecvStream, max: usize) -> Result<frame:
             }));
         }
         let mut body = Vec::with_capacity(n.min(FRAME_STEP));
+        let mut step = vec![0u8; n.min(FRAME_STEP)];
         while body.len() < n {
             let want = (n - body.len()).min(FRAME_STEP);
-            match recv.read_chunk(want, true).await {
-                Ok(Some(c)) => body.extend_from_slice(&c.bytes),
-                Ok(None) => return Err(ServerError::BadRequest("truncated request frame".into())),
+            match recv.read(&mut step[..want]).await {
+                Ok(0) => return Err(ServerError::BadRequest("truncated request frame".into())),
+                Ok(got) => body.extend_from_slice(&step[..got]),
                 Err(e) => return Err(ServerError::BadRequest(format!("truncated request frame: {e}"))),
             }
         }
@@ -283,12 +339,7 @@ pub(crate) struct Peer {
 
 /// Serve one request stream; the send half is given back (finished or
 /// reset) so a caller can wait for the peer to have the answer.
-async fn serve_stream(
-    state: Arc<State>,
-    peer: Arc<Peer>,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-) -> quinn::SendStream {
+async fn serve_stream(state: Arc<State>, peer: Arc<Peer>, mut send: SendStream, mut recv: RecvStream) -> SendStream {
     let result = match read_request(&mut recv, peer.max_frame).await {
         Ok(req) => dispatch::dispatch(&state, &peer, req, &mut send, &mut recv).await,
         Err(e) => Err(e),
@@ -326,23 +377,23 @@ async fn serve_stream(
     let write = async {
         match tokio::time::timeout(stall, send.write_all(&out)).await {
             Err(_) => return Err(exhibit_net::BodyError::Stalled(stall)),
-            Ok(Err(e)) => return Err(exhibit_net::BodyError::Stream(e.into())),
+            Ok(Err(e)) => return Err(exhibit_net::BodyError::Stream(e)),
             Ok(Ok(())) => {}
         }
         if let Some(b) = body {
             exhibit_net::write_or_stall(&mut send, b, stall).await?;
         }
-        send.finish().map_err(|e| exhibit_net::BodyError::Stream(std::io::Error::other(e)))
+        send.finish().map_err(exhibit_net::BodyError::Stream)
     };
     match write.await {
         Ok(()) => {}
         Err(e @ (exhibit_net::BodyError::Stalled(_) | exhibit_net::BodyError::TooSlow)) => {
             tracing::debug!(error = %e, "peer did not take the response; stream reset");
-            let _ = send.reset(0u32.into());
+            send.reset();
         }
         Err(e) => tracing::debug!(error = %e, "could not send response"),
     }
     // Anything the peer still sends (e.g. a refused chunk body) is dropped.
-    let _ = recv.stop(0u32.into());
+    recv.stop();
     send
 }

@@ -33,8 +33,8 @@ pub(crate) async fn put_chunk(
     state: &Arc<State>,
     peer: &Peer,
     up: Upload,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    send: &mut exhibit_net::SendStream,
+    recv: &mut exhibit_net::RecvStream,
 ) -> Result<Response, ServerError> {
     let Upload { me, transfer, id, len, now, offered } = up;
     let who = me.clone();
@@ -64,7 +64,7 @@ pub(crate) async fn put_chunk(
     }
     // One contiguous buffer: BLAKE3 hashes it with SIMD across 1 KiB
     // blocks, and the disk gets one large write (measured faster here than
-    // hashing and writing quinn's packet-sized pieces).
+    // hashing and writing the transport's packet-sized pieces).
     let bytes = read_body(state, recv, len as usize, "chunk").await?;
     // Hashed on a blocking thread with the write: a millisecond of BLAKE3
     // per chunk on a runtime worker would hold up the connections' packet

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use exhibit_client::conn::Conn;
 use exhibit_client::ops::orgs;
+use exhibit_client::reach::{Choice, Reach};
 use exhibit_client::{admin, enrol, fetch, send, ClientError, Home};
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{Request, Response};
@@ -26,7 +27,12 @@ pub struct Fixture {
     config: PathBuf,
     clock: Arc<dyn Clock>,
     background: Background,
+    /// The QUIC (UDP) address.
     pub addr: String,
+    /// The TLS-over-TCP address.
+    pub tcp_addr: String,
+    /// The transport the fixture's users reach the server by.
+    pub transport: Choice,
     pub ca: PathBuf,
     pub admin: Home,
 }
@@ -50,6 +56,23 @@ impl Fixture {
         tweak: impl FnOnce(&mut Config),
         store: Option<StoreMaker>,
     ) -> Fixture {
+        Fixture::start_on(Choice::Quic, clock, background, tweak, store).await
+    }
+
+    /// A default server whose users (the admin included) reach it over
+    /// `transport`.
+    pub async fn over(transport: Choice) -> Fixture {
+        Fixture::start_on(transport, Arc::new(SystemClock), Background::On, |_| {}, None).await
+    }
+
+    /// As `start_full`, the users reaching the server over `transport`.
+    pub async fn start_on(
+        transport: Choice,
+        clock: Arc<dyn Clock>,
+        background: Background,
+        tweak: impl FnOnce(&mut Config),
+        store: Option<StoreMaker>,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", clock.as_ref()).unwrap();
@@ -60,7 +83,8 @@ impl Fixture {
         let chunks = store.map(|make| make(&data.join("chunks")));
         let server = Server::start_with_store(settings, clock.clone(), background, chunks).await.unwrap();
         let addr = server.local_addr().to_string();
-        let admin = Home::new(dir.path().join("home-admin"));
+        let tcp_addr = server.tcp_addr().expect("the server listens on TCP too").to_string();
+        let admin = Home::new(dir.path().join("home-admin")).with_reach(reach(transport, &tcp_addr));
         let pem = std::fs::read(&out.ca).unwrap();
         enrol::enrol(&admin, &addr, &out.admin_code, &pem).await.unwrap();
         for (id, name, kind) in
@@ -76,6 +100,8 @@ impl Fixture {
             clock,
             background,
             addr,
+            tcp_addr,
+            transport,
             ca: out.ca,
             admin,
         }
@@ -109,6 +135,7 @@ impl Fixture {
         let old = self.server.take().unwrap();
         let mut config = Config::read(&self.config).unwrap();
         config.listen = old.local_addr();
+        config.listen_tcp = old.tcp_addr();
         old.shutdown().await;
         meddle(&self.data);
         std::fs::write(&self.config, toml_of(&config)).unwrap();
@@ -140,9 +167,14 @@ impl Fixture {
         )
         .await
         .unwrap();
-        let home = Home::new(self.dir.path().join(format!("home-{id}")));
+        let home = Home::new(self.dir.path().join(format!("home-{id}"))).with_reach(self.reach());
         enrol::enrol(&home, &self.addr, &code, &std::fs::read(&self.ca).unwrap()).await.unwrap();
         home
+    }
+
+    /// How the fixture's users reach the server.
+    pub fn reach(&self) -> Reach {
+        reach(self.transport, &self.tcp_addr)
     }
 
     /// A fresh directory under the fixture.
@@ -160,6 +192,19 @@ impl Fixture {
         out.retain(|p| !p.strip_prefix(&root).unwrap().starts_with("tmp"));
         out.sort();
         out
+    }
+}
+
+/// Reach the server over `transport`, its TCP listener at `tcp`.
+pub fn reach(transport: Choice, tcp: &str) -> Reach {
+    Reach { choice: transport, tcp: Some(tcp.to_owned()), ..Reach::default() }
+}
+
+/// The transport a choice other than auto makes.
+pub fn transport_of(c: Choice) -> exhibit_net::Transport {
+    match c {
+        Choice::Tcp => exhibit_net::Transport::Tcp,
+        _ => exhibit_net::Transport::Quic,
     }
 }
 

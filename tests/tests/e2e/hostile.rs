@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use exhibit_client::conn::Conn;
+use exhibit_client::reach::Choice;
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{self, ErrorCode, Request, Response};
 use exhibit_proto::{ChunkId, TransferId};
@@ -23,7 +24,7 @@ async fn raw(conn: &Conn, bytes: &[u8]) -> Response {
 }
 
 /// The next response frame on a stream.
-async fn next_frame(recv: &mut quinn::RecvStream) -> Response {
+async fn next_frame(recv: &mut exhibit_net::RecvStream) -> Response {
     let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         let mut prefix = [0u8; 4];
         recv.read_exact(&mut prefix).await.unwrap();
@@ -586,8 +587,8 @@ async fn strangers_get_one_stream_small_frames_and_a_bounded_number_of_connectio
         strangers.push(Conn::connect(&server, &p.ca_der, None).await.unwrap());
     }
     let busy = |c: &Conn| {
-        matches!(c.connection().close_reason(), Some(quinn::ConnectionError::ApplicationClosed(ref r))
-            if r.reason.starts_with(b"server busy"))
+        matches!(c.connection().close_reason(), Some(exhibit_net::Closed::ByPeer { ref reason, .. })
+            if reason.starts_with("server busy"))
     };
     let turned_away = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -655,7 +656,16 @@ async fn transfer_size_and_user_quota_are_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_reconnects_by_itself_after_the_connection_drops() {
-    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    send_reconnects(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reconnects_by_itself_after_the_connection_drops_over_tcp() {
+    send_reconnects(Choice::Tcp).await
+}
+
+async fn send_reconnects(transport: Choice) {
+    let mut f = Fixture::start_on(transport, Arc::new(SystemClock), Background::Off, |_| {}, None).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");
@@ -691,7 +701,16 @@ async fn send_reconnects_by_itself_after_the_connection_drops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_reconnects_by_itself_after_the_connection_drops() {
-    let mut f = Fixture::start_with(Arc::new(SystemClock), Background::Off, |_| {}).await;
+    fetch_reconnects(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reconnects_by_itself_after_the_connection_drops_over_tcp() {
+    fetch_reconnects(Choice::Tcp).await
+}
+
+async fn fetch_reconnects(transport: Choice) {
+    let mut f = Fixture::start_on(transport, Arc::new(SystemClock), Background::Off, |_| {}, None).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src");

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use exhibit_client::admin;
 use exhibit_client::conn::Conn;
+use exhibit_client::reach::Choice;
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::Request;
 
@@ -12,27 +13,41 @@ use crate::fixture::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_user_closes_their_open_connections_and_refuses_the_next() {
-    let f = Fixture::start().await;
+    revoking_closes_and_refuses(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_user_closes_their_open_connections_and_refuses_the_next_over_tcp() {
+    revoking_closes_and_refuses(Choice::Tcp).await
+}
+
+async fn revoking_closes_and_refuses(transport: Choice) {
+    let f = Fixture::over(transport).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let bob_conn = Conn::open(&bob.load().unwrap()).await.unwrap();
     let alice_conn = Conn::open(&alice.load().unwrap()).await.unwrap();
+    assert_eq!(bob_conn.connection().transport(), transport_of(transport));
     bob_conn.request(&Request::WhoAmI).await.unwrap();
     alice_conn.request(&Request::WhoAmI).await.unwrap();
     assert_eq!(f.state().conns.count_of(&uid("bob")), 1);
 
     admin::revoke_user(&f.admin, uid("bob")).await.unwrap();
 
-    // Closed by the server, at once, saying why; not at bob's next request.
+    // Closed by the server, at once, with the revoked code (and, over
+    // QUIC, saying why); not at bob's next request.
     let closed = tokio::time::timeout(Duration::from_secs(5), bob_conn.connection().closed()).await.unwrap();
     match closed {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            assert_eq!(c.error_code, exhibit_server::conns::CLOSE_REVOKED.into());
-            assert_eq!(&c.reason[..], b"user bob has been revoked");
+        exhibit_net::Closed::ByPeer { code, reason } => {
+            assert_eq!(code, exhibit_server::conns::CLOSE_REVOKED);
+            if transport == Choice::Quic {
+                assert_eq!(reason, "user bob has been revoked");
+            }
         }
         other => panic!("closed for another reason: {other}"),
     }
-    assert!(bob_conn.request(&Request::WhoAmI).await.is_err());
+    let err = bob_conn.request(&Request::WhoAmI).await.unwrap_err();
+    assert!(matches!(err, exhibit_client::ClientError::Revoked { .. }), "{err}");
     // Others are untouched.
     alice_conn.request(&Request::WhoAmI).await.unwrap();
     assert_eq!(f.state().conns.count_of(&uid("bob")), 0);
@@ -171,10 +186,7 @@ async fn renewal_keeps_the_keys_and_retires_the_old_certificate_once_the_new_one
 async fn rotating_the_server_certificate_needs_no_user_action() {
     let f = Fixture::start().await;
     let bob = f.user("bob", Role::Caseworker).await;
-    let server_cert = |c: &Conn| {
-        let id = c.connection().peer_identity().unwrap();
-        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().unwrap()[0].to_vec()
-    };
+    let server_cert = |c: &Conn| c.connection().peer_certificates().unwrap()[0].to_vec();
     let before = Conn::open(&bob.load().unwrap()).await.unwrap();
     let old_cert = server_cert(&before);
 

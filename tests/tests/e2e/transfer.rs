@@ -1,6 +1,7 @@
 //! Round trips: the bytes the recipient writes are the bytes the sender read.
 
 use exhibit_client::listing;
+use exhibit_client::reach::Choice;
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::DeliveryState;
 use exhibit_proto::limits::DEFAULT_CHUNK_SIZE;
@@ -34,7 +35,18 @@ async fn boundary_sizes_round_trip_at_default_chunk_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_round_trips_with_relative_paths_and_states_advance() {
-    let f = Fixture::start().await;
+    folder_round_trip(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_round_trips_with_relative_paths_and_states_advance_over_tcp() {
+    folder_round_trip(Choice::Tcp).await
+}
+
+/// Send, fetch, receipt (acknowledged, exported and verified offline)
+/// over `transport`.
+async fn folder_round_trip(transport: Choice) {
+    let f = Fixture::over(transport).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let chunk = 1024u32;
@@ -71,6 +83,11 @@ async fn folder_round_trips_with_relative_paths_and_states_advance() {
 
     let outbox = listing::fetch_list(&alice, false).await.unwrap();
     assert_eq!(outbox[0].recipients[0].state, DeliveryState::Acknowledged);
+    let bundle = f.dir.path().join("receipt.json");
+    exhibit_client::receipt::export(&alice, t, None, &bundle).await.unwrap();
+    exhibit_client::receipt::verify_file(&bundle, &f.ca).unwrap();
+    let (_, _, route) = exhibit_client::directory::whoami(&alice).await.unwrap();
+    assert_eq!(route.transport, transport_of(transport), "{route}");
 
     // Fetching again must not overwrite what is there.
     let err = fetch_to(&bob, t, &out).await.unwrap_err();
