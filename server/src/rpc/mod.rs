@@ -220,10 +220,7 @@ async fn serve_stranger(state: &Arc<State>, peer: &Arc<Peer>, conn: &Connection)
     let per_source = state.settings.config.enrolment.max_connections_per_source;
     let Some(_mine) = SourcePlace::take(state, peer.source, per_source) else {
         tracing::warn!(source = %peer.source, "too many connections without a certificate from one address; one refused");
-        conn.close(
-            conns::CLOSE_BUSY.into(),
-            b"server busy: too many connections without a certificate from your address",
-        );
+        conn.close(conns::CLOSE_BUSY, b"server busy: too many connections without a certificate from your address");
         return;
     };
     let Ok(_place) = state.anonymous.clone().try_acquire_owned() else {
