@@ -159,6 +159,16 @@ async fn each_label_the_defence_may_not_have_is_refused_before_upload_naming_the
 async fn a_redacted_disclosure_waits_for_a_second_person_of_the_senders_org() {
     let c = cast(Fixture::start().await).await;
     let src = interview(&c.f, "src");
+    // Carol has not yet confirmed sending to the defence firm, nor that
+    // dana (who can read it to approve it) gets it: without anyone to ask,
+    // refused before upload, naming dana and her key.
+    let dana_fp = c.dana.load().unwrap().me.fingerprint();
+    let mut o = send::SendOptions::new(vec![src.clone()], vec![uid("dave")]);
+    o.labels = plan(cleared());
+    o.confirm = send::Confirm::Refuse;
+    let e = send::send(&c.carol, o).await.unwrap_err().to_string();
+    assert!(e.contains("disclosure approvers") && e.contains(&dana_fp), "{e}");
+    assert!(listing::fetch_list(&c.carol, false).await.unwrap().is_empty());
     let out = send_labelled(&c.carol, src.clone(), "dave", plan(cleared())).await.unwrap();
     let t = out.transfer;
     assert_eq!(out.approvers, ["dana"]);

@@ -224,34 +224,53 @@ async fn disclosure(
 }
 
 /// A first send to an organisation is confirmed (the recipients were
-/// shown); confirmed organisations are remembered.
-fn confirm_orgs(home: &Home, r: &Resolved, how: Confirm) -> Result<(), ClientError> {
+/// shown), and so is every disclosure approver a send is also sealed to
+/// the first time (by user and key: an approver can read what they
+/// approve). What was confirmed is remembered.
+fn confirm_first(home: &Home, r: &Resolved, approvers: &[DirectoryEntry], how: Confirm) -> Result<(), ClientError> {
     let mut known = home.confirmed_orgs()?;
+    let approver_key = |a: &DirectoryEntry| format!("approver {} {}", a.user, a.fingerprint());
     let new: Vec<&RecipientShown> =
         r.shown.iter().zip(&r.entries).filter(|(_, e)| !known.contains(&e.org)).map(|(s, _)| s).collect();
-    if new.is_empty() {
+    let new_approvers: Vec<&DirectoryEntry> = approvers.iter().filter(|a| !known.contains(&approver_key(a))).collect();
+    if new.is_empty() && new_approvers.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = new
-        .iter()
-        .map(|s| format!("  {} ({}), {} ({}), key {}", s.display_name, s.user, s.org, s.org_kind, s.fingerprint))
-        .collect();
-    let question = format!(
-        "This is your first send to {}:\n{}\nSend to them?",
-        if new.len() == 1 { "this organisation" } else { "these organisations" },
-        list.join("\n")
-    );
+    let mut question = String::new();
+    if !new.is_empty() {
+        let list: Vec<String> = new
+            .iter()
+            .map(|s| format!("  {} ({}), {} ({}), key {}", s.display_name, s.user, s.org, s.org_kind, s.fingerprint))
+            .collect();
+        question += &format!(
+            "This is your first send to {}:\n{}\n",
+            if new.len() == 1 { "this organisation" } else { "these organisations" },
+            list.join("\n")
+        );
+    }
+    if !new_approvers.is_empty() {
+        let list: Vec<String> = new_approvers
+            .iter()
+            .map(|a| format!("  {} ({}), key {}", a.display_name, a.user, a.fingerprint()))
+            .collect();
+        question += &format!(
+            "It is also sealed to these disclosure approvers of your organisation, who can read it to approve it:\n{}\n",
+            list.join("\n")
+        );
+    }
+    question += "Send?";
     match how {
         Confirm::Yes => {}
         Confirm::Ask(ask) if ask(&question) => {}
         Confirm::Ask(_) => return Err(ClientError::Usage("not confirmed; nothing was uploaded".into())),
         Confirm::Refuse => {
             return Err(ClientError::Usage(format!(
-                "{question}\nconfirm a first send to an organisation on a terminal, or with --yes; nothing was uploaded"
+                "{question}\nconfirm a first send to an organisation, or to a new approver, on a terminal or with --yes; nothing was uploaded"
             )))
         }
     }
     known.extend(r.entries.iter().map(|e| e.org.clone()));
+    known.extend(approvers.iter().map(approver_key));
     home.save_confirmed_orgs(&known)
 }
 
@@ -295,7 +314,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         )));
     }
     let approvers = disclosure(&conn, home, &p, &resolved, &opts.labels, &paths).await?;
-    confirm_orgs(home, &resolved, opts.confirm)?;
+    confirm_first(home, &resolved, &approvers, opts.confirm)?;
     let (sets, _) = opts.labels.sets(paths.iter().copied());
     if sets.len() > exhibit_proto::details::MAX_LABEL_SETS {
         return Err(ClientError::Usage(format!(
