@@ -7,6 +7,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProtoError;
 
+/// The rule a user or organisation id keeps: 1 to 64 characters of
+/// `a-z 0-9 . _ -`, starting with a letter or digit.
+pub(crate) fn check_name_id(what: &'static str, s: &str) -> Result<(), ProtoError> {
+    let bad = |reason| ProtoError::InvalidId { what, got: s.chars().take(80).collect(), reason };
+    if s.is_empty() || s.len() > 64 {
+        return Err(bad("must be 1 to 64 characters"));
+    }
+    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)) {
+        return Err(bad("only a-z, 0-9, '.', '_' and '-' are allowed"));
+    }
+    if !s.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(bad("must start with a letter or digit"));
+    }
+    Ok(())
+}
+
 /// A user id: 1 to 64 characters of `a-z 0-9 . _ -`, starting with a letter
 /// or digit. Parsed, never trusted raw.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -16,16 +32,8 @@ pub struct UserId(String);
 impl UserId {
     /// Parse a user id.
     pub fn new(s: &str) -> Result<Self, ProtoError> {
+        check_name_id("user id", s)?;
         let bad = |reason| ProtoError::InvalidId { what: "user id", got: s.chars().take(80).collect(), reason };
-        if s.is_empty() || s.len() > 64 {
-            return Err(bad("must be 1 to 64 characters"));
-        }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)) {
-            return Err(bad("only a-z, 0-9, '.', '_' and '-' are allowed"));
-        }
-        if !s.as_bytes()[0].is_ascii_alphanumeric() {
-            return Err(bad("must start with a letter or digit"));
-        }
         // Reserved so the audit log cannot confuse a user with the server,
         // a transfer or an alert.
         if s == "exhibitd" || s.starts_with("alert-") || (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())) {

@@ -81,16 +81,7 @@ pub struct OrgId(String);
 impl OrgId {
     /// Parse an organisation id.
     pub fn new(s: &str) -> Result<Self, ProtoError> {
-        let bad = |reason| ProtoError::InvalidId { what: "organisation id", got: s.chars().take(80).collect(), reason };
-        if s.is_empty() || s.len() > 64 {
-            return Err(bad("must be 1 to 64 characters"));
-        }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)) {
-            return Err(bad("only a-z, 0-9, '.', '_' and '-' are allowed"));
-        }
-        if !s.as_bytes()[0].is_ascii_alphanumeric() {
-            return Err(bad("must start with a letter or digit"));
-        }
+        crate::ids::check_name_id("organisation id", s)?;
         Ok(OrgId(s.to_owned()))
     }
 

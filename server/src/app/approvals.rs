@@ -4,8 +4,7 @@
 //! (with a reason; it is never released).
 
 use exhibit_proto::approval::{self, SignedApproval};
-use exhibit_proto::text::{self, Field};
-use exhibit_proto::{limits, ProtoError, TransferId};
+use exhibit_proto::TransferId;
 
 use crate::app::transfers::{deadline, manifest_of};
 use crate::app::{apply, users, write};
@@ -59,10 +58,7 @@ pub fn refuse(
     reason: &str,
     now: u64,
 ) -> Result<(), ServerError> {
-    if reason.trim().is_empty() || reason.len() > limits::MAX_TEXT {
-        return Err(ServerError::BadRequest("a reason (1 to 4096 bytes) is required".into()));
-    }
-    text::check(Field::Reason, reason).map_err(ProtoError::from)?;
+    policy::check_reason(reason)?;
     let expire_at = s.settings.retain_after_ack.map(|r| now.saturating_add(r));
     write(s, |tx| {
         let mut rec = policy::visible(tx.transfer(transfer)?, &caller.user, transfer)?;

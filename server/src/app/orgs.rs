@@ -111,10 +111,7 @@ pub fn adopt_free_text(s: &State, now: u64) -> Result<Vec<Org>, ServerError> {
             let org = match tx.org(&id)? {
                 Some(o) => o.org,
                 None => {
-                    let roles: Vec<Role> = members
-                        .iter()
-                        .flat_map(|u| std::iter::once(u.role).chain(u.more_roles.iter().copied()))
-                        .collect();
+                    let roles: Vec<Role> = members.iter().flat_map(UserRecord::roles).collect();
                     let org = Org { id: id.clone(), name: name.clone(), kind: adopted_kind(name, &roles) };
                     tx.put_org(&OrgRecord { org: org.clone(), signed: org.sign(authority) })?;
                     let ev = Ev::new(now, "exhibitd", "org-add", &id).details(format!(

@@ -109,7 +109,7 @@ pub fn add_user(s: &State, by: &str, new: NewUser) -> Result<(String, u64), Serv
         cert_hash: None,
         more_roles,
     };
-    let roles: Vec<&str> = std::iter::once(role).chain(rec.more_roles.iter().copied()).map(Role::as_str).collect();
+    let roles: Vec<&str> = rec.roles().map(Role::as_str).collect();
     write(s, |tx| {
         if tx.org(&org_id)?.is_none() {
             return Err(ServerError::NotFound(format!(

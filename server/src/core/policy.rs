@@ -259,6 +259,15 @@ pub fn check_age_recipient(r: &str) -> Result<(), ServerError> {
     }
 }
 
+/// Why a disclosure approver refuses a transfer.
+pub fn check_reason(reason: &str) -> Result<(), ServerError> {
+    if reason.trim().is_empty() || reason.len() > limits::MAX_TEXT {
+        return Err(ServerError::BadRequest("a reason (1 to 4096 bytes) is required".into()));
+    }
+    text::check(Field::Reason, reason).map_err(ProtoError::from)?;
+    Ok(())
+}
+
 /// The note an alert is acknowledged with.
 pub fn check_ack_note(note: &str) -> Result<(), ServerError> {
     if note.trim().is_empty() || note.len() > limits::MAX_TEXT {

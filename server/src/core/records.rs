@@ -37,9 +37,14 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// Every role the user holds, the first first.
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        std::iter::once(self.role).chain(self.more_roles.iter().copied())
+    }
+
     /// Whether the user holds `role`.
     pub fn has_role(&self, role: Role) -> bool {
-        self.role == role || self.more_roles.contains(&role)
+        self.roles().any(|r| r == role)
     }
 
     /// As admins see it.

@@ -238,11 +238,7 @@ pub(super) fn dashboard(
             esc(u.user.as_str()),
             esc(&u.display_name),
             esc(&org(&u.user)),
-            esc(&std::iter::once(u.role)
-                .chain(u.more_roles.iter().copied())
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")),
+            esc(&u.roles().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")),
             esc(&state)
         );
     }
