@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ProtoError;
 use crate::labels::{Labels, PolicySummary};
 use crate::limits::{self, max_sealed_len};
-use crate::manifest::{chunk_count, ChunkRef, Manifest, SealedDetails, MANIFEST_V1, MANIFEST_V2, MANIFEST_VERSION};
+use crate::manifest::{chunk_count, labelled, ChunkRef, Manifest, SealedDetails, MANIFEST_V1, MANIFEST_V2};
 use crate::path::{self, RelPath};
 
 /// Plaintext bytes of one sealed-details part (the last is shorter).
@@ -305,17 +305,17 @@ fn fits(c: &ChunkRef, k: u64, plain: u64, sealed_to: usize) -> Result<(), ProtoE
 impl<'m> Checker<'m> {
     /// For the details of `m` (version 2 or 3), which begin with `head`.
     pub fn new(m: &'m Manifest, head: Head) -> Result<Self, ProtoError> {
-        if m.version != MANIFEST_V2 && m.version != MANIFEST_VERSION {
+        if m.version < MANIFEST_V2 || m.version > crate::manifest::MANIFEST_VERSION {
             return Err(ProtoError::Version { what: "manifest with sealed details parts", got: m.version });
         }
         let policy = match (m.version, m.policy) {
-            (MANIFEST_VERSION, Some(claimed)) => {
+            (v, Some(claimed)) if labelled(v) => {
                 if head.labels.is_empty() || head.labels.len() > MAX_LABEL_SETS {
                     return Err(bad(format!("{} label sets (1 to {MAX_LABEL_SETS})", head.labels.len())));
                 }
                 Some((claimed, PolicySummary::default()))
             }
-            (MANIFEST_VERSION, None) => return Err(bad("version 3 without a labels summary".into())),
+            (v, None) if labelled(v) => return Err(bad(format!("version {v} without a labels summary"))),
             _ if !head.labels.is_empty() => return Err(bad("labels in a version 2 stream".into())),
             _ => None,
         };

@@ -15,11 +15,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::approval::SignedApproval;
+use crate::case::{CaseInfo, SignedRosterChange};
 use crate::directory::{Role, SignedEntry};
 use crate::error::ProtoError;
 use crate::ids::{ChunkId, TransferId, UserId};
 use crate::labels::PolicySummary;
 use crate::limits::MAX_FRAME;
+use crate::manifest::DerivedFrom;
 use crate::org::{Org, SignedOrg};
 use crate::receipt::{AcceptedReceipt, SignedReceipt};
 use crate::sign;
@@ -70,12 +72,19 @@ pub enum Request {
     /// Start a transfer (state: uploading). `policy` summarises the items'
     /// labels (the manifest will carry the same); `approvers` are the
     /// disclosure approvers it is also sealed to, required when a
-    /// recipient is in an external organisation.
+    /// recipient is in an external organisation, as is a `case` whose
+    /// roster names that organisation (the manifest carries the same case
+    /// reference). `expires_secs`: recipients' access ends that long after
+    /// release. `derived_from`: a forward of what the caller received
+    /// (the manifest carries the same).
     CreateTransfer {
         transfer: TransferId,
         recipients: Vec<UserId>,
         policy: Option<PolicySummary>,
         approvers: Vec<UserId>,
+        case: Option<String>,
+        expires_secs: Option<u64>,
+        derived_from: Option<DerivedFrom>,
     },
     /// Upload one chunk; `len` raw bytes follow the frame.
     PutChunk { transfer: TransferId, id: ChunkId, len: u32 },
@@ -162,6 +171,18 @@ pub enum Request {
     /// A disclosure approver refuses a transfer awaiting approval, saying
     /// why; the recipients never see it.
     RefuseApproval { transfer: TransferId, reason: String },
+    /// A CPS caseworker or disclosure approver opens a case, kept by their
+    /// organisation ([`Response::Case`]).
+    OpenCase { case: String },
+    /// A caseworker or disclosure approver of the case's organisation
+    /// allows an organisation to receive its material, or no longer
+    /// ([`Response::Case`]).
+    ChangeRoster { change: SignedRosterChange },
+    /// A case and its roster ([`Response::Case`]).
+    Case { case: String },
+    /// Sender: recipients' access to a transfer ends `secs` later than it
+    /// would have.
+    ExtendAccess { transfer: TransferId, secs: u64 },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -466,6 +487,10 @@ pub struct TransferInfo {
     pub decision: Option<Decision>,
     /// The labels summary (labelled transfers).
     pub policy: Option<PolicySummary>,
+    /// When recipients' access ends (server time), if it does.
+    pub access_until: Option<u64>,
+    /// The transfer this one forwards material of.
+    pub derived_from: Option<TransferId>,
 }
 
 /// A response from the server.
@@ -540,7 +565,7 @@ pub enum Response {
     /// A transfer's chain of custody; the manifest's `manifest_len` bytes
     /// follow.
     Custody {
-        transfer: TransferInfo,
+        transfer: Box<TransferInfo>,
         entries: Vec<crate::audit::AuditEntry>,
         receipts: Vec<AcceptedReceipt>,
         sender: SignedEntry,
@@ -550,6 +575,9 @@ pub enum Response {
         manifest_len: u32,
         /// The approval that released it, and its approver's entry.
         approval: Option<(SignedApproval, SignedEntry)>,
+        /// Where its material went onward: every transfer forwarded from
+        /// it, and from those, each naming its source (no content).
+        onward: Vec<TransferInfo>,
     },
     /// Revoked; these recipients had already fetched it.
     Revoked { already: Vec<RecipientState> },
@@ -574,6 +602,9 @@ pub enum Response {
     EntriesPage { entries: Vec<crate::audit::AuditEntry>, next: Option<Cursor> },
     /// Organisation records.
     Orgs { orgs: Vec<SignedOrg> },
+    /// A case, and the directory entries of those who changed its roster
+    /// (to check their signatures).
+    Case { case: CaseInfo, authors: Vec<SignedEntry> },
 }
 
 /// Encode a frame: length prefix and body.

@@ -144,6 +144,46 @@ impl Labels {
         )
     }
 
+    /// The labels an item forwarded with these labels goes on with, after
+    /// the forwarder's changes: a carried item's labels may only be made
+    /// stricter (handling raised, victim details added, a schedule named
+    /// where none was); a redacted version (`replaced`, a different file)
+    /// is labelled redacted, and its victim details are the forwarder's
+    /// word. Returns why not, if a change is refused.
+    pub fn forwarded(
+        self,
+        handling: Option<Handling>,
+        schedule: Option<Schedule>,
+        victim_details: Option<bool>,
+        replaced: bool,
+    ) -> Result<Labels, String> {
+        let mut l = self;
+        if let Some(h) = handling {
+            if h < l.handling {
+                return Err(format!("its handling is {}; a forward cannot lower it to {h}", l.handling));
+            }
+            l.handling = h;
+        }
+        match (l.schedule, schedule) {
+            (Some(was), Some(now)) if was != now => {
+                return Err(format!("it is scheduled {was}; a forward cannot move it to {now}"));
+            }
+            (_, Some(now)) => l.schedule = Some(now),
+            _ => {}
+        }
+        if replaced {
+            l.redaction = Redaction::Redacted;
+        }
+        match victim_details {
+            Some(false) if l.victim_details && !replaced => {
+                return Err("it carries victim details; only a redacted version (--redacted) can be sent without".into())
+            }
+            Some(v) => l.victim_details = v,
+            None => {}
+        }
+        Ok(l)
+    }
+
     /// Why this item may not go to an external organisation, if it may not.
     pub fn external_refusal(&self) -> Option<&'static str> {
         if self.schedule == Some(Schedule::UnusedSensitive) {
@@ -216,6 +256,30 @@ impl PolicySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forward_only_makes_labels_stricter_except_for_a_redacted_version() {
+        let src = Labels { handling: Handling::Official, schedule: Some(Schedule::Used), ..Labels::default() };
+        let up = src.forwarded(Some(Handling::OfficialSensitive), None, None, false).unwrap();
+        assert_eq!(up.handling, Handling::OfficialSensitive);
+        let sensitive = Labels { handling: Handling::OfficialSensitive, ..src };
+        assert!(sensitive.forwarded(Some(Handling::Official), None, None, false).is_err());
+        assert!(src.forwarded(None, Some(Schedule::UnusedNonSensitive), None, false).is_err());
+        let unscheduled = Labels::default();
+        assert_eq!(
+            unscheduled.forwarded(None, Some(Schedule::Used), None, false).unwrap().schedule,
+            Some(Schedule::Used)
+        );
+        // Victim details: only a redacted version goes without.
+        assert!(src.forwarded(None, None, Some(false), false).is_err());
+        let r = src.forwarded(None, None, Some(false), true).unwrap();
+        assert_eq!((r.redaction, r.victim_details), (Redaction::Redacted, false));
+        assert_eq!(r.external_refusal(), None);
+        // A carried item keeps its redaction status.
+        assert_eq!(src.forwarded(None, None, None, false).unwrap().redaction, Redaction::Unredacted);
+        let clean = Labels { victim_details: false, ..src };
+        assert!(clean.forwarded(None, None, Some(true), false).unwrap().victim_details);
+    }
 
     fn clean() -> Labels {
         Labels {

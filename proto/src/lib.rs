@@ -12,6 +12,7 @@ pub mod aligned;
 pub mod approval;
 pub mod audit;
 pub mod b64;
+pub mod case;
 pub mod cert;
 pub mod connect;
 pub mod details;

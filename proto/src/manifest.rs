@@ -12,10 +12,13 @@ use crate::limits::{self, max_sealed_len};
 use crate::path::{self, RelPath};
 use crate::sign;
 
-/// Manifest format version this build writes: as version 2, with each
-/// item's labels sealed in the details, a labels summary the server holds
-/// the disclosure rules to, and the approvers it is also sealed to.
-pub const MANIFEST_VERSION: u16 = 3;
+/// Manifest format version this build writes: as version 3, and a
+/// forward names the transfer its material came from ([`DerivedFrom`]).
+pub const MANIFEST_VERSION: u16 = 4;
+/// The third format, still read: as version 2, with each item's labels
+/// sealed in the details, a labels summary the server holds the
+/// disclosure rules to, and the approvers it is also sealed to.
+pub const MANIFEST_V3: u16 = 3;
 /// The second format, still read: file boundaries sealed, small files
 /// packed into shared chunks, sealed details stored as chunks (see the
 /// `details` module); no labels.
@@ -23,6 +26,75 @@ pub const MANIFEST_V2: u16 = 2;
 /// The first manifest format, still read: one entry per file, sealed
 /// details inline.
 pub const MANIFEST_V1: u16 = 1;
+
+/// Whether manifests of `version` carry labels (version 3 on).
+pub fn labelled(version: u16) -> bool {
+    version >= MANIFEST_V3
+}
+
+/// At most this many ranges of items in a [`DerivedFrom`].
+pub const MAX_DERIVED_RANGES: usize = 4096;
+
+/// Where a forwarded transfer's material came from: a transfer its sender
+/// received, the manifest they verified, and which of its items.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedFrom {
+    /// The transfer forwarded.
+    pub transfer: TransferId,
+    /// BLAKE3 of its signed manifest.
+    pub manifest_hash: [u8; 32],
+    /// Its items carried, by index in its sealed details: ranges
+    /// `(first, count)`, ascending, not overlapping.
+    pub items: Vec<(u32, u32)>,
+    /// Items carried as a redacted version (a different file, made from
+    /// the item at this index), ascending.
+    pub redacted: Vec<u32>,
+}
+
+impl DerivedFrom {
+    /// Its items, from a sorted list of indices.
+    pub fn ranges(indices: &[u32]) -> Vec<(u32, u32)> {
+        let mut out: Vec<(u32, u32)> = vec![];
+        for &i in indices {
+            match out.last_mut() {
+                Some((first, count)) if *first + *count == i => *count += 1,
+                _ => out.push((i, 1)),
+            }
+        }
+        out
+    }
+
+    /// Whether it carries item `i`.
+    pub fn carries(&self, i: u32) -> bool {
+        self.items.iter().any(|&(first, count)| i >= first && i - first < count)
+    }
+
+    /// How many items it carries.
+    pub fn count(&self) -> u64 {
+        self.items.iter().map(|&(_, c)| u64::from(c)).sum()
+    }
+
+    /// Bounded and ordered, every redacted item among those carried.
+    pub fn check_bounds(&self) -> Result<(), ProtoError> {
+        let bad = |reason: &str| ProtoError::Malformed { what: "derived-from", reason: reason.into() };
+        too_large("derived item ranges", self.items.len(), MAX_DERIVED_RANGES)?;
+        too_large("redacted items", self.redacted.len(), limits::MAX_ITEMS)?;
+        if self.items.is_empty() {
+            return Err(bad("no items"));
+        }
+        let mut next = 0u64;
+        for &(first, count) in &self.items {
+            if count == 0 || u64::from(first) < next {
+                return Err(bad("item ranges empty, overlapping or out of order"));
+            }
+            next = u64::from(first) + u64::from(count);
+        }
+        if self.redacted.windows(2).any(|w| w[0] >= w[1]) || !self.redacted.iter().all(|&i| self.carries(i)) {
+            return Err(bad("redacted items out of order or not carried"));
+        }
+        Ok(())
+    }
+}
 
 /// One chunk of an item, as stored: its id and ciphertext length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +149,8 @@ pub struct Manifest {
     /// Version 3: disclosure approvers it is also sealed to (they may read
     /// it to approve it; they are not recipients).
     pub approvers: Vec<UserId>,
+    /// Version 4: the transfer a forward's material came from.
+    pub derived_from: Option<DerivedFrom>,
 }
 
 /// How version 2 is encoded and signed.
@@ -107,6 +181,23 @@ struct WireV3 {
     details_parts: Vec<ChunkRef>,
     policy: PolicySummary,
     approvers: Vec<UserId>,
+}
+
+/// How version 4 is encoded and signed.
+#[derive(Serialize, Deserialize)]
+struct WireV4 {
+    version: u16,
+    transfer: TransferId,
+    sender: UserId,
+    recipients: Vec<UserId>,
+    created_at: u64,
+    ack_within_secs: Option<u64>,
+    case_ref: Option<String>,
+    chunks: Vec<ChunkRef>,
+    details_parts: Vec<ChunkRef>,
+    policy: PolicySummary,
+    approvers: Vec<UserId>,
+    derived_from: Option<DerivedFrom>,
 }
 
 /// How version 1 was encoded and signed.
@@ -151,7 +242,7 @@ impl Manifest {
                 chunks: m.chunks,
                 details_parts: m.details_parts,
             }),
-            _ => sign::encode(&WireV3 {
+            MANIFEST_V3 => sign::encode(&WireV3 {
                 version: m.version,
                 transfer: m.transfer,
                 sender: m.sender,
@@ -163,6 +254,20 @@ impl Manifest {
                 details_parts: m.details_parts,
                 policy: m.policy.unwrap_or_default(),
                 approvers: m.approvers,
+            }),
+            _ => sign::encode(&WireV4 {
+                version: m.version,
+                transfer: m.transfer,
+                sender: m.sender,
+                recipients: m.recipients,
+                created_at: m.created_at,
+                ack_within_secs: m.ack_within_secs,
+                case_ref: m.case_ref,
+                chunks: m.chunks,
+                details_parts: m.details_parts,
+                policy: m.policy.unwrap_or_default(),
+                approvers: m.approvers,
+                derived_from: m.derived_from,
             }),
         }
     }
@@ -186,6 +291,7 @@ impl Manifest {
                     details: w.details,
                     policy: None,
                     approvers: vec![],
+                    derived_from: None,
                 })
             }
             MANIFEST_V2 => {
@@ -204,9 +310,10 @@ impl Manifest {
                     details: vec![],
                     policy: None,
                     approvers: vec![],
+                    derived_from: None,
                 })
             }
-            MANIFEST_VERSION => {
+            MANIFEST_V3 => {
                 let w: WireV3 = sign::decode(bytes, "manifest")?;
                 Ok(Manifest {
                     version: w.version,
@@ -222,6 +329,26 @@ impl Manifest {
                     details: vec![],
                     policy: Some(w.policy),
                     approvers: w.approvers,
+                    derived_from: None,
+                })
+            }
+            MANIFEST_VERSION => {
+                let w: WireV4 = sign::decode(bytes, "manifest")?;
+                Ok(Manifest {
+                    version: w.version,
+                    transfer: w.transfer,
+                    sender: w.sender,
+                    recipients: w.recipients,
+                    created_at: w.created_at,
+                    ack_within_secs: w.ack_within_secs,
+                    case_ref: w.case_ref,
+                    chunks: w.chunks,
+                    details_parts: w.details_parts,
+                    items: vec![],
+                    details: vec![],
+                    policy: Some(w.policy),
+                    approvers: w.approvers,
+                    derived_from: w.derived_from,
                 })
             }
             got => Err(ProtoError::Version { what: "manifest", got }),
@@ -252,7 +379,7 @@ impl Manifest {
                     });
                 }
             }
-            MANIFEST_V2 | MANIFEST_VERSION => {
+            MANIFEST_V2 | MANIFEST_V3 | MANIFEST_VERSION => {
                 if self.details_parts.is_empty() {
                     return Err(ProtoError::Malformed { what: "manifest", reason: "no sealed details".into() });
                 }
@@ -282,6 +409,12 @@ impl Manifest {
         r.dedup();
         if r.len() != self.recipients.len() {
             return Err(ProtoError::Malformed { what: "manifest", reason: "a recipient appears twice".into() });
+        }
+        if let Some(d) = &self.derived_from {
+            d.check_bounds()?;
+        }
+        if let Some(d) = &self.derived_from {
+            d.check_bounds()?;
         }
         too_large("chunks", self.chunk_count(), limits::MAX_CHUNKS)?;
         too_large("case reference", self.case_ref.as_ref().map_or(0, String::len), limits::MAX_TEXT)?;
@@ -524,13 +657,14 @@ pub(crate) mod tests {
             details: vec![1, 2, 3],
             policy: None,
             approvers: vec![],
+            derived_from: None,
         }
     }
 
     /// The same transfer as version 3: labelled, with an approver.
     pub(crate) fn manifest_v3() -> Manifest {
         Manifest {
-            version: MANIFEST_VERSION,
+            version: MANIFEST_V3,
             policy: Some(PolicySummary::of([&crate::labels::Labels::default()])),
             approvers: vec![UserId::new("carol").unwrap()],
             ..manifest_v2()
@@ -548,9 +682,45 @@ pub(crate) mod tests {
         }
     }
 
+    /// A forward (version 4) of items 0 to 2 and 5, item 1 redacted.
+    pub(crate) fn manifest_v4() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            derived_from: Some(DerivedFrom {
+                transfer: TransferId([5; 16]),
+                manifest_hash: [6; 32],
+                items: DerivedFrom::ranges(&[0, 1, 2, 5]),
+                redacted: vec![1],
+            }),
+            ..manifest_v3()
+        }
+    }
+
+    #[test]
+    fn derived_from_is_bounded_and_ordered() {
+        let d = manifest_v4().derived_from.unwrap();
+        assert_eq!(d.items, vec![(0, 3), (5, 1)]);
+        assert!(d.carries(2) && d.carries(5) && !d.carries(3) && !d.carries(6));
+        assert_eq!(d.count(), 4);
+        d.check_bounds().unwrap();
+        for bad in [
+            DerivedFrom { items: vec![], ..d.clone() },
+            DerivedFrom { items: vec![(5, 1), (0, 3)], ..d.clone() },
+            DerivedFrom { items: vec![(0, 3), (2, 1)], ..d.clone() },
+            DerivedFrom { items: vec![(0, 0)], redacted: vec![], ..d.clone() },
+            DerivedFrom { redacted: vec![3], ..d.clone() },
+            DerivedFrom { redacted: vec![1, 1], ..d.clone() },
+        ] {
+            assert!(bad.check_bounds().is_err(), "{bad:?}");
+        }
+        let mut m = manifest_v4();
+        m.derived_from = Some(DerivedFrom { redacted: vec![4], ..d });
+        assert!(Manifest::from_bytes(&m.to_bytes()).unwrap().check_bounds().is_err());
+    }
+
     #[test]
     fn both_versions_round_trip_and_v1_bytes_are_unchanged() {
-        for m in [manifest(), manifest_v2(), manifest_v3()] {
+        for m in [manifest(), manifest_v2(), manifest_v3(), manifest_v4()] {
             let bytes = m.to_bytes();
             assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
             m.check_bounds().unwrap();

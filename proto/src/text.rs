@@ -32,6 +32,8 @@ pub enum Field {
     AckNote,
     /// Why a disclosure approver refused a transfer (may keep `\n`, `\t`).
     Reason,
+    /// Why an organisation is on a case's roster (one line).
+    RosterNote,
 }
 
 impl Field {
@@ -44,6 +46,7 @@ impl Field {
             Field::Organisation => "organisation",
             Field::AckNote => "acknowledgement note",
             Field::Reason => "reason",
+            Field::RosterNote => "roster note",
         }
     }
 

@@ -45,6 +45,10 @@ fn record(i: usize, deadline: u64) -> TransferRecord {
         policy: None,
         decision: None,
         approval: None,
+        expires_secs: None,
+        access_until: None,
+        derived_from: None,
+        onward: vec![],
     }
 }
 

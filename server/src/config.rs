@@ -59,6 +59,11 @@ pub struct Config {
     /// for a disclosure approver raises an alert.
     #[serde(default = "default_approve_within")]
     pub approve_within: String,
+    /// How long recipients in an organisation of each kind outside police
+    /// and CPS keep access to what reaches them, when the sender does not
+    /// say (`--expires`): kind → duration, or `never`.
+    #[serde(default = "default_external_access")]
+    pub external_access: std::collections::BTreeMap<String, String>,
     /// How long chunks are kept after every recipient acknowledged (or the
     /// sender revoked); then they are deleted, manifest, receipts and audit
     /// kept. `forever` keeps them.
@@ -296,6 +301,10 @@ fn default_approve_within() -> String {
     "8h".into()
 }
 
+fn default_external_access() -> std::collections::BTreeMap<String, String> {
+    [("defence", "28d"), ("probation", "14d")].into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+}
+
 fn default_name() -> String {
     "localhost".into()
 }
@@ -350,6 +359,9 @@ pub struct Settings {
     pub stalled_upload_after: u64,
     /// How long a disclosure may wait for approval before an alert, seconds.
     pub approve_within: u64,
+    /// Default access period of recipients in external organisations, by
+    /// kind, seconds.
+    pub external_access: Vec<(exhibit_proto::org::OrgKind, u64)>,
     /// Retention after acknowledgement, seconds (`None`: forever).
     pub retain_after_ack: Option<u64>,
     /// Largest transfer, bytes of ciphertext.
@@ -385,6 +397,7 @@ impl Config {
             escalate_after: default_escalate(),
             stalled_upload_after: default_stalled(),
             approve_within: default_approve_within(),
+            external_access: default_external_access(),
             retain_after_ack: default_retain(),
             max_transfer_size: default_max_transfer(),
             user_quota: default_quota(),
@@ -398,6 +411,31 @@ impl Config {
             dashboard: None,
             enrolment: EnrolmentConfig::default(),
         }
+    }
+
+    /// The default access periods, checked: kinds outside police and CPS,
+    /// durations or `never`.
+    fn external_access(&self) -> Result<Vec<(exhibit_proto::org::OrgKind, u64)>, ServerError> {
+        let mut out = vec![];
+        for (kind, v) in &self.external_access {
+            let k: exhibit_proto::org::OrgKind =
+                kind.parse().map_err(|e| ServerError::Setup(format!("config: external_access: {e}")))?;
+            if !k.is_external() {
+                return Err(ServerError::Setup(format!(
+                    "config: external_access.{kind}: police and CPS recipients keep access; name only defence, probation, court or other"
+                )));
+            }
+            if v == "never" {
+                continue;
+            }
+            let secs = exhibit_proto::duration::parse_secs(v)
+                .map_err(|e| ServerError::Setup(format!("config: external_access.{kind}: {e}")))?;
+            if secs == 0 {
+                return Err(ServerError::Setup(format!("config: external_access.{kind} must be longer than 0")));
+            }
+            out.push((k, secs));
+        }
+        Ok(out)
     }
 
     /// Read a config file without checking it.
@@ -487,6 +525,7 @@ impl Config {
             escalate_after,
             stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,
             approve_within: d("approve_within", &self.approve_within)?,
+            external_access: self.external_access()?,
             max_transfer_bytes: size("max_transfer_size", &self.max_transfer_size)?,
             user_quota: match self.user_quota.as_str() {
                 "none" => None,

@@ -103,6 +103,22 @@ pub enum Command {
     },
     /// Send files or folders, encrypted to the recipients.
     Send(SendArgs),
+    /// Send on what you received (e.g. to the defence), re-sealed to new
+    /// recipients, with where it came from in the signed manifest; labels
+    /// carry over, and the original sender sees where it went.
+    Forward(ForwardArgs),
+    /// Cases and their rosters (who outside police and CPS may receive
+    /// a case's material).
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Extend the recipients' access to a transfer you sent.
+    Extend {
+        /// Transfer id.
+        transfer: TransferId,
+        /// By how long, e.g. 7d.
+        #[arg(long, value_name = "DURATION")]
+        by: String,
+    },
     /// Transfers sent to you.
     Inbox,
     /// Transfers you sent, with each recipient's state.
@@ -255,6 +271,96 @@ pub struct SendArgs {
     /// Do not ask before a first send to an organisation (for scripts).
     #[arg(long)]
     pub yes: bool,
+    /// Recipients' access ends this long after release, e.g. 14d (default
+    /// for recipients outside police and CPS: the server's for their
+    /// organisation's kind). Then the server refuses them and deletes the
+    /// chunks no other transfer needs.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+}
+
+/// `exhibit forward`.
+#[derive(Args, Debug)]
+pub struct ForwardArgs {
+    /// The transfer you received.
+    pub transfer: TransferId,
+    /// New recipient user id (repeat for several).
+    #[arg(long, required = true)]
+    pub to: Vec<UserId>,
+    /// Forward only these items (paths in the transfer, or folders
+    /// holding them; repeat). Default: every item.
+    #[arg(long = "items", value_name = "PATH", num_args = 1..)]
+    pub items: Vec<String>,
+    /// Send a redacted version instead of an item: ITEM=FILE (repeat).
+    /// It is labelled redacted and linked to the item it replaces.
+    #[arg(long, value_name = "ITEM=FILE", value_parser = crate::ops::forward::parse_redacted)]
+    pub redacted: Vec<(String, PathBuf)>,
+    /// Note for the new recipients (sealed).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Time the recipients have to acknowledge, e.g. 4h, 2d.
+    #[arg(long)]
+    pub ack_within: Option<String>,
+    /// Recipients' access ends this long after release, e.g. 14d.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// Raise every item's handling (it is never lowered).
+    #[arg(long, value_name = "HANDLING")]
+    pub handling: Option<Handling>,
+    /// Name the schedule of items that came without one (a schedule once
+    /// named is kept).
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<Schedule>,
+    /// yes: every item carries victim details; no: the redacted versions
+    /// (--redacted) carry none (other items keep their label).
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    pub victim_details: Option<bool>,
+    /// Do not ask before a first send to an organisation (for scripts).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `exhibit case …`.
+#[derive(Subcommand, Debug)]
+pub enum CaseCommand {
+    /// Open a case, kept by your CPS organisation (a first send naming it
+    /// opens it too).
+    Open {
+        /// Case reference (URN).
+        case: String,
+    },
+    /// Show a case's roster: which organisations outside police and CPS
+    /// may receive its material, who allowed each, and every change.
+    Roster {
+        /// Case reference (URN).
+        case: String,
+    },
+    /// Allow an organisation outside police and CPS (a defence firm,
+    /// probation) to receive material of the case. For caseworkers and
+    /// disclosure approvers of the organisation that keeps it; signed with
+    /// your key and audited.
+    Allow {
+        /// Case reference (URN).
+        case: String,
+        /// Organisation id.
+        #[arg(long)]
+        org: OrgId,
+        /// Why, e.g. "defence for defendant 2".
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Take an organisation off the roster: nothing more of the case goes
+    /// to it, and it can no longer fetch what was sent.
+    Disallow {
+        /// Case reference (URN).
+        case: String,
+        /// Organisation id.
+        #[arg(long)]
+        org: OrgId,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 fn yes_no(s: &str) -> Result<bool, String> {

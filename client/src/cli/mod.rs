@@ -10,8 +10,8 @@ use exhibit_proto::{TransferId, UserId};
 use serde_json::json;
 
 pub use self::args::{
-    AdminCommand, AlertAction, AuditCommand, Cli, Command, CustodyArgs, OrgCommand, PassphraseCommand, ReceiptCommand,
-    SendArgs, UserCommand,
+    AdminCommand, AlertAction, AuditCommand, CaseCommand, Cli, Command, CustodyArgs, ForwardArgs, OrgCommand,
+    PassphraseCommand, ReceiptCommand, SendArgs, UserCommand,
 };
 use crate::error::ClientError;
 use crate::home::{Home, KeyProtection};
@@ -79,6 +79,15 @@ impl Cli {
             Command::Directory { query } => print::directory(&directory::search(&home, query).await?, o.json),
             Command::Trust { user, fingerprint } => trust(&home, &user, &fingerprint),
             Command::Send(a) => send_cmd(&home, o, a).await,
+            Command::Forward(a) => forward_cmd(&home, o, a).await,
+            Command::Case(c) => case_cmd(&home, o, c).await,
+            Command::Extend { transfer, by } => {
+                let secs = duration("--by", &by)?;
+                crate::ops::custody::extend(&home, transfer, secs).await?;
+                let text =
+                    format!("access to transfer {transfer} extended by {}", exhibit_proto::duration::format_secs(secs));
+                print::line(&json!({"extended": transfer.to_string(), "by_secs": secs}), &text, o.json)
+            }
             Command::Inbox => {
                 let (l, names) = listing::fetch_named(&home, true).await?;
                 print::transfers_named(&l, &names, o.json)
@@ -232,20 +241,56 @@ async fn send_cmd(home: &Home, o: Out, a: SendArgs) -> Result<(), ClientError> {
         }
         None => LabelPlan { base, ..LabelPlan::default() },
     };
-    opts.confirm = if a.yes {
+    opts.confirm = confirm(a.yes);
+    opts.ack_within_secs = a.ack_within.as_deref().map(|d| duration("--ack-within", d)).transpose()?;
+    opts.expires_secs = a.expires.as_deref().map(|d| duration("--expires", d)).transpose()?;
+    print::sent(&send::send(home, opts).await?, o.json)
+}
+
+/// How a first send to an organisation is confirmed: `--yes`, else on the
+/// terminal, else not at all.
+fn confirm(yes: bool) -> send::Confirm {
+    if yes {
         send::Confirm::Yes
     } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         send::Confirm::Ask(ask)
     } else {
         send::Confirm::Refuse
+    }
+}
+
+/// A duration flag, e.g. `4h`, `14d`.
+fn duration(flag: &str, d: &str) -> Result<u64, ClientError> {
+    exhibit_proto::duration::parse_secs(d).map_err(|e| ClientError::Usage(format!("{flag}: {e}")))
+}
+
+async fn forward_cmd(home: &Home, o: Out, a: ForwardArgs) -> Result<(), ClientError> {
+    let opts = crate::ops::forward::ForwardOptions {
+        source: a.transfer,
+        to: a.to,
+        items: a.items,
+        redacted: a.redacted,
+        note: a.note,
+        ack_within_secs: a.ack_within.as_deref().map(|d| duration("--ack-within", d)).transpose()?,
+        expires_secs: a.expires.as_deref().map(|d| duration("--expires", d)).transpose()?,
+        confirm: confirm(a.yes),
+        progress: o.progress,
+        handling: a.handling,
+        schedule: a.schedule,
+        victim_details: a.victim_details,
     };
-    opts.ack_within_secs = a
-        .ack_within
-        .as_deref()
-        .map(exhibit_proto::duration::parse_secs)
-        .transpose()
-        .map_err(|e| ClientError::Usage(format!("--ack-within: {e}")))?;
-    print::sent(&send::send(home, opts).await?, o.json)
+    print::forwarded(&crate::ops::forward::forward(home, opts).await?, o.json)
+}
+
+async fn case_cmd(home: &Home, o: Out, c: CaseCommand) -> Result<(), ClientError> {
+    use crate::ops::cases;
+    let r = match c {
+        CaseCommand::Open { case } => cases::open(home, &case).await?,
+        CaseCommand::Roster { case } => cases::roster(home, &case).await?,
+        CaseCommand::Allow { case, org, note } => cases::change(home, &case, org, true, note).await?,
+        CaseCommand::Disallow { case, org, note } => cases::change(home, &case, org, false, note).await?,
+    };
+    print::roster(&r, o.json)
 }
 
 /// Ask a yes/no question on the terminal (stderr, stdin).

@@ -222,6 +222,72 @@ pub fn sent(out: &SendOutcome, as_json: bool) -> Result<(), ClientError> {
     Ok(())
 }
 
+pub fn forwarded(f: &crate::ops::forward::ForwardOutcome, as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(&json!({
+            "source": f.source.to_string(), "case": f.case_ref, "items": f.items, "redacted": f.redacted,
+            "transfer": f.sent.transfer.to_string(), "recipients": f.sent.recipients, "approvers": f.sent.approvers,
+            "awaiting_approval": !f.sent.approvers.is_empty(), "deadline": f.sent.deadline,
+        }));
+    }
+    let redacted = match f.redacted {
+        0 => String::new(),
+        n => format!(", {n} as redacted versions"),
+    };
+    tell!(
+        "forwarding {} item(s) of transfer {} (case {}){redacted}",
+        f.items,
+        f.source,
+        f.case_ref.as_deref().map_or("-".into(), cell)
+    );
+    sent(&f.sent, false)
+}
+
+pub fn roster(r: &crate::ops::cases::Roster, as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(r);
+    }
+    say!(
+        "case {} (kept by {}; opened by {} on {})",
+        cell(&r.case),
+        cell(&r.owner_name),
+        r.opened_by,
+        format_time(r.opened_at)
+    );
+    if r.roster.is_empty() {
+        say!("roster: empty (nothing of this case may go outside police and CPS)");
+    } else {
+        say!("roster (may receive material of this case):");
+    }
+    for l in &r.roster {
+        say!(
+            "  {:<20} {} ({}){}; allowed by {} ({}) on {}",
+            l.org,
+            cell(&l.name),
+            l.kind,
+            l.note.as_deref().map(|n| format!(": {}", cell(n))).unwrap_or_default(),
+            cell(&l.by_name),
+            l.by,
+            format_time(l.at)
+        );
+    }
+    if !r.changes.is_empty() {
+        say!("changes (each signed by its author, checked):");
+    }
+    for c in &r.changes {
+        say!(
+            "  {} {} {}{} by {} ({})",
+            format_time(c.at),
+            if c.allow { "allowed" } else { "removed" },
+            c.org,
+            c.note.as_deref().map(|n| format!(": {}", cell(n))).unwrap_or_default(),
+            cell(&c.by_name),
+            c.by
+        );
+    }
+    Ok(())
+}
+
 pub fn orgs(list: &[Org], as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(

@@ -74,6 +74,12 @@ pub struct Header {
     /// Disclosure approvers it is also sealed to (external recipients).
     #[serde(default)]
     pub approvers: Vec<UserId>,
+    /// Recipients' access ends this long after release.
+    #[serde(default)]
+    pub expires_secs: Option<u64>,
+    /// What it forwards, of a transfer the sender received.
+    #[serde(default)]
+    pub derived_from: Option<exhibit_proto::manifest::DerivedFrom>,
 }
 
 /// The journal format this build writes.
@@ -244,6 +250,8 @@ mod tests {
             version: JOURNAL_VERSION,
             labels: Default::default(),
             approvers: vec![],
+            expires_secs: None,
+            derived_from: None,
         };
         let mut text = serde_json::to_string(&header).unwrap() + "\n";
         // A line without the hash is what an older exhibit wrote.

@@ -96,6 +96,69 @@ pub struct Report {
     pub steps: Vec<Step>,
     /// Verified receipts.
     pub receipts: Vec<ReceiptSummary>,
+    /// When the recipients' access ends (or ended), if it does.
+    pub access_until: Option<u64>,
+    /// Where its material came from, when it is a forward (from the
+    /// signed manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<Derived>,
+    /// Where its material went onward, across organisations (no content).
+    pub onward: Vec<Onward>,
+}
+
+/// What a forward's signed manifest says it came from.
+#[derive(Clone, Debug, Serialize)]
+pub struct Derived {
+    /// The transfer forwarded.
+    pub transfer: String,
+    /// BLAKE3 of its manifest (hex).
+    pub manifest_hash: String,
+    /// Its items carried, by index, e.g. "0-2, 5".
+    pub items: String,
+    /// Of those, the ones sent as a redacted version (a different file).
+    pub redacted: Vec<u32>,
+}
+
+/// One onward transfer: who sent what where, approved and acknowledged by
+/// whom.
+#[derive(Clone, Debug, Serialize)]
+pub struct Onward {
+    /// Transfer id.
+    pub transfer: String,
+    /// The transfer it forwards material of.
+    pub from: String,
+    /// Who forwarded it: "Carol Jones (carol, CPS South East (cps))".
+    pub sender: String,
+    /// When it was sealed.
+    pub sealed_at: Option<u64>,
+    /// Its state.
+    pub state: String,
+    /// Each recipient, with their state and when.
+    pub recipients: Vec<OnwardRecipient>,
+    /// The disclosure approver's decision.
+    pub decision: Option<String>,
+    /// When the recipients' access ends.
+    pub access_until: Option<u64>,
+}
+
+/// A recipient of an onward transfer.
+#[derive(Clone, Debug, Serialize)]
+pub struct OnwardRecipient {
+    /// Who: name, id, organisation.
+    pub who: String,
+    /// Their state.
+    pub state: String,
+    /// Since when.
+    pub at: Option<u64>,
+}
+
+/// "0-2, 5" for ranges (first, count).
+fn ranges_text(r: &[(u32, u32)]) -> String {
+    let part = |&(first, count): &(u32, u32)| match count {
+        1 => first.to_string(),
+        n => format!("{first}-{}", u64::from(first) + u64::from(n) - 1),
+    };
+    r.iter().map(part).collect::<Vec<_>>().join(", ")
 }
 
 /// Fetch and verify the chain of custody. Returns the report and the
@@ -109,15 +172,29 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         _ => None,
     };
     let (head, bytes) = conn.request_body(&Request::Custody { transfer }, len, limits::MAX_MANIFEST).await?;
-    let Response::Custody { transfer: info, mut entries, receipts, sender, recipients, signature, approval, .. } = head
+    let Response::Custody {
+        transfer: info,
+        mut entries,
+        receipts,
+        sender,
+        recipients,
+        signature,
+        approval,
+        onward,
+        ..
+    } = head
     else {
         return Err(unexpected(&head));
     };
     // The reply holds the first entries; the rest follow page by page.
     let rest = more_entries(&conn, transfer, entries.last()).await;
     let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await;
+    let onward = match orgs.as_ref() {
+        Ok(o) => onward_of(&conn, &p, o, onward).await,
+        Err(_) => Ok(vec![]),
+    };
     conn.close();
-    let orgs = orgs?;
+    let (orgs, onward) = (orgs?, onward?);
     entries.extend(rest?);
     let sender_entry = sender.verify(&p.authority)?;
     let manifest = SignedManifest { bytes, signature };
@@ -182,8 +259,71 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         bytes: m.ciphertext_len(),
         steps,
         receipts: bundles.iter().map(|b| b.summary.clone()).collect(),
+        access_until: info.access_until,
+        derived_from: m.derived_from.as_ref().map(|d| Derived {
+            transfer: d.transfer.to_string(),
+            manifest_hash: hex::encode(d.manifest_hash),
+            items: ranges_text(&d.items),
+            redacted: d.redacted.clone(),
+        }),
+        onward,
     };
     Ok((report, bundles))
+}
+
+/// "Name (id, Organisation (kind))" from the directory (verified), or
+/// the bare id if the directory does not have them; looked up once each.
+async fn name_of(
+    conn: &Conn,
+    p: &crate::home::Profile,
+    orgs: &crate::ops::orgs::Orgs,
+    names: &mut std::collections::HashMap<exhibit_proto::UserId, String>,
+    u: &exhibit_proto::UserId,
+) -> String {
+    if let Some(n) = names.get(u) {
+        return n.clone();
+    }
+    let n = match crate::ops::directory::lookup(conn, p, u).await {
+        Ok(e) => format!("{} ({}, {})", e.display_name, e.user, orgs.describe(&e)),
+        Err(_) => u.to_string(),
+    };
+    names.insert(u.clone(), n.clone());
+    n
+}
+
+/// The onward transfers as people read them: names and organisations from
+/// the directory (checked against the authority), states and times.
+async fn onward_of(
+    conn: &Conn,
+    p: &crate::home::Profile,
+    orgs: &crate::ops::orgs::Orgs,
+    list: Vec<exhibit_proto::frame::TransferInfo>,
+) -> Result<Vec<Onward>, ClientError> {
+    let mut names: std::collections::HashMap<exhibit_proto::UserId, String> = Default::default();
+    let mut out = vec![];
+    for t in list {
+        let sender = name_of(conn, p, orgs, &mut names, &t.sender).await;
+        let mut recipients = vec![];
+        for r in &t.recipients {
+            let who = name_of(conn, p, orgs, &mut names, &r.user).await;
+            recipients.push(OnwardRecipient { who, state: r.state.as_str().to_owned(), at: r.at });
+        }
+        let decision = t.decision.as_ref().map(|d| {
+            let verb = if d.approved { "approved" } else { "refused" };
+            format!("{verb} by {} at {}", d.by, format_time(d.at))
+        });
+        out.push(Onward {
+            transfer: t.transfer.to_string(),
+            from: t.derived_from.map(|d| d.to_string()).unwrap_or_default(),
+            sender,
+            sealed_at: t.sealed_at,
+            state: t.state.as_str().to_owned(),
+            recipients,
+            decision,
+            access_until: t.access_until,
+        });
+    }
+    Ok(out)
 }
 
 /// The audit entries about `transfer` after `last`, the last one a
@@ -237,7 +377,22 @@ pub fn text(r: &Report) -> String {
     if let Some(x) = &r.refused {
         s += &format!("REFUSED by       {} at {}: {}\n", escape(&x.by), format_time(x.at), escape(&x.reason));
     }
-    s += &format!("manifest         BLAKE3 {} ({} items, {} bytes encrypted)\n\n", r.manifest_hash, r.items, r.bytes);
+    s += &format!("manifest         BLAKE3 {} ({} items, {} bytes encrypted)\n", r.manifest_hash, r.items, r.bytes);
+    if let Some(until) = r.access_until {
+        s += &format!("access until     {}\n", format_time(until));
+    }
+    if let Some(d) = &r.derived_from {
+        s += &format!(
+            "forwarded from   transfer {} (manifest BLAKE3 {}), its items {}\n",
+            escape(&d.transfer),
+            escape(&d.manifest_hash),
+            escape(&d.items)
+        );
+        for i in &d.redacted {
+            s += &format!("                 a redacted version of its item {i} replaces it\n");
+        }
+    }
+    s += "\n";
     for st in &r.steps {
         s += &format!(
             "#{:<6} {}  {:<18} {:<14} {}\n",
@@ -257,6 +412,27 @@ pub fn text(r: &Report) -> String {
         );
         for (i, h) in rc.items.iter().enumerate() {
             s += &format!("  item {i}: BLAKE3 {}\n", escape(h));
+        }
+    }
+    if !r.onward.is_empty() {
+        s += "\nONWARD: where its material went\n";
+    }
+    for o in &r.onward {
+        s += &format!(
+            "transfer {} (from {}) sealed {} by {}: {}{}\n",
+            escape(&o.transfer),
+            escape(&o.from),
+            o.sealed_at.map_or("-".into(), format_time),
+            escape(&o.sender),
+            escape(&o.state),
+            o.decision.as_deref().map(|d| format!("; {}", escape(d))).unwrap_or_default()
+        );
+        for rp in &o.recipients {
+            s +=
+                &format!("  to {}: {} {}\n", escape(&rp.who), escape(&rp.state), rp.at.map_or("-".into(), format_time));
+        }
+        if let Some(until) = o.access_until {
+            s += &format!("  access until {}\n", format_time(until));
         }
     }
     escape_lines(&s).into_owned()
@@ -299,6 +475,16 @@ pub fn html(r: &Report) -> String {
     }
     h += &row("Manifest BLAKE3", &r.manifest_hash);
     h += &row("Items", &format!("{} ({} bytes encrypted)", r.items, r.bytes));
+    if let Some(until) = r.access_until {
+        h += &row("Recipients' access until", &format_time(until));
+    }
+    if let Some(d) = &r.derived_from {
+        let mut v = format!("transfer {} (manifest BLAKE3 {}), its items {}", d.transfer, d.manifest_hash, d.items);
+        for i in &d.redacted {
+            v += &format!("; a redacted version replaces its item {i}");
+        }
+        h += &row("Forwarded from", &v);
+    }
     h +=
         "</table><h2>Steps</h2><table><tr><th>#</th><th>Time (UTC)</th><th>Action</th><th>By</th><th>Details</th></tr>";
     for s in &r.steps {
@@ -327,6 +513,30 @@ pub fn html(r: &Report) -> String {
             h += &format!("<li>item {i}: BLAKE3 <code>{}</code></li>", esc(x));
         }
         h += "</ul>";
+    }
+    if !r.onward.is_empty() {
+        h += "<h2>Onward: where its material went</h2><table><tr><th>Transfer</th><th>From</th><th>Sealed</th><th>By</th><th>State</th><th>Recipients</th></tr>";
+    }
+    for o in &r.onward {
+        let to: Vec<String> = o
+            .recipients
+            .iter()
+            .map(|rp| format!("{}: {} {}", esc(&rp.who), esc(&rp.state), esc(&rp.at.map_or("-".into(), format_time))))
+            .collect();
+        h += &format!(
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}{}{}</td><td>{}</td></tr>",
+            esc(&o.transfer),
+            esc(&o.from),
+            esc(&o.sealed_at.map_or("-".into(), format_time)),
+            esc(&o.sender),
+            esc(&o.state),
+            o.decision.as_deref().map(|d| format!("<br>{}", esc(d))).unwrap_or_default(),
+            o.access_until.map(|u| format!("<br>access until {}", esc(&format_time(u)))).unwrap_or_default(),
+            to.join("<br>")
+        );
+    }
+    if !r.onward.is_empty() {
+        h += "</table>";
     }
     h += "</body></html>\n";
     h
@@ -358,6 +568,18 @@ pub fn write_dir(dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<()
         w(&name, &serde_json::to_vec_pretty(b).map_err(|e| ClientError::Config(e.to_string()))?)?;
     }
     Ok(())
+}
+
+/// Extend the recipients' access to a transfer I sent by `secs`.
+pub async fn extend(home: &Home, transfer: TransferId, secs: u64) -> Result<(), ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let r = conn.request(&Request::ExtendAccess { transfer, secs }).await;
+    conn.close();
+    match r? {
+        Response::Done => Ok(()),
+        r => Err(unexpected(&r)),
+    }
 }
 
 /// Revoke a transfer we sent. Returns who had already fetched it.

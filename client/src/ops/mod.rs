@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+pub mod cases;
 pub mod custody;
 pub mod details;
 pub mod directory;
 pub mod enrol;
 pub mod fetch;
+pub mod forward;
 pub mod listing;
 pub mod manifest;
 pub mod orgs;

@@ -33,6 +33,11 @@ impl Orgs {
         }
     }
 
+    /// An organisation by id, if it has a record.
+    pub fn by_id(&self, id: &OrgId) -> Option<&Org> {
+        self.0.get(id.as_str())
+    }
+
     /// The organisation a user's entry names, if it has a record.
     pub fn of(&self, e: &DirectoryEntry) -> Option<&Org> {
         self.0.get(&e.org)

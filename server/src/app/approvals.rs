@@ -36,7 +36,14 @@ pub fn approve(s: &State, caller: &UserRecord, signed: SignedApproval, now: u64)
         // The rules again, on the records as they are now: a recipient
         // revoked, an organisation's kind changed, since the seal.
         let to: Vec<_> = rec.recipients.iter().map(|r| r.user.clone()).collect();
-        crate::app::transfers::check_disclosure(tx, &rec.sender, &to, rec.policy.as_ref(), &rec.approvers)?;
+        crate::app::transfers::check_disclosure(
+            tx,
+            &rec.sender,
+            &to,
+            rec.policy.as_ref(),
+            &rec.approvers,
+            rec.case_ref.as_deref(),
+        )?;
         let due = deadline(s, m.manifest(), now)?;
         let p = a.policy;
         let what = format!(

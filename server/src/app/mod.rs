@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod audit;
+pub mod cases;
 pub mod integrity;
 pub mod listings;
 pub mod orgs;

@@ -12,6 +12,7 @@ use exhibit_proto::ProtoError;
 use crate::app::{audit, write};
 use crate::core::records::{Ev, OrgRecord, UserRecord};
 use crate::error::ServerError;
+use crate::meta::Read;
 use crate::state::State;
 
 /// Add an organisation, or with `replace` change an existing one's name or
@@ -40,6 +41,14 @@ pub fn put(s: &State, by: &str, org: Org, replace: bool, now: u64) -> Result<(),
         audit::append(s, tx, Ev::new(now, by, action, &org.id).details(details))?;
         tx.put_org(&OrgRecord { org: org.clone(), signed: signed.clone() })
     })
+}
+
+/// A user's organisation record, if it has one.
+pub fn org_of(r: &dyn Read, u: &UserRecord) -> Result<Option<OrgRecord>, ServerError> {
+    match OrgId::new(&u.org) {
+        Ok(id) => r.org(&id),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Every organisation as stored.

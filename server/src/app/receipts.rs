@@ -143,6 +143,8 @@ pub struct Custody {
     pub manifest: SignedManifest,
     /// The approval that released it, and the approver's entry.
     pub approval: Approved,
+    /// Where its material went onward.
+    pub onward: Vec<TransferRecord>,
 }
 
 /// Audit entries about `transfer` after seq `after`: at most `limit`, and
@@ -185,7 +187,8 @@ pub fn custody(s: &State, caller: &UserRecord, transfer: &TransferId, now: u64) 
     let (sender, recipients) = parties(r.as_ref(), &record)?;
     let manifest = manifest_of(r.as_ref(), transfer)?;
     let approval = approval_of(r.as_ref(), &record)?;
-    Ok(Custody { record, entries, receipts, sender, recipients, manifest, approval })
+    let onward = crate::app::transfers::onward(r.as_ref(), &record)?;
+    Ok(Custody { record, entries, receipts, sender, recipients, manifest, approval, onward })
 }
 
 /// Audit entries about a transfer after seq `after`, a page at a time, for

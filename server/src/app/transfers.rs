@@ -3,14 +3,16 @@
 
 use exhibit_proto::approval::SignedApproval;
 use exhibit_proto::directory::SignedEntry;
+use exhibit_proto::frame::DeliveryState;
 use exhibit_proto::labels::PolicySummary;
-use exhibit_proto::org::OrgId;
+use exhibit_proto::manifest::DerivedFrom;
 use exhibit_proto::{ChunkId, Manifest, SignedManifest, TransferId, UserId};
 
+use crate::app::orgs::org_of;
 use crate::app::{apply, apply_signed, audit, users, write};
 use crate::core::lifecycle::{self, Sealing};
 use crate::core::policy::{self, fetchable, visible};
-use crate::core::records::{Ev, OrgRecord, RecipientRecord, TransferRecord, UserRecord};
+use crate::core::records::{Ev, RecipientRecord, TransferRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, Read};
 use crate::state::State;
@@ -25,6 +27,12 @@ pub struct Disclosure {
     pub policy: Option<PolicySummary>,
     /// The disclosure approvers it is also sealed to.
     pub approvers: Vec<UserId>,
+    /// The case it names (the manifest names the same).
+    pub case: Option<String>,
+    /// Recipients' access ends this long after release.
+    pub expires_secs: Option<u64>,
+    /// What it forwards, of a transfer the sender received.
+    pub derived_from: Option<DerivedFrom>,
 }
 
 /// Start a transfer (uploading) to enrolled, unrevoked recipients, within
@@ -42,9 +50,32 @@ pub fn create(
     if d.approvers.len() + recipients.len() > exhibit_proto::limits::MAX_RECIPIENTS {
         return Err(ServerError::BadRequest("too many recipients and approvers".into()));
     }
+    if let Some(c) = &d.case {
+        exhibit_proto::case::check_case_ref(c)?;
+    }
+    if let Some(df) = &d.derived_from {
+        df.check_bounds()?;
+    }
     write(s, |tx| {
-        check_disclosure(tx, &me, &recipients, d.policy.as_ref(), &d.approvers)?;
-        let rec = lifecycle::with_disclosure(lifecycle::create(me, transfer, recipients, now), d.policy, d.approvers);
+        let sender = tx.user(&me)?.ok_or_else(|| ServerError::NotFound(format!("user {me}")))?;
+        if let Some(c) = &d.case {
+            crate::app::cases::open_on_first_use(s, tx, &sender, c, now)?;
+        }
+        if let Some(df) = &d.derived_from {
+            check_forward(tx, &me, df, d.case.as_deref())?;
+        }
+        let external = check_disclosure(tx, &me, &recipients, d.policy.as_ref(), &d.approvers, d.case.as_deref())?;
+        let expires_secs = match d.expires_secs {
+            Some(0) => return Err(ServerError::BadRequest("access must last longer than 0 seconds".into())),
+            Some(secs) => Some(secs),
+            None if external => default_access(s, tx, &recipients)?,
+            None => None,
+        };
+        let mut rec =
+            lifecycle::with_disclosure(lifecycle::create(me, transfer, recipients, now), d.policy, d.approvers);
+        rec.case_ref = d.case;
+        rec.expires_secs = expires_secs;
+        rec.derived_from = d.derived_from;
         tx.insert_transfer(&rec)?;
         tx.add_to_mailbox(Mailbox::Outbox, &rec.sender, &transfer)?;
         let fx = lifecycle::created(&rec, now.saturating_add(s.settings.stalled_upload_after));
@@ -62,6 +93,7 @@ pub fn check_disclosure(
     recipients: &[UserId],
     policy: Option<&PolicySummary>,
     approvers: &[UserId],
+    case: Option<&str>,
 ) -> Result<bool, ServerError> {
     let sender = r.user(sender)?.ok_or_else(|| ServerError::NotFound(format!("user {sender}")))?;
     let mut sorted = approvers.to_vec();
@@ -80,32 +112,93 @@ pub fn check_disclosure(
         }
     }
     let approvers = approvers.iter().map(|a| Ok((a.clone(), r.user(a)?))).collect::<Result<Vec<_>, ServerError>>()?;
-    policy::check_disclosure(&sender, &parties, policy, &approvers)
+    let info = match case {
+        Some(c) => r.case(c)?,
+        None => None,
+    };
+    policy::check_disclosure(&sender, &parties, policy, &approvers, case.map(|c| (c, info.as_ref())))
 }
 
-/// A user's organisation record, if it has one.
-pub fn org_of(r: &dyn Read, u: &UserRecord) -> Result<Option<OrgRecord>, ServerError> {
-    match OrgId::new(&u.org) {
-        Ok(id) => r.org(&id),
-        Err(_) => Ok(None),
+/// A forward: of a transfer `me` received (a recipient it was released
+/// to, who fetched it), still there to fetch, as its manifest is now, and
+/// under the case it was sent under.
+fn check_forward(r: &dyn Read, me: &UserId, df: &DerivedFrom, case: Option<&str>) -> Result<(), ServerError> {
+    let id = df.transfer;
+    let not_received =
+        || ServerError::Forbidden(format!("refused: transfer {id} was not received by you, so you cannot forward it"));
+    let src = match policy::visible(r.transfer(&id)?, me, &id) {
+        Ok(t) if t.is_recipient(me) => t,
+        _ => return Err(not_received()),
+    };
+    let received = src
+        .recipients
+        .iter()
+        .any(|p| &p.user == me && matches!(p.state, DeliveryState::Delivered | DeliveryState::Acknowledged));
+    if !received {
+        return Err(ServerError::Forbidden(format!(
+            "refused: you have not fetched transfer {id}; fetch it (and check it) before forwarding"
+        )));
     }
+    let src = fetchable(src)?;
+    if manifest_of(r, &id)?.hash() != df.manifest_hash {
+        return Err(ServerError::Forbidden(format!(
+            "refused: the forward names a manifest of transfer {id} other than the one it was sent with"
+        )));
+    }
+    if let Some(c) = &src.case_ref {
+        if case != Some(c.as_str()) {
+            return Err(ServerError::Forbidden(format!(
+                "refused: transfer {id} is material of case {c}; a forward of it names the same case (--case {c})"
+            )));
+        }
+    }
+    Ok(())
 }
 
-/// A recipient may fetch what was released to them, and, if their
-/// organisation is now outside police and CPS, only what a disclosure
-/// approver approved (an admin may have changed its kind since).
-fn check_still_disclosable(r: &dyn Read, rec: &TransferRecord, me: &UserId) -> Result<(), ServerError> {
-    if !rec.is_recipient(me) || rec.approval.is_some() {
+/// The access period of a transfer to external `recipients` when its
+/// sender names none: the shortest configured for their organisations'
+/// kinds.
+fn default_access(s: &State, r: &dyn Read, recipients: &[UserId]) -> Result<Option<u64>, ServerError> {
+    let mut out: Option<u64> = None;
+    for id in recipients {
+        let Some(u) = r.user(id)? else { continue };
+        let Some(kind) = org_of(r, &u)?.map(|o| o.org.kind) else { continue };
+        if let Some((_, secs)) = s.settings.external_access.iter().find(|(k, _)| *k == kind) {
+            out = Some(out.map_or(*secs, |o| o.min(*secs)));
+        }
+    }
+    Ok(out)
+}
+
+/// A recipient may fetch what was released to them while their access
+/// lasts; and, if their organisation is now outside police and CPS, only
+/// what a disclosure approver approved, under a case whose roster still
+/// lists it (an admin may have changed its kind, a caseworker the roster).
+fn check_still_disclosable(r: &dyn Read, rec: &TransferRecord, me: &UserId, now: u64) -> Result<(), ServerError> {
+    if !rec.is_recipient(me) {
         return Ok(());
     }
+    if let Some(until) = rec.access_until.filter(|u| *u <= now) {
+        return Err(ServerError::Conflict(format!(
+            "transfer {}: your access ended at {until}; ask its sender to extend it",
+            rec.transfer
+        )));
+    }
     let Some(u) = r.user(me)? else { return Ok(()) };
-    if org_of(r, &u)?.is_none_or(|o| o.org.kind.is_external()) {
+    if org_of(r, &u)?.is_some_and(|o| !o.org.kind.is_external()) {
+        return Ok(());
+    }
+    if rec.approval.is_none() {
         return Err(ServerError::Forbidden(format!(
             "transfer {} was not approved for disclosure outside police and CPS, where your organisation now is",
             rec.transfer
         )));
     }
-    Ok(())
+    let info = match &rec.case_ref {
+        Some(c) => r.case(c)?,
+        None => None,
+    };
+    policy::check_roster(&[u.org.as_str()], rec.case_ref.as_deref().map(|c| (c, info.as_ref())))
 }
 
 /// Before a chunk's bytes are read: the caller's own upload, and room for
@@ -178,8 +271,17 @@ pub fn seal(
             return Err(ServerError::BadRequest("manifest recipients differ from the transfer's".into()));
         }
         lifecycle::can_seal(&rec)?;
+        if rec.derived_from != m.derived_from {
+            return Err(ServerError::BadRequest(
+                "the manifest's derived-from differs from the one the transfer was created with".into(),
+            ));
+        }
         let to: Vec<UserId> = rec.recipients.iter().map(|r| r.user.clone()).collect();
-        check_disclosure(tx, &m.sender, &to, m.policy.as_ref(), &m.approvers)?;
+        let case = rec.case_ref.clone().or_else(|| m.case_ref.clone());
+        check_disclosure(tx, &m.sender, &to, m.policy.as_ref(), &m.approvers, case.as_deref())?;
+        if let Some(df) = &m.derived_from {
+            check_forward(tx, &m.sender, df, case.as_deref())?;
+        }
         let mut listed = std::collections::HashSet::new();
         let mut bytes = 0u64;
         let mut chunks = 0u32;
@@ -220,6 +322,14 @@ pub fn seal(
         tx.put_manifest(transfer, manifest)?;
         tx.put_transfer(&rec)?;
         apply(s, tx, transfer, fx)?;
+        if let Some(df) = &m.derived_from {
+            // The source links to it, and its custody says so.
+            let mut src =
+                tx.transfer(&df.transfer)?.ok_or_else(|| ServerError::NotFound(format!("transfer {}", df.transfer)))?;
+            let fx = lifecycle::forwarded(&mut src, &rec, df, now);
+            tx.put_transfer(&src)?;
+            apply(s, tx, &df.transfer, fx)?;
+        }
         Ok(rec)
     })?;
     // The seal is committed: a chunk file left behind is an orphan that
@@ -285,7 +395,7 @@ pub fn open_manifest(
 ) -> Result<(SignedManifest, SignedEntry, Vec<SignedEntry>, Approved), ServerError> {
     write(s, |tx| {
         let mut rec = fetchable(visible(tx.transfer(transfer)?, me, transfer)?)?;
-        check_still_disclosable(tx, &rec, me)?;
+        check_still_disclosable(tx, &rec, me, now)?;
         let manifest = manifest_of(tx, transfer)?;
         audit::append(s, tx, Ev::new(now, me, "manifest-read", transfer))?;
         if rec.chunks == 0 && rec.is_recipient(me) {
@@ -308,13 +418,13 @@ pub fn chunk_len(s: &State, me: &UserId, transfer: &TransferId, id: &ChunkId) ->
 /// Check again, with the caller, before a chunk goes out (the wait for
 /// memory may have been long enough for a revocation), and return whether
 /// they are a recipient.
-pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId) -> Result<bool, ServerError> {
+pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId, now: u64) -> Result<bool, ServerError> {
     let r = s.meta.read()?;
     if r.user(me)?.is_none_or(|u| u.revoked_at.is_some()) {
         return Err(ServerError::Unauthenticated(format!("user {me} has been revoked")));
     }
     let rec = fetchable(visible(r.transfer(transfer)?, me, transfer)?)?;
-    check_still_disclosable(r.as_ref(), &rec, me)?;
+    check_still_disclosable(r.as_ref(), &rec, me, now)?;
     Ok(rec.is_recipient(me))
 }
 
@@ -349,6 +459,38 @@ pub fn uploaded(s: &State, me: &UserId, transfer: &TransferId) -> Result<Vec<Chu
     }
     Ok(r.transfer_chunks(transfer)?.into_iter().map(|(id, _)| id).collect())
 }
+
+/// The sender extends recipients' access to a transfer by `secs`.
+pub fn extend_access(s: &State, me: &UserId, transfer: &TransferId, secs: u64, now: u64) -> Result<(), ServerError> {
+    write(s, |tx| {
+        let mut rec = tx.transfer(transfer)?.ok_or_else(|| ServerError::NotFound(format!("transfer {transfer}")))?;
+        let fx = lifecycle::extend(&mut rec, me, secs, now)?;
+        tx.put_transfer(&rec)?;
+        apply(s, tx, transfer, fx)
+    })
+}
+
+/// Every transfer forwarded from `rec`, and from those (breadth first, at
+/// most [`MAX_ONWARD`]), sealed ones only.
+pub fn onward(r: &dyn Read, rec: &TransferRecord) -> Result<Vec<TransferRecord>, ServerError> {
+    let mut out = vec![];
+    let mut queue: std::collections::VecDeque<TransferId> = rec.onward.iter().copied().collect();
+    while let Some(id) = queue.pop_front() {
+        if out.len() >= MAX_ONWARD {
+            break;
+        }
+        let Some(t) = r.transfer(&id)? else { continue };
+        if t.state == exhibit_proto::frame::TransferState::Uploading {
+            continue;
+        }
+        queue.extend(t.onward.iter().copied());
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// At most this many onward transfers are shown in one custody report.
+pub const MAX_ONWARD: usize = 200;
 
 /// Revoke a transfer on its sender's word. Returns the recipients who had
 /// already fetched it.

@@ -99,7 +99,7 @@ pub fn on_due(t: &TransferRecord, due: Due, now: u64, escalate: &[u64]) -> OnDue
             );
             OnDue::Raise(Box::new(about_transfer(t, AlertKind::StalledUpload, b"s", msg, now)), None)
         }
-        Due::Expire if crate::core::lifecycle::can_expire(t) => OnDue::Expire,
+        Due::Expire if crate::core::lifecycle::can_expire(t, now) => OnDue::Expire,
         Due::Expire => OnDue::Nothing,
         Due::Approval => {
             if t.state != TransferState::AwaitingApproval {

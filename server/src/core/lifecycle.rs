@@ -4,8 +4,10 @@
 //! record, and returns what else must happen in the same transaction.
 
 use exhibit_proto::approval::SignedApproval;
+use exhibit_proto::duration::format_secs;
 use exhibit_proto::frame::{Decision, DeliveryState, TransferState};
 use exhibit_proto::labels::PolicySummary;
+use exhibit_proto::manifest::DerivedFrom;
 use exhibit_proto::{AcceptedReceipt, UserId};
 
 use crate::core::policy;
@@ -55,6 +57,10 @@ pub fn create(
         policy: None,
         decision: None,
         approval: None,
+        expires_secs: None,
+        access_until: None,
+        derived_from: None,
+        onward: vec![],
     }
 }
 
@@ -143,6 +149,11 @@ pub fn seal(
             "the manifest's labels summary or approvers differ from those the transfer was created with".into(),
         ));
     }
+    if rec.case_ref.is_some() && m.case_ref != rec.case_ref {
+        return Err(ServerError::BadRequest(
+            "the manifest's case reference differs from the one the transfer was created with".into(),
+        ));
+    }
     rec.policy = m.policy;
     let uploaded = rec.bytes;
     let waits = !rec.approvers.is_empty();
@@ -192,7 +203,8 @@ pub fn seal(
     Ok(out)
 }
 
-/// Every recipient can now fetch it, and it is due by `deadline`.
+/// Every recipient can now fetch it, and it is due by `deadline`; with an
+/// access period, until then.
 fn release(rec: &mut TransferRecord, now: u64, deadline: u64) -> Vec<Effect> {
     rec.state = TransferState::Sealed;
     rec.deadline = Some(deadline);
@@ -202,7 +214,78 @@ fn release(rec: &mut TransferRecord, now: u64, deadline: u64) -> Vec<Effect> {
     }
     let mut out: Vec<Effect> = rec.recipients.iter().map(|r| Effect::Inbox(r.user.clone())).collect();
     out.push(Effect::Schedule { at: deadline, due: Due::Overdue(0) });
+    if let Some(secs) = rec.expires_secs {
+        let until = now.saturating_add(secs);
+        rec.access_until = Some(until);
+        out.push(Effect::Schedule { at: until, due: Due::Expire });
+        out.push(Effect::Audit(
+            Ev::new(now, "exhibitd", "access-period", rec.transfer)
+                .details(format!("recipients' access ends at {until} ({} after release)", format_secs(secs))),
+        ));
+    }
     out
+}
+
+/// `fwd` (sealed) forwards material of `src` as `df` says: `src` links to
+/// it, and its audit trail says where its material went.
+pub fn forwarded(src: &mut TransferRecord, fwd: &TransferRecord, df: &DerivedFrom, now: u64) -> Vec<Effect> {
+    if !src.onward.contains(&fwd.transfer) {
+        src.onward.push(fwd.transfer);
+    }
+    let to: Vec<&str> = fwd.recipients.iter().map(|r| r.user.as_str()).collect();
+    let redacted = match df.redacted.len() {
+        0 => String::new(),
+        n => format!(", {n} as redacted versions"),
+    };
+    vec![Effect::Audit(Ev::new(now, &fwd.sender, "forward", src.transfer).details(format!(
+        "{} items forwarded as transfer {} to {}{redacted}{}",
+        df.count(),
+        fwd.transfer,
+        to.join(", "),
+        if fwd.approvers.is_empty() { "" } else { ", awaiting a disclosure approver" }
+    )))]
+}
+
+/// The sender extends recipients' access by `secs`.
+pub fn extend(rec: &mut TransferRecord, by: &UserId, secs: u64, now: u64) -> Result<Vec<Effect>, ServerError> {
+    if &rec.sender != by {
+        return Err(ServerError::NotFound(format!("transfer {}", rec.transfer)));
+    }
+    if secs == 0 {
+        return Err(ServerError::BadRequest("extend by more than 0 seconds".into()));
+    }
+    match (rec.state, rec.expires_secs) {
+        (_, None) => {
+            return Err(ServerError::Conflict(format!(
+                "transfer {}: its recipients' access does not end",
+                rec.transfer
+            )))
+        }
+        (TransferState::AwaitingApproval, Some(e)) => {
+            rec.expires_secs = Some(e.saturating_add(secs));
+            return Ok(vec![Effect::Audit(
+                Ev::new(now, by, "extend-access", rec.transfer)
+                    .details(format!("access period now {} after release", format_secs(e.saturating_add(secs)))),
+            )]);
+        }
+        (TransferState::Sealed, Some(_)) => {}
+        (s, _) => {
+            return Err(ServerError::Conflict(format!(
+                "transfer {} is {}; access cannot be extended",
+                rec.transfer,
+                s.as_str()
+            )))
+        }
+    }
+    let until = rec.access_until.unwrap_or(now).saturating_add(secs);
+    rec.access_until = Some(until);
+    Ok(vec![
+        Effect::Schedule { at: until, due: Due::Expire },
+        Effect::Audit(
+            Ev::new(now, by, "extend-access", rec.transfer)
+                .details(format!("recipients' access extended by {} to {until}", format_secs(secs))),
+        ),
+    ])
 }
 
 /// May `by` decide on this transfer now?
@@ -353,23 +436,28 @@ pub fn revoke(
     Ok((already, out))
 }
 
-/// Whether retention can end a transfer now (acknowledged by all, or
-/// revoked).
-pub fn can_expire(rec: &TransferRecord) -> bool {
+/// Whether retention, or the end of recipients' access, can end a
+/// transfer at `now` (acknowledged by all, revoked, refused, or access
+/// over; not while an access period runs, which an extension may make
+/// longer than the time this was scheduled for).
+pub fn can_expire(rec: &TransferRecord, now: u64) -> bool {
     matches!(rec.state, TransferState::Sealed | TransferState::Revoked | TransferState::Refused)
+        && rec.access_until.is_none_or(|a| a <= now)
 }
 
 /// Retention is over: its `chunks` are dropped; manifest, receipts and
 /// audit stay.
 pub fn expire(rec: &mut TransferRecord, chunks: usize, now: u64) -> Vec<Effect> {
+    let access_over = rec.state == TransferState::Sealed && rec.access_until.is_some();
     rec.state = TransferState::Expired;
     rec.ended_at = Some(now);
+    let (action, why) =
+        if access_over { ("access-expired", "recipients' access is over") } else { ("expire", "retention over") };
     vec![
         Effect::Usage { user: rec.sender.clone(), delta: -(rec.bytes as i64) },
-        Effect::Audit(
-            Ev::new(now, "exhibitd", "expire", rec.transfer)
-                .details(format!("retention over: {chunks} chunks deleted; manifest, receipts and audit kept")),
-        ),
+        Effect::Audit(Ev::new(now, "exhibitd", action, rec.transfer).details(format!(
+            "{why}: {chunks} chunks deleted (those no other transfer needs); manifest, receipts and audit kept"
+        ))),
     ]
 }
 
@@ -495,13 +583,13 @@ pub(crate) mod tests {
 
     #[test]
     fn expiry_ends_sealed_and_revoked_transfers_only() {
-        assert!(!can_expire(&upload()));
+        assert!(!can_expire(&upload(), 0));
         let mut t = sealed();
-        assert!(can_expire(&t));
+        assert!(can_expire(&t, 0));
         let fx = expire(&mut t, 2, 900);
         assert_eq!(audits(&fx), ["expire"]);
         assert!(fx.contains(&Effect::Usage { user: user("alice"), delta: -300 }));
-        assert!(!can_expire(&t), "expired twice");
+        assert!(!can_expire(&t, 0), "expired twice");
     }
 
     #[test]
@@ -534,7 +622,7 @@ pub(crate) mod tests {
         let fx = refuse(&mut refused, &user("dana"), "not redacted enough", 300, Some(400)).unwrap();
         assert_eq!(audits(&fx), ["refuse"]);
         assert_eq!(refused.state, TransferState::Refused);
-        assert!(can_expire(&refused) && !policy::released(&refused));
+        assert!(can_expire(&refused, 0) && !policy::released(&refused));
         assert!(approve(&mut refused, &user("dana"), signed(), "", 301, 800).is_err(), "refused stays refused");
         let fx = approve(&mut t, &user("dana"), signed(), "labels ok", 300, 800).unwrap();
         assert_eq!(audits(&fx), ["approve"]);

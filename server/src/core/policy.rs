@@ -5,6 +5,7 @@ use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::text::{self, Field};
 use exhibit_proto::{limits, Manifest, ProtoError, TransferId, UserId};
 
+use exhibit_proto::case::CaseInfo;
 use exhibit_proto::labels::PolicySummary;
 
 use crate::core::records::{OrgRecord, TransferRecord, UserRecord};
@@ -59,6 +60,7 @@ pub fn check_disclosure(
     recipients: &[(UserRecord, Option<OrgRecord>)],
     policy: Option<&PolicySummary>,
     approvers: &[(UserId, Option<UserRecord>)],
+    case: Option<(&str, Option<&CaseInfo>)>,
 ) -> Result<bool, ServerError> {
     let external: Vec<String> = recipients
         .iter()
@@ -85,6 +87,12 @@ pub fn check_disclosure(
     if let Some(why) = policy.external_refusal() {
         return Err(ServerError::Forbidden(format!("refused: {to} is outside police and CPS, and {why}")));
     }
+    let outside: Vec<&str> = recipients
+        .iter()
+        .filter(|(_, o)| o.as_ref().is_none_or(|o| o.org.kind.is_external()))
+        .map(|(u, _)| u.org.as_str())
+        .collect();
+    check_roster(&outside, case)?;
     if approvers.is_empty() {
         return Err(ServerError::Forbidden(format!(
             "refused: a disclosure to {to} needs a disclosure approver of {} other than the sender",
@@ -95,6 +103,50 @@ pub fn check_disclosure(
         check_approver(sender, id, rec.as_ref())?;
     }
     Ok(true)
+}
+
+/// Every organisation in `outside` (by id) must be on the roster of the
+/// case the disclosure names.
+pub fn check_roster(outside: &[&str], case: Option<(&str, Option<&CaseInfo>)>) -> Result<(), ServerError> {
+    let Some(first) = outside.first() else { return Ok(()) };
+    let Some((case, info)) = case else {
+        return Err(ServerError::Forbidden(format!(
+            "refused: a disclosure to {first}, outside police and CPS, must name its case (--case URN), \
+             and the case's roster must list {first}"
+        )));
+    };
+    let Some(info) = info else {
+        return Err(ServerError::Forbidden(format!(
+            "refused: case {case} has no roster, so nothing of it may go to {first}; a CPS caseworker or \
+             disclosure approver opens it (exhibit case open {case}) and adds {first} (exhibit case allow {case} --org {first})"
+        )));
+    };
+    let changes: Vec<_> = info.changes.iter().map(|c| c.decode_unverified()).collect::<Result<_, _>>()?;
+    let roster = exhibit_proto::case::roster(&changes);
+    if let Some(missing) = outside.iter().find(|o| !roster.iter().any(|e| e.org.as_str() == **o)) {
+        return Err(ServerError::Forbidden(format!(
+            "refused: {missing} is not on the roster of case {case}; a caseworker or disclosure approver of {} \
+             (which keeps the case) can add it: exhibit case allow {case} --org {missing}",
+            info.owner
+        )));
+    }
+    Ok(())
+}
+
+/// May `caller` change the roster of a case kept by `owner` (their
+/// organisation's caseworkers and disclosure approvers may)?
+pub fn check_roster_keeper(caller: &UserRecord, owner: &str) -> Result<(), ServerError> {
+    if caller.org != owner {
+        return Err(ServerError::Forbidden(format!(
+            "the roster of this case is kept by {owner}; only its caseworkers and disclosure approvers change it"
+        )));
+    }
+    if !caller.has_role(Role::Caseworker) && !caller.has_role(Role::DisclosureApprover) {
+        return Err(ServerError::Forbidden(
+            "only caseworkers and disclosure approvers open cases and change rosters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// May `id` (whose record is `rec`) approve what `sender` discloses?
@@ -146,6 +198,13 @@ pub fn fetchable(t: TransferRecord) -> Result<TransferRecord, ServerError> {
             t.transfer,
             at.unwrap_or(0)
         ))),
+        (TransferState::Expired, at) if t.access_until.is_some_and(|u| Some(u) <= at) => {
+            Err(ServerError::Conflict(format!(
+                "transfer {} expired at {}: its recipients' access had ended, and its evidence was deleted",
+                t.transfer,
+                at.unwrap_or(0)
+            )))
+        }
         (TransferState::Expired, at) => Err(ServerError::Conflict(format!(
             "transfer {} expired at {}: its evidence was deleted after the retention period",
             t.transfer,

@@ -7,6 +7,7 @@ use exhibit_proto::approval::SignedApproval;
 use exhibit_proto::directory::{Role, SignedEntry};
 use exhibit_proto::frame::{AlertInfo, Decision, DeliveryState, RecipientState, TransferInfo, TransferState, UserInfo};
 use exhibit_proto::labels::PolicySummary;
+use exhibit_proto::manifest::DerivedFrom;
 use exhibit_proto::org::{Org, SignedOrg};
 use exhibit_proto::{TransferId, UserId};
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,14 @@ pub struct TransferRecord {
     pub decision: Option<Decision>,
     /// The signed approval that released it.
     pub approval: Option<SignedApproval>,
+    /// How long recipients' access lasts after release, as asked.
+    pub expires_secs: Option<u64>,
+    /// When recipients' access ends (set at release).
+    pub access_until: Option<u64>,
+    /// The transfer a forward's material came from.
+    pub derived_from: Option<DerivedFrom>,
+    /// Transfers forwarded from this one.
+    pub onward: Vec<TransferId>,
 }
 
 /// An organisation as stored: the record and the authority's signature.
@@ -166,6 +175,8 @@ impl TransferRecord {
             approvers: self.approvers.clone(),
             decision: self.decision.clone(),
             policy: self.policy,
+            access_until: self.access_until,
+            derived_from: self.derived_from.as_ref().map(|d| d.transfer),
         }
     }
 }

@@ -143,6 +143,28 @@ fn organisations(m: &dyn MetaStore) -> Check {
     if ids != ["cps", "cps-london", "smith-law"] {
         return fail("organisations are not listed once each in id order");
     }
+    drop(r);
+    // Cases: by exact reference, a changed roster reads back changed.
+    let change = exhibit_proto::case::SignedRosterChange { bytes: vec![1], signature: vec![2; 64] };
+    let mut case = exhibit_proto::case::CaseInfo {
+        case: "01YY1234524".into(),
+        owner: id("cps-london"),
+        opened_by: user("carol").user,
+        opened_at: 5,
+        changes: vec![],
+    };
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_case(&case), "put_case")?;
+    case.changes.push(change);
+    ok(tx.put_case(&case), "put_case (change)")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.case("01YY1234524"), "case")?.as_ref() != Some(&case) {
+        return fail("a case with a changed roster does not read back changed");
+    }
+    if ok(r.case("01YY123452"), "case")?.is_some() || ok(r.case("01yy1234524"), "case")?.is_some() {
+        return fail("a case is found by a prefix of its reference or another case");
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use std::path::Path;
 use exhibit_proto::audit::{AuditEntry, SignedCheckpoint};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
 
+use exhibit_proto::case::CaseInfo;
 use exhibit_proto::org::OrgId;
 
 use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
@@ -79,6 +80,8 @@ pub trait Read {
     /// Every organisation, in id order (a deployment has tens to a few
     /// thousand).
     fn orgs(&self) -> Result<Vec<OrgRecord>>;
+    /// A case, by its exact reference.
+    fn case(&self, case: &str) -> Result<Option<CaseInfo>>;
     /// An enrolment code by its hash.
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>>;
     /// Hashes of the codes issued to `user`.
@@ -155,6 +158,8 @@ pub trait Tx: Read {
     fn put_user(&mut self, rec: &UserRecord) -> Result<()>;
     /// Store an organisation (new or changed).
     fn put_org(&mut self, rec: &OrgRecord) -> Result<()>;
+    /// Store a case (new, or its roster changed).
+    fn put_case(&mut self, case: &CaseInfo) -> Result<()>;
     /// Map a certificate to its user.
     fn put_cert(&mut self, cert: &[u8; 32], user: &UserId) -> Result<()>;
     /// Forget a certificate.

@@ -80,6 +80,26 @@ pub(crate) async fn dispatch(
             blocking(state, move |s| app::approvals::refuse(s, &caller, &transfer, &reason, now)).await?;
             Response::Done
         }
+        Request::OpenCase { case } => {
+            let who = caller.clone();
+            let info = blocking(state, move |s| app::cases::open(s, &who, &case, now)).await?;
+            let (case, authors) = blocking(state, move |s| app::cases::get(s, &caller, &info.case)).await?;
+            Response::Case { case, authors }
+        }
+        Request::ChangeRoster { change } => {
+            let who = caller.clone();
+            let info = blocking(state, move |s| app::cases::change(s, &who, change, now)).await?;
+            let (case, authors) = blocking(state, move |s| app::cases::get(s, &caller, &info.case)).await?;
+            Response::Case { case, authors }
+        }
+        Request::Case { case } => {
+            let (case, authors) = blocking(state, move |s| app::cases::get(s, &caller, &case)).await?;
+            Response::Case { case, authors }
+        }
+        Request::ExtendAccess { transfer, secs } => {
+            blocking(state, move |s| app::transfers::extend_access(s, &me, &transfer, secs, now)).await?;
+            Response::Done
+        }
         Request::Renew { csr_der } => {
             let Some(old) = peer.cert_hash else {
                 return Err(ServerError::Unauthenticated("renewal needs the current certificate".into()));
@@ -141,8 +161,8 @@ pub(crate) async fn dispatch(
             let (users, next) = blocking(state, move |s| app::listings::users(s, &caller, &page, now)).await?;
             Response::UsersPage { users, next }
         }
-        Request::CreateTransfer { transfer, recipients, policy, approvers } => {
-            let d = app::transfers::Disclosure { policy, approvers };
+        Request::CreateTransfer { transfer, recipients, policy, approvers, case, expires_secs, derived_from } => {
+            let d = app::transfers::Disclosure { policy, approvers, case, expires_secs, derived_from };
             blocking(state, move |s| app::transfers::create(s, me, transfer, recipients, d, now)).await?;
             Response::Created
         }
@@ -183,7 +203,7 @@ pub(crate) async fn dispatch(
             let len = blocking(state, move |s| app::transfers::chunk_len(s, &who, &transfer, &id)).await?;
             let held = state.download_memory.hold(&peer.shares.download, len.into()).await?;
             let bytes = blocking(state, move |s| {
-                let recipient = app::transfers::may_fetch(s, &me, &transfer)?;
+                let recipient = app::transfers::may_fetch(s, &me, &transfer, s.clock.now())?;
                 // Checked against its id as it is read: a damaged chunk is
                 // refused, alerted and marked, never sent.
                 let bytes = app::integrity::read_for_fetch(s, &transfer, &me, &id, len, s.clock.now())?;
@@ -297,7 +317,7 @@ async fn custody(
     let held = hold_manifest(state, peer, move |s| app::receipts::visible_manifest_len(s, &who, &transfer)).await?;
     let c = blocking(state, move |s| app::receipts::custody(s, &caller, &transfer, now)).await?;
     let head = Response::Custody {
-        transfer: c.record.info(),
+        transfer: Box::new(c.record.info()),
         entries: c.entries,
         receipts: c.receipts,
         sender: c.sender,
@@ -305,6 +325,7 @@ async fn custody(
         signature: c.manifest.signature,
         manifest_len: c.manifest.bytes.len() as u32,
         approval: c.approval,
+        onward: c.onward.iter().map(|t| t.info()).collect(),
     };
     Ok(Reply::WithBody(head, c.manifest.bytes, held))
 }

@@ -148,6 +148,9 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
         recipients: vec![uid("bob")],
         policy: None,
         approvers: vec![],
+        case: None,
+        expires_secs: None,
+        derived_from: None,
     })
     .await
     .unwrap();

@@ -53,6 +53,11 @@ async fn cast(f: Fixture) -> Cast {
     let dave = f.user_in("dave", "smith-law", &[Role::Caseworker]).await;
     let erin = f.user_in("erin", "cps-se", &[Role::Caseworker]).await;
     let frank = f.user_in("frank", "cps-wales", &[Role::DisclosureApprover]).await;
+    // The firm acts in case OP7: on its roster (kept by CPS South East).
+    let firm = exhibit_proto::org::OrgId::new("smith-law").unwrap();
+    exhibit_client::ops::cases::change(&carol, "OP7", firm, true, Some("defence for defendant 1".into()))
+        .await
+        .unwrap();
     Cast { f, carol, dana, dave, erin, frank }
 }
 
@@ -138,6 +143,9 @@ async fn each_label_the_defence_may_not_have_is_refused_before_upload_naming_the
         recipients: vec![uid("dave")],
         policy,
         approvers,
+        case: Some("OP7".into()),
+        expires_secs: None,
+        derived_from: None,
     };
     let unredacted = Some(PolicySummary::of([&Labels { redaction: Redaction::Unredacted, ..cleared() }]));
     let clean = Some(PolicySummary::of([&cleared()]));
@@ -165,6 +173,7 @@ async fn a_redacted_disclosure_waits_for_a_second_person_of_the_senders_org() {
     let dana_fp = c.dana.load().unwrap().me.fingerprint();
     let mut o = send::SendOptions::new(vec![src.clone()], vec![uid("dave")]);
     o.labels = plan(cleared());
+    o.case_ref = Some("OP7".into());
     o.confirm = send::Confirm::Refuse;
     let e = send::send(&c.carol, o).await.unwrap_err().to_string();
     assert!(e.contains("disclosure approvers") && e.contains(&dana_fp), "{e}");
@@ -270,6 +279,9 @@ async fn a_summary_that_lies_about_the_sealed_labels_is_refused_by_the_recipient
         recipients: vec![uid("dave")],
         policy: Some(clean),
         approvers: vec![uid("dana")],
+        case: Some("OP7".into()),
+        expires_secs: None,
+        derived_from: None,
     };
     assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
     let put = |plain: &[u8]| {
@@ -300,13 +312,14 @@ async fn a_summary_that_lies_about_the_sealed_labels_is_refused_by_the_recipient
         recipients: vec![uid("dave")],
         created_at: 0,
         ack_within_secs: None,
-        case_ref: None,
+        case_ref: Some("OP7".into()),
         chunks: vec![pack],
         details_parts: vec![part],
         items: vec![],
         details: vec![],
         policy: Some(clean),
         approvers: vec![uid("dana")],
+        derived_from: None,
     };
     let signed = m.sign(&cp.signing);
     assert!(matches!(seal_request(&conn, &signed).await.unwrap(), Response::Sealed { .. }));

@@ -145,6 +145,9 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
             recipients: vec![bp.me.user.clone()],
             policy: None,
             approvers: vec![],
+            case: None,
+            expires_secs: None,
+            derived_from: None,
         };
         assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
         let put = |plain: Vec<u8>| {
@@ -186,6 +189,7 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
             details: vec![],
             policy,
             approvers: vec![],
+            derived_from: None,
         };
         let signed = m.sign(&ap.signing);
         let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };

@@ -284,6 +284,9 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
         recipients: vec![uid("bob")],
         policy: None,
         approvers: vec![],
+        case: None,
+        expires_secs: None,
+        derived_from: None,
     })
     .await
     .unwrap();
@@ -316,6 +319,7 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
         details: seal::seal_details(&details, &keys).unwrap(),
         policy: None,
         approvers: vec![],
+        derived_from: None,
     };
     m.sign(&ap.signing)
 }

@@ -65,6 +65,9 @@ async fn oversized_and_malformed_frames_get_typed_errors_and_the_server_keeps_se
         recipients: vec![uid("bob")],
         policy: None,
         approvers: vec![],
+        case: None,
+        expires_secs: None,
+        derived_from: None,
     })
     .await
     .unwrap();

@@ -65,6 +65,10 @@ fn record(i: u32, sender: &UserId, to: &UserId, now: u64) -> TransferRecord {
         policy: None,
         decision: None,
         approval: None,
+        expires_secs: None,
+        access_until: None,
+        derived_from: None,
+        onward: vec![],
     }
 }
 

@@ -14,6 +14,7 @@ mod fixture;
 mod hostile;
 mod lifecycle;
 mod listing;
+mod onward;
 mod reach;
 mod receipts;
 mod s3;

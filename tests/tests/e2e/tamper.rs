@@ -91,8 +91,15 @@ async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
     for (case, chunk_len) in [4096u32, 3000].into_iter().enumerate() {
         let data = bytes(3 * chunk_len as usize + 100, 40 + case as u64);
         let transfer = TransferId::random();
-        let create =
-            Request::CreateTransfer { transfer, recipients: vec![b.me.user.clone()], policy: None, approvers: vec![] };
+        let create = Request::CreateTransfer {
+            transfer,
+            recipients: vec![b.me.user.clone()],
+            policy: None,
+            approvers: vec![],
+            case: None,
+            expires_secs: None,
+            derived_from: None,
+        };
         assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
         let mut refs = vec![];
         for piece in data.chunks(chunk_len as usize) {
@@ -128,6 +135,7 @@ async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
             details: seal::seal_details(&details, &keys).unwrap(),
             policy: None,
             approvers: vec![],
+            derived_from: None,
         };
         let signed = manifest.sign(&a.signing);
         let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };

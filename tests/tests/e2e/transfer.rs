@@ -358,6 +358,9 @@ async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() 
             recipients: vec![uid("bob")],
             policy: None,
             approvers: vec![],
+            case: None,
+            expires_secs: None,
+            derived_from: None,
         })
         .await
         .unwrap();

@@ -256,6 +256,8 @@ async fn ui_labels_a_disclosure_and_the_approver_approves_it_on_his_page() {
     let carol = f.user_in("carol", "cps-se", &[Role::Caseworker]).await;
     let dan = f.user_in("dan", "cps-se", &[Role::Caseworker, Role::DisclosureApprover]).await;
     let dave = f.user_in("dave", "smith-law", &[Role::Caseworker]).await;
+    let firm = exhibit_proto::org::OrgId::new("smith-law").unwrap();
+    exhibit_client::ops::cases::change(&carol, "OP7", firm, true, None).await.unwrap();
     let src = f.path("src");
     let file = src.join("ABE-redacted.mp4");
     std::fs::write(&file, bytes(20_000, 3)).unwrap();

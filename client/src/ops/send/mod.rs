@@ -51,6 +51,11 @@ pub struct SendOptions {
     pub labels: LabelPlan,
     /// How a first send to an organisation is confirmed.
     pub confirm: Confirm,
+    /// Recipients' access ends this long after release (server default
+    /// for external recipients if `None`).
+    pub expires_secs: Option<u64>,
+    /// What it forwards (set by `exhibit forward`).
+    pub derived_from: Option<exhibit_proto::manifest::DerivedFrom>,
 }
 
 /// How the sender confirms a first send to an organisation (after seeing
@@ -79,6 +84,8 @@ impl SendOptions {
             progress: false,
             labels: LabelPlan::default(),
             confirm: Confirm::Yes,
+            expires_secs: None,
+            derived_from: None,
         }
     }
 }
@@ -183,6 +190,7 @@ async fn disclosure(
     r: &Resolved,
     labels: &LabelPlan,
     paths: &[&str],
+    case: Option<&str>,
 ) -> Result<Vec<DirectoryEntry>, ClientError> {
     let Some(first) = r.entries.iter().find(|e| r.orgs.is_external(e)) else {
         return Ok(vec![]);
@@ -197,6 +205,7 @@ async fn disclosure(
             )));
         }
     }
+    check_roster(conn, p, r, case).await?;
     let me = directory::own(conn, home, p).await?;
     let mine = &me.org;
     let mut approvers: Vec<DirectoryEntry> = directory::list(conn, p, Some(mine.clone()))
@@ -221,6 +230,47 @@ async fn disclosure(
         directory::check_pin(home, a)?;
     }
     Ok(approvers)
+}
+
+/// Every external recipient's organisation is on the roster of the case
+/// the send names (checked here, before upload, and again by the server).
+async fn check_roster(conn: &Conn, p: &Profile, r: &Resolved, case: Option<&str>) -> Result<(), ClientError> {
+    let outside: Vec<&DirectoryEntry> = r.entries.iter().filter(|e| r.orgs.is_external(e)).collect();
+    let Some(first) = outside.first() else { return Ok(()) };
+    let Some(case) = case else {
+        return Err(ClientError::Disclosure(format!(
+            "{} ({}) is outside police and CPS: name the case with --case, and its roster must list {}; \
+             nothing was uploaded",
+            first.user,
+            r.orgs.describe(first),
+            first.org
+        )));
+    };
+    let roster = match crate::ops::cases::roster_on(conn, p, case).await {
+        Ok(r) => r,
+        Err(e) if e.server_code() == Some(exhibit_proto::frame::ErrorCode::NotFound) => {
+            return Err(ClientError::Disclosure(format!(
+                "case {case} has no roster yet, so nothing of it may go to {}; a CPS caseworker or disclosure \
+                 approver opens it and adds {} (exhibit case open {case}; exhibit case allow {case} --org {}); \
+                 nothing was uploaded",
+                r.orgs.describe(first),
+                first.org,
+                first.org
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(e) = outside.iter().find(|e| !roster.lists(&e.org)) {
+        return Err(ClientError::Disclosure(format!(
+            "{} ({}) is not on the roster of case {case}; a caseworker or disclosure approver of {} (which keeps \
+             the case) can add it: exhibit case allow {case} --org {}; nothing was uploaded",
+            e.user,
+            r.orgs.describe(e),
+            roster.owner_name,
+            e.org
+        )));
+    }
+    Ok(())
 }
 
 /// A first send to an organisation is confirmed (the recipients were
@@ -313,7 +363,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
             unknown.len()
         )));
     }
-    let approvers = disclosure(&conn, home, &p, &resolved, &opts.labels, &paths).await?;
+    let approvers = disclosure(&conn, home, &p, &resolved, &opts.labels, &paths, opts.case_ref.as_deref()).await?;
     confirm_first(home, &resolved, &approvers, opts.confirm)?;
     let (sets, _) = opts.labels.sets(paths.iter().copied());
     if sets.len() > exhibit_proto::details::MAX_LABEL_SETS {
@@ -343,12 +393,21 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         version: crate::journal::send::JOURNAL_VERSION,
         labels: opts.labels.clone(),
         approvers: approver_ids.clone(),
+        expires_secs: opts.expires_secs,
+        derived_from: opts.derived_from.clone(),
     };
     let journal = Journal::create(home, &header)?;
     // One list of the files, held by the reader from here on.
     let sources = std::mem::take(&mut header.items);
-    let create =
-        Request::CreateTransfer { transfer, recipients: to.clone(), policy: Some(policy), approvers: approver_ids };
+    let create = Request::CreateTransfer {
+        transfer,
+        recipients: to.clone(),
+        policy: Some(policy),
+        approvers: approver_ids,
+        case: opts.case_ref.clone(),
+        expires_secs: opts.expires_secs,
+        derived_from: opts.derived_from.clone(),
+    };
     if let Err(e) = conn.request(&create).await.and_then(|r| match r {
         Response::Created => Ok(()),
         r => Err(unexpected(&r)),
@@ -446,6 +505,9 @@ async fn resume_counting(
                 recipients: h.to.clone(),
                 policy: Some(policy),
                 approvers: h.approvers.clone(),
+                case: h.case_ref.clone(),
+                expires_secs: h.expires_secs,
+                derived_from: h.derived_from.clone(),
             };
             match conn.request(&create).await? {
                 Response::Created => Default::default(),

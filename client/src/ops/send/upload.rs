@@ -207,6 +207,7 @@ pub(super) async fn upload(
         details: vec![],
         policy: Some(policy),
         approvers: h.approvers.clone(),
+        derived_from: h.derived_from.clone(),
     };
     let signed = manifest.sign(&p.signing);
     let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };

@@ -6,7 +6,10 @@ use exhibit_proto::{SignedManifest, TransferId, UserId};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use exhibit_proto::approval::SignedApproval;
 use exhibit_proto::directory::{Role, SignedEntry};
+use exhibit_proto::frame::Decision;
+use exhibit_proto::labels::PolicySummary;
 
 use super::{dec, enc, OpenError, MANIFESTS, META, TRANSFERS, USERS};
 use crate::core::records::{RecipientRecord, TransferRecord, UserRecord};
@@ -14,14 +17,15 @@ use crate::error::ServerError;
 use crate::meta::Result;
 
 /// The layout of the tables this build reads and writes.
-pub(super) const SCHEMA: u64 = 3;
+pub(super) const SCHEMA: u64 = 4;
 /// Where [`SCHEMA`] is kept in [`META`].
 pub(super) const SCHEMA_KEY: &[u8] = b"schema";
 
 /// Bring a store written by an earlier build up to [`SCHEMA`], in the
 /// transaction that opens it. Schema 1 (no key) kept each transfer's
 /// manifest inside its record; schema 2 had no roles besides the first,
-/// no approvers, labels summary or approval on a transfer.
+/// no approvers, labels summary or approval on a transfer; schema 3 no
+/// access expiry, source or onward transfers.
 pub(super) fn migrate(tx: &WriteTransaction) -> std::result::Result<(), OpenError> {
     let found = {
         let meta = tx.open_table(META).map_err(ServerError::from)?;
@@ -59,6 +63,8 @@ fn to_current(tx: &WriteTransaction, found: u64) -> Result<()> {
     if found <= 2 {
         rewrite::<legacy::TransferRecordV2, TransferRecord>(tx, TRANSFERS, "transfer (schema 2)")?;
         rewrite::<legacy::UserRecordV2, UserRecord>(tx, USERS, "user (schema 2)")?;
+    } else if found == 3 {
+        rewrite::<legacy::TransferRecordV3, TransferRecord>(tx, TRANSFERS, "transfer (schema 3)")?;
     }
     if found != SCHEMA {
         meta.insert(SCHEMA_KEY, SCHEMA.to_be_bytes().as_slice())?;
@@ -66,7 +72,7 @@ fn to_current(tx: &WriteTransaction, found: u64) -> Result<()> {
     Ok(())
 }
 
-/// Re-encode every record of `table` from its schema 2 form, one at a time.
+/// Re-encode every record of `table` from an earlier form, one at a time.
 fn rewrite<Old, New>(tx: &WriteTransaction, table: super::Bytes, what: &'static str) -> Result<()>
 where
     Old: serde::de::DeserializeOwned + Into<New>,
@@ -122,9 +128,57 @@ pub(super) mod legacy {
         pub ended_at: Option<u64>,
     }
 
+    /// A transfer as schema 3 stored it.
+    #[derive(Serialize, Deserialize)]
+    pub(in crate::meta::redb) struct TransferRecordV3 {
+        pub transfer: TransferId,
+        pub sender: UserId,
+        pub recipients: Vec<RecipientRecord>,
+        pub state: TransferState,
+        pub created_at: u64,
+        pub sealed_at: Option<u64>,
+        pub deadline: Option<u64>,
+        pub case_ref: Option<String>,
+        pub items: u32,
+        pub bytes: u64,
+        pub chunks: u32,
+        pub ended_at: Option<u64>,
+        pub approvers: Vec<UserId>,
+        pub policy: Option<PolicySummary>,
+        pub decision: Option<Decision>,
+        pub approval: Option<SignedApproval>,
+    }
+
+    impl From<TransferRecordV3> for TransferRecord {
+        fn from(v: TransferRecordV3) -> Self {
+            TransferRecord {
+                transfer: v.transfer,
+                sender: v.sender,
+                recipients: v.recipients,
+                state: v.state,
+                created_at: v.created_at,
+                sealed_at: v.sealed_at,
+                deadline: v.deadline,
+                case_ref: v.case_ref,
+                items: v.items,
+                bytes: v.bytes,
+                chunks: v.chunks,
+                ended_at: v.ended_at,
+                approvers: v.approvers,
+                policy: v.policy,
+                decision: v.decision,
+                approval: v.approval,
+                expires_secs: None,
+                access_until: None,
+                derived_from: None,
+                onward: vec![],
+            }
+        }
+    }
+
     impl From<TransferRecordV2> for TransferRecord {
         fn from(v: TransferRecordV2) -> Self {
-            TransferRecord {
+            TransferRecordV3 {
                 transfer: v.transfer,
                 sender: v.sender,
                 recipients: v.recipients,
@@ -142,6 +196,7 @@ pub(super) mod legacy {
                 decision: None,
                 approval: None,
             }
+            .into()
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use exhibit_proto::audit::{AuditEntry, SignedCheckpoint};
 
+use exhibit_proto::case::CaseInfo;
 use exhibit_proto::org::OrgId;
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -50,6 +51,8 @@ const OUTBOX: Bytes = TableDefinition::new("outbox");
 const APPROVALS: Bytes = TableDefinition::new("approvals");
 /// organisation id → OrgRecord.
 const ORGS: Bytes = TableDefinition::new("orgs");
+/// Case reference → CaseInfo (its roster changes as signed).
+const CASES: Bytes = TableDefinition::new("cases");
 /// transfer id ‖ recipient → [`AcceptedReceipt`].
 const RECEIPTS: Bytes = TableDefinition::new("receipts");
 /// due time (u64 BE) ‖ transfer id → [`Due`]: the scheduler reads only
@@ -76,7 +79,7 @@ const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 22] = [
+const TABLES: [Bytes; 23] = [
     USERS,
     CERTS,
     CODES,
@@ -88,6 +91,7 @@ const TABLES: [Bytes; 22] = [
     OUTBOX,
     APPROVALS,
     ORGS,
+    CASES,
     RECEIPTS,
     DEADLINES,
     CHUNK_REFS,
@@ -343,6 +347,10 @@ impl<S: Source> Read for View<S> {
 
     fn orgs(&self) -> Result<Vec<OrgRecord>> {
         self.scan(ORGS, None, usize::MAX, "organisation")
+    }
+
+    fn case(&self, case: &str) -> Result<Option<CaseInfo>> {
+        self.get(CASES, case.as_bytes(), "case")
     }
 
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>> {

@@ -99,12 +99,53 @@ fn a_schema_1_store_is_migrated_once_keeping_every_record_and_manifest() {
     }
     let db = Database::create(&path).unwrap();
     let tx = db.begin_write().unwrap();
-    tx.open_table(META).unwrap().insert(SCHEMA_KEY, 4u64.to_be_bytes().as_slice()).unwrap();
+    tx.open_table(META).unwrap().insert(SCHEMA_KEY, 5u64.to_be_bytes().as_slice()).unwrap();
     tx.commit().unwrap();
     drop(db);
     let Err(e) = RedbMeta::open(&path) else { panic!("a newer schema was opened") };
-    assert!(matches!(e, OpenError::NewerSchema { found: 4, supported: 3 }), "{e:?}");
+    assert!(matches!(e, OpenError::NewerSchema { found: 5, supported: 4 }), "{e:?}");
     assert!(ServerError::from(e).to_string().contains("newer exhibitd"));
+}
+
+#[test]
+fn a_schema_3_transfer_gains_no_expiry_no_source_and_no_onward_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    let id = TransferId::random();
+    let (old, _) = v1(id, None).split();
+    let v3: legacy::TransferRecordV3 = {
+        let r = TransferRecord::from(old);
+        legacy::TransferRecordV3 {
+            transfer: r.transfer,
+            sender: r.sender,
+            recipients: r.recipients,
+            state: r.state,
+            created_at: r.created_at,
+            sealed_at: r.sealed_at,
+            deadline: r.deadline,
+            case_ref: r.case_ref,
+            items: r.items,
+            bytes: r.bytes,
+            chunks: r.chunks,
+            ended_at: r.ended_at,
+            approvers: vec![UserId::new("dana").unwrap()],
+            policy: None,
+            decision: None,
+            approval: None,
+        }
+    };
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TRANSFERS).unwrap().insert(id.as_bytes().as_slice(), enc(&v3).as_slice()).unwrap();
+        tx.open_table(META).unwrap().insert(SCHEMA_KEY, 3u64.to_be_bytes().as_slice()).unwrap();
+        tx.commit().unwrap();
+    }
+    let store = RedbMeta::open(&path).unwrap();
+    let rec = store.read().unwrap().transfer(&id).unwrap().unwrap();
+    assert_eq!((rec.approvers.len(), rec.case_ref.as_deref(), rec.bytes), (1, Some("OP-1"), 4000));
+    assert!(rec.access_until.is_none() && rec.expires_secs.is_none() && rec.derived_from.is_none());
+    assert!(rec.onward.is_empty());
 }
 
 /// A file as the redb 2.6.4 release writes it (file format v2), with

@@ -20,6 +20,11 @@ impl Tx for View<WriteTransaction> {
         Ok(())
     }
 
+    fn put_case(&mut self, case: &CaseInfo) -> Result<()> {
+        self.0.t(CASES)?.insert(case.case.as_bytes(), enc(case).as_slice())?;
+        Ok(())
+    }
+
     fn put_cert(&mut self, cert: &[u8; 32], user: &UserId) -> Result<()> {
         self.0.t(CERTS)?.insert(cert.as_slice(), user.as_str().as_bytes())?;
         Ok(())
