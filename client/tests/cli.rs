@@ -303,52 +303,69 @@ fn ui_prints_a_loopback_url_with_a_token_and_serves_only_with_it() {
 fn readme_disclosure_example() {
     let (env, admin_code) = start();
     env.enrol("admin", &admin_code);
+    env.ok("admin", &["admin", "org", "add", "kent-police", "--name", "Kent Police", "--kind", "police"]);
     env.ok("admin", &["admin", "org", "add", "cps-se", "--name", "CPS South East", "--kind", "cps"]);
     env.ok("admin", &["admin", "org", "add", "smith-law", "--name", "Smith & Co Solicitors", "--kind", "defence"]);
     let orgs = env.json("admin", &["admin", "org", "list"]);
-    assert_eq!(orgs.as_array().unwrap().iter().filter(|o| o["external"] == true).count(), 2, "{orgs}");
+    assert_eq!(orgs.as_array().unwrap().iter().filter(|o| o["kind"] == "defence").count(), 1, "{orgs}");
     let add =
         |u: &str, org: &str, role: &str| env.json("admin", &["admin", "user", "add", u, "--org", org, "--role", role]);
+    let a = add("alice", "kent-police", "evidence-unit");
     let b = add("bob", "cps-se", "caseworker");
     let d = add("dave", "smith-law", "caseworker");
     let n = add("dana", "cps-se", "caseworker,disclosure-approver");
-    for (who, c) in [("bob", &b), ("dave", &d), ("dana", &n)] {
+    for (who, c) in [("alice", &a), ("bob", &b), ("dave", &d), ("dana", &n)] {
         env.enrol(who, c["code"].as_str().unwrap());
     }
+    // The police send the interview to bob, who fetches it.
     let src = env.dir.path().join("case-OP7");
     std::fs::create_dir_all(src.join("interviews")).unwrap();
     std::fs::write(src.join("interviews/ABE-1.mp4"), vec![7u8; 300_000]).unwrap();
-    let s = src.to_str().unwrap();
+    let t = env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--case", "OP7", "--yes"]);
+    let t = t["transfer"].as_str().unwrap().to_owned();
+    env.json("bob", &["fetch", &t, "-o", env.dir.path().join("bob-received").to_str().unwrap()]);
 
-    let refused = env.run("bob", &["send", s, "--to", "dave", "--case", "OP7", "--yes"]);
+    let redacted = env.dir.path().join("ABE-1-redacted.mp4");
+    std::fs::write(&redacted, vec![3u8; 200_000]).unwrap();
+    let swap = format!("case-OP7/interviews/ABE-1.mp4={}", redacted.display());
+    let forward_redacted =
+        ["forward", &t, "--to", "dave", "--yes", "--schedule", "used", "--redacted", &swap, "--victim-details", "no"];
+    // The firm is not on the case's roster: refused, saying how to add it.
+    let refused = env.run("bob", &forward_redacted);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("exhibit case open OP7") && err.contains("--org smith-law"), "{err}");
+    env.ok("bob", &["case", "allow", "OP7", "--org", "smith-law", "--note", "defence for defendant 1"]);
+    let roster = env.json("bob", &["case", "roster", "OP7"]);
+    assert_eq!((roster["owner"].as_str(), roster["roster"][0]["org"].as_str()), (Some("cps-se"), Some("smith-law")));
+    assert!(env.ok("alice", &["case", "roster", "OP7"]).contains("defence for defendant 1"));
+    assert!(!env.run("dave", &["case", "roster", "OP7"]).status.success(), "the defence reads rosters");
+
+    // Forwarded as it came (unredacted, unscheduled, victim details): refused, naming the item.
+    let refused = env.run("bob", &["forward", &t, "--to", "dave", "--yes"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("case-OP7/interviews/ABE-1.mp4") && err.contains("Smith & Co Solicitors (defence)"), "{err}");
-    assert_eq!(env.json("bob", &["outbox"]).as_array().unwrap().len(), 0, "a refused send left a transfer");
+    assert_eq!(env.json("bob", &["outbox"]).as_array().unwrap().len(), 0, "a refused forward left a transfer");
 
-    let sent = env.json(
-        "bob",
-        &["send", s, "--to", "dave", "--case", "OP7", "--yes", "--material", "interview", "--schedule", "used"]
-            .into_iter()
-            .chain(["--redaction", "redacted", "--victim-details", "no"])
-            .collect::<Vec<_>>(),
-    );
-    let t = sent["transfer"].as_str().unwrap().to_owned();
+    let sent = env.json("bob", &forward_redacted);
+    let f = sent["transfer"].as_str().unwrap().to_owned();
+    assert_eq!((sent["source"].as_str(), sent["redacted"].as_u64()), (Some(t.as_str()), Some(1)));
     assert_eq!(sent["awaiting_approval"], true);
     assert_eq!(sent["approvers"][0], "dana");
     assert_eq!(env.json("dave", &["inbox"]).as_array().unwrap().len(), 0);
-    let early = env.run("dave", &["fetch", &t, "-o", env.dir.path().join("early").to_str().unwrap()]);
+    let early = env.run("dave", &["fetch", &f, "-o", env.dir.path().join("early").to_str().unwrap()]);
     assert!(!early.status.success());
 
     let waiting = env.json("dana", &["approvals"]);
-    assert_eq!(waiting[0]["transfer"], t.as_str());
-    let review = env.json("dana", &["approve", &t, "--dry-run"]);
+    assert_eq!(waiting[0]["transfer"], f.as_str());
+    let review = env.json("dana", &["approve", &f, "--dry-run"]);
     assert_eq!(review["recipients"][0]["org_kind"], "defence");
-    assert_eq!(review["items"][0]["labels"], "official-sensitive, interview, used, redacted, no victim details");
+    assert_eq!(review["items"][0]["labels"], "official-sensitive, other, used, redacted, no victim details");
     // Without a terminal, approving needs --yes.
-    assert!(!env.run("dana", &["approve", &t]).status.success());
-    let approved = env.json("dana", &["approve", &t, "--yes"]);
-    assert_eq!(approved["approved"], t.as_str());
+    assert!(!env.run("dana", &["approve", &f]).status.success());
+    let approved = env.json("dana", &["approve", &f, "--yes"]);
+    assert_eq!(approved["approved"], f.as_str());
 
     // The inbox names each person with their organisation and its kind.
     let inbox = env.ok("dave", &["inbox"]);
@@ -356,14 +373,25 @@ fn readme_disclosure_example() {
     assert!(inbox.contains("dave (dave, Smith & Co Solicitors (defence))"), "{inbox}");
     assert!(inbox.contains("approved by dana"), "{inbox}");
     let out = env.dir.path().join("dave-received");
-    env.json("dave", &["fetch", &t, "-o", out.to_str().unwrap()]);
-    assert_eq!(read_tree(&out.join("case-OP7")), read_tree(&src));
+    env.json("dave", &["fetch", &f, "-o", out.to_str().unwrap()]);
+    assert_eq!(read_tree(&out.join("case-OP7")), vec![("interviews/ABE-1.mp4".to_owned(), vec![3u8; 200_000])]);
     let receipt = env.dir.path().join("receipt-defence.json");
-    env.ok("bob", &["receipt", "export", &t, "-o", receipt.to_str().unwrap()]);
+    env.ok("bob", &["receipt", "export", &f, "-o", receipt.to_str().unwrap()]);
     let v = env.json("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
     assert_eq!(v["summary"]["approved_by"], "dana");
     let text = env.ok("nobody", &["receipt", "verify", receipt.to_str().unwrap(), "--ca", &env.ca]);
     assert!(text.contains("approved by  dana"), "{text}");
+
+    // The police see where their material went.
+    let custody = env.ok("alice", &["custody", &t]);
+    assert!(custody.contains("ONWARD") && custody.contains(&f) && custody.contains("approved by dana"), "{custody}");
+    assert!(custody.contains("Smith & Co Solicitors (defence)): acknowledged"), "{custody}");
+    let j = env.json("alice", &["custody", &t]);
+    assert_eq!(j["onward"][0]["recipients"][0]["state"], "acknowledged");
+    // The access of the defence ends (the server's default for defence:
+    // 28 days), and bob can extend it.
+    assert!(env.ok("dave", &["inbox"]).contains("access until"));
+    env.ok("bob", &["extend", &f, "--by", "7d"]);
 }
 
 /// Issue 25, item 3: keys at rest under a passphrase.

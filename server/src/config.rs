@@ -600,4 +600,29 @@ mod tests {
         assert!(c("0s").is_err(), "a pass in no time");
         assert!(c("fast").is_err());
     }
+
+    #[test]
+    fn external_access_names_only_external_kinds_with_periods_or_never() {
+        use exhibit_proto::org::OrgKind;
+        let c = |pairs: &[(&str, &str)]| {
+            let mut c = Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+            c.external_access = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            c.settings(Path::new("/")).map(|s| s.external_access)
+        };
+        assert_eq!(c(&[("defence", "28d"), ("court", "never")]).unwrap(), vec![(OrgKind::Defence, 28 * 86_400)]);
+        assert!(c(&[("cps", "1d")]).unwrap_err().to_string().contains("police and CPS"));
+        assert!(c(&[("defence", "0s")]).is_err());
+        assert!(c(&[("defense", "1d")]).is_err());
+        assert!(c(&[("probation", "soon")]).is_err());
+    }
+
+    #[test]
+    fn the_documented_config_is_the_default() {
+        let text = include_str!("../../deploy/exhibit.toml");
+        let documented: Config = toml::from_str(text).unwrap();
+        let d = Config::new(".".into(), "127.0.0.1:4433".parse().unwrap(), "localhost".into());
+        assert_eq!(documented.approve_within, d.approve_within);
+        let s = documented.settings(Path::new("/")).unwrap();
+        assert_eq!(s.external_access, d.settings(Path::new("/")).unwrap().external_access);
+    }
 }

@@ -97,6 +97,9 @@ fn transfer_json(t: &TransferInfo) -> serde_json::Value {
         "created_at": t.created_at,
         "sealed_at": t.sealed_at,
         "deadline": t.deadline,
+        "ended_at": t.ended_at,
+        "access_until": t.access_until,
+        "derived_from": t.derived_from.map(|d| d.to_string()),
         "recipients": t.recipients.iter().map(|r| json!({
             "user": r.user.to_string(), "state": r.state.as_str(), "at": r.at,
         })).collect::<Vec<_>>(),
@@ -433,6 +436,21 @@ fn transfers_text_named(list: &[TransferInfo], names: &std::collections::HashMap
                     format_time(d.at),
                     cell(d.reason.as_deref().unwrap_or("-"))
                 );
+            }
+            _ => {}
+        }
+        if let Some(from) = t.derived_from {
+            let _ = writeln!(o, "    forwarded from transfer {from}");
+        }
+        match (t.state, t.access_until, t.ended_at) {
+            (TransferState::Expired, Some(u), Some(at)) if u <= at => {
+                let _ = writeln!(o, "    access ended {}; its evidence was deleted", format_time(u));
+            }
+            (TransferState::Expired | TransferState::Revoked, _, Some(at)) => {
+                let _ = writeln!(o, "    {} {}", t.state.as_str(), format_time(at));
+            }
+            (_, Some(u), _) => {
+                let _ = writeln!(o, "    access until {}", format_time(u));
             }
             _ => {}
         }
