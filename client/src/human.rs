@@ -3,6 +3,11 @@
 
 pub use exhibit_proto::duration::format_time;
 
+/// A transfer id in JSON: its hex form, as every listing prints it.
+pub fn id_hex<S: serde::Serializer>(id: &exhibit_proto::TransferId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 /// A size for people: bytes, KB, MB or GB (powers of 1000, as disks are sold).
 pub fn format_size(n: u64) -> String {
     match n {

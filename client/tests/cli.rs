@@ -509,3 +509,45 @@ fn keys_at_rest_are_encrypted_with_a_passphrase() {
     assert!(std::fs::read(bob_home.join("signing.key")).unwrap().starts_with(b"age-encryption.org/v1\n"));
     assert_eq!(whoami(&bob_pw3), fingerprint);
 }
+
+/// Issue 24, item 3: a transfer is named by a unique prefix of its id or
+/// by its case reference wherever an id is taken.
+#[test]
+fn transfers_are_named_by_a_prefix_or_a_case_reference() {
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    env.ok("admin", &["admin", "org", "add", "kent-police", "--name", "Kent Police", "--kind", "police"]);
+    env.ok("admin", &["admin", "org", "add", "cps-se", "--name", "CPS South East", "--kind", "cps"]);
+    let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "kent-police", "--role", "evidence-unit"]);
+    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "cps-se", "--role", "caseworker"]);
+    env.enrol("alice", a["code"].as_str().unwrap());
+    env.enrol("bob", b["code"].as_str().unwrap());
+    let file = env.dir.path().join("statement.pdf");
+    std::fs::write(&file, b"witness statement").unwrap();
+    let send = |case: &str| {
+        let t = env.json("alice", &["send", file.to_str().unwrap(), "--to", "bob", "--case", case, "--yes"]);
+        t["transfer"].as_str().unwrap().to_owned()
+    };
+    let (one, two, three) = (send("OP-1"), send("OP-2"), send("OP-2"));
+    let out = |n: &str| env.dir.path().join(n).to_str().unwrap().to_owned();
+
+    // By its first 8 characters.
+    let f = env.json("bob", &["fetch", &one[..8], "-o", &out("by-prefix")]);
+    assert_eq!(f["transfer"], one.as_str());
+    // By its case, where one transfer has it.
+    let c = env.json("alice", &["custody", "--case", "OP-1"]);
+    assert_eq!(c["transfer"], one.as_str());
+    // A case with two transfers: refused, naming both.
+    let e = env.run("bob", &["fetch", "--case", "OP-2", "-o", &out("ambiguous")]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && err.contains(&two) && err.contains(&three), "{err}");
+    // Too short, or nobody's.
+    let e = env.run("bob", &["fetch", &two[..5], "-o", &out("short")]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("6 or more"), "{}", String::from_utf8_lossy(&e.stderr));
+    let stranger = if two.starts_with("000000") { "ffffff" } else { "000000" };
+    let e = env.run("bob", &["fetch", stranger, "-o", &out("none")]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("no transfer"), "{}", String::from_utf8_lossy(&e.stderr));
+    // The sender revokes one by prefix.
+    let r = env.json("alice", &["revoke", &three[..10]]);
+    assert_eq!(r["revoked"], three.as_str());
+}

@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use exhibit_proto::directory::Role;
 use exhibit_proto::labels::{Handling, Material, Redaction, Schedule};
 use exhibit_proto::org::{OrgId, OrgKind};
-use exhibit_proto::{TransferId, UserId};
+use exhibit_proto::UserId;
+
+use crate::ops::listing::TransferRef;
 
 /// exhibit: send evidence encrypted end to end to named recipients, with
 /// signed delivery receipts.
@@ -113,8 +115,8 @@ pub enum Command {
     Case(CaseCommand),
     /// Extend the recipients' access to a transfer you sent.
     Extend {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
         /// By how long, e.g. 7d.
         #[arg(long, value_name = "DURATION")]
         by: String,
@@ -125,8 +127,8 @@ pub enum Command {
     Outbox,
     /// Download, verify and decrypt a transfer, then send a signed receipt.
     Fetch {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
         /// Output directory.
         #[arg(short, long, default_value = ".")]
         out: PathBuf,
@@ -139,8 +141,8 @@ pub enum Command {
     Resume,
     /// Stop the recipients of a transfer you sent from fetching it.
     Revoke {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
     },
     /// Chain of custody of a transfer you sent or received, for a court
     /// bundle.
@@ -152,8 +154,8 @@ pub enum Command {
     /// note, items) and approve it with your signature; it is then
     /// released to its recipients.
     Approve {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
         /// Approve without asking (after reviewing it with `--dry-run`).
         #[arg(long)]
         yes: bool,
@@ -164,8 +166,8 @@ pub enum Command {
     /// Refuse a disclosure waiting for your approval; its recipients never
     /// see it.
     Refuse {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
         /// Why (shown to the sender and kept in the chain of custody).
         #[arg(long)]
         reason: String,
@@ -283,7 +285,8 @@ pub struct SendArgs {
 #[derive(Args, Debug)]
 pub struct ForwardArgs {
     /// The transfer you received.
-    pub transfer: TransferId,
+    #[command(flatten)]
+    pub target: Target,
     /// New recipient user id (repeat for several).
     #[arg(long, required = true)]
     pub to: Vec<UserId>,
@@ -363,6 +366,32 @@ pub enum CaseCommand {
     },
 }
 
+/// A transfer, as a person names it: its id, the first 6 or more
+/// characters of it, or (`--case`) the case reference it was sent under.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Transfer id, or its first 6 or more characters (unique among those
+    /// you sent, received or may approve).
+    #[arg(value_name = "TRANSFER", value_parser = TransferRef::parse, required_unless_present = "by_case")]
+    pub transfer: Option<TransferRef>,
+    /// Instead of the id: the transfer sent under this case reference (when
+    /// it is the only one of yours).
+    #[arg(long = "case", value_name = "REF", conflicts_with = "transfer")]
+    pub by_case: Option<String>,
+}
+
+impl Target {
+    /// What was named.
+    pub fn named(&self) -> TransferRef {
+        match (&self.transfer, &self.by_case) {
+            (Some(t), _) => t.clone(),
+            (None, Some(c)) => TransferRef::Case(c.clone()),
+            // clap requires one of them.
+            (None, None) => TransferRef::Case(String::new()),
+        }
+    }
+}
+
 fn yes_no(s: &str) -> Result<bool, String> {
     match s {
         "yes" | "true" => Ok(true),
@@ -374,8 +403,8 @@ fn yes_no(s: &str) -> Result<bool, String> {
 /// `exhibit custody` and `exhibit admin custody`.
 #[derive(Args, Debug)]
 pub struct CustodyArgs {
-    /// Transfer id.
-    pub transfer: TransferId,
+    #[command(flatten)]
+    pub target: Target,
     /// Print the report as HTML.
     #[arg(long)]
     pub html: bool,
@@ -389,16 +418,16 @@ pub struct CustodyArgs {
 pub enum ReceiptCommand {
     /// Show a transfer's receipt, verified.
     Show {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
         /// Whose receipt (default: yours, or the only recipient's).
         #[arg(long)]
         recipient: Option<UserId>,
     },
     /// Save a receipt bundle anyone with the CA certificate can verify.
     Export {
-        /// Transfer id.
-        transfer: TransferId,
+        #[command(flatten)]
+        target: Target,
         /// Output file.
         #[arg(short, long)]
         out: PathBuf,

@@ -81,8 +81,9 @@ impl Cli {
             Command::Send(a) => send_cmd(&home, o, a).await,
             Command::Forward(a) => forward_cmd(&home, o, a).await,
             Command::Case(c) => case_cmd(&home, o, c).await,
-            Command::Extend { transfer, by } => {
+            Command::Extend { target, by } => {
                 let secs = duration("--by", &by)?;
+                let transfer = listing::resolve(&home, &target.named()).await?;
                 crate::ops::custody::extend(&home, transfer, secs).await?;
                 let text =
                     format!("access to transfer {transfer} extended by {}", exhibit_proto::duration::format_secs(secs));
@@ -96,16 +97,24 @@ impl Cli {
                 let (l, names) = listing::fetch_named(&home, false).await?;
                 print::transfers_named(&l, &names, o.json)
             }
-            Command::Fetch { transfer, out } => fetch_cmd(&home, o, transfer, out).await,
+            Command::Fetch { target, out } => {
+                let transfer = listing::resolve(&home, &target.named()).await?;
+                fetch_cmd(&home, o, transfer, out).await
+            }
             Command::Receipt(c) => receipt_cmd(&home, o, c).await,
             Command::Resume => resume_cmd(&home, o).await,
-            Command::Revoke { transfer } => {
+            Command::Revoke { target } => {
+                let transfer = listing::resolve(&home, &target.named()).await?;
                 print::revoked(&transfer.to_string(), &custody::revoke(&home, transfer).await?, o.json)
             }
             Command::Custody(a) | Command::Admin(AdminCommand::Custody(a)) => custody_cmd(&home, o, a).await,
             Command::Approvals => print::approvals(&approvals::waiting(&home).await?, o.json),
-            Command::Approve { transfer, yes, dry_run } => approve_cmd(&home, o, transfer, yes, dry_run).await,
-            Command::Refuse { transfer, reason } => {
+            Command::Approve { target, yes, dry_run } => {
+                let transfer = listing::resolve(&home, &target.named()).await?;
+                approve_cmd(&home, o, transfer, yes, dry_run).await
+            }
+            Command::Refuse { target, reason } => {
+                let transfer = listing::resolve(&home, &target.named()).await?;
                 approvals::refuse(&home, transfer, reason).await?;
                 print::line(&json!({"refused": transfer.to_string()}), &format!("transfer {transfer} refused"), o.json)
             }
@@ -265,8 +274,9 @@ fn duration(flag: &str, d: &str) -> Result<u64, ClientError> {
 }
 
 async fn forward_cmd(home: &Home, o: Out, a: ForwardArgs) -> Result<(), ClientError> {
+    let source = listing::resolve(home, &a.target.named()).await?;
     let opts = crate::ops::forward::ForwardOptions {
-        source: a.transfer,
+        source,
         to: a.to,
         items: a.items,
         redacted: a.redacted,
@@ -333,11 +343,13 @@ async fn fetch_cmd(home: &Home, o: Out, transfer: TransferId, out: PathBuf) -> R
 
 async fn receipt_cmd(home: &Home, o: Out, c: ReceiptCommand) -> Result<(), ClientError> {
     match c {
-        ReceiptCommand::Show { transfer, recipient } => {
+        ReceiptCommand::Show { target, recipient } => {
+            let transfer = listing::resolve(home, &target.named()).await?;
             let (summary, checked) = receipt::show(home, transfer, recipient).await?;
             print::receipt(&summary, checked, o.json)
         }
-        ReceiptCommand::Export { transfer, out, recipient } => {
+        ReceiptCommand::Export { target, out, recipient } => {
+            let transfer = listing::resolve(home, &target.named()).await?;
             let (b, items) = receipt::export(home, transfer, recipient, &out).await?;
             print::receipt_exported(&b, &out, items.as_deref(), o.json)
         }
@@ -362,7 +374,8 @@ async fn resume_cmd(home: &Home, o: Out) -> Result<(), ClientError> {
 }
 
 async fn custody_cmd(home: &Home, o: Out, a: CustodyArgs) -> Result<(), ClientError> {
-    let (report, bundles) = custody::custody(home, a.transfer).await?;
+    let transfer = listing::resolve(home, &a.target.named()).await?;
+    let (report, bundles) = custody::custody(home, transfer).await?;
     if let Some(dir) = &a.out {
         custody::export(home, dir, &report, &bundles).await?;
         eprintln!(

@@ -64,6 +64,7 @@ pub struct ReviewItem {
 #[derive(Clone, Debug, Serialize)]
 pub struct Review {
     /// Transfer id.
+    #[serde(serialize_with = "crate::human::id_hex")]
     pub transfer: TransferId,
     /// Sender.
     pub sender: Person,

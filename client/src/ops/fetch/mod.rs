@@ -64,6 +64,7 @@ pub struct FetchedItem {
 #[derive(Clone, Debug, Serialize)]
 pub struct FetchOutcome {
     /// Transfer id.
+    #[serde(serialize_with = "crate::human::id_hex")]
     pub transfer: TransferId,
     /// Sender.
     pub sender: String,
