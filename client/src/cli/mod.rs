@@ -386,7 +386,7 @@ async fn custody_cmd(home: &Home, o: Out, a: CustodyArgs) -> Result<(), ClientEr
     }
     if o.json {
         print::json(&report)?;
-    } else if a.html {
+    } else if a.html && a.out.is_none() {
         print!("{}", custody::html(&report));
     } else if a.out.is_none() {
         print!("{}", custody::text(&report));

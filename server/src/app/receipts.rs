@@ -147,6 +147,27 @@ pub struct Custody {
     pub onward: Vec<TransferRecord>,
 }
 
+/// One audited view of a transfer's custody per person per day: a court
+/// bundle read again, or read page by page, is one `custody-read`.
+fn audit_view(
+    s: &State,
+    caller: &UserRecord,
+    transfer: &TransferId,
+    now: u64,
+    details: &str,
+) -> Result<(), ServerError> {
+    let seen = s.meta.read()?.audit_about(&transfer.to_string(), 0, usize::MAX - 1)?.iter().rev().any(|e| {
+        e.body.action == "custody-read" && e.body.actor == caller.user.as_str() && now.saturating_sub(e.body.time) < DAY
+    });
+    if !seen {
+        audit::record(s, Ev::new(now, &caller.user, "custody-read", transfer).details(details))?;
+    }
+    Ok(())
+}
+
+/// A day, in seconds.
+const DAY: u64 = 86_400;
+
 /// Audit entries about `transfer` after seq `after`: at most `limit`, and
 /// no more than [`limits::PAGE_BYTES`] encoded, with the seq to go on after
 /// when there may be more.
@@ -176,7 +197,7 @@ fn entries_page(
 /// come by [`custody_entries`].
 pub fn custody(s: &State, caller: &UserRecord, transfer: &TransferId, now: u64) -> Result<Custody, ServerError> {
     policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
-    audit::record(s, Ev::new(now, &caller.user, "custody-read", transfer))?;
+    audit_view(s, caller, transfer, now, "")?;
     let r = s.meta.read()?;
     let record = policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
     let (entries, _) = entries_page(r.as_ref(), transfer, 0, usize::MAX - 1)?;
@@ -203,7 +224,6 @@ pub fn custody_entries(
     now: u64,
 ) -> Result<(Vec<AuditEntry>, Option<u64>), ServerError> {
     policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
-    let ev = Ev::new(now, &caller.user, "custody-read", transfer).details(format!("entries after {after}"));
-    audit::record(s, ev)?;
+    audit_view(s, caller, transfer, now, &format!("entries after {after}"))?;
     entries_page(s.meta.read()?.as_ref(), transfer, after, limit)
 }
