@@ -2,11 +2,14 @@
 # Throughput and memory benchmark, all in one run on one machine:
 #   b3sum and `rage -e` on the same file (the crypto alone), scp to
 #   127.0.0.1 (if an sshd can be started), and exhibit send and fetch over
-#   loopback QUIC; MiB/s for each, ratios exhibit/rage and exhibit/scp, and
-#   peak RSS of client and server.
+#   loopback QUIC and then over TLS on TCP (the same file, the same server);
+#   MiB/s for each, ratios exhibit/rage, exhibit/scp and TCP/QUIC, and peak
+#   RSS of client and server.
 #
 # Usage: bench/run.sh [SIZE_MIB ...]     (default: 1024 4096)
-# Needs ~4x the largest size free under $BENCH_DIR (default /tmp/exhibit-bench).
+# Needs ~5x the largest size free under $BENCH_DIR (default /tmp/exhibit-bench):
+# the file, the server's copy of each transport's send, the fetched copy
+# and the disk rows' scratch file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=("${@:-1024 4096}")
@@ -106,16 +109,26 @@ for MIB in "${SIZES[@]}"; do
         fi
         rm -f "$DIR/scp-copy.bin"
     fi
+    # QUIC (the rows the rage and scp ratios, CPU and memory lines below
+    # are about), then TLS over TCP with h2 streams: the same file.
     warm "$F"; C0=$(server_cpu); D0=$(disk_ms)
-    timed "$BIN/exhibit" --home "$DIR/alice" send "$F" --to bob --json --yes
+    timed "$BIN/exhibit" --home "$DIR/alice" --transport quic send "$F" --to bob --json --yes
     row "exhibit send"; SEND=$T; SEND_RSS=$RSS; SEND_CPU=$CPU; SEND_SRV=$(python3 -c "print($(server_cpu) - $C0)")
     SEND_BUSY=$(busy "$D0" || true)
     TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")
     rm -rf "$DIR/out"
     C0=$(server_cpu); D0=$(disk_ms)
-    timed "$BIN/exhibit" --home "$DIR/bob" fetch "$TID" -o "$DIR/out" --json
+    timed "$BIN/exhibit" --home "$DIR/bob" --transport quic fetch "$TID" -o "$DIR/out" --json
     row "exhibit fetch"; FETCH=$T; FETCH_RSS=$RSS; FETCH_SRV=$(python3 -c "print($(server_cpu) - $C0)")
     FETCH_BUSY=$(busy "$D0" || true)
+    cmp "$F" "$DIR/out/file-$MIB.bin" || { echo "MISMATCH"; exit 1; }
+    rm -rf "$DIR/out"
+    warm "$F"
+    timed "$BIN/exhibit" --home "$DIR/alice" --transport tcp send "$F" --to bob --json --yes
+    row "send over TCP"; TCP_SEND=$T
+    TID=$(X alice outbox --json | python3 -c "import json,sys;print(json.load(sys.stdin)[0]['transfer'])")
+    timed "$BIN/exhibit" --home "$DIR/bob" --transport tcp fetch "$TID" -o "$DIR/out" --json
+    row "fetch over TCP"; TCP_FETCH=$T
     cmp "$F" "$DIR/out/file-$MIB.bin" || { echo "MISMATCH"; exit 1; }
     rm -rf "$DIR/out"
     # A fetch on one machine reads every chunk (server) and writes every
@@ -146,6 +159,10 @@ for MIB in "${SIZES[@]}"; do
     echo "  ratios: send/rage $(python3 -c "print(f'{$RAGE/$SEND:.2f}')")  fetch/rage $(python3 -c "print(f'{$RAGE/$FETCH:.2f}')")  (>= 0.60 is the target; rate ratios)"
     if [ "$SCP" = yes ]; then
         echo "  ratios: send/scp $(python3 -c "print(f'{$SCPT/$SEND:.2f}')")  fetch/scp $(python3 -c "print(f'{$SCPT/$FETCH:.2f}')")  (> 1 is faster than scp)"
+    fi
+    echo "  TCP/QUIC: send $(python3 -c "print(f'{$SEND/$TCP_SEND:.2f}')")  fetch $(python3 -c "print(f'{$FETCH/$TCP_FETCH:.2f}')")  (rate ratios; target >= 0.8)"
+    if [ "$SCP" = yes ]; then
+        echo "  TCP/scp: send $(python3 -c "print(f'{$SCPT/$TCP_SEND:.2f}')")  fetch $(python3 -c "print(f'{$SCPT/$TCP_FETCH:.2f}')")  (rate ratios; target >= 2)"
     fi
     echo "  server CPU s/GiB: send $(per_gib "$SEND_SRV"), fetch $(per_gib "$FETCH_SRV") (the rows above are the client's)"
     SEND_ALL=$(python3 -c "print(($SEND_CPU + $SEND_SRV) * 1024 / $MIB)")

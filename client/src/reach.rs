@@ -45,6 +45,9 @@ pub struct Reach {
     pub choice: Choice,
     /// An outbound HTTP proxy for TCP (`http://[user:pass@]host:port`).
     pub proxy: Option<String>,
+    /// Servers to reach without the proxy (`NO_PROXY`, read as curl does:
+    /// see [`exhibit_net::dial::NoProxy`]).
+    pub no_proxy: Option<String>,
     /// The TCP address (`host:port`), over the home's own.
     pub tcp: Option<String>,
     /// How long QUIC gets to answer before `auto` tries TCP.
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Reach {
         f.debug_struct("Reach")
             .field("choice", &self.choice)
             .field("proxy", &self.proxy.as_ref().map(|_| "…"))
+            .field("no_proxy", &self.no_proxy)
             .field("tcp", &self.tcp)
             .field("quic_wait", &self.quic_wait)
             .finish_non_exhaustive()
@@ -72,6 +76,7 @@ impl Default for Reach {
         Reach {
             choice: Choice::Auto,
             proxy: None,
+            no_proxy: None,
             tcp: None,
             quic_wait: QUIC_WAIT,
             verbose: false,

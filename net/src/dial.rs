@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::conn::Connection;
-use crate::tcp::{self, Limits, ALPN_TCP};
+use crate::tcp::{self, Limits, Liveness, ALPN_TCP};
 
 /// Why a TCP connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,15 @@ pub enum DialError {
         addr: String,
         /// The error.
         source: std::io::Error,
+    },
+    /// The proxy could not be reached: not resolved, refused, or no
+    /// answer to the TCP connection.
+    #[error("proxy {proxy} is not answering ({why})")]
+    ProxyDown {
+        /// The proxy (no password).
+        proxy: String,
+        /// What the resolver or the TCP connection said.
+        why: String,
     },
     /// The proxy said no, or said something else than HTTP.
     #[error("proxy {proxy}: {source}")]
@@ -133,6 +142,95 @@ impl Proxy {
     }
 }
 
+/// Servers to reach without the proxy: a `NO_PROXY` list, read as curl
+/// (7.86 and later) documents it. Entries are separated by commas (or
+/// spaces), compared without regard to case; for a host name, an entry
+/// matches that name or any name under it (`example.com` and
+/// `.example.com` both match `example.com` and `www.example.com`, not
+/// `myexample.com`); for an IP address, an entry matches the same address
+/// or, written `192.168.0.0/16`, a range (IPv6 without brackets:
+/// `::1`); `*` matches every server. Nothing is exempt unless listed:
+/// not `localhost`, not 127.0.0.1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NoProxy {
+    all: bool,
+    names: Vec<String>,
+    nets: Vec<(std::net::IpAddr, u8)>,
+}
+
+impl NoProxy {
+    /// Read a list; entries that are neither names nor addresses are
+    /// ignored, as curl ignores them.
+    pub fn parse(list: &str) -> NoProxy {
+        let mut n = NoProxy::default();
+        for entry in list.split([',', ' ', '\t']).map(str::trim).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                n.all = true;
+                continue;
+            }
+            let entry = entry.trim_start_matches('[').trim_end_matches(']');
+            let (addr, bits) = match entry.split_once('/') {
+                Some((a, b)) => (a.trim_end_matches(']'), b.parse::<u8>().ok()),
+                None => (entry, None),
+            };
+            match addr.parse::<std::net::IpAddr>() {
+                Ok(ip) => {
+                    let max = if ip.is_ipv4() { 32 } else { 128 };
+                    match bits {
+                        Some(b) if b <= max => n.nets.push((ip, b)),
+                        Some(_) => {}
+                        None if entry.contains('/') => {}
+                        None => n.nets.push((ip, max)),
+                    }
+                }
+                Err(_) if !entry.contains('/') => {
+                    let name = entry.trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
+                    if !name.is_empty() {
+                        n.names.push(name);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        n
+    }
+
+    /// Whether the server at `target` (`host:port`, `[v6]:port`, or a
+    /// bare host) is to be reached without the proxy.
+    pub fn covers(&self, target: &str) -> bool {
+        if self.all {
+            return true;
+        }
+        let host = match target.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None if target.matches(':').count() > 1 => target,
+            None => target.rsplit_once(':').map_or(target, |(h, _)| h),
+        };
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return self.nets.iter().any(|(net, bits)| in_net(ip, *net, *bits));
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            host == *n
+                || (host.len() > n.len() && host.ends_with(n.as_str()) && host[..host.len() - n.len()].ends_with('.'))
+        })
+    }
+}
+
+/// Whether `ip` is in `net`/`bits` (an IPv4 address is not in an IPv6
+/// range, nor the other way).
+fn in_net(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr;
+    let (a, b, len) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let bits = u32::from(bits).min(len);
+    let mask = if bits == 0 { 0 } else { (u128::MAX << (len - bits)) & (u128::MAX >> (128 - len)) };
+    a & mask == b & mask
+}
+
 /// A URL with its password removed, for messages.
 fn strip(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -147,7 +245,10 @@ async fn tcp_to(target: &str, proxy: Option<&Proxy>) -> Result<TcpStream, DialEr
     let hop = proxy.map_or(target, |p| p.authority.as_str());
     let addrs: Vec<_> = tokio::net::lookup_host(hop)
         .await
-        .map_err(|e| DialError::Resolve { host: hop.to_owned(), why: e.to_string() })?
+        .map_err(|e| match proxy {
+            Some(p) => DialError::ProxyDown { proxy: p.shown.clone(), why: format!("resolving {hop}: {e}") },
+            None => DialError::Resolve { host: hop.to_owned(), why: e.to_string() },
+        })?
         .collect();
     let mut last = None;
     let mut stream = None;
@@ -163,7 +264,7 @@ async fn tcp_to(target: &str, proxy: Option<&Proxy>) -> Result<TcpStream, DialEr
     let Some(mut s) = stream else {
         let source = last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
         return Err(match proxy {
-            Some(p) => DialError::ProxyIo { proxy: p.shown.clone(), why: format!("TCP connection: {source}") },
+            Some(p) => DialError::ProxyDown { proxy: p.shown.clone(), why: format!("TCP connection: {source}") },
             None => DialError::Connect { addr: hop.to_owned(), source },
         });
     };
@@ -202,13 +303,15 @@ async fn tunnel(s: &mut TcpStream, target: &str, p: &Proxy) -> Result<(), DialEr
 
 /// Connect to `target` over TCP (through `proxy` if given), run TLS with
 /// `tls` (its ALPN is set to [`ALPN_TCP`]) naming the server `name`, and
-/// start h2. Bounded by [`tcp::HANDSHAKE_TIMEOUT`] in all.
+/// start h2, which then pings and gives up on a silent server as `live`
+/// says. Bounded by [`tcp::HANDSHAKE_TIMEOUT`] in all.
 pub async fn dial(
     target: &str,
     name: ServerName<'static>,
     mut tls: rustls::ClientConfig,
     proxy: Option<&Proxy>,
     limits: Limits,
+    live: Liveness,
 ) -> Result<Connection, DialError> {
     tls.alpn_protocols = vec![ALPN_TCP.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
@@ -219,25 +322,28 @@ pub async fn dial(
         if t.get_ref().1.alpn_protocol() != Some(ALPN_TCP) {
             return Err(tls_err("the server does not speak exhibit over TCP (ALPN)".into()));
         }
-        let c = tcp::ClientConn::handshake(t, limits).await.map_err(|e| tls_err(e.to_string()))?;
+        let c = tcp::ClientConn::handshake(t, limits, live).await.map_err(|e| tls_err(e.to_string()))?;
         Ok(Connection::TcpClient(c))
     };
     tokio::time::timeout(tcp::HANDSHAKE_TIMEOUT, go).await.map_err(|_| DialError::TimedOut(tcp::HANDSHAKE_TIMEOUT))?
 }
 
 /// The server's TLS handshake on an accepted TCP stream, bounded by
-/// [`tcp::HANDSHAKE_TIMEOUT`]; the connection starts with `limits`.
+/// [`tcp::HANDSHAKE_TIMEOUT`] or `idle` if shorter (as QUIC's idle timeout
+/// bounds its handshake); the connection starts with `limits`, and is
+/// closed once the client has been silent for `idle`.
 pub async fn accept(
     s: TcpStream,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
+    idle: Duration,
 ) -> Result<Connection, std::io::Error> {
     tcp::keep_alive(&s);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let t = tokio::time::timeout(tcp::HANDSHAKE_TIMEOUT, acceptor.accept(s))
+    let t = tokio::time::timeout(tcp::HANDSHAKE_TIMEOUT.min(idle), acceptor.accept(s))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok(Connection::TcpServer(tcp::ServerConn::new(t, limits)))
+    Ok(Connection::TcpServer(tcp::ServerConn::new(t, limits, idle)))
 }
 
 #[cfg(test)]
@@ -257,5 +363,54 @@ mod tests {
         let e = Proxy::parse("https://u:pw@proxy.example").unwrap_err().to_string();
         assert!(e.contains("only http://") && !e.contains("pw"), "{e}");
         assert!(Proxy::parse("http://").is_err());
+    }
+
+    #[test]
+    fn no_proxy_matches_names_domains_and_addresses_as_curl_does() {
+        let n = NoProxy::parse("example.com, .police.uk,Internal.Lan ,10.0.0.0/8,::1,192.168.1.7,bad/x,300.1.1.1");
+        for yes in [
+            "example.com:443",
+            "www.example.com:4433",
+            "EXAMPLE.com.:443",
+            "police.uk:443",
+            "kent.police.uk:443",
+            "a.b.internal.lan:1",
+            "internal.lan",
+            "10.1.2.3:443",
+            "[::1]:4433",
+            "192.168.1.7:443",
+        ] {
+            assert!(n.covers(yes), "{yes} should bypass the proxy");
+        }
+        for no in [
+            "myexample.com:443",
+            "example.com.evil:443",
+            "police.uk.evil:443",
+            "11.0.0.1:443",
+            "192.168.1.8:443",
+            "[::2]:4433",
+            "localhost:443",
+            "127.0.0.1:443",
+            "x:443",
+        ] {
+            assert!(!n.covers(no), "{no} should go through the proxy");
+        }
+        // A name entry never matches an address, nor the other way.
+        assert!(!NoProxy::parse("0.0.1").covers("10.0.0.1:443"));
+        assert!(!NoProxy::parse("10.0.0.1").covers("10.0.0.1.example:443"));
+        // Loopback only when listed.
+        let local = NoProxy::parse("localhost,127.0.0.1");
+        assert!(local.covers("localhost:4433") && local.covers("127.0.0.1:4433") && !local.covers("127.0.0.2:4433"));
+        assert!(NoProxy::parse("127.0.0.0/8").covers("127.9.9.9:1"));
+        // Everything, nothing.
+        assert!(NoProxy::parse("*").covers("anything.example:443"));
+        assert!(NoProxy::parse("a.example, *").covers("10.0.0.1:443"));
+        assert!(!NoProxy::parse("").covers("example.com:443"));
+        assert!(!NoProxy::parse(" , ,").covers("example.com:443"));
+        // Ranges: /0 covers every address of its family; v4 and v6 apart.
+        assert!(NoProxy::parse("0.0.0.0/0").covers("203.0.113.9:443"));
+        assert!(!NoProxy::parse("0.0.0.0/0").covers("[2001:db8::1]:443"));
+        assert!(NoProxy::parse("2001:db8::/32").covers("[2001:db8:1::5]:443"));
+        assert!(!NoProxy::parse("10.0.0.0/33").covers("10.0.0.1:443"));
     }
 }

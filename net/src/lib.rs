@@ -137,6 +137,10 @@ pub const BLACK_HOLE_COOLDOWN: Duration = Duration::from_secs(2);
 /// A keep-alive well inside any idle timeout we configure.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// The client's idle timeout, on either transport: a server that sends
+/// nothing for this long (not even the answer to a keep-alive) is gone.
+pub const CLIENT_IDLE: Duration = Duration::from_secs(60);
+
 /// The slowest a body may cross, bytes per second: a 256 kbit/s line
 /// shared by the eight chunks a send or fetch keeps in flight.
 pub const SLOWEST_BODY: u64 = 4 << 10;

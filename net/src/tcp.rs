@@ -12,6 +12,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -31,6 +32,24 @@ pub const CLOSE_BASE: u32 = 0x4558_0000;
 
 /// How long TCP connect, TLS and the h2 handshake may take in all.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The application close code of a connection the server closed because
+/// nothing came from the client for its idle timeout (QUIC's idle timeout
+/// closes without a word; a GOAWAY can say why). exhibitd's own codes are
+/// 1 (shutting down), 2 (revoked) and 3 (busy).
+pub const CLOSE_IDLE: u32 = 4;
+
+/// How a connection notices that its peer has gone, as QUIC does: after
+/// `idle` without a byte from the peer it ends; every `keep_alive` (the
+/// client's) it sends an h2 PING, whose answer keeps both ends from idling
+/// while nothing else moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// How long the peer may be silent.
+    pub idle: Duration,
+    /// How often to ping the peer, if at all.
+    pub keep_alive: Option<Duration>,
+}
 
 /// Largest DATA frame either end sends.
 const MAX_FRAME: u32 = 256 << 10;
@@ -66,6 +85,90 @@ pub enum Ended {
     TlsAlert(u8),
     /// Lost, reset or refused otherwise.
     Lost(String),
+}
+
+/// When a connection last read a byte from its peer.
+#[derive(Debug)]
+struct LastHeard {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start`.
+    ms: AtomicU64,
+}
+
+impl LastHeard {
+    fn new() -> Arc<LastHeard> {
+        Arc::new(LastHeard { start: tokio::time::Instant::now(), ms: AtomicU64::new(0) })
+    }
+
+    fn heard(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn at(&self) -> tokio::time::Instant {
+        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+
+    /// Returns once nothing has been read for `idle`.
+    async fn silent_for(&self, idle: Duration) {
+        loop {
+            let due = self.at() + idle;
+            if tokio::time::Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// A stream that notes in its [`LastHeard`] each time it reads something.
+#[derive(Debug)]
+struct Heard<T> {
+    io: T,
+    last: Arc<LastHeard>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.last.heard();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// How a connection that went silent for `idle` is described.
+fn silent(idle: Duration) -> String {
+    format!("nothing from the peer for {}", exhibit_proto::duration::format_secs(idle.as_secs().max(1)))
 }
 
 /// Shared by a connection's handles and its streams: how it ended, once
@@ -176,6 +279,7 @@ struct ServerInner {
     incoming: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<Incoming>>>,
     close: watch::Sender<Option<u32>>,
     shared: Arc<Shared>,
+    idle: Duration,
 }
 
 enum ServerState {
@@ -194,8 +298,13 @@ impl std::fmt::Debug for ServerState {
 
 impl ServerConn {
     /// A connection whose TLS handshake is done, with `limits` until
-    /// [`ServerConn::grant`] says otherwise.
-    pub fn new(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, limits: Limits) -> ServerConn {
+    /// [`ServerConn::grant`] says otherwise, closed with [`CLOSE_IDLE`]
+    /// once nothing has come from the client for `idle`.
+    pub fn new(
+        tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        limits: Limits,
+        idle: Duration,
+    ) -> ServerConn {
         let (io, session) = tls.get_ref();
         let certs = session.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
         let remote = io.peer_addr().ok();
@@ -209,6 +318,7 @@ impl ServerConn {
                 incoming: tokio::sync::Mutex::new(Some(rx)),
                 close: watch::channel(None).0,
                 shared: Shared::new(),
+                idle,
             }),
         }
     }
@@ -243,7 +353,8 @@ impl ServerConn {
         let ServerState::Pending(..) = &*s else { return };
         let ServerState::Pending(io, limits, tx) = std::mem::replace(&mut *s, ServerState::Running) else { return };
         drop(s);
-        tokio::spawn(drive_server(*io, limits, tx, self.inner.close.subscribe(), self.inner.shared.clone()));
+        let inner = &self.inner;
+        tokio::spawn(drive_server(*io, limits, inner.idle, tx, inner.close.subscribe(), inner.shared.clone()));
     }
 
     /// The next stream the peer opens; `None` once the connection ended.
@@ -276,6 +387,7 @@ impl ServerConn {
 async fn drive_server(
     io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     limits: Limits,
+    idle: Duration,
     tx: mpsc::UnboundedSender<Incoming>,
     mut close: watch::Receiver<Option<u32>>,
     shared: Arc<Shared>,
@@ -287,13 +399,19 @@ async fn drive_server(
         .max_frame_size(MAX_FRAME)
         .max_send_buffer_size(SEND_BUFFER)
         .max_header_list_size(16 << 10);
+    // The client's PINGs count as much as its requests: only silence idles.
+    let last = LastHeard::new();
+    let io = Heard { io, last: last.clone() };
     // Even a connection closed at once gets its handshake (bounded), so
     // that the GOAWAY saying why can reach the peer.
-    let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, b.handshake::<_, Bytes>(io)).await {
+    let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT.min(idle), b.handshake::<_, Bytes>(io)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return shared.end(ended_by(&e).unwrap_or(Ended::Lost(e.to_string()))),
         Err(_) => return shared.end(Ended::Lost("h2 handshake timed out".into())),
     };
+    let idled = last.silent_for(idle);
+    tokio::pin!(idled);
+    let mut idled_out = false;
     if close.borrow_and_update().is_none() {
         loop {
             tokio::select! {
@@ -308,8 +426,20 @@ async fn drive_server(
                     None => return shared.end(Ended::ByPeer(0)),
                 },
                 _ = close.wait_for(Option::is_some) => break,
+                () = &mut idled => {
+                    tracing::debug!(idle = ?idle, "TLS over TCP: closing an idle connection");
+                    shared.end(Ended::Lost(silent(idle)));
+                    conn.abrupt_shutdown(reason_of(CLOSE_IDLE));
+                    idled_out = true;
+                    break;
+                }
             }
         }
+    }
+    if idled_out {
+        // Idle: the GOAWAY goes out, and that is all.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async { while conn.accept().await.is_some() {} }).await;
+        return;
     }
     let code = close.borrow().unwrap_or(0);
     shared.end(Ended::Locally(code));
@@ -335,12 +465,33 @@ pub struct ClientConn {
 
 impl ClientConn {
     /// Start h2 as a client over `io` (a TLS stream), with `limits` for
-    /// what the server may send us.
-    pub async fn handshake<T>(io: tokio_rustls::client::TlsStream<T>, limits: Limits) -> io::Result<ClientConn>
+    /// what the server may send us, pinging and giving up on a silent
+    /// server as `live` says.
+    pub async fn handshake<T>(
+        io: tokio_rustls::client::TlsStream<T>,
+        limits: Limits,
+        live: Liveness,
+    ) -> io::Result<ClientConn>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let certs = io.get_ref().1.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+        ClientConn::start(io, certs, limits, live).await
+    }
+
+    /// [`ClientConn::handshake`] over any stream, with the server's
+    /// certificates as its TLS said.
+    async fn start<T>(
+        io: T,
+        certs: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+        limits: Limits,
+        live: Liveness,
+    ) -> io::Result<ClientConn>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let last = LastHeard::new();
+        let io = Heard { io, last: last.clone() };
         let mut b = h2::client::Builder::new();
         b.initial_window_size(limits.stream_window)
             .initial_connection_window_size(limits.conn_window)
@@ -349,13 +500,27 @@ impl ClientConn {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(SEND_BUFFER)
             .max_header_list_size(16 << 10);
-        let (send, conn) = b.handshake::<_, Bytes>(io).await.map_err(|e| io::Error::other(e.to_string()))?;
+        let (send, mut conn) = b.handshake::<_, Bytes>(io).await.map_err(|e| io::Error::other(e.to_string()))?;
         let shared = Shared::new();
         let (close, mut rx) = watch::channel(None);
         let s = shared.clone();
+        let pings = conn.ping_pong();
+        // A PING every keep_alive, its PONG awaited: what keeps a quiet
+        // connection from idling at either end, and finds a dead server.
+        let keep_alive = async move {
+            if let (Some(every), Some(mut pings)) = (live.keep_alive, pings) {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if pings.ping(h2::Ping::opaque()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            std::future::pending::<()>().await
+        };
         tokio::spawn(async move {
             tokio::select! {
-                r = conn => s.end(match r {
+                r = &mut conn => s.end(match r {
                     Ok(()) => Ended::ByPeer(0),
                     Err(e) => ended_by(&e).unwrap_or(Ended::Lost(e.to_string())),
                 }),
@@ -363,6 +528,8 @@ impl ClientConn {
                     // Dropping the connection closes the socket.
                     s.end(Ended::Locally(code.unwrap_or(0)));
                 }
+                () = last.silent_for(live.idle) => s.end(Ended::Lost(silent(live.idle))),
+                () = keep_alive => {}
             }
         });
         Ok(ClientConn { send, close: Arc::new(close), shared, certs, id: next_id() })
@@ -580,4 +747,57 @@ pub fn keep_alive(s: &tokio::net::TcpStream) {
     let ka = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30)).with_interval(Duration::from_secs(10));
     let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
     let _ = s.set_nodelay(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client keeps a quiet connection to a live server open (its PINGs
+    /// are answered), and gives up on a server that has gone silent
+    /// without closing: one idle timeout after the last byte from it.
+    /// (Tokio's paused clock: exact, and instant.)
+    #[tokio::test(start_paused = true)]
+    async fn a_client_pings_a_quiet_server_and_gives_up_on_a_silent_one() {
+        let live = Liveness { idle: Duration::from_secs(60), keep_alive: Some(Duration::from_secs(10)) };
+        let (c, s) = tokio::io::duplex(64 << 10);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(s).await.unwrap();
+            while conn.accept().await.is_some() {}
+        });
+        let client = ClientConn::start(c, None, Limits::wide(0), live).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+        assert_eq!(client.ended(), None, "a quiet connection to a live server ended");
+
+        // This server takes the handshake, then neither reads nor answers.
+        let (c, s) = tokio::io::duplex(64 << 10);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let conn = h2::server::handshake(s).await.unwrap();
+            let _ = stopped.await;
+            drop(conn);
+        });
+        let client = ClientConn::start(c, None, Limits::wide(0), live).await.unwrap();
+        let start = tokio::time::Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(5 * 60), client.closed()).await;
+        let took = start.elapsed();
+        match ended {
+            Ok(Ended::Lost(why)) => assert!(why.contains("nothing from the peer for 1m"), "{why}"),
+            other => panic!("a silent server was not given up on: {other:?}"),
+        }
+        assert!(took >= Duration::from_secs(60) && took <= Duration::from_secs(61), "{took:?}");
+        drop(stop);
+
+        // Without keep-alives, a live but quiet server is given up on too:
+        // the PINGs are what keep a connection open.
+        let (c, s) = tokio::io::duplex(64 << 10);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(s).await.unwrap();
+            while conn.accept().await.is_some() {}
+        });
+        let quiet = Liveness { keep_alive: None, ..live };
+        let client = ClientConn::start(c, None, Limits::wide(0), quiet).await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5 * 60), client.closed()).await;
+        assert!(matches!(ended, Ok(Ended::Lost(_))), "{ended:?}");
+    }
 }

@@ -347,7 +347,7 @@ pub struct Settings {
     pub ack_within_bounds: (u64, u64),
     /// Enrolment code lifetime, seconds.
     pub enrol_code_ttl: u64,
-    /// QUIC idle timeout, seconds.
+    /// Idle timeout of QUIC and TCP connections, seconds.
     pub idle_timeout: u64,
     /// How long a body or reply may go without a byte moving.
     pub body_timeout: std::time::Duration,

@@ -44,15 +44,29 @@ impl Cli {
 
     /// How this run reaches the server.
     fn reach(&self) -> Result<Reach, ClientError> {
-        let proxy = self.proxy.clone().or_else(|| {
-            ["HTTPS_PROXY", "https_proxy"].iter().find_map(|v| std::env::var(v).ok()).filter(|p| !p.is_empty())
-        });
+        self.reach_with(|v| std::env::var(v).ok())
+    }
+
+    /// [`Cli::reach`], reading the environment with `var`.
+    fn reach_with(&self, var: impl Fn(&str) -> Option<String>) -> Result<Reach, ClientError> {
+        let env = |names: [&str; 2]| names.iter().find_map(|v| var(v)).filter(|p| !p.is_empty());
+        let proxy = self.proxy.clone().or_else(|| env(["HTTPS_PROXY", "https_proxy"]));
+        // curl reads the lower-case one first.
+        let no_proxy = env(["no_proxy", "NO_PROXY"]);
         let wait = parse_wait(&self.quic_wait)?;
         let tcp = match &self.command {
             Command::Enrol { tcp, .. } => tcp.clone(),
             _ => None,
         };
-        Ok(Reach { choice: self.transport, proxy, tcp, quic_wait: wait, verbose: self.verbose, tell_fallback: true })
+        Ok(Reach {
+            choice: self.transport,
+            proxy,
+            no_proxy,
+            tcp,
+            quic_wait: wait,
+            verbose: self.verbose,
+            tell_fallback: true,
+        })
     }
 
     /// Run the command.
@@ -509,6 +523,19 @@ mod tests {
         let c = Cli::try_parse_from(["exhibit", "--transport", "tcp", "-v", "whoami"]).unwrap();
         assert_eq!((c.transport, c.verbose), (crate::reach::Choice::Tcp, true));
         assert!(Cli::try_parse_from(["exhibit", "--transport", "udp", "whoami"]).is_err());
+        // The proxy and its exceptions from the environment, as curl reads
+        // them (lower-case no_proxy first); --proxy over HTTPS_PROXY.
+        let env = |v: &str| match v {
+            "HTTPS_PROXY" => Some("http://upper:3128".to_owned()),
+            "no_proxy" => Some("lower.example".to_owned()),
+            "NO_PROXY" => Some("upper.example".to_owned()),
+            _ => None,
+        };
+        let r = c.reach_with(env).unwrap();
+        assert_eq!((r.proxy.as_deref(), r.no_proxy.as_deref()), (Some("http://upper:3128"), Some("lower.example")));
+        let c = Cli::try_parse_from(["exhibit", "--proxy", "http://flag:8080", "whoami"]).unwrap();
+        let r = c.reach_with(|v| (v == "NO_PROXY").then(|| "10.0.0.0/8".to_owned())).unwrap();
+        assert_eq!((r.proxy.as_deref(), r.no_proxy.as_deref()), (Some("http://flag:8080"), Some("10.0.0.0/8")));
         assert_eq!(parse_wait("500ms").unwrap(), std::time::Duration::from_millis(500));
         assert_eq!(parse_wait("3s").unwrap(), std::time::Duration::from_secs(3));
         assert!(parse_wait("soon").is_err());

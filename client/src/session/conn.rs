@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use exhibit_net::dial::{DialError, Proxy};
+use exhibit_net::dial::{DialError, NoProxy, Proxy};
 use exhibit_net::{Closed, Connection, RecvStream, SendStream, Transport};
 use exhibit_proto::aligned::{AlignedBuf, Pool};
 use exhibit_proto::frame::{self, Request, Response};
@@ -161,6 +161,11 @@ impl Conn {
             Some(url) => Some(Proxy::parse(url).map_err(|e| ClientError::Usage(e.to_string()))?),
             None => None,
         };
+        let bypass = proxy.is_some() && reach.no_proxy.as_deref().is_some_and(|l| NoProxy::parse(l).covers(&tcp));
+        if bypass && reach.verbose {
+            eprintln!("{tcp} is in NO_PROXY: not using the proxy");
+        }
+        let proxy = proxy.filter(|_| !bypass);
         let c = match reach.choice {
             Choice::Quic => Conn::connect(to.quic, ca_der, identity).await?,
             Choice::Tcp => Conn::connect_tcp(&tcp, ca_der, identity, proxy.as_ref()).await?,
@@ -190,11 +195,15 @@ impl Conn {
             }
         };
         let mut tried = vec![];
+        let mut proxy_down = false;
         if remembered == Some(Transport::Tcp) {
-            match Conn::connect_tcp(tcp, ca_der, identity, proxy).await {
+            match Conn::dial_tcp(tcp, ca_der, identity, proxy).await {
                 Ok(c) => return Ok(c),
-                Err(e @ ClientError::Revoked { .. }) => return Err(e),
-                Err(e) => tried.push(format!("TLS over TCP to {tcp}: {e}")),
+                Err(TcpFailed { error: e @ ClientError::Revoked { .. }, .. }) => return Err(e),
+                Err(e) => {
+                    proxy_down |= e.proxy_down;
+                    tried.push(format!("TLS over TCP to {tcp}{}: {}", via(proxy), e.error));
+                }
             }
         }
         let wait = reach.quic_wait;
@@ -209,7 +218,7 @@ impl Conn {
         };
         tried.push(format!("QUIC to {quic} (UDP) {why}"));
         if remembered != Some(Transport::Tcp) {
-            match Conn::connect_tcp(tcp, ca_der, identity, proxy).await {
+            match Conn::dial_tcp(tcp, ca_der, identity, proxy).await {
                 Ok(mut c) => {
                     tracing::info!(%quic, %tcp, "QUIC {why}; using TLS over TCP");
                     if reach.tell_fallback || reach.verbose {
@@ -219,11 +228,22 @@ impl Conn {
                     remember(Transport::Tcp);
                     return Ok(c);
                 }
-                Err(e @ ClientError::Revoked { .. }) => return Err(e),
-                Err(e) => tried.push(format!("TLS over TCP to {tcp}{}: {e}", via(proxy))),
+                Err(TcpFailed { error: e @ ClientError::Revoked { .. }, .. }) => return Err(e),
+                Err(e) => {
+                    proxy_down |= e.proxy_down;
+                    tried.push(format!("TLS over TCP to {tcp}{}: {}", via(proxy), e.error));
+                }
             }
         }
-        Err(ClientError::Unreachable { tried: tried.join("; "), hint: hint(quic, tcp, proxy) })
+        let hint = match proxy {
+            Some(p) if proxy_down => format!(
+                "Check that the server runs and that the firewall lets out UDP port {} (QUIC); and {}",
+                port_of(quic),
+                proxy_check(p, tcp)
+            ),
+            _ => hint(quic, tcp, proxy),
+        };
+        Err(ClientError::Unreachable { tried: tried.join("; "), hint })
     }
 
     /// Connect to `server` over QUIC only, trusting only the CA `ca_der`,
@@ -267,7 +287,8 @@ impl Conn {
         tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = exhibit_net::transport(quinn::IdleTimeout::from(quinn::VarInt::from_u32(60_000)));
+        let idle = quinn::IdleTimeout::try_from(exhibit_net::CLIENT_IDLE).map_err(|e| err(e.to_string()))?;
+        let mut transport = exhibit_net::transport(idle);
         transport.keep_alive_interval(Some(exhibit_net::KEEP_ALIVE));
         config.transport_config(Arc::new(transport));
         let bind: SocketAddr = match bind {
@@ -294,18 +315,40 @@ impl Conn {
 
     /// Connect to `server` (the TCP address) with TLS over TCP, through
     /// `proxy` if given (HTTP CONNECT; TLS runs end to end through it).
+    /// A proxy that cannot be reached is named, with what to check.
     pub async fn connect_tcp(
         server: &str,
         ca_der: &[u8],
         identity: Option<Identity<'_>>,
         proxy: Option<&Proxy>,
     ) -> Result<Conn, ClientError> {
-        let name = server_name(server)?;
-        let tls = tls_config(server, ca_der, identity)?;
+        Conn::dial_tcp(server, ca_der, identity, proxy).await.map_err(|f| match (f.proxy_down, proxy, f.error) {
+            (true, Some(p), ClientError::Connect { server, reason }) => {
+                ClientError::Connect { reason: format!("{reason}. Check {}", proxy_check(p, &server)), server }
+            }
+            (_, _, e) => e,
+        })
+    }
+
+    /// [`Conn::connect_tcp`], saying apart whether the proxy was down.
+    async fn dial_tcp(
+        server: &str,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        proxy: Option<&Proxy>,
+    ) -> Result<Conn, TcpFailed> {
+        let failed = |error| TcpFailed { error, proxy_down: false };
+        let name = server_name(server).map_err(failed)?;
+        let tls = tls_config(server, ca_der, identity).map_err(failed)?;
         let limits = exhibit_net::tcp::Limits::wide(0);
-        let conn = exhibit_net::dial::dial(server, name, tls, proxy, limits)
-            .await
-            .map_err(|e: DialError| ClientError::Connect { server: server.to_owned(), reason: e.to_string() })?;
+        let live =
+            exhibit_net::tcp::Liveness { idle: exhibit_net::CLIENT_IDLE, keep_alive: Some(exhibit_net::KEEP_ALIVE) };
+        let conn = exhibit_net::dial::dial(server, name, tls, proxy, limits, live).await.map_err(|e: DialError| {
+            TcpFailed {
+                proxy_down: matches!(e, DialError::ProxyDown { .. }),
+                error: ClientError::Connect { server: server.to_owned(), reason: e.to_string() },
+            }
+        })?;
         let route = Route {
             transport: Transport::Tcp,
             addr: server.to_owned(),
@@ -526,6 +569,28 @@ pub struct Endpoints<'a> {
     pub tcp: Option<&'a str>,
 }
 
+/// Why a TCP connection failed, and whether it was the proxy that could
+/// not be reached.
+struct TcpFailed {
+    error: ClientError,
+    proxy_down: bool,
+}
+
+/// What to check when the proxy `p` could not be reached on the way to
+/// `server`.
+fn proxy_check(p: &Proxy, server: &str) -> String {
+    format!(
+        "that the proxy {p} is running and reachable from here, and that --proxy or HTTPS_PROXY gives its \
+         address and port right; if {} can be reached without a proxy, list it in NO_PROXY",
+        server.rsplit_once(':').map_or(server, |(h, _)| h)
+    )
+}
+
+/// The port of `host:port`.
+fn port_of(a: &str) -> &str {
+    a.rsplit_once(':').map_or("?", |(_, p)| p)
+}
+
 /// " via proxy P" when there is one.
 fn via(proxy: Option<&Proxy>) -> String {
     proxy.map(|p| format!(" via proxy {p}")).unwrap_or_default()
@@ -565,6 +630,7 @@ fn refused_why(c: &Closed) -> Option<(bool, String)> {
                 (true, frame::CLOSE_REVOKED) => "this user has been revoked",
                 (true, 1) => "server shutting down",
                 (true, 3) => "server busy",
+                (true, exhibit_net::tcp::CLOSE_IDLE) => "idle for longer than the server allows",
                 (true, _) => "connection closed",
             };
             Some((

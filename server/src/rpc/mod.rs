@@ -107,7 +107,10 @@ pub(crate) async fn accept_tcp(
         let config = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (state, mut stop) = (state.clone(), stop.clone());
         tokio::spawn(async move {
-            let conn = match exhibit_net::dial::accept(stream, config, STRANGER_TCP).await {
+            // QUIC's idle timeout, the same setting: a client that sends
+            // nothing (not even a keep-alive) for it is gone.
+            let idle = Duration::from_secs(state.settings.idle_timeout);
+            let conn = match exhibit_net::dial::accept(stream, config, STRANGER_TCP, idle).await {
                 Ok(c) => c,
                 Err(e) => return tracing::debug!(%peer, error = %e, "TLS over TCP: handshake failed"),
             };

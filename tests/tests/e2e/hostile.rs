@@ -266,6 +266,17 @@ async fn restart_removes_orphan_chunks_and_reports_missing_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_send_resumes_sending_only_the_remainder() {
+    interrupted_send_resumes(Choice::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_send_resumes_sending_only_the_remainder_over_tcp() {
+    interrupted_send_resumes(Choice::Tcp).await
+}
+
+/// A send stopped part way (the server's disk full) and resumed from its
+/// journal over `transport`.
+async fn interrupted_send_resumes(transport: Choice) {
     let puts = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(AtomicUsize::new(11));
     let (counter, cap) = (puts.clone(), limit.clone());
@@ -280,7 +291,7 @@ async fn interrupted_send_resumes_sending_only_the_remainder() {
             reads_left: Arc::new(AtomicUsize::new(usize::MAX)),
         })
     });
-    let f = Fixture::start_full(Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let f = Fixture::start_on(transport, Arc::new(SystemClock), Background::Off, |_| {}, Some(maker)).await;
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let src = f.path("src").join("case");
@@ -320,6 +331,8 @@ async fn interrupted_send_resumes_sending_only_the_remainder() {
     std::fs::File::options().write(true).open(&video).unwrap().set_modified(mtime).unwrap();
     let out = exhibit_client::send::resume(&alice, &pending[0], false).await.unwrap();
     assert_eq!(out.chunks_sent, 41 - journaled, "resume re-sent chunks the server had");
+    let (_, _, route) = exhibit_client::directory::whoami(&alice).await.unwrap();
+    assert_eq!(route.transport, transport_of(transport), "{route}");
     assert!(exhibit_client::journal::pending(&alice).unwrap().is_empty(), "journal not cleared");
 
     let dest = f.path("out");

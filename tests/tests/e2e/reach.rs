@@ -1,9 +1,12 @@
 //! Reach (issue 26): auto falls back to TLS over TCP when QUIC does not
 //! answer, and says so; an HTTP CONNECT proxy carries a send and a fetch
 //! and sees only TLS; a proxy that wants credentials, and a server that
-//! neither transport reaches, give errors that say what to check. (The
-//! core cases over TCP are the QUIC tests run again with `Choice::Tcp`:
-//! round trip and receipt, reconnecting send and fetch, revocation.)
+//! neither transport reaches, give errors that say what to check, and so
+//! does a proxy that is down; NO_PROXY goes around the proxy; the server
+//! closes silent TCP connections after its idle timeout; a slow TCP line
+//! carries a send and a fetch. (The core cases over TCP are the QUIC tests
+//! run again with `Choice::Tcp`: round trip and receipt in transfer.rs,
+//! reconnecting send and fetch in hostile.rs, revocation in lifecycle.rs.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,9 +48,15 @@ async fn auto_falls_back_to_tcp_when_quic_does_not_answer_and_remembers() {
     let p = alice.load().unwrap();
     assert_eq!(p.config.tcp.as_deref(), Some(f.tcp_addr.as_str()));
 
+    let started = std::time::Instant::now();
     let c = Conn::open(&p).await.unwrap();
+    let took = started.elapsed();
     let route = c.route().clone();
     assert_eq!(route.transport, Transport::Tcp, "{route}");
+    // QUIC had its wait, and no more than that and TCP's own handshake
+    // time went by before TCP was used.
+    let bound = auto.quic_wait + exhibit_net::tcp::HANDSHAKE_TIMEOUT;
+    assert!(took >= auto.quic_wait && took < bound, "fell back after {took:?}, not within {bound:?}");
     let why = route.fallback.as_deref().unwrap_or_default();
     assert!(why.contains("did not answer within"), "the fallback does not say why: {route}");
     assert!(route.to_string().contains("TLS over TCP"), "{route}");
@@ -269,4 +278,205 @@ async fn a_stranger_over_tcp_gets_one_stream_and_small_frames() {
     // One request, then the server closes the connection.
     let closed = tokio::time::timeout(Duration::from_secs(10), stranger.connection().closed()).await;
     assert!(closed.is_ok(), "a stranger's TCP connection stayed open after its one request");
+}
+
+/// A loopback TCP port nobody listens on (bound, then let go): a
+/// connection to it is refused at once.
+fn closed_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// A proxy that is down (nothing listens where it should be) is named, with
+/// what to check: with `--transport tcp`, and with auto after QUIC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_is_down_is_named_with_what_to_check() {
+    let f = Fixture::over(Choice::Tcp).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let down = closed_port();
+    let home = alice.clone().with_reach(Reach { proxy: Some(format!("http://u:s3cret@{down}")), ..f.reach() });
+    let err = Conn::open(&home.load().unwrap()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ClientError::Connect { .. }), "{text}");
+    for want in [
+        format!("proxy http://{down} is not answering"),
+        "is running and reachable from here".into(),
+        "--proxy or HTTPS_PROXY".into(),
+        "list it in NO_PROXY".into(),
+    ] {
+        assert!(text.contains(&want), "{want:?} missing from: {text}");
+    }
+    assert!(!text.contains("s3cret"), "the proxy password in a message: {text}");
+
+    let auto = Reach {
+        choice: Choice::Auto,
+        quic_wait: Duration::from_millis(300),
+        proxy: Some(format!("http://{down}")),
+        ..f.reach()
+    };
+    let home = alice.clone().with_reach(auto);
+    let silent = silent_udp();
+    let quic = silent.local_addr().unwrap().to_string();
+    point_quic_at(&home, &quic);
+    let err = Conn::open(&home.load().unwrap()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{text}");
+    for want in [
+        format!("QUIC to {quic} (UDP) did not answer"),
+        format!("via proxy http://{down}: "),
+        format!("proxy http://{down} is not answering"),
+        "is running and reachable from here".into(),
+        "list it in NO_PROXY".into(),
+    ] {
+        assert!(text.contains(&want), "{want:?} missing from: {text}");
+    }
+    drop(silent);
+}
+
+/// A server listed in NO_PROXY is reached directly, around the proxy (here
+/// one that is down, so only going around it can work); one not listed
+/// goes through it, loopback included (as with curl, nothing is exempt
+/// unless listed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_proxy_sends_a_listed_server_around_the_proxy() {
+    let f = Fixture::over(Choice::Tcp).await;
+    let down = closed_port();
+    let around =
+        Reach { proxy: Some(format!("http://{down}")), no_proxy: Some("example.com, 127.0.0.1".into()), ..f.reach() };
+    let alice = f.user("alice", Role::EvidenceUnit).await.with_reach(around.clone());
+    let bob = f.user("bob", Role::Caseworker).await.with_reach(around.clone());
+    let src = f.path("src");
+    std::fs::write(src.join("a.bin"), bytes(40_000, 8)).unwrap();
+    let t = send_paths(&alice, vec![src.join("a.bin")], &["bob"], 16 << 10).await;
+    let out = f.path("out");
+    fetch_to(&bob, t, &out).await.unwrap();
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), bytes(40_000, 8));
+    let (_, _, route) = exhibit_client::directory::whoami(&alice).await.unwrap();
+    assert_eq!((route.transport, route.proxy.as_deref()), (Transport::Tcp, None), "{route}");
+    // A range, and * for everything.
+    for list in ["10.0.0.0/8,127.0.0.0/8", "*"] {
+        let home = alice.clone().with_reach(Reach { no_proxy: Some(list.into()), ..around.clone() });
+        let c = Conn::open(&home.load().unwrap()).await.unwrap_or_else(|e| panic!("NO_PROXY={list}: {e}"));
+        assert_eq!(c.route().proxy, None);
+        c.close();
+    }
+    // Not listed: through the proxy, which is down, and named.
+    for list in ["localhost,example.com", "127.0.0.2", "0.0.1", ""] {
+        let home = alice.clone().with_reach(Reach { no_proxy: Some(list.into()), ..around.clone() });
+        let err = Conn::open(&home.load().unwrap()).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("proxy http://{down} is not answering")), "NO_PROXY={list:?}: {err}");
+    }
+}
+
+/// The server closes a TCP connection that has been silent for its idle
+/// timeout (QUIC's, the same setting): one that never starts TLS, and a
+/// user's that has gone quiet; the client is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_closes_a_silent_tcp_connection_after_the_idle_timeout() {
+    use exhibit_proto::frame::Request;
+    use exhibit_server::{Background, SystemClock};
+    let tweak = |c: &mut exhibit_server::config::Config| c.idle_timeout = "1s".into();
+    let f = Fixture::start_on(Choice::Tcp, Arc::new(SystemClock), Background::Off, tweak, None).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bound = Duration::from_secs(5);
+
+    // Connected, and not a byte sent: no TLS handshake.
+    let mut raw = tokio::net::TcpStream::connect(&f.tcp_addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(bound, raw.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "a connection without TLS was left open: {r:?}");
+
+    // A user's connection: a request, then silence (the client's
+    // keep-alive, every 10 s, is longer than this server's idle timeout).
+    let p = alice.load().unwrap();
+    let c = Conn::connect_tcp(&f.tcp_addr, &p.ca_der, Some((&p.tls_cert, &p.tls_key)), None).await.unwrap();
+    c.request(&Request::WhoAmI).await.unwrap();
+    assert_eq!(f.state().conns.count_of(&uid("alice")), 1);
+    let closed = tokio::time::timeout(bound, c.connection().closed()).await;
+    match closed {
+        Ok(exhibit_net::Closed::ByPeer { code, .. }) => assert_eq!(code, exhibit_net::tcp::CLOSE_IDLE),
+        other => panic!("a silent user's connection was not closed for idling: {other:?}"),
+    }
+    let err = c.request(&Request::WhoAmI).await.unwrap_err().to_string();
+    assert!(err.contains("idle for longer than the server allows"), "{err}");
+    // The server let go of it too.
+    let start = std::time::Instant::now();
+    while f.state().conns.count_of(&uid("alice")) > 0 && start.elapsed() < bound {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(f.state().conns.count_of(&uid("alice")), 0);
+}
+
+/// A TCP relay on 127.0.0.1 to `server` that carries at most
+/// `bytes_per_sec` each way on each connection, like a slow line; it
+/// counts what it carried.
+async fn slow_tcp_line(server: String, bytes_per_sec: f64) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::time::Instant;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let carried = Arc::new(AtomicU64::new(0));
+    let total = carried.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let Ok(up) = tokio::net::TcpStream::connect(&server).await else { continue };
+            let (cr, cw) = c.into_split();
+            let (ur, uw) = up.into_split();
+            for (mut from, mut to) in [(cr, uw), (ur, cw)] {
+                let total = total.clone();
+                tokio::spawn(async move {
+                    // Each piece takes its length at the line's rate, after
+                    // the one before it.
+                    let mut free_at = Instant::now();
+                    let mut buf = vec![0u8; 16 << 10];
+                    while let Ok(n @ 1..) = from.read(&mut buf).await {
+                        free_at = free_at.max(Instant::now()) + Duration::from_secs_f64(n as f64 / bytes_per_sec);
+                        tokio::time::sleep_until(free_at).await;
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        total.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    let _ = to.shutdown().await;
+                });
+            }
+        }
+    });
+    (addr, carried)
+}
+
+/// A send and a fetch over a slow TCP line complete and verify, although
+/// each chunk, sharing the line with the others in flight, takes longer
+/// than the server's body timeout: only silence fails a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_and_fetch_over_a_slow_tcp_line_complete() {
+    use exhibit_server::{Background, SystemClock};
+    let tweak = |c: &mut exhibit_server::config::Config| c.body_timeout = "2s".into();
+    let f = Fixture::start_on(Choice::Tcp, Arc::new(SystemClock), Background::Off, tweak, None).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let (line, carried) = slow_tcp_line(f.tcp_addr.clone(), 1_000_000.0).await;
+    let slow = Reach { tcp: Some(line), ..f.reach() };
+    let (alice, bob) = (alice.with_reach(slow.clone()), bob.with_reach(slow));
+    let src = f.path("src");
+    // 6 chunks of 512 KiB, all in flight at once: over 3 s on the line.
+    let size = 3 << 20;
+    std::fs::write(src.join("cctv.mp4"), bytes(size, 12)).unwrap();
+    let started = std::time::Instant::now();
+    let mut o = exhibit_client::send::SendOptions::new(vec![src.join("cctv.mp4")], vec![uid("bob")]);
+    o.chunk_size = 512 << 10;
+    let sent = tokio::time::timeout(Duration::from_secs(60), exhibit_client::send::send(&alice, o))
+        .await
+        .expect("the send hung")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took > Duration::from_secs(2), "the line was not slow: {took:?}");
+    assert_eq!(sent.reconnects, 0, "a chunk was given up on and sent again");
+    let out = f.path("out");
+    let fetched = tokio::time::timeout(Duration::from_secs(60), fetch_to(&bob, sent.transfer, &out))
+        .await
+        .expect("the fetch hung");
+    fetched.unwrap();
+    assert_eq!(tree(&out), vec![("cctv.mp4".to_string(), bytes(size, 12))]);
+    let carried = carried.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(carried > 2 * size as u64, "the line carried {carried} bytes: not the send and the fetch");
 }
