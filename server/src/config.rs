@@ -232,7 +232,8 @@ pub struct DashboardConfig {
     pub tls: DashboardTls,
     /// Host names (or addresses) admins type to reach the dashboard, put in
     /// the certificate the authority issues for it, beside `server_name`,
-    /// `localhost`, 127.0.0.1, ::1 and the listen address.
+    /// `localhost`, 127.0.0.1, ::1 and the listen address. The first is
+    /// the host of the one-time links `exhibit admin dashboard` prints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
     /// PEM certificate chain to serve instead of one issued by the

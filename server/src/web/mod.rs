@@ -82,10 +82,12 @@ impl Dashboard {
         let listener = http::Listener::start(cfg.listen, tls, app, &rt)
             .map_err(|e| ServerError::Setup(format!("dashboard: {e}")))?;
         let addr = listener.local_addr();
-        // The one-time links name the host the certificate names.
-        let host = match addr.ip().is_unspecified() {
-            true => state.settings.config.server_name.clone(),
-            false => addr.ip().to_string(),
+        // One-time links name a host the certificate names: the first of
+        // `names`, else the listen address, else (0.0.0.0) `server_name`.
+        let host = match (cfg.names.first(), addr.ip().is_unspecified()) {
+            (Some(name), _) => name.clone(),
+            (None, true) => state.settings.config.server_name.clone(),
+            (None, false) => addr.ip().to_string(),
         };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         let url = format!("{}://{host}:{}", if https { "https" } else { "http" }, addr.port());

@@ -404,6 +404,45 @@ async fn the_https_dashboard_is_reached_with_the_authority_ca_pinned_and_refused
     }
 }
 
+/// `tls_cert`/`tls_key`: the dashboard serves the configured pair (here
+/// from an ECDSA CA of "the organisation"), and a client pinning that CA
+/// reaches it; the deployment's CA then does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_dashboard_serves_a_configured_certificate_and_key() {
+    use exhibit_server::config::DashboardTls;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
+    use rustls::pki_types::pem::PemObject as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".into()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file) = (dir.path().join("dashboard.pem"), dir.path().join("dashboard-key.pem"));
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, |c| {
+        c.dashboard = Some(DashboardConfig {
+            tls: DashboardTls::On,
+            tls_cert: Some(cert_file),
+            tls_key: Some(key_file),
+            ..DashboardConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN)
+        })
+    })
+    .await;
+    let addr = f.server().dashboard_addr().unwrap();
+    let mut org = rustls::RootCertStore::empty();
+    org.add(ca.der().clone()).unwrap();
+    let page = https(addr, org, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("admin login"), "{page}");
+    let mut deployment = rustls::RootCertStore::empty();
+    deployment.add(rustls::pki_types::CertificateDer::from_pem_file(f.data.join("ca.pem")).unwrap()).unwrap();
+    let e = https(addr, deployment, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+}
+
 /// One request over TLS trusting only `roots`, for 127.0.0.1; the raw
 /// response, or why there was none.
 async fn https(addr: std::net::SocketAddr, roots: rustls::RootCertStore, req: &str) -> Result<String, String> {
