@@ -99,18 +99,7 @@ impl Authority {
         listen: SocketAddr,
         now: u64,
     ) -> Result<(), ServerError> {
-        let mut names = vec![server_name.to_owned(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
-        if !listen.ip().is_unspecified() {
-            names.push(listen.ip().to_string());
-        }
-        names.sort();
-        names.dedup();
-        let mut p = CertificateParams::new(names).map_err(rcgen_err("server certificate names"))?;
-        p.distinguished_name.push(DnType::CommonName, server_name);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        p.not_before = rcgen::date_time_ymd(year_of(now) - 1, 1, 1);
-        p.not_after = rcgen::date_time_ymd(year_of(now) + 5, 1, 1);
-        p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+        let p = server_params(server_name, server_names(server_name, listen, &[]), now)?;
         let server_key = KeyPair::generate_for(&PKCS_ED25519).map_err(rcgen_err("server key"))?;
         let cert = p.signed_by(&server_key, &self.ca).map_err(rcgen_err("server certificate"))?;
         // Written beside the current pair, then renamed over it: a rotation
@@ -128,6 +117,21 @@ impl Authority {
         std::fs::rename(&key_new, data.join(SERVER_KEY)).map_err(ServerError::io("installing server key"))?;
         std::fs::rename(&cert_new, data.join(SERVER_CERT)).map_err(ServerError::io("installing server certificate"))?;
         fsutil::sync_dir(data)
+    }
+
+    /// Issue a certificate and key for the HTTPS dashboard, kept in memory
+    /// (a new one at each start; admins pin the CA). An ECDSA P-256 key,
+    /// which every TLS client offers to verify (not all take Ed25519).
+    pub fn issue_web_cert(
+        &self,
+        server_name: &str,
+        names: Vec<String>,
+        now: u64,
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), ServerError> {
+        let p = server_params(server_name, names, now)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("dashboard key"))?;
+        let cert = p.signed_by(&key, &self.ca).map_err(rcgen_err("dashboard certificate"))?;
+        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
     }
 
     /// Load the authority from `data`.
@@ -172,6 +176,32 @@ impl Authority {
         let cert = p.signed_by(&csr.public_key, &self.ca).map_err(rcgen_err("client certificate"))?;
         Ok(cert.der().to_vec())
     }
+}
+
+/// The names a server certificate holds: `server_name`, `extra`,
+/// `localhost`, the loopback addresses and `listen`'s address unless it is
+/// unspecified (0.0.0.0).
+pub fn server_names(server_name: &str, listen: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names = vec![server_name.to_owned(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    names.extend(extra.iter().cloned());
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A server certificate's fields: `names`, server authentication only,
+/// valid from the start of last year for five years, a random serial.
+fn server_params(server_name: &str, names: Vec<String>, now: u64) -> Result<CertificateParams, ServerError> {
+    let mut p = CertificateParams::new(names).map_err(rcgen_err("server certificate names"))?;
+    p.distinguished_name.push(DnType::CommonName, server_name);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.not_before = rcgen::date_time_ymd(year_of(now) - 1, 1, 1);
+    p.not_after = rcgen::date_time_ymd(year_of(now) + 5, 1, 1);
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+    Ok(p)
 }
 
 /// A rotation renames the new key, then the new certificate, into place;

@@ -218,19 +218,74 @@ pub struct StorageConfig {
     pub secret_access_key: Option<String>,
 }
 
-/// `[dashboard]`: the admin web dashboard on its own HTTP listener.
+/// `[dashboard]`: the admin web dashboard on its own listener: HTTPS, or
+/// plain HTTP on loopback only.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardConfig {
-    /// TCP address of the HTTP listener (default 127.0.0.1:4480).
+    /// TCP address of the listener (default 127.0.0.1:4480).
     #[serde(default = "default_dashboard_listen")]
     pub listen: SocketAddr,
-    /// Token an admin types to log in (at least 16 characters).
+    /// Token an admin types to log in (at least 32 characters).
     pub admin_token: String,
-    /// Allow a listen address other than loopback (plain HTTP: put a TLS
-    /// proxy in front).
+    /// Allow a listen address other than loopback (served over HTTPS).
     #[serde(default)]
     pub allow_remote: bool,
+    /// `auto` (the default): HTTPS unless `listen` is loopback; `on`:
+    /// HTTPS always; `off`: plain HTTP, allowed on loopback only.
+    #[serde(default)]
+    pub tls: DashboardTls,
+    /// Host names (or addresses) admins type to reach the dashboard, put in
+    /// the certificate the authority issues for it, beside `server_name`,
+    /// `localhost`, 127.0.0.1, ::1 and the listen address. The first is
+    /// the host of the one-time links `exhibit admin dashboard` prints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// PEM certificate chain to serve instead of one issued by the
+    /// deployment's authority (with `tls_key`; relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[dashboard] tls`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DashboardTls {
+    /// HTTPS unless the listen address is loopback.
+    #[default]
+    Auto,
+    /// HTTPS, on loopback too.
+    On,
+    /// Plain HTTP (loopback only).
+    Off,
+}
+
+impl DashboardConfig {
+    /// A dashboard on `listen` with `admin_token`, every other key at its
+    /// default.
+    pub fn new(listen: SocketAddr, admin_token: impl Into<String>) -> DashboardConfig {
+        DashboardConfig {
+            listen,
+            admin_token: admin_token.into(),
+            allow_remote: false,
+            tls: DashboardTls::Auto,
+            names: vec![],
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    /// Whether the dashboard is served over HTTPS.
+    pub fn https(&self) -> bool {
+        match self.tls {
+            DashboardTls::Auto => !self.listen.ip().is_loopback(),
+            DashboardTls::On => true,
+            DashboardTls::Off => false,
+        }
+    }
 }
 
 fn default_dashboard_listen() -> SocketAddr {
@@ -451,7 +506,7 @@ impl Config {
     }
 
     /// Parse durations and resolve the data directory against `base`.
-    pub fn settings(self, base: &Path) -> Result<Settings, ServerError> {
+    pub fn settings(mut self, base: &Path) -> Result<Settings, ServerError> {
         let d = |key: &str, v: &str| {
             exhibit_proto::duration::parse_secs(v).map_err(|e| ServerError::Setup(format!("config key {key}: {e}")))
         };
@@ -483,15 +538,43 @@ impl Config {
         if self.storage.backend == StorageBackend::S3 && self.storage.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(ServerError::Setup("config: storage.bucket is required when storage.backend = \"s3\"".into()));
         }
-        if let Some(d) = &self.dashboard {
+        if let Some(d) = &mut self.dashboard {
             if d.admin_token.chars().count() < 32 {
                 return Err(ServerError::Setup("config: dashboard.admin_token must be at least 32 characters".into()));
             }
-            if !d.listen.ip().is_loopback() && !d.allow_remote {
+            let loopback = d.listen.ip().is_loopback();
+            if !loopback && d.tls == DashboardTls::Off {
+                return Err(ServerError::Setup(format!(
+                    "config: dashboard.tls = \"off\" serves plain HTTP, which is allowed on loopback only, not on {}; \
+                     remove it (the dashboard is then served over HTTPS) or listen on 127.0.0.1",
+                    d.listen
+                )));
+            }
+            if !loopback && !d.allow_remote {
                 return Err(ServerError::Setup(
-                    "config: dashboard.listen is not a loopback address; set dashboard.allow_remote = true to allow it"
+                    "config: dashboard.listen is not a loopback address; set dashboard.allow_remote = true to allow it \
+                     (it is then served over HTTPS)"
                         .into(),
                 ));
+            }
+            let https = d.https();
+            match (&mut d.tls_cert, &mut d.tls_key) {
+                (Some(cert), Some(key)) => {
+                    if !https {
+                        return Err(ServerError::Setup(
+                            "config: dashboard.tls_cert is set but the dashboard serves plain HTTP; set dashboard.tls = \"on\""
+                                .into(),
+                        ));
+                    }
+                    *cert = base.join(&*cert);
+                    *key = base.join(&*key);
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(ServerError::Setup(
+                        "config: dashboard.tls_cert and dashboard.tls_key go together (PEM files)".into(),
+                    ))
+                }
             }
         }
         let memory = |key: &str, v: &str| match size(key, v)? {

@@ -1,7 +1,6 @@
 //! What every action needs: the metadata and chunk stores, the
 //! authority, the clock, the memory budgets and the open connections.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use exhibit_proto::UserId;
@@ -45,8 +44,8 @@ pub struct State {
     pub conns: conns::Connections,
     /// Chunk deletions, held back while a backup copies chunks.
     pub deletes: chunks::DeleteGate,
-    /// Where the admin dashboard listens, once it does.
-    pub dashboard_addr: std::sync::OnceLock<SocketAddr>,
+    /// The admin dashboard's URL (`https://host:port`), once it listens.
+    pub dashboard_url: std::sync::OnceLock<String>,
     /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
     pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
     /// Chunk buffers, reused across uploads and downloads.
@@ -93,7 +92,7 @@ impl State {
             last_scan_micros: Default::default(),
             conns: Default::default(),
             deletes: Default::default(),
-            dashboard_addr: Default::default(),
+            dashboard_url: Default::default(),
             dashboard_logins: Default::default(),
             buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
             download_memory: budget::Budget::new(settings.download_memory),

@@ -137,3 +137,45 @@ impl ClientCertVerifier for RefuseRevoked {
         self.ca.supported_verify_schemes()
     }
 }
+
+/// The HTTPS dashboard's TLS settings: the configured certificate and key
+/// (PEM), or a certificate the authority issues now for the server's and
+/// the dashboard's names. TLS 1.2 and 1.3 (browsers), HTTP/1.1, no client
+/// certificates (admins log in with the token or a one-time link).
+pub fn dashboard_config(
+    settings: &Settings,
+    cfg: &crate::config::DashboardConfig,
+    authority: &crate::authority::Authority,
+    now: u64,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::PrivateKeyDer;
+    let (chain, key) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ServerError::Setup(format!("dashboard.tls_cert {}: {e}", cert.display())))?;
+            if chain.is_empty() {
+                return Err(ServerError::Setup(format!("dashboard.tls_cert {}: no certificate", cert.display())));
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| ServerError::Setup(format!("dashboard.tls_key {}: {e}", key.display())))?;
+            (chain, key)
+        }
+        _ => {
+            let name = &settings.config.server_name;
+            let names = crate::authority::server_names(name, cfg.listen, &cfg.names);
+            let (cert, key) = authority.issue_web_cert(name, names, now)?;
+            (vec![cert], key)
+        }
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Setup(format!("dashboard TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Setup(format!("dashboard certificate: {e}")))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}

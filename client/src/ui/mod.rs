@@ -9,6 +9,9 @@
 //! (never into memory), then run the real send pipeline. A staged copy is
 //! deleted once sealed; after a failure it stays, so `exhibit resume`
 //! can finish the send.
+//!
+//! Served by axum on the caller's tokio runtime; each page is made on a
+//! blocking thread, as it waits on the library's async functions.
 
 mod multipart;
 mod page;
@@ -20,9 +23,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::{Request, State as Shared};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::Router;
 use exhibit_net::http::{self, redirect, with_headers, Page};
 use exhibit_proto::{TransferId, UserId};
-use tiny_http::{Method, Request, Response};
 
 use self::multipart::{safe_name, Multipart};
 use self::page::{error_page, html};
@@ -34,7 +40,7 @@ use crate::progress::{metered, Meter};
 use crate::session::Conn;
 
 /// Largest form body (other than an upload) accepted.
-const MAX_FORM: u64 = 16 * 1024;
+const MAX_FORM: usize = 16 * 1024;
 /// Largest text field in an upload form.
 const MAX_FIELD: u64 = 8 * 1024;
 
@@ -80,15 +86,8 @@ impl Ui {
             jobs: Mutex::new(vec![]),
             origin: std::sync::OnceLock::new(),
         });
-        let st = state.clone();
-        let listener = http::Listener::start(opts.listen, "exhibit-ui", move |req| {
-            let s = st.clone();
-            // Uploads and page loads run side by side.
-            if let Err(e) = std::thread::Builder::new().spawn(move || s.handle(req)) {
-                tracing::warn!(error = %e, "ui: could not start a request thread");
-            }
-        })
-        .map_err(ClientError::Config)?;
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let listener = http::Listener::start(opts.listen, None, app, &state.rt).map_err(ClientError::Config)?;
         let _ = state.origin.set(format!("http://{}", listener.local_addr()));
         let url = format!("http://{}/{token}/", listener.local_addr());
         Ok(Ui { _listener: listener, url })
@@ -134,50 +133,73 @@ fn status_of(e: &ClientError) -> u16 {
     }
 }
 
-fn read_form(req: &mut Request) -> Result<HashMap<String, String>, Page> {
-    http::read_form(req, MAX_FORM).map_err(|(status, msg)| error_page(status, &msg))
+/// What a POST brought, read before its page is made: a form (at most
+/// [`MAX_FORM`] bytes) or, for `send`, the upload as a blocking reader.
+enum Input {
+    None,
+    Form(Result<HashMap<String, String>, (u16, String)>),
+    Upload(http::BodyReader),
+}
+
+/// Every request. The token and the origin are checked before a body is
+/// read; the page is made on a blocking thread (it waits on sends,
+/// fetches and listings, and an upload is streamed to disk), so uploads
+/// and page loads run side by side.
+async fn handle(Shared(ui): Shared<Arc<UiState>>, req: Request) -> Page {
+    let (parts, body) = req.into_parts();
+    let Some(rest) = ui.rest(&parts) else {
+        return with_headers(http::response(404, "not found"), &[("Content-Type", "text/plain; charset=utf-8")]);
+    };
+    let input = match parts.method == Method::POST {
+        false => Input::None,
+        true if !ui.same_origin(&parts.headers) => {
+            return error_page(403, "refused: this form was posted from another site");
+        }
+        true if rest == "send" => Input::Upload(http::blocking_reader(body, &ui.rt)),
+        true => Input::Form(http::read_form(body, MAX_FORM).await),
+    };
+    tokio::task::spawn_blocking(move || ui.route(&parts, &rest, input))
+        .await
+        .unwrap_or_else(|e| error_page(500, &format!("ui: {e}")))
 }
 
 impl UiState {
-    fn handle(&self, mut req: Request) {
-        let page = self.route(&mut req);
-        if let Err(e) = req.respond(page) {
-            tracing::debug!(error = %e, "ui: could not respond");
-        }
-    }
-
-    fn route(&self, req: &mut Request) -> Page {
-        let url = req.url().to_owned();
-        let path = url.split('?').next().unwrap_or("");
-        // /<token>/<rest>; the token compared in constant time.
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    /// The path after `/<token>/`, if the token is right (compared in
+    /// constant time).
+    fn rest(&self, req: &Parts) -> Option<String> {
+        let mut parts = req.uri.path().trim_start_matches('/').splitn(2, '/');
         let given = parts.next().unwrap_or("");
         let rest = parts.next().unwrap_or("");
-        if blake3::hash(given.as_bytes()) != self.token {
-            return with_headers(Response::from_string("not found").with_status_code(404), &[]);
-        }
-        if *req.method() == Method::Post && !self.same_origin(req) {
-            return error_page(403, "refused: this form was posted from another site");
-        }
-        let r = match (req.method().clone(), rest) {
-            (Method::Get, "") => self.main_page(),
-            (Method::Get, "jobs.json") => Ok(self.jobs_json()),
-            (Method::Get, r) if r.starts_with("custody/") => self.custody_page(&r["custody/".len()..]),
-            (Method::Get, r) if r.starts_with("review/") => self.review_page(&r["review/".len()..]),
-            (Method::Post, "approve") => match read_form(req) {
+        (blake3::hash(given.as_bytes()) == self.token).then(|| rest.to_owned())
+    }
+
+    fn route(&self, req: &Parts, rest: &str, input: Input) -> Page {
+        let form = |input: Input| match input {
+            Input::Form(f) => f,
+            _ => Err((400, "expected a form".to_owned())),
+        };
+        let r = match (req.method.clone(), rest) {
+            (Method::GET, "") => self.main_page(),
+            (Method::GET, "jobs.json") => Ok(self.jobs_json()),
+            (Method::GET, r) if r.starts_with("custody/") => self.custody_page(&r["custody/".len()..]),
+            (Method::GET, r) if r.starts_with("review/") => self.review_page(&r["review/".len()..]),
+            (Method::POST, "approve") => match form(input) {
                 Ok(f) => self.decide(&f, true),
-                Err(p) => return p,
+                Err((status, msg)) => return error_page(status, &msg),
             },
-            (Method::Post, "refuse") => match read_form(req) {
+            (Method::POST, "refuse") => match form(input) {
                 Ok(f) => self.decide(&f, false),
-                Err(p) => return p,
+                Err((status, msg)) => return error_page(status, &msg),
             },
-            (Method::Post, "send") => self.upload(req),
-            (Method::Post, "fetch") => match read_form(req) {
+            (Method::POST, "send") => match input {
+                Input::Upload(mut body) => self.upload(&req.headers, &mut body),
+                _ => return error_page(400, "expected an upload"),
+            },
+            (Method::POST, "fetch") => match form(input) {
                 Ok(f) => self.start_fetch(&f),
-                Err(p) => return p,
+                Err((status, msg)) => return error_page(status, &msg),
             },
-            (Method::Get | Method::Post, _) => return error_page(404, "no such page"),
+            (Method::GET | Method::POST, _) => return error_page(404, "no such page"),
             _ => return error_page(405, "method not allowed"),
         };
         r.unwrap_or_else(|e| error_page(status_of(&e), &e.to_string()))
@@ -187,9 +209,10 @@ impl UiState {
     /// where a request came from (`Sec-Fetch-Site`, `Origin`); another
     /// site's page that learnt the URL cannot make this one send, fetch
     /// (which signs a receipt) or approve.
-    fn same_origin(&self, req: &Request) -> bool {
+    fn same_origin(&self, headers: &HeaderMap) -> bool {
+        // A header that is not text counts as a wrong value.
         let header = |name: &'static str| {
-            req.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_owned())
+            headers.get(name).map(|h| h.to_str().map(str::to_owned).unwrap_or_else(|_| "\u{fffd}".into()))
         };
         // Browsers that send Sec-Fetch-Site say it outright. (The page's
         // no-referrer policy makes their Origin "null" on a POST.)
@@ -257,13 +280,8 @@ impl UiState {
     }
 
     /// Stream a multipart upload to a private staging directory, then send.
-    fn upload(&self, req: &mut Request) -> Result<Page, ClientError> {
-        let ctype = req
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Content-Type"))
-            .map(|h| h.value.as_str().to_owned())
-            .unwrap_or_default();
+    fn upload(&self, headers: &HeaderMap, body: &mut dyn Read) -> Result<Page, ClientError> {
+        let ctype = headers.get("Content-Type").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
         let boundary = ctype
             .split(';')
             .filter_map(|p| p.trim().strip_prefix("boundary="))
@@ -274,7 +292,7 @@ impl UiState {
         create_private_dir(&self.staging)?;
         let dir = self.staging.join(hex::encode(rand::random::<[u8; 8]>()));
         create_private_dir(&dir)?;
-        let r = self.receive(req.as_reader(), &boundary, &dir);
+        let r = self.receive(body, &boundary, &dir);
         let (fields, files) = match r {
             Ok(x) => x,
             Err(e) => {
@@ -390,7 +408,7 @@ impl UiState {
             })
             .collect();
         with_headers(
-            Response::from_string(serde_json::Value::Array(list).to_string()),
+            http::response(200, serde_json::Value::Array(list).to_string()),
             &[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
         )
     }

@@ -1,5 +1,7 @@
-//! The admin web dashboard: a plain HTML page on its own HTTP listener
-//! (loopback by default), server-rendered, no JavaScript, no CDN.
+//! The admin web dashboard: a plain HTML page on its own listener
+//! (loopback by default; HTTPS with a certificate from the deployment's
+//! authority, or a configured one, when it is not loopback), served by
+//! axum, server-rendered, no JavaScript, no CDN.
 //!
 //! Login is the configured admin token, typed into a form, compared in
 //! constant time; it buys a random session id in an `HttpOnly`,
@@ -14,9 +16,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use exhibit_net::http::{self, esc, redirect, with_headers, Page};
+use axum::extract::{Request, State as Shared};
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum::{Extension, Router};
+use exhibit_net::http::{self, esc, redirect, with_headers, Page, Peer};
 use exhibit_proto::{limits, UserId};
-use tiny_http::{Method, Request};
 
 use crate::app;
 use crate::config::DashboardConfig;
@@ -30,7 +35,7 @@ use pages::{confirm_revoke, login_page, once_page};
 use crate::core::throttle::Throttle;
 
 /// Largest form body accepted.
-const MAX_FORM: u64 = 16 * 1024;
+const MAX_FORM: usize = 16 * 1024;
 /// How long a login lasts (server clock).
 const SESSION_SECS: u64 = 8 * 3600;
 /// Cookie name.
@@ -53,20 +58,41 @@ impl std::fmt::Debug for Dashboard {
 }
 
 impl Dashboard {
-    /// Bind `cfg.listen` and serve in a thread of its own.
+    /// Bind `cfg.listen` and serve on the current tokio runtime: over
+    /// HTTPS when `cfg` says so ([`DashboardConfig::https`]).
     pub fn start(state: Arc<State>, cfg: &DashboardConfig) -> Result<Dashboard, ServerError> {
-        let web = Web {
+        let tls = match cfg.https() {
+            true => {
+                let now = state.clock.now();
+                Some(crate::tls::dashboard_config(&state.settings, cfg, &state.authority, now)?)
+            }
+            false => None,
+        };
+        let web = Arc::new(Web {
             state: state.clone(),
             token: blake3::hash(cfg.admin_token.as_bytes()),
             sessions: Mutex::new(HashMap::new()),
             audit: Mutex::new(None),
             logins: Mutex::new(Throttle::default()),
-        };
-        let listener = http::Listener::start(cfg.listen, "dashboard", move |req| web.handle(req))
+        });
+        let app = Router::new().fallback(handle).with_state(web);
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|e| ServerError::Setup(format!("dashboard: no tokio runtime: {e}")))?;
+        let https = tls.is_some();
+        let listener = http::Listener::start(cfg.listen, tls, app, &rt)
             .map_err(|e| ServerError::Setup(format!("dashboard: {e}")))?;
         let addr = listener.local_addr();
-        let _ = state.dashboard_addr.set(addr);
-        tracing::info!(%addr, "admin dashboard listening");
+        // One-time links name a host the certificate names: the first of
+        // `names`, else the listen address, else (0.0.0.0) `server_name`.
+        let host = match (cfg.names.first(), addr.ip().is_unspecified()) {
+            (Some(name), _) => name.clone(),
+            (None, true) => state.settings.config.server_name.clone(),
+            (None, false) => addr.ip().to_string(),
+        };
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let url = format!("{}://{host}:{}", if https { "https" } else { "http" }, addr.port());
+        let _ = state.dashboard_url.set(url.clone());
+        tracing::info!(%addr, %url, "admin dashboard listening");
         Ok(Dashboard { listener })
     }
 
@@ -85,7 +111,7 @@ struct Session {
 /// A one-time login link for `admin` (who authenticated with their client
 /// certificate over QUIC): the URL and its expiry.
 pub fn one_time_login(state: &State, admin: UserId, now: u64) -> Result<(String, u64), ServerError> {
-    let Some(addr) = state.dashboard_addr.get() else {
+    let Some(base) = state.dashboard_url.get() else {
         return Err(ServerError::Conflict("this server has no dashboard ([dashboard] in exhibitd.toml)".into()));
     };
     let code = random_hex();
@@ -93,7 +119,7 @@ pub fn one_time_login(state: &State, admin: UserId, now: u64) -> Result<(String,
     let mut logins = state.dashboard_logins.lock().map_err(|_| ServerError::Store("login table poisoned".into()))?;
     logins.retain(|_, (_, e)| *e > now);
     logins.insert(*blake3::hash(code.as_bytes()).as_bytes(), (admin, expires));
-    Ok((format!("http://{addr}/once/{code}"), expires))
+    Ok((format!("{base}/once/{code}"), expires))
 }
 
 struct Web {
@@ -145,14 +171,18 @@ fn status_of(e: &ServerError) -> u16 {
     }
 }
 
-fn read_form(req: &mut Request) -> Result<HashMap<String, String>, Page> {
-    http::read_form(req, MAX_FORM).map_err(|(status, msg)| error_page(status, &msg))
+/// A POST's form, read before routing (at most [`MAX_FORM`] bytes), or
+/// the page saying why it could not be.
+type Form = Result<HashMap<String, String>, (u16, String)>;
+
+fn read_form(form: Option<Form>) -> Form {
+    form.unwrap_or_else(|| Err((405, "method not allowed".into())))
 }
 
-fn cookie(req: &Request, name: &str) -> Option<String> {
-    let h = req.headers().iter().find(|h| h.field.equiv("Cookie"))?;
-    h.value
-        .as_str()
+fn cookie(req: &Parts, name: &str) -> Option<String> {
+    let h = req.headers.get("Cookie")?;
+    h.to_str()
+        .ok()?
         .split(';')
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
@@ -163,14 +193,22 @@ fn random_hex() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-impl Web {
-    fn handle(&self, mut req: Request) {
-        let page = self.route(&mut req);
-        if let Err(e) = req.respond(page) {
-            tracing::debug!(error = %e, "dashboard: could not respond");
-        }
-    }
+/// Every request: a POST's form is read here, then the page is made on a
+/// blocking thread (the store and the audit log are synchronous). The
+/// routes are one `match` in [`Web::route`]: what an unknown path or
+/// method answers depends on the session.
+async fn handle(Shared(web): Shared<Arc<Web>>, Extension(Peer(peer)): Extension<Peer>, req: Request) -> Page {
+    let (parts, body) = req.into_parts();
+    let form = match parts.method == Method::POST {
+        true => Some(http::read_form(body, MAX_FORM).await),
+        false => None,
+    };
+    tokio::task::spawn_blocking(move || web.route(&parts, peer, form))
+        .await
+        .unwrap_or_else(|e| error_page(500, &format!("dashboard: {e}")))
+}
 
+impl Web {
     fn token_ok(&self, given: &str) -> bool {
         // blake3::Hash compares in constant time.
         blake3::hash(given.as_bytes()) == self.token
@@ -178,7 +216,7 @@ impl Web {
 
     /// The caller's session id, CSRF token and actor, if logged in (and,
     /// for an admin's own login, still an unrevoked admin).
-    fn session(&self, req: &Request) -> Option<(String, String, UserId)> {
+    fn session(&self, req: &Parts) -> Option<(String, String, UserId)> {
         let id = cookie(req, COOKIE)?;
         let now = self.state.clock.now();
         let found = {
@@ -198,15 +236,15 @@ impl Web {
         (rec.role == exhibit_proto::directory::Role::Admin && rec.revoked_at.is_none()).then_some(rec.user)
     }
 
-    fn route(&self, req: &mut Request) -> Page {
-        let path = req.url().split('?').next().unwrap_or("").to_owned();
-        let method = req.method().clone();
-        if method == Method::Get && path == "/metrics" {
+    fn route(&self, req: &Parts, peer: SocketAddr, form: Option<Form>) -> Page {
+        let path = req.uri.path().to_owned();
+        let method = req.method.clone();
+        if method == Method::GET && path == "/metrics" {
             let bearer = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .and_then(|h| h.value.as_str().strip_prefix("Bearer ").map(str::to_owned));
+                .headers
+                .get("Authorization")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned));
             if self.session(req).is_none() && !bearer.is_some_and(|b| self.token_ok(&b)) {
                 return with_headers(
                     error_page(401, "log in or send Authorization: Bearer <admin_token>"),
@@ -215,10 +253,10 @@ impl Web {
             }
             return self.metrics().unwrap_or_else(|e| error_page(status_of(&e), &e.to_string()));
         }
-        if method == Method::Post && path == "/login" {
-            return self.login(req);
+        if method == Method::POST && path == "/login" {
+            return self.login(peer, form);
         }
-        if method == Method::Get {
+        if method == Method::GET {
             if let Some(code) = path.strip_prefix("/once/") {
                 // A GET only shows a button: link previews must not use up the code.
                 return once_page(code);
@@ -226,24 +264,24 @@ impl Web {
         }
         let Some((sid, csrf, actor)) = self.session(req) else {
             return match (method, path.as_str()) {
-                (Method::Get, "/" | "/login") => login_page(200, ""),
-                (Method::Get, _) => error_page(404, "not found"),
+                (Method::GET, "/" | "/login") => login_page(200, ""),
+                (Method::GET, _) => error_page(404, "not found"),
                 _ => login_page(403, "Your session has expired; log in again."),
             };
         };
-        if method == Method::Get {
+        if method == Method::GET {
             return match path.as_str() {
                 "/" => self.dashboard(&csrf, &actor).unwrap_or_else(|e| error_page(status_of(&e), &e.to_string())),
                 "/login" => redirect("/"),
                 _ => error_page(404, "not found"),
             };
         }
-        if method != Method::Post {
+        if method != Method::POST {
             return error_page(405, "method not allowed");
         }
-        let form = match read_form(req) {
+        let form = match read_form(form) {
             Ok(f) => f,
-            Err(p) => return p,
+            Err((status, msg)) => return error_page(status, &msg),
         };
         let given = form.get("csrf").map(String::as_str).unwrap_or("");
         if blake3::hash(given.as_bytes()) != blake3::hash(csrf.as_bytes()) {
@@ -276,10 +314,10 @@ impl Web {
         }
     }
 
-    fn login(&self, req: &mut Request) -> Page {
-        let form = match read_form(req) {
+    fn login(&self, peer: SocketAddr, form: Option<Form>) -> Page {
+        let form = match read_form(form) {
             Ok(f) => f,
-            Err(p) => return p,
+            Err((status, msg)) => return error_page(status, &msg),
         };
         let now = self.state.clock.now();
         let actor = if let Some(code) = form.get("once") {
@@ -291,7 +329,7 @@ impl Web {
             }
         } else {
             let Some(token) = form.get("token") else { return login_page(400, "Enter the admin token.") };
-            let source = req.remote_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+            let source = peer.ip();
             let Ok(mut throttle) = self.logins.lock() else { return error_page(500, "login table poisoned") };
             let wait = throttle.wait(&source, now);
             if wait > 0 {
@@ -388,7 +426,7 @@ mod tests {
     fn dashboard_config_refuses_short_tokens_and_remote_listeners_unless_allowed() {
         let mut c = crate::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
         let d = |listen: &str, token: &str, allow_remote| {
-            Some(DashboardConfig { listen: listen.parse().unwrap(), admin_token: token.into(), allow_remote })
+            Some(DashboardConfig { allow_remote, ..DashboardConfig::new(listen.parse().unwrap(), token) })
         };
         const GOOD: &str = "0123456789abcdef0123456789abcdef";
         c.dashboard = d("127.0.0.1:0", GOOD, false);
@@ -398,6 +436,37 @@ mod tests {
         c.dashboard = d("0.0.0.0:4480", GOOD, false);
         assert!(c.clone().settings(Path::new("/")).is_err());
         c.dashboard = d("0.0.0.0:4480", GOOD, true);
-        assert!(c.settings(Path::new("/")).is_ok());
+        assert!(c.clone().settings(Path::new("/")).is_ok());
+    }
+
+    #[test]
+    fn plain_http_is_refused_beyond_loopback_and_https_is_chosen_there() {
+        use crate::config::DashboardTls;
+        let mut c = crate::config::Config::new(".".into(), "127.0.0.1:0".parse().unwrap(), "localhost".into());
+        let d = |listen: &str, tls| DashboardConfig {
+            allow_remote: true,
+            tls,
+            ..DashboardConfig::new(listen.parse().unwrap(), "0123456789abcdef0123456789abcdef")
+        };
+        c.dashboard = Some(d("0.0.0.0:4480", DashboardTls::Off));
+        let e = c.clone().settings(Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("plain HTTP") && e.contains("loopback only"), "{e}");
+        c.dashboard = Some(d("192.0.2.7:4480", DashboardTls::Off));
+        assert!(c.clone().settings(Path::new("/")).is_err());
+        assert!(d("0.0.0.0:4480", DashboardTls::Auto).https(), "auto: HTTPS beyond loopback");
+        assert!(!d("127.0.0.1:4480", DashboardTls::Auto).https(), "auto: plain HTTP on loopback");
+        assert!(d("127.0.0.1:4480", DashboardTls::On).https());
+        assert!(!d("127.0.0.1:4480", DashboardTls::Off).https());
+        c.dashboard = Some(d("127.0.0.1:4480", DashboardTls::Off));
+        assert!(c.clone().settings(Path::new("/")).is_ok(), "plain HTTP on loopback");
+        let mut half = d("127.0.0.1:4480", DashboardTls::On);
+        half.tls_cert = Some("cert.pem".into());
+        c.dashboard = Some(half.clone());
+        assert!(c.clone().settings(Path::new("/")).is_err(), "a certificate without its key");
+        half.tls_key = Some("key.pem".into());
+        c.dashboard = Some(half);
+        let s = c.settings(Path::new("/etc/exhibit")).unwrap();
+        let d = s.config.dashboard.unwrap();
+        assert_eq!(d.tls_key.unwrap(), Path::new("/etc/exhibit/key.pem"), "relative to the config file");
     }
 }

@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use exhibit_net::http::{esc, with_headers, Page};
+use exhibit_net::http::{esc, response, with_headers, Page};
 use exhibit_proto::duration::{format_secs, format_time};
 use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::UserId;
-use tiny_http::Response;
 
 use super::{error_page, html, layout};
 use crate::app;
@@ -55,7 +54,7 @@ pub(super) fn metrics(s: &State) -> Result<Page, ServerError> {
     );
     o += &integrity_metrics(s)?;
     Ok(with_headers(
-        Response::from_string(o),
+        response(200, o),
         &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
     ))
 }

@@ -217,37 +217,32 @@ fn start_smtp() -> (u16, Mailbox) {
     (port, mailbox)
 }
 
-/// A real HTTP listener that checks the HMAC of every POST.
+/// A real HTTP listener that checks the HMAC of every POST (it listens
+/// while the returned listener is kept).
 pub(crate) fn start_webhook(
     listener: std::net::TcpListener,
     secret: &'static str,
-) -> Arc<Mutex<Vec<serde_json::Value>>> {
+) -> (Arc<Mutex<Vec<serde_json::Value>>>, exhibit_net::http::Listener) {
+    use axum::http::{HeaderMap, StatusCode};
     let got = Arc::new(Mutex::new(vec![]));
-    let server = tiny_http::Server::from_listener(listener, None).unwrap();
     let g = got.clone();
-    std::thread::spawn(move || {
-        for mut req in server.incoming_requests() {
-            let mut body = vec![];
-            std::io::Read::read_to_end(req.as_reader(), &mut body).unwrap();
-            let sig = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("X-Exhibit-Signature"))
-                .map(|h| h.value.as_str().to_owned())
-                .unwrap_or_default();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
+        let g = g.clone();
+        async move {
+            let sig = headers.get("X-Exhibit-Signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
             mac.update(&body);
             let want = format!("sha256={}", hex_lower(&mac.finalize().into_bytes()));
-            let status = if sig == want {
+            if sig == want {
                 g.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-                200
+                StatusCode::OK
             } else {
-                401
-            };
-            let _ = req.respond(tiny_http::Response::empty(status));
+                StatusCode::UNAUTHORIZED
+            }
         }
     });
-    got
+    let l = exhibit_net::http::Listener::serve(listener, None, app, &tokio::runtime::Handle::current()).unwrap();
+    (got, l)
 }
 
 fn hex_lower(b: &[u8]) -> String {
@@ -295,7 +290,7 @@ async fn alerts_reach_email_and_signed_webhook_and_retry_until_delivered() {
     assert!(!mail[0].1.contains("interview.mp4"), "file name in an e-mail");
 
     // The listener comes up; before the backoff nothing is retried, after it the alert arrives.
-    let got = start_webhook(std::net::TcpListener::bind(hook_addr).unwrap(), "s3cret");
+    let (got, _hook) = start_webhook(std::net::TcpListener::bind(hook_addr).unwrap(), "s3cret");
     assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 0);
     clock.advance(notify::backoff(0));
     assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 1);

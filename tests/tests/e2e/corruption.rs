@@ -28,11 +28,7 @@ async fn manual(scrub_rate: &str) -> (Fixture, ManualClock) {
     let rate = scrub_rate.to_owned();
     let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, move |c| {
         c.scrub_rate = rate;
-        c.dashboard = Some(DashboardConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: TOKEN.into(),
-            allow_remote: false,
-        });
+        c.dashboard = Some(DashboardConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN));
     })
     .await;
     (f, clock)

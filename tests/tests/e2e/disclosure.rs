@@ -345,7 +345,7 @@ async fn a_summary_that_lies_about_the_sealed_labels_is_refused_by_the_recipient
 async fn an_approval_waiting_past_approve_within_alerts_the_webhook() {
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_addr = hook.local_addr().unwrap();
-    let got = crate::alerts::start_webhook(hook, "s3cret");
+    let (got, _hook) = crate::alerts::start_webhook(hook, "s3cret");
     let clock = ManualClock::new(1_800_000_000);
     let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, move |cfg| {
         cfg.approve_within = "1h".into();

@@ -110,8 +110,7 @@ async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_
 }
 
 fn with_dashboard(c: &mut exhibit_server::config::Config) {
-    c.dashboard =
-        Some(DashboardConfig { listen: "127.0.0.1:0".parse().unwrap(), admin_token: TOKEN.into(), allow_remote: false })
+    c.dashboard = Some(DashboardConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,4 +327,140 @@ async fn dashboard_login_is_throttled_per_address_and_failures_are_audited() {
     clock.advance(1);
     assert_eq!(login(TOKEN).status, 303, "logged in once the wait is over");
     assert_eq!(login("wrong-token-wrong-token-wrong-token").status, 403, "a success starts the address afresh");
+}
+
+/// Issue 25: the dashboard over HTTPS (`tls = "on"` forces it on
+/// loopback), with a certificate the deployment's authority issued. A
+/// client that pins the CA (`ca.pem`) reaches it and logs in; one that
+/// does not fails the handshake; plain HTTP to the port gets no page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_dashboard_is_reached_with_the_authority_ca_pinned_and_refused_without_it() {
+    use exhibit_server::config::DashboardTls;
+    use rustls::pki_types::pem::PemObject as _;
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, |c| {
+        c.dashboard = Some(DashboardConfig {
+            tls: DashboardTls::On,
+            ..DashboardConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN)
+        })
+    })
+    .await;
+    let addr = f.server().dashboard_addr().unwrap();
+    let ca_pem = f.data.join("ca.pem");
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(&ca_pem).unwrap();
+    let mut pinned = rustls::RootCertStore::empty();
+    pinned.add(ca).unwrap();
+
+    let page = https(addr, pinned.clone(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("admin login") && page.contains("X-Frame-Options: DENY"), "{page}");
+    let body = format!("token={TOKEN}");
+    let login = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let login = https(addr, pinned.clone(), &login).await.unwrap();
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    let set = login.lines().find(|l| l.starts_with("Set-Cookie:")).expect("a session cookie");
+    let cookie = set.trim_start_matches("Set-Cookie:").split(';').next().unwrap().trim();
+    let dash = format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n");
+    let dash = https(addr, pinned, &dash).await.unwrap();
+    assert!(dash.contains("Logged in as <b>dashboard</b>"), "{dash}");
+
+    // A client that does not trust the deployment's CA (here: the system's
+    // roots are not asked; an empty store) stops at the handshake.
+    let e = https(addr, rustls::RootCertStore::empty(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // Plain HTTP to the HTTPS port: no page.
+    let plain = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut got = vec![];
+        let _ = s.read_to_end(&mut got);
+        got
+    })
+    .await
+    .unwrap();
+    assert!(!plain.starts_with(b"HTTP/"), "plain HTTP answered: {:?}", String::from_utf8_lossy(&plain));
+
+    // An admin's one-time link names the HTTPS address.
+    let (url, _) = exhibit_client::admin::dashboard_login(&f.admin).await.unwrap();
+    assert!(url.starts_with(&format!("https://{addr}/once/")), "{url}");
+
+    // What the runbook tells an admin to type, when curl is installed.
+    let curl = |pin: bool| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["--silent", "--show-error", "--max-time", "30"]);
+        if pin {
+            c.arg("--cacert").arg(&ca_pem);
+        }
+        c.arg(format!("https://{addr}/")).output()
+    };
+    if let Ok(out) = tokio::task::block_in_place(|| curl(true)) {
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && page.contains("admin login"), "curl --cacert: {out:?}");
+        let out = tokio::task::block_in_place(|| curl(false)).unwrap();
+        assert!(!out.status.success(), "curl without the CA: {out:?}");
+    }
+}
+
+/// `tls_cert`/`tls_key`: the dashboard serves the configured pair (here
+/// from an ECDSA CA of "the organisation"), and a client pinning that CA
+/// reaches it; the deployment's CA then does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_dashboard_serves_a_configured_certificate_and_key() {
+    use exhibit_server::config::DashboardTls;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
+    use rustls::pki_types::pem::PemObject as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".into()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file) = (dir.path().join("dashboard.pem"), dir.path().join("dashboard-key.pem"));
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, |c| {
+        c.dashboard = Some(DashboardConfig {
+            tls: DashboardTls::On,
+            tls_cert: Some(cert_file),
+            tls_key: Some(key_file),
+            ..DashboardConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN)
+        })
+    })
+    .await;
+    let addr = f.server().dashboard_addr().unwrap();
+    let mut org = rustls::RootCertStore::empty();
+    org.add(ca.der().clone()).unwrap();
+    let page = https(addr, org, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("admin login"), "{page}");
+    let mut deployment = rustls::RootCertStore::empty();
+    deployment.add(rustls::pki_types::CertificateDer::from_pem_file(f.data.join("ca.pem")).unwrap()).unwrap();
+    let e = https(addr, deployment, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+}
+
+/// One request over TLS trusting only `roots`, for 127.0.0.1; the raw
+/// response, or why there was none.
+async fn https(addr: std::net::SocketAddr, roots: rustls::RootCertStore, req: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls =
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut out = vec![];
+    tls.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
