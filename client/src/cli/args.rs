@@ -35,6 +35,10 @@ pub struct Cli {
     /// Say which transport each connection uses.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Show times in UTC instead of this machine's local time (JSON
+    /// always gives unix seconds).
+    #[arg(long, global = true)]
+    pub utc: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -71,6 +71,7 @@ impl Cli {
 
     /// Run the command.
     pub async fn run(self) -> Result<(), ClientError> {
+        crate::human::use_utc(self.utc);
         let home = self.home()?;
         let o = Out { json: self.json, progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) };
         match self.command {

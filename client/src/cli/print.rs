@@ -454,12 +454,22 @@ fn transfers_text_named(list: &[TransferInfo], names: &std::collections::HashMap
             }
             _ => {}
         }
+        if let (TransferState::Sealed, Some(d)) = (t.state, t.deadline) {
+            if t.recipients.iter().any(|r| r.state != exhibit_proto::frame::DeliveryState::Acknowledged) {
+                let _ = writeln!(o, "    acknowledge by {} ({})", format_time(d), crate::human::until(d, now()));
+            }
+        }
         for r in &t.recipients {
             let at = r.at.map(format_time).unwrap_or_default();
             let _ = writeln!(o, "    {:<13} {:<19} {}", r.state.as_str(), at, who(&r.user));
         }
     }
     escape_lines(&o).into_owned()
+}
+
+/// This machine's clock, for "in 3h" and "overdue by 20m".
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn join_ids(ids: &[exhibit_proto::UserId]) -> String {

@@ -69,6 +69,41 @@ pub struct ForwardOutcome {
     pub sent: SendOutcome,
 }
 
+/// One item of a transfer received, as a forward offers it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ForwardItem {
+    /// Its path.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Its labels, in words.
+    pub labels: String,
+}
+
+/// The items of `source` (a transfer I received), opened with my key, and
+/// its case reference.
+pub async fn items(home: &Home, source: TransferId) -> Result<(Vec<ForwardItem>, Option<String>), ClientError> {
+    let p = home.load()?;
+    let conn = Conn::open(&p).await?;
+    let r = async {
+        let (vm, _, _) = with_approval(&conn, home, &p, source).await?;
+        let opened = details::open(&conn, &vm, &p.age).await?;
+        let items = opened
+            .items
+            .iter()
+            .map(|i| ForwardItem {
+                path: i.path.as_str().to_owned(),
+                size: i.size,
+                labels: i.labels.unwrap_or_default().describe(),
+            })
+            .collect();
+        Ok((items, vm.manifest().case_ref.clone()))
+    }
+    .await;
+    conn.close();
+    r
+}
+
 /// Parse `PATH=FILE` (a redacted version of item PATH).
 pub fn parse_redacted(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {

@@ -180,7 +180,7 @@ fn pick(r: &TransferRef, all: Vec<TransferInfo>) -> Result<exhibit_proto::Transf
                         "  {}  case {}  sealed {}",
                         t.transfer,
                         t.case_ref.as_deref().unwrap_or("-"),
-                        t.sealed_at.map_or("-".into(), exhibit_proto::duration::format_time)
+                        t.sealed_at.map_or("-".into(), crate::human::format_time)
                     )
                 })
                 .collect();

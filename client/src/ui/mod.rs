@@ -13,6 +13,7 @@
 //! Served by axum on the caller's tokio runtime; each page is made on a
 //! blocking thread, as it waits on the library's async functions.
 
+mod forward;
 mod multipart;
 mod page;
 
@@ -183,6 +184,11 @@ impl UiState {
             (Method::GET, "jobs.json") => Ok(self.jobs_json()),
             (Method::GET, r) if r.starts_with("custody/") => self.custody_page(&r["custody/".len()..]),
             (Method::GET, r) if r.starts_with("review/") => self.review_page(&r["review/".len()..]),
+            (Method::GET, r) if r.starts_with("forward/") => self.forward_page(&r["forward/".len()..]),
+            (Method::POST, "forward") => match form(input) {
+                Ok(f) => self.start_forward(&f),
+                Err((status, msg)) => return error_page(status, &msg),
+            },
             (Method::POST, "approve") => match form(input) {
                 Ok(f) => self.decide(&f, true),
                 Err((status, msg)) => return error_page(status, &msg),
@@ -418,6 +424,42 @@ impl UiState {
             id.parse().map_err(|_| ClientError::Usage(format!("{id:?} is not a transfer id")))?;
         let (report, _) = self.rt.block_on(custody::custody(&self.home, transfer))?;
         Ok(html(200, custody::html(&report), "none"))
+    }
+
+    /// What I received, its items to choose from, and who to forward to.
+    fn forward_page(&self, id: &str) -> Result<Page, ClientError> {
+        let source: TransferId = id.parse().map_err(|_| ClientError::Usage(format!("{id:?} is not a transfer id")))?;
+        let p = self.home.load()?;
+        let ((items, case), entries, orgs) = self.rt.block_on(async {
+            let items = crate::ops::forward::items(&self.home, source).await?;
+            let conn = Conn::open(&p).await?;
+            let entries = directory::list(&conn, &p, None).await;
+            let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await;
+            conn.close();
+            Ok::<_, ClientError>((items, entries?, orgs?))
+        })?;
+        Ok(forward::form(source, case.as_deref(), &items, &entries, &p.me, &orgs, &self.prefix))
+    }
+
+    /// Forward, as a job.
+    fn start_forward(&self, form: &HashMap<String, String>) -> Result<Page, ClientError> {
+        let opts = forward::options(form)?;
+        let home = self.home.clone();
+        let what =
+            format!("forward {} to {}", opts.source, opts.to.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", "));
+        self.spawn_job(what, async move {
+            let out = crate::ops::forward::forward(&home, opts).await?;
+            let t = out.sent.transfer;
+            Ok(match out.sent.approvers.is_empty() {
+                true => format!("{} item(s) sealed as transfer {t}", out.items),
+                false => format!(
+                    "{} item(s) sealed as transfer {t}, awaiting approval by {}",
+                    out.items,
+                    out.sent.approvers.join(" or ")
+                ),
+            })
+        });
+        Ok(redirect(&format!("{}/#jobs", self.prefix)))
     }
 
     /// A disclosure waiting for my approval, opened and checked.

@@ -214,8 +214,11 @@ pub(super) fn transfer_table(list: &[TransferInfo], pre: &str, me: Option<&UserI
         let mut action = format!("<a href=\"{pre}/custody/{}\">custody report</a>", t.transfer);
         if let Some(me) = me {
             let mine = t.recipients.iter().find(|r| &r.user == me).map(|r| r.state);
+            let forward = format!("<a href=\"{pre}/forward/{}\" id=\"forward-{}\">forward</a>", t.transfer, t.transfer);
             action = match mine {
-                Some(DeliveryState::Acknowledged) => format!("<span class=\"ok\">receipt sent</span> · {action}"),
+                Some(DeliveryState::Acknowledged) => {
+                    format!("<span class=\"ok\">receipt sent</span> · {forward} · {action}")
+                }
                 _ => format!(
                     "<form method=\"post\" action=\"{pre}/fetch\"><input type=\"hidden\" name=\"transfer\" value=\"{}\">\
                      <button>Fetch {}</button></form> {action}",

@@ -464,3 +464,74 @@ async fn https(addr: std::net::SocketAddr, roots: rustls::RootCertStore, req: &s
     tls.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
+
+/// Issue 21: forwarding from the inbox of `exhibit ui`, and the police's
+/// custody page showing where their material went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_forwards_from_the_inbox_and_the_police_see_it_onward() {
+    use exhibit_proto::labels::{Labels, Redaction, Schedule};
+    use exhibit_proto::org::OrgKind;
+    let f = Fixture::start().await;
+    f.org("smith-law", "Smith & Co Solicitors", OrgKind::Defence).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let carol = f.user_in("carol", "cps-se", &[Role::Caseworker]).await;
+    let dana = f.user_in("dana", "cps-se", &[Role::Caseworker, Role::DisclosureApprover]).await;
+    let dave = f.user_in("dave", "smith-law", &[Role::Caseworker]).await;
+    let firm = exhibit_proto::org::OrgId::new("smith-law").unwrap();
+    exhibit_client::ops::cases::change(&carol, "OP9", firm, true, None).await.unwrap();
+    // The police send a redacted statement and an unredacted interview.
+    let src = f.path("police").join("case");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("ABE-1.mp4"), bytes(9000, 4)).unwrap();
+    std::fs::write(src.join("statement.pdf"), bytes(3000, 5)).unwrap();
+    let cleared = Labels {
+        schedule: Some(Schedule::Used),
+        redaction: Redaction::Redacted,
+        victim_details: false,
+        ..Labels::default()
+    };
+    let mut o = exhibit_client::send::SendOptions::new(vec![src], vec![uid("carol")]);
+    o.case_ref = Some("OP9".into());
+    o.labels = exhibit_client::labels::LabelPlan { base: Labels::default(), ..Default::default() };
+    o.labels.items.insert("case/statement.pdf".into(), cleared);
+    let t = exhibit_client::send::send(&alice, o).await.unwrap().transfer;
+    fetch_to(&carol, t, &f.path("carol-in")).await.unwrap();
+
+    let rt = tokio::runtime::Handle::current();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let ui_c = Ui::start(carol.clone(), UiOptions { listen, downloads: f.path("c-dl") }, rt.clone()).unwrap();
+    let ui_a = Ui::start(alice, UiOptions { listen, downloads: f.path("a-dl") }, rt).unwrap();
+    let (url_c, url_a) = (ui_c.url().to_owned(), ui_a.url().to_owned());
+    let Some(b) = tokio::task::block_in_place(Browser::start) else { return };
+    let t_text = t.to_string();
+    tokio::task::block_in_place(|| {
+        b.goto(&url_c);
+        b.click(&format!("#forward-{t_text}"));
+        let page = b.text();
+        assert!(page.contains("case/ABE-1.mp4") && page.contains("case/statement.pdf"), "{page}");
+        assert!(page.contains("used, redacted, no victim details"), "the labels each item came with: {page}");
+        // Only the statement: the interview is unredacted.
+        b.click("#item-1");
+        b.click("#to option[value='dave']");
+        b.click("#confirmed");
+        b.screenshot("ui-forward-form.png");
+        b.submit("#forward-button");
+        let page = b.wait_for(&url_c, "awaiting approval by dana");
+        assert!(page.contains("1 item(s) sealed as transfer"), "{page}");
+    });
+    let sent = listing::fetch_list(&carol, false).await.unwrap();
+    let fwd = sent.iter().find(|x| x.derived_from == Some(t)).expect("the forward in carol's outbox");
+    let fwd = fwd.transfer;
+    exhibit_client::ops::approvals::approve(&dana, fwd, |_| true).await.unwrap();
+    let got = fetch_to(&dave, fwd, &f.path("dave-in")).await.unwrap();
+    assert_eq!(got.item_count, 1);
+    assert_eq!(std::fs::read(f.path("dave-in").join("case/statement.pdf")).unwrap(), bytes(3000, 5));
+    tokio::task::block_in_place(|| {
+        b.goto(&format!("{url_a}custody/{t_text}"));
+        let page = b.text();
+        assert!(page.contains("Onward: where its material went") && page.contains(&fwd.to_string()), "{page}");
+        assert!(page.contains("Smith & Co Solicitors (defence)): acknowledged"), "{page}");
+        b.screenshot("ui-custody-onward.png");
+    });
+    drop((ui_c, ui_a));
+}
