@@ -550,4 +550,12 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
     // The sender revokes one by prefix.
     let r = env.json("alice", &["revoke", &three[..10]]);
     assert_eq!(r["revoked"], three.as_str());
+
+    // Issue 24, item 4: times in local time with the offset, deadlines
+    // said as people say them; --utc for UTC.
+    let local = env.ok("bob", &["inbox"]);
+    assert!(local.contains("acknowledge by ") && (local.contains("(in 3h59m") || local.contains("(in 4h")), "{local}");
+    assert!(!local.contains("Z  from alice") && (local.contains(" +") || local.contains(" -")), "{local}");
+    let utc = env.ok("bob", &["inbox", "--utc"]);
+    assert!(utc.contains("Z  from alice"), "{utc}");
 }

@@ -28,6 +28,12 @@ pub struct Party {
     pub org: String,
     /// Key fingerprint.
     pub fingerprint: String,
+    /// A recipient's state: sealed, delivered, acknowledged, damaged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// Who approved a disclosure outside police and CPS (signature checked).
@@ -74,8 +80,15 @@ pub struct Report {
     pub transfer: String,
     /// Case reference.
     pub case_ref: Option<String>,
-    /// State now.
+    /// In plain words: who sent it to whom, when, and where it stands.
+    pub summary: String,
+    /// State now (`sealed` also once every recipient acknowledged; see
+    /// each recipient's own state).
     pub state: String,
+    /// The file names, in order, for the sender and recipients (who can
+    /// open them); absent for others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_names: Option<Vec<String>>,
     /// The approval that released it (disclosures outside police and CPS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved: Option<Approved>,
@@ -152,6 +165,43 @@ pub struct OnwardRecipient {
     pub at: Option<u64>,
 }
 
+/// The report's first lines, in plain words.
+fn summary_of(
+    info: &exhibit_proto::frame::TransferInfo,
+    sender: &Party,
+    recipients: &[Party],
+    approved: Option<&Approved>,
+) -> String {
+    use exhibit_proto::frame::{DeliveryState, TransferState};
+    let name = |p: &Party| format!("{} ({})", p.name, p.org);
+    let to: Vec<String> = recipients.iter().map(name).collect();
+    let mut s =
+        format!("Sent by {} on {} to {}.", name(sender), info.sealed_at.map_or("-".into(), format_time), to.join(", "));
+    if let Some(a) = approved {
+        s += &format!(" Approved for disclosure by {} on {}.", name(&a.by), format_time(a.approved_at));
+    }
+    let acked: Vec<&exhibit_proto::frame::RecipientState> =
+        info.recipients.iter().filter(|r| r.state == DeliveryState::Acknowledged).collect();
+    s += &match info.state {
+        TransferState::AwaitingApproval => {
+            " Waiting for a disclosure approver; its recipients cannot see it yet.".into()
+        }
+        TransferState::Refused => " Refused by a disclosure approver; its recipients never saw it.".into(),
+        TransferState::Revoked => {
+            format!(" Revoked by its sender on {}.", info.ended_at.map_or("-".into(), format_time))
+        }
+        TransferState::Expired => {
+            format!(" Expired on {}; its evidence was deleted.", info.ended_at.map_or("-".into(), format_time))
+        }
+        TransferState::Uploading => " Still uploading.".into(),
+        _ if acked.len() == info.recipients.len() => {
+            " Acknowledged by every recipient, each with a signed receipt.".into()
+        }
+        _ => format!(" Acknowledged by {} of {} recipients.", acked.len(), info.recipients.len()),
+    };
+    s
+}
+
 /// "0-2, 5" for ranges (first, count).
 fn ranges_text(r: &[(u32, u32)]) -> String {
     let part = |&(first, count): &(u32, u32)| match count {
@@ -193,17 +243,30 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         Ok(o) => onward_of(&conn, &p, o, onward).await,
         Err(_) => Ok(vec![]),
     };
-    conn.close();
-    let (orgs, onward) = (orgs?, onward?);
-    entries.extend(rest?);
     let sender_entry = sender.verify(&p.authority)?;
     let manifest = SignedManifest { bytes, signature };
-    let vm = manifest.verify(&sender_entry)?;
+    let vm = manifest.verify(&sender_entry);
+    // The sender (sealed to themself) and the recipients read the file
+    // names; anyone else (an admin) sees items by number.
+    let item_names = match &vm {
+        Ok(vm) if vm.manifest().recipients.contains(&p.me.user) || vm.manifest().sender == p.me.user => {
+            crate::ops::details::open(&conn, vm, &p.age)
+                .await
+                .ok()
+                .map(|o| o.items.iter().map(|i| i.path.as_str().to_owned()).collect::<Vec<_>>())
+        }
+        _ => None,
+    };
+    conn.close();
+    let (orgs, onward, vm) = (orgs?, onward?, vm?);
+    entries.extend(rest?);
     let party = |e: &exhibit_proto::DirectoryEntry| Party {
         user: e.user.to_string(),
         name: e.display_name.clone(),
         org: orgs.describe(e),
         fingerprint: e.fingerprint(),
+        state: None,
+        at: None,
     };
     let mut rparties = vec![];
     let mut rentries = vec![];
@@ -242,9 +305,16 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         });
     }
     let m = vm.manifest();
+    for (party, r) in rparties.iter_mut().zip(&info.recipients) {
+        party.state = Some(r.state.as_str().to_owned());
+        party.at = r.at;
+    }
+    let summary = summary_of(&info, &party(&sender_entry), &rparties, approved.as_ref());
     let report = Report {
         transfer: transfer.to_string(),
         case_ref: m.case_ref.clone(),
+        summary,
+        item_names,
         state: info.state.as_str().to_owned(),
         approved,
         refused: info.decision.filter(|d| !d.approved).map(|d| Refused {
@@ -361,6 +431,7 @@ fn check_entry(e: &AuditEntry) -> Result<(), ClientError> {
 /// [`escape_lines`], so no stored control or bidi character reaches it raw.
 pub fn text(r: &Report) -> String {
     let mut s = format!("CHAIN OF CUSTODY — transfer {}\n", escape(&r.transfer));
+    s += &format!("{}\n\n", escape(&r.summary));
     s += &format!("case reference   {}\n", escape(r.case_ref.as_deref().unwrap_or("-")));
     s += &format!("state            {}\n", escape(&r.state));
     let party = |p: &Party| {
@@ -368,7 +439,12 @@ pub fn text(r: &Report) -> String {
     };
     s += &format!("sender           {}\n", party(&r.sender));
     for p in &r.recipients {
-        s += &format!("recipient        {}\n", party(p));
+        let state = match (&p.state, p.at) {
+            (Some(st), Some(at)) => format!(": {} {}", escape(st), format_time(at)),
+            (Some(st), None) => format!(": {}", escape(st)),
+            _ => String::new(),
+        };
+        s += &format!("recipient        {}{state}\n", party(p));
     }
     if let Some(a) = &r.approved {
         s +=
@@ -378,6 +454,14 @@ pub fn text(r: &Report) -> String {
         s += &format!("REFUSED by       {} at {}: {}\n", escape(&x.by), format_time(x.at), escape(&x.reason));
     }
     s += &format!("manifest         BLAKE3 {} ({} items, {} bytes encrypted)\n", r.manifest_hash, r.items, r.bytes);
+    if let Some(names) = &r.item_names {
+        for n in names.iter().take(NAMES_SHOWN) {
+            s += &format!("item             {}\n", escape(n));
+        }
+        if names.len() > NAMES_SHOWN {
+            s += &format!("                 … and {} more (listed in custody.json)\n", names.len() - NAMES_SHOWN);
+        }
+    }
     if let Some(until) = r.access_until {
         s += &format!("access until     {}\n", format_time(until));
     }
@@ -411,7 +495,7 @@ pub fn text(r: &Report) -> String {
             format_time(rc.accepted_at)
         );
         for (i, h) in rc.items.iter().enumerate() {
-            s += &format!("  item {i}: BLAKE3 {}\n", escape(h));
+            s += &format!("  {}: BLAKE3 {}\n", item_name(r, i), escape(h));
         }
     }
     if !r.onward.is_empty() {
@@ -438,6 +522,19 @@ pub fn text(r: &Report) -> String {
     escape_lines(&s).into_owned()
 }
 
+/// At most this many file names in the text and HTML reports (all of
+/// them in the JSON).
+const NAMES_SHOWN: usize = 200;
+
+/// An item as the report names it: its path for those who may read it,
+/// else its number.
+fn item_name(r: &Report, i: usize) -> String {
+    match r.item_names.as_ref().and_then(|n| n.get(i)) {
+        Some(n) => escape(n).into_owned(),
+        None => format!("item {i}"),
+    }
+}
+
 fn esc(s: &str) -> String {
     exhibit_net::http::esc(s)
 }
@@ -446,8 +543,12 @@ fn esc(s: &str) -> String {
 pub fn html(r: &Report) -> String {
     let mut h = String::from("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
     h += &format!("<title>Chain of custody {}</title>", esc(&r.transfer));
-    h += "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}code{font-size:90%}</style></head><body>";
-    h += &format!("<h1>Chain of custody</h1><p>Transfer <code>{}</code></p><table>", esc(&r.transfer));
+    h += "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}code{font-size:90%;word-break:break-all}.summary{font-size:110%}@media print{body{margin:0;font-size:10pt}a{color:inherit;text-decoration:none}tr{page-break-inside:avoid}}</style></head><body>";
+    h += &format!(
+        "<h1>Chain of custody</h1><p>Transfer <code>{}</code></p><p class=\"summary\">{}</p><table>",
+        esc(&r.transfer),
+        esc(&r.summary)
+    );
     let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
     h += &row("Case reference", r.case_ref.as_deref().unwrap_or("-"));
     h += &row("State", &r.state);
@@ -456,7 +557,12 @@ pub fn html(r: &Report) -> String {
         &format!("{} ({}, {}) key {}", r.sender.user, r.sender.name, r.sender.org, r.sender.fingerprint),
     );
     for p in &r.recipients {
-        h += &row("Recipient", &format!("{} ({}, {}) key {}", p.user, p.name, p.org, p.fingerprint));
+        let state = match (&p.state, p.at) {
+            (Some(st), Some(at)) => format!("; {st} {}", format_time(at)),
+            (Some(st), None) => format!("; {st}"),
+            _ => String::new(),
+        };
+        h += &row("Recipient", &format!("{} ({}, {}) key {}{state}", p.user, p.name, p.org, p.fingerprint));
     }
     if let Some(a) = &r.approved {
         let by = &a.by;
@@ -475,6 +581,14 @@ pub fn html(r: &Report) -> String {
     }
     h += &row("Manifest BLAKE3", &r.manifest_hash);
     h += &row("Items", &format!("{} ({} bytes encrypted)", r.items, r.bytes));
+    if let Some(names) = &r.item_names {
+        let mut v: Vec<&str> = names.iter().take(NAMES_SHOWN).map(String::as_str).collect();
+        let more = format!("… and {} more (listed in custody.json)", names.len().saturating_sub(NAMES_SHOWN));
+        if names.len() > NAMES_SHOWN {
+            v.push(&more);
+        }
+        h += &row("Files", &v.join("\n"));
+    }
     if let Some(until) = r.access_until {
         h += &row("Recipients' access until", &format_time(until));
     }
@@ -510,7 +624,7 @@ pub fn html(r: &Report) -> String {
             esc(&format_time(rc.accepted_at))
         );
         for (i, x) in rc.items.iter().enumerate() {
-            h += &format!("<li>item {i}: BLAKE3 <code>{}</code></li>", esc(x));
+            h += &format!("<li>{}: BLAKE3 <code>{}</code></li>", esc(&item_name(r, i)), esc(x));
         }
         h += "</ul>";
     }

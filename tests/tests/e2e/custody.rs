@@ -169,6 +169,21 @@ async fn custody_report_lists_every_step_in_order_with_verifiable_receipts() {
     let carol = f.user("carol", Role::Caseworker).await;
     let err = custody::custody(&carol, t).await.unwrap_err();
     assert_eq!(err.server_code(), Some(ErrorCode::NotFound));
+
+    // For a court: the state in plain words, each recipient's own state,
+    // file names for those who may read them (numbers for an admin).
+    assert!(report.summary.contains("Acknowledged by every recipient"), "{}", report.summary);
+    assert!(report.summary.starts_with("Sent by ALICE"), "{}", report.summary);
+    assert_eq!(report.recipients[0].state.as_deref(), Some("acknowledged"));
+    let text = custody::text(&report);
+    assert!(text.contains("item             a.bin"), "{text}");
+    assert_eq!(r2.item_names.as_deref(), Some(&["a.bin".to_owned()][..]), "the sender reads the names");
+    assert!(r3.item_names.is_none() && !custody::text(&r3).contains("a.bin"), "an admin does not");
+    // Read again: one audited view per person per day, not one per read.
+    custody::custody(&bob, t).await.unwrap();
+    let (again, _) = custody::custody(&bob, t).await.unwrap();
+    let reads = again.steps.iter().filter(|s| s.action == "custody-read" && s.actor == "bob").count();
+    assert_eq!(reads, 1, "{:?}", again.steps);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
