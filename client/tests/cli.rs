@@ -558,4 +558,24 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
     assert!(!local.contains("Z  from alice") && (local.contains(" +") || local.contains(" -")), "{local}");
     let utc = env.ok("bob", &["inbox", "--utc"]);
     assert!(utc.contains("Z  from alice"), "{utc}");
+    // Issue 24, item 7: a reader that goes away (`| head -0`) ends a
+    // listing quietly, never with a panic.
+    for (who, args) in [
+        ("bob", vec!["inbox"]),
+        ("alice", vec!["outbox"]),
+        ("bob", vec!["directory"]),
+        ("admin", vec!["admin", "transfers"]),
+        ("admin", vec!["admin", "org", "list"]),
+        ("alice", vec!["custody", &one]),
+        ("bob", vec!["inbox", "--json"]),
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_exhibit"));
+        c.env("EXHIBIT_HOME", env.home(who)).env_remove("EXHIBIT_PASSPHRASE_FILE").args(&args);
+        c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
+    }
 }

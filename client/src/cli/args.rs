@@ -396,6 +396,10 @@ impl Target {
     }
 }
 
+fn alert_id(s: &str) -> Result<u64, String> {
+    s.trim().trim_start_matches('#').parse().map_err(|_| format!("{s:?} is not an alert id (e.g. 12 or #12)"))
+}
+
 fn yes_no(s: &str) -> Result<bool, String> {
     match s {
         "yes" | "true" => Ok(true),
@@ -508,7 +512,8 @@ pub enum AuditCommand {
 pub enum AlertAction {
     /// Acknowledge an alert, saying what was done.
     Ack {
-        /// Alert id.
+        /// Alert id (as listed, with or without its `#`).
+        #[arg(value_parser = alert_id)]
         alert: u64,
         /// What was done about it.
         #[arg(long)]

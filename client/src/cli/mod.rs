@@ -380,7 +380,7 @@ async fn resume_cmd(home: &Home, o: Out) -> Result<(), ClientError> {
     if o.json {
         print::json(&json!({"resumed": summary.done, "failed": summary.failed}))?;
     } else if !summary.found {
-        println!("nothing to resume");
+        print::out("nothing to resume\n");
     }
     match summary.failed {
         0 => Ok(()),
@@ -402,9 +402,9 @@ async fn custody_cmd(home: &Home, o: Out, a: CustodyArgs) -> Result<(), ClientEr
     if o.json {
         print::json(&report)?;
     } else if a.html && a.out.is_none() {
-        print!("{}", custody::html(&report));
+        print::out(&custody::html(&report));
     } else if a.out.is_none() {
-        print!("{}", custody::text(&report));
+        print::out(&custody::text(&report));
     }
     Ok(())
 }
@@ -480,7 +480,7 @@ async fn ui(
     if o.json {
         print::json(&json!({"url": ui.url()}))?;
     } else {
-        println!("{}", ui.url());
+        print::out(&format!("{}\n", ui.url()));
         eprintln!("exhibit ui: open the address above in a browser on this machine; Ctrl-C to stop.");
     }
     if open {
@@ -524,6 +524,17 @@ mod tests {
         let c = Cli::try_parse_from(["exhibit", "--transport", "tcp", "-v", "whoami"]).unwrap();
         assert_eq!((c.transport, c.verbose), (crate::reach::Choice::Tcp, true));
         assert!(Cli::try_parse_from(["exhibit", "--transport", "udp", "whoami"]).is_err());
+        // Alert ids as listed, with their '#'.
+        let c = Cli::try_parse_from(["exhibit", "admin", "alerts", "ack", "#12", "--note", "x"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Admin(AdminCommand::Alerts { action: Some(AlertAction::Ack { alert: 12, .. }), .. })
+        ));
+        assert!(Cli::try_parse_from(["exhibit", "admin", "alerts", "ack", "#x", "--note", "x"]).is_err());
+        // A transfer by --case instead of its id, not both.
+        assert!(Cli::try_parse_from(["exhibit", "fetch", "--case", "OP-1"]).is_ok());
+        assert!(Cli::try_parse_from(["exhibit", "fetch", "abcdef01", "--case", "OP-1"]).is_err());
+        assert!(Cli::try_parse_from(["exhibit", "fetch"]).is_err());
         // The proxy and its exceptions from the environment, as curl reads
         // them (lower-case no_proxy first); --proxy over HTTPS_PROXY.
         let env = |v: &str| match v {

@@ -31,7 +31,21 @@ const LIST_FILES_UP_TO: usize = 20;
 
 /// A line on stdout, escaped.
 macro_rules! say {
-    ($($t:tt)*) => { println!("{}", escape_lines(&format!($($t)*))) };
+    ($($t:tt)*) => { out(&format!("{}\n", escape_lines(&format!($($t)*)))) };
+}
+
+/// Write to stdout. A reader that went away (`exhibit inbox | head -1`)
+/// ends the command quietly, as it does other tools, instead of a panic.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// A line on stderr, escaped.
@@ -51,7 +65,7 @@ fn p(path: &Path) -> String {
 
 pub fn json(v: &impl serde::Serialize) -> Result<(), ClientError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| ClientError::Config(e.to_string()))?;
-    println!("{}", json_safe(&text));
+    out(&format!("{}\n", json_safe(&text)));
     Ok(())
 }
 
@@ -368,7 +382,7 @@ pub fn transfers(list: &[TransferInfo], as_json: bool) -> Result<(), ClientError
     if as_json {
         return json(&list.iter().map(transfer_json).collect::<Vec<_>>());
     }
-    print!("{}", transfers_text(list));
+    out(&transfers_text(list));
     Ok(())
 }
 
@@ -398,7 +412,7 @@ pub fn transfers_named(
                 .collect::<Vec<_>>(),
         );
     }
-    print!("{}", transfers_text_named(list, names));
+    out(&transfers_text_named(list, names));
     Ok(())
 }
 

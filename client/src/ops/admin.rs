@@ -95,7 +95,10 @@ pub async fn transfers(home: &Home, overdue: bool) -> Result<Vec<TransferInfo>, 
     let conn = Conn::open(&p).await?;
     let transfers = crate::ops::listing::transfers(&conn, TransferList::All { overdue }).await;
     conn.close();
-    transfers
+    // Newest first, as the inbox and outbox.
+    let mut transfers = transfers?;
+    transfers.sort_by_key(|t| std::cmp::Reverse(t.sealed_at.unwrap_or(t.created_at)));
+    Ok(transfers)
 }
 
 /// A one-time link to the web dashboard, logged in as this admin (valid
