@@ -551,6 +551,13 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
     let r = env.json("alice", &["revoke", &three[..10]]);
     assert_eq!(r["revoked"], three.as_str());
 
+    // Issue 24, item 7: an acknowledge-within the server will not take is
+    // refused before anything is uploaded, not after.
+    let e = env.run("alice", &["send", file.to_str().unwrap(), "--to", "bob", "--ack-within", "40d", "--yes"]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && err.contains("acknowledge-within must be between"), "{err}");
+    assert_eq!(env.json("alice", &["outbox"]).as_array().unwrap().len(), 3, "a refused send left a transfer");
+
     // Issue 24, item 4: times in local time with the offset, deadlines
     // said as people say them; --utc for UTC.
     let local = env.ok("bob", &["inbox"]);

@@ -76,7 +76,8 @@ pub enum Request {
     /// roster names that organisation (the manifest carries the same case
     /// reference). `expires_secs`: recipients' access ends that long after
     /// release. `derived_from`: a forward of what the caller received
-    /// (the manifest carries the same).
+    /// (the manifest carries the same). `ack_within_secs` is checked
+    /// against the server's bounds here, before anything is uploaded.
     CreateTransfer {
         transfer: TransferId,
         recipients: Vec<UserId>,
@@ -85,6 +86,7 @@ pub enum Request {
         case: Option<String>,
         expires_secs: Option<u64>,
         derived_from: Option<DerivedFrom>,
+        ack_within_secs: Option<u64>,
     },
     /// Upload one chunk; `len` raw bytes follow the frame.
     PutChunk { transfer: TransferId, id: ChunkId, len: u32 },

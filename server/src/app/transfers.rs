@@ -345,16 +345,23 @@ pub fn seal(
 /// When a transfer sealed (or released) at `now` is due: the manifest's
 /// acknowledge-within, or the server's default, within the server's bounds.
 pub fn deadline(s: &State, m: &Manifest, now: u64) -> Result<u64, ServerError> {
+    Ok(now.saturating_add(check_ack_within(s, m.ack_within_secs)?))
+}
+
+/// An acknowledge-within (`None`: the server's default) within the
+/// server's bounds: checked when a transfer is created, before anything is
+/// uploaded, and again at seal.
+pub fn check_ack_within(s: &State, asked: Option<u64>) -> Result<u64, ServerError> {
     let (lo, hi) = s.settings.ack_within_bounds;
-    let ack = m.ack_within_secs.unwrap_or(s.settings.ack_within);
+    let ack = asked.unwrap_or(s.settings.ack_within);
     if !(lo..=hi).contains(&ack) {
         return Err(ServerError::BadRequest(format!(
-            "acknowledge-within must be between {} and {}",
+            "acknowledge-within must be between {} and {}; nothing was uploaded",
             exhibit_proto::duration::format_secs(lo),
             exhibit_proto::duration::format_secs(hi)
         )));
     }
-    Ok(now.saturating_add(ack))
+    Ok(ack)
 }
 
 /// A sealed transfer's manifest.

@@ -161,7 +161,17 @@ pub(crate) async fn dispatch(
             let (users, next) = blocking(state, move |s| app::listings::users(s, &caller, &page, now)).await?;
             Response::UsersPage { users, next }
         }
-        Request::CreateTransfer { transfer, recipients, policy, approvers, case, expires_secs, derived_from } => {
+        Request::CreateTransfer {
+            transfer,
+            recipients,
+            policy,
+            approvers,
+            case,
+            expires_secs,
+            derived_from,
+            ack_within_secs,
+        } => {
+            blocking(state, move |s| app::transfers::check_ack_within(s, ack_within_secs)).await?;
             let d = app::transfers::Disclosure { policy, approvers, case, expires_secs, derived_from };
             blocking(state, move |s| app::transfers::create(s, me, transfer, recipients, d, now)).await?;
             Response::Created

@@ -151,6 +151,7 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
         case: None,
         expires_secs: None,
         derived_from: None,
+        ack_within_secs: None,
     })
     .await
     .unwrap();

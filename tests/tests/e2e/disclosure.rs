@@ -146,6 +146,7 @@ async fn each_label_the_defence_may_not_have_is_refused_before_upload_naming_the
         case: Some("OP7".into()),
         expires_secs: None,
         derived_from: None,
+        ack_within_secs: None,
     };
     let unredacted = Some(PolicySummary::of([&Labels { redaction: Redaction::Unredacted, ..cleared() }]));
     let clean = Some(PolicySummary::of([&cleared()]));
@@ -282,6 +283,7 @@ async fn a_summary_that_lies_about_the_sealed_labels_is_refused_by_the_recipient
         case: Some("OP7".into()),
         expires_secs: None,
         derived_from: None,
+        ack_within_secs: None,
     };
     assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
     let put = |plain: &[u8]| {

@@ -148,6 +148,7 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
             case: None,
             expires_secs: None,
             derived_from: None,
+            ack_within_secs: None,
         };
         assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
         let put = |plain: Vec<u8>| {

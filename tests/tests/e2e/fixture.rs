@@ -287,6 +287,7 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
         case: None,
         expires_secs: None,
         derived_from: None,
+        ack_within_secs: None,
     })
     .await
     .unwrap();

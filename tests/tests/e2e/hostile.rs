@@ -68,6 +68,7 @@ async fn oversized_and_malformed_frames_get_typed_errors_and_the_server_keeps_se
         case: None,
         expires_secs: None,
         derived_from: None,
+        ack_within_secs: None,
     })
     .await
     .unwrap();

@@ -218,6 +218,7 @@ async fn the_server_refuses_a_forward_the_forwarder_never_received_or_of_another
         case: Some(case.into()),
         expires_secs: None,
         derived_from: Some(derived),
+        ack_within_secs: None,
     };
     let derived = DerivedFrom { transfer: t, manifest_hash, items: vec![(0, 1)], redacted: vec![] };
     let refused = |r: Result<Response, ClientError>| match r {

@@ -99,6 +99,7 @@ async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
             case: None,
             expires_secs: None,
             derived_from: None,
+            ack_within_secs: None,
         };
         assert!(matches!(conn.request(&create).await.unwrap(), Response::Created));
         let mut refs = vec![];

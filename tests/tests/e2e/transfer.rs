@@ -361,6 +361,7 @@ async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() 
             case: None,
             expires_secs: None,
             derived_from: None,
+            ack_within_secs: None,
         })
         .await
         .unwrap();

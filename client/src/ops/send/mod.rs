@@ -407,6 +407,7 @@ pub async fn send(home: &Home, opts: SendOptions) -> Result<SendOutcome, ClientE
         case: opts.case_ref.clone(),
         expires_secs: opts.expires_secs,
         derived_from: opts.derived_from.clone(),
+        ack_within_secs: opts.ack_within_secs,
     };
     if let Err(e) = conn.request(&create).await.and_then(|r| match r {
         Response::Created => Ok(()),
@@ -508,6 +509,7 @@ async fn resume_counting(
                 case: h.case_ref.clone(),
                 expires_secs: h.expires_secs,
                 derived_from: h.derived_from.clone(),
+                ack_within_secs: h.ack_within_secs,
             };
             match conn.request(&create).await? {
                 Response::Created => Default::default(),
