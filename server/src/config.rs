@@ -740,6 +740,21 @@ mod tests {
     }
 
     #[test]
+    fn metadata_defaults_to_redb_unwritten_and_postgres_needs_a_url() {
+        let d = Config::new(".".into(), "127.0.0.1:4433".parse().unwrap(), "localhost".into());
+        assert_eq!(d.metadata.backend, MetadataBackend::Redb);
+        assert!(!to_toml(&d).unwrap().contains("metadata"), "the default config names no [metadata]");
+        let mut c = d.clone();
+        c.metadata.backend = MetadataBackend::Postgres;
+        let e = c.clone().settings(Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("metadata.url is required"), "{e}");
+        c.metadata.url = Some("postgres://exhibit@db/exhibit".into());
+        let back: Config = toml::from_str(&to_toml(&c).unwrap()).unwrap();
+        assert_eq!(back.metadata, c.metadata);
+        assert!(back.settings(Path::new("/")).is_ok());
+    }
+
+    #[test]
     fn the_documented_config_is_the_default() {
         let text = include_str!("../../deploy/exhibit.toml");
         let documented: Config = toml::from_str(text).unwrap();

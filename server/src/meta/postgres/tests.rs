@@ -29,6 +29,17 @@ fn fresh(url: &str) -> PgMeta {
 }
 
 #[test]
+fn tls_and_bad_urls_are_refused_by_name_before_connecting() {
+    let e = PgMeta::open("postgres://u@127.0.0.1:1/db?sslmode=require").unwrap_err().to_string();
+    assert!(e.contains("sslmode=require") && e.contains("does not speak TLS"), "{e}");
+    let e = PgMeta::open("postgres://u@127.0.0.1:1/db?sslmode=bogus").unwrap_err().to_string();
+    assert!(e.contains("not a PostgreSQL URL"), "{e}");
+    // Nothing listens there: an error, not a panic or a hang.
+    let e = PgMeta::open("postgres://u@127.0.0.1:1/db?connect_timeout=5").unwrap_err().to_string();
+    assert!(e.contains("connecting to PostgreSQL"), "{e}");
+}
+
+#[test]
 fn the_postgres_backend_passes_conformance() {
     let Some(url) = test_url() else { return };
     let scratch = tempfile::tempdir().unwrap();
