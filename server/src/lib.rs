@@ -99,7 +99,7 @@ pub fn init_with(
     config.metadata = metadata;
     let settings = config.clone().settings(&data)?;
     let meta = meta::open_configured(&config.metadata, &data)?;
-    if meta.read()?.users(None, 1)?.first().is_some() {
+    if !meta.read()?.users(None, 1)?.is_empty() {
         return Err(ServerError::Setup("the metadata database already holds a deployment (it has users)".into()));
     }
     let chunks = Arc::new(DiskChunks::open(&data.join("chunks"))?);

@@ -297,7 +297,7 @@ impl MetaStore for PgMeta {
     /// redb's hold.
     fn snapshot_to(&self, dest: &Path) -> Result<Vec<ChunkId>> {
         let r = self.view("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")?;
-        crate::meta::redb::RedbMeta::create_from(dest, &mut |sink: &mut dyn FnMut(&str, Rows) -> Result<()>| {
+        crate::meta::redb::RedbMeta::create_from(dest, &mut |sink: &mut crate::meta::redb::Sink<'_>| {
             for t in TABLES {
                 let mut after: Option<Vec<u8>> = None;
                 loop {
