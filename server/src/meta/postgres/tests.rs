@@ -12,7 +12,7 @@ pub(crate) fn test_url() -> Option<String> {
     match std::env::var("EXHIBIT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("CI=true but EXHIBIT_TEST_POSTGRES is not set: the PostgreSQL backend would go untested")
+            panic!("CI is set but EXHIBIT_TEST_POSTGRES is not: the PostgreSQL backend would go untested")
         }
         _ => {
             eprintln!("EXHIBIT_TEST_POSTGRES not set: PostgreSQL backend test skipped");
