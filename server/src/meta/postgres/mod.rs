@@ -218,7 +218,11 @@ impl PgMeta {
 
     /// [`PgMeta::open`] with the connection settings parsed.
     pub fn with_config(config: tokio_postgres::Config) -> Result<PgMeta> {
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        // No TLS yet: `prefer` (the driver's default) connects in the
+        // clear; anything that insists on TLS is refused rather than
+        // silently downgraded.
+        use tokio_postgres::config::SslMode;
+        if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
             return Err(ServerError::Setup(
                 "metadata.url asks for sslmode=require, but this exhibitd does not speak TLS to PostgreSQL yet; \
                  connect over loopback or a Unix socket (host=/run/postgresql), or a TLS tunnel"
