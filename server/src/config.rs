@@ -100,6 +100,9 @@ pub struct Config {
     /// Where chunks are stored.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Where metadata is kept (default: redb in the data directory).
+    #[serde(default, skip_serializing_if = "MetadataConfig::is_default")]
+    pub metadata: MetadataConfig,
     /// Admin web dashboard (off unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<DashboardConfig>,
@@ -174,6 +177,36 @@ fn default_alert_after() -> u32 {
 }
 fn default_alert_window() -> String {
     "10m".into()
+}
+
+/// Metadata backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataBackend {
+    /// One redb file, `<data_dir>/meta.redb` (the embedded default).
+    #[default]
+    Redb,
+    /// A PostgreSQL database named by `url`.
+    Postgres,
+}
+
+/// `[metadata]`: where users, transfers, alerts and the audit log are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// `redb` (default) or `postgres`.
+    #[serde(default)]
+    pub backend: MetadataBackend,
+    /// Postgres: `postgres://user:password@host:port/database` (or the
+    /// `key=value` form); `sslmode=require` is refused (no TLS yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl MetadataConfig {
+    fn is_default(&self) -> bool {
+        *self == MetadataConfig::default()
+    }
 }
 
 /// Chunk storage backends.
@@ -463,6 +496,7 @@ impl Config {
             webhook: None,
             smtp: None,
             storage: StorageConfig::default(),
+            metadata: MetadataConfig::default(),
             dashboard: None,
             enrolment: EnrolmentConfig::default(),
         }
@@ -534,6 +568,12 @@ impl Config {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 return Err(ServerError::Setup("config: webhook.url must be http:// or https://".into()));
             }
+        }
+        if self.metadata.backend == MetadataBackend::Postgres && self.metadata.url.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ServerError::Setup(
+                "config: metadata.url is required when metadata.backend = \"postgres\"".into(),
+            ));
         }
         if self.storage.backend == StorageBackend::S3 && self.storage.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(ServerError::Setup("config: storage.bucket is required when storage.backend = \"s3\"".into()));
@@ -697,6 +737,21 @@ mod tests {
         assert!(c(&[("defence", "0s")]).is_err());
         assert!(c(&[("defense", "1d")]).is_err());
         assert!(c(&[("probation", "soon")]).is_err());
+    }
+
+    #[test]
+    fn metadata_defaults_to_redb_unwritten_and_postgres_needs_a_url() {
+        let d = Config::new(".".into(), "127.0.0.1:4433".parse().unwrap(), "localhost".into());
+        assert_eq!(d.metadata.backend, MetadataBackend::Redb);
+        assert!(!to_toml(&d).unwrap().contains("metadata"), "the default config names no [metadata]");
+        let mut c = d.clone();
+        c.metadata.backend = MetadataBackend::Postgres;
+        let e = c.clone().settings(Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("metadata.url is required"), "{e}");
+        c.metadata.url = Some("postgres://exhibit@db/exhibit".into());
+        let back: Config = toml::from_str(&to_toml(&c).unwrap()).unwrap();
+        assert_eq!(back.metadata, c.metadata);
+        assert!(back.settings(Path::new("/")).is_ok());
     }
 
     #[test]

@@ -71,6 +71,18 @@ pub struct Initialised {
 /// Create a deployment in `data`: authority, server certificate, config,
 /// metadata store, and the first admin with a one-time code.
 pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> Result<Initialised, ServerError> {
+    init_with(data, listen, name, config::MetadataConfig::default(), clock)
+}
+
+/// [`init`] with the metadata kept where `metadata` says (a PostgreSQL
+/// database is created or migrated, and must hold no deployment yet).
+pub fn init_with(
+    data: &Path,
+    listen: SocketAddr,
+    name: &str,
+    metadata: config::MetadataConfig,
+    clock: &dyn Clock,
+) -> Result<Initialised, ServerError> {
     std::fs::create_dir_all(data).map_err(ServerError::io(format!("creating {}", data.display())))?;
     let config_path = data.join(CONFIG_FILE);
     if config_path.exists() || data.join(auth::AUTHORITY_KEY).exists() {
@@ -83,9 +95,13 @@ pub fn init(data: &Path, listen: SocketAddr, name: &str, clock: &dyn Clock) -> R
     let data = data.canonicalize().map_err(ServerError::io("resolving data dir"))?;
     let now = clock.now();
     let authority = Authority::create(&data, name, listen, now)?;
-    let config = Config::new(PathBuf::from("."), listen, name.to_owned());
+    let mut config = Config::new(PathBuf::from("."), listen, name.to_owned());
+    config.metadata = metadata;
     let settings = config.clone().settings(&data)?;
-    let meta = meta::open(&data.join(META_FILE))?;
+    let meta = meta::open_configured(&config.metadata, &data)?;
+    if !meta.read()?.users(None, 1)?.is_empty() {
+        return Err(ServerError::Setup("the metadata database already holds a deployment (it has users)".into()));
+    }
     let chunks = Arc::new(DiskChunks::open(&data.join("chunks"))?);
     let state = State::new(settings, meta, chunks, authority, Arc::new(clock::ManualClock::new(now)));
     let admin = UserId::new("admin")?;
@@ -154,7 +170,7 @@ impl Server {
         chunks: Option<Arc<dyn ChunkStore>>,
     ) -> Result<Server, ServerError> {
         let data = settings.data_dir.clone();
-        let meta = meta::open(&data.join(META_FILE))?;
+        let meta = meta::open_configured(&settings.config.metadata, &data)?;
         let chunks: Arc<dyn ChunkStore> = match chunks {
             Some(c) => c,
             None => chunks::open(&settings)?,

@@ -42,6 +42,11 @@ enum Command {
         /// Print JSON: {"config", "admin_code", "ca"}.
         #[arg(long)]
         json: bool,
+        /// Keep metadata in this PostgreSQL database
+        /// (postgres://user@host:port/db) instead of redb in the data
+        /// directory.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Run the server. Without --config, uses ./exhibit-data, creating it
     /// on first run.
@@ -131,8 +136,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Init { data, listen, listen_tcp, name, json } => {
-            let out = init(&data, listen, &name, &SystemClock)?;
+        Command::Init { data, listen, listen_tcp, name, json, postgres } => {
+            let metadata = exhibit_server::config::MetadataConfig {
+                backend: match postgres {
+                    Some(_) => exhibit_server::config::MetadataBackend::Postgres,
+                    None => exhibit_server::config::MetadataBackend::Redb,
+                },
+                url: postgres,
+            };
+            let out = exhibit_server::init_with(&data, listen, &name, metadata, &SystemClock)?;
             let tcp = listen_tcp.unwrap_or(listen);
             if tcp != listen {
                 let mut config = exhibit_server::config::Config::read(&out.config)?;

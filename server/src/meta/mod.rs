@@ -23,6 +23,7 @@ use crate::error::ServerError;
 #[doc(hidden)]
 pub mod conformance;
 pub mod group;
+pub mod postgres;
 pub mod redb;
 
 /// The metadata file's name in a data directory (the embedded backend).
@@ -31,6 +32,19 @@ pub const META_FILE: &str = "meta.redb";
 /// Open the embedded metadata store at `path`, creating or migrating it.
 pub fn open(path: &Path) -> Result<std::sync::Arc<dyn MetaStore>> {
     Ok(std::sync::Arc::new(self::redb::RedbMeta::open(path)?))
+}
+
+/// Open the store the configuration names: redb in `data`, or
+/// PostgreSQL.
+pub fn open_configured(meta: &crate::config::MetadataConfig, data: &Path) -> Result<std::sync::Arc<dyn MetaStore>> {
+    use crate::config::MetadataBackend;
+    match (meta.backend, meta.url.as_deref()) {
+        (MetadataBackend::Redb, _) => open(&data.join(META_FILE)),
+        (MetadataBackend::Postgres, Some(url)) => Ok(std::sync::Arc::new(self::postgres::PgMeta::open(url)?)),
+        (MetadataBackend::Postgres, None) => {
+            Err(ServerError::Setup("config: metadata.url is required when metadata.backend = \"postgres\"".into()))
+        }
+    }
 }
 
 /// The user a client certificate (by BLAKE3 of its DER) was issued to.

@@ -306,13 +306,14 @@ pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
                 std::io::copy(&mut sock, &mut w).map_err(ServerError::io("receiving the backup"))?;
             }
             Err(_) => {
-                let store = crate::meta::open(&data.join(META_FILE)).map_err(|e| {
+                let settings = crate::config::Settings::of_data_dir(data)?;
+                let store = crate::meta::open_configured(&settings.config.metadata, data).map_err(|e| {
                     ServerError::Setup(format!(
                         "no server answers on {} and the metadata cannot be opened ({e})",
                         data.join(CONTROL_SOCKET).display()
                     ))
                 })?;
-                let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
+                let chunks = crate::chunks::open(&settings)?;
                 write_archive(store.as_ref(), chunks.as_ref(), &DeleteGate::default(), data, now(), &mut w)?;
             }
         }

@@ -34,9 +34,11 @@ impl Report {
 
 /// Check a data directory (server stopped).
 pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
-    let store = crate::meta::open(&data.join(crate::meta::META_FILE))?;
-    // The data directory's config says where chunks live (disk or S3).
-    let chunks = crate::chunks::open(&crate::config::Settings::of_data_dir(data)?)?;
+    // The data directory's config says where metadata (redb or
+    // PostgreSQL) and chunks (disk or S3) live.
+    let settings = crate::config::Settings::of_data_dir(data)?;
+    let store = crate::meta::open_configured(&settings.config.metadata, data)?;
+    let chunks = crate::chunks::open(&settings)?;
     check(store.as_ref(), chunks.as_ref(), read_data)
 }
 

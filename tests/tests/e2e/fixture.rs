@@ -13,8 +13,8 @@ use exhibit_proto::manifest::{ChunkRef, ItemDetails, ManifestItem, SealedDetails
 use exhibit_proto::org::{OrgId, OrgKind};
 use exhibit_proto::{seal, ChunkId, Manifest, SignedManifest, TransferId, UserId};
 use exhibit_server::clock::Clock;
-use exhibit_server::config::Config;
-use exhibit_server::{init, Background, Server, SystemClock};
+use exhibit_server::config::{Config, MetadataConfig};
+use exhibit_server::{init_with, Background, Server, SystemClock};
 
 /// Makes a chunk store from the chunk directory.
 pub type StoreMaker = Box<dyn FnOnce(&Path) -> Arc<dyn exhibit_server::chunks::ChunkStore>>;
@@ -73,9 +73,26 @@ impl Fixture {
         tweak: impl FnOnce(&mut Config),
         store: Option<StoreMaker>,
     ) -> Fixture {
+        Fixture::start_meta(transport, clock, background, tweak, store, MetadataConfig::default()).await
+    }
+
+    /// A default server keeping its metadata where `metadata` says.
+    pub async fn with_metadata(metadata: MetadataConfig) -> Fixture {
+        Fixture::start_meta(Choice::Quic, Arc::new(SystemClock), Background::On, |_| {}, None, metadata).await
+    }
+
+    async fn start_meta(
+        transport: Choice,
+        clock: Arc<dyn Clock>,
+        background: Background,
+        tweak: impl FnOnce(&mut Config),
+        store: Option<StoreMaker>,
+        metadata: MetadataConfig,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let out = init(&data, "127.0.0.1:0".parse().unwrap(), "localhost", clock.as_ref()).unwrap();
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let out = init_with(&data, listen, "localhost", metadata, clock.as_ref()).unwrap();
         let mut config = Config::read(&out.config).unwrap();
         tweak(&mut config);
         std::fs::write(&out.config, toml_of(&config)).unwrap();

@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod listing;
 mod onward;
+mod postgres;
 mod reach;
 mod receipts;
 mod s3;

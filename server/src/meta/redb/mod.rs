@@ -172,6 +172,36 @@ impl RedbMeta {
     }
 }
 
+/// Rows of one table, given to [`RedbMeta::create_from`].
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Takes the rows of one table, by name.
+pub type Sink<'a> = dyn FnMut(&str, Rows) -> Result<()> + 'a;
+
+impl RedbMeta {
+    /// Create a store at `dest` holding the rows `fill` gives, table by
+    /// table name, in one transaction: another backend whose tables hold
+    /// what redb's hold (records of the current schema) copies itself
+    /// into a file this way.
+    pub fn create_from(dest: &Path, fill: &mut dyn FnMut(&mut Sink<'_>) -> Result<()>) -> Result<()> {
+        let out = RedbMeta::open(dest)?;
+        let wtx = out.db.begin_write()?;
+        fill(&mut |name: &str, rows: Rows| {
+            let def = TABLES
+                .into_iter()
+                .find(|t| redb::TableHandle::name(t) == name)
+                .ok_or_else(|| ServerError::Store(format!("no table {name}")))?;
+            let mut t = wtx.open_table(def)?;
+            for (k, v) in rows {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok(())
+        })?;
+        wtx.commit()?;
+        Ok(())
+    }
+}
+
 /// What a refusal to open means for us.
 fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
     let path = path.to_owned();

@@ -1,0 +1,117 @@
+//! The PostgreSQL backend against a real server: `EXHIBIT_TEST_POSTGRES`
+//! names a database (any URL the driver takes). Without it the tests say
+//! they were skipped, except under CI (`CI` set), where they fail: CI runs
+//! them against the cluster `.ci/run` starts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// The database to test against, or None (skipped) outside CI.
+pub(crate) fn test_url() -> Option<String> {
+    match std::env::var("EXHIBIT_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but EXHIBIT_TEST_POSTGRES is not: the PostgreSQL backend would go untested")
+        }
+        _ => {
+            eprintln!("EXHIBIT_TEST_POSTGRES not set: PostgreSQL backend test skipped");
+            None
+        }
+    }
+}
+
+/// A store in a schema of its own.
+fn fresh(url: &str) -> PgMeta {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("unit_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    PgMeta::open(&scratch_schema(url, &name).unwrap()).unwrap()
+}
+
+#[test]
+fn tls_and_bad_urls_are_refused_by_name_before_connecting() {
+    let e = PgMeta::open("postgres://u@127.0.0.1:1/db?sslmode=require").unwrap_err().to_string();
+    assert!(e.contains("sslmode=require") && e.contains("does not speak TLS"), "{e}");
+    let e = PgMeta::open("postgres://u@127.0.0.1:1/db?sslmode=bogus").unwrap_err().to_string();
+    assert!(e.contains("not a PostgreSQL URL"), "{e}");
+    // Nothing listens there: an error, not a panic or a hang.
+    let e = PgMeta::open("postgres://u@127.0.0.1:1/db?connect_timeout=5").unwrap_err().to_string();
+    assert!(e.contains("connecting to PostgreSQL"), "{e}");
+}
+
+#[test]
+fn the_postgres_backend_passes_conformance() {
+    let Some(url) = test_url() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    crate::meta::conformance::run(&mut || Box::new(fresh(&url)), scratch.path()).unwrap();
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_reopening_migrates_nothing() {
+    let Some(url) = test_url() else { return };
+    let url = scratch_schema(&url, &format!("newer_{}", std::process::id())).unwrap();
+    let m = PgMeta::open(&url).unwrap();
+    let mut tx = m.write().unwrap();
+    tx.set_counter("n", 7).unwrap();
+    tx.commit().unwrap();
+    drop(m);
+    let m = PgMeta::open(&url).unwrap();
+    assert_eq!(m.read().unwrap().counter("n").unwrap(), Some(7));
+    let c = m.conn().unwrap();
+    wait(c.execute("INSERT INTO exhibit_schema (version) VALUES ($1)", &[&(SCHEMA + 1)])).unwrap();
+    drop(m);
+    let e = PgMeta::open(&url).unwrap_err().to_string();
+    assert!(e.contains(&format!("schema {}, written by a newer exhibitd", SCHEMA + 1)), "{e}");
+}
+
+#[test]
+fn writers_run_one_at_a_time() {
+    let Some(url) = test_url() else { return };
+    let m = fresh(&url);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    let mut tx = m.write().unwrap();
+                    let n = tx.counter("n").unwrap().unwrap_or(0);
+                    tx.set_counter("n", n + 1).unwrap();
+                    tx.commit().unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(m.read().unwrap().counter("n").unwrap(), Some(100));
+}
+
+#[test]
+fn a_failed_statement_makes_commit_fail() {
+    let Some(url) = test_url() else { return };
+    let m = fresh(&url);
+    let mut tx = m.write().unwrap();
+    tx.set_counter("n", 1).unwrap();
+    let v = View { store: &m, conn: None, failed: std::cell::Cell::new(false) };
+    assert!(v.c().is_err());
+    drop(v);
+    // A statement the server refuses aborts the transaction.
+    let mut bad = m.view("BEGIN").unwrap();
+    assert!(bad.exec("INSERT INTO no_such_table VALUES (1)", &[]).is_err());
+    assert!(Box::new(bad).commit().is_err());
+    tx.commit().unwrap();
+}
+
+#[test]
+fn usable_and_droppable_on_an_async_worker_thread() {
+    let Some(url) = test_url() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let m = fresh(&url);
+    rt.block_on(async move {
+        let mut tx = m.write().unwrap();
+        tx.set_counter("n", 1).unwrap();
+        tx.commit().unwrap();
+        let blocking = std::sync::Arc::new(m);
+        let b = blocking.clone();
+        let n = tokio::task::spawn_blocking(move || b.read().unwrap().counter("n").unwrap()).await.unwrap();
+        assert_eq!(n, Some(1));
+        drop(blocking);
+    });
+}

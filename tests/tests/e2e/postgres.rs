@@ -1,0 +1,39 @@
+//! The real exhibitd with its metadata in PostgreSQL (`EXHIBIT_TEST_POSTGRES`
+//! names a database; without it the test is skipped, except under CI,
+//! where it fails): a send, a fetch and the receipt, over loopback.
+
+use exhibit_client::receipt;
+use exhibit_proto::directory::Role;
+use exhibit_server::config::{MetadataBackend, MetadataConfig};
+
+use crate::fixture::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_fetch_and_receipt_with_metadata_in_postgres() {
+    let url = match std::env::var("EXHIBIT_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var_os("CI").is_some() => panic!("CI is set but EXHIBIT_TEST_POSTGRES is not"),
+        _ => return eprintln!("EXHIBIT_TEST_POSTGRES not set: skipped"),
+    };
+    let schema = format!("e2e_{}", std::process::id());
+    let url = tokio::task::spawn_blocking(move || exhibit_server::meta::postgres::scratch_schema(&url, &schema))
+        .await
+        .unwrap()
+        .unwrap();
+    let f = Fixture::with_metadata(MetadataConfig { backend: MetadataBackend::Postgres, url: Some(url) }).await;
+    // Nothing in the data directory's redb: the metadata is elsewhere.
+    assert!(!f.data.join(exhibit_server::META_FILE).exists());
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let src = f.path("src");
+    let data = bytes(300_000, 3);
+    std::fs::write(src.join("a.bin"), &data).unwrap();
+    let t = send_paths(&alice, vec![src.join("a.bin")], &["bob"], 64 * 1024).await;
+    fetch_to(&bob, t, &f.path("out")).await.unwrap();
+    assert_eq!(std::fs::read(f.path("out").join("a.bin")).unwrap(), data);
+    let b = receipt::bundle(&alice, t, None).await.unwrap();
+    let file = f.path("r").join("receipt.json");
+    receipt::write(&b, &file).unwrap();
+    let s = receipt::verify_file(&file, &f.ca).unwrap();
+    assert_eq!((s.recipient.as_str(), s.transfer), ("bob", t.to_string()));
+}
