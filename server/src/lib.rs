@@ -258,6 +258,11 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+        // Each task gone, and what it held with it: the TCP listener's port
+        // is free for a server started next on it.
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
         drop(self.dashboard);
         self.endpoint.wait_idle().await;
         // Connection and stream tasks keep the state, and with it the
