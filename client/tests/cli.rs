@@ -243,6 +243,9 @@ fn killed_fetch_is_finished_by_resume() {
     child.wait().unwrap();
     assert!(!out.join("extract.bin").exists(), "the fetch finished before the kill; make the file larger");
 
+    // Issue 24, item 7: what is unfinished can be listed first.
+    let list = env.json("bob", &["resume", "--list"]);
+    assert_eq!((list[0]["kind"].as_str(), list[0]["transfer"].as_str()), (Some("fetch"), Some(t.as_str())), "{list}");
     let resumed = env.json("bob", &["resume"]);
     assert_eq!(resumed["resumed"][0], t.as_str(), "{resumed}");
     assert_eq!(std::fs::read(out.join("extract.bin")).unwrap(), content);
@@ -250,6 +253,35 @@ fn killed_fetch_is_finished_by_resume() {
     assert_eq!(outbox[0]["recipients"][0]["state"], "acknowledged");
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 1, "temp files left behind: {left:?}");
+    assert!(env.ok("bob", &["resume", "--list"]).contains("nothing to resume"));
+
+    // Killed again, and this time given up for good: journal and
+    // part-written files go.
+    let sent = env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--chunk-size", "16384", "--yes"]);
+    let t2 = sent["transfer"].as_str().unwrap().to_owned();
+    let out2 = env.dir.path().join("received-2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .env("EXHIBIT_HOME", env.home("bob"))
+        .args(["fetch", &t2, "-o", out2.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal2 = Path::new(&env.home("bob")).join("journal").join(format!("{t2}.fetch"));
+    let start = std::time::Instant::now();
+    let lines = || std::fs::read_to_string(&journal2).map(|s| s.lines().count()).unwrap_or(0);
+    while lines() < 100 && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out2.join("extract.bin").exists(), "the fetch finished before the kill; make the file larger");
+    let d = env.json("bob", &["resume", "--discard", &t2[..8]]);
+    assert_eq!(d["discarded"]["transfer"], t2.as_str(), "{d}");
+    assert!(!journal2.exists(), "the journal was kept");
+    let left: Vec<_> = std::fs::read_dir(&out2).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "part-written files left behind: {left:?}");
+    assert!(env.ok("bob", &["resume", "--list"]).contains("nothing to resume"));
 }
 
 fn get(addr: &str, path: &str) -> (u16, String) {

@@ -140,9 +140,18 @@ pub enum Command {
     /// Delivery receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
-    /// Continue every send that was interrupted (crash, dropped connection,
-    /// full server disk), sending only what the server lacks.
-    Resume,
+    /// Continue every fetch and send that was interrupted (crash, dropped
+    /// connection, full server disk), moving only what is missing.
+    Resume {
+        /// Only list what is unfinished.
+        #[arg(long)]
+        list: bool,
+        /// Give up one for good (its id, or the first 6 or more characters):
+        /// a fetch's part-written files are removed, a send's upload is
+        /// withdrawn on the server.
+        #[arg(long, value_name = "TRANSFER", value_parser = TransferRef::parse, conflicts_with = "list")]
+        discard: Option<TransferRef>,
+    },
     /// Stop the recipients of a transfer you sent from fetching it.
     Revoke {
         #[command(flatten)]

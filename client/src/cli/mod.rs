@@ -117,7 +117,22 @@ impl Cli {
                 fetch_cmd(&home, o, transfer, out).await
             }
             Command::Receipt(c) => receipt_cmd(&home, o, c).await,
-            Command::Resume => resume_cmd(&home, o).await,
+            Command::Resume { list: true, .. } => print::unfinished(&resume::list(&home)?, o.json),
+            Command::Resume { discard: Some(r), .. } => {
+                let (u, told) = resume::discard(&home, &r).await?;
+                let text = match (u.kind, told) {
+                    ("send", false) => format!(
+                        "send of {} discarded here; the server could not be told now, and alerts on the stalled upload",
+                        u.transfer
+                    ),
+                    ("send", true) => {
+                        format!("send of {} discarded, and its upload withdrawn on the server", u.transfer)
+                    }
+                    _ => format!("fetch of {} discarded, and its part-written files removed", u.transfer),
+                };
+                print::line(&json!({"discarded": u, "server_told": told}), &text, o.json)
+            }
+            Command::Resume { .. } => resume_cmd(&home, o).await,
             Command::Revoke { target } => {
                 let transfer = listing::resolve(&home, &target.named()).await?;
                 print::revoked(&transfer.to_string(), &custody::revoke(&home, transfer).await?, o.json)

@@ -239,6 +239,19 @@ pub fn sent(out: &SendOutcome, as_json: bool) -> Result<(), ClientError> {
     Ok(())
 }
 
+pub fn unfinished(list: &[crate::ops::resume::Unfinished], as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(&list);
+    }
+    if list.is_empty() {
+        say!("nothing to resume");
+    }
+    for u in list {
+        say!("{} {}  {}", u.kind, u.transfer, cell(&u.detail));
+    }
+    Ok(())
+}
+
 pub fn forwarded(f: &crate::ops::forward::ForwardOutcome, as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(&json!({

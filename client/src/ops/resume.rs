@@ -68,3 +68,82 @@ pub async fn resume_all(home: &Home, progress: bool, mut each: impl FnMut(&Step)
     }
     Ok(summary)
 }
+
+/// An interrupted fetch or send, as `exhibit resume --list` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unfinished {
+    /// `fetch` or `send`.
+    pub kind: &'static str,
+    /// The transfer.
+    #[serde(serialize_with = "crate::human::id_hex")]
+    pub transfer: TransferId,
+    /// Where a fetch writes, or whom a send is to and its case.
+    pub detail: String,
+    /// Its journal.
+    pub journal: PathBuf,
+}
+
+/// Every interrupted fetch and send, fetches first (as `resume` takes them).
+pub fn list(home: &Home) -> Result<Vec<Unfinished>, ClientError> {
+    let mut out: Vec<Unfinished> = crate::journal::fetch::pending(home)
+        .into_iter()
+        .map(|(transfer, dir)| Unfinished {
+            kind: "fetch",
+            transfer,
+            detail: format!("into {}", dir.display()),
+            journal: crate::journal::fetch::path(home, transfer),
+        })
+        .collect();
+    for journal in crate::journal::send::pending(home)? {
+        // A journal that cannot be read is listed by its file, to discard.
+        match crate::journal::send::recover(&journal) {
+            Ok(r) => {
+                let to: Vec<&str> = r.header.to.iter().map(|u| u.as_str()).collect();
+                let case = r.header.case_ref.as_deref().map(|c| format!(", case {c}")).unwrap_or_default();
+                let detail = format!("{} file(s) to {}{case}", r.header.items.len(), to.join(", "));
+                out.push(Unfinished { kind: "send", transfer: r.header.transfer, detail, journal });
+            }
+            Err(e) => tracing::warn!(journal = %journal.display(), error = %e, "unreadable send journal"),
+        }
+    }
+    Ok(out)
+}
+
+/// Give up an interrupted fetch or send for good: its journal goes; a
+/// fetch's part-written files in its output folder go too; a send's upload
+/// is withdrawn on the server (its chunks are deleted there), or, if the
+/// server cannot be told now, left to its stalled-upload alert.
+pub async fn discard(home: &Home, r: &crate::ops::listing::TransferRef) -> Result<(Unfinished, bool), ClientError> {
+    let all = list(home)?;
+    let mine: Vec<&Unfinished> = all
+        .iter()
+        .filter(|u| match r {
+            crate::ops::listing::TransferRef::Id(id) => u.transfer == *id,
+            crate::ops::listing::TransferRef::Prefix(p) => u.transfer.to_string().starts_with(p.as_str()),
+            crate::ops::listing::TransferRef::Case(c) => u.detail.ends_with(&format!(", case {c}")),
+        })
+        .collect();
+    let u = match mine.as_slice() {
+        [one] => (*one).clone(),
+        [] => {
+            return Err(ClientError::Usage(format!("no interrupted fetch or send is {r}; see `exhibit resume --list`")))
+        }
+        _ => return Err(ClientError::Usage(format!("several interrupted transfers are {r}; give more of the id"))),
+    };
+    let mut told = true;
+    if u.kind == "fetch" {
+        if let Some(dir) = u.detail.strip_prefix("into ") {
+            let prefix = format!(".exhibit-{}-", u.transfer);
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let p = e.path();
+                    let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                }
+            }
+        }
+    } else {
+        told = crate::ops::custody::revoke(home, u.transfer).await.is_ok();
+    }
+    std::fs::remove_file(&u.journal).map_err(ClientError::io(format!("removing {}", u.journal.display())))?;
+    Ok((u, told))
+}
