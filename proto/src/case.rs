@@ -126,6 +126,16 @@ pub struct CaseInfo {
     pub changes: Vec<SignedRosterChange>,
 }
 
+impl CaseInfo {
+    /// The roster as its stored changes leave it, their signatures not
+    /// checked again (for the server, which checked each as it came).
+    pub fn roster_as_stored(&self) -> Result<Vec<RosterEntry>, ProtoError> {
+        let changes: Vec<RosterChange> =
+            self.changes.iter().map(SignedRosterChange::decode_unverified).collect::<Result<_, _>>()?;
+        Ok(roster(&changes))
+    }
+}
+
 /// One organisation on a roster as it stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RosterEntry {

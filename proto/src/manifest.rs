@@ -153,7 +153,9 @@ pub struct Manifest {
     pub derived_from: Option<DerivedFrom>,
 }
 
-/// How version 2 is encoded and signed.
+/// How version 2 is encoded and signed. Versions 3 and 4 append fields
+/// to it: postcard writes a nested struct's fields in place, so each later
+/// version is the earlier one's bytes followed by its own fields.
 #[derive(Serialize, Deserialize)]
 struct WireV2 {
     version: u16,
@@ -167,37 +169,48 @@ struct WireV2 {
     details_parts: Vec<ChunkRef>,
 }
 
-/// How version 3 is encoded and signed.
+/// How version 3 is encoded and signed: version 2, then the labels
+/// summary and approvers.
 #[derive(Serialize, Deserialize)]
 struct WireV3 {
-    version: u16,
-    transfer: TransferId,
-    sender: UserId,
-    recipients: Vec<UserId>,
-    created_at: u64,
-    ack_within_secs: Option<u64>,
-    case_ref: Option<String>,
-    chunks: Vec<ChunkRef>,
-    details_parts: Vec<ChunkRef>,
+    v2: WireV2,
     policy: PolicySummary,
     approvers: Vec<UserId>,
 }
 
-/// How version 4 is encoded and signed.
+/// How version 4 is encoded and signed: version 3, then where a forward
+/// came from.
 #[derive(Serialize, Deserialize)]
 struct WireV4 {
-    version: u16,
-    transfer: TransferId,
-    sender: UserId,
-    recipients: Vec<UserId>,
-    created_at: u64,
-    ack_within_secs: Option<u64>,
-    case_ref: Option<String>,
-    chunks: Vec<ChunkRef>,
-    details_parts: Vec<ChunkRef>,
-    policy: PolicySummary,
-    approvers: Vec<UserId>,
+    v3: WireV3,
     derived_from: Option<DerivedFrom>,
+}
+
+impl WireV2 {
+    /// The manifest, with what later versions add.
+    fn manifest(
+        self,
+        policy: Option<PolicySummary>,
+        approvers: Vec<UserId>,
+        derived_from: Option<DerivedFrom>,
+    ) -> Manifest {
+        Manifest {
+            version: self.version,
+            transfer: self.transfer,
+            sender: self.sender,
+            recipients: self.recipients,
+            created_at: self.created_at,
+            ack_within_secs: self.ack_within_secs,
+            case_ref: self.case_ref,
+            chunks: self.chunks,
+            details_parts: self.details_parts,
+            items: vec![],
+            details: vec![],
+            policy,
+            approvers,
+            derived_from,
+        }
+    }
 }
 
 /// How version 1 was encoded and signed.
@@ -231,44 +244,27 @@ impl Manifest {
                 items: m.items,
                 details: m.details,
             }),
-            MANIFEST_V2 => sign::encode(&WireV2 {
-                version: m.version,
-                transfer: m.transfer,
-                sender: m.sender,
-                recipients: m.recipients,
-                created_at: m.created_at,
-                ack_within_secs: m.ack_within_secs,
-                case_ref: m.case_ref,
-                chunks: m.chunks,
-                details_parts: m.details_parts,
-            }),
-            MANIFEST_V3 => sign::encode(&WireV3 {
-                version: m.version,
-                transfer: m.transfer,
-                sender: m.sender,
-                recipients: m.recipients,
-                created_at: m.created_at,
-                ack_within_secs: m.ack_within_secs,
-                case_ref: m.case_ref,
-                chunks: m.chunks,
-                details_parts: m.details_parts,
-                policy: m.policy.unwrap_or_default(),
-                approvers: m.approvers,
-            }),
-            _ => sign::encode(&WireV4 {
-                version: m.version,
-                transfer: m.transfer,
-                sender: m.sender,
-                recipients: m.recipients,
-                created_at: m.created_at,
-                ack_within_secs: m.ack_within_secs,
-                case_ref: m.case_ref,
-                chunks: m.chunks,
-                details_parts: m.details_parts,
-                policy: m.policy.unwrap_or_default(),
-                approvers: m.approvers,
-                derived_from: m.derived_from,
-            }),
+            version => {
+                let v2 = WireV2 {
+                    version,
+                    transfer: m.transfer,
+                    sender: m.sender,
+                    recipients: m.recipients,
+                    created_at: m.created_at,
+                    ack_within_secs: m.ack_within_secs,
+                    case_ref: m.case_ref,
+                    chunks: m.chunks,
+                    details_parts: m.details_parts,
+                };
+                if version == MANIFEST_V2 {
+                    return sign::encode(&v2);
+                }
+                let v3 = WireV3 { v2, policy: m.policy.unwrap_or_default(), approvers: m.approvers };
+                if version == MANIFEST_V3 {
+                    return sign::encode(&v3);
+                }
+                sign::encode(&WireV4 { v3, derived_from: m.derived_from })
+            }
         }
     }
 
@@ -294,62 +290,14 @@ impl Manifest {
                     derived_from: None,
                 })
             }
-            MANIFEST_V2 => {
-                let w: WireV2 = sign::decode(bytes, "manifest")?;
-                Ok(Manifest {
-                    version: w.version,
-                    transfer: w.transfer,
-                    sender: w.sender,
-                    recipients: w.recipients,
-                    created_at: w.created_at,
-                    ack_within_secs: w.ack_within_secs,
-                    case_ref: w.case_ref,
-                    chunks: w.chunks,
-                    details_parts: w.details_parts,
-                    items: vec![],
-                    details: vec![],
-                    policy: None,
-                    approvers: vec![],
-                    derived_from: None,
-                })
-            }
+            MANIFEST_V2 => Ok(sign::decode::<WireV2>(bytes, "manifest")?.manifest(None, vec![], None)),
             MANIFEST_V3 => {
                 let w: WireV3 = sign::decode(bytes, "manifest")?;
-                Ok(Manifest {
-                    version: w.version,
-                    transfer: w.transfer,
-                    sender: w.sender,
-                    recipients: w.recipients,
-                    created_at: w.created_at,
-                    ack_within_secs: w.ack_within_secs,
-                    case_ref: w.case_ref,
-                    chunks: w.chunks,
-                    details_parts: w.details_parts,
-                    items: vec![],
-                    details: vec![],
-                    policy: Some(w.policy),
-                    approvers: w.approvers,
-                    derived_from: None,
-                })
+                Ok(w.v2.manifest(Some(w.policy), w.approvers, None))
             }
             MANIFEST_VERSION => {
                 let w: WireV4 = sign::decode(bytes, "manifest")?;
-                Ok(Manifest {
-                    version: w.version,
-                    transfer: w.transfer,
-                    sender: w.sender,
-                    recipients: w.recipients,
-                    created_at: w.created_at,
-                    ack_within_secs: w.ack_within_secs,
-                    case_ref: w.case_ref,
-                    chunks: w.chunks,
-                    details_parts: w.details_parts,
-                    items: vec![],
-                    details: vec![],
-                    policy: Some(w.policy),
-                    approvers: w.approvers,
-                    derived_from: w.derived_from,
-                })
+                Ok(w.v3.v2.manifest(Some(w.v3.policy), w.v3.approvers, w.derived_from))
             }
             got => Err(ProtoError::Version { what: "manifest", got }),
         }
@@ -694,6 +642,26 @@ pub(crate) mod tests {
             }),
             ..manifest_v3()
         }
+    }
+
+    #[test]
+    fn later_versions_are_the_earlier_bytes_with_fields_appended() {
+        // As the builds that wrote them encoded each version, field by
+        // field: signatures over stored manifests still verify.
+        let m = manifest_v4();
+        let v2 = (m.version, m.transfer, &m.sender, &m.recipients, m.created_at, m.ack_within_secs, &m.case_ref);
+        let flat_v4 =
+            sign::encode(&(v2, &m.chunks, &m.details_parts, m.policy.unwrap(), &m.approvers, &m.derived_from));
+        assert_eq!(m.to_bytes(), flat_v4);
+        let m3 = manifest_v3();
+        let v2 = (m3.version, m3.transfer, &m3.sender, &m3.recipients, m3.created_at, m3.ack_within_secs, &m3.case_ref);
+        assert_eq!(
+            m3.to_bytes(),
+            sign::encode(&(v2, &m3.chunks, &m3.details_parts, m3.policy.unwrap(), &m3.approvers))
+        );
+        let m2 = manifest_v2();
+        let v2 = (m2.version, m2.transfer, &m2.sender, &m2.recipients, m2.created_at, m2.ack_within_secs, &m2.case_ref);
+        assert_eq!(m2.to_bytes(), sign::encode(&(v2, &m2.chunks, &m2.details_parts)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod forward;
 pub mod listing;
 pub mod manifest;
+pub mod onward;
 pub mod orgs;
 pub mod receipt;
 pub mod renew;

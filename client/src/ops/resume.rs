@@ -79,6 +79,8 @@ pub struct Unfinished {
     pub transfer: TransferId,
     /// Where a fetch writes, or whom a send is to and its case.
     pub detail: String,
+    /// A send's case reference.
+    pub case: Option<String>,
     /// Its journal.
     pub journal: PathBuf,
 }
@@ -91,6 +93,7 @@ pub fn list(home: &Home) -> Result<Vec<Unfinished>, ClientError> {
             kind: "fetch",
             transfer,
             detail: format!("into {}", dir.display()),
+            case: None,
             journal: crate::journal::fetch::path(home, transfer),
         })
         .collect();
@@ -101,7 +104,8 @@ pub fn list(home: &Home) -> Result<Vec<Unfinished>, ClientError> {
                 let to: Vec<&str> = r.header.to.iter().map(|u| u.as_str()).collect();
                 let case = r.header.case_ref.as_deref().map(|c| format!(", case {c}")).unwrap_or_default();
                 let detail = format!("{} file(s) to {}{case}", r.header.items.len(), to.join(", "));
-                out.push(Unfinished { kind: "send", transfer: r.header.transfer, detail, journal });
+                let (kind, transfer, case) = ("send", r.header.transfer, r.header.case_ref);
+                out.push(Unfinished { kind, transfer, detail, case, journal });
             }
             Err(e) => tracing::warn!(journal = %journal.display(), error = %e, "unreadable send journal"),
         }
@@ -120,7 +124,7 @@ pub async fn discard(home: &Home, r: &crate::ops::listing::TransferRef) -> Resul
         .filter(|u| match r {
             crate::ops::listing::TransferRef::Id(id) => u.transfer == *id,
             crate::ops::listing::TransferRef::Prefix(p) => u.transfer.to_string().starts_with(p.as_str()),
-            crate::ops::listing::TransferRef::Case(c) => u.detail.ends_with(&format!(", case {c}")),
+            crate::ops::listing::TransferRef::Case(c) => u.case.as_deref() == Some(c.as_str()),
         })
         .collect();
     let u = match mine.as_slice() {

@@ -91,8 +91,7 @@ pub fn change(s: &State, caller: &UserRecord, signed: SignedRosterChange, now: u
                 org.org.name, org.org.kind
             )));
         }
-        let changes: Vec<_> = info.changes.iter().map(|c| c.decode_unverified()).collect::<Result<_, _>>()?;
-        let listed = case::roster(&changes).iter().any(|e| e.org == c.org);
+        let listed = info.roster_as_stored()?.iter().any(|e| e.org == c.org);
         if listed == c.allow {
             return Err(ServerError::Conflict(format!(
                 "{} is {} the roster of case {}",

@@ -121,8 +121,7 @@ pub fn check_roster(outside: &[&str], case: Option<(&str, Option<&CaseInfo>)>) -
              disclosure approver opens it (exhibit case open {case}) and adds {first} (exhibit case allow {case} --org {first})"
         )));
     };
-    let changes: Vec<_> = info.changes.iter().map(|c| c.decode_unverified()).collect::<Result<_, _>>()?;
-    let roster = exhibit_proto::case::roster(&changes);
+    let roster = info.roster_as_stored()?;
     if let Some(missing) = outside.iter().find(|o| !roster.iter().any(|e| e.org.as_str() == **o)) {
         return Err(ServerError::Forbidden(format!(
             "refused: {missing} is not on the roster of case {case}; a caseworker or disclosure approver of {} \
