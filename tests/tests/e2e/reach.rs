@@ -193,12 +193,14 @@ async fn a_connect_proxy_carries_send_and_fetch_and_sees_only_tls() {
     let f = Fixture::over(Choice::Tcp).await;
     let (at, seen) = proxy(Some("dXNlcjpwQHNz")).await; // user:p@ss
     let via = Reach { proxy: Some(format!("http://user:p%40ss@{at}")), ..f.reach() };
-    let alice = f.user("alice", Role::EvidenceUnit).await.with_reach(via.clone());
-    let bob = f.user("bob", Role::Caseworker).await.with_reach(via);
+    // Names long enough that random ciphertext cannot contain them by
+    // chance (three bytes like "bob" turn up in ~1% of 200 KB of TLS).
+    let alice = f.user("alice-evidence-unit", Role::EvidenceUnit).await.with_reach(via.clone());
+    let bob = f.user("bob-caseworker", Role::Caseworker).await.with_reach(via);
     let marker = b"PLAINTEXT-THE-PROXY-MUST-NEVER-SEE ".repeat(2000);
     let src = f.path("src");
     std::fs::write(src.join("interview-notes.txt"), &marker).unwrap();
-    let t = send_paths(&alice, vec![src.join("interview-notes.txt")], &["bob"], 16 << 10).await;
+    let t = send_paths(&alice, vec![src.join("interview-notes.txt")], &["bob-caseworker"], 16 << 10).await;
     let out = f.path("out");
     fetch_to(&bob, t, &out).await.unwrap();
     assert_eq!(std::fs::read(out.join("interview-notes.txt")).unwrap(), marker);
@@ -213,7 +215,7 @@ async fn a_connect_proxy_carries_send_and_fetch_and_sees_only_tls() {
     // TLS records from the first byte (a handshake record), and nothing
     // readable: not the file, its name, the case reference or a user id.
     assert_eq!(&carried[..2], &[0x16, 0x03], "the tunnel did not start with TLS");
-    for plain in [&b"PLAINTEXT-THE-PROXY"[..], b"interview-notes", b"OP-TEST", b"alice", b"bob"] {
+    for plain in [&b"PLAINTEXT-THE-PROXY"[..], b"interview-notes", b"OP-TEST", b"alice-evidence-unit", b"bob-caseworker"] {
         assert!(
             !carried.windows(plain.len()).any(|w| w == plain),
             "the proxy saw {:?} in the clear",
