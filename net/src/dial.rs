@@ -340,10 +340,37 @@ pub async fn accept(
 ) -> Result<Connection, std::io::Error> {
     tcp::keep_alive(&s);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let t = tokio::time::timeout(tcp::HANDSHAKE_TIMEOUT.min(idle), acceptor.accept(s))
+    let t = tokio::time::timeout(tcp::HANDSHAKE_TIMEOUT.min(idle), acceptor.accept(s).into_fallible())
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok(Connection::TcpServer(tcp::ServerConn::new(t, limits, idle)))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?;
+    match t {
+        Ok(t) => Ok(Connection::TcpServer(tcp::ServerConn::new(t, limits, idle))),
+        Err((e, s)) => {
+            tokio::spawn(linger(s));
+            Err(e)
+        }
+    }
+}
+
+/// Close a refused connection without a reset: its alert (say,
+/// certificate_revoked) was written, and a client that already sent its
+/// first request must still read it. Dropping a socket with that request
+/// unread would reset it, and the reset can overtake the alert. So: our
+/// side closed, what the client sends read and dropped, for a second at
+/// most.
+async fn linger(mut s: TcpStream) {
+    let _ = s.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = 1usize << 20;
+        while let Ok(n @ 1..) = s.read(&mut sink).await {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 #[cfg(test)]
