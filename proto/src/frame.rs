@@ -22,9 +22,10 @@ use crate::ids::{ChunkId, TransferId, UserId};
 use crate::labels::PolicySummary;
 use crate::limits::MAX_FRAME;
 use crate::manifest::DerivedFrom;
-use crate::org::{Org, SignedOrg};
+use crate::org::{Org, OrgId, SignedOrg};
 use crate::receipt::{AcceptedReceipt, SignedReceipt};
 use crate::sign;
+use crate::unit::{AckRule, SignedUnit, SignedUnitKey, WrappedKey};
 
 /// A new user's public keys and certificate request.
 /// QUIC application close code: the connection's user was revoked. A
@@ -185,6 +186,20 @@ pub enum Request {
     /// Sender: recipients' access to a transfer ends `secs` later than it
     /// would have.
     ExtendAccess { transfer: TransferId, secs: u64 },
+    /// Admin: add a unit mailbox of an organisation (or, with `replace`,
+    /// change its name, rule or escalation address) ([`Response::Units`]).
+    AdminUnit { unit: UserId, org: OrgId, name: String, ack: AckRule, email: Option<String>, replace: bool },
+    /// Admin: add members to a unit or remove them; a removal moves the
+    /// unit's key epoch on ([`Response::Units`]).
+    AdminUnitMembers { unit: UserId, add: Vec<UserId>, remove: Vec<UserId> },
+    /// The units the caller is a member of, or every unit (admins, and
+    /// anyone sending: a unit is addressed like a user), with the keys
+    /// and, for members, their own wrapped copies ([`Response::Units`]).
+    Units { all: bool },
+    /// A member: the unit's key for its current epoch, if it has none yet
+    /// (`key`), and copies of it wrapped to members who lack one
+    /// ([`Response::Units`]).
+    UnitKeys { unit: UserId, key: Option<SignedUnitKey>, wraps: Vec<WrappedKey> },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -493,6 +508,35 @@ pub struct TransferInfo {
     pub access_until: Option<u64>,
     /// The transfer this one forwards material of.
     pub derived_from: Option<TransferId>,
+    /// Members who acknowledged it for a unit it is addressed to (`user`
+    /// the member; the unit is among `recipients`).
+    pub unit_acks: Vec<UnitAck>,
+}
+
+/// A member's acknowledgement of a transfer for a unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitAck {
+    /// The unit.
+    pub unit: UserId,
+    /// The member.
+    pub member: UserId,
+    /// When the server accepted the receipt.
+    pub at: u64,
+}
+
+/// A unit as its members and senders see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnitView {
+    /// The record as the authority signed it.
+    pub record: SignedUnit,
+    /// Its keys, one per epoch that has one, oldest first.
+    pub keys: Vec<SignedUnitKey>,
+    /// Who holds a copy of which epoch's key: (epoch, member).
+    pub held: Vec<(u32, UserId)>,
+    /// The caller's own wrapped copies (members only).
+    pub mine: Vec<WrappedKey>,
+    /// The signed entries of its members and of its keys' makers.
+    pub entries: Vec<SignedEntry>,
 }
 
 /// A response from the server.
@@ -551,6 +595,9 @@ pub enum Response {
         /// The approval that released the transfer, and its approver's
         /// entry (transfers to an external organisation).
         approval: Option<(SignedApproval, SignedEntry)>,
+        /// A receipt for a unit: the unit's record as it stood when the
+        /// receipt was accepted, listing the member.
+        unit: Option<SignedUnit>,
     },
     /// Alerts.
     Alerts { alerts: Vec<AlertInfo> },
@@ -580,6 +627,9 @@ pub enum Response {
         /// Where its material went onward: every transfer forwarded from
         /// it, and from those, each naming its source (no content).
         onward: Vec<TransferInfo>,
+        /// For each member's receipt for a unit, the unit's record as it
+        /// stood when the receipt was accepted.
+        units: Vec<SignedUnit>,
     },
     /// Revoked; these recipients had already fetched it.
     Revoked { already: Vec<RecipientState> },
@@ -607,6 +657,8 @@ pub enum Response {
     /// A case, and the directory entries of those who changed its roster
     /// (to check their signatures).
     Case { case: CaseInfo, authors: Vec<SignedEntry> },
+    /// Units.
+    Units { units: Vec<UnitView> },
 }
 
 /// Encode a frame: length prefix and body.

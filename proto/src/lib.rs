@@ -32,6 +32,7 @@ pub mod seal;
 pub mod sign;
 pub mod text;
 pub mod treehash;
+pub mod unit;
 
 pub use directory::{DirectoryEntry, Role, SignedEntry};
 pub use error::{AgeError, ProtoError};

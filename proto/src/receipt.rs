@@ -10,10 +10,14 @@ use crate::error::ProtoError;
 use crate::ids::{TransferId, UserId};
 use crate::manifest::SignedManifest;
 use crate::sign;
+use crate::unit::SignedUnit;
 
-/// Receipt format version this build writes: one commitment to the items'
+/// Receipt format version this build writes: as version 2, and the unit
+/// a member acknowledged for, if they did.
+pub const RECEIPT_VERSION: u16 = 3;
+/// The second receipt format, still read: one commitment to the items'
 /// hashes ([`crate::merkle`]) instead of the list.
-pub const RECEIPT_VERSION: u16 = 2;
+pub const RECEIPT_V2: u16 = 2;
 /// The first receipt format, still read: every item's hash listed.
 pub const RECEIPT_V1: u16 = 1;
 /// `format` field of an exported receipt bundle.
@@ -41,6 +45,9 @@ pub struct Receipt {
     /// Version 1 only: each item's verified plaintext BLAKE3 (in version 2
     /// the list is kept beside the receipt and checked against the root).
     pub items: Vec<[u8; 32]>,
+    /// Version 3: the unit the transfer was addressed to, for which
+    /// `recipient`, a member, received it.
+    pub unit: Option<UserId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +61,13 @@ struct WireV2 {
     items_root: [u8; 32],
 }
 
+/// Version 3: version 2, then the unit.
+#[derive(Serialize, Deserialize)]
+struct WireV3 {
+    v2: WireV2,
+    unit: Option<UserId>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct WireV1 {
     version: u16,
@@ -62,6 +76,22 @@ struct WireV1 {
     recipient: UserId,
     received_at: u64,
     items: Vec<[u8; 32]>,
+}
+
+impl WireV2 {
+    fn receipt(self, unit: Option<UserId>) -> Receipt {
+        Receipt {
+            version: self.version,
+            transfer: self.transfer,
+            manifest_hash: self.manifest_hash,
+            recipient: self.recipient,
+            received_at: self.received_at,
+            item_count: self.item_count,
+            items_root: self.items_root,
+            items: vec![],
+            unit,
+        }
+    }
 }
 
 impl Receipt {
@@ -82,7 +112,14 @@ impl Receipt {
             item_count: root.count(),
             items_root: root.finish(),
             items: vec![],
+            unit: None,
         }
+    }
+
+    /// The same, received by a member for `unit`.
+    pub fn for_unit(mut self, unit: Option<UserId>) -> Self {
+        self.unit = unit;
+        self
     }
 
     /// The canonical bytes that are signed.
@@ -97,15 +134,21 @@ impl Receipt {
                 received_at: r.received_at,
                 items: r.items,
             }),
-            _ => sign::encode(&WireV2 {
-                version: r.version,
-                transfer: r.transfer,
-                manifest_hash: r.manifest_hash,
-                recipient: r.recipient,
-                received_at: r.received_at,
-                item_count: r.item_count,
-                items_root: r.items_root,
-            }),
+            version => {
+                let v2 = WireV2 {
+                    version,
+                    transfer: r.transfer,
+                    manifest_hash: r.manifest_hash,
+                    recipient: r.recipient,
+                    received_at: r.received_at,
+                    item_count: r.item_count,
+                    items_root: r.items_root,
+                };
+                if version == RECEIPT_V2 {
+                    return sign::encode(&v2);
+                }
+                sign::encode(&WireV3 { v2, unit: r.unit })
+            }
         }
     }
 
@@ -123,20 +166,13 @@ impl Receipt {
                     item_count: w.items.len() as u64,
                     items_root: crate::merkle::root(&w.items),
                     items: w.items,
+                    unit: None,
                 })
             }
+            RECEIPT_V2 => Ok(sign::decode::<WireV2>(bytes, "receipt")?.receipt(None)),
             RECEIPT_VERSION => {
-                let w: WireV2 = sign::decode(bytes, "receipt")?;
-                Ok(Receipt {
-                    version: w.version,
-                    transfer: w.transfer,
-                    manifest_hash: w.manifest_hash,
-                    recipient: w.recipient,
-                    received_at: w.received_at,
-                    item_count: w.item_count,
-                    items_root: w.items_root,
-                    items: vec![],
-                })
+                let w: WireV3 = sign::decode(bytes, "receipt")?;
+                Ok(w.v2.receipt(w.unit))
             }
             got => Err(ProtoError::Version { what: "receipt", got }),
         }
@@ -278,6 +314,10 @@ pub struct ReceiptSummary {
     /// When they approved it (approver's clock, unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<u64>,
+    /// The unit the transfer was addressed to, which the recipient, a
+    /// member, received it for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_unit: Option<String>,
 }
 
 /// Everything needed to verify a receipt offline with only the CA
@@ -300,6 +340,10 @@ pub struct ReceiptBundle {
     /// The approval that released the transfer, and the approver's entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<(SignedApproval, SignedEntry)>,
+    /// A receipt for a unit: the unit's record, signed by the authority,
+    /// listing the recipient as a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<SignedUnit>,
 }
 
 impl ReceiptBundle {
@@ -310,6 +354,7 @@ impl ReceiptBundle {
         recipient_entry: SignedEntry,
         receipt: AcceptedReceipt,
         approval: Option<(SignedApproval, SignedEntry)>,
+        unit: Option<SignedUnit>,
         authority: &VerifyingKey,
     ) -> Result<Self, ProtoError> {
         let placeholder = ReceiptSummary {
@@ -328,6 +373,7 @@ impl ReceiptBundle {
             approved_by: None,
             approver_fingerprint: None,
             approved_at: None,
+            for_unit: None,
         };
         let mut b = ReceiptBundle {
             format: BUNDLE_FORMAT.into(),
@@ -337,6 +383,7 @@ impl ReceiptBundle {
             recipient_entry,
             receipt,
             approval,
+            unit,
         };
         b.summary = b.check(authority)?;
         Ok(b)
@@ -389,12 +436,29 @@ impl ReceiptBundle {
                 got: r.transfer.to_string(),
             });
         }
-        if !m.recipients.contains(&r.recipient) {
+        let addressee = r.unit.as_ref().unwrap_or(&r.recipient);
+        if !m.recipients.contains(addressee) {
             return Err(ProtoError::Mismatch {
                 what: "receipt recipient",
                 expected: "one of the manifest's recipients".into(),
-                got: r.recipient.to_string(),
+                got: addressee.to_string(),
             });
+        }
+        if let Some(u) = &r.unit {
+            let Some(record) = &self.unit else {
+                return Err(ProtoError::Malformed {
+                    what: "receipt bundle",
+                    reason: format!("the receipt is for unit {u} and the bundle holds no record of it"),
+                });
+            };
+            let record = record.verify(authority)?;
+            if &record.unit != u || !record.has_member(&r.recipient) {
+                return Err(ProtoError::Mismatch {
+                    what: "unit record",
+                    expected: format!("unit {u} listing {}", r.recipient),
+                    got: format!("unit {} with members {:?}", record.unit, record.members),
+                });
+            }
         }
         if let Some(n) = m.item_count() {
             if r.item_count != n as u64 {
@@ -432,6 +496,7 @@ impl ReceiptBundle {
             items: r.items.iter().map(hex::encode).collect(),
             item_count: v2.then_some(r.item_count),
             items_root: v2.then(|| hex::encode(r.items_root)),
+            for_unit: r.unit.as_ref().map(ToString::to_string),
         })
     }
 }

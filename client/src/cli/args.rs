@@ -117,6 +117,17 @@ pub enum Command {
     /// a case's material).
     #[command(subcommand)]
     Case(CaseCommand),
+    /// Your units (mailboxes shared by a CPS or evidence unit), or every
+    /// unit with --all. Also makes or shares the units' keys where your
+    /// client is the one to do it.
+    Units {
+        /// Every unit, not only yours.
+        #[arg(long)]
+        all: bool,
+    },
+    /// A unit you are a member of.
+    #[command(subcommand)]
+    Unit(UnitCommand),
     /// Extend the recipients' access to a transfer you sent.
     Extend {
         #[command(flatten)]
@@ -238,7 +249,8 @@ pub struct SendArgs {
     /// Files and folders (folders are sent whole, with relative paths).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Recipient user id (repeat for several).
+    /// Recipient: a user id, or a unit's id to send to the unit as a
+    /// whole (repeat for several).
     #[arg(long, required = true)]
     pub to: Vec<UserId>,
     /// Case reference (visible to the server).
@@ -334,6 +346,58 @@ pub struct ForwardArgs {
     /// Do not ask before a first send to an organisation (for scripts).
     #[arg(long)]
     pub yes: bool,
+}
+
+/// `exhibit unit …`.
+#[derive(Subcommand, Debug)]
+pub enum UnitCommand {
+    /// Make the unit's key if it has none for its current members, and
+    /// share it with members who lack it, after checking their signed
+    /// directory entries (this also happens whenever you run `exhibit
+    /// units` or `exhibit inbox`).
+    Share {
+        /// Unit id.
+        unit: UserId,
+    },
+}
+
+/// `exhibit admin unit …`.
+#[derive(Subcommand, Debug)]
+pub enum AdminUnitCommand {
+    /// Add a unit mailbox of an organisation. Its first member's client
+    /// makes its key; until then nothing can be sent to it.
+    Add {
+        /// Unit id (a-z, 0-9, '.', '_', '-'; not a user's id).
+        id: UserId,
+        /// Organisation id.
+        #[arg(long)]
+        org: OrgId,
+        /// Name shown to people, e.g. "Magistrates' court unit".
+        #[arg(long)]
+        name: String,
+        /// one: a transfer is acknowledged when one member acknowledges
+        /// it; all: when every member has.
+        #[arg(long, default_value = "one")]
+        ack: exhibit_proto::unit::AckRule,
+        /// Where its overdue alerts also go.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Add or remove members (users of the unit's organisation). Removing
+    /// one refuses them the unit's transfers at once and makes the next
+    /// member to connect rotate the unit's key.
+    Members {
+        /// Unit id.
+        id: UserId,
+        /// User to add (repeat for several).
+        #[arg(long)]
+        add: Vec<UserId>,
+        /// Member to remove (repeat for several).
+        #[arg(long)]
+        remove: Vec<UserId>,
+    },
+    /// Every unit, its members and who holds its key.
+    List,
 }
 
 /// `exhibit case …`.
@@ -477,6 +541,9 @@ pub enum AdminCommand {
     /// courts.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Unit mailboxes: add one, change its members.
+    #[command(subcommand)]
+    Unit(AdminUnitCommand),
     /// Alerts: open ones, or acknowledge one.
     Alerts {
         /// Include acknowledged alerts.

@@ -3,6 +3,7 @@
 
 mod args;
 pub mod print;
+mod units;
 
 use std::path::{Path, PathBuf};
 
@@ -96,6 +97,8 @@ impl Cli {
             Command::Send(a) => send_cmd(&home, o, a).await,
             Command::Forward(a) => forward_cmd(&home, o, a).await,
             Command::Case(c) => case_cmd(&home, o, c).await,
+            Command::Units { all } => units::list_cmd(&home, o, all).await,
+            Command::Unit(c) => units::unit_cmd(&home, o, c).await,
             Command::Extend { target, by } => {
                 let secs = duration("--by", &by)?;
                 let transfer = listing::resolve(&home, &target.named()).await?;
@@ -450,6 +453,7 @@ async fn admin_cmd(home: &Home, o: Out, c: AdminCommand) -> Result<(), ClientErr
                 o.json,
             )
         }
+        AdminCommand::Unit(c) => units::admin_cmd(home, o, c).await,
         AdminCommand::Org(OrgCommand::List) => print::orgs(&orgs::list(home).await?, o.json),
         AdminCommand::User(UserCommand::Add { user, org, role, name, email }) => {
             let name = name.unwrap_or_else(|| user.to_string());

@@ -117,6 +117,9 @@ fn transfer_json(t: &TransferInfo) -> serde_json::Value {
         "recipients": t.recipients.iter().map(|r| json!({
             "user": r.user.to_string(), "state": r.state.as_str(), "at": r.at,
         })).collect::<Vec<_>>(),
+        "unit_acks": t.unit_acks.iter().map(|a| json!({
+            "unit": a.unit.to_string(), "member": a.member.to_string(), "at": a.at,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -489,6 +492,10 @@ fn transfers_text_named(list: &[TransferInfo], names: &std::collections::HashMap
         for r in &t.recipients {
             let at = r.at.map(format_time).unwrap_or_default();
             let _ = writeln!(o, "    {:<13} {:<19} {}", r.state.as_str(), at, who(&r.user));
+        }
+        for a in &t.unit_acks {
+            let _ =
+                writeln!(o, "      acknowledged for unit {} by {} at {}", a.unit, who(&a.member), format_time(a.at));
         }
     }
     escape_lines(&o).into_owned()

@@ -156,6 +156,9 @@ fn summary_of(
         }
         _ => format!(" Acknowledged by {} of {} recipients.", acked.len(), info.recipients.len()),
     };
+    for a in &info.unit_acks {
+        s += &format!(" Received for unit {} by {} on {}.", a.unit, a.member, format_time(a.at));
+    }
     s
 }
 
@@ -179,6 +182,7 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         signature,
         approval,
         onward,
+        units,
         ..
     } = head
     else {
@@ -216,21 +220,53 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         state: None,
         at: None,
     };
-    let mut rparties = vec![];
+    // Recipients' entries, and those of members who acknowledged for a
+    // unit (a unit has no entry: it is shown by its id).
+    let mut known = vec![];
     let mut rentries = vec![];
     for r in &recipients {
         let e = r.verify(&p.authority)?;
-        rparties.push(party(&e));
         rentries.push((e.user.clone(), r.clone()));
+        known.push(e);
     }
+    let mut rparties: Vec<Party> = info
+        .recipients
+        .iter()
+        .map(|r| match known.iter().find(|e| e.user == r.user) {
+            Some(e) => party(e),
+            None => Party {
+                user: r.user.to_string(),
+                name: format!("unit {}", r.user),
+                org: String::new(),
+                fingerprint: String::new(),
+                state: None,
+                at: None,
+            },
+        })
+        .collect();
     let mut bundles = vec![];
     for a in receipts {
         let claimed = exhibit_proto::Receipt::from_bytes(&a.receipt.bytes)?;
         let (_, entry) = rentries.iter().find(|(u, _)| *u == claimed.recipient).ok_or_else(|| {
             ClientError::Verify(format!("receipt from {}, who is not a recipient", claimed.recipient))
         })?;
-        let bundle =
-            ReceiptBundle::new(manifest.clone(), sender.clone(), entry.clone(), a, approval.clone(), &p.authority)?;
+        // A member's receipt for a unit: the record that lists them.
+        let unit = match &claimed.unit {
+            Some(u) => units
+                .iter()
+                .find(|s| s.verify(&p.authority).is_ok_and(|r| &r.unit == u && r.has_member(&claimed.recipient)))
+                .cloned(),
+            None => None,
+        };
+        let bundle = ReceiptBundle::new(
+            manifest.clone(),
+            sender.clone(),
+            entry.clone(),
+            a,
+            approval.clone(),
+            unit,
+            &p.authority,
+        )?;
         bundles.push(bundle);
     }
     let approved = match &approval {

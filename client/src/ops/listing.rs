@@ -76,6 +76,13 @@ pub async fn fetch_named(
     let conn = Conn::open(&p).await?;
     let r = async {
         crate::ops::audit::check(&conn, home, &p).await?;
+        if inbox {
+            // A member's client makes and shares its units' keys as it
+            // passes; a failure here must not hide the inbox.
+            if let Err(e) = crate::ops::units::upkeep(&conn, home, &p, None).await {
+                tracing::warn!(error = %e, "unit keys not made or shared");
+            }
+        }
         let l = list(&conn, inbox).await?;
         let names = people(&conn, &p, &l).await?;
         Ok((l, names))
@@ -217,6 +224,7 @@ mod tests {
             policy: None,
             access_until: None,
             derived_from: None,
+            unit_acks: vec![],
         }
     }
 

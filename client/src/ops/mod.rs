@@ -19,3 +19,4 @@ pub mod receipt;
 pub mod renew;
 pub mod resume;
 pub mod send;
+pub mod units;

@@ -27,6 +27,8 @@ pub async fn bundle(
         None => {
             let out = listing::list(&conn, false).await?;
             match out.iter().find(|t| t.transfer == transfer) {
+                // A member's own receipt for a unit.
+                Some(t) if t.unit_acks.iter().any(|a| a.member == p.me.user) => p.me.user.clone(),
                 Some(t) if t.recipients.len() == 1 => t.recipients[0].user.clone(),
                 Some(_) => {
                     return Err(ClientError::Usage(
@@ -44,10 +46,11 @@ pub async fn bundle(
     let (head, bytes) =
         conn.request_body(&Request::GetReceipt { transfer, recipient }, len, limits::MAX_MANIFEST).await?;
     conn.close();
-    let Response::Receipt { signature, sender, recipient, receipt, approval, .. } = head else {
+    let Response::Receipt { signature, sender, recipient, receipt, approval, unit, .. } = head else {
         return Err(unexpected(&head));
     };
-    Ok(ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, approval, &p.authority)?)
+    let m = SignedManifest { bytes, signature };
+    Ok(ReceiptBundle::new(m, sender, recipient, receipt, approval, unit, &p.authority)?)
 }
 
 /// Sign and submit our receipt for a transfer whose `items` were all
@@ -59,11 +62,13 @@ pub async fn submit(
     p: &Profile,
     vm: &VerifiedManifest,
     items: &Items,
+    unit: Option<&exhibit_proto::UserId>,
 ) -> Result<AcceptedReceipt, ClientError> {
     let transfer = vm.manifest().transfer;
     let mut root = exhibit_proto::merkle::Root::new();
     items.hashes().iter().for_each(|h| root.push(h));
-    let signed = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root).sign(&p.signing);
+    let signed =
+        Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root).for_unit(unit.cloned()).sign(&p.signing);
     match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
         Response::ReceiptAccepted { receipt } => {
             receipt.verify_acceptance(&p.authority)?;

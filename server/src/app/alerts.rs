@@ -52,7 +52,7 @@ pub fn raise(s: &State, tx: &mut dyn Tx, a: NewAlert, notifiers: &[&str]) -> Res
     tx.set_counter(NEXT_ALERT, id + 1)?;
     let mut emails = vec![];
     for u in &a.people {
-        emails.extend(tx.user(u)?.and_then(|r| r.email));
+        emails.extend(crate::app::units::emails(tx, u)?);
     }
     let mut info = a.info;
     info.id = id;

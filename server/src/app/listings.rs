@@ -100,11 +100,32 @@ pub fn transfers(
     let me = &caller.user;
     let start = after.map(|t| t.as_bytes().to_vec());
     let key = |t: &TransferRecord| t.transfer.as_bytes().to_vec();
-    let show = TransferRecord::info;
+    let show = |t: &TransferRecord| {
+        let mut info = t.info();
+        info.unit_acks = crate::app::units::acks(r.as_ref(), t).unwrap_or_default();
+        info
+    };
+    // A member's inbox holds their units' too.
+    let boxes: Vec<UserId> = match list {
+        TransferList::Inbox => std::iter::once(me.clone())
+            .chain(r.units()?.into_iter().filter(|u| u.unit.has_member(me)).map(|u| u.unit.unit))
+            .collect(),
+        _ => vec![me.clone()],
+    };
     match list {
         TransferList::Inbox | TransferList::Outbox => {
             let which = if list == TransferList::Inbox { Mailbox::Inbox } else { Mailbox::Outbox };
-            let fetch = |a: Option<&[u8]>, n| r.mailbox(which, me, a.map(transfer_id).transpose()?.as_ref(), n);
+            let fetch = |a: Option<&[u8]>, n| {
+                let after = a.map(transfer_id).transpose()?;
+                let mut all = vec![];
+                for b in &boxes {
+                    all.extend(r.mailbox(which, b, after.as_ref(), n)?);
+                }
+                all.sort_by_key(|t: &TransferRecord| t.transfer);
+                all.dedup_by_key(|t| t.transfer);
+                all.truncate(n);
+                Ok(all)
+            };
             fill(
                 start,
                 limit,

@@ -4,6 +4,7 @@
 use exhibit_proto::audit::AuditEntry;
 use exhibit_proto::directory::SignedEntry;
 use exhibit_proto::frame::TransferState;
+use exhibit_proto::unit::SignedUnit;
 use exhibit_proto::{limits, AcceptedReceipt, SignedManifest, SignedReceipt, TransferId, UserId};
 
 use crate::app::transfers::{approval_of, manifest_of, parties, Approved};
@@ -45,12 +46,20 @@ pub fn submit(
         }
     };
     let transfer = r.transfer;
+    // A member acknowledges for a unit: addressed to it, and a member now.
+    let addressee = r.unit.clone().unwrap_or_else(|| me.clone());
+    let party = |rd: &dyn Read, t: &TransferRecord| -> Result<bool, ServerError> {
+        Ok(t.state == TransferState::Sealed
+            && t.is_recipient(&addressee)
+            && match &r.unit {
+                None => true,
+                Some(u) => rd.unit(u)?.is_some_and(|u| u.unit.has_member(me)),
+            })
+    };
     let read = || -> Result<(TransferRecord, SignedManifest), ServerError> {
         let rd = s.meta.read()?;
         match rd.transfer(&transfer)? {
-            Some(t) if t.state == TransferState::Sealed && t.is_recipient(me) => {
-                Ok((t, manifest_of(rd.as_ref(), &transfer)?))
-            }
+            Some(t) if party(rd.as_ref(), &t)? => Ok((t, manifest_of(rd.as_ref(), &transfer)?)),
             _ => Err(ServerError::NotFound(format!("transfer {transfer}"))),
         }
     };
@@ -76,11 +85,17 @@ pub fn submit(
         // Checked again in the transaction: a revocation may have
         // committed since.
         let mut rec = match tx.transfer(&transfer)? {
-            Some(t) if t.state == TransferState::Sealed && t.is_recipient(me) => t,
+            Some(t) if party(tx, &t)? => t,
             _ => return Err(ServerError::NotFound(format!("transfer {transfer}"))),
         };
         tx.put_receipt(&transfer, me, &accepted)?;
-        let fx = lifecycle::accept_receipt(&mut rec, me, &accepted, retain);
+        let fx = match &r.unit {
+            None => lifecycle::accept_receipt(&mut rec, me, &accepted, retain),
+            Some(u) => {
+                let met = crate::app::units::rule_met(tx, u, &transfer, me)?;
+                lifecycle::accept_unit_receipt(&mut rec, u, me, &accepted, met, retain)
+            }
+        };
         tx.put_transfer(&rec)?;
         apply(s, tx, &transfer, fx)?;
         Ok(accepted)
@@ -90,13 +105,24 @@ pub fn submit(
     Ok((stored, false))
 }
 
+/// A stored receipt and what verifies it offline.
+pub struct Stored {
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+    /// The receipt, countersigned.
+    pub receipt: AcceptedReceipt,
+    /// The sender's entry.
+    pub sender: SignedEntry,
+    /// The recipient's entry (a member's, for a unit).
+    pub recipient: SignedEntry,
+    /// The approval that released the transfer.
+    pub approval: Approved,
+    /// A receipt for a unit: the unit's record listing the member.
+    pub unit: Option<SignedUnit>,
+}
+
 /// A recipient's stored receipt with what is needed to verify it offline.
-pub fn get(
-    s: &State,
-    me: &UserId,
-    transfer: &TransferId,
-    recipient: &UserId,
-) -> Result<(SignedManifest, AcceptedReceipt, SignedEntry, SignedEntry, Approved), ServerError> {
+pub fn get(s: &State, me: &UserId, transfer: &TransferId, recipient: &UserId) -> Result<Stored, ServerError> {
     let r = s.meta.read()?;
     let rec = visible(r.transfer(transfer)?, me, transfer)?;
     let accepted = r
@@ -106,7 +132,13 @@ pub fn get(
     let sender = users::entry(r.as_ref(), &rec.sender)?;
     let recip = users::entry(r.as_ref(), recipient)?;
     let approval = approval_of(r.as_ref(), &rec)?;
-    Ok((manifest, accepted, sender, recip, approval))
+    // A member's receipt for a unit comes with the unit's record as it
+    // stood when the receipt was accepted, listing them.
+    let unit = match exhibit_proto::Receipt::from_bytes(&accepted.receipt.bytes)?.unit {
+        Some(u) => r.unit(&u)?.and_then(|u| u.version_listing(recipient, accepted.accepted_at).cloned()),
+        None => None,
+    };
+    Ok(Stored { manifest, receipt: accepted, sender, recipient: recip, approval, unit })
 }
 
 /// How many bytes the manifest of a transfer `me` is a party to takes.
@@ -120,8 +152,26 @@ pub fn party_manifest_len(s: &State, me: &UserId, transfer: &TransferId) -> Resu
 /// or an admin) takes.
 pub fn visible_manifest_len(s: &State, caller: &UserRecord, transfer: &TransferId) -> Result<usize, ServerError> {
     let r = s.meta.read()?;
-    policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
+    readable(r.as_ref(), r.transfer(transfer)?, caller, transfer)?;
     Ok(r.manifest_len(transfer)?.unwrap_or(0))
+}
+
+/// A transfer `caller` may read the custody of: as a party, an admin, or a
+/// current member of a unit it is addressed to.
+fn readable(
+    r: &dyn Read,
+    rec: Option<TransferRecord>,
+    caller: &UserRecord,
+    id: &TransferId,
+) -> Result<TransferRecord, ServerError> {
+    let unit = match &rec {
+        Some(t) => crate::app::units::acting_on(r, &caller.user, t)?,
+        None => None,
+    };
+    match unit {
+        Some(u) => visible(rec, &u, id),
+        None => policy::visible_or_admin(rec, caller, id),
+    }
 }
 
 /// A transfer's chain of custody, as its sender, a recipient or an admin
@@ -145,6 +195,10 @@ pub struct Custody {
     pub approval: Approved,
     /// Where its material went onward.
     pub onward: Vec<TransferRecord>,
+    /// Members who acknowledged it for a unit.
+    pub unit_acks: Vec<exhibit_proto::frame::UnitAck>,
+    /// The units' records that list those members.
+    pub units: Vec<SignedUnit>,
 }
 
 /// One audited view of a transfer's custody per person per day: a court
@@ -196,20 +250,35 @@ fn entries_page(
 /// See [`Custody`]. Its entries stop at [`limits::PAGE_BYTES`]; the rest
 /// come by [`custody_entries`].
 pub fn custody(s: &State, caller: &UserRecord, transfer: &TransferId, now: u64) -> Result<Custody, ServerError> {
-    policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
+    {
+        let r = s.meta.read()?;
+        readable(r.as_ref(), r.transfer(transfer)?, caller, transfer)?
+    };
     audit_view(s, caller, transfer, now, "")?;
     let r = s.meta.read()?;
-    let record = policy::visible_or_admin(r.transfer(transfer)?, caller, transfer)?;
+    let record = readable(r.as_ref(), r.transfer(transfer)?, caller, transfer)?;
     let (entries, _) = entries_page(r.as_ref(), transfer, 0, usize::MAX - 1)?;
     let mut receipts = vec![];
     for p in &record.recipients {
         receipts.extend(r.receipt(transfer, &p.user)?);
     }
-    let (sender, recipients) = parties(r.as_ref(), &record)?;
+    let (sender, mut recipients) = parties(r.as_ref(), &record)?;
+    // Members who acknowledged for a unit, with their entries to check
+    // their receipts by.
+    let unit_acks = crate::app::units::acks(r.as_ref(), &record)?;
+    let mut units = vec![];
+    for a in &unit_acks {
+        if let Some(got) = r.receipt(transfer, &a.member)? {
+            let u = r.unit(&a.unit)?;
+            units.extend(u.and_then(|u| u.version_listing(&a.member, got.accepted_at).cloned()));
+            receipts.push(got);
+        }
+        recipients.push(users::entry(r.as_ref(), &a.member)?);
+    }
     let manifest = manifest_of(r.as_ref(), transfer)?;
     let approval = approval_of(r.as_ref(), &record)?;
     let onward = crate::app::transfers::onward(r.as_ref(), &record)?;
-    Ok(Custody { record, entries, receipts, sender, recipients, manifest, approval, onward })
+    Ok(Custody { record, entries, receipts, sender, recipients, manifest, approval, onward, unit_acks, units })
 }
 
 /// Audit entries about a transfer after seq `after`, a page at a time, for
@@ -223,7 +292,10 @@ pub fn custody_entries(
     limit: usize,
     now: u64,
 ) -> Result<(Vec<AuditEntry>, Option<u64>), ServerError> {
-    policy::visible_or_admin(s.meta.read()?.transfer(transfer)?, caller, transfer)?;
+    {
+        let r = s.meta.read()?;
+        readable(r.as_ref(), r.transfer(transfer)?, caller, transfer)?
+    };
     audit_view(s, caller, transfer, now, &format!("entries after {after}"))?;
     entries_page(s.meta.read()?.as_ref(), transfer, after, limit)
 }

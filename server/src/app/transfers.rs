@@ -64,6 +64,7 @@ pub fn create(
         if let Some(df) = &d.derived_from {
             check_forward(tx, &me, df, d.case.as_deref())?;
         }
+        crate::app::units::check_sendable(tx, &recipients)?;
         let external = check_disclosure(tx, &me, &recipients, d.policy.as_ref(), &d.approvers, d.case.as_deref())?;
         let expires_secs = match d.expires_secs {
             Some(0) => return Err(ServerError::BadRequest("access must last longer than 0 seconds".into())),
@@ -104,7 +105,7 @@ pub fn check_disclosure(
     }
     let mut parties = vec![];
     for id in recipients {
-        let u = r.user(id)?;
+        let u = crate::app::units::party(r, id)?;
         policy::check_recipient(id, u.as_ref())?;
         if let Some(u) = u {
             let org = org_of(r, &u)?;
@@ -161,7 +162,7 @@ fn check_forward(r: &dyn Read, me: &UserId, df: &DerivedFrom, case: Option<&str>
 fn default_access(s: &State, r: &dyn Read, recipients: &[UserId]) -> Result<Option<u64>, ServerError> {
     let mut out: Option<u64> = None;
     for id in recipients {
-        let Some(u) = r.user(id)? else { continue };
+        let Some(u) = crate::app::units::party(r, id)? else { continue };
         let Some(kind) = org_of(r, &u)?.map(|o| o.org.kind) else { continue };
         if let Some((_, secs)) = s.settings.external_access.iter().find(|(k, _)| *k == kind) {
             out = Some(out.map_or(*secs, |o| o.min(*secs)));
@@ -184,7 +185,7 @@ fn check_still_disclosable(r: &dyn Read, rec: &TransferRecord, me: &UserId, now:
             rec.transfer
         )));
     }
-    let Some(u) = r.user(me)? else { return Ok(()) };
+    let Some(u) = crate::app::units::party(r, me)? else { return Ok(()) };
     if org_of(r, &u)?.is_some_and(|o| !o.org.kind.is_external()) {
         return Ok(());
     }
@@ -379,7 +380,13 @@ pub fn approval_of(r: &dyn Read, rec: &TransferRecord) -> Result<Approved, Serve
 
 /// The signed directory entries of a transfer's sender and recipients.
 pub fn parties(r: &dyn Read, rec: &TransferRecord) -> Result<(SignedEntry, Vec<SignedEntry>), ServerError> {
-    let recipients = rec.recipients.iter().map(|p| users::entry(r, &p.user)).collect::<Result<_, _>>()?;
+    // Units have no entry of their own (their records travel apart).
+    let mut recipients = vec![];
+    for p in &rec.recipients {
+        if r.unit(&p.user)?.is_none() {
+            recipients.push(users::entry(r, &p.user)?);
+        }
+    }
     Ok((users::entry(r, &rec.sender)?, recipients))
 }
 
@@ -392,11 +399,13 @@ pub fn manifest_len(s: &State, me: &UserId, transfer: &TransferId) -> Result<usi
 }
 
 /// What a recipient or the sender needs to fetch: the manifest, the
-/// parties' entries and the approval that released it. Audited; a
-/// transfer with no chunks is delivered by it.
+/// parties' entries and the approval that released it. Audited (by
+/// `caller`, who acts as `me`: themselves, or a unit they are a member
+/// of); a transfer with no chunks is delivered by it.
 pub fn open_manifest(
     s: &State,
     me: &UserId,
+    caller: &UserId,
     transfer: &TransferId,
     now: u64,
 ) -> Result<(SignedManifest, SignedEntry, Vec<SignedEntry>, Approved), ServerError> {
@@ -404,7 +413,8 @@ pub fn open_manifest(
         let mut rec = fetchable(visible(tx.transfer(transfer)?, me, transfer)?)?;
         check_still_disclosable(tx, &rec, me, now)?;
         let manifest = manifest_of(tx, transfer)?;
-        audit::append(s, tx, Ev::new(now, me, "manifest-read", transfer))?;
+        let ev = Ev::new(now, caller, "manifest-read", transfer);
+        audit::append(s, tx, if me == caller { ev } else { ev.details(format!("for unit {me}")) })?;
         if rec.chunks == 0 && rec.is_recipient(me) {
             let fx = lifecycle::record_fetch(&mut rec, me, false, now);
             tx.put_transfer(&rec)?;
@@ -427,7 +437,7 @@ pub fn chunk_len(s: &State, me: &UserId, transfer: &TransferId, id: &ChunkId) ->
 /// they are a recipient.
 pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId, now: u64) -> Result<bool, ServerError> {
     let r = s.meta.read()?;
-    if r.user(me)?.is_none_or(|u| u.revoked_at.is_some()) {
+    if crate::app::units::party(r.as_ref(), me)?.is_none_or(|u| u.revoked_at.is_some()) {
         return Err(ServerError::Unauthenticated(format!("user {me} has been revoked")));
     }
     let rec = fetchable(visible(r.transfer(transfer)?, me, transfer)?)?;

@@ -88,6 +88,9 @@ pub fn add_user(s: &State, by: &str, new: NewUser) -> Result<(String, u64), Serv
     let NewUser { user, display_name, org, role, email, mut more_roles } = new;
     policy::check_new_user(&display_name, &org, email.as_deref())?;
     let org_id = OrgId::new(&org)?;
+    if s.meta.read()?.unit(&user)?.is_some() {
+        return Err(ServerError::Conflict(format!("{user} is a unit's id; a user needs an id of their own")));
+    }
     if more_roles.contains(&Role::Admin) && role != Role::Admin {
         return Err(ServerError::BadRequest("admin is a role of its own: give it as the first role".into()));
     }

@@ -393,6 +393,35 @@ pub fn accept_receipt(
     out
 }
 
+/// Accept a member's receipt for a unit the transfer is addressed to: the
+/// unit is acknowledged once its rule is `met` (one member, or all).
+pub fn accept_unit_receipt(
+    rec: &mut TransferRecord,
+    unit: &UserId,
+    member: &UserId,
+    accepted: &AcceptedReceipt,
+    met: bool,
+    retain: Option<u64>,
+) -> Vec<Effect> {
+    let now = accepted.accepted_at;
+    let before = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
+    let done = met && rec.recipients.iter().any(|r| &r.user == unit && r.state != DeliveryState::Acknowledged);
+    if let Some(r) = rec.recipients.iter_mut().find(|r| &r.user == unit).filter(|_| done) {
+        r.state = DeliveryState::Acknowledged;
+        r.at = Some(now);
+    }
+    let mut out = vec![Effect::Audit(Ev::new(now, member, "receipt-accepted", rec.transfer).details(format!(
+        "receipt signed by {member} for unit {unit}{}, countersigned at {now}; signature {}",
+        if done { " (the unit's acknowledgement)" } else { "" },
+        hex::encode(&accepted.receipt.signature)
+    )))];
+    let all = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
+    if let (true, false, Some(secs)) = (all, before, retain) {
+        out.push(Effect::Schedule { at: now.saturating_add(secs), due: Due::Expire });
+    }
+    out
+}
+
 /// Revoke on the sender's word. Returns the recipients who had already
 /// fetched it.
 pub fn revoke(

@@ -9,6 +9,7 @@ use exhibit_proto::frame::{AlertInfo, Decision, DeliveryState, RecipientState, T
 use exhibit_proto::labels::PolicySummary;
 use exhibit_proto::manifest::DerivedFrom;
 use exhibit_proto::org::{Org, SignedOrg};
+use exhibit_proto::unit::{SignedUnit, SignedUnitKey, Unit, WrappedKey};
 use exhibit_proto::{TransferId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +130,39 @@ pub struct TransferRecord {
     pub onward: Vec<TransferId>,
 }
 
+/// A unit mailbox as stored: the record as it stands and as it stood,
+/// its keys and their wrapped copies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    /// The record as it stands.
+    pub unit: Unit,
+    /// As the authority signed it.
+    pub signed: SignedUnit,
+    /// Every earlier signed version, oldest first (a receipt for the unit
+    /// is shown with the version that listed its member).
+    pub history: Vec<SignedUnit>,
+    /// One key per epoch that has one, oldest first.
+    pub keys: Vec<SignedUnitKey>,
+    /// Copies of the keys wrapped to members.
+    pub wraps: Vec<WrappedKey>,
+}
+
+impl UnitRecord {
+    /// The key of `epoch`, if one was made.
+    pub fn key(&self, epoch: u32) -> Option<&SignedUnitKey> {
+        self.keys.iter().find(|k| k.decode_unverified().is_ok_and(|k| k.epoch == epoch))
+    }
+
+    /// The signed version that stood at `at` and listed `member`.
+    pub fn version_listing(&self, member: &UserId, at: u64) -> Option<&SignedUnit> {
+        std::iter::once(&self.signed)
+            .chain(self.history.iter().rev())
+            .filter_map(|s| Some((s, exhibit_proto::sign::decode::<Unit>(&s.bytes, "unit").ok()?)))
+            .find(|(_, u)| u.changed_at <= at && u.has_member(member))
+            .map(|(s, _)| s)
+    }
+}
+
 /// An organisation as stored: the record and the authority's signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgRecord {
@@ -177,6 +211,7 @@ impl TransferRecord {
             policy: self.policy,
             access_until: self.access_until,
             derived_from: self.derived_from.as_ref().map(|d| d.transfer),
+            unit_acks: vec![],
         }
     }
 }

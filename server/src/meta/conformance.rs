@@ -165,6 +165,47 @@ fn organisations(m: &dyn MetaStore) -> Check {
     if ok(r.case("01YY123452"), "case")?.is_some() || ok(r.case("01yy1234524"), "case")?.is_some() {
         return fail("a case is found by a prefix of its reference or another case");
     }
+    drop(r);
+    // Units: by exact id, in id order, a changed one reads back changed.
+    let unit = |name: &str, members: &[&str]| {
+        let u = exhibit_proto::unit::Unit {
+            unit: user(name).user,
+            org: id("cps-london"),
+            name: name.to_uppercase(),
+            members: members.iter().map(|m| user(m).user).collect(),
+            ack: exhibit_proto::unit::AckRule::One,
+            epoch: 1,
+            email: None,
+            changed_at: 7,
+        };
+        let signed = exhibit_proto::unit::SignedUnit { bytes: vec![3], signature: vec![4; 64] };
+        crate::core::records::UnitRecord { unit: u, signed, history: vec![], keys: vec![], wraps: vec![] }
+    };
+    let mut tx = ok(m.write(), "write")?;
+    for u in [unit("mags-b", &["ann"]), unit("mags", &["ann", "bob"]), unit("crown", &[])] {
+        ok(tx.put_unit(&u), "put_unit")?;
+    }
+    let mut changed = unit("mags", &["ann"]);
+    changed.unit.epoch = 2;
+    changed.wraps.push(exhibit_proto::unit::WrappedKey {
+        epoch: 2,
+        member: user("ann").user,
+        by: user("ann").user,
+        blob: vec![9; 100],
+    });
+    ok(tx.put_unit(&changed), "put_unit (change)")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.unit(&user("mags").user), "unit")?.as_ref() != Some(&changed) {
+        return fail("a changed unit does not read back changed");
+    }
+    if ok(r.unit(&user("mag").user), "unit")?.is_some() {
+        return fail("a unit is found by a prefix of its id");
+    }
+    let ids: Vec<String> = ok(r.units(), "units")?.into_iter().map(|u| u.unit.unit.to_string()).collect();
+    if ids != ["crown", "mags", "mags-b"] {
+        return fail("units are not listed once each in id order");
+    }
     Ok(())
 }
 

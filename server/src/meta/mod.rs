@@ -17,7 +17,7 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use exhibit_proto::case::CaseInfo;
 use exhibit_proto::org::OrgId;
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
 use crate::error::ServerError;
 
 #[doc(hidden)]
@@ -96,6 +96,10 @@ pub trait Read {
     fn orgs(&self) -> Result<Vec<OrgRecord>>;
     /// A case, by its exact reference.
     fn case(&self, case: &str) -> Result<Option<CaseInfo>>;
+    /// A unit mailbox.
+    fn unit(&self, id: &UserId) -> Result<Option<UnitRecord>>;
+    /// Every unit, in id order (a deployment has tens to a few thousand).
+    fn units(&self) -> Result<Vec<UnitRecord>>;
     /// An enrolment code by its hash.
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>>;
     /// Hashes of the codes issued to `user`.
@@ -174,6 +178,8 @@ pub trait Tx: Read {
     fn put_org(&mut self, rec: &OrgRecord) -> Result<()>;
     /// Store a case (new, or its roster changed).
     fn put_case(&mut self, case: &CaseInfo) -> Result<()>;
+    /// Store a unit (new or changed).
+    fn put_unit(&mut self, rec: &UnitRecord) -> Result<()>;
     /// Map a certificate to its user.
     fn put_cert(&mut self, cert: &[u8; 32], user: &UserId) -> Result<()>;
     /// Forget a certificate.

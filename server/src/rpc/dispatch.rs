@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use exhibit_proto::frame::{Page, RecipientState, Request, Response, TransferList};
-use exhibit_proto::{SignedManifest, TransferId};
+use exhibit_proto::{SignedManifest, TransferId, UserId};
 
 use crate::app;
 use crate::core::policy::require_admin;
@@ -95,6 +95,22 @@ pub(crate) async fn dispatch(
         Request::Case { case } => {
             let (case, authors) = blocking(state, move |s| app::cases::get(s, &caller, &case)).await?;
             Response::Case { case, authors }
+        }
+        Request::AdminUnit { unit, org, name, ack, email, replace } => {
+            let p = app::units::Particulars { unit, org, name, ack, email };
+            let view = blocking(state, move |s| app::units::put(s, &caller, p, replace, now)).await?;
+            Response::Units { units: vec![view] }
+        }
+        Request::AdminUnitMembers { unit, add, remove } => {
+            let view = blocking(state, move |s| app::units::members(s, &caller, &unit, &add, &remove, now)).await?;
+            Response::Units { units: vec![view] }
+        }
+        Request::Units { all } => {
+            Response::Units { units: blocking(state, move |s| app::units::list(s, &caller, all)).await? }
+        }
+        Request::UnitKeys { unit, key, wraps } => {
+            let view = blocking(state, move |s| app::units::keys(s, &caller, &unit, key, wraps, now)).await?;
+            Response::Units { units: vec![view] }
         }
         Request::ExtendAccess { transfer, secs } => {
             blocking(state, move |s| app::transfers::extend_access(s, &me, &transfer, secs, now)).await?;
@@ -195,10 +211,12 @@ pub(crate) async fn dispatch(
             seal(state, &caller, SignedManifest { bytes, signature }, now).await?
         }
         Request::GetManifest { transfer } => {
+            let member = me.clone();
+            let me = acting(state, &me, transfer).await?;
             let who = me.clone();
             let held = hold_manifest(state, peer, move |s| app::transfers::manifest_len(s, &who, &transfer)).await?;
             let (manifest, sender, recipients, approval) =
-                blocking(state, move |s| app::transfers::open_manifest(s, &me, &transfer, now)).await?;
+                blocking(state, move |s| app::transfers::open_manifest(s, &me, &member, &transfer, now)).await?;
             let head = Response::Manifest {
                 signature: manifest.signature,
                 manifest_len: manifest.bytes.len() as u32,
@@ -209,6 +227,7 @@ pub(crate) async fn dispatch(
             return Ok(Reply::WithBody(head, manifest.bytes, held));
         }
         Request::GetChunk { transfer, id } => {
+            let me = acting(state, &me, transfer).await?;
             let who = me.clone();
             let len = blocking(state, move |s| app::transfers::chunk_len(s, &who, &transfer, &id)).await?;
             let held = state.download_memory.hold(&peer.shares.download, len.into()).await?;
@@ -238,10 +257,11 @@ pub(crate) async fn dispatch(
             }
         }
         Request::GetReceipt { transfer, recipient } => {
+            let me = acting(state, &me, transfer).await?;
             let who = me.clone();
             let held =
                 hold_manifest(state, peer, move |s| app::receipts::party_manifest_len(s, &who, &transfer)).await?;
-            let (manifest, receipt, sender, recipient, approval) =
+            let app::receipts::Stored { manifest, receipt, sender, recipient, approval, unit } =
                 blocking(state, move |s| app::receipts::get(s, &me, &transfer, &recipient)).await?;
             let head = Response::Receipt {
                 signature: manifest.signature,
@@ -250,6 +270,7 @@ pub(crate) async fn dispatch(
                 recipient,
                 receipt,
                 approval,
+                unit,
             };
             return Ok(Reply::WithBody(head, manifest.bytes, held));
         }
@@ -316,6 +337,13 @@ fn custody_limit(page: &Page) -> usize {
     }
 }
 
+/// Who the caller acts as on `transfer`: themselves, or the unit it is
+/// addressed to that they are a member of.
+async fn acting(state: &Arc<State>, me: &UserId, transfer: TransferId) -> Result<UserId, ServerError> {
+    let me = me.clone();
+    blocking(state, move |s| app::units::acting(s.meta.read()?.as_ref(), &me, &transfer)).await
+}
+
 async fn custody(
     state: &Arc<State>,
     peer: &Peer,
@@ -326,8 +354,10 @@ async fn custody(
     let who = caller.clone();
     let held = hold_manifest(state, peer, move |s| app::receipts::visible_manifest_len(s, &who, &transfer)).await?;
     let c = blocking(state, move |s| app::receipts::custody(s, &caller, &transfer, now)).await?;
+    let mut info = c.record.info();
+    info.unit_acks = c.unit_acks;
     let head = Response::Custody {
-        transfer: Box::new(c.record.info()),
+        transfer: Box::new(info),
         entries: c.entries,
         receipts: c.receipts,
         sender: c.sender,
@@ -336,6 +366,7 @@ async fn custody(
         manifest_len: c.manifest.bytes.len() as u32,
         approval: c.approval,
         onward: c.onward.iter().map(|t| t.info()).collect(),
+        units: c.units,
     };
     Ok(Reply::WithBody(head, c.manifest.bytes, held))
 }

@@ -103,8 +103,12 @@ pub(super) fn dashboard(
         .into_iter()
         .map(|o| (o.org.id.to_string(), format!("{}, {}", o.org.name, o.org.kind)))
         .collect();
-    let org_of: HashMap<&str, &str> =
+    let units = s.meta.read()?.units()?;
+    let mut org_of: HashMap<&str, &str> =
         users.iter().map(|u| (u.user.as_str(), orgs.get(&u.org).map_or(u.org.as_str(), String::as_str))).collect();
+    for u in &units {
+        org_of.insert(u.unit.unit.as_str(), orgs.get(u.unit.org.as_str()).map_or(u.unit.org.as_str(), String::as_str));
+    }
     let org = |u: &UserId| org_of.get(u.as_str()).copied().unwrap_or("?").to_owned();
     let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
     let mut b = String::new();
@@ -243,6 +247,8 @@ pub(super) fn dashboard(
     }
     b += "</table></section>";
 
+    b += &units_table(&units, &overdue);
+
     b += "<section id=\"audit\"><h2>Audit log</h2>";
     b += &match last {
         None => "<p>Not verified since the dashboard started.</p>".to_owned(),
@@ -260,6 +266,50 @@ pub(super) fn dashboard(
     );
     b += "<p><a href=\"/metrics\">Prometheus metrics</a></p></main>";
     Ok(html(200, layout("exhibit admin dashboard", &b)))
+}
+
+/// Units: members, who holds the current key, and what is overdue to
+/// each (overdue transfers grouped by unit).
+fn units_table(units: &[crate::core::records::UnitRecord], overdue: &[&TransferRecord]) -> String {
+    let mut b = format!(
+        "<section id=\"units\"><h2>Units ({})</h2><table><tr><th>Unit</th><th>Name</th><th>Organisation</th>\
+         <th>Members</th><th>Acknowledged by</th><th>Key</th><th>Overdue</th></tr>",
+        units.len()
+    );
+    if units.is_empty() {
+        return b + "</table><p>No unit mailboxes.</p></section>";
+    }
+    for u in units {
+        let epoch = u.unit.epoch;
+        let lacking: Vec<&str> = u
+            .unit
+            .members
+            .iter()
+            .filter(|m| !u.wraps.iter().any(|w| w.epoch == epoch && &w.member == *m))
+            .map(|m| m.as_str())
+            .collect();
+        let key = match (u.key(epoch).is_some(), lacking.is_empty()) {
+            (false, _) => format!("epoch {epoch}: not made yet (the next member to connect makes it)"),
+            (true, true) => format!("epoch {epoch}: every member holds it"),
+            (true, false) => format!("epoch {epoch}: not yet shared with {}", lacking.join(", ")),
+        };
+        let late: Vec<String> = overdue
+            .iter()
+            .filter(|t| t.is_recipient(&u.unit.unit))
+            .map(|t| t.transfer.to_string()[..8].to_owned())
+            .collect();
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(u.unit.unit.as_str()),
+            esc(&u.unit.name),
+            esc(u.unit.org.as_str()),
+            esc(&u.unit.members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")),
+            if u.unit.ack == exhibit_proto::unit::AckRule::All { "every member" } else { "one member" },
+            esc(&key),
+            if late.is_empty() { "none".to_owned() } else { esc(&format!("{}: {}", late.len(), late.join(", "))) }
+        );
+    }
+    b + "</table></section>"
 }
 
 pub(super) fn state_name(s: TransferState) -> &'static str {

@@ -183,11 +183,11 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
 }
 
 /// A received message: envelope recipients and the raw message.
-type Mail = (Vec<String>, String);
+pub(crate) type Mail = (Vec<String>, String);
 
 /// A real SMTP server (mailin-embedded) collecting messages.
 #[derive(Clone, Default)]
-struct Mailbox(Arc<Mutex<Vec<Mail>>>, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Mailbox(pub(crate) Arc<Mutex<Vec<Mail>>>, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<u8>>>);
 
 impl mailin_embedded::Handler for Mailbox {
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
@@ -206,7 +206,7 @@ impl mailin_embedded::Handler for Mailbox {
     }
 }
 
-fn start_smtp() -> (u16, Mailbox) {
+pub(crate) fn start_smtp() -> (u16, Mailbox) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mailbox = Mailbox::default();

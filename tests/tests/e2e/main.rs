@@ -22,5 +22,6 @@ mod s3;
 mod tamper;
 mod text;
 mod transfer;
+mod units;
 mod upgrade;
 mod web;

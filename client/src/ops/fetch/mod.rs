@@ -121,10 +121,11 @@ async fn submit_receipt(
     vm: &exhibit_proto::VerifiedManifest,
     items: &crate::ops::details::Items,
     out: &std::path::Path,
+    unit: Option<&exhibit_proto::UserId>,
 ) -> Result<exhibit_proto::AcceptedReceipt, ClientError> {
     let mut reconnects = Reconnects::new(retry::connection_lost, false);
     loop {
-        match crate::ops::receipt::submit(&conn, p, vm, items).await {
+        match crate::ops::receipt::submit(&conn, p, vm, items, unit).await {
             Ok(r) => {
                 conn.close();
                 return Ok(r);
@@ -157,10 +158,17 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     crate::ops::audit::check(&conn, home, &p).await?;
     let (vm, sender, approval) = with_approval(&conn, home, &p, opts.transfer).await?;
     let m = vm.manifest();
-    let is_recipient = m.recipients.contains(&p.me.user);
-    if !is_recipient && m.sender != p.me.user {
-        return Err(ClientError::Verify("this transfer is not addressed to you".into()));
-    }
+    // Addressed to the user, or to a unit they are a member of (opened
+    // with the unit's key, acknowledged for the unit).
+    let direct = m.recipients.contains(&p.me.user);
+    let (unit, identity) = match direct || m.sender == p.me.user {
+        true => (None, p.age.clone()),
+        false => {
+            let (u, id) = crate::ops::units::identity_for(&conn, home, &p, &vm).await?;
+            (Some(u), id)
+        }
+    };
+    let is_recipient = direct || unit.is_some();
     // The disclosure rules, held here too (the server might not): to a
     // recipient outside police and CPS, only with an approval, and only
     // items the rules allow (checked once the labels are open).
@@ -174,7 +182,7 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
         ));
     }
     let started = std::time::Instant::now();
-    let opened = crate::ops::details::open(&conn, &vm, &p.age).await.map_err(|e| match e {
+    let opened = crate::ops::details::open(&conn, &vm, &identity).await.map_err(|e| match e {
         // Tampered, or not what the sender signed: refused like a chunk.
         ClientError::Proto(e) => ClientError::refused(e),
         e => e,
@@ -325,7 +333,7 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     let files: Arc<HashMap<usize, FileId>> =
         Arc::new(items.iter().enumerate().filter_map(large).map(|i| (i, ids[i])).collect());
     let vm = Arc::new(vm);
-    let identity = Arc::new(p.age.clone());
+    let identity = Arc::new(identity);
 
     let total: u64 = items.iter().map(|d| d.size).sum();
     let progress = Progress::new(opts.progress, total, "fetching").with_files(items.len() as u64);
@@ -482,7 +490,7 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     // the fetch over (it would find its own files in the way); only the
     // receipt is sent again, on a new connection.
     let receipt = match is_recipient {
-        true => Some(submit_receipt(conn, &p, &vm, &items, &out).await?),
+        true => Some(submit_receipt(conn, &p, &vm, &items, &out, unit.as_ref()).await?),
         false => {
             conn.close();
             None

@@ -142,11 +142,20 @@ struct Resolved {
 /// pins, with their organisations.
 async fn recipients(conn: &Conn, home: &Home, p: &Profile, to: &[UserId]) -> Result<Resolved, ClientError> {
     let orgs = Orgs::fetch(conn, p).await?;
+    let units = crate::ops::units::named(conn, home, p, to).await?;
     let mut entries = vec![];
     let mut shown = vec![];
     for u in to {
-        let e = directory::lookup(conn, p, u).await?;
-        let pin = directory::check_pin(home, &e)?;
+        // A unit is addressed as a user is, by its current key (checked
+        // against the member who made it, and pinned by epoch).
+        let (e, pin) = match units.iter().find(|v| &v.unit.unit == u) {
+            Some(v) => (v.as_entry()?, Pin::Known),
+            None => {
+                let e = directory::lookup(conn, p, u).await?;
+                let pin = directory::check_pin(home, &e)?;
+                (e, pin)
+            }
+        };
         let org = orgs.of(&e);
         shown.push(RecipientShown {
             user: e.user.to_string(),

@@ -27,7 +27,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
@@ -58,6 +58,7 @@ const OUTBOX: &str = "outbox";
 const APPROVALS: &str = "approvals";
 const ORGS: &str = "orgs";
 const CASES: &str = "cases";
+const UNITS: &str = "units";
 const RECEIPTS: &str = "receipts";
 const DEADLINES: &str = "deadlines";
 const CHUNK_REFS: &str = "chunk_refs";
@@ -71,7 +72,7 @@ const AUDIT_SUBJECT: &str = "audit_subject";
 const AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
 
 /// Every table: the names redb gives them.
-const TABLES: [&str; 23] = [
+const TABLES: [&str; 24] = [
     USERS,
     CERTS,
     CODES,
@@ -84,6 +85,7 @@ const TABLES: [&str; 23] = [
     APPROVALS,
     ORGS,
     CASES,
+    UNITS,
     RECEIPTS,
     DEADLINES,
     CHUNK_REFS,
@@ -508,6 +510,14 @@ impl Read for View<'_> {
         self.get(CASES, case.as_bytes(), "case")
     }
 
+    fn unit(&self, id: &UserId) -> Result<Option<UnitRecord>> {
+        self.get(UNITS, id.as_str().as_bytes(), "unit")
+    }
+
+    fn units(&self) -> Result<Vec<UnitRecord>> {
+        self.scan(UNITS, None, usize::MAX, "unit")
+    }
+
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>> {
         self.get(CODES, hash, "code")
     }
@@ -706,6 +716,10 @@ impl Tx for View<'_> {
 
     fn put_case(&mut self, case: &CaseInfo) -> Result<()> {
         self.put_raw(CASES, case.case.as_bytes(), &enc(case))
+    }
+
+    fn put_unit(&mut self, rec: &UnitRecord) -> Result<()> {
+        self.put_raw(UNITS, rec.unit.unit.as_str().as_bytes(), &enc(rec))
     }
 
     fn put_cert(&mut self, cert: &[u8; 32], user: &UserId) -> Result<()> {

@@ -15,7 +15,7 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::core::records::{AlertRecord, CodeRecord, OrgRecord, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, OrgRecord, TransferRecord, UnitRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
@@ -53,6 +53,8 @@ const APPROVALS: Bytes = TableDefinition::new("approvals");
 const ORGS: Bytes = TableDefinition::new("orgs");
 /// Case reference → CaseInfo (its roster changes as signed).
 const CASES: Bytes = TableDefinition::new("cases");
+/// unit id → UnitRecord.
+const UNITS: Bytes = TableDefinition::new("units");
 /// transfer id ‖ recipient → [`AcceptedReceipt`].
 const RECEIPTS: Bytes = TableDefinition::new("receipts");
 /// due time (u64 BE) ‖ transfer id → [`Due`]: the scheduler reads only
@@ -79,7 +81,7 @@ const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 23] = [
+const TABLES: [Bytes; 24] = [
     USERS,
     CERTS,
     CODES,
@@ -92,6 +94,7 @@ const TABLES: [Bytes; 23] = [
     APPROVALS,
     ORGS,
     CASES,
+    UNITS,
     RECEIPTS,
     DEADLINES,
     CHUNK_REFS,
@@ -381,6 +384,14 @@ impl<S: Source> Read for View<S> {
 
     fn case(&self, case: &str) -> Result<Option<CaseInfo>> {
         self.get(CASES, case.as_bytes(), "case")
+    }
+
+    fn unit(&self, id: &UserId) -> Result<Option<UnitRecord>> {
+        self.get(UNITS, id.as_str().as_bytes(), "unit")
+    }
+
+    fn units(&self) -> Result<Vec<UnitRecord>> {
+        self.scan(UNITS, None, usize::MAX, "unit")
     }
 
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>> {

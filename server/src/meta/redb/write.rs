@@ -5,7 +5,7 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use redb::WriteTransaction;
 
 use super::*;
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, Read, Result, Tx};
 
@@ -22,6 +22,11 @@ impl Tx for View<WriteTransaction> {
 
     fn put_case(&mut self, case: &CaseInfo) -> Result<()> {
         self.0.t(CASES)?.insert(case.case.as_bytes(), enc(case).as_slice())?;
+        Ok(())
+    }
+
+    fn put_unit(&mut self, rec: &UnitRecord) -> Result<()> {
+        self.0.t(UNITS)?.insert(rec.unit.unit.as_str().as_bytes(), enc(rec).as_slice())?;
         Ok(())
     }
 
