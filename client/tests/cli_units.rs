@@ -35,6 +35,8 @@ fn readme_unit_example() {
     assert!(String::from_utf8_lossy(&early.stderr).contains("no key"), "{}", String::from_utf8_lossy(&early.stderr));
     assert_eq!(env.json("alice", &["outbox"]).as_array().unwrap().len(), 0);
 
+    let dir = env.ok("alice", &["directory"]);
+    assert!(dir.contains("units (send to one with --to UNIT)") && dir.contains("cps-se-mags (Magistrates"), "{dir}");
     let made = env.ok("bob", &["units"]);
     assert!(
         made.contains("made its key for epoch 1") && made.contains("shared the key of epoch 1 with erin"),
@@ -42,7 +44,18 @@ fn readme_unit_example() {
     );
     assert!(made.contains("every member holds the key"), "{made}");
 
-    let u = env.json("alice", &send)["transfer"].as_str().unwrap().to_owned();
+    let u = env.json("alice", &[&send[..], &["--note", "ABE interview 2"]].concat())["transfer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Erin sees what it holds before downloading it, opened with the unit's key.
+    let shown = env.json("erin", &["show", &u]);
+    assert_eq!((shown["unit"].as_str(), shown["note"].as_str()), (Some("cps-se-mags"), Some("ABE interview 2")));
+    assert_eq!((shown["item_count"].as_u64(), shown["bytes"].as_u64()), (Some(1), Some(200_000)));
+    assert_eq!(shown["items"][0]["path"], "case-OP8/ABE-2.mp4");
+    let text = env.ok("erin", &["show", &u]);
+    assert!(text.contains("note: ABE interview 2") && text.contains("case-OP8/ABE-2.mp4"), "{text}");
+    assert!(env.json("erin", &["inbox"])[0]["recipients"][0]["state"] == "sealed", "show sent a receipt");
     let out = env.dir.path().join("erin-received");
     let fetched = env.json("erin", &["fetch", &u, "-o", out.to_str().unwrap()]);
     assert!(fetched["receipt"].is_object(), "{fetched}");

@@ -140,6 +140,16 @@ pub enum Command {
     Inbox,
     /// Transfers you sent, with each recipient's state.
     Outbox,
+    /// What a transfer holds, before you download it: the sender's note
+    /// and every item's path, size and labels (opened here with your key;
+    /// no content is fetched, no receipt is sent).
+    Show {
+        #[command(flatten)]
+        target: Target,
+        /// List every item (default: the first 50).
+        #[arg(long)]
+        all: bool,
+    },
     /// Download, verify and decrypt a transfer, then send a signed receipt.
     Fetch {
         #[command(flatten)]

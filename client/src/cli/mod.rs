@@ -92,7 +92,14 @@ impl Cli {
             Command::Passphrase(c) => passphrase_cmd(&home, o, c),
             Command::Whoami => whoami(&home, o).await,
             Command::Renew => print::renewed(renew::renew(&home).await?, o.json),
-            Command::Directory { query } => print::directory(&directory::search(&home, query).await?, o.json),
+            Command::Directory { query } => {
+                print::directory(&directory::search(&home, query.clone()).await?, o.json)?;
+                // Units are addressed like users: listed beside them.
+                if !o.json {
+                    units::directory(&home, query.as_deref()).await?;
+                }
+                Ok(())
+            }
             Command::Trust { user, fingerprint } => trust(&home, &user, &fingerprint),
             Command::Send(a) => send_cmd(&home, o, a).await,
             Command::Forward(a) => forward_cmd(&home, o, a).await,
@@ -114,6 +121,11 @@ impl Cli {
             Command::Outbox => {
                 let (l, names) = listing::fetch_named(&home, false).await?;
                 print::transfers_named(&l, &names, o.json)
+            }
+            Command::Show { target, all } => {
+                let transfer = listing::resolve(&home, &target.named()).await?;
+                let s = crate::ops::show::show(&home, transfer, if all { usize::MAX } else { 50 }).await?;
+                print::shown(&s, o.json)
             }
             Command::Fetch { target, out } => {
                 let transfer = listing::resolve(&home, &target.named()).await?;

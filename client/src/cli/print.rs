@@ -432,6 +432,37 @@ pub fn transfers_named(
     Ok(())
 }
 
+/// `exhibit show`.
+pub fn shown(s: &crate::ops::show::Shown, as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(s);
+    }
+    let unit = s.unit.as_ref().map(|u| format!(" (to your unit {u})")).unwrap_or_default();
+    say!(
+        "transfer {} from {} ({}){unit}, case {}",
+        s.transfer,
+        s.sender,
+        cell(&s.sender_name),
+        cell(s.case_ref.as_deref().unwrap_or("-"))
+    );
+    if let Some(n) = &s.note {
+        say!("note: {}", cell(n));
+    }
+    say!("{} item{}, {}", s.item_count, if s.item_count == 1 { "" } else { "s" }, crate::human::format_size(s.bytes));
+    for it in &s.items {
+        say!(
+            "  {:>10}  {}  [{}]",
+            crate::human::format_size(it.size),
+            cell(&it.path),
+            it.labels.as_deref().unwrap_or("no labels")
+        );
+    }
+    if s.items.len() < s.item_count {
+        say!("  … and {} more (--all lists them)", s.item_count - s.items.len());
+    }
+    Ok(())
+}
+
 /// The text `exhibit inbox`, `outbox` and `admin transfers` print, escaped.
 pub fn transfers_text(list: &[TransferInfo]) -> String {
     transfers_text_named(list, &Default::default())

@@ -54,6 +54,25 @@ pub(super) async fn admin_cmd(home: &Home, o: Out, c: AdminUnitCommand) -> Resul
     Ok(())
 }
 
+/// `exhibit directory`, after the users: the units matching `query`.
+pub(super) async fn directory(home: &Home, query: Option<&str>) -> Result<(), ClientError> {
+    let (shown, _) = units::list(home, true).await?;
+    let q = query.map(str::to_lowercase);
+    let matching: Vec<&Shown> = shown
+        .iter()
+        .filter(|u| {
+            q.as_ref().is_none_or(|q| u.unit.contains(q.as_str()) || u.name.to_lowercase().contains(q.as_str()))
+        })
+        .collect();
+    if !matching.is_empty() {
+        print::out("\nunits (send to one with --to UNIT):\n");
+    }
+    for u in matching {
+        print::out(&text(u));
+    }
+    Ok(())
+}
+
 fn say_done(done: &[Upkept]) {
     for d in done {
         if let Some(e) = d.made {

@@ -19,4 +19,5 @@ pub mod receipt;
 pub mod renew;
 pub mod resume;
 pub mod send;
+pub mod show;
 pub mod units;
