@@ -283,6 +283,10 @@ pub enum AlertKind {
     /// Many enrolment attempts with wrong codes were refused in a short
     /// time (the latest from `source`): someone may be guessing codes.
     EnrolmentRefused { source: String, refused: u32 },
+    /// Not a problem: a notice that a transfer was released to
+    /// `recipient` (a user or a unit), e-mailed to them and never to
+    /// admins; raised already acknowledged.
+    Arrived { recipient: UserId },
 }
 
 /// An admin's acknowledgement of an alert.

@@ -91,6 +91,10 @@ pub struct Config {
     /// Addresses that receive every alert by e-mail.
     #[serde(default)]
     pub admin_emails: Vec<String>,
+    /// E-mail each recipient (a unit's members) when a transfer is
+    /// released to them (with `[smtp]` configured).
+    #[serde(default = "default_true")]
+    pub arrival_notices: bool,
     /// Webhook notifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConfig>,
@@ -372,6 +376,9 @@ fn default_smtp_port() -> u16 {
 fn default_smtp_tls() -> String {
     "starttls".into()
 }
+fn default_true() -> bool {
+    true
+}
 fn default_scrub_rate() -> String {
     "7d".into()
 }
@@ -493,6 +500,7 @@ impl Config {
             upload_memory: default_upload_memory(),
             scrub_rate: default_scrub_rate(),
             admin_emails: vec![],
+            arrival_notices: true,
             webhook: None,
             smtp: None,
             storage: StorageConfig::default(),

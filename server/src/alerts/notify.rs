@@ -134,13 +134,50 @@ async fn webhook(cfg: &WebhookConfig, a: &AlertInfo, now: u64) -> Result<(), Str
 
 async fn email(cfg: &SmtpConfig, admins: &[String], rec: &AlertRecord, now: u64) -> Result<(), String> {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let a = &rec.info;
+    // An arrival notice is for its recipients alone.
+    let notice = matches!(a.kind, exhibit_proto::frame::AlertKind::Arrived { .. });
+    let admins = if notice { &[] } else { admins };
     let mut to: Vec<&String> = rec.emails.iter().chain(admins).collect();
     to.sort();
     to.dedup();
     if to.is_empty() {
         return Ok(());
     }
-    let a = &rec.info;
+    let (subject, body) = if notice { notice_text(a) } else { alert_text(a, now) };
+    let mut b = Message::builder().from(cfg.from.parse().map_err(|e| format!("from address: {e}"))?).subject(subject);
+    for addr in to {
+        b = b.to(addr.parse().map_err(|e| format!("address {addr}: {e}"))?);
+    }
+    let msg = b.body(body).map_err(|e| e.to_string())?;
+    let builder = match cfg.tls.as_str() {
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?,
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host).map_err(|e| e.to_string())?,
+    };
+    let mut builder = builder.port(cfg.port).timeout(Some(ATTEMPT_TIMEOUT));
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()));
+    }
+    builder.build().send(msg).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// An arrival notice's subject and body: what the server knows, and how
+/// to look before fetching.
+fn notice_text(a: &AlertInfo) -> (String, String) {
+    let t = a.transfer.map(|t| t.to_string()).unwrap_or_default();
+    let case = a.case_ref.as_deref().unwrap_or("-");
+    let subject = format!("[exhibit] new evidence for you: case {case}");
+    let body = format!(
+        "{}\n\nSee what it holds (the note and the file names are sealed to you):\n  exhibit show {}\nFetch it:\n  exhibit fetch {}\n",
+        a.message,
+        &t[..t.len().min(8)],
+        &t[..t.len().min(8)]
+    );
+    (subject, body)
+}
+
+fn alert_text(a: &AlertInfo, now: u64) -> (String, String) {
     let mut body = format!("{}\n\nAlert {}\nRaised {}\n", a.message, a.id, a.raised_at);
     if let Some(t) = a.transfer {
         body.push_str(&format!("Transfer {t}\nCase {}\n", a.case_ref.as_deref().unwrap_or("-")));
@@ -157,21 +194,7 @@ async fn email(cfg: &SmtpConfig, admins: &[String], rec: &AlertRecord, now: u64)
     }
     body.push_str("\nAcknowledge with: exhibit admin alerts ack ID --note TEXT\n");
     let subject = format!("[exhibit] alert {}: {}", a.id, a.message.split(':').next().unwrap_or("alert"));
-    let mut b = Message::builder().from(cfg.from.parse().map_err(|e| format!("from address: {e}"))?).subject(subject);
-    for addr in to {
-        b = b.to(addr.parse().map_err(|e| format!("address {addr}: {e}"))?);
-    }
-    let msg = b.body(body).map_err(|e| e.to_string())?;
-    let builder = match cfg.tls.as_str() {
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?,
-        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
-        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host).map_err(|e| e.to_string())?,
-    };
-    let mut builder = builder.port(cfg.port).timeout(Some(ATTEMPT_TIMEOUT));
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()));
-    }
-    builder.build().send(msg).await.map(|_| ()).map_err(|e| e.to_string())
+    (subject, body)
 }
 
 async fn attempt(state: &State, notifier: &str, rec: &AlertRecord, now: u64) -> Result<(), String> {

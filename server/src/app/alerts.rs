@@ -78,6 +78,26 @@ pub fn raise(s: &State, tx: &mut dyn Tx, a: NewAlert, notifiers: &[&str]) -> Res
     Ok(Some(id))
 }
 
+/// Tell `to` (a user, or a unit's members and its own address) by e-mail
+/// that `transfer` was released to them, when e-mail is configured and
+/// arrival notices are on.
+pub fn arrived(s: &State, tx: &mut dyn Tx, transfer: &TransferId, to: &UserId) -> Result<(), ServerError> {
+    if !s.settings.config.arrival_notices || s.settings.config.smtp.is_none() {
+        return Ok(());
+    }
+    let Some(t) = tx.transfer(transfer)? else { return Ok(()) };
+    let sender = match tx.user(&t.sender)? {
+        Some(u) => match crate::app::orgs::org_of(tx, &u)? {
+            Some(o) => format!("{} ({}, {})", u.display_name, u.user, o.org.name),
+            None => format!("{} ({})", u.display_name, u.user),
+        },
+        None => t.sender.to_string(),
+    };
+    let a = rules::arrived(&t, to, &sender, s.clock.now());
+    raise(s, tx, a, &["email"])?;
+    Ok(())
+}
+
 /// Raise one alert in its own transaction.
 fn raise_alone(s: &State, a: NewAlert) -> Result<Option<u64>, ServerError> {
     let notifiers = notifier_names(s);

@@ -33,7 +33,13 @@ pub fn write<R>(s: &State, f: impl FnOnce(&mut dyn Tx) -> Result<R, ServerError>
 
 /// Apply a transition's effects for `transfer` inside `tx`.
 pub fn apply(s: &State, tx: &mut dyn Tx, transfer: &TransferId, effects: Vec<Effect>) -> Result<(), ServerError> {
-    apply_signed(s.authority.signing_key(), tx, transfer, effects)
+    let released: Vec<exhibit_proto::UserId> =
+        effects.iter().filter_map(|e| if let Effect::Inbox(u) = e { Some(u.clone()) } else { None }).collect();
+    apply_signed(s.authority.signing_key(), tx, transfer, effects)?;
+    for to in released {
+        alerts::arrived(s, tx, transfer, &to)?;
+    }
+    Ok(())
 }
 
 /// [`apply`], with the key that signs audit checkpoints given (for a

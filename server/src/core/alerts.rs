@@ -1,7 +1,7 @@
 //! When to alert, about what, in which words, and under which dedup key
 //! (one alert per cause, however often the cause is seen).
 
-use exhibit_proto::duration::format_secs;
+use exhibit_proto::duration::{format_secs, format_time};
 use exhibit_proto::frame::{AlertInfo, AlertKind, DeliveryState, TransferState};
 use exhibit_proto::UserId;
 
@@ -156,6 +156,34 @@ pub fn receipt_rejected(t: &TransferRecord, user: &UserId, reason: &str, now: u6
     let msg = format!("RECEIPT REJECTED: {user}'s receipt for transfer {} failed verification: {reason}", t.transfer);
     let kind = AlertKind::ReceiptRejected { user: user.clone(), reason: reason.to_owned() };
     about_transfer(t, kind, &[b"r".as_slice(), user.as_str().as_bytes()].concat(), msg, now)
+}
+
+/// A notice that `t` was released to `recipient` (a user or a unit), for
+/// them alone: never file names or the note (the server cannot read
+/// them), raised acknowledged so it is never an open alert.
+pub fn arrived(t: &TransferRecord, recipient: &UserId, sender: &str, now: u64) -> NewAlert {
+    let size = match t.bytes {
+        n @ 0..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        n @ 1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n => format!("{:.2} GB", n as f64 / 1e9),
+    };
+    let items = if t.items > 0 { format!("{} items, ", t.items) } else { String::new() };
+    let by = t.deadline.map_or_else(String::new, |d| format!("; acknowledge by {}", format_time(d)));
+    let msg = format!(
+        "NEW EVIDENCE for {recipient}: transfer {} from {sender}, case {}, {items}{size}{by}",
+        t.transfer,
+        t.case_ref.as_deref().unwrap_or("-"),
+    );
+    let kind = AlertKind::Arrived { recipient: recipient.clone() };
+    let mut a = about_transfer(t, kind, &[b"n".as_slice(), recipient.as_str().as_bytes()].concat(), msg, now);
+    a.people = vec![recipient.clone()];
+    a.info.waiting_for = vec![recipient.clone()];
+    a.info.ack = Some(exhibit_proto::frame::AlertAck {
+        by: a.info.sender.clone().unwrap_or_else(|| recipient.clone()),
+        at: now,
+        note: "arrival notice".into(),
+    });
+    a
 }
 
 /// The scheduler has not completed a scan since `last`.

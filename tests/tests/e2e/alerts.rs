@@ -268,6 +268,7 @@ async fn alerts_reach_email_and_signed_webhook_and_retry_until_delivered() {
             password: None,
         });
         c.admin_emails = vec!["duty@example.test".into()];
+        c.arrival_notices = false; // alerts alone here; notices: notices.rs
     })
     .await;
     let alice = f.user("alice", Role::EvidenceUnit).await;

@@ -289,6 +289,7 @@ async fn overdue_to_a_unit_alerts_every_member_the_units_address_and_the_webhook
             password: None,
         });
         c.dashboard = Some(exhibit_server::config::DashboardConfig::new("127.0.0.1:0".parse().unwrap(), DASH));
+        c.arrival_notices = false;
     })
     .await;
     let alice = f.user("alice", Role::EvidenceUnit).await;

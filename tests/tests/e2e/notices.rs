@@ -1,0 +1,109 @@
+//! Arrival notices: a recipient is e-mailed when a transfer is released
+//! to them (a unit's members and its address too), with what the server
+//! knows and nothing sealed; never the admins; none before a disclosure
+//! approver releases it.
+
+use std::sync::Arc;
+
+use exhibit_client::ops::units::{self, NewUnit};
+use exhibit_client::send;
+use exhibit_proto::directory::Role;
+use exhibit_proto::frame::AlertKind;
+use exhibit_proto::org::OrgId;
+use exhibit_proto::unit::AckRule;
+use exhibit_server::config::SmtpConfig;
+use exhibit_server::{notify, Background, ManualClock};
+
+use crate::fixture::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_and_a_units_members_are_told_of_an_arrival_and_the_admins_are_not() {
+    let (smtp_port, mailbox) = crate::alerts::start_smtp();
+    let clock = ManualClock::new(1_800_000_000);
+    let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, move |c| {
+        c.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            tls: "none".into(),
+            from: "exhibit@example.test".into(),
+            username: None,
+            password: None,
+        });
+        c.admin_emails = vec!["duty@example.test".into()];
+    })
+    .await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let ann = f.user("ann", Role::Caseworker).await;
+    let unit = NewUnit {
+        unit: uid("cps-se-mags"),
+        org: OrgId::new("cps-se").unwrap(),
+        name: "Magistrates' unit".into(),
+        ack: AckRule::One,
+        email: Some("mags@example.test".into()),
+    };
+    units::put(&f.admin, unit, false).await.unwrap();
+    units::members(&f.admin, uid("cps-se-mags"), vec![uid("ann")], vec![]).await.unwrap();
+    units::list(&ann, false).await.unwrap();
+
+    let src = f.path("src");
+    std::fs::write(src.join("SECRET-NAME-ABE.mp4"), bytes(3000, 4)).unwrap();
+    let mut o = send::SendOptions::new(vec![src.join("SECRET-NAME-ABE.mp4")], vec![uid("bob"), uid("cps-se-mags")]);
+    o.case_ref = Some("OP-NOTICE".into());
+    o.note = Some("SEALED NOTE".into());
+    let t = send::send(&alice, o).await.unwrap().transfer;
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 2, "one notice per recipient");
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 0, "a notice sent twice");
+
+    let mut mail = mailbox.0.lock().unwrap().clone();
+    mail.sort();
+    let to: Vec<Vec<String>> = mail.iter().map(|(to, _)| to.clone()).collect();
+    assert_eq!(to, [vec!["ann@example.test".to_owned(), "mags@example.test".into()], vec!["bob@example.test".into()]]);
+    for (_, body) in &mail {
+        // Quoted-printable: soft line breaks joined again.
+        let body = body.replace("=\r\n", "").replace("=\n", "");
+        assert!(body.contains("NEW EVIDENCE") && body.contains("OP-NOTICE") && body.contains("ALICE (alice"), "{body}");
+        assert!(body.contains("Kent Police") && body.contains("acknowledge by"), "{body}");
+        assert!(body.contains(&format!("exhibit show {}", &t.to_string()[..8])), "{body}");
+        assert!(!body.contains("SECRET-NAME") && !body.contains("SEALED NOTE"), "sealed text in a notice: {body}");
+    }
+    // Tracked like alerts, never open ones.
+    let all = exhibit_server::app::listings::every_alert(f.state(), true).unwrap();
+    assert_eq!(all.iter().filter(|a| matches!(a.info.kind, AlertKind::Arrived { .. })).count(), 2);
+    assert!(
+        exhibit_server::app::listings::every_alert(f.state(), false).unwrap().is_empty(),
+        "a notice is an open alert"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_notices_off_nobody_is_mailed_on_arrival() {
+    let (smtp_port, mailbox) = crate::alerts::start_smtp();
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, move |c| {
+        c.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            tls: "none".into(),
+            from: "exhibit@example.test".into(),
+            username: None,
+            password: None,
+        });
+        c.arrival_notices = false;
+    })
+    .await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    send_paths(
+        &alice,
+        vec![{
+            let src = f.path("s");
+            std::fs::write(src.join("a"), b"x").unwrap();
+            src.join("a")
+        }],
+        &["bob"],
+        1024,
+    )
+    .await;
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 0);
+    assert!(mailbox.0.lock().unwrap().is_empty());
+}
