@@ -215,7 +215,9 @@ async fn a_connect_proxy_carries_send_and_fetch_and_sees_only_tls() {
     // TLS records from the first byte (a handshake record), and nothing
     // readable: not the file, its name, the case reference or a user id.
     assert_eq!(&carried[..2], &[0x16, 0x03], "the tunnel did not start with TLS");
-    for plain in [&b"PLAINTEXT-THE-PROXY"[..], b"interview-notes", b"OP-TEST", b"alice-evidence-unit", b"bob-caseworker"] {
+    for plain in
+        [&b"PLAINTEXT-THE-PROXY"[..], b"interview-notes", b"OP-TEST", b"alice-evidence-unit", b"bob-caseworker"]
+    {
         assert!(
             !carried.windows(plain.len()).any(|w| w == plain),
             "the proxy saw {:?} in the clear",
