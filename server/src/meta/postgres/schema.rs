@@ -8,7 +8,7 @@ use crate::error::ServerError;
 use crate::meta::Result;
 
 /// Migration `n` (from 1) brings schema `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &[include_str!("0001_tables.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("0001_tables.sql"), include_str!("0002_audit_tree.sql")];
 
 /// The layout this build reads and writes.
 pub const SCHEMA: i64 = MIGRATIONS.len() as i64;
