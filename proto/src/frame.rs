@@ -185,6 +185,10 @@ pub enum Request {
     /// Sender: recipients' access to a transfer ends `secs` later than it
     /// would have.
     ExtendAccess { transfer: TransferId, secs: u64 },
+    /// The log's signed tree head, and the consistency proof to it from
+    /// the tree of `since` entries, the head the client holds
+    /// ([`Response::TreeHead`]). Anyone enrolled may ask; it is cheap.
+    TreeHead { since: Option<u64> },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -607,6 +611,9 @@ pub enum Response {
     /// A case, and the directory entries of those who changed its roster
     /// (to check their signatures).
     Case { case: CaseInfo, authors: Vec<SignedEntry> },
+    /// The log's signed tree head and the consistency proof asked for
+    /// (empty if none was, or from a size not below the head's).
+    TreeHead { head: crate::tlog::SignedTreeHead, proof: crate::tlog::Proof },
 }
 
 /// Encode a frame: length prefix and body.

@@ -619,6 +619,23 @@ pub fn audit_verified(r: &VerifyReport, as_json: bool) -> Result<(), ClientError
     Ok(())
 }
 
+pub fn heads(h: Option<&crate::ops::heads::HeldHead>, as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(&h);
+    }
+    match h {
+        None => say!("no tree head held yet: it is fetched on the next contact with the server"),
+        Some(h) => {
+            say!("audit log tree head held by this client:");
+            say!("  entries:   {}", h.size);
+            say!("  root:      {}", h.root);
+            say!("  signed at: {}", format_time(h.time));
+            say!("  signature: {}", hex::encode(&h.signed.signature));
+        }
+    }
+    Ok(())
+}
+
 pub fn audit_entries(entries: &[exhibit_proto::audit::AuditEntry], as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(&entries);

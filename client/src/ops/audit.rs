@@ -59,9 +59,18 @@ async fn proof(
     }
 }
 
-/// Check that the server's log extends the checkpoint we hold, then hold
-/// the new one. Returns the new (seq, head).
+/// Check, on a contact, that the server's log extends what this client
+/// saw before: the signed tree head by a consistency proof
+/// ([`crate::ops::heads::check`]), and the hash chain's checkpoint (the
+/// log's history before it had a tree). Returns the chain's new (seq,
+/// head).
 pub async fn check(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 32]), ClientError> {
+    crate::ops::heads::check(conn, p).await?;
+    check_chain(conn, home, p).await
+}
+
+/// The hash chain's part of [`check`].
+async fn check_chain(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 32]), ClientError> {
     let Some(mut held) = load(home)? else {
         let (cp, _) = proof(conn, None).await?;
         let c = cp.verify(&p.authority)?;

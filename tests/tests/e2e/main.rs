@@ -21,6 +21,7 @@ mod receipts;
 mod s3;
 mod tamper;
 mod text;
+mod tlog;
 mod transfer;
 mod upgrade;
 mod web;

@@ -215,12 +215,15 @@ pub(super) async fn upload(
         Response::Sealed { deadline, .. } => deadline,
         r => return Err(unexpected(&r)),
     };
-    conn.close();
     let journal = Arc::try_unwrap(journal)
         .map_err(|_| ClientError::Stream("journal still in use".into()))?
         .into_inner()
         .map_err(|_| ClientError::Stream("journal lock".into()))?;
     journal.finish()?;
+    // Sealed and finished: the head held now covers the seal's entries.
+    let checked = crate::ops::heads::check(conn, p).await;
+    conn.close();
+    checked?;
     Ok(SendOutcome {
         transfer,
         items: plan.sources.len(),

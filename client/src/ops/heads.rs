@@ -1,0 +1,162 @@
+//! The audit log's signed tree head this client holds, per deployment (in
+//! its key directory), and the check made on every contact: the server's
+//! new head must extend it by a consistency proof. A server that rolled
+//! its log back, rewrote an entry or shows this client another log than
+//! before fails the check; the client then refuses to go on and writes a
+//! fork report (both signed heads) beside its keys. The held head is kept
+//! as it was, so every later contact refuses too.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::tlog::{self, Proof, ProofError, SignedTreeHead, TreeHead};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+use crate::home::{Home, Profile};
+use crate::session::{now, unexpected, Conn};
+
+/// The held head, in the key directory.
+pub const HEAD_FILE: &str = "tree-head.json";
+
+/// A signed tree head as kept and reported: what it says, and the bytes
+/// and signature that prove the server said it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldHead {
+    /// Entries in the log.
+    pub size: u64,
+    /// The tree's root, hex.
+    pub root: String,
+    /// When the server signed it (unix seconds).
+    pub time: u64,
+    /// The signed head as the server sent it.
+    pub signed: SignedTreeHead,
+}
+
+impl HeldHead {
+    fn new(head: &TreeHead, signed: &SignedTreeHead) -> HeldHead {
+        HeldHead { size: head.size, root: hex::encode(head.root), time: head.time, signed: signed.clone() }
+    }
+}
+
+/// Evidence of a fork: the head this client held, the one the server
+/// showed next, the proof it gave, and what is wrong.
+#[derive(Debug, Serialize)]
+pub struct ForkReport {
+    /// What this file is.
+    pub kind: &'static str,
+    /// When the client found it (unix seconds).
+    pub detected_at: u64,
+    /// The server's address.
+    pub server: String,
+    /// This client's user.
+    pub user: String,
+    /// What the check found.
+    pub reason: String,
+    /// The head held, signed by the server earlier.
+    pub held: HeldHead,
+    /// The head the server showed now, signed.
+    pub presented: HeldHead,
+    /// The consistency proof it gave (hex).
+    pub proof: Vec<String>,
+}
+
+/// The head held in key directory `dir`, checked against the authority
+/// key.
+pub fn held(dir: &Path, authority: &VerifyingKey) -> Result<Option<(TreeHead, SignedTreeHead)>, ClientError> {
+    let p = dir.join(HEAD_FILE);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ClientError::Io { context: format!("reading {}", p.display()), source: e }),
+    };
+    let h: HeldHead =
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Config(format!("{}: {e}", p.display())))?;
+    let head = h.signed.verify(authority)?;
+    Ok(Some((head, h.signed)))
+}
+
+/// The held head as stored, unchecked (for `exhibit audit heads`).
+pub fn stored(home: &Home) -> Result<Option<HeldHead>, ClientError> {
+    let p = home.dir().join(HEAD_FILE);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ClientError::Config(format!("{}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClientError::Io { context: format!("reading {}", p.display()), source: e }),
+    }
+}
+
+fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<PathBuf, ClientError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ClientError::Config(e.to_string()))?;
+    let p = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    crate::home::write_private(&tmp, &bytes)?;
+    std::fs::rename(&tmp, &p).map_err(ClientError::io(format!("writing {}", p.display())))?;
+    Ok(p)
+}
+
+/// The server's head now and the proof from `since` to it.
+pub async fn fetch(conn: &Conn, since: Option<u64>) -> Result<(SignedTreeHead, Proof), ClientError> {
+    match conn.request(&Request::TreeHead { since }).await? {
+        Response::TreeHead { head, proof } => Ok((head, proof)),
+        r => Err(unexpected(&r)),
+    }
+}
+
+/// What a contact found: the head held before (if any) and the new one.
+#[derive(Debug)]
+pub struct Checked {
+    /// The head held before this contact.
+    pub before: Option<TreeHead>,
+    /// The head held now.
+    pub now: TreeHead,
+}
+
+/// Check that the server's log extends the head this client holds (in
+/// its key directory), then hold the new one. A head that does not: the
+/// fork report is written and [`ClientError::LogForked`] returned. Made
+/// on every contact, and again after a state-changing request (a seal, a
+/// receipt), so the head held covers this client's own last action.
+pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
+    let held = held(&p.dir, &p.authority)?;
+    let (signed, proof) = fetch(conn, held.as_ref().map(|(h, _)| h.size)).await?;
+    let new = signed.verify(&p.authority)?;
+    if let Some((h, hs)) = &held {
+        if let Err(e) = tlog::check_extends(h, &new, proof.hashes()) {
+            return Err(fork(p, (h, hs), (&new, &signed), &proof, e)?);
+        }
+    }
+    // Several commands may run at once: never replace a larger head (nor
+    // rewrite an equal one).
+    let on_disk = self::held(&p.dir, &p.authority)?;
+    if on_disk.as_ref().is_none_or(|(h, _)| h.size < new.size) {
+        write_json(&p.dir, HEAD_FILE, &HeldHead::new(&new, &signed))?;
+    }
+    Ok(Checked { before: held.map(|(h, _)| h), now: new })
+}
+
+/// Write the fork report and make the error that names it.
+fn fork(
+    p: &Profile,
+    held: (&TreeHead, &SignedTreeHead),
+    new: (&TreeHead, &SignedTreeHead),
+    proof: &Proof,
+    why: ProofError,
+) -> Result<ClientError, ClientError> {
+    let at = now();
+    let report = ForkReport {
+        kind: "exhibit audit log fork report",
+        detected_at: at,
+        server: p.config.server.clone(),
+        user: p.me.user.to_string(),
+        reason: why.to_string(),
+        held: HeldHead::new(held.0, held.1),
+        presented: HeldHead::new(new.0, new.1),
+        proof: proof.hashes().iter().map(hex::encode).collect(),
+    };
+    let name = format!("fork-report-{at}-{:08x}.json", rand::random::<u32>());
+    let path = write_json(&p.dir, &name, &report)?;
+    tracing::error!(report = %path.display(), "the server's audit log does not extend the one it showed this client before");
+    Ok(ClientError::LogForked { reason: why.to_string(), report: path })
+}
