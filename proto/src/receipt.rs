@@ -11,9 +11,14 @@ use crate::ids::{TransferId, UserId};
 use crate::manifest::SignedManifest;
 use crate::sign;
 
-/// Receipt format version this build writes: one commitment to the items'
-/// hashes ([`crate::merkle`]) instead of the list.
-pub const RECEIPT_VERSION: u16 = 2;
+/// Receipt format version this build writes: as version 2, and the
+/// recipient's latest signed tree head of the server's audit log (gossip:
+/// a sender whose own head does not agree with it has been shown another
+/// log).
+pub const RECEIPT_VERSION: u16 = 3;
+/// The second format, still read: one commitment to the items' hashes
+/// ([`crate::merkle`]) instead of the list.
+pub const RECEIPT_V2: u16 = 2;
 /// The first receipt format, still read: every item's hash listed.
 pub const RECEIPT_V1: u16 = 1;
 /// `format` field of an exported receipt bundle.
@@ -41,6 +46,15 @@ pub struct Receipt {
     /// Version 1 only: each item's verified plaintext BLAKE3 (in version 2
     /// the list is kept beside the receipt and checked against the root).
     pub items: Vec<[u8; 32]>,
+    /// Version 3: the recipient's latest signed tree head of the audit log.
+    pub log_head: Option<crate::tlog::SignedTreeHead>,
+}
+
+/// Version 3: version 2, then the recipient's tree head.
+#[derive(Serialize, Deserialize)]
+struct WireV3 {
+    v2: WireV2,
+    log_head: Option<crate::tlog::SignedTreeHead>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,6 +78,22 @@ struct WireV1 {
     items: Vec<[u8; 32]>,
 }
 
+impl WireV2 {
+    fn receipt(self, log_head: Option<crate::tlog::SignedTreeHead>) -> Receipt {
+        Receipt {
+            version: self.version,
+            transfer: self.transfer,
+            manifest_hash: self.manifest_hash,
+            recipient: self.recipient,
+            received_at: self.received_at,
+            item_count: self.item_count,
+            items_root: self.items_root,
+            items: vec![],
+            log_head,
+        }
+    }
+}
+
 impl Receipt {
     /// A receipt for items whose verified hashes, in order, made `root`.
     pub fn new(
@@ -82,7 +112,13 @@ impl Receipt {
             item_count: root.count(),
             items_root: root.finish(),
             items: vec![],
+            log_head: None,
         }
+    }
+
+    /// The same receipt carrying the recipient's latest tree head.
+    pub fn with_log_head(self, head: Option<crate::tlog::SignedTreeHead>) -> Self {
+        Receipt { log_head: head, ..self }
     }
 
     /// The canonical bytes that are signed.
@@ -97,15 +133,21 @@ impl Receipt {
                 received_at: r.received_at,
                 items: r.items,
             }),
-            _ => sign::encode(&WireV2 {
-                version: r.version,
-                transfer: r.transfer,
-                manifest_hash: r.manifest_hash,
-                recipient: r.recipient,
-                received_at: r.received_at,
-                item_count: r.item_count,
-                items_root: r.items_root,
-            }),
+            version => {
+                let v2 = WireV2 {
+                    version,
+                    transfer: r.transfer,
+                    manifest_hash: r.manifest_hash,
+                    recipient: r.recipient,
+                    received_at: r.received_at,
+                    item_count: r.item_count,
+                    items_root: r.items_root,
+                };
+                if version == RECEIPT_V2 {
+                    return sign::encode(&v2);
+                }
+                sign::encode(&WireV3 { v2, log_head: r.log_head })
+            }
         }
     }
 
@@ -123,20 +165,13 @@ impl Receipt {
                     item_count: w.items.len() as u64,
                     items_root: crate::merkle::root(&w.items),
                     items: w.items,
+                    log_head: None,
                 })
             }
+            RECEIPT_V2 => Ok(sign::decode::<WireV2>(bytes, "receipt")?.receipt(None)),
             RECEIPT_VERSION => {
-                let w: WireV2 = sign::decode(bytes, "receipt")?;
-                Ok(Receipt {
-                    version: w.version,
-                    transfer: w.transfer,
-                    manifest_hash: w.manifest_hash,
-                    recipient: w.recipient,
-                    received_at: w.received_at,
-                    item_count: w.item_count,
-                    items_root: w.items_root,
-                    items: vec![],
-                })
+                let w: WireV3 = sign::decode(bytes, "receipt")?;
+                Ok(w.v2.receipt(w.log_head))
             }
             got => Err(ProtoError::Version { what: "receipt", got }),
         }
@@ -433,5 +468,26 @@ impl ReceiptBundle {
             item_count: v2.then_some(r.item_count),
             items_root: v2.then(|| hex::encode(r.items_root)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_3_is_version_2_with_the_head_appended_and_every_version_round_trips() {
+        let mut root = crate::merkle::Root::new();
+        root.push(&[1; 32]);
+        let r3 = Receipt::new(TransferId([1; 16]), [2; 32], UserId::new("bob").unwrap(), 5, &root);
+        let r2 = Receipt { version: RECEIPT_V2, ..r3.clone() };
+        let head = crate::tlog::TreeHead { size: 3, root: [9; 32], time: 1 }.sign(&SigningKey::from_bytes(&[4; 32]));
+        let r3 = r3.with_log_head(Some(head.clone()));
+        for r in [&r2, &r3] {
+            assert_eq!(&Receipt::from_bytes(&r.to_bytes()).unwrap(), r);
+        }
+        // The version is one byte (a postcard varint below 128).
+        let b2 = r2.to_bytes();
+        assert_eq!(r3.to_bytes(), [&[3u8][..], &b2[1..], &sign::encode(&Some(head))].concat());
     }
 }

@@ -63,7 +63,9 @@ pub async fn submit(
     let transfer = vm.manifest().transfer;
     let mut root = exhibit_proto::merkle::Root::new();
     items.hashes().iter().for_each(|h| root.push(h));
-    let signed = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root).sign(&p.signing);
+    let head = crate::ops::heads::held(&p.dir, &p.authority)?.map(|(_, signed)| signed);
+    let signed =
+        Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root).with_log_head(head).sign(&p.signing);
     match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
         Response::ReceiptAccepted { receipt } => {
             receipt.verify_acceptance(&p.authority)?;
