@@ -189,6 +189,10 @@ pub enum Request {
     /// the tree of `since` entries, the head the client holds
     /// ([`Response::TreeHead`]). Anyone enrolled may ask; it is cheap.
     TreeHead { since: Option<u64> },
+    /// The consistency proof from the log's tree of `from` entries to its
+    /// tree of `to` ([`Response::TreeProof`]): how a client checks a head
+    /// it met in a manifest or a receipt against its own.
+    TreeProof { from: u64, to: u64 },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -614,6 +618,8 @@ pub enum Response {
     /// The log's signed tree head and the consistency proof asked for
     /// (empty if none was, or from a size not below the head's).
     TreeHead { head: crate::tlog::SignedTreeHead, proof: crate::tlog::Proof },
+    /// The consistency proof asked for.
+    TreeProof { proof: crate::tlog::Proof },
 }
 
 /// Encode a frame: length prefix and body.

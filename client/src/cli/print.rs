@@ -615,7 +615,13 @@ pub fn audit_verified(r: &VerifyReport, as_json: bool) -> Result<(), ClientError
     if as_json {
         return json(r);
     }
-    say!("audit log OK: {} entries, {} signed checkpoints, head {}", r.entries, r.checkpoints, r.head);
+    say!(
+        "audit log OK: {} entries, {} signed checkpoints, head {}, tree root {} (in the server's signed tree)",
+        r.entries,
+        r.checkpoints,
+        r.head,
+        r.tree_root
+    );
     Ok(())
 }
 

@@ -205,6 +205,15 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         }
         _ => None,
     };
+    // The tree heads met in the evidence, the sender's in the manifest and
+    // each recipient's in their receipt, against the one this client holds.
+    let met = crate::ops::heads::in_evidence(transfer, vm.as_ref().ok(), &receipts);
+    for (whose, head) in &met {
+        if let Err(e) = crate::ops::heads::meet(&conn, &p, head, whose).await {
+            conn.close();
+            return Err(e);
+        }
+    }
     conn.close();
     let (orgs, onward, vm) = (orgs?, onward?, vm?);
     entries.extend(rest?);

@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
-use exhibit_proto::frame::{Request, Response};
-use exhibit_proto::tlog::{self, Proof, ProofError, SignedTreeHead, TreeHead};
+use exhibit_proto::frame::{ErrorCode, Request, Response};
+use exhibit_proto::tlog::{self, Proof, SignedTreeHead, TreeHead};
+use exhibit_proto::TransferId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -56,7 +57,10 @@ pub struct ForkReport {
     pub reason: String,
     /// The head held, signed by the server earlier.
     pub held: HeldHead,
-    /// The head the server showed now, signed.
+    /// Who showed the other head: the server, or the manifest or receipt
+    /// of another party that carried it.
+    pub presented_by: String,
+    /// The other head, signed by the server.
     pub presented: HeldHead,
     /// The consistency proof it gave (hex).
     pub proof: Vec<String>,
@@ -109,8 +113,9 @@ pub async fn fetch(conn: &Conn, since: Option<u64>) -> Result<(SignedTreeHead, P
 pub struct Checked {
     /// The head held before this contact.
     pub before: Option<TreeHead>,
-    /// The head held now.
-    pub now: TreeHead,
+    /// The head held now (none from a server too old to sign heads, met
+    /// before this client held one).
+    pub now: Option<TreeHead>,
 }
 
 /// Check that the server's log extends the head this client holds (in
@@ -120,11 +125,20 @@ pub struct Checked {
 /// receipt), so the head held covers this client's own last action.
 pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
     let held = held(&p.dir, &p.authority)?;
-    let (signed, proof) = fetch(conn, held.as_ref().map(|(h, _)| h.size)).await?;
+    let (signed, proof) = match fetch(conn, held.as_ref().map(|(h, _)| h.size)).await {
+        // An exhibitd from before tree heads does not know the request.
+        // Only a client that never held a head lets that pass: one that
+        // did has been shown this server signs them.
+        Err(ClientError::Server { code: ErrorCode::BadRequest, message }) if held.is_none() => {
+            tracing::warn!(%message, "the server signs no tree heads (an older exhibitd): its audit log is checked by the chain's checkpoint only");
+            return Ok(Checked { before: None, now: None });
+        }
+        other => other?,
+    };
     let new = signed.verify(&p.authority)?;
     if let Some((h, hs)) = &held {
         if let Err(e) = tlog::check_extends(h, &new, proof.hashes()) {
-            return Err(fork(p, (h, hs), (&new, &signed), &proof, e)?);
+            return Err(fork(p, (h, hs), ("the server", &new, &signed), &proof, e.to_string())?);
         }
     }
     // Several commands may run at once: never replace a larger head (nor
@@ -133,16 +147,74 @@ pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
     if on_disk.as_ref().is_none_or(|(h, _)| h.size < new.size) {
         write_json(&p.dir, HEAD_FILE, &HeldHead::new(&new, &signed))?;
     }
-    Ok(Checked { before: held.map(|(h, _)| h), now: new })
+    Ok(Checked { before: held.map(|(h, _)| h), now: Some(new) })
+}
+
+/// Check a tree head met in another party's evidence (a manifest's
+/// sender, a receipt's recipient) against the one this client holds: one
+/// must extend the other, by a proof the server gives. A server that
+/// showed the two parties different logs cannot give one: the fork report
+/// is written and [`ClientError::LogForked`] returned.
+pub async fn meet(conn: &Conn, p: &Profile, theirs: &SignedTreeHead, whose: &str) -> Result<(), ClientError> {
+    let other = theirs
+        .verify(&p.authority)
+        .map_err(|e| ClientError::Verify(format!("the tree head in {whose} is not the server's: {e}")))?;
+    let Some((mine, mine_signed)) = held(&p.dir, &p.authority)? else { return Ok(()) };
+    let (small, large) = if other.size <= mine.size { (&other, &mine) } else { (&mine, &other) };
+    let proof = if small.size == 0 || small.size == large.size {
+        Proof::default()
+    } else {
+        match conn.request(&Request::TreeProof { from: small.size, to: large.size }).await {
+            Ok(Response::TreeProof { proof }) => proof,
+            Ok(r) => return Err(unexpected(&r)),
+            // The other party saw a longer log than the server now holds.
+            Err(ClientError::Server { code: ErrorCode::BadRequest, message }) if large.size == other.size => {
+                let reason = format!(
+                    "{whose} carries a log of {} entries that the server cannot prove (rolled back?): {message}",
+                    other.size
+                );
+                return Err(fork(p, (&mine, &mine_signed), (whose, &other, theirs), &Proof::default(), reason)?);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    match tlog::verify_consistency(small.size, &small.root, large.size, &large.root, proof.hashes()) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let reason = format!("the log in {whose} and the one this client saw disagree: {e}");
+            Err(fork(p, (&mine, &mine_signed), (whose, &other, theirs), &proof, reason)?)
+        }
+    }
+}
+
+/// The tree heads a transfer's manifest and receipts carry, with whose
+/// they are.
+pub fn in_evidence(
+    transfer: TransferId,
+    vm: Option<&exhibit_proto::VerifiedManifest>,
+    receipts: &[exhibit_proto::AcceptedReceipt],
+) -> Vec<(String, exhibit_proto::tlog::SignedTreeHead)> {
+    let mut met = vec![];
+    if let Some((m, h)) = vm.and_then(|vm| vm.manifest().log_head.as_ref().map(|h| (vm.manifest(), h))) {
+        met.push((format!("the manifest of {transfer} from {}", m.sender), h.clone()));
+    }
+    for a in receipts {
+        if let Ok(exhibit_proto::Receipt { recipient, log_head: Some(h), .. }) =
+            exhibit_proto::Receipt::from_bytes(&a.receipt.bytes)
+        {
+            met.push((format!("the receipt of {transfer} from {recipient}"), h));
+        }
+    }
+    met
 }
 
 /// Write the fork report and make the error that names it.
 fn fork(
     p: &Profile,
     held: (&TreeHead, &SignedTreeHead),
-    new: (&TreeHead, &SignedTreeHead),
+    new: (&str, &TreeHead, &SignedTreeHead),
     proof: &Proof,
-    why: ProofError,
+    why: String,
 ) -> Result<ClientError, ClientError> {
     let at = now();
     let report = ForkReport {
@@ -150,13 +222,14 @@ fn fork(
         detected_at: at,
         server: p.config.server.clone(),
         user: p.me.user.to_string(),
-        reason: why.to_string(),
+        reason: why.clone(),
         held: HeldHead::new(held.0, held.1),
-        presented: HeldHead::new(new.0, new.1),
+        presented_by: new.0.to_owned(),
+        presented: HeldHead::new(new.1, new.2),
         proof: proof.hashes().iter().map(hex::encode).collect(),
     };
     let name = format!("fork-report-{at}-{:08x}.json", rand::random::<u32>());
     let path = write_json(&p.dir, &name, &report)?;
     tracing::error!(report = %path.display(), "the server's audit log does not extend the one it showed this client before");
-    Ok(ClientError::LogForked { reason: why.to_string(), report: path })
+    Ok(ClientError::LogForked { reason: why, report: path })
 }

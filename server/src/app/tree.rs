@@ -122,6 +122,19 @@ pub fn inclusion<R: Read + ?Sized>(r: &R, seq: u64, size: u64) -> Result<Proof, 
     Proof::new(hashes).ok_or_else(|| ServerError::Store("audit tree: inclusion proof over its bound".into()))
 }
 
+/// The consistency proof from the tree of `from` entries to that of `to`,
+/// both within the log as it is now.
+pub fn proof_between(meta: &dyn MetaStore, from: u64, to: u64) -> Result<Proof, ServerError> {
+    let r = meta.read()?;
+    let size = size(&*r)?;
+    if from > to || to > size {
+        return Err(ServerError::BadRequest(format!(
+            "no consistency proof from {from} to {to} entries: the log has {size}"
+        )));
+    }
+    consistency(&*r, from, to)
+}
+
 /// A signed head and the consistency proof to it from the tree of
 /// `since` entries (what a client holds), in one consistent view.
 pub fn head_since(

@@ -277,6 +277,10 @@ pub(crate) async fn dispatch(
                     .await?;
             Response::TreeHead { head, proof }
         }
+        Request::TreeProof { from, to } => {
+            let proof = blocking(state, move |s| app::tree::proof_between(s.meta.as_ref(), from, to)).await?;
+            Response::TreeProof { proof }
+        }
         Request::Custody { transfer } => return custody(state, peer, caller, transfer, now).await,
         Request::CustodyEntries { transfer, page } => {
             let after = match &page.after {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use exhibit_client::{heads, listing, ClientError, Home};
+use exhibit_client::{audit, custody, heads, listing, ClientError, Home};
 use exhibit_proto::audit::AuditEntry;
 use exhibit_proto::directory::Role;
 use exhibit_proto::tlog::SignedTreeHead;
@@ -137,6 +137,11 @@ async fn a_rewritten_entry_with_its_chain_and_tree_remade_is_refused() {
     listing::fetch_list(&alice, false).await.unwrap();
     let seen = held_size(&alice);
     assert!(seen > 6);
+    // The admin's whole-log check recomputes the tree from the entries
+    // and finds it in the server's signed head.
+    let ok = audit::verify(&f.admin).await.unwrap();
+    let root = exhibit_server::app::tree::root(&*f.state().meta.read().unwrap(), ok.entries).unwrap();
+    assert_eq!(ok.tree_root, hex::encode(root));
 
     f.restart_with(|d| rewrite_entry(d, 5)).await;
     // The server's own check passes (the chain was re-made, and the tree
@@ -148,6 +153,8 @@ async fn a_rewritten_entry_with_its_chain_and_tree_remade_is_refused() {
     let (held, presented) = refused(&f, &alice, listing::fetch_list(&alice, false).await);
     assert_eq!(held, seen);
     assert!(presented >= held);
+    // Nor the admin's, who verified the log before.
+    refused(&f, &f.admin, audit::verify(&f.admin).await);
     // A client that never saw the log before has nothing to hold it to.
     let carol = f.user("carol", Role::Caseworker).await;
     listing::fetch_list(&carol, false).await.unwrap();
@@ -169,4 +176,56 @@ async fn heads_grow_with_the_log_and_each_extends_the_last() {
     let root = exhibit_server::app::tree::root(&*r, second).unwrap();
     assert_eq!(heads::stored(&alice).unwrap().unwrap().root, hex::encode(root));
     assert!(fork_reports(&alice).is_empty());
+}
+
+/// Alice sends Bob a file (her manifest carries her head); nobody else
+/// contacts the server in between; returns the transfer.
+async fn sent(f: &Fixture, alice: &Home, seed: u64) -> exhibit_proto::TransferId {
+    let src = f.path(&format!("src{seed}"));
+    std::fs::write(src.join("a.bin"), bytes(3000, seed)).unwrap();
+    send_paths(alice, vec![src.join("a.bin")], &["bob"], 1024).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rewritten_for_the_recipient_is_caught_by_the_senders_head_in_the_manifest() {
+    let mut f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let t = sent(&f, &alice, 1).await;
+    // The server rewrites an entry Alice saw, and shows Bob, who never
+    // contacted it before, only the rewritten log: his own check passes.
+    f.restart_with(|d| rewrite_entry(d, 4)).await;
+    listing::fetch_list(&bob, false).await.unwrap();
+    assert!(heads::stored(&bob).unwrap().is_some());
+    // Alice's head in the signed manifest does not agree with his.
+    let r = fetch_to(&bob, t, &f.path("out")).await;
+    refused(&f, &bob, r);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&fork_reports(&bob)[0]).unwrap()).unwrap();
+    assert!(report["presented_by"].as_str().unwrap().contains("manifest"), "{report}");
+    assert!(std::fs::read_dir(f.path("out")).unwrap().next().is_none(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rewritten_for_the_sender_is_caught_by_the_recipients_head_in_the_receipt() {
+    let mut f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let t = sent(&f, &alice, 1).await;
+    fetch_to(&bob, t, &f.path("out")).await.unwrap();
+    // Heads agree while the log is one log.
+    let (report, _) = custody::custody(&alice, t).await.unwrap();
+    assert_eq!(report.receipts.len(), 1);
+    // Alice on a new machine (no head held) is shown a log rewritten
+    // after the head her manifest carries (so that one still agrees) but
+    // before the one Bob's receipt carries.
+    let signed = f.state().meta.read().unwrap().manifest(&t).unwrap().unwrap();
+    let authority = f.state().authority.signing_key().verifying_key();
+    let in_manifest = signed.decode_unverified().unwrap().log_head.unwrap().verify(&authority).unwrap().size;
+    f.restart_with(move |d| rewrite_entry(d, in_manifest + 1)).await;
+    std::fs::remove_file(alice.dir().join(heads::HEAD_FILE)).unwrap();
+    std::fs::remove_file(alice.dir().join("audit-checkpoint.json")).unwrap();
+    let r = custody::custody(&alice, t).await;
+    refused(&f, &alice, r);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&fork_reports(&alice)[0]).unwrap()).unwrap();
+    assert!(report["presented_by"].as_str().unwrap().contains("receipt"), "{report}");
 }
