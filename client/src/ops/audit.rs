@@ -208,7 +208,7 @@ pub async fn verify(home: &Home) -> Result<VerifyReport, ClientError> {
 /// Entries from `since` on.
 pub async fn export(home: &Home, since: u64) -> Result<Vec<AuditEntry>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let mut out = vec![];
     let mut from = since.max(1);
     let mut end = u64::MAX;

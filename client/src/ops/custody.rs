@@ -589,7 +589,7 @@ pub fn write_dir(dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<()
 /// Extend the recipients' access to a transfer I sent by `secs`.
 pub async fn extend(home: &Home, transfer: TransferId, secs: u64) -> Result<(), ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&Request::ExtendAccess { transfer, secs }).await;
     conn.close();
     match r? {
@@ -604,7 +604,7 @@ pub async fn revoke(
     transfer: TransferId,
 ) -> Result<Vec<exhibit_proto::frame::RecipientState>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&Request::RevokeTransfer { transfer }).await;
     conn.close();
     match r? {

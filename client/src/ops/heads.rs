@@ -108,6 +108,18 @@ pub async fn fetch(conn: &Conn, since: Option<u64>) -> Result<(SignedTreeHead, P
     }
 }
 
+/// Connect as `p`, the server's tree head checked first: every contact
+/// begins with it (commands that also check the chain's checkpoint do
+/// both through `ops::audit::check`).
+pub async fn open(p: &Profile) -> Result<Conn, ClientError> {
+    let conn = Conn::open(p).await?;
+    if let Err(e) = check(&conn, p).await {
+        conn.close();
+        return Err(e);
+    }
+    Ok(conn)
+}
+
 /// What a contact found: the head held before (if any) and the new one.
 #[derive(Debug)]
 pub struct Checked {

@@ -21,7 +21,7 @@ pub async fn bundle(
     recipient: Option<UserId>,
 ) -> Result<ReceiptBundle, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let recipient = match recipient {
         Some(r) => r,
         None => {
@@ -204,7 +204,7 @@ pub async fn item_list(home: &Home, transfer: TransferId) -> Result<Option<Strin
         return Ok(Some(text));
     }
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let (vm, _) = crate::ops::manifest::verified_manifest(&conn, home, &p, transfer).await?;
     let opened = crate::ops::details::open(&conn, &vm, &p.age).await;
     conn.close();

@@ -142,6 +142,8 @@ async fn a_rewritten_entry_with_its_chain_and_tree_remade_is_refused() {
     let ok = audit::verify(&f.admin).await.unwrap();
     let root = exhibit_server::app::tree::root(&*f.state().meta.read().unwrap(), ok.entries).unwrap();
     assert_eq!(ok.tree_root, hex::encode(root));
+    // Carol is enrolled but has not contacted the server yet.
+    let carol = f.user("carol", Role::Caseworker).await;
 
     f.restart_with(|d| rewrite_entry(d, 5)).await;
     // The server's own check passes (the chain was re-made, and the tree
@@ -156,7 +158,6 @@ async fn a_rewritten_entry_with_its_chain_and_tree_remade_is_refused() {
     // Nor the admin's, who verified the log before.
     refused(&f, &f.admin, audit::verify(&f.admin).await);
     // A client that never saw the log before has nothing to hold it to.
-    let carol = f.user("carol", Role::Caseworker).await;
     listing::fetch_list(&carol, false).await.unwrap();
 }
 
