@@ -193,6 +193,11 @@ pub enum Request {
     /// tree of `to` ([`Response::TreeProof`]): how a client checks a head
     /// it met in a manifest or a receipt against its own.
     TreeProof { from: u64, to: u64 },
+    /// The audit entry that accepted `recipient`'s receipt for `transfer`,
+    /// with its inclusion proof in a signed tree head
+    /// ([`Response::ReceiptEntry`]), for a receipt bundle; the same people
+    /// may ask as for the transfer's custody.
+    ReceiptEntry { transfer: TransferId, recipient: UserId },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -620,6 +625,8 @@ pub enum Response {
     TreeHead { head: crate::tlog::SignedTreeHead, proof: crate::tlog::Proof },
     /// The consistency proof asked for.
     TreeProof { proof: crate::tlog::Proof },
+    /// A receipt's acceptance entry, proven in a signed tree head.
+    ReceiptEntry { log: crate::tlog::EntryProof },
 }
 
 /// Encode a frame: length prefix and body.

@@ -313,6 +313,24 @@ pub struct ReceiptSummary {
     /// When they approved it (approver's clock, unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<u64>,
+    /// Where the receipt's acceptance is in the audit log, proven in a
+    /// signed tree head (bundles that carry the proof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_log: Option<LogPlace>,
+}
+
+/// A receipt's acceptance entry in the audit log and the signed tree head
+/// that holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPlace {
+    /// The entry's number.
+    pub entry: u64,
+    /// Entries in the signed tree head it is proven in.
+    pub tree_size: u64,
+    /// That head's root (hex).
+    pub tree_root: String,
+    /// When the server signed that head (unix seconds).
+    pub signed_at: u64,
 }
 
 /// Everything needed to verify a receipt offline with only the CA
@@ -335,6 +353,10 @@ pub struct ReceiptBundle {
     /// The approval that released the transfer, and the approver's entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<(SignedApproval, SignedEntry)>,
+    /// The receipt's acceptance entry in the audit log, with its inclusion
+    /// proof in a signed tree head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<crate::tlog::EntryProof>,
 }
 
 impl ReceiptBundle {
@@ -363,6 +385,7 @@ impl ReceiptBundle {
             approved_by: None,
             approver_fingerprint: None,
             approved_at: None,
+            in_log: None,
         };
         let mut b = ReceiptBundle {
             format: BUNDLE_FORMAT.into(),
@@ -372,9 +395,18 @@ impl ReceiptBundle {
             recipient_entry,
             receipt,
             approval,
+            log: None,
         };
         b.summary = b.check(authority)?;
         Ok(b)
+    }
+
+    /// The bundle with the receipt's acceptance entry and its inclusion
+    /// proof; fails if they do not verify with the rest.
+    pub fn with_log(mut self, log: crate::tlog::EntryProof, authority: &VerifyingKey) -> Result<Self, ProtoError> {
+        self.log = Some(log);
+        self.summary = self.check(authority)?;
+        Ok(self)
     }
 
     /// Verify every signature and that the summary says what they prove.
@@ -451,6 +483,10 @@ impl ReceiptBundle {
             None => None,
         };
         let v2 = r.version != RECEIPT_V1;
+        let in_log = match &self.log {
+            Some(l) => Some(self.check_log(l, &r, authority)?),
+            None => None,
+        };
         Ok(ReceiptSummary {
             approved_by: approval.as_ref().map(|(a, _)| a.approver.to_string()),
             approver_fingerprint: approval.as_ref().map(|(_, e)| e.fingerprint()),
@@ -467,7 +503,33 @@ impl ReceiptBundle {
             items: r.items.iter().map(hex::encode).collect(),
             item_count: v2.then_some(r.item_count),
             items_root: v2.then(|| hex::encode(r.items_root)),
+            in_log,
         })
+    }
+
+    /// The log entry is this receipt's acceptance (its transfer, its
+    /// recipient, its signature) and is in the signed tree head.
+    fn check_log(
+        &self,
+        l: &crate::tlog::EntryProof,
+        r: &Receipt,
+        authority: &VerifyingKey,
+    ) -> Result<LogPlace, ProtoError> {
+        let head = l.verify(authority)?;
+        let b = &l.entry.body;
+        let signature = format!("signature {}", hex::encode(&self.receipt.receipt.signature));
+        if b.action != "receipt-accepted"
+            || b.subject != r.transfer.to_string()
+            || b.actor != r.recipient.as_str()
+            || !b.details.contains(&signature)
+        {
+            return Err(ProtoError::Mismatch {
+                what: "audit entry in the bundle",
+                expected: format!("the acceptance of {}'s receipt for {}", r.recipient, r.transfer),
+                got: format!("entry {}: {} by {} on {}", b.seq, b.action, b.actor, b.subject),
+            });
+        }
+        Ok(LogPlace { entry: b.seq, tree_size: head.size, tree_root: hex::encode(head.root), signed_at: head.time })
     }
 }
 

@@ -563,6 +563,16 @@ pub fn receipt(s: &ReceiptSummary, items_checked: Option<usize>, as_json: bool) 
         let at = s.approved_at.map(format_time).unwrap_or_default();
         say!("  approved by  {by} (key {fp}) at {at} (approver's clock, signed)");
     }
+    match &s.in_log {
+        Some(l) => say!(
+            "  audit log    entry {}, proven in the tree head of {} entries signed at {} (root {})",
+            l.entry,
+            l.tree_size,
+            format_time(l.signed_at),
+            l.tree_root
+        ),
+        None => say!("  audit log    no inclusion proof in this bundle (made before the log had a tree)"),
+    }
     for (i, h) in s.items.iter().enumerate() {
         say!("  item {i:<7} blake3 {h}");
     }

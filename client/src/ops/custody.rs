@@ -208,13 +208,9 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
     // The tree heads met in the evidence, the sender's in the manifest and
     // each recipient's in their receipt, against the one this client holds.
     let met = crate::ops::heads::in_evidence(transfer, vm.as_ref().ok(), &receipts);
-    for (whose, head) in &met {
-        if let Err(e) = crate::ops::heads::meet(&conn, &p, head, whose).await {
-            conn.close();
-            return Err(e);
-        }
-    }
+    let logs = crate::ops::heads::check_evidence(&conn, &p, transfer, &met, &receipts).await;
     conn.close();
+    let logs = logs?;
     let (orgs, onward, vm) = (orgs?, onward?, vm?);
     entries.extend(rest?);
     let party = |e: &exhibit_proto::DirectoryEntry| Party {
@@ -240,7 +236,10 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         })?;
         let bundle =
             ReceiptBundle::new(manifest.clone(), sender.clone(), entry.clone(), a, approval.clone(), &p.authority)?;
-        bundles.push(bundle);
+        bundles.push(match logs.iter().find(|(u, _)| *u == claimed.recipient) {
+            Some((_, log)) => bundle.with_log(log.clone(), &p.authority)?,
+            None => bundle,
+        });
     }
     let approved = match &approval {
         Some((a, e)) => {

@@ -220,6 +220,48 @@ pub fn in_evidence(
     met
 }
 
+/// The audit entry that accepted `recipient`'s receipt for `transfer`,
+/// proven in a signed tree head that is checked against the one held (a
+/// receipt bundle carries it). `None` from a server too old to give it.
+pub async fn receipt_entry(
+    conn: &Conn,
+    p: &Profile,
+    transfer: TransferId,
+    recipient: &exhibit_proto::UserId,
+) -> Result<Option<tlog::EntryProof>, ClientError> {
+    let log = match conn.request(&Request::ReceiptEntry { transfer, recipient: recipient.clone() }).await {
+        Ok(Response::ReceiptEntry { log }) => log,
+        Ok(r) => return Err(unexpected(&r)),
+        Err(ClientError::Server { code: ErrorCode::BadRequest, .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    log.verify(&p.authority)?;
+    meet(conn, p, &log.head, &format!("the proof of {recipient}'s receipt for {transfer}")).await?;
+    Ok(Some(log))
+}
+
+/// The heads met in the evidence checked, and each receipt's acceptance
+/// entry with its inclusion proof (for the bundles), by recipient.
+pub async fn check_evidence(
+    conn: &Conn,
+    p: &Profile,
+    transfer: TransferId,
+    met: &[(String, exhibit_proto::tlog::SignedTreeHead)],
+    receipts: &[exhibit_proto::AcceptedReceipt],
+) -> Result<Vec<(exhibit_proto::UserId, exhibit_proto::tlog::EntryProof)>, ClientError> {
+    for (whose, head) in met {
+        meet(conn, p, head, whose).await?;
+    }
+    let mut out = vec![];
+    for a in receipts {
+        let recipient = exhibit_proto::Receipt::from_bytes(&a.receipt.bytes)?.recipient;
+        if let Some(log) = receipt_entry(conn, p, transfer, &recipient).await? {
+            out.push((recipient, log));
+        }
+    }
+    Ok(out)
+}
+
 /// Write the fork report and make the error that names it.
 fn fork(
     p: &Profile,

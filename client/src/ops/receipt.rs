@@ -41,13 +41,20 @@ pub async fn bundle(
         Response::Receipt { manifest_len, .. } => Some(*manifest_len),
         _ => None,
     };
-    let (head, bytes) =
-        conn.request_body(&Request::GetReceipt { transfer, recipient }, len, limits::MAX_MANIFEST).await?;
+    let (head, bytes) = conn
+        .request_body(&Request::GetReceipt { transfer, recipient: recipient.clone() }, len, limits::MAX_MANIFEST)
+        .await?;
+    let log = crate::ops::heads::receipt_entry(&conn, &p, transfer, &recipient).await;
     conn.close();
     let Response::Receipt { signature, sender, recipient, receipt, approval, .. } = head else {
         return Err(unexpected(&head));
     };
-    Ok(ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, approval, &p.authority)?)
+    let b =
+        ReceiptBundle::new(SignedManifest { bytes, signature }, sender, recipient, receipt, approval, &p.authority)?;
+    Ok(match log? {
+        Some(log) => b.with_log(log, &p.authority)?,
+        None => b,
+    })
 }
 
 /// Sign and submit our receipt for a transfer whose `items` were all

@@ -255,3 +255,33 @@ impl SignedTreeHead {
 pub fn check_extends(held: &TreeHead, new: &TreeHead, proof: &[Hash]) -> Result<(), ProofError> {
     verify_consistency(held.size, &held.root, new.size, &new.root, proof)
 }
+
+/// An audit entry with its inclusion proof in a signed tree head: carried
+/// by a receipt bundle, so an offline check with the CA sees the receipt's
+/// acceptance is in the log every client checks heads of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryProof {
+    /// The entry, as logged (body and chain hashes).
+    pub entry: AuditEntry,
+    /// The head it is proven in.
+    pub head: SignedTreeHead,
+    /// The inclusion proof of leaf `entry.body.seq - 1` in that head's tree.
+    pub proof: Proof,
+}
+
+impl EntryProof {
+    /// Check the head's signature and that the entry is in its tree; the
+    /// head, if so.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<TreeHead, ProtoError> {
+        let head = self.head.verify(key)?;
+        let seq = self.entry.body.seq;
+        let bad = |reason: String| ProtoError::Malformed { what: "audit entry proof", reason };
+        if self.entry.hash != crate::audit::link(seq, &self.entry.prev_hash, &self.entry.body.hash()) {
+            return Err(bad(format!("entry {seq} does not match its own hash")));
+        }
+        let index = seq.checked_sub(1).ok_or_else(|| bad("entry 0".into()))?;
+        verify_inclusion(&head.root, head.size, index, &entry_leaf(&self.entry), self.proof.hashes())
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(head)
+    }
+}

@@ -277,6 +277,11 @@ pub(crate) async fn dispatch(
                     .await?;
             Response::TreeHead { head, proof }
         }
+        Request::ReceiptEntry { transfer, recipient } => {
+            let log =
+                blocking(state, move |s| app::receipts::receipt_entry(s, &caller, &transfer, &recipient, now)).await?;
+            Response::ReceiptEntry { log }
+        }
         Request::TreeProof { from, to } => {
             let proof = blocking(state, move |s| app::tree::proof_between(s.meta.as_ref(), from, to)).await?;
             Response::TreeProof { proof }

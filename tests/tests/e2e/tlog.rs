@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use exhibit_client::{audit, custody, heads, listing, ClientError, Home};
 use exhibit_proto::audit::AuditEntry;
 use exhibit_proto::directory::Role;
-use exhibit_proto::tlog::SignedTreeHead;
+use exhibit_proto::receipt::ReceiptBundle;
+use exhibit_proto::tlog::{Proof, SignedTreeHead};
 use redb::{ReadableTable, TableDefinition};
 
 use crate::fixture::*;
@@ -229,4 +230,44 @@ async fn a_log_rewritten_for_the_sender_is_caught_by_the_recipients_head_in_the_
     refused(&f, &alice, r);
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&fork_reports(&alice)[0]).unwrap()).unwrap();
     assert!(report["presented_by"].as_str().unwrap().contains("receipt"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_bundle_proves_offline_that_its_acceptance_is_in_the_log() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let t = sent(&f, &alice, 1).await;
+    fetch_to(&bob, t, &f.path("out")).await.unwrap();
+    let authority = f.state().authority.signing_key().verifying_key();
+    let (_, bundles) = custody::custody(&alice, t).await.unwrap();
+    let exported = exhibit_client::receipt::bundle(&bob, t, None).await.unwrap();
+    for b in [&bundles[0], &exported] {
+        // As written to a file and read back by someone holding the CA.
+        let b: ReceiptBundle = serde_json::from_slice(&serde_json::to_vec(b).unwrap()).unwrap();
+        let place = b.verify(&authority).unwrap().in_log.expect("the bundle carries its log entry");
+        let log = b.log.clone().unwrap();
+        assert_eq!(log.entry.body.action, "receipt-accepted");
+        assert_eq!(place.entry, log.entry.body.seq);
+        let root = exhibit_server::app::tree::root(&*f.state().meta.read().unwrap(), place.tree_size).unwrap();
+        assert_eq!(place.tree_root, hex::encode(root));
+
+        // The entry changed, the proof changed, another entry, or the log
+        // part dropped while the summary still names it: refused.
+        let mut edited = b.clone();
+        edited.log.as_mut().unwrap().entry.body.details.push_str(" (amended)");
+        assert!(edited.verify(&authority).is_err());
+        let mut hashes = log.proof.hashes().to_vec();
+        hashes[0][0] ^= 1;
+        let mut bad_proof = b.clone();
+        bad_proof.log.as_mut().unwrap().proof = Proof::new(hashes).unwrap();
+        assert!(bad_proof.verify(&authority).is_err());
+        let mut other = b.clone();
+        let seal = f.state().meta.read().unwrap().audit_entry(place.entry - 1).unwrap().unwrap();
+        other.log.as_mut().unwrap().entry = seal;
+        assert!(other.verify(&authority).is_err());
+        let mut stripped = b.clone();
+        stripped.log = None;
+        assert!(stripped.verify(&authority).is_err());
+    }
 }
