@@ -52,6 +52,15 @@ pub enum ClientError {
     /// it was rewritten or truncated.
     #[error("AUDIT LOG TAMPERED: {0}")]
     AuditRewritten(String),
+    /// The server's signed tree head does not extend the one this client
+    /// held: its log was rolled back, rewritten or forked. Evidence (both
+    /// signed heads) is in `report`.
+    #[error(
+        "AUDIT LOG FORKED: {reason}. Nothing more was done. Both signed tree heads are in {}: \
+         keep that file and give it to whoever runs the server and to your security officer",
+        report.display()
+    )]
+    LogForked { reason: String, report: std::path::PathBuf },
     /// Stopped part-way; what arrived is kept to continue from.
     #[error("interrupted: {0}")]
     Interrupted(String),
@@ -84,6 +93,16 @@ impl ClientError {
         match e {
             e @ ProtoError::NotAddressed { .. } => ClientError::NotAddressed(e.to_string()),
             e => ClientError::Verify(e.to_string()),
+        }
+    }
+
+    /// The exit code of a command that failed with this error: 3 when the
+    /// server's audit log was found rolled back, rewritten or forked (the
+    /// one failure a script must never retry past), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::LogForked { .. } | ClientError::AuditRewritten(_) => 3,
+            _ => 1,
         }
     }
 

@@ -525,3 +525,39 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
         assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
     }
 }
+
+#[test]
+fn a_server_that_shows_a_shorter_log_is_refused_with_exit_code_3_and_a_fork_report() {
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    let none = env.json("admin", &["audit", "heads"]);
+    assert!(none.is_null(), "{none}");
+    env.ok("admin", &["admin", "user", "list"]);
+    let held = env.json("admin", &["audit", "heads"]);
+    let size = held["size"].as_u64().unwrap();
+    assert!(size > 0 && held["root"].as_str().unwrap().len() == 64, "{held}");
+    let out = env.run("admin", &["audit", "heads"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("entries:   {size}")));
+
+    // The server now presents the log as it was two entries earlier.
+    let mut tx = env.state.meta.write().unwrap();
+    tx.set_counter(exhibit_server::app::tree::TREE_SIZE, size - 2).unwrap();
+    tx.commit().unwrap();
+    let out = env.run("admin", &["admin", "user", "list"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AUDIT LOG FORKED") && err.contains("rolled back"), "{err}");
+    let reports: Vec<_> = std::fs::read_dir(env.home("admin"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("fork-report-"))
+        .collect();
+    assert_eq!(reports.len(), 1);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&reports[0]).unwrap()).unwrap();
+    assert_eq!(report["held"]["size"], size);
+    assert_eq!(report["presented"]["size"], size - 2);
+    assert_eq!(report["presented_by"], "the server");
+    // The held head stays: the next command is refused too.
+    assert_eq!(env.json("admin", &["audit", "heads"])["size"], size);
+    assert_eq!(env.run("admin", &["admin", "user", "list"]).status.code(), Some(3));
+}

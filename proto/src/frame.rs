@@ -200,6 +200,19 @@ pub enum Request {
     /// (`key`), and copies of it wrapped to members who lack one
     /// ([`Response::Units`]).
     UnitKeys { unit: UserId, key: Option<SignedUnitKey>, wraps: Vec<WrappedKey> },
+    /// The log's signed tree head, and the consistency proof to it from
+    /// the tree of `since` entries, the head the client holds
+    /// ([`Response::TreeHead`]). Anyone enrolled may ask; it is cheap.
+    TreeHead { since: Option<u64> },
+    /// The consistency proof from the log's tree of `from` entries to its
+    /// tree of `to` ([`Response::TreeProof`]): how a client checks a head
+    /// it met in a manifest or a receipt against its own.
+    TreeProof { from: u64, to: u64 },
+    /// The audit entry that accepted `recipient`'s receipt for `transfer`,
+    /// with its inclusion proof in a signed tree head
+    /// ([`Response::ReceiptEntry`]), for a receipt bundle; the same people
+    /// may ask as for the transfer's custody.
+    ReceiptEntry { transfer: TransferId, recipient: UserId },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -663,6 +676,13 @@ pub enum Response {
     Case { case: CaseInfo, authors: Vec<SignedEntry> },
     /// Units.
     Units { units: Vec<UnitView> },
+    /// The log's signed tree head and the consistency proof asked for
+    /// (empty if none was, or from a size not below the head's).
+    TreeHead { head: crate::tlog::SignedTreeHead, proof: crate::tlog::Proof },
+    /// The consistency proof asked for.
+    TreeProof { proof: crate::tlog::Proof },
+    /// A receipt's acceptance entry, proven in a signed tree head.
+    ReceiptEntry { log: crate::tlog::EntryProof },
 }
 
 /// Encode a frame: length prefix and body.

@@ -31,6 +31,7 @@ pub mod receipt;
 pub mod seal;
 pub mod sign;
 pub mod text;
+pub mod tlog;
 pub mod treehash;
 pub mod unit;
 

@@ -11,10 +11,16 @@ use crate::labels::PolicySummary;
 use crate::limits::{self, max_sealed_len};
 use crate::path::{self, RelPath};
 use crate::sign;
+use crate::tlog::SignedTreeHead;
 
-/// Manifest format version this build writes: as version 3, and a
-/// forward names the transfer its material came from ([`DerivedFrom`]).
-pub const MANIFEST_VERSION: u16 = 4;
+/// Manifest format version this build writes: as version 4, and the
+/// sender's latest signed tree head of the server's audit log (gossip: a
+/// recipient whose own head the sender's does not agree with has been
+/// shown another log).
+pub const MANIFEST_VERSION: u16 = 5;
+/// The fourth format, still read: as version 3, and a forward names the
+/// transfer its material came from ([`DerivedFrom`]).
+pub const MANIFEST_V4: u16 = 4;
 /// The third format, still read: as version 2, with each item's labels
 /// sealed in the details, a labels summary the server holds the
 /// disclosure rules to, and the approvers it is also sealed to.
@@ -26,6 +32,9 @@ pub const MANIFEST_V2: u16 = 2;
 /// The first manifest format, still read: one entry per file, sealed
 /// details inline.
 pub const MANIFEST_V1: u16 = 1;
+
+/// Most bytes a signed tree head in a manifest takes (it needs about 120).
+const MAX_HEAD: usize = 256;
 
 /// Whether manifests of `version` carry labels (version 3 on).
 pub fn labelled(version: u16) -> bool {
@@ -151,6 +160,8 @@ pub struct Manifest {
     pub approvers: Vec<UserId>,
     /// Version 4: the transfer a forward's material came from.
     pub derived_from: Option<DerivedFrom>,
+    /// Version 5: the sender's latest signed tree head of the audit log.
+    pub log_head: Option<SignedTreeHead>,
 }
 
 /// How version 2 is encoded and signed. Versions 3 and 4 append fields
@@ -186,6 +197,14 @@ struct WireV4 {
     derived_from: Option<DerivedFrom>,
 }
 
+/// How version 5 is encoded and signed: version 4, then the sender's tree
+/// head.
+#[derive(Serialize, Deserialize)]
+struct WireV5 {
+    v4: WireV4,
+    log_head: Option<SignedTreeHead>,
+}
+
 impl WireV2 {
     /// The manifest, with what later versions add.
     fn manifest(
@@ -209,6 +228,7 @@ impl WireV2 {
             policy,
             approvers,
             derived_from,
+            log_head: None,
         }
     }
 }
@@ -263,7 +283,11 @@ impl Manifest {
                 if version == MANIFEST_V3 {
                     return sign::encode(&v3);
                 }
-                sign::encode(&WireV4 { v3, derived_from: m.derived_from })
+                let v4 = WireV4 { v3, derived_from: m.derived_from };
+                if version == MANIFEST_V4 {
+                    return sign::encode(&v4);
+                }
+                sign::encode(&WireV5 { v4, log_head: m.log_head })
             }
         }
     }
@@ -288,6 +312,7 @@ impl Manifest {
                     policy: None,
                     approvers: vec![],
                     derived_from: None,
+                    log_head: None,
                 })
             }
             MANIFEST_V2 => Ok(sign::decode::<WireV2>(bytes, "manifest")?.manifest(None, vec![], None)),
@@ -295,9 +320,15 @@ impl Manifest {
                 let w: WireV3 = sign::decode(bytes, "manifest")?;
                 Ok(w.v2.manifest(Some(w.policy), w.approvers, None))
             }
-            MANIFEST_VERSION => {
+            MANIFEST_V4 => {
                 let w: WireV4 = sign::decode(bytes, "manifest")?;
                 Ok(w.v3.v2.manifest(Some(w.v3.policy), w.v3.approvers, w.derived_from))
+            }
+            MANIFEST_VERSION => {
+                let w: WireV5 = sign::decode(bytes, "manifest")?;
+                let v4 = w.v4;
+                let m = v4.v3.v2.manifest(Some(v4.v3.policy), v4.v3.approvers, v4.derived_from);
+                Ok(Manifest { log_head: w.log_head, ..m })
             }
             got => Err(ProtoError::Version { what: "manifest", got }),
         }
@@ -327,7 +358,7 @@ impl Manifest {
                     });
                 }
             }
-            MANIFEST_V2 | MANIFEST_V3 | MANIFEST_VERSION => {
+            MANIFEST_V2 | MANIFEST_V3 | MANIFEST_V4 | MANIFEST_VERSION => {
                 if self.details_parts.is_empty() {
                     return Err(ProtoError::Malformed { what: "manifest", reason: "no sealed details".into() });
                 }
@@ -343,6 +374,9 @@ impl Manifest {
             got => return Err(ProtoError::Version { what: "manifest", got }),
         }
         too_large("recipients", self.recipients.len() + self.approvers.len(), limits::MAX_RECIPIENTS)?;
+        if let Some(h) = &self.log_head {
+            too_large("tree head", h.bytes.len() + h.signature.len(), MAX_HEAD)?;
+        }
         if self.approvers.iter().any(|a| self.recipients.contains(a) || *a == self.sender) {
             return Err(ProtoError::Malformed {
                 what: "manifest",
@@ -606,6 +640,7 @@ pub(crate) mod tests {
             policy: None,
             approvers: vec![],
             derived_from: None,
+            log_head: None,
         }
     }
 
@@ -633,7 +668,7 @@ pub(crate) mod tests {
     /// A forward (version 4) of items 0 to 2 and 5, item 1 redacted.
     pub(crate) fn manifest_v4() -> Manifest {
         Manifest {
-            version: MANIFEST_VERSION,
+            version: MANIFEST_V4,
             derived_from: Some(DerivedFrom {
                 transfer: TransferId([5; 16]),
                 manifest_hash: [6; 32],
@@ -644,10 +679,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// Version 5: the forward, with the sender's tree head.
+    pub(crate) fn manifest_v5() -> Manifest {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let head = crate::tlog::TreeHead { size: 9, root: [8; 32], time: 7 }.sign(&key);
+        Manifest { version: MANIFEST_VERSION, log_head: Some(head), ..manifest_v4() }
+    }
+
     #[test]
     fn later_versions_are_the_earlier_bytes_with_fields_appended() {
         // As the builds that wrote them encoded each version, field by
         // field: signatures over stored manifests still verify.
+        let m5 = manifest_v5();
+        let v4 = manifest_v4().to_bytes();
+        // The version is one byte (a postcard varint below 128).
+        assert_eq!(m5.to_bytes(), [&[5u8][..], &v4[1..], &sign::encode(&m5.log_head)].concat());
         let m = manifest_v4();
         let v2 = (m.version, m.transfer, &m.sender, &m.recipients, m.created_at, m.ack_within_secs, &m.case_ref);
         let flat_v4 =
@@ -688,7 +734,7 @@ pub(crate) mod tests {
 
     #[test]
     fn both_versions_round_trip_and_v1_bytes_are_unchanged() {
-        for m in [manifest(), manifest_v2(), manifest_v3(), manifest_v4()] {
+        for m in [manifest(), manifest_v2(), manifest_v3(), manifest_v4(), manifest_v5()] {
             let bytes = m.to_bytes();
             assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
             m.check_bounds().unwrap();

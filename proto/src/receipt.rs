@@ -12,11 +12,13 @@ use crate::manifest::SignedManifest;
 use crate::sign;
 use crate::unit::SignedUnit;
 
-/// Receipt format version this build writes: as version 2, and the unit
-/// a member acknowledged for, if they did.
+/// Receipt format version this build writes: as version 2, and the
+/// recipient's latest signed tree head of the server's audit log (gossip:
+/// a sender whose own head does not agree with it has been shown another
+/// log), and the unit a member acknowledged for, if they did.
 pub const RECEIPT_VERSION: u16 = 3;
-/// The second receipt format, still read: one commitment to the items'
-/// hashes ([`crate::merkle`]) instead of the list.
+/// The second format, still read: one commitment to the items' hashes
+/// ([`crate::merkle`]) instead of the list.
 pub const RECEIPT_V2: u16 = 2;
 /// The first receipt format, still read: every item's hash listed.
 pub const RECEIPT_V1: u16 = 1;
@@ -45,9 +47,19 @@ pub struct Receipt {
     /// Version 1 only: each item's verified plaintext BLAKE3 (in version 2
     /// the list is kept beside the receipt and checked against the root).
     pub items: Vec<[u8; 32]>,
+    /// Version 3: the recipient's latest signed tree head of the audit log.
+    pub log_head: Option<crate::tlog::SignedTreeHead>,
     /// Version 3: the unit the transfer was addressed to, for which
     /// `recipient`, a member, received it.
     pub unit: Option<UserId>,
+}
+
+/// Version 3: version 2, then the recipient's tree head and the unit.
+#[derive(Serialize, Deserialize)]
+struct WireV3 {
+    v2: WireV2,
+    log_head: Option<crate::tlog::SignedTreeHead>,
+    unit: Option<UserId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,13 +73,6 @@ struct WireV2 {
     items_root: [u8; 32],
 }
 
-/// Version 3: version 2, then the unit.
-#[derive(Serialize, Deserialize)]
-struct WireV3 {
-    v2: WireV2,
-    unit: Option<UserId>,
-}
-
 #[derive(Serialize, Deserialize)]
 struct WireV1 {
     version: u16,
@@ -79,7 +84,7 @@ struct WireV1 {
 }
 
 impl WireV2 {
-    fn receipt(self, unit: Option<UserId>) -> Receipt {
+    fn receipt(self, log_head: Option<crate::tlog::SignedTreeHead>, unit: Option<UserId>) -> Receipt {
         Receipt {
             version: self.version,
             transfer: self.transfer,
@@ -89,6 +94,7 @@ impl WireV2 {
             item_count: self.item_count,
             items_root: self.items_root,
             items: vec![],
+            log_head,
             unit,
         }
     }
@@ -112,6 +118,7 @@ impl Receipt {
             item_count: root.count(),
             items_root: root.finish(),
             items: vec![],
+            log_head: None,
             unit: None,
         }
     }
@@ -120,6 +127,11 @@ impl Receipt {
     pub fn for_unit(mut self, unit: Option<UserId>) -> Self {
         self.unit = unit;
         self
+    }
+
+    /// The same receipt carrying the recipient's latest tree head.
+    pub fn with_log_head(self, head: Option<crate::tlog::SignedTreeHead>) -> Self {
+        Receipt { log_head: head, ..self }
     }
 
     /// The canonical bytes that are signed.
@@ -147,7 +159,7 @@ impl Receipt {
                 if version == RECEIPT_V2 {
                     return sign::encode(&v2);
                 }
-                sign::encode(&WireV3 { v2, unit: r.unit })
+                sign::encode(&WireV3 { v2, log_head: r.log_head, unit: r.unit })
             }
         }
     }
@@ -166,13 +178,14 @@ impl Receipt {
                     item_count: w.items.len() as u64,
                     items_root: crate::merkle::root(&w.items),
                     items: w.items,
+                    log_head: None,
                     unit: None,
                 })
             }
-            RECEIPT_V2 => Ok(sign::decode::<WireV2>(bytes, "receipt")?.receipt(None)),
+            RECEIPT_V2 => Ok(sign::decode::<WireV2>(bytes, "receipt")?.receipt(None, None)),
             RECEIPT_VERSION => {
                 let w: WireV3 = sign::decode(bytes, "receipt")?;
-                Ok(w.v2.receipt(w.unit))
+                Ok(w.v2.receipt(w.log_head, w.unit))
             }
             got => Err(ProtoError::Version { what: "receipt", got }),
         }
@@ -314,10 +327,28 @@ pub struct ReceiptSummary {
     /// When they approved it (approver's clock, unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<u64>,
+    /// Where the receipt's acceptance is in the audit log, proven in a
+    /// signed tree head (bundles that carry the proof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_log: Option<LogPlace>,
     /// The unit the transfer was addressed to, which the recipient, a
     /// member, received it for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_unit: Option<String>,
+}
+
+/// A receipt's acceptance entry in the audit log and the signed tree head
+/// that holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPlace {
+    /// The entry's number.
+    pub entry: u64,
+    /// Entries in the signed tree head it is proven in.
+    pub tree_size: u64,
+    /// That head's root (hex).
+    pub tree_root: String,
+    /// When the server signed that head (unix seconds).
+    pub signed_at: u64,
 }
 
 /// Everything needed to verify a receipt offline with only the CA
@@ -340,6 +371,10 @@ pub struct ReceiptBundle {
     /// The approval that released the transfer, and the approver's entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<(SignedApproval, SignedEntry)>,
+    /// The receipt's acceptance entry in the audit log, with its inclusion
+    /// proof in a signed tree head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<crate::tlog::EntryProof>,
     /// A receipt for a unit: the unit's record, signed by the authority,
     /// listing the recipient as a member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,6 +408,7 @@ impl ReceiptBundle {
             approved_by: None,
             approver_fingerprint: None,
             approved_at: None,
+            in_log: None,
             for_unit: None,
         };
         let mut b = ReceiptBundle {
@@ -383,10 +419,19 @@ impl ReceiptBundle {
             recipient_entry,
             receipt,
             approval,
+            log: None,
             unit,
         };
         b.summary = b.check(authority)?;
         Ok(b)
+    }
+
+    /// The bundle with the receipt's acceptance entry and its inclusion
+    /// proof; fails if they do not verify with the rest.
+    pub fn with_log(mut self, log: crate::tlog::EntryProof, authority: &VerifyingKey) -> Result<Self, ProtoError> {
+        self.log = Some(log);
+        self.summary = self.check(authority)?;
+        Ok(self)
     }
 
     /// Verify every signature and that the summary says what they prove.
@@ -480,6 +525,10 @@ impl ReceiptBundle {
             None => None,
         };
         let v2 = r.version != RECEIPT_V1;
+        let in_log = match &self.log {
+            Some(l) => Some(self.check_log(l, &r, authority)?),
+            None => None,
+        };
         Ok(ReceiptSummary {
             approved_by: approval.as_ref().map(|(a, _)| a.approver.to_string()),
             approver_fingerprint: approval.as_ref().map(|(_, e)| e.fingerprint()),
@@ -496,7 +545,59 @@ impl ReceiptBundle {
             items: r.items.iter().map(hex::encode).collect(),
             item_count: v2.then_some(r.item_count),
             items_root: v2.then(|| hex::encode(r.items_root)),
+            in_log,
             for_unit: r.unit.as_ref().map(ToString::to_string),
         })
+    }
+
+    /// The log entry is this receipt's acceptance (its transfer, its
+    /// recipient, its signature) and is in the signed tree head.
+    fn check_log(
+        &self,
+        l: &crate::tlog::EntryProof,
+        r: &Receipt,
+        authority: &VerifyingKey,
+    ) -> Result<LogPlace, ProtoError> {
+        let head = l.verify(authority)?;
+        let b = &l.entry.body;
+        let signature = format!("signature {}", hex::encode(&self.receipt.receipt.signature));
+        if b.action != "receipt-accepted"
+            || b.subject != r.transfer.to_string()
+            || b.actor != r.recipient.as_str()
+            || !b.details.contains(&signature)
+        {
+            return Err(ProtoError::Mismatch {
+                what: "audit entry in the bundle",
+                expected: format!("the acceptance of {}'s receipt for {}", r.recipient, r.transfer),
+                got: format!("entry {}: {} by {} on {}", b.seq, b.action, b.actor, b.subject),
+            });
+        }
+        Ok(LogPlace { entry: b.seq, tree_size: head.size, tree_root: hex::encode(head.root), signed_at: head.time })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_3_is_version_2_with_the_head_appended_and_every_version_round_trips() {
+        let mut root = crate::merkle::Root::new();
+        root.push(&[1; 32]);
+        let r3 = Receipt::new(TransferId([1; 16]), [2; 32], UserId::new("bob").unwrap(), 5, &root);
+        let r2 = Receipt { version: RECEIPT_V2, ..r3.clone() };
+        let head = crate::tlog::TreeHead { size: 3, root: [9; 32], time: 1 }.sign(&SigningKey::from_bytes(&[4; 32]));
+        let r3 = r3.with_log_head(Some(head.clone()));
+        for r in [&r2, &r3] {
+            assert_eq!(&Receipt::from_bytes(&r.to_bytes()).unwrap(), r);
+        }
+        // The version is one byte (a postcard varint below 128).
+        let b2 = r2.to_bytes();
+        assert_eq!(
+            r3.to_bytes(),
+            [&[3u8][..], &b2[1..], &sign::encode(&Some(head)), &sign::encode(&None::<UserId>)].concat()
+        );
+        let r3u = r3.clone().for_unit(Some(UserId::new("mags").unwrap()));
+        assert_eq!(Receipt::from_bytes(&r3u.to_bytes()).unwrap(), r3u);
     }
 }

@@ -195,6 +195,15 @@ impl Server {
         tokio::task::spawn_blocking(move || ops::fsck::repair(&s))
             .await
             .map_err(|e| ServerError::Stream(format!("start-up check failed: {e}")))??;
+        // The audit log's Merkle tree over entries written before it (a
+        // log older than the tree), or any the last run left behind.
+        let s = state.clone();
+        let (before, now) = tokio::task::spawn_blocking(move || app::tree::catch_up(s.meta.as_ref()))
+            .await
+            .map_err(|e| ServerError::Stream(format!("building the audit tree failed: {e}")))??;
+        if before != now {
+            tracing::info!(from = before, to = now, "audit tree built over the log's entries");
+        }
         // Organisations that were free text before they were records.
         let s = state.clone();
         let adopted = tokio::task::spawn_blocking(move || app::orgs::adopt_free_text(&s, s.clock.now()))

@@ -128,6 +128,9 @@ pub enum Command {
     /// A unit you are a member of.
     #[command(subcommand)]
     Unit(UnitCommand),
+    /// The server's audit log as this client has seen it.
+    #[command(subcommand)]
+    Audit(LogCommand),
     /// Extend the recipients' access to a transfer you sent.
     Extend {
         #[command(flatten)]
@@ -576,6 +579,20 @@ pub enum AdminCommand {
         /// Only those past their deadline and not acknowledged by everyone.
         #[arg(long)]
         overdue: bool,
+    },
+}
+
+/// `exhibit audit …`.
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Print the signed tree head this client holds (the latest it saw,
+    /// every later one checked to extend it), for comparing with another
+    /// party's.
+    Heads {
+        /// Contact the server first: check that its log extends the held
+        /// head, and hold its new one.
+        #[arg(long)]
+        check: bool,
     },
 }
 

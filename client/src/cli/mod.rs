@@ -11,15 +11,15 @@ use exhibit_proto::{TransferId, UserId};
 use serde_json::json;
 
 pub use self::args::{
-    AdminCommand, AlertAction, AuditCommand, CaseCommand, Cli, Command, CustodyArgs, ForwardArgs, OrgCommand,
-    PassphraseCommand, ReceiptCommand, SendArgs, UserCommand,
+    AdminCommand, AlertAction, AuditCommand, CaseCommand, Cli, Command, CustodyArgs, ForwardArgs, LogCommand,
+    OrgCommand, PassphraseCommand, ReceiptCommand, SendArgs, UserCommand,
 };
 use crate::error::ClientError;
 use crate::home::{Home, KeyProtection};
 use crate::keylock::{self, Passphrase};
 use crate::labels::LabelPlan;
 use crate::ops::{
-    admin, approvals, audit, custody, directory, enrol, fetch, listing, orgs, receipt, renew, resume, send,
+    admin, approvals, audit, custody, directory, enrol, fetch, heads, listing, orgs, receipt, renew, resume, send,
 };
 use crate::reach::Reach;
 
@@ -106,6 +106,15 @@ impl Cli {
             Command::Case(c) => case_cmd(&home, o, c).await,
             Command::Units { all } => units::list_cmd(&home, o, all).await,
             Command::Unit(c) => units::unit_cmd(&home, o, c).await,
+            Command::Audit(LogCommand::Heads { check }) => {
+                if check {
+                    let p = home.load()?;
+                    let conn = crate::session::Conn::open(&p).await?;
+                    heads::check(&conn, &p).await?;
+                    conn.close();
+                }
+                print::heads(heads::stored(&home)?.as_ref(), o.json)
+            }
             Command::Extend { target, by } => {
                 let secs = duration("--by", &by)?;
                 let transfer = listing::resolve(&home, &target.named()).await?;

@@ -601,6 +601,16 @@ pub fn receipt(s: &ReceiptSummary, items_checked: Option<usize>, as_json: bool) 
         let at = s.approved_at.map(format_time).unwrap_or_default();
         say!("  approved by  {by} (key {fp}) at {at} (approver's clock, signed)");
     }
+    match &s.in_log {
+        Some(l) => say!(
+            "  audit log    entry {}, proven in the tree head of {} entries signed at {} (root {})",
+            l.entry,
+            l.tree_size,
+            format_time(l.signed_at),
+            l.tree_root
+        ),
+        None => say!("  audit log    no inclusion proof in this bundle (made before the log had a tree)"),
+    }
     for (i, h) in s.items.iter().enumerate() {
         say!("  item {i:<7} blake3 {h}");
     }
@@ -653,7 +663,30 @@ pub fn audit_verified(r: &VerifyReport, as_json: bool) -> Result<(), ClientError
     if as_json {
         return json(r);
     }
-    say!("audit log OK: {} entries, {} signed checkpoints, head {}", r.entries, r.checkpoints, r.head);
+    say!(
+        "audit log OK: {} entries, {} signed checkpoints, head {}, tree root {} (in the server's signed tree)",
+        r.entries,
+        r.checkpoints,
+        r.head,
+        r.tree_root
+    );
+    Ok(())
+}
+
+pub fn heads(h: Option<&crate::ops::heads::HeldHead>, as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(&h);
+    }
+    match h {
+        None => say!("no tree head held yet: it is fetched on the next contact with the server"),
+        Some(h) => {
+            say!("audit log tree head held by this client:");
+            say!("  entries:   {}", h.size);
+            say!("  root:      {}", h.root);
+            say!("  signed at: {}", format_time(h.time));
+            say!("  signature: {}", hex::encode(&h.signed.signature));
+        }
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use exhibit_proto::{ProtoError, UserId};
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::session::pages::all_pages;
-use crate::session::{unexpected, Conn};
+use crate::session::unexpected;
 
 /// Create a user in organisation `org` (an organisation id) with one or
 /// more roles; returns the one-time code and when it expires.
@@ -26,7 +26,7 @@ pub async fn add_user(
         return Err(ClientError::Usage("name at least one role".into()));
     };
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let req = Request::AdminAddUser { user, display_name, org, role, email, more_roles: more.to_vec() };
     let r = conn.request(&req).await?;
     conn.close();
@@ -39,7 +39,7 @@ pub async fn add_user(
 /// Every user.
 pub async fn list_users(home: &Home) -> Result<Vec<UserInfo>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let users = all_pages(
         &conn,
         Page::first(),
@@ -56,7 +56,7 @@ pub async fn list_users(home: &Home) -> Result<Vec<UserInfo>, ClientError> {
 
 async fn admin_request(home: &Home, req: Request) -> Result<Response, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&req).await;
     conn.close();
     r
@@ -65,7 +65,7 @@ async fn admin_request(home: &Home, req: Request) -> Result<Response, ClientErro
 /// Alerts (open ones unless `all`), newest first.
 pub async fn alerts(home: &Home, all: bool) -> Result<Vec<AlertInfo>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let alerts = all_pages(
         &conn,
         Page::first(),
@@ -92,7 +92,7 @@ pub async fn ack_alert(home: &Home, id: u64, note: String) -> Result<AlertInfo, 
 /// Every transfer, or only overdue ones.
 pub async fn transfers(home: &Home, overdue: bool) -> Result<Vec<TransferInfo>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let transfers = crate::ops::listing::transfers(&conn, TransferList::All { overdue }).await;
     conn.close();
     // Newest first, as the inbox and outbox.

@@ -24,7 +24,7 @@ pub const REVIEW_ITEMS: usize = 50;
 /// Transfers waiting for my approval, oldest first.
 pub async fn waiting(home: &Home) -> Result<Vec<TransferInfo>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let l = transfers(&conn, TransferList::Approvals).await;
     conn.close();
     let mut l = l?;
@@ -162,7 +162,7 @@ async fn open(conn: &Conn, home: &Home, p: &Profile, transfer: TransferId) -> Re
 /// Review a transfer awaiting my approval.
 pub async fn review(home: &Home, transfer: TransferId) -> Result<Review, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = open(&conn, home, &p, transfer).await;
     conn.close();
     Ok(r?.0)
@@ -178,7 +178,7 @@ pub async fn approve(
     decide: impl FnOnce(&Review) -> bool,
 ) -> Result<(Review, bool), ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = async {
         let (review, approval) = open(&conn, home, &p, transfer).await?;
         if let Some(why) = &review.refusal {
@@ -204,7 +204,7 @@ pub async fn refuse(home: &Home, transfer: TransferId, reason: String) -> Result
     }
     text::check(Field::Reason, &reason).map_err(ProtoError::from)?;
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&Request::RefuseApproval { transfer, reason }).await;
     conn.close();
     match r? {

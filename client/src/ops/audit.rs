@@ -59,9 +59,18 @@ async fn proof(
     }
 }
 
-/// Check that the server's log extends the checkpoint we hold, then hold
-/// the new one. Returns the new (seq, head).
+/// Check, on a contact, that the server's log extends what this client
+/// saw before: the signed tree head by a consistency proof
+/// ([`crate::ops::heads::check`]), and the hash chain's checkpoint (the
+/// log's history before it had a tree). Returns the chain's new (seq,
+/// head).
 pub async fn check(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 32]), ClientError> {
+    crate::ops::heads::check(conn, p).await?;
+    check_chain(conn, home, p).await
+}
+
+/// The hash chain's part of [`check`].
+async fn check_chain(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 32]), ClientError> {
     let Some(mut held) = load(home)? else {
         let (cp, _) = proof(conn, None).await?;
         let c = cp.verify(&p.authority)?;
@@ -102,15 +111,22 @@ pub struct VerifyReport {
     pub checkpoints: usize,
     /// Head hash (hex).
     pub head: String,
+    /// The Merkle tree's root over the entries checked, recomputed from
+    /// them and proven a prefix of the server's signed tree head (hex).
+    pub tree_root: String,
 }
 
 /// Download the whole log and recompute it: the chain, every stored
-/// checkpoint's signature and position, the signed head, and that the log
-/// extends the checkpoint this client holds.
+/// checkpoint's signature and position, the signed head, that the log
+/// extends the checkpoint this client holds, and its Merkle tree: the
+/// root recomputed from the entries is proven a prefix of the server's
+/// signed tree head, which must extend the head this client holds.
 pub async fn verify(home: &Home) -> Result<VerifyReport, ClientError> {
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
+    crate::ops::heads::check(&conn, &p).await?;
     let held = load(home)?;
+    let mut tree = exhibit_proto::tlog::Frontier::default();
     let (mut at, mut checkpoints, mut from) = ((0u64, [0u8; 32]), 0usize, 1u64);
     let mut hashes_at_held = None;
     let mut target: Option<(exhibit_proto::audit::Checkpoint, Option<[u8; 32]>)> = None;
@@ -130,6 +146,9 @@ pub async fn verify(home: &Home) -> Result<VerifyReport, ClientError> {
         let mut cursor = at;
         for e in &entries {
             cursor = audit::verify_chain(cursor, std::slice::from_ref(e)).map_err(chain)?;
+            if e.body.seq <= goal.seq {
+                tree.push(exhibit_proto::tlog::entry_leaf(e));
+            }
             seen.insert(e.body.seq, e.hash);
             if held.is_some_and(|h| h.0 == e.body.seq) {
                 hashes_at_held = Some(e.hash);
@@ -172,15 +191,24 @@ pub async fn verify(home: &Home) -> Result<VerifyReport, ClientError> {
             )));
         }
     }
+    // The tree over exactly the entries checked is a prefix of the tree
+    // the server signs heads of.
+    let checked = target.as_ref().map_or(0, |(goal, _)| goal.seq);
+    let root = tree.root();
+    let (signed, proof) = crate::ops::heads::fetch(&conn, Some(checked)).await?;
+    let now = signed.verify(&p.authority)?;
+    exhibit_proto::tlog::verify_consistency(checked, &root, now.size, &now.root, proof.hashes()).map_err(|e| {
+        ClientError::AuditRewritten(format!("the entries do not make the tree the server signs heads of: {e}"))
+    })?;
     save(home, at.0, &at.1)?;
     conn.close();
-    Ok(VerifyReport { entries: at.0, checkpoints, head: hex::encode(at.1) })
+    Ok(VerifyReport { entries: at.0, checkpoints, head: hex::encode(at.1), tree_root: hex::encode(root) })
 }
 
 /// Entries from `since` on.
 pub async fn export(home: &Home, since: u64) -> Result<Vec<AuditEntry>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let mut out = vec![];
     let mut from = since.max(1);
     let mut end = u64::MAX;

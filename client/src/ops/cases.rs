@@ -166,7 +166,7 @@ pub async fn roster_on(conn: &Conn, p: &Profile, case: &str) -> Result<Roster, C
 /// A case's roster, verified.
 pub async fn roster(home: &Home, case: &str) -> Result<Roster, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = roster_on(&conn, &p, case).await;
     conn.close();
     r
@@ -176,7 +176,7 @@ pub async fn roster(home: &Home, case: &str) -> Result<Roster, ClientError> {
 pub async fn open(home: &Home, case: &str) -> Result<Roster, ClientError> {
     case::check_case_ref(case)?;
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = ask(&conn, &p, &Request::OpenCase { case: case.to_owned() }).await;
     conn.close();
     r
@@ -201,7 +201,7 @@ pub async fn change(
         at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     c.check_text()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = ask(&conn, &p, &Request::ChangeRoster { change: c.sign(&p.signing) }).await;
     conn.close();
     r

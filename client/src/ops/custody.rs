@@ -209,7 +209,12 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
         }
         _ => None,
     };
+    // The tree heads met in the evidence, the sender's in the manifest and
+    // each recipient's in their receipt, against the one this client holds.
+    let met = crate::ops::heads::in_evidence(transfer, vm.as_ref().ok(), &receipts);
+    let logs = crate::ops::heads::check_evidence(&conn, &p, transfer, &met, &receipts).await;
     conn.close();
+    let logs = logs?;
     let (orgs, onward, vm) = (orgs?, onward?, vm?);
     entries.extend(rest?);
     let party = |e: &exhibit_proto::DirectoryEntry| Party {
@@ -267,7 +272,10 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
             unit,
             &p.authority,
         )?;
-        bundles.push(bundle);
+        bundles.push(match logs.iter().find(|(u, _)| *u == claimed.recipient) {
+            Some((_, log)) => bundle.with_log(log.clone(), &p.authority)?,
+            None => bundle,
+        });
     }
     let approved = match &approval {
         Some((a, e)) => {
@@ -616,7 +624,7 @@ pub fn write_dir(dir: &Path, r: &Report, bundles: &[ReceiptBundle]) -> Result<()
 /// Extend the recipients' access to a transfer I sent by `secs`.
 pub async fn extend(home: &Home, transfer: TransferId, secs: u64) -> Result<(), ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&Request::ExtendAccess { transfer, secs }).await;
     conn.close();
     match r? {
@@ -631,7 +639,7 @@ pub async fn revoke(
     transfer: TransferId,
 ) -> Result<Vec<exhibit_proto::frame::RecipientState>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&Request::RevokeTransfer { transfer }).await;
     conn.close();
     match r? {

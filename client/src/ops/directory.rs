@@ -25,7 +25,7 @@ pub async fn list(conn: &Conn, p: &Profile, query: Option<String>) -> Result<Vec
 /// the fingerprint pinned for its user here, if any.
 pub async fn search(home: &Home, query: Option<String>) -> Result<Vec<Listed>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let entries = list(&conn, &p, query).await;
     let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await;
     conn.close();
@@ -56,7 +56,7 @@ pub struct Listed {
 /// us, when our certificate expires, and the way the connection went.
 pub async fn whoami(home: &Home) -> Result<(Profile, u64, crate::session::Route), ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let route = conn.route().clone();
     let server_view = conn.request(&Request::WhoAmI).await?;
     conn.close();

@@ -23,7 +23,6 @@ use crate::ops::details;
 use crate::ops::fetch::{fetch, FetchOptions};
 use crate::ops::manifest::with_approval;
 use crate::ops::send::{send, Confirm, SendOptions, SendOutcome};
-use crate::session::Conn;
 
 /// What to forward, to whom.
 #[derive(Clone, Debug)]
@@ -84,7 +83,7 @@ pub struct ForwardItem {
 /// its case reference.
 pub async fn items(home: &Home, source: TransferId) -> Result<(Vec<ForwardItem>, Option<String>), ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = async {
         let (vm, _, _) = with_approval(&conn, home, &p, source).await?;
         let opened = details::open(&conn, &vm, &p.age).await?;
@@ -143,7 +142,7 @@ impl Drop for Stage {
 /// Forward what I received.
 pub async fn forward(home: &Home, opts: ForwardOptions) -> Result<ForwardOutcome, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let (vm, _, _) = with_approval(&conn, home, &p, opts.source).await?;
     let m = vm.manifest().clone();
     if !m.recipients.contains(&p.me.user) {

@@ -151,7 +151,7 @@ pub async fn resolve(home: &Home, r: &TransferRef) -> Result<exhibit_proto::Tran
         return Ok(*id);
     }
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let mut all = vec![];
     let mut failed = None;
     for l in [TransferList::Inbox, TransferList::Outbox, TransferList::Approvals] {

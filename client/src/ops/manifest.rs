@@ -46,6 +46,10 @@ pub async fn with_approval(
             vm.manifest().transfer
         )));
     }
+    if let Some(head) = &vm.manifest().log_head {
+        let whose = format!("the manifest of {transfer} from {}", vm.manifest().sender);
+        crate::ops::heads::meet(conn, p, head, &whose).await?;
+    }
     let approval = match approval {
         Some((a, entry)) => {
             let (a, approver) = approval::check(&a, &entry, &sender, vm.manifest(), &vm.hash(), &p.authority)

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod enrol;
 pub mod fetch;
 pub mod forward;
+pub mod heads;
 pub mod listing;
 pub mod manifest;
 pub mod onward;

@@ -66,7 +66,7 @@ impl Orgs {
 /// `exhibit admin org list`.
 pub async fn list(home: &Home) -> Result<Vec<Org>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let orgs = Orgs::fetch(&conn, &p).await;
     conn.close();
     Ok(orgs?.sorted().into_iter().cloned().collect())
@@ -77,7 +77,7 @@ pub async fn put(home: &Home, id: OrgId, name: String, kind: OrgKind, replace: b
     exhibit_proto::text::check(exhibit_proto::text::Field::Organisation, &name)
         .map_err(exhibit_proto::ProtoError::from)?;
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let r = conn.request(&Request::AdminOrg { org: Org { id, name, kind }, replace }).await;
     conn.close();
     match r? {

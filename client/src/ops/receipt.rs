@@ -21,7 +21,7 @@ pub async fn bundle(
     recipient: Option<UserId>,
 ) -> Result<ReceiptBundle, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let recipient = match recipient {
         Some(r) => r,
         None => {
@@ -43,14 +43,27 @@ pub async fn bundle(
         Response::Receipt { manifest_len, .. } => Some(*manifest_len),
         _ => None,
     };
-    let (head, bytes) =
-        conn.request_body(&Request::GetReceipt { transfer, recipient }, len, limits::MAX_MANIFEST).await?;
+    let (head, bytes) = conn
+        .request_body(&Request::GetReceipt { transfer, recipient: recipient.clone() }, len, limits::MAX_MANIFEST)
+        .await?;
+    let log = crate::ops::heads::receipt_entry(&conn, &p, transfer, &recipient).await;
     conn.close();
     let Response::Receipt { signature, sender, recipient, receipt, approval, unit, .. } = head else {
         return Err(unexpected(&head));
     };
-    let m = SignedManifest { bytes, signature };
-    Ok(ReceiptBundle::new(m, sender, recipient, receipt, approval, unit, &p.authority)?)
+    let b = ReceiptBundle::new(
+        SignedManifest { bytes, signature },
+        sender,
+        recipient,
+        receipt,
+        approval,
+        unit,
+        &p.authority,
+    )?;
+    Ok(match log? {
+        Some(log) => b.with_log(log, &p.authority)?,
+        None => b,
+    })
 }
 
 /// Sign and submit our receipt for a transfer whose `items` were all
@@ -67,8 +80,11 @@ pub async fn submit(
     let transfer = vm.manifest().transfer;
     let mut root = exhibit_proto::merkle::Root::new();
     items.hashes().iter().for_each(|h| root.push(h));
-    let signed =
-        Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root).for_unit(unit.cloned()).sign(&p.signing);
+    let head = crate::ops::heads::held(&p.dir, &p.authority)?.map(|(_, signed)| signed);
+    let signed = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root)
+        .with_log_head(head)
+        .for_unit(unit.cloned())
+        .sign(&p.signing);
     match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
         Response::ReceiptAccepted { receipt } => {
             receipt.verify_acceptance(&p.authority)?;
@@ -207,7 +223,7 @@ pub async fn item_list(home: &Home, transfer: TransferId) -> Result<Option<Strin
         return Ok(Some(text));
     }
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let (vm, _) = crate::ops::manifest::verified_manifest(&conn, home, &p, transfer).await?;
     let opened = crate::ops::details::open(&conn, &vm, &p.age).await;
     conn.close();

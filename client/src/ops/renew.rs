@@ -6,7 +6,7 @@ use exhibit_proto::frame::{Request, Response};
 
 use crate::error::ClientError;
 use crate::home::Home;
-use crate::session::{unexpected, Conn};
+use crate::session::unexpected;
 
 // Where it has always been found.
 pub use crate::home::cert_expiry;
@@ -23,7 +23,7 @@ pub async fn renew(home: &Home) -> Result<u64, ClientError> {
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
     let csr = params.serialize_request(&key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let cert_der = match conn.request(&Request::Renew { csr_der: csr.der().to_vec() }).await? {
         Response::Renewed { cert_der } => cert_der,
         r => return Err(unexpected(&r)),
@@ -40,7 +40,7 @@ pub async fn renew(home: &Home) -> Result<u64, ClientError> {
     // next command does it; the new certificate is never given up.
     let confirm = async {
         let p = home.load()?;
-        let conn = Conn::open(&p).await?;
+        let conn = crate::ops::heads::open(&p).await?;
         let r = conn.request(&Request::WhoAmI).await;
         conn.close();
         r

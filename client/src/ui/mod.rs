@@ -432,7 +432,7 @@ impl UiState {
         let p = self.home.load()?;
         let ((items, case), entries, orgs) = self.rt.block_on(async {
             let items = crate::ops::forward::items(&self.home, source).await?;
-            let conn = Conn::open(&p).await?;
+            let conn = crate::ops::heads::open(&p).await?;
             let entries = directory::list(&conn, &p, None).await;
             let orgs = crate::ops::orgs::Orgs::fetch(&conn, &p).await;
             conn.close();

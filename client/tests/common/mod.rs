@@ -9,6 +9,8 @@ use std::sync::Arc;
 pub struct Env {
     pub _rt: tokio::runtime::Runtime,
     pub dir: tempfile::TempDir,
+    /// The running server's state (its store, for tampering).
+    pub state: Arc<exhibit_server::State>,
     pub addr: String,
     pub ca: String,
     /// EXHIBIT_PASSPHRASE_FILE for every command, when set; without it
@@ -29,9 +31,10 @@ pub fn start() -> (Env, String) {
     let settings = exhibit_server::load_config(&init.config).unwrap();
     let server = rt.block_on(exhibit_server::Server::start(settings, Arc::new(exhibit_server::SystemClock))).unwrap();
     let addr = server.local_addr().to_string();
+    let state = server.state().clone();
     rt.spawn(server.wait());
     let ca = init.ca.to_str().unwrap().to_owned();
-    (Env { _rt: rt, dir, addr, ca, passphrase: None }, init.admin_code)
+    (Env { _rt: rt, dir, state, addr, ca, passphrase: None }, init.admin_code)
 }
 
 impl Env {

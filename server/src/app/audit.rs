@@ -35,6 +35,7 @@ pub fn append_signed(key: &ed25519_dalek::SigningKey, tx: &mut dyn Tx, ev: Ev) -
     let e = AuditEntry::new(body, prev);
     let seq = e.body.seq;
     tx.append_audit(&e)?;
+    super::tree::append(tx, &e)?;
     if seq.is_multiple_of(CHECKPOINT_EVERY) {
         let cp = Checkpoint { seq, head: e.hash, time: e.body.time }.sign(key);
         tx.put_checkpoint(seq, &cp)?;
@@ -114,6 +115,7 @@ pub fn verify(s: &State) -> Result<String, String> {
     let head = head(s).map_err(|e| e.to_string())?;
     let mut at = (0u64, [0u8; 32]);
     let mut checkpoints = 0usize;
+    let mut tree = exhibit_proto::tlog::Frontier::default();
     while at.0 < head.0 {
         let (mut entries, cps, _) = entries(s, at.0 + 1, PAGE, 0).map_err(|e| e.to_string())?;
         entries.retain(|e| e.body.seq <= head.0);
@@ -121,6 +123,7 @@ pub fn verify(s: &State) -> Result<String, String> {
             break;
         }
         at = exhibit_proto::audit::verify_chain(at, &entries).map_err(|e| format!("entry {}: {}", e.seq, e.reason))?;
+        entries.iter().for_each(|e| tree.push(exhibit_proto::tlog::entry_leaf(e)));
         for cp in &cps {
             let c = cp.verify(&authority).map_err(|e| format!("checkpoint signature: {e}"))?;
             let Some(e) = entries.iter().find(|e| e.body.seq == c.seq) else { continue };
@@ -133,5 +136,26 @@ pub fn verify(s: &State) -> Result<String, String> {
     if at != head {
         return Err(format!("the chain ends at entry {} but the log's last entry is {}", at.0, head.0));
     }
-    Ok(format!("{} entries, {checkpoints} signed checkpoints, chain intact, head {}", at.0, hex::encode(at.1)))
+    // The Merkle tree the signed tree heads come from covers these very
+    // entries: recomputed from them, its root is the stored one.
+    let stored = {
+        let r = s.meta.read().map_err(|e| e.to_string())?;
+        let size = super::tree::size(&*r).map_err(|e| e.to_string())?;
+        if size < at.0 {
+            return Err(format!("the audit tree covers {size} entries, the log {}", at.0));
+        }
+        super::tree::root(&*r, at.0).map_err(|e| e.to_string())?
+    };
+    if stored != tree.root() {
+        return Err(format!(
+            "the audit tree over {} entries differs from the entries themselves (an entry was changed after it was logged)",
+            at.0
+        ));
+    }
+    Ok(format!(
+        "{} entries, {checkpoints} signed checkpoints, chain intact, tree root {}, head {}",
+        at.0,
+        hex::encode(stored),
+        hex::encode(at.1)
+    ))
 }

@@ -12,6 +12,7 @@ pub mod listings;
 pub mod orgs;
 pub mod receipts;
 pub mod transfers;
+pub mod tree;
 pub mod units;
 pub mod users;
 

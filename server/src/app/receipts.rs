@@ -299,3 +299,35 @@ pub fn custody_entries(
     audit_view(s, caller, transfer, now, &format!("entries after {after}"))?;
     entries_page(s.meta.read()?.as_ref(), transfer, after, limit)
 }
+
+/// The entry that accepted `recipient`'s receipt for `transfer`, with its
+/// inclusion proof in the tree head signed now: what a receipt bundle
+/// carries, so an offline check sees the receipt is in the log. The same
+/// people may ask as may read the transfer's custody.
+pub fn receipt_entry(
+    s: &State,
+    caller: &UserRecord,
+    transfer: &TransferId,
+    recipient: &UserId,
+    now: u64,
+) -> Result<exhibit_proto::tlog::EntryProof, ServerError> {
+    let r = s.meta.read()?;
+    readable(r.as_ref(), r.transfer(transfer)?, caller, transfer)?;
+    let subject = transfer.to_string();
+    let mut after = 0;
+    let entry = loop {
+        let page = r.audit_about(&subject, after, 1000)?;
+        let Some(last) = page.last() else {
+            return Err(ServerError::NotFound(format!("no receipt of {recipient} accepted for {transfer}")));
+        };
+        after = last.body.seq;
+        if let Some(e) =
+            page.into_iter().find(|e| e.body.action == "receipt-accepted" && e.body.actor == recipient.as_str())
+        {
+            break e;
+        }
+    };
+    let (head, signed) = super::tree::head(r.as_ref(), s.authority.signing_key(), now)?;
+    let proof = super::tree::inclusion(r.as_ref(), entry.body.seq, head.size)?;
+    Ok(exhibit_proto::tlog::EntryProof { entry, head: signed, proof })
+}

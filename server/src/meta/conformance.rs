@@ -65,6 +65,7 @@ pub fn run(make: &mut dyn FnMut() -> Box<dyn MetaStore>, scratch: &std::path::Pa
     chunks_receipts_and_usage(make().as_ref())?;
     deadlines_alerts_and_counters(make().as_ref())?;
     audit_log(make().as_ref())?;
+    audit_tree(make().as_ref())?;
     transactions(make().as_ref(), scratch)
 }
 
@@ -422,6 +423,37 @@ fn audit_log(m: &dyn MetaStore) -> Check {
     Ok(())
 }
 
+fn audit_tree(m: &dyn MetaStore) -> Check {
+    let mut tx = ok(m.write(), "write")?;
+    // Leaves 0..5 and the subtrees they complete, as `tlog::appended` says.
+    let nodes = [(0u8, 0u64), (0, 1), (1, 0), (0, 2), (0, 3), (1, 1), (2, 0), (0, 4)];
+    for (i, (level, index)) in nodes.iter().enumerate() {
+        ok(tx.put_tree_node(*level, *index, &[i as u8 + 1; 32]), "put_tree_node")?;
+    }
+    if ok(tx.tree_node(2, 0), "tree_node")? != Some([7; 32]) {
+        return fail("a transaction does not see its own tree node");
+    }
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    for (i, (level, index)) in nodes.iter().enumerate() {
+        if ok(r.tree_node(*level, *index), "tree_node")? != Some([i as u8 + 1; 32]) {
+            return fail("a tree node by (level, index): levels and indices kept apart");
+        }
+    }
+    if ok(r.tree_node(1, 2), "tree_node")?.is_some() || ok(r.tree_node(3, 0), "tree_node")?.is_some() {
+        return fail("a tree node never stored");
+    }
+    drop(r);
+    // A log cut back and grown again overwrites the subtrees it completes.
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_tree_node(0, 3, &[42; 32]), "put_tree_node")?;
+    ok(tx.commit(), "commit")?;
+    if ok(ok(m.read(), "read")?.tree_node(0, 3), "tree_node")? != Some([42; 32]) {
+        return fail("a tree node replaced");
+    }
+    Ok(())
+}
+
 fn transactions(m: &dyn MetaStore, scratch: &std::path::Path) -> Check {
     let bob = user("bob");
     let before = ok(m.read(), "read")?;
@@ -436,6 +468,7 @@ fn transactions(m: &dyn MetaStore, scratch: &std::path::Path) -> Check {
     }
     let mut tx = ok(m.write(), "write")?;
     ok(tx.put_user(&bob), "put_user")?;
+    ok(tx.put_tree_node(5, 1, &[5; 32]), "put_tree_node")?;
     ok(tx.commit(), "commit")?;
     if ok(before.user(&bob.user), "user")?.is_some() {
         return fail("a read view saw a write committed after it began");
@@ -448,6 +481,9 @@ fn transactions(m: &dyn MetaStore, scratch: &std::path::Path) -> Check {
     let copy = ok(crate::meta::open(&dest), "open snapshot")?;
     if ok(ok(copy.read(), "read")?.user(&bob.user), "user")?.is_none() {
         return fail("a snapshot misses a committed write");
+    }
+    if ok(ok(copy.read(), "read")?.tree_node(5, 1), "tree_node")? != Some([5; 32]) {
+        return fail("a snapshot misses the audit tree");
     }
     Ok(())
 }

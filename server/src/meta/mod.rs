@@ -168,6 +168,10 @@ pub trait Read {
     fn checkpoints(&self, lo: u64, hi: u64) -> Result<Vec<SignedCheckpoint>>;
     /// Entries about `subject` with seq after `after`, at most `limit`.
     fn audit_about(&self, subject: &str, after: u64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The audit tree's stored complete subtree at (`level`, `index`): the
+    /// root over leaves `[index·2^level, (index+1)·2^level)`
+    /// (`exhibit_proto::tlog`).
+    fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
 }
 
 /// A write transaction: reads see its own writes.
@@ -235,6 +239,9 @@ pub trait Tx: Read {
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<()>;
     /// Store the signed checkpoint at `seq`.
     fn put_checkpoint(&mut self, seq: u64, cp: &SignedCheckpoint) -> Result<()>;
+    /// Store (or replace) the audit tree's complete subtree at (`level`,
+    /// `index`).
+    fn put_tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) -> Result<()>;
 
     /// Make every change durable, or none.
     fn commit(self: Box<Self>) -> Result<()>;

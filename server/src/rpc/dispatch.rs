@@ -292,6 +292,21 @@ pub(crate) async fn dispatch(
                 blocking(state, move |s| app::audit::proof(s, since, PROOF_PAGE, now)).await?;
             Response::AuditProof { checkpoint, body_hashes }
         }
+        Request::TreeHead { since } => {
+            let (head, proof) =
+                blocking(state, move |s| app::tree::head_since(s.meta.as_ref(), s.authority.signing_key(), since, now))
+                    .await?;
+            Response::TreeHead { head, proof }
+        }
+        Request::ReceiptEntry { transfer, recipient } => {
+            let log =
+                blocking(state, move |s| app::receipts::receipt_entry(s, &caller, &transfer, &recipient, now)).await?;
+            Response::ReceiptEntry { log }
+        }
+        Request::TreeProof { from, to } => {
+            let proof = blocking(state, move |s| app::tree::proof_between(s.meta.as_ref(), from, to)).await?;
+            Response::TreeProof { proof }
+        }
         Request::Custody { transfer } => return custody(state, peer, caller, transfer, now).await,
         Request::CustodyEntries { transfer, page } => {
             let after = match &page.after {

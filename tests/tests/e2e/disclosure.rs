@@ -322,6 +322,7 @@ async fn a_summary_that_lies_about_the_sealed_labels_is_refused_by_the_recipient
         policy: Some(clean),
         approvers: vec![uid("dana")],
         derived_from: None,
+        log_head: None,
     };
     let signed = m.sign(&cp.signing);
     assert!(matches!(seal_request(&conn, &signed).await.unwrap(), Response::Sealed { .. }));

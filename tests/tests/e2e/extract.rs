@@ -191,6 +191,7 @@ async fn a_pack_with_a_wrong_hash_or_an_unsafe_path_writes_nothing() {
             policy,
             approvers: vec![],
             derived_from: None,
+            log_head: None,
         };
         let signed = m.sign(&ap.signing);
         let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };

@@ -338,6 +338,7 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
         policy: None,
         approvers: vec![],
         derived_from: None,
+        log_head: None,
     };
     m.sign(&ap.signing)
 }

@@ -22,6 +22,7 @@ mod receipts;
 mod s3;
 mod tamper;
 mod text;
+mod tlog;
 mod transfer;
 mod units;
 mod upgrade;

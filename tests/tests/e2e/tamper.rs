@@ -137,6 +137,7 @@ async fn chunks_listed_out_of_order_fail_the_whole_file_hash() {
             policy: None,
             approvers: vec![],
             derived_from: None,
+            log_head: None,
         };
         let signed = manifest.sign(&a.signing);
         let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };

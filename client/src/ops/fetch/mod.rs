@@ -127,7 +127,10 @@ async fn submit_receipt(
     loop {
         match crate::ops::receipt::submit(&conn, p, vm, items, unit).await {
             Ok(r) => {
+                // The head held now covers this receipt's entry.
+                let checked = crate::ops::heads::check(&conn, p).await;
                 conn.close();
+                checked?;
                 return Ok(r);
             }
             Err(e) if reconnects.again(&e).await => {}

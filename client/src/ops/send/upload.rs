@@ -208,6 +208,7 @@ pub(super) async fn upload(
         policy: Some(policy),
         approvers: h.approvers.clone(),
         derived_from: h.derived_from.clone(),
+        log_head: crate::ops::heads::held(&p.dir, &p.authority)?.map(|(_, signed)| signed),
     };
     let signed = manifest.sign(&p.signing);
     let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
@@ -215,12 +216,15 @@ pub(super) async fn upload(
         Response::Sealed { deadline, .. } => deadline,
         r => return Err(unexpected(&r)),
     };
-    conn.close();
     let journal = Arc::try_unwrap(journal)
         .map_err(|_| ClientError::Stream("journal still in use".into()))?
         .into_inner()
         .map_err(|_| ClientError::Stream("journal lock".into()))?;
     journal.finish()?;
+    // Sealed and finished: the head held now covers the seal's entries.
+    let checked = crate::ops::heads::check(conn, p).await;
+    conn.close();
+    checked?;
     Ok(SendOutcome {
         transfer,
         items: plan.sources.len(),

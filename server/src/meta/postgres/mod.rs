@@ -70,9 +70,10 @@ const META: &str = "meta";
 const AUDIT: &str = "audit";
 const AUDIT_SUBJECT: &str = "audit_subject";
 const AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
+const AUDIT_TREE: &str = "audit_tree";
 
 /// Every table: the names redb gives them.
-const TABLES: [&str; 24] = [
+const TABLES: [&str; 25] = [
     USERS,
     CERTS,
     CODES,
@@ -97,6 +98,7 @@ const TABLES: [&str; 24] = [
     AUDIT_SUBJECT,
     AUDIT_CHECKPOINTS,
     RENEWALS,
+    AUDIT_TREE,
 ];
 
 fn pg_error(e: tokio_postgres::Error) -> ServerError {
@@ -104,6 +106,14 @@ fn pg_error(e: tokio_postgres::Error) -> ServerError {
         Some(db) => ServerError::Store(format!("postgres: {}: {}", db.code().code(), db.message())),
         None => ServerError::Store(format!("postgres: {e}")),
     }
+}
+
+/// The key of the audit tree's node (`level`, `index`), as redb's.
+fn tree_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -703,6 +713,13 @@ impl Read for View<'_> {
         let prefix = cat(&[subject.as_bytes(), &[0]]);
         self.indexed(AUDIT_SUBJECT, AUDIT, &prefix, Some(&after.to_be_bytes()), limit, "audit entry")
     }
+
+    fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+        match self.get_raw(AUDIT_TREE, &tree_key(level, index))? {
+            Some(v) => v.as_slice().try_into().map(Some).map_err(|_| ServerError::Store("bad audit tree node".into())),
+            None => Ok(None),
+        }
+    }
 }
 
 impl Tx for View<'_> {
@@ -850,6 +867,10 @@ impl Tx for View<'_> {
 
     fn put_checkpoint(&mut self, seq: u64, cp: &SignedCheckpoint) -> Result<()> {
         self.put_raw(AUDIT_CHECKPOINTS, &seq.to_be_bytes(), &enc(cp))
+    }
+
+    fn put_tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) -> Result<()> {
+        self.put_raw(AUDIT_TREE, &tree_key(level, index), hash)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {

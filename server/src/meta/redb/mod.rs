@@ -79,9 +79,12 @@ const AUDIT: Bytes = TableDefinition::new("audit");
 const AUDIT_SUBJECT: Bytes = TableDefinition::new("audit_subject");
 /// seq (u64 BE) → [`SignedCheckpoint`].
 const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
+/// level (u8) ‖ index (u64 BE) → hash: the audit tree's complete
+/// subtrees (level 0: leaf hashes).
+const AUDIT_TREE: Bytes = TableDefinition::new("audit_tree");
 
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 24] = [
+const TABLES: [Bytes; 25] = [
     USERS,
     CERTS,
     CODES,
@@ -106,6 +109,7 @@ const TABLES: [Bytes; 24] = [
     AUDIT_SUBJECT,
     AUDIT_CHECKPOINTS,
     RENEWALS,
+    AUDIT_TREE,
 ];
 
 macro_rules! store_errors {
@@ -140,6 +144,14 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 
 fn be64(v: &[u8]) -> Option<u64> {
     v.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The key of the audit tree's node (`level`, `index`).
+fn tree_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
 }
 
 fn hash32(v: &[u8], what: &str) -> Result<[u8; 32]> {
@@ -591,6 +603,12 @@ impl<S: Source> Read for View<S> {
     fn audit_about(&self, subject: &str, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         let prefix = cat(&[subject.as_bytes(), &[0]]);
         self.indexed(AUDIT_SUBJECT, AUDIT, &prefix, Some(&after.to_be_bytes()), limit, "audit entry")
+    }
+
+    fn tree_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+        let t = self.0.t(AUDIT_TREE)?;
+        let v = t.get(tree_key(level, index).as_slice())?;
+        v.map(|v| hash32(v.value(), "audit tree node")).transpose()
     }
 }
 

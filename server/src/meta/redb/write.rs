@@ -189,6 +189,11 @@ impl Tx for View<WriteTransaction> {
         Ok(())
     }
 
+    fn put_tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) -> Result<()> {
+        self.0.t(AUDIT_TREE)?.insert(tree_key(level, index).as_slice(), hash.as_slice())?;
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.0.commit()?;
         Ok(())
