@@ -325,3 +325,38 @@ async fn overdue_to_a_unit_alerts_every_member_the_units_address_and_the_webhook
 }
 
 const DASH: &str = "dashboard-test-token-0123456789-abc";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_sees_and_fetches_the_units_evidence_on_exhibit_ui() {
+    use exhibit_client::ui::{Ui, UiOptions};
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let ann = f.user("ann", Role::Caseworker).await;
+    unit_with(&f, AckRule::One, &[&ann]).await;
+    let t = send_to(&f, &alice, &[UNIT], "on-the-page.txt").await.unwrap();
+    let downloads = f.path("ann-downloads");
+    let opts = UiOptions { listen: "127.0.0.1:0".parse().unwrap(), downloads: downloads.clone() };
+    let ui = Ui::start(ann, opts, tokio::runtime::Handle::current()).unwrap();
+    let url = ui.url().trim_start_matches("http://").to_owned();
+    let (host, tok) = url.split_once('/').unwrap();
+    let tok = tok.trim_end_matches('/');
+    let page = crate::browser::http("GET", host, &format!("/{tok}/"), &[], b"").text();
+    assert!(
+        page.contains(&t.to_string()[..8]) && page.contains(UNIT),
+        "the unit's transfer is not on the page: {page}"
+    );
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let body = format!("transfer={t}");
+    let r = crate::browser::http("POST", host, &format!("/{tok}/fetch"), &form, body.as_bytes());
+    assert!(r.status < 400, "{}", r.text());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let got = loop {
+        let files = tree(&downloads);
+        if let Some((_, b)) = files.iter().find(|(n, _)| n.ends_with("on-the-page.txt")) {
+            break b.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "not fetched from the page: {files:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(got, b"evidence for on-the-page.txt");
+}
