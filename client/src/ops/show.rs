@@ -10,7 +10,6 @@ use serde::Serialize;
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::ops::{details, manifest};
-use crate::session::Conn;
 
 /// One item as shown.
 #[derive(Clone, Debug, Serialize)]
@@ -51,7 +50,7 @@ pub struct Shown {
 /// through a unit), listing at most `limit` items.
 pub async fn show(home: &Home, transfer: TransferId, limit: usize) -> Result<Shown, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let out = async {
         let (vm, sender) = manifest::verified_manifest(&conn, home, &p, transfer).await?;
         let m = vm.manifest();

@@ -311,7 +311,7 @@ impl Shown {
 /// sharing what keys it can.
 pub async fn list(home: &Home, all: bool) -> Result<(Vec<Shown>, Vec<Upkept>), ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let done = upkeep(&conn, home, &p, None).await?;
     let units = fetch(&conn, home, &p, all).await?.iter().map(|v| Shown::of(v, &p.me.user)).collect();
     conn.close();
@@ -321,7 +321,7 @@ pub async fn list(home: &Home, all: bool) -> Result<(Vec<Shown>, Vec<Upkept>), C
 /// `exhibit unit share ID`: make or share the unit's key now.
 pub async fn share(home: &Home, unit: &UserId) -> Result<Vec<Upkept>, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let mine = fetch(&conn, home, &p, false).await?;
     if !mine.iter().any(|v| &v.unit.unit == unit) {
         return Err(ClientError::Usage(format!("you are not a member of unit {unit}")));
@@ -334,7 +334,7 @@ pub async fn share(home: &Home, unit: &UserId) -> Result<Vec<Upkept>, ClientErro
 /// Admin: add a unit, or change one (`replace`).
 pub async fn put(home: &Home, p: crate::ops::units::NewUnit, replace: bool) -> Result<Shown, ClientError> {
     let prof = home.load()?;
-    let conn = Conn::open(&prof).await?;
+    let conn = crate::ops::heads::open(&prof).await?;
     let req = Request::AdminUnit { unit: p.unit, org: p.org, name: p.name, ack: p.ack, email: p.email, replace };
     let out = one(&conn, home, &prof, &req).await;
     conn.close();
@@ -344,7 +344,7 @@ pub async fn put(home: &Home, p: crate::ops::units::NewUnit, replace: bool) -> R
 /// Admin: add and remove members.
 pub async fn members(home: &Home, unit: UserId, add: Vec<UserId>, remove: Vec<UserId>) -> Result<Shown, ClientError> {
     let p = home.load()?;
-    let conn = Conn::open(&p).await?;
+    let conn = crate::ops::heads::open(&p).await?;
     let out = one(&conn, home, &p, &Request::AdminUnitMembers { unit, add, remove }).await;
     conn.close();
     out
