@@ -238,8 +238,16 @@ async fn a_backup_goes_past_a_damaged_chunk_lists_it_and_a_restore_names_it() {
     assert_eq!((summary.damaged[0].chunk, summary.damaged[0].transfers.clone()), (id, vec![t]));
     assert!(summary.damaged[0].reason.contains("altered"), "{:?}", summary.damaged[0]);
     assert!(out.exists(), "the archive was not kept");
-    // The running server alerted it, as a fetch would have.
-    let a = corruption_alerts(&f);
+    // The running server alerted it, as a fetch would have. It records the
+    // damage once the archive is sent, so the backup may return first.
+    let mut a = corruption_alerts(&f);
+    for _ in 0..200 {
+        if !a.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        a = corruption_alerts(&f);
+    }
     assert_eq!(a.len(), 1);
     assert!(a[0].message.contains("found by a backup"), "{}", a[0].message);
 
