@@ -55,7 +55,7 @@ pub fn put(s: &State, admin: &UserRecord, p: Particulars, replace: bool, now: u6
         let (members, epoch, keep) = match (old, replace) {
             (Some(_), false) => {
                 return Err(ServerError::Conflict(format!(
-                    "unit {} exists; use `exhibit admin unit set` to change it",
+                    "unit {} exists; its members change with `exhibit admin unit members`",
                     p.unit
                 )))
             }
