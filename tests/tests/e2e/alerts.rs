@@ -206,6 +206,18 @@ impl mailin_embedded::Handler for Mailbox {
     }
 }
 
+/// The server's e-mail settings for the in-process SMTP server on `port`.
+pub(crate) fn local_smtp(port: u16) -> SmtpConfig {
+    SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: "none".into(),
+        from: "exhibit@example.test".into(),
+        username: None,
+        password: None,
+    }
+}
+
 pub(crate) fn start_smtp() -> (u16, Mailbox) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -259,14 +271,7 @@ async fn alerts_reach_email_and_signed_webhook_and_retry_until_delivered() {
     drop(reserved);
     let (f, clock) = manual(move |c| {
         c.webhook = Some(WebhookConfig { url: format!("http://{hook_addr}/exhibit"), secret: "s3cret".into() });
-        c.smtp = Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp_port,
-            tls: "none".into(),
-            from: "exhibit@example.test".into(),
-            username: None,
-            password: None,
-        });
+        c.smtp = Some(local_smtp(smtp_port));
         c.admin_emails = vec!["duty@example.test".into()];
         c.arrival_notices = false; // alerts alone here; notices: notices.rs
     })

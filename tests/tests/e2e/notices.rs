@@ -11,7 +11,6 @@ use exhibit_proto::directory::Role;
 use exhibit_proto::frame::AlertKind;
 use exhibit_proto::org::OrgId;
 use exhibit_proto::unit::AckRule;
-use exhibit_server::config::SmtpConfig;
 use exhibit_server::{notify, Background, ManualClock};
 
 use crate::fixture::*;
@@ -21,14 +20,7 @@ async fn a_recipient_and_a_units_members_are_told_of_an_arrival_and_the_admins_a
     let (smtp_port, mailbox) = crate::alerts::start_smtp();
     let clock = ManualClock::new(1_800_000_000);
     let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, move |c| {
-        c.smtp = Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp_port,
-            tls: "none".into(),
-            from: "exhibit@example.test".into(),
-            username: None,
-            password: None,
-        });
+        c.smtp = Some(crate::alerts::local_smtp(smtp_port));
         c.admin_emails = vec!["duty@example.test".into()];
     })
     .await;
@@ -80,14 +72,7 @@ async fn a_recipient_and_a_units_members_are_told_of_an_arrival_and_the_admins_a
 async fn with_notices_off_nobody_is_mailed_on_arrival() {
     let (smtp_port, mailbox) = crate::alerts::start_smtp();
     let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, move |c| {
-        c.smtp = Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp_port,
-            tls: "none".into(),
-            from: "exhibit@example.test".into(),
-            username: None,
-            password: None,
-        });
+        c.smtp = Some(crate::alerts::local_smtp(smtp_port));
         c.arrival_notices = false;
     })
     .await;

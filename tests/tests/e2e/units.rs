@@ -13,7 +13,7 @@ use exhibit_proto::frame::{AlertKind, DeliveryState};
 use exhibit_proto::org::OrgId;
 use exhibit_proto::unit::{AckRule, UnitKey};
 use exhibit_proto::{TransferId, UserId};
-use exhibit_server::config::{SmtpConfig, WebhookConfig};
+use exhibit_server::config::WebhookConfig;
 use exhibit_server::{alerts, notify, Background, ManualClock};
 
 use crate::fixture::*;
@@ -280,14 +280,7 @@ async fn overdue_to_a_unit_alerts_every_member_the_units_address_and_the_webhook
     let clock = ManualClock::new(1_800_000_000);
     let f = Fixture::start_with(Arc::new(clock.clone()), Background::Off, move |c| {
         c.webhook = Some(WebhookConfig { url: format!("http://{hook_addr}/exhibit"), secret: "s3cret".into() });
-        c.smtp = Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp_port,
-            tls: "none".into(),
-            from: "exhibit@example.test".into(),
-            username: None,
-            password: None,
-        });
+        c.smtp = Some(crate::alerts::local_smtp(smtp_port));
         c.dashboard = Some(exhibit_server::config::DashboardConfig::new("127.0.0.1:0".parse().unwrap(), DASH));
         c.arrival_notices = false;
     })
