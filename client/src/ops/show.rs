@@ -54,12 +54,7 @@ pub async fn show(home: &Home, transfer: TransferId, limit: usize) -> Result<Sho
     let out = async {
         let (vm, sender) = manifest::verified_manifest(&conn, home, &p, transfer).await?;
         let m = vm.manifest();
-        let (unit, identity) = if m.recipients.contains(&p.me.user) || m.sender == p.me.user {
-            (None, p.age.clone())
-        } else {
-            let (u, id) = crate::ops::units::identity_for(&conn, home, &p, &vm).await?;
-            (Some(u.to_string()), id)
-        };
+        let (unit, identity) = crate::ops::units::opening_key(&conn, home, &p, &vm).await?;
         let opened = details::open(&conn, &vm, &identity).await.map_err(|e| match e {
             ClientError::Proto(exhibit_proto::ProtoError::NotAddressed { .. }) if m.sender == p.me.user => {
                 ClientError::Usage(
@@ -84,7 +79,7 @@ pub async fn show(home: &Home, transfer: TransferId, limit: usize) -> Result<Sho
             sender: sender.user.to_string(),
             sender_name: sender.display_name.clone(),
             case_ref: m.case_ref.clone(),
-            unit,
+            unit: unit.map(|u| u.to_string()),
             note: opened.head.note.clone(),
             item_count: opened.items.len(),
             bytes: opened.items.iter().map(|i| i.size).sum(),

@@ -156,16 +156,20 @@ pub fn identities(p: &Profile, v: &Verified) -> Result<BTreeMap<u32, age::x25519
     Ok(out)
 }
 
-/// The unit a transfer not addressed to the user is addressed to, of
-/// which they are a member, and its key that opens the transfer (of the
-/// epoch it was sealed to; the newest first).
-pub async fn identity_for(
+/// The key that opens a transfer the user sent or received: their own
+/// (no unit), or, addressed to a unit they are a member of, that unit and
+/// its key that opens it (of the epoch it was sealed to; the newest
+/// first).
+pub async fn opening_key(
     conn: &Conn,
     home: &Home,
     p: &Profile,
     vm: &exhibit_proto::VerifiedManifest,
-) -> Result<(UserId, age::x25519::Identity), ClientError> {
+) -> Result<(Option<UserId>, age::x25519::Identity), ClientError> {
     let m = vm.manifest();
+    if m.recipients.contains(&p.me.user) || m.sender == p.me.user {
+        return Ok((None, p.age.clone()));
+    }
     let mine = fetch(conn, home, p, false).await?;
     let Some(v) = mine.iter().find(|v| m.recipients.contains(&v.unit.unit)) else {
         return Err(ClientError::Verify("this transfer is not addressed to you".into()));
@@ -182,7 +186,7 @@ pub async fn identity_for(
     let mut last = None;
     for id in ids.into_values().rev() {
         match crate::ops::details::open(conn, vm, &id).await {
-            Ok(_) => return Ok((unit.clone(), id)),
+            Ok(_) => return Ok((Some(unit.clone()), id)),
             Err(e) => last = Some(e),
         }
     }

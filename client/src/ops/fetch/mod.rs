@@ -163,15 +163,8 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     let m = vm.manifest();
     // Addressed to the user, or to a unit they are a member of (opened
     // with the unit's key, acknowledged for the unit).
-    let direct = m.recipients.contains(&p.me.user);
-    let (unit, identity) = match direct || m.sender == p.me.user {
-        true => (None, p.age.clone()),
-        false => {
-            let (u, id) = crate::ops::units::identity_for(&conn, home, &p, &vm).await?;
-            (Some(u), id)
-        }
-    };
-    let is_recipient = direct || unit.is_some();
+    let (unit, identity) = crate::ops::units::opening_key(&conn, home, &p, &vm).await?;
+    let is_recipient = m.recipients.contains(&p.me.user) || unit.is_some();
     // The disclosure rules, held here too (the server might not): to a
     // recipient outside police and CPS, only with an approval, and only
     // items the rules allow (checked once the labels are open).
