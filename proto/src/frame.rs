@@ -305,8 +305,9 @@ pub enum AlertKind {
 /// An admin's acknowledgement of an alert.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertAck {
-    /// Who.
-    pub by: UserId,
+    /// Who: a user id, or `exhibitd` when the alert closed itself because
+    /// its cause was resolved. (Encoded as a user id was: a string.)
+    pub by: String,
     /// When.
     pub at: u64,
     /// Why / what was done.

@@ -55,6 +55,10 @@ pub struct Config {
     /// An upload not sealed this long after it started raises an alert.
     #[serde(default = "default_stalled")]
     pub stalled_upload_after: String,
+    /// An upload still not sealed this long after its stalled-upload alert
+    /// is given up: its chunks are deleted and it ends as expired (audited).
+    #[serde(default = "default_abandon")]
+    pub abandon_upload_after: String,
     /// A disclosure to an external organisation that has waited this long
     /// for a disclosure approver raises an alert.
     #[serde(default = "default_approve_within")]
@@ -392,6 +396,10 @@ fn default_stalled() -> String {
     "24h".into()
 }
 
+fn default_abandon() -> String {
+    "7d".into()
+}
+
 fn default_approve_within() -> String {
     "8h".into()
 }
@@ -452,6 +460,9 @@ pub struct Settings {
     pub escalate_after: Vec<u64>,
     /// Stalled-upload delay, seconds.
     pub stalled_upload_after: u64,
+    /// Grace after a stalled-upload alert before the upload is given up,
+    /// seconds.
+    pub abandon_upload_after: u64,
     /// How long a disclosure may wait for approval before an alert, seconds.
     pub approve_within: u64,
     /// Default access period of recipients in external organisations, by
@@ -491,6 +502,7 @@ impl Config {
             scan_interval: default_scan(),
             escalate_after: default_escalate(),
             stalled_upload_after: default_stalled(),
+            abandon_upload_after: default_abandon(),
             approve_within: default_approve_within(),
             external_access: default_external_access(),
             retain_after_ack: default_retain(),
@@ -655,6 +667,7 @@ impl Config {
             scan_interval: d("scan_interval", &self.scan_interval)?.max(1),
             escalate_after,
             stalled_upload_after: d("stalled_upload_after", &self.stalled_upload_after)?,
+            abandon_upload_after: d("abandon_upload_after", &self.abandon_upload_after)?.max(1),
             approve_within: d("approve_within", &self.approve_within)?,
             external_access: self.external_access()?,
             max_transfer_bytes: size("max_transfer_size", &self.max_transfer_size)?,

@@ -114,7 +114,7 @@ pub fn scan_batch(s: &State, now: u64, limit: usize) -> Result<ScanReport, Serve
         let mut report = ScanReport { processed: due.len(), ..ScanReport::default() };
         for (_, id, what) in due {
             let Some(mut t) = tx.transfer(&id)? else { continue };
-            match rules::on_due(&t, what, now, &s.settings.escalate_after) {
+            match rules::on_due(&t, what, now, &s.settings.escalate_after, s.settings.abandon_upload_after) {
                 OnDue::Nothing => {}
                 OnDue::Raise(a, next) => {
                     if let Some((at, due)) = next {
@@ -122,7 +122,7 @@ pub fn scan_batch(s: &State, now: u64, limit: usize) -> Result<ScanReport, Serve
                     }
                     report.raised.extend(raise(s, tx, *a, &notifiers)?);
                 }
-                OnDue::Expire => {
+                ended @ (OnDue::Expire | OnDue::Abandon) => {
                     let chunks = tx.transfer_chunks(&id)?;
                     for (c, _) in &chunks {
                         tx.remove_transfer_chunk(&id, c)?;
@@ -130,7 +130,10 @@ pub fn scan_batch(s: &State, now: u64, limit: usize) -> Result<ScanReport, Serve
                             unreferenced.push(*c);
                         }
                     }
-                    let fx = lifecycle::expire(&mut t, chunks.len(), now);
+                    let fx = match ended {
+                        OnDue::Abandon => lifecycle::abandon(&mut t, chunks.len(), now),
+                        _ => lifecycle::expire(&mut t, chunks.len(), now),
+                    };
                     tx.put_transfer(&t)?;
                     apply(s, tx, &id, fx)?;
                     report.expired.push(id);
@@ -205,10 +208,47 @@ pub fn ack(s: &State, id: u64, by: UserId, note: String, now: u64) -> Result<Ale
         }
         let subject = a.info.transfer.map_or(format!("alert-{id}"), |t| t.to_string());
         audit::append(s, tx, Ev::new(now, &by, "alert-ack", subject).details(format!("alert {id}: {note}")))?;
-        a.info.ack = Some(AlertAck { by, at: now, note });
+        a.info.ack = Some(AlertAck { by: by.to_string(), at: now, note });
         tx.put_alert(&a)?;
         Ok(a)
     })
+}
+
+/// Close the open alerts about `transfer` that `why` answers, each with
+/// a note and an audit entry by `exhibitd`: an overdue alert once everyone
+/// acknowledged, a stalled-upload alert once sealed, and so on. An alert
+/// an admin acknowledged already keeps their note.
+pub fn resolve(
+    key: &ed25519_dalek::SigningKey,
+    tx: &mut dyn Tx,
+    transfer: &TransferId,
+    at: u64,
+    why: lifecycle::Resolved,
+) -> Result<(), ServerError> {
+    let t = transfer.as_bytes().as_slice();
+    let mut ids = vec![];
+    for suffix in why.suffixes() {
+        ids.extend(tx.alert_key(&[t, suffix].concat())?);
+    }
+    // Overdue levels are raised in order: the first never raised ends them.
+    for level in (0..=u8::MAX).take_while(|_| why.closes_overdue()) {
+        match tx.alert_key(&[t, &[b'o', level]].concat())? {
+            Some(id) => ids.push(id),
+            None => break,
+        }
+    }
+    for id in ids {
+        let Some(mut a) = tx.alert(id)? else { continue };
+        if a.info.ack.is_some() {
+            continue;
+        }
+        let note = why.note().to_owned();
+        let ev = Ev::new(at, "exhibitd", "alert-resolved", transfer).details(format!("alert {id}: {note}"));
+        audit::append_signed(key, tx, ev)?;
+        a.info.ack = Some(AlertAck { by: "exhibitd".into(), at, note });
+        tx.put_alert(&a)?;
+    }
+    Ok(())
 }
 
 /// Deliveries still to make, with their alerts.

@@ -60,6 +60,7 @@ pub fn apply_signed(
             Effect::Inbox(user) => tx.add_to_mailbox(Mailbox::Inbox, &user, transfer)?,
             Effect::Usage { user, delta } => tx.add_usage(&user, delta)?,
             Effect::ApprovalQueue(user) => tx.add_to_mailbox(Mailbox::Approvals, &user, transfer)?,
+            Effect::Resolve { at, why } => alerts::resolve(key, tx, transfer, at, why)?,
         }
     }
     Ok(())

@@ -72,11 +72,14 @@ pub enum OnDue {
     Raise(Box<NewAlert>, Option<(u64, Due)>),
     /// Retention is over.
     Expire,
+    /// An upload never sealed, past its grace: give it up.
+    Abandon,
 }
 
 /// Decide what a due entry means for `t` now. `escalate` is the delay of
-/// each escalation after the deadline.
-pub fn on_due(t: &TransferRecord, due: Due, now: u64, escalate: &[u64]) -> OnDue {
+/// each escalation after the deadline; `abandon` the grace after a
+/// stalled-upload alert before the upload is given up.
+pub fn on_due(t: &TransferRecord, due: Due, now: u64, escalate: &[u64], abandon: u64) -> OnDue {
     match due {
         Due::Overdue(level) => {
             if t.state != TransferState::Sealed || t.waiting_for().is_empty() {
@@ -92,13 +95,18 @@ pub fn on_due(t: &TransferRecord, due: Due, now: u64, escalate: &[u64]) -> OnDue
                 return OnDue::Nothing;
             }
             let msg = format!(
-                "STALLED UPLOAD: transfer {} from {} started {} ago and is not sealed",
+                "STALLED UPLOAD: transfer {} from {} started {} ago and is not sealed; \
+                 unless it is, it will be given up and its chunks deleted in {}",
                 t.transfer,
                 t.sender,
-                format_secs(now.saturating_sub(t.created_at))
+                format_secs(now.saturating_sub(t.created_at)),
+                format_secs(abandon)
             );
-            OnDue::Raise(Box::new(about_transfer(t, AlertKind::StalledUpload, b"s", msg, now)), None)
+            let next = Some((now.saturating_add(abandon), Due::Abandon));
+            OnDue::Raise(Box::new(about_transfer(t, AlertKind::StalledUpload, b"s", msg, now)), next)
         }
+        Due::Abandon if t.state == TransferState::Uploading => OnDue::Abandon,
+        Due::Abandon => OnDue::Nothing,
         Due::Expire if crate::core::lifecycle::can_expire(t, now) => OnDue::Expire,
         Due::Expire => OnDue::Nothing,
         Due::Approval => {
@@ -179,7 +187,7 @@ pub fn arrived(t: &TransferRecord, recipient: &UserId, sender: &str, now: u64) -
     a.people = vec![recipient.clone()];
     a.info.waiting_for = vec![recipient.clone()];
     a.info.ack = Some(exhibit_proto::frame::AlertAck {
-        by: a.info.sender.clone().unwrap_or_else(|| recipient.clone()),
+        by: a.info.sender.as_ref().unwrap_or(recipient).to_string(),
         at: now,
         note: "arrival notice".into(),
     });
@@ -211,10 +219,10 @@ mod tests {
     #[test]
     fn overdue_escalates_level_by_level_and_stops_when_acknowledged() {
         let t = sealed();
-        let OnDue::Raise(a, next) = on_due(&t, Due::Overdue(0), 600, &[100, 200]) else { panic!("no alert") };
+        let OnDue::Raise(a, next) = on_due(&t, Due::Overdue(0), 600, &[100, 200], 50) else { panic!("no alert") };
         assert!(a.info.message.starts_with("OVERDUE: "), "{}", a.info.message);
         assert_eq!(next, Some((600, Due::Overdue(1))));
-        let OnDue::Raise(a, next) = on_due(&t, Due::Overdue(2), 800, &[100, 200]) else { panic!("no alert") };
+        let OnDue::Raise(a, next) = on_due(&t, Due::Overdue(2), 800, &[100, 200], 50) else { panic!("no alert") };
         assert!(a.info.message.starts_with("ESCALATION 2: "));
         assert_eq!(next, None, "escalated past the last level");
         let mut done = t;
@@ -226,16 +234,19 @@ mod tests {
             };
             accept_receipt(&mut done, &user(u), &r, None);
         }
-        assert_eq!(on_due(&done, Due::Overdue(0), 600, &[]), OnDue::Nothing);
+        assert_eq!(on_due(&done, Due::Overdue(0), 600, &[], 50), OnDue::Nothing);
     }
 
     #[test]
-    fn a_stall_alert_only_while_uploading_and_expiry_never_for_an_upload() {
+    fn a_stall_alert_only_while_uploading_then_given_up_and_expiry_never_for_an_upload() {
         let up = create(user("alice"), exhibit_proto::TransferId([1; 16]), vec![user("bob")], 0);
-        assert!(matches!(on_due(&up, Due::Stalled, 7200, &[]), OnDue::Raise(..)));
-        assert_eq!(on_due(&sealed(), Due::Stalled, 7200, &[]), OnDue::Nothing);
-        assert_eq!(on_due(&up, Due::Expire, 7200, &[]), OnDue::Nothing);
-        assert_eq!(on_due(&sealed(), Due::Expire, 7200, &[]), OnDue::Expire);
+        let OnDue::Raise(_, next) = on_due(&up, Due::Stalled, 7200, &[], 50) else { panic!("no stall alert") };
+        assert_eq!(next, Some((7250, Due::Abandon)), "given up the grace after the alert");
+        assert_eq!(on_due(&up, Due::Abandon, 7250, &[], 50), OnDue::Abandon);
+        assert_eq!(on_due(&sealed(), Due::Abandon, 7250, &[], 50), OnDue::Nothing, "sealed in the grace");
+        assert_eq!(on_due(&sealed(), Due::Stalled, 7200, &[], 50), OnDue::Nothing);
+        assert_eq!(on_due(&up, Due::Expire, 7200, &[], 50), OnDue::Nothing);
+        assert_eq!(on_due(&sealed(), Due::Expire, 7200, &[], 50), OnDue::Expire);
     }
 
     #[test]

@@ -27,6 +27,50 @@ pub enum Effect {
     Usage { user: UserId, delta: i64 },
     /// Add this transfer to a disclosure approver's queue.
     ApprovalQueue(UserId),
+    /// Close the transfer's open alerts that `why` answers (each closing
+    /// audited).
+    Resolve { at: u64, why: Resolved },
+}
+
+/// What answered a transfer's alerts, so they close themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// Sealed: not a stalled upload any more.
+    Sealed,
+    /// A disclosure approver decided: not awaiting approval any more.
+    Decided,
+    /// Every recipient acknowledged: not overdue any more.
+    Acknowledged,
+    /// Revoked, refused or expired: nothing is owed any more.
+    Ended,
+}
+
+impl Resolved {
+    /// Whether the transfer's overdue alerts close.
+    pub fn closes_overdue(self) -> bool {
+        matches!(self, Resolved::Acknowledged | Resolved::Ended)
+    }
+
+    /// The dedup-key suffixes of its other alerts that close (stalled
+    /// upload `s`, awaiting approval `a`; see `core::alerts`).
+    pub fn suffixes(self) -> &'static [&'static [u8]] {
+        match self {
+            Resolved::Sealed => &[b"s"],
+            Resolved::Decided => &[b"a"],
+            Resolved::Acknowledged => &[],
+            Resolved::Ended => &[b"s", b"a"],
+        }
+    }
+
+    /// In words, for the alert's closing note.
+    pub fn note(self) -> &'static str {
+        match self {
+            Resolved::Sealed => "resolved: the upload was sealed",
+            Resolved::Decided => "resolved: a disclosure approver decided",
+            Resolved::Acknowledged => "resolved: every recipient acknowledged",
+            Resolved::Ended => "resolved: the transfer ended (revoked, refused or expired)",
+        }
+    }
 }
 
 /// A new transfer, uploading; `stall_at` is when to alert if it is still
@@ -176,6 +220,7 @@ pub fn seal(
         None => "items sealed".to_owned(),
     };
     let mut out = vec![
+        Effect::Resolve { at: now, why: Resolved::Sealed },
         Effect::Usage { user: rec.sender.clone(), delta: rec.bytes as i64 - uploaded as i64 },
         Effect::Audit(
             Ev::new(now, &rec.sender, "upload-complete", rec.transfer)
@@ -324,6 +369,7 @@ pub fn approve(
         Ev::new(now, by, "approve", rec.transfer)
             .details(format!("disclosure to {} approved ({what}); released, deadline {deadline}", to.join(", "))),
     )];
+    out.push(Effect::Resolve { at: now, why: Resolved::Decided });
     out.extend(release(rec, now, deadline));
     Ok(out)
 }
@@ -341,8 +387,10 @@ pub fn refuse(
     rec.state = TransferState::Refused;
     rec.ended_at = Some(now);
     rec.decision = Some(Decision { approved: false, by: by.clone(), at: now, reason: Some(reason.to_owned()) });
-    let mut out =
-        vec![Effect::Audit(Ev::new(now, by, "refuse", rec.transfer).details(format!("disclosure refused: {reason}")))];
+    let mut out = vec![
+        Effect::Audit(Ev::new(now, by, "refuse", rec.transfer).details(format!("disclosure refused: {reason}"))),
+        Effect::Resolve { at: now, why: Resolved::Ended },
+    ];
     if let Some(at) = expire_at {
         out.push(Effect::Schedule { at, due: Due::Expire });
     }
@@ -387,6 +435,9 @@ pub fn accept_receipt(
         hex::encode(&accepted.receipt.signature)
     )))];
     let all = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
+    if all {
+        out.push(Effect::Resolve { at: now, why: Resolved::Acknowledged });
+    }
     if let (true, Some(secs)) = (all, retain) {
         out.push(Effect::Schedule { at: now.saturating_add(secs), due: Due::Expire });
     }
@@ -416,6 +467,9 @@ pub fn accept_unit_receipt(
         hex::encode(&accepted.receipt.signature)
     )))];
     let all = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
+    if all && !before {
+        out.push(Effect::Resolve { at: now, why: Resolved::Acknowledged });
+    }
     if let (true, false, Some(secs)) = (all, before, retain) {
         out.push(Effect::Schedule { at: now.saturating_add(secs), due: Due::Expire });
     }
@@ -459,10 +513,27 @@ pub fn revoke(
     } else {
         format!("revoked; already fetched by {}", fetched.join(", "))
     }))];
+    out.push(Effect::Resolve { at: now, why: Resolved::Ended });
     if let Some(at) = expire_at {
         out.push(Effect::Schedule { at, due: Due::Expire });
     }
     Ok((already, out))
+}
+
+/// An upload never sealed, `grace` past its stalled-upload alert: given up
+/// by the server. Its `chunks` are dropped (those no other transfer needs)
+/// and it ends as expired; its record and audit stay.
+pub fn abandon(rec: &mut TransferRecord, chunks: usize, now: u64) -> Vec<Effect> {
+    rec.state = TransferState::Expired;
+    rec.ended_at = Some(now);
+    vec![
+        Effect::Resolve { at: now, why: Resolved::Ended },
+        Effect::Usage { user: rec.sender.clone(), delta: -(rec.bytes as i64) },
+        Effect::Audit(Ev::new(now, "exhibitd", "upload-abandoned", rec.transfer).details(format!(
+            "never sealed, {} after it started: {chunks} chunks uploaded so far deleted (those no other transfer needs)",
+            format_secs(now.saturating_sub(rec.created_at))
+        ))),
+    ]
 }
 
 /// Whether retention, or the end of recipients' access, can end a
@@ -483,6 +554,7 @@ pub fn expire(rec: &mut TransferRecord, chunks: usize, now: u64) -> Vec<Effect> 
     let (action, why) =
         if access_over { ("access-expired", "recipients' access is over") } else { ("expire", "retention over") };
     vec![
+        Effect::Resolve { at: now, why: Resolved::Ended },
         Effect::Usage { user: rec.sender.clone(), delta: -(rec.bytes as i64) },
         Effect::Audit(Ev::new(now, "exhibitd", action, rec.transfer).details(format!(
             "{why}: {chunks} chunks deleted (those no other transfer needs); manifest, receipts and audit kept"

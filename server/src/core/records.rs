@@ -227,6 +227,9 @@ pub enum Due {
     Expire,
     /// Approved or refused yet? If not, it has waited past `approve_within`.
     Approval,
+    /// Still not sealed, a grace period after its stalled-upload alert?
+    /// Then the server gives the upload up.
+    Abandon,
 }
 
 /// An alert as stored.

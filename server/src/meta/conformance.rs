@@ -51,7 +51,8 @@ fn alert(id: u64, acked: bool) -> AlertRecord {
     let mut info = crate::core::alerts::general(AlertKind::Storage { reason: "x".into() }, vec![], "m".into(), id).info;
     info.id = id;
     if acked {
-        info.ack = Some(exhibit_proto::frame::AlertAck { by: user("admin").user, at: id, note: "done".into() });
+        info.ack =
+            Some(exhibit_proto::frame::AlertAck { by: user("admin").user.to_string(), at: id, note: "done".into() });
     }
     AlertRecord { info: AlertInfo { ..info }, emails: vec![] }
 }

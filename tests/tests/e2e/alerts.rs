@@ -72,12 +72,82 @@ async fn overdue_alerts_exactly_at_deadline_escalate_and_stop_once_acknowledged(
     let overdue = admin::transfers(&f.admin, true).await.unwrap();
     assert_eq!(overdue.iter().map(|x| x.transfer).collect::<Vec<_>>(), vec![t]);
 
-    // Bob acknowledges: the 24h escalation never comes.
+    // Bob acknowledges: the 24h escalation never comes, and both alerts
+    // close themselves, each with a note and an audit entry.
+    assert_eq!(admin::alerts(&f.admin, false).await.unwrap().len(), 2, "open before the acknowledgement");
     fetch_to(&bob, t, &f.path("out")).await.unwrap();
+    assert!(admin::alerts(&f.admin, false).await.unwrap().is_empty(), "an alert stayed open after acknowledgement");
+    for a in all_alerts(&f) {
+        let ack = a.ack.expect("closed");
+        assert_eq!((ack.by.as_str(), ack.note.as_str()), ("exhibitd", "resolved: every recipient acknowledged"));
+    }
+    let resolved: Vec<_> = exhibit_client::audit::export(&f.admin, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.body.action == "alert-resolved")
+        .collect();
+    assert_eq!(resolved.len(), 2, "{resolved:#?}");
+    assert!(resolved.iter().all(|e| e.body.actor == "exhibitd" && e.body.subject == t.to_string()));
     clock.set(deadline + 30 * 24 * HOUR);
     assert!(scan(&f).is_empty(), "escalated after acknowledgement");
     assert_eq!(all_alerts(&f).len(), 2);
     assert!(admin::transfers(&f.admin, true).await.unwrap().is_empty());
+}
+
+/// An upload that stalls is alerted; one that seals late closes its
+/// alert; one that never seals is given up a grace period after its
+/// alert: its chunks deleted, the transfer ended, the alert closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_closes_its_alert_when_sealed_and_is_given_up_after_the_grace() {
+    let (f, clock) = manual(|c| {
+        c.stalled_upload_after = "2h".into();
+        c.abandon_upload_after = "1d".into();
+    })
+    .await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let conn = Conn::open(&alice.load().unwrap()).await.unwrap();
+    let create = |transfer| Request::CreateTransfer {
+        transfer,
+        recipients: vec![uid("bob")],
+        policy: None,
+        approvers: vec![],
+        case: None,
+        expires_secs: None,
+        derived_from: None,
+        ack_within_secs: None,
+    };
+    let (late, never) = (TransferId::random(), TransferId::random());
+    conn.request(&create(late)).await.unwrap();
+    conn.request(&create(never)).await.unwrap();
+    let chunk = bytes(5000, 3);
+    let id = exhibit_proto::ChunkId(*blake3::hash(&chunk).as_bytes());
+    conn.request_with_body(&Request::PutChunk { transfer: never, id, len: chunk.len() as u32 }, &chunk).await.unwrap();
+    assert_eq!(f.chunk_files().len(), 1);
+    clock.advance(2 * HOUR);
+    assert_eq!(scan(&f).len(), 2, "both stalled uploads alerted");
+    assert_eq!(admin::alerts(&f.admin, false).await.unwrap().len(), 2);
+
+    // One is given up by its sender (revoked): its alert closes.
+    exhibit_client::custody::revoke(&alice, late).await.unwrap();
+    let open = admin::alerts(&f.admin, false).await.unwrap();
+    assert_eq!(open.iter().map(|a| a.transfer).collect::<Vec<_>>(), vec![Some(never)]);
+
+    // The other is never sealed: a day after its alert the server gives it up.
+    clock.advance(24 * HOUR - 1);
+    assert!(alerts::scan(f.state(), clock.now()).unwrap().expired.is_empty(), "given up early");
+    clock.advance(1);
+    assert_eq!(alerts::scan(f.state(), clock.now()).unwrap().expired, vec![never]);
+    assert!(f.chunk_files().is_empty(), "an abandoned upload's chunk stayed");
+    assert!(admin::alerts(&f.admin, false).await.unwrap().is_empty(), "the stall alert stayed open");
+    let rec = f.state().meta.read().unwrap().transfer(&never).unwrap().unwrap();
+    assert_eq!(rec.state, exhibit_proto::frame::TransferState::Expired);
+    let audit = exhibit_client::audit::export(&f.admin, 1).await.unwrap();
+    let gave_up = audit.iter().find(|e| e.body.action == "upload-abandoned").expect("audited");
+    assert_eq!((gave_up.body.actor.as_str(), gave_up.body.subject.clone()), ("exhibitd", never.to_string()));
+    let r = exhibit_server::fsck::fsck_state(f.state(), false).unwrap();
+    assert!(r.healthy() && r.orphans.is_empty(), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -376,8 +376,11 @@ async fn an_approval_waiting_past_approve_within_alerts_the_webhook() {
     assert!(!all[0].emails.iter().any(|e| e == "dave@example.test"), "{:?}", all[0].emails);
     assert!(all[0].info.waiting_for.is_empty(), "{:?}", all[0].info.waiting_for);
     assert!(!posts[0].to_string().contains("dave"), "{}", posts[0]);
-    // Approved, it alerts no more.
+    // Approved, it alerts no more, and its alert closed itself.
     approvals::approve(&c.dana, t, |_| true).await.unwrap();
+    let closed = exhibit_server::app::listings::every_alert(state, true).unwrap();
+    let ack = closed[0].info.ack.as_ref().expect("the approval alert stayed open");
+    assert_eq!((ack.by.as_str(), ack.note.as_str()), ("exhibitd", "resolved: a disclosure approver decided"));
     clock.advance(7200);
     assert!(alerts::scan(state, state.clock.now()).unwrap().raised.is_empty());
 }
