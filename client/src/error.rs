@@ -106,6 +106,54 @@ impl ClientError {
         }
     }
 
+    /// A stable snake_case code for scripts (`{"error": {"code": …}}`
+    /// under `--json`): what kind of failure, whatever the words say.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::Proto(_) => "bad_data",
+            ClientError::Server { code, .. } => match code {
+                ErrorCode::BadRequest => "bad_request",
+                ErrorCode::Unauthenticated => "unauthenticated",
+                ErrorCode::Forbidden => "forbidden",
+                ErrorCode::NotFound => "not_found",
+                ErrorCode::Conflict => "conflict",
+                ErrorCode::TooLarge => "too_large",
+                ErrorCode::BadSignature => "bad_signature",
+                ErrorCode::ChunkMismatch => "chunk_mismatch",
+                ErrorCode::Internal => "server_failed",
+                ErrorCode::StorageFull => "server_storage_full",
+                ErrorCode::ChunkDamaged => "chunk_damaged",
+                _ => "server_refused",
+            },
+            ClientError::Connect { .. } | ClientError::Unreachable { .. } => "unreachable",
+            ClientError::Revoked { .. } => "revoked",
+            ClientError::Stream(_) => "network",
+            ClientError::Io { .. } => "io",
+            ClientError::NotEnrolled(_) => "not_enrolled",
+            ClientError::Config(_) => "config",
+            ClientError::KeyChanged { .. } => "key_changed",
+            ClientError::NotAddressed(_) => "not_addressed",
+            ClientError::Verify(_) => "verification_failed",
+            ClientError::AuditRewritten(_) => "audit_log_rewritten",
+            ClientError::LogForked { .. } => "audit_log_forked",
+            ClientError::Interrupted(_) => "interrupted",
+            ClientError::PassphraseRequired(_) => "passphrase_required",
+            ClientError::WrongPassphrase => "wrong_passphrase",
+            ClientError::Usage(_) => "usage",
+            ClientError::Disclosure(_) => "refused_by_disclosure_rules",
+        }
+    }
+
+    /// The error as `--json` prints it: `{"error": {"code", "message",
+    /// "exit_code"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"error": {
+            "code": self.code(),
+            "message": self.to_string(),
+            "exit_code": self.exit_code(),
+        }})
+    }
+
     /// The server's error code, if the server refused.
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {

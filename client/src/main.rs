@@ -12,6 +12,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = exhibit_client::cli::Cli::parse();
+    let json = cli.json;
     let result = cli.run().await;
     // Connections closed by the command are told to the server by tasks of
     // this runtime: give them a moment before it goes, or the server keeps
@@ -20,8 +21,13 @@ async fn main() -> std::process::ExitCode {
     tokio::time::sleep(CLOSE_GRACE).await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Under --json the error is JSON too, on stdout where the script
+        // reads; the words still go to stderr for a person watching.
         Err(e) => {
             eprintln!("error: {}", exhibit_proto::text::escape_lines(&e.to_string()));
+            if json {
+                let _ = exhibit_client::cli::print::json(&e.to_json());
+            }
             std::process::ExitCode::from(e.exit_code())
         }
     }

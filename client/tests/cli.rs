@@ -55,7 +55,7 @@ fn readme_worked_example() {
     let inbox: Vec<serde_json::Value> =
         inbox.as_array().unwrap().iter().filter(|i| i["transfer"] == t.as_str()).cloned().collect();
     assert_eq!(inbox[0]["transfer"], t.as_str());
-    assert_eq!(inbox[0]["case"], "OP7");
+    assert_eq!(inbox[0]["case_ref"], "OP7");
     assert_eq!(inbox[0]["recipients"][0]["state"], "sealed");
     assert_eq!(inbox[0]["deadline"].as_u64().unwrap() - inbox[0]["sealed_at"].as_u64().unwrap(), 7200);
 
@@ -496,6 +496,12 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(!e.status.success() && err.contains("acknowledge-within must be between"), "{err}");
     assert_eq!(env.json("alice", &["outbox"]).as_array().unwrap().len(), 3, "a refused send left a transfer");
+    // Under --json the error is JSON on stdout, with a stable code.
+    let e =
+        env.run("alice", &["send", file.to_str().unwrap(), "--to", "bob", "--ack-within", "40d", "--yes", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&e.stdout).expect("a JSON error");
+    assert_eq!((j["error"]["code"].as_str(), j["error"]["exit_code"].as_u64()), (Some("bad_request"), Some(1)), "{j}");
+    assert!(j["error"]["message"].as_str().unwrap().contains("acknowledge-within must be between"), "{j}");
 
     // Issue 24, item 4: times in local time with the offset, deadlines
     // said as people say them; --utc for UTC.
@@ -524,6 +530,22 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
     }
+
+    // Issue 24, item 7: alerts in JSON name their kind in snake_case and
+    // their transfer in hex.
+    env.ok("admin", &["admin", "user", "revoke", "bob"]);
+    let alerts = env.json("admin", &["admin", "alerts"]);
+    let a = &alerts[0];
+    assert_eq!(
+        (a["kind"].as_str(), a["detail"]["user"].as_str()),
+        (Some("revoked_recipient"), Some("bob")),
+        "{alerts}"
+    );
+    assert_eq!(a["transfer"].as_str(), Some(two.as_str()), "{alerts}");
+    // An alert is acknowledged by the id the list shows, `#` and all.
+    let id = format!("#{}", a["id"]);
+    env.ok("admin", &["admin", "alerts", "ack", &id, "--note", "bob left the CPS; resent to his successor"]);
+    assert!(env.json("admin", &["admin", "alerts"]).as_array().unwrap().is_empty());
 }
 
 #[test]

@@ -302,6 +302,42 @@ pub enum AlertKind {
     Arrived { recipient: UserId },
 }
 
+impl AlertKind {
+    /// The kind's stable name in JSON (`--json`, the webhook): snake_case.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlertKind::Overdue { .. } => "overdue",
+            AlertKind::StalledUpload => "stalled_upload",
+            AlertKind::RevokedRecipient { .. } => "revoked_recipient",
+            AlertKind::ReceiptRejected { .. } => "receipt_rejected",
+            AlertKind::SchedulerStalled { .. } => "scheduler_stalled",
+            AlertKind::Storage { .. } => "storage",
+            AlertKind::AwaitingApproval { .. } => "awaiting_approval",
+            AlertKind::Corruption { .. } => "corruption",
+            AlertKind::EnrolmentRefused { .. } => "enrolment_refused",
+            AlertKind::Arrived { .. } => "arrived",
+        }
+    }
+
+    /// The kind's particulars as a JSON object (ids as text, times in unix
+    /// seconds), beside [`AlertKind::name`].
+    pub fn detail(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            AlertKind::Overdue { level } => json!({ "level": level }),
+            AlertKind::StalledUpload => json!({}),
+            AlertKind::RevokedRecipient { user } => json!({ "user": user.as_str() }),
+            AlertKind::ReceiptRejected { user, reason } => json!({ "user": user.as_str(), "reason": reason }),
+            AlertKind::SchedulerStalled { last_scan } => json!({ "last_scan": last_scan }),
+            AlertKind::Storage { reason } => json!({ "reason": reason }),
+            AlertKind::AwaitingApproval { since } => json!({ "since": since }),
+            AlertKind::Corruption { chunk, reason } => json!({ "chunk": chunk.to_string(), "reason": reason }),
+            AlertKind::EnrolmentRefused { source, refused } => json!({ "source": source, "refused": refused }),
+            AlertKind::Arrived { recipient } => json!({ "recipient": recipient.as_str() }),
+        }
+    }
+}
+
 /// An admin's acknowledgement of an alert.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertAck {

@@ -96,12 +96,33 @@ pub fn line(v: &impl serde::Serialize, text: &str, as_json: bool) -> Result<(), 
     Ok(())
 }
 
+/// An alert in `--json`: ids as text, the kind by its snake_case name
+/// with its particulars in `detail`, times in unix seconds.
+fn alert_json(a: &AlertInfo) -> serde_json::Value {
+    json!({
+        "id": a.id,
+        "kind": a.kind.name(),
+        "detail": a.kind.detail(),
+        "transfer": a.transfer.map(|t| t.to_string()),
+        "sender": a.sender.as_ref().map(ToString::to_string),
+        "waiting_for": a.waiting_for.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "case_ref": a.case_ref,
+        "deadline": a.deadline,
+        "raised_at": a.raised_at,
+        "message": a.message,
+        "ack": a.ack.as_ref().map(|k| json!({"by": k.by, "at": k.at, "note": k.note})),
+        "deliveries": a.deliveries.iter().map(|d| json!({
+            "notifier": d.notifier, "attempts": d.attempts, "delivered_at": d.delivered_at, "last_error": d.last_error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn transfer_json(t: &TransferInfo) -> serde_json::Value {
     json!({
         "transfer": t.transfer.to_string(),
         "sender": t.sender.to_string(),
         "state": t.state.as_str(),
-        "case": t.case_ref,
+        "case_ref": t.case_ref,
         "approvers": t.approvers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "decision": t.decision.as_ref().map(|d| json!({
             "approved": d.approved, "by": d.by.to_string(), "at": d.at, "reason": d.reason,
@@ -258,7 +279,7 @@ pub fn unfinished(list: &[crate::ops::resume::Unfinished], as_json: bool) -> Res
 pub fn forwarded(f: &crate::ops::forward::ForwardOutcome, as_json: bool) -> Result<(), ClientError> {
     if as_json {
         return json(&json!({
-            "source": f.source.to_string(), "case": f.case_ref, "items": f.items, "redacted": f.redacted,
+            "source": f.source.to_string(), "case_ref": f.case_ref, "items": f.items, "redacted": f.redacted,
             "transfer": f.sent.transfer.to_string(), "recipients": f.sent.recipients, "approvers": f.sent.approvers,
             "awaiting_approval": !f.sent.approvers.is_empty(), "deadline": f.sent.deadline,
         }));
@@ -754,7 +775,7 @@ pub fn users(users: &[UserInfo], as_json: bool) -> Result<(), ClientError> {
 
 pub fn alerts(alerts: &[AlertInfo], as_json: bool) -> Result<(), ClientError> {
     if as_json {
-        return json(&alerts);
+        return json(&alerts.iter().map(alert_json).collect::<Vec<_>>());
     }
     if alerts.is_empty() {
         say!("no open alerts");

@@ -53,7 +53,8 @@ pub struct Change {
 /// A case and its roster, verified.
 #[derive(Clone, Debug, Serialize)]
 pub struct Roster {
-    /// The case reference.
+    /// The case reference (`case_ref` in JSON, as everywhere).
+    #[serde(rename = "case_ref")]
     pub case: String,
     /// The organisation that keeps it (id).
     pub owner: String,

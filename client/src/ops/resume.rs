@@ -79,7 +79,8 @@ pub struct Unfinished {
     pub transfer: TransferId,
     /// Where a fetch writes, or whom a send is to and its case.
     pub detail: String,
-    /// A send's case reference.
+    /// A send's case reference (`case_ref` in JSON, as everywhere).
+    #[serde(rename = "case_ref")]
     pub case: Option<String>,
     /// Its journal.
     pub journal: PathBuf,

@@ -32,7 +32,8 @@ pub fn backoff(attempts: u32) -> u64 {
 pub fn webhook_body(a: &AlertInfo, now: u64) -> Vec<u8> {
     let v = json!({
         "id": a.id,
-        "kind": a.kind,
+        "kind": a.kind.name(),
+        "detail": a.kind.detail(),
         "transfer": a.transfer.map(|t| t.to_string()),
         "sender": a.sender.as_ref().map(ToString::to_string),
         "waiting_for": a.waiting_for.iter().map(ToString::to_string).collect::<Vec<_>>(),
