@@ -189,6 +189,43 @@ fn killed_fetch_is_finished_by_resume() {
     let left: Vec<_> = std::fs::read_dir(&out2).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "part-written files left behind: {left:?}");
     assert!(env.ok("bob", &["resume", "--list"]).contains("nothing to resume"));
+
+    // Killed a third time, then fetched into another folder: the first
+    // folder's part-written files go when the fetch completes. The fetch
+    // says so in one line and writes the hashes where asked.
+    let sent = env.json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--chunk-size", "16384", "--yes"]);
+    let t3 = sent["transfer"].as_str().unwrap().to_owned();
+    let (out3, elsewhere) = (env.dir.path().join("received-3"), env.dir.path().join("received-elsewhere"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .env("EXHIBIT_HOME", env.home("bob"))
+        .args(["fetch", &t3, "-o", out3.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal3 = Path::new(&env.home("bob")).join("journal").join(format!("{t3}.fetch"));
+    let start = std::time::Instant::now();
+    let lines = || std::fs::read_to_string(&journal3).map(|s| s.lines().count()).unwrap_or(0);
+    while lines() < 100 && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out3.join("extract.bin").exists(), "the fetch finished before the kill; make the file larger");
+    assert!(std::fs::read_dir(&out3).unwrap().count() > 0, "the killed fetch left nothing to clean");
+    let hashes = env.dir.path().join("OP-hashes.b3");
+    let said = env.ok("bob", &["fetch", &t3, "-o", elsewhere.to_str().unwrap(), "--hashes", hashes.to_str().unwrap()]);
+    assert!(said.starts_with("fetched 1 file, 8.4 MB, into ") && said.contains("OP-hashes.b3"), "{said}");
+    assert!(!said.contains(&hex_of(&content)), "a hash on the screen: {said}");
+    assert_eq!(std::fs::read(elsewhere.join("extract.bin")).unwrap(), content);
+    let list = std::fs::read_to_string(&hashes).unwrap();
+    assert_eq!(list, format!("{}  extract.bin\n", hex_of(&content)), "not b3sum's format");
+    let left: Vec<_> = std::fs::read_dir(&out3).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the interrupted fetch's files stayed once it was fetched elsewhere: {left:?}");
+}
+
+fn hex_of(content: &[u8]) -> String {
+    blake3::hash(content).to_hex().to_string()
 }
 
 fn get(addr: &str, path: &str) -> (u16, String) {

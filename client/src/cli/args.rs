@@ -160,6 +160,10 @@ pub enum Command {
         /// Output directory.
         #[arg(short, long, default_value = ".")]
         out: PathBuf,
+        /// Also write each file's BLAKE3 and path here (`b3sum` format:
+        /// `b3sum --check FILE` in the output directory checks them).
+        #[arg(long, value_name = "FILE")]
+        hashes: Option<PathBuf>,
     },
     /// Delivery receipts.
     #[command(subcommand)]

@@ -136,9 +136,9 @@ impl Cli {
                 let s = crate::ops::show::show(&home, transfer, if all { usize::MAX } else { 50 }).await?;
                 print::shown(&s, o.json)
             }
-            Command::Fetch { target, out } => {
+            Command::Fetch { target, out, hashes } => {
                 let transfer = listing::resolve(&home, &target.named()).await?;
-                fetch_cmd(&home, o, transfer, out).await
+                fetch_cmd(&home, o, transfer, out, hashes).await
             }
             Command::Receipt(c) => receipt_cmd(&home, o, c).await,
             Command::Resume { list: true, .. } => print::unfinished(&resume::list(&home)?, o.json),
@@ -390,9 +390,24 @@ async fn approve_cmd(home: &Home, o: Out, transfer: TransferId, yes: bool, dry_r
     print::line(&json!({"approved": transfer.to_string(), "review": review}), &text, o.json)
 }
 
-async fn fetch_cmd(home: &Home, o: Out, transfer: TransferId, out: PathBuf) -> Result<(), ClientError> {
+async fn fetch_cmd(
+    home: &Home,
+    o: Out,
+    transfer: TransferId,
+    out: PathBuf,
+    hashes: Option<PathBuf>,
+) -> Result<(), ClientError> {
     let r = fetch::fetch(home, fetch::FetchOptions { transfer, out: out.clone(), progress: o.progress }).await?;
-    print::fetched(&r, &out, o.json)
+    if let Some(h) = &hashes {
+        // The files are in place and acknowledged: a failure here is said,
+        // and the list stays in the key directory.
+        std::fs::copy(&r.items_file, h).map_err(ClientError::io(format!(
+            "writing the hashes to {} (they are also in {})",
+            h.display(),
+            r.items_file.display()
+        )))?;
+    }
+    print::fetched(&r, &out, hashes.as_deref(), o.json)
 }
 
 async fn receipt_cmd(home: &Home, o: Out, c: ReceiptCommand) -> Result<(), ClientError> {

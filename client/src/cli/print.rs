@@ -562,27 +562,29 @@ fn join_ids(ids: &[exhibit_proto::UserId]) -> String {
     ids.iter().map(exhibit_proto::UserId::as_str).collect::<Vec<_>>().join(", ")
 }
 
-pub fn fetched(r: &FetchOutcome, out_dir: &Path, as_json: bool) -> Result<(), ClientError> {
+pub fn fetched(r: &FetchOutcome, out_dir: &Path, hashes: Option<&Path>, as_json: bool) -> Result<(), ClientError> {
     if as_json {
-        return json(r);
+        let mut j = serde_json::to_value(r).map_err(|e| ClientError::Config(e.to_string()))?;
+        j["hashes_file"] = json!(hashes);
+        return json(&j);
     }
+    // One line for the whole fetch; the hashes go to a file, not the screen.
+    let files = if r.item_count == 1 { "1 file".to_owned() } else { format!("{} files", r.item_count) };
+    say!(
+        "fetched {files}, {}, into {}; each file's BLAKE3 is in {}",
+        format_size(r.bytes),
+        p(out_dir),
+        p(hashes.unwrap_or(&r.items_file))
+    );
     say!("from {} (key {}), case {}", r.sender, r.sender_fingerprint, cell(r.case_ref.as_deref().unwrap_or("-")));
     if let Some(n) = &r.note {
         say!("note: {n}");
     }
-    // A device extract is one line, not a screen per thousand files.
+    // A device extract is the line above, not a screen per thousand files.
     if r.item_count <= LIST_FILES_UP_TO {
         for i in &r.items {
-            say!("  {}  {} bytes  blake3 {}", p(&i.written_to), i.size, i.blake3);
+            say!("  {}  {}", p(&i.written_to), format_size(i.size));
         }
-    } else {
-        say!(
-            "{} files, {}, written under {}; each file's BLAKE3 is listed in {}",
-            r.item_count,
-            format_size(r.bytes),
-            p(out_dir),
-            p(&r.items_file)
-        );
     }
     match &r.receipt {
         Some(a) => say!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),

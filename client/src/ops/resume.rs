@@ -138,13 +138,7 @@ pub async fn discard(home: &Home, r: &crate::ops::listing::TransferRef) -> Resul
     let mut told = true;
     if u.kind == "fetch" {
         if let Some(dir) = u.detail.strip_prefix("into ") {
-            let prefix = format!(".exhibit-{}-", u.transfer);
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let p = e.path();
-                    let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-                }
-            }
+            crate::ops::fetch::remove_leftovers(std::path::Path::new(dir), u.transfer);
         }
     } else {
         told = crate::ops::custody::revoke(home, u.transfer).await.is_ok();

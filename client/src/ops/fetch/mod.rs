@@ -18,9 +18,12 @@ use exhibit_proto::{treehash, AcceptedReceipt, TransferId};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+pub use self::staging::remove_leftovers;
+
 use self::pipeline::{check_whole_files, pieces, Opener, Piece};
 use self::staging::{
-    dest_of, file_id, move_into_place, staging_dir, still_ours, sync_filesystem, FileId, TempPaths, Temps, NO_FILE,
+    check_free_space, dest_of, file_id, move_into_place, staging_dir, still_ours, sync_filesystem, FileId, TempPaths,
+    Temps, NO_FILE,
 };
 use crate::error::ClientError;
 use crate::home::Home;
@@ -221,6 +224,9 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     // is continued: its temp files and the chunks its journal records.
     let jpath = crate::journal::fetch::path(home, opts.transfer);
     let header = |tag| FetchHeader { transfer: opts.transfer, out: out.clone(), tag, version: FETCH_JOURNAL_VERSION };
+    // A fetch of it interrupted in another folder: its temp files there go
+    // once this one has the files in place.
+    let mut elsewhere = None;
     let (tag, mut done) = match read_fetch_journal(&jpath) {
         Some((h, done)) if h.out == out => (h.tag, done),
         // The folder an interrupted fetch was writing to (by its resolved
@@ -233,7 +239,11 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
                 out.display()
             )))
         }
-        _ => {
+        earlier => {
+            elsewhere = earlier.map(|(h, _)| h.out);
+            // Room for every file, before anything is downloaded (a
+            // continued fetch has part of it on disk already).
+            check_free_space(&out, items.iter().map(|it| it.size).sum())?;
             let (tag, done) = (rand::random(), Default::default());
             write_fetch_journal(&jpath, &header(tag), &done)?;
             (tag, done)
@@ -480,6 +490,10 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     sync_filesystem(&out)?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "moves synced");
     let _ = std::fs::remove_file(&jpath);
+    if let Some(dir) = elsewhere {
+        let n = remove_leftovers(&dir, transfer);
+        tracing::debug!(removed = n, dir = %dir.display(), "an earlier, interrupted fetch's temp files removed");
+    }
 
     let items_file = crate::ops::receipt::keep_items(home, transfer, &items)?;
     // The files are in place: from here a lost connection must not start

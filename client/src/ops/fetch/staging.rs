@@ -62,6 +62,46 @@ pub(super) fn staging_dir(out: &Path, transfer: TransferId, tag: u64) -> Result<
     Ok((d, file_id(&m), uid))
 }
 
+/// Remove what a fetch of `transfer` left in `dir` (its staging folder and
+/// temp files, `.exhibit-TRANSFER-…`): after it was given up, or finished
+/// into another folder. Nothing else in `dir` is touched. Returns how many
+/// were removed.
+pub fn remove_leftovers(dir: &Path, transfer: TransferId) -> usize {
+    let prefix = format!(".exhibit-{transfer}-");
+    let mut removed = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let p = e.path();
+        let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+        let gone = if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        removed += usize::from(gone.is_ok());
+    }
+    removed
+}
+
+/// Whether `dir`'s file system has room for `needed` more bytes; a clear
+/// refusal before anything is downloaded if not.
+pub(super) fn check_free_space(dir: &Path, needed: u64) -> Result<(), ClientError> {
+    let Ok(fs) = rustix::fs::statvfs(dir) else { return Ok(()) };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    room_for(dir, needed, free)
+}
+
+fn room_for(dir: &Path, needed: u64, free: u64) -> Result<(), ClientError> {
+    if needed <= free {
+        return Ok(());
+    }
+    Err(ClientError::Usage(format!(
+        "not enough free space in {}: this transfer needs {}, and {} is free; \
+         nothing was downloaded. Free some space, or fetch with -o to another disk",
+        dir.display(),
+        crate::human::format_size(needed),
+        crate::human::format_size(free)
+    )))
+}
+
 /// Create the parent directories of `rel` under `out`, refusing to pass
 /// through anything that is not a real directory (a planted symlink must
 /// not lead outside `out`).
@@ -340,5 +380,38 @@ pub(super) fn rename_new(from: &Path, to: &Path) -> Result<(), ClientError> {
             Err(ClientError::Usage(format!("{} appeared while fetching; not overwritten", to.display())))
         }
         Err(e) => Err(ClientError::io(format!("moving into {}", to.display()))(e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_bigger_than_the_free_space_is_refused_naming_both() {
+        room_for(Path::new("/x"), 100, 100).unwrap();
+        let e = room_for(Path::new("/x"), 2_000_000_000, 1_200_000_000).unwrap_err().to_string();
+        assert!(
+            e.contains("needs 2.00 GB") && e.contains("1.20 GB is free") && e.contains("nothing was downloaded"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn leftovers_of_one_transfer_go_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let t = TransferId([7; 16]);
+        let other = TransferId([8; 16]);
+        std::fs::write(d.path().join(format!(".exhibit-{t}-00ab-0.part")), b"x").unwrap();
+        std::fs::create_dir(d.path().join(format!(".exhibit-{t}-00ab"))).unwrap();
+        std::fs::write(d.path().join(format!(".exhibit-{other}-00ab-0.part")), b"x").unwrap();
+        std::fs::write(d.path().join("statement.pdf"), b"x").unwrap();
+        assert_eq!(remove_leftovers(d.path(), t), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![format!(".exhibit-{other}-00ab-0.part"), "statement.pdf".to_owned()]);
     }
 }
