@@ -41,8 +41,22 @@ fn readme_worked_example() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("first send") && err.contains("CPS South East (cps)") && err.contains("--yes"), "{err}");
     assert_eq!(env.json("alice", &["outbox"]).as_array().unwrap().len(), 0);
-    let sent = env
-        .json("alice", &["send", src.to_str().unwrap(), "--to", "bob", "--case", "OP7", "--ack-within", "2h", "--yes"]);
+    let sent = env.json(
+        "alice",
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            "bob",
+            "--case",
+            "OP7",
+            "--ack-within",
+            "2h",
+            "--note",
+            "ABE interview, disc 1 of 1",
+            "--yes",
+        ],
+    );
     let t = sent["transfer"].as_str().unwrap().to_owned();
     assert_eq!(t.len(), 32);
     assert_eq!(sent["recipients"][0]["org_kind"], "cps");
@@ -58,6 +72,21 @@ fn readme_worked_example() {
     assert_eq!(inbox[0]["case_ref"], "OP7");
     assert_eq!(inbox[0]["recipients"][0]["state"], "sealed");
     assert_eq!(inbox[0]["deadline"].as_u64().unwrap() - inbox[0]["sealed_at"].as_u64().unwrap(), 7200);
+    // Issue 24, item 2: the inbox shows what the sealed details say (opened
+    // on bob's machine, nothing fetched): the note, the files and the size.
+    let pv = &inbox[0]["preview"];
+    assert_eq!(
+        (pv["note"].as_str(), pv["item_count"].as_u64(), pv["bytes"].as_u64()),
+        (Some("ABE interview, disc 1 of 1"), Some(2), Some(5_000_008)),
+        "{pv}"
+    );
+    let text = env.ok("bob", &["inbox"]);
+    assert!(text.contains("    2 files, 5.0 MB\n    note: ABE interview, disc 1 of 1\n"), "{text}");
+    // Opened once, then kept on bob's machine for him alone.
+    let kept = Path::new(&env.home("bob")).join("previews").join(format!("{t}.json"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!env.ok("bob", &["inbox", "--no-preview"]).contains("note:"));
 
     let out = env.dir.path().join("received");
     env.json("bob", &["fetch", &t, "-o", out.to_str().unwrap()]);

@@ -140,7 +140,12 @@ pub enum Command {
         by: String,
     },
     /// Transfers sent to you.
-    Inbox,
+    Inbox {
+        /// Do not open the transfers' sealed details for their note, item
+        /// count and size (each is opened once, then kept on this machine).
+        #[arg(long)]
+        no_preview: bool,
+    },
     /// Transfers you sent, with each recipient's state.
     Outbox,
     /// What a transfer holds, before you download it: the sender's note

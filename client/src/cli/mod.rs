@@ -23,6 +23,10 @@ use crate::ops::{
 };
 use crate::reach::Reach;
 
+/// Sealed details an inbox listing opens at most in one run (the rest
+/// the next run, each once: see `ops::show::previews`).
+const PREVIEWS_PER_RUN: usize = 50;
+
 /// How the command prints.
 #[derive(Clone, Copy, Debug)]
 struct Out {
@@ -123,13 +127,24 @@ impl Cli {
                     format!("access to transfer {transfer} extended by {}", exhibit_proto::duration::format_secs(secs));
                 print::line(&json!({"extended": transfer.to_string(), "by_secs": secs}), &text, o.json)
             }
-            Command::Inbox => {
+            Command::Inbox { no_preview } => {
                 let (l, names) = listing::fetch_named(&home, true).await?;
-                print::transfers_named(&l, &names, o.json)
+                // What can still be fetched, newest first; the rest is
+                // said by its state.
+                let open: Vec<TransferId> = l
+                    .iter()
+                    .filter(|t| t.state == exhibit_proto::frame::TransferState::Sealed)
+                    .map(|t| t.transfer)
+                    .collect();
+                let previews = match no_preview {
+                    true => Default::default(),
+                    false => crate::ops::show::previews(&home, &open, PREVIEWS_PER_RUN).await?,
+                };
+                print::transfers_named(&l, &names, &previews, o.json)
             }
             Command::Outbox => {
                 let (l, names) = listing::fetch_named(&home, false).await?;
-                print::transfers_named(&l, &names, o.json)
+                print::transfers_named(&l, &names, &Default::default(), o.json)
             }
             Command::Show { target, all } => {
                 let transfer = listing::resolve(&home, &target.named()).await?;

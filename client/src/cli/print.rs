@@ -428,6 +428,7 @@ pub fn transfers(list: &[TransferInfo], as_json: bool) -> Result<(), ClientError
 pub fn transfers_named(
     list: &[TransferInfo],
     names: &std::collections::HashMap<String, String>,
+    previews: &std::collections::HashMap<exhibit_proto::TransferId, crate::ops::show::Preview>,
     as_json: bool,
 ) -> Result<(), ClientError> {
     if as_json {
@@ -438,6 +439,7 @@ pub fn transfers_named(
                 .map(|t| {
                     let mut j = transfer_json(t);
                     j["sender_name"] = json!(named(t.sender.as_str()));
+                    j["preview"] = json!(previews.get(&t.transfer));
                     if let Some(rs) = j["recipients"].as_array_mut() {
                         for r in rs {
                             let n = r["user"].as_str().and_then(named);
@@ -449,7 +451,7 @@ pub fn transfers_named(
                 .collect::<Vec<_>>(),
         );
     }
-    out(&transfers_text_named(list, names));
+    out(&transfers_text_named(list, names, previews));
     Ok(())
 }
 
@@ -486,10 +488,14 @@ pub fn shown(s: &crate::ops::show::Shown, as_json: bool) -> Result<(), ClientErr
 
 /// The text `exhibit inbox`, `outbox` and `admin transfers` print, escaped.
 pub fn transfers_text(list: &[TransferInfo]) -> String {
-    transfers_text_named(list, &Default::default())
+    transfers_text_named(list, &Default::default(), &Default::default())
 }
 
-fn transfers_text_named(list: &[TransferInfo], names: &std::collections::HashMap<String, String>) -> String {
+fn transfers_text_named(
+    list: &[TransferInfo],
+    names: &std::collections::HashMap<String, String>,
+    previews: &std::collections::HashMap<exhibit_proto::TransferId, crate::ops::show::Preview>,
+) -> String {
     let who = |id: &exhibit_proto::UserId| match names.get(id.as_str()) {
         Some(n) => format!("{id} ({})", cell(n)),
         None => id.to_string(),
@@ -503,6 +509,13 @@ fn transfers_text_named(list: &[TransferInfo], names: &std::collections::HashMap
         let when = t.sealed_at.map_or_else(|| "uploading".to_owned(), format_time);
         let case = cell(t.case_ref.as_deref().unwrap_or("-"));
         let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, who(&t.sender));
+        if let Some(pv) = previews.get(&t.transfer) {
+            let files = if pv.item_count == 1 { "1 file".to_owned() } else { format!("{} files", pv.item_count) };
+            let _ = writeln!(o, "    {files}, {}", format_size(pv.bytes));
+            if let Some(n) = &pv.note {
+                let _ = writeln!(o, "    note: {}", cell(n));
+            }
+        }
         match (&t.state, &t.decision) {
             (TransferState::AwaitingApproval, _) => {
                 let _ = writeln!(o, "    awaiting approval by one of {}", join_ids(&t.approvers));
