@@ -213,6 +213,9 @@ pub enum Request {
     /// ([`Response::ReceiptEntry`]), for a receipt bundle; the same people
     /// may ask as for the transfer's custody.
     ReceiptEntry { transfer: TransferId, recipient: UserId },
+    /// The caller turns their own arrival notices (e-mail when something
+    /// is released to them) on or off ([`Response::Done`]).
+    SetNotices { arrivals: bool },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.

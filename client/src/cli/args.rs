@@ -95,6 +95,13 @@ pub enum Command {
     /// Renew your client certificate (same keys, same fingerprint) before
     /// it expires; the old one stops working once the new one is in use.
     Renew,
+    /// Turn e-mail about new arrivals for you (and your units) on or off.
+    /// Overdue alerts still come: they are not yours to turn off.
+    Notices {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
     /// List enrolled users (optionally matching QUERY), verified against the CA.
     Directory {
         /// Part of a user id, name or organisation.

@@ -96,6 +96,17 @@ impl Cli {
             Command::Passphrase(c) => passphrase_cmd(&home, o, c),
             Command::Whoami => whoami(&home, o).await,
             Command::Renew => print::renewed(renew::renew(&home).await?, o.json),
+            Command::Notices { setting } => {
+                let on = setting == "on";
+                directory::set_notices(&home, on).await?;
+                let text = match on {
+                    true => "arrival notices on: you are e-mailed when a transfer is released to you",
+                    false => {
+                        "arrival notices off: you are not e-mailed when something arrives (overdue alerts still are)"
+                    }
+                };
+                print::line(&json!({"arrival_notices": on}), text, o.json)
+            }
             Command::Directory { query } => {
                 print::directory(&directory::search(&home, query.clone()).await?, o.json)?;
                 // Units are addressed like users: listed beside them.

@@ -52,6 +52,18 @@ pub struct Listed {
     pub org: Option<exhibit_proto::org::Org>,
 }
 
+/// Turn the user's own arrival notices on or off on the server.
+pub async fn set_notices(home: &Home, on: bool) -> Result<(), ClientError> {
+    let p = home.load()?;
+    let conn = crate::ops::heads::open(&p).await?;
+    let r = conn.request(&exhibit_proto::frame::Request::SetNotices { arrivals: on }).await;
+    conn.close();
+    match r? {
+        exhibit_proto::frame::Response::Done => Ok(()),
+        other => Err(ClientError::Stream(format!("unexpected reply to SetNotices: {other:?}"))),
+    }
+}
+
 /// `exhibit whoami`: our own entry, checked against the server's view of
 /// us, when our certificate expires, and the way the connection went.
 pub async fn whoami(home: &Home) -> Result<(Profile, u64, crate::session::Route), ClientError> {

@@ -45,15 +45,26 @@ pub fn notifier_names(s: &State) -> Vec<&'static str> {
 /// Raise `a` inside `tx` unless its cause was alerted before. Returns the
 /// new alert's id.
 pub fn raise(s: &State, tx: &mut dyn Tx, a: NewAlert, notifiers: &[&str]) -> Result<Option<u64>, ServerError> {
+    let mut emails = vec![];
+    for u in &a.people {
+        emails.extend(crate::app::units::emails(tx, u)?);
+    }
+    raise_to(s, tx, a, notifiers, emails)
+}
+
+/// [`raise`], to these e-mail addresses.
+fn raise_to(
+    s: &State,
+    tx: &mut dyn Tx,
+    a: NewAlert,
+    notifiers: &[&str],
+    emails: Vec<String>,
+) -> Result<Option<u64>, ServerError> {
     if tx.alert_key(&a.key)?.is_some() {
         return Ok(None);
     }
     let id = tx.counter(NEXT_ALERT)?.unwrap_or(1);
     tx.set_counter(NEXT_ALERT, id + 1)?;
-    let mut emails = vec![];
-    for u in &a.people {
-        emails.extend(crate::app::units::emails(tx, u)?);
-    }
     let mut info = a.info;
     info.id = id;
     info.deliveries = notifiers
@@ -93,8 +104,26 @@ pub fn arrived(s: &State, tx: &mut dyn Tx, transfer: &TransferId, to: &UserId) -
         },
         None => t.sender.to_string(),
     };
+    // Those who turned arrival notices off are not told; a unit's own
+    // address always is.
+    let mut emails = vec![];
+    match tx.unit(to)? {
+        Some(u) => {
+            emails.extend(u.unit.email.clone());
+            for m in &u.unit.members {
+                if crate::app::users::wants_notices(tx, m)? {
+                    emails.extend(tx.user(m)?.and_then(|u| u.email));
+                }
+            }
+        }
+        None if crate::app::users::wants_notices(tx, to)? => emails.extend(tx.user(to)?.and_then(|u| u.email)),
+        None => {}
+    }
+    if emails.is_empty() {
+        return Ok(());
+    }
     let a = rules::arrived(&t, to, &sender, s.clock.now());
-    raise(s, tx, a, &["email"])?;
+    raise_to(s, tx, a, &["email"], emails)?;
     Ok(())
 }
 

@@ -303,6 +303,10 @@ pub(crate) async fn dispatch(
                 blocking(state, move |s| app::receipts::receipt_entry(s, &caller, &transfer, &recipient, now)).await?;
             Response::ReceiptEntry { log }
         }
+        Request::SetNotices { arrivals } => {
+            blocking(state, move |s| app::users::set_notices(s, &me, arrivals, now)).await?;
+            Response::Done
+        }
         Request::TreeProof { from, to } => {
             let proof = blocking(state, move |s| app::tree::proof_between(s.meta.as_ref(), from, to)).await?;
             Response::TreeProof { proof }

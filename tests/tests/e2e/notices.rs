@@ -92,3 +92,56 @@ async fn with_notices_off_nobody_is_mailed_on_arrival() {
     assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 0);
     assert!(mailbox.0.lock().unwrap().is_empty());
 }
+
+/// A user who turns their notices off is not mailed on arrival, and their
+/// unit's other members and address still are; turned on again, they are.
+/// Their overdue alerts are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_turns_notices_off_is_not_mailed_and_the_rest_of_the_unit_is() {
+    let (smtp_port, mailbox) = crate::alerts::start_smtp();
+    let f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, move |c| {
+        c.smtp = Some(crate::alerts::local_smtp(smtp_port));
+    })
+    .await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    let ann = f.user("ann", Role::Caseworker).await;
+    let unit = NewUnit {
+        unit: uid("cps-se-mags"),
+        org: OrgId::new("cps-se").unwrap(),
+        name: "Magistrates' unit".into(),
+        ack: AckRule::One,
+        email: Some("mags@example.test".into()),
+    };
+    units::put(&f.admin, unit, false).await.unwrap();
+    units::members(&f.admin, uid("cps-se-mags"), vec![uid("ann"), uid("bob")], vec![]).await.unwrap();
+    units::list(&ann, false).await.unwrap();
+    exhibit_client::ops::directory::set_notices(&bob, false).await.unwrap();
+    let file = {
+        let src = f.path("s");
+        std::fs::write(src.join("a"), b"x").unwrap();
+        src.join("a")
+    };
+    let mailed = |to: &[&str]| {
+        let mut got: Vec<Vec<String>> = mailbox.0.lock().unwrap().drain(..).map(|(to, _)| to).collect();
+        got.sort();
+        let mut want: Vec<Vec<String>> = to.iter().map(|l| l.split(' ').map(str::to_owned).collect()).collect();
+        want.sort();
+        assert_eq!(got, want);
+    };
+
+    send_paths(&alice, vec![file.clone()], &["bob"], 1024).await;
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 0, "bob turned his notices off");
+    send_paths(&alice, vec![file.clone()], &["cps-se-mags"], 1024).await;
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 1);
+    mailed(&["ann@example.test mags@example.test"]);
+
+    exhibit_client::ops::directory::set_notices(&bob, true).await.unwrap();
+    send_paths(&alice, vec![file], &["bob"], 1024).await;
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 1);
+    mailed(&["bob@example.test"]);
+    let audit = exhibit_client::audit::export(&f.admin, 1).await.unwrap();
+    let said: Vec<&str> =
+        audit.iter().filter(|e| e.body.action == "notices").map(|e| e.body.details.as_str()).collect();
+    assert_eq!(said, ["arrival notices turned off", "arrival notices turned on"]);
+}
