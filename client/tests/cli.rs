@@ -120,6 +120,28 @@ fn readme_worked_example() {
     let shown = env.ok("bob", &["receipt", "show", &t]);
     assert!(shown.contains("item list    checked"), "{shown}");
 
+    // Issue 24, item 6: the custody report as a PDF for a court bundle,
+    // read back by poppler's pdftotext (installed by .ci/run).
+    let pdf = env.dir.path().join("custody-OP7.pdf");
+    let made = env.run("alice", &["custody", &t, "--pdf", pdf.to_str().unwrap()]);
+    assert!(made.status.success() && made.stdout.is_empty(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
+    match Command::new("pdftotext").args(["-layout", pdf.to_str().unwrap(), "-"]).output() {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            for want in
+                ["Chain of custody", &format!("Transfer {t}, case OP7"), "acknowledged", "receipt of bob", "page 1 of"]
+            {
+                assert!(text.contains(want), "{want:?} not in the PDF's text:\n{text}");
+            }
+            assert!(text.contains("case-OP7/interviews/ABE-1.mp4"), "the sender is shown file names:\n{text}");
+        }
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("pdftotext not installed ({e}): the PDF's text is not checked")
+        }
+        Err(e) => panic!("pdftotext is needed under CI (apt-get install poppler-utils): {e}"),
+    }
+
     // An edited receipt fails, loudly, with a non-zero exit.
     let text = std::fs::read_to_string(&receipt).unwrap().replace("\"recipient\": \"bob\"", "\"recipient\": \"eve\"");
     std::fs::write(&receipt, text).unwrap();

@@ -518,6 +518,10 @@ pub struct CustodyArgs {
     /// Print the report as HTML.
     #[arg(long)]
     pub html: bool,
+    /// Write the report as a PDF to FILE (A4, numbered pages, for a court
+    /// bundle).
+    #[arg(long, value_name = "FILE")]
+    pub pdf: Option<PathBuf>,
     /// Write custody.{txt,html,json} and the receipt bundles into DIR.
     #[arg(short, long)]
     pub out: Option<PathBuf>,

@@ -479,8 +479,16 @@ async fn custody_cmd(home: &Home, o: Out, a: CustodyArgs) -> Result<(), ClientEr
             exhibit_proto::text::escape(&dir.display().to_string())
         );
     }
+    if let Some(file) = &a.pdf {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let bytes = crate::ops::custody_pdf::pdf(&report, now);
+        std::fs::write(file, &bytes).map_err(ClientError::io(format!("writing {}", file.display())))?;
+        eprintln!("custody report written to {}", exhibit_proto::text::escape(&file.display().to_string()));
+    }
     if o.json {
         print::json(&report)?;
+    } else if a.pdf.is_some() {
+        // Written to the file; not also to the terminal.
     } else if a.html && a.out.is_none() {
         print::out(&custody::html(&report));
     } else if a.out.is_none() {

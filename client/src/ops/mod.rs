@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod cases;
 pub mod custody;
+pub mod custody_pdf;
 pub mod details;
 pub mod directory;
 pub mod enrol;
