@@ -619,9 +619,21 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
         assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
     }
 
+    // Issue 24, item 3: a near miss is answered with the id meant; a
+    // revoked user is said to be revoked, not unknown.
+    let e = env.run("alice", &["send", file.to_str().unwrap(), "--to", "bobb", "--yes"]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(err.contains("no enrolled user bobb; did you mean bob?"), "{err}");
+
     // Issue 24, item 7: alerts in JSON name their kind in snake_case and
     // their transfer in hex.
     env.ok("admin", &["admin", "user", "revoke", "bob"]);
+    let e = env.run("alice", &["send", file.to_str().unwrap(), "--to", "bob", "--yes"]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(err.contains("bob (bob) was revoked on ") && err.contains("can no longer receive"), "{err}");
+    let listed = env.json("alice", &["directory", "bob"]);
+    assert!(listed[0]["revoked_at"].is_u64(), "{listed}");
+    assert!(env.ok("alice", &["directory", "bob"]).contains("REVOKED"));
     let alerts = env.json("admin", &["admin", "alerts"]);
     let a = &alerts[0];
     assert_eq!(

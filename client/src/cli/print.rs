@@ -199,6 +199,7 @@ pub fn directory(entries: &[Listed], as_json: bool) -> Result<(), ClientError> {
                         "role": e.role.as_str(), "roles": e.roles().map(|r| r.as_str()).collect::<Vec<_>>(),
                         "fingerprint": e.fingerprint(),
                         "pinned": l.pin.as_ref().map(|f| *f == e.fingerprint()),
+                        "revoked_at": e.revoked_at,
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -207,6 +208,7 @@ pub fn directory(entries: &[Listed], as_json: bool) -> Result<(), ClientError> {
     for l in entries {
         let e = &l.entry;
         let pin = match &l.pin {
+            _ if e.revoked_at.is_some() => "REVOKED",
             Some(f) if *f == e.fingerprint() => "pinned",
             Some(_) => "KEY CHANGED",
             None => "",

@@ -108,14 +108,77 @@ pub async fn own(conn: &Conn, home: &Home, p: &Profile) -> Result<DirectoryEntry
     }
 }
 
-/// Look up exactly `user`.
+/// Look up exactly `user`, who must not be revoked. Not found, the error
+/// suggests the ids nearest to what was typed.
 pub async fn lookup(conn: &Conn, p: &Profile, user: &UserId) -> Result<DirectoryEntry, ClientError> {
-    list(conn, p, Some(user.to_string())).await?.into_iter().find(|e| &e.user == user).ok_or_else(|| {
-        ClientError::Server {
-            code: exhibit_proto::frame::ErrorCode::NotFound,
-            message: format!("no enrolled user {user}"),
+    let found = list(conn, p, Some(user.to_string())).await?.into_iter().find(|e| &e.user == user);
+    match found {
+        Some(e) => match e.revoked_at {
+            None => Ok(e),
+            Some(at) => Err(ClientError::Server {
+                code: exhibit_proto::frame::ErrorCode::Forbidden,
+                message: format!(
+                    "{user} ({}) was revoked on {}: they can no longer receive anything; ask an admin who handles their work now",
+                    e.display_name,
+                    crate::human::format_time(at)
+                ),
+            }),
+        },
+        None => {
+            let all = list(conn, p, None).await.unwrap_or_default();
+            let near = nearest(user.as_str(), all.iter().map(|e| e.user.as_str()));
+            let hint = match near.as_slice() {
+                [] => String::new(),
+                some => format!("; did you mean {}?", some.join(" or ")),
+            };
+            Err(ClientError::Server {
+                code: exhibit_proto::frame::ErrorCode::NotFound,
+                message: format!("no enrolled user {user}{hint} (`exhibit directory` lists them)"),
+            })
         }
-    })
+    }
+}
+
+/// Up to three ids near `typed`: those it is part of (`priya` for
+/// `priya.khan`), or within two edits of it (`bbo` for `bob`).
+fn nearest<'a>(typed: &str, ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut near: Vec<(usize, &str)> = ids
+        .filter_map(|id| match id.contains(typed) {
+            true => Some((0, id)),
+            false => Some(edits(typed, id)).filter(|d| *d <= 2).map(|d| (d, id)),
+        })
+        .collect();
+    near.sort();
+    near.into_iter().take(3).map(|(_, id)| id).collect()
+}
+
+/// Levenshtein distance (ids are at most 64 characters).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn near_misses_are_suggested_and_strangers_are_not() {
+        let ids = ["priya.khan", "bob", "bobby.tables", "carol"];
+        assert_eq!(super::nearest("priya", ids.into_iter()), ["priya.khan"]);
+        assert_eq!(super::nearest("bbo", ids.into_iter()), ["bob"]);
+        assert_eq!(super::nearest("bob", ids.into_iter()), ["bob", "bobby.tables"]);
+        assert!(super::nearest("zed", ids.into_iter()).is_empty());
+        assert_eq!(super::edits("kitten", "sitting"), 3);
+    }
 }
 
 /// Whether a pin was new.

@@ -61,8 +61,15 @@ pub fn directory(s: &State, query: Option<String>) -> Result<Vec<SignedEntry>, S
                 || u.org.to_lowercase().contains(q.as_str())
         })
     };
+    // A revoked user is listed only when asked for by exact id, so that a
+    // sender is told "revoked", not "unknown" (their entry says when).
+    let exact = |u: &UserRecord| q.as_deref() == Some(u.user.as_str());
     let users = crate::app::listings::every_user(s)?;
-    Ok(users.into_iter().filter(|u| u.revoked_at.is_none() && matches(u)).filter_map(|u| u.entry).collect())
+    Ok(users
+        .into_iter()
+        .filter(|u| (u.revoked_at.is_none() || exact(u)) && matches(u))
+        .filter_map(|u| u.entry)
+        .collect())
 }
 
 /// A user an admin adds.
