@@ -620,8 +620,15 @@ pub enum LogCommand {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Recompute the hash chain and check every signed checkpoint; report
-    /// the first bad entry.
-    Verify,
+    /// the first bad entry. With --from-heads, also check that the log
+    /// extends tree heads other users hold.
+    Verify {
+        /// Tree heads collected from other users (each the JSON `exhibit
+        /// audit heads --json` prints, or their `tree-head.json`): each
+        /// must be signed by the authority and be a prefix of this log.
+        #[arg(long = "from-heads", value_name = "FILE", num_args = 1..)]
+        from_heads: Vec<PathBuf>,
+    },
     /// Print entries.
     Export {
         /// From this entry on.

@@ -542,7 +542,9 @@ async fn admin_cmd(home: &Home, o: Out, c: AdminCommand) -> Result<(), ClientErr
             let a = admin::ack_alert(home, alert, note).await?;
             print::line(&a, &format!("alert {} acknowledged", a.id), o.json)
         }
-        AdminCommand::Audit(AuditCommand::Verify) => print::audit_verified(&audit::verify(home).await?, o.json),
+        AdminCommand::Audit(AuditCommand::Verify { from_heads }) => {
+            print::audit_verified(&audit::verify(home, &from_heads).await?, o.json)
+        }
         AdminCommand::Audit(AuditCommand::Export { since }) => {
             print::audit_entries(&audit::export(home, since).await?, o.json)
         }

@@ -708,6 +708,9 @@ pub fn audit_verified(r: &VerifyReport, as_json: bool) -> Result<(), ClientError
         r.head,
         r.tree_root
     );
+    for h in &r.other_heads {
+        say!("  extends the head in {}: {} entries, signed {}", p(&h.file), h.size, format_time(h.time));
+    }
     Ok(())
 }
 

@@ -114,6 +114,20 @@ pub struct VerifyReport {
     /// The Merkle tree's root over the entries checked, recomputed from
     /// them and proven a prefix of the server's signed tree head (hex).
     pub tree_root: String,
+    /// Tree heads from other users (`--from-heads`), each proven a prefix
+    /// of the log.
+    pub other_heads: Vec<OtherHead>,
+}
+
+/// A tree head another user held, checked.
+#[derive(Debug, Serialize)]
+pub struct OtherHead {
+    /// The file it came from.
+    pub file: std::path::PathBuf,
+    /// Entries in the log it signs.
+    pub size: u64,
+    /// When the server signed it.
+    pub time: u64,
 }
 
 /// Download the whole log and recompute it: the chain, every stored
@@ -121,7 +135,19 @@ pub struct VerifyReport {
 /// extends the checkpoint this client holds, and its Merkle tree: the
 /// root recomputed from the entries is proven a prefix of the server's
 /// signed tree head, which must extend the head this client holds.
-pub async fn verify(home: &Home) -> Result<VerifyReport, ClientError> {
+pub async fn verify(home: &Home, from_heads: &[std::path::PathBuf]) -> Result<VerifyReport, ClientError> {
+    // Read first: a file that cannot be read is said before the download.
+    let mut others = vec![];
+    for f in from_heads {
+        let text = std::fs::read(f).map_err(ClientError::io(format!("reading {}", f.display())))?;
+        let h: crate::ops::heads::HeldHead = serde_json::from_slice(&text).map_err(|e| {
+            ClientError::Usage(format!(
+                "{}: not a tree head (`exhibit audit heads --json` prints one): {e}",
+                f.display()
+            ))
+        })?;
+        others.push((f.clone(), h.signed));
+    }
     let p = home.load()?;
     let conn = Conn::open(&p).await?;
     crate::ops::heads::check(&conn, &p).await?;
@@ -200,9 +226,36 @@ pub async fn verify(home: &Home) -> Result<VerifyReport, ClientError> {
     exhibit_proto::tlog::verify_consistency(checked, &root, now.size, &now.root, proof.hashes()).map_err(|e| {
         ClientError::AuditRewritten(format!("the entries do not make the tree the server signs heads of: {e}"))
     })?;
+    let mut other_heads = vec![];
+    for (file, signed) in &others {
+        let h = signed.verify(&p.authority).map_err(|e| {
+            ClientError::Verify(format!(
+                "{}: the tree head is not signed by this deployment's authority: {e}",
+                file.display()
+            ))
+        })?;
+        let rewritten = |why: String| ClientError::AuditRewritten(format!("{}: {why}", file.display()));
+        if h.size > now.size {
+            return Err(rewritten(format!(
+                "a user held a head of {} entries, and the log now has {}: it was rolled back",
+                h.size, now.size
+            )));
+        }
+        let proof = match h.size == 0 || h.size == now.size {
+            true => exhibit_proto::tlog::Proof::default(),
+            false => match conn.request(&Request::TreeProof { from: h.size, to: now.size }).await? {
+                Response::TreeProof { proof } => proof,
+                r => return Err(unexpected(&r)),
+            },
+        };
+        exhibit_proto::tlog::verify_consistency(h.size, &h.root, now.size, &now.root, proof.hashes()).map_err(|e| {
+            rewritten(format!("the head a user held is not a prefix of this log (forked or rewritten): {e}"))
+        })?;
+        other_heads.push(OtherHead { file: file.clone(), size: h.size, time: h.time });
+    }
     save(home, at.0, &at.1)?;
     conn.close();
-    Ok(VerifyReport { entries: at.0, checkpoints, head: hex::encode(at.1), tree_root: hex::encode(root) })
+    Ok(VerifyReport { entries: at.0, checkpoints, head: hex::encode(at.1), tree_root: hex::encode(root), other_heads })
 }
 
 /// Entries from `since` on.

@@ -156,8 +156,22 @@ impl Fixture {
         old.shutdown().await;
         meddle(&self.data);
         std::fs::write(&self.config, toml_of(&config)).unwrap();
-        let settings = Config::load(&self.config).unwrap();
-        self.server = Some(Server::start_with(settings, self.clock.clone(), self.background).await.unwrap());
+        // The old sockets may take a moment to be let go of (or another
+        // test's ephemeral socket may hold the port briefly): try again for
+        // up to 5 s before giving up.
+        for attempt in 0.. {
+            let settings = Config::load(&self.config).unwrap();
+            match Server::start_with(settings, self.clock.clone(), self.background).await {
+                Ok(s) => {
+                    self.server = Some(s);
+                    return;
+                }
+                Err(e) if attempt < 50 && format!("{e:?}").contains("AddrInUse") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("restarting the server: {e:?}"),
+            }
+        }
     }
 
     /// Create and enrol a user: evidence units in Kent Police, everyone

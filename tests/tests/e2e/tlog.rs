@@ -140,7 +140,7 @@ async fn a_rewritten_entry_with_its_chain_and_tree_remade_is_refused() {
     assert!(seen > 6);
     // The admin's whole-log check recomputes the tree from the entries
     // and finds it in the server's signed head.
-    let ok = audit::verify(&f.admin).await.unwrap();
+    let ok = audit::verify(&f.admin, &[]).await.unwrap();
     let root = exhibit_server::app::tree::root(&*f.state().meta.read().unwrap(), ok.entries).unwrap();
     assert_eq!(ok.tree_root, hex::encode(root));
     // Carol is enrolled but has not contacted the server yet.
@@ -157,7 +157,7 @@ async fn a_rewritten_entry_with_its_chain_and_tree_remade_is_refused() {
     assert_eq!(held, seen);
     assert!(presented >= held);
     // Nor the admin's, who verified the log before.
-    refused(&f, &f.admin, audit::verify(&f.admin).await);
+    refused(&f, &f.admin, audit::verify(&f.admin, &[]).await);
     // A client that never saw the log before has nothing to hold it to.
     listing::fetch_list(&carol, false).await.unwrap();
 }
@@ -270,4 +270,51 @@ async fn a_receipt_bundle_proves_offline_that_its_acceptance_is_in_the_log() {
         stripped.log = None;
         assert!(stripped.verify(&authority).is_err());
     }
+}
+
+/// `admin audit verify --from-heads`: heads other users hold are checked to
+/// be prefixes of the log. Bob's real head passes; a head of the same size
+/// with another root (a log the server showed only him) and one longer
+/// than the log (it was rolled back since) are caught, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_collected_from_other_users_are_checked_against_the_log() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let bob = f.user("bob", Role::Caseworker).await;
+    sent_and_fetched(&f, &alice, &bob, 1).await;
+    let dir = f.path("collected");
+    let bobs = dir.join("bob-head.json");
+    std::fs::copy(bob.dir().join(heads::HEAD_FILE), &bobs).unwrap();
+    sent_and_fetched(&f, &alice, &bob, 2).await;
+    let ok = audit::verify(&f.admin, std::slice::from_ref(&bobs)).await.unwrap();
+    assert_eq!(ok.other_heads.len(), 1);
+    assert!(ok.other_heads[0].size < ok.entries, "{ok:?}");
+
+    // Heads signed with the deployment's key, as a lying server would sign
+    // them: one of another log, one of a longer log than there is now.
+    let key = f.state().authority.signing_key();
+    let held: heads::HeldHead = serde_json::from_slice(&std::fs::read(&bobs).unwrap()).unwrap();
+    let forge = |size: u64, root: [u8; 32], name: &str| {
+        let h = exhibit_proto::tlog::TreeHead { size, root, time: held.time };
+        let mut other = held.clone();
+        other.signed = h.sign(key);
+        let file = dir.join(name);
+        std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+        file
+    };
+    let forked = forge(held.size, [9; 32], "forked.json");
+    let e = audit::verify(&f.admin, &[bobs.clone(), forked]).await.unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert!(e.to_string().contains("forked.json") && e.to_string().contains("not a prefix of this log"), "{e}");
+    let longer = forge(held.size + 1_000_000, [9; 32], "longer.json");
+    let e = audit::verify(&f.admin, &[longer]).await.unwrap_err();
+    assert!(e.to_string().contains("longer.json") && e.to_string().contains("rolled back"), "{e}");
+    // A head signed by another key is not this deployment's.
+    let mut stranger = held.clone();
+    stranger.signed = exhibit_proto::tlog::TreeHead { size: 1, root: [1; 32], time: 1 }
+        .sign(&ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+    let file = dir.join("stranger.json");
+    std::fs::write(&file, serde_json::to_vec(&stranger).unwrap()).unwrap();
+    let e = audit::verify(&f.admin, &[file]).await.unwrap_err();
+    assert!(e.to_string().contains("not signed by this deployment's authority"), "{e}");
 }
