@@ -80,6 +80,12 @@ pub fn upload_time(len: usize) -> Duration {
 /// A client TLS identity: certificate and PKCS#8 key, both DER.
 pub type Identity<'a> = (&'a [u8], &'a [u8]);
 
+/// The nodes a configured server address names: `host:port`, or several
+/// separated by commas, in the order they are tried.
+pub fn nodes(server: &str) -> Vec<&str> {
+    server.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
 /// The name in `host:port` the server's certificate must carry.
 fn server_name(server: &str) -> Result<ServerName<'static>, ClientError> {
     let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
@@ -143,8 +149,24 @@ impl Conn {
                 tracing::warn!("your certificate expires on {}: run `exhibit renew`", format_time(expiry));
             }
         }
-        let to = Endpoints { quic: &p.config.server, tcp: p.config.tcp.as_deref() };
-        Conn::reach(to, &p.ca_der, Some((&p.tls_cert, &p.tls_key)), &p.reach, Some(&p.dir)).await
+        // Several nodes of one deployment: `server = "a:4433,b:4433"`. Each
+        // is tried in turn until one answers; a refusal (revoked, say) is
+        // the deployment's answer and is not retried elsewhere.
+        let nodes = nodes(&p.config.server);
+        let mut last = None;
+        for (i, node) in nodes.iter().enumerate() {
+            let tcp = if nodes.len() == 1 { p.config.tcp.as_deref() } else { None };
+            let to = Endpoints { quic: node, tcp };
+            match Conn::reach(to, &p.ca_der, Some((&p.tls_cert, &p.tls_key)), &p.reach, Some(&p.dir)).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (ClientError::Connect { .. } | ClientError::Unreachable { .. })) if i + 1 < nodes.len() => {
+                    tracing::info!(node = %node, error = %e, "node not reached; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no server address in this key directory's config".into())))
     }
 
     /// Connect to `to` by `reach`: QUIC, TCP, or QUIC then TCP (`auto`,

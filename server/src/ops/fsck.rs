@@ -46,7 +46,16 @@ pub fn fsck(data: &Path, read_data: bool) -> Result<Report, ServerError> {
 /// crash, never acknowledged), and raise an alert for every referenced
 /// chunk that is missing.
 pub fn repair(state: &crate::state::State) -> Result<Report, ServerError> {
-    let r = check(state.meta.as_ref(), state.chunks.as_ref(), false)?;
+    let mut r = check(state.meta.as_ref(), state.chunks.as_ref(), false)?;
+    // With several nodes, another may have expired a transfer (its chunks
+    // dereferenced, then deleted) between the two listings above: a chunk
+    // is missing only if it is still referenced and still not stored.
+    if !r.missing.is_empty() {
+        let now_referenced: HashSet<ChunkId> = state.meta.read()?.chunk_refs()?.into_iter().map(|(id, _)| id).collect();
+        r.missing.retain(|id| {
+            id.parse::<ChunkId>().is_ok_and(|c| now_referenced.contains(&c) && !state.chunks.has(&c).unwrap_or(false))
+        });
+    }
     // Only on the local disk, which belongs to this data directory alone. A
     // bucket may be shared by mistake (a restored copy starts with the same
     // config): there, deleting what this metadata does not know could

@@ -81,6 +81,29 @@ impl Fixture {
         Fixture::start_meta(Choice::Quic, Arc::new(SystemClock), Background::On, |_| {}, None, metadata).await
     }
 
+    /// A server with its metadata where `metadata` says, an injected
+    /// clock, background tasks on or off, and a config adjusted by `tweak`.
+    pub async fn with_metadata_and(
+        clock: Arc<dyn Clock>,
+        background: Background,
+        tweak: impl FnOnce(&mut Config),
+        metadata: MetadataConfig,
+    ) -> Fixture {
+        Fixture::start_meta(Choice::Quic, clock, background, tweak, None, metadata).await
+    }
+
+    /// A second node of the same deployment: the same configuration and
+    /// keys (so the same metadata store and chunk store), on new loopback
+    /// ports, with the fixture's clock.
+    pub async fn second_node(&self) -> Server {
+        let mut config = Config::read(&self.config).unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.listen_tcp = Some("127.0.0.1:0".parse().unwrap());
+        let path = self.config.with_file_name("exhibitd-node-b.toml");
+        std::fs::write(&path, toml_of(&config)).unwrap();
+        Server::start_with(Config::load(&path).unwrap(), self.clock.clone(), self.background).await.unwrap()
+    }
+
     async fn start_meta(
         transport: Choice,
         clock: Arc<dyn Clock>,

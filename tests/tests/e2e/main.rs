@@ -14,6 +14,7 @@ mod fixture;
 mod hostile;
 mod lifecycle;
 mod listing;
+mod multinode;
 mod notices;
 mod onward;
 mod postgres;

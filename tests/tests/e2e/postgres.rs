@@ -8,19 +8,30 @@ use exhibit_server::config::{MetadataBackend, MetadataConfig};
 
 use crate::fixture::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_fetch_and_receipt_with_metadata_in_postgres() {
+/// A scratch schema named `name` in the database `EXHIBIT_TEST_POSTGRES`
+/// names, as metadata settings; `None` (skipped) without it, except under
+/// CI, where it fails.
+pub(crate) async fn scratch(name: &str) -> Option<MetadataConfig> {
     let url = match std::env::var("EXHIBIT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => url,
         _ if std::env::var_os("CI").is_some() => panic!("CI is set but EXHIBIT_TEST_POSTGRES is not"),
-        _ => return eprintln!("EXHIBIT_TEST_POSTGRES not set: skipped"),
+        _ => {
+            eprintln!("EXHIBIT_TEST_POSTGRES not set: skipped");
+            return None;
+        }
     };
-    let schema = format!("e2e_{}", std::process::id());
+    let schema = format!("e2e_{name}_{}", std::process::id());
     let url = tokio::task::spawn_blocking(move || exhibit_server::meta::postgres::scratch_schema(&url, &schema))
         .await
         .unwrap()
         .unwrap();
-    let f = Fixture::with_metadata(MetadataConfig { backend: MetadataBackend::Postgres, url: Some(url) }).await;
+    Some(MetadataConfig { backend: MetadataBackend::Postgres, url: Some(url) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_fetch_and_receipt_with_metadata_in_postgres() {
+    let Some(meta) = scratch("one").await else { return };
+    let f = Fixture::with_metadata(meta).await;
     // Nothing in the data directory's redb: the metadata is elsewhere.
     assert!(!f.data.join(exhibit_server::META_FILE).exists());
     let alice = f.user("alice", Role::EvidenceUnit).await;

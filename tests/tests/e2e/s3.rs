@@ -15,7 +15,7 @@ use exhibit_server::{Background, SystemClock};
 use crate::fixture::*;
 
 /// A moto S3 server on a free loopback port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     endpoint: String,
 }
@@ -30,7 +30,7 @@ impl Drop for Moto {
 impl Moto {
     /// Start moto, or `None` (with a note) where it is not installed; CI
     /// installs it, so there a missing server is a failure.
-    fn start() -> Option<Moto> {
+    pub(crate) fn start() -> Option<Moto> {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         // `python3 -m moto.server` needs no console script on PATH.
         let child = match Command::new("python3")
@@ -65,7 +65,7 @@ impl Moto {
     }
 
     /// Create a bucket (moto accepts unsigned requests).
-    fn bucket(&self, name: &str) -> StorageConfig {
+    pub(crate) fn bucket(&self, name: &str) -> StorageConfig {
         let host = self.endpoint.trim_start_matches("http://");
         let mut s = TcpStream::connect(host).unwrap();
         write!(s, "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
