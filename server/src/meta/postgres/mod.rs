@@ -34,6 +34,7 @@ use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use schema::SCHEMA;
 
@@ -172,7 +173,60 @@ fn wait<F: Future>(f: F) -> F::Output {
 }
 
 fn parse(url: &str) -> Result<tokio_postgres::Config> {
+    let (url, _) = split_root(url);
     url.parse().map_err(|e| ServerError::Setup(format!("metadata.url: not a PostgreSQL URL: {e}")))
+}
+
+/// An error with what caused it (the driver's own text hides a TLS
+/// handshake's reason, such as an unknown certificate authority).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s += &format!(": {c}");
+        cause = c.source();
+    }
+    s
+}
+
+/// The URL without its `sslrootcert=FILE` (which the driver does not
+/// take), and that file.
+fn split_root(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut root = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(v) => {
+                root = Some(std::path::PathBuf::from(percent_decode(v)));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    (url, root)
+}
+
+/// `%XX` escapes decoded (a path in a URL).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// For tests: a new empty schema `name` (dropped first if it exists) in
@@ -200,6 +254,8 @@ pub fn scratch_schema(url: &str, name: &str) -> Result<String> {
 /// The metadata in one PostgreSQL database.
 pub struct PgMeta {
     config: tokio_postgres::Config,
+    /// With `sslmode=require`: TLS, the server's certificate verified.
+    tls: Option<tls::Rustls>,
     runtime: Option<tokio::runtime::Runtime>,
     idle: Mutex<Vec<Client>>,
 }
@@ -225,29 +281,27 @@ impl PgMeta {
     /// Connect to the database `url` names, and create or migrate its
     /// tables (refusing a schema newer than this build's).
     pub fn open(url: &str) -> Result<PgMeta> {
-        PgMeta::with_config(parse(url)?)
-    }
-
-    /// [`PgMeta::open`] with the connection settings parsed.
-    pub fn with_config(config: tokio_postgres::Config) -> Result<PgMeta> {
-        // No TLS yet: `prefer` (the driver's default) connects in the
-        // clear; anything that insists on TLS is refused rather than
-        // silently downgraded.
-        use tokio_postgres::config::SslMode;
-        if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-            return Err(ServerError::Setup(
-                "metadata.url asks for sslmode=require, but this exhibitd does not speak TLS to PostgreSQL yet; \
-                 connect over loopback or a Unix socket (host=/run/postgresql), or a TLS tunnel"
-                    .into(),
-            ));
-        }
+        let (_, root) = split_root(url);
+        let config = parse(url)?;
+        // `require`: TLS, verified (see `tls`). `prefer`, the driver's
+        // default, and `disable` connect in the clear, as they always
+        // did: for a Unix socket or loopback.
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => Some(tls::Rustls::new(root.as_deref())?),
+            _ if root.is_some() => {
+                return Err(ServerError::Setup(
+                    "metadata.url names sslrootcert but not sslmode=require: add it, or drop sslrootcert".into(),
+                ))
+            }
+            _ => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("exhibit-postgres")
             .enable_all()
             .build()
             .map_err(ServerError::io("starting the PostgreSQL client runtime"))?;
-        let store = PgMeta { config, runtime: Some(runtime), idle: Mutex::new(vec![]) };
+        let store = PgMeta { config, tls, runtime: Some(runtime), idle: Mutex::new(vec![]) };
         let conn = store.conn()?;
         schema::migrate(&conn)?;
         store.put_back(conn);
@@ -265,18 +319,25 @@ impl PgMeta {
             }
         }
         let rt = self.runtime.as_ref().ok_or_else(|| ServerError::Store("store closed".into()))?;
-        let config = self.config.clone();
+        let (config, tls) = (self.config.clone(), self.tls.clone());
         let task = rt.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!("PostgreSQL connection ended: {e}");
+            let ended = |e: tokio_postgres::Error| tracing::warn!("PostgreSQL connection ended: {e}");
+            let client = match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+                    client
                 }
-            });
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+                    client
+                }
+            };
             Ok::<_, tokio_postgres::Error>(client)
         });
         match wait(task) {
-            Ok(r) => r.map_err(|e| ServerError::Store(format!("connecting to PostgreSQL: {e}"))),
+            Ok(r) => r.map_err(|e| ServerError::Store(format!("connecting to PostgreSQL: {}", with_causes(&e)))),
             Err(e) => Err(ServerError::Store(format!("connecting to PostgreSQL: {e}"))),
         }
     }
