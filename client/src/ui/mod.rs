@@ -180,6 +180,9 @@ struct Draft {
     dir: Option<PathBuf>,
 }
 
+/// An upload read: its text fields, the recipients ticked, how many files.
+type Received = (HashMap<String, String>, Vec<String>, usize);
+
 /// Drafts kept at once (the oldest go, with their staged files).
 const MAX_DRAFTS: usize = 64;
 
@@ -592,12 +595,7 @@ impl UiState {
 
     /// Read the upload's parts: the text fields, the recipients ticked,
     /// and the files (with their folder paths) written under `dir`.
-    fn receive(
-        &self,
-        body: &mut dyn Read,
-        boundary: &str,
-        dir: &Path,
-    ) -> Result<(HashMap<String, String>, Vec<String>, usize), ClientError> {
+    fn receive(&self, body: &mut dyn Read, boundary: &str, dir: &Path) -> Result<Received, ClientError> {
         let mut mp = Multipart::new(body, boundary);
         let (mut fields, mut to, mut files) = (HashMap::new(), vec![], 0);
         while let Some(part) = mp.next_part()? {

@@ -85,7 +85,7 @@ pub(super) fn error_page(status: u16, pre: &str, msg: &str) -> Page {
 
 /// Progress in words: percent, bytes, speed and time left.
 pub(super) fn progress_text(done: u64, total: u64, secs: f64) -> String {
-    let pct = if total == 0 { 0 } else { (done.min(total) * 100 / total) as u32 };
+    let pct = (done.min(total) * 100).checked_div(total).unwrap_or(0);
     let mut t = format!("{pct}% — {} of {}", format_size(done), format_size(total));
     if secs > 0.0 && done > 0 {
         let rate = done as f64 / secs;
