@@ -890,3 +890,95 @@ async fn ui_send_and_fetch_with_the_keyboard_only() {
     assert_eq!(std::fs::read(dl.join("keyboard.pdf")).unwrap(), bytes(70_000, 5));
     drop((ui_a, ui_b));
 }
+
+/// A chunk store that lets the first chunk through and holds the rest
+/// while `hold` is set: a send stays in progress, part done.
+#[derive(Debug)]
+struct HeldDisk {
+    inner: exhibit_server::chunks::DiskChunks,
+    passed: std::sync::atomic::AtomicUsize,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl exhibit_server::chunks::ChunkStore for HeldDisk {
+    fn put(&self, id: &exhibit_proto::ChunkId, bytes: &[u8]) -> Result<(), exhibit_server::error::ServerError> {
+        use std::sync::atomic::Ordering;
+        if self.passed.fetch_add(1, Ordering::SeqCst) >= 1 {
+            // On the server's blocking pool: held at most a minute.
+            let t0 = std::time::Instant::now();
+            while self.hold.load(Ordering::SeqCst) && t0.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        self.inner.put(id, bytes)
+    }
+    fn get(&self, id: &exhibit_proto::ChunkId) -> Result<Vec<u8>, exhibit_server::error::ServerError> {
+        self.inner.get(id)
+    }
+    fn has(&self, id: &exhibit_proto::ChunkId) -> Result<bool, exhibit_server::error::ServerError> {
+        self.inner.has(id)
+    }
+    fn delete(&self, id: &exhibit_proto::ChunkId) -> Result<(), exhibit_server::error::ServerError> {
+        self.inner.delete(id)
+    }
+    fn list(&self) -> Result<Vec<exhibit_proto::ChunkId>, exhibit_server::error::ServerError> {
+        self.inner.list()
+    }
+}
+
+/// A send in progress shows percent, MB and time left, live; then the
+/// confirmation panel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ui_shows_a_send_in_progress_with_percent_speed_and_time_left() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let hold = Arc::new(AtomicBool::new(false));
+    let held = hold.clone();
+    let maker: StoreMaker = Box::new(move |dir| {
+        Arc::new(HeldDisk {
+            inner: exhibit_server::chunks::DiskChunks::open(dir).unwrap(),
+            passed: Default::default(),
+            hold: held,
+        })
+    });
+    let f = Fixture::start_full(Arc::new(exhibit_server::SystemClock), Background::Off, |_| {}, Some(maker)).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    f.user("bob", Role::Caseworker).await;
+    let file = f.path("src").join("CCTV-export.mp4");
+    // Three 4 MiB chunks: the first goes through, the others wait.
+    std::fs::write(&file, bytes(10_000_000, 8)).unwrap();
+    hold.store(true, Ordering::SeqCst);
+    let rt = tokio::runtime::Handle::current();
+    let ui =
+        Ui::start(alice, UiOptions { listen: "127.0.0.1:0".parse().unwrap(), downloads: f.path("dl") }, rt).unwrap();
+    let url = ui.url().to_owned();
+    let Some(b) = tokio::task::block_in_place(Browser::start) else { return };
+    tokio::task::block_in_place(|| {
+        b.goto(&format!("{url}send"));
+        b.click("input[name='to'][value='bob']");
+        b.type_into("#files", file.to_str().unwrap());
+        b.type_into("#case", "OP-SLOW");
+        b.submit("#send-button");
+        b.click("#confirmed");
+        b.submit("#confirm-button");
+        // The page's script updates the line as the job goes.
+        let page = b.wait_text("left");
+        assert!(page.contains("Sending evidence") && page.contains("In progress"), "{page}");
+        // Part done (the first chunk), at a speed, with time left.
+        let line = page.lines().find(|l| l.starts_with("In progress ")).unwrap_or_default();
+        let pct: u32 = line["In progress ".len()..].split('%').next().unwrap().parse().unwrap();
+        assert!((1..100).contains(&pct), "{line}");
+        assert!(
+            line.contains(" MB of 10.0 MB at ") && line.contains("/s, about ") && line.ends_with(" left"),
+            "{line}"
+        );
+        assert!(b.source().contains("<progress"), "a progress bar while it runs");
+        b.checked("ui-in-progress.png");
+        hold.store(false, Ordering::SeqCst);
+        let page = b.wait_text("Evidence sent");
+        assert!(page.contains("sealed as transfer"), "{page}");
+        assert_eq!(b.source().matches("<progress").count(), 0, "no bar once done");
+        b.checked("ui-send-done-panel.png");
+    });
+    hold.store(false, Ordering::SeqCst);
+    drop(ui);
+}
