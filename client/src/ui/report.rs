@@ -63,7 +63,12 @@ pub(super) fn main_html(r: &Report, pre: &str) -> String {
         ));
     }
     rows.push(("Manifest BLAKE3", format!("<span class=\"exhibit-code\">{}</span>", esc(&r.manifest_hash))));
-    rows.push(("Items", esc(&format!("{} ({} encrypted)", r.items, format_size(r.bytes)))));
+    // Transfers sealed before the server kept item counts: count the names.
+    let items = match (r.items, &r.item_names) {
+        (0, Some(names)) => names.len(),
+        (n, _) => n,
+    };
+    rows.push(("Items", esc(&format!("{items} ({} encrypted)", format_size(r.bytes)))));
     if let Some(names) = &r.item_names {
         let mut v: Vec<String> = names.iter().take(NAMES_SHOWN).map(|n| esc(n)).collect();
         if names.len() > NAMES_SHOWN {
@@ -92,7 +97,8 @@ pub(super) fn main_html(r: &Report, pre: &str) -> String {
                 esc(&s.action),
                 esc(&s.actor),
                 format!(
-                    "{}<br><span class=\"govuk-body-s\">entry hash <span class=\"exhibit-code\">{}</span></span>",
+                    "<span class=\"exhibit-wrap\">{}</span><br><span class=\"govuk-body-s\">entry hash \
+                     <span class=\"exhibit-code\">{}</span></span>",
                     esc(&s.details),
                     esc(&s.hash)
                 ),

@@ -483,7 +483,8 @@ pub(super) fn custody(s: &State, me: &UserId, id: &str) -> Result<Page, ServerEr
         .iter()
         .map(|e| {
             let e = &e.body;
-            vec![e.seq.to_string(), esc(&format_time(e.time)), esc(&e.action), esc(&e.actor), esc(&e.details)]
+            let details = format!("<span class=\"exhibit-wrap\">{}</span>", esc(&e.details));
+            vec![e.seq.to_string(), esc(&format_time(e.time)), esc(&e.action), esc(&e.actor), details]
         })
         .collect();
     b += &table(

@@ -415,6 +415,25 @@ impl Browser {
         }
     }
 
+    /// Lay the page out for print (`true`) or the screen (Chromium's
+    /// media emulation, through chromedriver's DevTools passthrough).
+    pub fn print_media(&self, on: bool) {
+        let media = if on { "print" } else { "" };
+        let cmd = json!({"cmd": "Emulation.setEmulatedMedia", "params": {"media": media}});
+        self.call("POST", "/goog/cdp/execute", Some(cmd));
+    }
+
+    /// Print the page to a PDF under `target/screenshots/`.
+    pub fn print_pdf(&self, name: &str) -> PathBuf {
+        let b64 = self.call("POST", "/print", Some(json!({"background": true})));
+        let pdf = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
+        assert!(pdf.starts_with(b"%PDF"), "not a PDF");
+        let p = screenshot_dir().join(name);
+        std::fs::write(&p, pdf).unwrap();
+        println!("printed: {}", p.display());
+        p
+    }
+
     /// Save a PNG of the page under `target/screenshots/` and print its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let b64 = self.call("GET", "/screenshot", None);

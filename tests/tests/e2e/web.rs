@@ -344,13 +344,20 @@ async fn ui_sends_from_one_page_fetches_on_the_other_and_the_sender_sees_acknowl
         assert!(page.contains("Chain of custody"), "{page}");
         assert!(page.contains("Receipt of bob"), "{page}");
         b.checked("ui-custody.png");
-        // The custody report prints without the page's navigation.
-        let shown = b.exec(
-            "var r=[];for(const s of document.styleSheets){for(const x of s.cssRules){if(x.media&&x.media.mediaText==='print')\
-             r.push(x.cssText);}}return r.join(' ');",
-            serde_json::json!([]),
-        );
-        assert!(shown.as_str().unwrap().contains(".govuk-header"), "a print stylesheet: {shown}");
+        // The custody report prints without the page's header, navigation
+        // and links back; its tables stay.
+        let shown = |css: &str| {
+            b.exec("return getComputedStyle(document.querySelector(arguments[0])).display", serde_json::json!([css]))
+        };
+        assert_ne!(shown(".govuk-header"), "none");
+        b.print_media(true);
+        for hidden in [".govuk-header", ".govuk-service-navigation", ".govuk-back-link", ".govuk-skip-link"] {
+            assert_eq!(shown(hidden), "none", "{hidden} is printed");
+        }
+        assert_eq!(shown("#steps"), "table", "the steps are printed");
+        b.screenshot("ui-custody-print.png");
+        b.print_media(false);
+        b.print_pdf("ui-custody.pdf");
     });
     // The staged copy was removed once sealed.
     let staging = f.dir.path().join("home-alice").join("ui-staging");
