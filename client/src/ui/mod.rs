@@ -71,6 +71,22 @@ pub struct UiOptions {
 pub struct Ui {
     _listener: http::Listener,
     url: String,
+    state: Arc<UiState>,
+}
+
+impl Drop for Ui {
+    /// Files staged for a send that was never confirmed are plaintext
+    /// evidence nobody will send: removed when the page stops. (A send
+    /// that started and failed keeps its copy, for `exhibit resume`.)
+    fn drop(&mut self) {
+        if let Ok(drafts) = self.state.drafts.lock() {
+            for (_, d) in drafts.values().filter(|(_, d)| !d.started) {
+                if let Some(dir) = &d.dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Ui {
@@ -105,7 +121,7 @@ impl Ui {
         let listener = http::Listener::start(opts.listen, None, app, &state.rt).map_err(ClientError::Config)?;
         let _ = state.origin.set(format!("http://{}", listener.local_addr()));
         let url = format!("http://{}/{token}/", listener.local_addr());
-        Ok(Ui { _listener: listener, url })
+        Ok(Ui { _listener: listener, url, state })
     }
 
     /// The page's URL, token included.
@@ -178,6 +194,9 @@ struct Draft {
     /// The labels chosen, in words.
     labels: String,
     dir: Option<PathBuf>,
+    /// Confirmed: a send of it started (its files then stay after a
+    /// failure, for `exhibit resume`).
+    started: bool,
 }
 
 /// An upload read: its text fields, the recipients ticked, how many files.
@@ -263,7 +282,7 @@ impl UiState {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         let r = match (req.method.clone(), rest) {
-            (Method::GET, "") => self.main_page(),
+            (Method::GET, "") => self.main_page(query.get("done").map(String::as_str)),
             (Method::GET, "jobs.json") => Ok(self.jobs_json()),
             (Method::GET, "send") => self.send_page(query.get("draft").map(String::as_str)),
             (Method::GET, "people") => self.people_page(),
@@ -407,19 +426,21 @@ impl UiState {
         };
         // No files chosen this time: keep those of the draft it came from.
         let prior = fields.get("draft").and_then(|id| self.drafts.lock().ok()?.remove(id)).map(|(_, d)| d);
-        let dir = match (files, prior.and_then(|p| p.dir)) {
+        // Files of a send that started (and failed) stay for `exhibit resume`.
+        let kept = prior.as_ref().is_some_and(|p| p.started);
+        let (dir, started) = match (files, prior.and_then(|p| p.dir)) {
             (0, Some(old)) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                old
+                (old, kept)
             }
             (_, old) => {
-                if let Some(old) = old {
+                if let Some(old) = old.filter(|_| !kept) {
                     let _ = std::fs::remove_dir_all(old);
                 }
-                dir
+                (dir, false)
             }
         };
-        let mut d = Draft { fields, to, dir: Some(dir.clone()), ..Default::default() };
+        let mut d = Draft { fields, to, dir: Some(dir.clone()), started, ..Default::default() };
         d.items = staged_items(&dir)?;
         d.labels = match labels_of(&|k: &str| d.fields.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())) {
             Ok(l) => l.describe(),
@@ -535,6 +556,11 @@ impl UiState {
             );
         }
         let dir = d.dir.clone().ok_or_else(|| ClientError::Usage("no files were staged".into()))?;
+        if let Ok(mut drafts) = self.drafts.lock() {
+            if let Some((_, d)) = drafts.get_mut(&id) {
+                d.started = true;
+            }
+        }
         let field = |k: &str| d.fields.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut to = vec![];
         for u in &d.to {
@@ -741,10 +767,12 @@ impl UiState {
             let reason = form.get("reason").map(|r| r.trim().to_owned()).unwrap_or_default();
             self.rt.block_on(approvals::refuse(&self.home, transfer, reason))?;
         }
-        Ok(redirect(&format!("{}/#approvals", self.prefix)))
+        let done = if approve { "approved" } else { "refused" };
+        Ok(redirect(&format!("{}/?done={done}#approvals", self.prefix)))
     }
 
-    fn main_page(&self) -> Result<Page, ClientError> {
+    /// The main page; `done` says what the last action did (a banner).
+    fn main_page(&self, done: Option<&str>) -> Result<Page, ClientError> {
         let home = &self.home;
         let p = home.load()?;
         let (entries, orgs, inbox, outbox, waiting, previews) = self.rt.block_on(async {
@@ -782,7 +810,12 @@ impl UiState {
             pins: &pins,
             now,
         };
-        Ok(page.render(&inbox, &previews, &outbox, waiting.as_deref()))
+        let done = match done {
+            Some("approved") => Some("Disclosure approved and signed: its recipients can now fetch it."),
+            Some("refused") => Some("Disclosure refused: the sender sees your reason."),
+            _ => None,
+        };
+        Ok(page.render(&inbox, &previews, &outbox, waiting.as_deref(), done))
     }
 }
 

@@ -167,10 +167,16 @@ impl Main<'_> {
         previews: &BTreeMap<String, Result<Shown, String>>,
         outbox: &[TransferInfo],
         waiting: Option<&[TransferInfo]>,
+        done: Option<&str>,
     ) -> Page {
         let me = self.me;
         let pre = self.prefix;
-        let mut b = format!(
+        let mut b = done
+            .map(|m| {
+                banner(true, "Success", &format!("<p class=\"govuk-notification-banner__heading\">{}</p>", esc(m)))
+            })
+            .unwrap_or_default();
+        b += &format!(
             "<h1 class=\"govuk-heading-l\">Your transfers</h1><p class=\"govuk-body\">Signed in as <strong>{}</strong> \
              ({}, {}), your key fingerprint <span class=\"exhibit-code\">{}</span>. Your keys stay in this program; \
              this page talks only to it.</p>",

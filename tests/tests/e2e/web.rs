@@ -425,6 +425,7 @@ async fn ui_labels_a_disclosure_and_the_approver_approves_it_on_his_page() {
         b.submit("#approve");
         let page = b.text();
         assert!(page.contains("Nothing waits for your approval"), "{page}");
+        assert!(page.contains("Disclosure approved and signed"), "a banner says so: {page}");
         b.checked("ui-approver-approved.png");
     });
     let inbox = listing::fetch_list(&dave, true).await.unwrap();
@@ -681,6 +682,8 @@ async fn ui_errors_keep_the_form_and_lead_back_to_it() {
     let src = f.path("src");
     let file = src.join("statement.pdf");
     std::fs::write(&file, bytes(3000, 9)).unwrap();
+    let other = src.join("draft-only.pdf");
+    std::fs::write(&other, bytes(1000, 4)).unwrap();
     let rt = tokio::runtime::Handle::current();
     let ui =
         Ui::start(alice, UiOptions { listen: "127.0.0.1:0".parse().unwrap(), downloads: f.path("dl") }, rt).unwrap();
@@ -747,8 +750,21 @@ async fn ui_errors_keep_the_form_and_lead_back_to_it() {
         let page = b.text();
         assert!(page.contains("Something went wrong") && page.contains("Back to your transfers"), "{page}");
         b.checked("ui-error-page.png");
+        // Another send, checked but never confirmed.
+        b.goto(&format!("{url}send"));
+        b.click("input[name='to'][value='bob']");
+        b.type_into("#files", other.to_str().unwrap());
+        b.submit("#send-button");
+        assert!(b.text().contains("Check your answers"), "{}", b.text());
     });
+    let staging = f.dir.path().join("home-alice").join("ui-staging");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 2, "the failed send's files and the draft's");
     drop(ui);
+    // The page stopped: the never-confirmed draft's plaintext is gone; the
+    // failed send's stays for `exhibit resume`.
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].join("statement.pdf").exists(), "{left:?}");
 }
 
 /// An overdue transfer in the inbox: a red "Overdue" tag with the word,
