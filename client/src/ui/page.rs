@@ -800,7 +800,8 @@ if(form){
  }
  drop.addEventListener('drop',function(e){e.preventDefault();drop.classList.remove('exhibit-drop--over');
   var items=e.dataTransfer.items,work=[];
-  for(var i=0;i<items.length;i++){var en=items[i].webkitGetAsEntry&&items[i].webkitGetAsEntry();if(en)work.push(walk(en,''));}
+  for(var i=0;i<items.length;i++){var en=items[i].webkitGetAsEntry&&items[i].webkitGetAsEntry();
+   if(en){work.push(walk(en,''));}else{var f=items[i].getAsFile&&items[i].getAsFile();if(f)dropped.push([f,f.name]);}}
   Promise.all(work).then(function(){var n=0;dropped.forEach(function(d){n+=d[0].size;});
    shown.textContent=dropped.length+' file(s) ready to upload ('+size(n)+'): '+dropped.slice(0,10).map(function(d){return d[1];}).join(', ');});
  });

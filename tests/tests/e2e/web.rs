@@ -830,6 +830,21 @@ async fn ui_sends_a_folder_to_several_recipients_and_shows_revoked_users() {
         let page = b.text();
         assert!(page.contains("eve") && page.contains("Revoked no longer in the directory"), "eve is revoked: {page}");
         b.checked("ui-people-revoked.png");
+        // Files dropped onto the box (a drop event as the browser makes
+        // one) are posted by the page's script, with the form's answers.
+        b.goto(&format!("{url}send"));
+        b.click("input[name='to'][value='bob']");
+        b.type_into("#case", "OP-DROP");
+        b.exec(
+            "var dt=new DataTransfer();dt.items.add(new File(['dropped evidence'],'dropped.txt'));\
+             document.getElementById('drop').dispatchEvent(new DragEvent('drop',{dataTransfer:dt,bubbles:true}));",
+            serde_json::json!([]),
+        );
+        b.wait_text("1 file(s) ready to upload (16 bytes): dropped.txt");
+        b.submit("#send-button");
+        let page = b.text();
+        assert!(page.contains("Check your answers") && page.contains("dropped.txt (16 bytes)"), "{page}");
+        assert!(page.contains("OP-DROP"), "{page}");
         b.goto(&url);
         let page = b.text();
         assert!(page.contains("eve: sealed (eve Revoked)"), "and so in the outbox: {page}");
