@@ -258,7 +258,8 @@ impl Main<'_> {
             };
             let what = match previews.get(&id) {
                 Some(Ok(s)) => format!(
-                    "{} {}, {}{}",
+                    "{}{} {}, {}{}",
+                    s.unit.as_deref().map(|u| format!("For your unit {}<br>", esc(u))).unwrap_or_default(),
                     s.item_count,
                     if s.item_count == 1 { "item" } else { "items" },
                     esc(&format_size(s.bytes)),
