@@ -467,6 +467,17 @@ pub(super) fn send_form(
     };
     let msg = |field: &str| err(field).map(|m| error_message(field, m)).unwrap_or_default();
     let value = |k: &str| esc(d.fields.get(k).map(String::as_str).unwrap_or(""));
+    // A field's hint and, when it is at fault, its error message.
+    let described = |field: &str, hint: bool| {
+        let ids: Vec<String> = [hint.then(|| format!("{field}-hint")), err(field).map(|_| format!("{field}-error"))]
+            .into_iter()
+            .flatten()
+            .collect();
+        match ids.is_empty() {
+            true => String::new(),
+            false => format!(" aria-describedby=\"{}\"", ids.join(" ")),
+        }
+    };
     let mut b = error_summary(&d.errors);
     b += &format!(
         "<h1 class=\"govuk-heading-l\">Send evidence</h1>\
@@ -533,38 +544,44 @@ pub(super) fn send_form(
             if d.items.len() > 20 { ", …" } else { "" }
         );
     }
-    b += "<div class=\"exhibit-drop\" id=\"drop\"><div class=\"govuk-form-group\"><label class=\"govuk-label\" for=\"files\">\
-          Choose files</label><input class=\"govuk-file-upload\" id=\"files\" name=\"file\" type=\"file\" multiple></div>\
-          <div class=\"govuk-form-group\"><label class=\"govuk-label\" for=\"folder\">Or choose a folder (everything \
-          in it, keeping its sub-folders)</label><input class=\"govuk-file-upload\" id=\"folder\" name=\"file\" \
-          type=\"file\" webkitdirectory multiple></div><p class=\"govuk-body govuk-!-margin-bottom-0\">Or drag files or \
-          folders onto this box.</p><p class=\"govuk-body govuk-!-margin-bottom-0\" id=\"dropped\" aria-live=\"polite\"></p>\
-          </div></div>";
+    b += &format!(
+        "<div class=\"exhibit-drop\" id=\"drop\"><div class=\"govuk-form-group\"><label class=\"govuk-label\" \
+         for=\"files\">Choose files</label><input class=\"govuk-file-upload\" id=\"files\" name=\"file\" type=\"file\" \
+         multiple{}></div><div class=\"govuk-form-group\"><label class=\"govuk-label\" for=\"folder\">Or choose a \
+         folder (everything in it, keeping its sub-folders)</label><input class=\"govuk-file-upload\" id=\"folder\" \
+         name=\"file\" type=\"file\" webkitdirectory multiple></div><p class=\"govuk-body govuk-!-margin-bottom-0\">Or \
+         drag files or folders onto this box.</p><p class=\"govuk-body govuk-!-margin-bottom-0\" id=\"dropped\" \
+         aria-live=\"polite\"></p></div></div>",
+        described("files", false)
+    );
 
     // Case, note, deadline.
     b += &format!(
         "<div class=\"govuk-form-group{}\"><label class=\"govuk-label govuk-label--s\" for=\"case\">Case reference</label>{}\
-         <input class=\"govuk-input govuk-input--width-20\" id=\"case\" name=\"case\" maxlength=\"200\" value=\"{}\"></div>",
+         <input class=\"govuk-input govuk-input--width-20\" id=\"case\" name=\"case\" maxlength=\"200\" value=\"{}\"{}></div>",
         group("case"),
         msg("case"),
-        value("case")
+        value("case"),
+        described("case", false)
     );
     b += &format!(
         "<div class=\"govuk-form-group{}\"><label class=\"govuk-label govuk-label--s\" for=\"note\">Note (optional)</label>\
          <div class=\"govuk-hint\" id=\"note-hint\">Sealed with the files: only the recipients read it.</div>{}\
          <textarea class=\"govuk-textarea\" id=\"note\" name=\"note\" rows=\"3\" maxlength=\"4096\" \
-         aria-describedby=\"note-hint\">{}</textarea></div>",
+         {}>{}</textarea></div>",
         group("note"),
         msg("note"),
+        described("note", true),
         value("note")
     );
     b += &format!(
         "<div class=\"govuk-form-group{}\"><label class=\"govuk-label govuk-label--s\" for=\"ack_within\">Acknowledge within \
          (optional)</label><div class=\"govuk-hint\" id=\"ack_within-hint\">For example 4h, 2d or 30m. Without it the \
          server's default applies.</div>{}<input class=\"govuk-input govuk-input--width-5\" id=\"ack_within\" \
-         name=\"ack_within\" aria-describedby=\"ack_within-hint\" value=\"{}\"></div>",
+         name=\"ack_within\"{} value=\"{}\"></div>",
         group("ack_within"),
         msg("ack_within"),
+        described("ack_within", true),
         value("ack_within")
     );
     b += &label_choices(&d.fields, &|f| (group(f), msg(f)));
@@ -587,7 +604,8 @@ fn label_choices(
         let (group, msg) = err(id);
         let mut b = format!(
             "<div class=\"govuk-form-group{group}\"><label class=\"govuk-label\" for=\"{id}\">{text}</label>{msg}\
-             <select class=\"govuk-select\" id=\"{id}\" name=\"{id}\">"
+             <select class=\"govuk-select\" id=\"{id}\" name=\"{id}\"{}>",
+            if msg.is_empty() { String::new() } else { format!(" aria-describedby=\"{id}-error\"") }
         );
         for v in values {
             let sel = if *v == chosen { " selected" } else { "" };

@@ -709,6 +709,12 @@ async fn ui_errors_keep_the_form_and_lead_back_to_it() {
         b.submit("#send-button");
         let page = b.text();
         assert!(page.contains("Enter a time like 4h, 2d or 30m"), "{page}");
+        // The field names its error, for screen readers.
+        let described = b.exec(
+            "return document.getElementById('ack_within').getAttribute('aria-describedby')",
+            serde_json::json!([]),
+        );
+        assert_eq!(described, "ack_within-hint ack_within-error");
         assert!(page.contains("Already uploaded: 1 file, 3.0 KB — statement.pdf (3.0 KB)"), "{page}");
         assert_eq!(
             b.exec("return document.querySelector(\"input[name='to'][value='bob']\").checked", serde_json::json!([])),
