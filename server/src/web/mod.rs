@@ -378,7 +378,14 @@ impl Web {
                     &[("Set-Cookie", &format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))],
                 );
             }
-            "/alerts/ack" => self.ack(&form, actor),
+            "/alerts/ack" => match self.ack(&form, actor) {
+                // A missing note: back to the dashboard, the field marked.
+                Err(ServerError::BadRequest(_)) if form.get("alert").is_some_and(|a| a.parse::<u64>().is_ok()) => {
+                    let id = form.get("alert").map(String::as_str).unwrap_or_default();
+                    return redirect(&format!("/?note_missing={id}#alert-{id}"));
+                }
+                r => r,
+            },
             "/users/revoke" if form.get("confirm").map(String::as_str) != Some("yes") => {
                 return confirm_revoke(&form, &csrf);
             }

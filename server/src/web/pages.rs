@@ -156,6 +156,12 @@ pub(super) fn dashboard(
         Some("verified") => Some("Audit log checked: the result is under Audit log below."),
         _ => None,
     };
+    // An acknowledgement without its note: say so at the top, linked.
+    let note_missing = query.get("note_missing").and_then(|a| a.parse::<u64>().ok());
+    if let Some(id) = note_missing {
+        b = error_summary(&[(format!("note-{id}"), format!("Enter a note saying what was done about alert #{id}"))])
+            + &b;
+    }
     if let Some(m) = done {
         b += &banner(true, "Success", &format!("<p class=\"govuk-notification-banner__heading\">{}</p>", esc(m)));
     }
@@ -298,6 +304,17 @@ pub(super) fn dashboard(
                     (None, None) => format!("{}: pending", d.notifier),
                 })
                 .collect();
+            let (group, error, described) = match note_missing == Some(a.id) {
+                true => (
+                    " govuk-form-group--error",
+                    error_message(
+                        &format!("note-{}", a.id),
+                        &format!("Enter a note saying what was done about alert #{}", a.id),
+                    ),
+                    format!(" aria-describedby=\"note-{}-error\"", a.id),
+                ),
+                false => ("", String::new(), String::new()),
+            };
             let cells = vec![
                 format!("#{}", a.id),
                 esc(&format_time(a.raised_at)),
@@ -305,8 +322,8 @@ pub(super) fn dashboard(
                 esc(&deliveries.join("; ")),
                 format!(
                     "<form method=\"post\" action=\"/alerts/ack\">{csrf_field}<input type=\"hidden\" name=\"alert\" value=\"{id}\">\
-                     <div class=\"govuk-form-group\"><label class=\"govuk-label\" for=\"note-{id}\">Note on alert #{id} (what was done)</label>\
-                     <input class=\"govuk-input\" id=\"note-{id}\" name=\"note\" required maxlength=\"4096\"></div>\
+                     <div class=\"govuk-form-group{group}\"><label class=\"govuk-label\" for=\"note-{id}\">Note on alert #{id} (what was done)</label>\
+                     {error}<input class=\"govuk-input\" id=\"note-{id}\" name=\"note\" required maxlength=\"4096\"{described}></div>\
                      <button class=\"govuk-button\" data-module=\"govuk-button\">Acknowledge #{id}</button></form>",
                     id = a.id
                 ),

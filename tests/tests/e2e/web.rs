@@ -129,6 +129,18 @@ async fn dashboard_lists_an_overdue_transfer_and_acknowledging_its_alert_clears_
         b.checked("dashboard-custody.png");
         b.goto(&url);
 
+        // Without a note (the browser would ask first; the server checks
+        // too): the dashboard again, the field at fault linked from the top.
+        b.exec(
+            &format!("document.getElementById('note-{}').removeAttribute('required')", raised[0]),
+            serde_json::json!([]),
+        );
+        b.submit(&format!("#alert-{} button", raised[0]));
+        let page = b.text();
+        assert!(page.contains("There is a problem") && page.contains("Enter a note saying what was done"), "{page}");
+        assert!(b.source().contains(&format!("href=\"#note-{}\"", raised[0])), "linked to the field");
+        assert!(page.contains("Open alerts (1)"), "not acknowledged: {page}");
+        b.checked("dashboard-alert-error.png");
         b.type_into(&format!("#note-{}", raised[0]), "Phoned CPS South East; Bob fetching today");
         b.submit(&format!("#alert-{} button", raised[0]));
         let page = b.text();
