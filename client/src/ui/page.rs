@@ -177,7 +177,7 @@ impl Main<'_> {
             })
             .unwrap_or_default();
         b += &format!(
-            "<h1 class=\"govuk-heading-l\">Your transfers</h1><p class=\"govuk-body\">Signed in as <strong>{}</strong> \
+            "<h1 class=\"govuk-heading-l\">Your transfers</h1><p class=\"govuk-body\">Signed in as <b>{}</b> \
              ({}, {}), your key fingerprint <span class=\"exhibit-code\">{}</span>. Your keys stay in this program; \
              this page talks only to it.</p>",
             esc(me.user.as_str()),
