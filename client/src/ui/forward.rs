@@ -9,7 +9,7 @@ use exhibit_proto::directory::DirectoryEntry;
 use exhibit_proto::labels::Schedule;
 use exhibit_proto::TransferId;
 
-use super::page::{html, layout};
+use super::page::{plain, Tab};
 use crate::error::ClientError;
 use crate::human::format_size;
 use crate::ops::forward::{ForwardItem, ForwardOptions};
@@ -28,28 +28,34 @@ pub(super) fn form(
     pre: &str,
 ) -> Page {
     let mut b = format!(
-        "<header><h1>Forward transfer {source}</h1></header><main>\
-         <p>Case {}. The items you tick are fetched again (each checked against the manifest its sender signed), \
-         sealed to the recipient you choose, and sent with a link to this transfer: its sender sees where its \
-         material went. Labels carry over; outside police and CPS the case's roster must list the recipient's \
-         organisation, and a disclosure approver of your organisation approves it first. To send a redacted \
-         version of an item in its place, use <code>exhibit forward --redacted ITEM=FILE</code>.</p>\
+        "<a href=\"{pre}/#inbox\" class=\"govuk-back-link\">Back</a><h1 class=\"govuk-heading-l\">Forward transfer \
+         <span class=\"exhibit-code\">{source}</span></h1>\
+         <p class=\"govuk-body\">Case {}. The items you tick are fetched again (each checked against the manifest its \
+         sender signed), sealed to the recipient you choose, and sent with a link to this transfer: its sender sees \
+         where its material went. Labels carry over; outside police and CPS the case's roster must list the \
+         recipient's organisation, and a disclosure approver of your organisation approves it first. To send a \
+         redacted version of an item in its place, use <code>exhibit forward --redacted ITEM=FILE</code>.</p>\
          <form method=\"post\" action=\"{pre}/forward\"><input type=\"hidden\" name=\"transfer\" value=\"{source}\">\
-         <table><tr><th></th><th>Item</th><th>Size</th><th>Labels</th></tr>",
+         <div class=\"govuk-form-group\"><fieldset class=\"govuk-fieldset\"><legend class=\"govuk-fieldset__legend \
+         govuk-fieldset__legend--m\">Items to forward</legend><div class=\"govuk-checkboxes govuk-checkboxes--small\" \
+         data-module=\"govuk-checkboxes\">",
         esc(case.unwrap_or("-"))
     );
     for (i, it) in items.iter().enumerate() {
         b += &format!(
-            "<tr><td><input type=\"checkbox\" id=\"item-{i}\" name=\"item-{i}\" value=\"{}\"></td>\
-             <td><label for=\"item-{i}\">{}</label></td><td>{}</td><td>{}</td></tr>",
+            "<div class=\"govuk-checkboxes__item\"><input class=\"govuk-checkboxes__input\" type=\"checkbox\" \
+             id=\"item-{i}\" name=\"item-{i}\" value=\"{}\" aria-describedby=\"item-{i}-hint\"><label class=\"govuk-label \
+             govuk-checkboxes__label\" for=\"item-{i}\">{}</label><div class=\"govuk-hint govuk-checkboxes__hint\" \
+             id=\"item-{i}-hint\">{}; {}</div></div>",
             esc(&it.path),
             esc(&it.path),
             esc(&format_size(it.size)),
             esc(&it.labels)
         );
     }
-    b += "</table><p><label for=\"to\">Recipient</label> <select id=\"to\" name=\"to\" required><option value=\"\">choose…</option>";
-    for e in entries.iter().filter(|e| e.user != me.user) {
+    b += "</div></fieldset></div><div class=\"govuk-form-group\"><label class=\"govuk-label govuk-label--s\" for=\"to\">\
+          Recipient</label><select class=\"govuk-select\" id=\"to\" name=\"to\" required><option value=\"\">choose…</option>";
+    for e in entries.iter().filter(|e| e.user != me.user && e.revoked_at.is_none()) {
         b += &format!(
             "<option value=\"{u}\">{u} — {} ({}) key {}</option>",
             esc(&e.display_name),
@@ -58,18 +64,20 @@ pub(super) fn form(
             u = esc(e.user.as_str())
         );
     }
-    b += "</select></p><p><label for=\"schedule\">Schedule</label> <select id=\"schedule\" name=\"schedule\">\
+    b += "</select></div><div class=\"govuk-form-group\"><label class=\"govuk-label govuk-label--s\" for=\"schedule\">\
+          Schedule</label><select class=\"govuk-select\" id=\"schedule\" name=\"schedule\">\
           <option value=\"keep\" selected>as labelled</option>";
     for s in Schedule::ALL {
         b += &format!("<option value=\"{s}\">{s}, for items without one</option>", s = s.as_str());
     }
-    b += &format!(
-        "</select></p><p><label for=\"note\">Note</label> <input id=\"note\" name=\"note\" size=\"50\" maxlength=\"4096\"></p>\
-         <p><input type=\"checkbox\" id=\"confirmed\" name=\"confirmed\" value=\"yes\" required> \
-         <label for=\"confirmed\">I have checked the recipient's name, organisation and key fingerprint</label></p>\
-         <p><button id=\"forward-button\">Forward</button></p></form><p><a href=\"{pre}/#inbox\">Back</a></p></main>"
-    );
-    html(200, layout("exhibit: forward", &b), "none")
+    b += "</select></div><div class=\"govuk-form-group\"><label class=\"govuk-label govuk-label--s\" for=\"note\">Note \
+          (optional)</label><input class=\"govuk-input\" id=\"note\" name=\"note\" maxlength=\"4096\"></div>\
+          <div class=\"govuk-form-group\"><div class=\"govuk-checkboxes\" data-module=\"govuk-checkboxes\">\
+          <div class=\"govuk-checkboxes__item\"><input class=\"govuk-checkboxes__input\" type=\"checkbox\" id=\"confirmed\" \
+          name=\"confirmed\" value=\"yes\" required><label class=\"govuk-label govuk-checkboxes__label\" for=\"confirmed\">\
+          I have checked the recipient's name, organisation and key fingerprint</label></div></div></div>\
+          <button class=\"govuk-button\" data-module=\"govuk-button\" id=\"forward-button\">Forward</button></form>";
+    plain(200, pre, "Forward a transfer", Tab::None, &b)
 }
 
 /// What the posted form asks for.

@@ -8,20 +8,24 @@ use crate::error::ClientError;
 /// Largest part header block in an upload.
 const MAX_PART_HEADER: usize = 8 * 1024;
 
-/// The last component of a browser-supplied file name, if it is a plain
-/// name: no separators, no `.`/`..`, no control or bidi characters.
-pub(super) fn safe_name(name: &str) -> Result<String, ClientError> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    if base.is_empty()
-        || base == "."
-        || base == ".."
-        || base.len() > 255
-        || base.chars().any(exhibit_proto::text::is_unsafe)
-    {
+/// A browser-supplied file name that may carry folders (`case/ABE/1.mp4`,
+/// from a folder chosen or dropped), as a relative path whose every part
+/// is a plain name (no `.`/`..`, no control or bidi characters); at most 32 levels.
+pub(super) fn safe_path(name: &str) -> Result<std::path::PathBuf, ClientError> {
+    let parts: Vec<&str> = name.split(['/', '\\']).collect();
+    if parts.len() > 32 {
         let shown = exhibit_proto::text::escape(name);
-        return Err(ClientError::Usage(format!("\"{shown}\" is not a usable file name")));
+        return Err(ClientError::Usage(format!("\"{shown}\" is too deep a folder")));
     }
-    Ok(base.to_owned())
+    let mut path = std::path::PathBuf::new();
+    for p in parts {
+        if p.is_empty() || p == "." || p == ".." || p.len() > 255 || p.chars().any(exhibit_proto::text::is_unsafe) {
+            let shown = exhibit_proto::text::escape(name);
+            return Err(ClientError::Usage(format!("\"{shown}\" is not a usable file name")));
+        }
+        path.push(p);
+    }
+    Ok(path)
 }
 
 /// One part's headers.
@@ -201,11 +205,13 @@ mod tests {
     }
 
     #[test]
-    fn browser_file_names_are_reduced_to_a_plain_name() {
-        assert_eq!(safe_name("C:\\Users\\x\\ABE-1.mp4").unwrap(), "ABE-1.mp4");
-        assert_eq!(safe_name("../../etc/passwd").unwrap(), "passwd");
-        for bad in ["", "..", ".", "dir/", "a\nb"] {
-            assert!(safe_name(bad).is_err(), "{bad:?}");
+    fn browser_file_names_keep_their_folders_and_nothing_escapes() {
+        assert_eq!(safe_path("ABE-1.mp4").unwrap(), std::path::Path::new("ABE-1.mp4"));
+        assert_eq!(safe_path("case/ABE/1.mp4").unwrap(), std::path::Path::new("case/ABE/1.mp4"));
+        assert_eq!(safe_path("case\\1.mp4").unwrap(), std::path::Path::new("case/1.mp4"));
+        for bad in ["", "..", ".", "dir/", "/etc/passwd", "../../etc/passwd", "case/../../x", "a\nb", "a/\u{202e}b"] {
+            assert!(safe_path(bad).is_err(), "{bad:?}");
         }
+        assert!(safe_path(&"d/".repeat(40)).is_err(), "too deep");
     }
 }

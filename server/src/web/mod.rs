@@ -1,7 +1,9 @@
 //! The admin web dashboard: a plain HTML page on its own listener
 //! (loopback by default; HTTPS with a certificate from the deployment's
 //! authority, or a configured one, when it is not loopback), served by
-//! axum, server-rendered, no JavaScript, no CDN.
+//! axum, server-rendered, no JavaScript, no CDN. Styled with GOV.UK
+//! Frontend's CSS, embedded in the binary (`assets/govuk.rs`) and served
+//! from `/assets/`.
 //!
 //! Login is the configured admin token, typed into a form, compared in
 //! constant time; it buys a random session id in an `HttpOnly`,
@@ -31,6 +33,12 @@ use crate::state::State;
 
 mod pages;
 use pages::{confirm_revoke, login_page, once_page};
+
+/// GOV.UK Frontend's CSS and the components' markup, shared with `exhibit ui`.
+#[allow(dead_code)]
+mod govuk {
+    include!("../../../assets/govuk.rs");
+}
 
 use crate::core::throttle::Throttle;
 
@@ -132,22 +140,68 @@ struct Web {
     logins: Mutex<Throttle<std::net::IpAddr>>,
 }
 
-/// The dashboard runs no script at all.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+/// The dashboard's one script: it reloads the overview every minute,
+/// unless the user turned that off (WCAG 2.2.1: a timed refresh the user
+/// can stop) or is typing into a field. Allowed by its hash.
+pub(super) const REFRESH_SCRIPT: &str = "(function(){var box=document.getElementById('auto-refresh');if(!box)return;\
+box.checked=sessionStorage.getItem('exhibit-refresh')!=='off';\
+box.addEventListener('change',function(){sessionStorage.setItem('exhibit-refresh',box.checked?'on':'off');});\
+setInterval(function(){var a=document.activeElement;\
+var typing=a&&(a.tagName==='INPUT'||a.tagName==='TEXTAREA')&&a.type!=='checkbox'&&a.value;\
+if(box.checked&&!typing&&!document.hidden)location.reload();},60000);})();";
 
-fn html(status: u16, body: String) -> Page {
-    http::html(status, body, CSP)
+/// The only script the pages may run is [`REFRESH_SCRIPT`] (by hash);
+/// their only styles are their own stylesheets (no inline style either).
+fn csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use sha2::Digest;
+        let hash = base64(&sha2::Sha256::digest(REFRESH_SCRIPT.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'sha256-{hash}'; form-action 'self'; \
+             frame-ancestors 'none'"
+        )
+    })
 }
 
+/// Standard base64 (with padding), for the script's hash.
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut o = String::new();
+    for c in b.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            match i <= c.len() {
+                true => o.push(A[(n >> (18 - 6 * i) & 63) as usize] as char),
+                false => o.push('='),
+            }
+        }
+    }
+    o
+}
+
+fn html(status: u16, body: String) -> Page {
+    http::html(status, body, csp())
+}
+
+/// A page of the dashboard: GOV.UK header with the service name, then `body`.
 fn layout(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:sans-serif;margin:1.5em;max-width:80em}}table{{border-collapse:collapse;margin-bottom:1em}}\
-         th,td{{border:1px solid #888;padding:3px 8px;text-align:left;vertical-align:top}}\
-         .bad{{color:#a00;font-weight:bold}}.ok{{color:#060}}form.inline{{display:inline}}</style></head>\
-         <body>{body}</body></html>\n",
-        esc(title)
-    )
+    layout_with(title, body, "")
+}
+
+/// [`layout`], with markup after main (the overview's script).
+fn layout_with(title: &str, body: &str, tail: &str) -> String {
+    govuk::Layout {
+        title,
+        service: "exhibit admin dashboard",
+        home: "/",
+        prefix: "",
+        nav: &[],
+        head_html: "",
+        tail_html: tail,
+    }
+    .render(body)
 }
 
 fn error_page(status: u16, msg: &str) -> Page {
@@ -155,9 +209,28 @@ fn error_page(status: u16, msg: &str) -> Page {
         status,
         layout(
             "Error",
-            &format!("<h1>Error {status}</h1><p role=\"alert\">{}</p><p><a href=\"/\">Back</a></p>", esc(msg)),
+            &format!(
+                "<h1 class=\"govuk-heading-l\">Error {status}</h1>{}<p class=\"govuk-body\"><a class=\"govuk-link\" \
+                 href=\"/\">Back to the dashboard</a></p>",
+                govuk::banner(
+                    false,
+                    "Important",
+                    &format!("<p class=\"govuk-notification-banner__heading\">{}</p>", esc(msg))
+                )
+            ),
         ),
     )
+}
+
+/// A stylesheet from `/assets/`: public (the login page needs it), cached.
+fn asset(name: &str) -> Page {
+    match govuk::asset(name) {
+        Some((body, ctype)) => with_headers(
+            http::response(200, body),
+            &[("Content-Type", ctype), ("Cache-Control", "max-age=3600"), ("X-Content-Type-Options", "nosniff")],
+        ),
+        None => error_page(404, "not found"),
+    }
 }
 
 fn status_of(e: &ServerError) -> u16 {
@@ -257,6 +330,9 @@ impl Web {
             return self.login(peer, form);
         }
         if method == Method::GET {
+            if let Some(name) = path.strip_prefix("/assets/") {
+                return asset(name);
+            }
             if let Some(code) = path.strip_prefix("/once/") {
                 // A GET only shows a button: link previews must not use up the code.
                 return once_page(code);
@@ -270,11 +346,16 @@ impl Web {
             };
         };
         if method == Method::GET {
-            return match path.as_str() {
-                "/" => self.dashboard(&csrf, &actor).unwrap_or_else(|e| error_page(status_of(&e), &e.to_string())),
-                "/login" => redirect("/"),
-                _ => error_page(404, "not found"),
+            let query = query_of(req);
+            let r = match path.as_str() {
+                "/" => self.dashboard(&csrf, &actor, &query),
+                "/login" => return redirect("/"),
+                p => match p.strip_prefix("/transfers/") {
+                    Some(id) => pages::custody(&self.state, &actor, id),
+                    None => return error_page(404, "not found"),
+                },
             };
+            return r.unwrap_or_else(|e| error_page(status_of(&e), &e.to_string()));
         }
         if method != Method::POST {
             return error_page(405, "method not allowed");
@@ -297,14 +378,21 @@ impl Web {
                     &[("Set-Cookie", &format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))],
                 );
             }
-            "/alerts/ack" => self.ack(&form, actor),
+            "/alerts/ack" => match self.ack(&form, actor) {
+                // A missing note: back to the dashboard, the field marked.
+                Err(ServerError::BadRequest(_)) if form.get("alert").is_some_and(|a| a.parse::<u64>().is_ok()) => {
+                    let id = form.get("alert").map(String::as_str).unwrap_or_default();
+                    return redirect(&format!("/?note_missing={id}#alert-{id}"));
+                }
+                r => r,
+            },
             "/users/revoke" if form.get("confirm").map(String::as_str) != Some("yes") => {
                 return confirm_revoke(&form, &csrf);
             }
             "/users/revoke" => self.revoke(&form, &actor),
             "/audit/verify" => {
                 self.verify_audit();
-                Ok("#audit")
+                Ok("?done=verified#audit")
             }
             _ => return error_page(404, "not found"),
         };
@@ -385,16 +473,19 @@ impl Web {
         }
         app::alerts::ack(&self.state, id, by, note, self.state.clock.now())?;
         tracing::info!(alert = id, "alert acknowledged on the dashboard");
-        Ok("#alerts")
+        Ok("?done=acknowledged#alerts")
     }
 
     fn revoke(&self, form: &HashMap<String, String>, by: &UserId) -> Result<&'static str, ServerError> {
         let user = UserId::new(form.get("user").map(String::as_str).unwrap_or(""))?;
+        if &user == by {
+            return Err(ServerError::BadRequest("you cannot revoke your own account here".into()));
+        }
         let raised = app::users::revoke(&self.state, by, &user, self.state.clock.now())?;
         if !raised.is_empty() {
             self.state.notify.notify_one();
         }
-        Ok("#users")
+        Ok("?done=revoked#users")
     }
 
     fn verify_audit(&self) {
@@ -408,10 +499,18 @@ impl Web {
         pages::metrics(&self.state)
     }
 
-    fn dashboard(&self, csrf: &str, me: &UserId) -> Result<Page, ServerError> {
+    fn dashboard(&self, csrf: &str, me: &UserId, query: &HashMap<String, String>) -> Result<Page, ServerError> {
         let last = self.audit.lock().ok().and_then(|a| a.clone());
-        pages::dashboard(&self.state, csrf, me, last)
+        pages::dashboard(&self.state, csrf, me, last, query)
     }
+}
+
+/// A GET's query string, decoded (`?case=OP-1&done=revoked`).
+fn query_of(req: &Parts) -> HashMap<String, String> {
+    req.uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
 }
 
 fn actor() -> Result<UserId, ServerError> {
@@ -421,6 +520,17 @@ fn actor() -> Result<UserId, ServerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_of_a_hash_is_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        use sha2::Digest;
+        // `echo -n abc | openssl dgst -sha256 -binary | base64`
+        assert_eq!(base64(&sha2::Sha256::digest(b"abc")), "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
+    }
 
     #[test]
     fn dashboard_config_refuses_short_tokens_and_remote_listeners_unless_allowed() {

@@ -7,7 +7,8 @@ use exhibit_proto::duration::{format_secs, format_time};
 use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::UserId;
 
-use super::{error_page, html, layout};
+use super::govuk::{banner, error_message, error_summary, human_size, row_html, summary_list, table, tag, Tag};
+use super::{error_page, html, layout, layout_with};
 use crate::app;
 use crate::core::policy::is_overdue;
 use crate::core::records::{Ev, TransferRecord};
@@ -87,11 +88,36 @@ fn integrity_metrics(s: &State) -> Result<String, ServerError> {
     Ok(o)
 }
 
+/// Where an overview's link to a transfer's custody view goes, and the
+/// link itself (the id in full, in code style).
+fn transfer_link(t: &exhibit_proto::TransferId) -> String {
+    format!("<a class=\"govuk-link exhibit-code\" href=\"/transfers/{t}\">{t}</a>")
+}
+
+/// The tag of a transfer's state, in words (colour repeats them).
+fn state_tag(t: &TransferRecord, now: u64) -> String {
+    if is_overdue(t, now) {
+        return tag("Overdue", Tag::Red);
+    }
+    match t.state {
+        TransferState::AwaitingApproval => tag("Awaiting approval", Tag::Yellow),
+        TransferState::Sealed if t.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged) => {
+            tag("Acknowledged", Tag::Green)
+        }
+        TransferState::Sealed => tag("Sealed", Tag::Blue),
+        TransferState::Uploading => tag("Uploading", Tag::Grey),
+        TransferState::Revoked => tag("Revoked", Tag::Red),
+        TransferState::Refused => tag("Refused", Tag::Red),
+        TransferState::Expired => tag("Expired", Tag::Grey),
+    }
+}
+
 pub(super) fn dashboard(
     s: &State,
     csrf: &str,
     me: &UserId,
     last: Option<(u64, Result<String, String>)>,
+    query: &HashMap<String, String>,
 ) -> Result<Page, ServerError> {
     let now = s.clock.now();
     app::audit::record(s, Ev::new(now, me, "admin-read", me).details("read dashboard"))?;
@@ -113,11 +139,82 @@ pub(super) fn dashboard(
     let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
     let mut b = String::new();
     b += &format!(
-        "<header><h1>exhibit — admin dashboard</h1><p>Logged in as <b>{}</b>. Server time {}. \
-         <form class=\"inline\" method=\"post\" action=\"/logout\">{csrf_field}<button>Log out</button></form></p></header><main>",
+        "<h1 class=\"govuk-heading-l\">Admin dashboard</h1><p class=\"govuk-body\">Logged in as <strong>{}</strong>. \
+         Server time {}.</p><div class=\"govuk-checkboxes govuk-checkboxes--small\" data-module=\"govuk-checkboxes\">\
+         <div class=\"govuk-checkboxes__item\"><input class=\"govuk-checkboxes__input\" id=\"auto-refresh\" \
+         type=\"checkbox\" checked><label class=\"govuk-label govuk-checkboxes__label\" for=\"auto-refresh\">Refresh \
+         this page every minute (not while you type)</label></div></div>\
+         <form method=\"post\" action=\"/logout\">{csrf_field}\
+         <button class=\"govuk-button govuk-button--secondary\" data-module=\"govuk-button\">Log out</button></form>",
         esc(me.as_str()),
         esc(&format_time(now))
     );
+    // What the last action did (the page it redirected to says).
+    let done = match query.get("done").map(String::as_str) {
+        Some("acknowledged") => Some("Alert acknowledged: your note is recorded in the audit log."),
+        Some("revoked") => Some("User revoked: their certificate no longer works."),
+        Some("verified") => Some("Audit log checked: the result is under Audit log below."),
+        _ => None,
+    };
+    // An acknowledgement without its note: say so at the top, linked.
+    let note_missing = query.get("note_missing").and_then(|a| a.parse::<u64>().ok());
+    if let Some(id) = note_missing {
+        b = error_summary(&[(format!("note-{id}"), format!("Enter a note saying what was done about alert #{id}"))])
+            + &b;
+    }
+    if let Some(m) = done {
+        b += &banner(true, "Success", &format!("<p class=\"govuk-notification-banner__heading\">{}</p>", esc(m)));
+    }
+
+    // Search by case reference.
+    let case = query.get("case").map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+    b += &format!(
+        "<form method=\"get\" action=\"/\" class=\"govuk-!-margin-bottom-6\" role=\"search\">\
+         <div class=\"govuk-form-group\"><label class=\"govuk-label govuk-label--s\" for=\"case\">Search by case reference</label>\
+         <div class=\"govuk-hint\" id=\"case-hint\">Shows every transfer whose case reference contains what you type.</div>\
+         <input class=\"govuk-input govuk-input--width-20\" id=\"case\" name=\"case\" type=\"search\" \
+         aria-describedby=\"case-hint\" value=\"{}\"> <button class=\"govuk-button govuk-button--secondary\" \
+         id=\"search\">Search</button></div></form>",
+        esc(case.as_deref().unwrap_or(""))
+    );
+    if let Some(case) = &case {
+        let want = case.to_lowercase();
+        let found: Vec<&TransferRecord> = transfers
+            .iter()
+            .filter(|t| t.case_ref.as_deref().is_some_and(|c| c.to_lowercase().contains(&want)))
+            .collect();
+        let rows: Vec<Vec<String>> = found
+            .iter()
+            .map(|t| {
+                vec![
+                    transfer_link(&t.transfer),
+                    esc(t.case_ref.as_deref().unwrap_or("-")),
+                    format!("{} ({})", esc(t.sender.as_str()), esc(&org(&t.sender))),
+                    state_tag(t, now),
+                    acknowledged(t, &org),
+                    esc(&human_size(t.bytes)),
+                ]
+            })
+            .collect();
+        b += "<section id=\"search-results\">";
+        match rows.is_empty() {
+            true => {
+                b += &format!(
+                    "<h2 class=\"govuk-heading-m\">No transfer has a case reference containing “{}”</h2>",
+                    esc(case)
+                )
+            }
+            false => {
+                b += &table(
+                    &format!("Transfers for case “{case}” ({})", rows.len()),
+                    &["Transfer", "Case", "From", "State", "Acknowledged", "Size"],
+                    &rows,
+                    "",
+                )
+            }
+        }
+        b += "<p class=\"govuk-body\"><a class=\"govuk-link\" href=\"/\">Clear the search</a></p></section>";
+    }
 
     // Overdue first, then the rest still waiting for a receipt.
     let waiting: Vec<&TransferRecord> = transfers
@@ -128,46 +225,74 @@ pub(super) fn dashboard(
         .collect();
     let (overdue, pending): (Vec<&TransferRecord>, Vec<&TransferRecord>) =
         waiting.into_iter().partition(|t| is_overdue(t, now));
-    b += &format!("<section id=\"overdue\"><h2>Overdue transfers ({})</h2>", overdue.len());
-    b += &transfer_table(&overdue, now, &org, "No transfer is overdue.");
-    b += &format!("</section><section id=\"waiting\"><h2>Awaiting acknowledgement ({})</h2>", pending.len());
-    b += &transfer_table(&pending, now, &org, "No other transfer is waiting for a receipt.");
+    b += "<section id=\"overdue\">";
+    b += &transfer_table(
+        &format!("Overdue transfers ({})", overdue.len()),
+        &overdue,
+        now,
+        &org,
+        "No transfer is overdue.",
+    );
+    b += "</section><section id=\"waiting\">";
+    b += &transfer_table(
+        &format!("Awaiting acknowledgement ({})", pending.len()),
+        &pending,
+        now,
+        &org,
+        "No other transfer is waiting for a receipt.",
+    );
     b += "</section>";
 
     // Disclosures outside police and CPS waiting for a second person.
     let approving: Vec<&TransferRecord> =
         transfers.iter().filter(|t| t.state == TransferState::AwaitingApproval).collect();
-    b += &format!("<section id=\"approvals\"><h2>Awaiting approval ({})</h2>", approving.len());
+    b += "<section id=\"approvals\">";
+    let title = format!("Awaiting approval ({})", approving.len());
     if approving.is_empty() {
-        b += "<p>No disclosure is waiting for approval.</p>";
+        b += &format!(
+            "<h2 class=\"govuk-heading-m\">{}</h2><p class=\"govuk-body\">No disclosure is waiting for approval.</p>",
+            esc(&title)
+        );
     } else {
-        b += "<table><tr><th>Transfer</th><th>Case</th><th>From</th><th>To</th><th>Approvers</th><th>Waiting</th></tr>";
-        for t in &approving {
-            let since = t.sealed_at.unwrap_or(t.created_at);
-            let to: Vec<String> = t.recipients.iter().map(|r| format!("{} ({})", r.user, org(&r.user))).collect();
-            let approvers: Vec<&str> = t.approvers.iter().map(UserId::as_str).collect();
-            b += &format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{} (since {})</td></tr>",
-                t.transfer,
-                esc(t.case_ref.as_deref().unwrap_or("-")),
-                esc(t.sender.as_str()),
-                esc(&org(&t.sender)),
-                esc(&to.join(", ")),
-                esc(&approvers.join(", ")),
-                esc(&format_secs(now.saturating_sub(since))),
-                esc(&format_time(since))
-            );
-        }
-        b += "</table>";
+        let rows: Vec<Vec<String>> = approving
+            .iter()
+            .map(|t| {
+                let since = t.sealed_at.unwrap_or(t.created_at);
+                let to: Vec<String> = t.recipients.iter().map(|r| format!("{} ({})", r.user, org(&r.user))).collect();
+                let approvers: Vec<&str> = t.approvers.iter().map(UserId::as_str).collect();
+                vec![
+                    transfer_link(&t.transfer),
+                    esc(t.case_ref.as_deref().unwrap_or("-")),
+                    format!("{} ({})", esc(t.sender.as_str()), esc(&org(&t.sender))),
+                    esc(&to.join(", ")),
+                    esc(&approvers.join(", ")),
+                    format!(
+                        "{} {} (since {})",
+                        tag("Awaiting approval", Tag::Yellow),
+                        esc(&format_secs(now.saturating_sub(since))),
+                        esc(&format_time(since))
+                    ),
+                ]
+            })
+            .collect();
+        b += &table(&title, &["Transfer", "Case", "From", "To", "Approvers", "Waiting"], &rows, "");
     }
     b += "</section>";
 
     let alerts = app::listings::every_alert(s, false)?;
-    b += &format!("<section id=\"alerts\"><h2>Open alerts ({})</h2>", alerts.len());
+    b += "<section id=\"alerts\">";
+    let title = format!("Open alerts ({})", alerts.len());
     if alerts.is_empty() {
-        b += "<p>No open alerts.</p>";
+        b += &format!("<h2 class=\"govuk-heading-m\">{}</h2><p class=\"govuk-body\">No open alerts.</p>", esc(&title));
     } else {
-        b += "<table><tr><th>Alert</th><th>Raised</th><th>Message</th><th>Notifiers</th><th>Acknowledge</th></tr>";
+        b += &format!(
+            "<table class=\"govuk-table\"><caption class=\"govuk-table__caption govuk-table__caption--m\">{}</caption>\
+             <thead class=\"govuk-table__head\"><tr class=\"govuk-table__row\"><th scope=\"col\" class=\"govuk-table__header\">Alert</th>\
+             <th scope=\"col\" class=\"govuk-table__header\">Raised</th><th scope=\"col\" class=\"govuk-table__header\">Message</th>\
+             <th scope=\"col\" class=\"govuk-table__header\">Notifiers</th><th scope=\"col\" class=\"govuk-table__header\">Acknowledge</th>\
+             </tr></thead><tbody class=\"govuk-table__body\">",
+            esc(&title)
+        );
         for a in &alerts {
             let a = &a.info;
             let deliveries: Vec<String> = a
@@ -179,19 +304,33 @@ pub(super) fn dashboard(
                     (None, None) => format!("{}: pending", d.notifier),
                 })
                 .collect();
-            b += &format!(
-                "<tr id=\"alert-{id}\"><td>#{id}</td><td>{}</td><td>{}</td><td>{}</td><td>\
-                 <form method=\"post\" action=\"/alerts/ack\">{csrf_field}<input type=\"hidden\" name=\"alert\" value=\"{id}\">\
-                 <label for=\"note-{id}\">Note (what was done)</label><br>\
-                 <input id=\"note-{id}\" name=\"note\" required maxlength=\"4096\" size=\"30\"> \
-                 <button>Acknowledge #{id}</button></form></td></tr>",
+            let (group, error, described) = match note_missing == Some(a.id) {
+                true => (
+                    " govuk-form-group--error",
+                    error_message(
+                        &format!("note-{}", a.id),
+                        &format!("Enter a note saying what was done about alert #{}", a.id),
+                    ),
+                    format!(" aria-describedby=\"note-{}-error\"", a.id),
+                ),
+                false => ("", String::new(), String::new()),
+            };
+            let cells = vec![
+                format!("#{}", a.id),
                 esc(&format_time(a.raised_at)),
                 esc(&a.message),
                 esc(&deliveries.join("; ")),
-                id = a.id,
-            );
+                format!(
+                    "<form method=\"post\" action=\"/alerts/ack\">{csrf_field}<input type=\"hidden\" name=\"alert\" value=\"{id}\">\
+                     <div class=\"govuk-form-group{group}\"><label class=\"govuk-label\" for=\"note-{id}\">Note on alert #{id} (what was done)</label>\
+                     {error}<input class=\"govuk-input\" id=\"note-{id}\" name=\"note\" required maxlength=\"4096\"{described}></div>\
+                     <button class=\"govuk-button\" data-module=\"govuk-button\">Acknowledge #{id}</button></form>",
+                    id = a.id
+                ),
+            ];
+            b += &row_html(&cells, &format!("alert-{}", a.id));
         }
-        b += "</table>";
+        b += "</tbody></table>";
     }
     b += "</section>";
 
@@ -207,78 +346,184 @@ pub(super) fn dashboard(
         };
         counts.entry(org(&t.sender)).or_default()[i] += 1;
     }
-    b += "<section id=\"states\"><h2>Transfers by state and organisation</h2>";
-    b += "<table><tr><th>Sender's organisation</th><th>Uploading</th><th>Sealed</th><th>Awaiting approval</th><th>Revoked or refused</th><th>Expired</th></tr>";
-    for (o, c) in &counts {
-        b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(o),
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4]
-        );
-    }
-    b += "</table></section>";
+    let rows: Vec<Vec<String>> =
+        counts.iter().map(|(o, c)| std::iter::once(esc(o)).chain(c.iter().map(u64::to_string)).collect()).collect();
+    b += "<section id=\"states\">";
+    b += &table(
+        "Transfers by state and organisation",
+        &["Sender's organisation", "Uploading", "Sealed", "Awaiting approval", "Revoked or refused", "Expired"],
+        &rows,
+        "",
+    );
+    b += "</section>";
 
-    b += "<section id=\"users\"><h2>Users</h2><table><tr><th>User</th><th>Name</th><th>Organisation</th><th>Roles</th><th>State</th><th></th></tr>";
-    for u in &users {
-        let (state, action) = match (u.enrolled_at, u.revoked_at) {
-            (_, Some(t)) => (format!("revoked {}", format_time(t)), String::new()),
-            (e, None) => (
-                e.map_or_else(|| "code issued, not enrolled".into(), |t| format!("enrolled {}", format_time(t))),
-                format!(
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            let state = match (u.enrolled_at, u.revoked_at) {
+                (_, Some(t)) => format!("{} {}", tag("Revoked", Tag::Red), esc(&format_time(t))),
+                (Some(t), None) => format!("{} {}", tag("Enrolled", Tag::Green), esc(&format_time(t))),
+                (None, None) => tag("Code issued, not enrolled", Tag::Grey),
+            };
+            // No revoke button on a revoked account, nor on one's own.
+            let action = match u.revoked_at.is_none() && &u.user != me {
+                true => format!(
                     "<form method=\"post\" action=\"/users/revoke\">{csrf_field}\
-                     <input type=\"hidden\" name=\"user\" value=\"{}\"><button>Revoke {}</button></form>",
-                    esc(u.user.as_str()),
-                    esc(u.user.as_str())
+                     <input type=\"hidden\" name=\"user\" value=\"{u}\"><button class=\"govuk-button govuk-button--warning \
+                     govuk-!-margin-bottom-0\" data-module=\"govuk-button\">Revoke {u}</button></form>",
+                    u = esc(u.user.as_str())
                 ),
-            ),
-        };
-        b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-            esc(u.user.as_str()),
-            esc(&u.display_name),
-            esc(&org(&u.user)),
-            esc(&u.roles().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")),
-            esc(&state)
-        );
-    }
-    b += "</table></section>";
+                false if &u.user == me => "This is you".to_owned(),
+                false => String::new(),
+            };
+            vec![
+                esc(u.user.as_str()),
+                esc(&u.display_name),
+                esc(&org(&u.user)),
+                esc(&u.roles().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")),
+                state,
+                action,
+            ]
+        })
+        .collect();
+    b += "<section id=\"users\">";
+    b += &table("Users", &["User", "Name", "Organisation", "Roles", "State", "Action"], &rows, "");
+    b += "</section>";
 
     b += &units_table(&units, &overdue);
 
-    b += "<section id=\"audit\"><h2>Audit log</h2>";
+    b += "<section id=\"audit\"><h2 class=\"govuk-heading-m\">Audit log</h2>";
     b += &match last {
-        None => "<p>Not verified since the dashboard started.</p>".to_owned(),
-        Some((at, Ok(m))) => format!("<p class=\"ok\">Verified at {}: {}</p>", esc(&format_time(at)), esc(&m)),
-        Some((at, Err(m))) => {
-            format!(
-                "<p class=\"bad\" role=\"alert\">AUDIT LOG TAMPERED (checked {}): {}</p>",
+        None => "<p class=\"govuk-body\">Not verified since the dashboard started.</p>".to_owned(),
+        Some((at, Ok(m))) => format!(
+            "<p class=\"govuk-body\">{} Verified at {}: {}</p>",
+            tag("Intact", Tag::Green),
+            esc(&format_time(at)),
+            esc(&m)
+        ),
+        Some((at, Err(m))) => banner(
+            false,
+            "Audit log tampered",
+            &format!(
+                "<p class=\"govuk-notification-banner__heading\">AUDIT LOG TAMPERED (checked {}): {}</p>",
                 esc(&format_time(at)),
                 esc(&m)
-            )
-        }
+            ),
+        ),
     };
     b += &format!(
-        "<form method=\"post\" action=\"/audit/verify\">{csrf_field}<button>Verify the audit log now</button></form></section>"
+        "<form method=\"post\" action=\"/audit/verify\">{csrf_field}<button class=\"govuk-button govuk-button--secondary\" \
+         data-module=\"govuk-button\">Verify the audit log now</button></form></section>"
     );
-    b += "<p><a href=\"/metrics\">Prometheus metrics</a></p></main>";
-    Ok(html(200, layout("exhibit admin dashboard", &b)))
+    b += "<p class=\"govuk-body\"><a class=\"govuk-link\" href=\"/metrics\">Prometheus metrics</a></p>";
+    let script = format!("<script>{}</script>", super::REFRESH_SCRIPT);
+    Ok(html(200, layout_with("Admin dashboard", &b, &script)))
+}
+
+/// Who has acknowledged a transfer, and when.
+fn acknowledged(t: &TransferRecord, org: &dyn Fn(&UserId) -> String) -> String {
+    let done: Vec<String> = t
+        .recipients
+        .iter()
+        .filter(|r| r.state == DeliveryState::Acknowledged)
+        .map(|r| {
+            let at = r.at.map(|a| format!(" {}", format_time(a))).unwrap_or_default();
+            format!("{} ({}){at}", r.user, org(&r.user))
+        })
+        .collect();
+    match done.is_empty() {
+        true => "none yet".to_owned(),
+        false => format!("{} {}", tag("Acknowledged", Tag::Green), esc(&done.join(", "))),
+    }
+}
+
+/// A transfer's custody as the server holds it: its record and every
+/// audit entry about it, in order. No file names: the server has none.
+pub(super) fn custody(s: &State, me: &UserId, id: &str) -> Result<Page, ServerError> {
+    let transfer: exhibit_proto::TransferId =
+        id.parse().map_err(|_| ServerError::BadRequest(format!("{id:?} is not a transfer id")))?;
+    let now = s.clock.now();
+    app::audit::record(s, Ev::new(now, me, "admin-read", transfer).details("read custody on the dashboard"))?;
+    let r = s.meta.read()?;
+    let t = r.transfer(&transfer)?.ok_or_else(|| ServerError::NotFound(format!("no transfer {transfer}")))?;
+    let subject = transfer.to_string();
+    let (mut entries, mut after) = (vec![], 0);
+    loop {
+        let page = r.audit_about(&subject, after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.body.seq;
+        let full = page.len() == 1000;
+        entries.extend(page);
+        if !full || entries.len() >= 10_000 {
+            break;
+        }
+    }
+    drop(r);
+    let deadline = match t.deadline {
+        Some(d) if d <= now => format!("{} (overdue by {})", format_time(d), format_secs(now - d)),
+        Some(d) => format!("{} (in {})", format_time(d), format_secs(d - now)),
+        None => "-".into(),
+    };
+    let recips: Vec<String> = t
+        .recipients
+        .iter()
+        .map(|p| {
+            let at = p.at.map(|a| format!(" {}", format_time(a))).unwrap_or_default();
+            let state = match p.state {
+                DeliveryState::Acknowledged => tag("Acknowledged", Tag::Green),
+                DeliveryState::Damaged => tag("Damaged", Tag::Red),
+                st => tag(st.as_str(), Tag::Blue),
+            };
+            format!("{} {state}{}", esc(p.user.as_str()), esc(&at))
+        })
+        .collect();
+    let mut b = format!(
+        "<a href=\"/\" class=\"govuk-back-link\">Back to the dashboard</a>\
+         <h1 class=\"govuk-heading-l\">Custody of transfer <span class=\"exhibit-code\">{transfer}</span></h1>"
+    );
+    b += &summary_list(&[
+        ("Case reference", esc(t.case_ref.as_deref().unwrap_or("-"))),
+        ("State", state_tag(&t, now)),
+        ("From", esc(t.sender.as_str())),
+        ("Recipients", recips.join("<br>")),
+        ("Sealed", esc(&t.sealed_at.map_or("-".into(), format_time))),
+        ("Deadline", esc(&deadline)),
+        (
+            "Size",
+            esc(&match t.items {
+                0 => human_size(t.bytes),
+                n => format!("{n} items, {} encrypted", human_size(t.bytes)),
+            }),
+        ),
+    ]);
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let e = &e.body;
+            let details = format!("<span class=\"exhibit-wrap\">{}</span>", esc(&e.details));
+            vec![e.seq.to_string(), esc(&format_time(e.time)), esc(&e.action), esc(&e.actor), details]
+        })
+        .collect();
+    b += &table(
+        &format!("Audit log entries about this transfer ({})", rows.len()),
+        &["#", "Time", "Action", "By", "Details"],
+        &rows,
+        "steps",
+    );
+    Ok(html(200, layout(&format!("Custody of transfer {transfer}"), &b)))
 }
 
 /// Units: members, who holds the current key, and what is overdue to
 /// each (overdue transfers grouped by unit).
 fn units_table(units: &[crate::core::records::UnitRecord], overdue: &[&TransferRecord]) -> String {
-    let mut b = format!(
-        "<section id=\"units\"><h2>Units ({})</h2><table><tr><th>Unit</th><th>Name</th><th>Organisation</th>\
-         <th>Members</th><th>Acknowledged by</th><th>Key</th><th>Overdue</th></tr>",
-        units.len()
-    );
+    let title = format!("Units ({})", units.len());
     if units.is_empty() {
-        return b + "</table><p>No unit mailboxes.</p></section>";
+        return format!(
+            "<section id=\"units\"><h2 class=\"govuk-heading-m\">{}</h2><p class=\"govuk-body\">No unit mailboxes.</p></section>",
+            esc(&title)
+        );
     }
+    let mut rows = vec![];
     for u in units {
         let epoch = u.unit.epoch;
         let lacking: Vec<&str> = u
@@ -298,18 +543,20 @@ fn units_table(units: &[crate::core::records::UnitRecord], overdue: &[&TransferR
             .filter(|t| t.is_recipient(&u.unit.unit))
             .map(|t| t.transfer.to_string()[..8].to_owned())
             .collect();
-        b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        rows.push(vec![
             esc(u.unit.unit.as_str()),
             esc(&u.unit.name),
             esc(u.unit.org.as_str()),
             esc(&u.unit.members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")),
-            if u.unit.ack == exhibit_proto::unit::AckRule::All { "every member" } else { "one member" },
+            if u.unit.ack == exhibit_proto::unit::AckRule::All { "every member" } else { "one member" }.to_owned(),
             esc(&key),
-            if late.is_empty() { "none".to_owned() } else { esc(&format!("{}: {}", late.len(), late.join(", "))) }
-        );
+            if late.is_empty() { "none".to_owned() } else { esc(&format!("{}: {}", late.len(), late.join(", "))) },
+        ]);
     }
-    b + "</table></section>"
+    format!(
+        "<section id=\"units\">{}</section>",
+        table(&title, &["Unit", "Name", "Organisation", "Members", "Acknowledged by", "Key", "Overdue"], &rows, "")
+    )
 }
 
 pub(super) fn state_name(s: TransferState) -> &'static str {
@@ -317,44 +564,52 @@ pub(super) fn state_name(s: TransferState) -> &'static str {
 }
 
 pub(super) fn transfer_table(
+    title: &str,
     list: &[&TransferRecord],
     now: u64,
     org: &dyn Fn(&UserId) -> String,
     empty: &str,
 ) -> String {
     if list.is_empty() {
-        return format!("<p>{}</p>", esc(empty));
+        return format!("<h2 class=\"govuk-heading-m\">{}</h2><p class=\"govuk-body\">{}</p>", esc(title), esc(empty));
     }
-    let mut b = String::from(
-        "<table><tr><th>Transfer</th><th>Case</th><th>From</th><th>Deadline</th><th>Waiting for</th><th>Size</th></tr>",
-    );
-    for t in list {
-        let deadline = match t.deadline {
-            Some(d) if d <= now => format!("{} (overdue by {})", format_time(d), format_secs(now - d)),
-            Some(d) => format!("{} (in {})", format_time(d), format_secs(d - now)),
-            None => "-".into(),
-        };
-        let waiting: Vec<String> = t
-            .recipients
-            .iter()
-            .filter(|r| r.state != DeliveryState::Acknowledged)
-            .map(|r| format!("{} ({}, {})", r.user, org(&r.user), r.state.as_str()))
-            .collect();
-        b += &format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}{} bytes</td></tr>",
-            t.transfer,
-            esc(t.case_ref.as_deref().unwrap_or("-")),
-            esc(t.sender.as_str()),
-            esc(&org(&t.sender)),
-            esc(&deadline),
-            esc(&waiting.join(", ")),
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            let deadline = match t.deadline {
+                Some(d) if d <= now => format!(
+                    "{} {} (overdue by {})",
+                    tag("Overdue", Tag::Red),
+                    esc(&format_time(d)),
+                    esc(&format_secs(now - d))
+                ),
+                Some(d) => esc(&format!("{} (in {})", format_time(d), format_secs(d - now))),
+                None => "-".into(),
+            };
+            let waiting: Vec<String> = t
+                .recipients
+                .iter()
+                .filter(|r| r.state != DeliveryState::Acknowledged)
+                .map(|r| format!("{} ({}, {})", r.user, org(&r.user), r.state.as_str()))
+                .collect();
             // Transfers sealed since manifest version 2 keep their file
             // count from the server.
-            if t.items > 0 { format!("{} items, ", t.items) } else { String::new() },
-            t.bytes
-        );
-    }
-    b + "</table>"
+            let size = match t.items {
+                0 => human_size(t.bytes),
+                n => format!("{n} items, {}", human_size(t.bytes)),
+            };
+            vec![
+                transfer_link(&t.transfer),
+                esc(t.case_ref.as_deref().unwrap_or("-")),
+                format!("{} ({})", esc(t.sender.as_str()), esc(&org(&t.sender))),
+                deadline,
+                esc(&waiting.join(", ")),
+                acknowledged(t, org),
+                esc(&size),
+            ]
+        })
+        .collect();
+    table(title, &["Transfer", "Case", "From", "Deadline", "Waiting for", "Acknowledged", "Size"], &rows, "")
 }
 
 /// Revocation cannot be undone: ask once more.
@@ -369,12 +624,16 @@ pub(super) fn confirm_revoke(form: &HashMap<String, String>, csrf: &str) -> Page
         layout(
             "Revoke a user?",
             &format!(
-                "<h1>Revoke {u}?</h1><p>Their certificate stops working at once, their directory entry is marked \
-                 revoked, and every transfer addressed to them that they have not acknowledged raises an alert. \
-                 This cannot be undone.</p><form method=\"post\" action=\"/users/revoke\">\
+                "<a href=\"/#users\" class=\"govuk-back-link\">Back</a><h1 class=\"govuk-heading-l\">Revoke {u}?</h1>\
+                 <div class=\"govuk-warning-text\"><span class=\"govuk-warning-text__icon\" aria-hidden=\"true\">!</span>\
+                 <strong class=\"govuk-warning-text__text\"><span class=\"govuk-visually-hidden\">Warning</span>\
+                 This cannot be undone.</strong></div><p class=\"govuk-body\">Their certificate stops working at once, \
+                 their directory entry is marked revoked, and every transfer addressed to them that they have not \
+                 acknowledged raises an alert.</p><form method=\"post\" action=\"/users/revoke\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"user\" value=\"{u}\">\
-                 <input type=\"hidden\" name=\"confirm\" value=\"yes\"><button>Yes, revoke {u}</button></form>\
-                 <p><a href=\"/#users\">No, go back</a></p>",
+                 <input type=\"hidden\" name=\"confirm\" value=\"yes\"><div class=\"govuk-button-group\">\
+                 <button class=\"govuk-button govuk-button--warning\" data-module=\"govuk-button\">Yes, revoke {u}</button>\
+                 <a class=\"govuk-link\" href=\"/#users\">No, go back</a></div></form>",
                 esc(csrf)
             ),
         ),
@@ -387,9 +646,10 @@ pub(super) fn once_page(code: &str) -> Page {
         layout(
             "exhibit admin login",
             &format!(
-                "<h1>exhibit — admin login</h1><p>This one-time link logs you in as the admin who asked for it \
-                 with <code>exhibit admin dashboard</code>.</p><form method=\"post\" action=\"/login\">\
-                 <input type=\"hidden\" name=\"once\" value=\"{}\"><button>Log in</button></form>",
+                "<h1 class=\"govuk-heading-l\">exhibit — admin login</h1><p class=\"govuk-body\">This one-time link \
+                 logs you in as the admin who asked for it with <code>exhibit admin dashboard</code>.</p>\
+                 <form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"once\" value=\"{}\">\
+                 <button class=\"govuk-button\" data-module=\"govuk-button\">Log in</button></form>",
                 esc(code)
             ),
         ),
@@ -397,15 +657,25 @@ pub(super) fn once_page(code: &str) -> Page {
 }
 
 pub(super) fn login_page(status: u16, msg: &str) -> Page {
-    let msg = if msg.is_empty() { String::new() } else { format!("<p role=\"alert\" class=\"bad\">{}</p>", esc(msg)) };
+    let (summary, error, group, described) = match msg.is_empty() {
+        true => (String::new(), String::new(), "", ""),
+        false => (
+            error_summary(&[("token".to_owned(), msg.to_owned())]),
+            error_message("token", msg),
+            " govuk-form-group--error",
+            " aria-describedby=\"token-error\"",
+        ),
+    };
     html(
         status,
         layout(
             "exhibit admin login",
             &format!(
-                "<h1>exhibit — admin login</h1>{msg}<form method=\"post\" action=\"/login\">\
-                 <label for=\"token\">Admin token</label> <input id=\"token\" name=\"token\" type=\"password\" \
-                 autocomplete=\"current-password\" required> <button>Log in</button></form>"
+                "{summary}<h1 class=\"govuk-heading-l\">exhibit — admin login</h1><form method=\"post\" action=\"/login\">\
+                 <div class=\"govuk-form-group{group}\"><label class=\"govuk-label\" for=\"token\">Admin token</label>{error}\
+                 <input class=\"govuk-input govuk-!-width-one-half\" id=\"token\" name=\"token\" type=\"password\" \
+                 autocomplete=\"current-password\" required{described}></div>\
+                 <button class=\"govuk-button\" data-module=\"govuk-button\">Log in</button></form>"
             ),
         ),
     )

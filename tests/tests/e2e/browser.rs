@@ -100,12 +100,42 @@ pub fn screenshot_dir() -> PathBuf {
     d.canonicalize().unwrap()
 }
 
+/// axe-core (npm `axe-core`, a test dependency), as `.ci/run` installs it:
+/// `$EXHIBIT_AXE` if set, else `target/axe/node_modules/axe-core/axe.min.js`.
+/// `None` (with a message) when it is missing, except under CI, where that
+/// fails the test.
+pub fn axe_source() -> Option<String> {
+    let path = match std::env::var_os("EXHIBIT_AXE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../axe/node_modules/axe-core/axe.min.js"),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("axe-core is required under CI (.ci/run installs it): {}: {e}", path.display())
+        }
+        Err(_) => {
+            eprintln!("SKIPPED accessibility checks: no {} (npm install --prefix target/axe axe-core)", path.display());
+            None
+        }
+    }
+}
+
+/// The WCAG rules every page state is checked against.
+pub const WCAG_TAGS: [&str; 5] = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+/// WebDriver's key codes.
+pub const TAB: &str = "\u{E004}";
+pub const ENTER: &str = "\u{E007}";
+pub const SPACE: &str = "\u{E00D}";
+
 /// A WebDriver session on a headless Chromium.
 pub struct Browser {
     driver: Child,
     addr: String,
     session: String,
     _profile: tempfile::TempDir,
+    axe: Option<String>,
 }
 
 fn found(cmd: &str) -> bool {
@@ -156,7 +186,7 @@ impl Browser {
                 format!("--user-data-dir={}", profile.path().display()),
             ]}
         }}});
-        let mut b = Browser { driver, addr, session: String::new(), _profile: profile };
+        let mut b = Browser { driver, addr, session: String::new(), _profile: profile, axe: axe_source() };
         let v = b.call("POST", "/session", Some(caps));
         b.session = v["sessionId"].as_str().expect("no session id").to_owned();
         Some(b)
@@ -253,6 +283,155 @@ impl Browser {
             assert!(t0.elapsed() < Duration::from_secs(120), "page never showed {needle:?}; it shows:\n{t}");
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    /// Run a script in the page (WebDriver's execute, which the page's CSP
+    /// does not govern) and return its value.
+    pub fn exec(&self, script: &str, args: Value) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({"script": script, "args": args})))
+    }
+
+    /// Check the page with axe-core against WCAG 2.2 A and AA: panics with
+    /// every violation found, and records the count for `state` in
+    /// `target/screenshots/axe.txt`. Returns the count (0), or `None`
+    /// where axe-core is not installed (outside CI).
+    pub fn axe(&self, state: &str) -> Option<usize> {
+        let src = self.axe.as_ref()?;
+        // axe.min.js defines window.axe; WebDriver's script runs outside
+        // the page's CSP (which allows no such script).
+        let script = format!(
+            "{src}\n;var done=arguments[arguments.length-1];\
+             axe.run(document,{{runOnly:{{type:'tag',values:arguments[0]}},resultTypes:['violations']}})\
+             .then(function(r){{done(JSON.stringify(r.violations.map(function(v){{return {{id:v.id,impact:v.impact,\
+             help:v.help,nodes:v.nodes.map(function(n){{return n.target.join(' ')+' : '+n.failureSummary;}})}};}})));}})\
+             .catch(function(e){{done('ERROR '+e);}});"
+        );
+        let v = self.call("POST", "/execute/async", Some(json!({"script": script, "args": [WCAG_TAGS]})));
+        let text = v.as_str().unwrap_or_default().to_owned();
+        assert!(!text.starts_with("ERROR"), "axe-core did not run on {state}: {text}");
+        let found: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("axe output {text:?}: {e}"));
+        let line = format!("{state}: {} violations\n", found.len());
+        let log = screenshot_dir().join("axe.txt");
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        assert!(
+            found.is_empty(),
+            "axe-core: WCAG 2.2 A/AA violations on {state}:\n{}",
+            serde_json::to_string_pretty(&found).unwrap()
+        );
+        Some(0)
+    }
+
+    /// A screenshot of the page, then axe-core on it (named after it).
+    pub fn checked(&self, name: &str) -> PathBuf {
+        let p = self.screenshot(name);
+        self.axe(name.trim_end_matches(".png"));
+        p
+    }
+
+    /// Press keys (WebDriver key actions: what a keyboard sends).
+    pub fn keys(&self, keys: &str) {
+        let mut actions = vec![];
+        for k in keys.chars() {
+            actions.push(json!({"type": "keyDown", "value": k.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": k.to_string()}));
+        }
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// Press keys that load a new page (Enter on a link or button), and
+    /// wait for it to load.
+    pub fn keys_load(&self, keys: &str) {
+        let old = self.find("html");
+        self.keys(keys);
+        let t0 = Instant::now();
+        while self.try_call("GET", &format!("/element/{old}/name"), None).is_ok() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "{keys:?} did not load a new page");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while self.call("POST", "/execute/sync", Some(json!({"script": "return document.readyState", "args": []})))
+            != "complete"
+        {
+            assert!(t0.elapsed() < Duration::from_secs(60), "the page after {keys:?} did not finish loading");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the focused element matches `css`.
+    pub fn focused(&self, css: &str) -> bool {
+        self.exec("return !!document.activeElement && document.activeElement.matches(arguments[0])", json!([css]))
+            == Value::Bool(true)
+    }
+
+    /// Press Tab until the focused element matches `css` (at most 120
+    /// times), checking that each element on the way shows its focus.
+    /// Returns the number of presses.
+    pub fn tab_to(&self, css: &str) -> usize {
+        for n in 1..=120 {
+            self.keys(TAB);
+            let seen = self.exec(
+                "var e=document.activeElement;if(!e||e===document.body)return 'none';\
+                 var s=getComputedStyle(e);return (s.outlineStyle!=='none'&&s.outlineWidth!=='0px')||s.boxShadow!=='none'\
+                 ||e.type==='checkbox'||e.type==='file'?'visible':'hidden '+e.outerHTML.slice(0,120);",
+                json!([]),
+            );
+            assert!(seen != "none" || n < 120, "focus lost");
+            if let Some(h) = seen.as_str().filter(|s| s.starts_with("hidden")) {
+                panic!("focus not visible: {h}");
+            }
+            if self.focused(css) {
+                return n;
+            }
+        }
+        panic!("{css} is not reachable with Tab");
+    }
+
+    /// Type into the focused element (a file input takes a path this way:
+    /// WebDriver's keyboard equivalent of choosing a file).
+    pub fn type_active(&self, text: &str) {
+        let v = self.call("GET", "/element/active", None);
+        let e = v[ELEMENT].as_str().expect("a focused element").to_owned();
+        self.call("POST", &format!("/element/{e}/value"), Some(json!({ "text": text })));
+    }
+
+    /// Wait (without navigating) until the page's text contains `needle`:
+    /// for pages that reload themselves.
+    pub fn wait_text(&self, needle: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let t = self.text();
+            if t.contains(needle) {
+                return t;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "page never showed {needle:?}; it shows:\n{t}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Lay the page out for print (`true`) or the screen (Chromium's
+    /// media emulation, through chromedriver's DevTools passthrough).
+    pub fn print_media(&self, on: bool) {
+        let media = if on { "print" } else { "" };
+        let cmd = json!({"cmd": "Emulation.setEmulatedMedia", "params": {"media": media}});
+        self.call("POST", "/goog/cdp/execute", Some(cmd));
+    }
+
+    /// Print the page to a PDF under `target/screenshots/`.
+    pub fn print_pdf(&self, name: &str) -> PathBuf {
+        let b64 = self.call("POST", "/print", Some(json!({"background": true})));
+        let pdf = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
+        assert!(pdf.starts_with(b"%PDF"), "not a PDF");
+        let p = screenshot_dir().join(name);
+        std::fs::write(&p, pdf).unwrap();
+        println!("printed: {}", p.display());
+        p
     }
 
     /// Save a PNG of the page under `target/screenshots/` and print its path.
