@@ -100,8 +100,8 @@ impl std::fmt::Display for Proxy {
     }
 }
 
-/// `%XX` escapes decoded (userinfo in a URL).
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded (userinfo in a URL, a path in a database URL).
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

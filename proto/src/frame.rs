@@ -305,6 +305,26 @@ pub enum AlertKind {
     Arrived { recipient: UserId },
 }
 
+impl AlertInfo {
+    /// The alert as JSON for scripts and the webhook: ids as text, the
+    /// kind by name with its particulars in `detail`, times in unix
+    /// seconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "kind": self.kind.name(),
+            "detail": self.kind.detail(),
+            "transfer": self.transfer.map(|t| t.to_string()),
+            "sender": self.sender.as_ref().map(UserId::as_str),
+            "waiting_for": self.waiting_for.iter().map(UserId::as_str).collect::<Vec<_>>(),
+            "case_ref": self.case_ref,
+            "deadline": self.deadline,
+            "raised_at": self.raised_at,
+            "message": self.message,
+        })
+    }
+}
+
 impl AlertKind {
     /// The kind's stable name in JSON (`--json`, the webhook): snake_case.
     pub fn name(&self) -> &'static str {

@@ -99,22 +99,16 @@ pub fn line(v: &impl serde::Serialize, text: &str, as_json: bool) -> Result<(), 
 /// An alert in `--json`: ids as text, the kind by its snake_case name
 /// with its particulars in `detail`, times in unix seconds.
 fn alert_json(a: &AlertInfo) -> serde_json::Value {
-    json!({
-        "id": a.id,
-        "kind": a.kind.name(),
-        "detail": a.kind.detail(),
-        "transfer": a.transfer.map(|t| t.to_string()),
-        "sender": a.sender.as_ref().map(ToString::to_string),
-        "waiting_for": a.waiting_for.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "case_ref": a.case_ref,
-        "deadline": a.deadline,
-        "raised_at": a.raised_at,
-        "message": a.message,
-        "ack": a.ack.as_ref().map(|k| json!({"by": k.by, "at": k.at, "note": k.note})),
-        "deliveries": a.deliveries.iter().map(|d| json!({
+    let mut j = a.to_json();
+    j["ack"] = json!(a.ack.as_ref().map(|k| json!({"by": k.by, "at": k.at, "note": k.note})));
+    j["deliveries"] = json!(a
+        .deliveries
+        .iter()
+        .map(|d| json!({
             "notifier": d.notifier, "attempts": d.attempts, "delivered_at": d.delivered_at, "last_error": d.last_error,
-        })).collect::<Vec<_>>(),
-    })
+        }))
+        .collect::<Vec<_>>());
+    j
 }
 
 fn transfer_json(t: &TransferInfo) -> serde_json::Value {

@@ -30,19 +30,8 @@ pub fn backoff(attempts: u32) -> u64 {
 
 /// The JSON body posted to the webhook. No file names: the server has none.
 pub fn webhook_body(a: &AlertInfo, now: u64) -> Vec<u8> {
-    let v = json!({
-        "id": a.id,
-        "kind": a.kind.name(),
-        "detail": a.kind.detail(),
-        "transfer": a.transfer.map(|t| t.to_string()),
-        "sender": a.sender.as_ref().map(ToString::to_string),
-        "waiting_for": a.waiting_for.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "case_ref": a.case_ref,
-        "deadline": a.deadline,
-        "overdue_secs": a.deadline.map(|d| now.saturating_sub(d)),
-        "raised_at": a.raised_at,
-        "message": a.message,
-    });
+    let mut v = a.to_json();
+    v["overdue_secs"] = json!(a.deadline.map(|d| now.saturating_sub(d)));
     v.to_string().into_bytes()
 }
 

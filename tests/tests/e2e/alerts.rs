@@ -108,19 +108,9 @@ async fn a_stalled_upload_closes_its_alert_when_sealed_and_is_given_up_after_the
     let alice = f.user("alice", Role::EvidenceUnit).await;
     f.user("bob", Role::Caseworker).await;
     let conn = Conn::open(&alice.load().unwrap()).await.unwrap();
-    let create = |transfer| Request::CreateTransfer {
-        transfer,
-        recipients: vec![uid("bob")],
-        policy: None,
-        approvers: vec![],
-        case: None,
-        expires_secs: None,
-        derived_from: None,
-        ack_within_secs: None,
-    };
     let (late, never) = (TransferId::random(), TransferId::random());
-    conn.request(&create(late)).await.unwrap();
-    conn.request(&create(never)).await.unwrap();
+    conn.request(&create_to_bob(late)).await.unwrap();
+    conn.request(&create_to_bob(never)).await.unwrap();
     let chunk = bytes(5000, 3);
     let id = exhibit_proto::ChunkId(*blake3::hash(&chunk).as_bytes());
     conn.request_with_body(&Request::PutChunk { transfer: never, id, len: chunk.len() as u32 }, &chunk).await.unwrap();
@@ -213,18 +203,7 @@ async fn stalled_upload_revoked_recipient_and_rejected_receipt_alert() {
     // An upload that never seals.
     let conn = Conn::open(&alice.load().unwrap()).await.unwrap();
     let stalled = TransferId::random();
-    conn.request(&Request::CreateTransfer {
-        transfer: stalled,
-        recipients: vec![uid("bob")],
-        policy: None,
-        approvers: vec![],
-        case: None,
-        expires_secs: None,
-        derived_from: None,
-        ack_within_secs: None,
-    })
-    .await
-    .unwrap();
+    conn.request(&create_to_bob(stalled)).await.unwrap();
     clock.advance(2 * HOUR);
     assert_eq!(scan(&f).len(), 1);
     let a = &all_alerts(&f)[0];

@@ -327,13 +327,9 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// A one-file version 1 transfer from alice to bob, created, uploaded and
 /// signed by hand with `case_ref` and `path` (whatever they hold), but not
 /// sealed: what a hostile or buggy sender's client could make.
-pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&str>, path: &str) -> SignedManifest {
-    let ap = alice.load().unwrap();
-    let bob_entry = exhibit_client::directory::lookup(conn, &ap, &uid("bob")).await.unwrap();
-    let keys = seal::parse_recipients(&[bob_entry.age_recipient.as_str(), ap.me.age_recipient.as_str()]).unwrap();
-    let plain = b"evidence".to_vec();
-    let t = TransferId::random();
-    conn.request(&Request::CreateTransfer {
+/// A plain create request: `t`, to bob, nothing else said.
+pub fn create_to_bob(t: TransferId) -> Request {
+    Request::CreateTransfer {
         transfer: t,
         recipients: vec![uid("bob")],
         policy: None,
@@ -342,9 +338,16 @@ pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&s
         expires_secs: None,
         derived_from: None,
         ack_within_secs: None,
-    })
-    .await
-    .unwrap();
+    }
+}
+
+pub async fn crafted(f: &Fixture, conn: &Conn, alice: &Home, case_ref: Option<&str>, path: &str) -> SignedManifest {
+    let ap = alice.load().unwrap();
+    let bob_entry = exhibit_client::directory::lookup(conn, &ap, &uid("bob")).await.unwrap();
+    let keys = seal::parse_recipients(&[bob_entry.age_recipient.as_str(), ap.me.age_recipient.as_str()]).unwrap();
+    let plain = b"evidence".to_vec();
+    let t = TransferId::random();
+    conn.request(&create_to_bob(t)).await.unwrap();
     let cipher = seal::encrypt(&plain, &keys).unwrap();
     let id = ChunkId::of(&cipher);
     let len = cipher.len() as u32;

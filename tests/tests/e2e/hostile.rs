@@ -60,18 +60,7 @@ async fn oversized_and_malformed_frames_get_typed_errors_and_the_server_keeps_se
 
     // A chunk declared far over the bound is refused before anything is read.
     let t = TransferId::random();
-    conn.request(&Request::CreateTransfer {
-        transfer: t,
-        recipients: vec![uid("bob")],
-        policy: None,
-        approvers: vec![],
-        case: None,
-        expires_secs: None,
-        derived_from: None,
-        ack_within_secs: None,
-    })
-    .await
-    .unwrap();
+    conn.request(&create_to_bob(t)).await.unwrap();
     let put = frame::encode(&Request::PutChunk { transfer: t, id: ChunkId([0; 32]), len: u32::MAX }).unwrap();
     assert_eq!(code(&raw(&conn, &put).await), ErrorCode::TooLarge);
     // Bytes that do not hash to the declared id.

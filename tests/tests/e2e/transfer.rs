@@ -340,7 +340,6 @@ async fn concurrent_sends_take_turns_for_upload_memory_and_give_it_back() {
 #[tokio::test]
 async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() {
     use exhibit_client::conn::Conn;
-    use exhibit_proto::frame::Request;
     use exhibit_proto::{ChunkId, TransferId, ALPN, ALPN_V1};
 
     let f = Fixture::start().await;
@@ -353,18 +352,7 @@ async fn an_exhibit_1_client_sends_unannounced_and_an_exhibit_2_client_offers() 
         let conn = Conn::connect_speaking(&p.config.server, &p.ca_der, identity, &protocols).await.unwrap();
         assert_eq!(conn.takes_offers(), offers, "protocols {protocols:?}");
         let t = TransferId::random();
-        conn.request(&Request::CreateTransfer {
-            transfer: t,
-            recipients: vec![uid("bob")],
-            policy: None,
-            approvers: vec![],
-            case: None,
-            expires_secs: None,
-            derived_from: None,
-            ack_within_secs: None,
-        })
-        .await
-        .unwrap();
+        conn.request(&create_to_bob(t)).await.unwrap();
         let before = budget.granted();
         let big = bytes(exhibit_proto::limits::EAGER_CHUNK as usize * 4, 40 + i as u64);
         let small = bytes(1000, 50 + i as u64);

@@ -198,7 +198,7 @@ fn split_root(url: &str) -> (String, Option<std::path::PathBuf>) {
         .split('&')
         .filter(|kv| match kv.strip_prefix("sslrootcert=") {
             Some(v) => {
-                root = Some(std::path::PathBuf::from(percent_decode(v)));
+                root = Some(std::path::PathBuf::from(exhibit_net::dial::percent_decode(v)));
                 false
             }
             None => true,
@@ -206,27 +206,6 @@ fn split_root(url: &str) -> (String, Option<std::path::PathBuf>) {
         .collect();
     let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
     (url, root)
-}
-
-/// `%XX` escapes decoded (a path in a URL).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// For tests: a new empty schema `name` (dropped first if it exists) in
