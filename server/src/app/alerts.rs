@@ -9,7 +9,7 @@ use crate::core::alerts::{self as rules, NewAlert, OnDue};
 use crate::core::lifecycle;
 use crate::core::records::{AlertRecord, Ev};
 use crate::error::ServerError;
-use crate::meta::Tx;
+use crate::meta::{Read, Tx};
 use crate::state::State;
 
 /// Due entries handled per transaction.
@@ -111,12 +111,12 @@ pub fn arrived(s: &State, tx: &mut dyn Tx, transfer: &TransferId, to: &UserId) -
         Some(u) => {
             emails.extend(u.unit.email.clone());
             for m in &u.unit.members {
-                if crate::app::users::wants_notices(tx, m)? {
+                if wants_notices(tx, m)? {
                     emails.extend(tx.user(m)?.and_then(|u| u.email));
                 }
             }
         }
-        None if crate::app::users::wants_notices(tx, to)? => emails.extend(tx.user(to)?.and_then(|u| u.email)),
+        None if wants_notices(tx, to)? => emails.extend(tx.user(to)?.and_then(|u| u.email)),
         None => {}
     }
     if emails.is_empty() {
@@ -319,5 +319,29 @@ pub fn record_delivery(
             }
         }
         tx.put_alert(&a)
+    })
+}
+
+/// The per-user setting that turns arrival notices off (a counter, 1 for
+/// off, so it needs no change to the stored user record).
+fn notices_key(user: &UserId) -> String {
+    format!("notices-off/{user}")
+}
+
+/// Whether `user` wants e-mail when something arrives for them (the
+/// default).
+pub fn wants_notices(r: &dyn Read, user: &UserId) -> Result<bool, ServerError> {
+    Ok(r.counter(&notices_key(user))?.unwrap_or(0) == 0)
+}
+
+/// A user turns their own arrival notices on or off (audited). Alerts
+/// about overdue transfers are not affected: those are not theirs to turn
+/// off.
+pub fn set_notices(s: &State, user: &UserId, on: bool, now: u64) -> Result<(), ServerError> {
+    write(s, |tx| {
+        tx.set_counter(&notices_key(user), u64::from(!on))?;
+        let what = if on { "arrival notices turned on" } else { "arrival notices turned off" };
+        audit::append(s, tx, Ev::new(now, user, "notices", user).details(what))?;
+        Ok(())
     })
 }

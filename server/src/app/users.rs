@@ -348,27 +348,3 @@ pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64
     tracing::info!(%user, closed, "user revoked");
     Ok(raised)
 }
-
-/// The per-user setting that turns arrival notices off (a counter, 1 for
-/// off, so it needs no change to the stored user record).
-fn notices_key(user: &UserId) -> String {
-    format!("notices-off/{user}")
-}
-
-/// Whether `user` wants e-mail when something arrives for them (the
-/// default).
-pub fn wants_notices(r: &dyn Read, user: &UserId) -> Result<bool, ServerError> {
-    Ok(r.counter(&notices_key(user))?.unwrap_or(0) == 0)
-}
-
-/// A user turns their own arrival notices on or off (audited). Alerts
-/// about overdue transfers are not affected: those are not theirs to turn
-/// off.
-pub fn set_notices(s: &State, user: &UserId, on: bool, now: u64) -> Result<(), ServerError> {
-    write(s, |tx| {
-        tx.set_counter(&notices_key(user), u64::from(!on))?;
-        let what = if on { "arrival notices turned on" } else { "arrival notices turned off" };
-        audit::append(s, tx, Ev::new(now, user, "notices", user).details(what))?;
-        Ok(())
-    })
-}

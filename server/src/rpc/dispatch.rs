@@ -304,7 +304,7 @@ pub(crate) async fn dispatch(
             Response::ReceiptEntry { log }
         }
         Request::SetNotices { arrivals } => {
-            blocking(state, move |s| app::users::set_notices(s, &me, arrivals, now)).await?;
+            blocking(state, move |s| app::alerts::set_notices(s, &me, arrivals, now)).await?;
             Response::Done
         }
         Request::TreeProof { from, to } => {
