@@ -111,6 +111,9 @@ pub struct Preview {
     pub item_count: usize,
     /// Their plaintext bytes.
     pub bytes: u64,
+    /// The unit it was addressed to, when the user reads it as a member.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 /// Previews of `transfers` (newest first), opened on one connection. Each
@@ -137,7 +140,7 @@ pub async fn previews(
     let conn = crate::ops::heads::open(&p).await?;
     for t in missing {
         let Ok(s) = show_on(&conn, home, &p, t, 0).await else { continue };
-        let pv = Preview { note: s.note, item_count: s.item_count, bytes: s.bytes };
+        let pv = Preview { note: s.note, item_count: s.item_count, bytes: s.bytes, unit: s.unit };
         if let Err(e) = keep(&dir, t, &pv) {
             tracing::warn!(transfer = %t, error = %e, "could not keep a preview; it will be opened again next time");
         }

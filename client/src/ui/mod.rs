@@ -788,12 +788,20 @@ impl UiState {
             };
             conn.close();
             // Each inbox transfer's sealed details, opened here: its note,
-            // items and size (the first few transfers).
-            let mut previews = std::collections::BTreeMap::new();
-            for t in inbox.iter().take(MAX_PREVIEWS) {
-                let shown = show::show(home, t.transfer, 0).await.map_err(|e| e.to_string());
-                previews.insert(t.transfer.to_string(), shown);
-            }
+            // items and size (the first few transfers), each opened once and
+            // kept, so a page that refreshes is not an audited read each time.
+            let ids: Vec<exhibit_proto::TransferId> = inbox
+                .iter()
+                .filter(|t| t.state == exhibit_proto::frame::TransferState::Sealed)
+                .take(MAX_PREVIEWS)
+                .map(|t| t.transfer)
+                .collect();
+            let previews: std::collections::BTreeMap<String, Result<show::Preview, String>> =
+                show::previews(home, &ids, MAX_PREVIEWS)
+                    .await?
+                    .into_iter()
+                    .map(|(t, pv)| (t.to_string(), Ok(pv)))
+                    .collect();
             Ok::<_, ClientError>((entries, orgs, inbox, outbox, waiting, previews))
         })?;
         let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();

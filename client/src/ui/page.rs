@@ -19,7 +19,7 @@ use super::{Draft, Job, JobKind, JobState};
 use crate::human::{format_size, format_time, until};
 use crate::ops::approvals::Review;
 use crate::ops::orgs::Orgs;
-use crate::ops::show::Shown;
+use crate::ops::show::Preview;
 
 /// Which tab of the navigation a page belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -164,7 +164,7 @@ impl Main<'_> {
     pub fn render(
         &self,
         inbox: &[TransferInfo],
-        previews: &BTreeMap<String, Result<Shown, String>>,
+        previews: &BTreeMap<String, Result<Preview, String>>,
         outbox: &[TransferInfo],
         waiting: Option<&[TransferInfo]>,
         done: Option<&str>,
@@ -223,7 +223,7 @@ impl Main<'_> {
         }
     }
 
-    fn inbox_table(&self, list: &[TransferInfo], previews: &BTreeMap<String, Result<Shown, String>>) -> String {
+    fn inbox_table(&self, list: &[TransferInfo], previews: &BTreeMap<String, Result<Preview, String>>) -> String {
         if list.is_empty() {
             return "<p class=\"govuk-body\">Nothing received yet.</p>".into();
         }
