@@ -216,6 +216,9 @@ pub enum Request {
     /// The caller turns their own arrival notices (e-mail when something
     /// is released to them) on or off ([`Response::Done`]).
     SetNotices { arrivals: bool },
+    /// Admin: change a user's e-mail address (`None`: remove it)
+    /// ([`Response::Done`]).
+    AdminSetEmail { user: UserId, email: Option<String> },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.

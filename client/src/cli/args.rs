@@ -705,6 +705,18 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Change a user's e-mail address, where their alerts and arrival
+    /// notices go.
+    Email {
+        /// User id.
+        user: UserId,
+        /// The new address.
+        #[arg(required_unless_present = "none")]
+        address: Option<String>,
+        /// Remove the address instead.
+        #[arg(long, conflicts_with = "address")]
+        none: bool,
+    },
     /// Revoke a user: their certificate stops working and transfers
     /// addressed to them raise alerts.
     Revoke {

@@ -533,6 +533,14 @@ async fn admin_cmd(home: &Home, o: Out, c: AdminCommand) -> Result<(), ClientErr
             print::one_time(&code, &what, expires, j, o.json)
         }
         AdminCommand::User(UserCommand::List) => print::users(&admin::list_users(home).await?, o.json),
+        AdminCommand::User(UserCommand::Email { user, address, .. }) => {
+            admin::set_email(home, user.clone(), address.clone()).await?;
+            let text = match &address {
+                Some(a) => format!("{user}'s e-mail address is now {}", exhibit_proto::text::escape(a)),
+                None => format!("{user} has no e-mail address now"),
+            };
+            print::line(&json!({"user": user.to_string(), "email": address}), &text, o.json)
+        }
         AdminCommand::User(UserCommand::Revoke { user }) => {
             admin::revoke_user(home, user.clone()).await?;
             print::line(&json!({"revoked": user.to_string()}), &format!("{user} revoked"), o.json)

@@ -110,6 +110,14 @@ pub async fn dashboard_login(home: &Home) -> Result<(String, u64), ClientError> 
     }
 }
 
+/// Change a user's e-mail address (`None`: remove it).
+pub async fn set_email(home: &Home, user: UserId, email: Option<String>) -> Result<(), ClientError> {
+    match admin_request(home, Request::AdminSetEmail { user, email }).await? {
+        Response::Done => Ok(()),
+        r => Err(unexpected(&r)),
+    }
+}
+
 /// Revoke a user.
 pub async fn revoke_user(home: &Home, user: UserId) -> Result<(), ClientError> {
     match admin_request(home, Request::AdminRevokeUser { user }).await? {

@@ -348,3 +348,19 @@ pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64
     tracing::info!(%user, closed, "user revoked");
     Ok(raised)
 }
+
+/// An admin changes a user's e-mail address (or removes it): alerts and
+/// arrival notices go to the new one from now on (audited, old and new).
+pub fn set_email(s: &State, by: &UserId, user: &UserId, email: Option<String>, now: u64) -> Result<(), ServerError> {
+    let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+    write(s, |tx| {
+        let mut rec = tx.user(user)?.ok_or_else(|| ServerError::NotFound(format!("user {user}")))?;
+        policy::check_new_user(&rec.display_name, &rec.org, email.as_deref())?;
+        let was = rec.email.clone().unwrap_or_else(|| "none".into());
+        rec.email = email.clone();
+        tx.put_user(&rec)?;
+        let now_is = email.unwrap_or_else(|| "none".into());
+        audit::append(s, tx, Ev::new(now, by, "user-email", user).details(format!("e-mail {was} -> {now_is}")))?;
+        Ok(())
+    })
+}

@@ -303,6 +303,11 @@ pub(crate) async fn dispatch(
                 blocking(state, move |s| app::receipts::receipt_entry(s, &caller, &transfer, &recipient, now)).await?;
             Response::ReceiptEntry { log }
         }
+        Request::AdminSetEmail { user, email } => {
+            require_admin(&caller)?;
+            blocking(state, move |s| app::users::set_email(s, &me, &user, email, now)).await?;
+            Response::Done
+        }
         Request::SetNotices { arrivals } => {
             blocking(state, move |s| app::alerts::set_notices(s, &me, arrivals, now)).await?;
             Response::Done

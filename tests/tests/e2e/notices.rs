@@ -137,11 +137,21 @@ async fn a_user_who_turns_notices_off_is_not_mailed_and_the_rest_of_the_unit_is(
     mailed(&["ann@example.test mags@example.test"]);
 
     exhibit_client::ops::directory::set_notices(&bob, true).await.unwrap();
-    send_paths(&alice, vec![file], &["bob"], 1024).await;
+    send_paths(&alice, vec![file.clone()], &["bob"], 1024).await;
     assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 1);
     mailed(&["bob@example.test"]);
+
+    // An admin changes bob's address: the next notice goes there.
+    let e = exhibit_client::admin::set_email(&f.admin, uid("bob"), Some("not an address".into())).await.unwrap_err();
+    assert!(e.to_string().contains("is not an e-mail address"), "{e}");
+    exhibit_client::admin::set_email(&f.admin, uid("bob"), Some("bob.jones@cps.example.test".into())).await.unwrap();
+    send_paths(&alice, vec![file], &["bob"], 1024).await;
+    assert_eq!(notify::deliver_due(f.state()).await.unwrap(), 1);
+    mailed(&["bob.jones@cps.example.test"]);
     let audit = exhibit_client::audit::export(&f.admin, 1).await.unwrap();
     let said: Vec<&str> =
         audit.iter().filter(|e| e.body.action == "notices").map(|e| e.body.details.as_str()).collect();
     assert_eq!(said, ["arrival notices turned off", "arrival notices turned on"]);
+    let changed = audit.iter().find(|e| e.body.action == "user-email").expect("the change is audited");
+    assert_eq!(changed.body.details, "e-mail bob@example.test -> bob.jones@cps.example.test");
 }
