@@ -210,12 +210,3 @@ pub fn panel(title: &str, html: &str) -> String {
     )
 }
 
-/// A size for people, in bytes, KB, MB or GB (powers of 1000).
-pub fn human_size(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} bytes"),
-        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
-}

@@ -46,15 +46,8 @@ pub fn id_hex<S: serde::Serializer>(id: &exhibit_proto::TransferId, s: S) -> Res
     s.collect_str(id)
 }
 
-/// A size for people: bytes, KB, MB or GB (powers of 1000, as disks are sold).
-pub fn format_size(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} bytes"),
-        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
-}
+/// A size for people (the one the server's pages use too).
+pub use exhibit_proto::duration::format_size;
 
 #[cfg(test)]
 mod tests {

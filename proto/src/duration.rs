@@ -1,4 +1,5 @@
-//! Durations as people write them: `90s`, `30m`, `4h`, `2d`.
+//! Durations as people write them: `90s`, `30m`, `4h`, `2d`; and times
+//! and sizes as people read them.
 
 use crate::error::ProtoError;
 
@@ -67,6 +68,17 @@ pub fn format_time(t: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A size for people: bytes, KB, MB or GB (powers of 1000, as disks are
+/// sold).
+pub fn format_size(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} bytes"),
+        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
 }
 
 #[cfg(test)]

@@ -7,13 +7,14 @@ use exhibit_proto::duration::{format_secs, format_time};
 use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::UserId;
 
-use super::govuk::{banner, error_message, error_summary, human_size, row_html, summary_list, table, tag, Tag};
+use super::govuk::{banner, error_message, error_summary, row_html, summary_list, table, tag, Tag};
 use super::{error_page, html, layout, layout_with};
 use crate::app;
 use crate::core::policy::is_overdue;
 use crate::core::records::{Ev, TransferRecord};
 use crate::error::ServerError;
 use crate::state::State;
+use exhibit_proto::duration::format_size;
 
 pub(super) fn metrics(s: &State) -> Result<Page, ServerError> {
     let transfers = app::listings::every_transfer(s)?;
@@ -192,7 +193,7 @@ pub(super) fn dashboard(
                     format!("{} ({})", esc(t.sender.as_str()), esc(&org(&t.sender))),
                     state_tag(t, now),
                     acknowledged(t, &org),
-                    esc(&human_size(t.bytes)),
+                    esc(&format_size(t.bytes)),
                 ]
             })
             .collect();
@@ -491,8 +492,8 @@ pub(super) fn custody(s: &State, me: &UserId, id: &str) -> Result<Page, ServerEr
         (
             "Size",
             esc(&match t.items {
-                0 => human_size(t.bytes),
-                n => format!("{n} items, {} encrypted", human_size(t.bytes)),
+                0 => format_size(t.bytes),
+                n => format!("{n} items, {} encrypted", format_size(t.bytes)),
             }),
         ),
     ]);
@@ -595,8 +596,8 @@ pub(super) fn transfer_table(
             // Transfers sealed since manifest version 2 keep their file
             // count from the server.
             let size = match t.items {
-                0 => human_size(t.bytes),
-                n => format!("{n} items, {}", human_size(t.bytes)),
+                0 => format_size(t.bytes),
+                n => format!("{n} items, {}", format_size(t.bytes)),
             };
             vec![
                 transfer_link(&t.transfer),
