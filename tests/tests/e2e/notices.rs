@@ -15,6 +15,21 @@ use exhibit_server::{notify, Background, ManualClock};
 
 use crate::fixture::*;
 
+/// The unit `cps-se-mags` (its own address mags@example.test) with
+/// `members`; `ann`, a member, makes its key.
+async fn mags_unit(f: &Fixture, ann: &exhibit_client::Home, members: &[&str]) {
+    let unit = NewUnit {
+        unit: uid("cps-se-mags"),
+        org: OrgId::new("cps-se").unwrap(),
+        name: "Magistrates' unit".into(),
+        ack: AckRule::One,
+        email: Some("mags@example.test".into()),
+    };
+    units::put(&f.admin, unit, false).await.unwrap();
+    units::members(&f.admin, uid("cps-se-mags"), members.iter().map(|m| uid(m)).collect(), vec![]).await.unwrap();
+    units::list(ann, false).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipient_and_a_units_members_are_told_of_an_arrival_and_the_admins_are_not() {
     let (smtp_port, mailbox) = crate::alerts::start_smtp();
@@ -27,16 +42,7 @@ async fn a_recipient_and_a_units_members_are_told_of_an_arrival_and_the_admins_a
     let alice = f.user("alice", Role::EvidenceUnit).await;
     f.user("bob", Role::Caseworker).await;
     let ann = f.user("ann", Role::Caseworker).await;
-    let unit = NewUnit {
-        unit: uid("cps-se-mags"),
-        org: OrgId::new("cps-se").unwrap(),
-        name: "Magistrates' unit".into(),
-        ack: AckRule::One,
-        email: Some("mags@example.test".into()),
-    };
-    units::put(&f.admin, unit, false).await.unwrap();
-    units::members(&f.admin, uid("cps-se-mags"), vec![uid("ann")], vec![]).await.unwrap();
-    units::list(&ann, false).await.unwrap();
+    mags_unit(&f, &ann, &["ann"]).await;
 
     let src = f.path("src");
     std::fs::write(src.join("SECRET-NAME-ABE.mp4"), bytes(3000, 4)).unwrap();
@@ -106,16 +112,7 @@ async fn a_user_who_turns_notices_off_is_not_mailed_and_the_rest_of_the_unit_is(
     let alice = f.user("alice", Role::EvidenceUnit).await;
     let bob = f.user("bob", Role::Caseworker).await;
     let ann = f.user("ann", Role::Caseworker).await;
-    let unit = NewUnit {
-        unit: uid("cps-se-mags"),
-        org: OrgId::new("cps-se").unwrap(),
-        name: "Magistrates' unit".into(),
-        ack: AckRule::One,
-        email: Some("mags@example.test".into()),
-    };
-    units::put(&f.admin, unit, false).await.unwrap();
-    units::members(&f.admin, uid("cps-se-mags"), vec![uid("ann"), uid("bob")], vec![]).await.unwrap();
-    units::list(&ann, false).await.unwrap();
+    mags_unit(&f, &ann, &["ann", "bob"]).await;
     exhibit_client::ops::directory::set_notices(&bob, false).await.unwrap();
     let file = {
         let src = f.path("s");
