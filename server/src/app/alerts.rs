@@ -106,19 +106,7 @@ pub fn arrived(s: &State, tx: &mut dyn Tx, transfer: &TransferId, to: &UserId) -
     };
     // Those who turned arrival notices off are not told; a unit's own
     // address always is.
-    let mut emails = vec![];
-    match tx.unit(to)? {
-        Some(u) => {
-            emails.extend(u.unit.email.clone());
-            for m in &u.unit.members {
-                if wants_notices(tx, m)? {
-                    emails.extend(tx.user(m)?.and_then(|u| u.email));
-                }
-            }
-        }
-        None if wants_notices(tx, to)? => emails.extend(tx.user(to)?.and_then(|u| u.email)),
-        None => {}
-    }
+    let emails = crate::app::units::emails_of(tx, to, |u| wants_notices(tx, u))?;
     if emails.is_empty() {
         return Ok(());
     }

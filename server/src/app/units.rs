@@ -324,16 +324,31 @@ pub fn acting_on(r: &dyn Read, caller: &UserId, t: &TransferRecord) -> Result<Op
     Ok(None)
 }
 
-/// The e-mail addresses behind a recipient: a user's, or a unit's own and
-/// its members'.
+/// The e-mail addresses of `id`: a user's own, or a unit's address and its
+/// members' addresses.
 pub fn emails(r: &dyn Read, id: &UserId) -> Result<Vec<String>, ServerError> {
+    emails_of(r, id, |_| Ok(true))
+}
+
+/// [`emails`], leaving out the users `wanted` says no to (a unit's own
+/// address is always kept).
+pub fn emails_of(
+    r: &dyn Read,
+    id: &UserId,
+    wanted: impl Fn(&UserId) -> Result<bool, ServerError>,
+) -> Result<Vec<String>, ServerError> {
     if let Some(u) = r.user(id)? {
-        return Ok(u.email.into_iter().collect());
+        return Ok(match wanted(id)? {
+            true => u.email.into_iter().collect(),
+            false => vec![],
+        });
     }
     let Some(u) = r.unit(id)? else { return Ok(vec![]) };
     let mut out: Vec<String> = u.unit.email.clone().into_iter().collect();
     for m in &u.unit.members {
-        out.extend(r.user(m)?.and_then(|u| u.email));
+        if wanted(m)? {
+            out.extend(r.user(m)?.and_then(|u| u.email));
+        }
     }
     Ok(out)
 }
