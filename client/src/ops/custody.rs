@@ -367,9 +367,14 @@ fn check_entry(e: &AuditEntry) -> Result<(), ClientError> {
 /// shown through [`escape`] (one line each), and the whole through
 /// [`escape_lines`], so no stored control or bidi character reaches it raw.
 pub fn text(r: &Report) -> String {
-    let mut s = format!("CHAIN OF CUSTODY — transfer {}\n", escape(&r.transfer));
-    s += &format!("{}\n\n", escape(&r.summary));
-    s += &format!("case reference   {}\n", escape(r.case_ref.as_deref().unwrap_or("-")));
+    let head = format!("CHAIN OF CUSTODY — transfer {}\n{}\n\n", escape(&r.transfer), escape(&r.summary));
+    escape_lines(&head).into_owned() + &text_body(r)
+}
+
+/// The text report after its title and summary: parties, items, steps,
+/// receipts and where the material went (the PDF sets its own title).
+pub fn text_body(r: &Report) -> String {
+    let mut s = format!("case reference   {}\n", escape(r.case_ref.as_deref().unwrap_or("-")));
     s += &format!("state            {}\n", escape(&r.state));
     let party = |p: &Party| {
         format!("{} ({}, {}) key {}", escape(&p.user), escape(&p.name), escape(&p.org), escape(&p.fingerprint))

@@ -8,7 +8,7 @@
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
 use crate::human::format_time;
-use crate::ops::custody::{text, Report};
+use crate::ops::custody::{text_body, Report};
 
 /// A4, in points.
 const PAGE: (f32, f32) = (595.0, 842.0);
@@ -104,7 +104,7 @@ pub fn pdf(r: &Report, now: u64) -> Vec<u8> {
 }
 
 /// The report's lines: title, the summary wrapped, then the text report's
-/// body (its own title and summary left out) wrapped.
+/// body wrapped.
 fn lines(r: &Report) -> Vec<Line> {
     let mut out = vec![Line::Title("Chain of custody".into())];
     let case = r.case_ref.as_deref().unwrap_or("-");
@@ -112,8 +112,7 @@ fn lines(r: &Report) -> Vec<Line> {
     out.push(Line::Gap);
     out.extend(wrap(&r.summary, SUMMARY_CHARS, "").into_iter().map(Line::Summary));
     out.push(Line::Gap);
-    let full = text(r);
-    for l in full.lines().skip(3) {
+    for l in text_body(r).lines() {
         match l.is_empty() {
             true => out.push(Line::Gap),
             false => out.extend(wrap(l, BODY_CHARS, INDENT).into_iter().map(Line::Body)),
