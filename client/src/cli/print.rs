@@ -506,8 +506,7 @@ fn transfers_text_named(
         let case = cell(t.case_ref.as_deref().unwrap_or("-"));
         let _ = writeln!(o, "{}  {}  from {}  case {case}", t.transfer, when, who(&t.sender));
         if let Some(pv) = previews.get(&t.transfer) {
-            let files = if pv.item_count == 1 { "1 file".to_owned() } else { format!("{} files", pv.item_count) };
-            let _ = writeln!(o, "    {files}, {}", format_size(pv.bytes));
+            let _ = writeln!(o, "    {}, {}", files(pv.item_count), format_size(pv.bytes));
             if let Some(n) = &pv.note {
                 let _ = writeln!(o, "    note: {}", cell(n));
             }
@@ -562,6 +561,14 @@ fn transfers_text_named(
     escape_lines(&o).into_owned()
 }
 
+/// "1 file", "2 files".
+fn files(n: usize) -> String {
+    match n {
+        1 => "1 file".to_owned(),
+        n => format!("{n} files"),
+    }
+}
+
 /// This machine's clock, for "in 3h" and "overdue by 20m".
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -578,9 +585,9 @@ pub fn fetched(r: &FetchOutcome, out_dir: &Path, hashes: Option<&Path>, as_json:
         return json(&j);
     }
     // One line for the whole fetch; the hashes go to a file, not the screen.
-    let files = if r.item_count == 1 { "1 file".to_owned() } else { format!("{} files", r.item_count) };
     say!(
-        "fetched {files}, {}, into {}; each file's BLAKE3 is in {}",
+        "fetched {}, {}, into {}; each file's BLAKE3 is in {}",
+        files(r.item_count),
         format_size(r.bytes),
         p(out_dir),
         p(hashes.unwrap_or(&r.items_file))
