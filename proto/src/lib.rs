@@ -30,6 +30,7 @@ pub mod receipt;
 #[cfg(feature = "seal")]
 pub mod seal;
 pub mod sign;
+pub mod subset;
 pub mod text;
 pub mod tlog;
 pub mod treehash;

@@ -10,12 +10,17 @@ use crate::error::ProtoError;
 use crate::ids::{TransferId, UserId};
 use crate::manifest::SignedManifest;
 use crate::sign;
+use crate::subset::Subset;
 use crate::unit::SignedUnit;
 
-/// Receipt format version this build writes: as version 2, and the
-/// recipient's latest signed tree head of the server's audit log (gossip:
-/// a sender whose own head does not agree with it has been shown another
-/// log), and the unit a member acknowledged for, if they did.
+/// Receipt format version this build writes for some of a transfer's
+/// items: version 3, then which items ([`Subset`]).
+pub const RECEIPT_V4: u16 = 4;
+/// Receipt format version this build writes for all of a transfer's items:
+/// as version 2, and the recipient's latest signed tree head of the
+/// server's audit log (gossip: a sender whose own head does not agree with
+/// it has been shown another log), and the unit a member acknowledged for,
+/// if they did.
 pub const RECEIPT_VERSION: u16 = 3;
 /// The second format, still read: one commitment to the items' hashes
 /// ([`crate::merkle`]) instead of the list.
@@ -52,6 +57,16 @@ pub struct Receipt {
     /// Version 3: the unit the transfer was addressed to, for which
     /// `recipient`, a member, received it.
     pub unit: Option<UserId>,
+    /// Version 4: the items received, when not all of them were (then
+    /// `item_count` and `items_root` are of those items alone).
+    pub subset: Option<Subset>,
+}
+
+/// Version 4: version 3, then which items.
+#[derive(Serialize, Deserialize)]
+struct WireV4 {
+    v3: WireV3,
+    subset: Subset,
 }
 
 /// Version 3: version 2, then the recipient's tree head and the unit.
@@ -96,6 +111,7 @@ impl WireV2 {
             items: vec![],
             log_head,
             unit,
+            subset: None,
         }
     }
 }
@@ -120,6 +136,26 @@ impl Receipt {
             items: vec![],
             log_head: None,
             unit: None,
+            subset: None,
+        }
+    }
+
+    /// The same, for only some of the transfer's items: `root` is of
+    /// those, and `subset` says which. `None` is all of them.
+    pub fn of_items(self, subset: Option<Subset>) -> Self {
+        let version = match subset {
+            Some(_) => RECEIPT_V4,
+            None => self.version,
+        };
+        Receipt { version, subset, ..self }
+    }
+
+    /// "all 120 items" or "3 of 120 items".
+    pub fn describe_items(&self) -> String {
+        match &self.subset {
+            Some(s) => s.describe(),
+            None if self.item_count == 1 => "the one item".into(),
+            None => format!("all {} items", self.item_count),
         }
     }
 
@@ -159,7 +195,11 @@ impl Receipt {
                 if version == RECEIPT_V2 {
                     return sign::encode(&v2);
                 }
-                sign::encode(&WireV3 { v2, log_head: r.log_head, unit: r.unit })
+                let v3 = WireV3 { v2, log_head: r.log_head, unit: r.unit };
+                match r.subset {
+                    Some(subset) if version == RECEIPT_V4 => sign::encode(&WireV4 { v3, subset }),
+                    _ => sign::encode(&v3),
+                }
             }
         }
     }
@@ -180,12 +220,20 @@ impl Receipt {
                     items: w.items,
                     log_head: None,
                     unit: None,
+                    subset: None,
                 })
             }
             RECEIPT_V2 => Ok(sign::decode::<WireV2>(bytes, "receipt")?.receipt(None, None)),
             RECEIPT_VERSION => {
                 let w: WireV3 = sign::decode(bytes, "receipt")?;
                 Ok(w.v2.receipt(w.log_head, w.unit))
+            }
+            RECEIPT_V4 => {
+                let w: WireV4 = sign::decode(bytes, "receipt")?;
+                w.subset.check(w.v3.v2.item_count)?;
+                let mut r = w.v3.v2.receipt(w.v3.log_head, w.v3.unit);
+                r.subset = Some(w.subset);
+                Ok(r)
             }
             got => Err(ProtoError::Version { what: "receipt", got }),
         }
@@ -314,6 +362,10 @@ pub struct ReceiptSummary {
     /// Version 2 receipts: how many items.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_count: Option<u64>,
+    /// A receipt for some of the items (`exhibit fetch --items`): how many
+    /// the transfer has; `item_count` were received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_of: Option<u64>,
     /// Version 2 receipts: the root over the items' hashes (hex), which the
     /// item list kept beside the bundle must give.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,6 +456,7 @@ impl ReceiptBundle {
             accepted_at: 0,
             items: vec![],
             item_count: None,
+            items_of: None,
             items_root: None,
             approved_by: None,
             approver_fingerprint: None,
@@ -506,11 +559,12 @@ impl ReceiptBundle {
             }
         }
         if let Some(n) = m.item_count() {
-            if r.item_count != n as u64 {
+            let of = r.subset.as_ref().map_or(r.item_count, |s| s.of);
+            if of != n as u64 {
                 return Err(ProtoError::Mismatch {
                     what: "receipt item count",
                     expected: n.to_string(),
-                    got: r.item_count.to_string(),
+                    got: of.to_string(),
                 });
             }
         }
@@ -544,6 +598,7 @@ impl ReceiptBundle {
             accepted_at: self.receipt.accepted_at,
             items: r.items.iter().map(hex::encode).collect(),
             item_count: v2.then_some(r.item_count),
+            items_of: r.subset.as_ref().map(|s| s.of),
             items_root: v2.then(|| hex::encode(r.items_root)),
             in_log,
             for_unit: r.unit.as_ref().map(ToString::to_string),
@@ -599,5 +654,28 @@ mod tests {
         );
         let r3u = r3.clone().for_unit(Some(UserId::new("mags").unwrap()));
         assert_eq!(Receipt::from_bytes(&r3u.to_bytes()).unwrap(), r3u);
+        // Version 4 is version 3 with the subset appended, and only a
+        // receipt for some of the items is written as version 4.
+        assert_eq!(r3u.clone().of_items(None), r3u);
+        let subset = Subset::of_chosen(5, [3]);
+        let r4 = r3u.clone().of_items(subset.clone());
+        assert_eq!(r4.version, RECEIPT_V4);
+        assert_eq!(Receipt::from_bytes(&r4.to_bytes()).unwrap(), r4);
+        assert_eq!(r4.to_bytes(), [&[4u8][..], &r3u.to_bytes()[1..], &sign::encode(&subset.unwrap())].concat());
+        assert_eq!(r4.describe_items(), "1 of 5 items");
+        assert_eq!(r3u.describe_items(), "the one item");
+    }
+
+    #[test]
+    fn a_version_4_receipt_whose_subset_does_not_add_up_does_not_decode() {
+        let mut root = crate::merkle::Root::new();
+        root.push(&[1; 32]);
+        let r = Receipt::new(TransferId([1; 16]), [2; 32], UserId::new("bob").unwrap(), 5, &root);
+        // One item received, but the ranges say two; and a "subset" of all.
+        for subset in [Subset { of: 5, ranges: vec![(0, 2)] }, Subset { of: 1, ranges: vec![(0, 1)] }] {
+            let bad = Receipt { version: RECEIPT_V4, subset: Some(subset), ..r.clone() };
+            let e = Receipt::from_bytes(&bad.to_bytes()).unwrap_err();
+            assert!(e.to_string().contains("subset"), "{e}");
+        }
     }
 }

@@ -18,8 +18,8 @@ use crate::state::State;
 
 /// Verify a recipient's signed receipt, countersign it with server time
 /// and store it. A second receipt from the same recipient returns the
-/// first. A receipt that fails verification for a transfer addressed to
-/// the caller is alerted (anything else is noise an attacker could make at
+/// first, unless the first was for some of the items only. A receipt that
+/// fails verification for a transfer addressed to the caller is alerted (anything else is noise an attacker could make at
 /// will). Returns the stored receipt and whether an alert was raised.
 pub fn submit(
     s: &State,
@@ -72,15 +72,21 @@ pub fn submit(
     // A version 1 manifest tells the server how many items there are (at
     // least one); a version 2 one seals it (0 here), and the receipt's count
     // is the recipient's word.
-    if rec.items > 0 && r.item_count != u64::from(rec.items) {
-        let msg = format!("receipt lists {} items, transfer has {}", r.item_count, rec.items);
+    let of = r.subset.as_ref().map_or(r.item_count, |s| s.of);
+    if rec.items > 0 && of != u64::from(rec.items) {
+        let msg = format!("receipt lists {of} items, transfer has {}", rec.items);
         return Err((ServerError::BadRequest(msg), false));
     }
     let accepted = AcceptedReceipt::accept(receipt, now, s.authority.signing_key());
     let retain = s.settings.retain_after_ack;
     let stored = write(s, |tx| {
+        // A receipt for every item stands; one for some of them gives way
+        // to the recipient's next (they fetched more), the earlier staying
+        // in the log.
         if let Some(first) = tx.receipt(&transfer, me)? {
-            return Ok(first);
+            if first.receipt == accepted.receipt || !for_some_items(&first) {
+                return Ok(first);
+            }
         }
         // Checked again in the transaction: a revocation may have
         // committed since.
@@ -103,6 +109,11 @@ pub fn submit(
     .map_err(|e| (e, false))?;
     tracing::info!(%transfer, recipient = %me, "receipt accepted");
     Ok((stored, false))
+}
+
+/// Whether a stored receipt is for some of its transfer's items only.
+fn for_some_items(stored: &AcceptedReceipt) -> bool {
+    exhibit_proto::Receipt::from_bytes(&stored.receipt.bytes).is_ok_and(|r| r.subset.is_some())
 }
 
 /// A stored receipt and what verifies it offline.
@@ -313,17 +324,23 @@ pub fn receipt_entry(
 ) -> Result<exhibit_proto::tlog::EntryProof, ServerError> {
     let r = s.meta.read()?;
     readable(r.as_ref(), r.transfer(transfer)?, caller, transfer)?;
+    // The entry of the receipt stored now (an earlier one, for some of
+    // the items, has its own entry before it).
+    let missing = || ServerError::NotFound(format!("no receipt of {recipient} accepted for {transfer}"));
+    let stored = r.receipt(transfer, recipient)?.ok_or_else(missing)?;
+    let signature = format!("signature {}", hex::encode(&stored.receipt.signature));
     let subject = transfer.to_string();
     let mut after = 0;
     let entry = loop {
         let page = r.audit_about(&subject, after, 1000)?;
-        let Some(last) = page.last() else {
-            return Err(ServerError::NotFound(format!("no receipt of {recipient} accepted for {transfer}")));
-        };
+        let Some(last) = page.last() else { return Err(missing()) };
         after = last.body.seq;
-        if let Some(e) =
-            page.into_iter().find(|e| e.body.action == "receipt-accepted" && e.body.actor == recipient.as_str())
-        {
+        let ours = |e: &AuditEntry| {
+            e.body.action == "receipt-accepted"
+                && e.body.actor == recipient.as_str()
+                && e.body.details.contains(&signature)
+        };
+        if let Some(e) = page.into_iter().find(ours) {
             break e;
         }
     };

@@ -426,22 +426,36 @@ pub fn accept_receipt(
     retain: Option<u64>,
 ) -> Vec<Effect> {
     let now = accepted.accepted_at;
+    // A receipt for some of the items may be followed by another (the
+    // recipient fetched more): acknowledged once, by the first.
+    let before = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
     if let Some(r) = rec.recipients.iter_mut().find(|r| &r.user == recipient) {
-        r.state = DeliveryState::Acknowledged;
-        r.at = Some(now);
+        if r.state != DeliveryState::Acknowledged {
+            r.state = DeliveryState::Acknowledged;
+            r.at = Some(now);
+        }
     }
     let mut out = vec![Effect::Audit(Ev::new(now, recipient, "receipt-accepted", rec.transfer).details(format!(
-        "receipt signed by {recipient}, countersigned at {now}; signature {}",
+        "receipt signed by {recipient}{}, countersigned at {now}; signature {}",
+        some_items(accepted),
         hex::encode(&accepted.receipt.signature)
     )))];
     let all = rec.recipients.iter().all(|r| r.state == DeliveryState::Acknowledged);
-    if all {
+    if all && !before {
         out.push(Effect::Resolve { at: now, why: Resolved::Acknowledged });
     }
-    if let (true, Some(secs)) = (all, retain) {
+    if let (true, false, Some(secs)) = (all, before, retain) {
         out.push(Effect::Schedule { at: now.saturating_add(secs), due: Due::Expire });
     }
     out
+}
+
+/// " for 3 of 120 items" when the receipt is for some of the items only.
+fn some_items(accepted: &AcceptedReceipt) -> String {
+    match exhibit_proto::Receipt::from_bytes(&accepted.receipt.bytes).map(|r| r.subset) {
+        Ok(Some(s)) => format!(" for {}", s.describe()),
+        _ => String::new(),
+    }
 }
 
 /// Accept a member's receipt for a unit the transfer is addressed to: the
@@ -462,7 +476,8 @@ pub fn accept_unit_receipt(
         r.at = Some(now);
     }
     let mut out = vec![Effect::Audit(Ev::new(now, member, "receipt-accepted", rec.transfer).details(format!(
-        "receipt signed by {member} for unit {unit}{}, countersigned at {now}; signature {}",
+        "receipt signed by {member} for unit {unit}{}{}, countersigned at {now}; signature {}",
+        some_items(accepted),
         if done { " (the unit's acknowledgement)" } else { "" },
         hex::encode(&accepted.receipt.signature)
     )))];
@@ -662,6 +677,12 @@ pub(crate) mod tests {
         let fx = accept_receipt(&mut t, &user("carol"), &receipt(450), Some(1000));
         assert!(fx.contains(&Effect::Schedule { at: 1450, due: Due::Expire }));
         assert!(t.waiting_for().is_empty());
+        // A later receipt (for more of the items) is audited, and neither
+        // moves the acknowledgement nor schedules the expiry again.
+        let fx = accept_receipt(&mut t, &user("carol"), &receipt(600), Some(1000));
+        assert_eq!(audits(&fx), ["receipt-accepted"]);
+        assert_eq!(fx.len(), 1, "{fx:?}");
+        assert_eq!(t.recipients[1].at, Some(450));
     }
 
     #[test]
