@@ -19,8 +19,9 @@ use crate::state::State;
 /// Verify a recipient's signed receipt, countersign it with server time
 /// and store it. A second receipt from the same recipient returns the
 /// first, unless the first was for some of the items only. A receipt that
-/// fails verification for a transfer addressed to the caller is alerted (anything else is noise an attacker could make at
-/// will). Returns the stored receipt and whether an alert was raised.
+/// fails verification for a transfer addressed to the caller is alerted
+/// (anything else is noise an attacker could make at will). Returns the
+/// stored receipt and whether an alert was raised.
 pub fn submit(
     s: &State,
     caller: &UserRecord,
