@@ -88,8 +88,25 @@ fn readme_worked_example() {
     assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!env.ok("bob", &["inbox", "--no-preview"]).contains("note:"));
 
+    // Issue 24, item 2: some of it first (`--items`); the receipt says
+    // which. A name that is no item is refused before anything is written.
+    let listed = env.ok("bob", &["show", &t]);
+    assert!(listed.contains("case-OP7/statement.pdf") && listed.contains("case-OP7/interviews/ABE-1.mp4"), "{listed}");
+    let first = env.dir.path().join("first");
+    let nope = env.run("bob", &["--json", "fetch", &t, "--items", "case-OP7/nope.pdf", "-o", first.to_str().unwrap()]);
+    assert!(!nope.status.success() && !first.exists());
+    let e: serde_json::Value = serde_json::from_slice(&nope.stdout).unwrap();
+    assert_eq!(e["error"]["code"], "usage", "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("no item of this transfer is \"case-OP7/nope.pdf\""));
+    let said = env.ok("bob", &["fetch", &t, "--items", "case-OP7/statement.pdf", "-o", first.to_str().unwrap()]);
+    assert!(said.contains("fetched 1 of 2, ") && said.contains("receipt for 1 of 2 items accepted"), "{said}");
+    assert_eq!(read_tree(&first), [("case-OP7/statement.pdf".to_string(), b"%PDF-1.7".to_vec())]);
+    let shown = env.ok("bob", &["receipt", "show", &t]);
+    assert!(shown.contains("items        1 of the transfer's 2 (fetched with --items)"), "{shown}");
+
     let out = env.dir.path().join("received");
-    env.json("bob", &["fetch", &t, "-o", out.to_str().unwrap()]);
+    let all = env.json("bob", &["fetch", &t, "-o", out.to_str().unwrap()]);
+    assert_eq!((all["item_count"].as_u64(), all.get("items_of")), (Some(2), None), "{all}");
     assert_eq!(read_tree(&out.join("case-OP7")), read_tree(&src));
 
     let outbox = env.json("alice", &["outbox"]);

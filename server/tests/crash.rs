@@ -39,8 +39,13 @@ async fn sigkill_during_upload_and_after_receipt_loses_nothing() {
     };
 
     let dest = dir.path().join("out");
-    let r =
-        retry(|| fetch::fetch(&bob, fetch::FetchOptions { transfer: out, out: dest.clone(), progress: false })).await;
+    let r = retry(|| {
+        fetch::fetch(
+            &bob,
+            fetch::FetchOptions { transfer: out, out: dest.clone(), progress: false, items: Default::default() },
+        )
+    })
+    .await;
     assert!(r.receipt.is_some());
     assert_eq!(std::fs::read(dest.join("video.bin")).unwrap(), content);
 
@@ -92,8 +97,13 @@ async fn sigkill_during_a_packed_upload_loses_nothing() {
         None => retry(|| exhibit_client::listing::fetch_list(&alice, false)).await[0].transfer,
     };
     let dest = dir.path().join("out");
-    let r =
-        retry(|| fetch::fetch(&bob, fetch::FetchOptions { transfer: out, out: dest.clone(), progress: false })).await;
+    let r = retry(|| {
+        fetch::fetch(
+            &bob,
+            fetch::FetchOptions { transfer: out, out: dest.clone(), progress: false, items: Default::default() },
+        )
+    })
+    .await;
     assert!(r.receipt.is_some());
     for (rel, content) in &files {
         assert!(std::fs::read(dest.join("extract").join(rel)).unwrap() == *content, "{rel}");

@@ -176,6 +176,12 @@ pub enum Command {
         /// `b3sum --check FILE` in the output directory checks them).
         #[arg(long, value_name = "FILE")]
         hashes: Option<PathBuf>,
+        /// Fetch only these items: each a path as `exhibit show` lists it,
+        /// or a folder in the transfer (everything under it). The receipt
+        /// then says which items were received; fetching the rest later
+        /// sends a receipt for all of them.
+        #[arg(long, value_name = "PATH", num_args = 1..)]
+        items: Vec<String>,
     },
     /// Delivery receipts.
     #[command(subcommand)]

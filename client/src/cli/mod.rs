@@ -162,9 +162,13 @@ impl Cli {
                 let s = crate::ops::show::show(&home, transfer, if all { usize::MAX } else { 50 }).await?;
                 print::shown(&s, o.json)
             }
-            Command::Fetch { target, out, hashes } => {
+            Command::Fetch { target, out, hashes, items } => {
                 let transfer = listing::resolve(&home, &target.named()).await?;
-                fetch_cmd(&home, o, transfer, out, hashes).await
+                let items = match items.is_empty() {
+                    true => fetch::Selection::All,
+                    false => fetch::Selection::Named(items),
+                };
+                fetch_cmd(&home, o, transfer, out, hashes, items).await
             }
             Command::Receipt(c) => receipt_cmd(&home, o, c).await,
             Command::Resume { list: true, .. } => print::unfinished(&resume::list(&home)?, o.json),
@@ -422,8 +426,9 @@ async fn fetch_cmd(
     transfer: TransferId,
     out: PathBuf,
     hashes: Option<PathBuf>,
+    items: fetch::Selection,
 ) -> Result<(), ClientError> {
-    let r = fetch::fetch(home, fetch::FetchOptions { transfer, out: out.clone(), progress: o.progress }).await?;
+    let r = fetch::fetch(home, fetch::FetchOptions { transfer, out: out.clone(), progress: o.progress, items }).await?;
     if let Some(h) = &hashes {
         // The files are in place and acknowledged: a failure here is said,
         // and the list stays in the key directory.

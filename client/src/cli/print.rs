@@ -585,9 +585,12 @@ pub fn fetched(r: &FetchOutcome, out_dir: &Path, hashes: Option<&Path>, as_json:
         return json(&j);
     }
     // One line for the whole fetch; the hashes go to a file, not the screen.
+    let what = match r.items_of {
+        Some(of) => format!("{} of {of}", r.item_count),
+        None => files(r.item_count),
+    };
     say!(
-        "fetched {}, {}, into {}; each file's BLAKE3 is in {}",
-        files(r.item_count),
+        "fetched {what}, {}, into {}; each file's BLAKE3 is in {}",
         format_size(r.bytes),
         p(out_dir),
         p(hashes.unwrap_or(&r.items_file))
@@ -603,7 +606,12 @@ pub fn fetched(r: &FetchOutcome, out_dir: &Path, hashes: Option<&Path>, as_json:
         }
     }
     match &r.receipt {
-        Some(a) => say!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
+        Some(a) => match exhibit_proto::Receipt::from_bytes(&a.receipt.bytes).map(|r| r.subset) {
+            Ok(Some(s)) => {
+                say!("verified; receipt for {} accepted by the server at {}", s.describe(), format_time(a.accepted_at))
+            }
+            _ => say!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
+        },
         None => say!("verified (your own transfer: no receipt sent)"),
     }
     Ok(())
@@ -654,7 +662,10 @@ pub fn receipt(s: &ReceiptSummary, items_checked: Option<usize>, as_json: bool) 
         say!("  item {i:<7} blake3 {h}");
     }
     if let (Some(n), Some(root)) = (s.item_count, &s.items_root) {
-        say!("  items        {n}, root {root}");
+        match s.items_of {
+            Some(of) => say!("  items        {n} of the transfer's {of} (fetched with --items), root {root}"),
+            None => say!("  items        {n}, root {root}"),
+        }
         match items_checked {
             Some(_) => say!("  item list    checked: every file's BLAKE3, in order, gives the root"),
             None => say!(

@@ -31,6 +31,9 @@ pub struct FetchHeader {
     /// manifest; an earlier exhibit's journal (0) is not continued.
     #[serde(default)]
     pub version: u16,
+    /// The items chosen, when not all (`fetch --items`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<exhibit_proto::subset::Subset>,
 }
 
 /// The fetch journal format this build writes.

@@ -431,8 +431,9 @@ pub fn text_body(r: &Report) -> String {
     }
     for rc in &r.receipts {
         s += &format!(
-            "\nreceipt of {}: received {}, accepted by the server {}; signatures verified against the CA\n",
+            "\nreceipt of {}{}: received {}, accepted by the server {}; signatures verified against the CA\n",
             escape(&rc.recipient),
+            covers(rc),
             format_time(rc.received_at),
             format_time(rc.accepted_at)
         );
@@ -560,8 +561,9 @@ pub fn html(r: &Report) -> String {
     }
     for rc in &r.receipts {
         h += &format!(
-            "<p>Receipt of <b>{}</b>: received {}, countersigned by the server {}. Signatures verified against the deployment CA; the bundle file verifies offline with <code>exhibit receipt verify</code>.</p><ul>",
+            "<p>Receipt of <b>{}</b>{}: received {}, countersigned by the server {}. Signatures verified against the deployment CA; the bundle file verifies offline with <code>exhibit receipt verify</code>.</p><ul>",
             esc(&rc.recipient),
+            esc(&covers(rc)),
             esc(&format_time(rc.received_at)),
             esc(&format_time(rc.accepted_at))
         );
@@ -596,6 +598,15 @@ pub fn html(r: &Report) -> String {
     }
     h += "</body></html>\n";
     h
+}
+
+/// " for 3 of 120 items" when a receipt is for some of the items (the
+/// recipient fetched those with `--items`).
+fn covers(rc: &ReceiptSummary) -> String {
+    match (rc.item_count, rc.items_of) {
+        (Some(n), Some(of)) => format!(" for {n} of {of} items"),
+        _ => String::new(),
+    }
 }
 
 /// `custody --out DIR`: [`write_dir`], and beside each receipt bundle the

@@ -3,12 +3,14 @@
 //! downloaded part by part (each a chunk of the transfer) and checked as a
 //! stream; version 1 details come inline in the manifest.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use exhibit_proto::aligned::Pool;
 use exhibit_proto::details::{Checker, Head, Item, Placed, Reader};
 use exhibit_proto::labels::Labels;
 use exhibit_proto::manifest::MANIFEST_V1;
+use exhibit_proto::subset::Subset;
 use exhibit_proto::{seal, VerifiedManifest};
 use futures_util::StreamExt;
 
@@ -38,6 +40,20 @@ pub struct Items {
     hashes: Vec<[u8; 32]>,
     placed: Vec<Placed>,
     labels: Vec<Option<Labels>>,
+    /// When these are some of a transfer's items: which, and what of the
+    /// whole list a fetch of them still needs.
+    chosen: Option<Box<Chosen>>,
+}
+
+/// What [`Items::keep`] keeps of the whole list.
+#[derive(Debug)]
+struct Chosen {
+    subset: Subset,
+    /// The Merkle root over every item's hash.
+    all_root: [u8; 32],
+    /// The whole plaintext length of each pack holding a kept item (the
+    /// pack is opened whole, though only the kept items are written).
+    packs: HashMap<usize, u64>,
 }
 
 /// A checked relative path, borrowed from [`Items`].
@@ -80,10 +96,20 @@ impl Items {
             hashes: Vec::with_capacity(n),
             placed: Vec::with_capacity(n),
             labels: Vec::with_capacity(n),
+            chosen: None,
         }
     }
 
     fn push(&mut self, it: Item) {
+        self.paths.push_str(it.path.as_str());
+        self.ends.push(self.paths.len());
+        self.sizes.push(it.size);
+        self.hashes.push(it.blake3);
+        self.placed.push(it.placed);
+        self.labels.push(it.labels);
+    }
+
+    fn push_ref(&mut self, it: ItemRef) {
         self.paths.push_str(it.path.as_str());
         self.ends.push(self.paths.len());
         self.sizes.push(it.size);
@@ -122,6 +148,90 @@ impl Items {
     /// Each item's verified plaintext hash, in order: what a receipt signs.
     pub fn hashes(&self) -> &[[u8; 32]] {
         &self.hashes
+    }
+
+    /// The items a fetch named (`exhibit fetch --items`): each name is an
+    /// item's path, or a folder holding items, and must name at least one.
+    /// Their numbers, ascending; an error for a person when a name matches
+    /// nothing.
+    pub fn select(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        let mut chosen = vec![false; self.len()];
+        for name in names {
+            let want = name.trim_start_matches("./").trim_end_matches('/');
+            if want.is_empty() || want == "." {
+                return Err(format!("{name:?} names no item; give a file's or a folder's path in the transfer"));
+            }
+            let mut found = false;
+            for (i, it) in self.iter().enumerate() {
+                let p = it.path.as_str();
+                if p == want || p.strip_prefix(want).is_some_and(|rest| rest.starts_with('/')) {
+                    chosen[i] = true;
+                    found = true;
+                }
+            }
+            if !found {
+                return Err(self.no_such(name, want));
+            }
+        }
+        Ok(chosen.iter().enumerate().filter_map(|(i, c)| c.then_some(i)).collect())
+    }
+
+    /// Why `name` chose nothing, with the items it may have meant.
+    fn no_such(&self, name: &str, want: &str) -> String {
+        let base = want.rsplit('/').next().unwrap_or(want).to_lowercase();
+        let near: Vec<&str> =
+            self.iter().map(|it| it.path.as_str()).filter(|p| p.to_lowercase().contains(&base)).take(3).collect();
+        match near.as_slice() {
+            [] => format!("no item of this transfer is {name:?}; `exhibit show` lists them"),
+            near => format!("no item of this transfer is {name:?}; did you mean {}?", near.join(", ")),
+        }
+    }
+
+    /// Only items `chosen` (ascending numbers, from [`Self::select`]), in
+    /// order, remembering which of all they were. All of them: unchanged.
+    pub fn keep(self, chosen: &[usize]) -> Items {
+        let Some(subset) = Subset::of_chosen(self.len() as u64, chosen.iter().map(|&i| i as u64)) else {
+            return self;
+        };
+        let mut kept = Items::with_capacity(chosen.len());
+        let mut packs: HashMap<usize, u64> = HashMap::new();
+        for &i in chosen {
+            let it = self.get(i);
+            kept.push_ref(it);
+            if let Placed::Packed { chunk, .. } = it.placed {
+                packs.insert(chunk, 0);
+            }
+        }
+        for it in self.iter() {
+            if let Placed::Packed { chunk, offset } = it.placed {
+                if let Some(end) = packs.get_mut(&chunk) {
+                    *end = (*end).max(offset.saturating_add(it.size));
+                }
+            }
+        }
+        let all_root = exhibit_proto::merkle::root(&self.hashes);
+        kept.chosen = Some(Box::new(Chosen { subset, all_root, packs }));
+        kept
+    }
+
+    /// Which of the transfer's items these are, when not all.
+    pub fn subset(&self) -> Option<&Subset> {
+        self.chosen.as_ref().map(|c| &c.subset)
+    }
+
+    /// How many items the transfer has, and the Merkle root over all
+    /// their hashes (what a receipt for every item signs).
+    pub fn whole(&self) -> (u64, [u8; 32]) {
+        match &self.chosen {
+            Some(c) => (c.subset.of, c.all_root),
+            None => (self.len() as u64, exhibit_proto::merkle::root(&self.hashes)),
+        }
+    }
+
+    /// The whole plaintext length of pack `chunk`, when only some of its
+    /// items are kept.
+    pub fn pack_len(&self, chunk: usize) -> Option<u64> {
+        self.chosen.as_ref().and_then(|c| c.packs.get(&chunk).copied())
     }
 }
 

@@ -214,7 +214,16 @@ pub async fn forward(home: &Home, opts: ForwardOptions) -> Result<ForwardOutcome
         .mode(0o700)
         .create(&stage.dir)
         .map_err(ClientError::io(format!("creating {}", stage.dir.display())))?;
-    fetch(home, FetchOptions { transfer: opts.source, out: stage.dir.clone(), progress: opts.progress }).await?;
+    fetch(
+        home,
+        FetchOptions {
+            transfer: opts.source,
+            out: stage.dir.clone(),
+            progress: opts.progress,
+            items: Default::default(),
+        },
+    )
+    .await?;
     for p in all.iter().filter(|p| !keep.contains(p)) {
         let f = stage.dir.join(p);
         std::fs::remove_file(&f).map_err(ClientError::io(format!("removing {}", f.display())))?;

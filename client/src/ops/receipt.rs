@@ -84,18 +84,20 @@ pub async fn submit(
     let signed = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root)
         .with_log_head(head)
         .for_unit(unit.cloned())
+        .of_items(items.subset().cloned())
         .sign(&p.signing);
     match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
         Response::ReceiptAccepted { receipt } => {
             receipt.verify_acceptance(&p.authority)?;
             if receipt.receipt != signed {
                 // An earlier receipt of ours was already on record: it
-                // must be ours, for this transfer and these files.
+                // must be ours, for this transfer and these files (or all
+                // of its files, when these are some of them).
                 let earlier = receipt.receipt.verify(&p.me)?;
-                if earlier.transfer != transfer
-                    || earlier.manifest_hash != vm.hash()
-                    || earlier.check_items(items.hashes()).is_err()
-                {
+                let (all, all_root) = items.whole();
+                let these = earlier.subset.as_ref() == items.subset() && earlier.check_items(items.hashes()).is_ok();
+                let every = earlier.subset.is_none() && earlier.item_count == all && earlier.items_root == all_root;
+                if earlier.transfer != transfer || earlier.manifest_hash != vm.hash() || !(these || every) {
                     return Err(ClientError::Verify("the server answered with a receipt for something else".into()));
                 }
             }
@@ -216,23 +218,34 @@ pub fn items_file_of(bundle: &Path) -> std::path::PathBuf {
     s.into()
 }
 
-/// The item list of a transfer, as a sender or recipient can read it: the
-/// copy kept at fetch, or else from the sealed details.
-pub async fn item_list(home: &Home, transfer: TransferId) -> Result<Option<String>, ClientError> {
-    if let Ok(text) = std::fs::read_to_string(kept_items(home, transfer)) {
-        return Ok(Some(text));
+/// The list of the items receipt bundle `b` attests, as this user can read
+/// it: the copy kept at their fetch if it is that list, or else from the
+/// sealed details (only the items the receipt names, when it names some).
+pub async fn item_list(home: &Home, b: &ReceiptBundle) -> Result<Option<String>, ClientError> {
+    let receipt = Receipt::from_bytes(&b.receipt.receipt.bytes)?;
+    if let Ok(text) = std::fs::read_to_string(kept_items(home, receipt.transfer)) {
+        // Kept for the files this user fetched last: the list, if it is
+        // the one the receipt signs.
+        if parse_items(&text, "").is_ok_and(|l| receipt.check_items(&l).is_ok()) {
+            return Ok(Some(text));
+        }
     }
     let p = home.load()?;
     let conn = crate::ops::heads::open(&p).await?;
-    let (vm, _) = crate::ops::manifest::verified_manifest(&conn, home, &p, transfer).await?;
+    let (vm, _) = crate::ops::manifest::verified_manifest(&conn, home, &p, receipt.transfer).await?;
     let opened = crate::ops::details::open(&conn, &vm, &p.age).await;
     conn.close();
-    match opened {
-        Ok(o) => Ok(Some(items_text(&o.items))),
+    let items = match opened {
+        Ok(o) => o.items,
         // Not sealed to us (an admin), or no longer held: no list.
-        Err(ClientError::Proto(_) | ClientError::Server { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
+        Err(ClientError::Proto(_) | ClientError::Server { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(match &receipt.subset {
+        Some(s) if s.of != items.len() as u64 => return Ok(None),
+        Some(s) => items_text(&items.keep(&s.items().map(|i| i as usize).collect::<Vec<_>>())),
+        None => items_text(&items),
+    }))
 }
 
 /// Check an item list file against a verified bundle.
@@ -253,9 +266,7 @@ pub async fn write_items_beside(
     if bundle.summary.item_count.is_none() {
         return Ok(None);
     }
-    let transfer: TransferId =
-        bundle.summary.transfer.parse().map_err(|_| ClientError::Verify("the bundle names no transfer".into()))?;
-    let Some(text) = item_list(home, transfer).await? else { return Ok(None) };
+    let Some(text) = item_list(home, bundle).await? else { return Ok(None) };
     let out = items_file_of(file);
     std::fs::write(&out, text).map_err(ClientError::io(format!("writing {}", out.display())))?;
     check_items_file(bundle, &out)?;
@@ -271,7 +282,7 @@ pub async fn show(
     recipient: Option<UserId>,
 ) -> Result<(ReceiptSummary, Option<usize>), ClientError> {
     let b = bundle(home, transfer, recipient).await?;
-    let checked = match (b.summary.item_count, item_list(home, transfer).await?) {
+    let checked = match (b.summary.item_count, item_list(home, &b).await?) {
         (Some(_), Some(text)) => {
             let list = parse_items(&text, "the item list")?;
             b.check_items(&list).map_err(|e| ClientError::Verify(format!("item list: {e}")))?;

@@ -7,7 +7,7 @@ use exhibit_proto::TransferId;
 
 use crate::error::ClientError;
 use crate::home::Home;
-use crate::ops::fetch::{self, FetchOptions};
+use crate::ops::fetch::{self, FetchOptions, Selection};
 use crate::ops::send::{self, SendOutcome};
 
 /// One continued fetch or send, as it ends.
@@ -40,7 +40,7 @@ pub async fn resume_all(home: &Home, progress: bool, mut each: impl FnMut(&Step)
     let fetches = crate::journal::fetch::pending(home);
     let mut summary = Summary { found: !sends.is_empty() || !fetches.is_empty(), ..Summary::default() };
     for (transfer, out) in fetches {
-        let opts = FetchOptions { transfer, out: out.clone(), progress };
+        let opts = FetchOptions { transfer, out: out.clone(), progress, items: Selection::AsBefore };
         let step = match fetch::fetch(home, opts).await {
             Ok(r) => {
                 summary.done.push(r.transfer.to_string());

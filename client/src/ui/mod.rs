@@ -378,7 +378,8 @@ impl UiState {
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| ClientError::Usage("the form names no valid transfer".into()))?;
         let home = self.home.clone();
-        let opts = fetch::FetchOptions { transfer, out: self.downloads.clone(), progress: false };
+        let opts =
+            fetch::FetchOptions { transfer, out: self.downloads.clone(), progress: false, items: Default::default() };
         let case = form.get("case").map(|c| c.trim()).filter(|c| !c.is_empty());
         let what = match case {
             Some(c) => format!("Fetch {c}"),

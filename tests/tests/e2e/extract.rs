@@ -79,7 +79,7 @@ async fn a_100000_file_extract_round_trips_with_a_receipt_that_verifies_offline(
     let b = receipt::bundle(&alice, t, None).await.unwrap();
     let file = f.path("r").join("receipt.json");
     receipt::write(&b, &file).unwrap();
-    let list = receipt::item_list(&bob, t).await.unwrap().unwrap();
+    let list = receipt::item_list(&bob, &b).await.unwrap().unwrap();
     std::fs::write(receipt::items_file_of(&file), list).unwrap();
     let (s, checked) = receipt::verify_with_items(&file, &f.ca, None).unwrap();
     assert_eq!((s.item_count, checked), (Some(100_000), Some(100_000)));

@@ -307,7 +307,11 @@ pub async fn fetch_to(
     t: TransferId,
     out: &Path,
 ) -> Result<fetch::FetchOutcome, exhibit_client::ClientError> {
-    fetch::fetch(home, fetch::FetchOptions { transfer: t, out: out.to_owned(), progress: false }).await
+    fetch::fetch(
+        home,
+        fetch::FetchOptions { transfer: t, out: out.to_owned(), progress: false, items: Default::default() },
+    )
+    .await
 }
 
 /// Files under a directory, relative, sorted.

@@ -333,7 +333,7 @@ async fn interrupted_send_resumes(transport: Choice) {
 
 /// A server whose chunk store serves only as many reads as the returned
 /// counter says (unlimited until set): downloads stop part way.
-async fn with_reads_left() -> (Fixture, Arc<AtomicUsize>) {
+pub(crate) async fn with_reads_left() -> (Fixture, Arc<AtomicUsize>) {
     let reads = Arc::new(AtomicUsize::new(usize::MAX));
     let r2 = reads.clone();
     let maker: StoreMaker = Box::new(move |dir| {
@@ -465,6 +465,14 @@ async fn an_interrupted_fetch_whose_folder_was_deleted_starts_over() {
     // of the deleted temp file, or the third run would trust them.
     reads.store(10, Ordering::SeqCst);
     assert!(fetch_to(&bob, t, &out).await.is_err());
+    // The chunks that run wrote may be journaled just after it returned
+    // (their workers finish); wait for the first, briefly.
+    for _ in 0..100 {
+        if !exhibit_client::fetch::read_fetch_journal(&journal).unwrap().1.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     reads.store(usize::MAX, Ordering::SeqCst);
     let r = fetch_to(&bob, t, &out).await.unwrap();
     assert!(r.chunks_fetched < 30, "nothing of the second run was kept");

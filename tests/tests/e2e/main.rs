@@ -21,6 +21,7 @@ mod postgres;
 mod reach;
 mod receipts;
 mod s3;
+mod subset;
 mod tamper;
 mod text;
 mod tlog;

@@ -83,10 +83,10 @@ async fn exported_receipt_verifies_offline_and_any_edit_fails() {
     assert!(s.items.is_empty());
     assert_eq!(s.item_count, Some(1));
     assert_eq!(s.items_root, Some(blake3::Hash::from(exhibit_proto::merkle::root(&[item])).to_hex().to_string()));
-    let list = receipt::item_list(&alice, t).await.unwrap().expect("the sender can read the item list");
+    let list = receipt::item_list(&alice, &b).await.unwrap().expect("the sender can read the item list");
     assert_eq!(list, format!("{}  a.bin\n", blake3::Hash::from(item).to_hex()));
     // Bob kept the same list when he fetched.
-    assert_eq!(receipt::item_list(&bob, t).await.unwrap().unwrap(), list);
+    assert_eq!(receipt::item_list(&bob, &b).await.unwrap().unwrap(), list);
     let (_, checked) = receipt::verify_with_items(&file, &f.ca, None).unwrap();
     assert_eq!(checked, None, "no list beside the bundle yet");
     std::fs::write(receipt::items_file_of(&file), &list).unwrap();

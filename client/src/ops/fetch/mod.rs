@@ -48,6 +48,22 @@ pub struct FetchOptions {
     pub out: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// Which items.
+    pub items: Selection,
+}
+
+/// Which of a transfer's items a fetch writes (and its receipt attests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// Every item.
+    #[default]
+    All,
+    /// The items at these paths, or in these folders (`--items`); each
+    /// must name at least one.
+    Named(Vec<String>),
+    /// What the interrupted fetch being continued chose (`exhibit
+    /// resume`), or every item.
+    AsBefore,
 }
 
 /// One item written.
@@ -79,6 +95,9 @@ pub struct FetchOutcome {
     pub note: Option<String>,
     /// How many files were written.
     pub item_count: usize,
+    /// When only some were fetched (`--items`): how many the transfer has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items_of: Option<u64>,
     /// Their plaintext bytes.
     pub bytes: u64,
     /// Each file written, for transfers of up to [`LIST_UP_TO`] files;
@@ -200,7 +219,28 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
             }
         }
     }
-    let items = Arc::new(opened.items);
+    // The items asked for, or those an interrupted fetch asked for.
+    let jpath = crate::journal::fetch::path(home, opts.transfer);
+    let journal = read_fetch_journal(&jpath);
+    let mut items = opened.items;
+    let chosen = match &opts.items {
+        Selection::All => None,
+        Selection::Named(names) => Some(items.select(names).map_err(ClientError::Usage)?),
+        Selection::AsBefore => match journal.as_ref().and_then(|(h, _)| h.items.as_ref()) {
+            Some(s) if s.of != items.len() as u64 => {
+                return Err(ClientError::Usage(format!(
+                    "the journal of the interrupted fetch does not fit this transfer; remove {} and fetch again",
+                    jpath.display()
+                )))
+            }
+            Some(s) => Some(s.items().map(|i| i as usize).collect()),
+            None => None,
+        },
+    };
+    if let Some(chosen) = chosen {
+        items = items.keep(&chosen);
+    }
+    let items = Arc::new(items);
     tracing::debug!(items = items.len(), ms = started.elapsed().as_millis() as u64, "sealed details opened");
 
     // Folders and files made here are the user's alone (0700, 0600): the
@@ -222,17 +262,23 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
     // thousands of files never holds thousands of descriptors.
     // An earlier, interrupted fetch of this transfer into this directory
     // is continued: its temp files and the chunks its journal records.
-    let jpath = crate::journal::fetch::path(home, opts.transfer);
-    let header = |tag| FetchHeader { transfer: opts.transfer, out: out.clone(), tag, version: FETCH_JOURNAL_VERSION };
+    let header = |tag| FetchHeader {
+        transfer: opts.transfer,
+        out: out.clone(),
+        tag,
+        version: FETCH_JOURNAL_VERSION,
+        items: items.subset().cloned(),
+    };
     // A fetch of it interrupted in another folder: its temp files there go
     // once this one has the files in place.
     let mut elsewhere = None;
-    let (tag, mut done) = match read_fetch_journal(&jpath) {
-        Some((h, done)) if h.out == out => (h.tag, done),
+    let (tag, mut done) = match journal {
+        // The same items into the same folder.
+        Some((h, done)) if h.out == out && h.items.as_ref() == items.subset() => (h.tag, done),
         // The folder an interrupted fetch was writing to (by its resolved
         // path, as `exhibit resume` names it) now resolves elsewhere: a
         // link was put in its way. Plaintext does not follow it.
-        Some((h, _)) if opts.out == h.out => {
+        Some((h, _)) if opts.out == h.out && h.out != out => {
             return Err(ClientError::Usage(format!(
                 "{} now leads to {}: not following it; check the folder, or fetch again with another -o",
                 h.out.display(),
@@ -240,7 +286,12 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
             )))
         }
         earlier => {
-            elsewhere = earlier.map(|(h, _)| h.out);
+            match earlier {
+                // Other items into this folder: what that fetch left of
+                // them here goes, and this one starts afresh.
+                Some((h, _)) if h.out == out => drop(remove_leftovers(&out, opts.transfer)),
+                earlier => elsewhere = earlier.map(|(h, _)| h.out),
+            }
             // Room for every file, before anything is downloaded (a
             // continued fetch has part of it on disk already).
             check_free_space(&out, items.iter().map(|it| it.size).sum())?;
@@ -527,6 +578,7 @@ async fn fetch_once(home: &Home, opts: FetchOptions, fetched: Arc<AtomicUsize>) 
         case_ref: vm.manifest().case_ref.clone(),
         note: opened.head.note.clone(),
         item_count: items.len(),
+        items_of: items.subset().map(|s| s.of),
         bytes: total,
         items: listed,
         items_file,

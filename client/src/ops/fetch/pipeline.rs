@@ -23,7 +23,8 @@ use crate::ops::details::Items;
 pub(super) enum Piece {
     /// Chunk `index` of item `item`, written at `offset` of its temp file.
     Part { item: usize, index: usize, offset: u64, plain_len: u32, chunk_len: u32 },
-    /// Items `items`, one after another from the pack's start.
+    /// Items `items`, each at its offset in the pack (a fetch of some
+    /// items may skip others in it), `plain_len` bytes in all.
     Pack { items: std::ops::Range<usize>, plain_len: u64 },
 }
 
@@ -51,6 +52,12 @@ pub(super) fn pieces(items: &Items, chunks: usize) -> Vec<Option<Piece>> {
                 }
                 slot => *slot = Some(Piece::Pack { items: i..i + 1, plain_len: it.size }),
             },
+        }
+    }
+    // Packs of which only some items are fetched are opened whole.
+    for (k, piece) in out.iter_mut().enumerate() {
+        if let (Some(Piece::Pack { plain_len, .. }), Some(whole)) = (piece, items.pack_len(k)) {
+            *plain_len = whole;
         }
     }
     out
@@ -101,11 +108,13 @@ impl Opener {
                 let plain = &mut buf[..plain_len as usize];
                 seal::open_chunk_into(vm, k, &cipher, identity, plain, None)?;
                 let mut made = vec![];
-                let mut at = 0usize;
                 for i in range {
                     let it = items.get(i);
-                    let bytes = &plain[at..at + it.size as usize];
-                    at += it.size as usize;
+                    let Placed::Packed { offset, .. } = it.placed else { continue };
+                    let bytes = usize::try_from(offset)
+                        .ok()
+                        .and_then(|at| plain.get(at..at.checked_add(usize::try_from(it.size).ok()?)?))
+                        .ok_or_else(|| ClientError::Verify(format!("{}: outside its pack", it.path.as_str())))?;
                     if blake3::hash(bytes).as_bytes() != &it.blake3 {
                         return Err(ClientError::Verify(format!(
                             "{}: BLAKE3 differs from the sender's",
@@ -116,7 +125,9 @@ impl Opener {
                     made.push((i, id));
                 }
                 buffers.give(buf);
-                (None, made, plain_len, None)
+                // Progress counts the files written, not what was skipped.
+                let written = made.iter().map(|&(i, _)| items.get(i).size).sum();
+                (None, made, written, None)
             }
         };
         buffers.give(cipher);
