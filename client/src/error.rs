@@ -61,6 +61,15 @@ pub enum ClientError {
         report.display()
     )]
     LogForked { reason: String, report: std::path::PathBuf },
+    /// Keys in a user's name that are not the ones the directory or the
+    /// audit log should have: the server (or whoever holds its keys)
+    /// published a substitute. Evidence is in `report`.
+    #[error(
+        "KEYS SUBSTITUTED: {reason}. Nothing more was done. The evidence is in {}: \
+         keep that file and give it to whoever runs the server and to your security officer",
+        report.display()
+    )]
+    KeysSubstituted { reason: String, report: std::path::PathBuf },
     /// Stopped part-way; what arrived is kept to continue from.
     #[error("interrupted: {0}")]
     Interrupted(String),
@@ -101,7 +110,7 @@ impl ClientError {
     /// one failure a script must never retry past), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::LogForked { .. } | ClientError::AuditRewritten(_) => 3,
+            ClientError::LogForked { .. } | ClientError::AuditRewritten(_) | ClientError::KeysSubstituted { .. } => 3,
             _ => 1,
         }
     }
@@ -136,6 +145,7 @@ impl ClientError {
             ClientError::Verify(_) => "verification_failed",
             ClientError::AuditRewritten(_) => "audit_log_rewritten",
             ClientError::LogForked { .. } => "audit_log_forked",
+            ClientError::KeysSubstituted { .. } => "keys_substituted",
             ClientError::Interrupted(_) => "interrupted",
             ClientError::PassphraseRequired(_) => "passphrase_required",
             ClientError::WrongPassphrase => "wrong_passphrase",

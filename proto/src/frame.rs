@@ -219,6 +219,11 @@ pub enum Request {
     /// Admin: change a user's e-mail address (`None`: remove it)
     /// ([`Response::Done`]).
     AdminSetEmail { user: UserId, email: Option<String> },
+    /// The latest audit entry that put keys in `user`'s name (their
+    /// enrolment: it names the keys' fingerprint), with its inclusion
+    /// proof in a signed tree head ([`Response::KeyEntry`]). A client checks
+    /// its own at every contact, and a first-time sender the recipient's.
+    KeyEntry { user: UserId },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -746,6 +751,9 @@ pub enum Response {
     TreeProof { proof: crate::tlog::Proof },
     /// A receipt's acceptance entry, proven in a signed tree head.
     ReceiptEntry { log: crate::tlog::EntryProof },
+    /// The entry that put a user's keys in the log, proven in a signed
+    /// tree head.
+    KeyEntry { log: crate::tlog::EntryProof },
 }
 
 /// Encode a frame: length prefix and body.

@@ -66,6 +66,7 @@ async fn proof(
 /// head).
 pub async fn check(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 32]), ClientError> {
     crate::ops::heads::check(conn, p).await?;
+    crate::ops::keylog::check_own(conn, home, p).await?;
     check_chain(conn, home, p).await
 }
 

@@ -91,7 +91,7 @@ pub fn stored(home: &Home) -> Result<Option<HeldHead>, ClientError> {
     }
 }
 
-fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<PathBuf, ClientError> {
+pub(crate) fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<PathBuf, ClientError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| ClientError::Config(e.to_string()))?;
     let p = dir.join(name);
     let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));

@@ -13,6 +13,7 @@ pub mod enrol;
 pub mod fetch;
 pub mod forward;
 pub mod heads;
+pub mod keylog;
 pub mod listing;
 pub mod manifest;
 pub mod onward;

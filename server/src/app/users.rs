@@ -186,7 +186,7 @@ pub fn enrol(s: &State, e: EnrolRequest, now: u64) -> Result<(SignedEntry, Vec<u
             s,
             tx,
             Ev::new(now, &rec.user, "enrol", &rec.user).details(format!(
-                "role {}, key fingerprint {}",
+                "role {}, {KEY_FINGERPRINT}{}",
                 rec.role,
                 fp.unwrap_or_default()
             )),
@@ -363,4 +363,32 @@ pub fn set_email(s: &State, by: &UserId, user: &UserId, email: Option<String>, n
         audit::append(s, tx, Ev::new(now, by, "user-email", user).details(format!("e-mail {was} -> {now_is}")))?;
         Ok(())
     })
+}
+
+/// The words of an audit entry that put keys in a user's name, before the
+/// keys' fingerprint.
+pub const KEY_FINGERPRINT: &str = "key fingerprint ";
+
+/// The latest audit entry about `user` that names their keys' fingerprint
+/// (their enrolment), with its inclusion proof in a head signed now. The
+/// directory is open to everyone enrolled, and so is this.
+pub fn key_entry(s: &State, user: &UserId, now: u64) -> Result<exhibit_proto::tlog::EntryProof, ServerError> {
+    let r = s.meta.read()?;
+    let mut after = 0;
+    let mut latest = None;
+    loop {
+        let page = r.audit_about(user.as_str(), after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.body.seq;
+        let keys = |e: &&exhibit_proto::audit::AuditEntry| {
+            e.body.subject == user.as_str() && e.body.details.contains(KEY_FINGERPRINT)
+        };
+        if let Some(e) = page.iter().rev().find(keys) {
+            latest = Some(e.clone());
+        }
+    }
+    let entry = latest.ok_or_else(|| ServerError::NotFound(format!("no keys of {user} in the audit log")))?;
+    let (head, signed) = super::tree::head(r.as_ref(), s.authority.signing_key(), now)?;
+    let proof = super::tree::inclusion(r.as_ref(), entry.body.seq, head.size)?;
+    Ok(exhibit_proto::tlog::EntryProof { entry, head: signed, proof })
 }

@@ -303,6 +303,10 @@ pub(crate) async fn dispatch(
                 blocking(state, move |s| app::receipts::receipt_entry(s, &caller, &transfer, &recipient, now)).await?;
             Response::ReceiptEntry { log }
         }
+        Request::KeyEntry { user } => {
+            let log = blocking(state, move |s| app::users::key_entry(s, &user, now)).await?;
+            Response::KeyEntry { log }
+        }
         Request::AdminSetEmail { user, email } => {
             require_admin(&caller)?;
             blocking(state, move |s| app::users::set_email(s, &me, &user, email, now)).await?;

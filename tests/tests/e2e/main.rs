@@ -12,6 +12,7 @@ mod enrolment;
 mod extract;
 mod fixture;
 mod hostile;
+mod keylog;
 mod lifecycle;
 mod listing;
 mod multinode;

@@ -152,6 +152,10 @@ async fn recipients(conn: &Conn, home: &Home, p: &Profile, to: &[UserId]) -> Res
             Some(v) => (v.as_entry()?, Pin::Known),
             None => {
                 let e = directory::lookup(conn, p, u).await?;
+                // Keys seen for the first time: the log must hold them.
+                if !home.pins()?.contains_key(e.user.as_str()) {
+                    crate::ops::keylog::check_first_send(conn, p, &e).await?;
+                }
                 let pin = directory::check_pin(home, &e)?;
                 (e, pin)
             }
