@@ -21,6 +21,8 @@ use exhibit_proto::tlog;
 use exhibit_server::app::tree;
 
 const ROUNDS: usize = 5_000;
+/// Users enrolled (one enrolment entry each).
+const USERS: u64 = 300;
 
 fn main() {
     let n: u64 = std::env::var("EXHIBIT_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -49,6 +51,25 @@ fn main() {
         }
         tx.commit().unwrap();
     }
+    // Each user's enrolment, naming their keys (what a client's own check
+    // and a first-time sender ask for), after the traffic.
+    let mut tx = meta.write().unwrap();
+    for u in 0..USERS {
+        seq += 1;
+        let body = AuditBody {
+            seq,
+            time: 1_800_000_000 + seq,
+            actor: format!("user{u}"),
+            action: "enrol".into(),
+            subject: format!("user{u}"),
+            details: format!("role caseworker, key fingerprint {:032x}", u),
+        };
+        let e = AuditEntry::new(body, prev);
+        prev = e.hash;
+        tx.append_audit(&e).unwrap();
+    }
+    tx.commit().unwrap();
+    let n = seq;
     println!("log of {n} entries written in {:.1} s (entries only)", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let (before, after) = tree::catch_up(meta.as_ref()).unwrap();
@@ -102,6 +123,26 @@ fn main() {
     }
     let client = t.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64;
 
+    // The keys check: the latest enrolment in a user's name, proven in a
+    // head signed now (`KeyEntry`), and the client's check of it.
+    let users: Vec<exhibit_proto::UserId> =
+        (0..ROUNDS).map(|i| exhibit_proto::UserId::new(&format!("user{}", i as u64 % USERS)).unwrap()).collect();
+    let t = Instant::now();
+    let mut key_bytes = 0;
+    let mut proofs = Vec::with_capacity(ROUNDS);
+    for u in &users {
+        let r = meta.read().unwrap();
+        let log = exhibit_server::app::users::key_entry_in(&*r, &key, u, 1_900_000_000).unwrap();
+        key_bytes += encode(&Response::KeyEntry { log: log.clone() }).unwrap().len();
+        proofs.push(log);
+    }
+    let key_entry = t.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64;
+    let t = Instant::now();
+    for log in &proofs {
+        log.verify(&authority).unwrap();
+    }
+    let key_check = t.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64;
+
     // An inclusion proof (what a receipt bundle would carry).
     let r = meta.read().unwrap();
     let inc = tree::inclusion(&*r, n / 3, n).unwrap();
@@ -120,4 +161,6 @@ fn main() {
     println!("    of which the consistency proof:{proof_only:8.1} µs (a read view and the node reads)");
     println!("  client check (signature + proof):{client:8.1} µs");
     println!("  inclusion proof of one entry:    {} hashes, {} bytes", inc.hashes().len(), inc.byte_len());
+    println!("  keys check reply (KeyEntry):     {key_entry:8.1} µs  {:5} bytes", key_bytes / ROUNDS);
+    println!("  client check of it:              {key_check:8.1} µs");
 }

@@ -373,7 +373,16 @@ pub const KEY_FINGERPRINT: &str = "key fingerprint ";
 /// (their enrolment), with its inclusion proof in a head signed now. The
 /// directory is open to everyone enrolled, and so is this.
 pub fn key_entry(s: &State, user: &UserId, now: u64) -> Result<exhibit_proto::tlog::EntryProof, ServerError> {
-    let r = s.meta.read()?;
+    key_entry_in(s.meta.read()?.as_ref(), s.authority.signing_key(), user, now)
+}
+
+/// [`key_entry`] in a read view, the head signed with `key`.
+pub fn key_entry_in<R: crate::meta::Read + ?Sized>(
+    r: &R,
+    key: &ed25519_dalek::SigningKey,
+    user: &UserId,
+    now: u64,
+) -> Result<exhibit_proto::tlog::EntryProof, ServerError> {
     let mut after = 0;
     let mut latest = None;
     loop {
@@ -388,7 +397,7 @@ pub fn key_entry(s: &State, user: &UserId, now: u64) -> Result<exhibit_proto::tl
         }
     }
     let entry = latest.ok_or_else(|| ServerError::NotFound(format!("no keys of {user} in the audit log")))?;
-    let (head, signed) = super::tree::head(r.as_ref(), s.authority.signing_key(), now)?;
-    let proof = super::tree::inclusion(r.as_ref(), entry.body.seq, head.size)?;
+    let (head, signed) = super::tree::head(r, key, now)?;
+    let proof = super::tree::inclusion(r, entry.body.seq, head.size)?;
     Ok(exhibit_proto::tlog::EntryProof { entry, head: signed, proof })
 }
