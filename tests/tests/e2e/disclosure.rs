@@ -24,7 +24,7 @@ use exhibit_server::Background;
 use crate::fixture::*;
 
 /// Labels a reviewed, redacted interview carries.
-fn cleared() -> Labels {
+pub(crate) fn cleared() -> Labels {
     Labels {
         schedule: Some(Schedule::Used),
         redaction: Redaction::Redacted,
@@ -36,16 +36,16 @@ fn cleared() -> Labels {
 /// CPS South East with caseworker carol and approver dana, a defence firm
 /// with dave, another CPS area with its own approver frank, and erin, a
 /// caseworker of carol's organisation without the approver role.
-struct Cast {
-    f: Fixture,
-    carol: Home,
-    dana: Home,
-    dave: Home,
-    erin: Home,
-    frank: Home,
+pub(crate) struct Cast {
+    pub f: Fixture,
+    pub carol: Home,
+    pub dana: Home,
+    pub dave: Home,
+    pub erin: Home,
+    pub frank: Home,
 }
 
-async fn cast(f: Fixture) -> Cast {
+pub(crate) async fn cast(f: Fixture) -> Cast {
     f.org("smith-law", "Smith & Co Solicitors", OrgKind::Defence).await;
     f.org("cps-wales", "CPS Wales", OrgKind::Cps).await;
     let carol = f.user_in("carol", "cps-se", &[Role::Caseworker]).await;
@@ -61,7 +61,7 @@ async fn cast(f: Fixture) -> Cast {
     Cast { f, carol, dana, dave, erin, frank }
 }
 
-fn interview(f: &Fixture, name: &str) -> std::path::PathBuf {
+pub(crate) fn interview(f: &Fixture, name: &str) -> std::path::PathBuf {
     let src = f.path(name);
     std::fs::create_dir_all(src.join("case")).unwrap();
     std::fs::write(src.join("case/ABE-1.mp4"), bytes(5000, 1)).unwrap();
@@ -69,7 +69,7 @@ fn interview(f: &Fixture, name: &str) -> std::path::PathBuf {
     src.join("case")
 }
 
-async fn send_labelled(
+pub(crate) async fn send_labelled(
     from: &Home,
     path: std::path::PathBuf,
     to: &str,
@@ -82,7 +82,7 @@ async fn send_labelled(
     send::send(from, o).await
 }
 
-fn plan(base: Labels) -> LabelPlan {
+pub(crate) fn plan(base: Labels) -> LabelPlan {
     LabelPlan { base, ..LabelPlan::default() }
 }
 

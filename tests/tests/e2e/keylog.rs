@@ -111,3 +111,20 @@ async fn keys_enrolled_in_a_users_name_are_reported_by_their_own_client() {
     send_to(&f, &carol, "bob", 2).await.unwrap();
     substituted(&bob, listing::fetch_list(&bob, false).await, "the directory gives keys", &fake);
 }
+
+/// A disclosure approver can read what they approve, so a send is sealed
+/// to them too: their keys are checked against the log the first time,
+/// like a recipient's, and a substitute stops the send before upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosure_approvers_substitute_keys_stop_the_send_before_upload() {
+    use crate::disclosure::{cast, cleared, interview, plan, send_labelled};
+    let c = cast(Fixture::start().await).await;
+    let fake = substitute(&c.f, "dana", "erin", true, false);
+    let chunks = c.f.chunk_files().len();
+    let src = interview(&c.f, "src");
+    let r = send_labelled(&c.carol, src, "dave", plan(cleared())).await;
+    substituted(&c.carol, r, "the directory gives keys", &fake);
+    assert_eq!(c.f.chunk_files().len(), chunks, "a refused send uploaded chunks");
+    assert!(listing::fetch_list(&c.carol, false).await.unwrap().is_empty());
+    assert!(!c.carol.pins().unwrap().contains_key("dana"), "the substitute key was pinned");
+}

@@ -239,7 +239,13 @@ async fn disclosure(
     }
     approvers.sort_by(|a, b| a.user.cmp(&b.user));
     approvers.truncate(limits::MAX_RECIPIENTS.saturating_sub(r.entries.len()).min(16));
+    let pins = home.pins()?;
     for a in &approvers {
+        // An approver can read what they approve: their keys too must be
+        // the ones the log holds, the first time they are sealed to.
+        if !pins.contains_key(a.user.as_str()) {
+            crate::ops::keylog::check_first_send(conn, p, a).await?;
+        }
         directory::check_pin(home, a)?;
     }
     Ok(approvers)
