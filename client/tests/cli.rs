@@ -22,7 +22,10 @@ fn readme_worked_example() {
     env.ok("admin", &["admin", "org", "add", "kent-police", "--name", "Kent Police", "--kind", "police"]);
     env.ok("admin", &["admin", "org", "add", "cps-se", "--name", "CPS South East", "--kind", "cps"]);
     let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "kent-police", "--role", "evidence-unit"]);
-    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "cps-se", "--role", "caseworker"]);
+    let b = env.json(
+        "admin",
+        &["admin", "user", "add", "bob", "--org", "cps-se", "--role", "caseworker", "--email", "bob.jones@cps.example"],
+    );
     env.enrol("alice", a["code"].as_str().unwrap());
     env.enrol("bob", b["code"].as_str().unwrap());
     let users = env.json("admin", &["admin", "user", "list"]);
@@ -563,7 +566,10 @@ fn transfers_are_named_by_a_prefix_or_a_case_reference() {
     env.ok("admin", &["admin", "org", "add", "kent-police", "--name", "Kent Police", "--kind", "police"]);
     env.ok("admin", &["admin", "org", "add", "cps-se", "--name", "CPS South East", "--kind", "cps"]);
     let a = env.json("admin", &["admin", "user", "add", "alice", "--org", "kent-police", "--role", "evidence-unit"]);
-    let b = env.json("admin", &["admin", "user", "add", "bob", "--org", "cps-se", "--role", "caseworker"]);
+    let b = env.json(
+        "admin",
+        &["admin", "user", "add", "bob", "--org", "cps-se", "--role", "caseworker", "--email", "bob.jones@cps.example"],
+    );
     env.enrol("alice", a["code"].as_str().unwrap());
     env.enrol("bob", b["code"].as_str().unwrap());
     let file = env.dir.path().join("statement.pdf");
