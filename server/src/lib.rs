@@ -219,14 +219,14 @@ impl Server {
         }
         ops::backup::remove_stale(&state.settings.data_dir);
         let (s, e) = (state.clone(), endpoint.clone());
-        let reload: ops::backup::ReloadTls = Arc::new(move || {
+        let reload: ops::control::ReloadTls = Arc::new(move || {
             let quic = tls::server_config(&s.settings.data_dir, &s.settings, s.revoked_check())?;
             let tcp = tls::tcp_config(&s.settings.data_dir, s.revoked_check())?;
             e.set_server_config(Some(quic));
             *tcp_tls.write().unwrap_or_else(|p| p.into_inner()) = tcp;
             Ok(())
         });
-        tasks.extend(ops::backup::spawn_control(state.clone(), reload));
+        tasks.extend(ops::control::spawn_control(state.clone(), reload));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));

@@ -236,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
             let auth = exhibit_server::authority::Authority::load(&data)?;
             auth.issue_server_cert(&data, &name, settings.config.listen, SystemClock.now())?;
             println!("new server certificate for {name} in {}", data.display());
-            if backup::reload_tls(&data)? {
+            if exhibit_server::ops::control::reload_tls(&data)? {
                 println!("the running server now uses it for new connections");
             } else {
                 println!("no server is running; it will use it when started");
