@@ -70,7 +70,9 @@ enum Command {
     },
     /// Back up keys, metadata and chunks into one file, consistently, while
     /// the server runs (it makes the snapshot) or with it stopped. The file
-    /// holds the authority key: keep it as safe as the data directory.
+    /// holds the authority key: keep it as safe as the data directory. For
+    /// the embedded redb metadata only: with PostgreSQL it refuses (back up
+    /// the database with pg_dump or PITR, and the bucket, instead).
     Backup {
         /// Data directory.
         #[arg(long, default_value = DEFAULT_DATA)]

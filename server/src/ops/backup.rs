@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
 use crate::chunks::{ChunkStore, DeleteGate};
-use crate::config::CONFIG_FILE;
+use crate::config::{Config, MetadataBackend, MetadataConfig, CONFIG_FILE};
 use crate::core::integrity::{self, Damage};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
@@ -281,10 +281,26 @@ pub fn verify(path: &Path) -> Result<Summary, ServerError> {
     })
 }
 
+/// Refuse to back up metadata kept in PostgreSQL
+/// ([`ServerError::BackupNeedsDatabaseTools`]): from the config alone, so
+/// nothing is connected to or written first.
+pub fn refuse_postgres(meta: &MetadataConfig) -> Result<(), ServerError> {
+    match meta.backend {
+        MetadataBackend::Redb => Ok(()),
+        MetadataBackend::Postgres => Err(ServerError::BackupNeedsDatabaseTools),
+    }
+}
+
 /// `exhibitd backup`: ask the server running on `data` for a backup, or
 /// read `data` directly if none runs; write it to `out` (mode 0600) only
-/// once it has been read back and checked in full.
+/// once it has been read back and checked in full. The embedded redb
+/// metadata only: a deployment on PostgreSQL is refused from its config,
+/// before the server is asked or `out` is created.
 pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
+    let config = data.join(CONFIG_FILE);
+    if config.exists() {
+        refuse_postgres(&Config::read(&config)?.metadata)?;
+    }
     if out.exists() {
         return Err(ServerError::Setup(format!("{} exists; not overwriting a backup", out.display())));
     }

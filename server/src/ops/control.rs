@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::core::integrity::Found;
 use crate::error::ServerError;
-use crate::ops::backup::{write_archive_found, CONTROL_SOCKET};
+use crate::ops::backup::{refuse_postgres, write_archive_found, CONTROL_SOCKET};
 use crate::state::State;
 
 /// Ask the server running on `data` to load its TLS key and certificate
@@ -91,6 +91,10 @@ async fn control_connection(state: Arc<State>, reload: ReloadTls, mut s: tokio::
     }
     if line != b"backup\n" {
         return tracing::warn!("control socket: unknown command");
+    }
+    // `exhibitd backup` refuses this itself; an older one might not.
+    if let Err(e) = refuse_postgres(&state.settings.config.metadata) {
+        return tracing::error!(error = %e, "backup refused");
     }
     let std = match s.into_std().and_then(|s| s.set_nonblocking(false).map(|_| s)) {
         Ok(s) => s,
