@@ -227,6 +227,15 @@ impl Server {
             Ok(())
         });
         tasks.extend(ops::control::spawn_control(state.clone(), reload));
+        // Revocations made through other nodes sharing the store (not
+        // the state itself: the task must not keep it alive).
+        let weak = Arc::downgrade(&state);
+        let on: meta::OnHeard = Arc::new(move |h| {
+            if let Some(s) = weak.upgrade() {
+                rpc::heard(&s, h);
+            }
+        });
+        tasks.extend(state.meta.revocations(on).map(tokio::spawn));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));
