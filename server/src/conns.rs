@@ -1,5 +1,6 @@
 //! Open connections by user, on either transport, so that revoking a user
-//! closes what they have open at once instead of at their next request.
+//! closes what they have open at once instead of at their next request
+//! (on every node: each hears of a revocation made through another).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,6 +67,11 @@ impl Connections {
             c.close(CLOSE_REVOKED, reason.as_bytes());
         }
         conns.len()
+    }
+
+    /// The users with connections open.
+    pub fn users(&self) -> Vec<UserId> {
+        self.lock().keys().cloned().collect()
     }
 
     /// How many connections `user` has open.

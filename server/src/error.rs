@@ -51,6 +51,20 @@ pub enum ServerError {
     /// Configuration or set-up problem.
     #[error("{0}")]
     Setup(String),
+    /// `exhibitd backup` of a deployment whose metadata is in PostgreSQL:
+    /// refused before anything is connected to or written. A copy made
+    /// through one node cannot be consistent with the database and the
+    /// chunk store that every node goes on writing (another node's
+    /// deletions are not held back while it copies), and what it restores
+    /// is a single-node redb deployment, not this one.
+    #[error(
+        "exhibitd backup is for the embedded redb metadata; this deployment keeps its metadata in PostgreSQL \
+         ([metadata] backend = \"postgres\"), so nothing was written. Back up the database with PostgreSQL's own \
+         tools (pg_dump, or WAL archiving for point-in-time recovery) and the chunks with the store's own \
+         (S3 bucket versioning or replication; a copy of the chunk directory on disk): see deploy/RUNBOOK.md, \
+         \"Backup\""
+    )]
+    BackupNeedsDatabaseTools,
     /// The peer went away or the stream broke.
     #[error("stream: {0}")]
     Stream(String),
@@ -76,9 +90,11 @@ impl ServerError {
             ServerError::ChunkMismatch { .. } => ErrorCode::ChunkMismatch,
             ServerError::StorageFull => ErrorCode::StorageFull,
             ServerError::ChunkDamaged { .. } => ErrorCode::ChunkDamaged,
-            ServerError::Store(_) | ServerError::Io { .. } | ServerError::Setup(_) | ServerError::Stream(_) => {
-                ErrorCode::Internal
-            }
+            ServerError::Store(_)
+            | ServerError::Io { .. }
+            | ServerError::Setup(_)
+            | ServerError::BackupNeedsDatabaseTools
+            | ServerError::Stream(_) => ErrorCode::Internal,
         }
     }
 }

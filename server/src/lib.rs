@@ -219,14 +219,23 @@ impl Server {
         }
         ops::backup::remove_stale(&state.settings.data_dir);
         let (s, e) = (state.clone(), endpoint.clone());
-        let reload: ops::backup::ReloadTls = Arc::new(move || {
+        let reload: ops::control::ReloadTls = Arc::new(move || {
             let quic = tls::server_config(&s.settings.data_dir, &s.settings, s.revoked_check())?;
             let tcp = tls::tcp_config(&s.settings.data_dir, s.revoked_check())?;
             e.set_server_config(Some(quic));
             *tcp_tls.write().unwrap_or_else(|p| p.into_inner()) = tcp;
             Ok(())
         });
-        tasks.extend(ops::backup::spawn_control(state.clone(), reload));
+        tasks.extend(ops::control::spawn_control(state.clone(), reload));
+        // Revocations made through other nodes sharing the store (not
+        // the state itself: the task must not keep it alive).
+        let weak = Arc::downgrade(&state);
+        let on: meta::OnHeard = Arc::new(move |h| {
+            if let Some(s) = weak.upgrade() {
+                rpc::heard(&s, h);
+            }
+        });
+        tasks.extend(state.meta.revocations(on).map(tokio::spawn));
         if background == Background::On {
             tasks.extend(alerts::spawn(state.clone()));
             tasks.push(notify::spawn(state.clone()));

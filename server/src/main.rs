@@ -70,7 +70,9 @@ enum Command {
     },
     /// Back up keys, metadata and chunks into one file, consistently, while
     /// the server runs (it makes the snapshot) or with it stopped. The file
-    /// holds the authority key: keep it as safe as the data directory.
+    /// holds the authority key: keep it as safe as the data directory. For
+    /// the embedded redb metadata only: with PostgreSQL it refuses (back up
+    /// the database with pg_dump or PITR, and the bucket, instead).
     Backup {
         /// Data directory.
         #[arg(long, default_value = DEFAULT_DATA)]
@@ -236,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
             let auth = exhibit_server::authority::Authority::load(&data)?;
             auth.issue_server_cert(&data, &name, settings.config.listen, SystemClock.now())?;
             println!("new server certificate for {name} in {}", data.display());
-            if backup::reload_tls(&data)? {
+            if exhibit_server::ops::control::reload_tls(&data)? {
                 println!("the running server now uses it for new connections");
             } else {
                 println!("no server is running; it will use it when started");

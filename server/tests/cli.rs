@@ -1,4 +1,4 @@
-//! The `exhibitd` binary's init and fsck, as an operator runs them.
+//! The `exhibitd` binary's init, fsck and backup, as an operator runs them.
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -137,6 +137,58 @@ fn backup_rotate_sigterm_restore_with_the_real_binary() {
     assert!(exhibitd(&["fsck", "--data", restored.to_str().unwrap(), "--read-data"]).status.success());
     // The restored authority is the same one users pinned.
     assert_eq!(std::fs::read(restored.join("ca.pem")).unwrap(), std::fs::read(data.join("ca.pem")).unwrap());
+}
+
+/// `exhibitd backup` of a deployment whose metadata is in PostgreSQL
+/// refuses from its config alone: it names pg_dump / point-in-time
+/// recovery and the bucket, nothing is created at `--out` (nor beside it),
+/// and the database is never connected to (the URL names a loopback port
+/// this test listens on and checks no connection arrived).
+#[test]
+fn backup_of_a_postgres_deployment_refuses_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    assert!(exhibitd(&["init", "--data", d, "--listen", "127.0.0.1:0"]).status.success());
+    let db = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    db.set_nonblocking(true).unwrap();
+    let config = data.join("exhibitd.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("[metadata]"), "init wrote a [metadata] of its own");
+    let port = db.local_addr().unwrap().port();
+    text += &format!("\n[metadata]\nbackend = \"postgres\"\nurl = \"postgres://exhibit@127.0.0.1:{port}/exhibit\"\n");
+    std::fs::write(&config, text).unwrap();
+
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let file = backups.join("b.tar");
+    // Bounded: a backup that went to the database would wait on it for
+    // ever (the listener here never answers).
+    let mut run = Command::new(env!("CARGO_BIN_EXE_exhibitd"))
+        .args(["backup", "--data", d, "--out", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while run.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            run.kill().unwrap();
+            panic!("exhibitd backup did not refuse within 20 s: it went to the database");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let b = run.wait_with_output().unwrap();
+    assert!(!b.status.success(), "a backup of a PostgreSQL deployment exited 0");
+    let stderr = String::from_utf8_lossy(&b.stderr);
+    for words in ["exhibitd backup is for the embedded redb metadata", "pg_dump", "point-in-time", "bucket"] {
+        assert!(stderr.contains(words), "no {words:?} in: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 0, "something was written beside --out");
+    match db.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the backup connected to the database before refusing: {other:?}"),
+    }
 }
 
 /// `deploy/exhibitd.service` passes `systemd-analyze verify` (where

@@ -313,7 +313,9 @@ pub fn complete_renewal(s: &State, h: &[u8; 32], now: u64) -> Result<bool, Serve
 /// Revoke a user: re-sign their entry as revoked and alert on every
 /// transfer addressed to them that they have not acknowledged. After the
 /// commit, every connection the user has open is closed, so the
-/// revocation bites at once wherever it was made (protocol or dashboard).
+/// revocation bites at once wherever it was made (protocol or dashboard);
+/// other nodes sharing the store are told as it commits, and close theirs
+/// (`rpc::heard`).
 pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64>, ServerError> {
     let notifiers = alerts::notifier_names(s);
     let raised = write(s, |tx| {
@@ -329,6 +331,7 @@ pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64
             rec.entry = Some(entry.sign(authority));
         }
         tx.put_user(&rec)?;
+        tx.announce_revoked(user)?;
         audit::append(s, tx, Ev::new(now, by, "user-revoke", user))?;
         let mut raised = vec![];
         let mut after = None;
@@ -344,9 +347,28 @@ pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64
         }
         Ok(raised)
     })?;
-    let closed = s.conns.close_user(user, &format!("user {user} has been revoked"));
+    let closed = close_connections(s, user);
     tracing::info!(%user, closed, "user revoked");
     Ok(raised)
+}
+
+/// Close every connection `user` has open on this node, saying why.
+pub fn close_connections(s: &State, user: &UserId) -> usize {
+    s.conns.close_user(user, &format!("user {user} has been revoked"))
+}
+
+/// Close the connections of every connected user who has been revoked
+/// (through any node), for when revocations may have gone unheard.
+/// Returns how many were closed.
+pub fn close_revoked(s: &State) -> Result<usize, ServerError> {
+    let r = s.meta.read()?;
+    let mut closed = 0;
+    for user in s.conns.users() {
+        if r.user(&user)?.is_none_or(|u| u.revoked_at.is_some()) {
+            closed += close_connections(s, &user);
+        }
+    }
+    Ok(closed)
 }
 
 /// An admin changes a user's e-mail address (or removes it): alerts and

@@ -69,6 +69,23 @@ pub enum Mailbox {
     Approvals,
 }
 
+/// What a node hears of revocations made through the store by any node
+/// (see [`MetaStore::revocations`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// This user's revocation committed.
+    Revoked(UserId),
+    /// Revocations may have gone unheard (the node was not listening):
+    /// check every user it holds connections of.
+    Resync,
+}
+
+/// Called with what is heard, on an async thread: it must not block.
+pub type OnHeard = std::sync::Arc<dyn Fn(Heard) + Send + Sync>;
+
+/// A task to spawn; it runs until aborted.
+pub type Watcher = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A metadata backend.
 pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// A consistent view for reading.
@@ -79,6 +96,14 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// store at `dest` (writers go on meanwhile). Returns the chunks that
     /// copy refers to.
     fn snapshot_to(&self, dest: &Path) -> Result<Vec<ChunkId>>;
+    /// For a store several nodes share: a task that hands `on` every
+    /// revocation any node commits ([`Tx::announce_revoked`]), so this node
+    /// closes the user's connections too. `None` for a store one node
+    /// holds (redb): the node that revokes closes them itself. Never what
+    /// correctness rests on: every request re-reads the caller's record.
+    fn revocations(&self, _on: OnHeard) -> Option<Watcher> {
+        None
+    }
 }
 
 /// Reads; every page is in key order and starts after `after`.
@@ -242,6 +267,13 @@ pub trait Tx: Read {
     /// Store (or replace) the audit tree's complete subtree at (`level`,
     /// `index`).
     fn put_tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) -> Result<()>;
+
+    /// Tell every node sharing the store that `user` is revoked, once (and
+    /// only if) this transaction commits. A store one node holds has
+    /// nobody to tell.
+    fn announce_revoked(&mut self, _user: &UserId) -> Result<()> {
+        Ok(())
+    }
 
     /// Make every change durable, or none.
     fn commit(self: Box<Self>) -> Result<()>;

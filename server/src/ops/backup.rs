@@ -24,18 +24,16 @@ use std::sync::Arc;
 
 use exhibit_proto::{ChunkId, TransferId};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 use crate::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
 use crate::chunks::{ChunkStore, DeleteGate};
-use crate::config::CONFIG_FILE;
-use crate::core::integrity::{self, Damage, Found};
+use crate::config::{Config, MetadataBackend, MetadataConfig, CONFIG_FILE};
+use crate::core::integrity::{self, Damage};
 use crate::error::ServerError;
 use crate::fsutil::sync_dir;
 use crate::meta::{MetaStore, META_FILE};
-use crate::state::State;
 
-/// The control socket in the data directory.
+/// The control socket in the data directory (served by `ops::control`).
 pub const CONTROL_SOCKET: &str = "control.sock";
 /// The last entry of a complete backup.
 const SUMMARY: &str = "exhibit-backup.json";
@@ -117,7 +115,7 @@ fn damage_of(id: &ChunkId, read: Result<Vec<u8>, ServerError>) -> Result<Vec<u8>
 
 /// [`write_archive`], also returning the damage found in each chunk not
 /// copied (the summary holds it in words).
-fn write_archive_found(
+pub(crate) fn write_archive_found(
     store: &dyn MetaStore,
     chunks: &dyn ChunkStore,
     gate: &DeleteGate,
@@ -283,10 +281,26 @@ pub fn verify(path: &Path) -> Result<Summary, ServerError> {
     })
 }
 
+/// Refuse to back up metadata kept in PostgreSQL
+/// ([`ServerError::BackupNeedsDatabaseTools`]): from the config alone, so
+/// nothing is connected to or written first.
+pub fn refuse_postgres(meta: &MetadataConfig) -> Result<(), ServerError> {
+    match meta.backend {
+        MetadataBackend::Redb => Ok(()),
+        MetadataBackend::Postgres => Err(ServerError::BackupNeedsDatabaseTools),
+    }
+}
+
 /// `exhibitd backup`: ask the server running on `data` for a backup, or
 /// read `data` directly if none runs; write it to `out` (mode 0600) only
-/// once it has been read back and checked in full.
+/// once it has been read back and checked in full. The embedded redb
+/// metadata only: a deployment on PostgreSQL is refused from its config,
+/// before the server is asked or `out` is created.
 pub fn backup(data: &Path, out: &Path) -> Result<Summary, ServerError> {
+    let config = data.join(CONFIG_FILE);
+    if config.exists() {
+        refuse_postgres(&Config::read(&config)?.metadata)?;
+    }
     if out.exists() {
         return Err(ServerError::Setup(format!("{} exists; not overwriting a backup", out.display())));
     }
@@ -402,21 +416,6 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::ops::fsck::R
     result
 }
 
-/// Ask the server running on `data` to load its TLS key and certificate
-/// again (after `rotate-cert`). `Ok(false)`: no server is running.
-pub fn reload_tls(data: &Path) -> Result<bool, ServerError> {
-    let Ok(mut sock) = std::os::unix::net::UnixStream::connect(data.join(CONTROL_SOCKET)) else {
-        return Ok(false);
-    };
-    sock.write_all(b"reload-tls\n").map_err(ServerError::io("asking the server to reload"))?;
-    let mut reply = String::new();
-    sock.take(4096).read_to_string(&mut reply).map_err(ServerError::io("reading the server's answer"))?;
-    match reply.strip_prefix("ok") {
-        Some(_) => Ok(true),
-        None => Err(ServerError::Setup(format!("the server did not reload its certificate: {}", reply.trim()))),
-    }
-}
-
 /// Remove metadata snapshots left by a backup interrupted by a crash.
 pub(crate) fn remove_stale(data: &Path) {
     let Ok(entries) = std::fs::read_dir(data) else { return };
@@ -426,99 +425,6 @@ pub(crate) fn remove_stale(data: &Path) {
         if name.starts_with("backup-") && name.ends_with(".redb.tmp") {
             let _ = std::fs::remove_file(e.path());
         }
-    }
-}
-
-/// Makes new connections (on every listener) use the key and certificate
-/// now in the data directory.
-pub(crate) type ReloadTls = Arc<dyn Fn() -> Result<(), crate::error::ServerError> + Send + Sync>;
-
-/// Listen on the control socket: `backup` streams a backup back;
-/// `reload-tls` calls `reload`.
-pub(crate) fn spawn_control(state: Arc<State>, reload: ReloadTls) -> Option<tokio::task::JoinHandle<()>> {
-    let path = state.settings.data_dir.join(CONTROL_SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = match tokio::net::UnixListener::bind(&path) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, path = %path.display(), "no control socket: backups need the server stopped");
-            return None;
-        }
-    };
-    if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(error = %e, "could not restrict the control socket");
-    }
-    Some(tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((s, _)) => {
-                    tokio::spawn(control_connection(state.clone(), reload.clone(), s));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }))
-}
-
-async fn control_connection(state: Arc<State>, reload: ReloadTls, mut s: tokio::net::UnixStream) {
-    let mut line = Vec::with_capacity(16);
-    let read = async {
-        while !line.ends_with(b"\n") && line.len() < 64 {
-            if s.read_u8().await.map(|b| line.push(b)).is_err() {
-                break;
-            }
-        }
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), read).await.is_err() {
-        return tracing::warn!("control socket: no command");
-    }
-    if line == b"reload-tls\n" {
-        let reply = match reload() {
-            Ok(()) => {
-                tracing::info!("server certificate reloaded; new connections use it");
-                "ok\n".to_owned()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reloading the server certificate");
-                format!("error: {e}\n")
-            }
-        };
-        let _ = tokio::io::AsyncWriteExt::write_all(&mut s, reply.as_bytes()).await;
-        return;
-    }
-    if line != b"backup\n" {
-        return tracing::warn!("control socket: unknown command");
-    }
-    let std = match s.into_std().and_then(|s| s.set_nonblocking(false).map(|_| s)) {
-        Ok(s) => s,
-        Err(e) => return tracing::warn!(error = %e, "control socket"),
-    };
-    let r = tokio::task::spawn_blocking(move || {
-        let now = state.clock.now();
-        let w = BufWriter::with_capacity(1 << 20, std);
-        let s = &state;
-        let (summary, found) =
-            write_archive_found(s.meta.as_ref(), s.chunks.as_ref(), &s.deletes, &s.settings.data_dir, now, w)?;
-        // Each damaged chunk is alerted and marked as a fetch would.
-        for (id, damage) in &found {
-            match crate::app::integrity::report(s, id, damage, &Found::Backup, None, now) {
-                Ok(raised) if !raised.is_empty() => s.notify.notify_one(),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, chunk = %id, "could not record a damaged chunk"),
-            }
-        }
-        Ok::<_, ServerError>(summary)
-    })
-    .await;
-    match r {
-        Ok(Ok(s)) => {
-            tracing::info!(chunks = s.chunks, bytes = s.chunk_bytes, damaged = s.damaged.len(), "backup written")
-        }
-        Ok(Err(e)) => tracing::error!(error = %e, "backup failed"),
-        Err(e) => tracing::error!(error = %e, "backup task failed"),
     }
 }
 

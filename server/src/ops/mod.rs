@@ -1,6 +1,8 @@
-//! Running the server's data: backup and restore, the consistency check
-//! of metadata against stored chunks, and the scrub that re-reads them.
+//! Running the server's data: backup and restore, the control socket, the
+//! consistency check of metadata against stored chunks, and the scrub that
+//! re-reads them.
 
 pub mod backup;
+pub mod control;
 pub mod fsck;
 pub mod scrub;

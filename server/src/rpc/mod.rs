@@ -17,6 +17,7 @@ use crate::app;
 use crate::budget;
 use crate::conns;
 use crate::error::ServerError;
+use crate::meta::Heard;
 use crate::state::{blocking, State};
 
 /// How long a peer may take to send a request frame (bodies and replies
@@ -123,6 +124,29 @@ pub(crate) async fn accept_tcp(
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), serve).await;
         });
+    }
+}
+
+/// What this node does with what it hears of revocations committed
+/// through any node sharing the store: close the revoked user's
+/// connections here; after a gap in listening, check every user it holds
+/// connections of (on a blocking thread: this must not block).
+pub(crate) fn heard(state: &Arc<State>, heard: Heard) {
+    match heard {
+        Heard::Revoked(user) => {
+            let closed = app::users::close_connections(state, &user);
+            if closed > 0 {
+                tracing::info!(%user, closed, "revoked through another node: connections closed");
+            }
+        }
+        Heard::Resync => {
+            let s = state.clone();
+            tokio::task::spawn_blocking(move || match app::users::close_revoked(&s) {
+                Ok(0) => {}
+                Ok(closed) => tracing::info!(closed, "connections of users revoked meanwhile closed"),
+                Err(e) => tracing::warn!(error = %e, "checking connected users for revocations"),
+            });
+        }
     }
 }
 

@@ -196,7 +196,7 @@ async fn rotating_the_server_certificate_needs_no_user_action() {
         let auth = exhibit_server::authority::Authority::load(&data).unwrap();
         let now = exhibit_server::clock::Clock::now(&exhibit_server::SystemClock);
         auth.issue_server_cert(&data, "localhost", s.config.listen, now).unwrap();
-        exhibit_server::backup::reload_tls(&data).unwrap()
+        exhibit_server::ops::control::reload_tls(&data).unwrap()
     })
     .await
     .unwrap();

@@ -2,18 +2,21 @@
 //! one S3 bucket (moto, chunks), the same keys. Sends spread over both are
 //! each sealed once, the audit chain and tree verify, both schedulers
 //! scanning the same due deadlines raise each alert once, a revocation
-//! through one node is held by the other at the next request, and a
-//! client whose first node is gone carries on through the second.
+//! through one node is held by the other at the next request, and closes
+//! the user's connections there at once (PostgreSQL LISTEN/NOTIFY, also
+//! after the listening connection is lost), and a client whose first node
+//! is gone carries on through the second.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use exhibit_client::conn::Conn;
-use exhibit_client::{admin, listing, Home};
+use exhibit_client::{admin, listing, ClientError, Home};
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{AlertKind, Request, TransferState};
 use exhibit_proto::TransferId;
 use exhibit_server::clock::Clock;
-use exhibit_server::{alerts, Background, ManualClock};
+use exhibit_server::{alerts, Background, ManualClock, SystemClock};
 
 use crate::fixture::*;
 
@@ -126,4 +129,83 @@ async fn send_one_at(from: &Home, i: usize) -> TransferId {
     o.ack_within_secs = Some(HOUR);
     o.chunk_size = 1024;
     exhibit_client::send::send(from, o).await.unwrap().transfer
+}
+
+/// Poll `done` every 20 ms until it holds, for at most `within`; how long
+/// it took, or `None` if it never did.
+async fn within(within: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if done() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Whether `conn` was closed by the server as revoked.
+fn closed_as_revoked(conn: &Conn) -> bool {
+    matches!(
+        conn.connection().close_reason(),
+        Some(exhibit_net::Closed::ByPeer { code: exhibit_proto::frame::CLOSE_REVOKED, .. })
+    )
+}
+
+/// A user revoked through node A has the connection they hold open on
+/// node B closed by B within seconds, without making a request (B hears
+/// of it through PostgreSQL, LISTEN/NOTIFY), while another user's stays
+/// open; a fresh connection to B is refused as revoked. Then B's listening
+/// connection is cut (as a database restart would): B listens again, and
+/// a revocation made meanwhile closes the next user's connection too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_through_node_a_closes_the_connection_held_on_node_b() {
+    let Some(meta) = crate::postgres::scratch("revoke").await else { return };
+    let url = meta.url.clone().unwrap();
+    let f = Fixture::with_metadata_and(Arc::new(SystemClock), Background::Off, |_| {}, meta).await;
+    let b = f.second_node().await;
+    let node_b = b.local_addr().to_string();
+    let bob = f.user("bob", Role::Caseworker).await;
+    let carol = f.user("carol", Role::EvidenceUnit).await;
+    nodes(&bob, &[&node_b]);
+    nodes(&carol, &[&node_b]);
+    let bob_on_b = Conn::open(&bob.load().unwrap()).await.unwrap();
+    bob_on_b.request(&Request::WhoAmI).await.unwrap();
+    let carol_on_b = Conn::open(&carol.load().unwrap()).await.unwrap();
+    carol_on_b.request(&Request::WhoAmI).await.unwrap();
+    assert_eq!(b.state().conns.count_of(&uid("bob")), 1, "bob's connection is on node B");
+    assert_eq!(f.state().conns.count_of(&uid("bob")), 0, "and not on node A");
+
+    // The admin's client goes to node A.
+    let asked = Instant::now();
+    admin::revoke_user(&f.admin, uid("bob")).await.unwrap();
+    let returned = asked.elapsed();
+    within(Duration::from_secs(5), || closed_as_revoked(&bob_on_b))
+        .await
+        .expect("node B did not close the revoked user's connection within 5 s");
+    eprintln!(
+        "node B closed bob's connection {:?} after the revocation was asked of node A ({returned:?} to answer)",
+        asked.elapsed()
+    );
+    assert_eq!(b.state().conns.count_of(&uid("bob")), 0);
+    carol_on_b.request(&Request::WhoAmI).await.expect("another user's connection on B stays open");
+    let fresh = async { Conn::open(&bob.load().unwrap()).await?.request(&Request::WhoAmI).await };
+    let e = fresh.await.unwrap_err();
+    assert!(matches!(e, ClientError::Revoked { .. }), "a fresh request on B: {e}");
+
+    // Both nodes' listening connections cut; carol revoked at once, likely
+    // before B listens again: B catches up when it does.
+    let u = url.clone();
+    let ended = tokio::task::spawn_blocking(move || exhibit_server::meta::postgres::end_listeners(&u)).await.unwrap();
+    assert!(ended.unwrap() >= 2, "both nodes' listeners were connected");
+    let asked = Instant::now();
+    admin::revoke_user(&f.admin, uid("carol")).await.unwrap();
+    within(Duration::from_secs(5), || closed_as_revoked(&carol_on_b))
+        .await
+        .expect("node B, its listener cut, did not close carol's connection within 5 s");
+    eprintln!(
+        "with its listener cut, node B closed carol's connection {:?} after the revocation was asked",
+        asked.elapsed()
+    );
+    drop(b);
 }

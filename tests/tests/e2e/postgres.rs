@@ -1,6 +1,7 @@
 //! The real exhibitd with its metadata in PostgreSQL (`EXHIBIT_TEST_POSTGRES`
 //! names a database; without it the test is skipped, except under CI,
-//! where it fails): a send, a fetch and the receipt, over loopback.
+//! where it fails): a send, a fetch and the receipt, over loopback; and
+//! `exhibitd backup` refused.
 
 use exhibit_client::receipt;
 use exhibit_proto::directory::Role;
@@ -47,4 +48,33 @@ async fn send_fetch_and_receipt_with_metadata_in_postgres() {
     receipt::write(&b, &file).unwrap();
     let s = receipt::verify_file(&file, &f.ca).unwrap();
     assert_eq!((s.recipient.as_str(), s.transfer), ("bob", t.to_string()));
+}
+
+/// A running exhibitd on PostgreSQL: `exhibitd backup` refuses with its
+/// typed error, before asking the server, and creates nothing; the server
+/// itself, asked over its control socket (as an older `exhibitd backup`
+/// would), sends nothing back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_a_running_postgres_node_is_refused() {
+    use std::io::{Read, Write};
+    let Some(meta) = scratch("backup").await else { return };
+    let f = Fixture::with_metadata(meta).await;
+    let backups = f.path("backups");
+    let (data, out) = (f.data.clone(), backups.join("b.tar"));
+    let e =
+        tokio::task::spawn_blocking(move || exhibit_server::backup::backup(&data, &out)).await.unwrap().unwrap_err();
+    assert!(matches!(e, exhibit_server::error::ServerError::BackupNeedsDatabaseTools), "{e}");
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 0, "a refused backup wrote something");
+
+    let sock = f.data.join(exhibit_server::backup::CONTROL_SOCKET);
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        s.write_all(b"backup\n").unwrap();
+        let mut got = vec![];
+        s.read_to_end(&mut got).unwrap();
+        got
+    })
+    .await
+    .unwrap();
+    assert!(answer.is_empty(), "the server streamed {} bytes of a backup of PostgreSQL metadata", answer.len());
 }

@@ -31,11 +31,13 @@ use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferReco
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
+mod listen;
 mod schema;
 #[cfg(test)]
 mod tests;
 mod tls;
 
+pub use listen::end_listeners;
 pub use schema::SCHEMA;
 
 /// The advisory lock every write transaction (and a migration) holds.
@@ -371,6 +373,11 @@ impl MetaStore for PgMeta {
             Ok(())
         })?;
         Ok(r.chunk_refs()?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// LISTEN on a connection of its own (see `listen`).
+    fn revocations(&self, on: crate::meta::OnHeard) -> Option<crate::meta::Watcher> {
+        Some(Box::pin(listen::follow(self.config.clone(), self.tls.clone(), on)))
     }
 }
 
@@ -911,6 +918,10 @@ impl Tx for View<'_> {
 
     fn put_tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) -> Result<()> {
         self.put_raw(AUDIT_TREE, &tree_key(level, index), hash)
+    }
+
+    fn announce_revoked(&mut self, user: &UserId) -> Result<()> {
+        self.query(listen::ANNOUNCE, &[&user.as_str()]).map(drop)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {

@@ -151,3 +151,46 @@ fn tls_is_verified_against_the_named_root() {
     let e = PgMeta::open(&with(wrong.to_str().unwrap())).unwrap_err().to_string();
     assert!(e.contains("connecting to PostgreSQL") && e.to_lowercase().contains("certificate"), "{e}");
 }
+
+/// A revocation is heard by a listening store only once its transaction
+/// commits, and only by stores on its own schema.
+#[test]
+fn revocations_are_heard_once_committed_and_within_their_schema() {
+    use crate::meta::Heard;
+    let Some(url) = test_url() else { return };
+    let (store, other) = (fresh(&url), fresh(&url));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listen = |m: &PgMeta| {
+        let heard = Arc::new(Mutex::new(vec![]));
+        let h = heard.clone();
+        rt.spawn(m.revocations(Arc::new(move |x| h.lock().unwrap().push(x))).unwrap());
+        heard
+    };
+    let (heard, heard_other) = (listen(&store), listen(&other));
+    let until = |heard: &Arc<Mutex<Vec<Heard>>>, what: Heard| {
+        let start = std::time::Instant::now();
+        while !heard.lock().unwrap().contains(&what) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "{what:?} not heard: {heard:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    // Each listens (and says so) before anything is announced.
+    until(&heard, Heard::Resync);
+    until(&heard_other, Heard::Resync);
+    let user = |s: &str| UserId::new(s).unwrap();
+    let mut tx = store.write().unwrap();
+    tx.announce_revoked(&user("bob")).unwrap();
+    drop(tx);
+    let mut tx = store.write().unwrap();
+    tx.announce_revoked(&user("carol")).unwrap();
+    tx.commit().unwrap();
+    let mut tx = other.write().unwrap();
+    tx.announce_revoked(&user("dave")).unwrap();
+    tx.commit().unwrap();
+    // Delivered in commit order: once dave is heard, carol was before him.
+    until(&heard, Heard::Revoked(user("carol")));
+    until(&heard_other, Heard::Revoked(user("dave")));
+    assert_eq!(*heard.lock().unwrap(), [Heard::Resync, Heard::Revoked(user("carol"))], "bob's rolled back");
+    assert_eq!(*heard_other.lock().unwrap(), [Heard::Resync, Heard::Revoked(user("dave"))], "another schema's");
+    rt.shutdown_background();
+}
