@@ -101,12 +101,8 @@ impl Items {
     }
 
     fn push(&mut self, it: Item) {
-        self.paths.push_str(it.path.as_str());
-        self.ends.push(self.paths.len());
-        self.sizes.push(it.size);
-        self.hashes.push(it.blake3);
-        self.placed.push(it.placed);
-        self.labels.push(it.labels);
+        let Item { path, size, blake3, placed, labels, .. } = it;
+        self.push_ref(ItemRef { path: RelStr(path.as_str()), size, blake3, placed, labels });
     }
 
     fn push_ref(&mut self, it: ItemRef) {
