@@ -85,7 +85,7 @@ pub async fn whoami(home: &Home) -> Result<(Profile, u64, crate::session::Route)
 /// The server holds a different entry for us: if the authority signed it
 /// and it has our keys (an admin changed our organisation or roles), keep
 /// it; anything else is refused.
-fn refresh_own(home: &Home, mut p: Profile, entry: &SignedEntry) -> Result<Profile, ClientError> {
+pub(crate) fn refresh_own(home: &Home, mut p: Profile, entry: &SignedEntry) -> Result<Profile, ClientError> {
     let new = entry
         .verify(&p.authority)
         .map_err(|e| ClientError::Verify(format!("the server's entry for you is not the authority's: {e}")))?;

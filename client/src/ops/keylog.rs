@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
+use crate::ops::directory::{self, Pin};
 use crate::session::{now, unexpected, Conn};
 
 /// The words of an enrolment entry before the keys' fingerprint.
@@ -125,7 +126,7 @@ pub async fn check_own(conn: &Conn, home: &Home, p: &Profile) -> Result<(), Clie
             return Err(substituted(p, me, why, Some(&entry), None)?);
         }
         // Only the organisation or roles changed: kept.
-        crate::ops::directory::own(conn, home, p).await?;
+        crate::ops::directory::refresh_own(home, p.clone(), &entry)?;
     }
     match logged(conn, p, me).await? {
         Logged::Keys(fp, _) if fp == p.me.fingerprint() => Ok(()),
@@ -145,10 +146,19 @@ pub async fn check_own(conn: &Conn, home: &Home, p: &Profile) -> Result<(), Clie
     }
 }
 
+/// [`directory::check_pin`] for keys about to be sealed to: seen for the
+/// first time, they must be the ones the log holds before they are pinned.
+pub async fn check_pin(conn: &Conn, home: &Home, p: &Profile, to: &DirectoryEntry) -> Result<Pin, ClientError> {
+    if !home.pins()?.contains_key(to.user.as_str()) {
+        check_first_send(conn, p, to).await?;
+    }
+    directory::check_pin(home, to)
+}
+
 /// Before a first send to `to` (keys not yet pinned): the keys about to be
 /// sealed to must be the ones the log holds for them. Refused otherwise,
 /// before anything is uploaded.
-pub async fn check_first_send(conn: &Conn, p: &Profile, to: &DirectoryEntry) -> Result<(), ClientError> {
+async fn check_first_send(conn: &Conn, p: &Profile, to: &DirectoryEntry) -> Result<(), ClientError> {
     match logged(conn, p, &to.user).await? {
         Logged::Keys(fp, _) if fp == to.fingerprint() => Ok(()),
         Logged::Keys(fp, log) => {

@@ -152,11 +152,7 @@ async fn recipients(conn: &Conn, home: &Home, p: &Profile, to: &[UserId]) -> Res
             Some(v) => (v.as_entry()?, Pin::Known),
             None => {
                 let e = directory::lookup(conn, p, u).await?;
-                // Keys seen for the first time: the log must hold them.
-                if !home.pins()?.contains_key(e.user.as_str()) {
-                    crate::ops::keylog::check_first_send(conn, p, &e).await?;
-                }
-                let pin = directory::check_pin(home, &e)?;
+                let pin = crate::ops::keylog::check_pin(conn, home, p, &e).await?;
                 (e, pin)
             }
         };
@@ -239,14 +235,10 @@ async fn disclosure(
     }
     approvers.sort_by(|a, b| a.user.cmp(&b.user));
     approvers.truncate(limits::MAX_RECIPIENTS.saturating_sub(r.entries.len()).min(16));
-    let pins = home.pins()?;
     for a in &approvers {
-        // An approver can read what they approve: their keys too must be
-        // the ones the log holds, the first time they are sealed to.
-        if !pins.contains_key(a.user.as_str()) {
-            crate::ops::keylog::check_first_send(conn, p, a).await?;
-        }
-        directory::check_pin(home, a)?;
+        // An approver can read what they approve: their keys are checked
+        // as a recipient's are.
+        crate::ops::keylog::check_pin(conn, home, p, a).await?;
     }
     Ok(approvers)
 }
