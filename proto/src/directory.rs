@@ -163,6 +163,16 @@ impl DirectoryEntry {
     }
 }
 
+/// How the audit entry of an enrolment names the keys it put in a user's
+/// name: these words, then [`DirectoryEntry::fingerprint`].
+pub const KEY_FINGERPRINT: &str = "key fingerprint ";
+
+/// The key fingerprint an audit entry's details name, if they name one.
+pub fn fingerprint_named(details: &str) -> Option<&str> {
+    let rest = details.split(KEY_FINGERPRINT).nth(1)?;
+    rest.split([',', ';', ' ']).next().filter(|fp| !fp.is_empty())
+}
+
 /// A directory entry as the authority signed it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedEntry {
@@ -252,6 +262,16 @@ mod tests {
         swapped.age_recipient = "age1evil".into();
         let forged = SignedEntry { bytes: sign::encode(&swapped), signature: s.signature.clone() };
         assert!(forged.verify(&auth.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn an_enrolment_names_its_keys_fingerprint() {
+        let fp = entry("bob").fingerprint();
+        let details = format!("role caseworker, {KEY_FINGERPRINT}{fp}");
+        assert_eq!(fingerprint_named(&details), Some(fp.as_str()));
+        assert_eq!(fingerprint_named(&format!("{details}; more")), Some(fp.as_str()));
+        assert_eq!(fingerprint_named("role caseworker, key fingerprint "), None);
+        assert_eq!(fingerprint_named("certificate 1a2b issued"), None);
     }
 
     #[test]

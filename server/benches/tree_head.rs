@@ -62,7 +62,7 @@ fn main() {
             actor: format!("user{u}"),
             action: "enrol".into(),
             subject: format!("user{u}"),
-            details: format!("role caseworker, key fingerprint {:032x}", u),
+            details: format!("role caseworker, {}{u:032x}", exhibit_proto::directory::KEY_FINGERPRINT),
         };
         let e = AuditEntry::new(body, prev);
         prev = e.hash;

@@ -17,9 +17,6 @@ use crate::home::{Home, Profile};
 use crate::ops::directory::{self, Pin};
 use crate::session::{now, unexpected, Conn};
 
-/// The words of an enrolment entry before the keys' fingerprint.
-const KEY_FINGERPRINT: &str = "key fingerprint ";
-
 /// What the log holds for a user's keys.
 #[derive(Debug)]
 pub enum Logged {
@@ -57,10 +54,9 @@ pub async fn logged(conn: &Conn, p: &Profile, user: &UserId) -> Result<Logged, C
         )));
     }
     crate::ops::heads::meet(conn, p, &log.head, &format!("the proof of {user}'s keys")).await?;
-    let fp = log.entry.body.details.split(KEY_FINGERPRINT).nth(1).and_then(|rest| rest.split([',', ';', ' ']).next());
-    match fp {
-        Some(fp) if !fp.is_empty() => Ok(Logged::Keys(fp.to_owned(), Box::new(log))),
-        _ => Err(ClientError::Verify(format!("the log's entry {} names no keys", log.entry.body.seq))),
+    match exhibit_proto::directory::fingerprint_named(&log.entry.body.details) {
+        Some(fp) => Ok(Logged::Keys(fp.to_owned(), Box::new(log))),
+        None => Err(ClientError::Verify(format!("the log's entry {} names no keys", log.entry.body.seq))),
     }
 }
 

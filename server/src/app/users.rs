@@ -1,7 +1,7 @@
 //! Users: adding one with an enrolment code, enrolment, certificate
 //! renewal, revocation, and who a certificate belongs to.
 
-use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry};
+use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry, KEY_FINGERPRINT};
 use exhibit_proto::frame::EnrolRequest;
 use exhibit_proto::org::OrgId;
 use exhibit_proto::UserId;
@@ -386,10 +386,6 @@ pub fn set_email(s: &State, by: &UserId, user: &UserId, email: Option<String>, n
         Ok(())
     })
 }
-
-/// The words of an audit entry that put keys in a user's name, before the
-/// keys' fingerprint.
-pub const KEY_FINGERPRINT: &str = "key fingerprint ";
 
 /// The latest audit entry about `user` that names their keys' fingerprint
 /// (their enrolment), with its inclusion proof in a head signed now. The
