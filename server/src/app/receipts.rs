@@ -345,7 +345,5 @@ pub fn receipt_entry(
             break e;
         }
     };
-    let (head, signed) = super::tree::head(r.as_ref(), s.authority.signing_key(), now)?;
-    let proof = super::tree::inclusion(r.as_ref(), entry.body.seq, head.size)?;
-    Ok(exhibit_proto::tlog::EntryProof { entry, head: signed, proof })
+    super::tree::proven(r.as_ref(), s.authority.signing_key(), entry, now)
 }

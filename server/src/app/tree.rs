@@ -108,6 +108,19 @@ pub fn head<R: Read + ?Sized>(r: &R, key: &SigningKey, now: u64) -> Result<(Tree
     Ok((head, signed))
 }
 
+/// `entry` with its inclusion proof in the tree head now, signed with
+/// `key`: what a receipt bundle or a keys check carries.
+pub fn proven<R: Read + ?Sized>(
+    r: &R,
+    key: &SigningKey,
+    entry: AuditEntry,
+    now: u64,
+) -> Result<tlog::EntryProof, ServerError> {
+    let (head, signed) = head(r, key, now)?;
+    let proof = inclusion(r, entry.body.seq, head.size)?;
+    Ok(tlog::EntryProof { entry, head: signed, proof })
+}
+
 /// The consistency proof from the tree of `from` entries to that of `to`
 /// (empty unless `0 < from < to`).
 pub fn consistency<R: Read + ?Sized>(r: &R, from: u64, to: u64) -> Result<Proof, ServerError> {

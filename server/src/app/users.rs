@@ -415,7 +415,5 @@ pub fn key_entry_in<R: crate::meta::Read + ?Sized>(
         }
     }
     let entry = latest.ok_or_else(|| ServerError::NotFound(format!("no keys of {user} in the audit log")))?;
-    let (head, signed) = super::tree::head(r, key, now)?;
-    let proof = super::tree::inclusion(r, entry.body.seq, head.size)?;
-    Ok(exhibit_proto::tlog::EntryProof { entry, head: signed, proof })
+    super::tree::proven(r, key, entry, now)
 }
