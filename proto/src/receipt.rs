@@ -279,6 +279,13 @@ pub struct SignedReceipt {
 }
 
 impl SignedReceipt {
+    /// The items it covers when they are some of the transfer's, as its
+    /// bytes say (the signature unchecked: for a receipt already verified,
+    /// or only to describe it).
+    pub fn subset(&self) -> Option<Subset> {
+        Receipt::from_bytes(&self.bytes).ok().and_then(|r| r.subset)
+    }
+
     /// Check the signature against the recipient's directory entry.
     pub fn verify(&self, recipient: &DirectoryEntry) -> Result<Receipt, ProtoError> {
         let r = Receipt::from_bytes(&self.bytes)?;

@@ -606,11 +606,11 @@ pub fn fetched(r: &FetchOutcome, out_dir: &Path, hashes: Option<&Path>, as_json:
         }
     }
     match &r.receipt {
-        Some(a) => match exhibit_proto::Receipt::from_bytes(&a.receipt.bytes).map(|r| r.subset) {
-            Ok(Some(s)) => {
+        Some(a) => match a.receipt.subset() {
+            Some(s) => {
                 say!("verified; receipt for {} accepted by the server at {}", s.describe(), format_time(a.accepted_at))
             }
-            _ => say!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
+            None => say!("verified; receipt accepted by the server at {}", format_time(a.accepted_at)),
         },
         None => say!("verified (your own transfer: no receipt sent)"),
     }

@@ -85,7 +85,7 @@ pub fn submit(
         // to the recipient's next (they fetched more), the earlier staying
         // in the log.
         if let Some(first) = tx.receipt(&transfer, me)? {
-            if first.receipt == accepted.receipt || !for_some_items(&first) {
+            if first.receipt == accepted.receipt || first.receipt.subset().is_none() {
                 return Ok(first);
             }
         }
@@ -110,11 +110,6 @@ pub fn submit(
     .map_err(|e| (e, false))?;
     tracing::info!(%transfer, recipient = %me, "receipt accepted");
     Ok((stored, false))
-}
-
-/// Whether a stored receipt is for some of its transfer's items only.
-fn for_some_items(stored: &AcceptedReceipt) -> bool {
-    exhibit_proto::Receipt::from_bytes(&stored.receipt.bytes).is_ok_and(|r| r.subset.is_some())
 }
 
 /// A stored receipt and what verifies it offline.

@@ -452,10 +452,7 @@ pub fn accept_receipt(
 
 /// " for 3 of 120 items" when the receipt is for some of the items only.
 fn some_items(accepted: &AcceptedReceipt) -> String {
-    match exhibit_proto::Receipt::from_bytes(&accepted.receipt.bytes).map(|r| r.subset) {
-        Ok(Some(s)) => format!(" for {}", s.describe()),
-        _ => String::new(),
-    }
+    accepted.receipt.subset().map_or_else(String::new, |s| format!(" for {}", s.describe()))
 }
 
 /// Accept a member's receipt for a unit the transfer is addressed to: the
