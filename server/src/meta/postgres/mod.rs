@@ -12,7 +12,18 @@
 //! Write transactions take one advisory lock first, so they run one at a
 //! time as redb's do (on one node or several); reads are REPEATABLE READ
 //! READ ONLY transactions whose snapshot is taken as the view opens.
+//!
+//! Round trips are what a transaction costs here, so a write transaction
+//! keeps its writes (the last value, or deletion, of each row) and sends
+//! them in one statement per table: before any query that could see them
+//! (a range, a join, anything but a point read), and at commit. A point
+//! read answers from those writes first, then from the rows the
+//! transaction has already read (no other writer can change a row
+//! meanwhile, since writers hold the lock). Each connection prepares a
+//! statement once and reuses it.
 
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::ops::Bound;
 use std::path::Path;
@@ -25,7 +36,7 @@ use exhibit_proto::org::OrgId;
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
 use crate::error::ServerError;
@@ -45,6 +56,10 @@ const WRITE_LOCK: i64 = 0x6578_6869_6269_7401; // "exhibit" 1
 
 /// Idle connections kept for reuse.
 const IDLE: usize = 16;
+
+/// Rows a write transaction keeps after reading them (the audit tree's
+/// frontier, counters, the records it works on), at most.
+const SEEN: usize = 10_000;
 
 /// Rows copied per query by a snapshot.
 const PAGE: i64 = 10_000;
@@ -238,7 +253,26 @@ pub struct PgMeta {
     /// With `sslmode=require`: TLS, the server's certificate verified.
     tls: Option<tls::Rustls>,
     runtime: Option<tokio::runtime::Runtime>,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A connection with the statements it has prepared (a fixed set: one per
+/// table and kind of query).
+struct Conn {
+    client: Client,
+    prepared: RefCell<HashMap<String, Statement>>,
+}
+
+impl Conn {
+    /// `sql`'s statement on this connection, prepared on first use.
+    fn statement(&self, sql: &str) -> std::result::Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.prepared.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = wait(self.client.prepare(sql))?;
+        self.prepared.borrow_mut().insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
 }
 
 impl std::fmt::Debug for PgMeta {
@@ -284,17 +318,17 @@ impl PgMeta {
             .map_err(ServerError::io("starting the PostgreSQL client runtime"))?;
         let store = PgMeta { config, tls, runtime: Some(runtime), idle: Mutex::new(vec![]) };
         let conn = store.conn()?;
-        schema::migrate(&conn)?;
+        schema::migrate(&conn.client)?;
         store.put_back(conn);
         Ok(store)
     }
 
     /// A connection: an idle one, or a new one.
-    fn conn(&self) -> Result<Client> {
+    fn conn(&self) -> Result<Conn> {
         loop {
             let c = self.idle.lock().map_err(|_| ServerError::Store("connection pool poisoned".into()))?.pop();
             match c {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some(c) if !c.client.is_closed() => return Ok(c),
                 Some(_) => continue,
                 None => break,
             }
@@ -318,14 +352,16 @@ impl PgMeta {
             Ok::<_, tokio_postgres::Error>(client)
         });
         match wait(task) {
-            Ok(r) => r.map_err(|e| ServerError::Store(format!("connecting to PostgreSQL: {}", with_causes(&e)))),
+            Ok(r) => r
+                .map(|client| Conn { client, prepared: RefCell::default() })
+                .map_err(|e| ServerError::Store(format!("connecting to PostgreSQL: {}", with_causes(&e)))),
             Err(e) => Err(ServerError::Store(format!("connecting to PostgreSQL: {e}"))),
         }
     }
 
-    fn put_back(&self, c: Client) {
+    fn put_back(&self, c: Conn) {
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < IDLE && !c.is_closed() {
+            if idle.len() < IDLE && !c.client.is_closed() {
                 idle.push(c);
             }
         }
@@ -333,8 +369,17 @@ impl PgMeta {
 
     fn view(&self, begin: &str) -> Result<View<'_>> {
         let c = self.conn()?;
-        wait(c.batch_execute(begin)).map_err(pg_error)?;
-        Ok(View { store: self, conn: Some(c), failed: std::cell::Cell::new(false) })
+        wait(c.client.batch_execute(begin)).map_err(pg_error)?;
+        Ok(View::on(self, Some(c)))
+    }
+
+    fn writer(&self) -> Result<View<'_>> {
+        // READ COMMITTED under the lock: each statement sees every earlier
+        // writer's commit, and no other writer runs until this one ends.
+        let begin = format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+        let mut view = self.view(&begin)?;
+        view.seen = Some(RefCell::default());
+        Ok(view)
     }
 }
 
@@ -345,10 +390,7 @@ impl MetaStore for PgMeta {
     }
 
     fn write(&self) -> Result<Box<dyn Tx + '_>> {
-        // READ COMMITTED under the lock: each statement sees every earlier
-        // writer's commit, and no other writer runs until this one ends.
-        let begin = format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
-        Ok(Box::new(self.view(&begin)?))
+        Ok(Box::new(self.writer()?))
     }
 
     /// A redb file with every row as of one snapshot: the tables hold what
@@ -381,19 +423,31 @@ impl MetaStore for PgMeta {
     }
 }
 
+/// A row: its table and key.
+type RowKey = (&'static str, Vec<u8>);
+
 /// One transaction on one connection.
 struct View<'a> {
     store: &'a PgMeta,
-    conn: Option<Client>,
+    conn: Option<Conn>,
     /// A statement failed: the transaction is aborted and must not
     /// report a commit.
-    failed: std::cell::Cell<bool>,
+    failed: Cell<bool>,
+    /// Writes not sent yet: each row's last value (`None`: deleted), by
+    /// table and key.
+    unsent: RefCell<BTreeMap<RowKey, Option<Vec<u8>>>>,
+    /// A write transaction's rows read by key (`None`: absent), up to
+    /// [`SEEN`] of them; writes replace them here as they are kept.
+    seen: Option<RefCell<HashMap<RowKey, Option<Vec<u8>>>>>,
+    /// The audit entry this transaction appended last, if any: the log's
+    /// last, since writers run one at a time.
+    appended: Option<AuditEntry>,
 }
 
 impl Drop for View<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            if wait(c.batch_execute("ROLLBACK")).is_ok() {
+            if wait(c.client.batch_execute("ROLLBACK")).is_ok() {
                 self.store.put_back(c);
             }
         }
@@ -402,33 +456,94 @@ impl Drop for View<'_> {
 
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
-impl View<'_> {
-    fn c(&self) -> Result<&Client> {
+impl<'a> View<'a> {
+    fn on(store: &'a PgMeta, conn: Option<Conn>) -> View<'a> {
+        View { store, conn, failed: Cell::new(false), unsent: RefCell::default(), seen: None, appended: None }
+    }
+
+    fn c(&self) -> Result<&Conn> {
         self.conn.as_ref().ok_or_else(|| ServerError::Store("transaction already ended".into()))
     }
 
+    /// Run `sql` as it is, marking the transaction failed if it fails.
+    fn send(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        let c = self.c()?;
+        let r = c.statement(sql).and_then(|s| wait(c.client.query(&s, params))).map_err(pg_error);
+        if r.is_err() {
+            self.failed.set(true);
+        }
+        r
+    }
+
+    /// Send the writes kept so far: one upsert and one delete per table.
+    fn flush(&self) -> Result<()> {
+        let unsent = std::mem::take(&mut *self.unsent.borrow_mut());
+        if unsent.is_empty() {
+            return Ok(());
+        }
+        type Batch<'b> = (Vec<&'b [u8]>, Vec<&'b [u8]>, Vec<&'b [u8]>);
+        let mut tables: BTreeMap<&str, Batch<'_>> = BTreeMap::new();
+        for ((table, k), v) in &unsent {
+            let (keys, values, gone) = tables.entry(table).or_default();
+            match v {
+                Some(v) => {
+                    keys.push(k);
+                    values.push(v);
+                }
+                None => gone.push(k),
+            }
+        }
+        for (table, (keys, values, gone)) in &tables {
+            if !keys.is_empty() {
+                let sql = format!(
+                    "INSERT INTO {table} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+                );
+                self.send(&sql, &[keys, values])?;
+            }
+            if !gone.is_empty() {
+                self.send(&format!("DELETE FROM {table} WHERE k = ANY($1)"), &[gone])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `sql` after sending the writes kept so far, which it may read.
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
-        let r = wait(self.c()?.query(sql, params)).map_err(pg_error);
-        if r.is_err() {
-            self.failed.set(true);
+        self.flush()?;
+        self.send(sql, params)
+    }
+
+    fn get_raw(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let row = (table, key.to_vec());
+        if let Some(v) = self.unsent.borrow().get(&row) {
+            return Ok(v.clone());
         }
-        r
-    }
-
-    fn exec(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let r = wait(self.c()?.execute(sql, params)).map_err(pg_error);
-        if r.is_err() {
-            self.failed.set(true);
+        if let Some(v) = self.seen.as_ref().and_then(|s| s.borrow().get(&row).cloned()) {
+            return Ok(v);
         }
-        r
+        // A row this transaction has not written: what the database holds.
+        let rows = self.send(&format!("SELECT v FROM {table} WHERE k = $1"), &[&key])?;
+        let v = rows.first().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(pg_error)).transpose()?;
+        if let Some(seen) = &self.seen {
+            let mut seen = seen.borrow_mut();
+            if seen.len() < SEEN {
+                seen.insert(row, v.clone());
+            }
+        }
+        Ok(v)
     }
 
-    fn get_raw(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let rows = self.query(&format!("SELECT v FROM {table} WHERE k = $1"), &[&key])?;
-        rows.first().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(pg_error)).transpose()
+    /// Keep a write to send later.
+    fn keep(&mut self, table: &'static str, key: &[u8], value: Option<&[u8]>) {
+        let row = (table, key.to_vec());
+        if let Some(seen) = &mut self.seen {
+            seen.get_mut().remove(&row);
+        }
+        self.unsent.get_mut().insert(row, value.map(<[u8]>::to_vec));
     }
 
-    fn get<T: DeserializeOwned>(&self, table: &str, key: &[u8], what: &'static str) -> Result<Option<T>> {
+    fn get<T: DeserializeOwned>(&self, table: &'static str, key: &[u8], what: &'static str) -> Result<Option<T>> {
         self.get_raw(table, key)?.map(|v| dec(&v, what)).transpose()
     }
 
@@ -517,22 +632,24 @@ impl View<'_> {
         rows.iter().map(|r| dec(&r.try_get::<_, Vec<u8>>(0).map_err(pg_error)?, what)).collect()
     }
 
-    fn put_raw(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        let sql = format!("INSERT INTO {table} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v");
-        self.exec(&sql, &[&key, &value])?;
+    fn put_raw(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        self.keep(table, key, Some(value));
         Ok(())
     }
 
     /// Store a row; true if the key was new.
-    fn insert_new(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
+    fn insert_new(&mut self, table: &'static str, key: &[u8], value: &[u8]) -> Result<bool> {
         let sql = format!("INSERT INTO {table} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v RETURNING (xmax = 0)");
-        let r = wait(self.c()?.query_one(&sql, &[&key, &value])).map_err(pg_error);
-        let row = r.inspect_err(|_| self.failed.set(true))?;
+        let rows = self.query(&sql, &[&key, &value])?;
+        let row = rows.first().ok_or_else(|| ServerError::Store("no answer to an insert".into()))?;
+        if let Some(seen) = &mut self.seen {
+            seen.get_mut().remove(&(table, key.to_vec()));
+        }
         row.try_get::<_, bool>(0).map_err(pg_error)
     }
 
-    fn del(&mut self, table: &str, key: &[u8]) -> Result<()> {
-        self.exec(&format!("DELETE FROM {table} WHERE k = $1"), &[&key])?;
+    fn del(&mut self, table: &'static str, key: &[u8]) -> Result<()> {
+        self.keep(table, key, None);
         Ok(())
     }
 }
@@ -728,6 +845,9 @@ impl Read for View<'_> {
     }
 
     fn audit_last(&self) -> Result<Option<AuditEntry>> {
+        if let Some(e) = &self.appended {
+            return Ok(Some(e.clone()));
+        }
         let rows = self.range(AUDIT, Bound::Unbounded, Bound::Unbounded, true, 1)?;
         rows.first().map(|(_, v)| dec(v, "audit entry")).transpose()
     }
@@ -909,7 +1029,9 @@ impl Tx for View<'_> {
         let seq = e.body.seq;
         self.put_raw(AUDIT, &seq.to_be_bytes(), &enc(e))?;
         let key = cat(&[e.body.subject.as_bytes(), &[0], &seq.to_be_bytes()]);
-        self.put_raw(AUDIT_SUBJECT, &key, &[])
+        self.put_raw(AUDIT_SUBJECT, &key, &[])?;
+        self.appended = Some(e.clone());
+        Ok(())
     }
 
     fn put_checkpoint(&mut self, seq: u64, cp: &SignedCheckpoint) -> Result<()> {
@@ -930,8 +1052,9 @@ impl Tx for View<'_> {
             // rollback, not an error: say so here.
             return Err(ServerError::Store("a statement of this transaction failed; nothing was written".into()));
         }
+        self.flush()?;
         let c = self.conn.take().ok_or_else(|| ServerError::Store("transaction already ended".into()))?;
-        wait(c.batch_execute("COMMIT")).map_err(pg_error)?;
+        wait(c.client.batch_execute("COMMIT")).map_err(pg_error)?;
         self.store.put_back(c);
         Ok(())
     }

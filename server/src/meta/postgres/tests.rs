@@ -65,7 +65,7 @@ fn a_newer_schema_is_refused_and_reopening_migrates_nothing() {
     let m = PgMeta::open(&url).unwrap();
     assert_eq!(m.read().unwrap().counter("n").unwrap(), Some(7));
     let c = m.conn().unwrap();
-    wait(c.execute("INSERT INTO exhibit_schema (version) VALUES ($1)", &[&(SCHEMA + 1)])).unwrap();
+    wait(c.client.execute("INSERT INTO exhibit_schema (version) VALUES ($1)", &[&(SCHEMA + 1)])).unwrap();
     drop(m);
     let e = PgMeta::open(&url).unwrap_err().to_string();
     assert!(e.contains(&format!("schema {}, written by a newer exhibitd", SCHEMA + 1)), "{e}");
@@ -96,12 +96,12 @@ fn a_failed_statement_makes_commit_fail() {
     let m = fresh(&url);
     let mut tx = m.write().unwrap();
     tx.set_counter("n", 1).unwrap();
-    let v = View { store: &m, conn: None, failed: std::cell::Cell::new(false) };
+    let v = View::on(&m, None);
     assert!(v.c().is_err());
     drop(v);
     // A statement the server refuses aborts the transaction.
-    let mut bad = m.view("BEGIN").unwrap();
-    assert!(bad.exec("INSERT INTO no_such_table VALUES (1)", &[]).is_err());
+    let bad = m.view("BEGIN").unwrap();
+    assert!(bad.query("INSERT INTO no_such_table VALUES (1)", &[]).is_err());
     assert!(Box::new(bad).commit().is_err());
     tx.commit().unwrap();
 }
