@@ -5,7 +5,9 @@
 //! would have to do.
 //!
 //! `cargo bench -p exhibit-server --bench alert_scan` (`EXHIBIT_BENCH_N` to
-//! change N).
+//! change N); with `EXHIBIT_BENCH_POSTGRES=postgres://...` the metadata is
+//! in a scratch schema of that database instead of redb (`bench/nodes.sh`
+//! runs both).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use std::time::Instant;
 use exhibit_proto::frame::{DeliveryState, TransferState};
 use exhibit_proto::{TransferId, UserId};
 use exhibit_server::clock::Clock;
+use exhibit_server::config::{Config, MetadataBackend, MetadataConfig};
 use exhibit_server::core::records::{RecipientRecord, TransferRecord};
-use exhibit_server::{alerts, config::Config, init, Background, ManualClock, Server};
+use exhibit_server::{alerts, init_with, Background, ManualClock, Server};
 
 const NOW: u64 = 1_800_000_000;
 const DUE: usize = 1_000;
@@ -57,7 +60,17 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let out = init(&dir.path().join("data"), "127.0.0.1:0".parse().unwrap(), "localhost", &clock).unwrap();
+    let metadata = match std::env::var("EXHIBIT_BENCH_POSTGRES") {
+        Ok(url) if !url.is_empty() => {
+            let schema = format!("bench_alerts_{}", std::process::id());
+            let url = exhibit_server::meta::postgres::scratch_schema(&url, &schema).unwrap();
+            MetadataConfig { backend: MetadataBackend::Postgres, url: Some(url) }
+        }
+        _ => MetadataConfig::default(),
+    };
+    let backend = if metadata.url.is_some() { "postgres" } else { "redb" };
+    let out =
+        init_with(&dir.path().join("data"), "127.0.0.1:0".parse().unwrap(), "localhost", metadata, &clock).unwrap();
     let mut config = Config::read(&out.config).unwrap();
     config.escalate_after = vec!["4h".into()];
     std::fs::write(&out.config, exhibit_server::config::to_toml(&config).unwrap()).unwrap();
@@ -107,7 +120,7 @@ fn main() {
     assert_eq!(overdue, DUE.min(n));
     assert_eq!(report.raised.len(), DUE.min(n));
     assert!(idle.raised.is_empty());
-    println!("transfers: {n}, due: {}", report.raised.len());
+    println!("metadata: {backend}, transfers: {n}, due: {}", report.raised.len());
     println!("fill:                     {:>10.1} ms", fill.as_secs_f64() * 1e3);
     println!("baseline full pass:       {:>10.1} ms", baseline.as_secs_f64() * 1e3);
     println!("one empty commit (fsync): {:>10.1} ms", commit.as_secs_f64() * 1e3);
