@@ -27,7 +27,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
+use crate::core::records::{
+    AlertRecord, CodeRecord, DashboardLogin, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord,
+};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
@@ -74,9 +76,11 @@ const AUDIT: &str = "audit";
 const AUDIT_SUBJECT: &str = "audit_subject";
 const AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
 const AUDIT_TREE: &str = "audit_tree";
+const DASHBOARD_SESSIONS: &str = "dashboard_sessions";
+const DASHBOARD_LINKS: &str = "dashboard_links";
 
 /// Every table: the names redb gives them.
-const TABLES: [&str; 25] = [
+const TABLES: [&str; 27] = [
     USERS,
     CERTS,
     CODES,
@@ -102,6 +106,8 @@ const TABLES: [&str; 25] = [
     AUDIT_CHECKPOINTS,
     RENEWALS,
     AUDIT_TREE,
+    DASHBOARD_SESSIONS,
+    DASHBOARD_LINKS,
 ];
 
 fn pg_error(e: tokio_postgres::Error) -> ServerError {
@@ -589,6 +595,10 @@ impl Read for View<'_> {
         Ok(out)
     }
 
+    fn dashboard_session(&self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
+        self.get(DASHBOARD_SESSIONS, hash, "dashboard session")
+    }
+
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>> {
         self.get_raw(RENEWALS, new)?.map(|v| hash32(&v, "renewal")).transpose()
     }
@@ -800,6 +810,44 @@ impl Tx for View<'_> {
 
     fn remove_code(&mut self, hash: &[u8; 32]) -> Result<()> {
         self.del(CODES, hash)
+    }
+
+    fn put_dashboard_session(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()> {
+        self.put_raw(DASHBOARD_SESSIONS, hash, &enc(login))
+    }
+
+    fn remove_dashboard_session(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.del(DASHBOARD_SESSIONS, hash)
+    }
+
+    fn put_dashboard_link(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()> {
+        self.put_raw(DASHBOARD_LINKS, hash, &enc(login))
+    }
+
+    fn take_dashboard_link(&mut self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
+        // One statement: of two transactions deleting the row (under the
+        // writers' lock or not), only the first to commit gets it back.
+        let rows =
+            self.query(&format!("DELETE FROM {DASHBOARD_LINKS} WHERE k = $1 RETURNING v"), &[&hash.as_slice()])?;
+        match rows.first() {
+            Some(r) => Ok(Some(dec(&r.try_get::<_, Vec<u8>>(0).map_err(pg_error)?, "dashboard link")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn sweep_dashboard(&mut self, now: u64) -> Result<usize> {
+        let mut gone = 0;
+        for table in [DASHBOARD_SESSIONS, DASHBOARD_LINKS] {
+            // A small table (the logins of the last few hours), its expiry
+            // inside the record as redb keeps it.
+            for (k, v) in self.all(table)? {
+                if dec::<DashboardLogin>(&v, "dashboard login")?.expires_at <= now {
+                    self.del(table, &k)?;
+                    gone += 1;
+                }
+            }
+        }
+        Ok(gone)
     }
 
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()> {
