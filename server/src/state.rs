@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use exhibit_proto::UserId;
-
 use crate::authority::Authority;
 use crate::budget;
 use crate::chunks::{self, ChunkStore};
@@ -46,8 +44,6 @@ pub struct State {
     pub deletes: chunks::DeleteGate,
     /// The admin dashboard's URL (`https://host:port`), once it listens.
     pub dashboard_url: std::sync::OnceLock<String>,
-    /// One-time dashboard login codes (BLAKE3 of the code → admin, expiry).
-    pub dashboard_logins: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
     /// Chunk buffers, reused across uploads and downloads.
     pub buffers: Arc<chunks::Pool>,
     /// Chunk bytes in memory for downloads at once, across every
@@ -93,7 +89,6 @@ impl State {
             conns: Default::default(),
             deletes: Default::default(),
             dashboard_url: Default::default(),
-            dashboard_logins: Default::default(),
             buffers: Arc::new(chunks::Pool::new(BUFFER_POOL)),
             download_memory: budget::Budget::new(settings.download_memory),
             upload_memory: budget::Budget::new(settings.upload_memory),

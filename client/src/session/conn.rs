@@ -94,15 +94,78 @@ fn server_name(server: &str) -> Result<ServerName<'static>, ClientError> {
     ServerName::try_from(host.to_owned()).map_err(|e| err(format!("server name: {e}")))
 }
 
-async fn resolve(server: &str) -> Result<(SocketAddr, ServerName<'static>), ClientError> {
+/// How long a QUIC handshake with one of a name's several addresses may
+/// take before the next is tried (as a TCP connection's handshake is
+/// bounded). The last address tried has the transport's own bound, its
+/// idle timeout, as a name with one address always had.
+pub const ADDRESS_WAIT: Duration = exhibit_net::tcp::HANDSHAKE_TIMEOUT;
+
+/// Every address `server` (`host:port`) resolves to, in the resolver's
+/// order, and the name the server's certificate must carry.
+async fn resolve(server: &str) -> Result<(Vec<SocketAddr>, ServerName<'static>), ClientError> {
     let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
     let name = server_name(server)?;
-    let addr = tokio::net::lookup_host(server)
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("no address".into()))?;
-    Ok((addr, name))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(server).await.map_err(|e| err(e.to_string()))?.collect();
+    if addrs.is_empty() {
+        return Err(err("no address".into()));
+    }
+    Ok((addrs, name))
+}
+
+/// Why one address gave no connection.
+#[derive(Debug)]
+enum Attempt {
+    /// The server answered with a refusal (revoked, say): the
+    /// deployment's answer, not asked again at another address.
+    Answered(ClientError),
+    /// Nothing usable came back (no answer, a failed handshake): the
+    /// next address is tried.
+    Failed(String),
+}
+
+/// Try `attempt` on each of `addrs` in turn until one connects, each
+/// bounded by `wait` unless it is the last. One address: its own error, as
+/// it was before names had several. Several that all fail: one error
+/// naming what each said.
+async fn each_address<T, F, Fut>(
+    server: &str,
+    addrs: &[SocketAddr],
+    wait: Duration,
+    mut attempt: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Attempt>>,
+{
+    let mut failed = vec![];
+    for (i, &addr) in addrs.iter().enumerate() {
+        let last = i + 1 == addrs.len();
+        let r = match last {
+            true => attempt(addr).await,
+            false => tokio::time::timeout(wait, attempt(addr)).await.unwrap_or_else(|_| {
+                // Debug: "10s", or "200ms" for a wait under a second.
+                Err(Attempt::Failed(format!("no answer within {wait:?}")))
+            }),
+        };
+        match r {
+            Ok(c) => return Ok(c),
+            Err(Attempt::Answered(e)) => return Err(e),
+            Err(Attempt::Failed(why)) if addrs.len() == 1 => {
+                return Err(ClientError::Connect { server: server.to_owned(), reason: why })
+            }
+            Err(Attempt::Failed(why)) => {
+                if !last {
+                    tracing::info!(%server, %addr, %why, "address not reached; trying the next");
+                }
+                failed.push(format!("{addr}: {why}"));
+            }
+        }
+    }
+    let reason = match failed.is_empty() {
+        true => "no address".to_owned(),
+        false => format!("none of its {} addresses answered ({})", addrs.len(), failed.join("; ")),
+    };
+    Err(ClientError::Connect { server: server.to_owned(), reason })
 }
 
 /// TLS 1.3, trusting only the CA `ca_der`, presenting `identity` if given:
@@ -296,6 +359,21 @@ impl Conn {
         Conn::connect_via(Some(bind), server, ca_der, identity, &exhibit_proto::PROTOCOLS).await
     }
 
+    /// As [`Conn::connect`], to the addresses `addrs` of `server` (which
+    /// names the certificate), tried in turn, each but the last for at
+    /// most `wait`. For tests, and callers that resolved the name
+    /// themselves.
+    pub async fn connect_addresses(
+        server: &str,
+        addrs: &[SocketAddr],
+        wait: Duration,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+    ) -> Result<Conn, ClientError> {
+        let name = server_name(server)?;
+        Conn::connect_to(None, server, addrs, name, wait, ca_der, identity, &exhibit_proto::PROTOCOLS).await
+    }
+
     async fn connect_via(
         bind: Option<SocketAddr>,
         server: &str,
@@ -303,8 +381,24 @@ impl Conn {
         identity: Option<Identity<'_>>,
         protocols: &[&[u8]],
     ) -> Result<Conn, ClientError> {
+        let (addrs, name) = resolve(server).await?;
+        Conn::connect_to(bind, server, &addrs, name, ADDRESS_WAIT, ca_der, identity, protocols).await
+    }
+
+    /// QUIC to each of `addrs` in turn ([`each_address`]), the
+    /// certificate checked against `name` whichever answers.
+    #[allow(clippy::too_many_arguments)]
+    async fn connect_to(
+        bind: Option<SocketAddr>,
+        server: &str,
+        addrs: &[SocketAddr],
+        name: ServerName<'static>,
+        wait: Duration,
+        ca_der: &[u8],
+        identity: Option<Identity<'_>>,
+        protocols: &[&[u8]],
+    ) -> Result<Conn, ClientError> {
         let err = |reason: String| ClientError::Connect { server: server.to_owned(), reason };
-        let (addr, name) = resolve(server).await?;
         let mut tls = tls_config(server, ca_der, identity)?;
         tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| err(e.to_string()))?;
@@ -313,23 +407,38 @@ impl Conn {
         let mut transport = exhibit_net::transport(idle);
         transport.keep_alive_interval(Some(exhibit_net::KEEP_ALIVE));
         config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = match bind {
-            Some(b) => b,
-            None => {
-                if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| err("bind address".into()))?
-            }
-        };
-        let mut endpoint = exhibit_net::udp_endpoint(bind, None).map_err(|e| err(format!("UDP socket: {e}")))?;
-        endpoint.set_default_client_config(config);
         let sni = match &name {
             ServerName::DnsName(d) => d.as_ref().to_owned(),
             ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
             _ => "localhost".to_owned(),
         };
-        let conn = endpoint.connect(addr, &sni).map_err(|e| err(e.to_string()))?.await.map_err(|e| {
-            let why = format!("handshake: {e}");
-            connect_error(server, Some(Closed::from(&e)), &why)
-        })?;
+        // An endpoint per address (of its family), dropped if it fails.
+        let attempt = |addr: SocketAddr| {
+            let (config, sni) = (config.clone(), sni.as_str());
+            async move {
+                let bind: SocketAddr = match bind {
+                    Some(b) => b,
+                    None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+                    None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                };
+                let mut endpoint =
+                    exhibit_net::udp_endpoint(bind, None).map_err(|e| Attempt::Failed(format!("UDP socket: {e}")))?;
+                endpoint.set_default_client_config(config);
+                let connecting = endpoint.connect(addr, sni).map_err(|e| Attempt::Failed(e.to_string()))?;
+                match connecting.await {
+                    Ok(c) => Ok((c, endpoint)),
+                    Err(e) => {
+                        let why = format!("handshake: {e}");
+                        let closed = Closed::from(&e);
+                        match refused_why(&closed) {
+                            Some(_) => Err(Attempt::Answered(connect_error(server, Some(closed), &why))),
+                            None => Err(Attempt::Failed(why)),
+                        }
+                    }
+                }
+            }
+        };
+        let (conn, endpoint) = each_address(server, addrs, wait, attempt).await?;
         let conn = Connection::Quic(conn);
         let route = Route { transport: Transport::Quic, addr: server.to_owned(), proxy: None, fallback: None };
         Ok(Conn { offers: conn.takes_offers(), conn, _endpoint: Some(endpoint), server: server.to_owned(), route })
@@ -687,5 +796,79 @@ mod tests {
         assert!(upload_time(chunk as usize) >= crossing + REQUEST_TIMEOUT, "{:?}", upload_time(chunk as usize));
         // A small body is not held to more than the answer's time plus its crossing.
         assert!(upload_time(1000) <= REQUEST_TIMEOUT + Duration::from_secs(1));
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    /// A name's addresses are tried in order until one connects: one
+    /// that fails or never answers (within `wait`) is passed over.
+    #[tokio::test]
+    async fn each_address_is_tried_in_turn_past_a_failed_and_a_silent_one() {
+        let list = addrs(&["[::1]:4433", "127.0.0.2:4433", "127.0.0.1:4433"]);
+        let mut tried = vec![];
+        let got = each_address("localhost:4433", &list, Duration::from_millis(200), |a| {
+            tried.push(a);
+            async move {
+                match a.port() {
+                    _ if a.is_ipv6() => Err(Attempt::Failed("handshake: refused".into())),
+                    _ if a.ip() == std::net::Ipv4Addr::new(127, 0, 0, 2) => std::future::pending().await,
+                    _ => Ok(a),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, list[2]);
+        assert_eq!(tried, list);
+    }
+
+    /// None answers: one error naming every address and what it said.
+    /// One address: its own words, as before names had several.
+    #[tokio::test]
+    async fn every_failure_is_named_when_no_address_answers() {
+        let list = addrs(&["[::1]:4433", "127.0.0.1:4433"]);
+        let e = each_address::<(), _, _>("localhost:4433", &list, Duration::from_millis(200), |a| async move {
+            match a.is_ipv6() {
+                true => std::future::pending().await,
+                false => Err(Attempt::Failed("handshake: timed out".into())),
+            }
+        })
+        .await
+        .unwrap_err();
+        let ClientError::Connect { server, reason } = &e else { panic!("{e:?}") };
+        assert_eq!(server, "localhost:4433");
+        assert_eq!(
+            reason,
+            "none of its 2 addresses answered ([::1]:4433: no answer within 200ms; 127.0.0.1:4433: handshake: timed out)"
+        );
+        let one = each_address::<(), _, _>("localhost:4433", &list[1..], Duration::from_secs(10), |_| async {
+            Err(Attempt::Failed("handshake: timed out".into()))
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(&one, ClientError::Connect { reason, .. } if reason == "handshake: timed out"), "{one:?}");
+    }
+
+    /// A refusal from the server (revoked, say) is the deployment's
+    /// answer: the next address is not asked.
+    #[tokio::test]
+    async fn a_refusal_is_not_asked_again_at_the_next_address() {
+        let list = addrs(&["127.0.0.1:4433", "127.0.0.2:4433"]);
+        let mut tried = 0;
+        let e = each_address::<(), _, _>("localhost:4433", &list, Duration::from_secs(10), |_| {
+            tried += 1;
+            async {
+                Err(Attempt::Answered(ClientError::Revoked {
+                    server: "localhost:4433".into(),
+                    reason: "revoked".into(),
+                }))
+            }
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(e, ClientError::Revoked { .. }), "{e:?}");
+        assert_eq!(tried, 1);
     }
 }

@@ -72,6 +72,18 @@ pub struct CodeRecord {
     pub expires_at: u64,
 }
 
+/// A dashboard login held in the metadata store, so that every node of a
+/// deployment knows it: a session (under BLAKE3 of its cookie) or a
+/// one-time login link (under BLAKE3 of its code). The secret itself is
+/// never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardLogin {
+    /// Who actions are recorded as: an admin, or the token's actor.
+    pub actor: UserId,
+    /// Until when (server clock, seconds).
+    pub expires_at: u64,
+}
+
 /// One recipient of a transfer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientRecord {

@@ -6,7 +6,7 @@ use exhibit_proto::audit::{AuditBody, AuditEntry, Checkpoint};
 use exhibit_proto::frame::{AlertInfo, AlertKind, DeliveryState};
 use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, SignedReceipt, TransferId, UserId};
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UserRecord};
+use crate::core::records::{AlertRecord, CodeRecord, DashboardLogin, Due, OrgRecord, TransferRecord, UserRecord};
 use crate::meta::{Mailbox, MetaStore};
 
 type Check = Result<(), String>;
@@ -68,6 +68,8 @@ pub fn run(make: &mut dyn FnMut() -> Box<dyn MetaStore>, scratch: &std::path::Pa
     audit_log(make().as_ref())?;
     audit_tree(make().as_ref())?;
     own_writes(make().as_ref())?;
+    dashboard_logins(make().as_ref())?;
+    links_taken_at_once(make().as_ref())?;
     transactions(make().as_ref(), scratch)
 }
 
@@ -117,6 +119,122 @@ fn users_and_certificates(m: &dyn MetaStore) -> Check {
     }
     if ok(r.renewals_of(&[1; 32]), "renewals_of")? != vec![[5; 32]] {
         return fail("a removed renewal is still listed");
+    }
+    Ok(())
+}
+
+fn login(actor: &str, expires_at: u64) -> DashboardLogin {
+    DashboardLogin { actor: user(actor).user, expires_at }
+}
+
+/// Dashboard sessions and one-time links: stored, found by their hash
+/// (sessions and links apart), a link taken once, a session removed, and
+/// the expired ones swept (at their expiry, not before).
+fn dashboard_logins(m: &dyn MetaStore) -> Check {
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_dashboard_session(&[1; 32], &login("admin", 100)), "put_dashboard_session")?;
+    ok(tx.put_dashboard_session(&[2; 32], &login("dashboard", 200)), "put_dashboard_session")?;
+    ok(tx.put_dashboard_link(&[3; 32], &login("admin", 100)), "put_dashboard_link")?;
+    ok(tx.put_dashboard_link(&[4; 32], &login("admin", 300)), "put_dashboard_link")?;
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.dashboard_session(&[1; 32]), "dashboard_session")? != Some(login("admin", 100))
+        || ok(r.dashboard_session(&[2; 32]), "dashboard_session")? != Some(login("dashboard", 200))
+    {
+        return fail("a stored dashboard session does not read back the same");
+    }
+    if ok(r.dashboard_session(&[3; 32]), "dashboard_session")?.is_some() {
+        return fail("a one-time link is found as a session");
+    }
+    drop(r);
+    let mut tx = ok(m.write(), "write")?;
+    if ok(tx.take_dashboard_link(&[1; 32]), "take_dashboard_link")?.is_some() {
+        return fail("a session is taken as a one-time link");
+    }
+    if ok(tx.take_dashboard_link(&[4; 32]), "take_dashboard_link")? != Some(login("admin", 300)) {
+        return fail("a stored one-time link is not taken back the same");
+    }
+    if ok(tx.take_dashboard_link(&[4; 32]), "take_dashboard_link")?.is_some() {
+        return fail("a one-time link is taken twice in one transaction");
+    }
+    ok(tx.commit(), "commit")?;
+    let mut tx = ok(m.write(), "write")?;
+    if ok(tx.take_dashboard_link(&[4; 32]), "take_dashboard_link")?.is_some() {
+        return fail("a one-time link is taken again after its taking committed");
+    }
+    drop(tx);
+    // Dropped without commit: a taking rolled back leaves the link.
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_dashboard_link(&[5; 32], &login("admin", 300)), "put_dashboard_link")?;
+    ok(tx.commit(), "commit")?;
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.take_dashboard_link(&[5; 32]), "take_dashboard_link")?;
+    drop(tx);
+    let mut tx = ok(m.write(), "write")?;
+    if ok(tx.take_dashboard_link(&[5; 32]), "take_dashboard_link")?.is_none() {
+        return fail("a one-time link taken in a transaction rolled back is gone");
+    }
+    ok(tx.remove_dashboard_session(&[2; 32]), "remove_dashboard_session")?;
+    ok(tx.commit(), "commit")?;
+    if ok(ok(m.read(), "read")?.dashboard_session(&[2; 32]), "dashboard_session")?.is_some() {
+        return fail("a removed dashboard session is still found");
+    }
+
+    // Sweep: session 1 and link 3 expire at 100; session 6 at 101.
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_dashboard_session(&[6; 32], &login("admin", 101)), "put_dashboard_session")?;
+    if ok(tx.sweep_dashboard(99), "sweep_dashboard")? != 0 {
+        return fail("a sweep removed a dashboard login before its expiry");
+    }
+    if ok(tx.sweep_dashboard(100), "sweep_dashboard")? != 2 {
+        return fail("a sweep at the expiry did not remove exactly the expired session and link");
+    }
+    ok(tx.commit(), "commit")?;
+    let r = ok(m.read(), "read")?;
+    if ok(r.dashboard_session(&[1; 32]), "dashboard_session")?.is_some() {
+        return fail("a swept dashboard session is still found");
+    }
+    if ok(r.dashboard_session(&[6; 32]), "dashboard_session")?.is_none() {
+        return fail("a sweep removed a dashboard session that had not expired");
+    }
+    drop(r);
+    let mut tx = ok(m.write(), "write")?;
+    if ok(tx.take_dashboard_link(&[3; 32]), "take_dashboard_link")?.is_some() {
+        return fail("a swept one-time link is still taken");
+    }
+    Ok(())
+}
+
+/// One one-time link taken by several transactions at once (as by
+/// several nodes' logins): exactly one gets it, every time.
+fn links_taken_at_once(m: &dyn MetaStore) -> Check {
+    const TAKERS: usize = 4;
+    for round in 0..8u8 {
+        let mut tx = ok(m.write(), "write")?;
+        ok(tx.put_dashboard_link(&[round; 32], &login("admin", 300)), "put_dashboard_link")?;
+        ok(tx.commit(), "commit")?;
+        let start = std::sync::Barrier::new(TAKERS);
+        let got: Vec<Result<bool, String>> = std::thread::scope(|s| {
+            let takers: Vec<_> = (0..TAKERS)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let mut tx = ok(m.write(), "write")?;
+                        let found = ok(tx.take_dashboard_link(&[round; 32]), "take_dashboard_link")?.is_some();
+                        ok(tx.commit(), "commit")?;
+                        Ok(found)
+                    })
+                })
+                .collect();
+            takers.into_iter().map(|t| t.join().unwrap_or_else(|_| fail("a taker panicked"))).collect()
+        });
+        let mut taken = 0;
+        for g in got {
+            taken += usize::from(g?);
+        }
+        if taken != 1 {
+            return fail(&format!("a one-time link taken by {TAKERS} transactions at once was got by {taken}"));
+        }
     }
     Ok(())
 }

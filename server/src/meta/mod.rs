@@ -17,7 +17,9 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use exhibit_proto::case::CaseInfo;
 use exhibit_proto::org::OrgId;
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
+use crate::core::records::{
+    AlertRecord, CodeRecord, DashboardLogin, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord,
+};
 use crate::error::ServerError;
 
 #[doc(hidden)]
@@ -129,6 +131,9 @@ pub trait Read {
     fn code(&self, hash: &[u8; 32]) -> Result<Option<CodeRecord>>;
     /// Hashes of the codes issued to `user`.
     fn codes_of(&self, user: &UserId) -> Result<Vec<[u8; 32]>>;
+    /// A dashboard session by BLAKE3 of its cookie, expired or not (the
+    /// caller compares `expires_at` with its clock).
+    fn dashboard_session(&self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>>;
     /// The certificate a renewed one (`new`) replaces, while it is unused.
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>>;
     /// Every pending renewal of the certificate `old`.
@@ -217,6 +222,19 @@ pub trait Tx: Read {
     fn put_code(&mut self, hash: &[u8; 32], code: &CodeRecord) -> Result<()>;
     /// Consume a code.
     fn remove_code(&mut self, hash: &[u8; 32]) -> Result<()>;
+    /// Store a dashboard session under BLAKE3 of its cookie.
+    fn put_dashboard_session(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()>;
+    /// End a dashboard session (logout).
+    fn remove_dashboard_session(&mut self, hash: &[u8; 32]) -> Result<()>;
+    /// Store a one-time dashboard login link under BLAKE3 of its code.
+    fn put_dashboard_link(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()>;
+    /// Remove a one-time link and return what it was, expired or not: of
+    /// two transactions taking one link, on any nodes, only the first to
+    /// commit finds it.
+    fn take_dashboard_link(&mut self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>>;
+    /// Remove every dashboard session and link that expired at or before
+    /// `now`; returns how many.
+    fn sweep_dashboard(&mut self, now: u64) -> Result<usize>;
     /// Note a renewed certificate and the one it replaces.
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()>;
     /// Forget a renewal.

@@ -6,9 +6,10 @@
 //! from `/assets/`.
 //!
 //! Login is the configured admin token, typed into a form, compared in
-//! constant time; it buys a random session id in an `HttpOnly`,
-//! `SameSite=Strict` cookie. Every POST form carries the session's CSRF
-//! token. Actions call the same `app` functions the QUIC admin
+//! constant time, or an admin's one-time link; it buys a random session id
+//! in an `HttpOnly`, `SameSite=Strict` cookie. Sessions and links are kept
+//! in the metadata store (`sessions`), so every node sharing it knows
+//! them. Every POST form carries the session's CSRF token. Actions call the same `app` functions the QUIC admin
 //! requests use. `/metrics` (Prometheus text) takes the session cookie or
 //! `Authorization: Bearer <admin_token>`.
 
@@ -32,6 +33,7 @@ use crate::error::ServerError;
 use crate::state::State;
 
 mod pages;
+mod sessions;
 use pages::{confirm_revoke, login_page, once_page};
 
 /// GOV.UK Frontend's CSS and the components' markup, shared with `exhibit ui`.
@@ -79,7 +81,6 @@ impl Dashboard {
         let web = Arc::new(Web {
             state: state.clone(),
             token: blake3::hash(cfg.admin_token.as_bytes()),
-            sessions: Mutex::new(HashMap::new()),
             audit: Mutex::new(None),
             logins: Mutex::new(Throttle::default()),
         });
@@ -110,30 +111,20 @@ impl Dashboard {
     }
 }
 
-struct Session {
-    csrf: String,
-    expires: u64,
-    actor: UserId,
-}
-
 /// A one-time login link for `admin` (who authenticated with their client
 /// certificate over QUIC): the URL and its expiry.
 pub fn one_time_login(state: &State, admin: UserId, now: u64) -> Result<(String, u64), ServerError> {
     let Some(base) = state.dashboard_url.get() else {
         return Err(ServerError::Conflict("this server has no dashboard ([dashboard] in exhibitd.toml)".into()));
     };
-    let code = random_hex();
     let expires = now.saturating_add(ONE_TIME_SECS);
-    let mut logins = state.dashboard_logins.lock().map_err(|_| ServerError::Store("login table poisoned".into()))?;
-    logins.retain(|_, (_, e)| *e > now);
-    logins.insert(*blake3::hash(code.as_bytes()).as_bytes(), (admin, expires));
+    let code = sessions::new_link(state, admin, now, expires)?;
     Ok((format!("{base}/once/{code}"), expires))
 }
 
 struct Web {
     state: Arc<State>,
     token: blake3::Hash,
-    sessions: Mutex<HashMap<String, Session>>,
     /// Result of the last audit verification from the dashboard.
     audit: Mutex<Option<(u64, Result<String, String>)>>,
     /// Wrong admin tokens by source address.
@@ -262,10 +253,6 @@ fn cookie(req: &Parts, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn random_hex() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
-}
-
 /// Every request: a POST's form is read here, then the page is made on a
 /// blocking thread (the store and the audit log are synchronous). The
 /// routes are one `match` in [`Web::route`]: what an unknown path or
@@ -287,20 +274,15 @@ impl Web {
         blake3::hash(given.as_bytes()) == self.token
     }
 
-    /// The caller's session id, CSRF token and actor, if logged in (and,
-    /// for an admin's own login, still an unrevoked admin).
-    fn session(&self, req: &Parts) -> Option<(String, String, UserId)> {
-        let id = cookie(req, COOKIE)?;
-        let now = self.state.clock.now();
-        let found = {
-            let mut s = self.sessions.lock().ok()?;
-            s.retain(|_, v| v.expires > now);
-            s.get(&id).map(|v| (id.clone(), v.csrf.clone(), v.actor.clone()))
-        }?;
-        if found.2.as_str() != ACTOR && self.admin(&found.2).is_none() {
-            return None;
+    /// The caller's session, if logged in (and, for an admin's own login,
+    /// still an unrevoked admin).
+    fn session(&self, req: &Parts) -> Result<Option<sessions::Session>, ServerError> {
+        let Some(id) = cookie(req, COOKIE) else { return Ok(None) };
+        let Some(found) = sessions::find(&self.state, &id, self.state.clock.now())? else { return Ok(None) };
+        if found.actor.as_str() != ACTOR && self.admin(&found.actor).is_none() {
+            return Ok(None);
         }
-        Some(found)
+        Ok(Some(found))
     }
 
     /// `user`, if an enrolled, unrevoked admin.
@@ -318,7 +300,11 @@ impl Web {
                 .get("Authorization")
                 .and_then(|h| h.to_str().ok())
                 .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned));
-            if self.session(req).is_none() && !bearer.is_some_and(|b| self.token_ok(&b)) {
+            let session = match self.session(req) {
+                Ok(s) => s,
+                Err(e) => return error_page(status_of(&e), &e.to_string()),
+            };
+            if session.is_none() && !bearer.is_some_and(|b| self.token_ok(&b)) {
                 return with_headers(
                     error_page(401, "log in or send Authorization: Bearer <admin_token>"),
                     &[("WWW-Authenticate", "Bearer")],
@@ -338,7 +324,11 @@ impl Web {
                 return once_page(code);
             }
         }
-        let Some((sid, csrf, actor)) = self.session(req) else {
+        let session = match self.session(req) {
+            Ok(s) => s,
+            Err(e) => return error_page(status_of(&e), &e.to_string()),
+        };
+        let Some(sessions::Session { sid, csrf, actor }) = session else {
             return match (method, path.as_str()) {
                 (Method::GET, "/" | "/login") => login_page(200, ""),
                 (Method::GET, _) => error_page(404, "not found"),
@@ -370,8 +360,8 @@ impl Web {
         }
         let r = match path.as_str() {
             "/logout" => {
-                if let Ok(mut s) = self.sessions.lock() {
-                    s.remove(&sid);
+                if let Err(e) = sessions::end(&self.state, &sid) {
+                    return error_page(status_of(&e), &e.to_string());
                 }
                 return with_headers(
                     redirect("/"),
@@ -409,9 +399,11 @@ impl Web {
         };
         let now = self.state.clock.now();
         let actor = if let Some(code) = form.get("once") {
-            let key = *blake3::hash(code.as_bytes()).as_bytes();
-            let found = self.state.dashboard_logins.lock().ok().and_then(|mut l| l.remove(&key));
-            match found.filter(|(_, e)| *e > now).and_then(|(u, _)| self.admin(&u)) {
+            let found = match sessions::take_link(&self.state, code, now) {
+                Ok(f) => f,
+                Err(e) => return error_page(status_of(&e), &e.to_string()),
+            };
+            match found.and_then(|u| self.admin(&u)) {
                 Some(u) => u,
                 None => return login_page(403, "That login link is used, expired or not an admin's."),
             }
@@ -450,15 +442,11 @@ impl Web {
         if let Err(e) = app::audit::record(&self.state, Ev::new(now, &actor, "dashboard-login", &actor)) {
             return error_page(500, &e.to_string());
         }
-        let sid = random_hex();
-        let expires = now.saturating_add(SESSION_SECS);
-        match self.sessions.lock() {
-            Ok(mut s) => {
-                s.insert(sid.clone(), Session { csrf: random_hex(), expires, actor });
-            }
-            Err(_) => return error_page(500, "session table poisoned"),
-        }
-        let cookie = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}");
+        let session = match sessions::new_session(&self.state, actor, now, now.saturating_add(SESSION_SECS)) {
+            Ok(s) => s,
+            Err(e) => return error_page(status_of(&e), &e.to_string()),
+        };
+        let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}", session.sid);
         with_headers(redirect("/"), &[("Set-Cookie", &cookie)])
     }
 

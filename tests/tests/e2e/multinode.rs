@@ -4,8 +4,9 @@
 //! scanning the same due deadlines raise each alert once, a revocation
 //! through one node is held by the other at the next request, and closes
 //! the user's connections there at once (PostgreSQL LISTEN/NOTIFY, also
-//! after the listening connection is lost), and a client whose first node
-//! is gone carries on through the second.
+//! after the listening connection is lost), a client whose first node
+//! is gone carries on through the second, and dashboard sessions and
+//! one-time links made on one node hold on the other.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,5 +208,94 @@ async fn a_revocation_through_node_a_closes_the_connection_held_on_node_b() {
         "with its listener cut, node B closed carol's connection {:?} after the revocation was asked",
         asked.elapsed()
     );
+    drop(b);
+}
+
+/// The admin's token, for the dashboard on both nodes.
+const TOKEN: &str = "dashboard-test-token-0123456789-abc";
+
+fn with_dashboard(c: &mut exhibit_server::config::Config) {
+    c.dashboard = Some(exhibit_server::config::DashboardConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN))
+}
+
+/// The session cookie (`name=value`) a login answered with.
+fn cookie_of(login: &crate::browser::Http) -> String {
+    let set = login.headers.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+    set.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_owned()
+}
+
+/// Issue 22: dashboard logins are in the database, so every node knows
+/// them. A one-time link made through node A logs in on node B, and is
+/// then refused by both; the session cookie B gave works on A; logging out
+/// on B ends it on A; a link past its expiry (5 min) is refused, as is a
+/// session past its own (8 h), on the other node than the one that made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_links_and_sessions_made_on_one_node_hold_on_the_other() {
+    use crate::browser::http;
+    let Some(meta) = crate::postgres::scratch("dashboard").await else { return };
+    let clock = ManualClock::new(T0);
+    let f = Fixture::with_metadata_and(Arc::new(clock.clone()), Background::Off, with_dashboard, meta).await;
+    let b = f.second_node().await;
+    let dash_a = f.server().dashboard_addr().unwrap().to_string();
+    let dash_b = b.dashboard_addr().unwrap().to_string();
+    assert_ne!(dash_a, dash_b);
+    // The admin's client asks node A for the link: it names A's dashboard.
+    let (url, _) = admin::dashboard_login(&f.admin).await.unwrap();
+    let code = url.strip_prefix(&format!("http://{dash_a}/once/")).expect("a link to node A").to_owned();
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let once = format!("once={code}");
+
+    tokio::task::block_in_place(|| {
+        let login = http("POST", &dash_b, "/login", &[form], once.as_bytes());
+        assert_eq!(login.status, 303, "node B takes node A's link: {}", login.text());
+        let cookie = cookie_of(&login);
+        for dash in [&dash_a, &dash_b] {
+            let again = http("POST", dash, "/login", &[form], once.as_bytes());
+            assert_eq!(again.status, 403, "a used link on {dash}: {}", again.text());
+        }
+        let on_a = http("GET", &dash_a, "/", &[("Cookie", &cookie)], b"");
+        assert_eq!(on_a.status, 200);
+        assert!(on_a.text().contains("Logged in as <strong>admin</strong>"), "B's session on A: {}", on_a.text());
+        let on_b = http("GET", &dash_b, "/", &[("Cookie", &cookie)], b"");
+        assert!(on_b.text().contains("Logged in as <strong>admin</strong>"), "{}", on_b.text());
+        // The CSRF token of the page A served is good on B.
+        let csrf = on_a.text().split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let out = http("POST", &dash_b, "/logout", &[form, ("Cookie", &cookie)], format!("csrf={csrf}").as_bytes());
+        assert_eq!(out.status, 303, "{}", out.text());
+        for dash in [&dash_a, &dash_b] {
+            let after = http("GET", dash, "/", &[("Cookie", &cookie)], b"");
+            assert!(after.text().contains("admin login"), "logged out on B, still in on {dash}: {}", after.text());
+        }
+    });
+
+    // A link used after its 5 minutes, on the other node: refused.
+    let (url, _) = admin::dashboard_login(&f.admin).await.unwrap();
+    let code = url.rsplit_once("/once/").unwrap().1.to_owned();
+    clock.advance(301);
+    let cookie = tokio::task::block_in_place(|| {
+        let late = http("POST", &dash_b, "/login", &[form], format!("once={code}").as_bytes());
+        assert_eq!(late.status, 403, "an expired link: {}", late.text());
+        // A token login on A, past its 8 hours on B: logged out.
+        let login = http("POST", &dash_a, "/login", &[form], format!("token={TOKEN}").as_bytes());
+        assert_eq!(login.status, 303, "{}", login.text());
+        cookie_of(&login)
+    });
+    tokio::task::block_in_place(|| {
+        let on_b = http("GET", &dash_b, "/", &[("Cookie", &cookie)], b"");
+        assert!(on_b.text().contains("Logged in as <strong>dashboard</strong>"), "{}", on_b.text());
+    });
+    // A link never used.
+    admin::dashboard_login(&f.admin).await.unwrap();
+    clock.advance(8 * HOUR);
+    tokio::task::block_in_place(|| {
+        let on_b = http("GET", &dash_b, "/", &[("Cookie", &cookie)], b"");
+        assert!(on_b.text().contains("admin login"), "an expired session: {}", on_b.text());
+        // The next login sweeps the expired session and the unused link.
+        let login = http("POST", &dash_b, "/login", &[form], format!("token={TOKEN}").as_bytes());
+        assert_eq!(login.status, 303, "{}", login.text());
+    });
+    let mut tx = f.state().meta.write().unwrap();
+    assert_eq!(tx.sweep_dashboard(clock.now()).unwrap(), 0, "expired logins left in the database");
+    drop(tx);
     drop(b);
 }

@@ -491,3 +491,42 @@ async fn a_send_and_fetch_over_a_slow_tcp_line_complete() {
     let carried = carried.load(std::sync::atomic::Ordering::Relaxed);
     assert!(carried > 2 * size as u64, "the line carried {carried} bytes: not the send and the fetch");
 }
+
+/// Issue 22: a DNS name with several addresses is tried address by
+/// address. Here the name is `localhost` (which a fresh machine may
+/// resolve to 127.0.0.1 alone) and the addresses are given: the first
+/// never answers, the second is the server. The connection goes to the
+/// second after the first's wait, with the certificate checked against
+/// the name; when none answers, the error names each address and what it
+/// said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_several_addresses_connects_through_the_first_that_answers() {
+    use exhibit_proto::frame::{Request, Response};
+    let f = Fixture::over(Choice::Quic).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let p = alice.load().unwrap();
+    let identity = Some((p.tls_cert.as_slice(), p.tls_key.as_slice()));
+    let silent = silent_udp();
+    let server: std::net::SocketAddr = f.addr.parse().unwrap();
+    let name = format!("localhost:{}", server.port());
+    let wait = Duration::from_secs(1);
+
+    let asked = std::time::Instant::now();
+    let list = [silent.local_addr().unwrap(), server];
+    let c = Conn::connect_addresses(&name, &list, wait, &p.ca_der, identity).await.unwrap();
+    assert!(asked.elapsed() >= wait, "the silent address was given its wait first");
+    let r = c.request(&Request::WhoAmI).await.unwrap();
+    assert!(matches!(r, Response::WhoAmI { .. }), "{r:?}");
+    assert_eq!(f.state().conns.count_of(&uid("alice")), 1, "alice is connected, through the second address");
+
+    // Neither answers usefully: the second is another deployment, whose
+    // certificate this CA does not vouch for.
+    let other = Fixture::over(Choice::Quic).await;
+    let list = [silent.local_addr().unwrap(), other.addr.parse().unwrap()];
+    let e = Conn::connect_addresses(&name, &list, wait, &p.ca_der, identity).await.unwrap_err();
+    let ClientError::Connect { server: named, reason } = &e else { panic!("{e:?}") };
+    assert_eq!(named, &name);
+    assert!(reason.starts_with("none of its 2 addresses answered ("), "{reason}");
+    assert!(reason.contains(&format!("{}: no answer within 1s", list[0])), "{reason}");
+    assert!(reason.contains(&format!("{}: handshake: ", list[1])), "{reason}");
+}

@@ -473,6 +473,33 @@ async fn dashboard_login_is_throttled_per_address_and_failures_are_audited() {
     assert_eq!(login("wrong-token-wrong-token-wrong-token").status, 403, "a success starts the address afresh");
 }
 
+/// Issue 22: dashboard sessions and one-time links are in the metadata
+/// store (here redb), so a restart logs nobody out and a link made before
+/// it still works once after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_session_and_a_one_time_link_survive_a_restart() {
+    let mut f = Fixture::start_with(Arc::new(exhibit_server::SystemClock), Background::Off, with_dashboard).await;
+    let addr = f.server().dashboard_addr().unwrap().to_string();
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let cookie = tokio::task::block_in_place(|| {
+        let login = http("POST", &addr, "/login", &[form], format!("token={TOKEN}").as_bytes());
+        assert_eq!(login.status, 303, "{}", login.text());
+        let set = login.headers.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+        set.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_owned()
+    });
+    let (url, _) = exhibit_client::admin::dashboard_login(&f.admin).await.unwrap();
+    let code = url.rsplit_once("/once/").unwrap().1.to_owned();
+    f.restart().await;
+    let addr = f.server().dashboard_addr().unwrap().to_string();
+    tokio::task::block_in_place(|| {
+        let dash = http("GET", &addr, "/", &[("Cookie", &cookie)], b"");
+        assert!(dash.text().contains("Logged in as <strong>dashboard</strong>"), "after a restart: {}", dash.text());
+        let login = http("POST", &addr, "/login", &[form], format!("once={code}").as_bytes());
+        assert_eq!(login.status, 303, "a link made before the restart: {}", login.text());
+        assert_eq!(http("POST", &addr, "/login", &[form], format!("once={code}").as_bytes()).status, 403);
+    });
+}
+
 /// Issue 25: the dashboard over HTTPS (`tls = "on"` forces it on
 /// loopback), with a certificate the deployment's authority issued. A
 /// client that pins the CA (`ca.pem`) reaches it and logs in; one that

@@ -38,7 +38,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
+use crate::core::records::{
+    AlertRecord, CodeRecord, DashboardLogin, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord,
+};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
@@ -89,9 +91,11 @@ const AUDIT: &str = "audit";
 const AUDIT_SUBJECT: &str = "audit_subject";
 const AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
 const AUDIT_TREE: &str = "audit_tree";
+const DASHBOARD_SESSIONS: &str = "dashboard_sessions";
+const DASHBOARD_LINKS: &str = "dashboard_links";
 
 /// Every table: the names redb gives them.
-const TABLES: [&str; 25] = [
+const TABLES: [&str; 27] = [
     USERS,
     CERTS,
     CODES,
@@ -117,6 +121,8 @@ const TABLES: [&str; 25] = [
     AUDIT_CHECKPOINTS,
     RENEWALS,
     AUDIT_TREE,
+    DASHBOARD_SESSIONS,
+    DASHBOARD_LINKS,
 ];
 
 fn pg_error(e: tokio_postgres::Error) -> ServerError {
@@ -536,11 +542,15 @@ impl<'a> View<'a> {
 
     /// Keep a write to send later.
     fn keep(&mut self, table: &'static str, key: &[u8], value: Option<&[u8]>) {
-        let row = (table, key.to_vec());
+        self.forget(table, key);
+        self.unsent.get_mut().insert((table, key.to_vec()), value.map(<[u8]>::to_vec));
+    }
+
+    /// A row written other than by `keep`: no longer what was read.
+    fn forget(&mut self, table: &'static str, key: &[u8]) {
         if let Some(seen) = &mut self.seen {
-            seen.get_mut().remove(&row);
+            seen.get_mut().remove(&(table, key.to_vec()));
         }
-        self.unsent.get_mut().insert(row, value.map(<[u8]>::to_vec));
     }
 
     fn get<T: DeserializeOwned>(&self, table: &'static str, key: &[u8], what: &'static str) -> Result<Option<T>> {
@@ -642,9 +652,7 @@ impl<'a> View<'a> {
         let sql = format!("INSERT INTO {table} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v RETURNING (xmax = 0)");
         let rows = self.query(&sql, &[&key, &value])?;
         let row = rows.first().ok_or_else(|| ServerError::Store("no answer to an insert".into()))?;
-        if let Some(seen) = &mut self.seen {
-            seen.get_mut().remove(&(table, key.to_vec()));
-        }
+        self.forget(table, key);
         row.try_get::<_, bool>(0).map_err(pg_error)
     }
 
@@ -704,6 +712,10 @@ impl Read for View<'_> {
             }
         }
         Ok(out)
+    }
+
+    fn dashboard_session(&self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
+        self.get(DASHBOARD_SESSIONS, hash, "dashboard session")
     }
 
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>> {
@@ -920,6 +932,45 @@ impl Tx for View<'_> {
 
     fn remove_code(&mut self, hash: &[u8; 32]) -> Result<()> {
         self.del(CODES, hash)
+    }
+
+    fn put_dashboard_session(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()> {
+        self.put_raw(DASHBOARD_SESSIONS, hash, &enc(login))
+    }
+
+    fn remove_dashboard_session(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.del(DASHBOARD_SESSIONS, hash)
+    }
+
+    fn put_dashboard_link(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()> {
+        self.put_raw(DASHBOARD_LINKS, hash, &enc(login))
+    }
+
+    fn take_dashboard_link(&mut self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
+        // One statement: of two transactions deleting the row (under the
+        // writers' lock or not), only the first to commit gets it back.
+        let rows =
+            self.query(&format!("DELETE FROM {DASHBOARD_LINKS} WHERE k = $1 RETURNING v"), &[&hash.as_slice()])?;
+        self.forget(DASHBOARD_LINKS, hash);
+        match rows.first() {
+            Some(r) => Ok(Some(dec(&r.try_get::<_, Vec<u8>>(0).map_err(pg_error)?, "dashboard link")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn sweep_dashboard(&mut self, now: u64) -> Result<usize> {
+        let mut gone = 0;
+        for table in [DASHBOARD_SESSIONS, DASHBOARD_LINKS] {
+            // A small table (the logins of the last few hours), its expiry
+            // inside the record as redb keeps it.
+            for (k, v) in self.all(table)? {
+                if dec::<DashboardLogin>(&v, "dashboard login")?.expires_at <= now {
+                    self.del(table, &k)?;
+                    gone += 1;
+                }
+            }
+        }
+        Ok(gone)
     }
 
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()> {

@@ -8,8 +8,12 @@ use crate::error::ServerError;
 use crate::meta::Result;
 
 /// Migration `n` (from 1) brings schema `n - 1` to `n`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("0001_tables.sql"), include_str!("0002_units.sql"), include_str!("0003_audit_tree.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_tables.sql"),
+    include_str!("0002_units.sql"),
+    include_str!("0003_audit_tree.sql"),
+    include_str!("0004_dashboard.sql"),
+];
 
 /// The layout this build reads and writes.
 pub const SCHEMA: i64 = MIGRATIONS.len() as i64;

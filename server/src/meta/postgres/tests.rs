@@ -90,6 +90,42 @@ fn writers_run_one_at_a_time() {
     assert_eq!(m.read().unwrap().counter("n").unwrap(), Some(100));
 }
 
+/// Two stores on one database, as two nodes hold: a one-time dashboard
+/// link made through one is found by the other, and taken by both at
+/// once (each through its own connection, locks and all) it is got by
+/// exactly one, every time.
+#[test]
+fn a_dashboard_link_taken_by_two_nodes_at_once_is_got_by_one() {
+    use crate::core::records::DashboardLogin;
+    let Some(url) = test_url() else { return };
+    let url = scratch_schema(&url, &format!("links_{}", std::process::id())).unwrap();
+    let (a, b) = (PgMeta::open(&url).unwrap(), PgMeta::open(&url).unwrap());
+    let admin = UserId::new("admin").unwrap();
+    for round in 0..20u8 {
+        let mut tx = a.write().unwrap();
+        tx.put_dashboard_link(&[round; 32], &DashboardLogin { actor: admin.clone(), expires_at: 9 }).unwrap();
+        tx.commit().unwrap();
+        let start = std::sync::Barrier::new(2);
+        let take = |m: &PgMeta| {
+            start.wait();
+            let mut tx = m.write().unwrap();
+            let got = tx.take_dashboard_link(&[round; 32]).unwrap();
+            tx.commit().unwrap();
+            got
+        };
+        let (got_a, got_b) = std::thread::scope(|s| {
+            let on_a = s.spawn(|| take(&a));
+            let on_b = s.spawn(|| take(&b));
+            (on_a.join().unwrap(), on_b.join().unwrap())
+        });
+        assert_eq!(usize::from(got_a.is_some()) + usize::from(got_b.is_some()), 1, "round {round}");
+    }
+    let mut tx = a.write().unwrap();
+    tx.put_dashboard_session(&[1; 32], &DashboardLogin { actor: admin.clone(), expires_at: 9 }).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(b.read().unwrap().dashboard_session(&[1; 32]).unwrap().map(|l| l.actor), Some(admin));
+}
+
 #[test]
 fn a_failed_statement_makes_commit_fail() {
     let Some(url) = test_url() else { return };

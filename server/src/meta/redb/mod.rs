@@ -15,7 +15,9 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::core::records::{AlertRecord, CodeRecord, OrgRecord, TransferRecord, UnitRecord, UserRecord};
+use crate::core::records::{
+    AlertRecord, CodeRecord, DashboardLogin, OrgRecord, TransferRecord, UnitRecord, UserRecord,
+};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, MetaStore, Read, Result, Tx};
 
@@ -83,8 +85,13 @@ const AUDIT_CHECKPOINTS: Bytes = TableDefinition::new("audit_checkpoints");
 /// subtrees (level 0: leaf hashes).
 const AUDIT_TREE: Bytes = TableDefinition::new("audit_tree");
 
+/// BLAKE3(dashboard session cookie) → [`DashboardLogin`].
+const DASHBOARD_SESSIONS: Bytes = TableDefinition::new("dashboard_sessions");
+/// BLAKE3(one-time dashboard login code) → [`DashboardLogin`].
+const DASHBOARD_LINKS: Bytes = TableDefinition::new("dashboard_links");
+
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 25] = [
+const TABLES: [Bytes; 27] = [
     USERS,
     CERTS,
     CODES,
@@ -110,6 +117,8 @@ const TABLES: [Bytes; 25] = [
     AUDIT_CHECKPOINTS,
     RENEWALS,
     AUDIT_TREE,
+    DASHBOARD_SESSIONS,
+    DASHBOARD_LINKS,
 ];
 
 macro_rules! store_errors {
@@ -420,6 +429,10 @@ impl<S: Source> Read for View<S> {
             }
         }
         Ok(out)
+    }
+
+    fn dashboard_session(&self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
+        self.get(DASHBOARD_SESSIONS, hash, "dashboard session")
     }
 
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>> {

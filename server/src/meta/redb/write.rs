@@ -5,7 +5,9 @@ use exhibit_proto::{AcceptedReceipt, ChunkId, SignedManifest, TransferId, UserId
 use redb::WriteTransaction;
 
 use super::*;
-use crate::core::records::{AlertRecord, CodeRecord, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord};
+use crate::core::records::{
+    AlertRecord, CodeRecord, DashboardLogin, Due, OrgRecord, TransferRecord, UnitRecord, UserRecord,
+};
 use crate::error::ServerError;
 use crate::meta::{Mailbox, Read, Result, Tx};
 
@@ -48,6 +50,48 @@ impl Tx for View<WriteTransaction> {
     fn remove_code(&mut self, hash: &[u8; 32]) -> Result<()> {
         self.0.t(CODES)?.remove(hash.as_slice())?;
         Ok(())
+    }
+
+    fn put_dashboard_session(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()> {
+        self.0.t(DASHBOARD_SESSIONS)?.insert(hash.as_slice(), enc(login).as_slice())?;
+        Ok(())
+    }
+
+    fn remove_dashboard_session(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.0.t(DASHBOARD_SESSIONS)?.remove(hash.as_slice())?;
+        Ok(())
+    }
+
+    fn put_dashboard_link(&mut self, hash: &[u8; 32], login: &DashboardLogin) -> Result<()> {
+        self.0.t(DASHBOARD_LINKS)?.insert(hash.as_slice(), enc(login).as_slice())?;
+        Ok(())
+    }
+
+    fn take_dashboard_link(&mut self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
+        // redb has one writer at a time: the remove and its answer are one
+        // step for every other transaction.
+        let old = self.0.t(DASHBOARD_LINKS)?.remove(hash.as_slice())?.map(|v| v.value().to_vec());
+        old.map(|v| dec(&v, "dashboard link")).transpose()
+    }
+
+    fn sweep_dashboard(&mut self, now: u64) -> Result<usize> {
+        let mut gone = 0;
+        for table in [DASHBOARD_SESSIONS, DASHBOARD_LINKS] {
+            let mut t = self.0.t(table)?;
+            let mut expired = vec![];
+            // A small table: the logins of the last few hours.
+            for row in t.iter()? {
+                let (k, v) = row?;
+                if dec::<DashboardLogin>(v.value(), "dashboard login")?.expires_at <= now {
+                    expired.push(k.value().to_vec());
+                }
+            }
+            for k in &expired {
+                t.remove(k.as_slice())?;
+            }
+            gone += expired.len();
+        }
+        Ok(gone)
     }
 
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()> {
