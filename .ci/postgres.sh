@@ -5,15 +5,26 @@
 # one database, TLS on with a self-signed certificate in DIR/server.crt.
 # Prints the URL for EXHIBIT_TEST_POSTGRES, a space, and the cluster's
 # directory DIR; `.ci/postgres.sh stop DIR` stops it and removes DIR.
+# `.ci/postgres.sh halt DIR` stops it and keeps it, `.ci/postgres.sh start
+# DIR` starts it again on the same port (a database restart, for the test
+# of a restart under a send).
 set -euo pipefail
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-if [ "${1:-}" = stop ]; then
-    case "${2:-}" in /tmp/exhibit-pg.*) ;; *) echo "usage: $0 stop /tmp/exhibit-pg.XXXXXX" >&2; exit 2 ;; esac
-    as_pg "$bin/pg_ctl -D $2/data -m fast stop" >/dev/null || true
-    rm -rf "$2"
+case "${1:-}" in
+stop | halt | start)
+    case "${2:-}" in /tmp/exhibit-pg.*) ;; *) echo "usage: $0 stop|halt|start /tmp/exhibit-pg.XXXXXX" >&2; exit 2 ;; esac
+    case "$1" in
+    stop)
+        as_pg "$bin/pg_ctl -D $2/data -m fast stop" >/dev/null || true
+        rm -rf "$2"
+        ;;
+    halt) as_pg "$bin/pg_ctl -D $2/data -m fast -w stop" >/dev/null ;;
+    start) as_pg "$bin/pg_ctl -D $2/data -l $2/log -w -o \"$(cat "$2/options")\" start" >/dev/null ;;
+    esac
     exit 0
-fi
+    ;;
+esac
 if [ -z "$bin" ]; then
     (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql) >&2
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -31,6 +42,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE" \
     -addext "extendedKeyUsage=serverAuth" -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null
 chown postgres "$dir/server.key" "$dir/server.crt" && chmod 600 "$dir/server.key" && chmod 644 "$dir/server.crt"
-as_pg "$bin/pg_ctl -D $dir/data -l $dir/log -w -o \"-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key\" start" >/dev/null
+echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" >"$dir/options"
+as_pg "$bin/pg_ctl -D $dir/data -l $dir/log -w -o \"$(cat "$dir/options")\" start" >/dev/null
 as_pg "$bin/createdb -h 127.0.0.1 -p $port -U postgres exhibit_test"
 echo "postgres://postgres@127.0.0.1:$port/exhibit_test $dir"

@@ -68,6 +68,12 @@ impl std::fmt::Display for Route {
 /// byte arriving.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// With several nodes, how long one may take to answer before the next is
+/// tried. A node that is down (its host up, its process gone) sends nothing
+/// back over QUIC, and a handshake otherwise waits out the whole idle
+/// timeout ([`exhibit_net::CLIENT_IDLE`]) before giving up.
+pub const NODE_WAIT: Duration = Duration::from_secs(10);
+
 /// How long an upload of `len` bytes may take before its answer:
 /// [`REQUEST_TIMEOUT`], plus its length at [`exhibit_net::SLOWEST_BODY`]
 /// (the chunks in flight share the line). What the client sends cannot be
@@ -220,7 +226,17 @@ impl Conn {
         for (i, node) in nodes.iter().enumerate() {
             let tcp = if nodes.len() == 1 { p.config.tcp.as_deref() } else { None };
             let to = Endpoints { quic: node, tcp };
-            match Conn::reach(to, &p.ca_der, Some((&p.tls_cert, &p.tls_key)), &p.reach, Some(&p.dir)).await {
+            let reached = Conn::reach(to, &p.ca_der, Some((&p.tls_cert, &p.tls_key)), &p.reach, Some(&p.dir));
+            let reached = match i + 1 < nodes.len() {
+                true => tokio::time::timeout(NODE_WAIT, reached).await.unwrap_or_else(|_| {
+                    Err(ClientError::Connect {
+                        server: (*node).to_owned(),
+                        reason: format!("no answer within {} s", NODE_WAIT.as_secs()),
+                    })
+                }),
+                false => reached.await,
+            };
+            match reached {
                 Ok(c) => return Ok(c),
                 Err(e @ (ClientError::Connect { .. } | ClientError::Unreachable { .. })) if i + 1 < nodes.len() => {
                     tracing::info!(node = %node, error = %e, "node not reached; trying the next");

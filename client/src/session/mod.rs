@@ -8,7 +8,7 @@ pub mod memory;
 pub mod pages;
 pub mod retry;
 
-pub use conn::{unexpected, upload_time, Conn, Endpoints, Identity, Route, REQUEST_TIMEOUT, WARN_BEFORE};
+pub use conn::{unexpected, upload_time, Conn, Endpoints, Identity, Route, NODE_WAIT, REQUEST_TIMEOUT, WARN_BEFORE};
 
 /// Chunks encrypting or uploading, or downloading and decrypting, at once.
 pub const IN_FLIGHT: usize = 8;

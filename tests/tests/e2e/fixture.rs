@@ -96,15 +96,25 @@ impl Fixture {
     /// keys (so the same metadata store and chunk store), on new loopback
     /// ports, with the fixture's clock.
     pub async fn second_node(&self) -> Server {
-        let mut config = Config::read(&self.config).unwrap();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.listen_tcp = Some("127.0.0.1:0".parse().unwrap());
-        let path = self.config.with_file_name("exhibitd-node-b.toml");
-        std::fs::write(&path, toml_of(&config)).unwrap();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let path = self.node_config("exhibitd-node-b.toml", any, any);
         Server::start_with(Config::load(&path).unwrap(), self.clock.clone(), self.background).await.unwrap()
     }
 
-    async fn start_meta(
+    /// The configuration of another node of this deployment, listening on
+    /// `quic` and `tcp`, written beside the fixture's as `file`: for
+    /// `exhibitd serve --config`.
+    pub fn node_config(&self, file: &str, quic: std::net::SocketAddr, tcp: std::net::SocketAddr) -> PathBuf {
+        let mut config = Config::read(&self.config).unwrap();
+        config.listen = quic;
+        config.listen_tcp = Some(tcp);
+        let path = self.config.with_file_name(file);
+        std::fs::write(&path, toml_of(&config)).unwrap();
+        path
+    }
+
+    /// As `start_on`, with the metadata where `metadata` says.
+    pub(crate) async fn start_meta(
         transport: Choice,
         clock: Arc<dyn Clock>,
         background: Background,

@@ -10,6 +10,7 @@ mod custody;
 mod disclosure;
 mod enrolment;
 mod extract;
+mod failover;
 mod fixture;
 mod hostile;
 mod keylog;

@@ -27,7 +27,7 @@ const HOUR: u64 = 3600;
 const SENDS: usize = 100;
 
 /// Point a user's key directory at `nodes`, tried in order.
-fn nodes(home: &Home, nodes: &[&str]) {
+pub(crate) fn nodes(home: &Home, nodes: &[&str]) {
     let file = home.dir().join("client.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     let mut config: toml::Table = toml::from_str(&text).unwrap();
@@ -134,7 +134,7 @@ async fn send_one_at(from: &Home, i: usize) -> TransferId {
 
 /// Poll `done` every 20 ms until it holds, for at most `within`; how long
 /// it took, or `None` if it never did.
-async fn within(within: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+pub(crate) async fn within(within: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < within {
         if done() {
@@ -298,4 +298,27 @@ async fn dashboard_links_and_sessions_made_on_one_node_hold_on_the_other() {
     assert_eq!(tx.sweep_dashboard(clock.now()).unwrap(), 0, "expired logins left in the database");
     drop(tx);
     drop(b);
+}
+
+/// A first node that is down (nothing listening on its port, as after a
+/// SIGKILL: QUIC hears nothing back at all) is passed over once it has not
+/// answered for `NODE_WAIT`, not after the minute a handshake would
+/// otherwise wait; needs no PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_node_that_does_not_answer_is_passed_over_within_the_node_wait() {
+    let f = Fixture::start().await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    // Bound and let go: nothing listens there.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    nodes(&alice, &[&dead, &f.addr]);
+    let start = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(90), listing::fetch_list(&alice, false))
+        .await
+        .expect("no answer within 90 s")
+        .unwrap();
+    let took = start.elapsed();
+    eprintln!("went on to the second node after {took:?}");
+    assert!(out.is_empty());
+    let bound = exhibit_client::conn::NODE_WAIT + Duration::from_secs(5);
+    assert!(took < bound, "the second node was tried only after {took:?}");
 }
