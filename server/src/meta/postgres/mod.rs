@@ -259,7 +259,7 @@ pub struct PgMeta {
     /// With `sslmode=require`: TLS, the server's certificate verified.
     tls: Option<tls::Rustls>,
     runtime: Option<tokio::runtime::Runtime>,
-    idle: Mutex<Vec<Conn>>,
+    idle: Arc<Mutex<Vec<Conn>>>,
 }
 
 /// A connection with the statements it has prepared (a fixed set: one per
@@ -322,7 +322,7 @@ impl PgMeta {
             .enable_all()
             .build()
             .map_err(ServerError::io("starting the PostgreSQL client runtime"))?;
-        let store = PgMeta { config, tls, runtime: Some(runtime), idle: Mutex::new(vec![]) };
+        let store = PgMeta { config, tls, runtime: Some(runtime), idle: Arc::default() };
         let conn = store.conn()?;
         schema::migrate(&conn.client)?;
         store.put_back(conn);
@@ -366,11 +366,7 @@ impl PgMeta {
     }
 
     fn put_back(&self, c: Conn) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < IDLE && !c.client.is_closed() {
-                idle.push(c);
-            }
-        }
+        put_back_into(&self.idle, c);
     }
 
     fn view(&self, begin: &str) -> Result<View<'_>> {
@@ -382,8 +378,14 @@ impl PgMeta {
     fn writer(&self) -> Result<View<'_>> {
         // READ COMMITTED under the lock: each statement sees every earlier
         // writer's commit, and no other writer runs until this one ends.
-        let begin = format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
-        let mut view = self.view(&begin)?;
+        // Sent with the transaction's first statement, which the database
+        // runs only once the lock is held (a connection's statements run
+        // in order): one round trip fewer, and none for a transaction that
+        // ends having done nothing.
+        let mut view = View::on(self, Some(self.conn()?));
+        view.begin = Cell::new(Some(format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+        )));
         view.seen = Some(RefCell::default());
         Ok(view)
     }
@@ -429,6 +431,15 @@ impl MetaStore for PgMeta {
     }
 }
 
+/// Keep `c` for reuse, if there is room and it is open.
+fn put_back_into(idle: &Mutex<Vec<Conn>>, c: Conn) {
+    if let Ok(mut idle) = idle.lock() {
+        if idle.len() < IDLE && !c.client.is_closed() {
+            idle.push(c);
+        }
+    }
+}
+
 /// A row: its table and key.
 type RowKey = (&'static str, Vec<u8>);
 
@@ -448,14 +459,30 @@ struct View<'a> {
     /// The audit entry this transaction appended last, if any: the log's
     /// last, since writers run one at a time.
     appended: Option<AuditEntry>,
+    /// A write transaction's BEGIN, not sent yet: it goes with the first
+    /// statement.
+    begin: Cell<Option<String>>,
 }
 
 impl Drop for View<'_> {
+    /// End the transaction (a read, or a write not committed). The caller
+    /// does not wait for the answer: the connection goes back to the pool
+    /// once the rollback is done.
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            if wait(c.client.batch_execute("ROLLBACK")).is_ok() {
-                self.store.put_back(c);
+        let Some(c) = self.conn.take() else { return };
+        if self.begin.get_mut().is_some() {
+            // Never begun.
+            return self.store.put_back(c);
+        }
+        let idle = self.store.idle.clone();
+        let rollback = async move {
+            if c.client.batch_execute("ROLLBACK").await.is_ok() {
+                put_back_into(&idle, c);
             }
+        };
+        match &self.store.runtime {
+            Some(rt) => drop(rt.spawn(rollback)),
+            None => wait(rollback),
         }
     }
 }
@@ -464,7 +491,15 @@ type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl<'a> View<'a> {
     fn on(store: &'a PgMeta, conn: Option<Conn>) -> View<'a> {
-        View { store, conn, failed: Cell::new(false), unsent: RefCell::default(), seen: None, appended: None }
+        View {
+            store,
+            conn,
+            failed: Cell::new(false),
+            unsent: RefCell::default(),
+            seen: None,
+            appended: None,
+            begin: Cell::new(None),
+        }
     }
 
     fn c(&self) -> Result<&Conn> {
@@ -474,7 +509,18 @@ impl<'a> View<'a> {
     /// Run `sql` as it is, marking the transaction failed if it fails.
     fn send(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
         let c = self.c()?;
-        let r = c.statement(sql).and_then(|s| wait(c.client.query(&s, params))).map_err(pg_error);
+        let r = c
+            .statement(sql)
+            .and_then(|s| match self.begin.take() {
+                // Both at once (pipelined): the statement runs after.
+                Some(begin) => {
+                    let (began, rows) =
+                        wait(futures_util::future::join(c.client.batch_execute(&begin), c.client.query(&s, params)));
+                    began.and(rows)
+                }
+                None => wait(c.client.query(&s, params)),
+            })
+            .map_err(pg_error);
         if r.is_err() {
             self.failed.set(true);
         }
@@ -1105,6 +1151,11 @@ impl Tx for View<'_> {
         }
         self.flush()?;
         let c = self.conn.take().ok_or_else(|| ServerError::Store("transaction already ended".into()))?;
+        if self.begin.get_mut().is_some() {
+            // Nothing was sent: nothing to commit.
+            self.store.put_back(c);
+            return Ok(());
+        }
         wait(c.client.batch_execute("COMMIT")).map_err(pg_error)?;
         self.store.put_back(c);
         Ok(())
