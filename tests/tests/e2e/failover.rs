@@ -66,9 +66,15 @@ impl Exhibitd {
     /// Start `bin` on `config` and wait (at most 30 s) until it says it is
     /// listening; its log goes to `log`.
     fn start(bin: &Path, config: &Path, log: &Path) -> Exhibitd {
+        Exhibitd::start_env(bin, config, log, &[])
+    }
+
+    /// As `start`, with `env` added to its environment.
+    fn start_env(bin: &Path, config: &Path, log: &Path, env: &[(&str, &str)]) -> Exhibitd {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let mut child = Command::new(bin)
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -433,4 +439,77 @@ async fn postgres_restarted_mid_send_gives_retryable_errors_then_the_send_comple
     assert!(report.orphans.len() <= send::IN_FLIGHT, "more orphans than chunks in flight: {report:?}");
     fetch_to(&bob, t, &f.path("out")).await.unwrap();
     assert!(std::fs::read(f.path("out").join("cctv.bin")).unwrap() == content, "the fetched file differs");
+}
+
+/// The two-node example an operator follows (deploy/two-nodes.sh and the
+/// RUNBOOK): the script makes both data directories for one PostgreSQL
+/// database and one bucket (its credentials only in the nodes'
+/// environment), both run as real `exhibitd serve` processes; the first
+/// admin enrols through node A, alice through A and bob through B; a send
+/// through A is fetched through B, byte-identical, and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_node_example_in_deploy_runs_as_documented() {
+    use exhibit_client::ops::orgs;
+    use exhibit_client::{admin, enrol};
+    use exhibit_proto::org::{OrgId, OrgKind};
+    let Some(meta) = crate::postgres::scratch("example").await else { return };
+    let Some(moto) = crate::s3::Moto::start() else { return };
+    let Some(bin) = exhibitd() else { return };
+    let bucket = moto.bucket("example");
+    let dir = tempfile::tempdir().unwrap();
+    let (node_a, node_b) = (free_udp().to_string(), free_udp().to_string());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/two-nodes.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(dir.path().join("deployment"))
+        .arg(meta.url.as_deref().unwrap())
+        .arg(bucket.endpoint.as_deref().unwrap())
+        .args(["example", &node_a, &node_b])
+        .env("EXHIBITD", &bin)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let code = said.lines().find_map(|l| l.strip_prefix("first admin's enrolment code: ")).expect(&said).to_owned();
+    assert!(said.contains(&format!("server = \"{node_a},{node_b}\"")), "{said}");
+    let data = dir.path().join("deployment");
+    let config = std::fs::read_to_string(data.join("node-b/exhibitd.toml")).unwrap();
+    assert!(config.contains("backend = \"s3\"") && config.contains("backend = \"postgres\""), "{config}");
+    assert!(!config.contains("secret_access_key = \""), "credentials written to the config: {config}");
+    assert!(!data.join("node-a/meta.redb").exists() && !data.join("node-b/chunks").exists());
+
+    let creds = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let _a = Exhibitd::start_env(&bin, &data.join("node-a/exhibitd.toml"), &logs.join("a.log"), &creds);
+    let _b = Exhibitd::start_env(&bin, &data.join("node-b/exhibitd.toml"), &logs.join("b.log"), &creds);
+    let ca = std::fs::read(data.join("node-a/ca.pem")).unwrap();
+    let home = |who: &str| Home::new(dir.path().join(format!("home-{who}")));
+    let admin_home = home("admin");
+    enrol::enrol(&admin_home, &node_a, &code, &ca).await.unwrap();
+    for (id, name, kind) in
+        [("kent-police", "Kent Police", OrgKind::Police), ("cps-se", "CPS South East", OrgKind::Cps)]
+    {
+        orgs::put(&admin_home, OrgId::new(id).unwrap(), name.into(), kind, false).await.unwrap();
+    }
+    let mut people = vec![];
+    for (id, org, role, via) in
+        [("alice", "kent-police", Role::EvidenceUnit, &node_a), ("bob", "cps-se", Role::Caseworker, &node_b)]
+    {
+        let (code, _) = admin::add_user(&admin_home, uid(id), id.into(), org.into(), &[role], None).await.unwrap();
+        let h = home(id);
+        enrol::enrol(&h, via, &code, &ca).await.unwrap();
+        people.push(h);
+    }
+    let (alice, bob) = (&people[0], &people[1]);
+    nodes(bob, &[&node_b]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let content = bytes(3 << 20, 7);
+    std::fs::write(src.join("interview.bin"), &content).unwrap();
+    let t = send_paths(alice, vec![src.join("interview.bin")], &["bob"], 1 << 20).await;
+    fetch_to(bob, t, &dir.path().join("out")).await.unwrap();
+    assert_eq!(std::fs::read(dir.path().join("out/interview.bin")).unwrap(), content);
+    let sent = listing::fetch_list(alice, false).await.unwrap();
+    assert_eq!(sent[0].recipients[0].state, exhibit_proto::frame::DeliveryState::Acknowledged, "{sent:?}");
 }
