@@ -42,7 +42,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE" \
     -addext "extendedKeyUsage=serverAuth" -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null
 chown postgres "$dir/server.key" "$dir/server.crt" && chmod 600 "$dir/server.key" && chmod 644 "$dir/server.crt"
-echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" >"$dir/options"
+echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=400 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" >"$dir/options"
 as_pg "$bin/pg_ctl -D $dir/data -l $dir/log -w -o \"$(cat "$dir/options")\" start" >/dev/null
 as_pg "$bin/createdb -h 127.0.0.1 -p $port -U postgres exhibit_test"
 echo "postgres://postgres@127.0.0.1:$port/exhibit_test $dir"
