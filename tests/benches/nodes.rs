@@ -14,7 +14,9 @@
 //! `bench/nodes.sh` starts a throwaway PostgreSQL and runs this;
 //! by hand: `EXHIBIT_BENCH_POSTGRES=postgres://... cargo bench -p
 //! exhibit-tests --bench nodes` (without it only the redb row is measured).
-//! `EXHIBIT_BENCH_CLIENTS` and `EXHIBIT_BENCH_ROUNDS` change the load.
+//! `EXHIBIT_BENCH_CLIENTS` and `EXHIBIT_BENCH_ROUNDS` change the load;
+//! `EXHIBIT_BENCH_ROWS=postgres-one` (or `redb`, `postgres-two`, comma
+//! separated) measures only those rows, e.g. to profile one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -144,29 +146,34 @@ fn main() {
     let clients = env("EXHIBIT_BENCH_CLIENTS", 64);
     let rounds = env("EXHIBIT_BENCH_ROUNDS", 5);
     let pg = std::env::var("EXHIBIT_BENCH_POSTGRES").ok().filter(|u| !u.is_empty());
+    let only = std::env::var("EXHIBIT_BENCH_ROWS").unwrap_or_else(|_| "redb,postgres-one,postgres-two".into());
+    let row = |name: &str| only.split(',').any(|r| r.trim() == name);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut rows = vec![];
-        {
+        if row("redb") {
             let f = Fixture::start_with(Arc::new(SystemClock), Background::On, open_enrolment).await;
             rows.push(measure("redb, one node", &f, std::slice::from_ref(&f.addr), clients, rounds).await);
         }
-        if let Some(url) = &pg {
+        if let Some(url) = pg.as_ref().filter(|_| row("postgres-one")) {
             let f = Fixture::with_metadata_and(sys(), Background::On, open_enrolment, postgres(url, "one").await).await;
             rows.push(measure("postgres, one node", &f, std::slice::from_ref(&f.addr), clients, rounds).await);
+        }
+        if let Some(url) = pg.as_ref().filter(|_| row("postgres-two")) {
             let f = Fixture::with_metadata_and(sys(), Background::On, open_enrolment, postgres(url, "two").await).await;
             let b = f.second_node().await;
             let nodes = [f.addr.clone(), b.local_addr().to_string()];
             rows.push(measure("postgres, two nodes", &f, &nodes, clients, rounds).await);
             drop(b);
-        } else {
+        }
+        if pg.is_none() {
             eprintln!("EXHIBIT_BENCH_POSTGRES not set: the PostgreSQL rows are skipped");
         }
         println!(
             "{clients} sender/recipient pairs at once, {rounds} timed 1 KiB transfers each (send + fetch + receipt)"
         );
         println!("{:<22} {:>12} {:>10} {:>10} {:>10}", "", "transfers/s", "p50 ms", "p99 ms", "ratio");
-        let base = rows[0].per_sec;
+        let Some(base) = rows.first().map(|r| r.per_sec) else { return };
         for r in &rows {
             println!(
                 "{:<22} {:>12.1} {:>10.1} {:>10.1} {:>10.2}",
@@ -177,8 +184,8 @@ fn main() {
                 r.per_sec / base
             );
         }
-        if rows.len() == 3 {
-            println!("two nodes / one node (postgres): {:.2}", rows[2].per_sec / rows[1].per_sec);
+        if let [_, one, two] = &rows[..] {
+            println!("two nodes / one node (postgres): {:.2}", two.per_sec / one.per_sec);
         }
     });
 }
