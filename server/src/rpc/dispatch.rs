@@ -349,7 +349,8 @@ pub(crate) async fn dispatch(
         }
         Request::AdminDashboardLogin => {
             require_admin(&caller)?;
-            let (url, expires_at) = crate::web::one_time_login(state, me, now)?;
+            // A write to the metadata store: off the async workers.
+            let (url, expires_at) = blocking(state, move |s| crate::web::one_time_login(s, me, now)).await?;
             Response::DashboardLogin { url, expires_at }
         }
         _ => return Err(ServerError::BadRequest("request not supported by this server".into())),
