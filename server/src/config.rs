@@ -822,6 +822,30 @@ mod tests {
     }
 
     #[test]
+    fn witnesses_need_valid_names_and_keys_each_given_once() {
+        let mut c = Config::new(".".into(), "127.0.0.1:4433".parse().unwrap(), "localhost".into());
+        let key = |n: u8| {
+            exhibit_proto::tlog::cosign::key_text(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key())
+        };
+        c.witness = vec![WitnessConfig { name: "cps-witness".into(), key: key(1) }];
+        let back: Config = toml::from_str(&to_toml(&c).unwrap()).unwrap();
+        let s = back.settings(Path::new("/")).unwrap();
+        assert_eq!(s.witnesses.len(), 1);
+        assert_eq!(exhibit_proto::tlog::cosign::key_text(&s.witnesses[0].key), key(1));
+        for (name, k, why) in [
+            ("cps-witness", "AAAA".to_owned(), "witness key"),
+            ("two words", key(2), "witness name"),
+            ("cps-witness", key(2), "given twice"),
+            ("other", key(1), "given twice"),
+        ] {
+            let mut bad = c.clone();
+            bad.witness.push(WitnessConfig { name: name.into(), key: k });
+            let e = bad.settings(Path::new("/")).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
     fn the_documented_config_is_the_default() {
         let text = include_str!("../../deploy/exhibit.toml");
         let documented: Config = toml::from_str(text).unwrap();

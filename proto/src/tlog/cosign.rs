@@ -191,6 +191,20 @@ mod tests {
             Cosignature::sign(&SigningKey::from_bytes(&[2; 32]), "w", &head(1, &SigningKey::from_bytes(&[1; 32])), 1);
         let bytes = sign::encode(&c);
         assert_eq!(sign::decode::<Cosignature>(&bytes, "c").unwrap(), c);
+        let head = head(1, &SigningKey::from_bytes(&[1; 32]));
+        let one = crate::frame::encode(&crate::frame::Response::CosignedHeads {
+            heads: vec![CosignedHead { head, cosignature: c.clone() }],
+        })
+        .unwrap();
+        let none = crate::frame::encode(&crate::frame::Response::CosignedHeads { heads: vec![] }).unwrap();
+        // What a client pays per trusted witness at every contact.
+        assert!(bytes.len() <= 101 + MAX_WITNESS_NAME && one.len() - none.len() <= 202 + MAX_WITNESS_NAME + 8);
+        eprintln!(
+            "cosignature {} bytes; CosignedHeads frame {} bytes empty, +{} per witness",
+            bytes.len(),
+            none.len(),
+            one.len() - none.len()
+        );
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Cosignature>(&json).unwrap(), c);
     }
