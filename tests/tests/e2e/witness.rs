@@ -17,7 +17,7 @@ use exhibit_client::{heads, listing, witness};
 use exhibit_proto::directory::Role;
 use exhibit_proto::frame::{Request, Response};
 use exhibit_proto::tlog::{cosign, Cosignature, CosignedHead, SignedTreeHead, TreeHead};
-use exhibit_server::config::WitnessConfig;
+use exhibit_server::config::{MetadataConfig, WitnessConfig};
 use exhibit_server::{Background, SystemClock};
 
 use crate::failover::exhibitd;
@@ -94,8 +94,14 @@ async fn run_once(bin: &Path, w: &Witness, f: &Fixture) -> Output {
 
 /// A server that takes cosignatures from `w`.
 async fn server_witnessed_by(w: &Witness) -> Fixture {
+    server_witnessed_on(w, MetadataConfig::default()).await
+}
+
+/// A server that takes cosignatures from `w`, its metadata where
+/// `metadata` says.
+async fn server_witnessed_on(w: &Witness, metadata: MetadataConfig) -> Fixture {
     let entry = WitnessConfig { name: w.name.clone(), key: w.key.clone() };
-    Fixture::start_with(Arc::new(SystemClock), Background::On, move |c| c.witness = vec![entry]).await
+    Fixture::with_metadata_and(Arc::new(SystemClock), Background::On, move |c| c.witness = vec![entry], metadata).await
 }
 
 fn tree_size(f: &Fixture) -> u64 {
@@ -275,4 +281,36 @@ async fn a_rewritten_log_is_refused_by_the_witness_and_what_it_cosigned_is_a_for
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&fork_reports(&carol)[0]).unwrap()).unwrap();
     assert!(report["presented_by"].as_str().unwrap().contains("witness cps-witness"), "{report}");
     assert_eq!(witness::stored_final(&carol).unwrap(), None);
+}
+
+/// The same with the metadata in PostgreSQL: the cosigned head is kept
+/// there, and every node a client reaches hands it out (here a second
+/// node of the deployment, on the same database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_cosigned_through_one_node_is_final_to_a_client_of_another_with_postgres() {
+    let Some(bin) = exhibitd() else { return };
+    let Some(metadata) = crate::postgres::scratch(&format!("witness_{}", std::process::id())).await else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let w = init(&bin, keys.path().join("cps-witness"), "cps-witness").await;
+    let f = server_witnessed_on(&w, metadata).await;
+    let alice = f.user("alice", Role::EvidenceUnit).await;
+    let o = run_once(&bin, &w, &f).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let cosigned = held_by_witness(&w);
+    // Node B, on the same database, hands out what node A took.
+    let b = f.second_node().await;
+    let ca_der = exhibit_proto::cert::pem_der(&std::fs::read(&f.ca).unwrap()).unwrap();
+    let p = alice.load().unwrap();
+    let conn = Conn::connect(&b.local_addr().to_string(), &ca_der, Some((&p.tls_cert, &p.tls_key))).await.unwrap();
+    let Response::CosignedHeads { heads } = conn.request(&Request::CosignedHeads).await.unwrap() else {
+        panic!("not cosigned heads")
+    };
+    conn.close();
+    assert_eq!(heads.len(), 1);
+    let authority = f.state().authority.signing_key().verifying_key();
+    assert_eq!(heads[0].verify(&authority, &cosign::parse_key(&w.key).unwrap()).unwrap().size, cosigned.size);
+    witness::add(&alice, &w.name, &w.key).unwrap();
+    listing::fetch_list(&alice, false).await.unwrap();
+    assert_eq!(witness::stored_final(&alice).unwrap().unwrap().size, cosigned.size);
+    b.shutdown().await;
 }
