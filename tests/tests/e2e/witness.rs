@@ -314,3 +314,53 @@ async fn a_head_cosigned_through_one_node_is_final_to_a_client_of_another_with_p
     assert_eq!(witness::stored_final(&alice).unwrap().unwrap().size, cosigned.size);
     b.shutdown().await;
 }
+
+/// `run --every`: rounds keep coming, each extending the last, until the
+/// witness is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_witness_cosigns_the_log_as_it_grows() {
+    let Some(bin) = exhibitd() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let w = init(&bin, keys.path().join("cps-witness"), "cps-witness").await;
+    let f = server_witnessed_by(&w).await;
+    let (dir, ca) = (w.dir.display().to_string(), f.ca.display().to_string());
+    let mut child = Killed(
+        Command::new(&bin)
+            .args(["witness", "run", "--every", "1", "--dir", &dir, "--log", &f.addr, "--ca", &ca])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let cosigned_size = || {
+        let stored = f.state().meta.read().unwrap().cosigned_heads().unwrap();
+        let authority = f.state().authority.signing_key().verifying_key();
+        stored.first().map(|h| h.head.verify(&authority).unwrap().size)
+    };
+    let until = |want: u64| async move {
+        let deadline = Instant::now() + WITNESS_WITHIN;
+        while cosigned_size() < Some(want) {
+            assert!(Instant::now() < deadline, "no head of {want} entries cosigned within {WITNESS_WITHIN:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until(tree_size(&f)).await;
+    let first = cosigned_size().unwrap();
+    f.user("alice", Role::EvidenceUnit).await;
+    let grown = tree_size(&f);
+    assert!(grown > first);
+    until(grown).await;
+    assert_eq!(held_by_witness(&w).size, grown);
+    assert!(child.0.try_wait().unwrap().is_none(), "the witness stopped on its own");
+}
+
+/// A child process killed when dropped (a failed assertion too).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
