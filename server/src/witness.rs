@@ -141,7 +141,10 @@ fn now() -> u64 {
 /// key, only its owner may read.
 pub fn init(dir: &Path, name: &str) -> Result<Identity, WitnessError> {
     cosign::check_name(name).map_err(|e| WitnessError::Setup(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(WitnessError::io(format!("creating {}", dir.display())))?;
+    // Only its owner may list it either (as exhibitd's data directory).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(WitnessError::io(format!("creating {}", dir.display())))?;
     if dir.join(KEY_FILE).exists() {
         return Err(WitnessError::Setup(format!("{} already holds a witness key", dir.display())));
     }

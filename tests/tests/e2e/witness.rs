@@ -82,6 +82,7 @@ async fn init(bin: &Path, dir: PathBuf, name: &str) -> Witness {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join(exhibit_server::witness::KEY_FILE)).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the witness key is its owner's only");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     Witness { dir, name: name.into(), key }
 }
 
