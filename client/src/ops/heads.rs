@@ -191,8 +191,15 @@ pub async fn cosigned(conn: &Conn, p: &Profile) -> Result<Option<FinalHead>, Cli
         Err(e) => return Err(e),
     };
     let mut changed = false;
+    // One head per trusted witness: a server repeating one is not asked
+    // for a proof each time.
+    let mut seen = vec![];
     for h in &heads {
         let Some((name, key)) = trusted.iter().find(|(_, k)| h.cosignature.by(k)) else { continue };
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
         let head = match h.verify(&p.authority, key) {
             Ok(head) => head,
             Err(e) => {
