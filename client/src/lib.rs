@@ -30,5 +30,5 @@ pub mod ui;
 pub use error::ClientError;
 pub use home::Home;
 // The paths the library has always had (tests and tools use them).
-pub use ops::{admin, audit, custody, details, directory, enrol, fetch, heads, listing, receipt, renew, send};
+pub use ops::{admin, audit, custody, details, directory, enrol, fetch, heads, listing, receipt, renew, send, witness};
 pub use session as conn;

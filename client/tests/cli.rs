@@ -706,3 +706,32 @@ fn a_server_that_shows_a_shorter_log_is_refused_with_exit_code_3_and_a_fork_repo
     assert_eq!(env.json("admin", &["audit", "heads"])["size"], size);
     assert_eq!(env.run("admin", &["admin", "user", "list"]).status.code(), Some(3));
 }
+
+#[test]
+fn witnesses_are_trusted_by_key_and_audit_heads_says_what_is_final() {
+    let (env, admin_code) = start();
+    env.enrol("admin", &admin_code);
+    // A key that is not one is refused, and nothing is trusted.
+    let out = env.run("admin", &["audit", "witness", "add", "cps-witness", "not-a-key"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("witness key"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.ok("admin", &["audit", "heads", "--check"]);
+    assert!(out.contains("final head: no witness trusted"), "{out}");
+
+    let key = exhibit_proto::tlog::cosign::key_text(&ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key());
+    env.ok("admin", &["audit", "witness", "add", "cps-witness", &key]);
+    let list = env.json("admin", &["audit", "witness", "list"]);
+    assert_eq!(list[0]["name"], "cps-witness");
+    assert_eq!(list[0]["key"], key.as_str());
+    // Trusted, contacted, nothing cosigned (this server has no witness).
+    let out = env.ok("admin", &["audit", "heads", "--check"]);
+    assert!(out.contains("final head: none cosigned yet by a trusted witness"), "{out}");
+    let heads = env.json("admin", &["audit", "heads"]);
+    assert!(heads["size"].as_u64().unwrap() > 0, "{heads}");
+    assert!(heads["final"].is_null(), "{heads}");
+    assert_eq!(heads["witnesses"][0], "cps-witness");
+
+    env.ok("admin", &["audit", "witness", "remove", "cps-witness"]);
+    assert!(env.json("admin", &["audit", "witness", "list"]).as_array().unwrap().is_empty());
+    assert!(!env.run("admin", &["audit", "witness", "remove", "cps-witness"]).status.success());
+}

@@ -224,6 +224,19 @@ pub enum Request {
     /// proof in a signed tree head ([`Response::KeyEntry`]). A client checks
     /// its own at every contact, and a first-time sender the recipient's.
     KeyEntry { user: UserId },
+    /// A witness (no client certificate needed, one request per
+    /// connection as an enrolment): the log's signed tree head and the
+    /// consistency proof to it from the tree of `since` entries, the head
+    /// the witness holds ([`Response::TreeHead`]). Refused by a server
+    /// with no witness configured.
+    WitnessHead { since: Option<u64> },
+    /// A witness (no client certificate needed): its cosignature of a
+    /// head the log signed ([`Response::Done`]). Taken only from a
+    /// configured witness key, over a head of the log as it is.
+    Cosign { cosigned: crate::tlog::CosignedHead },
+    /// The latest head each configured witness cosigned
+    /// ([`Response::CosignedHeads`]). Anyone enrolled may ask.
+    CosignedHeads,
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -754,6 +767,9 @@ pub enum Response {
     /// The entry that put a user's keys in the log, proven in a signed
     /// tree head.
     KeyEntry { log: crate::tlog::EntryProof },
+    /// The latest head each configured witness cosigned (none cosigned
+    /// yet: empty).
+    CosignedHeads { heads: Vec<crate::tlog::CosignedHead> },
 }
 
 /// Encode a frame: length prefix and body.

@@ -118,6 +118,30 @@ pub struct Config {
     /// enrolment codes.
     #[serde(default)]
     pub enrolment: EnrolmentConfig,
+    /// Witnesses whose cosignatures of tree heads are taken (`[[witness]]`,
+    /// none unless configured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witness: Vec<WitnessConfig>,
+}
+
+/// `[[witness]]`: a second organisation that runs `exhibitd witness run`
+/// against this log and cosigns its tree heads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's name (a label in logs and on clients).
+    pub name: String,
+    /// Its public key, base64, as `exhibitd witness init` prints it.
+    pub key: String,
+}
+
+/// A configured witness, its key parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// Its name.
+    pub name: String,
+    /// Its public key.
+    pub key: ed25519_dalek::VerifyingKey,
 }
 
 /// `[enrolment]`: what connections without a user's certificate (which
@@ -482,6 +506,8 @@ pub struct Settings {
     pub scrub_period: Option<u64>,
     /// Wrong enrolment codes: free ones, waits, alert.
     pub enrol_limits: crate::core::strangers::Limits,
+    /// Witnesses whose cosignatures are taken.
+    pub witnesses: Vec<Witness>,
 }
 
 impl Config {
@@ -519,6 +545,7 @@ impl Config {
             metadata: MetadataConfig::default(),
             dashboard: None,
             enrolment: EnrolmentConfig::default(),
+            witness: vec![],
         }
     }
 
@@ -543,6 +570,23 @@ impl Config {
                 return Err(ServerError::Setup(format!("config: external_access.{kind} must be longer than 0")));
             }
             out.push((k, secs));
+        }
+        Ok(out)
+    }
+
+    /// The `[[witness]]` entries, checked: valid names and keys, neither
+    /// given twice.
+    fn witnesses(&self) -> Result<Vec<Witness>, ServerError> {
+        let mut out: Vec<Witness> = vec![];
+        for w in &self.witness {
+            let bad = |e: String| ServerError::Setup(format!("config: witness {:?}: {e}", w.name));
+            exhibit_proto::tlog::cosign::check_name(&w.name).map_err(|e| bad(e.to_string()))?;
+            let key = exhibit_proto::tlog::cosign::parse_key(&w.key)
+                .map_err(|e| bad(format!("{e} (the key line `exhibitd witness init` prints)")))?;
+            if out.iter().any(|o| o.name == w.name || o.key == key) {
+                return Err(bad("given twice (by name or by key)".into()));
+            }
+            out.push(Witness { name: w.name.clone(), key });
         }
         Ok(out)
     }
@@ -658,6 +702,7 @@ impl Config {
             alert_window: d("enrolment.alert_window", &e.alert_window)?.max(1),
         };
         let data_dir = if self.data_dir.is_absolute() { self.data_dir.clone() } else { base.join(&self.data_dir) };
+        let witnesses = self.witnesses()?;
         Ok(Settings {
             ack_within,
             ack_within_bounds: bounds,
@@ -687,6 +732,7 @@ impl Config {
                 },
             },
             enrol_limits,
+            witnesses,
             retain_after_ack: match self.retain_after_ack.as_str() {
                 "forever" => None,
                 v => Some(d("retain_after_ack", v)?),
@@ -773,6 +819,30 @@ mod tests {
         let back: Config = toml::from_str(&to_toml(&c).unwrap()).unwrap();
         assert_eq!(back.metadata, c.metadata);
         assert!(back.settings(Path::new("/")).is_ok());
+    }
+
+    #[test]
+    fn witnesses_need_valid_names_and_keys_each_given_once() {
+        let mut c = Config::new(".".into(), "127.0.0.1:4433".parse().unwrap(), "localhost".into());
+        let key = |n: u8| {
+            exhibit_proto::tlog::cosign::key_text(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key())
+        };
+        c.witness = vec![WitnessConfig { name: "cps-witness".into(), key: key(1) }];
+        let back: Config = toml::from_str(&to_toml(&c).unwrap()).unwrap();
+        let s = back.settings(Path::new("/")).unwrap();
+        assert_eq!(s.witnesses.len(), 1);
+        assert_eq!(exhibit_proto::tlog::cosign::key_text(&s.witnesses[0].key), key(1));
+        for (name, k, why) in [
+            ("cps-witness", "AAAA".to_owned(), "witness key"),
+            ("two words", key(2), "witness name"),
+            ("cps-witness", key(2), "given twice"),
+            ("other", key(1), "given twice"),
+        ] {
+            let mut bad = c.clone();
+            bad.witness.push(WitnessConfig { name: name.into(), key: k });
+            let e = bad.settings(Path::new("/")).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 
     #[test]

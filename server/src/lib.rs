@@ -32,6 +32,7 @@ mod rpc;
 pub mod state;
 mod tls;
 pub mod web;
+pub mod witness;
 
 pub use crate::alerts::notify;
 pub use crate::ops::{backup, fsck};

@@ -92,6 +92,11 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// A witness of another exhibit log, run by a second organisation:
+    /// checks that each tree head extends the last it cosigned and
+    /// cosigns it; refuses (and writes a fork report) if not.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
     /// Restore a backup into a new data directory, then check every chunk.
     Restore {
         /// Backup file.
@@ -101,6 +106,91 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Make the witness's key in DIR and print the lines to give the log's
+    /// operators (its exhibitd.toml) and its users (`exhibit audit witness
+    /// add`).
+    Init {
+        /// Directory for the witness's key and state (created).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The witness's name (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+    },
+    /// Fetch the log's tree head, check it extends the one cosigned last,
+    /// cosign it and hand the cosignature back; every --every seconds, or
+    /// once. Exits 3, cosigning nothing, if the log forked.
+    Run {
+        /// The witness's directory (from `exhibitd witness init`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The log's QUIC address, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        log: String,
+        /// The log's CA certificate (ca.pem, as its users have): its key
+        /// signs the tree heads.
+        #[arg(long, value_name = "CA.pem")]
+        ca: PathBuf,
+        /// One round, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between rounds.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        every: u64,
+    },
+}
+
+/// The exit code of a witness that found the log forked.
+const EXIT_FORKED: i32 = 3;
+
+async fn witness(cmd: WitnessCommand) -> anyhow::Result<()> {
+    use exhibit_server::witness::{self, WitnessError};
+    match cmd {
+        WitnessCommand::Init { dir, name } => {
+            let id = witness::init(&dir, &name)?;
+            println!("witness {} made in {}; its key is readable by its owner only.", id.name, dir.display());
+            println!();
+            println!("Give the log's operators these lines for their exhibitd.toml:");
+            println!();
+            print!("{}", id.config_lines());
+            println!();
+            println!("Give the log's users this key, to run:");
+            println!("  exhibit audit witness add {} {}", id.name, id.key);
+            println!();
+            println!("witness key: {}", id.key);
+        }
+        WitnessCommand::Run { dir, log, ca, once, every } => {
+            let ca_pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
+            loop {
+                match witness::round(&dir, &log, &ca_pem).await {
+                    Ok(c) => {
+                        let since = c.before.map_or("none held before".to_owned(), |b| format!("extends {b}"));
+                        println!(
+                            "cosigned the log's tree head of {} entries (root {}, signed at {}; {since})",
+                            c.head.size,
+                            hex::encode(c.head.root),
+                            c.head.time
+                        );
+                    }
+                    Err(e @ WitnessError::Forked { .. }) => {
+                        eprintln!("exhibitd witness: {e}");
+                        std::process::exit(EXIT_FORKED);
+                    }
+                    Err(e) if once => return Err(e.into()),
+                    Err(e) => tracing::warn!(error = %e, "witness round failed; trying again next round"),
+                }
+                if once {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(every.max(1))).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run an offline tool on a blocking thread: chunk stores block, and an
@@ -244,6 +334,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("no server is running; it will use it when started");
             }
         }
+        Command::Witness(cmd) => witness(cmd).await?,
         Command::Restore { from, data } => {
             let (f, d) = (from.clone(), data.clone());
             let (s, r) = offline(move || backup::restore(&f, &d)).await?;

@@ -135,7 +135,9 @@ pub enum Command {
     /// A unit you are a member of.
     #[command(subcommand)]
     Unit(UnitCommand),
-    /// The server's audit log as this client has seen it.
+    /// The server's audit log as this client has seen it: the signed tree
+    /// head held (every later one checked to extend it), and witnesses,
+    /// second organisations whose cosignature of a head makes it final.
     #[command(subcommand)]
     Audit(LogCommand),
     /// Extend the recipients' access to a transfer you sent.
@@ -613,13 +615,41 @@ pub enum AdminCommand {
 pub enum LogCommand {
     /// Print the signed tree head this client holds (the latest it saw,
     /// every later one checked to extend it), for comparing with another
-    /// party's.
+    /// party's, and the final head: the latest a trusted witness cosigned
+    /// (or that none is cosigned yet).
     Heads {
         /// Contact the server first: check that its log extends the held
-        /// head, and hold its new one.
+        /// head, and hold its new one (and, with witnesses trusted, check
+        /// the heads they cosigned).
         #[arg(long)]
         check: bool,
     },
+    /// Witnesses this client trusts: their keys come from the witness's
+    /// organisation, never from the server. At every contact the heads
+    /// they cosigned are checked against the one held; the latest is
+    /// final.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+/// `exhibit audit witness …`.
+#[derive(Subcommand, Debug)]
+pub enum WitnessCommand {
+    /// Trust a witness: its name (a label here) and the public key its
+    /// organisation gave you (`exhibitd witness init` prints it).
+    Add {
+        /// The witness's name.
+        name: String,
+        /// Its public key (base64).
+        key: String,
+    },
+    /// Stop trusting a witness.
+    Remove {
+        /// The witness's name.
+        name: String,
+    },
+    /// The witnesses trusted.
+    List,
 }
 
 /// `exhibit admin audit …`.

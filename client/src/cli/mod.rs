@@ -12,7 +12,7 @@ use serde_json::json;
 
 pub use self::args::{
     AdminCommand, AlertAction, AuditCommand, CaseCommand, Cli, Command, CustodyArgs, ForwardArgs, LogCommand,
-    OrgCommand, PassphraseCommand, ReceiptCommand, SendArgs, UserCommand,
+    OrgCommand, PassphraseCommand, ReceiptCommand, SendArgs, UserCommand, WitnessCommand,
 };
 use crate::error::ClientError;
 use crate::home::{Home, KeyProtection};
@@ -128,7 +128,30 @@ impl Cli {
                     heads::check(&conn, &p).await?;
                     conn.close();
                 }
-                print::heads(heads::stored(&home)?.as_ref(), o.json)
+                let final_head = crate::ops::witness::stored_final(&home)?;
+                let trusted = crate::ops::witness::list(&home)?;
+                print::heads(heads::stored(&home)?.as_ref(), final_head.as_ref(), &trusted, o.json)
+            }
+            Command::Audit(LogCommand::Witness(c)) => {
+                use crate::ops::witness;
+                match c {
+                    WitnessCommand::Add { name, key } => {
+                        let replaced = witness::add(&home, &name, &key)?;
+                        let did = if replaced { "now trusted with the new key" } else { "now trusted" };
+                        print::say_line(&format!(
+                            "witness {name} {did}: heads it cosigns are final at the next contact"
+                        ));
+                        Ok(())
+                    }
+                    WitnessCommand::Remove { name } => match witness::remove(&home, &name)? {
+                        true => {
+                            print::say_line(&format!("witness {name} is no longer trusted"));
+                            Ok(())
+                        }
+                        false => Err(ClientError::Usage(format!("no witness named {name} is trusted"))),
+                    },
+                    WitnessCommand::List => print::witnesses(&witness::list(&home)?, o.json),
+                }
             }
             Command::Extend { target, by } => {
                 let secs = duration("--by", &by)?;

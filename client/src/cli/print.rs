@@ -726,9 +726,29 @@ pub fn audit_verified(r: &VerifyReport, as_json: bool) -> Result<(), ClientError
     Ok(())
 }
 
-pub fn heads(h: Option<&crate::ops::heads::HeldHead>, as_json: bool) -> Result<(), ClientError> {
+/// One line of text to stdout (escaped as every other).
+pub fn say_line(text: &str) {
+    say!("{text}");
+}
+
+/// `exhibit audit heads`: the held head and the final one. JSON: the
+/// held head's fields at the top level (as before witnesses, so a file
+/// of it is still a head for `--from-heads`), and `final` (null until a
+/// trusted witness cosigned one) and `witnesses` (the names trusted).
+pub fn heads(
+    h: Option<&crate::ops::heads::HeldHead>,
+    final_head: Option<&crate::ops::witness::FinalHead>,
+    trusted: &[crate::ops::witness::Trusted],
+    as_json: bool,
+) -> Result<(), ClientError> {
     if as_json {
-        return json(&h);
+        let names: Vec<&str> = trusted.iter().map(|t| t.name.as_str()).collect();
+        let mut v = serde_json::to_value(h).map_err(|e| ClientError::Config(e.to_string()))?;
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("final".into(), serde_json::to_value(final_head).map_err(|e| ClientError::Config(e.to_string()))?);
+            m.insert("witnesses".into(), serde_json::json!(names));
+        }
+        return json(&v);
     }
     match h {
         None => say!("no tree head held yet: it is fetched on the next contact with the server"),
@@ -739,6 +759,31 @@ pub fn heads(h: Option<&crate::ops::heads::HeldHead>, as_json: bool) -> Result<(
             say!("  signed at: {}", format_time(h.time));
             say!("  signature: {}", hex::encode(&h.signed.signature));
         }
+    }
+    match (final_head, trusted.is_empty()) {
+        (_, true) => say!("final head: no witness trusted (`exhibit audit witness add NAME KEY`)"),
+        (None, false) => say!("final head: none cosigned yet by a trusted witness"),
+        (Some(f), false) => {
+            say!("final head (cosigned by a trusted witness):");
+            say!("  entries:     {}", f.size);
+            say!("  root:        {}", f.root);
+            say!("  signed at:   {}", format_time(f.time));
+            say!("  cosigned by: {}", f.witnesses.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `exhibit audit witness list`.
+pub fn witnesses(trusted: &[crate::ops::witness::Trusted], as_json: bool) -> Result<(), ClientError> {
+    if as_json {
+        return json(&trusted);
+    }
+    if trusted.is_empty() {
+        say!("no witness trusted");
+    }
+    for t in trusted {
+        say!("{}  {}", t.name, t.key);
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
+use crate::ops::witness::{self, FinalHead};
 use crate::session::{now, unexpected, Conn};
 
 /// The held head, in the key directory.
@@ -128,6 +129,9 @@ pub struct Checked {
     /// The head held now (none from a server too old to sign heads, met
     /// before this client held one).
     pub now: Option<TreeHead>,
+    /// The latest head a witness this client trusts has cosigned (none
+    /// when no witness is trusted, or none has cosigned yet).
+    pub final_head: Option<FinalHead>,
 }
 
 /// Check that the server's log extends the head this client holds (in
@@ -143,7 +147,7 @@ pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
         // did has been shown this server signs them.
         Err(ClientError::Server { code: ErrorCode::BadRequest, message }) if held.is_none() => {
             tracing::warn!(%message, "the server signs no tree heads (an older exhibitd): its audit log is checked by the chain's checkpoint only");
-            return Ok(Checked { before: None, now: None });
+            return Ok(Checked { before: None, now: None, final_head: None });
         }
         other => other?,
     };
@@ -159,7 +163,76 @@ pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
     if on_disk.as_ref().is_none_or(|(h, _)| h.size < new.size) {
         write_json(&p.dir, HEAD_FILE, &HeldHead::new(&new, &signed))?;
     }
-    Ok(Checked { before: held.map(|(h, _)| h), now: Some(new) })
+    let final_head = cosigned(conn, p).await?;
+    Ok(Checked { before: held.map(|(h, _)| h), now: Some(new), final_head })
+}
+
+/// With witnesses trusted (`exhibit audit witness add`): the heads the
+/// server says they cosigned, each checked (the log's signature, the
+/// cosignature by a key this client trusts, and consistency with the head
+/// held, by [`meet`]), and the latest kept as final. A cosignature by a
+/// key not trusted here is ignored; one that does not verify is ignored
+/// with a warning. A cosigned head the held head does not extend, or that
+/// does not extend it, is a fork: the report is written and
+/// [`ClientError::LogForked`] returned. No witness trusted: no request.
+pub async fn cosigned(conn: &Conn, p: &Profile) -> Result<Option<FinalHead>, ClientError> {
+    let trusted = witness::trusted(&p.dir)?;
+    if trusted.is_empty() {
+        return Ok(None);
+    }
+    let mut best = witness::final_in(&p.dir, &p.authority)?;
+    let heads = match conn.request(&Request::CosignedHeads).await {
+        Ok(Response::CosignedHeads { heads }) => heads,
+        Ok(r) => return Err(unexpected(&r)),
+        Err(ClientError::Server { code: ErrorCode::BadRequest, message }) => {
+            tracing::warn!(%message, "the server keeps no cosigned heads (an older exhibitd): no new head is final");
+            return Ok(best.map(|(_, f)| f));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut changed = false;
+    // One head per trusted witness: a server repeating one is not asked
+    // for a proof each time.
+    let mut seen = vec![];
+    for h in &heads {
+        let Some((name, key)) = trusted.iter().find(|(_, k)| h.cosignature.by(k)) else { continue };
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let head = match h.verify(&p.authority, key) {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(witness = %name, error = %e, "a cosigned head that does not check was not accepted");
+                continue;
+            }
+        };
+        meet(conn, p, &h.head, &format!("the head cosigned by witness {name}")).await?;
+        let same = best.as_ref().is_some_and(|(b, _)| b.size == head.size && b.root == head.root);
+        let larger = best.as_ref().is_some_and(|(b, _)| b.size >= head.size);
+        if let Some((_, f)) = best.as_mut().filter(|_| same) {
+            // Another witness cosigned the same head.
+            if !f.witnesses.contains(name) {
+                f.witnesses.push(name.clone());
+                f.cosignatures.push(h.cosignature.clone());
+                changed = true;
+            }
+        } else if !larger {
+            let mut f = FinalHead::new(&head, &h.head);
+            f.witnesses.push(name.clone());
+            f.cosignatures.push(h.cosignature.clone());
+            best = Some((head, f));
+            changed = true;
+        }
+    }
+    if let Some((b, f)) = best.as_ref().filter(|_| changed) {
+        // Several commands may run at once: never replace a larger one.
+        let on_disk = witness::final_in(&p.dir, &p.authority)?;
+        if on_disk.as_ref().is_none_or(|(h, _)| h.size <= b.size) {
+            witness::write_json(&p.dir, witness::FINAL_FILE, f)?;
+        }
+    }
+    Ok(best.map(|(_, f)| f))
 }
 
 /// Check a tree head met in another party's evidence (a manifest's

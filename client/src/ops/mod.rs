@@ -24,3 +24,4 @@ pub mod resume;
 pub mod send;
 pub mod show;
 pub mod units;
+pub mod witness;

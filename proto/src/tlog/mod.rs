@@ -18,11 +18,13 @@ use crate::audit::AuditEntry;
 use crate::error::ProtoError;
 use crate::sign;
 
+pub mod cosign;
 mod proof;
 pub mod prove;
 #[cfg(test)]
 mod tests;
 
+pub use cosign::{Cosignature, CosignedHead, DOMAIN_COSIGN};
 pub use proof::{Proof, MAX_PROOF};
 pub use prove::{appended, consistency, inclusion, range_root};
 

@@ -15,6 +15,7 @@ pub mod transfers;
 pub mod tree;
 pub mod units;
 pub mod users;
+pub mod witness;
 
 use exhibit_proto::TransferId;
 

@@ -70,6 +70,7 @@ pub fn run(make: &mut dyn FnMut() -> Box<dyn MetaStore>, scratch: &std::path::Pa
     own_writes(make().as_ref())?;
     dashboard_logins(make().as_ref())?;
     links_taken_at_once(make().as_ref())?;
+    cosigned_heads(make().as_ref())?;
     transactions(make().as_ref(), scratch)
 }
 
@@ -235,6 +236,48 @@ fn links_taken_at_once(m: &dyn MetaStore) -> Check {
         if taken != 1 {
             return fail(&format!("a one-time link taken by {TAKERS} transactions at once was got by {taken}"));
         }
+    }
+    Ok(())
+}
+
+/// Witnesses' cosigned heads: none at first, one per witness key (a
+/// later one replacing the earlier), read back the same, and a write
+/// rolled back leaving the one before.
+fn cosigned_heads(m: &dyn MetaStore) -> Check {
+    use exhibit_proto::tlog::{Cosignature, CosignedHead, TreeHead};
+    let log = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let cosigned = |w: u8, size: u64| {
+        let witness = ed25519_dalek::SigningKey::from_bytes(&[w; 32]);
+        let head = TreeHead { size, root: [size as u8; 32], time: size }.sign(&log);
+        let cosignature = Cosignature::sign(&witness, &format!("w{w}"), &head, size + 1);
+        (witness.verifying_key().to_bytes(), CosignedHead { head, cosignature })
+    };
+    if !ok(ok(m.read(), "read")?.cosigned_heads(), "cosigned_heads")?.is_empty() {
+        return fail("a new store has cosigned heads");
+    }
+    let ((a, a5), (b, b7), (_, a9)) = (cosigned(2, 5), cosigned(3, 7), cosigned(2, 9));
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_cosigned_head(&a, &a5), "put_cosigned_head")?;
+    ok(tx.put_cosigned_head(&b, &b7), "put_cosigned_head")?;
+    ok(tx.commit(), "commit")?;
+    let mut want = vec![(a, a5.clone()), (b, b7.clone())];
+    want.sort_by_key(|(k, _)| *k);
+    let want: Vec<_> = want.into_iter().map(|(_, h)| h).collect();
+    if ok(ok(m.read(), "read")?.cosigned_heads(), "cosigned_heads")? != want {
+        return fail("stored cosigned heads do not read back the same, one per witness in key order");
+    }
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_cosigned_head(&a, &a9), "put_cosigned_head")?;
+    drop(tx);
+    if ok(ok(m.read(), "read")?.cosigned_heads(), "cosigned_heads")? != want {
+        return fail("a cosigned head written in a transaction rolled back is kept");
+    }
+    let mut tx = ok(m.write(), "write")?;
+    ok(tx.put_cosigned_head(&a, &a9), "put_cosigned_head")?;
+    ok(tx.commit(), "commit")?;
+    let got = ok(ok(m.read(), "read")?.cosigned_heads(), "cosigned_heads")?;
+    if got.len() != 2 || !got.contains(&a9) || !got.contains(&b7) || got.contains(&a5) {
+        return fail("a witness's later cosigned head does not replace its earlier one");
     }
     Ok(())
 }

@@ -134,6 +134,9 @@ pub trait Read {
     /// A dashboard session by BLAKE3 of its cookie, expired or not (the
     /// caller compares `expires_at` with its clock).
     fn dashboard_session(&self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>>;
+    /// The latest head each witness cosigned, in the order of their keys
+    /// (every witness ever stored: the caller keeps the configured ones).
+    fn cosigned_heads(&self) -> Result<Vec<exhibit_proto::tlog::CosignedHead>>;
     /// The certificate a renewed one (`new`) replaces, while it is unused.
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>>;
     /// Every pending renewal of the certificate `old`.
@@ -235,6 +238,9 @@ pub trait Tx: Read {
     /// Remove every dashboard session and link that expired at or before
     /// `now`; returns how many.
     fn sweep_dashboard(&mut self, now: u64) -> Result<usize>;
+    /// Store the latest head cosigned by the witness with public key
+    /// `witness`, replacing the one it cosigned before.
+    fn put_cosigned_head(&mut self, witness: &[u8; 32], head: &exhibit_proto::tlog::CosignedHead) -> Result<()>;
     /// Note a renewed certificate and the one it replaces.
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()>;
     /// Forget a renewal.

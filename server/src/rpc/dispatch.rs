@@ -50,6 +50,20 @@ pub(crate) async fn dispatch(
         tracing::info!("enrolled");
         return Ok(Reply::Frame(Response::Enrolled { entry, cert_der }));
     }
+    // A witness has no client certificate: it may ask for the head and
+    // hand back its cosignature, each on a connection of its own, bounded
+    // as an enrolment's. What it is given is what it will publish anyway
+    // (a size and a root); what it sends is taken only if signed by a
+    // configured witness key.
+    if let Request::WitnessHead { since } = req {
+        let (head, proof) = blocking(state, move |s| app::witness::head(s, since, now)).await?;
+        return Ok(Reply::Frame(Response::TreeHead { head, proof }));
+    }
+    if let Request::Cosign { cosigned } = req {
+        let t = blocking(state, move |s| app::witness::cosign(s, cosigned)).await?;
+        tracing::info!(witness = %t.witness, size = t.size, stored = t.stored, "tree head cosigned");
+        return Ok(Reply::Frame(Response::Done));
+    }
     let cert = peer.cert_hash;
     let caller = blocking(state, move |s| app::users::authenticate(s, cert)).await?;
     let me = caller.user.clone();
@@ -315,6 +329,9 @@ pub(crate) async fn dispatch(
         Request::SetNotices { arrivals } => {
             blocking(state, move |s| app::alerts::set_notices(s, &me, arrivals, now)).await?;
             Response::Done
+        }
+        Request::CosignedHeads => {
+            Response::CosignedHeads { heads: blocking(state, app::witness::cosigned_heads).await? }
         }
         Request::TreeProof { from, to } => {
             let proof = blocking(state, move |s| app::tree::proof_between(s.meta.as_ref(), from, to)).await?;

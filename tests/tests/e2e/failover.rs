@@ -46,7 +46,7 @@ const FINISH_WITHIN: Duration = Duration::from_secs(90);
 /// README's test command, and CI's) builds it for the server's own tests;
 /// run alone, `cargo build -p exhibit-server --bin exhibitd` first. `None`
 /// (skipped) where it is not built, except under CI, where it fails.
-fn exhibitd() -> Option<PathBuf> {
+pub(crate) fn exhibitd() -> Option<PathBuf> {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).map(|d| d.join("exhibitd")).unwrap();
     if bin.is_file() {

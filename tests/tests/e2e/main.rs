@@ -31,3 +31,4 @@ mod transfer;
 mod units;
 mod upgrade;
 mod web;
+mod witness;

@@ -18,18 +18,18 @@ const AUDIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 
 /// Alice sends Bob a file and he fetches it: every kind of entry.
-async fn sent_and_fetched(f: &Fixture, alice: &Home, bob: &Home, seed: u64) {
+pub(crate) async fn sent_and_fetched(f: &Fixture, alice: &Home, bob: &Home, seed: u64) {
     let src = f.path(&format!("src{seed}"));
     std::fs::write(src.join("a.bin"), bytes(3000, seed)).unwrap();
     let t = send_paths(alice, vec![src.join("a.bin")], &["bob"], 1024).await;
     fetch_to(bob, t, &f.path(&format!("out{seed}"))).await.unwrap();
 }
 
-fn held_size(h: &Home) -> u64 {
+pub(crate) fn held_size(h: &Home) -> u64 {
     heads::stored(h).unwrap().expect("a head is held after a contact").size
 }
 
-fn fork_reports(h: &Home) -> Vec<PathBuf> {
+pub(crate) fn fork_reports(h: &Home) -> Vec<PathBuf> {
     std::fs::read_dir(h.dir())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -39,7 +39,7 @@ fn fork_reports(h: &Home) -> Vec<PathBuf> {
 
 /// The refusal, its exit code, and the report's two heads, each checked
 /// against the authority key: (held size, presented size).
-fn refused(f: &Fixture, h: &Home, r: Result<impl std::fmt::Debug, ClientError>) -> (u64, u64) {
+pub(crate) fn refused(f: &Fixture, h: &Home, r: Result<impl std::fmt::Debug, ClientError>) -> (u64, u64) {
     let e = r.expect_err("a client that saw a later head went on");
     assert_eq!(e.exit_code(), 3, "{e}");
     let ClientError::LogForked { report, .. } = &e else { panic!("not reported as a fork: {e}") };
@@ -100,7 +100,7 @@ async fn a_log_restored_from_an_older_backup_is_refused_by_a_client_that_saw_mor
     assert_eq!(fork_reports(&alice).len(), 2);
 }
 
-fn rewrite_entry(d: &Path, seq: u64) {
+pub(crate) fn rewrite_entry(d: &Path, seq: u64) {
     let db = redb::Database::open(d.join("meta.redb")).unwrap();
     let tx = db.begin_write().unwrap();
     {

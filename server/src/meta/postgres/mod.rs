@@ -97,9 +97,10 @@ const AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
 const AUDIT_TREE: &str = "audit_tree";
 const DASHBOARD_SESSIONS: &str = "dashboard_sessions";
 const DASHBOARD_LINKS: &str = "dashboard_links";
+const WITNESS_HEADS: &str = "witness_heads";
 
 /// Every table: the names redb gives them.
-const TABLES: [&str; 27] = [
+const TABLES: [&str; 28] = [
     USERS,
     CERTS,
     CODES,
@@ -127,6 +128,7 @@ const TABLES: [&str; 27] = [
     AUDIT_TREE,
     DASHBOARD_SESSIONS,
     DASHBOARD_LINKS,
+    WITNESS_HEADS,
 ];
 
 fn pg_error(e: tokio_postgres::Error) -> ServerError {
@@ -768,6 +770,10 @@ impl Read for View<'_> {
         self.get(DASHBOARD_SESSIONS, hash, "dashboard session")
     }
 
+    fn cosigned_heads(&self) -> Result<Vec<exhibit_proto::tlog::CosignedHead>> {
+        self.scan(WITNESS_HEADS, None, usize::MAX, "cosigned head")
+    }
+
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>> {
         self.get_raw(RENEWALS, new)?.map(|v| hash32(&v, "renewal")).transpose()
     }
@@ -1021,6 +1027,10 @@ impl Tx for View<'_> {
             }
         }
         Ok(gone)
+    }
+
+    fn put_cosigned_head(&mut self, witness: &[u8; 32], head: &exhibit_proto::tlog::CosignedHead) -> Result<()> {
+        self.put_raw(WITNESS_HEADS, witness, &enc(head))
     }
 
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()> {

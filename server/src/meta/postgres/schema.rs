@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0002_units.sql"),
     include_str!("0003_audit_tree.sql"),
     include_str!("0004_dashboard.sql"),
+    include_str!("0005_witness_heads.sql"),
 ];
 
 /// The layout this build reads and writes.

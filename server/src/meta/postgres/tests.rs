@@ -126,6 +126,29 @@ fn a_dashboard_link_taken_by_two_nodes_at_once_is_got_by_one() {
     assert_eq!(b.read().unwrap().dashboard_session(&[1; 32]).unwrap().map(|l| l.actor), Some(admin));
 }
 
+/// Two stores on one database, as two nodes hold: a witness's cosigned
+/// head taken through one is handed out by the other, and a later one
+/// replaces it there too.
+#[test]
+fn a_cosigned_head_stored_by_one_node_is_read_by_the_other() {
+    use exhibit_proto::tlog::{Cosignature, CosignedHead, TreeHead};
+    let Some(url) = test_url() else { return };
+    let url = scratch_schema(&url, &format!("witness_{}", std::process::id())).unwrap();
+    let (a, b) = (PgMeta::open(&url).unwrap(), PgMeta::open(&url).unwrap());
+    let log = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let witness = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+    let cosigned = |size: u64| {
+        let head = TreeHead { size, root: [7; 32], time: size }.sign(&log);
+        CosignedHead { cosignature: Cosignature::sign(&witness, "w", &head, size), head }
+    };
+    for size in [3, 9] {
+        let mut tx = a.write().unwrap();
+        tx.put_cosigned_head(witness.verifying_key().as_bytes(), &cosigned(size)).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(b.read().unwrap().cosigned_heads().unwrap(), vec![cosigned(size)]);
+    }
+}
+
 #[test]
 fn a_failed_statement_makes_commit_fail() {
     let Some(url) = test_url() else { return };

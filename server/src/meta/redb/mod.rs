@@ -90,8 +90,11 @@ const DASHBOARD_SESSIONS: Bytes = TableDefinition::new("dashboard_sessions");
 /// BLAKE3(one-time dashboard login code) → [`DashboardLogin`].
 const DASHBOARD_LINKS: Bytes = TableDefinition::new("dashboard_links");
 
+/// Witness public key → the latest `CosignedHead` it sent.
+const WITNESS_HEADS: Bytes = TableDefinition::new("witness_heads");
+
 /// Every table: created on open, copied by a snapshot.
-const TABLES: [Bytes; 27] = [
+const TABLES: [Bytes; 28] = [
     USERS,
     CERTS,
     CODES,
@@ -119,6 +122,7 @@ const TABLES: [Bytes; 27] = [
     AUDIT_TREE,
     DASHBOARD_SESSIONS,
     DASHBOARD_LINKS,
+    WITNESS_HEADS,
 ];
 
 macro_rules! store_errors {
@@ -433,6 +437,10 @@ impl<S: Source> Read for View<S> {
 
     fn dashboard_session(&self, hash: &[u8; 32]) -> Result<Option<DashboardLogin>> {
         self.get(DASHBOARD_SESSIONS, hash, "dashboard session")
+    }
+
+    fn cosigned_heads(&self) -> Result<Vec<exhibit_proto::tlog::CosignedHead>> {
+        self.scan(WITNESS_HEADS, None, usize::MAX, "cosigned head")
     }
 
     fn renewal(&self, new: &[u8; 32]) -> Result<Option<[u8; 32]>> {

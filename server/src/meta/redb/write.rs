@@ -94,6 +94,11 @@ impl Tx for View<WriteTransaction> {
         Ok(gone)
     }
 
+    fn put_cosigned_head(&mut self, witness: &[u8; 32], head: &exhibit_proto::tlog::CosignedHead) -> Result<()> {
+        self.0.t(WITNESS_HEADS)?.insert(witness.as_slice(), enc(head).as_slice())?;
+        Ok(())
+    }
+
     fn put_renewal(&mut self, new: &[u8; 32], old: &[u8; 32]) -> Result<()> {
         self.0.t(RENEWALS)?.insert(new.as_slice(), old.as_slice())?;
         Ok(())
