@@ -322,8 +322,11 @@ impl PgMeta {
             }
             _ => None,
         };
+        // Two threads drive every connection's socket: under 64 clients one
+        // was a queue (small-transfer benchmark 0.49 of redb with one, 0.50
+        // to 0.53 with two).
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("exhibit-postgres")
             .enable_all()
             .build()
