@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use exhibit_proto::frame::{self, Request, Response};
-use exhibit_proto::tlog::{self, cosign, Cosignature, CosignedHead, Proof, SignedTreeHead, TreeHead};
+use exhibit_proto::tlog::{self, cosign, Cosignature, CosignedHead, HeldHead, Proof, SignedTreeHead, TreeHead};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
 
@@ -83,25 +83,6 @@ impl Identity {
     }
 }
 
-/// A signed tree head as held and reported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    /// Entries in the log.
-    pub size: u64,
-    /// The tree's root, hex.
-    pub root: String,
-    /// When the log signed it (unix seconds).
-    pub time: u64,
-    /// The head as the log signed it.
-    pub signed: SignedTreeHead,
-}
-
-impl Head {
-    fn new(head: &TreeHead, signed: &SignedTreeHead) -> Head {
-        Head { size: head.size, root: hex::encode(head.root), time: head.time, signed: signed.clone() }
-    }
-}
-
 /// Evidence that the log forked: the head this witness cosigned, the one
 /// the log showed next, and the proof it gave.
 #[derive(Debug, Serialize)]
@@ -117,9 +98,9 @@ pub struct ForkReport {
     /// What the check found.
     pub reason: String,
     /// The head held (cosigned before), signed by the log.
-    pub held: Head,
+    pub held: HeldHead,
     /// The head the log showed now, signed by the log.
-    pub presented: Head,
+    pub presented: HeldHead,
     /// The consistency proof it gave (hex).
     pub proof: Vec<String>,
 }
@@ -184,7 +165,8 @@ pub fn held(dir: &Path, log_key: &VerifyingKey) -> Result<Option<(TreeHead, Sign
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(WitnessError::Io { context: format!("reading {}", p.display()), source: e }),
     };
-    let h: Head = serde_json::from_slice(&bytes).map_err(|e| WitnessError::Setup(format!("{}: {e}", p.display())))?;
+    let h: HeldHead =
+        serde_json::from_slice(&bytes).map_err(|e| WitnessError::Setup(format!("{}: {e}", p.display())))?;
     let head = h.signed.verify(log_key).map_err(|e| {
         WitnessError::Setup(format!("{}: not signed by the log of this CA ({e}): another log's witness?", p.display()))
     })?;
@@ -225,7 +207,7 @@ pub async fn round(dir: &Path, log: &str, ca_pem: &[u8]) -> Result<Cosigned, Wit
     // Held before it is handed back: a round cut short after this still
     // never cosigns a head that does not extend it.
     if held.as_ref().is_none_or(|(h, _)| h.size < new.size || h.time < new.time) {
-        write_json(dir, HELD_FILE, &Head::new(&new, &signed))?;
+        write_json(dir, HELD_FILE, &HeldHead::new(&new, &signed))?;
     }
     let cosignature = Cosignature::sign(&key, &id.name, &signed, now());
     let cosigned = CosignedHead { head: signed, cosignature };
@@ -257,8 +239,8 @@ fn fork(
         log: log.to_owned(),
         witness: id.name.clone(),
         reason: reason.clone(),
-        held: Head::new(held.0, held.1),
-        presented: Head::new(new.0, new.1),
+        held: HeldHead::new(held.0, held.1),
+        presented: HeldHead::new(new.0, new.1),
         proof: proof.hashes().iter().map(hex::encode).collect(),
     };
     let name = format!("fork-report-{at}-{:08x}.json", rand::random::<u32>());

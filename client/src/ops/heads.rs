@@ -12,7 +12,7 @@ use ed25519_dalek::VerifyingKey;
 use exhibit_proto::frame::{ErrorCode, Request, Response};
 use exhibit_proto::tlog::{self, Proof, SignedTreeHead, TreeHead};
 use exhibit_proto::TransferId;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
@@ -22,25 +22,8 @@ use crate::session::{now, unexpected, Conn};
 /// The held head, in the key directory.
 pub const HEAD_FILE: &str = "tree-head.json";
 
-/// A signed tree head as kept and reported: what it says, and the bytes
-/// and signature that prove the server said it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldHead {
-    /// Entries in the log.
-    pub size: u64,
-    /// The tree's root, hex.
-    pub root: String,
-    /// When the server signed it (unix seconds).
-    pub time: u64,
-    /// The signed head as the server sent it.
-    pub signed: SignedTreeHead,
-}
-
-impl HeldHead {
-    fn new(head: &TreeHead, signed: &SignedTreeHead) -> HeldHead {
-        HeldHead { size: head.size, root: hex::encode(head.root), time: head.time, signed: signed.clone() }
-    }
-}
+/// A signed tree head as kept and reported.
+pub use exhibit_proto::tlog::HeldHead;
 
 /// Evidence of a fork: the head this client held, the one the server
 /// showed next, the proof it gave, and what is wrong.

@@ -234,6 +234,29 @@ pub struct SignedTreeHead {
     pub signature: Vec<u8>,
 }
 
+/// A signed tree head as kept in a file and shown in a report: what it
+/// says (the root in hex), beside the bytes and signature that prove the
+/// log said it. Clients hold one per deployment; a witness holds the one
+/// it cosigned last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldHead {
+    /// Entries in the log.
+    pub size: u64,
+    /// The tree's root, hex.
+    pub root: String,
+    /// When the log signed it (unix seconds).
+    pub time: u64,
+    /// The head as the log signed it.
+    pub signed: SignedTreeHead,
+}
+
+impl HeldHead {
+    /// `signed`, which says `head`.
+    pub fn new(head: &TreeHead, signed: &SignedTreeHead) -> HeldHead {
+        HeldHead { size: head.size, root: hex::encode(head.root), time: head.time, signed: signed.clone() }
+    }
+}
+
 impl TreeHead {
     /// Sign with the log's key.
     pub fn sign(&self, key: &SigningKey) -> SignedTreeHead {

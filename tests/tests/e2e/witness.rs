@@ -109,7 +109,7 @@ fn tree_size(f: &Fixture) -> u64 {
     exhibit_server::app::tree::size(&*f.state().meta.read().unwrap()).unwrap()
 }
 
-fn held_by_witness(w: &Witness) -> exhibit_server::witness::Head {
+fn held_by_witness(w: &Witness) -> exhibit_proto::tlog::HeldHead {
     serde_json::from_slice(&std::fs::read(w.dir.join(exhibit_server::witness::HELD_FILE)).unwrap()).unwrap()
 }
 
