@@ -31,19 +31,10 @@ use exhibit_proto::directory::Role;
 use exhibit_server::config::{MetadataBackend, MetadataConfig};
 use exhibit_server::{Background, SystemClock};
 
-use fixture::{bytes, uid, Fixture};
+use fixture::{bytes, nodes as point_at, uid, Fixture};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Point a user's key directory at `server` (one node, or a comma list).
-fn point_at(home: &Home, server: &str) {
-    let file = home.dir().join("client.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut config: toml::Table = toml::from_str(&text).unwrap();
-    config.insert("server".into(), server.into());
-    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
 }
 
 /// One send, fetch and receipt of 1 KiB from `from` to `to` (named `to_id`).
@@ -84,8 +75,8 @@ async fn measure(name: &'static str, f: &Fixture, nodes: &[String], clients: usi
         let from = f.user(&a, Role::EvidenceUnit).await;
         let to = f.user(&b, Role::Caseworker).await;
         let node = &nodes[i % nodes.len()];
-        point_at(&from, node);
-        point_at(&to, node);
+        point_at(&from, &[node]);
+        point_at(&to, &[node]);
         pairs.push((from, to, b));
     }
     let run = |first: usize, count: usize| {

@@ -24,7 +24,7 @@ use exhibit_server::error::ServerError;
 use exhibit_server::{Background, SystemClock};
 
 use crate::fixture::*;
-use crate::multinode::{nodes, within};
+use crate::multinode::within;
 
 /// The size of the transfer each node failure lands in the middle of. The
 /// issue asks for 1 GiB; what matters is that the failure lands part-way,

@@ -291,6 +291,15 @@ pub fn uid(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
 
+/// Point a user's key directory at `nodes`, tried in order.
+pub fn nodes(home: &Home, nodes: &[&str]) {
+    let file = home.dir().join("client.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut config: toml::Table = toml::from_str(&text).unwrap();
+    config.insert("server".into(), nodes.join(",").into());
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

@@ -26,15 +26,6 @@ const HOUR: u64 = 3600;
 /// Sends per user; two users, one through each node first.
 const SENDS: usize = 100;
 
-/// Point a user's key directory at `nodes`, tried in order.
-pub(crate) fn nodes(home: &Home, nodes: &[&str]) {
-    let file = home.dir().join("client.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut config: toml::Table = toml::from_str(&text).unwrap();
-    config.insert("server".into(), nodes.join(",").into());
-    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_postgres_and_one_bucket_share_the_work_once() {
     let Some(meta) = crate::postgres::scratch("nodes").await else { return };
