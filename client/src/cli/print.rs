@@ -765,9 +765,9 @@ pub fn heads(
         (None, false) => say!("final head: none cosigned yet by a trusted witness"),
         (Some(f), false) => {
             say!("final head (cosigned by a trusted witness):");
-            say!("  entries:     {}", f.size);
-            say!("  root:        {}", f.root);
-            say!("  signed at:   {}", format_time(f.time));
+            say!("  entries:     {}", f.head.size);
+            say!("  root:        {}", f.head.root);
+            say!("  signed at:   {}", format_time(f.head.time));
             say!("  cosigned by: {}", f.witnesses.join(", "));
         }
     }

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
-use exhibit_proto::tlog::{cosign, Cosignature, SignedTreeHead, TreeHead};
+use exhibit_proto::tlog::{cosign, Cosignature, HeldHead, SignedTreeHead, TreeHead};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -34,14 +34,9 @@ pub struct Trusted {
 /// The latest head a trusted witness cosigned, as kept and reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalHead {
-    /// Entries in the log.
-    pub size: u64,
-    /// The tree's root, hex.
-    pub root: String,
-    /// When the server signed it (unix seconds).
-    pub time: u64,
-    /// The head as the server signed it.
-    pub signed: SignedTreeHead,
+    /// The head (its fields inline in the file and the JSON).
+    #[serde(flatten)]
+    pub head: HeldHead,
     /// The trusted witnesses that cosigned it (their names here).
     pub witnesses: Vec<String>,
     /// Their cosignatures.
@@ -50,14 +45,7 @@ pub struct FinalHead {
 
 impl FinalHead {
     pub(crate) fn new(head: &TreeHead, signed: &SignedTreeHead) -> FinalHead {
-        FinalHead {
-            size: head.size,
-            root: hex::encode(head.root),
-            time: head.time,
-            signed: signed.clone(),
-            witnesses: vec![],
-            cosignatures: vec![],
-        }
+        FinalHead { head: HeldHead::new(head, signed), witnesses: vec![], cosignatures: vec![] }
     }
 }
 
@@ -136,7 +124,7 @@ pub fn stored_final(home: &Home) -> Result<Option<FinalHead>, ClientError> {
 /// key (one that does not check is ignored, and replaced by the next).
 pub(crate) fn final_in(dir: &Path, authority: &VerifyingKey) -> Result<Option<(TreeHead, FinalHead)>, ClientError> {
     let Some(f) = read_json::<FinalHead>(&dir.join(FINAL_FILE))? else { return Ok(None) };
-    match f.signed.verify(authority) {
+    match f.head.signed.verify(authority) {
         Ok(h) => Ok(Some((h, f))),
         Err(e) => {
             tracing::warn!(error = %e, "the final head kept is not the server's; it is replaced");

@@ -138,12 +138,12 @@ async fn a_witness_cosigns_and_a_client_trusting_its_key_holds_the_head_final() 
 
     listing::fetch_list(&alice, false).await.unwrap();
     let fin = witness::stored_final(&alice).unwrap().expect("a head cosigned by a trusted witness is final");
-    assert_eq!((fin.size, &fin.root, &fin.witnesses), (cosigned.size, &cosigned.root, &vec![w.name.clone()]));
+    assert_eq!((fin.head.size, &fin.head.root, &fin.witnesses), (cosigned.size, &cosigned.root, &vec![w.name.clone()]));
     let authority = f.state().authority.signing_key().verifying_key();
     let key = cosign::parse_key(&w.key).unwrap();
-    let ch = CosignedHead { head: fin.signed.clone(), cosignature: fin.cosignatures[0].clone() };
-    assert_eq!(ch.verify(&authority, &key).unwrap().size, fin.size);
-    assert!(held_size(&alice) >= fin.size);
+    let ch = CosignedHead { head: fin.head.signed.clone(), cosignature: fin.cosignatures[0].clone() };
+    assert_eq!(ch.verify(&authority, &key).unwrap().size, fin.head.size);
+    assert!(held_size(&alice) >= fin.head.size);
 
     // Bob's key for the witness is not the one that cosigned: the server
     // hands him the cosigned head, and he does not take it.
@@ -165,7 +165,7 @@ async fn a_witness_cosigns_and_a_client_trusting_its_key_holds_the_head_final() 
     let later = held_by_witness(&w);
     assert!(later.size > cosigned.size);
     listing::fetch_list(&alice, false).await.unwrap();
-    assert_eq!(witness::stored_final(&alice).unwrap().unwrap().size, later.size);
+    assert_eq!(witness::stored_final(&alice).unwrap().unwrap().head.size, later.size);
 
     // A witness the server is not configured with is refused: nothing of
     // it is stored or handed to clients.
@@ -312,7 +312,7 @@ async fn a_head_cosigned_through_one_node_is_final_to_a_client_of_another_with_p
     assert_eq!(heads[0].verify(&authority, &cosign::parse_key(&w.key).unwrap()).unwrap().size, cosigned.size);
     witness::add(&alice, &w.name, &w.key).unwrap();
     listing::fetch_list(&alice, false).await.unwrap();
-    assert_eq!(witness::stored_final(&alice).unwrap().unwrap().size, cosigned.size);
+    assert_eq!(witness::stored_final(&alice).unwrap().unwrap().head.size, cosigned.size);
     b.shutdown().await;
 }
 
