@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use exhibit_proto::directory::{DirectoryEntry, SignedEntry};
+use exhibit_proto::offline::LogKeyCert;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -30,6 +31,14 @@ const SIGNING_KEY: &str = "signing.key";
 const ENTRY: &str = "entry.json";
 const PINS: &str = "pins.json";
 const CONFIRMED_ORGS: &str = "confirmed-orgs.json";
+/// The authority's certificate of the key that signs the log (a
+/// deployment whose authority is offline).
+const LOG_CERT: &str = "log-key.json";
+/// An enrolment waiting for the offline authority: the keys are saved,
+/// and this file says where and with which code to finish.
+const PENDING: &str = "pending-enrolment.json";
+/// The copy of the request the server wrote for the authority.
+pub const PENDING_REQUEST: &str = "enrolment-request.json";
 /// The files that hold private keys: under the passphrase when there is one.
 const PRIVATE_KEYS: [&str; 3] = [AGE_KEY, SIGNING_KEY, TLS_KEY];
 
@@ -85,8 +94,15 @@ pub struct Profile {
     pub config: ClientConfig,
     /// The CA certificate (DER).
     pub ca_der: Vec<u8>,
-    /// The authority key from the CA certificate.
+    /// The authority key from the CA certificate (directory entries,
+    /// organisation and unit records).
     pub authority: VerifyingKey,
+    /// The key the log is signed with (tree heads, audit checkpoints,
+    /// receipt countersignatures): the authority's own, or the log key it
+    /// certified when it is kept offline ([`Profile::log_cert`]).
+    pub log: VerifyingKey,
+    /// The authority's certificate of [`Profile::log`], if it has one.
+    pub log_cert: Option<LogKeyCert>,
     /// Client certificate (DER).
     pub tls_cert: Vec<u8>,
     /// Client TLS key (PKCS#8 DER).
@@ -129,6 +145,34 @@ pub struct NewKeys {
     pub entry: SignedEntry,
     /// User id.
     pub user: String,
+    /// The authority's certificate of the log key, if it is offline.
+    pub log_cert: Option<LogKeyCert>,
+}
+
+/// Keys made for an enrolment that waits for the offline authority, as
+/// saved in the home (the private ones under its passphrase, if any).
+pub struct PendingKeys {
+    /// Where and with which code to finish.
+    pub at: Pending,
+    /// CA certificate PEM.
+    pub ca_pem: Vec<u8>,
+    /// Client key DER.
+    pub tls_key: Vec<u8>,
+    /// age identity.
+    pub age: age::x25519::Identity,
+    /// Signing key.
+    pub signing: SigningKey,
+}
+
+/// Where a pending enrolment finishes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pending {
+    /// Server address.
+    pub server: String,
+    /// The enrolment code (good until used or expired).
+    pub code: String,
+    /// The request file the server wrote.
+    pub file: String,
 }
 
 impl Home {
@@ -232,10 +276,14 @@ impl Home {
         let entry: SignedEntry =
             serde_json::from_slice(&self.read(ENTRY)?).map_err(|e| ClientError::Config(format!("entry.json: {e}")))?;
         let me = entry.verify(&authority)?;
+        let log_cert = self.log_cert()?;
+        let log = exhibit_proto::offline::log_key(&authority, log_cert.as_ref())?;
         Ok(Profile {
             config,
             ca_der,
             authority,
+            log,
+            log_cert,
             tls_cert: self.read(TLS_CERT)?,
             tls_key: self.read_key(TLS_KEY)?,
             age,
@@ -376,6 +424,18 @@ impl Home {
         if self.is_enrolled() {
             return Err(ClientError::Config(format!("{} already holds an enrolment", self.dir.display())));
         }
+        self.save_keys(&k.ca_pem, &k.tls_key, &k.age, &k.signing, lock)?;
+        self.finish(k)
+    }
+
+    fn save_keys(
+        &self,
+        ca_pem: &[u8],
+        tls_key: &[u8],
+        age: &age::x25519::Identity,
+        signing: &SigningKey,
+        lock: Option<&NewLock>,
+    ) -> Result<(), ClientError> {
         private_dir(&self.dir)?;
         use age::secrecy::ExposeSecret;
         let secret = |name: &str, plain: &[u8]| match lock {
@@ -385,18 +445,88 @@ impl Home {
         if let Some(l) = lock {
             self.write(LOCK_FILE, &l.file)?;
         }
-        secret(AGE_KEY, k.age.to_string().expose_secret().as_bytes())?;
-        secret(SIGNING_KEY, hex::encode(k.signing.to_bytes()).as_bytes())?;
-        secret(TLS_KEY, &k.tls_key)?;
+        secret(AGE_KEY, age.to_string().expose_secret().as_bytes())?;
+        secret(SIGNING_KEY, hex::encode(signing.to_bytes()).as_bytes())?;
+        secret(TLS_KEY, tls_key)?;
+        self.write(CA, ca_pem)
+    }
+
+    /// Save keys for an enrolment waiting for the offline authority, and
+    /// the server's request for it (a copy, to hand over if asked).
+    pub fn save_pending(
+        &self,
+        k: &PendingKeys,
+        request: &exhibit_proto::offline::EnrolmentRequest,
+        lock: Option<&NewLock>,
+    ) -> Result<(), ClientError> {
+        self.save_keys(&k.ca_pem, &k.tls_key, &k.age, &k.signing, lock)?;
+        let r = serde_json::to_vec_pretty(request).map_err(|e| ClientError::Config(e.to_string()))?;
+        self.write(PENDING_REQUEST, &r)?;
+        let at = serde_json::to_vec_pretty(&k.at).map_err(|e| ClientError::Config(e.to_string()))?;
+        self.write(PENDING, &at)
+    }
+
+    /// The enrolment waiting here for the offline authority, its keys
+    /// opened (asking the passphrase), if there is one.
+    pub fn pending(&self) -> Result<Option<PendingKeys>, ClientError> {
+        if self.is_enrolled() || !self.dir.join(PENDING).exists() {
+            return Ok(None);
+        }
+        let at: Pending = serde_json::from_slice(&self.read_private(PENDING)?)
+            .map_err(|e| ClientError::Config(format!("{PENDING}: {e}")))?;
+        let age_text = String::from_utf8(self.read_key(AGE_KEY)?)
+            .map_err(|_| ClientError::Config("age key is not text".into()))?;
+        let age = age_text
+            .trim()
+            .parse::<age::x25519::Identity>()
+            .map_err(|e| ClientError::Config(format!("age key: {e}")))?;
+        let sk_hex = self.read_key(SIGNING_KEY)?;
+        let mut sk = [0u8; 32];
+        hex::decode_to_slice(String::from_utf8_lossy(&sk_hex).trim(), &mut sk)
+            .map_err(|_| ClientError::Config("signing key: expected 64 hex digits".into()))?;
+        Ok(Some(PendingKeys {
+            at,
+            ca_pem: self.read(CA)?,
+            tls_key: self.read_key(TLS_KEY)?,
+            age,
+            signing: SigningKey::from_bytes(&sk),
+        }))
+    }
+
+    /// Complete an enrolment whose keys are saved: the certificate, the
+    /// entry, the log key's certificate, then the config.
+    pub fn finish(&self, k: &NewKeys) -> Result<(), ClientError> {
         self.write(TLS_CERT, &k.tls_cert)?;
-        self.write(CA, &k.ca_pem)?;
         let entry = serde_json::to_vec_pretty(&k.entry).map_err(|e| ClientError::Config(e.to_string()))?;
         self.write(ENTRY, &entry)?;
+        if let Some(c) = &k.log_cert {
+            let b = serde_json::to_vec_pretty(c).map_err(|e| ClientError::Config(e.to_string()))?;
+            self.write(LOG_CERT, &b)?;
+        }
         // The TCP address given at enrolment (`--tcp`), if any.
         let config = ClientConfig { server: k.server.clone(), user: k.user.clone(), tcp: self.reach.tcp.clone() };
         let text = toml::to_string(&config).map_err(|e| ClientError::Config(e.to_string()))?;
         // Written last: its presence means the enrolment is complete.
-        self.write(CONFIG, text.as_bytes())
+        self.write(CONFIG, text.as_bytes())?;
+        for done in [PENDING, PENDING_REQUEST] {
+            match std::fs::remove_file(self.dir.join(done)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ClientError::io(format!("removing {done}"))(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The authority's certificate of the log key, if this deployment's
+    /// authority is offline.
+    fn log_cert(&self) -> Result<Option<LogKeyCert>, ClientError> {
+        match std::fs::read(self.dir.join(LOG_CERT)) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ClientError::Config(format!("{LOG_CERT}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ClientError::io(format!("reading {LOG_CERT}"))(e)),
+        }
     }
 
     /// Replace our signed entry with the authority's newer one (same keys:
@@ -469,6 +599,20 @@ impl Home {
         let b = serde_json::to_vec_pretty(pins).map_err(|e| ClientError::Config(e.to_string()))?;
         self.write(PINS, &b)
     }
+}
+
+/// A small file a user names (a signed record, an approval): read whole,
+/// refused past `max` bytes.
+pub fn read_small(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>, ClientError> {
+    use std::io::Read as _;
+    let mut bytes = vec![];
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(ClientError::io(format!("reading {}", path.display())))?;
+    if bytes.len() as u64 > max {
+        return Err(exhibit_proto::ProtoError::TooLarge { what, got: bytes.len() as u64, max }.into());
+    }
+    Ok(bytes)
 }
 
 /// Create `dir` (and missing parents) with mode 0700, and tighten it to

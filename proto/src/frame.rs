@@ -237,6 +237,17 @@ pub enum Request {
     /// The latest head each configured witness cosigned
     /// ([`Response::CosignedHeads`]). Anyone enrolled may ask.
     CosignedHeads,
+    /// The authority's certificate of the key that signs the log
+    /// ([`Response::LogKey`]); none when the authority signs it itself.
+    /// Public: asked with or without a client certificate (at enrolment,
+    /// by a witness).
+    LogKey,
+    /// Finish an enrolment the offline authority approved: the code given
+    /// before and the approval ([`Response::Enrolled`]).
+    EnrolApproved { code: String, approval: crate::offline::EnrolmentApproval },
+    /// An admin: add (or with `replace` change) an organisation whose
+    /// record the offline authority signed ([`Response::Done`]).
+    AdminSignedOrg { signed: crate::org::SignedOrg, replace: bool },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -770,6 +781,12 @@ pub enum Response {
     /// The latest head each configured witness cosigned (none cosigned
     /// yet: empty).
     CosignedHeads { heads: Vec<crate::tlog::CosignedHead> },
+    /// See [`Request::LogKey`].
+    LogKey { cert: Option<crate::offline::LogKeyCert> },
+    /// The code is good, but the authority is offline: the request the
+    /// server wrote for it (file name on the server, and the request
+    /// itself), to approve with `exhibitd authority approve-enrolment`.
+    EnrolPending { file: String, request: crate::offline::EnrolmentRequest },
 }
 
 /// Encode a frame: length prefix and body.

@@ -24,6 +24,7 @@ pub mod labels;
 pub mod limits;
 pub mod manifest;
 pub mod merkle;
+pub mod offline;
 pub mod org;
 pub mod path;
 pub mod receipt;

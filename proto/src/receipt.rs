@@ -438,10 +438,17 @@ pub struct ReceiptBundle {
     /// listing the recipient as a member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<SignedUnit>,
+    /// With the authority offline: its certificate of the key that
+    /// countersigned the receipt and signed the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<crate::offline::LogKeyCert>,
 }
 
 impl ReceiptBundle {
     /// Assemble a bundle; fails if the parts do not verify together.
+    /// `log_key` is the authority's certificate of the key that
+    /// countersigned the receipt, when that is not the authority's own.
+    #[allow(clippy::too_many_arguments)] // each part of the bundle, as it is kept
     pub fn new(
         manifest: SignedManifest,
         sender_entry: SignedEntry,
@@ -449,6 +456,7 @@ impl ReceiptBundle {
         receipt: AcceptedReceipt,
         approval: Option<(SignedApproval, SignedEntry)>,
         unit: Option<SignedUnit>,
+        log_key: Option<crate::offline::LogKeyCert>,
         authority: &VerifyingKey,
     ) -> Result<Self, ProtoError> {
         let placeholder = ReceiptSummary {
@@ -481,6 +489,7 @@ impl ReceiptBundle {
             approval,
             log: None,
             unit,
+            log_key,
         };
         b.summary = b.check(authority)?;
         Ok(b)
@@ -526,7 +535,8 @@ impl ReceiptBundle {
         let manifest = self.manifest.verify(&sender)?;
         let m = manifest.manifest();
         let r = self.receipt.receipt.verify(&recipient)?;
-        self.receipt.verify_acceptance(authority)?;
+        let log_key = crate::offline::log_key(authority, self.log_key.as_ref())?;
+        self.receipt.verify_acceptance(&log_key)?;
         if r.manifest_hash != manifest.hash() {
             return Err(ProtoError::Mismatch {
                 what: "receipt manifest hash",
@@ -587,7 +597,7 @@ impl ReceiptBundle {
         };
         let v2 = r.version != RECEIPT_V1;
         let in_log = match &self.log {
-            Some(l) => Some(self.check_log(l, &r, authority)?),
+            Some(l) => Some(self.check_log(l, &r, &log_key)?),
             None => None,
         };
         Ok(ReceiptSummary {
@@ -618,9 +628,9 @@ impl ReceiptBundle {
         &self,
         l: &crate::tlog::EntryProof,
         r: &Receipt,
-        authority: &VerifyingKey,
+        log_key: &VerifyingKey,
     ) -> Result<LogPlace, ProtoError> {
-        let head = l.verify(authority)?;
+        let head = l.verify(log_key)?;
         let b = &l.entry.body;
         let signature = format!("signature {}", hex::encode(&self.receipt.receipt.signature));
         if b.action != "receipt-accepted"

@@ -1,11 +1,18 @@
 //! The deployment's authority: one Ed25519 key that is the TLS CA and signs
-//! directory entries and receipt countersignatures.
+//! directory entries and organisation records, and the key that signs the
+//! log (tree heads, audit checkpoints, receipt countersignatures). With the
+//! authority online (the default) they are one key, in the data
+//! directory. With `exhibitd init --offline-authority DIR` the authority
+//! key stays in DIR and the data directory holds a log key the authority
+//! certified ([`LOG_KEY`], [`LOG_CERT`]) and a dashboard certificate it
+//! issued ([`WEB_KEY`], [`WEB_CERT`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use exhibit_proto::offline::{EnrolmentApproval, EnrolmentRequest, LogKeyCert, ENROLMENT_APPROVAL};
 use rand::TryRng as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
@@ -24,6 +31,15 @@ pub const CA_CERT: &str = "ca.pem";
 pub const SERVER_KEY: &str = "server.key";
 /// Server TLS certificate.
 pub const SERVER_CERT: &str = "server.pem";
+/// The log-signing key (offline authority only).
+pub const LOG_KEY: &str = "log.key";
+/// The authority's certificate of the log key (offline authority only).
+pub const LOG_CERT: &str = "log-key.json";
+/// The dashboard's TLS key (offline authority only; an online authority
+/// issues one at each start).
+pub const WEB_KEY: &str = "web.key";
+/// The dashboard's TLS certificate (offline authority only).
+pub const WEB_CERT: &str = "web.pem";
 
 /// Client certificates are valid this long from issue (two years).
 const CLIENT_CERT_SECS: i64 = 2 * 365 * 86_400;
@@ -72,21 +88,57 @@ fn year_of(unix: u64) -> i32 {
 impl Authority {
     /// Create the authority and the server certificate in `data`.
     pub fn create(data: &Path, server_name: &str, listen: SocketAddr, now: u64) -> Result<Authority, ServerError> {
-        // The deployment's long-lived key: straight from the operating system.
-        let mut secret = [0u8; 32];
-        rand::rngs::SysRng.try_fill_bytes(&mut secret).map_err(|e| ServerError::Setup(format!("randomness: {e}")))?;
-        let key = SigningKey::from_bytes(&secret);
+        let auth = Authority::create_in(data)?;
+        auth.issue_server_cert(data, server_name, listen, now)?;
+        Ok(auth)
+    }
+
+    /// Create the authority's key and CA certificate in `dir`.
+    pub fn create_in(dir: &Path) -> Result<Authority, ServerError> {
+        let key = random_key()?;
         let ca_key = keypair(&key)?;
         let params = ca_params();
         let ca_cert = params.self_signed(&ca_key).map_err(rcgen_err("creating CA certificate"))?;
-        let pem = key
-            .to_pkcs8_pem(Default::default())
-            .map_err(|e| ServerError::Setup(format!("encoding authority key: {e}")))?;
-        fsutil::write_private(&data.join(AUTHORITY_KEY), pem.as_bytes())?;
-        fsutil::write_public(&data.join(CA_CERT), ca_cert.pem().as_bytes())?;
-        let auth = Authority { key, ca: Issuer::new(params, ca_key) };
-        auth.issue_server_cert(data, server_name, listen, now)?;
-        Ok(auth)
+        write_key(&dir.join(AUTHORITY_KEY), &key)?;
+        fsutil::write_public(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
+        Ok(Authority { key, ca: Issuer::new(params, ca_key) })
+    }
+
+    /// Make a log key in `data` and certify it (an offline authority's
+    /// deployment), and issue the dashboard's certificate there too.
+    pub fn issue_log_key(
+        &self,
+        data: &Path,
+        server_name: &str,
+        listen: SocketAddr,
+        now: u64,
+    ) -> Result<(SigningKey, LogKeyCert), ServerError> {
+        let log = random_key()?;
+        write_key(&data.join(LOG_KEY), &log)?;
+        let cert = LogKeyCert::issue(&self.key, &log.verifying_key(), now);
+        let json = serde_json::to_vec_pretty(&cert).map_err(|e| ServerError::Setup(e.to_string()))?;
+        fsutil::write_public(&data.join(LOG_CERT), &json)?;
+        self.issue_web_files(data, server_name, listen, now)?;
+        Ok((log, cert))
+    }
+
+    /// Issue the dashboard's key and certificate into `data` (an offline
+    /// authority's deployment: the server cannot issue them itself).
+    pub fn issue_web_files(
+        &self,
+        data: &Path,
+        server_name: &str,
+        listen: SocketAddr,
+        now: u64,
+    ) -> Result<(), ServerError> {
+        let p = server_params(server_name, server_names(server_name, listen, &[]), now)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("dashboard key"))?;
+        let cert = p.signed_by(&key, &self.ca).map_err(rcgen_err("dashboard certificate"))?;
+        // The key first: a cut between the two leaves a pair the dashboard
+        // refuses at start (and a rerun mends), never an old key in use
+        // with a certificate that is not its own by surprise.
+        fsutil::replace_private(&data.join(WEB_KEY), key.serialize_pem().as_bytes())?;
+        fsutil::replace_public(&data.join(WEB_CERT), cert.pem().as_bytes())
     }
 
     /// Issue (or re-issue: rotation) the server's TLS key and certificate,
@@ -134,12 +186,10 @@ impl Authority {
         Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
     }
 
-    /// Load the authority from `data`.
+    /// Load the authority from `data` (or an offline authority's
+    /// directory).
     pub fn load(data: &Path) -> Result<Authority, ServerError> {
-        let path = data.join(AUTHORITY_KEY);
-        let pem = std::fs::read_to_string(&path).map_err(ServerError::io(format!("reading {}", path.display())))?;
-        let key = SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| ServerError::Setup(format!("{}: not an Ed25519 key: {e}", path.display())))?;
+        let key = read_key(&data.join(AUTHORITY_KEY))?;
         let ca_key = keypair(&key)?;
         let ca_pem = std::fs::read_to_string(data.join(CA_CERT)).map_err(ServerError::io("reading CA certificate"))?;
         // The issuer is the stored certificate's name with our key, so issued
@@ -148,9 +198,17 @@ impl Authority {
         Ok(Authority { key, ca })
     }
 
-    /// The signing key (directory entries, receipt countersignatures).
+    /// The signing key (directory entries, organisation records; with
+    /// the authority online, the log too).
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// Sign an enrolment request: the entry as asked, the certificate
+    /// from its CSR, `now` the approval's time.
+    pub fn approve(&self, r: &EnrolmentRequest, now: u64) -> Result<EnrolmentApproval, ServerError> {
+        let cert_der = self.issue_client_cert(&r.csr_der, r.entry.user.as_str(), now)?;
+        Ok(EnrolmentApproval { kind: ENROLMENT_APPROVAL.into(), entry: r.entry.clone().sign(&self.key), cert_der })
     }
 
     /// Issue a client certificate for `user` from a CSR. The CSR's
@@ -176,6 +234,111 @@ impl Authority {
         let cert = p.signed_by(&csr.public_key, &self.ca).map_err(rcgen_err("client certificate"))?;
         Ok(cert.der().to_vec())
     }
+}
+
+/// The keys a running server holds: with the authority online, the
+/// authority (which also signs the log); offline, a certified log key and
+/// the CA's public key only.
+pub struct Keys {
+    authority: Option<Authority>,
+    ca: VerifyingKey,
+    log: SigningKey,
+    log_cert: Option<LogKeyCert>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("online", &self.authority.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// The keys in data directory `data`: `authority.key` (online), else
+    /// `log.key` with the authority's certificate of it, checked against
+    /// `ca.pem`.
+    pub fn load(data: &Path) -> Result<Keys, ServerError> {
+        if data.join(AUTHORITY_KEY).exists() {
+            return Ok(Keys::online(Authority::load(data)?));
+        }
+        let ca_pem = std::fs::read(data.join(CA_CERT)).map_err(ServerError::io("reading CA certificate"))?;
+        let ca = exhibit_proto::cert::ed25519_key_from_pem(&ca_pem)?;
+        let log_path = data.join(LOG_KEY);
+        if !log_path.exists() {
+            return Err(ServerError::Setup(format!(
+                "{} holds neither {AUTHORITY_KEY} nor {LOG_KEY}: not an exhibitd data directory",
+                data.display()
+            )));
+        }
+        let log = read_key(&log_path)?;
+        let cert_path = data.join(LOG_CERT);
+        let bytes = std::fs::read(&cert_path).map_err(ServerError::io(format!("reading {}", cert_path.display())))?;
+        let cert: LogKeyCert =
+            serde_json::from_slice(&bytes).map_err(|e| ServerError::Setup(format!("{}: {e}", cert_path.display())))?;
+        if cert.verify(&ca)? != log.verifying_key() {
+            return Err(ServerError::Setup(format!("{} certifies another key than {LOG_KEY}", cert_path.display())));
+        }
+        Ok(Keys { authority: None, ca, log, log_cert: Some(cert) })
+    }
+
+    /// An online authority's keys: it signs the log itself.
+    pub fn online(a: Authority) -> Keys {
+        Keys { ca: a.key.verifying_key(), log: a.key.clone(), log_cert: None, authority: Some(a) }
+    }
+
+    /// The authority at hand (`exhibitd init --offline-authority`), the
+    /// log signed with the key it certified.
+    pub fn with_log(a: Authority, log: SigningKey, cert: LogKeyCert) -> Keys {
+        Keys { ca: a.key.verifying_key(), log, log_cert: Some(cert), authority: Some(a) }
+    }
+
+    /// The key that signs tree heads, audit checkpoints and entries and
+    /// receipt countersignatures.
+    pub fn log(&self) -> &SigningKey {
+        &self.log
+    }
+
+    /// The authority's certificate of [`Keys::log`] (none when the
+    /// authority signs the log itself).
+    pub fn log_cert(&self) -> Option<&LogKeyCert> {
+        self.log_cert.as_ref()
+    }
+
+    /// The authority's public key (directory entries, organisations).
+    pub fn ca(&self) -> VerifyingKey {
+        self.ca
+    }
+
+    /// Whether the authority key is here.
+    pub fn is_online(&self) -> bool {
+        self.authority.is_some()
+    }
+
+    /// The authority, for `what` (refused, saying so, when it is offline).
+    pub fn authority(&self, what: &str) -> Result<&Authority, ServerError> {
+        self.authority.as_ref().ok_or_else(|| {
+            ServerError::Conflict(format!(
+                "{what} needs the authority's signature, and this deployment keeps its authority offline"
+            ))
+        })
+    }
+}
+
+fn random_key() -> Result<SigningKey, ServerError> {
+    // A long-lived key: straight from the operating system.
+    let mut secret = [0u8; 32];
+    rand::rngs::SysRng.try_fill_bytes(&mut secret).map_err(|e| ServerError::Setup(format!("randomness: {e}")))?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
+fn write_key(path: &Path, key: &SigningKey) -> Result<(), ServerError> {
+    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| ServerError::Setup(format!("encoding key: {e}")))?;
+    fsutil::write_private(path, pem.as_bytes())
+}
+
+fn read_key(path: &Path) -> Result<SigningKey, ServerError> {
+    let pem = std::fs::read_to_string(path).map_err(ServerError::io(format!("reading {}", path.display())))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| ServerError::Setup(format!("{}: not an Ed25519 key: {e}", path.display())))
 }
 
 /// The names a server certificate holds: `server_name`, `extra`,

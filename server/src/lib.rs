@@ -84,6 +84,38 @@ pub fn init_with(
     metadata: config::MetadataConfig,
     clock: &dyn Clock,
 ) -> Result<Initialised, ServerError> {
+    init_keys(data, listen, name, metadata, None, clock)
+}
+
+/// [`init_with`], the authority's key kept in `authority` (created; it
+/// must not exist) instead of the data directory: the data directory gets
+/// a log key the authority certifies, its server and dashboard
+/// certificates, and the CA certificate; enrolments and organisation
+/// records then need `exhibitd authority` where that key is.
+pub fn init_offline(
+    data: &Path,
+    listen: SocketAddr,
+    name: &str,
+    metadata: config::MetadataConfig,
+    authority: &Path,
+    clock: &dyn Clock,
+) -> Result<Initialised, ServerError> {
+    init_keys(data, listen, name, metadata, Some(authority), clock)
+}
+
+fn init_keys(
+    data: &Path,
+    listen: SocketAddr,
+    name: &str,
+    metadata: config::MetadataConfig,
+    offline: Option<&Path>,
+    clock: &dyn Clock,
+) -> Result<Initialised, ServerError> {
+    if let Some(dir) = offline {
+        if dir.join(auth::AUTHORITY_KEY).exists() {
+            return Err(ServerError::Setup(format!("{} already holds an authority key", dir.display())));
+        }
+    }
     std::fs::create_dir_all(data).map_err(ServerError::io(format!("creating {}", data.display())))?;
     let config_path = data.join(CONFIG_FILE);
     if config_path.exists() || data.join(auth::AUTHORITY_KEY).exists() {
@@ -95,7 +127,20 @@ pub fn init_with(
         .map_err(ServerError::io(format!("restricting {}", data.display())))?;
     let data = data.canonicalize().map_err(ServerError::io("resolving data dir"))?;
     let now = clock.now();
-    let authority = Authority::create(&data, name, listen, now)?;
+    let keys = match offline {
+        None => auth::Keys::online(Authority::create(&data, name, listen, now)?),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(ServerError::io(format!("creating {}", dir.display())))?;
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(ServerError::io(format!("restricting {}", dir.display())))?;
+            let a = Authority::create_in(dir)?;
+            std::fs::copy(dir.join(auth::CA_CERT), data.join(auth::CA_CERT))
+                .map_err(ServerError::io("copying the CA certificate into the data directory"))?;
+            a.issue_server_cert(&data, name, listen, now)?;
+            let (log, cert) = a.issue_log_key(&data, name, listen, now)?;
+            auth::Keys::with_log(a, log, cert)
+        }
+    };
     let mut config = Config::new(PathBuf::from("."), listen, name.to_owned());
     config.metadata = metadata;
     let settings = config.clone().settings(&data)?;
@@ -104,7 +149,7 @@ pub fn init_with(
         return Err(ServerError::Setup("the metadata database already holds a deployment (it has users)".into()));
     }
     let chunks = Arc::new(DiskChunks::open(&data.join("chunks"))?);
-    let state = State::new(settings, meta, chunks, authority, Arc::new(clock::ManualClock::new(now)));
+    let state = State::new(settings, meta, chunks, keys, Arc::new(clock::ManualClock::new(now)));
     let admin = UserId::new("admin")?;
     // The administrators' own organisation: not police or CPS, so nothing
     // is disclosed to it without the rules and an approval.
@@ -176,8 +221,8 @@ impl Server {
             Some(c) => c,
             None => chunks::open(&settings)?,
         };
-        let authority = Authority::load(&data)?;
-        let state = Arc::new(State::new(settings, meta, chunks, authority, clock));
+        let keys = auth::Keys::load(&data)?;
+        let state = Arc::new(State::new(settings, meta, chunks, keys, clock));
         let server_config = tls::server_config(&data, &state.settings, state.revoked_check())?;
         let listen = state.settings.config.listen;
         let endpoint = exhibit_net::udp_endpoint(listen, Some(server_config))

@@ -47,7 +47,19 @@ enum Command {
         /// directory.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// Keep the authority's key in DIR (created; a removable disk, an
+        /// offline machine) instead of the data directory. The server then
+        /// signs its log with a key the authority certifies, and cannot
+        /// enrol anyone, add organisations or unit records, or renew
+        /// certificates by itself: those need `exhibitd authority ...`
+        /// run where DIR is.
+        #[arg(long, value_name = "DIR")]
+        offline_authority: Option<PathBuf>,
     },
+    /// The offline authority's steps, run where its key is (see `exhibitd
+    /// init --offline-authority`).
+    #[command(subcommand)]
+    Authority(AuthorityCommand),
     /// Run the server. Without --config, uses ./exhibit-data, creating it
     /// on first run.
     Serve {
@@ -105,6 +117,67 @@ enum Command {
         /// Data directory to create (must be absent or empty).
         #[arg(long)]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthorityCommand {
+    /// Approve an enrolment request the server wrote (in its data
+    /// directory's requests/ folder, or the copy the user's client saved):
+    /// shows who it is for, signs their directory entry and issues their
+    /// certificate, into an approval file the user finishes enrolling
+    /// with (`exhibit enrol --approval FILE`). Check the key fingerprint
+    /// with the user before approving.
+    ApproveEnrolment {
+        /// The authority's directory.
+        #[arg(long, value_name = "DIR")]
+        authority: PathBuf,
+        /// The request file.
+        request: PathBuf,
+        /// The approval file to write (default: beside the request,
+        /// `.approved.json` for `.json`). Not overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Organisation records, signed by the authority.
+    #[command(subcommand)]
+    Org(AuthorityOrgCommand),
+    /// Issue the server a new TLS key and certificate, and the dashboard
+    /// its own, into the data directory (the authority's directory and the
+    /// data directory both at hand); a running server switches to it for
+    /// new connections at once.
+    IssueServerCert {
+        /// The authority's directory.
+        #[arg(long, value_name = "DIR")]
+        authority: PathBuf,
+        /// Data directory.
+        #[arg(long, default_value = DEFAULT_DATA)]
+        data: PathBuf,
+        /// Host name for the certificate (default: server_name in the config).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthorityOrgCommand {
+    /// Sign an organisation record into a file an admin adds (or, for an
+    /// id that exists, changes) with `exhibit admin org import FILE`.
+    Add {
+        /// The authority's directory.
+        #[arg(long, value_name = "DIR")]
+        authority: PathBuf,
+        /// Its id (letters, digits, '-').
+        id: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// police, cps, defence, probation, court or other.
+        #[arg(long)]
+        kind: String,
+        /// The file to write (not overwritten).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -193,6 +266,71 @@ async fn witness(cmd: WitnessCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
+    use exhibit_server::authority::Authority;
+    let now = SystemClock.now();
+    match cmd {
+        AuthorityCommand::ApproveEnrolment { authority, request, out } => {
+            let a = Authority::load(&authority)?;
+            let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
+            let r = exhibit_proto::offline::EnrolmentRequest::from_json(&bytes)?;
+            let out = out.unwrap_or_else(|| {
+                let stem = request.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                request.with_file_name(format!("{stem}.approved.json"))
+            });
+            let approval = a.approve(&r, now)?;
+            let json = serde_json::to_vec_pretty(&approval)?;
+            write_new(&out, &json)?;
+            let e = &r.entry;
+            println!("Approved the enrolment of {} ({}) on {}:", e.user, e.display_name, r.server);
+            println!("  organisation: {}", e.org);
+            let roles: Vec<&str> =
+                std::iter::once(e.role).chain(e.more_roles.iter().copied()).map(|r| r.as_str()).collect();
+            println!("  roles:        {}", roles.join(", "));
+            println!("  keys:         {}", e.fingerprint());
+            println!("Approval written to {}: the user finishes with", out.display());
+            println!("  exhibit enrol --approval {}", out.display());
+        }
+        AuthorityCommand::Org(AuthorityOrgCommand::Add { authority, id, name, kind, out }) => {
+            let a = Authority::load(&authority)?;
+            let org = exhibit_proto::org::Org {
+                id: exhibit_proto::org::OrgId::new(&id)?,
+                name,
+                kind: kind.parse().map_err(|e| anyhow::anyhow!("--kind: {e}"))?,
+            };
+            let signed = org.sign(a.signing_key());
+            write_new(&out, &serde_json::to_vec_pretty(&signed)?)?;
+            println!("Organisation {} ({:?}, kind {}) signed into {}", org.id, org.name, org.kind, out.display());
+            println!("An admin adds it with: exhibit admin org import {}", out.display());
+        }
+        AuthorityCommand::IssueServerCert { authority, data, name } => {
+            let a = Authority::load(&authority)?;
+            let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
+            let name = name.unwrap_or_else(|| settings.config.server_name.clone());
+            a.issue_server_cert(&data, &name, settings.config.listen, now)?;
+            a.issue_web_files(&data, &name, settings.config.listen, now)?;
+            println!("new server and dashboard certificates for {name} in {}", data.display());
+            if exhibit_server::ops::control::reload_tls(&data)? {
+                println!("the running server now uses the server certificate for new connections");
+            } else {
+                println!("no server is running; it will use them when started");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write `bytes` to a new file `path` (never over one).
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Run an offline tool on a blocking thread: chunk stores block, and an
 /// object store runs its own runtime, which cannot start inside this one.
 async fn offline<T: Send + 'static>(
@@ -228,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Init { data, listen, listen_tcp, name, json, postgres } => {
+        Command::Init { data, listen, listen_tcp, name, json, postgres, offline_authority } => {
             let metadata = exhibit_server::config::MetadataConfig {
                 backend: match postgres {
                     Some(_) => exhibit_server::config::MetadataBackend::Postgres,
@@ -236,7 +374,10 @@ async fn main() -> anyhow::Result<()> {
                 },
                 url: postgres,
             };
-            let out = exhibit_server::init_with(&data, listen, &name, metadata, &SystemClock)?;
+            let out = match &offline_authority {
+                None => exhibit_server::init_with(&data, listen, &name, metadata, &SystemClock)?,
+                Some(dir) => exhibit_server::init_offline(&data, listen, &name, metadata, dir, &SystemClock)?,
+            };
             let tcp = listen_tcp.unwrap_or(listen);
             if tcp != listen {
                 let mut config = exhibit_server::config::Config::read(&out.config)?;
@@ -247,6 +388,15 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
                 print_enrol_help(&out, listen, tcp, &name);
+                if let Some(dir) = &offline_authority {
+                    println!("The authority's key is in {} and not on this server. Each enrolment,", dir.display());
+                    println!(
+                        "the admin's first, waits for `exhibitd authority approve-enrolment --authority {}`",
+                        dir.display()
+                    );
+                    println!("on the request the server writes in {}/requests/.", data.display());
+                    println!();
+                }
             }
         }
         Command::Serve { config } => {
@@ -325,6 +475,13 @@ async fn main() -> anyhow::Result<()> {
         Command::RotateCert { data, name } => {
             let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
             let name = name.unwrap_or_else(|| settings.config.server_name.clone());
+            if !data.join(exhibit_server::authority::AUTHORITY_KEY).exists() {
+                bail!(
+                    "{} holds no authority key (the authority is offline): run `exhibitd authority issue-server-cert --authority DIR --data {}` where the authority's directory is",
+                    data.display(),
+                    data.display()
+                );
+            }
             let auth = exhibit_server::authority::Authority::load(&data)?;
             auth.issue_server_cert(&data, &name, settings.config.listen, SystemClock.now())?;
             println!("new server certificate for {name} in {}", data.display());
@@ -335,6 +492,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Witness(cmd) => witness(cmd).await?,
+        Command::Authority(cmd) => authority(cmd)?,
         Command::Restore { from, data } => {
             let (f, d) = (from.clone(), data.clone());
             let (s, r) = offline(move || backup::restore(&f, &d)).await?;

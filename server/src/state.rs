@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::authority::Authority;
+use crate::authority::Keys;
 use crate::budget;
 use crate::chunks::{self, ChunkStore};
 use crate::clock::Clock;
@@ -30,8 +30,8 @@ pub struct State {
     pub commits: GroupCommit,
     /// Chunks.
     pub chunks: Arc<dyn ChunkStore>,
-    /// The authority.
-    pub authority: Authority,
+    /// The authority (when online) and the log key.
+    pub keys: Keys,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Wakes the notifier when an alert is raised.
@@ -71,7 +71,7 @@ impl State {
         settings: Settings,
         meta: Arc<dyn MetaStore>,
         chunks: Arc<dyn ChunkStore>,
-        authority: Authority,
+        keys: Keys,
         clock: Arc<dyn Clock>,
     ) -> Self {
         State {
@@ -82,7 +82,7 @@ impl State {
                 _ => GroupCommit::default(),
             },
             chunks,
-            authority,
+            keys,
             clock,
             notify: tokio::sync::Notify::new(),
             last_scan_micros: Default::default(),

@@ -138,6 +138,25 @@ impl ClientCertVerifier for RefuseRevoked {
     }
 }
 
+/// A certificate chain and its key from PEM files.
+fn pem_pair(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    cert_what: &str,
+    key_what: &str,
+) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServerError::Setup(format!("{cert_what} {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ServerError::Setup(format!("{cert_what} {}: no certificate", cert.display())));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Setup(format!("{key_what} {}: {e}", key.display())))?;
+    Ok((chain, key))
+}
+
 /// The HTTPS dashboard's TLS settings: the configured certificate and key
 /// (PEM), or a certificate the authority issues now for the server's and
 /// the dashboard's names. TLS 1.2 and 1.3 (browsers), HTTP/1.1, no client
@@ -145,27 +164,22 @@ impl ClientCertVerifier for RefuseRevoked {
 pub fn dashboard_config(
     settings: &Settings,
     cfg: &crate::config::DashboardConfig,
-    authority: &crate::authority::Authority,
+    keys: &crate::authority::Keys,
     now: u64,
 ) -> Result<Arc<rustls::ServerConfig>, ServerError> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::PrivateKeyDer;
     let (chain, key) = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| ServerError::Setup(format!("dashboard.tls_cert {}: {e}", cert.display())))?;
-            if chain.is_empty() {
-                return Err(ServerError::Setup(format!("dashboard.tls_cert {}: no certificate", cert.display())));
-            }
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| ServerError::Setup(format!("dashboard.tls_key {}: {e}", key.display())))?;
-            (chain, key)
+        (Some(cert), Some(key)) => pem_pair(cert, key, "dashboard.tls_cert", "dashboard.tls_key")?,
+        // The authority is offline: it issued the dashboard's pair into
+        // the data directory.
+        _ if !keys.is_online() => {
+            let data = &settings.data_dir;
+            let (cert, key) = (data.join(crate::authority::WEB_CERT), data.join(crate::authority::WEB_KEY));
+            pem_pair(&cert, &key, crate::authority::WEB_CERT, crate::authority::WEB_KEY)?
         }
         _ => {
             let name = &settings.config.server_name;
             let names = crate::authority::server_names(name, cfg.listen, &cfg.names);
-            let (cert, key) = authority.issue_web_cert(name, names, now)?;
+            let (cert, key) = keys.authority("the dashboard's certificate")?.issue_web_cert(name, names, now)?;
             (vec![cert], key)
         }
     };

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use exhibit_proto::frame::{self, Request, Response};
+use exhibit_proto::offline::LogKeyCert;
 use exhibit_proto::tlog::{self, cosign, Cosignature, CosignedHead, HeldHead, Proof, SignedTreeHead, TreeHead};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub const KEY_FILE: &str = "witness.key";
 pub const ID_FILE: &str = "witness.json";
 /// The last head it cosigned.
 pub const HELD_FILE: &str = "witness-head.json";
+/// The log key's certificate, kept from the first round (a log whose
+/// authority is offline).
+pub const LOG_CERT_FILE: &str = "log-key.json";
 
 /// How long one request (connection, handshake, answer) may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -188,10 +192,11 @@ fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<PathBuf,
 pub async fn round(dir: &Path, log: &str, ca_pem: &[u8]) -> Result<Cosigned, WitnessError> {
     let (id, key) = load(dir)?;
     let invalid = |what, source| WitnessError::Invalid { log: log.to_owned(), what, source };
-    let log_key = exhibit_proto::cert::ed25519_key_from_pem(ca_pem)
+    let authority = exhibit_proto::cert::ed25519_key_from_pem(ca_pem)
         .map_err(|e| WitnessError::Setup(format!("the CA certificate: {e}")))?;
     let ca_der =
         exhibit_proto::cert::pem_der(ca_pem).map_err(|e| WitnessError::Setup(format!("the CA certificate: {e}")))?;
+    let log_key = log_key(dir, log, &ca_der, &authority).await?;
     let held = held(dir, &log_key)?;
     let since = held.as_ref().map(|(h, _)| h.size);
     let (signed, proof) = match request(log, &ca_der, &Request::WitnessHead { since }).await? {
@@ -215,6 +220,32 @@ pub async fn round(dir: &Path, log: &str, ca_pem: &[u8]) -> Result<Cosigned, Wit
         Response::Done => Ok(Cosigned { before: since, head: new }),
         r => Err(unexpected(log, &r)),
     }
+}
+
+/// The key the log signs its heads with: the authority's own, or (an
+/// offline authority) the log key it certified. The first certificate
+/// seen is kept in the witness's directory and used from then on: a log
+/// that shows another is refused (its heads fail the check).
+async fn log_key(dir: &Path, log: &str, ca_der: &[u8], authority: &VerifyingKey) -> Result<VerifyingKey, WitnessError> {
+    let invalid = |source| WitnessError::Invalid { log: log.to_owned(), what: "the log key's certificate", source };
+    let p = dir.join(LOG_CERT_FILE);
+    if let Ok(bytes) = std::fs::read(&p) {
+        let cert: LogKeyCert =
+            serde_json::from_slice(&bytes).map_err(|e| WitnessError::Setup(format!("{}: {e}", p.display())))?;
+        return cert.verify(authority).map_err(invalid);
+    }
+    let cert = match request(log, ca_der, &Request::LogKey).await {
+        Ok(Response::LogKey { cert }) => cert,
+        // An exhibitd from before offline authorities: its authority signs.
+        Err(WitnessError::Log { reason, .. }) if reason.contains("BadRequest") => None,
+        Ok(r) => return Err(unexpected(log, &r)),
+        Err(e) => return Err(e),
+    };
+    let key = exhibit_proto::offline::log_key(authority, cert.as_ref()).map_err(invalid)?;
+    if let Some(c) = &cert {
+        write_json(dir, LOG_CERT_FILE, c)?;
+    }
+    Ok(key)
 }
 
 fn unexpected(log: &str, r: &Response) -> WitnessError {

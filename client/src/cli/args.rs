@@ -57,10 +57,15 @@ pub enum Command {
     /// for it once (or reads that file). Without a terminal or that file,
     /// enrolment stops unless --no-passphrase says to keep the keys
     /// unencrypted.
+    ///
+    /// Where the deployment keeps its authority offline, the server writes
+    /// a request for it instead: your keys are saved here, waiting, and you
+    /// finish with `exhibit enrol --approval FILE` once the authority has
+    /// approved it (`exhibitd authority approve-enrolment`).
     Enrol {
         /// Server address, host:port.
-        #[arg(long)]
-        server: String,
+        #[arg(long, required_unless_present = "approval")]
+        server: Option<String>,
         /// The one-time enrolment code on the command line. Other users of
         /// this machine can see it (ps) and it stays in your shell history:
         /// prefer the prompt or --code-file.
@@ -70,8 +75,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         code_file: Option<PathBuf>,
         /// The deployment's CA certificate (ca.pem), obtained out of band.
-        #[arg(long)]
-        ca: PathBuf,
+        #[arg(long, required_unless_present = "approval")]
+        ca: Option<PathBuf>,
+        /// Finish an enrolment that waited for the offline authority, with
+        /// its approval file (server, code and keys are those saved here).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["server", "ca", "code", "code_file"])]
+        approval: Option<PathBuf>,
         /// Keep the private keys unencrypted (for a service account whose
         /// machine is protected otherwise). Anyone who can read the key
         /// directory can then decrypt everything sent to you.
@@ -716,6 +725,13 @@ pub enum OrgCommand {
     },
     /// List organisations.
     List,
+    /// Add, or change, an organisation from a record the offline authority
+    /// signed (`exhibitd authority org add ... --out FILE`): a deployment
+    /// whose authority key is not on the server.
+    Import {
+        /// The signed record.
+        file: PathBuf,
+    },
 }
 
 /// `exhibit admin user …`.

@@ -80,7 +80,16 @@ impl Cli {
         let home = self.home()?;
         let o = Out { json: self.json, progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) };
         match self.command {
+            Command::Enrol { approval: Some(file), .. } => {
+                let bytes = crate::home::read_small(&file, 1 << 20, "enrolment approval")?;
+                let approval = exhibit_proto::offline::EnrolmentApproval::from_json(&bytes)?;
+                let me = enrol::finish_approved(&home, &approval).await?;
+                print::enrolled(&me, home.dir(), home.passphrase().is_some(), o.json)
+            }
             Command::Enrol { server, code, code_file, ca, no_passphrase, .. } => {
+                let (Some(server), Some(ca)) = (server, ca) else {
+                    return Err(ClientError::Usage("--server and --ca are needed (or --approval FILE)".into()));
+                };
                 let code = enrol_code(code, code_file)?;
                 let home = if no_passphrase { home.with_passphrase(Passphrase::None) } else { home };
                 if !no_passphrase && !home.passphrase().is_some() {
@@ -233,8 +242,10 @@ impl Cli {
 
 async fn enrol_cmd(home: &Home, o: Out, server: &str, code: &str, ca: &Path) -> Result<(), ClientError> {
     let pem = std::fs::read(ca).map_err(ClientError::io(format!("reading {}", ca.display())))?;
-    let me = enrol::enrol(home, server, code, &pem).await?;
-    print::enrolled(&me, home.dir(), home.passphrase().is_some(), o.json)
+    match enrol::enrol_or_wait(home, server, code, &pem).await? {
+        enrol::Enrolment::Done(me) => print::enrolled(&me, home.dir(), home.passphrase().is_some(), o.json),
+        enrol::Enrolment::Pending { file, request } => print::enrol_pending(&file, &request, home.dir(), o.json),
+    }
 }
 
 /// Largest code file read.
@@ -553,6 +564,15 @@ async fn admin_cmd(home: &Home, o: Out, c: AdminCommand) -> Result<(), ClientErr
         }
         AdminCommand::Unit(c) => units::admin_cmd(home, o, c).await,
         AdminCommand::Org(OrgCommand::List) => print::orgs(&orgs::list(home).await?, o.json),
+        AdminCommand::Org(OrgCommand::Import { file }) => {
+            let (org, replaced) = orgs::import(home, &file).await?;
+            let j =
+                json!({"org": org.id.to_string(), "name": org.name, "kind": org.kind.as_str(), "replaced": replaced});
+            let done = if replaced { "is now" } else { "added:" };
+            let text =
+                format!("organisation {} {done} {} ({})", org.id, exhibit_proto::text::escape(&org.name), org.kind);
+            print::line(&j, &text, o.json)
+        }
         AdminCommand::User(UserCommand::Add { user, org, role, name, email }) => {
             let name = name.unwrap_or_else(|| user.to_string());
             let (code, expires) = admin::add_user(home, user.clone(), name, org, &role, email).await?;

@@ -154,6 +154,27 @@ pub fn enrolled(me: &DirectoryEntry, home: &Path, passphrase: bool, as_json: boo
     Ok(())
 }
 
+pub fn enrol_pending(
+    file: &str,
+    r: &exhibit_proto::offline::EnrolmentRequest,
+    home: &Path,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    let copy = home.join(crate::home::PENDING_REQUEST);
+    let fp = r.entry.fingerprint();
+    if as_json {
+        return json(&json!({
+            "pending": true, "user": r.entry.user.to_string(), "fingerprint": fp, "request": file, "copy": copy,
+        }));
+    }
+    say!("Your enrolment as {} waits for the authority's approval: this deployment keeps it offline.", r.entry.user);
+    say!("Your key fingerprint: {fp}");
+    say!("The server wrote the request {file} (in its requests/ folder; a copy is in {}).", p(&copy));
+    say!("Your keys are saved in {}. Once an administrator gives you the approval file, run:", p(home));
+    say!("  exhibit enrol --approval FILE");
+    Ok(())
+}
+
 pub fn whoami(p: &Profile, expires: u64, route: &crate::session::Route, as_json: bool) -> Result<(), ClientError> {
     let me = &p.me;
     if as_json {

@@ -74,13 +74,13 @@ pub async fn check(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 3
 async fn check_chain(conn: &Conn, home: &Home, p: &Profile) -> Result<(u64, [u8; 32]), ClientError> {
     let Some(mut held) = load(home)? else {
         let (cp, _) = proof(conn, None).await?;
-        let c = cp.verify(&p.authority)?;
+        let c = cp.verify(&p.log)?;
         save(home, c.seq, &c.head)?;
         return Ok((c.seq, c.head));
     };
     loop {
         let (cp, hashes) = proof(conn, Some(held.0)).await?;
-        let c: Checkpoint = cp.verify(&p.authority)?;
+        let c: Checkpoint = cp.verify(&p.log)?;
         if c.seq < held.0 {
             return Err(ClientError::AuditRewritten(format!(
                 "the server's log has {} entries, but it showed this client {} before (truncated)",
@@ -166,7 +166,7 @@ pub async fn verify(home: &Home, from_heads: &[std::path::PathBuf]) -> Result<Ve
         // (by our own reads, too) while we read it.
         let (goal, goal_hash) = match &mut target {
             Some(t) => t,
-            None => target.insert((head.verify(&p.authority)?, None)),
+            None => target.insert((head.verify(&p.log)?, None)),
         };
         let chain = |e: audit::ChainError| ClientError::AuditRewritten(e.to_string());
         let mut seen = std::collections::HashMap::new();
@@ -185,7 +185,7 @@ pub async fn verify(home: &Home, from_heads: &[std::path::PathBuf]) -> Result<Ve
             }
         }
         for cp in &cps {
-            let c = cp.verify(&p.authority)?;
+            let c = cp.verify(&p.log)?;
             if seen.get(&c.seq) != Some(&c.head) {
                 return Err(ClientError::AuditRewritten(format!(
                     "entry {} differs from the checkpoint the server signed when it was written",
@@ -223,15 +223,15 @@ pub async fn verify(home: &Home, from_heads: &[std::path::PathBuf]) -> Result<Ve
     let checked = target.as_ref().map_or(0, |(goal, _)| goal.seq);
     let root = tree.root();
     let (signed, proof) = crate::ops::heads::fetch(&conn, Some(checked)).await?;
-    let now = signed.verify(&p.authority)?;
+    let now = signed.verify(&p.log)?;
     exhibit_proto::tlog::verify_consistency(checked, &root, now.size, &now.root, proof.hashes()).map_err(|e| {
         ClientError::AuditRewritten(format!("the entries do not make the tree the server signs heads of: {e}"))
     })?;
     let mut other_heads = vec![];
     for (file, signed) in &others {
-        let h = signed.verify(&p.authority).map_err(|e| {
+        let h = signed.verify(&p.log).map_err(|e| {
             ClientError::Verify(format!(
-                "{}: the tree head is not signed by this deployment's authority: {e}",
+                "{}: the tree head is not signed by this deployment's log key: {e}",
                 file.display()
             ))
         })?;
@@ -272,7 +272,7 @@ pub async fn export(home: &Home, since: u64) -> Result<Vec<AuditEntry>, ClientEr
             r => return Err(unexpected(&r)),
         };
         if end == u64::MAX {
-            end = head.verify(&p.authority)?.seq;
+            end = head.verify(&p.log)?.seq;
         }
         let Some(last) = entries.last() else { break };
         from = last.body.seq + 1;

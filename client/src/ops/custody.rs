@@ -270,6 +270,7 @@ pub async fn custody(home: &Home, transfer: TransferId) -> Result<(Report, Vec<R
             a,
             approval.clone(),
             unit,
+            p.log_cert.clone(),
             &p.authority,
         )?;
         bundles.push(match logs.iter().find(|(u, _)| *u == claimed.recipient) {

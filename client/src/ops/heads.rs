@@ -123,7 +123,7 @@ pub struct Checked {
 /// on every contact, and again after a state-changing request (a seal, a
 /// receipt), so the head held covers this client's own last action.
 pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
-    let held = held(&p.dir, &p.authority)?;
+    let held = held(&p.dir, &p.log)?;
     let (signed, proof) = match fetch(conn, held.as_ref().map(|(h, _)| h.size)).await {
         // An exhibitd from before tree heads does not know the request.
         // Only a client that never held a head lets that pass: one that
@@ -134,7 +134,7 @@ pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
         }
         other => other?,
     };
-    let new = signed.verify(&p.authority)?;
+    let new = signed.verify(&p.log)?;
     if let Some((h, hs)) = &held {
         if let Err(e) = tlog::check_extends(h, &new, proof.hashes()) {
             return Err(fork(p, (h, hs), ("the server", &new, &signed), &proof, e.to_string())?);
@@ -142,7 +142,7 @@ pub async fn check(conn: &Conn, p: &Profile) -> Result<Checked, ClientError> {
     }
     // Several commands may run at once: never replace a larger head (nor
     // rewrite an equal one).
-    let on_disk = self::held(&p.dir, &p.authority)?;
+    let on_disk = self::held(&p.dir, &p.log)?;
     if on_disk.as_ref().is_none_or(|(h, _)| h.size < new.size) {
         write_json(&p.dir, HEAD_FILE, &HeldHead::new(&new, &signed))?;
     }
@@ -163,7 +163,7 @@ pub async fn cosigned(conn: &Conn, p: &Profile) -> Result<Option<FinalHead>, Cli
     if trusted.is_empty() {
         return Ok(None);
     }
-    let mut best = witness::final_in(&p.dir, &p.authority)?;
+    let mut best = witness::final_in(&p.dir, &p.log)?;
     let heads = match conn.request(&Request::CosignedHeads).await {
         Ok(Response::CosignedHeads { heads }) => heads,
         Ok(r) => return Err(unexpected(&r)),
@@ -183,7 +183,7 @@ pub async fn cosigned(conn: &Conn, p: &Profile) -> Result<Option<FinalHead>, Cli
             continue;
         }
         seen.push(key);
-        let head = match h.verify(&p.authority, key) {
+        let head = match h.verify(&p.log, key) {
             Ok(head) => head,
             Err(e) => {
                 tracing::warn!(witness = %name, error = %e, "a cosigned head that does not check was not accepted");
@@ -210,7 +210,7 @@ pub async fn cosigned(conn: &Conn, p: &Profile) -> Result<Option<FinalHead>, Cli
     }
     if let Some((b, f)) = best.as_ref().filter(|_| changed) {
         // Several commands may run at once: never replace a larger one.
-        let on_disk = witness::final_in(&p.dir, &p.authority)?;
+        let on_disk = witness::final_in(&p.dir, &p.log)?;
         if on_disk.as_ref().is_none_or(|(h, _)| h.size <= b.size) {
             witness::write_json(&p.dir, witness::FINAL_FILE, f)?;
         }
@@ -225,9 +225,9 @@ pub async fn cosigned(conn: &Conn, p: &Profile) -> Result<Option<FinalHead>, Cli
 /// is written and [`ClientError::LogForked`] returned.
 pub async fn meet(conn: &Conn, p: &Profile, theirs: &SignedTreeHead, whose: &str) -> Result<(), ClientError> {
     let other = theirs
-        .verify(&p.authority)
+        .verify(&p.log)
         .map_err(|e| ClientError::Verify(format!("the tree head in {whose} is not the server's: {e}")))?;
-    let Some((mine, mine_signed)) = held(&p.dir, &p.authority)? else { return Ok(()) };
+    let Some((mine, mine_signed)) = held(&p.dir, &p.log)? else { return Ok(()) };
     let (small, large) = if other.size <= mine.size { (&other, &mine) } else { (&mine, &other) };
     let proof = if small.size == 0 || small.size == large.size {
         Proof::default()
@@ -291,7 +291,7 @@ pub async fn receipt_entry(
         Err(ClientError::Server { code: ErrorCode::BadRequest, .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    log.verify(&p.authority)?;
+    log.verify(&p.log)?;
     meet(conn, p, &log.head, &format!("the proof of {recipient}'s receipt for {transfer}")).await?;
     Ok(Some(log))
 }

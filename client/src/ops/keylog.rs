@@ -39,14 +39,14 @@ pub async fn logged(conn: &Conn, p: &Profile, user: &UserId) -> Result<Logged, C
         // Only a client that never held a tree head lets that pass: one
         // that did has been shown this server has the log to prove it.
         Err(ClientError::Server { code: ErrorCode::BadRequest, message })
-            if crate::ops::heads::held(&p.dir, &p.authority)?.is_none() =>
+            if crate::ops::heads::held(&p.dir, &p.log)?.is_none() =>
         {
             tracing::warn!(%message, "the server cannot show which keys its log holds (an older exhibitd)");
             return Ok(Logged::Unsupported);
         }
         Err(e) => return Err(e),
     };
-    log.verify(&p.authority)?;
+    log.verify(&p.log)?;
     if log.entry.body.subject != user.as_str() {
         return Err(ClientError::Verify(format!(
             "asked for {user}'s keys, the server gave an entry about {}",

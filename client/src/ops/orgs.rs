@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use exhibit_proto::directory::DirectoryEntry;
 use exhibit_proto::frame::{Request, Response};
-use exhibit_proto::org::{Org, OrgId, OrgKind};
+use exhibit_proto::org::{Org, OrgId, OrgKind, SignedOrg};
 
 use crate::error::ClientError;
 use crate::home::{Home, Profile};
@@ -70,6 +70,34 @@ pub async fn list(home: &Home) -> Result<Vec<Org>, ClientError> {
     let orgs = Orgs::fetch(&conn, &p).await;
     conn.close();
     Ok(orgs?.sorted().into_iter().cloned().collect())
+}
+
+/// `exhibit admin org import FILE`: an organisation record the offline
+/// authority signed (`exhibitd authority org add`), added, or replacing
+/// the one with its id. Checked against the authority here first.
+pub async fn import(home: &Home, file: &std::path::Path) -> Result<(Org, bool), ClientError> {
+    let bytes = crate::home::read_small(file, 64 * 1024, "organisation record")?;
+    let signed: SignedOrg = serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Usage(format!("{}: not a signed organisation record: {e}", file.display())))?;
+    let p = home.load()?;
+    let org = signed.verify(&p.authority).map_err(|e| {
+        ClientError::Verify(format!("{}: not signed by this deployment's authority: {e}", file.display()))
+    })?;
+    let conn = crate::ops::heads::open(&p).await?;
+    let known = Orgs::fetch(&conn, &p).await;
+    let replace = match known {
+        Ok(k) => k.by_id(&org.id).is_some(),
+        Err(e) => {
+            conn.close();
+            return Err(e);
+        }
+    };
+    let r = conn.request(&Request::AdminSignedOrg { signed, replace }).await;
+    conn.close();
+    match r? {
+        Response::Done => Ok((org, replace)),
+        r => Err(unexpected(&r)),
+    }
 }
 
 /// `exhibit admin org add` (or `set`, with `replace`).

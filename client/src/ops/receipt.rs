@@ -58,6 +58,7 @@ pub async fn bundle(
         receipt,
         approval,
         unit,
+        p.log_cert.clone(),
         &p.authority,
     )?;
     Ok(match log? {
@@ -80,7 +81,7 @@ pub async fn submit(
     let transfer = vm.manifest().transfer;
     let mut root = exhibit_proto::merkle::Root::new();
     items.hashes().iter().for_each(|h| root.push(h));
-    let head = crate::ops::heads::held(&p.dir, &p.authority)?.map(|(_, signed)| signed);
+    let head = crate::ops::heads::held(&p.dir, &p.log)?.map(|(_, signed)| signed);
     let signed = Receipt::new(transfer, vm.hash(), p.me.user.clone(), now(), &root)
         .with_log_head(head)
         .for_unit(unit.cloned())
@@ -88,7 +89,7 @@ pub async fn submit(
         .sign(&p.signing);
     match conn.request(&Request::SubmitReceipt { receipt: signed.clone() }).await? {
         Response::ReceiptAccepted { receipt } => {
-            receipt.verify_acceptance(&p.authority)?;
+            receipt.verify_acceptance(&p.log)?;
             if receipt.receipt != signed {
                 // An earlier receipt of ours was already on record: it
                 // must be ours, for this transfer and these files (or all

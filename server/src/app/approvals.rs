@@ -21,7 +21,7 @@ pub fn approve(s: &State, caller: &UserRecord, signed: SignedApproval, now: u64)
         return Err(ServerError::Forbidden("an approval must be signed and sent by its approver".into()));
     }
     let transfer = claimed.transfer;
-    let authority = s.authority.signing_key().verifying_key();
+    let authority = s.keys.ca();
     write(s, |tx| {
         let mut rec = policy::visible(tx.transfer(&transfer)?, &caller.user, &transfer)?;
         let sender = tx.user(&rec.sender)?.ok_or_else(|| ServerError::NotFound(format!("user {}", rec.sender)))?;

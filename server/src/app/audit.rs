@@ -15,7 +15,7 @@ pub const CHECKPOINT_EVERY: u64 = 256;
 
 /// Append an entry inside `tx`; returns its seq.
 pub fn append(s: &State, tx: &mut dyn Tx, ev: Ev) -> Result<u64, ServerError> {
-    append_signed(s.authority.signing_key(), tx, ev)
+    append_signed(s.keys.log(), tx, ev)
 }
 
 /// [`append`], with the key that signs checkpoints given.
@@ -74,7 +74,7 @@ pub fn entries(
         _ => vec![],
     };
     let (seq, head) = r.audit_last()?.map_or((0, [0; 32]), |e| (e.body.seq, e.hash));
-    Ok((entries, checkpoints, Checkpoint { seq, head, time: now }.sign(s.authority.signing_key())))
+    Ok((entries, checkpoints, Checkpoint { seq, head, time: now }.sign(s.keys.log())))
 }
 
 /// A signed checkpoint at the head and the body hashes of the entries after
@@ -101,7 +101,7 @@ pub fn proof(
         }
         _ => (vec![], head_seq, head),
     };
-    Ok((hashes, Checkpoint { seq, head: hash, time: now }.sign(s.authority.signing_key())))
+    Ok((hashes, Checkpoint { seq, head: hash, time: now }.sign(s.keys.log())))
 }
 
 /// Recompute the whole chain from the store and check every signed
@@ -109,7 +109,7 @@ pub fn proof(
 /// problem)`.
 pub fn verify(s: &State) -> Result<String, String> {
     const PAGE: usize = 1000;
-    let authority = s.authority.signing_key().verifying_key();
+    let authority = s.keys.ca();
     // The log grows while we read it (by our own reads, too): check up to
     // the head as it was when we began.
     let head = head(s).map_err(|e| e.to_string())?;

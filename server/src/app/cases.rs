@@ -78,7 +78,7 @@ pub fn open_on_first_use(
 /// their organisation keeps (opened now if new), naming an organisation
 /// outside police and CPS that has a record; audited.
 pub fn change(s: &State, caller: &UserRecord, signed: SignedRosterChange, now: u64) -> Result<CaseInfo, ServerError> {
-    let entry = users::entry_of(caller)?.verify(&s.authority.signing_key().verifying_key())?;
+    let entry = users::entry_of(caller)?.verify(&s.keys.ca())?;
     let c = signed.verify_by(&entry).map_err(|e| ServerError::Forbidden(format!("roster change refused: {e}")))?;
     c.check_text()?;
     write(s, |tx| {

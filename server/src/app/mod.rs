@@ -37,7 +37,7 @@ pub fn write<R>(s: &State, f: impl FnOnce(&mut dyn Tx) -> Result<R, ServerError>
 pub fn apply(s: &State, tx: &mut dyn Tx, transfer: &TransferId, effects: Vec<Effect>) -> Result<(), ServerError> {
     let released: Vec<exhibit_proto::UserId> =
         effects.iter().filter_map(|e| if let Effect::Inbox(u) = e { Some(u.clone()) } else { None }).collect();
-    apply_signed(s.authority.signing_key(), tx, transfer, effects)?;
+    apply_signed(s.keys.log(), tx, transfer, effects)?;
     for to in released {
         alerts::arrived(s, tx, transfer, &to)?;
     }

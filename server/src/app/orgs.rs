@@ -19,11 +19,20 @@ use crate::state::State;
 /// kind (audited with the old and new kind: a kind decides what its users
 /// may receive).
 pub fn put(s: &State, by: &str, org: Org, replace: bool, now: u64) -> Result<(), ServerError> {
+    let authority = s.keys.authority(
+        "an organisation record (sign it with `exhibitd authority org add` where the authority key is, then `exhibit admin org import FILE`)",
+    )?;
+    put_signed(s, by, org.sign(authority.signing_key()), replace, now)
+}
+
+/// Add (or with `replace` change) an organisation from a record the
+/// authority signed (an offline authority: `exhibitd authority org add`).
+pub fn put_signed(s: &State, by: &str, signed: SignedOrg, replace: bool, now: u64) -> Result<(), ServerError> {
+    let org = signed.verify(&s.keys.ca())?;
     if org.name.trim().is_empty() || org.name.len() > 200 {
         return Err(ServerError::BadRequest("an organisation's name is 1 to 200 characters".into()));
     }
     text::check(Field::Organisation, &org.name).map_err(ProtoError::from)?;
-    let signed = org.sign(s.authority.signing_key());
     write(s, |tx| {
         let old = tx.org(&org.id)?;
         let details = match (&old, replace) {
@@ -102,7 +111,7 @@ pub fn adopt_free_text(s: &State, now: u64) -> Result<Vec<Org>, ServerError> {
     if free.is_empty() {
         return Ok(vec![]);
     }
-    let authority = s.authority.signing_key();
+    let authority = s.keys.authority("adopting free-text organisations")?.signing_key();
     let verifying = authority.verifying_key();
     write(s, |tx| {
         let mut made = vec![];

@@ -28,7 +28,7 @@ pub fn submit(
     receipt: SignedReceipt,
     now: u64,
 ) -> Result<(AcceptedReceipt, bool), (ServerError, bool)> {
-    let authority = s.authority.signing_key().verifying_key();
+    let authority = s.keys.ca();
     let entry = users::entry_of(caller).and_then(|e| Ok(e.verify(&authority)?)).map_err(|e| (e, false))?;
     let me = &caller.user;
     let r = match receipt.verify(&entry) {
@@ -78,7 +78,7 @@ pub fn submit(
         let msg = format!("receipt lists {of} items, transfer has {}", rec.items);
         return Err((ServerError::BadRequest(msg), false));
     }
-    let accepted = AcceptedReceipt::accept(receipt, now, s.authority.signing_key());
+    let accepted = AcceptedReceipt::accept(receipt, now, s.keys.log());
     let retain = s.settings.retain_after_ack;
     let stored = write(s, |tx| {
         // A receipt for every item stands; one for some of them gives way
@@ -340,5 +340,5 @@ pub fn receipt_entry(
             break e;
         }
     };
-    super::tree::proven(r.as_ref(), s.authority.signing_key(), entry, now)
+    super::tree::proven(r.as_ref(), s.keys.log(), entry, now)
 }

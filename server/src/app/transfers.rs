@@ -224,7 +224,7 @@ pub fn check_chunk(s: &State, me: &UserId, transfer: &TransferId, len: u32) -> R
 pub fn add_chunk(s: &State, transfer: &TransferId, id: &ChunkId, len: u32) -> Result<(), ServerError> {
     let (transfer, id) = (*transfer, *id);
     let (quota, max) = (s.settings.user_quota, s.settings.max_transfer_bytes);
-    let key = s.authority.signing_key().clone();
+    let key = s.keys.log().clone();
     s.commits.run(
         s.meta.as_ref(),
         Box::new(move |tx| {
@@ -448,7 +448,7 @@ pub fn may_fetch(s: &State, me: &UserId, transfer: &TransferId, now: u64) -> Res
 /// A recipient fetched a chunk (batched like [`add_chunk`]).
 pub fn record_fetch(s: &State, transfer: &TransferId, me: &UserId, id: &ChunkId, now: u64) -> Result<(), ServerError> {
     let (transfer, id, me) = (*transfer, *id, me.clone());
-    let key = s.authority.signing_key().clone();
+    let key = s.keys.log().clone();
     s.commits.run(
         s.meta.as_ref(),
         Box::new(move |tx| {

@@ -87,7 +87,7 @@ pub fn put(s: &State, admin: &UserRecord, p: Particulars, replace: bool, now: u6
 /// Sign `u` and store it as the unit's record, keeping the one it
 /// replaces in the history.
 fn store(s: &State, tx: &mut dyn Tx, old: Option<UnitRecord>, u: Unit) -> Result<UnitRecord, ServerError> {
-    let signed = u.sign(s.authority.signing_key());
+    let signed = u.sign(s.keys.authority("a unit's record")?.signing_key());
     let rec = match old {
         Some(mut o) => {
             o.history.push(std::mem::replace(&mut o.signed, signed));
@@ -208,7 +208,7 @@ pub fn keys(
     wraps: Vec<WrappedKey>,
     now: u64,
 ) -> Result<UnitView, ServerError> {
-    let authority = s.authority.signing_key().verifying_key();
+    let authority = s.keys.ca();
     let entry =
         caller.entry.as_ref().ok_or_else(|| ServerError::NotFound(format!("directory entry of {}", caller.user)))?;
     let me = entry.verify(&authority)?;

@@ -3,6 +3,7 @@
 
 use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry, KEY_FINGERPRINT};
 use exhibit_proto::frame::EnrolRequest;
+use exhibit_proto::offline::{EnrolmentApproval, EnrolmentRequest};
 use exhibit_proto::org::OrgId;
 use exhibit_proto::UserId;
 
@@ -146,67 +147,162 @@ pub fn add_user(s: &State, by: &str, new: NewUser) -> Result<(String, u64), Serv
     Ok((code, expires_at))
 }
 
-/// Redeem an enrolment code: issue the certificate, sign the directory
-/// entry, consume the code, in one transaction. Returns the entry and the
-/// certificate (DER).
-pub fn enrol(s: &State, e: EnrolRequest, now: u64) -> Result<(SignedEntry, Vec<u8>), ServerError> {
-    policy::check_age_recipient(&e.age_recipient)?;
-    exhibit_proto::sign::verifying_key(&e.signing_key, "signing key")?;
-    let hash = code_hash(&e.code);
-    write(s, |tx| {
-        let code =
-            tx.code(&hash)?.ok_or_else(|| ServerError::WrongCode("unknown or already used enrolment code".into()))?;
-        if now >= code.expires_at {
-            return Err(ServerError::WrongCode("enrolment code expired; ask an admin for a new one".into()));
+/// What redeeming an enrolment code brings.
+#[derive(Debug)]
+pub enum Redeem {
+    /// The keys the user made (and their CSR).
+    Keys(EnrolRequest),
+    /// The offline authority's approval of them (`EnrolApproved`).
+    Approved { code: String, approval: EnrolmentApproval },
+}
+
+/// What redeeming an enrolment code got.
+#[derive(Debug)]
+pub enum Enrolment {
+    /// Enrolled: the signed entry and the certificate (DER).
+    Done(SignedEntry, Vec<u8>),
+    /// The authority is offline: the request written for it (its file
+    /// name in the data directory's `requests/`), the code still good.
+    Pending { file: String, request: Box<EnrolmentRequest> },
+}
+
+/// The data directory's folder of enrolment requests for an offline
+/// authority.
+pub const REQUESTS: &str = "requests";
+
+/// Redeem an enrolment code. With the authority online: issue the
+/// certificate, sign the directory entry, consume the code, in one
+/// transaction. Offline: write the request for the authority and keep the
+/// code; its approval, brought back with the code, enrols.
+pub fn enrol(s: &State, r: Redeem, now: u64) -> Result<Enrolment, ServerError> {
+    match r {
+        Redeem::Keys(e) => {
+            policy::check_age_recipient(&e.age_recipient)?;
+            exhibit_proto::sign::verifying_key(&e.signing_key, "signing key")?;
+            let Ok(authority) = s.keys.authority("enrolment") else {
+                return request(s, e, now);
+            };
+            write(s, |tx| {
+                let (hash, rec) = redeemable(&*tx, &e.code, now)?;
+                let cert = authority.issue_client_cert(&e.csr_der, rec.user.as_str(), now)?;
+                let entry = new_entry(&rec, &e, now).sign(authority.signing_key());
+                complete(s, tx, &hash, rec, entry, cert, now)
+            })
         }
-        tx.remove_code(&hash)?;
-        let mut rec = tx.user(&code.user)?.ok_or_else(|| ServerError::NotFound(format!("user {}", code.user)))?;
-        if rec.enrolled_at.is_some() || rec.revoked_at.is_some() {
-            return Err(ServerError::Conflict(format!("user {} is already enrolled or revoked", rec.user)));
+        Redeem::Approved { code, approval } => {
+            let claimed = approval.entry.verify(&s.keys.ca())?;
+            policy::check_age_recipient(&claimed.age_recipient)?;
+            write(s, |tx| {
+                let (hash, rec) = redeemable(&*tx, &code, now)?;
+                // The authority signed what this server asked for this
+                // code's user: anything else is not this enrolment.
+                let asked = DirectoryEntry { enrolled_at: claimed.enrolled_at, ..new_entry_keys(&rec, &claimed) };
+                if claimed.user != rec.user || claimed != asked {
+                    return Err(ServerError::Conflict(format!(
+                        "the approval is for {} as the authority saw them, not for this code's user {} as recorded now",
+                        claimed.user, rec.user
+                    )));
+                }
+                complete(s, tx, &hash, rec, approval.entry.clone(), approval.cert_der.clone(), now)
+            })
         }
-        let cert = s.authority.issue_client_cert(&e.csr_der, rec.user.as_str(), now)?;
-        let entry = DirectoryEntry {
-            user: rec.user.clone(),
-            display_name: rec.display_name.clone(),
-            org: rec.org.clone(),
-            role: rec.role,
-            age_recipient: e.age_recipient.clone(),
-            signing_key: e.signing_key,
-            enrolled_at: now,
-            revoked_at: None,
-            more_roles: rec.more_roles.clone(),
-        }
-        .sign(s.authority.signing_key());
-        let h = *blake3::hash(&cert).as_bytes();
-        rec.entry = Some(entry.clone());
-        rec.enrolled_at = Some(now);
-        rec.cert_hash = Some(h);
-        let fp = entry.verify_unchecked_fingerprint();
-        audit::append(
-            s,
-            tx,
-            Ev::new(now, &rec.user, "enrol", &rec.user).details(format!(
-                "role {}, {KEY_FINGERPRINT}{}",
-                rec.role,
-                fp.unwrap_or_default()
-            )),
-        )?;
-        tx.put_user(&rec)?;
-        tx.put_cert(&h, &rec.user)?;
-        Ok((entry, cert))
-    })
+    }
+}
+
+/// The code's user, if the code is good and they may enrol.
+fn redeemable<R: Read + ?Sized>(r: &R, code: &str, now: u64) -> Result<([u8; 32], UserRecord), ServerError> {
+    let hash = code_hash(code);
+    let code = r.code(&hash)?.ok_or_else(|| ServerError::WrongCode("unknown or already used enrolment code".into()))?;
+    if now >= code.expires_at {
+        return Err(ServerError::WrongCode("enrolment code expired; ask an admin for a new one".into()));
+    }
+    let rec = r.user(&code.user)?.ok_or_else(|| ServerError::NotFound(format!("user {}", code.user)))?;
+    if rec.enrolled_at.is_some() || rec.revoked_at.is_some() {
+        return Err(ServerError::Conflict(format!("user {} is already enrolled or revoked", rec.user)));
+    }
+    Ok((hash, rec))
+}
+
+/// The entry for `rec` with the keys in `e`.
+fn new_entry(rec: &UserRecord, e: &EnrolRequest, now: u64) -> DirectoryEntry {
+    DirectoryEntry {
+        user: rec.user.clone(),
+        display_name: rec.display_name.clone(),
+        org: rec.org.clone(),
+        role: rec.role,
+        age_recipient: e.age_recipient.clone(),
+        signing_key: e.signing_key,
+        enrolled_at: now,
+        revoked_at: None,
+        more_roles: rec.more_roles.clone(),
+    }
+}
+
+/// The entry for `rec` with the keys (and time) of `signed`.
+fn new_entry_keys(rec: &UserRecord, signed: &DirectoryEntry) -> DirectoryEntry {
+    let keys = EnrolRequest {
+        code: String::new(),
+        age_recipient: signed.age_recipient.clone(),
+        signing_key: signed.signing_key,
+        csr_der: vec![],
+    };
+    new_entry(rec, &keys, signed.enrolled_at)
+}
+
+/// The authority is offline: check the code, write the request for it
+/// (replacing an earlier one for the same user), keep the code.
+fn request(s: &State, e: EnrolRequest, now: u64) -> Result<Enrolment, ServerError> {
+    let (_, rec) = redeemable(s.meta.read()?.as_ref(), &e.code, now)?;
+    let request = EnrolmentRequest {
+        kind: exhibit_proto::offline::ENROLMENT_REQUEST.into(),
+        server: s.settings.config.server_name.clone(),
+        entry: new_entry(&rec, &e, now),
+        csr_der: e.csr_der,
+    };
+    let dir = s.settings.data_dir.join(REQUESTS);
+    std::fs::create_dir_all(&dir).map_err(ServerError::io(format!("creating {}", dir.display())))?;
+    let file = format!("enrol-{}.json", rec.user);
+    let json = serde_json::to_vec_pretty(&request).map_err(|e| ServerError::Setup(e.to_string()))?;
+    crate::fsutil::replace_public(&dir.join(&file), &json)?;
+    tracing::info!(user = %rec.user, %file, "enrolment waits for the offline authority");
+    Ok(Enrolment::Pending { file, request: Box::new(request) })
+}
+
+/// Enrol `rec` with `entry` and `cert`, consuming the code.
+fn complete(
+    s: &State,
+    tx: &mut dyn crate::meta::Tx,
+    code: &[u8; 32],
+    mut rec: UserRecord,
+    entry: SignedEntry,
+    cert: Vec<u8>,
+    now: u64,
+) -> Result<Enrolment, ServerError> {
+    tx.remove_code(code)?;
+    let h = *blake3::hash(&cert).as_bytes();
+    rec.entry = Some(entry.clone());
+    rec.enrolled_at = Some(now);
+    rec.cert_hash = Some(h);
+    let fp = entry.verify_unchecked_fingerprint();
+    audit::append(
+        s,
+        tx,
+        Ev::new(now, &rec.user, "enrol", &rec.user).details(format!(
+            "role {}, {KEY_FINGERPRINT}{}",
+            rec.role,
+            fp.unwrap_or_default()
+        )),
+    )?;
+    tx.put_user(&rec)?;
+    tx.put_cert(&h, &rec.user)?;
+    Ok(Enrolment::Done(entry, cert))
 }
 
 /// [`enrol`] for a connection from `source`, within the limits on wrong
 /// codes: a source that sent too many waits, refused unheard; each wrong
 /// code is audited with its source and what it now costs, and a burst of
 /// refusals raises an alert, in the same transaction.
-pub fn enrol_from(
-    s: &State,
-    e: EnrolRequest,
-    source: std::net::IpAddr,
-    now: u64,
-) -> Result<(SignedEntry, Vec<u8>), ServerError> {
+pub fn enrol_from(s: &State, e: Redeem, source: std::net::IpAddr, now: u64) -> Result<Enrolment, ServerError> {
     let limits = &s.settings.enrol_limits;
     let guard = || s.enrol_guard.lock().unwrap_or_else(|p| p.into_inner());
     let waiting = {
@@ -258,7 +354,7 @@ pub fn enrol_from(
 /// A renewed certificate for `user` from a CSR: it works at once, beside
 /// the one it replaces (`old`), until it is first used.
 pub fn renew(s: &State, user: &UserId, old: [u8; 32], csr_der: &[u8], now: u64) -> Result<Vec<u8>, ServerError> {
-    let cert = s.authority.issue_client_cert(csr_der, user.as_str(), now)?;
+    let cert = s.keys.authority("a certificate renewal")?.issue_client_cert(csr_der, user.as_str(), now)?;
     let new = *blake3::hash(&cert).as_bytes();
     if old == new {
         return Err(ServerError::Conflict("the renewed certificate is the current one".into()));
@@ -324,11 +420,13 @@ pub fn revoke(s: &State, by: &UserId, user: &UserId, now: u64) -> Result<Vec<u64
             return Err(ServerError::Conflict(format!("user {user} is already revoked")));
         }
         rec.revoked_at = Some(now);
-        let authority = s.authority.signing_key();
-        if let Some(e) = &rec.entry {
-            let mut entry = e.verify(&authority.verifying_key())?;
+        // An offline authority cannot re-sign the entry now; the
+        // revocation bites all the same (the record, the handshake, the
+        // open connections, the log).
+        if let (Some(e), Ok(authority)) = (&rec.entry, s.keys.authority("revocation")) {
+            let mut entry = e.verify(&s.keys.ca())?;
             entry.revoked_at = Some(now);
-            rec.entry = Some(entry.sign(authority));
+            rec.entry = Some(entry.sign(authority.signing_key()));
         }
         tx.put_user(&rec)?;
         tx.announce_revoked(user)?;
@@ -391,7 +489,7 @@ pub fn set_email(s: &State, by: &UserId, user: &UserId, email: Option<String>, n
 /// (their enrolment), with its inclusion proof in a head signed now. The
 /// directory is open to everyone enrolled, and so is this.
 pub fn key_entry(s: &State, user: &UserId, now: u64) -> Result<exhibit_proto::tlog::EntryProof, ServerError> {
-    key_entry_in(s.meta.read()?.as_ref(), s.authority.signing_key(), user, now)
+    key_entry_in(s.meta.read()?.as_ref(), s.keys.log(), user, now)
 }
 
 /// [`key_entry`] in a read view, the head signed with `key`.

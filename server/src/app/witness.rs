@@ -18,7 +18,7 @@ pub fn head(s: &State, since: Option<u64>, now: u64) -> Result<(SignedTreeHead, 
     if s.settings.witnesses.is_empty() {
         return Err(ServerError::BadRequest("this server has no witness configured".into()));
     }
-    tree::head_since(s.meta.as_ref(), s.authority.signing_key(), since, now)
+    tree::head_since(s.meta.as_ref(), s.keys.log(), since, now)
 }
 
 /// What a cosignature did.
@@ -38,7 +38,7 @@ pub fn cosign(s: &State, c: CosignedHead) -> Result<Taken, ServerError> {
     let Some(w) = s.settings.witnesses.iter().find(|w| c.cosignature.by(&w.key)) else {
         return Err(ServerError::Forbidden("the cosignature is not by a witness configured on this server".into()));
     };
-    let own = s.authority.signing_key().verifying_key();
+    let own = s.keys.log().verifying_key();
     let head = c.verify(&own, &w.key)?;
     crate::app::write(s, |tx| {
         let size = tree::size(&*tx)?;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use exhibit_proto::{ChunkId, TransferId};
 use serde::{Deserialize, Serialize};
 
-use crate::authority::{AUTHORITY_KEY, CA_CERT, SERVER_CERT, SERVER_KEY};
+use crate::authority::{AUTHORITY_KEY, CA_CERT, LOG_CERT, LOG_KEY, SERVER_CERT, SERVER_KEY, WEB_CERT, WEB_KEY};
 use crate::chunks::{ChunkStore, DeleteGate};
 use crate::config::{Config, MetadataBackend, MetadataConfig, CONFIG_FILE};
 use crate::core::integrity::{self, Damage};
@@ -37,8 +37,13 @@ use crate::meta::{MetaStore, META_FILE};
 pub const CONTROL_SOCKET: &str = "control.sock";
 /// The last entry of a complete backup.
 const SUMMARY: &str = "exhibit-backup.json";
-/// Small files copied as they are.
-const KEY_FILES: [&str; 5] = [AUTHORITY_KEY, CA_CERT, SERVER_KEY, SERVER_CERT, CONFIG_FILE];
+/// Small files copied as they are: the authority key with the authority
+/// online; the log key, its certificate and the dashboard's pair with it
+/// offline (those a deployment lacks are left out).
+const KEY_FILES: [&str; 9] =
+    [AUTHORITY_KEY, LOG_KEY, LOG_CERT, WEB_KEY, WEB_CERT, CA_CERT, SERVER_KEY, SERVER_CERT, CONFIG_FILE];
+/// Files only one kind of deployment has.
+const EITHER: [&str; 5] = [AUTHORITY_KEY, LOG_KEY, LOG_CERT, WEB_KEY, WEB_CERT];
 const FORMAT: u32 = 1;
 /// Bounds on what a backup may hold, so a damaged or hostile file cannot
 /// make restore allocate without limit.
@@ -131,6 +136,9 @@ pub(crate) fn write_archive_found(
                 "{} not found: a backup needs the config in the data directory (where init puts it)",
                 path.display()
             )));
+        }
+        if !path.exists() && EITHER.contains(&name) {
+            continue;
         }
         let bytes = std::fs::read(&path).map_err(ServerError::io(format!("reading {}", path.display())))?;
         tar.append_data(&mut header(bytes.len() as u64), name, bytes.as_slice())
@@ -392,7 +400,9 @@ pub fn restore(from: &Path, data: &Path) -> Result<(Summary, crate::ops::fsck::R
                 chunks.as_ref().map_or(Ok(()), |c| c.put(&id, &bytes))
             }
         })?;
-        for name in [AUTHORITY_KEY, CA_CERT, SERVER_KEY, SERVER_CERT, CONFIG_FILE] {
+        let keys: &[&str] =
+            if data.join(AUTHORITY_KEY).exists() { &[AUTHORITY_KEY] } else { &[LOG_KEY, LOG_CERT, WEB_KEY, WEB_CERT] };
+        for name in keys.iter().chain(&[CA_CERT, SERVER_KEY, SERVER_CERT, CONFIG_FILE]) {
             if !data.join(name).exists() {
                 return Err(bad(format!("{name} is missing")));
             }

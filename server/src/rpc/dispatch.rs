@@ -44,12 +44,29 @@ pub(crate) async fn dispatch(
     recv: &mut exhibit_net::RecvStream,
 ) -> Result<Reply, ServerError> {
     let now = state.clock.now();
-    if let Request::Enrol(e) = req {
-        let source = peer.source;
-        let (entry, cert_der) = blocking(state, move |s| app::users::enrol_from(s, e, source, now)).await?;
-        tracing::info!("enrolled");
-        return Ok(Reply::Frame(Response::Enrolled { entry, cert_der }));
-    }
+    let (req, redeem) = match req {
+        Request::Enrol(e) => (None, Some(app::users::Redeem::Keys(e))),
+        Request::EnrolApproved { code, approval } => (None, Some(app::users::Redeem::Approved { code, approval })),
+        // Public: what the log's signatures are checked with.
+        Request::LogKey => return Ok(Reply::Frame(Response::LogKey { cert: state.keys.log_cert().cloned() })),
+        other => (Some(other), None),
+    };
+    let req = match (req, redeem) {
+        (_, Some(r)) => {
+            let source = peer.source;
+            return Ok(Reply::Frame(
+                match blocking(state, move |s| app::users::enrol_from(s, r, source, now)).await? {
+                    app::users::Enrolment::Done(entry, cert_der) => {
+                        tracing::info!("enrolled");
+                        Response::Enrolled { entry, cert_der }
+                    }
+                    app::users::Enrolment::Pending { file, request } => Response::EnrolPending { file, request: *request },
+                },
+            ));
+        }
+        (Some(req), None) => req,
+        (None, None) => unreachable!("a request or a redemption"),
+    };
     // A witness has no client certificate: it may ask for the head and
     // hand back its cosignature, each on a connection of its own, bounded
     // as an enrolment's. What it is given is what it will publish anyway
@@ -68,7 +85,7 @@ pub(crate) async fn dispatch(
     let caller = blocking(state, move |s| app::users::authenticate(s, cert)).await?;
     let me = caller.user.clone();
     let frame = match req {
-        Request::Enrol(_) => unreachable!("handled above"),
+        Request::Enrol(_) | Request::EnrolApproved { .. } | Request::LogKey => unreachable!("handled above"),
         Request::WhoAmI => Response::WhoAmI { entry: app::users::entry_of(&caller)? },
         Request::Directory { query } => {
             Response::Directory { entries: blocking(state, move |s| app::users::directory(s, query)).await? }
@@ -83,6 +100,11 @@ pub(crate) async fn dispatch(
         Request::AdminOrg { org, replace } => {
             require_admin(&caller)?;
             blocking(state, move |s| app::orgs::put(s, me.as_str(), org, replace, now)).await?;
+            Response::Done
+        }
+        Request::AdminSignedOrg { signed, replace } => {
+            require_admin(&caller)?;
+            blocking(state, move |s| app::orgs::put_signed(s, me.as_str(), signed, replace, now)).await?;
             Response::Done
         }
         Request::Orgs => Response::Orgs { orgs: blocking(state, app::orgs::list).await? },
@@ -308,8 +330,7 @@ pub(crate) async fn dispatch(
         }
         Request::TreeHead { since } => {
             let (head, proof) =
-                blocking(state, move |s| app::tree::head_since(s.meta.as_ref(), s.authority.signing_key(), since, now))
-                    .await?;
+                blocking(state, move |s| app::tree::head_since(s.meta.as_ref(), s.keys.log(), since, now)).await?;
             Response::TreeHead { head, proof }
         }
         Request::ReceiptEntry { transfer, recipient } => {
@@ -423,7 +444,7 @@ async fn seal(
     manifest: SignedManifest,
     now: u64,
 ) -> Result<Response, ServerError> {
-    let entry = app::users::entry_of(caller)?.verify(&state.authority.signing_key().verifying_key())?;
+    let entry = app::users::entry_of(caller)?.verify(&state.keys.ca())?;
     let m = manifest.verify(&entry)?.manifest().clone();
     let deadline = app::transfers::deadline(state, &m, now)?;
     let rec = blocking(state, move |s| app::transfers::seal(s, &manifest, &m, now, deadline)).await?;

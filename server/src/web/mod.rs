@@ -74,7 +74,7 @@ impl Dashboard {
         let tls = match cfg.https() {
             true => {
                 let now = state.clock.now();
-                Some(crate::tls::dashboard_config(&state.settings, cfg, &state.authority, now)?)
+                Some(crate::tls::dashboard_config(&state.settings, cfg, &state.keys, now)?)
             }
             false => None,
         };

@@ -58,14 +58,14 @@ pub(crate) fn exhibitd() -> Option<PathBuf> {
 }
 
 /// A real `exhibitd serve` process, SIGKILLed on drop.
-struct Exhibitd {
+pub(crate) struct Exhibitd {
     child: Child,
 }
 
 impl Exhibitd {
     /// Start `bin` on `config` and wait (at most 30 s) until it says it is
     /// listening; its log goes to `log`.
-    fn start(bin: &Path, config: &Path, log: &Path) -> Exhibitd {
+    pub(crate) fn start(bin: &Path, config: &Path, log: &Path) -> Exhibitd {
         Exhibitd::start_env(bin, config, log, &[])
     }
 
@@ -116,11 +116,11 @@ impl Drop for Exhibitd {
     }
 }
 
-fn free_udp() -> SocketAddr {
+pub(crate) fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
-fn free_tcp() -> SocketAddr {
+pub(crate) fn free_tcp() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 

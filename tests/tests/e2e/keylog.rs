@@ -17,7 +17,7 @@ use crate::fixture::*;
 /// entry naming those keys), or both.
 fn substitute(f: &Fixture, victim: &str, donor: &str, in_directory: bool, in_log: bool) -> String {
     let s = f.state();
-    let key = s.authority.signing_key();
+    let key = s.keys.authority("the test").unwrap().signing_key();
     let now = s.clock.now();
     exhibit_server::app::write(s, |tx| {
         let donor = tx.user(&uid(donor))?.unwrap().entry.unwrap().verify(&key.verifying_key()).unwrap();

@@ -18,6 +18,7 @@ mod lifecycle;
 mod listing;
 mod multinode;
 mod notices;
+mod offline;
 mod onward;
 mod postgres;
 mod reach;

@@ -46,7 +46,7 @@ pub(crate) fn refused(f: &Fixture, h: &Home, r: Result<impl std::fmt::Debug, Cli
     assert!(e.to_string().contains("AUDIT LOG FORKED"), "{e}");
     assert!(fork_reports(h).contains(report), "{report:?} is not in the key directory");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     let head = |which: &str| {
         let signed: SignedTreeHead = serde_json::from_value(json[which]["signed"].clone()).unwrap();
         let head = signed.verify(&authority).unwrap();
@@ -221,7 +221,7 @@ async fn a_log_rewritten_for_the_sender_is_caught_by_the_recipients_head_in_the_
     // after the head her manifest carries (so that one still agrees) but
     // before the one Bob's receipt carries.
     let signed = f.state().meta.read().unwrap().manifest(&t).unwrap().unwrap();
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     let in_manifest = signed.decode_unverified().unwrap().log_head.unwrap().verify(&authority).unwrap().size;
     f.restart_with(move |d| rewrite_entry(d, in_manifest + 1)).await;
     std::fs::remove_file(alice.dir().join(heads::HEAD_FILE)).unwrap();
@@ -239,7 +239,7 @@ async fn a_receipt_bundle_proves_offline_that_its_acceptance_is_in_the_log() {
     let bob = f.user("bob", Role::Caseworker).await;
     let t = sent(&f, &alice, 1).await;
     fetch_to(&bob, t, &f.path("out")).await.unwrap();
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     let (_, bundles) = custody::custody(&alice, t).await.unwrap();
     let exported = exhibit_client::receipt::bundle(&bob, t, None).await.unwrap();
     for b in [&bundles[0], &exported] {
@@ -292,7 +292,7 @@ async fn heads_collected_from_other_users_are_checked_against_the_log() {
 
     // Heads signed with the deployment's key, as a lying server would sign
     // them: one of another log, one of a longer log than there is now.
-    let key = f.state().authority.signing_key();
+    let key = f.state().keys.log();
     let held: heads::HeldHead = serde_json::from_slice(&std::fs::read(&bobs).unwrap()).unwrap();
     let forge = |size: u64, root: [u8; 32], name: &str| {
         let h = exhibit_proto::tlog::TreeHead { size, root, time: held.time };
@@ -316,5 +316,5 @@ async fn heads_collected_from_other_users_are_checked_against_the_log() {
     let file = dir.join("stranger.json");
     std::fs::write(&file, serde_json::to_vec(&stranger).unwrap()).unwrap();
     let e = audit::verify(&f.admin, &[file]).await.unwrap_err();
-    assert!(e.to_string().contains("not signed by this deployment's authority"), "{e}");
+    assert!(e.to_string().contains("not signed by this deployment's log key"), "{e}");
 }

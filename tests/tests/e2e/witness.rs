@@ -139,7 +139,7 @@ async fn a_witness_cosigns_and_a_client_trusting_its_key_holds_the_head_final() 
     listing::fetch_list(&alice, false).await.unwrap();
     let fin = witness::stored_final(&alice).unwrap().expect("a head cosigned by a trusted witness is final");
     assert_eq!((fin.head.size, &fin.head.root, &fin.witnesses), (cosigned.size, &cosigned.root, &vec![w.name.clone()]));
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     let key = cosign::parse_key(&w.key).unwrap();
     let ch = CosignedHead { head: fin.head.signed.clone(), cosignature: fin.cosignatures[0].clone() };
     assert_eq!(ch.verify(&authority, &key).unwrap().size, fin.head.size);
@@ -193,7 +193,7 @@ async fn the_server_takes_only_a_configured_witness_s_cosignature_of_its_own_hea
     let Response::TreeHead { head, .. } = ask(Request::WitnessHead { since: None }).await.unwrap() else {
         panic!("not a tree head")
     };
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     let h = head.verify(&authority).unwrap();
     let cosigned = |key: &ed25519_dalek::SigningKey, head: &SignedTreeHead| CosignedHead {
         head: head.clone(),
@@ -208,7 +208,7 @@ async fn the_server_takes_only_a_configured_witness_s_cosignature_of_its_own_hea
     let e = ask(Request::Cosign { cosigned: cosigned(&witness_key, &forged) }).await.unwrap_err();
     assert!(e.to_string().contains("signature"), "{e}");
     // Over a head the server signed, larger than its log.
-    let ahead = TreeHead { size: h.size + 5, root: h.root, time: h.time }.sign(f.state().authority.signing_key());
+    let ahead = TreeHead { size: h.size + 5, root: h.root, time: h.time }.sign(f.state().keys.log());
     let e = ask(Request::Cosign { cosigned: cosigned(&witness_key, &ahead) }).await.unwrap_err();
     assert!(e.to_string().contains("not of this log"), "{e}");
     // With its cosignature claimed by the configured key but made by
@@ -254,7 +254,7 @@ async fn a_rewritten_log_is_refused_by_the_witness_and_what_it_cosigned_is_a_for
         .collect();
     assert_eq!(reports.len(), 1, "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&reports[0]).unwrap()).unwrap();
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     let head = |which: &str| {
         let signed: SignedTreeHead = serde_json::from_value(report[which]["signed"].clone()).unwrap();
         signed.verify(&authority).unwrap()
@@ -308,7 +308,7 @@ async fn a_head_cosigned_through_one_node_is_final_to_a_client_of_another_with_p
     };
     conn.close();
     assert_eq!(heads.len(), 1);
-    let authority = f.state().authority.signing_key().verifying_key();
+    let authority = f.state().keys.log().verifying_key();
     assert_eq!(heads[0].verify(&authority, &cosign::parse_key(&w.key).unwrap()).unwrap().size, cosigned.size);
     witness::add(&alice, &w.name, &w.key).unwrap();
     listing::fetch_list(&alice, false).await.unwrap();
@@ -336,7 +336,7 @@ async fn a_running_witness_cosigns_the_log_as_it_grows() {
     );
     let cosigned_size = || {
         let stored = f.state().meta.read().unwrap().cosigned_heads().unwrap();
-        let authority = f.state().authority.signing_key().verifying_key();
+        let authority = f.state().keys.log().verifying_key();
         stored.first().map(|h| h.head.verify(&authority).unwrap().size)
     };
     let until = |want: u64| async move {

@@ -208,7 +208,7 @@ pub(super) async fn upload(
         policy: Some(policy),
         approvers: h.approvers.clone(),
         derived_from: h.derived_from.clone(),
-        log_head: crate::ops::heads::held(&p.dir, &p.authority)?.map(|(_, signed)| signed),
+        log_head: crate::ops::heads::held(&p.dir, &p.log)?.map(|(_, signed)| signed),
     };
     let signed = manifest.sign(&p.signing);
     let req = Request::Seal { signature: signed.signature.clone(), manifest_len: signed.bytes.len() as u32 };
