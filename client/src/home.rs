@@ -460,9 +460,18 @@ impl Home {
         lock: Option<&NewLock>,
     ) -> Result<(), ClientError> {
         self.save_keys(&k.ca_pem, &k.tls_key, &k.age, &k.signing, lock)?;
+        self.save_request(&k.at, request)
+    }
+
+    /// Where a waiting enrolment finishes, and the request's copy.
+    pub fn save_request(
+        &self,
+        at: &Pending,
+        request: &exhibit_proto::offline::EnrolmentRequest,
+    ) -> Result<(), ClientError> {
         let r = serde_json::to_vec_pretty(request).map_err(|e| ClientError::Config(e.to_string()))?;
         self.write(PENDING_REQUEST, &r)?;
-        let at = serde_json::to_vec_pretty(&k.at).map_err(|e| ClientError::Config(e.to_string()))?;
+        let at = serde_json::to_vec_pretty(at).map_err(|e| ClientError::Config(e.to_string()))?;
         self.write(PENDING, &at)
     }
 

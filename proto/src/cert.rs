@@ -29,6 +29,21 @@ pub fn not_after(der: &[u8]) -> Result<u64, ProtoError> {
     Ok(cert.validity().not_after.timestamp().max(0) as u64)
 }
 
+/// The subject's common name of a DER-encoded certificate, if `ca`
+/// signed it (Ed25519, as the authority signs every certificate).
+pub fn issued_name(der: &[u8], ca: &VerifyingKey) -> Result<String, ProtoError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;
+    if cert.signature_algorithm.algorithm.to_id_string() != "1.3.101.112" {
+        return Err(ProtoError::BadSignature { what: "certificate (not signed with Ed25519)" });
+    }
+    let sig: [u8; 64] =
+        cert.signature_value.data.as_ref().try_into().map_err(|_| ProtoError::BadSignature { what: "certificate" })?;
+    ed25519_dalek::Verifier::verify(ca, cert.tbs_certificate.as_ref(), &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| ProtoError::BadSignature { what: "certificate" })?;
+    let cn = cert.subject().iter_common_name().next().and_then(|n| n.as_str().ok());
+    cn.map(str::to_owned).ok_or(ProtoError::Malformed { what: "certificate", reason: "no common name".into() })
+}
+
 /// The Ed25519 public key of a DER-encoded certificate.
 pub fn ed25519_key_from_der(der: &[u8]) -> Result<VerifyingKey, ProtoError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;

@@ -412,6 +412,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_certificate_names_its_user_only_under_its_own_authority() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Authority::create_in(dir.path()).unwrap(), {
+            let other = dir.path().join("other");
+            std::fs::create_dir(&other).unwrap();
+            Authority::create_in(&other).unwrap()
+        });
+        let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        let csr = CertificateParams::default().serialize_request(&key).unwrap();
+        let cert = a.issue_client_cert(csr.der(), "carol", 1_790_000_000).unwrap();
+        let ca = a.signing_key().verifying_key();
+        assert_eq!(exhibit_proto::cert::issued_name(&cert, &ca).unwrap(), "carol");
+        assert!(exhibit_proto::cert::issued_name(&cert, &b.signing_key().verifying_key()).is_err());
+        let mut bent = cert.clone();
+        let n = bent.len();
+        bent[n - 10] ^= 1;
+        assert!(exhibit_proto::cert::issued_name(&bent, &ca).is_err());
+        assert!(exhibit_proto::cert::issued_name(b"not a certificate", &ca).is_err());
+    }
+
+    #[test]
     fn a_rotation_cut_between_its_renames_is_completed_on_load() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");

@@ -100,11 +100,13 @@ async fn enrol_or_wait_from(
             {
                 return Err(ClientError::Verify("the server's enrolment request does not carry our keys".into()));
             }
-            let keys = PendingKeys {
-                at: Pending { server: server.to_owned(), code: code.trim().to_owned(), file: file.clone() },
-                ..keys
-            };
-            home.save_pending(&keys, &request, lock.flatten().as_ref())?;
+            let at = Pending { server: server.to_owned(), code: code.trim().to_owned(), file: file.clone() };
+            match lock {
+                // Keys made now: saved (under the passphrase) with the request.
+                Some(lock) => home.save_pending(&PendingKeys { at, ..keys }, &request, lock.as_ref())?,
+                // Keys that were waiting already stay as they are saved.
+                None => home.save_request(&at, &request)?,
+            }
             Ok(Enrolment::Pending { file, request: Box::new(request) })
         }
         r => Err(unexpected(&r)),
@@ -130,6 +132,17 @@ pub async fn finish_approved(home: &Home, approval: &EnrolmentApproval) -> Resul
             "the approval is for other keys than the ones waiting here (for {}): is it someone else's?",
             claimed.user
         )));
+    }
+    let tls = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls::pki_types::PrivatePkcs8KeyDer::from(keys.tls_key.as_slice()),
+        &rcgen::PKCS_ED25519,
+    )
+    .map_err(|e| ClientError::Config(format!("loading TLS key: {e}")))?;
+    let certified = exhibit_proto::cert::ed25519_key_from_der(&approval.cert_der)?;
+    if certified.as_bytes().as_slice() != tls.public_key_raw() {
+        return Err(ClientError::Verify(
+            "the approval's certificate is for another TLS key than the one waiting here".into(),
+        ));
     }
     let server = keys.at.server.clone();
     let req = Request::EnrolApproved { code: keys.at.code.clone(), approval: approval.clone() };

@@ -203,6 +203,16 @@ pub fn enrol(s: &State, r: Redeem, now: u64) -> Result<Enrolment, ServerError> {
                         claimed.user, rec.user
                     )));
                 }
+                // The certificate too: the authority's, for this user, and
+                // no one's already (it would take their place).
+                let named = exhibit_proto::cert::issued_name(&approval.cert_der, &s.keys.ca())?;
+                let h = *blake3::hash(&approval.cert_der).as_bytes();
+                if named != rec.user.as_str() || tx.cert_user(&h)?.is_some() {
+                    return Err(ServerError::Conflict(format!(
+                        "the approval's certificate is not a new one for {} (it names {named:?})",
+                        rec.user
+                    )));
+                }
                 complete(s, tx, &hash, rec, approval.entry.clone(), approval.cert_der.clone(), now)
             })
         }

@@ -60,7 +60,9 @@ pub(crate) async fn dispatch(
                         tracing::info!("enrolled");
                         Response::Enrolled { entry, cert_der }
                     }
-                    app::users::Enrolment::Pending { file, request } => Response::EnrolPending { file, request: *request },
+                    app::users::Enrolment::Pending { file, request } => {
+                        Response::EnrolPending { file, request: *request }
+                    }
                 },
             ));
         }

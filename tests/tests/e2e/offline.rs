@@ -81,6 +81,12 @@ impl Deployment {
         let request = self.data.join("requests").join(&file);
         assert!(request.is_file(), "the server wrote no request {}", request.display());
         assert!(!self.home(who).join("client.toml").exists(), "not enrolled before the approval");
+        if who == "admin" {
+            // Keys waiting for the approval are under the passphrase, sent
+            // again or not.
+            let age_key = std::fs::read(self.home(who).join("age.key")).unwrap();
+            assert!(!contains(&age_key, b"AGE-SECRET-KEY"), "the waiting age key is encrypted");
+        }
         let said = self.authority_ok(&[
             "authority",
             "approve-enrolment",
@@ -184,9 +190,6 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     );
     assert_eq!(again["pending"], true);
     assert!(d.home("admin").join("enrolment-request.json").is_file());
-    // Keys waiting for the approval are under the passphrase already.
-    let age_key = std::fs::read(d.home("admin").join("age.key")).unwrap();
-    assert!(!contains(&age_key, b"AGE-SECRET-KEY"), "the waiting age key is encrypted");
     d.enrol("admin", code);
     assert!(!d.home("admin").join("pending-enrolment.json").exists());
     assert!(!d.home("admin").join("enrolment-request.json").exists());
@@ -313,11 +316,35 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
         ),
         "{r:?}"
     );
-    // Nor a wrong code with a good approval.
+    // Nor a wrong code with a good approval, nor a good approval whose
+    // certificate is someone else's (bob's: it would become carol's) or
+    // not the authority's.
     let real = exhibit_server::authority::Authority::load(&authority).unwrap().approve(&request, 0).unwrap();
-    let r = ask(Request::EnrolApproved { code: "not-the-code".into(), approval: real }).await;
+    let r = ask(Request::EnrolApproved { code: "not-the-code".into(), approval: real.clone() }).await;
     assert!(r.unwrap_err().to_string().contains("unknown or already used enrolment code"));
+    let bobs =
+        EnrolmentApproval { cert_der: std::fs::read(d.home("bob").join("tls-cert.der")).unwrap(), ..real.clone() };
+    let e = ask(Request::EnrolApproved { code: carol_code.to_owned(), approval: bobs }).await.unwrap_err().to_string();
+    assert!(e.contains("not a new one for carol"), "{e}");
+    let other_cert = exhibit_server::authority::Authority::load(&other).unwrap().approve(&request, 0).unwrap().cert_der;
+    let r = ask(Request::EnrolApproved {
+        code: carol_code.to_owned(),
+        approval: EnrolmentApproval { cert_der: other_cert, ..real.clone() },
+    })
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(exhibit_client::ClientError::Server { code: exhibit_proto::frame::ErrorCode::BadSignature, .. })
+        ),
+        "{r:?}"
+    );
     assert!(!d.home("carol").join("client.toml").exists());
+    assert_eq!(d.json("bob", &["whoami"])["user"], "bob", "bob's certificate is still his");
+    // Her own approval enrols her.
+    let carols = d.path("carol.approved.json");
+    std::fs::write(&carols, serde_json::to_vec(&real).unwrap()).unwrap();
+    assert_eq!(d.json("carol", &["enrol", "--approval", carols.to_str().unwrap()])["user"], "carol");
     // Anyone may ask which key signs the log.
     match ask(Request::LogKey).await.unwrap() {
         Response::LogKey { cert } => assert_eq!(cert.as_ref(), Some(&log_cert)),
