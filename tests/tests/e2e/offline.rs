@@ -172,7 +172,16 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     let log_key = log_cert.verify(&ca_key).unwrap();
     assert_ne!(log_key, ca_key);
 
-    let server = Exhibitd::start(&exhibitd_bin, &data.join("exhibitd.toml"), &d.path("exhibitd.log"));
+    // A second organisation witnesses this log.
+    let wdir = d.path("witness");
+    let w = d.authority_ok(&["witness", "init", "--dir", wdir.to_str().unwrap(), "--name", "cps-witness"]);
+    let wkey = w.lines().find_map(|l| l.strip_prefix("witness key: ")).unwrap().to_owned();
+    let config = data.join("exhibitd.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[[witness]]\nname = \"cps-witness\"\nkey = \"{wkey}\"\n"));
+    std::fs::write(&config, text).unwrap();
+
+    let server = Exhibitd::start(&exhibitd_bin, &config, &d.path("exhibitd.log"));
     {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f =
@@ -368,6 +377,18 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
             serde_json::from_slice(&std::fs::read(d.home(who).join("log-key.json")).unwrap()).unwrap();
         assert_eq!(kept, log_cert);
     }
+    // The witness learns the log key from the log (checked against the
+    // CA), keeps it, and cosigns; a client trusting it takes the head as
+    // final.
+    let out =
+        d.exhibitd(&["witness", "run", "--once", "--dir", wdir.to_str().unwrap(), "--log", &d.addr, "--ca", &d.ca]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let kept: LogKeyCert = serde_json::from_slice(&std::fs::read(wdir.join("log-key.json")).unwrap()).unwrap();
+    assert_eq!(kept, log_cert);
+    d.ok("alice", &["audit", "witness", "add", "cps-witness", &wkey]);
+    let heads = d.json("alice", &["audit", "heads", "--check"]);
+    assert!(heads["final"]["size"].as_u64().unwrap() > 0, "{heads}");
+
     // The receipt verifies offline with the CA certificate alone: the
     // bundle carries the authority's certificate of the log key.
     let receipt = d.path("receipt.json");
@@ -398,10 +419,16 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     std::fs::write(&kept, real).unwrap();
     d.ok("bob", &["inbox"]);
 
-    // What needs the authority and has no file step yet says so.
+    // What needs the authority and has no file step yet says so, and
+    // leaves nothing behind.
     let out = d.exhibit("bob", &["renew"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("authority offline"));
+    let unit = ["admin", "unit", "add", "cps-se-mags", "--org", "cps-se", "--name", "Magistrates' court unit"];
+    let out = d.exhibit("admin", &unit);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a unit's record needs the authority's signature"));
+    assert_eq!(d.json("admin", &["units", "--all"])["units"].as_array().map(Vec::len), Some(0));
     let out = d.exhibitd(&["rotate-cert", "--data", data.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exhibitd authority issue-server-cert"));
