@@ -118,20 +118,21 @@ impl Authority {
         let cert = LogKeyCert::issue(&self.key, &log.verifying_key(), now);
         let json = serde_json::to_vec_pretty(&cert).map_err(|e| ServerError::Setup(e.to_string()))?;
         fsutil::write_public(&data.join(LOG_CERT), &json)?;
-        self.issue_web_files(data, server_name, listen, now)?;
+        self.issue_web_files(data, server_name, server_names(server_name, listen, &[]), now)?;
         Ok((log, cert))
     }
 
     /// Issue the dashboard's key and certificate into `data` (an offline
     /// authority's deployment: the server cannot issue them itself).
+    /// `names` as [`server_names`] gives them for the dashboard's address.
     pub fn issue_web_files(
         &self,
         data: &Path,
         server_name: &str,
-        listen: SocketAddr,
+        names: Vec<String>,
         now: u64,
     ) -> Result<(), ServerError> {
-        let p = server_params(server_name, server_names(server_name, listen, &[]), now)?;
+        let p = server_params(server_name, names, now)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("dashboard key"))?;
         let cert = p.signed_by(&key, &self.ca).map_err(rcgen_err("dashboard certificate"))?;
         // The key first: a cut between the two leaves a pair the dashboard

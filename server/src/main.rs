@@ -308,7 +308,12 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
             let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
             let name = name.unwrap_or_else(|| settings.config.server_name.clone());
             a.issue_server_cert(&data, &name, settings.config.listen, now)?;
-            a.issue_web_files(&data, &name, settings.config.listen, now)?;
+            // The dashboard's names, as it would have issued them itself.
+            let names = match &settings.config.dashboard {
+                Some(d) => exhibit_server::authority::server_names(&name, d.listen, &d.names),
+                None => exhibit_server::authority::server_names(&name, settings.config.listen, &[]),
+            };
+            a.issue_web_files(&data, &name, names, now)?;
             println!("new server and dashboard certificates for {name} in {}", data.display());
             if exhibit_server::ops::control::reload_tls(&data)? {
                 println!("the running server now uses the server certificate for new connections");

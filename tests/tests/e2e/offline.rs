@@ -179,9 +179,18 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     let config = data.join("exhibitd.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("\n[[witness]]\nname = \"cps-witness\"\nkey = \"{wkey}\"\n"));
+    // And the dashboard, over HTTPS with the certificate the authority
+    // issued into the data directory at init.
+    let dashboard = free_tcp();
+    let token = "an admin token of at least thirty-two characters";
+    text.push_str(&format!("\n[dashboard]\nlisten = \"{dashboard}\"\nadmin_token = \"{token}\"\ntls = \"on\"\n"));
     std::fs::write(&config, text).unwrap();
 
     let server = Exhibitd::start(&exhibitd_bin, &config, &d.path("exhibitd.log"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(exhibit_proto::cert::pem_der(&ca_pem).unwrap())).unwrap();
+    let page = crate::web::https(dashboard, roots, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(page.as_ref().is_ok_and(|p| p.starts_with("HTTP/1.1 200") && p.contains("admin login")), "{page:?}");
     {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f =

@@ -618,7 +618,11 @@ async fn the_https_dashboard_serves_a_configured_certificate_and_key() {
 
 /// One request over TLS trusting only `roots`, for 127.0.0.1; the raw
 /// response, or why there was none.
-async fn https(addr: std::net::SocketAddr, roots: rustls::RootCertStore, req: &str) -> Result<String, String> {
+pub(crate) async fn https(
+    addr: std::net::SocketAddr,
+    roots: rustls::RootCertStore,
+    req: &str,
+) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
