@@ -263,16 +263,7 @@ impl Home {
         let ca_pem = self.read(CA)?;
         let authority = exhibit_proto::cert::ed25519_key_from_pem(&ca_pem)?;
         let ca_der = pem_body(&ca_pem)?;
-        let age_text = String::from_utf8(self.read_key(AGE_KEY)?)
-            .map_err(|_| ClientError::Config("age key is not text".into()))?;
-        let age = age_text
-            .trim()
-            .parse::<age::x25519::Identity>()
-            .map_err(|e| ClientError::Config(format!("age key: {e}")))?;
-        let sk_hex = self.read_key(SIGNING_KEY)?;
-        let mut sk = [0u8; 32];
-        hex::decode_to_slice(String::from_utf8_lossy(&sk_hex).trim(), &mut sk)
-            .map_err(|_| ClientError::Config("signing key: expected 64 hex digits".into()))?;
+        let (age, signing) = self.identity_keys()?;
         let entry: SignedEntry =
             serde_json::from_slice(&self.read(ENTRY)?).map_err(|e| ClientError::Config(format!("entry.json: {e}")))?;
         let me = entry.verify(&authority)?;
@@ -287,12 +278,28 @@ impl Home {
             tls_cert: self.read(TLS_CERT)?,
             tls_key: self.read_key(TLS_KEY)?,
             age,
-            signing: SigningKey::from_bytes(&sk),
+            signing,
             entry,
             me,
             reach: self.reach.clone(),
             dir: self.dir.clone(),
         })
+    }
+
+    /// The age identity and the signing key, opened (asking the
+    /// passphrase if they are under one).
+    fn identity_keys(&self) -> Result<(age::x25519::Identity, SigningKey), ClientError> {
+        let age_text = String::from_utf8(self.read_key(AGE_KEY)?)
+            .map_err(|_| ClientError::Config("age key is not text".into()))?;
+        let age = age_text
+            .trim()
+            .parse::<age::x25519::Identity>()
+            .map_err(|e| ClientError::Config(format!("age key: {e}")))?;
+        let sk_hex = self.read_key(SIGNING_KEY)?;
+        let mut sk = [0u8; 32];
+        hex::decode_to_slice(String::from_utf8_lossy(&sk_hex).trim(), &mut sk)
+            .map_err(|_| ClientError::Config("signing key: expected 64 hex digits".into()))?;
+        Ok((age, SigningKey::from_bytes(&sk)))
     }
 
     /// A private key file's contents, decrypted in memory if it is under
@@ -483,23 +490,8 @@ impl Home {
         }
         let at: Pending = serde_json::from_slice(&self.read_private(PENDING)?)
             .map_err(|e| ClientError::Config(format!("{PENDING}: {e}")))?;
-        let age_text = String::from_utf8(self.read_key(AGE_KEY)?)
-            .map_err(|_| ClientError::Config("age key is not text".into()))?;
-        let age = age_text
-            .trim()
-            .parse::<age::x25519::Identity>()
-            .map_err(|e| ClientError::Config(format!("age key: {e}")))?;
-        let sk_hex = self.read_key(SIGNING_KEY)?;
-        let mut sk = [0u8; 32];
-        hex::decode_to_slice(String::from_utf8_lossy(&sk_hex).trim(), &mut sk)
-            .map_err(|_| ClientError::Config("signing key: expected 64 hex digits".into()))?;
-        Ok(Some(PendingKeys {
-            at,
-            ca_pem: self.read(CA)?,
-            tls_key: self.read_key(TLS_KEY)?,
-            age,
-            signing: SigningKey::from_bytes(&sk),
-        }))
+        let (age, signing) = self.identity_keys()?;
+        Ok(Some(PendingKeys { at, ca_pem: self.read(CA)?, tls_key: self.read_key(TLS_KEY)?, age, signing }))
     }
 
     /// Complete an enrolment whose keys are saved: the certificate, the

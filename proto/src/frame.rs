@@ -248,6 +248,10 @@ pub enum Request {
     /// An admin: add (or with `replace` change) an organisation whose
     /// record the offline authority signed ([`Response::Done`]).
     AdminSignedOrg { signed: crate::org::SignedOrg, replace: bool },
+    /// Install a renewed certificate the offline authority issued for
+    /// the caller ([`Response::Renewed`]); asked on a connection made with
+    /// the current one, which keeps working until the new one is used.
+    RenewApproved { approval: crate::offline::RenewalApproval },
 }
 
 /// Which transfers [`Request::ListTransfers`] lists.
@@ -787,6 +791,9 @@ pub enum Response {
     /// server wrote for it (file name on the server, and the request
     /// itself), to approve with `exhibitd authority approve-enrolment`.
     EnrolPending { file: String, request: crate::offline::EnrolmentRequest },
+    /// A renewal, with the authority offline: the request the server
+    /// wrote for it, to approve with `exhibitd authority approve-renewal`.
+    RenewPending { file: String, request: crate::offline::RenewalRequest },
 }
 
 /// Encode a frame: length prefix and body.

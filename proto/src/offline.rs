@@ -22,6 +22,10 @@ pub const DOMAIN_LOG_KEY: &str = "exhibit/log-key/v1";
 pub const ENROLMENT_REQUEST: &str = "exhibit enrolment request";
 /// What an approval file says it is.
 pub const ENROLMENT_APPROVAL: &str = "exhibit enrolment approval";
+/// What a renewal request file says it is.
+pub const RENEWAL_REQUEST: &str = "exhibit renewal request";
+/// What a renewal approval file says it is.
+pub const RENEWAL_APPROVAL: &str = "exhibit renewal approval";
 
 /// The authority's statement that `key` signs this deployment's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,27 +102,77 @@ pub struct EnrolmentApproval {
     pub cert_der: Vec<u8>,
 }
 
+/// What the server writes when an enrolled user asks to renew their
+/// client certificate and the authority is offline: their certificate
+/// request (for the key they hold already).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalRequest {
+    /// [`RENEWAL_REQUEST`].
+    pub kind: String,
+    /// The server that wrote it (its name).
+    pub server: String,
+    /// Whose certificate.
+    pub user: crate::UserId,
+    /// When it was asked (unix seconds).
+    pub requested_at: u64,
+    /// The certificate signing request (DER).
+    #[serde(with = "crate::b64")]
+    pub csr_der: Vec<u8>,
+}
+
+/// The authority's answer to a [`RenewalRequest`]: the new certificate,
+/// which the user's client hands to the server on a connection made with
+/// the old one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalApproval {
+    /// [`RENEWAL_APPROVAL`].
+    pub kind: String,
+    /// Whose certificate.
+    pub user: crate::UserId,
+    /// The client certificate (DER).
+    #[serde(with = "crate::b64")]
+    pub cert_der: Vec<u8>,
+}
+
+impl RenewalRequest {
+    /// Read from a file's bytes, checking what it says it is.
+    pub fn from_json(bytes: &[u8]) -> Result<RenewalRequest, ProtoError> {
+        read_kind(bytes, "renewal request", RENEWAL_REQUEST, |r: &RenewalRequest| &r.kind)
+    }
+}
+
+impl RenewalApproval {
+    /// Read from a file's bytes, checking what it says it is.
+    pub fn from_json(bytes: &[u8]) -> Result<RenewalApproval, ProtoError> {
+        read_kind(bytes, "renewal approval", RENEWAL_APPROVAL, |a: &RenewalApproval| &a.kind)
+    }
+}
+
+/// A JSON file that names its own kind (`kind`), read and checked.
+fn read_kind<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    expected: &str,
+    kind: impl Fn(&T) -> &str,
+) -> Result<T, ProtoError> {
+    let v: T = serde_json::from_slice(bytes).map_err(|e| ProtoError::malformed(what, e))?;
+    if kind(&v) != expected {
+        return Err(ProtoError::Malformed { what, reason: format!("kind {:?}, not {expected:?}", kind(&v)) });
+    }
+    Ok(v)
+}
+
 impl EnrolmentApproval {
     /// Read from a file's bytes, checking what it says it is.
     pub fn from_json(bytes: &[u8]) -> Result<EnrolmentApproval, ProtoError> {
-        let a: EnrolmentApproval =
-            serde_json::from_slice(bytes).map_err(|e| ProtoError::malformed("enrolment approval", e))?;
-        if a.kind != ENROLMENT_APPROVAL {
-            return Err(ProtoError::Malformed { what: "enrolment approval", reason: format!("kind {:?}", a.kind) });
-        }
-        Ok(a)
+        read_kind(bytes, "enrolment approval", ENROLMENT_APPROVAL, |a: &EnrolmentApproval| &a.kind)
     }
 }
 
 impl EnrolmentRequest {
     /// Read from a file's bytes, checking what it says it is.
     pub fn from_json(bytes: &[u8]) -> Result<EnrolmentRequest, ProtoError> {
-        let r: EnrolmentRequest =
-            serde_json::from_slice(bytes).map_err(|e| ProtoError::malformed("enrolment request", e))?;
-        if r.kind != ENROLMENT_REQUEST {
-            return Err(ProtoError::Malformed { what: "enrolment request", reason: format!("kind {:?}", r.kind) });
-        }
-        Ok(r)
+        read_kind(bytes, "enrolment request", ENROLMENT_REQUEST, |r: &EnrolmentRequest| &r.kind)
     }
 }
 

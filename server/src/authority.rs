@@ -12,7 +12,10 @@ use std::path::Path;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use exhibit_proto::offline::{EnrolmentApproval, EnrolmentRequest, LogKeyCert, ENROLMENT_APPROVAL};
+use exhibit_proto::offline::{
+    EnrolmentApproval, EnrolmentRequest, LogKeyCert, RenewalApproval, RenewalRequest, ENROLMENT_APPROVAL,
+    RENEWAL_APPROVAL,
+};
 use rand::TryRng as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
@@ -210,6 +213,12 @@ impl Authority {
     pub fn approve(&self, r: &EnrolmentRequest, now: u64) -> Result<EnrolmentApproval, ServerError> {
         let cert_der = self.issue_client_cert(&r.csr_der, r.entry.user.as_str(), now)?;
         Ok(EnrolmentApproval { kind: ENROLMENT_APPROVAL.into(), entry: r.entry.clone().sign(&self.key), cert_der })
+    }
+
+    /// Issue the certificate a renewal request asks for.
+    pub fn approve_renewal(&self, r: &RenewalRequest, now: u64) -> Result<RenewalApproval, ServerError> {
+        let cert_der = self.issue_client_cert(&r.csr_der, r.user.as_str(), now)?;
+        Ok(RenewalApproval { kind: RENEWAL_APPROVAL.into(), user: r.user.clone(), cert_der })
     }
 
     /// Issue a client certificate for `user` from a CSR. The CSR's

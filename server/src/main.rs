@@ -139,6 +139,20 @@ enum AuthorityCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Approve a renewal request the server wrote (`requests/renew-USER.json`):
+    /// issues the user a new certificate for the key they hold, into an
+    /// approval file they install with `exhibit renew --approval FILE`.
+    ApproveRenewal {
+        /// The authority's directory.
+        #[arg(long, value_name = "DIR")]
+        authority: PathBuf,
+        /// The request file.
+        request: PathBuf,
+        /// The approval file to write (default: beside the request,
+        /// `.approved.json` for `.json`). Not overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Organisation records, signed by the authority.
     #[command(subcommand)]
     Org(AuthorityOrgCommand),
@@ -274,13 +288,9 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
             let a = Authority::load(&authority)?;
             let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
             let r = exhibit_proto::offline::EnrolmentRequest::from_json(&bytes)?;
-            let out = out.unwrap_or_else(|| {
-                let stem = request.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                request.with_file_name(format!("{stem}.approved.json"))
-            });
+            let out = out.unwrap_or_else(|| approved_beside(&request));
             let approval = a.approve(&r, now)?;
-            let json = serde_json::to_vec_pretty(&approval)?;
-            write_new(&out, &json)?;
+            write_new(&out, &serde_json::to_vec_pretty(&approval)?)?;
             let e = &r.entry;
             println!("Approved the enrolment of {} ({}) on {}:", e.user, e.display_name, r.server);
             println!("  organisation: {}", e.org);
@@ -290,6 +300,17 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
             println!("  keys:         {}", e.fingerprint());
             println!("Approval written to {}: the user finishes with", out.display());
             println!("  exhibit enrol --approval {}", out.display());
+        }
+        AuthorityCommand::ApproveRenewal { authority, request, out } => {
+            let a = Authority::load(&authority)?;
+            let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
+            let r = exhibit_proto::offline::RenewalRequest::from_json(&bytes)?;
+            let out = out.unwrap_or_else(|| approved_beside(&request));
+            let approval = a.approve_renewal(&r, now)?;
+            write_new(&out, &serde_json::to_vec_pretty(&approval)?)?;
+            println!("Approved a new client certificate for {} on {} (asked {}).", r.user, r.server, r.requested_at);
+            println!("Approval written to {}: the user installs it with", out.display());
+            println!("  exhibit renew --approval {}", out.display());
         }
         AuthorityCommand::Org(AuthorityOrgCommand::Add { authority, id, name, kind, out }) => {
             let a = Authority::load(&authority)?;
@@ -323,6 +344,12 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `REQUEST.approved.json` beside `REQUEST.json`.
+fn approved_beside(request: &std::path::Path) -> PathBuf {
+    let stem = request.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    request.with_file_name(format!("{stem}.approved.json"))
 }
 
 /// Write `bytes` to a new file `path` (never over one).

@@ -103,7 +103,16 @@ pub enum Command {
     Whoami,
     /// Renew your client certificate (same keys, same fingerprint) before
     /// it expires; the old one stops working once the new one is in use.
-    Renew,
+    ///
+    /// Where the deployment keeps its authority offline, the server writes
+    /// a request for it instead; once it is approved (`exhibitd authority
+    /// approve-renewal`), install the new certificate with --approval.
+    Renew {
+        /// Install the certificate the offline authority issued (the
+        /// approval file it wrote).
+        #[arg(long, value_name = "FILE")]
+        approval: Option<PathBuf>,
+    },
     /// Turn e-mail about new arrivals for you (and your units) on or off.
     /// Overdue alerts still come: they are not yours to turn off.
     Notices {

@@ -104,7 +104,22 @@ impl Cli {
             }
             Command::Passphrase(c) => passphrase_cmd(&home, o, c),
             Command::Whoami => whoami(&home, o).await,
-            Command::Renew => print::renewed(renew::renew(&home).await?, o.json),
+            Command::Renew { approval: Some(file) } => {
+                let bytes = crate::home::read_small(&file, 1 << 20, "renewal approval")?;
+                let approval = exhibit_proto::offline::RenewalApproval::from_json(&bytes)?;
+                print::renewed(renew::renew_approved(&home, approval).await?, o.json)
+            }
+            Command::Renew { approval: None } => match renew::renew_or_wait(&home).await? {
+                renew::Renewal::Done(expiry) => print::renewed(expiry, o.json),
+                renew::Renewal::Pending { file, .. } => {
+                    let text = format!(
+                        "Your renewal waits for the authority's approval: this deployment keeps it offline.\n\
+                         The server wrote the request {file} (in its requests/ folder); your certificate is unchanged.\n\
+                         Once an administrator gives you the approval file, run: exhibit renew --approval FILE"
+                    );
+                    print::line(&json!({"pending": true, "request": file}), &text, o.json)
+                }
+            },
             Command::Notices { setting } => {
                 let on = setting == "on";
                 directory::set_notices(&home, on).await?;

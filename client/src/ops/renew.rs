@@ -3,6 +3,7 @@
 //! so the fingerprint others pinned, stay as they are.
 
 use exhibit_proto::frame::{Request, Response};
+use exhibit_proto::offline::{RenewalApproval, RenewalRequest};
 
 use crate::error::ClientError;
 use crate::home::Home;
@@ -17,23 +18,78 @@ pub use crate::home::cert_expiry;
 /// once and kept whatever happens next: a crash part-way leaves one of the
 /// two working.
 pub async fn renew(home: &Home) -> Result<u64, ClientError> {
+    match renew_or_wait(home).await? {
+        Renewal::Done(expiry) => Ok(expiry),
+        Renewal::Pending { file, .. } => Err(ClientError::Config(format!(
+            "the renewal waits for the authority's approval of request {file}; install it with `exhibit renew --approval FILE`"
+        ))),
+    }
+}
+
+/// What asking to renew came to.
+#[derive(Debug)]
+pub enum Renewal {
+    /// Renewed: the new certificate's expiry.
+    Done(u64),
+    /// The authority is offline: the server wrote `file` (in its
+    /// `requests/` folder) for it. Nothing changed here.
+    Pending { file: String, request: Box<RenewalRequest> },
+}
+
+/// [`renew`], or with the authority offline, the request written for it.
+pub async fn renew_or_wait(home: &Home) -> Result<Renewal, ClientError> {
     let p = home.load()?;
-    let key =
-        rcgen::KeyPair::try_from(p.tls_key.as_slice()).map_err(|e| ClientError::Config(format!("TLS key: {e}")))?;
+    let key = tls_key(&p)?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
     let csr = params.serialize_request(&key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
     let conn = crate::ops::heads::open(&p).await?;
-    let cert_der = match conn.request(&Request::Renew { csr_der: csr.der().to_vec() }).await? {
-        Response::Renewed { cert_der } => cert_der,
-        r => return Err(unexpected(&r)),
-    };
+    let reply = conn.request(&Request::Renew { csr_der: csr.der().to_vec() }).await;
     conn.close();
-    // The certificate must carry our key, or we could not use it.
-    let theirs = exhibit_proto::cert::ed25519_key_from_der(&cert_der)?.to_bytes();
+    match reply? {
+        Response::Renewed { cert_der } => install(home, &key, cert_der).await.map(Renewal::Done),
+        Response::RenewPending { file, request } => Ok(Renewal::Pending { file, request: Box::new(request) }),
+        r => Err(unexpected(&r)),
+    }
+}
+
+/// Install the certificate the offline authority issued for a renewal
+/// (`exhibitd authority approve-renewal`); returns its expiry.
+pub async fn renew_approved(home: &Home, approval: RenewalApproval) -> Result<u64, ClientError> {
+    let p = home.load()?;
+    let key = tls_key(&p)?;
+    let named = exhibit_proto::cert::issued_name(&approval.cert_der, &p.authority).map_err(|e| {
+        ClientError::Verify(format!("the approval's certificate is not this deployment's authority's: {e}"))
+    })?;
+    if named != p.me.user.as_str() || approval.user != p.me.user {
+        return Err(ClientError::Verify(format!("the approval is for {} ({named}), not for you", approval.user)));
+    }
+    check_ours(&key, &approval.cert_der)?;
+    let conn = crate::ops::heads::open(&p).await?;
+    let reply = conn.request(&Request::RenewApproved { approval }).await;
+    conn.close();
+    match reply? {
+        Response::Renewed { cert_der } => install(home, &key, cert_der).await,
+        r => Err(unexpected(&r)),
+    }
+}
+
+fn tls_key(p: &crate::home::Profile) -> Result<rcgen::KeyPair, ClientError> {
+    rcgen::KeyPair::try_from(p.tls_key.as_slice()).map_err(|e| ClientError::Config(format!("TLS key: {e}")))
+}
+
+/// The certificate must carry our key, or we could not use it.
+fn check_ours(key: &rcgen::KeyPair, cert_der: &[u8]) -> Result<(), ClientError> {
+    let theirs = exhibit_proto::cert::ed25519_key_from_der(cert_der)?.to_bytes();
     if theirs.as_slice() != key.public_key_raw() {
         return Err(ClientError::Verify("the renewed certificate is not for our key".into()));
     }
+    Ok(())
+}
+
+/// Save a renewed certificate for `key` and use it once.
+async fn install(home: &Home, key: &rcgen::KeyPair, cert_der: Vec<u8>) -> Result<u64, ClientError> {
+    check_ours(key, &cert_der)?;
     let expiry = cert_expiry(&cert_der)?;
     home.set_tls_cert(&cert_der)?;
     // Use it once: the server then retires the old one. If that fails the

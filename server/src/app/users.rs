@@ -3,7 +3,7 @@
 
 use exhibit_proto::directory::{DirectoryEntry, Role, SignedEntry, KEY_FINGERPRINT};
 use exhibit_proto::frame::EnrolRequest;
-use exhibit_proto::offline::{EnrolmentApproval, EnrolmentRequest};
+use exhibit_proto::offline::{EnrolmentApproval, EnrolmentRequest, RenewalApproval, RenewalRequest};
 use exhibit_proto::org::OrgId;
 use exhibit_proto::UserId;
 
@@ -185,7 +185,7 @@ pub fn enrol(s: &State, r: Redeem, now: u64) -> Result<Enrolment, ServerError> {
             write(s, |tx| {
                 let (hash, rec) = redeemable(&*tx, &e.code, now)?;
                 let cert = authority.issue_client_cert(&e.csr_der, rec.user.as_str(), now)?;
-                let entry = new_entry(&rec, &e, now).sign(authority.signing_key());
+                let entry = entry_for(&rec, &e.age_recipient, e.signing_key, now).sign(authority.signing_key());
                 complete(s, tx, &hash, rec, entry, cert, now)
             })
         }
@@ -196,8 +196,7 @@ pub fn enrol(s: &State, r: Redeem, now: u64) -> Result<Enrolment, ServerError> {
                 let (hash, rec) = redeemable(&*tx, &code, now)?;
                 // The authority signed what this server asked for this
                 // code's user: anything else is not this enrolment.
-                let asked = DirectoryEntry { enrolled_at: claimed.enrolled_at, ..new_entry_keys(&rec, &claimed) };
-                if claimed.user != rec.user || claimed != asked {
+                if claimed != entry_for(&rec, &claimed.age_recipient, claimed.signing_key, claimed.enrolled_at) {
                     return Err(ServerError::Conflict(format!(
                         "the approval is for {} as the authority saw them, not for this code's user {} as recorded now",
                         claimed.user, rec.user
@@ -233,30 +232,19 @@ fn redeemable<R: Read + ?Sized>(r: &R, code: &str, now: u64) -> Result<([u8; 32]
     Ok((hash, rec))
 }
 
-/// The entry for `rec` with the keys in `e`.
-fn new_entry(rec: &UserRecord, e: &EnrolRequest, now: u64) -> DirectoryEntry {
+/// The entry for `rec` with these keys, enrolled `at`.
+fn entry_for(rec: &UserRecord, age_recipient: &str, signing_key: [u8; 32], at: u64) -> DirectoryEntry {
     DirectoryEntry {
         user: rec.user.clone(),
         display_name: rec.display_name.clone(),
         org: rec.org.clone(),
         role: rec.role,
-        age_recipient: e.age_recipient.clone(),
-        signing_key: e.signing_key,
-        enrolled_at: now,
+        age_recipient: age_recipient.to_owned(),
+        signing_key,
+        enrolled_at: at,
         revoked_at: None,
         more_roles: rec.more_roles.clone(),
     }
-}
-
-/// The entry for `rec` with the keys (and time) of `signed`.
-fn new_entry_keys(rec: &UserRecord, signed: &DirectoryEntry) -> DirectoryEntry {
-    let keys = EnrolRequest {
-        code: String::new(),
-        age_recipient: signed.age_recipient.clone(),
-        signing_key: signed.signing_key,
-        csr_der: vec![],
-    };
-    new_entry(rec, &keys, signed.enrolled_at)
 }
 
 /// The authority is offline: check the code, write the request for it
@@ -266,16 +254,22 @@ fn request(s: &State, e: EnrolRequest, now: u64) -> Result<Enrolment, ServerErro
     let request = EnrolmentRequest {
         kind: exhibit_proto::offline::ENROLMENT_REQUEST.into(),
         server: s.settings.config.server_name.clone(),
-        entry: new_entry(&rec, &e, now),
+        entry: entry_for(&rec, &e.age_recipient, e.signing_key, now),
         csr_der: e.csr_der,
     };
-    let dir = s.settings.data_dir.join(REQUESTS);
-    std::fs::create_dir_all(&dir).map_err(ServerError::io(format!("creating {}", dir.display())))?;
-    let file = format!("enrol-{}.json", rec.user);
-    let json = serde_json::to_vec_pretty(&request).map_err(|e| ServerError::Setup(e.to_string()))?;
-    crate::fsutil::replace_public(&dir.join(&file), &json)?;
+    let file = write_request(s, &format!("enrol-{}.json", rec.user), &request)?;
     tracing::info!(user = %rec.user, %file, "enrolment waits for the offline authority");
     Ok(Enrolment::Pending { file, request: Box::new(request) })
+}
+
+/// Write (or replace) request file `name` in the data directory's
+/// `requests/`, for the offline authority; returns `name`.
+fn write_request(s: &State, name: &str, request: &impl serde::Serialize) -> Result<String, ServerError> {
+    let dir = s.settings.data_dir.join(REQUESTS);
+    std::fs::create_dir_all(&dir).map_err(ServerError::io(format!("creating {}", dir.display())))?;
+    let json = serde_json::to_vec_pretty(request).map_err(|e| ServerError::Setup(e.to_string()))?;
+    crate::fsutil::replace_public(&dir.join(name), &json)?;
+    Ok(name.to_owned())
 }
 
 /// Enrol `rec` with `entry` and `cert`, consuming the code.
@@ -363,8 +357,60 @@ pub fn enrol_from(s: &State, e: Redeem, source: std::net::IpAddr, now: u64) -> R
 
 /// A renewed certificate for `user` from a CSR: it works at once, beside
 /// the one it replaces (`old`), until it is first used.
-pub fn renew(s: &State, user: &UserId, old: [u8; 32], csr_der: &[u8], now: u64) -> Result<Vec<u8>, ServerError> {
-    let cert = s.keys.authority("a certificate renewal")?.issue_client_cert(csr_der, user.as_str(), now)?;
+/// With the authority offline, the request is written for it instead
+/// (`requests/renew-USER.json`) and nothing changes until its approval
+/// comes back ([`renew_approved`]).
+pub fn renew(s: &State, user: &UserId, old: [u8; 32], csr_der: &[u8], now: u64) -> Result<Renewal, ServerError> {
+    let Ok(authority) = s.keys.authority("a certificate renewal") else {
+        // The request must be one the authority can sign.
+        let der = rustls::pki_types::CertificateSigningRequestDer::from(csr_der);
+        rcgen::CertificateSigningRequestParams::from_der(&der)
+            .map_err(|e| ServerError::BadRequest(format!("certificate request: {e}")))?;
+        let request = RenewalRequest {
+            kind: exhibit_proto::offline::RENEWAL_REQUEST.into(),
+            server: s.settings.config.server_name.clone(),
+            user: user.clone(),
+            requested_at: now,
+            csr_der: csr_der.to_vec(),
+        };
+        let file = write_request(s, &format!("renew-{user}.json"), &request)?;
+        tracing::info!(%user, %file, "renewal waits for the offline authority");
+        return Ok(Renewal::Pending { file, request: Box::new(request) });
+    };
+    let cert = authority.issue_client_cert(csr_der, user.as_str(), now)?;
+    install(s, user, old, cert, now).map(Renewal::Done)
+}
+
+/// A renewed certificate the offline authority issued for `user`, brought
+/// on a connection made with `old`: the authority's, in `user`'s name.
+pub fn renew_approved(
+    s: &State,
+    user: &UserId,
+    old: [u8; 32],
+    a: RenewalApproval,
+    now: u64,
+) -> Result<Vec<u8>, ServerError> {
+    let named = exhibit_proto::cert::issued_name(&a.cert_der, &s.keys.ca())?;
+    if a.user != *user || named != user.as_str() {
+        return Err(ServerError::Forbidden(format!(
+            "the renewal approval is for {} (its certificate names {named:?}), not for you ({user})",
+            a.user
+        )));
+    }
+    install(s, user, old, a.cert_der, now)
+}
+
+/// What asking to renew got.
+#[derive(Debug)]
+pub enum Renewal {
+    /// The new certificate (DER), working at once.
+    Done(Vec<u8>),
+    /// The authority is offline: the request written for it.
+    Pending { file: String, request: Box<RenewalRequest> },
+}
+
+/// Take `cert` as `user`'s next certificate beside `old`.
+fn install(s: &State, user: &UserId, old: [u8; 32], cert: Vec<u8>, now: u64) -> Result<Vec<u8>, ServerError> {
     let new = *blake3::hash(&cert).as_bytes();
     if old == new {
         return Err(ServerError::Conflict("the renewed certificate is the current one".into()));
@@ -373,6 +419,9 @@ pub fn renew(s: &State, user: &UserId, old: [u8; 32], csr_der: &[u8], now: u64) 
         // The presented certificate may have been retired a moment ago.
         if tx.cert_user(&old)?.as_ref() != Some(user) {
             return Err(ServerError::Unauthenticated("this certificate has been replaced".into()));
+        }
+        if tx.cert_user(&new)?.is_some() {
+            return Err(ServerError::Conflict("that certificate is in use already".into()));
         }
         tx.put_cert(&new, user)?;
         tx.put_renewal(&new, &old)?;

@@ -158,8 +158,17 @@ pub(crate) async fn dispatch(
             let Some(old) = peer.cert_hash else {
                 return Err(ServerError::Unauthenticated("renewal needs the current certificate".into()));
             };
+            match blocking(state, move |s| app::users::renew(s, &me, old, &csr_der, now)).await? {
+                app::users::Renewal::Done(cert_der) => Response::Renewed { cert_der },
+                app::users::Renewal::Pending { file, request } => Response::RenewPending { file, request: *request },
+            }
+        }
+        Request::RenewApproved { approval } => {
+            let Some(old) = peer.cert_hash else {
+                return Err(ServerError::Unauthenticated("renewal needs the current certificate".into()));
+            };
             Response::Renewed {
-                cert_der: blocking(state, move |s| app::users::renew(s, &me, old, &csr_der, now)).await?,
+                cert_der: blocking(state, move |s| app::users::renew_approved(s, &me, old, approval, now)).await?,
             }
         }
         Request::AdminRevokeUser { user } => {

@@ -428,11 +428,48 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     std::fs::write(&kept, real).unwrap();
     d.ok("bob", &["inbox"]);
 
-    // What needs the authority and has no file step yet says so, and
-    // leaves nothing behind.
-    let out = d.exhibit("bob", &["renew"]);
+    // A renewal waits for the authority like an enrolment: the request,
+    // the approval, then the new certificate installed on a connection
+    // made with the old one. Nothing changes before.
+    let old_cert = std::fs::read(d.home("bob").join("tls-cert.der")).unwrap();
+    let asked = d.json("bob", &["renew"]);
+    assert_eq!(
+        (asked["pending"].as_bool(), asked["request"].as_str()),
+        (Some(true), Some("renew-bob.json")),
+        "{asked}"
+    );
+    assert_eq!(std::fs::read(d.home("bob").join("tls-cert.der")).unwrap(), old_cert);
+    let request = data.join("requests/renew-bob.json");
+    let said = d.authority_ok(&[
+        "authority",
+        "approve-renewal",
+        "--authority",
+        authority.to_str().unwrap(),
+        request.to_str().unwrap(),
+    ]);
+    assert!(said.contains("new client certificate for bob"), "{said}");
+    let renewal = data.join("requests/renew-bob.approved.json");
+    // Not alice's to install: her client refuses it, and so does the
+    // server when asked directly.
+    let out = d.exhibit("alice", &["renew", "--approval", renewal.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("authority offline"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not for you"), "{}", String::from_utf8_lossy(&out.stderr));
+    let approval = exhibit_proto::offline::RenewalApproval::from_json(&std::fs::read(&renewal).unwrap()).unwrap();
+    let alice = exhibit_client::Home::new(d.home("alice")).load().unwrap();
+    let conn = exhibit_client::conn::Conn::open(&alice).await.unwrap();
+    let r = conn.request(&Request::RenewApproved { approval }).await;
+    conn.close();
+    assert!(
+        matches!(r, Err(exhibit_client::ClientError::Server { code: exhibit_proto::frame::ErrorCode::Forbidden, .. })),
+        "{r:?}"
+    );
+    let done = d.json("bob", &["renew", "--approval", renewal.to_str().unwrap()]);
+    assert!(done["certificate_expires"].as_u64().is_some(), "{done}");
+    assert_ne!(std::fs::read(d.home("bob").join("tls-cert.der")).unwrap(), old_cert);
+    assert_eq!(d.json("bob", &["whoami"])["user"], "bob");
+
+    // What needs the authority and has no file step says so, and leaves
+    // nothing behind.
     let unit = ["admin", "unit", "add", "cps-se-mags", "--org", "cps-se", "--name", "Magistrates' court unit"];
     let out = d.exhibit("admin", &unit);
     assert!(!out.status.success());
