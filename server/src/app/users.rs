@@ -257,19 +257,30 @@ fn request(s: &State, e: EnrolRequest, now: u64) -> Result<Enrolment, ServerErro
         entry: entry_for(&rec, &e.age_recipient, e.signing_key, now),
         csr_der: e.csr_der,
     };
-    let file = write_request(s, &format!("enrol-{}.json", rec.user), &request)?;
+    let file = write_request(s, &rec.user, "enrol-request", &request, now)?;
     tracing::info!(user = %rec.user, %file, "enrolment waits for the offline authority");
     Ok(Enrolment::Pending { file, request: Box::new(request) })
 }
 
-/// Write (or replace) request file `name` in the data directory's
-/// `requests/`, for the offline authority; returns `name`.
-fn write_request(s: &State, name: &str, request: &impl serde::Serialize) -> Result<String, ServerError> {
+/// Write (or replace) `user`'s request for the offline authority, for
+/// `action` (`enrol-request`, `renew-request`), as
+/// `requests/ACTION-USER.json` in the data directory, and audit it; returns
+/// the file's name.
+fn write_request(
+    s: &State,
+    user: &UserId,
+    action: &'static str,
+    request: &impl serde::Serialize,
+    now: u64,
+) -> Result<String, ServerError> {
+    let name = format!("{}-{user}.json", action.trim_end_matches("-request"));
     let dir = s.settings.data_dir.join(REQUESTS);
     std::fs::create_dir_all(&dir).map_err(ServerError::io(format!("creating {}", dir.display())))?;
     let json = serde_json::to_vec_pretty(request).map_err(|e| ServerError::Setup(e.to_string()))?;
-    crate::fsutil::replace_public(&dir.join(name), &json)?;
-    Ok(name.to_owned())
+    crate::fsutil::replace_public(&dir.join(&name), &json)?;
+    let details = format!("request {name} written for the offline authority");
+    write(s, |tx| audit::append(s, tx, Ev::new(now, user, action, user).details(details.clone())).map(drop))?;
+    Ok(name)
 }
 
 /// Enrol `rec` with `entry` and `cert`, consuming the code.
@@ -373,7 +384,7 @@ pub fn renew(s: &State, user: &UserId, old: [u8; 32], csr_der: &[u8], now: u64) 
             requested_at: now,
             csr_der: csr_der.to_vec(),
         };
-        let file = write_request(s, &format!("renew-{user}.json"), &request)?;
+        let file = write_request(s, user, "renew-request", &request, now)?;
         tracing::info!(%user, %file, "renewal waits for the offline authority");
         return Ok(Renewal::Pending { file, request: Box::new(request) });
     };

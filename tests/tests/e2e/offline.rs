@@ -491,6 +491,14 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     ]);
     assert_ne!(std::fs::read(data.join("server.pem")).unwrap(), before);
     d.ok("alice", &["outbox"]);
+    // The log (signed with the log key) verifies whole, and records each
+    // request written for the authority.
+    let v = d.json("admin", &["admin", "audit", "verify"]);
+    assert!(v["entries"].as_u64().unwrap() > 20, "{v}");
+    let log = d.json("admin", &["admin", "audit", "export"]);
+    let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["body"]["action"].as_str()).collect();
+    assert!(actions.iter().filter(|a| **a == "enrol-request").count() >= 5, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| **a == "renew-request").count(), 1, "{actions:?}");
     // Revocation needs no authority: it bites at once.
     d.ok("admin", &["admin", "user", "revoke", "bob"]);
     assert!(!d.exhibit("bob", &["inbox"]).status.success());
