@@ -263,22 +263,28 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// The keys in data directory `data`: `authority.key` (online), else
+    /// The keys in data directory `data`: `authority.key` (online), and
     /// `log.key` with the authority's certificate of it, checked against
-    /// `ca.pem`.
+    /// `ca.pem` (offline; both: a deployment made offline whose authority
+    /// key was put back, which signs its log with the log key still, as
+    /// its users expect).
     pub fn load(data: &Path) -> Result<Keys, ServerError> {
-        if data.join(AUTHORITY_KEY).exists() {
-            return Ok(Keys::online(Authority::load(data)?));
+        let authority = match data.join(AUTHORITY_KEY).exists() {
+            true => Some(Authority::load(data)?),
+            false => None,
+        };
+        let log_path = data.join(LOG_KEY);
+        if !log_path.exists() {
+            return match authority {
+                Some(a) => Ok(Keys::online(a)),
+                None => Err(ServerError::Setup(format!(
+                    "{} holds neither {AUTHORITY_KEY} nor {LOG_KEY}: not an exhibitd data directory",
+                    data.display()
+                ))),
+            };
         }
         let ca_pem = std::fs::read(data.join(CA_CERT)).map_err(ServerError::io("reading CA certificate"))?;
         let ca = exhibit_proto::cert::ed25519_key_from_pem(&ca_pem)?;
-        let log_path = data.join(LOG_KEY);
-        if !log_path.exists() {
-            return Err(ServerError::Setup(format!(
-                "{} holds neither {AUTHORITY_KEY} nor {LOG_KEY}: not an exhibitd data directory",
-                data.display()
-            )));
-        }
         let log = read_key(&log_path)?;
         let cert_path = data.join(LOG_CERT);
         let bytes = std::fs::read(&cert_path).map_err(ServerError::io(format!("reading {}", cert_path.display())))?;
@@ -287,7 +293,7 @@ impl Keys {
         if cert.verify(&ca)? != log.verifying_key() {
             return Err(ServerError::Setup(format!("{} certifies another key than {LOG_KEY}", cert_path.display())));
         }
-        Ok(Keys { authority: None, ca, log, log_cert: Some(cert) })
+        Ok(Keys { authority, ca, log, log_cert: Some(cert) })
     }
 
     /// An online authority's keys: it signs the log itself.
@@ -440,6 +446,38 @@ mod tests {
         bent[n - 10] ^= 1;
         assert!(exhibit_proto::cert::issued_name(&bent, &ca).is_err());
         assert!(exhibit_proto::cert::issued_name(b"not a certificate", &ca).is_err());
+    }
+
+    #[test]
+    fn an_offline_data_directory_loads_only_with_a_log_key_its_authority_certified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, auth) = (dir.path().join("data"), dir.path().join("auth"));
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let clock = crate::clock::ManualClock::new(1_790_000_000);
+        crate::init_offline(&data, listen, "localhost", Default::default(), &auth, &clock).unwrap();
+        let keys = Keys::load(&data).unwrap();
+        assert!(!keys.is_online());
+        let a = Authority::load(&auth).unwrap();
+        assert_eq!(keys.ca(), a.signing_key().verifying_key());
+        assert_ne!(keys.log().verifying_key(), keys.ca());
+        let e = keys.authority("an organisation record").unwrap_err().to_string();
+        assert!(e.contains("an organisation record needs the authority's signature"), "{e}");
+        // The authority's key put back: online again, the log still
+        // signed with the log key its users hold.
+        std::fs::copy(auth.join(AUTHORITY_KEY), data.join(AUTHORITY_KEY)).unwrap();
+        let back = Keys::load(&data).unwrap();
+        assert!(back.is_online() && back.log().verifying_key() == keys.log().verifying_key());
+        std::fs::remove_file(data.join(AUTHORITY_KEY)).unwrap();
+        // A certificate of another key, or by another authority: refused.
+        let other = SigningKey::from_bytes(&[4; 32]);
+        let forged = LogKeyCert::issue(a.signing_key(), &other.verifying_key(), 1);
+        std::fs::write(data.join(LOG_CERT), serde_json::to_vec(&forged).unwrap()).unwrap();
+        assert!(Keys::load(&data).unwrap_err().to_string().contains("certifies another key"));
+        let stranger = LogKeyCert::issue(&other, &keys.log().verifying_key(), 1);
+        std::fs::write(data.join(LOG_CERT), serde_json::to_vec(&stranger).unwrap()).unwrap();
+        assert!(Keys::load(&data).is_err());
+        std::fs::remove_file(data.join(LOG_KEY)).unwrap();
+        assert!(Keys::load(&data).unwrap_err().to_string().contains("neither"));
     }
 
     #[test]
