@@ -44,6 +44,13 @@ pub fn issued_name(der: &[u8], ca: &VerifyingKey) -> Result<String, ProtoError> 
     cn.map(str::to_owned).ok_or(ProtoError::Malformed { what: "certificate", reason: "no common name".into() })
 }
 
+/// The public key a DER-encoded certificate holds, as its raw bytes (an
+/// Ed25519 key's 32, an EC key's point), whatever the algorithm.
+pub fn public_key_raw(der: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// The Ed25519 public key of a DER-encoded certificate.
 pub fn ed25519_key_from_der(der: &[u8]) -> Result<VerifyingKey, ProtoError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| ProtoError::malformed("certificate", e))?;

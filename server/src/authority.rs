@@ -158,21 +158,23 @@ impl Authority {
         let p = server_params(server_name, server_names(server_name, listen, &[]), now)?;
         let server_key = KeyPair::generate_for(&PKCS_ED25519).map_err(rcgen_err("server key"))?;
         let cert = p.signed_by(&server_key, &self.ca).map_err(rcgen_err("server certificate"))?;
-        // Written beside the current pair, then renamed over it: a rotation
-        // never leaves a half-written key or certificate.
-        // `server.pem.new` appears (by rename) only once both new files are
-        // complete: its presence is what `finish_rotation` trusts.
-        let (key_new, cert_new) = (data.join(format!("{SERVER_KEY}.new")), data.join(format!("{SERVER_CERT}.new")));
-        let cert_tmp = data.join(format!("{SERVER_CERT}.new.tmp"));
-        for stale in [&key_new, &cert_new, &cert_tmp] {
-            let _ = std::fs::remove_file(stale);
-        }
-        fsutil::write_private(&key_new, server_key.serialize_pem().as_bytes())?;
-        fsutil::write_public(&cert_tmp, cert.pem().as_bytes())?;
-        std::fs::rename(&cert_tmp, &cert_new).map_err(ServerError::io("staging server certificate"))?;
-        std::fs::rename(&key_new, data.join(SERVER_KEY)).map_err(ServerError::io("installing server key"))?;
-        std::fs::rename(&cert_new, data.join(SERVER_CERT)).map_err(ServerError::io("installing server certificate"))?;
-        fsutil::sync_dir(data)
+        install_server_pair(data, server_key.serialize_pem().as_bytes(), cert.pem().as_bytes())
+    }
+
+    /// Sign a server's certificate request (an offline authority: the key
+    /// stays on the server) for `names`; the certificate as PEM.
+    pub fn sign_server_csr(
+        &self,
+        csr_der: &[u8],
+        server_name: &str,
+        names: Vec<String>,
+        now: u64,
+    ) -> Result<String, ServerError> {
+        let der = rustls::pki_types::CertificateSigningRequestDer::from(csr_der);
+        let csr = CertificateSigningRequestParams::from_der(&der)
+            .map_err(|e| ServerError::BadRequest(format!("certificate request: {e}")))?;
+        let p = server_params(server_name, names, now)?;
+        Ok(p.signed_by(&csr.public_key, &self.ca).map_err(rcgen_err("server certificate"))?.pem())
     }
 
     /// Issue a certificate and key for the HTTPS dashboard, kept in memory
@@ -381,6 +383,25 @@ fn server_params(server_name: &str, names: Vec<String>, now: u64) -> Result<Cert
     p.not_after = rcgen::date_time_ymd(year_of(now) + 5, 1, 1);
     p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
     Ok(p)
+}
+
+/// Put a new server key and certificate in place of the current pair.
+/// Written beside it, then renamed over it: a rotation never leaves a
+/// half-written key or certificate. `server.pem.new` appears (by rename)
+/// only once both new files are complete: its presence is what
+/// `finish_rotation` trusts.
+pub(crate) fn install_server_pair(data: &Path, key_pem: &[u8], cert_pem: &[u8]) -> Result<(), ServerError> {
+    let (key_new, cert_new) = (data.join(format!("{SERVER_KEY}.new")), data.join(format!("{SERVER_CERT}.new")));
+    let cert_tmp = data.join(format!("{SERVER_CERT}.new.tmp"));
+    for stale in [&key_new, &cert_new, &cert_tmp] {
+        let _ = std::fs::remove_file(stale);
+    }
+    fsutil::write_private(&key_new, key_pem)?;
+    fsutil::write_public(&cert_tmp, cert_pem)?;
+    std::fs::rename(&cert_tmp, &cert_new).map_err(ServerError::io("staging server certificate"))?;
+    std::fs::rename(&key_new, data.join(SERVER_KEY)).map_err(ServerError::io("installing server key"))?;
+    std::fs::rename(&cert_new, data.join(SERVER_CERT)).map_err(ServerError::io("installing server certificate"))?;
+    fsutil::sync_dir(data)
 }
 
 /// A rotation renames the new key, then the new certificate, into place;

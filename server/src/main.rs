@@ -95,7 +95,10 @@ enum Command {
     },
     /// Issue a new server TLS key and certificate from the authority (users
     /// pin the CA, so nobody re-enrols); a running server switches to it for
-    /// new connections at once.
+    /// new connections at once. With the authority offline: make the next
+    /// server and dashboard keys here and write their certificate request
+    /// (requests/server-cert.json) for `exhibitd authority
+    /// issue-server-cert`, then install its answer with --approval.
     RotateCert {
         /// Data directory.
         #[arg(long, default_value = DEFAULT_DATA)]
@@ -103,6 +106,10 @@ enum Command {
         /// Host name for the certificate (default: server_name in the config).
         #[arg(long)]
         name: Option<String>,
+        /// Install the certificates the offline authority issued for the
+        /// keys waiting here.
+        #[arg(long, value_name = "FILE", conflicts_with = "name")]
+        approval: Option<PathBuf>,
     },
     /// A witness of another exhibit log, run by a second organisation:
     /// checks that each tree head extends the last it cosigned and
@@ -156,20 +163,20 @@ enum AuthorityCommand {
     /// Organisation records, signed by the authority.
     #[command(subcommand)]
     Org(AuthorityOrgCommand),
-    /// Issue the server a new TLS key and certificate, and the dashboard
-    /// its own, into the data directory (the authority's directory and the
-    /// data directory both at hand); a running server switches to it for
-    /// new connections at once.
+    /// Sign the server's and the dashboard's certificate requests
+    /// (requests/server-cert.json, written by `exhibitd rotate-cert`; the
+    /// keys stay on the server) into an approval file the server installs
+    /// with `exhibitd rotate-cert --approval FILE`.
     IssueServerCert {
         /// The authority's directory.
         #[arg(long, value_name = "DIR")]
         authority: PathBuf,
-        /// Data directory.
-        #[arg(long, default_value = DEFAULT_DATA)]
-        data: PathBuf,
-        /// Host name for the certificate (default: server_name in the config).
+        /// The request file.
+        request: PathBuf,
+        /// The approval file to write (default: beside the request,
+        /// `.approved.json` for `.json`). Not overwritten.
         #[arg(long)]
-        name: Option<String>,
+        out: Option<PathBuf>,
     },
 }
 
@@ -324,23 +331,18 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
             println!("Organisation {} ({:?}, kind {}) signed into {}", org.id, org.name, org.kind, out.display());
             println!("An admin adds it with: exhibit admin org import {}", out.display());
         }
-        AuthorityCommand::IssueServerCert { authority, data, name } => {
+        AuthorityCommand::IssueServerCert { authority, request, out } => {
+            use exhibit_server::ops::servercert;
             let a = Authority::load(&authority)?;
-            let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
-            let name = name.unwrap_or_else(|| settings.config.server_name.clone());
-            a.issue_server_cert(&data, &name, settings.config.listen, now)?;
-            // The dashboard's names, as it would have issued them itself.
-            let names = match &settings.config.dashboard {
-                Some(d) => exhibit_server::authority::server_names(&name, d.listen, &d.names),
-                None => exhibit_server::authority::server_names(&name, settings.config.listen, &[]),
-            };
-            a.issue_web_files(&data, &name, names, now)?;
-            println!("new server and dashboard certificates for {name} in {}", data.display());
-            if exhibit_server::ops::control::reload_tls(&data)? {
-                println!("the running server now uses the server certificate for new connections");
-            } else {
-                println!("no server is running; it will use them when started");
-            }
+            let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
+            let (r, approval) = servercert::approve(&a, &bytes, now)?;
+            let out = out.unwrap_or_else(|| approved_beside(&request));
+            write_new(&out, &serde_json::to_vec_pretty(&approval)?)?;
+            println!("Signed certificates for {}:", r.server_name);
+            println!("  server:    {}", r.tls_names.join(", "));
+            println!("  dashboard: {}", r.web_names.join(", "));
+            println!("Approval written to {}: on the server, install it with", out.display());
+            println!("  exhibitd rotate-cert --approval {}", out.display());
         }
     }
     Ok(())
@@ -504,15 +506,37 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::RotateCert { data, name } => {
+        Command::RotateCert { data, approval: Some(file), .. } => {
+            let keys = exhibit_server::authority::Keys::load(&data)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            exhibit_server::ops::servercert::install(&data, &bytes, &keys.ca())?;
+            println!("new server and dashboard certificates from the authority in {}", data.display());
+            if exhibit_server::ops::control::reload_tls(&data)? {
+                println!("the running server now uses the server certificate for new connections; the dashboard's from its next start");
+            } else {
+                println!("no server is running; it will use them when started");
+            }
+        }
+        Command::RotateCert { data, name, approval: None } => {
             let settings = exhibit_server::config::Settings::of_data_dir(&data)?;
             let name = name.unwrap_or_else(|| settings.config.server_name.clone());
             if !data.join(exhibit_server::authority::AUTHORITY_KEY).exists() {
-                bail!(
-                    "{} holds no authority key (the authority is offline): run `exhibitd authority issue-server-cert --authority DIR --data {}` where the authority's directory is",
-                    data.display(),
+                use exhibit_server::authority::server_names;
+                // The dashboard's names, as it would have issued them itself.
+                let web = match &settings.config.dashboard {
+                    Some(d) => server_names(&name, d.listen, &d.names),
+                    None => server_names(&name, settings.config.listen, &[]),
+                };
+                let tls = server_names(&name, settings.config.listen, &[]);
+                let path = exhibit_server::ops::servercert::request(&data, &name, tls, web)?;
+                println!(
+                    "The authority is offline: new server and dashboard keys wait in {}, and their",
                     data.display()
                 );
+                println!("certificate request is {}. Where the authority's key is, run", path.display());
+                println!("  exhibitd authority issue-server-cert --authority DIR {}", path.display());
+                println!("then here: exhibitd rotate-cert --approval FILE");
+                return Ok(());
             }
             let auth = exhibit_server::authority::Authority::load(&data)?;
             auth.issue_server_cert(&data, &name, settings.config.listen, SystemClock.now())?;

@@ -6,3 +6,4 @@ pub mod backup;
 pub mod control;
 pub mod fsck;
 pub mod scrub;
+pub mod servercert;

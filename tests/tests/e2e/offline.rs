@@ -475,21 +475,55 @@ async fn an_offline_authority_approves_each_enrolment_and_the_server_never_holds
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("a unit's record needs the authority's signature"));
     assert_eq!(d.json("admin", &["units", "--all"])["units"].as_array().map(Vec::len), Some(0));
-    let out = d.exhibitd(&["rotate-cert", "--data", data.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("exhibitd authority issue-server-cert"));
-    // The server's certificate is renewed where the authority is; users
-    // pin the CA, so they go on.
+    // The server's certificates are renewed by request: the keys are made
+    // on the server and stay there; the authority signs; the server
+    // installs. Users pin the CA, so they go on.
     let before = std::fs::read(data.join("server.pem")).unwrap();
+    let (key_before, web_before) =
+        (std::fs::read(data.join("server.key")).unwrap(), std::fs::read(data.join("web.pem")).unwrap());
+    let said = d.exhibitd(&["rotate-cert", "--data", data.to_str().unwrap()]);
+    assert!(said.status.success(), "{}", String::from_utf8_lossy(&said.stderr));
+    assert!(String::from_utf8_lossy(&said.stdout).contains("exhibitd authority issue-server-cert"));
+    let request = data.join("requests/server-cert.json");
+    assert_eq!(std::fs::read(data.join("server.pem")).unwrap(), before, "nothing changes before the approval");
+    let a = authority.to_str().unwrap();
+    // Another authority's certificates are refused, and change nothing.
     d.authority_ok(&[
         "authority",
         "issue-server-cert",
         "--authority",
-        authority.to_str().unwrap(),
+        other.to_str().unwrap(),
+        request.to_str().unwrap(),
+        "--out",
+        d.path("other-cert.json").to_str().unwrap(),
+    ]);
+    let out = d.exhibitd(&[
+        "rotate-cert",
         "--data",
         data.to_str().unwrap(),
+        "--approval",
+        d.path("other-cert.json").to_str().unwrap(),
     ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not this authority's"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(data.join("server.pem")).unwrap(), before);
+    d.authority_ok(&["authority", "issue-server-cert", "--authority", a, request.to_str().unwrap()]);
+    let approved = data.join("requests/server-cert.approved.json");
+    let text = std::fs::read_to_string(&approved).unwrap() + &std::fs::read_to_string(&request).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "no key travels");
+    let out = d.exhibitd(&["rotate-cert", "--data", data.to_str().unwrap(), "--approval", approved.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("now uses"), "the running server reloaded");
     assert_ne!(std::fs::read(data.join("server.pem")).unwrap(), before);
+    assert_ne!(std::fs::read(data.join("server.key")).unwrap(), key_before);
+    assert_ne!(std::fs::read(data.join("web.pem")).unwrap(), web_before);
+    // Installed once: a second time there is no key waiting for it.
+    let out = d.exhibitd(&["rotate-cert", "--data", data.to_str().unwrap(), "--approval", approved.to_str().unwrap()]);
+    assert!(!out.status.success());
     d.ok("alice", &["outbox"]);
     // The log (signed with the log key) verifies whole, and records each
     // request written for the authority.
