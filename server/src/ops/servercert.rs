@@ -145,3 +145,35 @@ pub fn install(data: &Path, bytes: &[u8], ca: &ed25519_dalek::VerifyingKey) -> R
     }
     fsutil::sync_dir(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_answer_to_the_request_waiting_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, auth) = (dir.path().join("data"), dir.path().join("auth"));
+        let clock = crate::clock::ManualClock::new(1_790_000_000);
+        crate::init_offline(&data, "127.0.0.1:0".parse().unwrap(), "localhost", Default::default(), &auth, &clock)
+            .unwrap();
+        let a = authority::Authority::load(&auth).unwrap();
+        let ca = a.signing_key().verifying_key();
+        let names = || vec!["localhost".to_owned()];
+        let first = request(&data, "localhost", names(), names()).unwrap();
+        let (_, old) = approve(&a, &std::fs::read(&first).unwrap(), 1).unwrap();
+        // Asked again: new keys wait, and the first answer is not for them.
+        let second = request(&data, "localhost", names(), names()).unwrap();
+        let before = std::fs::read(data.join(authority::SERVER_CERT)).unwrap();
+        let e = install(&data, &serde_json::to_vec(&old).unwrap(), &ca).unwrap_err().to_string();
+        assert!(e.contains("not for the key waiting here"), "{e}");
+        assert_eq!(std::fs::read(data.join(authority::SERVER_CERT)).unwrap(), before);
+        let (_, new) = approve(&a, &std::fs::read(&second).unwrap(), 1).unwrap();
+        install(&data, &serde_json::to_vec(&new).unwrap(), &ca).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join(authority::SERVER_CERT)).unwrap(), new.tls_cert);
+        assert!(!data.join(NEXT_TLS_KEY).exists() && !data.join(NEXT_WEB_KEY).exists());
+        // The pair loads as the listener would.
+        crate::authority::load_tls(&data).unwrap();
+        assert!(approve(&a, b"{\"kind\": \"something else\"}", 1).is_err());
+    }
+}
