@@ -33,6 +33,16 @@ async fn hold_manifest(
     state.download_memory.hold_large(&peer.shares.download, len as u64).await
 }
 
+/// An enrolment code redeemed with keys or with the offline authority's
+/// approval; any other request back.
+fn redemption(req: Request) -> Result<app::users::Redeem, Request> {
+    match req {
+        Request::Enrol(e) => Ok(app::users::Redeem::Keys(e)),
+        Request::EnrolApproved { code, approval } => Ok(app::users::Redeem::Approved { code, approval }),
+        other => Err(other),
+    }
+}
+
 /// Handle one request from an authenticated or anonymous peer. `recv`
 /// reads the raw bytes after the frame (chunk uploads); `send` carries the
 /// go-ahead for an offered chunk before the reply.
@@ -44,15 +54,12 @@ pub(crate) async fn dispatch(
     recv: &mut exhibit_net::RecvStream,
 ) -> Result<Reply, ServerError> {
     let now = state.clock.now();
-    let (req, redeem) = match req {
-        Request::Enrol(e) => (None, Some(app::users::Redeem::Keys(e))),
-        Request::EnrolApproved { code, approval } => (None, Some(app::users::Redeem::Approved { code, approval })),
-        // Public: what the log's signatures are checked with.
-        Request::LogKey => return Ok(Reply::Frame(Response::LogKey { cert: state.keys.log_cert().cloned() })),
-        other => (Some(other), None),
-    };
-    let req = match (req, redeem) {
-        (_, Some(r)) => {
+    // Public: what the log's signatures are checked with.
+    if let Request::LogKey = req {
+        return Ok(Reply::Frame(Response::LogKey { cert: state.keys.log_cert().cloned() }));
+    }
+    let req = match redemption(req) {
+        Ok(r) => {
             let source = peer.source;
             return Ok(Reply::Frame(
                 match blocking(state, move |s| app::users::enrol_from(s, r, source, now)).await? {
@@ -66,8 +73,7 @@ pub(crate) async fn dispatch(
                 },
             ));
         }
-        (Some(req), None) => req,
-        (None, None) => unreachable!("a request or a redemption"),
+        Err(req) => req,
     };
     // A witness has no client certificate: it may ask for the head and
     // hand back its cosignature, each on a connection of its own, bounded
