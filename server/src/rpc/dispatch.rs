@@ -33,13 +33,18 @@ async fn hold_manifest(
     state.download_memory.hold_large(&peer.shares.download, len as u64).await
 }
 
-/// An enrolment code redeemed with keys or with the offline authority's
-/// approval; any other request back.
-fn redemption(req: Request) -> Result<app::users::Redeem, Request> {
+/// A request that redeems an enrolment code, or any other.
+enum Incoming {
+    /// With keys, or with the offline authority's approval.
+    Redeem(app::users::Redeem),
+    Other(Request),
+}
+
+fn redemption(req: Request) -> Incoming {
     match req {
-        Request::Enrol(e) => Ok(app::users::Redeem::Keys(e)),
-        Request::EnrolApproved { code, approval } => Ok(app::users::Redeem::Approved { code, approval }),
-        other => Err(other),
+        Request::Enrol(e) => Incoming::Redeem(app::users::Redeem::Keys(e)),
+        Request::EnrolApproved { code, approval } => Incoming::Redeem(app::users::Redeem::Approved { code, approval }),
+        other => Incoming::Other(other),
     }
 }
 
@@ -59,7 +64,7 @@ pub(crate) async fn dispatch(
         return Ok(Reply::Frame(Response::LogKey { cert: state.keys.log_cert().cloned() }));
     }
     let req = match redemption(req) {
-        Ok(r) => {
+        Incoming::Redeem(r) => {
             let source = peer.source;
             return Ok(Reply::Frame(
                 match blocking(state, move |s| app::users::enrol_from(s, r, source, now)).await? {
@@ -73,7 +78,7 @@ pub(crate) async fn dispatch(
                 },
             ));
         }
-        Err(req) => req,
+        Incoming::Other(req) => req,
     };
     // A witness has no client certificate: it may ask for the head and
     // hand back its cosignature, each on a connection of its own, bounded
