@@ -12,6 +12,7 @@ use rand::TryRng as _;
 
 use crate::error::ClientError;
 use crate::home::{pem_body, Home, NewKeys, Pending, PendingKeys};
+use crate::ops::renew;
 use crate::session::{unexpected, Conn};
 
 /// What an enrolment came to.
@@ -78,12 +79,11 @@ async fn enrol_or_wait_from(
             (new_keys(server, code, ca_pem)?, Some(lock))
         }
     };
-    let csr = csr(&keys.tls_key)?;
     let req = Request::Enrol(EnrolRequest {
         code: code.trim().to_owned(),
         age_recipient: keys.age.to_public().to_string(),
         signing_key: keys.signing.verifying_key().to_bytes(),
-        csr_der: csr,
+        csr_der: renew::csr(&renew::tls_keypair(&keys.tls_key)?)?,
     });
     let conn = connect(home, bind, server, &keys.ca_pem).await?;
     let reply = conn.request(&req).await?;
@@ -95,9 +95,7 @@ async fn enrol_or_wait_from(
             Ok(Enrolment::Done(me))
         }
         Response::EnrolPending { file, request } => {
-            if request.entry.signing_key != keys.signing.verifying_key().to_bytes()
-                || request.entry.age_recipient != keys.age.to_public().to_string()
-            {
+            if !carries(&request.entry, &keys) {
                 return Err(ClientError::Verify("the server's enrolment request does not carry our keys".into()));
             }
             let at = Pending { server: server.to_owned(), code: code.trim().to_owned(), file: file.clone() };
@@ -125,21 +123,13 @@ pub async fn finish_approved(home: &Home, approval: &EnrolmentApproval) -> Resul
     };
     let authority = exhibit_proto::cert::ed25519_key_from_pem(&keys.ca_pem)?;
     let claimed = approval.entry.verify(&authority)?;
-    if claimed.signing_key != keys.signing.verifying_key().to_bytes()
-        || claimed.age_recipient != keys.age.to_public().to_string()
-    {
+    if !carries(&claimed, &keys) {
         return Err(ClientError::Verify(format!(
             "the approval is for other keys than the ones waiting here (for {}): is it someone else's?",
             claimed.user
         )));
     }
-    let tls = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
-        &rustls::pki_types::PrivatePkcs8KeyDer::from(keys.tls_key.as_slice()),
-        &rcgen::PKCS_ED25519,
-    )
-    .map_err(|e| ClientError::Config(format!("loading TLS key: {e}")))?;
-    let certified = exhibit_proto::cert::ed25519_key_from_der(&approval.cert_der)?;
-    if certified.as_bytes().as_slice() != tls.public_key_raw() {
+    if !renew::certifies(&approval.cert_der, &renew::tls_keypair(&keys.tls_key)?)? {
         return Err(ClientError::Verify(
             "the approval's certificate is for another TLS key than the one waiting here".into(),
         ));
@@ -176,15 +166,9 @@ fn new_keys(server: &str, code: &str, ca_pem: &[u8]) -> Result<PendingKeys, Clie
     })
 }
 
-/// A certificate request for the TLS key (PKCS#8 DER).
-fn csr(tls_key: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(tls_key);
-    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
-        .map_err(|e| ClientError::Config(format!("loading TLS key: {e}")))?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
-    let csr = params.serialize_request(&key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
-    Ok(csr.der().to_vec())
+/// Whether `e` holds the keys in `keys`.
+fn carries(e: &DirectoryEntry, keys: &PendingKeys) -> bool {
+    e.signing_key == keys.signing.verifying_key().to_bytes() && e.age_recipient == keys.age.to_public().to_string()
 }
 
 async fn connect(
@@ -235,8 +219,7 @@ fn save(
 ) -> Result<DirectoryEntry, ClientError> {
     let authority = exhibit_proto::cert::ed25519_key_from_pem(&keys.ca_pem)?;
     let me = entry.verify(&authority)?;
-    if me.age_recipient != keys.age.to_public().to_string() || me.signing_key != keys.signing.verifying_key().to_bytes()
-    {
+    if !carries(&me, &keys) {
         return Err(ClientError::Verify("the server's directory entry does not carry our keys".into()));
     }
     if let Some(c) = &log_cert {

@@ -39,12 +39,10 @@ pub enum Renewal {
 /// [`renew`], or with the authority offline, the request written for it.
 pub async fn renew_or_wait(home: &Home) -> Result<Renewal, ClientError> {
     let p = home.load()?;
-    let key = tls_key(&p)?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
-    let csr = params.serialize_request(&key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
+    let key = tls_keypair(&p.tls_key)?;
+    let csr_der = csr(&key)?;
     let conn = crate::ops::heads::open(&p).await?;
-    let reply = conn.request(&Request::Renew { csr_der: csr.der().to_vec() }).await;
+    let reply = conn.request(&Request::Renew { csr_der }).await;
     conn.close();
     match reply? {
         Response::Renewed { cert_der } => install(home, &key, cert_der).await.map(Renewal::Done),
@@ -57,7 +55,7 @@ pub async fn renew_or_wait(home: &Home) -> Result<Renewal, ClientError> {
 /// (`exhibitd authority approve-renewal`); returns its expiry.
 pub async fn renew_approved(home: &Home, approval: RenewalApproval) -> Result<u64, ClientError> {
     let p = home.load()?;
-    let key = tls_key(&p)?;
+    let key = tls_keypair(&p.tls_key)?;
     let named = exhibit_proto::cert::issued_name(&approval.cert_der, &p.authority).map_err(|e| {
         ClientError::Verify(format!("the approval's certificate is not this deployment's authority's: {e}"))
     })?;
@@ -74,14 +72,28 @@ pub async fn renew_approved(home: &Home, approval: RenewalApproval) -> Result<u6
     }
 }
 
-fn tls_key(p: &crate::home::Profile) -> Result<rcgen::KeyPair, ClientError> {
-    rcgen::KeyPair::try_from(p.tls_key.as_slice()).map_err(|e| ClientError::Config(format!("TLS key: {e}")))
+/// The client's TLS key pair from its PKCS#8 DER (as the home keeps it).
+pub(crate) fn tls_keypair(der: &[u8]) -> Result<rcgen::KeyPair, ClientError> {
+    rcgen::KeyPair::try_from(der).map_err(|e| ClientError::Config(format!("TLS key: {e}")))
+}
+
+/// A certificate request for the client's TLS key (DER): the authority
+/// replaces all but the key.
+pub(crate) fn csr(key: &rcgen::KeyPair) -> Result<Vec<u8>, ClientError> {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "exhibit client");
+    let csr = params.serialize_request(key).map_err(|e| ClientError::Config(format!("making CSR: {e}")))?;
+    Ok(csr.der().to_vec())
+}
+
+/// Whether a certificate (DER) carries `key`.
+pub(crate) fn certifies(cert_der: &[u8], key: &rcgen::KeyPair) -> Result<bool, ClientError> {
+    Ok(exhibit_proto::cert::ed25519_key_from_der(cert_der)?.as_bytes().as_slice() == key.public_key_raw())
 }
 
 /// The certificate must carry our key, or we could not use it.
 fn check_ours(key: &rcgen::KeyPair, cert_der: &[u8]) -> Result<(), ClientError> {
-    let theirs = exhibit_proto::cert::ed25519_key_from_der(cert_der)?.to_bytes();
-    if theirs.as_slice() != key.public_key_raw() {
+    if !certifies(cert_der, key)? {
         return Err(ClientError::Verify("the renewed certificate is not for our key".into()));
     }
     Ok(())
