@@ -292,27 +292,21 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match cmd {
         AuthorityCommand::ApproveEnrolment { authority, request, out } => {
-            let a = Authority::load(&authority)?;
-            let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
+            let (a, bytes, out) = approving(&authority, &request, out)?;
             let r = exhibit_proto::offline::EnrolmentRequest::from_json(&bytes)?;
-            let out = out.unwrap_or_else(|| approved_beside(&request));
             let approval = a.approve(&r, now)?;
             write_new(&out, &serde_json::to_vec_pretty(&approval)?)?;
             let e = &r.entry;
             println!("Approved the enrolment of {} ({}) on {}:", e.user, e.display_name, r.server);
             println!("  organisation: {}", e.org);
-            let roles: Vec<&str> =
-                std::iter::once(e.role).chain(e.more_roles.iter().copied()).map(|r| r.as_str()).collect();
-            println!("  roles:        {}", roles.join(", "));
+            println!("  roles:        {}", e.roles_shown());
             println!("  keys:         {}", e.fingerprint());
             println!("Approval written to {}: the user finishes with", out.display());
             println!("  exhibit enrol --approval {}", out.display());
         }
         AuthorityCommand::ApproveRenewal { authority, request, out } => {
-            let a = Authority::load(&authority)?;
-            let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
+            let (a, bytes, out) = approving(&authority, &request, out)?;
             let r = exhibit_proto::offline::RenewalRequest::from_json(&bytes)?;
-            let out = out.unwrap_or_else(|| approved_beside(&request));
             let approval = a.approve_renewal(&r, now)?;
             write_new(&out, &serde_json::to_vec_pretty(&approval)?)?;
             println!("Approved a new client certificate for {} on {} (asked {}).", r.user, r.server, r.requested_at);
@@ -333,10 +327,8 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
         }
         AuthorityCommand::IssueServerCert { authority, request, out } => {
             use exhibit_server::ops::servercert;
-            let a = Authority::load(&authority)?;
-            let bytes = std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?;
+            let (a, bytes, out) = approving(&authority, &request, out)?;
             let (r, approval) = servercert::approve(&a, &bytes, now)?;
-            let out = out.unwrap_or_else(|| approved_beside(&request));
             write_new(&out, &serde_json::to_vec_pretty(&approval)?)?;
             println!("Signed certificates for {}:", r.server_name);
             println!("  server:    {}", r.tls_names.join(", "));
@@ -348,10 +340,21 @@ fn authority(cmd: AuthorityCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `REQUEST.approved.json` beside `REQUEST.json`.
-fn approved_beside(request: &std::path::Path) -> PathBuf {
-    let stem = request.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    request.with_file_name(format!("{stem}.approved.json"))
+/// The authority in `dir`, the request file's bytes, and where its
+/// approval goes: `out`, else `REQUEST.approved.json` beside
+/// `REQUEST.json`.
+fn approving(
+    dir: &std::path::Path,
+    request: &std::path::Path,
+    out: Option<PathBuf>,
+) -> anyhow::Result<(exhibit_server::authority::Authority, Vec<u8>, PathBuf)> {
+    let a = exhibit_server::authority::Authority::load(dir)?;
+    let bytes = std::fs::read(request).with_context(|| format!("reading {}", request.display()))?;
+    let out = out.unwrap_or_else(|| {
+        let stem = request.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        request.with_file_name(format!("{stem}.approved.json"))
+    });
+    Ok((a, bytes, out))
 }
 
 /// Write `bytes` to a new file `path` (never over one).
