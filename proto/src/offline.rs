@@ -149,7 +149,7 @@ impl RenewalApproval {
 }
 
 /// A JSON file that names its own kind (`kind`), read and checked.
-fn read_kind<T: serde::de::DeserializeOwned>(
+pub fn read_kind<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
     expected: &str,

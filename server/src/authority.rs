@@ -64,7 +64,7 @@ impl std::fmt::Debug for Authority {
     }
 }
 
-fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> ServerError {
+pub(crate) fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> ServerError {
     move |e| ServerError::Setup(format!("{what}: {e}"))
 }
 

@@ -11,9 +11,10 @@ use std::path::Path;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
 use serde::{Deserialize, Serialize};
 
-use crate::authority::{self, WEB_CERT, WEB_KEY};
+use crate::authority::{self, rcgen_err, WEB_CERT, WEB_KEY};
 use crate::error::ServerError;
 use crate::fsutil;
+use exhibit_proto::offline::read_kind;
 
 /// What the request file says it is.
 pub const REQUEST: &str = "exhibit server certificate request";
@@ -56,10 +57,6 @@ pub struct Approval {
     pub web_cert: String,
 }
 
-fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> ServerError {
-    move |e| ServerError::Setup(format!("{what}: {e}"))
-}
-
 fn csr(key: &KeyPair) -> Result<Vec<u8>, ServerError> {
     let r = CertificateParams::default().serialize_request(key).map_err(rcgen_err("certificate request"))?;
     Ok(r.der().to_vec())
@@ -96,11 +93,7 @@ pub fn request(
 
 /// Sign a request's certificates (where the authority's key is).
 pub fn approve(a: &authority::Authority, bytes: &[u8], now: u64) -> Result<(Request, Approval), ServerError> {
-    let r: Request = serde_json::from_slice(bytes)
-        .map_err(|e| ServerError::BadRequest(format!("not a server certificate request: {e}")))?;
-    if r.kind != REQUEST {
-        return Err(ServerError::BadRequest(format!("a {:?} file, not a server certificate request", r.kind)));
-    }
+    let r = read_kind(bytes, "server certificate request", REQUEST, |r: &Request| &r.kind)?;
     let tls_cert = a.sign_server_csr(&r.tls_csr, &r.server_name, r.tls_names.clone(), now)?;
     let web_cert = a.sign_server_csr(&r.web_csr, &r.server_name, r.web_names.clone(), now)?;
     Ok((r, Approval { kind: APPROVAL.into(), tls_cert, web_cert }))
@@ -110,11 +103,7 @@ pub fn approve(a: &authority::Authority, bytes: &[u8], now: u64) -> Result<(Requ
 /// after checking each is the authority's (`ca`) and for its key. Nothing
 /// changes when a check fails.
 pub fn install(data: &Path, bytes: &[u8], ca: &ed25519_dalek::VerifyingKey) -> Result<(), ServerError> {
-    let a: Approval = serde_json::from_slice(bytes)
-        .map_err(|e| ServerError::BadRequest(format!("not a server certificate approval: {e}")))?;
-    if a.kind != APPROVAL {
-        return Err(ServerError::BadRequest(format!("a {:?} file, not a server certificate approval", a.kind)));
-    }
+    let a = read_kind(bytes, "server certificate approval", APPROVAL, |a: &Approval| &a.kind)?;
     let read = |name: &str| {
         let p = data.join(name);
         std::fs::read_to_string(&p).map_err(|e| match e.kind() {
