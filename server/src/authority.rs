@@ -108,7 +108,8 @@ impl Authority {
     }
 
     /// Make a log key in `data` and certify it (an offline authority's
-    /// deployment), and issue the dashboard's certificate there too.
+    /// deployment), and issue the dashboard's key and certificate there
+    /// too (the server cannot issue them itself).
     pub fn issue_log_key(
         &self,
         data: &Path,
@@ -121,28 +122,10 @@ impl Authority {
         let cert = LogKeyCert::issue(&self.key, &log.verifying_key(), now);
         let json = serde_json::to_vec_pretty(&cert).map_err(|e| ServerError::Setup(e.to_string()))?;
         fsutil::write_public(&data.join(LOG_CERT), &json)?;
-        self.issue_web_files(data, server_name, server_names(server_name, listen, &[]), now)?;
+        let (key, web) = self.web_pair(server_name, server_names(server_name, listen, &[]), now)?;
+        fsutil::write_private(&data.join(WEB_KEY), key.serialize_pem().as_bytes())?;
+        fsutil::write_public(&data.join(WEB_CERT), web.pem().as_bytes())?;
         Ok((log, cert))
-    }
-
-    /// Issue the dashboard's key and certificate into `data` (an offline
-    /// authority's deployment: the server cannot issue them itself).
-    /// `names` as [`server_names`] gives them for the dashboard's address.
-    pub fn issue_web_files(
-        &self,
-        data: &Path,
-        server_name: &str,
-        names: Vec<String>,
-        now: u64,
-    ) -> Result<(), ServerError> {
-        let p = server_params(server_name, names, now)?;
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("dashboard key"))?;
-        let cert = p.signed_by(&key, &self.ca).map_err(rcgen_err("dashboard certificate"))?;
-        // The key first: a cut between the two leaves a pair the dashboard
-        // refuses at start (and a rerun mends), never an old key in use
-        // with a certificate that is not its own by surprise.
-        fsutil::replace_private(&data.join(WEB_KEY), key.serialize_pem().as_bytes())?;
-        fsutil::replace_public(&data.join(WEB_CERT), cert.pem().as_bytes())
     }
 
     /// Issue (or re-issue: rotation) the server's TLS key and certificate,
@@ -186,10 +169,22 @@ impl Authority {
         names: Vec<String>,
         now: u64,
     ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), ServerError> {
+        let (key, cert) = self.web_pair(server_name, names, now)?;
+        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
+    }
+
+    /// A dashboard key and its certificate for `names`: ECDSA P-256,
+    /// which every TLS client offers to verify (not all take Ed25519).
+    fn web_pair(
+        &self,
+        server_name: &str,
+        names: Vec<String>,
+        now: u64,
+    ) -> Result<(KeyPair, rcgen::Certificate), ServerError> {
         let p = server_params(server_name, names, now)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("dashboard key"))?;
         let cert = p.signed_by(&key, &self.ca).map_err(rcgen_err("dashboard certificate"))?;
-        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
+        Ok((key, cert))
     }
 
     /// Load the authority from `data` (or an offline authority's
